@@ -1,1 +1,23 @@
+"""Mobile IPv6 (RFC 6275) with RFC 4285 authentication: wire codec, crypto and sans-I/O cores.
 
+Pure Python, no I/O: the cores take bytes and ``now`` (float seconds) and return
+mip6bench.sansio actions (Transmit, StartTimer, StopTimer, Event) plus the effects in
+``mip6bench.mipv6.effects``. Only the standard library and mip6bench.codec/sansio are
+imported, so agents stay light.
+
+Modules:
+    constants  protocol numbers, status codes, RFC 6275 timers
+    wire       Mobility Header messages/options, HAO, type 2 routing header, IPv6 packets
+    crypto     return routability tokens, Kbm, BAD; RFC 4285 authenticators; NTP timestamps
+    sa         MobilitySA and SAStore: how MN-HA keys reach the cores
+    effects    InstallBinding, RemoveBinding, TunnelUp/Down, RequestDAD, HomeRegistered,
+               HomeDeregistered, RegistrationFailed, RouteOptimizationOn/Off
+    core       receive path shared by the cores, BindingCacheEntry, seq_newer
+    ha         HomeAgent        cn  CorrespondentNode        mn  MobileNode
+"""
+from mip6bench.mipv6.cn import CorrespondentNode
+from mip6bench.mipv6.ha import HomeAgent
+from mip6bench.mipv6.mn import MobileNode
+from mip6bench.mipv6.sa import MobilitySA, SAStore
+
+__all__ = ["HomeAgent", "CorrespondentNode", "MobileNode", "MobilitySA", "SAStore"]

@@ -1,0 +1,116 @@
+"""Effects the Mobile IPv6 cores ask the runtime to apply (frozen dataclasses).
+
+Home agent and correspondent node (binding cache):
+    InstallBinding(hoa, coa, lifetime, expires_at, home_registration, link_local)
+        a binding cache entry was created or refreshed (or moved to a new CoA). On a HA
+        (home_registration=True) the runtime intercepts the HoA on the home link (proxy
+        ND, also for the link-local address when link_local) and tunnels to the CoA; on a
+        CN it sends to the HoA with a type 2 routing header via the CoA and accepts
+        packets from the CoA carrying the Home Address option.
+    RemoveBinding(hoa, coa, home_registration, reason)
+    RequestDAD(hoa, link_local)  (HA only) run Duplicate Address Detection for a new home
+        registration, then call ``HomeAgent.dad_completed(hoa, ok, now)``.
+Both ends of the bidirectional tunnel (HA and MN):
+    TunnelUp(hoa, local, remote)   (re)point the tunnel for ``hoa`` at local<->remote;
+        replaces an earlier tunnel for the same hoa.
+    TunnelDown(hoa, reason)
+Mobile node:
+    HomeRegistered(ha, hoa, coa, lifetime, expires_at)
+    HomeDeregistered(ha, hoa)
+    RegistrationFailed(ha, hoa, coa, status, reason)   status None when no BA came
+    RouteOptimizationOn(cn, hoa, coa, lifetime, expires_at)
+        send to ``cn`` from the CoA with a Home Address option; expect packets from it
+        with a type 2 routing header.
+    RouteOptimizationOff(cn, hoa, reason)  use the bidirectional tunnel for ``cn``.
+
+Besides effects the cores return ``Transmit`` (mip6bench.sansio) for every Mobility
+Header to send. ``Transmit.data`` is the complete MH with its checksum already computed for
+the final addresses; ``Transmit.src``/``dst`` are the IPv6 header addresses and
+``Transmit.meta`` says how to send it:
+    "via":  "tunnel" (reverse-tunnel through the HA: HoTI) or "direct"
+    "hao":  home address to put in a Home Address destination option
+    "rh2":  home address to put in a type 2 routing header (dst is then the CoA)
+``mip6bench.mipv6.wire.build_ipv6_packet`` builds such a packet for a raw socket.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mip6bench.sansio import Effect
+
+
+@dataclass(frozen=True)
+class InstallBinding(Effect):
+    hoa: str
+    coa: str
+    lifetime: float
+    expires_at: float
+    home_registration: bool
+    link_local: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveBinding(Effect):
+    hoa: str
+    coa: str
+    home_registration: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class RequestDAD(Effect):
+    hoa: str
+    link_local: bool = False
+
+
+@dataclass(frozen=True)
+class TunnelUp(Effect):
+    hoa: str
+    local: str
+    remote: str
+
+
+@dataclass(frozen=True)
+class TunnelDown(Effect):
+    hoa: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HomeRegistered(Effect):
+    ha: str
+    hoa: str
+    coa: str
+    lifetime: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class HomeDeregistered(Effect):
+    ha: str
+    hoa: str
+
+
+@dataclass(frozen=True)
+class RegistrationFailed(Effect):
+    ha: str
+    hoa: str
+    coa: str
+    status: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class RouteOptimizationOn(Effect):
+    cn: str
+    hoa: str
+    coa: str
+    lifetime: float
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class RouteOptimizationOff(Effect):
+    cn: str
+    hoa: str
+    reason: str

@@ -1,0 +1,854 @@
+"""Mobile node core: home registration, return routability and route optimisation.
+
+    mn = MobileNode("2001:db8:1::100", "2001:db8:1::1", sa_store, nai="mn1@example.net")
+    mn.move_to(coa, now)                 # attached to a foreign link: register (or handover)
+    mn.return_home(now)                  # back on the home link (RFC 6275 11.5.4)
+    mn.register(now)                     # (re)send the home registration, e.g. once an SA arrived
+    mn.start_route_optimization(cn, now) # RR + BU with this correspondent
+    mn.stop_route_optimization(cn, now)
+    mn.receive(mh_bytes, src, dst, now, rh2=..., hao=...)
+    mn.handle_timer(key, now)
+
+Home registration (RFC 6275 11.7.1, 11.8): BUs to the HA carry H and A, the CoA in an
+Alternate Care-of Address option, and RFC 4285 protection with the SA that
+``sa_store.lookup_hoa(hoa)`` returns at send time: MN-ID (the NAI, if known), a Replay
+Protection timestamp (``now + clock_offset`` in NTP format, strictly increasing) when the
+SA uses timestamps, and the MN-HA Authentication option. The first registration waits
+InitialBindackTimeoutFirstReg (1.5 s) for the BA, later ones InitialBindackTimeout (1 s);
+each retransmission doubles the wait up to MAX_BINDACK_TIMEOUT (32 s) and uses a fresh
+sequence number and timestamp. When a 32 s wait passes without a BA a RegistrationFailed
+effect is reported once and retransmission continues every 32 s (RFC 6275 11.8 allows it)
+unless ``retransmit_forever`` is False. An accepted registration is refreshed at
+``refresh_fraction`` (default 0.85) of the granted lifetime, counted from when the BU was
+sent, or earlier if the HA's Binding Refresh Advice says so.
+
+BA status handling: < 128 accepted (HomeRegistered, TunnelUp; HomeDeregistered for a
+deregistration, also on 133, which means the HA holds no binding); 135 resynchronise the
+sequence number from the BA and retry; 144 resynchronise the timestamp clock from the
+seconds the HA put in the BA and retry (at most ``max_resyncs`` times each); anything else
+is a RegistrationFailed effect with the status. BAs that are not correctly signed with the
+SA, or that do not echo the BU's sequence number and timestamp, are dropped and counted.
+
+Route optimisation (RFC 6275 5.2, 11.6, 11.7.2): once home registration is accepted, a HoTI
+goes through the tunnel (Transmit.meta via=tunnel) and a CoTI directly (via=direct), both
+retransmitted from 1 s with doubling up to ``rr_max_attempts`` tries; then a BU with Nonce
+Indices and Binding Authorization Data, lifetime at most 420 s and at most the remaining
+home registration. RouteOptimizationOn when the CN accepts (or right away without
+``cn_ack``); RouteOptimizationOff(reason) whenever the data must fall back to the tunnel:
+RR or BU timeout, a rejecting BA, a Binding Error (status 2 also disables RO with that CN
+for good), movement (RO is re-established after the new home registration), returning
+home. On 136/137/138 the expired token(s) are fetched again. RO bindings are refreshed
+with a new RR at ``refresh_fraction`` of their lifetime.
+
+Returning home: the tunnel goes down at once, every RO is switched off, the HA gets a
+deregistration (CoA = HoA, lifetime 0, sent from the HoA without HAO) and each CN that had a
+binding gets a deregistration BU authorised with the home keygen token alone (a HoTI is
+sent directly from home if no fresh token is left).
+
+A Binding Refresh Request from the HA triggers a re-registration; one from a CN with RO
+triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire") and
+("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire").
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from mip6bench.mipv6.constants import (
+    INITIAL_BINDACK_TIMEOUT,
+    INITIAL_BINDACK_TIMEOUT_FIRST_REG,
+    MAX_BINDACK_TIMEOUT,
+    MAX_RR_BINDING_LIFETIME,
+    MAX_TOKEN_LIFETIME,
+    BAStatus,
+    BEStatus,
+    ba_status_name,
+)
+from mip6bench.mipv6.core import MobilityCore, Received
+from mip6bench.mipv6.crypto import (
+    binding_management_key,
+    encode_with_bad,
+    encode_with_mn_ha,
+    ntp_timestamp,
+    verify_bad,
+    verify_mn_ha,
+)
+from mip6bench.mipv6.effects import (
+    HomeDeregistered,
+    HomeRegistered,
+    RegistrationFailed,
+    RouteOptimizationOff,
+    RouteOptimizationOn,
+    TunnelDown,
+    TunnelUp,
+)
+from mip6bench.mipv6.sa import SAStore
+from mip6bench.mipv6.wire import (
+    AlternateCareOfAddress,
+    Authentication,
+    BindingAck,
+    BindingError,
+    BindingRefreshAdvice,
+    BindingRefreshRequest,
+    BindingUpdate,
+    CareOfTest,
+    CareOfTestInit,
+    HomeTest,
+    HomeTestInit,
+    MobileNodeIdentifier,
+    NonceIndices,
+    ReplayProtection,
+    normalize_address,
+    wire_lifetime,
+)
+from mip6bench.sansio import Action, Event, StartTimer, StopTimer
+
+
+@dataclass
+class PendingBindingUpdate:
+    """A BU waiting for its BA."""
+
+    seq: int
+    coa: str
+    lifetime: int
+    sent_at: float
+    dereg: bool
+    timestamp: int | None = None   # home registration: RFC 4285 timestamp sent
+    kbm: bytes | None = None       # correspondent registration: key of the BAD
+
+
+@dataclass
+class HomeBinding:
+    """The binding update list entry for the home agent (RFC 6275 11.1)."""
+
+    seq: int
+    state: str = "idle"            # idle | registering | registered | deregistering
+    pending: PendingBindingUpdate | None = None
+    timeout: float = INITIAL_BINDACK_TIMEOUT
+    first_registration: bool = True
+    failure_reported: bool = False
+    resyncs: int = 0
+    registered_coa: str | None = None
+    lifetime: float = 0.0
+    expires_at: float = 0.0
+    last_timestamp: int = -1       # last RFC 4285 timestamp sent
+    last_acked_timestamp: int = -1  # timestamp of the last BA that accepted a BU
+
+
+@dataclass
+class TestExchange:
+    """An outstanding HoTI or CoTI."""
+
+    cookie: bytes
+    attempts: int
+    timeout: float
+    coa: str | None = None
+
+
+@dataclass
+class CorrespondentBinding:
+    """The binding update list entry for one correspondent node."""
+
+    cn: str
+    seq: int
+    wanted: bool = False           # the runtime asked for route optimisation
+    state: str = "idle"            # idle | rr | bu | on | dereg
+    disabled_reason: str | None = None
+    home_test: TestExchange | None = None
+    care_of_test: TestExchange | None = None
+    home_token: bytes | None = None
+    home_nonce_index: int = 0
+    home_token_at: float = 0.0
+    care_of_token: bytes | None = None
+    care_of_nonce_index: int = 0
+    care_of_token_at: float = 0.0
+    care_of_token_coa: str | None = None
+    pending: PendingBindingUpdate | None = None
+    bu_attempts: int = 0
+    bu_timeout: float = INITIAL_BINDACK_TIMEOUT
+    resyncs: int = 0
+    ro_on: bool = False
+    ro_coa: str | None = None
+    has_binding: bool = False      # the CN holds a binding for us (needs deregistration)
+    expires_at: float = 0.0
+    timers: set = field(default_factory=set)
+
+
+class MobileNode(MobilityCore):
+    """Sans-I/O mobile node. See the module docstring.
+
+    home_address, home_agent: the HoA and the HA address.
+    sa_store: where the MN-HA SA for the HoA is looked up at each send.
+    nai: the NAI for the MN-ID option (default: the SA's NAI, if any).
+    The MN starts at home; the runtime calls move_to(coa, now) once it has a CoA.
+    home_lifetime: requested home registration lifetime (s); cn_lifetime: requested RO
+        lifetime (s, at most 420).
+    refresh_fraction: refresh bindings at this fraction of their granted lifetime.
+    clock_offset: added to ``now`` for RFC 4285 timestamps; adjusted on status 144.
+    cn_ack: set the A flag in BUs to CNs (needed to know when RO is on).
+    rr_max_attempts: HoTI/CoTI and CN BU transmissions before giving up on RO.
+    max_resyncs: sequence/timestamp resynchronisations in a row before reporting failure.
+    """
+
+    def __init__(self, home_address: str, home_agent: str, sa_store: SAStore, *,
+                 nai: str | None = None,
+                 home_lifetime: float = 600, cn_lifetime: float = MAX_RR_BINDING_LIFETIME,
+                 refresh_fraction: float = 0.85, clock_offset: float = 0.0,
+                 link_local_compat: bool = False, use_alternate_coa: bool = True,
+                 cn_ack: bool = True, rr_max_attempts: int = 5, max_resyncs: int = 3,
+                 retransmit_forever: bool = True, random_bytes=os.urandom):
+        super().__init__(random_bytes=random_bytes)
+        self.hoa = normalize_address(home_address)
+        self.ha = normalize_address(home_agent)
+        self.sa_store = sa_store
+        self.nai = nai
+        self.coa: str | None = None
+        if not 0 < refresh_fraction < 1:
+            raise ValueError("refresh_fraction must be between 0 and 1")
+        self.home_lifetime = wire_lifetime(home_lifetime)
+        if self.home_lifetime <= 0:
+            raise ValueError("home_lifetime must be at least 4 seconds")
+        self.cn_lifetime = wire_lifetime(min(cn_lifetime, MAX_RR_BINDING_LIFETIME))
+        if self.cn_lifetime <= 0:
+            raise ValueError("cn_lifetime must be at least 4 seconds")
+        if rr_max_attempts < 1 or max_resyncs < 0:
+            raise ValueError("rr_max_attempts must be >= 1 and max_resyncs >= 0")
+        self.refresh_fraction = refresh_fraction
+        self.clock_offset = clock_offset
+        self.link_local_compat = link_local_compat
+        self.use_alternate_coa = use_alternate_coa
+        self.cn_ack = cn_ack
+        self.rr_max_attempts = rr_max_attempts
+        self.max_resyncs = max_resyncs
+        self.retransmit_forever = retransmit_forever
+        self.home = HomeBinding(seq=self._random_seq())
+        self.correspondents: dict[str, CorrespondentBinding] = {}
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def at_home(self) -> bool:
+        return self.coa is None
+
+    @property
+    def home_registered(self) -> bool:
+        return self.home.state == "registered" or (self.home.state == "registering"
+                                                     and self.home.registered_coa is not None)
+
+    def route_optimized(self, cn: str) -> bool:
+        entry = self.correspondents.get(normalize_address(cn))
+        return bool(entry and entry.ro_on)
+
+    def _random_seq(self) -> int:
+        return int.from_bytes(self.random_bytes(2), "big")
+
+    def _handlers(self):
+        return {BindingAck: self._on_binding_ack, HomeTest: self._on_home_test,
+                CareOfTest: self._on_care_of_test, BindingRefreshRequest: self._on_brr,
+                BindingError: self._on_binding_error}
+
+    # ------------------------------------------------------------------ runtime commands
+
+    def move_to(self, care_of_address: str, now: float) -> list[Action]:
+        """The MN has a new primary care-of address (RFC 6275 11.5)."""
+        coa = normalize_address(care_of_address)
+        if coa == self.hoa:
+            return self.return_home(now)
+        if coa == self.coa:
+            return []
+        old, self.coa = self.coa, coa
+        self.counters["movement"] += 1
+        actions: list[Action] = [Event("mipv6.mn.movement", {"hoa": self.hoa, "old_coa": old, "coa": coa})]
+        for entry in self.correspondents.values():
+            # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
+            entry.care_of_token = None
+            if entry.state == "dereg":
+                actions += self._reset_correspondent(entry)
+            if entry.ro_on or entry.state in ("rr", "bu"):
+                actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+        actions += self._start_home_registration(now)
+        return actions
+
+    def return_home(self, now: float) -> list[Action]:
+        """The MN is back on its home link (RFC 6275 11.5.4)."""
+        if self.coa is None:
+            return []
+        old, self.coa = self.coa, None
+        self.counters["returned_home"] += 1
+        actions: list[Action] = [Event("mipv6.mn.returned_home", {"hoa": self.hoa, "old_coa": old})]
+        if self.home.registered_coa is not None:
+            actions.append(TunnelDown(self.hoa, "returned home"))
+        for entry in self.correspondents.values():
+            had_binding = entry.has_binding
+            if entry.ro_on or entry.state in ("rr", "bu"):
+                actions += self._ro_off(entry, "returned home", keep_wanted=False)
+            else:
+                actions += self._reset_correspondent(entry)
+            entry.wanted = False
+            entry.care_of_token = None
+            if had_binding:
+                entry.state = "dereg"
+                actions += self._run_return_routability(entry, now)
+        if self.home.state != "idle" or self.home.registered_coa is not None:
+            actions += self._start_home_registration(now)
+        else:
+            actions += self._stop_home_timers()
+        return actions
+
+    def register(self, now: float) -> list[Action]:
+        """(Re)send the home registration for the current location."""
+        if self.coa is None and self.home.registered_coa is None and self.home.state == "idle":
+            return []
+        return self._start_home_registration(now)
+
+    def start_route_optimization(self, cn: str, now: float) -> list[Action]:
+        cn = normalize_address(cn)
+        entry = self._correspondent(cn)
+        if entry.disabled_reason:
+            return [RouteOptimizationOff(cn, self.hoa, entry.disabled_reason)]
+        entry.wanted = True
+        if self.at_home:
+            return [Event("mipv6.mn.ro_deferred", {"cn": cn, "reason": "at home"})]
+        if not self.home_registered or self.home.registered_coa != self.coa:
+            return [Event("mipv6.mn.ro_deferred", {"cn": cn, "reason": "home registration pending"})]
+        if entry.state in ("rr", "bu") or (entry.ro_on and entry.ro_coa == self.coa):
+            return []
+        return self._run_return_routability(entry, now)
+
+    def stop_route_optimization(self, cn: str, now: float) -> list[Action]:
+        """Stop RO with ``cn``; deregister there if a fresh home token allows it."""
+        cn = normalize_address(cn)
+        entry = self.correspondents.get(cn)
+        if entry is None:
+            return []
+        entry.wanted = False
+        actions: list[Action] = []
+        if entry.ro_on or entry.state in ("rr", "bu"):
+            actions += self._ro_off(entry, "stopped by request", keep_wanted=False)
+        else:
+            actions += self._reset_correspondent(entry)
+        if entry.has_binding and self._home_token_fresh(entry, now):
+            entry.state = "dereg"
+            actions += self._send_correspondent_bu(entry, now)
+        return actions
+
+    # ------------------------------------------------------------------ home registration
+
+    def _next_timestamp(self, now: float) -> int:
+        ts = ntp_timestamp(max(0.0, now + self.clock_offset))
+        if ts <= self.home.last_timestamp:
+            ts = self.home.last_timestamp + 1
+        self.home.last_timestamp = ts
+        return ts
+
+    def _stop_home_timers(self) -> list[Action]:
+        return [StopTimer(("home", "retransmit")), StopTimer(("home", "refresh")), StopTimer(("home", "expire"))]
+
+    def _start_home_registration(self, now: float) -> list[Action]:
+        home = self.home
+        home.first_registration = home.registered_coa is None and self.coa is not None
+        home.timeout = INITIAL_BINDACK_TIMEOUT_FIRST_REG if home.first_registration else INITIAL_BINDACK_TIMEOUT
+        home.failure_reported = False
+        home.resyncs = 0
+        return [StopTimer(("home", "refresh"))] + self._send_home_bu(now)
+
+    def _send_home_bu(self, now: float) -> list[Action]:
+        home = self.home
+        sa = self.sa_store.lookup_hoa(self.hoa, now)
+        dereg = self.coa is None
+        coa = self.hoa if dereg else self.coa
+        if sa is None:
+            home.pending = None
+            home.state = "registered" if home.registered_coa else "idle"
+            self.counters["home.no_sa"] += 1
+            return [StopTimer(("home", "retransmit")),
+                    RegistrationFailed(self.ha, self.hoa, coa, None, "no security association for the home address")]
+        home.seq = (home.seq + 1) & 0xFFFF
+        lifetime = 0 if dereg else self.home_lifetime
+        options: list = []
+        if not dereg and self.use_alternate_coa:
+            options.append(AlternateCareOfAddress(coa))
+        nai = self.nai or sa.nai
+        if nai:
+            options.append(MobileNodeIdentifier.from_nai(nai))
+        timestamp = None
+        if sa.replay == "timestamp":
+            timestamp = self._next_timestamp(now)
+            options.append(ReplayProtection(timestamp))
+        bu = BindingUpdate(home.seq, lifetime, ack=True, home_registration=True,
+                           link_local_compat=self.link_local_compat, options=tuple(options))
+        src, hao = (self.hoa, None) if dereg else (coa, self.hoa)
+        data = encode_with_mn_ha(bu, sa, coa, self.hoa, hao or src, self.ha)
+        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp)
+        home.state = "deregistering" if dereg else "registering"
+        return [self._send(bu, src, self.ha, data=data, hao=hao, via="direct"),
+                StartTimer(("home", "retransmit"), now + home.timeout),
+                Event("mipv6.mn.home_bu_sent", {"hoa": self.hoa, "coa": coa, "seq": home.seq,
+                                                "lifetime": lifetime, "spi": sa.spi})]
+
+    def _home_retransmit(self, now: float) -> list[Action]:
+        home = self.home
+        if home.pending is None:
+            return []
+        actions: list[Action] = []
+        self.counters["home.retransmit"] += 1
+        if home.timeout >= MAX_BINDACK_TIMEOUT:
+            if not home.failure_reported:
+                home.failure_reported = True
+                actions.append(RegistrationFailed(self.ha, self.hoa, home.pending.coa, None,
+                                                  "no binding acknowledgement from the home agent"))
+            if not self.retransmit_forever:
+                home.pending = None
+                home.state = "registered" if home.registered_coa else "idle"
+                return actions
+        home.timeout = min(home.timeout * 2, MAX_BINDACK_TIMEOUT)
+        return actions + self._send_home_bu(now)
+
+    def _on_home_binding_ack(self, ba: BindingAck, pkt: Received, now: float) -> list[Action]:
+        home = self.home
+        pending = home.pending
+        if pending is None:
+            return self._drop("ba_without_pending_home_bu")
+        auth = ba.find(Authentication)
+        sa = self.sa_store.lookup_spi(auth.spi, now) if auth else None
+        if sa is None or sa.hoa not in (None, self.hoa) or not verify_mn_ha(pkt.raw, sa, pending.coa, self.hoa):
+            return self._drop("ba_not_authenticated", status=ba.status)
+        if ba.status != BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW and ba.seq != pending.seq:
+            return self._drop("ba_sequence_mismatch", seq=ba.seq, expected=pending.seq)
+        replay = ba.find(ReplayProtection)
+        if pending.timestamp is not None:
+            if replay is None:
+                return self._drop("ba_without_timestamp")
+            if ba.status == BAStatus.MIPV6_ID_MISMATCH:
+                if replay.timestamp & 0xFFFFFFFF != pending.timestamp & 0xFFFFFFFF:
+                    return self._drop("ba_timestamp_mismatch")
+            elif replay.timestamp != pending.timestamp:
+                return self._drop("ba_timestamp_mismatch")
+        if ba.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
+            return self._home_resync(now, "sequence", lambda: setattr(home, "seq", ba.seq))
+        if ba.status == BAStatus.MIPV6_ID_MISMATCH:
+            if pending.timestamp is None:
+                return self._drop("ba_timestamp_mismatch")
+            ha_seconds = replay.timestamp >> 32
+
+            def resync_clock():
+                # Follow the HA's clock, even backwards; never below a timestamp it accepted.
+                self.clock_offset = ha_seconds - now
+                home.last_timestamp = home.last_acked_timestamp
+            return self._home_resync(now, "timestamp", resync_clock)
+        actions: list[Action] = [StopTimer(("home", "retransmit"))]
+        home.pending = None
+        # RFC 6275 10.3.2: a HA without a binding answers a deregistration with 133; the
+        # binding is gone either way (e.g. the first registration's BA was never received).
+        already_gone = pending.dereg and ba.status == BAStatus.NOT_HOME_AGENT_FOR_THIS_MN
+        if not ba.accepted and not already_gone:
+            self.counters[f"home.rejected.{ba.status}"] += 1
+            home.state = "registered" if home.registered_coa else "idle"
+            return actions + [RegistrationFailed(self.ha, self.hoa, pending.coa, ba.status,
+                                                 f"home agent rejected the binding: {ba_status_name(ba.status)}")]
+        home.resyncs = 0
+        if pending.timestamp is not None:
+            home.last_acked_timestamp = max(home.last_acked_timestamp, pending.timestamp)
+        if pending.dereg:
+            home.state, home.registered_coa = "idle", None
+            self.counters["home.deregistered"] += 1
+            return actions + self._stop_home_timers() + [
+                HomeDeregistered(self.ha, self.hoa),
+                Event("mipv6.mn.home_deregistered", {"hoa": self.hoa, "seq": ba.seq})]
+        if ba.lifetime == 0:
+            home.state = "registered" if home.registered_coa else "idle"
+            return actions + [RegistrationFailed(self.ha, self.hoa, pending.coa, ba.status,
+                                                 "home agent granted a zero lifetime")]
+        moved = home.registered_coa != pending.coa
+        home.state, home.registered_coa = "registered", pending.coa
+        home.lifetime, home.expires_at = ba.lifetime, pending.sent_at + ba.lifetime
+        refresh_in = ba.lifetime * self.refresh_fraction
+        advice = ba.find(BindingRefreshAdvice)
+        if advice is not None and 0 < advice.interval < refresh_in:
+            refresh_in = advice.interval
+        self.counters["home.registered"] += 1
+        actions += [StartTimer(("home", "refresh"), pending.sent_at + refresh_in),
+                    StartTimer(("home", "expire"), home.expires_at),
+                    HomeRegistered(self.ha, self.hoa, pending.coa, ba.lifetime, home.expires_at)]
+        if moved:
+            actions.append(TunnelUp(self.hoa, pending.coa, self.ha))
+        actions.append(Event("mipv6.mn.home_registered", {
+            "hoa": self.hoa, "coa": pending.coa, "seq": ba.seq, "lifetime": ba.lifetime,
+            "rtt": now - pending.sent_at}))
+        if pending.coa == self.coa:
+            for entry in self.correspondents.values():
+                if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
+                    actions += self._run_return_routability(entry, now)
+        return actions
+
+    def _home_resync(self, now: float, what: str, apply) -> list[Action]:
+        home = self.home
+        home.resyncs += 1
+        self.counters[f"home.resync.{what}"] += 1
+        if home.resyncs > self.max_resyncs:
+            pending, home.pending = home.pending, None
+            home.state = "registered" if home.registered_coa else "idle"
+            status = (BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW if what == "sequence"
+                      else BAStatus.MIPV6_ID_MISMATCH)
+            return [StopTimer(("home", "retransmit")),
+                    RegistrationFailed(self.ha, self.hoa, pending.coa, status,
+                                       f"{what} resynchronisation did not converge")]
+        apply()
+        return [Event("mipv6.mn.home_resync", {"what": what, "seq": home.seq,
+                                               "clock_offset": self.clock_offset})] + self._send_home_bu(now)
+
+    def _home_timer(self, what: str, now: float) -> list[Action]:
+        home = self.home
+        if what == "retransmit":
+            return self._home_retransmit(now)
+        if what == "refresh":
+            if home.state == "registered" and home.pending is None and self.coa is not None:
+                self.counters["home.refresh"] += 1
+                return self._start_home_registration(now)
+            return []
+        if what == "expire":
+            if home.registered_coa is None or now < home.expires_at:
+                return []
+            coa, home.registered_coa = home.registered_coa, None
+            if home.pending is None:
+                home.state = "idle"
+            self.counters["home.expired"] += 1
+            actions: list[Action] = [TunnelDown(self.hoa, "home binding expired"),
+                                     RegistrationFailed(self.ha, self.hoa, coa, None, "home binding expired")]
+            for entry in self.correspondents.values():
+                if entry.ro_on or entry.state in ("rr", "bu"):
+                    actions += self._ro_off(entry, "home binding expired", keep_wanted=True)
+            return actions
+        return []
+
+    # ------------------------------------------------------------------ correspondents
+
+    def _correspondent(self, cn: str) -> CorrespondentBinding:
+        entry = self.correspondents.get(cn)
+        if entry is None:
+            entry = self.correspondents[cn] = CorrespondentBinding(cn, seq=self._random_seq())
+        return entry
+
+    def _cn_timer(self, entry: CorrespondentBinding, what: str, at: float) -> Action:
+        entry.timers.add(what)
+        return StartTimer(("cn", entry.cn, what), at)
+
+    def _cn_stop(self, entry: CorrespondentBinding, *whats: str) -> list[Action]:
+        out = []
+        for what in whats:
+            if what in entry.timers:
+                entry.timers.discard(what)
+                out.append(StopTimer(("cn", entry.cn, what)))
+        return out
+
+    def _reset_correspondent(self, entry: CorrespondentBinding) -> list[Action]:
+        entry.state = "idle"
+        entry.home_test = entry.care_of_test = entry.pending = None
+        entry.resyncs = 0
+        entry.bu_attempts = 0
+        return self._cn_stop(entry, *sorted(entry.timers))
+
+    def _ro_off(self, entry: CorrespondentBinding, reason: str, *, keep_wanted: bool) -> list[Action]:
+        was_on = entry.ro_on
+        entry.ro_on, entry.ro_coa = False, None
+        if not keep_wanted:
+            entry.wanted = False
+        self.counters["ro.off"] += 1
+        return self._reset_correspondent(entry) + [
+            RouteOptimizationOff(entry.cn, self.hoa, reason),
+            Event("mipv6.mn.ro_off", {"cn": entry.cn, "reason": reason, "was_on": was_on})]
+
+    def _home_token_fresh(self, entry: CorrespondentBinding, now: float) -> bool:
+        return entry.home_token is not None and now - entry.home_token_at < MAX_TOKEN_LIFETIME
+
+    def _care_of_token_fresh(self, entry: CorrespondentBinding, now: float) -> bool:
+        return (entry.care_of_token is not None and entry.care_of_token_coa == self.coa
+                and now - entry.care_of_token_at < MAX_TOKEN_LIFETIME)
+
+    def _run_return_routability(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        """Fetch whatever keygen tokens are missing, then send the BU."""
+        dereg = entry.state == "dereg"
+        if not dereg:
+            entry.state = "rr"
+        actions: list[Action] = []
+        if not self._home_token_fresh(entry, now) and entry.home_test is None:
+            actions += self._send_test_init(entry, home=True, now=now, attempts=1,
+                                            timeout=INITIAL_BINDACK_TIMEOUT)
+        if not dereg and not self._care_of_token_fresh(entry, now) and entry.care_of_test is None:
+            actions += self._send_test_init(entry, home=False, now=now, attempts=1,
+                                            timeout=INITIAL_BINDACK_TIMEOUT)
+        if entry.home_test is None and (dereg or entry.care_of_test is None):
+            actions += self._send_correspondent_bu(entry, now)
+        return actions
+
+    def _send_test_init(self, entry: CorrespondentBinding, *, home: bool, now: float, attempts: int,
+                        timeout: float, cookie: bytes | None = None) -> list[Action]:
+        cookie = cookie or self.random_bytes(8)
+        if home:
+            entry.home_test = TestExchange(cookie, attempts, timeout)
+            # HoTI goes from the HoA: reverse-tunnelled via the HA while away (RFC 6275 5.2.3).
+            via = "direct" if self.at_home else "tunnel"
+            transmit = self._send(HomeTestInit(cookie), self.hoa, entry.cn, via=via)
+            what = "hoti"
+        else:
+            entry.care_of_test = TestExchange(cookie, attempts, timeout, coa=self.coa)
+            transmit = self._send(CareOfTestInit(cookie), self.coa, entry.cn, via="direct")
+            what = "coti"
+        return [transmit, self._cn_timer(entry, what, now + timeout),
+                Event(f"mipv6.mn.{what}_sent", {"cn": entry.cn, "attempt": attempts})]
+
+    def _test_retransmit(self, entry: CorrespondentBinding, home: bool, now: float) -> list[Action]:
+        test = entry.home_test if home else entry.care_of_test
+        entry.timers.discard("hoti" if home else "coti")
+        if test is None:
+            return []
+        if not home and test.coa != self.coa:
+            entry.care_of_test = None
+            return []
+        if test.attempts >= self.rr_max_attempts:
+            which = "home test" if home else "care-of test"
+            if entry.state == "dereg":
+                self.counters["cn.dereg_abandoned"] += 1
+                return self._reset_correspondent(entry) + [
+                    Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": f"no {which}"})]
+            return self._ro_off(entry, f"return routability timed out: no {which}", keep_wanted=True)
+        self.counters["rr.retransmit"] += 1
+        return self._send_test_init(entry, home=home, now=now, attempts=test.attempts + 1,
+                                    timeout=min(test.timeout * 2, MAX_BINDACK_TIMEOUT), cookie=test.cookie)
+
+    def _on_home_test(self, msg: HomeTest, pkt: Received, now: float) -> list[Action]:
+        entry = self.correspondents.get(pkt.src)
+        if entry is None or entry.home_test is None or entry.home_test.cookie != msg.cookie:
+            return self._drop("unexpected_home_test", src=pkt.src)
+        if pkt.dst != self.hoa:
+            return self._drop("home_test_not_to_home_address", dst=pkt.dst)
+        entry.home_test = None
+        entry.home_token, entry.home_nonce_index, entry.home_token_at = msg.token, msg.nonce_index, now
+        actions = self._cn_stop(entry, "hoti")
+        if entry.care_of_test is None or entry.state == "dereg":
+            actions += self._after_tokens(entry, now)
+        return actions
+
+    def _on_care_of_test(self, msg: CareOfTest, pkt: Received, now: float) -> list[Action]:
+        entry = self.correspondents.get(pkt.src)
+        test = entry.care_of_test if entry else None
+        if test is None or test.cookie != msg.cookie:
+            return self._drop("unexpected_care_of_test", src=pkt.src)
+        if test.coa != self.coa or pkt.dst != self.coa:
+            return self._drop("care_of_test_for_old_coa", dst=pkt.dst)
+        entry.care_of_test = None
+        entry.care_of_token, entry.care_of_nonce_index = msg.token, msg.nonce_index
+        entry.care_of_token_at, entry.care_of_token_coa = now, test.coa
+        actions = self._cn_stop(entry, "coti")
+        if entry.home_test is None:
+            actions += self._after_tokens(entry, now)
+        return actions
+
+    def _after_tokens(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        if entry.state == "dereg":
+            return self._send_correspondent_bu(entry, now)
+        if entry.state != "rr" or self.at_home:
+            return []
+        return self._run_return_routability(entry, now)
+
+    def _send_correspondent_bu(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        dereg = entry.state == "dereg"
+        if not self._home_token_fresh(entry, now) or (not dereg and not self._care_of_token_fresh(entry, now)):
+            return self._run_return_routability(entry, now)
+        entry.seq = (entry.seq + 1) & 0xFFFF
+        if dereg:
+            coa, lifetime = self.hoa, 0
+            kbm = binding_management_key(entry.home_token)
+            indices = NonceIndices(entry.home_nonce_index, 0)
+        else:
+            coa = self.coa
+            remaining = self.home.expires_at - now if self.home.registered_coa else self.cn_lifetime
+            lifetime = max(4, wire_lifetime(min(self.cn_lifetime, remaining)))
+            kbm = binding_management_key(entry.home_token, entry.care_of_token)
+            indices = NonceIndices(entry.home_nonce_index, entry.care_of_nonce_index)
+        bu = BindingUpdate(entry.seq, lifetime, ack=self.cn_ack, options=(indices,))
+        # Deregistration from home goes from the HoA without a HAO; otherwise from the CoA
+        # with the HoA in a Home Address option (RFC 6275 11.7.2).
+        src, hao = (self.hoa, None) if self.at_home else (self.coa, self.hoa)
+        data = encode_with_bad(bu, kbm, coa, entry.cn, hao or src, entry.cn)
+        entry.pending = PendingBindingUpdate(entry.seq, coa, lifetime, now, dereg, kbm=kbm)
+        actions: list[Action] = [self._send(bu, src, entry.cn, data=data, hao=hao, via="direct"),
+                                 Event("mipv6.mn.cn_bu_sent", {"cn": entry.cn, "coa": coa, "seq": entry.seq,
+                                                               "lifetime": lifetime})]
+        if not dereg:
+            entry.state = "bu"
+        if self.cn_ack:
+            if entry.bu_attempts == 0:
+                entry.bu_timeout = INITIAL_BINDACK_TIMEOUT
+            entry.bu_attempts += 1
+            actions.append(self._cn_timer(entry, "bu", now + entry.bu_timeout))
+            return actions
+        # Without an acknowledgement the binding is assumed to be in place.
+        entry.pending = None
+        entry.bu_attempts = 0
+        if dereg:
+            entry.has_binding = False
+            return actions + self._reset_correspondent(entry)
+        return actions + self._correspondent_accepted(entry, coa, lifetime, now, now)
+
+    def _correspondent_accepted(self, entry, coa, lifetime, sent_at, now) -> list[Action]:
+        entry.state, entry.ro_on, entry.ro_coa, entry.has_binding = "on", True, coa, True
+        entry.expires_at = sent_at + lifetime
+        entry.resyncs = 0
+        self.counters["ro.on"] += 1
+        return [self._cn_timer(entry, "refresh", sent_at + lifetime * self.refresh_fraction),
+                self._cn_timer(entry, "expire", entry.expires_at),
+                RouteOptimizationOn(entry.cn, self.hoa, coa, lifetime, entry.expires_at),
+                Event("mipv6.mn.ro_on", {"cn": entry.cn, "coa": coa, "lifetime": lifetime})]
+
+    def _bu_retransmit(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        entry.timers.discard("bu")
+        if entry.pending is None:
+            return []
+        if entry.bu_attempts >= self.rr_max_attempts:
+            entry.bu_attempts = 0
+            if entry.state == "dereg":
+                self.counters["cn.dereg_abandoned"] += 1
+                return self._reset_correspondent(entry) + [
+                    Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": "no binding acknowledgement"})]
+            return self._ro_off(entry, "no binding acknowledgement from the correspondent", keep_wanted=True)
+        self.counters["cn.bu_retransmit"] += 1
+        entry.bu_timeout = min(entry.bu_timeout * 2, MAX_BINDACK_TIMEOUT)
+        return self._send_correspondent_bu(entry, now)
+
+    def _on_correspondent_binding_ack(self, ba: BindingAck, pkt: Received, now: float) -> list[Action]:
+        entry = self.correspondents.get(pkt.src)
+        pending = entry.pending if entry else None
+        if pending is None:
+            return self._drop("ba_without_pending_bu", src=pkt.src)
+        expired = {BAStatus.EXPIRED_HOME_NONCE_INDEX: (True, False),
+                   BAStatus.EXPIRED_CARE_OF_NONCE_INDEX: (False, True),
+                   BAStatus.EXPIRED_NONCES: (True, True)}
+        if ba.status in expired:
+            # No BAD is possible here (RFC 6275 9.5.4): check what we can, then fetch new tokens.
+            if ba.seq != pending.seq:
+                return self._drop("ba_sequence_mismatch", seq=ba.seq, expected=pending.seq)
+            entry.resyncs += 1
+            if entry.resyncs > self.max_resyncs:
+                return self._correspondent_failed(entry, ba.status)
+            home, care_of = expired[ba.status]
+            if home:
+                entry.home_token = None
+            if care_of:
+                entry.care_of_token = None
+            entry.pending = None
+            entry.bu_attempts = 0
+            self.counters[f"cn.nonce_expired.{ba.status}"] += 1
+            return self._cn_stop(entry, "bu") + self._run_return_routability(entry, now)
+        if not verify_bad(pkt.raw, pending.kbm, pending.coa, pkt.src):
+            return self._drop("ba_bad_authenticator", src=pkt.src)
+        if ba.status == BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW:
+            entry.resyncs += 1
+            if entry.resyncs > self.max_resyncs:
+                return self._correspondent_failed(entry, ba.status)
+            entry.seq = ba.seq
+            entry.pending = None
+            entry.bu_attempts = 0
+            self.counters["cn.resync.sequence"] += 1
+            return self._cn_stop(entry, "bu") + self._send_correspondent_bu(entry, now)
+        if ba.seq != pending.seq:
+            return self._drop("ba_sequence_mismatch", seq=ba.seq, expected=pending.seq)
+        entry.pending = None
+        entry.bu_attempts = 0
+        actions = self._cn_stop(entry, "bu")
+        if not ba.accepted:
+            return actions + self._correspondent_failed(entry, ba.status)
+        if pending.dereg:
+            entry.has_binding = False
+            self.counters["cn.deregistered"] += 1
+            return actions + self._reset_correspondent(entry) + [
+                Event("mipv6.mn.cn_deregistered", {"cn": entry.cn, "seq": ba.seq})]
+        if ba.lifetime == 0:
+            return actions + self._ro_off(entry, "correspondent granted a zero lifetime", keep_wanted=False)
+        return actions + self._correspondent_accepted(entry, pending.coa, ba.lifetime, pending.sent_at, now)
+
+    def _correspondent_failed(self, entry: CorrespondentBinding, status: int) -> list[Action]:
+        self.counters[f"cn.rejected.{status}"] += 1
+        if entry.state == "dereg":
+            return self._reset_correspondent(entry) + [
+                Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": ba_status_name(status)})]
+        return self._ro_off(entry, f"correspondent rejected the binding: {ba_status_name(status)}",
+                            keep_wanted=False)
+
+    def _correspondent_timer(self, cn: str, what: str, now: float) -> list[Action]:
+        entry = self.correspondents.get(cn)
+        if entry is None:
+            return []
+        if what in ("hoti", "coti"):
+            return self._test_retransmit(entry, what == "hoti", now)
+        if what == "bu":
+            return self._bu_retransmit(entry, now)
+        entry.timers.discard(what)
+        if what == "refresh":
+            if entry.ro_on and entry.wanted and not self.at_home and entry.state == "on":
+                self.counters["ro.refresh"] += 1
+                return self._run_return_routability(entry, now)
+            return []
+        if what == "expire":
+            if entry.ro_on and now >= entry.expires_at:
+                entry.has_binding = False
+                return self._ro_off(entry, "route optimization binding expired", keep_wanted=True)
+            return []
+        return []
+
+    # ------------------------------------------------------------------ receive handlers
+
+    def _on_binding_ack(self, ba: BindingAck, pkt: Received, now: float) -> list[Action]:
+        if pkt.src == self.ha:
+            return self._on_home_binding_ack(ba, pkt, now)
+        return self._on_correspondent_binding_ack(ba, pkt, now)
+
+    def _on_brr(self, msg: BindingRefreshRequest, pkt: Received, now: float) -> list[Action]:
+        """RFC 6275 11.7.4: answer a BRR with a fresh BU (a new RR for a correspondent)."""
+        if pkt.src == self.ha:
+            if self.home.state == "registered" and self.coa is not None:
+                self.counters["brr.home"] += 1
+                return self._start_home_registration(now)
+            return self._drop("brr_without_home_registration")
+        entry = self.correspondents.get(pkt.src)
+        if entry is not None and entry.ro_on and entry.state == "on" and not self.at_home:
+            self.counters["brr.correspondent"] += 1
+            entry.home_token = entry.care_of_token = None  # a BRR means: fresh tokens please
+            return self._run_return_routability(entry, now)
+        return self._drop("unexpected_brr", src=pkt.src)
+
+    def _on_binding_error(self, msg: BindingError, pkt: Received, now: float) -> list[Action]:
+        if msg.home_address not in (self.hoa, "::"):
+            return self._drop("binding_error_for_other_home_address", hoa=msg.home_address)
+        if pkt.src == self.ha:
+            self.counters[f"binding_error.home.{msg.status}"] += 1
+            if (msg.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION and self.coa is not None
+                    and self.home.pending is None):
+                # The HA lost our binding (e.g. it restarted): register again.
+                return [Event("mipv6.mn.binding_error", {"from": pkt.src, "status": msg.status})] + \
+                    self._start_home_registration(now)
+            return [Event("mipv6.mn.binding_error", {"from": pkt.src, "status": msg.status})]
+        entry = self.correspondents.get(pkt.src)
+        if entry is None:
+            return self._drop("binding_error_from_unknown_node", src=pkt.src)
+        self.counters[f"binding_error.correspondent.{msg.status}"] += 1
+        entry.has_binding = False
+        if msg.status == BEStatus.UNRECOGNIZED_MH_TYPE:
+            reason = "binding error: correspondent does not support Mobile IPv6 route optimization"
+            entry.disabled_reason = reason
+        elif msg.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION:
+            reason = "binding error: correspondent has no binding for the home address"
+        else:
+            reason = f"binding error status {msg.status}"
+        return self._ro_off(entry, reason, keep_wanted=False)
+
+    # ------------------------------------------------------------------ timers
+
+    def handle_timer(self, key, now: float) -> list[Action]:
+        if not isinstance(key, tuple):
+            return []
+        if len(key) == 2 and key[0] == "home":
+            return self._home_timer(key[1], now)
+        if len(key) == 3 and key[0] == "cn":
+            return self._correspondent_timer(key[1], key[2], now)
+        return []
