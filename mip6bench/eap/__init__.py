@@ -1,1 +1,73 @@
+"""EAP (RFC 3748) with EAP-PSK (RFC 4764): wire codecs and sans-I/O cores.
 
+No sockets, no clocks, imports only the standard library and `cryptography`.
+The cores take EAP packets as bytes and return actions (see `actions`):
+
+PaC (peer side)::
+
+    peer = EapPeer("alice@example.org", psk)       # psk: exactly 16 bytes
+    for action in peer.receive(eap_from_paa):      # SendEap -> put in EAP-Payload
+        ...
+    peer.status is EapStatus.SUCCESS -> peer.msk (64 B), peer.emsk (64 B)
+
+    # or, bytes in / bytes out as mip6bench.pana.eap_interface expects:
+    new_eap_peer = psk_peer_factory("alice@example.org", psk)
+    response = new_eap_peer().receive(eap_from_paa)   # bytes or None
+
+Embedded AAA (full EAP server)::
+
+    server = EapServer(lookup, "aaa.example.org")  # lookup(nai) -> psk or None
+    server.start()            # Identity Request; or, behind a PAA that sent the
+                              # Identity Request itself, feed the Identity Response
+    server.receive(eap_from_peer) -> SendEap(next Request / Success / Failure), ...
+    server.msk, server.emsk, server.peer_id
+
+PAA relaying to a backend (pass-through)::
+
+    relay = EapPassThrough()
+    relay.from_peer(data)     -> RelayToBackend(packet)
+    relay.from_backend(data, accept=..., msk=...) -> SendEap(packet), EapSucceeded/EapFailed
+
+Credentials: an EAP-PSK key is exactly 16 raw bytes (RFC 4764 section 2.1.1);
+`psk_from_hex("32 hex digits")` reads the usual written form, and any other
+size raises `InvalidPskError` (a ParameterError naming the fix). ID_S is the
+UTF-8 `server_id` given to EapServer, byte for byte; ID_P is the peer identity.
+
+Final actions are `EapSucceeded(msk, emsk, peer_id)` or `EapFailed(reason)`;
+dropped input yields `Event("eap.discard", {"role", "reason"})`, never an
+exception. Modules: `packet` (EAP codec), `psk_messages` / `psk_crypto` /
+`psk_method` (EAP-PSK), `aes_cmac` / `aes_eax` (primitives), `radius_attrs`
+(EAP-Message, Message-Authenticator and MS-MPPE keys for RADIUS).
+"""
+from mip6bench.eap.actions import (
+    EapFailed,
+    EapStatus,
+    EapSucceeded,
+    RelayToBackend,
+    SendEap,
+)
+from mip6bench.eap.packet import EapCode, EapPacket, EapType, decode_eap_packet
+from mip6bench.eap.passthrough import EapPassThrough
+from mip6bench.eap.peer import EapPeer, SimpleEapPeer, psk_peer_factory
+from mip6bench.eap.psk_crypto import InvalidPskError, check_psk, psk_from_hex
+from mip6bench.eap.server import EapServer
+
+__all__ = [
+    "EapCode",
+    "EapFailed",
+    "EapPacket",
+    "EapPassThrough",
+    "EapPeer",
+    "EapServer",
+    "EapStatus",
+    "EapSucceeded",
+    "EapType",
+    "InvalidPskError",
+    "RelayToBackend",
+    "SendEap",
+    "SimpleEapPeer",
+    "check_psk",
+    "decode_eap_packet",
+    "psk_from_hex",
+    "psk_peer_factory",
+]

@@ -1,0 +1,287 @@
+"""EAP-PSK interop: our EapPeer against hostapd's integrated EAP server over RADIUS.
+
+hostapd (Debian package, /usr/sbin/hostapd) runs as a RADIUS authentication
+server on 127.0.0.1. The test plays the NAS with EapPassThrough, as the PANA PAA
+will, and pyrad is the RADIUS client; the EAP-Message split, the
+Message-Authenticator and the MS-MPPE key decryption come from
+mip6bench.eap.radius_attrs, so hostapd checks those too. hostapd is started per
+test in a temporary directory as `hostapd -d -K hostapd.conf` (-K prints the
+derived keys, compared with ours), probed until its RADIUS port answers a real
+Access-Request (no fixed sleep), and stopped by its pid.
+
+The configuration that works (hostapd v2.10), with PORT a free UDP port:
+
+    hostapd.conf:
+        driver=none
+        interface=mip6b-as0
+        eap_server=1
+        eap_user_file=<tmp>/eap_user
+        radius_server_clients=<tmp>/clients
+        radius_server_auth_port=PORT
+        radius_server_acct_port=0
+        server_id=aaa.mip6bench.example
+        logger_stdout=-1
+        logger_stdout_level=0
+    eap_user:   "alice@example.org"<TAB>PSK<TAB><32 hex digits, unquoted>
+    clients:    127.0.0.1/32<TAB><shared secret>
+
+`server_id` is what hostapd sends as EAP-PSK ID_S (default "hostapd").
+"""
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pyrad_client = pytest.importorskip("pyrad.client")
+from pyrad import packet as pyrad_packet  # noqa: E402
+from pyrad.dictionary import Dictionary  # noqa: E402
+
+from mip6bench.eap import (  # noqa: E402
+    EapPassThrough,
+    EapPeer,
+    EapStatus,
+    RelayToBackend,
+    SendEap,
+)
+from mip6bench.eap.packet import identity_request  # noqa: E402
+from mip6bench.eap.radius_attrs import (  # noqa: E402
+    eap_from_radius,
+    mppe_keys_from_radius,
+    sign_message_authenticator,
+    split_eap_message,
+    verify_message_authenticator,
+)
+
+HOSTAPD = "/usr/sbin/hostapd"
+pytestmark = pytest.mark.skipif(
+    not os.access(HOSTAPD, os.X_OK),
+    reason="hostapd is not installed at /usr/sbin/hostapd (Debian package 'hostapd')")
+
+IDENTITY = "alice@example.org"
+SERVER_ID = "aaa.mip6bench.example"
+SECRET = b"mip6bench interop secret"
+
+DICTIONARY = """\
+ATTRIBUTE\tUser-Name\t1\tstring
+ATTRIBUTE\tState\t24\toctets
+ATTRIBUTE\tVendor-Specific\t26\toctets
+ATTRIBUTE\tNAS-Identifier\t32\tstring
+ATTRIBUTE\tEAP-Message\t79\toctets
+ATTRIBUTE\tMessage-Authenticator\t80\toctets
+"""
+
+
+class SignedAccessRequest(pyrad_packet.AuthPacket):
+    """An Access-Request whose Message-Authenticator is computed by radius_attrs."""
+
+    def RequestPacket(self):  # noqa: N802 (pyrad's name)
+        return sign_message_authenticator(super().RequestPacket(), self.secret)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Hostapd:
+    def __init__(self, workdir: Path, psk: bytes):
+        self.workdir = workdir
+        self.port = free_udp_port()
+        self.log_path = workdir / "hostapd.log"
+        (workdir / "eap_user").write_text(f'"{IDENTITY}"\tPSK\t{psk.hex()}\n')
+        (workdir / "clients").write_text(f"127.0.0.1/32\t{SECRET.decode()}\n")
+        (workdir / "hostapd.conf").write_text("\n".join([
+            "driver=none",
+            "interface=mip6b-as0",
+            "eap_server=1",
+            f"eap_user_file={workdir / 'eap_user'}",
+            f"radius_server_clients={workdir / 'clients'}",
+            f"radius_server_auth_port={self.port}",
+            "radius_server_acct_port=0",
+            f"server_id={SERVER_ID}",
+            "logger_stdout=-1",
+            "logger_stdout_level=0",
+            "",
+        ]))
+        (workdir / "dictionary").write_text(DICTIONARY)
+        self.dictionary = Dictionary(str(workdir / "dictionary"))
+        self.proc: subprocess.Popen | None = None
+
+    def client(self, timeout: float = 2.0, retries: int = 2):
+        return pyrad_client.Client(server="127.0.0.1", authport=self.port, secret=SECRET,
+                                   dict=self.dictionary, timeout=timeout, retries=retries)
+
+    def start(self) -> None:
+        # -d -K: debug output including key material, to compare TEK-derived keys.
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([HOSTAPD, "-d", "-K", str(self.workdir / "hostapd.conf")],
+                                     stdout=self._log, stderr=subprocess.STDOUT,
+                                     cwd=self.workdir)
+        self._wait_ready()
+
+    def _wait_ready(self, deadline_s: float = 10.0) -> None:
+        """Poll with a real Access-Request until hostapd's RADIUS server answers."""
+        client = self.client(timeout=0.1, retries=1)
+        probe = EapPeer("probe@example.org", bytes(16))
+        first = [a for a in probe.receive(identity_request(0).encode()) if isinstance(a, SendEap)]
+        end = time.monotonic() + deadline_s
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hostapd exited with {self.proc.returncode}:\n{self.log()}")
+            request = new_access_request(client, "probe@example.org", first[0].packet, None)
+            try:
+                client.SendPacket(request)
+                return
+            except pyrad_client.Timeout:
+                continue
+        raise RuntimeError(f"hostapd did not answer on UDP {self.port}:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def logged_key(self, name: str) -> bytes:
+        """The last `EAP-PSK: <name>` key hexdump hostapd printed."""
+        found = re.findall(rf"EAP-PSK: {name} - hexdump\(len=\d+\): ([0-9a-f ]+)", self.log())
+        assert found, f"hostapd logged no EAP-PSK {name}"
+        return bytes.fromhex(found[-1].replace(" ", ""))
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()   # by pid, our own child only
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self._log.close()
+
+
+def new_access_request(client, user_name: str, eap: bytes, state: bytes | None,
+                       packet_class=SignedAccessRequest):
+    request = packet_class(code=pyrad_packet.AccessRequest, secret=client.secret,
+                           dict=client.dict, message_authenticator=False)
+    request["User-Name"] = user_name
+    request["NAS-Identifier"] = "mip6bench-paa"
+    request["EAP-Message"] = split_eap_message(eap)
+    if state is not None:
+        request["State"] = state  # RFC 2865 section 4.4: echo the challenge's State
+    # Placeholder; SignedAccessRequest fills it in with radius_attrs.
+    request["Message-Authenticator"] = bytes(16)
+    return request
+
+
+def authenticate(server: Hostapd, peer: EapPeer):
+    """Run one EAP conversation: peer <-> EapPassThrough (as the NAS) <-> hostapd.
+
+    Returns the final RADIUS reply and the relay, which holds the verdict and
+    the MSK it learned from the MS-MPPE keys, as a PANA PAA would.
+    """
+    client = server.client()
+    relay = EapPassThrough()
+    to_peer = relay.start()   # the NAS opens with EAP-Request/Identity
+    state = None
+    for _ in range(10):
+        from_peer = [action for sent in to_peer if isinstance(sent, SendEap)
+                     for action in peer.receive(sent.packet)]
+        relayed = [action for sent in from_peer if isinstance(sent, SendEap)
+                   for action in relay.from_peer(sent.packet)]
+        to_backend = [a.packet for a in relayed if isinstance(a, RelayToBackend)]
+        assert len(to_backend) == 1, f"nothing to relay: {from_peer + relayed}"
+
+        request = new_access_request(client, relay.identity, to_backend[0], state)
+        reply = client.SendPacket(request)
+        raw = reply.raw_packet
+        assert verify_message_authenticator(raw, SECRET, reply.request_authenticator)
+        eap = eap_from_radius(raw)
+        if reply.code == pyrad_packet.AccessChallenge:
+            state = reply["State"][0]
+            to_peer = relay.from_backend(eap)
+            continue
+        if reply.code == pyrad_packet.AccessAccept:
+            recv_key, send_key = mppe_keys_from_radius(raw, SECRET, reply.request_authenticator)
+            to_peer = relay.from_backend(eap, accept=True, msk=recv_key + send_key)
+        else:
+            to_peer = relay.from_backend(eap, accept=False)
+        for sent in to_peer:
+            if isinstance(sent, SendEap):
+                peer.receive(sent.packet)
+        return reply, relay
+    raise AssertionError("no Access-Accept/Reject after 10 round trips")
+
+
+@pytest.fixture
+def psk() -> bytes:
+    return os.urandom(16)
+
+
+@pytest.fixture
+def hostapd(tmp_path, psk):
+    server = Hostapd(tmp_path, psk)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_eap_psk_with_hostapd_yields_access_accept_and_the_same_msk(hostapd, psk):
+    peer = EapPeer(IDENTITY, psk, expected_server_id=SERVER_ID)
+    reply, relay = authenticate(hostapd, peer)
+
+    assert reply.code == pyrad_packet.AccessAccept
+    assert peer.status is EapStatus.SUCCESS and relay.status is EapStatus.SUCCESS
+    assert peer.method.server_id == SERVER_ID
+    recv_key, send_key = mppe_keys_from_radius(reply.raw_packet, SECRET,
+                                               reply.request_authenticator)
+    assert recv_key == peer.msk[:32]
+    assert send_key == peer.msk[32:64]
+    assert relay.msk == peer.msk and relay.identity == IDENTITY
+    # hostapd's own debug output of the keys it derived (-K) matches ours too.
+    assert hostapd.logged_key("MSK") == peer.msk
+    assert hostapd.logged_key("EMSK") == peer.emsk
+
+
+def test_wrong_psk_gets_access_reject(hostapd, psk):
+    wrong = bytes(b ^ 0xFF for b in psk)
+    peer = EapPeer(IDENTITY, wrong)
+    reply, relay = authenticate(hostapd, peer)
+
+    assert reply.code == pyrad_packet.AccessReject
+    assert peer.status is EapStatus.FAILURE and relay.status is EapStatus.FAILURE
+    assert peer.msk is None and relay.msk is None
+    assert "Invalid MAC_P" in hostapd.log()
+
+
+def test_unknown_identity_gets_access_reject(hostapd):
+    peer = EapPeer("mallory@example.org", bytes(16))
+    reply, relay = authenticate(hostapd, peer)
+
+    assert reply.code == pyrad_packet.AccessReject
+    assert peer.status is EapStatus.FAILURE and relay.status is EapStatus.FAILURE
+
+
+class BadlySignedAccessRequest(SignedAccessRequest):
+    def RequestPacket(self):  # noqa: N802 (pyrad's name)
+        raw = bytearray(super().RequestPacket())
+        raw[-1] ^= 0x01   # Message-Authenticator is the last attribute
+        return bytes(raw)
+
+
+def test_hostapd_drops_an_access_request_with_a_wrong_message_authenticator(hostapd):
+    client = hostapd.client(timeout=0.3, retries=1)
+    peer = EapPeer(IDENTITY, bytes(16))
+    (identity,) = [a.packet for a in peer.receive(identity_request(1).encode())
+                   if isinstance(a, SendEap)]
+    bad = new_access_request(client, IDENTITY, identity, None, BadlySignedAccessRequest)
+    with pytest.raises(pyrad_client.Timeout):
+        client.SendPacket(bad)
+    assert "Invalid Message-Authenticator" in hostapd.log()
+    good = new_access_request(client, IDENTITY, identity, None)
+    assert client.SendPacket(good).code == pyrad_packet.AccessChallenge
