@@ -1,0 +1,76 @@
+"""Sans-I/O PANA Relay Element (PRE, RFC 6345).
+
+    pre = RelayCore(paa_address, paa_port=716)
+    actions = pre.receive(data, src, now, port)
+
+A PRE sits where the PaC can reach it (e.g. the access router) and the PAA cannot be
+reached by the PaC directly. It keeps no per-PaC state:
+
+- any PANA message from a PaC is wrapped in a PANA-Relay (PRY, type 5, no flags, session
+  id and sequence 0) with PaC-Information (the PaC's address and UDP port) and
+  Relayed-Message (the PaC's message, unmodified) and sent to the PAA;
+- a PRY from the PAA is unwrapped: its Relayed-Message goes to the address and port in
+  its PaC-Information.
+
+PRY messages carry no AUTH AVP; RFC 6345 leaves PRE-PAA protection to other means
+(IPsec). The PaC talks to the PRE as if it were the PAA, and AUTH is end to end.
+The PRE drops (and counts in `counters`) anything it cannot decode, PRYs that do not
+come from its PAA, PaC messages coming from the PAA's address, and nested relays.
+"""
+from __future__ import annotations
+
+from collections import Counter
+
+from ..codec import DecodeError
+from ..sansio import Action, Event, Transmit
+from .channel import describe
+from .message import (PANA_PORT, RELAY, Message, decode_message, pac_information_avp,
+                      relayed_message_avp)
+
+
+class RelayCore:
+    def __init__(self, paa_address: str, paa_port: int = PANA_PORT):
+        self.paa_address = paa_address
+        self.paa_port = paa_port
+        self.counters: Counter[str] = Counter()
+
+    def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT
+                ) -> list[Action]:
+        try:
+            msg = decode_message(data)
+            if msg.type == RELAY:
+                return self._from_paa(msg, src)
+            return self._from_pac(msg, src, port)
+        except DecodeError as err:
+            return self._drop("malformed", detail=err.reason)
+
+    def _from_pac(self, msg: Message, src: str, port: int) -> list[Action]:
+        if src == self.paa_address:
+            return self._drop("unexpected message", msg)
+        pry = Message(RELAY, 0, 0, 0, (pac_information_avp(src, port),
+                                       relayed_message_avp(msg.raw)))
+        self.counters["relayed to PAA"] += 1
+        return [Transmit(pry.encode(), dst=self.paa_address, port=self.paa_port),
+                Event("pana.relayed", {"role": "pre", "direction": "to_paa", "pac": src,
+                                       "message": describe(msg)})]
+
+    def _from_paa(self, msg: Message, src: str) -> list[Action]:
+        if src != self.paa_address:
+            return self._drop("relay from a non-PAA", msg)
+        info = msg.pac_information
+        inner = decode_message(msg.relayed_message)
+        if inner.type == RELAY:
+            return self._drop("nested relay", msg)
+        self.counters["relayed to PaC"] += 1
+        return [Transmit(inner.raw, dst=info.address, port=info.port),
+                Event("pana.relayed", {"role": "pre", "direction": "to_pac",
+                                       "pac": info.address, "message": describe(inner)})]
+
+    def _drop(self, reason: str, msg: Message | None = None, detail: str = "") -> list[Action]:
+        self.counters[reason] += 1
+        fields = {"role": "pre", "reason": reason}
+        if msg is not None:
+            fields["message"] = describe(msg)
+        if detail:
+            fields["detail"] = detail
+        return [Event("pana.drop", fields)]
