@@ -1,0 +1,59 @@
+# mip6bench: everything runs as root (network namespaces, nftables).
+#   sudo make run    set up, then run the main job (the link check for now)
+#   sudo make test   set up, then run the whole test suite
+# `make setup` installs the Debian packages the testbed calls and a virtual environment
+# at .venv with pinned Python dependencies and the project (editable). It is idempotent
+# and only does work when something is missing or requirements changed.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd iperf3 \
+	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
+	ca-certificates git
+
+.PHONY: setup deps test unit netns run doctor bench clean distclean
+
+setup: deps $(STAMP)
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): requirements.txt setup.py
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+test: setup
+	$(PY) -m pytest
+
+unit: setup
+	$(PY) -m pytest -m "not netns"
+
+netns: setup
+	$(PY) -m pytest -m netns
+
+run: setup
+	$(VENV)/bin/mip6bench run linkcheck
+
+doctor: setup
+	$(VENV)/bin/mip6bench doctor
+
+bench: setup
+	$(PY) bench/foundation_bench.py
+
+clean:
+	-$(VENV)/bin/mip6bench clean
+
+distclean: clean
+	rm -rf $(VENV) build *.egg-info

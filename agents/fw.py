@@ -1,0 +1,105 @@
+"""Firewall agent: manages the pinholes of the stateful packet filter on its node.
+
+The node's base ruleset (drop unsolicited inbound traffic) is installed by the testbed
+when the node starts, so the firewall stays closed whether or not this agent runs. The
+agent opens and closes pinholes on request (control socket now; the NATFW NSLP later),
+gives each an optional lifetime (soft state: a pinhole that is not refreshed closes),
+and removes the pinholes it opened when it stops.
+
+Control commands: pinhole-open {id, src, dst, proto, dport, sport, mh_types, lifetime},
+pinhole-close {id}, pinholes, counters.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: agents/fw.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.net.firewall import Firewall, Pinhole
+from mip6bench.runtime.agent import Agent, run
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    inside: str  # interface toward the protected (CN) network
+    outside: str  # interface toward the core
+
+
+class FirewallAgent(Agent):
+    role = "fw"
+    Options = Options
+
+    async def start(self) -> None:
+        self.fw = Firewall(None, self.options.inside, self.options.outside)
+        self.lock = asyncio.Lock()  # one nft transaction at a time
+        self.expiry: dict[str, asyncio.TimerHandle] = {}
+        self.opened: set[str] = set()  # pinholes this agent opened (and closes on stop)
+        # Fails fast (and the agent exits with the reason) if the base table is missing.
+        await asyncio.to_thread(self.fw.counters)
+
+    async def stop(self) -> None:
+        for handle in self.expiry.values():
+            handle.cancel()
+        present = {p["id"] for p in await asyncio.to_thread(self.fw.pinholes)}
+        mine = sorted(self.opened & present)
+        if mine:
+            await asyncio.to_thread(self.fw.close, *mine)
+            self.emit("pinholes.closed", ids=mine, reason="agent stopping")
+
+    def status(self) -> dict:
+        return {"pinholes": sorted(self.opened)}
+
+    def commands(self):
+        return {"pinhole-open": self.cmd_open, "pinhole-close": self.cmd_close,
+                "pinholes": self.cmd_list, "counters": self.cmd_counters}
+
+    async def cmd_open(self, req: dict) -> dict:
+        lifetime = req.get("lifetime")
+        if lifetime is not None and (not isinstance(lifetime, (int, float)) or lifetime <= 0):
+            raise ValueError("lifetime must be a positive number of seconds")
+        pinhole = Pinhole(id=req["id"], src=req.get("src"), dst=req.get("dst"),
+                          proto=req.get("proto"), dport=req.get("dport"), sport=req.get("sport"),
+                          mh_types=tuple(req.get("mh_types", ())))
+        async with self.lock:
+            await asyncio.to_thread(self.fw.open, pinhole)
+        self.opened.add(pinhole.id)
+        self._arm_expiry(pinhole.id, lifetime)
+        self.emit("pinhole.opened", id=pinhole.id, rule=pinhole.match(), lifetime=lifetime)
+        return {"id": pinhole.id, "rule": pinhole.match()}
+
+    async def cmd_close(self, req: dict) -> dict:
+        await self._close(req["id"], "requested")
+        return {"id": req["id"]}
+
+    async def cmd_list(self, _req: dict) -> list:
+        return await asyncio.to_thread(self.fw.pinholes)
+
+    async def cmd_counters(self, _req: dict) -> dict:
+        return await asyncio.to_thread(self.fw.counters)
+
+    def _arm_expiry(self, pinhole_id: str, lifetime: float | None) -> None:
+        old = self.expiry.pop(pinhole_id, None)
+        if old:
+            old.cancel()
+        if lifetime is not None:
+            loop = asyncio.get_running_loop()
+            self.expiry[pinhole_id] = loop.call_later(
+                lifetime, lambda: self.spawn(self._close(pinhole_id, "lifetime expired"),
+                                             f"expire {pinhole_id}"))
+
+    async def _close(self, pinhole_id: str, reason: str) -> None:
+        handle = self.expiry.pop(pinhole_id, None)
+        if handle:
+            handle.cancel()
+        async with self.lock:
+            await asyncio.to_thread(self.fw.close, pinhole_id)
+        self.opened.discard(pinhole_id)
+        self.emit("pinhole.closed", id=pinhole_id, reason=reason)
+
+
+if __name__ == "__main__":
+    sys.exit(run(FirewallAgent))

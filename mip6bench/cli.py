@@ -1,0 +1,99 @@
+"""The `mip6bench` command: doctor, cli, run, clean."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mip6bench.errors import Mip6benchError
+
+
+def cmd_doctor(args) -> int:
+    from mip6bench.net.capabilities import detect, format_report
+
+    caps = detect()
+    print(json.dumps(caps.to_dict(), indent=2) if args.json else format_report(caps))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from mip6bench.experiment import run_experiment
+
+    run_experiment(args.experiment, args.param, out=args.out, capture=not args.no_capture)
+    return 0
+
+
+def cmd_cli(args) -> int:
+    from mip6bench.testbed.cli import TestbedCLI
+    from mip6bench.testbed.network import Testbed, install_termination_handler
+
+    install_termination_handler()
+    with Testbed(args.param, experiment="cli", out_dir=args.out, capture=not args.no_capture) as tb:
+        TestbedCLI(tb.net, testbed=tb)
+    return 0
+
+
+def cmd_clean(args) -> int:
+    from mip6bench.testbed.registry import clean_all
+
+    removed, live = clean_all()
+    for item in removed:
+        print(f"removed {item}")
+    for run_id in live:
+        print(f"left alone: run {run_id} is still running")
+    if not removed:
+        print("nothing to clean")
+    return 0
+
+
+def cmd_experiments(_args) -> int:
+    from mip6bench.experiment import available, load
+    from mip6bench.params import describe
+    from mip6bench.testbed.operational import topology_params
+
+    for name in available():
+        module = load(name)
+        print(f"{name}: {(module.__doc__ or '').strip().splitlines()[0]}")
+        print(describe(module.PARAMS))
+    print("topology parameters (every experiment and `cli`):")
+    print(describe(topology_params()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mip6bench", description="Mobile IPv6 emulation testbed")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("doctor", help="report kernel features and chosen backends")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(fn=cmd_doctor)
+    for name, fn, what in (("run", cmd_run, "run an experiment in a fresh network"),
+                           ("cli", cmd_cli, "build the network and open the Mininet CLI")):
+        p = sub.add_parser(name, help=what)
+        if name == "run":
+            p.add_argument("experiment", help="experiment name (see `mip6bench experiments`)")
+        p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                       help="experiment or topology parameter (repeatable)")
+        p.add_argument("--out", help="result directory (default results/<experiment>/<run-id>)")
+        p.add_argument("--no-capture", action="store_true", help="do not capture packets")
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("clean", help="remove what earlier runs left behind (and nothing else)")
+    p.set_defaults(fn=cmd_clean)
+    p = sub.add_parser("experiments", help="list experiments and their parameters")
+    p.set_defaults(fn=cmd_experiments)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except Mip6benchError as exc:
+        print(f"mip6bench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mip6bench: interrupted; the network was torn down", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""What this machine's kernel and user space can do, and which backend the testbed uses.
+
+Every probe runs in a fresh, unnamed network namespace (see netns.in_fresh_netns), so
+probing changes nothing on the machine. `mip6bench doctor` prints the report.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import gzip
+import os
+import platform
+import shutil
+import socket
+import struct
+import subprocess
+from dataclasses import asdict, dataclass, field
+
+from mip6bench.net.netns import in_fresh_netns
+
+SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+IPV6_ROUTER_ALERT = 22
+IPV6_ROUTER_ALERT_ISOLATE = 30
+TUNSETIFF = 0x400454CA
+IFF_TAP, IFF_NO_PI = 0x0002, 0x1000
+
+# Binaries the testbed calls, with the Debian package that provides each.
+BINARIES = {
+    "mnexec": "mininet", "ip": "iproute2", "tc": "iproute2", "nft": "nftables",
+    "tcpdump": "tcpdump", "tshark": "tshark", "mergecap": "wireshark-common",
+    "radvd": "radvd", "hostapd": "hostapd", "iperf3": "iperf3", "ping": "iputils-ping",
+}
+
+
+def which(binary: str) -> str | None:
+    return shutil.which(binary, path=os.environ.get("PATH", "") + ":" + SBIN_PATH)
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), capture_output=True, text=True)
+
+
+def kernel_config() -> dict[str, str]:
+    """CONFIG_* values from /proc/config.gz or /boot/config-<release>, if readable."""
+    text = ""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as f:
+            text = f.read()
+    except OSError:
+        try:
+            with open(f"/boot/config-{platform.release()}") as f:
+                text = f.read()
+        except OSError:
+            return {}
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("CONFIG_"):
+            key, _, value = line.partition("=")
+            out[key] = value
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            out[line[2:].split()[0]] = "n"
+    return out
+
+
+def _config_says(config: dict[str, str], key: str) -> bool | None:
+    if not config:
+        return None
+    return config.get(key, "n") in ("y", "m")
+
+
+def _veth_pair() -> None:
+    for cmd in (("ip", "link", "add", "p0", "type", "veth", "peer", "name", "p1"),
+                ("ip", "link", "set", "p0", "up"), ("ip", "link", "set", "p1", "up"),
+                ("ip", "link", "set", "lo", "up")):
+        proc = _run(*cmd)
+        if proc.returncode:
+            raise OSError(proc.stderr.strip())
+
+
+def probe_tbf() -> tuple[bool, str]:
+    def probe():
+        _veth_pair()
+        proc = _run("tc", "qdisc", "add", "dev", "p0", "root", "tbf", "rate", "10mbit",
+                    "burst", "32kbit", "latency", "50ms")
+        return proc.returncode == 0, proc.stderr.strip()
+    return in_fresh_netns(probe)
+
+
+def probe_link_kind(*args: str) -> tuple[bool, str]:
+    def probe():
+        proc = _run("ip", *args)
+        return proc.returncode == 0, proc.stderr.strip()
+    return in_fresh_netns(probe)
+
+
+def probe_seg6() -> tuple[bool, str]:
+    def probe():
+        _veth_pair()
+        proc = _run("ip", "-6", "route", "add", "2001:db8::1/128", "encap", "seg6", "mode",
+                    "encap.red", "segs", "2001:db8::2", "dev", "p0")
+        if proc.returncode:
+            return False, proc.stderr.strip()
+        proc = _run("ip", "-6", "route", "add", "2001:db8::3/128", "encap", "seg6local",
+                    "action", "End.DT6", "table", "254", "dev", "p0")
+        return proc.returncode == 0, proc.stderr.strip() or "encap.red + End.DT6"
+    return in_fresh_netns(probe)
+
+
+def probe_nftables() -> tuple[bool, str]:
+    def probe():
+        text = ("table inet probe {\n chain c {\n type filter hook prerouting priority raw\n"
+                " rt type 2 counter drop\n meta l4proto 135 mh type binding-update counter\n"
+                " ct state established accept\n }\n}\n")
+        proc = subprocess.run(["nft", "-f", "-"], input=text, capture_output=True, text=True)
+        return proc.returncode == 0, proc.stderr.strip()
+    if not which("nft"):
+        return False, "nft binary missing"
+    return in_fresh_netns(probe)
+
+
+def probe_router_alert() -> tuple[bool, str]:
+    def probe():
+        s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        try:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_ROUTER_ALERT, 68)
+            try:
+                s.setsockopt(socket.IPPROTO_IPV6, IPV6_ROUTER_ALERT_ISOLATE, 1)
+            except OSError as exc:
+                return False, f"IPV6_ROUTER_ALERT_ISOLATE: {exc.strerror}"
+            return True, "IPV6_ROUTER_ALERT + ISOLATE"
+        finally:
+            s.close()
+    return in_fresh_netns(probe)
+
+
+def probe_tap() -> tuple[bool, str]:
+    try:
+        fd = os.open("/dev/net/tun", os.O_RDWR)
+    except OSError as exc:
+        return False, f"/dev/net/tun: {exc.strerror}"
+    try:
+        def probe():
+            fcntl.ioctl(fd, TUNSETIFF, struct.pack("16sH", b"probe0", IFF_TAP | IFF_NO_PI))
+            return True, "TUN/TAP"
+        return in_fresh_netns(probe)
+    except OSError as exc:
+        return False, f"TUNSETIFF: {exc.strerror}"
+    finally:
+        os.close(fd)
+
+
+def probe_mip6(config: dict[str, str]) -> tuple[bool | None, str]:
+    if os.path.exists("/sys/module/mip6"):
+        return True, "mip6 module loaded"
+    said = _config_says(config, "CONFIG_IPV6_MIP6")
+    if said is None:
+        return None, "kernel config not readable"
+    return said, "CONFIG_IPV6_MIP6=" + config.get("CONFIG_IPV6_MIP6", "n")
+
+
+@dataclass
+class Capabilities:
+    root: bool
+    kernel: str
+    features: dict[str, dict] = field(default_factory=dict)
+    binaries: dict[str, str | None] = field(default_factory=dict)
+    backends: dict[str, str] = field(default_factory=dict)
+
+    def has(self, feature: str) -> bool:
+        return bool(self.features.get(feature, {}).get("ok"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def detect() -> Capabilities:
+    """Probe everything (needs root for the namespace probes)."""
+    caps = Capabilities(root=os.geteuid() == 0, kernel=platform.release())
+    config = kernel_config()
+
+    def record(name: str, result: tuple[bool | None, str]) -> None:
+        caps.features[name] = {"ok": result[0], "detail": result[1]}
+
+    caps.binaries = {b: which(b) for b in BINARIES}
+    if not caps.root:
+        for name in ("netem", "tbf", "veth", "bridge", "ip6tnl", "seg6", "nftables",
+                     "router_alert", "tuntap"):
+            record(name, (None, "needs root to probe"))
+    else:
+        from mip6bench.net.linkemu import netem_probe
+
+        record("netem", netem_probe())
+        record("tbf", probe_tbf())
+        record("veth", probe_link_kind("link", "add", "v0", "type", "veth", "peer", "name", "v1"))
+        record("bridge", probe_link_kind("link", "add", "b0", "type", "bridge"))
+        record("ip6tnl", probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
+                                         "local", "2001:db8::1", "remote", "2001:db8::2"))
+        record("seg6", probe_seg6())
+        record("nftables", probe_nftables())
+        record("router_alert", probe_router_alert())
+        record("tuntap", probe_tap())
+    record("mip6", probe_mip6(config))
+    record("nft_queue", (_config_says(config, "CONFIG_NFT_QUEUE"), "CONFIG_NFT_QUEUE"))
+    record("xt_nfqueue", (_config_says(config, "CONFIG_NETFILTER_XT_TARGET_NFQUEUE"),
+                          "CONFIG_NETFILTER_XT_TARGET_NFQUEUE"))
+    record("optimistic_dad", (_config_says(config, "CONFIG_IPV6_OPTIMISTIC_DAD"),
+                              "CONFIG_IPV6_OPTIMISTIC_DAD"))
+
+    caps.backends = {
+        "link_emulation": "netem" if caps.has("netem") else ("userspace" if caps.has("tuntap") else "none"),
+        "tunnel": "ip6tnl" if caps.has("ip6tnl") else ("seg6" if caps.has("seg6") else "none"),
+        "mipv6_extension_headers": "kernel" if caps.features["mip6"]["ok"] else "userspace",
+        "bandwidth": "netem" if caps.has("netem") else ("userspace" if caps.has("tuntap") else "none"),
+    }
+    return caps
+
+
+def format_report(caps: Capabilities) -> str:
+    def mark(ok: bool | None) -> str:
+        return {True: "yes", False: "no", None: "?"}[ok]
+
+    lines = [f"kernel {caps.kernel}, running as {'root' if caps.root else 'non-root (probes limited)'}",
+             "", "kernel features:"]
+    for name, f in caps.features.items():
+        lines.append(f"  {name:<16} {mark(f['ok']):<4} {f['detail']}")
+    lines += ["", "binaries:"]
+    for name, path in caps.binaries.items():
+        lines.append(f"  {name:<16} {path or 'MISSING (apt install ' + BINARIES[name] + ')'}")
+    lines += ["", "backends the testbed will use:"]
+    for name, backend in caps.backends.items():
+        lines.append(f"  {name:<24} {backend}")
+    return "\n".join(lines)

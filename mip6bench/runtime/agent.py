@@ -1,0 +1,177 @@
+"""The per-role daemon runtime.
+
+An agent is a subclass of `Agent` with an `Options` dataclass. `run(AgentClass)` is the
+whole main program of an agent process:
+
+    python agents/fw.py --config /run/mip6bench/<run>/fw-fw.json
+
+It loads and checks the config, starts the agent, opens the control socket and the event
+log, prints one JSON line `{"ready": true, ...}` on stdout (the testbed waits on that
+line, so nobody has to guess start-up time) and closes stdout. SIGTERM/SIGINT stop it
+cleanly (agent.stop(), then exit 0). A fatal error ends it with a one-line message on
+stderr and exit status 1 (2 for a bad config).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections import deque
+from typing import Any, ClassVar
+
+from mip6bench.errors import Mip6benchError, ParameterError
+from mip6bench.runtime.config import AgentConfig, load_agent_config, parse_options
+from mip6bench.runtime.control import ControlServer, Handler
+from mip6bench.runtime.eventlog import EventLog
+
+RECENT_EVENTS = 200
+
+
+class Agent:
+    role: ClassVar[str] = "agent"
+    Options: ClassVar[type]
+
+    def __init__(self, config: AgentConfig, options: Any, log: EventLog):
+        self.config = config
+        self.options = options
+        self._log = log
+        self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
+        self.counters: dict[str, int] = {}
+        self.started_ns = time.monotonic_ns()
+        self._fatal: asyncio.Future | None = None
+
+    # --- for subclasses -------------------------------------------------------
+    async def start(self) -> None:
+        """Open sockets, install state. Raise Mip6benchError for a fatal problem."""
+
+    async def stop(self) -> None:
+        """Undo what start() and later work installed."""
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+    def dump(self) -> dict[str, Any]:
+        return self.status()
+
+    def commands(self) -> dict[str, Handler]:
+        return {}
+
+    # --- services -------------------------------------------------------------
+    def emit(self, event: str, **fields: Any) -> None:
+        self.recent.append(self._log.emit(event, **fields))
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
+
+    def fatal(self, message: str) -> None:
+        """End the agent with an error (from a callback or task)."""
+        if self._fatal and not self._fatal.done():
+            self._fatal.set_result(message)
+
+    def spawn(self, coro, name: str) -> asyncio.Task:
+        """A background task whose unexpected exception ends the agent."""
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+
+        def done(t: asyncio.Task) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                self.fatal(f"task {name} failed: {type(exc).__name__}: {exc}")
+
+        task.add_done_callback(done)
+        return task
+
+    # --- built-in control commands -----------------------------------------
+    def _builtin_commands(self) -> dict[str, Handler]:
+        async def status(_req):
+            return {"node": self.config.node, "agent": self.config.agent, "role": self.role,
+                    "pid": os.getpid(), "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
+                    "counters": dict(self.counters), **self.status()}
+
+        async def dump(_req):
+            return self.dump()
+
+        async def events(req):
+            n = int(req.get("n", 20))
+            return list(self.recent)[-n:]
+
+        return {"status": status, "dump": dump, "events": events}
+
+
+async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
+    options = parse_options(agent_cls.Options, config.options)
+    log = EventLog(config.events, config.node, config.agent)
+    agent = agent_cls(config, options, log)
+    loop = asyncio.get_running_loop()
+    agent._fatal = loop.create_future()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+    control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()})
+    started = False
+    try:
+        await agent.start()
+        started = True
+        await control.start()
+        startup_ms = (time.monotonic_ns() - t0_ns) / 1e6
+        agent.emit("agent.ready", role=agent_cls.role, pid=os.getpid(), startup_ms=round(startup_ms, 3))
+        sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
+                                     "agent": config.agent, "control": config.control}) + "\n")
+        sys.stdout.flush()
+        # Nothing else goes to stdout: the testbed stops reading after the ready line.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+        done, _ = await asyncio.wait({stop, agent._fatal}, return_when=asyncio.FIRST_COMPLETED)
+        if agent._fatal.done():
+            raise Mip6benchError(agent._fatal.result())
+        agent.emit("agent.stopping", signal=signal.Signals(stop.result()).name)
+        return 0
+    finally:
+        await control.close()
+        if started:
+            await agent.stop()
+        agent.emit("agent.stopped")
+        log.close()
+
+
+def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
+    """Main program of an agent process; returns the exit status."""
+    t0_ns = _process_start_ns()
+    parser = argparse.ArgumentParser(description=f"mip6bench {agent_cls.role} agent")
+    parser.add_argument("--config", required=True, help="agent config file (JSON)")
+    args = parser.parse_args(argv)
+    prefix = f"{agent_cls.role} agent"
+    try:
+        config = load_agent_config(args.config)
+        prefix = f"{agent_cls.role} agent {config.agent}@{config.node}"
+        return asyncio.run(_main(agent_cls, config, t0_ns))
+    except ParameterError as exc:
+        print(f"{prefix}: config error: {exc}", file=sys.stderr)
+        return 2
+    except Mip6benchError as exc:
+        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except Exception as exc:  # last resort: still one line, still non-zero
+        print(f"{prefix}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+def _process_start_ns() -> int:
+    """When this process started, on CLOCK_MONOTONIC, so start-up time includes the
+    interpreter's own start."""
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        start_ticks = int(fields[19])  # field 22 (starttime), counted after "comm)"
+        hz = os.sysconf("SC_CLK_TCK")
+        # starttime is in clock ticks since boot; CLOCK_BOOTTIME shares that origin.
+        boot_offset = time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns()
+        return start_ticks * 1_000_000_000 // hz - boot_offset
+    except (OSError, ValueError, IndexError):
+        return time.monotonic_ns()

@@ -1,0 +1,71 @@
+"""The event log: one JSON object per line.
+
+Each entry: `t_ns` (CLOCK_MONOTONIC in ns: every network namespace shares that clock,
+so times compare across nodes exactly), `node`, `agent`, `event` and the event's own
+fields (ids such as a PANA session, a binding or an NSIS session go in fields).
+Experiments compute phases as differences between events.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+RESERVED = ("t_ns", "node", "agent", "event")
+
+
+class EventLog:
+    """Append-only JSON-lines writer; every entry is flushed at once so a crash loses
+    nothing that was logged."""
+
+    def __init__(self, path: str | os.PathLike | None, node: str, agent: str):
+        self.node, self.agent = node, agent
+        self.path = Path(path) if path else None
+        self._file = open(self.path, "a", buffering=1) if self.path else None
+        self.counts: dict[str, int] = {}
+
+    def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
+        clash = [k for k in fields if k in RESERVED]
+        if clash:
+            raise ValueError(f"event fields may not be named {clash}")
+        entry = {"t_ns": time.monotonic_ns() if t_ns is None else t_ns,
+                 "node": self.node, "agent": self.agent, "event": event, **fields}
+        self.counts[event] = self.counts.get(event, 0) + 1
+        if self._file:
+            self._file.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
+        return entry
+
+    def close(self) -> None:
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def read_events(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Entries of one log; a torn last line (writer killed mid-write) is skipped."""
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def merge_logs(paths: Iterable[str | os.PathLike], out: str | os.PathLike) -> int:
+    """Merge several logs into one, ordered by time; returns the number of entries."""
+    entries = [e for p in paths if os.path.exists(p) for e in read_events(p)]
+    entries.sort(key=lambda e: e.get("t_ns", 0))
+    with open(out, "w") as f:
+        for e in entries:
+            f.write(json.dumps(e, separators=(",", ":")) + "\n")
+    return len(entries)
+
+
+def find(entries: Iterable[dict[str, Any]], event: str, **match: Any) -> list[dict[str, Any]]:
+    return [e for e in entries if e.get("event") == event
+            and all(e.get(k) == v for k, v in match.items())]

@@ -1,0 +1,76 @@
+"""Agents in nodes: launch with a config file, wait for the ready line, talk over the
+control socket, stop, restart, and keep their event logs in the run directory."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from mip6bench import REPO_ROOT
+from mip6bench.runtime import control
+from mip6bench.testbed.context import RunContext
+from mip6bench.testbed.process import NodeProcess
+
+AGENTS_DIR = REPO_ROOT / "agents"
+
+
+class AgentProcess:
+    def __init__(self, node, agent: str, role: str, options: dict[str, Any], run: RunContext):
+        self.node, self.agent, self.role, self.options, self.run = node, agent, role, options, run
+        stem = f"{node.name}-{agent}"
+        self.config_path = run.state_dir / f"{stem}.json"
+        self.control_path = str(run.state_dir / f"{stem}.sock")
+        self.events_path = run.logs_dir / f"{stem}.events.jsonl"
+        self.stderr_path = run.logs_dir / f"{stem}.stderr"
+        self.proc: NodeProcess | None = None
+        self.starts = 0
+
+    @property
+    def script(self) -> Path:
+        return AGENTS_DIR / f"{self.role}.py"
+
+    def start(self, timeout: float = 10.0) -> "AgentProcess":
+        self.config_path.write_text(json.dumps({
+            "node": self.node.name, "agent": self.agent, "control": self.control_path,
+            "events": str(self.events_path), "options": self.options}, indent=1))
+        self.proc = NodeProcess(self.node, [sys.executable, str(self.script), "--config",
+                                            str(self.config_path)],
+                                f"agent {self.agent}", self.run,
+                                ready=lambda line: line.startswith('{"ready"'),
+                                log_path=self.stderr_path).start(timeout)
+        self.starts += 1
+        return self
+
+    @property
+    def startup_ms(self) -> float | None:
+        if not self.proc or not self.proc.ready_ns:
+            return None
+        return (self.proc.ready_ns - self.proc.start_ns) / 1e6
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.alive()
+
+    def request(self, cmd: str, timeout: float = 5.0, **args: Any) -> Any:
+        return control.request(self.control_path, cmd, timeout=timeout, **args)
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        return self.proc.stop(grace) if self.proc else None
+
+    def restart(self, timeout: float = 10.0) -> "AgentProcess":
+        self.stop()
+        return self.start(timeout)
+
+    def rss_kb(self) -> int | None:
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, TypeError):
+            return None
+        return None

@@ -1,0 +1,94 @@
+"""The Mininet CLI with the testbed's commands.
+
+    addrs              nodes and their IPv6 addresses
+    agents             agents, their pids and status
+    events [N]         the last N events of every agent (default 10)
+    pinholes           firewall pinholes and the firewall's counters
+    linkstats          link emulation counters (relay backend)
+    handover MN NET [GAP_MS]   move an MN to another access network
+"""
+from __future__ import annotations
+
+import json
+
+from mininet.cli import CLI
+from mininet.log import output
+
+from mip6bench.errors import Mip6benchError
+from mip6bench.runtime.control import ControlError
+
+
+class TestbedCLI(CLI):
+    prompt = "mip6bench> "
+
+    def __init__(self, mininet, testbed=None, **kwargs):
+        self.testbed = testbed
+        super().__init__(mininet, **kwargs)
+
+    def do_addrs(self, _line):
+        """addrs: every node's IPv6 addresses (global and link-local)."""
+        for node in self.mn.hosts:
+            for a in node.kernel.addresses():
+                if a["scope"] == 0:
+                    intf = next((l["name"] for l in node.kernel.links() if l["index"] == a["index"]), "?")
+                    flags = " tentative" if a["tentative"] else ""
+                    output(f"{node.name:<6} {intf:<12} {a['address']}/{a['prefixlen']}{flags}\n")
+
+    def do_agents(self, _line):
+        """agents: every agent's pid, state and counters."""
+        if not self.testbed:
+            output("no agents in this session\n")
+            return
+        for (node, name), agent in sorted(self.testbed.agents.items()):
+            try:
+                status = agent.request("status")
+                state = f"up {status['uptime_s']:.1f}s counters={status.get('counters', {})}"
+            except ControlError as exc:
+                state = f"DOWN ({exc})"
+            output(f"{node:<6} {name:<6} pid {agent.pid:<7} {state}\n")
+
+    def do_events(self, line):
+        """events [N]: the last N events of every agent."""
+        n = int(line.strip() or 10)
+        entries = []
+        for agent in (self.testbed.agents.values() if self.testbed else []):
+            try:
+                entries += agent.request("events", n=n)
+            except ControlError:
+                continue
+        for e in sorted(entries, key=lambda e: e["t_ns"])[-n:]:
+            fields = {k: v for k, v in e.items() if k not in ("t_ns", "node", "agent", "event")}
+            output(f"{e['t_ns'] / 1e9:.6f} {e['node']:<6} {e['agent']:<6} {e['event']} "
+                   f"{json.dumps(fields)}\n")
+
+    def do_pinholes(self, _line):
+        """pinholes: the firewall's pinholes and counters."""
+        fw = self.mn["fw"].firewall
+        holes = fw.pinholes()
+        output(f"{len(holes)} pinhole(s)\n")
+        for p in holes:
+            output(f"  {p['id']:<20} packets {p['packets']}\n")
+        for name, c in fw.counters().items():
+            output(f"  counter {name:<20} {c['packets']} packets\n")
+
+    def do_linkstats(self, _line):
+        """linkstats: per-link emulation counters."""
+        for link in self.mn.links:
+            stats = link.stats() if hasattr(link, "stats") else None
+            if stats:
+                output(f"{link.spec.name if link.spec else link}: {json.dumps(stats)}\n")
+
+    def do_handover(self, line):
+        """handover MN NETWORK [GAP_MS]: break-before-make move of an MN."""
+        args = line.split()
+        if len(args) not in (2, 3) or not self.testbed:
+            output("usage: handover MN NETWORK [GAP_MS]\n")
+            return
+        try:
+            result = self.testbed.move(args[0], args[1], float(args[2]) if len(args) == 3 else 0.0)
+        except (Mip6benchError, ValueError) as exc:
+            output(f"handover failed: {exc}\n")
+            return
+        ms = (result["address_ns"] - result["detach_ns"]) / 1e6
+        output(f"{args[0]} moved {result['from']} -> {result['to']}, address {result['address']} "
+               f"usable {ms:.1f} ms after detach\n")

@@ -1,0 +1,117 @@
+"""Links of the testbed, with link parameters that are never silently ignored.
+
+`ShapedLink` picks one of three backends per link:
+  - veth: no delay, jitter, loss or rate configured: a plain veth pair (kernel path);
+  - netem: where the kernel has sch_netem: veth + `tc qdisc netem` on both ends;
+  - relay: elsewhere: two TAP devices joined by a user-space relay process
+    (mip6bench.net.linkemu), which applies delay/jitter/loss/rate per direction.
+
+Every link can be detached and re-attached at layer 2 (`set_attached`): both ends lose
+carrier, as when a wireless station leaves its access point; handovers use this.
+"""
+from __future__ import annotations
+
+import subprocess
+
+from mininet.link import Intf, Link
+
+from mip6bench.net.linkemu import LinkRelay, netem_available, netem_commands
+from mip6bench.net.shaping import LinkParams
+from mip6bench.testbed.context import current_run
+from mip6bench.testbed.operational import Shaping
+
+
+class Ip6Intf(Intf):
+    """An interface configured over netlink (Mininet's default runs ifconfig three
+    times per interface) and without IPv4."""
+
+    def config(self, mac=None, ip=None, ifconfig=None, up=True, **_params):
+        kernel = getattr(self.node, "kernel", None)
+        if kernel is None:  # a node class without a Kernel: use Mininet's way
+            return super().config(mac=mac, up=up)
+        kernel.set_link(self.name, mac=mac, up=up)
+        self.mac = mac or self.mac
+        return {}
+
+    def IP(self):
+        return None
+
+    def updateIP(self):
+        return None
+
+
+def link_params(shaping: Shaping) -> LinkParams:
+    return LinkParams(delay_ms=shaping.delay_ms, jitter_ms=shaping.jitter_ms,
+                      loss_pct=shaping.loss_pct, rate_mbit=shaping.bw_mbit)
+
+
+def choose_backend(shaping: Shaping) -> str:
+    if not shaping.active:
+        return "veth"
+    return "netem" if netem_available() else "relay"
+
+
+class ShapedLink(Link):
+    """A link between two nodes with optional shaping (see the module docstring)."""
+
+    def __init__(self, node1, node2, shaping: Shaping = Shaping(), attached: bool = True,
+                 seed: int = 0, backend: str | None = None, spec=None, **params):
+        self.spec = spec  # the plan's LinkSpec, when built from a plan
+        self.shaping = shaping
+        self.seed = seed
+        self.attached = attached
+        self.backend = backend or choose_backend(shaping)
+        self.relay: LinkRelay | None = None
+        params.setdefault("intf", Ip6Intf)
+        super().__init__(node1, node2, **params)
+        if self.backend == "netem":
+            for intf in (self.intf1, self.intf2):
+                for argv in netem_commands(intf.name, link_params(shaping), intf.node.pid):
+                    subprocess.run(argv, check=True, capture_output=True)
+        if not attached and self.backend != "relay":
+            self.set_attached(False)
+
+    def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None,
+                     node1=None, node2=None, deleteIntfs=True):
+        if self.backend != "relay":
+            return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
+                                        deleteIntfs=False)
+        self.relay = LinkRelay.start(intfname1, node1.pid, intfname2, node2.pid,
+                                     link_params(self.shaping), seed=self.seed,
+                                     carrier=self.attached)
+        current_run().record.add_process(self.relay.pid, f"link relay {intfname1}<->{intfname2}")
+        return None
+
+    def set_attached(self, attached: bool) -> None:
+        """Layer-2 attach/detach: both ends see carrier on/off."""
+        if self.relay is not None:
+            self.relay.set_carrier(attached)
+        else:
+            # A veth end loses carrier when its peer goes down; take down the end that
+            # is not on the node whose connectivity we are changing (the LAN side).
+            self.intf2.node.kernel.set_link(self.intf2.name, up=attached)
+        self.attached = attached
+
+    def stats(self) -> dict | None:
+        return self.relay.stats() if self.relay is not None else None
+
+    def describe(self) -> dict:
+        return {"name": f"{self.intf1}<->{self.intf2}", "backend": self.backend,
+                "attached": self.attached, **self.shaping.as_dict()}
+
+    def stop(self):
+        if self.relay is not None:
+            self.relay.stop()
+            self.relay = None
+            return
+        super().stop()
+
+    def delete(self):
+        if self.relay is not None:
+            self.stop()
+            return
+        # Deleting one end of a veth deletes both; the second delete is a no-op.
+        try:
+            super().delete()
+        except Exception:
+            pass

@@ -1,0 +1,239 @@
+"""The testbed: the operational network up and running, and torn down completely.
+
+    with Testbed({"foreign": 2, "access_delay_ms": 5}, experiment="linkcheck") as tb:
+        tb.node("cn").cmd("ping -6 -c1 2001:db8:11::1")
+        tb.move("mn1", "f2", gap_ms=50)
+
+Start: check privileges, binaries and kernel features (one-line errors that name the
+fix, before anything is created); open a run (its record of every process makes the
+teardown complete even after a crash); build the Mininet network; start packet capture
+and agents; wait until every MN has an address on its access network.
+Stop (also on Ctrl-C, SIGTERM or an agent crash): agents, capture (merged into
+capture.pcap), network, then whatever the run record still lists; event logs are
+merged into events.jsonl in the run directory.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from mip6bench.errors import EnvironmentProblem, Mip6benchError
+from mip6bench.net.capabilities import BINARIES, which
+from mip6bench.net.kernel import usable_address, wait_for
+from mip6bench.params import parse_params
+from mip6bench.runtime.eventlog import EventLog, merge_logs
+from mip6bench.testbed import context
+from mip6bench.testbed.agents import AgentProcess
+from mip6bench.testbed.capture import Capture
+from mip6bench.testbed.operational import build_plan, foreign_prefix, HOME_PREFIX, topology_params
+
+REQUIRED_BINARIES = ("mnexec", "ip", "nft", "radvd")
+
+
+def preflight(plan, capture: bool) -> None:
+    if os.geteuid() != 0:
+        raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
+                                 "run it with sudo")
+    needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
+    for binary in needed:
+        if not which(binary):
+            package = BINARIES.get(binary, "wireshark-common")
+            raise EnvironmentProblem(f"{binary} is missing", f"apt install {package}, or run `make setup`")
+    if any(link.shaping.active for link in plan.links):
+        from mip6bench.net.linkemu import netem_available
+
+        if not netem_available() and not os.path.exists("/dev/net/tun"):
+            raise EnvironmentProblem("links have delay/loss configured but the kernel has neither "
+                                     "sch_netem nor TUN/TAP",
+                                     "load sch_netem or tun, or set every *_delay_ms/_loss_pct to 0")
+
+
+def prefix_of(plan, network: str) -> str:
+    return HOME_PREFIX if network == "home" else foreign_prefix(int(network[1:]))
+
+
+class Testbed:
+    def __init__(self, params: dict[str, Any] | Iterable[str] | None = None, *,
+                 experiment: str = "cli", out_dir: str | os.PathLike | None = None,
+                 capture: bool = True, agents: bool = True):
+        self.params = parse_params(topology_params(), params or {})
+        self.plan = build_plan(self.params)
+        self.experiment, self.out_dir = experiment, out_dir
+        self.capture_enabled, self.agents_enabled = capture, agents
+        self.net = None
+        self.run: context.RunContext | None = None
+        self.capture: Capture | None = None
+        self.agents: dict[tuple[str, str], AgentProcess] = {}
+        self.log: EventLog | None = None
+        self.timings: dict[str, float] = {}
+        self.teardown_errors: list[str] = []
+
+    # ---------------------------------------------------------------- lifecycle
+    def start(self) -> "Testbed":
+        preflight(self.plan, self.capture_enabled)
+        from mininet.net import Mininet
+
+        from mip6bench.testbed.links import ShapedLink
+        from mip6bench.testbed.nodes import LanSegment, Mip6Node
+        from mip6bench.testbed.topology import OperationalTopo
+
+        t0 = time.monotonic()
+        self.run = context.open_run(self.experiment, self.out_dir)
+        self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
+        self.log.emit("testbed.starting", run_id=self.run.run_id)
+        try:
+            self.net = Mininet(topo=OperationalTopo(plan=self.plan), controller=None, build=False,
+                               switch=LanSegment, host=Mip6Node, link=ShapedLink)
+            self.net.build()
+            self.net.start()
+            self.timings["network_s"] = time.monotonic() - t0
+            if self.capture_enabled:
+                self.capture = Capture(self.run)
+                self.capture.start(self.net.hosts)
+            if self.agents_enabled:
+                self.start_agents()
+            for mn in self.plan.by_role("mn"):
+                self.wait_address(mn.name)
+        except BaseException:
+            self.stop()
+            raise
+        self.timings["start_s"] = time.monotonic() - t0
+        self.log.emit("testbed.started", **self.timings)
+        return self
+
+    @classmethod
+    def adopt(cls, net) -> "Testbed":
+        """A Testbed view of a network Mininet's own runner built from our topology
+        (mn --custom): starts the agents; `mn` stops the network itself."""
+        tb = cls.__new__(cls)
+        tb.__init__(dict(net.topo.plan.params), capture=False)
+        tb.plan, tb.net, tb.run = net.topo.plan, net, context.current_run()
+        tb.log = EventLog(tb.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
+        tb.start_agents()
+        return tb
+
+    def stop_agents(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        self.agents.clear()
+
+    def start_agents(self) -> None:
+        fw = self.plan.nodes["fw"]
+        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
+
+    def start_agent(self, node: str, agent: str, role: str, options: dict[str, Any]) -> AgentProcess:
+        proc = AgentProcess(self.net[node], agent, role, options, self.run).start()
+        self.agents[(node, agent)] = proc
+        self.log.emit("agent.started", on=node, name=agent, pid=proc.pid, startup_ms=proc.startup_ms)
+        return proc
+
+    def stop(self) -> None:
+        """Tear everything down; safe to call more than once and after failures."""
+        if self.run is None:
+            return
+        t0 = time.monotonic()
+        errors = self.teardown_errors
+
+        def step(what: str, fn) -> None:
+            try:
+                fn()
+            except Exception as exc:  # keep tearing down; report at the end
+                errors.append(f"{what}: {type(exc).__name__}: {exc}")
+
+        for key, agent in list(self.agents.items()):
+            step(f"stop agent {key}", agent.stop)
+        if self.capture:
+            step("stop capture", self.capture.stop)
+            self.capture = None
+        if self.net is not None:
+            step("stop network", self.net.stop)
+            self.net = None
+        step("clean run record", self.run.record.clean)
+        self.timings["stop_s"] = time.monotonic() - t0
+        if self.log:
+            self.log.emit("testbed.stopped", stop_s=self.timings["stop_s"], errors=errors)
+            self.log.close()
+        logs = sorted(self.run.logs_dir.glob("*.events.jsonl"))
+        step("merge event logs", lambda: merge_logs(logs, self.run.out_dir / "events.jsonl"))
+        context.close_run()
+        self.run_dir = self.run.out_dir
+        self.run = None
+
+    def __enter__(self) -> "Testbed":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- access
+    def node(self, name: str):
+        try:
+            return self.net[name]
+        except KeyError:
+            raise Mip6benchError(f"no node {name!r}",
+                                 f"nodes: {', '.join(sorted(self.plan.nodes))}") from None
+
+    def link(self, name: str):
+        for link in self.net.links:
+            if getattr(link, "spec", None) is not None and link.spec.name == name:
+                return link
+        raise Mip6benchError(f"no link {name!r}")
+
+    def attached_network(self, mn: str) -> str | None:
+        for net in self.plan.nodes[mn].extra["interfaces"]:
+            if self.link(f"{net}-{mn}").attached:
+                return net
+        return None
+
+    def wait_address(self, mn: str, timeout: float = 10.0) -> str:
+        """The MN's address on its attached network, once usable (waits on netlink)."""
+        network = self.attached_network(mn)
+        if network is None:
+            raise Mip6benchError(f"{mn} is not attached to any network")
+        intf = self.plan.nodes[mn].extra["interfaces"][network]
+        prefix = prefix_of(self.plan, network)
+        address = wait_for(self.net[mn].pid, lambda k: usable_address(k, intf, prefix), timeout)
+        if not address:
+            raise Mip6benchError(f"{mn} got no usable address on {intf} ({prefix}) within {timeout:g} s",
+                                 "check that radvd runs on the access router (logs/*-radvd.log)")
+        return address
+
+    def move(self, mn: str, network: str, gap_ms: float = 0.0, wait: bool = True) -> dict[str, Any]:
+        """Break-before-make move of an MN to another access network with a layer-2
+        gap; returns the times of detach/attach (CLOCK_MONOTONIC ns) and the new
+        address once usable."""
+        interfaces = self.plan.nodes[mn].extra["interfaces"]
+        if network not in interfaces:
+            raise Mip6benchError(f"{mn} cannot attach to {network!r}",
+                                 f"networks: {', '.join(interfaces)}")
+        if gap_ms < 0:
+            raise Mip6benchError(f"negative layer-2 gap {gap_ms} ms")
+        old = self.attached_network(mn)
+        result: dict[str, Any] = {"mn": mn, "from": old, "to": network, "l2_gap_ms": gap_ms}
+        if old is not None:
+            self.link(f"{old}-{mn}").set_attached(False)
+        result["detach_ns"] = time.monotonic_ns()
+        if gap_ms and old is not None:
+            time.sleep(gap_ms / 1000)  # the emulated layer-2 outage itself
+        self.link(f"{network}-{mn}").set_attached(True)
+        result["attach_ns"] = time.monotonic_ns()
+        self.log.emit("l2.moved", mn=mn, **{k: v for k, v in result.items() if k != "mn"})
+        if wait:
+            result["address"] = self.wait_address(mn)
+            result["address_ns"] = time.monotonic_ns()
+        return result
+
+    def firewall(self):
+        return self.net["fw"].firewall
+
+
+def install_termination_handler() -> None:
+    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `with Testbed(...)` tears down."""
+    def handler(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)

@@ -1,0 +1,195 @@
+"""Mininet node classes of the testbed: IPv6-only hosts and routers, the firewall, the
+access routers and home agent node (with radvd), and LAN segments as Linux bridges in
+their own namespaces (so no segment ever touches the root namespace).
+
+Nodes configure themselves in `config()`, which Mininet calls once all links exist:
+sysctls, addresses, routes, and their standard services. That keeps
+`mn --custom topologies/operational.py --topo operational` working with nothing else.
+"""
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+from mininet.node import Node, Switch
+
+from mip6bench.net.firewall import Firewall
+from mip6bench.net.kernel import DadMode, Kernel
+from mip6bench.net.netns import write_sysctls
+from mip6bench.testbed.context import current_run
+from mip6bench.testbed.operational import NodeSpec
+from mip6bench.testbed.process import NodeProcess
+from mip6bench.testbed.services import RouterAdvertising
+
+
+class Mip6Node(Node):
+    """A node in its own network namespace that speaks IPv6 only."""
+
+    def __init__(self, name: str, spec: NodeSpec | None = None, **params):
+        self.spec = spec or NodeSpec(name, params.get("role", "host"))
+        self.services: list[NodeProcess] = []
+        self._kernel: Kernel | None = None
+        params.pop("inNamespace", None)
+        super().__init__(name, inNamespace=True, **params)
+        current_run().record.add_process(self.pid, f"node {name}")
+        # Before any interface arrives: interfaces created later inherit "default".
+        write_sysctls(self.pid, self.initial_sysctls())
+
+    def initial_sysctls(self) -> dict[str, int]:
+        forwarding = int(self.spec.forwarding)
+        return {
+            "net/ipv6/conf/all/forwarding": forwarding,
+            "net/ipv6/conf/default/forwarding": forwarding,
+            # Infrastructure addresses are static; DAD only matters for the MN.
+            "net/ipv6/conf/all/accept_dad": 0,
+            "net/ipv6/conf/default/accept_dad": 0,
+            "net/ipv6/conf/default/accept_ra": 0,
+            "net/ipv6/conf/all/accept_ra": 0,
+        }
+
+    @property
+    def kernel(self) -> Kernel:
+        if self._kernel is None:
+            self._kernel = Kernel(self.pid)
+        return self._kernel
+
+    def config(self, **_params):
+        """Addresses and routes from the plan (Mininet's IPv4 defaults are not used)."""
+        k = self.kernel
+        k.set_link("lo", up=True)
+        for intf, cidr in self.spec.addresses:
+            address, _, length = cidr.partition("/")
+            k.set_link(intf, up=True)
+            k.add_address(intf, address, int(length), dad=DadMode.OFF)
+        for dst, gateway, intf in self.spec.routes:
+            k.add_route(dst, gateway=gateway, dev=intf)
+        return {}
+
+    def start_service(self, argv: list[str], what: str, **kw) -> NodeProcess:
+        run = current_run()
+        proc = NodeProcess(self, argv, what, run, log_path=run.logs_dir / f"{self.name}-{what}.log", **kw)
+        self.services.append(proc.start())
+        return proc
+
+    def terminate(self):
+        for proc in reversed(self.services):
+            proc.stop()
+        self.services.clear()
+        if self._kernel is not None:
+            self._kernel.close()
+            self._kernel = None
+        super().terminate()
+
+    # Mininet's defaults describe IPv4; report the first IPv6 address instead.
+    def IP(self, intf=None):
+        return self.spec.address(str(intf) if intf else None)
+
+
+class Router(Mip6Node):
+    pass
+
+
+class AdvertisingRouter(Router):
+    """A router that sends Router Advertisements on its LAN (radvd): access routers,
+    and the home agent on the home link (with the Home Agent flag)."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        plan = self.spec.extra
+        ra = RouterAdvertising(plan["lan_intf"], plan["prefix"],
+                               plan.get("ra_min_ms", 30.0), plan.get("ra_max_ms", 70.0),
+                               home_agent=self.spec.role == "ha")
+        run = current_run()
+        conf = run.state_dir / f"{self.name}-radvd.conf"
+        conf.write_text(ra.radvd_conf())
+        conf.chmod(0o644)
+        self.start_service(["radvd", "--nodaemon", "-C", str(conf), "-m", "stderr",
+                            "-p", str(run.state_dir / f"{self.name}-radvd.pid")], "radvd")
+        return result
+
+
+class FirewallNode(Router):
+    """The stateful packet filter in front of the CN network."""
+
+    def config(self, **params):
+        result = super().config(**params)
+        self.firewall.install()
+        return result
+
+    @property
+    def firewall(self) -> Firewall:
+        return Firewall(self.pid, self.spec.extra["inside"], self.spec.extra["outside"])
+
+
+class MobileNode(Mip6Node):
+    """A mobile node: one interface per access network, one attached at a time, and
+    addresses from Router Advertisements (SLAAC) with the configured DAD mode."""
+
+    def initial_sysctls(self) -> dict[str, int]:
+        dad = DadMode.parse(self.spec.extra.get("dad", "off"))
+        values = super().initial_sysctls()
+        values.update({
+            "net/ipv6/conf/all/accept_ra": 1,
+            "net/ipv6/conf/default/accept_ra": 1,
+            "net/ipv6/conf/all/accept_dad": 0 if dad is DadMode.OFF else 1,
+            "net/ipv6/conf/default/accept_dad": 0 if dad is DadMode.OFF else 1,
+            "net/ipv6/conf/all/optimistic_dad": int(dad is DadMode.OPTIMISTIC),
+            "net/ipv6/conf/default/optimistic_dad": int(dad is DadMode.OPTIMISTIC),
+            # RAs every 30-70 ms: take the router from each one, don't rate-limit RS.
+            "net/ipv6/conf/default/router_solicitation_delay": 0,
+        })
+        return values
+
+    def config(self, **_params):
+        k = self.kernel
+        k.set_link("lo", up=True)
+        for intf in self.spec.extra["interfaces"].values():
+            k.set_link(intf, up=True)
+        return {}
+
+
+class LanSegment(Switch):
+    """A LAN: a Linux bridge in its own network namespace, with IPv6 off there so the
+    segment itself never sends or answers anything."""
+
+    def __init__(self, name: str, **params):
+        params.pop("spec", None)
+        params.pop("inNamespace", None)
+        dpid = params.pop("dpid", None) or f"{zlib.crc32(name.encode()):016x}"
+        super().__init__(name, dpid=dpid, inNamespace=True, **params)
+        current_run().record.add_process(self.pid, f"lan {name}")
+        write_sysctls(self.pid, {"net/ipv6/conf/all/disable_ipv6": 1,
+                                 "net/ipv6/conf/default/disable_ipv6": 1})
+
+    @property
+    def kernel(self) -> Kernel:
+        if getattr(self, "_kernel", None) is None:
+            self._kernel = Kernel(self.pid)
+        return self._kernel
+
+    @classmethod
+    def setup(cls):
+        pass
+
+    def start(self, _controllers):
+        k = self.kernel
+        k.add_bridge("br0")
+        for intf in self.intfList():
+            if intf.name != "lo":
+                k.set_link(intf.name, master="br0", up=True)
+        k.set_link("br0", up=True)
+
+    def stop(self, deleteIntfs=True):
+        # The namespace, the bridge and its ports vanish with the segment's shell.
+        if getattr(self, "_kernel", None) is not None:
+            self._kernel.close()
+            self._kernel = None
+        super().stop(deleteIntfs=False)
+
+    def connected(self):
+        return True
+
+
+NODE_CLASSES = {"ha": AdvertisingRouter, "ar": AdvertisingRouter, "core": Router,
+                "fw": FirewallNode, "mn": MobileNode, "paa": Mip6Node, "aaa": Mip6Node,
+                "cn": Mip6Node}

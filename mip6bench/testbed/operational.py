@@ -1,0 +1,236 @@
+"""The operational network of the paper, as a plan: nodes, links, addresses, routes.
+
+The plan is pure data (no Mininet, no kernel), so the addressing is testable and the
+same plan drives the Mininet topology (topologies/operational.py), the experiments and
+the link check.
+
+    home network 2001:db8:1::/64        ha (home agent + home router), paa, aaa
+    foreign network i 2001:db8:1i::/64  ar<i> (access router), MNs attach here
+    CN network 2001:db8:2::/64          fw (stateful packet filter), cn
+    core links 2001:db8:ff:<n>::/64     core <-> ha (n=1), fw (n=2), ar<i> (n=10+i)
+
+Each MN has one interface per access network (mn<k>-f<i>) and one for the home link
+(mn<k>-home); exactly one is attached (carrier up) at a time, which is how handovers
+break and make layer-2 connectivity. On a LAN, link parameters apply to the attachment
+of each non-router node (so an MN is `access_delay_ms` from its access router, the PAA
+`home_lan_delay_ms` from the HA); a router's own port to its LAN is not delayed.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from mip6bench.params import ParamSpec
+
+HOME_PREFIX = "2001:db8:1::/64"
+CN_PREFIX = "2001:db8:2::/64"
+HOA_BASE = 0x1000  # home addresses are handed out from 2001:db8:1::1000 up
+
+
+def foreign_prefix(i: int) -> str:
+    return f"2001:db8:{0x10 + i:x}::/64"
+
+
+def core_link_prefix(n: int) -> str:
+    return f"2001:db8:ff:{n:x}::/64"
+
+
+def host(prefix: str, suffix: int) -> str:
+    return str(ipaddress.ip_network(prefix)[suffix])
+
+
+SEGMENTS = {
+    # name: (default one-way delay ms, what it is)
+    "access": (2.0, "MN attachment to an access network (wireless hop)"),
+    "backhaul": (5.0, "access router to core"),
+    "home_uplink": (10.0, "core to home agent"),
+    "home_lan": (1.0, "attachment of PAA/AAA to the home link"),
+    "cn_uplink": (10.0, "core to firewall"),
+    "cn_lan": (1.0, "attachment of the CN to its network"),
+}
+
+
+def topology_params() -> list[ParamSpec]:
+    specs = [
+        ParamSpec("foreign", int, 2, "number of foreign access networks", 1, 64),
+        ParamSpec("mns", int, 1, "number of mobile nodes", 1, 200),
+        ParamSpec("ra_min_ms", float, 30.0, "MinRtrAdvInterval of access routers", 30, 1800000),
+        ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
+        ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),
+        ParamSpec("seed", int, 1, "seed of the link emulation's random loss and jitter", 0, 2**31),
+    ]
+    for seg, (delay, what) in SEGMENTS.items():
+        specs += [
+            ParamSpec(f"{seg}_delay_ms", float, delay, f"one-way delay, {what}", 0, 10000),
+            ParamSpec(f"{seg}_jitter_ms", float, 0.0, f"delay jitter, {what}", 0, 10000),
+            ParamSpec(f"{seg}_loss_pct", float, 0.0, f"packet loss per direction, {what}", 0, 100),
+            ParamSpec(f"{seg}_bw_mbit", float, 0.0, f"bandwidth (0 = unlimited), {what}", 0, 100000),
+        ]
+    return specs
+
+
+@dataclass(frozen=True)
+class Shaping:
+    delay_ms: float = 0.0
+    jitter_ms: float = 0.0
+    loss_pct: float = 0.0
+    bw_mbit: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return bool(self.delay_ms or self.jitter_ms or self.loss_pct or self.bw_mbit)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"delay_ms": self.delay_ms, "jitter_ms": self.jitter_ms,
+                "loss_pct": self.loss_pct, "bw_mbit": self.bw_mbit}
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    name: str
+    a: str
+    a_intf: str
+    b: str
+    b_intf: str
+    segment: str
+    shaping: Shaping
+    attached: bool = True  # False: carrier off at start (an MN's other access networks)
+    # The two nodes (and addresses) between which the link check measures this link.
+    probe: tuple[str, str, str, str] | None = None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    role: str  # mn ar core ha paa aaa fw cn lan
+    addresses: tuple[tuple[str, str], ...] = ()  # (interface, address/len)
+    routes: tuple[tuple[str, str, str], ...] = ()  # (destination, gateway, interface)
+    forwarding: bool = False
+    extra: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def address(self, intf: str | None = None) -> str | None:
+        for i, a in self.addresses:
+            if intf is None or i == intf:
+                return a.split("/")[0]
+        return None
+
+
+@dataclass
+class Plan:
+    params: dict[str, Any]
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
+    links: list[LinkSpec] = field(default_factory=list)
+
+    def hosts(self) -> list[NodeSpec]:
+        return [n for n in self.nodes.values() if n.role != "lan"]
+
+    def lans(self) -> list[NodeSpec]:
+        return [n for n in self.nodes.values() if n.role == "lan"]
+
+    def by_role(self, role: str) -> list[NodeSpec]:
+        return [n for n in self.nodes.values() if n.role == role]
+
+    def link(self, name: str) -> LinkSpec:
+        for link in self.links:
+            if link.name == name:
+                return link
+        raise KeyError(name)
+
+    def hoa(self, k: int) -> str:
+        """The home address statically associated with MN k (1-based)."""
+        return host(HOME_PREFIX, HOA_BASE + k)
+
+
+def shaping(params: dict[str, Any], segment: str) -> Shaping:
+    return Shaping(params[f"{segment}_delay_ms"], params[f"{segment}_jitter_ms"],
+                   params[f"{segment}_loss_pct"], params[f"{segment}_bw_mbit"])
+
+
+def build_plan(params: dict[str, Any]) -> Plan:
+    """The operational network for checked parameters (see topology_params)."""
+    if params["ra_max_ms"] < params["ra_min_ms"]:
+        from mip6bench.errors import ParameterError
+        raise ParameterError("ra_max_ms is below ra_min_ms", "MaxRtrAdvInterval >= MinRtrAdvInterval")
+    plan = Plan(params=dict(params))
+    nodes, links = plan.nodes, plan.links
+
+    def p2p(n: int, other: str, segment: str) -> None:
+        prefix = core_link_prefix(n)
+        # Probes start at the far end: the firewall answers nothing unsolicited itself.
+        links.append(LinkSpec(f"core-{other}", "core", f"core-{other}", other, f"{other}-core",
+                              segment, shaping(params, segment),
+                              probe=(other, host(prefix, 2), "core", host(prefix, 1))))
+
+    core_addrs, core_routes = [], []
+    # Home network: the HA is the home router.
+    home_lan = "home"
+    nodes[home_lan] = NodeSpec(home_lan, "lan", extra={"prefix": HOME_PREFIX})
+    p2p(1, "ha", "home_uplink")
+    core_addrs.append(("core-ha", host(core_link_prefix(1), 1) + "/64"))
+    core_routes.append((HOME_PREFIX, host(core_link_prefix(1), 2), "core-ha"))
+    nodes["ha"] = NodeSpec("ha", "ha", forwarding=True,
+                           addresses=(("ha-core", host(core_link_prefix(1), 2) + "/64"),
+                                      ("ha-home", host(HOME_PREFIX, 1) + "/64")),
+                           routes=(("default", host(core_link_prefix(1), 1), "ha-core"),),
+                           extra={"lan_intf": "ha-home", "prefix": HOME_PREFIX,
+                                  "ra_min_ms": params["ra_min_ms"], "ra_max_ms": params["ra_max_ms"]})
+    links.append(LinkSpec("home-ha", "ha", "ha-home", home_lan, "home-ha", "home_lan", Shaping()))
+    for suffix, name in ((2, "paa"), (3, "aaa")):
+        nodes[name] = NodeSpec(name, name, addresses=((f"{name}-home", host(HOME_PREFIX, suffix) + "/64"),),
+                               routes=(("default", host(HOME_PREFIX, 1), f"{name}-home"),))
+        links.append(LinkSpec(f"home-{name}", name, f"{name}-home", home_lan, f"home-{name}",
+                              "home_lan", shaping(params, "home_lan"),
+                              probe=("ha", host(HOME_PREFIX, 1), name, host(HOME_PREFIX, suffix))))
+
+    # CN network behind the firewall.
+    cn_lan = "cnet"
+    nodes[cn_lan] = NodeSpec(cn_lan, "lan", extra={"prefix": CN_PREFIX})
+    p2p(2, "fw", "cn_uplink")
+    core_addrs.append(("core-fw", host(core_link_prefix(2), 1) + "/64"))
+    core_routes.append((CN_PREFIX, host(core_link_prefix(2), 2), "core-fw"))
+    nodes["fw"] = NodeSpec("fw", "fw", forwarding=True,
+                           addresses=(("fw-core", host(core_link_prefix(2), 2) + "/64"),
+                                      ("fw-cnet", host(CN_PREFIX, 1) + "/64")),
+                           routes=(("default", host(core_link_prefix(2), 1), "fw-core"),),
+                           extra={"inside": "fw-cnet", "outside": "fw-core"})
+    links.append(LinkSpec("cnet-fw", "fw", "fw-cnet", cn_lan, "cnet-fw", "cn_lan", Shaping()))
+    nodes["cn"] = NodeSpec("cn", "cn", addresses=(("cn-cnet", host(CN_PREFIX, 0x10) + "/64"),),
+                           routes=(("default", host(CN_PREFIX, 1), "cn-cnet"),))
+    links.append(LinkSpec("cnet-cn", "cn", "cn-cnet", cn_lan, "cnet-cn", "cn_lan",
+                          shaping(params, "cn_lan"),
+                          probe=("fw", host(CN_PREFIX, 1), "cn", host(CN_PREFIX, 0x10))))
+
+    # Foreign access networks.
+    for i in range(1, params["foreign"] + 1):
+        ar, lan, prefix, n = f"ar{i}", f"f{i}", foreign_prefix(i), 0x10 + i
+        nodes[lan] = NodeSpec(lan, "lan", extra={"prefix": prefix})
+        p2p(n, ar, "backhaul")
+        core_addrs.append((f"core-{ar}", host(core_link_prefix(n), 1) + "/64"))
+        core_routes.append((prefix, host(core_link_prefix(n), 2), f"core-{ar}"))
+        nodes[ar] = NodeSpec(ar, "ar", forwarding=True,
+                             addresses=((f"{ar}-core", host(core_link_prefix(n), 2) + "/64"),
+                                        (f"{ar}-{lan}", host(prefix, 1) + "/64")),
+                             routes=(("default", host(core_link_prefix(n), 1), f"{ar}-core"),),
+                             extra={"lan_intf": f"{ar}-{lan}", "prefix": prefix, "network": lan,
+                                    "ra_min_ms": params["ra_min_ms"], "ra_max_ms": params["ra_max_ms"]})
+        links.append(LinkSpec(f"{lan}-{ar}", ar, f"{ar}-{lan}", lan, f"{lan}-{ar}", "access", Shaping()))
+
+    nodes["core"] = NodeSpec("core", "core", forwarding=True, addresses=tuple(core_addrs),
+                             routes=tuple(core_routes))
+
+    # Mobile nodes: attached to the first foreign network at start.
+    networks = ["home"] + [f"f{i}" for i in range(1, params["foreign"] + 1)]
+    for k in range(1, params["mns"] + 1):
+        mn = f"mn{k}"
+        intfs = {}
+        for net in networks:
+            intf = f"{mn}-{net}"
+            intfs[net] = intf
+            router = "ha" if net == "home" else f"ar{net[1:]}"
+            links.append(LinkSpec(f"{net}-{mn}", mn, intf, net, f"{net}-{mn}", "access",
+                                  shaping(params, "access"), attached=(net == "f1"),
+                                  probe=(router, nodes[router].address(f"{router}-{net}"), mn, "")))
+        nodes[mn] = NodeSpec(mn, "mn", extra={"interfaces": intfs, "attached": "f1",
+                                              "hoa": plan.hoa(k), "dad": params["dad"]})
+    return plan
