@@ -93,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("mip6bench: interrupted; the network was torn down", file=sys.stderr)
         return 130
+    except SystemExit as exc:
+        if exc.code not in (0, None) and isinstance(exc.code, int) and exc.code > 128:
+            print("mip6bench: terminated; the network was torn down", file=sys.stderr)
+        raise
 
 
 if __name__ == "__main__":

@@ -92,6 +92,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     metrics: dict[str, Any] = {}
     with testbed:
         run_dir = testbed.run.out_dir
+        print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
+              f"(results in {run_dir})", flush=True)
         metrics = module.run(testbed, params)
         metrics.setdefault("testbed", {}).update({k: round(v, 3) for k, v in testbed.timings.items()})
     metrics["testbed"].update({k: round(v, 3) for k, v in testbed.timings.items()})

@@ -56,6 +56,8 @@ def prefix_of(plan, network: str) -> str:
 
 
 class Testbed:
+    __test__ = False  # not a pytest test class
+
     def __init__(self, params: dict[str, Any] | Iterable[str] | None = None, *,
                  experiment: str = "cli", out_dir: str | os.PathLike | None = None,
                  capture: bool = True, agents: bool = True):
@@ -230,10 +232,14 @@ class Testbed:
         return self.net["fw"].firewall
 
 
+class Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM/SIGHUP so `with Testbed(...)` tears down.
+    A SystemExit, not a KeyboardInterrupt: Mininet's CLI swallows the latter."""
+
+
 def install_termination_handler() -> None:
-    """Turn SIGTERM/SIGHUP into KeyboardInterrupt so `with Testbed(...)` tears down."""
     def handler(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+        raise Terminated(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)

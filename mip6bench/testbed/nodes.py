@@ -137,6 +137,9 @@ class MobileNode(Mip6Node):
             "net/ipv6/conf/default/optimistic_dad": int(dad is DadMode.OPTIMISTIC),
             # RAs every 30-70 ms: take the router from each one, don't rate-limit RS.
             "net/ipv6/conf/default/router_solicitation_delay": 0,
+            # A detached interface's routes (carrier off) must not attract traffic.
+            "net/ipv6/conf/all/ignore_routes_with_linkdown": 1,
+            "net/ipv6/conf/default/ignore_routes_with_linkdown": 1,
         })
         return values
 

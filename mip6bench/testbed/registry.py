@@ -26,10 +26,12 @@ RUN_ROOT = Path(os.environ.get("MIP6BENCH_RUN_ROOT", "/run/mip6bench"))
 
 
 def process_start(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, or None if it is gone."""
+    """The process's start time in clock ticks since boot, or None if it is gone
+    (a zombie counts as gone: it has exited and only waits to be reaped)."""
     try:
         with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[19])
+            fields = f.read().rsplit(")", 1)[1].split()
+        return None if fields[0] in ("Z", "X") else int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
 
@@ -59,14 +61,14 @@ def terminate(pid: int, start: int | None, grace: float = 3.0) -> bool:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
-    if wait_exit(pid, grace):
+    if grace and wait_exit(pid, grace):
         return True
     if same_process(pid, start):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             return True
-    return wait_exit(pid, grace)
+    return wait_exit(pid, 3.0)
 
 
 def new_run_id(prefix: str = "run") -> str:
@@ -113,17 +115,24 @@ class RunRecord:
             info = json.loads((self.dir / "controller.json").read_text())
         except (OSError, json.JSONDecodeError):
             return False
-        return info.get("pid") != os.getpid() and same_process(info["pid"], info.get("start"))
+        return same_process(info["pid"], info.get("start"))
 
     def clean(self) -> list[str]:
         """Remove every recorded resource that still exists; returns what was removed."""
         removed = []
         resources = self.resources()
-        # Processes first (newest first: agents before the node shells they live beside).
-        for r in reversed([r for r in resources if r["kind"] == "process"]):
-            if same_process(r["pid"], r.get("start")):
-                terminate(r["pid"], r.get("start"))
-                removed.append(f"process {r['pid']} ({r.get('what', '')})")
+        # Processes first: SIGTERM to all, one shared grace period, then SIGKILL.
+        procs = [r for r in resources if r["kind"] == "process" and same_process(r["pid"], r.get("start"))]
+        for r in procs:
+            try:
+                os.kill(r["pid"], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 3.0
+        for r in procs:
+            if not wait_exit(r["pid"], max(0.0, deadline - time.monotonic())):
+                terminate(r["pid"], r.get("start"), grace=0.0)
+            removed.append(f"process {r['pid']} ({r.get('what', '')})")
         for r in resources:
             if r["kind"] == "link" and r.get("netns") is None:
                 if subprocess.run(["ip", "link", "del", r["name"]], capture_output=True).returncode == 0:

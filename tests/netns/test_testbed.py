@@ -1,0 +1,185 @@
+"""The operational topology in real namespaces: it builds, holds the reachability
+matrix, the firewall behaves as a stateful packet filter, configured delay is honoured,
+handovers move MNs, and teardown leaves nothing behind — also after a killed agent, a
+SIGTERM, and a controller killed outright (then `mip6bench clean` finds the leftovers)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mip6bench.measure.probe import Flow, probe_flows
+from mip6bench.net.nft import Nft
+from mip6bench.runtime.control import ControlError
+from mip6bench.testbed.network import Testbed
+from mip6bench.testbed.registry import RUN_ROOT, process_start
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from experiments import linkcheck  # noqa: E402
+
+
+def root_state() -> dict:
+    """What the root namespace shows: links, named netns, nft tables."""
+    links = {l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
+                                                            text=True).stdout)}
+    netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    return {"links": links, "netns": netns, "nft": Nft(None).tables()}
+
+
+def recorded_pids(run) -> list[tuple[int, int]]:
+    return [(r["pid"], r["start"]) for r in run.record.resources() if r["kind"] == "process"]
+
+
+def assert_all_gone(pids, before) -> None:
+    alive = [pid for pid, start in pids if process_start(pid) == start]
+    assert alive == [], f"processes left behind: {alive}"
+    assert root_state() == before
+
+
+@pytest.fixture(scope="module")
+def testbed(tmp_path_factory):
+    before = root_state()
+    tb = Testbed({"foreign": 2}, experiment="test", out_dir=tmp_path_factory.mktemp("tb"), capture=False)
+    tb.start()
+    run = tb.run
+    pids = recorded_pids(run)
+    yield tb
+    tb.stop()
+    assert tb.teardown_errors == []
+    assert not run.record.dir.exists()
+    assert_all_gone(pids, before)
+
+
+def flow(tb, a, b, a_addr=None, b_addr=None):
+    return Flow(f"{a}->{b}", tb.node(a).pid, a_addr or tb.plan.nodes[a].address(),
+                tb.node(b).pid, b_addr or tb.plan.nodes[b].address())
+
+
+def test_reachability_matrix_holds(testbed):
+    mn = {"mn1": testbed.wait_address("mn1")}
+    result = linkcheck.reachability(testbed, {"reach_probes": 3}, mn)
+    assert result["violations"] == []
+    assert result["ok"] == result["expected"] > 50
+
+
+def test_firewall_drops_unsolicited_and_passes_return_traffic(testbed):
+    fw = testbed.firewall()
+    before = fw.counters()
+    [inbound, outbound] = probe_flows([flow(testbed, "core", "cn"), flow(testbed, "cn", "core")],
+                                      count=5, interval=0.01, linger=0.5)
+    assert inbound.delivered == 0 and inbound.answered == 0
+    assert outbound.delivered == 5 and outbound.answered == 5
+    after = fw.counters()
+    assert after["unsolicited"]["packets"] - before["unsolicited"]["packets"] >= 5
+    assert after["established"]["packets"] - before["established"]["packets"] >= 5
+    assert after["outbound"]["packets"] - before["outbound"]["packets"] >= 1
+
+
+def test_pinholes_through_the_fw_agent(testbed):
+    agent = testbed.agents[("fw", "fw")]
+    agent.request("pinhole-open", id="udp-core", src="2001:db8:ff:2::1", dst="2001:db8:2::10",
+                  proto="udp")
+    try:
+        [inbound] = probe_flows([flow(testbed, "core", "cn", a_addr="2001:db8:ff:2::1")],
+                                count=3, interval=0.01, linger=0.5)
+        assert inbound.answered == 3
+        assert [p["id"] for p in testbed.firewall().pinholes()] == ["udp-core"]
+        with pytest.raises(ControlError, match="already open"):
+            agent.request("pinhole-open", id="udp-core", proto="udp")
+        with pytest.raises(ControlError, match="ports need"):
+            agent.request("pinhole-open", id="bad", dport=80)
+    finally:
+        agent.request("pinhole-close", id="udp-core")
+    assert testbed.firewall().pinholes() == []
+    [inbound] = probe_flows([flow(testbed, "core", "cn", a_addr="2001:db8:ff:2::1")],
+                            count=3, interval=0.01, linger=0.3)
+    assert inbound.delivered == 0
+
+
+def test_configured_10ms_delay_measures_20ms_rtt_within_5_percent(testbed):
+    spec = testbed.plan.link("core-ha")
+    assert spec.shaping.delay_ms == 10
+    links = linkcheck.measure_links(testbed, {"probes": 100, "interval_ms": 5}, [spec], {})
+    assert links[0]["backend"] in ("relay", "netem")
+    assert abs(links[0]["error_pct"]) < 5, links[0]
+    assert links[0]["answered"] == 100
+
+
+def test_handover_moves_the_mn_and_back(testbed):
+    result = testbed.move("mn1", "f2", gap_ms=20)
+    assert result["address"].startswith("2001:db8:12:")
+    assert (result["attach_ns"] - result["detach_ns"]) / 1e6 >= 20
+    assert testbed.attached_network("mn1") == "f2"
+    [f] = probe_flows([flow(testbed, "mn1", "ha", a_addr=result["address"])], count=3,
+                      interval=0.01, linger=0.5)
+    assert f.answered == 3
+    back = testbed.move("mn1", "f1")
+    assert back["address"].startswith("2001:db8:11:")
+
+
+def test_teardown_is_complete_after_an_agent_is_killed(tmp_path):
+    before = root_state()
+    tb = Testbed({"foreign": 1}, experiment="test", out_dir=tmp_path, capture=True).start()
+    pids = recorded_pids(tb.run)
+    agent = tb.agents[("fw", "fw")]
+    os.kill(agent.pid, signal.SIGKILL)
+    agent.proc.popen.wait()
+    with pytest.raises(ControlError):
+        agent.request("status")
+    tb.stop()
+    assert_all_gone(pids, before)
+    assert (tmp_path / "capture.pcap").stat().st_size > 0
+    assert (tmp_path / "events.jsonl").exists()
+
+
+def _start_cli(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "mip6bench.cli", "cli", "--no-capture",
+                             "--out", str(tmp_path), "--param", "foreign=1"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    buf = b""
+    while b"mip6bench> " not in buf:  # the prompt: the network is up
+        chunk = proc.stdout.read1(4096)
+        assert chunk, proc.stderr.read().decode()
+        buf += chunk
+    runs = [json.loads((d / "controller.json").read_text()) | {"dir": d} for d in RUN_ROOT.iterdir()
+            if json.loads((d / "controller.json").read_text())["pid"] == proc.pid]
+    assert len(runs) == 1
+    return proc, runs[0]["dir"]
+
+
+def _pids_of(run_dir):
+    out = []
+    for line in (run_dir / "resources.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r["kind"] == "process":
+            out.append((r["pid"], r["start"]))
+    return out
+
+
+def test_sigterm_tears_the_cli_session_down(tmp_path):
+    before = root_state()
+    proc, run_dir = _start_cli(tmp_path)
+    pids = _pids_of(run_dir)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert b"terminated; the network was torn down" in err
+    assert not run_dir.exists()
+    assert_all_gone(pids, before)
+
+
+def test_clean_removes_what_a_killed_controller_left(tmp_path):
+    before = root_state()
+    proc, run_dir = _start_cli(tmp_path)
+    pids = _pids_of(run_dir)
+    proc.kill()  # no teardown at all
+    proc.wait()
+    out = subprocess.run([sys.executable, "-m", "mip6bench.cli", "clean"], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert run_dir.name in out.stdout
+    assert not run_dir.exists()
+    assert_all_gone(pids, before)

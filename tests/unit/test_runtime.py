@@ -1,0 +1,238 @@
+"""Agent runtime: event log, config checking, control socket, core driver, agent main."""
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+
+import pytest
+
+from mip6bench.errors import ParameterError
+from mip6bench.runtime import control
+from mip6bench.runtime.config import load_agent_config, parse_options
+from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.eventlog import EventLog, find, merge_logs, read_events
+from mip6bench.sansio import Effect, Event, StartTimer, StopTimer, Transmit
+
+
+# ---------------------------------------------------------------- event log
+def test_event_log_lines_are_json_with_monotonic_time(tmp_path):
+    log = EventLog(tmp_path / "a.jsonl", "mn1", "mn")
+    before = __import__("time").monotonic_ns()
+    log.emit("bu.sent", seq=7, coa="2001:db8:11::5")
+    log.emit("ba.received", seq=7, status=0)
+    log.close()
+    entries = list(read_events(tmp_path / "a.jsonl"))
+    assert [e["event"] for e in entries] == ["bu.sent", "ba.received"]
+    assert entries[0]["node"] == "mn1" and entries[0]["agent"] == "mn"
+    assert entries[0]["seq"] == 7 and before <= entries[0]["t_ns"] <= entries[1]["t_ns"]
+    assert log.counts == {"bu.sent": 1, "ba.received": 1}
+
+
+def test_event_log_refuses_reserved_field_names(tmp_path):
+    log = EventLog(None, "n", "a")
+    with pytest.raises(ValueError):
+        log.emit("x", node="other")
+
+
+def test_reader_skips_a_torn_last_line_and_merge_orders_by_time(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text('{"t_ns": 3, "event": "c"}\n{"t_ns": 1, "event": "a"}\n{"t_ns": 5, "ev')
+    b.write_text('{"t_ns": 2, "event": "b"}\n')
+    assert merge_logs([a, b, tmp_path / "missing.jsonl"], tmp_path / "all.jsonl") == 3
+    merged = list(read_events(tmp_path / "all.jsonl"))
+    assert [e["event"] for e in merged] == ["a", "b", "c"]
+    assert find(merged, "b") == [{"t_ns": 2, "event": "b"}]
+
+
+# ---------------------------------------------------------------- config
+def write_config(tmp_path, **data):
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_agent_config_requires_common_keys_and_refuses_unknown(tmp_path):
+    good = dict(node="fw", agent="fw", control="/tmp/x.sock", events=None, options={})
+    assert load_agent_config(write_config(tmp_path, **good)).node == "fw"
+    with pytest.raises(ParameterError, match="unknown keys"):
+        load_agent_config(write_config(tmp_path, **good, colour="blue"))
+    with pytest.raises(ParameterError, match="'node'"):
+        load_agent_config(write_config(tmp_path, **{**good, "node": ""}))
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(ParameterError, match="not JSON"):
+        load_agent_config(str(tmp_path / "bad.json"))
+    with pytest.raises(ParameterError, match="cannot read"):
+        load_agent_config(str(tmp_path / "absent.json"))
+
+
+@dataclass(frozen=True)
+class Opts:
+    name: str
+    lifetime: float = 30.0
+    hops: list[int] | None = None
+    verbose: bool = False
+
+
+def test_options_are_type_checked():
+    assert parse_options(Opts, {"name": "x", "lifetime": 4}).lifetime == 4.0
+    assert parse_options(Opts, {"name": "x", "hops": [1, 2]}).hops == [1, 2]
+    for bad, match in (({"lifetime": 1}, "missing"), ({"name": 3}, "name"),
+                       ({"name": "x", "verbose": 1}, "true or false"),
+                       ({"name": "x", "lifetime": True}, "number"),
+                       ({"name": "x", "hops": ["a"]}, "hops"),
+                       ({"name": "x", "colour": 1}, "unknown options")):
+        with pytest.raises(ParameterError, match=match):
+            parse_options(Opts, bad)
+
+
+# ---------------------------------------------------------------- control socket
+def test_control_socket_dispatches_and_reports_errors(tmp_path):
+    path = str(tmp_path / "c.sock")
+
+    async def echo(req):
+        return {"you said": req.get("x")}
+
+    async def broken(_req):
+        raise KeyError("nope")
+
+    async def main():
+        server = control.ControlServer(path, {"echo": echo, "broken": broken})
+        await server.start()
+        loop = asyncio.get_running_loop()
+        try:
+            ok = await loop.run_in_executor(None, lambda: control.request(path, "echo", x=5))
+            assert ok == {"you said": 5}
+            for cmd, match in (("nothing", "unknown command"), ("broken", "KeyError")):
+                with pytest.raises(control.ControlError, match=match):
+                    await loop.run_in_executor(None, lambda: control.request(path, cmd))
+        finally:
+            await server.close()
+        assert not os.path.exists(path)
+
+    asyncio.run(main())
+    with pytest.raises(control.ControlError, match="cannot reach"):
+        control.request(path, "echo")
+
+
+# ---------------------------------------------------------------- core driver
+class Applied(Effect):
+    def __init__(self, n):
+        self.n = n
+
+
+def test_core_driver_runs_timers_transmits_events_and_effects_in_order():
+    sent, events, applied, fired = [], [], [], []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def on_timer(key, now):
+            fired.append(key)
+            if key == "second":
+                done.set_result(now)
+            return [Transmit(b"late", "2001:db8::2"), Applied(3)]
+
+        async def apply(effect):
+            await asyncio.sleep(0)  # effects may be coroutines; order must still hold
+            applied.append(effect.n)
+
+        driver = CoreDriver(send=sent.append, on_timer=on_timer, apply=apply,
+                            emit=lambda name, **f: events.append((name, f)))
+        now = driver.now()
+        driver.execute([Transmit(b"x", "2001:db8::1"), Event("hello", {"a": 1}), Applied(1),
+                        Applied(2), StartTimer("first", now + 0.001), StartTimer("second", now + 0.002),
+                        StartTimer("cancelled", now + 0.001), StopTimer("cancelled")])
+        await done
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert [t.data for t in sent] == [b"x", b"late", b"late"]
+    assert events == [("hello", {"a": 1})]
+    assert fired == ["first", "second"]
+    assert applied == [1, 2, 3, 3]
+
+
+# ---------------------------------------------------------------- agent main
+AGENT = textwrap.dedent('''
+    import asyncio, dataclasses, sys
+    from mip6bench.errors import Mip6benchError
+    from mip6bench.runtime.agent import Agent, run
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        mode: str = "ok"
+
+    class Demo(Agent):
+        role = "demo"
+        Options = Options
+
+        async def start(self):
+            if self.options.mode == "fail-start":
+                raise Mip6benchError("cannot open the thing", "fix the thing")
+            if self.options.mode == "fail-later":
+                asyncio.get_running_loop().call_later(0, self.fatal, "lost the thing")
+
+        async def stop(self):
+            self.emit("demo.cleanup")
+
+        def commands(self):
+            async def add(req):
+                self.count("adds")
+                return req["a"] + req["b"]
+            return {"add": add}
+
+    sys.exit(run(Demo))
+''')
+
+
+@pytest.fixture
+def demo_agent(tmp_path):
+    script = tmp_path / "demo_agent.py"
+    script.write_text(AGENT)
+
+    def start(mode="ok", **extra):
+        cfg = write_config(tmp_path, node="n1", agent="demo", control=str(tmp_path / "demo.sock"),
+                           events=str(tmp_path / "demo.jsonl"), options={"mode": mode, **extra})
+        return subprocess.Popen([sys.executable, str(script), "--config", cfg],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start
+
+
+def test_agent_prints_ready_serves_control_and_stops_on_sigterm(demo_agent, tmp_path):
+    proc = demo_agent()
+    ready = json.loads(proc.stdout.readline())  # blocks until the agent is ready
+    assert ready["ready"] is True and ready["pid"] == proc.pid
+    sock = str(tmp_path / "demo.sock")
+    assert control.request(sock, "add", a=2, b=3) == 5
+    status = control.request(sock, "status")
+    assert status["role"] == "demo" and status["counters"] == {"adds": 1}
+    assert [e["event"] for e in control.request(sock, "events")] == ["agent.ready"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    events = [e["event"] for e in read_events(tmp_path / "demo.jsonl")]
+    assert events == ["agent.ready", "agent.stopping", "demo.cleanup", "agent.stopped"]
+    assert not os.path.exists(sock)
+
+
+@pytest.mark.parametrize("mode,status,message", [
+    ("fail-start", 1, "error: cannot open the thing (fix the thing)"),
+    ("fail-later", 1, "error: lost the thing"),
+])
+def test_agent_fatal_errors_end_with_one_line_and_nonzero_exit(demo_agent, mode, status, message):
+    proc = demo_agent(mode)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == status
+    assert err.strip().splitlines() == [f"demo agent demo@n1: {message}"]
+
+
+def test_agent_bad_config_exits_2(demo_agent):
+    proc = demo_agent("ok", colour="red")
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 2 and "unknown options ['colour']" in err
+    assert len(err.strip().splitlines()) == 1
