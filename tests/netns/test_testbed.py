@@ -12,6 +12,7 @@ import time
 import pytest
 
 from mip6bench.measure.probe import Flow, probe_flows
+from mip6bench.net.firewall import Pinhole
 from mip6bench.net.nft import Nft
 from mip6bench.runtime.control import ControlError
 from mip6bench.testbed.network import Testbed
@@ -181,5 +182,45 @@ def test_clean_removes_what_a_killed_controller_left(tmp_path):
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert run_dir.name in out.stdout
+    assert not run_dir.exists()
+    assert_all_gone(pids, before)
+
+
+def test_loss_jitter_and_bandwidth_are_honoured(tmp_path):
+    params = {"foreign": 1, "backhaul_delay_ms": 5, "backhaul_jitter_ms": 2,
+              "backhaul_loss_pct": 10, "cn_uplink_bw_mbit": 20, "seed": 7}
+    with Testbed(params, experiment="test", out_dir=tmp_path, capture=False) as tb:
+        [m] = linkcheck.measure_links(tb, {"probes": 1500, "interval_ms": 1}, [tb.plan.link("core-ar1")], {})
+        # per-direction loss 10 %: round trip survives with 0.81; 1500 probes -> sd ~1 %
+        assert 7 <= m["measured_loss_pct"] <= 13, m
+        # jitter is uniform +-2 ms per direction: RTTs spread over ~8 ms around 10 ms
+        assert 9.5 <= m["measured_rtt_ms"] <= 11.0, m
+        assert m["rtt_p99_ms"] - m["rtt_p50_ms"] > 1.0, m
+        # bandwidth: TCP from the core through the 20 Mbit/s core-fw link to the CN
+        tb.firewall().open(Pinhole("iperf", dst="2001:db8:2::10", proto="tcp", dport=5201))
+        server = tb.node("cn").popen(["iperf3", "-s", "-1", "--forceflush", "-B", "2001:db8:2::10"], text=True)
+        try:
+            while "Server listening" not in server.stdout.readline():  # ready line
+                assert server.poll() is None, server.stderr.read()
+            out = tb.node("core").cmd("iperf3 -6 -c 2001:db8:2::10 -t 3 -J")
+        finally:
+            server.wait(timeout=10)
+        bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
+        assert 16e6 <= bps <= 20.5e6, bps
+
+
+def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
+    before = root_state()
+    proc = subprocess.Popen([sys.executable, "-m", "mip6bench.cli", "run", "linkcheck", "--no-capture",
+                             "--out", str(tmp_path), "--param", "foreign=1", "--param", "probes=100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()  # "network up in ... s; running linkcheck ..."
+    assert line.startswith("network up"), proc.stderr.read()
+    run_dir = next(d for d in RUN_ROOT.iterdir()
+                   if json.loads((d / "controller.json").read_text())["pid"] == proc.pid)
+    pids = _pids_of(run_dir)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted; the network was torn down" in err
     assert not run_dir.exists()
     assert_all_gone(pids, before)

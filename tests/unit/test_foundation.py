@@ -177,3 +177,36 @@ def test_probes_over_loopback_measure_rtt_and_loss():
     assert ok.round_trip_loss == 0 and ok.one_way_loss() == 0
     assert 0 < percentile(ok.rtts_ms, 50) < 50
     assert percentile([1, 2, 3, 4], 50) == 2.5 and percentile([], 50) is None
+
+
+# ---------------------------------------------------------------- preflight
+def test_preflight_names_the_fix(monkeypatch):
+    from mip6bench.errors import EnvironmentProblem
+    from mip6bench.testbed import network
+
+    p = plan()
+    monkeypatch.setattr(network.os, "geteuid", lambda: 1000)
+    with pytest.raises(EnvironmentProblem, match="needs root.*sudo"):
+        network.preflight(p, capture=False)
+    monkeypatch.setattr(network.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(network, "which", lambda b: None if b == "radvd" else "/bin/" + b)
+    with pytest.raises(EnvironmentProblem, match=r"radvd is missing \(apt install radvd"):
+        network.preflight(p, capture=False)
+    monkeypatch.setattr(network, "which", lambda b: None if b == "dumpcap" else "/bin/" + b)
+    network.preflight(p, capture=False)  # dumpcap only matters with capture
+    with pytest.raises(EnvironmentProblem, match="dumpcap is missing"):
+        network.preflight(p, capture=True)
+
+
+def test_experiment_parameters_are_checked_before_anything_runs():
+    from mip6bench.experiment import load, split_params
+
+    module = load("linkcheck")
+    mine, topo = split_params(module, ["probes=10", "foreign=3"])
+    assert mine["probes"] == 10 and topo["foreign"] == 3
+    with pytest.raises(ParameterError, match="unknown parameter 'speed'"):
+        split_params(module, ["speed=1"])
+    with pytest.raises(ParameterError, match="below 1"):
+        split_params(module, ["probes=0"])
+    with pytest.raises(ParameterError, match="unknown experiment"):
+        load("../etc/passwd")
