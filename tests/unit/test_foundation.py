@@ -140,8 +140,8 @@ def test_radvd_config_for_fast_mobile_ipv6_advertisements():
 # ---------------------------------------------------------------- registry
 def test_run_record_cleans_only_what_it_recorded(tmp_path):
     run = RunRecord("test-run", root=tmp_path).create("unit")
-    mine = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    mine = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
+    other = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     try:
         run.add_process(mine.pid, "sleeper")
         # a recycled pid: recorded with another start time, must not be touched
