@@ -21,7 +21,9 @@ import time
 
 import pytest
 
+from mip6bench.net.kernel import wait_for as kernel_wait_for
 from mip6bench.net.linkemu import LinkEmuError, LinkParams, LinkRelay, netem_probe
+from mip6bench.net.netns import in_netns
 
 ADDR_A, ADDR_B = "fd1e::1", "fd1e::2"
 PORT = 9999
@@ -32,8 +34,26 @@ def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=30)
 
 
+def wait_link(ns: str, dev: str, want: bool | None, timeout: float, what: str) -> None:
+    """Wait on rtnetlink link events in `ns` until dev's carrier is `want` (True/False)
+    or dev is gone (None)."""
+    def check(kernel) -> bool:
+        for l in kernel.links():
+            if l["name"] == dev:
+                return want is not None and l["carrier"] == want
+        return want is None
+
+    try:
+        ok = kernel_wait_for(ns, check, timeout)
+    except OSError:  # the namespace itself is gone
+        ok = want is None
+    if not ok:
+        pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
 def wait_for(pred, timeout: float, what: str, interval: float = 0.002):
-    """Poll pred() until it returns a truthy value, or fail after timeout seconds."""
+    """Poll pred() until it returns a truthy value, or fail after timeout seconds.
+    Only for the relay's own counters, which have no event to wait on."""
     deadline = time.monotonic() + timeout
     while True:
         value = pred()
@@ -119,12 +139,12 @@ class Pair:
             "dev", self.if_b, "nud", "permanent")
 
     def holder(self, ns: str) -> int:
-        """A process sitting in `ns`, to address the namespace as pid:PID (Mininet style)."""
-        p = subprocess.Popen(["ip", "netns", "exec", ns, "sleep", "600"])
+        """A process sitting in `ns`, to address the namespace as pid:PID (Mininet style).
+        Started from a thread inside ns, so it is born there: nothing to wait for."""
+        p = in_netns(ns, lambda: subprocess.Popen([sys.executable, "-c",
+                                                   "import signal; signal.pause()"]))
         self.procs.append(p)
-        # `ip netns exec` execs the command in place: wait until the pid is in ns.
-        want = os.stat(f"/run/netns/{ns}").st_ino
-        wait_for(lambda: os.stat(f"/proc/{p.pid}/ns/net").st_ino == want, 5, "holder in netns")
+        assert os.stat(f"/proc/{p.pid}/ns/net").st_ino == os.stat(f"/run/netns/{ns}").st_ino
         return p.pid
 
     def cleanup(self) -> None:
@@ -241,8 +261,8 @@ def test_carrier_off_stops_traffic_and_on_resumes_it(pair):
 
         t_off = relay.set_carrier(False)
         t0 = time.monotonic()
-        wait_for(lambda: carrier(pair.a, pair.if_a) is False
-                 and carrier(pair.b, pair.if_b) is False, 3, "NO-CARRIER on both sides")
+        wait_link(pair.a, pair.if_a, False, 3, "NO-CARRIER on A")
+        wait_link(pair.b, pair.if_b, False, 3, "NO-CARRIER on B")
         print(f"\nNO-CARRIER visible on both sides {1000 * (time.monotonic() - t0):.1f} ms "
               f"after the command")
         assert relay.stats()["carrier"] == "off"
@@ -254,16 +274,19 @@ def test_carrier_off_stops_traffic_and_on_resumes_it(pair):
                 pass  # ENOBUFS/ENETDOWN from a carrier-less device is fine
         t_on = relay.set_carrier(True)
         assert t_on > t_off
-        wait_for(lambda: carrier(pair.a, pair.if_a) and carrier(pair.b, pair.if_b), 3,
-                 "carrier back on both sides")
+        wait_link(pair.a, pair.if_a, True, 3, "carrier back on A")
+        wait_link(pair.b, pair.if_b, True, 3, "carrier back on B")
         after = relay.stats()
         assert after["ab"]["tx"] == before["ab"]["tx"]  # nothing relayed while off
 
-        # Traffic resumes: probe until a packet gets through (event, with a deadline).
-        def through():
+        # Traffic resumes: probe until a packet gets through (each probe waits on the
+        # socket for 50 ms; a deadline bounds the whole).
+        deadline = time.monotonic() + 3
+        while True:
             tx.sendto(b"on", (ADDR_B, PORT))
-            return select.select([rx], [], [], 0.05)[0]
-        wait_for(through, 3, "traffic after carrier on", interval=0)
+            if select.select([rx], [], [], 0.05)[0]:
+                break
+            assert time.monotonic() < deadline, "no traffic after carrier on"
         got = drain(rx)
         assert got and set(got) == {b"on"}, got  # none of the 'off' packets leaked
     finally:
@@ -276,10 +299,11 @@ def test_carrier_off_stops_traffic_and_on_resumes_it(pair):
 def test_start_with_carrier_off(pair):
     relay = pair.start(LinkParams(), carrier=False)
     assert relay.ready["carrier"] == "off"
-    wait_for(lambda: carrier(pair.a, pair.if_a) is False and carrier(pair.b, pair.if_b) is False,
-             3, "NO-CARRIER from the start")
+    wait_link(pair.a, pair.if_a, False, 3, "NO-CARRIER on A from the start")
+    wait_link(pair.b, pair.if_b, False, 3, "NO-CARRIER on B from the start")
     relay.set_carrier(True)
-    wait_for(lambda: carrier(pair.a, pair.if_a) and carrier(pair.b, pair.if_b), 3, "carrier on")
+    wait_link(pair.a, pair.if_a, True, 3, "carrier on A")
+    wait_link(pair.b, pair.if_b, True, 3, "carrier on B")
 
 
 # -- lifetime -----------------------------------------------------------------------
@@ -289,26 +313,31 @@ def both_gone(pair) -> bool:
     return link(pair.a, pair.if_a) is None and link(pair.b, pair.if_b) is None
 
 
+def wait_gone(pair) -> None:
+    wait_link(pair.a, pair.if_a, None, 3, "A side to vanish")
+    wait_link(pair.b, pair.if_b, None, 3, "B side to vanish")
+
+
 def test_killing_the_relay_removes_both_interfaces(pair):
     relay = pair.start(LinkParams(delay_ms=1))
     assert not both_gone(pair)
     os.kill(relay.pid, signal.SIGKILL)
     relay.proc.wait(5)
-    wait_for(lambda: both_gone(pair), 3, "interfaces to vanish")
+    wait_gone(pair)
 
 
 def test_stdin_eof_stops_the_relay_cleanly(pair):
     relay = pair.start(LinkParams(delay_ms=1))
     relay.proc.stdin.close()  # what happens when the parent dies
     assert relay.proc.wait(5) == 0
-    wait_for(lambda: both_gone(pair), 3, "interfaces to vanish")
+    wait_gone(pair)
 
 
 def test_sigterm_stops_the_relay_cleanly(pair):
     relay = pair.start(LinkParams(delay_ms=1))
     relay.proc.terminate()
     assert relay.proc.wait(5) == 0
-    wait_for(lambda: both_gone(pair), 3, "interfaces to vanish")
+    wait_gone(pair)
     assert relay.stop() == 0
 
 
@@ -319,7 +348,7 @@ def test_deleting_a_namespace_stops_the_relay(pair):
     run("ip", "netns", "del", pair.b)
     assert relay.proc.wait(5) == 1
     assert "disappeared" in relay.proc.stderr.read().decode()
-    wait_for(lambda: link(pair.a, pair.if_a) is None, 3, "A side to vanish")
+    wait_link(pair.a, pair.if_a, None, 3, "A side to vanish")
 
 
 def test_relay_in_its_own_namespace(pair):
@@ -336,7 +365,7 @@ def test_relay_in_its_own_namespace(pair):
     assert ping_rtt(pair.a, ADDR_B, 5)["min"] >= 4.0
     p.stdin.close()
     assert p.wait(5) == 0
-    wait_for(lambda: both_gone(pair), 3, "interfaces to vanish")
+    wait_gone(pair)
 
 
 # -- errors: one line naming the fix, non-zero exit, nothing touched -----------------
