@@ -16,6 +16,8 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 .PHONY: setup deps test unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
+	@# Bytecode for agents: they start in their own processes, often many at once.
+	@$(PY) -m compileall -q mip6bench agents experiments > /dev/null
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do \

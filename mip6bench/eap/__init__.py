@@ -39,35 +39,33 @@ exception. Modules: `packet` (EAP codec), `psk_messages` / `psk_crypto` /
 `psk_method` (EAP-PSK), `aes_cmac` / `aes_eax` (primitives), `radius_attrs`
 (EAP-Message, Message-Authenticator and MS-MPPE keys for RADIUS).
 """
-from mip6bench.eap.actions import (
-    EapFailed,
-    EapStatus,
-    EapSucceeded,
-    RelayToBackend,
-    SendEap,
-)
-from mip6bench.eap.packet import EapCode, EapPacket, EapType, decode_eap_packet
-from mip6bench.eap.passthrough import EapPassThrough
-from mip6bench.eap.peer import EapPeer, SimpleEapPeer, psk_peer_factory
-from mip6bench.eap.psk_crypto import InvalidPskError, check_psk, psk_from_hex
-from mip6bench.eap.server import EapServer
 
-__all__ = [
-    "EapCode",
-    "EapFailed",
-    "EapPacket",
-    "EapPassThrough",
-    "EapPeer",
-    "EapServer",
-    "EapStatus",
-    "EapSucceeded",
-    "EapType",
-    "InvalidPskError",
-    "RelayToBackend",
-    "SendEap",
-    "SimpleEapPeer",
-    "check_psk",
-    "decode_eap_packet",
-    "psk_from_hex",
-    "psk_peer_factory",
-]
+from importlib import import_module
+
+# Loaded on first use, so an agent imports only the modules it runs (start-up time).
+_HOMES = {
+    "EapFailed": "actions",
+    "EapStatus": "actions",
+    "EapSucceeded": "actions",
+    "RelayToBackend": "actions",
+    "SendEap": "actions",
+    "EapCode": "packet",
+    "EapPacket": "packet",
+    "EapType": "packet",
+    "decode_eap_packet": "packet",
+    "EapPassThrough": "passthrough",
+    "EapPeer": "peer",
+    "SimpleEapPeer": "peer",
+    "psk_peer_factory": "peer",
+    "InvalidPskError": "psk_crypto",
+    "check_psk": "psk_crypto",
+    "psk_from_hex": "psk_crypto",
+    "EapServer": "server",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f"mip6bench.eap.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

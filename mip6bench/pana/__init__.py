@@ -21,20 +21,43 @@ monotonic clock. Randomness (sequence numbers, session ids, nonces, Key-Ids, bac
 jitter, HoA/SPI choice) comes from the `rng` given to each core (default:
 random.SystemRandom()).
 """
-from .channel import PCI_RETRANSMIT, REQ_RETRANSMIT, PanaSa, Peer, RetransmitPolicy
-from .effects import (AaaCancel, MipSaEstablished, MipSaRevoked, Mip6Bootstrapped,
-                      PanaSessionClosed, PanaSessionOpen, SendToAAA, StaticConfigFallback)
-from .message import PANA_PORT, Avp, Message, decode_message, encode_message
-from .mip6 import Mip6Policy, SaParameters
-from .paa import PaaConfig, PaaCore, PaaSession, PaaState
-from .pac import PacConfig, PacCore, PacState
-from .relay import RelayCore
+from importlib import import_module
 
-__all__ = [
-    "PANA_PORT", "Avp", "Message", "decode_message", "encode_message",
-    "PacConfig", "PacCore", "PacState", "PaaConfig", "PaaCore", "PaaSession", "PaaState",
-    "RelayCore", "Mip6Policy", "SaParameters", "PanaSa", "Peer", "RetransmitPolicy",
-    "REQ_RETRANSMIT", "PCI_RETRANSMIT",
-    "SendToAAA", "AaaCancel", "PanaSessionOpen", "PanaSessionClosed", "MipSaEstablished",
-    "MipSaRevoked", "Mip6Bootstrapped", "StaticConfigFallback",
-]
+# Loaded on first use, so an agent imports only the modules it runs (start-up time).
+_HOMES = {
+    "PCI_RETRANSMIT": "channel",
+    "REQ_RETRANSMIT": "channel",
+    "PanaSa": "channel",
+    "Peer": "channel",
+    "RetransmitPolicy": "channel",
+    "AaaCancel": "effects",
+    "MipSaEstablished": "effects",
+    "MipSaRevoked": "effects",
+    "Mip6Bootstrapped": "effects",
+    "PanaSessionClosed": "effects",
+    "PanaSessionOpen": "effects",
+    "SendToAAA": "effects",
+    "StaticConfigFallback": "effects",
+    "PANA_PORT": "message",
+    "Avp": "message",
+    "Message": "message",
+    "decode_message": "message",
+    "encode_message": "message",
+    "Mip6Policy": "mip6",
+    "SaParameters": "mip6",
+    "PaaConfig": "paa",
+    "PaaCore": "paa",
+    "PaaSession": "paa",
+    "PaaState": "paa",
+    "PacConfig": "pac",
+    "PacCore": "pac",
+    "PacState": "pac",
+    "RelayCore": "relay",
+}
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f"mip6bench.pana.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
