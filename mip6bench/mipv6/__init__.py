@@ -15,9 +15,15 @@ Modules:
     core       receive path shared by the cores, BindingCacheEntry, seq_newer
     ha         HomeAgent        cn  CorrespondentNode        mn  MobileNode
 """
-from mip6bench.mipv6.cn import CorrespondentNode
-from mip6bench.mipv6.ha import HomeAgent
-from mip6bench.mipv6.mn import MobileNode
-from mip6bench.mipv6.sa import MobilitySA, SAStore
+from importlib import import_module
 
 __all__ = ["HomeAgent", "CorrespondentNode", "MobileNode", "MobilitySA", "SAStore"]
+
+# Loaded on first use, so an agent imports only the core it runs (start-up time).
+_HOMES = {"HomeAgent": "ha", "CorrespondentNode": "cn", "MobileNode": "mn", "MobilitySA": "sa", "SAStore": "sa"}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(import_module(f"mip6bench.mipv6.{_HOMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,7 +22,8 @@ Binding Updates (RFC 6275 9.5.1-9.5.4), in order:
   * expired/unknown nonce indices: 136 (home), 137 (care-of), 138 (both).
   * Kbm from the tokens, BAD verified over CoA (the HoA when deregistering) | CN | MH
     data; a bad authenticator is dropped silently (no BA: it may be forged).
-  * sequence number (135), ``policy(hoa, coa)`` (129), capacity (130).
+  * sequence number (135); a deregistration is then accepted; ``policy(hoa, coa)``
+    (129), capacity (130).
   * lifetime capped at ``max_lifetime`` (default MAX_RR_BINDING_LIFETIME, 420 s).
 BAs are sent when the A flag is set or for rejections 130/135-138 (RFC 6275 9.5.4), with a
 BAD option unless Kbm could not be computed (136-138). Accepted bindings produce
@@ -236,15 +237,16 @@ class CorrespondentNode(BindingCacheCore):
         if entry is not None and not seq_newer(bu.seq, entry.seq):
             return self._reject(bu, pkt, hoa, coa, BAStatus.SEQUENCE_NUMBER_OUT_OF_WINDOW,
                                 "sequence number not newer", kbm=kbm, auth_coa=auth_coa, seq=entry.seq)
-        if self.policy is not None and not self.policy(hoa, coa):
-            return self._reject(bu, pkt, hoa, coa, BAStatus.ADMINISTRATIVELY_PROHIBITED, "refused by policy",
-                                kbm=kbm, auth_coa=auth_coa)
         if dereg:
+            # Policy decides which bindings to create; removing one is always allowed.
             self.counters["bu.deregistered"] += 1
             actions = self._remove_entry(hoa, "deregistered")
             if bu.ack:
                 actions.append(self._binding_ack(BAStatus.ACCEPTED, bu.seq, 0, pkt, kbm, auth_coa))
             return actions
+        if self.policy is not None and not self.policy(hoa, coa):
+            return self._reject(bu, pkt, hoa, coa, BAStatus.ADMINISTRATIVELY_PROHIBITED, "refused by policy",
+                                kbm=kbm, auth_coa=auth_coa)
         if entry is None and self.max_bindings is not None and len(self.bindings) >= self.max_bindings:
             return self._reject(bu, pkt, hoa, coa, BAStatus.INSUFFICIENT_RESOURCES, "binding cache full",
                                 kbm=kbm, auth_coa=auth_coa)

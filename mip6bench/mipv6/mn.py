@@ -313,7 +313,12 @@ class MobileNode(MobilityCore):
             return [Event("mipv6.mn.ro_deferred", {"cn": cn, "reason": "home registration pending"})]
         if entry.state in ("rr", "bu") or (entry.ro_on and entry.ro_coa == self.coa):
             return []
-        return self._run_return_routability(entry, now)
+        actions: list[Action] = []
+        if entry.state == "dereg":
+            # Wanted again while the deregistration is outstanding: a registration
+            # replaces it (it would otherwise be sent as another deregistration).
+            actions += self._reset_correspondent(entry)
+        return actions + self._run_return_routability(entry, now)
 
     def stop_route_optimization(self, cn: str, now: float) -> list[Action]:
         """Stop RO with ``cn``; deregister there if a fresh home token allows it."""

@@ -5,7 +5,8 @@
     events [N]         the last N events of every agent (default 10)
     pinholes           firewall pinholes and the firewall's counters
     linkstats          link emulation counters (relay backend)
-    handover MN NET [GAP_MS]   move an MN to another access network
+    handover MN NET [GAP_MS]   move an MN to another access network (and report its
+                               Mobile IPv6 registration)
 """
 from __future__ import annotations
 
@@ -92,3 +93,26 @@ class TestbedCLI(CLI):
         ms = (result["address_ns"] - result["detach_ns"]) / 1e6
         output(f"{args[0]} moved {result['from']} -> {result['to']}, address {result['address']} "
                f"usable {ms:.1f} ms after detach\n")
+        self._report_mipv6(args[0], result)
+
+    def _report_mipv6(self, mn: str, move: dict) -> None:
+        """After a move: when the MN agent's home registration (or return home) holds."""
+        import time
+
+        agent = self.testbed.agents.get((mn, "mn"))
+        if agent is None:
+            return
+        home = move["to"] == "home"
+        try:
+            args = {"until": "home"} if home else {"until": "registered", "coa": move["address"]}
+            status = agent.request("wait", timeout=12, within=10, **args)
+        except ControlError as exc:
+            output(f"Mobile IPv6: not registered: {exc}\n")
+            return
+        ms = (time.monotonic_ns() - move["detach_ns"]) / 1e6
+        if home:
+            output(f"Mobile IPv6: back home, deregistered within {ms:.1f} ms of the detach\n")
+        else:
+            ro = ", ".join(status["route_optimized"]) or "none yet"
+            output(f"Mobile IPv6: registered care-of address {status['registered_coa']} with home agent "
+                   f"{status['ha']} within {ms:.1f} ms of the detach; route-optimised with: {ro}\n")

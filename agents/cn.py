@@ -1,0 +1,212 @@
+"""Correspondent node (RFC 6275 section 9): return routability responder, route-optimisation
+binding cache, and the route-optimised data path in user space.
+
+Return routability: HoTI (reverse-tunnelled through the MN's HA, so plain MH from the
+HoA) and CoTI (plain MH from the CoA) arrive on the MH socket; Binding Updates carry a
+Home Address option and arrive on the PacketTap. The CorrespondentNode core answers.
+
+Route-optimised data (the kernel here cannot process the extension headers, see
+mip6bench/net/intercept.py):
+  * out: a binding for a HoA puts `HoA/128 dev mip6ro` into the RO table; what the
+    applications send to the HoA comes out of the TUN device, gets the destination CoA
+    and a type 2 routing header (net/ro.py), and leaves on a raw socket;
+  * in: packets with a Home Address option are dropped in netfilter and taken from the
+    tap; with a binding for (HoA, source CoA) they are rewritten to come from the HoA and
+    handed to the kernel through the TUN device; without one the sender gets a Binding
+    Error, status 1 (rate limited), and the packet is dropped.
+
+Control commands (besides status, dump, events):
+    bindings                           the RO binding cache
+    policy {route_optimization: bool}  accept (true) or refuse with status 129 (false)
+                                       new route-optimisation bindings
+    counters                           core, socket, data path and netfilter counters
+    wait-event {event, match, after_ns, within}   block until such an event is logged
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: agents/cn.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.codec import DecodeError
+from mip6bench.errors import Mip6benchError
+from mip6bench.mipv6.cn import CorrespondentNode
+from mip6bench.mipv6.effects import InstallBinding, RemoveBinding
+from mip6bench.net import intercept, ro, tunnel
+from mip6bench.net.intercept import InterceptRules, TunDevice, home_address_option_drop
+from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, packed
+
+NFT_TABLE = "mip6bench_cn"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    addresses: list[str]                 # this node's addresses (the ones MNs talk to)
+    interface: str | None = None         # where route-optimised packets arrive (None: any)
+    route_optimization: bool = True      # False: refuse RO bindings (status 129)
+    max_lifetime: float = 420.0
+    max_bindings: int | None = None
+    nonce_interval: float = 30.0
+    brr_lead: float | None = None
+
+    def __post_init__(self):
+        if not self.addresses:
+            raise ValueError("a correspondent node needs at least one address")
+        for a in self.addresses:
+            ipaddress.IPv6Address(a)
+
+
+class CorrespondentAgent(WaitableEvents, Agent):
+    role = "cn"
+    Options = Options
+
+    async def start(self) -> None:
+        self._init_waitable()
+        opts = self.options
+        self.allow_ro = opts.route_optimization
+        self.core = CorrespondentNode(opts.addresses, max_lifetime=opts.max_lifetime,
+                                      max_bindings=opts.max_bindings, nonce_interval=opts.nonce_interval,
+                                      brr_lead=opts.brr_lead, policy=lambda _hoa, _coa: self.allow_ro)
+        self.rules = InterceptRules(None, NFT_TABLE)
+        self.routes: dict[bytes, bytes] = {}   # packed HoA -> packed CoA, as installed
+        try:
+            self.tun = TunDevice()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open TUN device {intercept.TUN_NAME}: {exc.strerror}",
+                                 "the kernel needs TUN/TAP (mip6bench doctor)") from None
+        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
+                             tap_ifname=opts.interface)
+        t0 = time.monotonic()
+        try:
+            # nftables and routing are independent: set them up side by side.
+            await asyncio.gather(self.io.kernel(self._setup_kernel), asyncio.to_thread(
+                self.rules.install, [home_address_option_drop(list(self.options.addresses))]))
+        except Exception as exc:
+            await self.io.close()
+            self.tun.close()
+            raise Mip6benchError(f"cannot set up the route-optimisation data path: {exc}") from None
+        asyncio.get_running_loop().add_reader(self.tun.fileno(), self._on_tun)
+        self.emit("mipv6.cn.started", addresses=list(opts.addresses), route_optimization=self.allow_ro,
+                  kernel_setup_ms=round((time.monotonic() - t0) * 1000, 3))
+
+    def _setup_kernel(self) -> None:
+        # Created on the worker thread: pyroute2 cannot start inside a running loop.
+        self.kernel = tunnel.MobilityKernel()
+        k = self.kernel
+        # No link-local address on the TUN device: nothing of the kernel's own (MLD, RS)
+        # comes out of it, only what is routed there.
+        k.sysctl({f"net/ipv6/conf/{self.tun.name}/addr_gen_mode": 1})
+        k.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), [
+            f"link set dev {self.tun.name} mtu {1500 - ro.RO_OVERHEAD} up",
+            tunnel.mark_rule_request(intercept.AGENT_MARK_PREF, intercept.AGENT_MARK, tunnel.RT_TABLE_MAIN),
+            f"rule add pref {intercept.RO_PREF} lookup {intercept.RO_TABLE}"], local_pref=None)
+
+    async def stop(self) -> None:
+        asyncio.get_running_loop().remove_reader(self.tun.fileno())
+        await self.io.close()
+        await self.io.kernel(self._teardown_kernel)
+        await self.io.kernel(self.kernel.close)
+        self.io.shutdown_pool()
+        self.tun.close()  # its routes go with it
+
+    def _teardown_kernel(self) -> None:
+        self.kernel.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), [],
+                                local_pref=None)
+        self.rules.remove()
+
+    # ------------------------------------------------------------------ effects
+    async def apply(self, effect) -> None:
+        if isinstance(effect, InstallBinding):
+            hoa, coa = packed(effect.hoa), packed(effect.coa)
+            fresh = hoa not in self.routes
+            self.routes[hoa] = coa
+            if fresh:
+                await self.io.kernel(lambda: self.kernel.add_route(
+                    f"{effect.hoa}/128", dev=self.tun.name, table=intercept.RO_TABLE))
+            self.emit("mipv6.cn.ro_route", hoa=effect.hoa, coa=effect.coa, new=fresh)
+        elif isinstance(effect, RemoveBinding):
+            if self.routes.pop(packed(effect.hoa), None) is not None:
+                await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.hoa}/128", intercept.RO_TABLE)
+            self.emit("mipv6.cn.ro_route_removed", hoa=effect.hoa, reason=effect.reason)
+        else:
+            self.emit("mipv6.cn.effect_ignored", effect=type(effect).__name__)
+
+    # ------------------------------------------------------------------ data path
+    def _on_tun(self) -> None:
+        counters = self.io.counters
+        while (packet := self.tun.read()) is not None:
+            if len(packet) < 40 or packet[0] >> 4 != 6:
+                counters["ro.out_not_ipv6"] += 1
+                continue
+            coa = self.routes.get(packet[24:40])
+            if coa is None:
+                # The binding went away after the kernel routed this packet here.
+                counters["ro.out_without_binding"] += 1
+                self.io.send_packet(packet)
+                continue
+            if self.io.send_packet(ro.add_type2_routing_header(packet, coa)):
+                counters["ro.out"] += 1
+
+    def on_data(self, packet: bytes, _ifname: str) -> None:
+        counters = self.io.counters
+        try:
+            hoa, plain = ro.strip_home_address_option(packet)
+        except DecodeError:
+            counters["ro.in_malformed"] += 1
+            return
+        if self.routes.get(hoa) == packet[8:24]:
+            try:
+                self.tun.write(plain)
+                counters["ro.in"] += 1
+            except OSError:
+                counters["ro.in_failed"] += 1
+            return
+        counters["ro.in_without_binding"] += 1
+        src = str(ipaddress.IPv6Address(packet[8:24]))
+        _ok, actions = self.core.check_home_address_option(src, str(ipaddress.IPv6Address(hoa)), self.io.now())
+        self.io.execute(actions)
+
+    # ------------------------------------------------------------------ control
+    def commands(self):
+        return {"bindings": self.cmd_bindings, "policy": self.cmd_policy, "counters": self.cmd_counters,
+                "wait-event": self.cmd_wait_event}
+
+    def status(self) -> dict:
+        return {"addresses": list(self.options.addresses), "bindings": len(self.core.bindings),
+                "route_optimization": self.allow_ro}
+
+    def dump(self) -> dict:
+        return {**self.status(), "binding_cache": self._bindings(), "core_counters": dict(self.core.counters),
+                "io_counters": dict(self.io.counters)}
+
+    def _bindings(self) -> list[dict]:
+        now = self.io.now()
+        return [{"hoa": e.hoa, "coa": e.coa, "seq": e.seq, "lifetime": e.lifetime,
+                 "expires_in": round(e.expires_at - now, 3),
+                 "route": packed(e.hoa) in self.routes} for e in self.core.bindings.values()]
+
+    async def cmd_bindings(self, _req) -> list:
+        return self._bindings()
+
+    async def cmd_policy(self, req: dict) -> dict:
+        value = req.get("route_optimization")
+        if not isinstance(value, bool):
+            raise ValueError("policy needs route_optimization: true or false")
+        self.allow_ro = value
+        self.emit("mipv6.cn.policy", route_optimization=value)
+        return {"route_optimization": value}
+
+    async def cmd_counters(self, _req) -> dict:
+        nft = await self.io.kernel(self.rules.counters)
+        return {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft}
+
+
+if __name__ == "__main__":
+    sys.exit(run(CorrespondentAgent))

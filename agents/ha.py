@@ -1,0 +1,336 @@
+"""Home agent (RFC 6275 section 10, RFC 4285): the HomeAgent core on the wire and in the kernel.
+
+Signalling: Binding Updates arrive with a Home Address option, so from the node's
+PacketTap (the kernel's copy is dropped in netfilter); Binding Acks leave with a type 2
+routing header; both as whole packets built in user space. RFC 4285 SAs come from the
+`sas` option and the `sa-add`/`sa-remove` commands (PANA/AAA use the same commands at
+run time; a change applies from the next message).
+
+Per accepted home registration the agent
+  * defends the home address on the home link: proxy neighbour discovery (proxy_ndp,
+    proxy_delay 0) and an unsolicited Neighbor Advertisement; before the first
+    registration of a home address it runs Duplicate Address Detection on the MN's
+    behalf (``perform_dad``);
+  * tunnels traffic for the HoA to the CoA and decapsulates what the MN reverse-tunnels,
+    in the kernel (mip6bench.net.tunnel: ip6tnl or seg6, option ``tunnel_backend``);
+  * admits reverse-tunnelled packets only from the registered CoA with the HoA as inner
+    source: an nftables set of (CoA . HoA) pairs, everything else to the HA counted and
+    dropped (`counters` shows both).
+When a binding is deregistered or expires, all of that is removed again.
+
+Control commands (besides status, dump, events):
+    bindings                      the binding cache and what the kernel holds for it
+    sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
+                                  add an SA (replace=true: also overwrite one with that SPI)
+    sa-remove {spi}               remove an SA (bindings it authorised stay until they expire)
+    sas                           the SAs (never their keys)
+    counters                      core, socket and netfilter counters
+    wait-event {event, match, after_ns, within}   block until such an event is logged
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: agents/ha.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.codec import DecodeError
+from mip6bench.errors import Mip6benchError
+from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
+from mip6bench.mipv6.ha import HomeAgent
+from mip6bench.mipv6.sa import SAStore
+from mip6bench.net import ndisc, rtnl, tunnel
+from mip6bench.net.intercept import InterceptRules, home_address_option_drop
+from mip6bench.net.nft import Batch
+from mip6bench.net.ro import strip_home_address_option
+from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
+
+NFT_TABLE = "mip6bench_ha"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    address: str                       # the HA address MNs send Binding Updates to
+    home_prefix: str                   # e.g. 2001:db8:1::/64
+    home_interface: str                # the home link (proxy ND, DAD)
+    uplink: str                        # interface toward the rest of the network
+    sas: list[dict] = dataclasses.field(default_factory=list)
+    tunnel_backend: str = "auto"       # seg6 | ip6tnl | auto
+    max_lifetime: float = 3600.0
+    max_bindings: int | None = None
+    perform_dad: bool = True
+    dad_timeout_ms: float = 1000.0     # RetransTimer: how long a defender may take to answer
+    refresh_advice: float | None = None
+    brr_lead: float | None = None
+
+    def __post_init__(self):
+        ipaddress.IPv6Address(self.address)
+        net = ipaddress.IPv6Network(self.home_prefix, strict=False)
+        if ipaddress.IPv6Address(self.address) not in net:
+            raise ValueError(f"HA address {self.address} is not on the home prefix {self.home_prefix}")
+        if self.tunnel_backend not in tunnel.BACKENDS + ("auto",):
+            raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
+        if self.dad_timeout_ms <= 0:
+            raise ValueError("dad_timeout_ms must be positive")
+
+
+class HomeAgentAgent(WaitableEvents, Agent):
+    role = "ha"
+    Options = Options
+
+    async def start(self) -> None:
+        self._init_waitable()
+        opts = self.options
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self.sa_store = SAStore()
+        try:
+            for spec in opts.sas:
+                self.sa_store.add(parse_sa(spec, now))
+        except ValueError as exc:
+            raise Mip6benchError(f"bad SA in options: {exc}") from None
+        self.backend = tunnel.backend(opts.tunnel_backend)
+        self.core = HomeAgent(opts.address, [opts.home_prefix], self.sa_store,
+                              max_lifetime=opts.max_lifetime, max_bindings=opts.max_bindings,
+                              perform_dad=opts.perform_dad, dad_timeout=opts.dad_timeout_ms / 1000 + 1.0,
+                              refresh_advice=opts.refresh_advice, brr_lead=opts.brr_lead,
+                              clock_offset=ntp_clock_offset(loop.time()))
+        self.rules = InterceptRules(None, NFT_TABLE)
+        self.tunnelled: dict[str, str] = {}     # hoa -> coa the kernel tunnels to
+        self.proxied: set[str] = set()          # addresses we answer ND for
+        self.sa_timer: asyncio.TimerHandle | None = None
+        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data)
+        t0 = time.monotonic()
+        try:
+            # nftables and routing are independent: set them up side by side.
+            await asyncio.gather(self.io.kernel(self._setup_kernel), asyncio.to_thread(self._install_rules))
+        except Exception as exc:
+            await self.io.close()
+            raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
+        self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
+        loop.add_reader(self.icmp.fileno(), self._on_icmp)
+        self.dad_waiters: dict[str, asyncio.Future] = {}
+        self._arm_sa_expiry()
+        self.emit("mipv6.ha.started", address=opts.address, backend=self.backend.name,
+                  kernel_setup_ms=round((time.monotonic() - t0) * 1000, 3),
+                  sas=len(self.sa_store), home_prefix=opts.home_prefix)
+
+    def _setup_kernel(self) -> None:
+        # Created on the worker thread: pyroute2 cannot start inside a running loop.
+        self.kernel = tunnel.MobilityKernel()
+        opts, k = self.options, self.kernel
+        self.home_index = k.ifindex(opts.home_interface)
+        self.home_mac = next(link["mac"] for link in k.links() if link["name"] == opts.home_interface)
+        self.local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
+        k.sysctl({f"net/ipv6/conf/{opts.home_interface}/proxy_ndp": 1,
+                  f"net/ipv6/neigh/{opts.home_interface}/proxy_delay": 0})
+        self.backend.ha_setup(k, opts.address, self.local_addresses, opts.home_interface)
+
+    def _install_rules(self) -> None:
+        local_addresses = sorted({a["address"] for a in rtnl.addresses() if a["scope"] == 0})
+        decl, rules = tunnel.reverse_tunnel_rules(NFT_TABLE, self.options.address)
+        self.rules.install(rules + [home_address_option_drop(local_addresses)], decl)
+
+    async def stop(self) -> None:
+        if self.sa_timer:
+            self.sa_timer.cancel()
+        asyncio.get_running_loop().remove_reader(self.icmp.fileno())
+        self.icmp.close()
+        await self.io.close()
+        await self.io.kernel(self._teardown_kernel)
+        await self.io.kernel(self.kernel.close)
+        self.io.shutdown_pool()
+
+    def _teardown_kernel(self) -> None:
+        for hoa in list(self.tunnelled):
+            self.backend.ha_unbind(self.kernel, hoa)
+        for address in list(self.proxied):
+            self._unproxy(address)
+        self.backend.ha_teardown(self.kernel, self.local_addresses)
+        self.rules.remove()
+
+    # ------------------------------------------------------------------ effects
+    async def apply(self, effect) -> None:
+        if isinstance(effect, TunnelUp):
+            t0 = time.monotonic()
+            await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
+            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote,
+                      kernel_ms=round((time.monotonic() - t0) * 1000, 3), backend=self.backend.name)
+        elif isinstance(effect, TunnelDown):
+            await self.io.kernel(self._tunnel_down, effect.hoa)
+            self.emit("mipv6.ha.tunnel_down", hoa=effect.hoa, reason=effect.reason)
+        elif isinstance(effect, InstallBinding):
+            addresses = [effect.hoa] + ([self._link_local(effect.hoa)] if effect.link_local else [])
+            fresh = [a for a in addresses if a not in self.proxied]
+            if fresh:
+                await self.io.kernel(self._proxy, fresh)
+                for address in fresh:
+                    # RFC 6275 10.4.1: tell the home link the HA now receives for it.
+                    self.icmp.send_multicast(ndisc.neighbor_advert(address, self.home_mac),
+                                             ndisc.ALL_NODES, self.home_index)
+                self.emit("mipv6.ha.defending", addresses=fresh)
+        elif isinstance(effect, RemoveBinding):
+            addresses = [a for a in (effect.hoa, self._link_local(effect.hoa)) if a in self.proxied]
+            if addresses:
+                await self.io.kernel(lambda: [self._unproxy(a) for a in addresses])
+            self.emit("mipv6.ha.binding_state_removed", hoa=effect.hoa, reason=effect.reason)
+        elif isinstance(effect, RequestDAD):
+            self.spawn(self._dad(effect.hoa), f"dad {effect.hoa}")
+        else:
+            self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
+
+    def _tunnel_up(self, hoa: str, coa: str) -> None:
+        old = self.tunnelled.get(hoa)
+        self.backend.ha_bind(self.kernel, hoa, coa, self.options.address, self.options.uplink)
+        batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
+        if old and old != coa:
+            batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
+        self.rules.nft.apply(Batch(batch))
+        self.tunnelled[hoa] = coa
+
+    def _tunnel_down(self, hoa: str) -> None:
+        coa = self.tunnelled.pop(hoa, None)
+        self.backend.ha_unbind(self.kernel, hoa)
+        if coa:
+            self.rules.nft.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]))
+
+    def _proxy(self, addresses: list[str]) -> None:
+        for address in addresses:
+            self.kernel.add_proxy_ndp(self.options.home_interface, address)
+            self.proxied.add(address)
+
+    def _unproxy(self, address: str) -> None:
+        self.kernel.del_proxy_ndp(self.options.home_interface, address)
+        self.proxied.discard(address)
+
+    @staticmethod
+    def _link_local(hoa: str) -> str:
+        iid = ipaddress.IPv6Address(hoa).packed[8:]
+        return str(ipaddress.IPv6Address(bytes.fromhex("fe80000000000000") + iid))
+
+    # ------------------------------------------------------------------ DAD on behalf
+    async def _dad(self, hoa: str) -> None:
+        """RFC 4862 DAD for the HoA: one NS from ::, then listen for a defender."""
+        loop = asyncio.get_running_loop()
+        waiter = loop.create_future()
+        self.dad_waiters[hoa] = waiter
+        t0 = time.monotonic()
+        try:
+            self.icmp.join(ndisc.solicited_node(hoa), self.home_index)
+        except OSError:
+            pass  # already a member (a second DAD for the same address)
+        self.io.sender.send(ndisc.dad_probe(hoa), self.home_index)
+        try:
+            defender = await asyncio.wait_for(waiter, self.options.dad_timeout_ms / 1000)
+            ok = False
+        except asyncio.TimeoutError:
+            defender, ok = None, True
+        finally:
+            self.dad_waiters.pop(hoa, None)
+        self.emit("mipv6.ha.dad_done", hoa=hoa, ok=ok, defender=defender,
+                  ms=round((time.monotonic() - t0) * 1000, 3))
+        self.io.execute(self.core.dad_completed(hoa, ok, self.io.now()))
+
+    def _on_icmp(self) -> None:
+        while (item := self.icmp.recv()) is not None:
+            body, src, _ifindex, hoplimit = item
+            nt = ndisc.neighbor_target(body)
+            if nt is None or hoplimit != 255:
+                continue
+            kind, target = nt
+            waiter = self.dad_waiters.get(target)
+            # A defender's NA, or another node probing the same address (NS from ::).
+            if waiter and not waiter.done() and (kind == ndisc.ND_NEIGHBOR_ADVERT or src == "::"):
+                waiter.set_result(src)
+
+    # ------------------------------------------------------------------ data with a HAO
+    def on_data(self, packet: bytes, _ifname: str) -> None:
+        """A data packet to the HA with a Home Address option: the HA is not a
+        correspondent; without a binding the sender gets a Binding Error (9.3.1)."""
+        try:
+            hoa, _plain = strip_home_address_option(packet)
+        except DecodeError:
+            self.io.counters["data.malformed"] += 1
+            return
+        src = str(ipaddress.IPv6Address(packet[8:24]))
+        _ok, actions = self.core.check_home_address_option(src, str(ipaddress.IPv6Address(hoa)), self.io.now())
+        self.io.counters["data.hao_dropped"] += 1
+        self.io.execute(actions)
+
+    # ------------------------------------------------------------------ SAs
+    def _arm_sa_expiry(self) -> None:
+        if self.sa_timer:
+            self.sa_timer.cancel()
+            self.sa_timer = None
+        at = self.sa_store.next_expiry()
+        if at is not None:
+            self.sa_timer = asyncio.get_running_loop().call_at(at, self._expire_sas)
+
+    def _expire_sas(self) -> None:
+        for sa in self.sa_store.expire(self.io.now()):
+            self.emit("mipv6.sa_expired", spi=sa.spi, hoa=sa.hoa)
+        self._arm_sa_expiry()
+
+    # ------------------------------------------------------------------ control
+    def commands(self):
+        return {"bindings": self.cmd_bindings, "sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
+                "sas": self.cmd_sas, "counters": self.cmd_counters, "wait-event": self.cmd_wait_event}
+
+    def status(self) -> dict:
+        return {"address": self.options.address, "backend": self.backend.name,
+                "bindings": len(self.core.bindings), "sas": len(self.sa_store)}
+
+    def dump(self) -> dict:
+        return {**self.status(), "binding_cache": self._bindings(), "core_counters": dict(self.core.counters),
+                "io_counters": dict(self.io.counters)}
+
+    def _bindings(self) -> list[dict]:
+        now = self.io.now()
+        return [{"hoa": e.hoa, "coa": e.coa, "seq": e.seq, "lifetime": e.lifetime,
+                 "expires_in": round(e.expires_at - now, 3), "spi": e.spi,
+                 "tunnel": self.tunnelled.get(e.hoa), "proxied": e.hoa in self.proxied}
+                for e in self.core.bindings.values()]
+
+    async def cmd_bindings(self, _req) -> list:
+        return self._bindings()
+
+    async def cmd_sa_add(self, req: dict) -> dict:
+        spec = {k: v for k, v in req.items() if k not in ("cmd", "replace")}
+        sa = parse_sa(spec, self.io.now())
+        if req.get("replace"):
+            old = self.sa_store.replace(sa)
+        else:
+            self.sa_store.add(sa)
+            old = None
+        self._arm_sa_expiry()
+        self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai, replaced=old is not None)
+        return describe_sa(sa, self.io.now())
+
+    async def cmd_sa_remove(self, req: dict) -> dict:
+        spi = req.get("spi")
+        if not isinstance(spi, int):
+            raise ValueError("sa-remove needs an integer spi")
+        sa = self.sa_store.remove(spi)
+        if sa is None:
+            raise LookupError(f"no SA with SPI {spi}")
+        self._arm_sa_expiry()
+        self.emit("mipv6.sa_removed", spi=spi, hoa=sa.hoa)
+        return {"spi": spi}
+
+    async def cmd_sas(self, _req) -> list:
+        now = self.io.now()
+        return [describe_sa(sa, now) for sa in self.sa_store]
+
+    async def cmd_counters(self, _req) -> dict:
+        nft = await self.io.kernel(self.rules.counters)
+        return {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft}
+
+
+if __name__ == "__main__":
+    sys.exit(run(HomeAgentAgent))

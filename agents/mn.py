@@ -1,0 +1,574 @@
+"""Mobile node (RFC 6275 section 11): movement detection, care-of addresses, home
+registration, return routability and route optimisation, with the home address usable
+by applications on the node at all times.
+
+Home address: it lives on `lo` (/128, no DAD) for the agent's whole life, so sockets
+bound to it survive every handover. Away from home, policy routing sends what the
+applications send from it into the tunnel to the HA (mip6bench.net.tunnel), or, for
+route-optimised correspondents, into the TUN device, where the agent rewrites it to come
+from the CoA with a Home Address option. At home the address is also put on the home
+interface (/64) so the home link reaches it directly.
+
+Movement detection (RFC 6275 11.5.1): link events (carrier up/down) and address events
+come from rtnetlink; Router Advertisements from a raw ICMPv6 socket. A new attachment is
+confirmed by the first RA received on the newly attached interface
+(`mipv6.mn.movement_detected`); its prefix tells home from foreign. The CoA is the
+address the kernel forms from that prefix (SLAAC), with Duplicate Address Detection as
+the ``dad`` option says (standard, optimistic or off: set per access interface at start);
+once netlink reports it usable (`mipv6.mn.coa_ready`) the MobileNode core registers it.
+
+Bootstrapping: home_agent, home_address, home_prefix and the SA may be static options,
+or arrive later through the `bootstrap` and `sa-add` commands (e.g. from PANA); until
+then the agent only tracks the attachment.
+
+Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready, then the
+core's movement, home_bu_sent, home_registered, hoti_sent, coti_sent, cn_bu_sent, ro_on;
+ro_fallback {cn, reason} whenever traffic to a CN falls back to the tunnel.
+
+Control commands (besides status, dump, events):
+    bootstrap {home_agent, home_address, home_prefix}   configure the home side at run time
+    sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
+    sa-remove {spi}
+    sas
+    ro-start {cn} / ro-stop {cn}        route optimisation with a correspondent
+    register                            send the home registration again now
+    wait {until: registered|ro|home, coa, cn, within (s)}   block until the state holds
+    wait-event {event, match, after_ns, within}   block until such an event is logged
+    counters
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ipaddress
+import os
+import socket
+import struct
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+if __package__ in (None, ""):  # run as a script: agents/mn.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.codec import DecodeError
+from mip6bench.errors import Mip6benchError
+from mip6bench.mipv6.effects import (
+    HomeDeregistered,
+    HomeRegistered,
+    RegistrationFailed,
+    RouteOptimizationOff,
+    RouteOptimizationOn,
+    TunnelDown,
+    TunnelUp,
+)
+from mip6bench.mipv6.mn import MobileNode
+from mip6bench.mipv6.sa import SAStore
+from mip6bench.net import intercept, ndisc, ro, tunnel
+from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
+from mip6bench.net.kernel import RTMGRP_IPV6_IFADDR, RTMGRP_LINK, DadMode, rtnl_socket
+from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
+
+NFT_TABLE = "mip6bench_mn"
+RTM_NEWLINK, RTM_DELLINK = 16, 17
+IFF_LOWER_UP = 0x10000
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    interfaces: list[str]                      # access interfaces (one per network, home included)
+    home_address: str | None = None
+    home_agent: str | None = None
+    home_prefix: str | None = None
+    sas: list[dict] = dataclasses.field(default_factory=list)
+    nai: str | None = None
+    correspondents: list[str] = dataclasses.field(default_factory=list)  # CNs to route-optimise with
+    route_optimization: bool = True
+    dad: str = "off"                           # standard | optimistic | off, for care-of addresses
+    home_lifetime: float = 600.0
+    cn_lifetime: float = 420.0
+    rr_max_attempts: int = 5
+    tunnel_backend: str = "auto"
+
+    def __post_init__(self):
+        if not self.interfaces:
+            raise ValueError("a mobile node needs at least one access interface")
+        DadMode(self.dad)
+        given = [self.home_address is not None, self.home_agent is not None, self.home_prefix is not None]
+        if any(given) and not all(given):
+            raise ValueError("give home_address, home_agent and home_prefix together (or none, to bootstrap)")
+        if self.home_address is not None:
+            _check_home(self.home_address, self.home_agent, self.home_prefix)
+        if self.tunnel_backend not in tunnel.BACKENDS + ("auto",):
+            raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
+
+
+def _check_home(hoa: str, ha: str, prefix: str) -> None:
+    net = ipaddress.IPv6Network(prefix, strict=False)
+    if ipaddress.IPv6Address(hoa) not in net:
+        raise ValueError(f"home address {hoa} is not on the home prefix {prefix}")
+    ipaddress.IPv6Address(ha)
+
+
+def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
+    """(ifindex, lower_up) for every RTM_NEWLINK/RTM_DELLINK in a netlink datagram."""
+    out, pos = [], 0
+    while pos + 16 <= len(data):
+        length, kind = struct.unpack_from("=IH", data, pos)
+        if length < 16:
+            break
+        if kind in (RTM_NEWLINK, RTM_DELLINK) and pos + 32 <= len(data):
+            index, flags = struct.unpack_from("=iI", data, pos + 20)
+            out.append((index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)))
+        pos += (length + 3) & ~3
+    return out
+
+
+class MobileNodeAgent(WaitableEvents, Agent):
+    role = "mn"
+    Options = Options
+
+    async def start(self) -> None:
+        self._init_waitable()
+        opts = self.options
+        self.loop = asyncio.get_running_loop()
+        self.sa_store = SAStore()
+        try:
+            for spec in opts.sas:
+                self.sa_store.add(parse_sa(spec, self.loop.time()))
+        except ValueError as exc:
+            raise Mip6benchError(f"bad SA in options: {exc}") from None
+        self.backend = tunnel.backend(opts.tunnel_backend)
+        self.rules = InterceptRules(None, NFT_TABLE)
+        self.core: MobileNode | None = None
+        self.io: MobilityIO | None = None
+        self.home: tuple[str, str, str] | None = None   # (hoa, ha, prefix)
+        self.attached: str | None = None                # interface with carrier
+        self.ra: dict[str, tuple[float, str, str]] = {}  # ifname -> (time, prefix, router) since carrier
+        self.coa_interface: str | None = None
+        self.ro_routes: dict[bytes, bytes] = {}         # packed CN -> packed CoA
+        self.at_home_configured = False
+        self.changed = asyncio.Condition()
+        # Correspondents to route-optimise with (ro-start/ro-stop change the set).
+        self.ro_wanted = {str(ipaddress.IPv6Address(cn)) for cn in opts.correspondents} \
+            if opts.route_optimization else set()
+        self._reconcile_task: asyncio.Task | None = None
+        self._reconcile_again = False
+        try:
+            self.tun = TunDevice()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open TUN device {intercept.TUN_NAME}: {exc.strerror}",
+                                 "the kernel needs TUN/TAP (mip6bench doctor)") from None
+        self.index_to_name: dict[int, str] = {}
+        # One thread for every kernel call: pyroute2 cannot run on the loop's thread,
+        # and one thread keeps the changes in order.
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
+        try:
+            # Created on the worker thread: pyroute2 cannot start inside a running loop.
+            self.kernel = await self.loop.run_in_executor(self.pool, tunnel.MobilityKernel)
+            await self.loop.run_in_executor(self.pool, self._setup_links)
+        except Exception as exc:
+            self.tun.close()
+            raise Mip6benchError(f"cannot prepare the access interfaces: {exc}") from None
+        self.monitor = rtnl_socket(None, RTMGRP_LINK | RTMGRP_IPV6_IFADDR)
+        self.monitor.setblocking(False)
+        self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
+        self.ra_socket = ndisc.IcmpSocket((ndisc.ND_ROUTER_ADVERT,))
+        self.loop.add_reader(self.ra_socket.fileno(), self._on_ra)
+        self.loop.add_reader(self.tun.fileno(), self._on_tun)
+        if opts.home_address is not None:
+            await self._activate(opts.home_address, opts.home_agent, opts.home_prefix)
+        self._schedule_reconcile()
+
+    def _setup_links(self) -> None:
+        """Per-interface settings for fast movement detection, DAD as configured."""
+        k, dad = self.kernel, DadMode(self.options.dad)
+        values: dict[str, int] = {"net/ipv6/conf/all/ignore_routes_with_linkdown": 1}
+        for ifname in self.options.interfaces:
+            self.index_to_name[k.ifindex(ifname)] = ifname
+            values.update({
+                # A detached interface keeps its routes; they must not be used.
+                f"net/ipv6/conf/{ifname}/ignore_routes_with_linkdown": 1,
+                f"net/ipv6/conf/{ifname}/accept_dad": 0 if dad is DadMode.OFF else 1,
+                f"net/ipv6/conf/{ifname}/optimistic_dad": int(dad is DadMode.OPTIMISTIC),
+                f"net/ipv6/conf/{ifname}/use_optimistic": int(dad is DadMode.OPTIMISTIC),
+                f"net/ipv6/conf/{ifname}/router_solicitation_delay": 0,
+            })
+        k.sysctl(values)
+        # No link-local address on the TUN device: nothing of the kernel's own (MLD, RS)
+        # comes out of it, only what is routed there.
+        k.sysctl({f"net/ipv6/conf/{self.tun.name}/addr_gen_mode": 1})
+        k.set_link(self.tun.name, up=True, mtu=1500 - ro.RO_OVERHEAD)
+        self.tun_index = k.ifindex(self.tun.name)
+
+    async def _activate(self, hoa: str, ha: str, prefix: str) -> None:
+        """Home side known: home address on lo, tunnel plumbing, MobileNode core."""
+        hoa = str(ipaddress.IPv6Address(hoa))
+        ha = str(ipaddress.IPv6Address(ha))
+        prefix = str(ipaddress.IPv6Network(prefix, strict=False))
+        self.home = (hoa, ha, prefix)
+        self.hoa_packed = packed(hoa)
+        self.core = MobileNode(hoa, ha, self.sa_store, nai=self.options.nai,
+                               home_lifetime=self.options.home_lifetime, cn_lifetime=self.options.cn_lifetime,
+                               rr_max_attempts=self.options.rr_max_attempts,
+                               clock_offset=ntp_clock_offset(self.loop.time()))
+        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
+                             tunnel_endpoints=self._tunnel_endpoints, executor=self.pool)
+        try:
+            # nftables and routing are independent: set them up side by side.
+            await asyncio.gather(self.io.kernel(self._setup_home_kernel),
+                                 asyncio.to_thread(self.rules.install, [type2_routing_header_drop()]))
+        except Exception as exc:
+            raise Mip6benchError(f"cannot set up the mobile node's data path: {exc}") from None
+        self._want_route_optimization(self.io.now())
+        self.emit("mipv6.mn.activated", hoa=hoa, ha=ha, home_prefix=prefix, backend=self.backend.name,
+                  sas=len(self.sa_store))
+
+    def _want_route_optimization(self, now: float) -> None:
+        for cn in sorted(self.ro_wanted):
+            entry = self.core.correspondents.get(cn)
+            if entry is None or not entry.wanted:
+                self.io.execute(self.core.start_route_optimization(cn, now))
+
+    def _setup_home_kernel(self) -> None:
+        k = self.kernel
+        hoa, ha, _prefix = self.home
+        if not any(a["address"] == hoa and a["index"] == k.ifindex("lo") for a in k.addresses("lo")):
+            k.add_address("lo", hoa, 128, dad=DadMode.OFF)
+        self.backend.mn_setup(k, ha, self.tun.name)
+
+    async def stop(self) -> None:
+        for fd in (self.monitor.fileno(), self.ra_socket.fileno(), self.tun.fileno()):
+            self.loop.remove_reader(fd)
+        self.monitor.close()
+        self.ra_socket.close()
+        if self.io is not None:
+            await self.io.close()
+            await self.io.kernel(self._teardown_kernel)
+        await self.loop.run_in_executor(self.pool, self.kernel.close)
+        self.pool.shutdown(wait=True)
+        self.tun.close()
+
+    def _teardown_kernel(self) -> None:
+        k = self.kernel
+        hoa, _ha, prefix = self.home
+        self.backend.mn_teardown(k)
+        k.flush_table(tunnel.TUNNEL_TABLE)
+        self.rules.remove()
+        plen = ipaddress.IPv6Network(prefix).prefixlen
+        for a in k.addresses():
+            if a["address"] == hoa:
+                name = next((n for i, n in self.index_to_name.items() if i == a["index"]), "lo")
+                k.del_address(name, hoa, 128 if name == "lo" else plen)
+
+    # ------------------------------------------------------------------ movement detection
+    def _on_netlink(self) -> None:
+        while True:
+            try:
+                data = self.monitor.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                break
+            for index, up in parse_link_events(data):
+                name = self.index_to_name.get(index)
+                if name is not None and not up:
+                    self.ra.pop(name, None)  # an RA seen before this detach proves nothing now
+        self._schedule_reconcile()
+
+    def _on_ra(self) -> None:
+        while (item := self.ra_socket.recv()) is not None:
+            body, src, ifindex, hoplimit = item
+            name = self.index_to_name.get(ifindex)
+            if name is None or hoplimit != 255:
+                continue
+            try:
+                ra = ndisc.parse_router_advert(body)
+            except DecodeError:
+                self.count("ra.malformed")
+                continue
+            if not ra.prefixes or ra.router_lifetime == 0:
+                continue
+            prefix = ra.prefixes[0]
+            first = name not in self.ra or self.ra[name][1] != prefix
+            self.ra[name] = (self.loop.time(), prefix, src)
+            if first:
+                self.emit("mipv6.mn.movement_detected", interface=name, prefix=prefix, router=src,
+                          advertisement_interval_ms=ra.advertisement_interval_ms, home_agent=ra.home_agent)
+                self._schedule_reconcile()
+
+    def _schedule_reconcile(self) -> None:
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            self._reconcile_again = True
+            return
+        self._reconcile_task = self.spawn(self._reconcile(), "reconcile")
+
+    def _observe(self) -> dict:
+        k = self.kernel
+        carrier = {link["name"]: link["carrier"] and link["up"] for link in k.links()
+                   if link["name"] in self.options.interfaces}
+        usable: dict[str, list[str]] = {}
+        for a in k.addresses():
+            name = self.index_to_name.get(a["index"])
+            if name and a["scope"] == 0 and not a["dadfailed"] and (not a["tentative"] or a["optimistic"]):
+                usable.setdefault(name, []).append(a["address"])
+        return {"carrier": carrier, "usable": usable}
+
+    async def _reconcile(self) -> None:
+        while True:
+            self._reconcile_again = False
+            try:
+                state = await self.loop.run_in_executor(self.pool, self._observe)
+                await self._act_on(state)
+            except Exception as exc:  # a kernel call failed: report it, keep running
+                self.count("reconcile.failed")
+                self.emit("mipv6.mn.reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+            if not self._reconcile_again:
+                return
+
+    async def _act_on(self, state: dict) -> None:
+        attached = [n for n in self.options.interfaces if state["carrier"].get(n)]
+        current = attached[0] if attached else None
+        if current != self.attached:
+            if self.attached is not None:
+                self.emit("mipv6.mn.l2_down", interface=self.attached)
+            if current is not None:
+                self.emit("mipv6.mn.l2_up", interface=current)
+            self.attached = current
+        if current is None or current not in self.ra or self.core is None:
+            return
+        _t, prefix, _router = self.ra[current]
+        hoa, _ha, home_prefix = self.home
+        now = self.io.now()
+        if prefix == home_prefix:
+            if not self.at_home_configured:
+                await self.io.kernel(self._home_link_address, current, True)
+                self.at_home_configured = True
+                self.emit("mipv6.mn.at_home", interface=current)
+            if not self.core.at_home:
+                self.io.execute(self.core.return_home(now))
+            await self._notify()
+            return
+        net = ipaddress.IPv6Network(prefix)
+        coa = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
+        if coa is None:
+            return  # the address is still tentative (DAD), or SLAAC has not run yet
+        if self.at_home_configured:
+            await self.io.kernel(self._home_link_address, None, False)
+            self.at_home_configured = False
+        if coa != self.core.coa:
+            self.coa_interface = current
+            self.emit("mipv6.mn.coa_ready", interface=current, coa=coa, dad=self.options.dad)
+            self.io.execute(self.core.move_to(coa, now))
+            # Returning home ended route optimisation for good; away again, ask for it
+            # anew (the core runs it once the home registration for this CoA is accepted).
+            self._want_route_optimization(now)
+            await self._notify()
+
+    def _home_link_address(self, ifname: str | None, present: bool) -> None:
+        """At home the HoA must answer neighbour discovery on the home link itself."""
+        k = self.kernel
+        hoa, _ha, prefix = self.home
+        plen = ipaddress.IPv6Network(prefix).prefixlen
+        if present:
+            k.add_address(ifname, hoa, plen, dad=DadMode.OFF, replace=True)
+            self.home_link_interface = ifname
+        else:
+            name = getattr(self, "home_link_interface", None)
+            if name:
+                k.del_address(name, hoa, plen)
+
+    # ------------------------------------------------------------------ effects
+    def _tunnel_endpoints(self) -> tuple[str, str] | None:
+        if self.core is None or self.core.coa is None:
+            return None
+        return self.core.coa, self.core.ha
+
+    async def apply(self, effect) -> None:
+        if isinstance(effect, TunnelUp):
+            dev = self.coa_interface
+            await self.io.kernel(self.backend.mn_point, self.kernel, effect.hoa, effect.local, effect.remote, dev)
+            self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
+                      backend=self.backend.name)
+        elif isinstance(effect, TunnelDown):
+            await self.io.kernel(self.backend.mn_down, self.kernel)
+            self.emit("mipv6.mn.tunnel_down", reason=effect.reason)
+        elif isinstance(effect, RouteOptimizationOn):
+            cn, coa = packed(effect.cn), packed(effect.coa)
+            fresh = cn not in self.ro_routes
+            self.ro_routes[cn] = coa
+            if fresh:
+                await self.io.kernel(lambda: self.kernel.add_route(
+                    f"{effect.cn}/128", dev=self.tun.name, table=tunnel.TUNNEL_TABLE))
+        elif isinstance(effect, RouteOptimizationOff):
+            if self.ro_routes.pop(packed(effect.cn), None) is not None:
+                await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.cn}/128", tunnel.TUNNEL_TABLE)
+            self.emit("mipv6.mn.ro_fallback", cn=effect.cn, reason=effect.reason)
+        elif isinstance(effect, RegistrationFailed):
+            self.emit("mipv6.mn.registration_failed", ha=effect.ha, coa=effect.coa, status=effect.status,
+                      reason=effect.reason)
+        elif not isinstance(effect, (HomeRegistered, HomeDeregistered)):
+            self.emit("mipv6.mn.effect_ignored", effect=type(effect).__name__)
+        await self._notify()
+
+    async def _notify(self) -> None:
+        async with self.changed:
+            self.changed.notify_all()
+
+    # ------------------------------------------------------------------ data path
+    def _on_tun(self) -> None:
+        counters = self.count
+        while (packet := self.tun.read()) is not None:
+            if self.io is None or len(packet) < 40 or packet[8:24] != self.hoa_packed:
+                counters("ro.out_not_from_home_address")
+                continue
+            coa = self.ro_routes.get(packet[24:40])
+            if coa is not None and self.core.coa is not None:
+                if self.io.send_packet(ro.add_home_address_option(packet, coa)):
+                    counters("ro.out")
+                continue
+            # RO ended after the kernel routed this packet here: reverse-tunnel it ourselves.
+            endpoints = self._tunnel_endpoints()
+            if endpoints is None:
+                counters("ro.out_dropped")
+                continue
+            self.io.send_packet(ro.encapsulate(packet, packed(endpoints[0]), packed(endpoints[1])))
+            counters("ro.out_tunnelled")
+
+    def on_data(self, packet: bytes, _ifname: str) -> None:
+        """RFC 6275 11.3.3: a type 2 routing header must name our home address, and the
+        packet must be addressed to one of our care-of addresses."""
+        try:
+            hoa, plain = ro.strip_type2_routing_header(packet)
+        except DecodeError:
+            self.count("ro.in_malformed")
+            return
+        if hoa != self.hoa_packed or self.core.coa is None or packet[24:40] != packed(self.core.coa):
+            self.count("ro.in_not_for_us")
+            return
+        try:
+            self.tun.write(plain)
+            self.count("ro.in")
+        except OSError:
+            self.count("ro.in_failed")
+
+    # ------------------------------------------------------------------ control
+    def commands(self):
+        return {"bootstrap": self.cmd_bootstrap, "sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
+                "sas": self.cmd_sas, "ro-start": self.cmd_ro_start, "ro-stop": self.cmd_ro_stop,
+                "register": self.cmd_register, "wait": self.cmd_wait, "counters": self.cmd_counters,
+                "wait-event": self.cmd_wait_event}
+
+    def status(self) -> dict:
+        out = {"attached": self.attached, "backend": self.backend.name, "sas": len(self.sa_store)}
+        if self.core is None:
+            return {**out, "state": "waiting for bootstrap"}
+        home = self.core.home
+        return {**out, "hoa": self.core.hoa, "ha": self.core.ha, "coa": self.core.coa,
+                "at_home": self.core.at_home, "home_state": home.state,
+                "registered_coa": home.registered_coa,
+                "route_optimized": sorted(cn for cn, e in self.core.correspondents.items() if e.ro_on)}
+
+    def dump(self) -> dict:
+        out = self.status()
+        if self.core is not None:
+            out.update(core_counters=dict(self.core.counters), io_counters=dict(self.io.counters),
+                       correspondents={cn: {"state": e.state, "ro_on": e.ro_on, "ro_coa": e.ro_coa,
+                                            "disabled": e.disabled_reason}
+                                       for cn, e in self.core.correspondents.items()})
+        return out
+
+    def _need_core(self) -> MobileNode:
+        if self.core is None:
+            raise LookupError("not bootstrapped: no home agent and home address yet")
+        return self.core
+
+    async def cmd_bootstrap(self, req: dict) -> dict:
+        if self.core is not None:
+            raise ValueError("already configured with a home agent and home address")
+        hoa, ha, prefix = req.get("home_address"), req.get("home_agent"), req.get("home_prefix")
+        if not all(isinstance(v, str) for v in (hoa, ha, prefix)):
+            raise ValueError("bootstrap needs home_address, home_agent and home_prefix")
+        _check_home(hoa, ha, prefix)
+        await self._activate(hoa, ha, prefix)
+        self._schedule_reconcile()
+        return self.status()
+
+    async def cmd_sa_add(self, req: dict) -> dict:
+        spec = {k: v for k, v in req.items() if k not in ("cmd", "replace")}
+        sa = parse_sa(spec, self.loop.time())
+        if req.get("replace"):
+            self.sa_store.replace(sa)
+        else:
+            self.sa_store.add(sa)
+        self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai)
+        if self.core is not None and self.core.coa is not None and not self.core.home_registered:
+            self.io.execute(self.core.register(self.io.now()))  # the SA we were waiting for
+        return describe_sa(sa, self.loop.time())
+
+    async def cmd_sa_remove(self, req: dict) -> dict:
+        spi = req.get("spi")
+        if not isinstance(spi, int) or self.sa_store.remove(spi) is None:
+            raise LookupError(f"no SA with SPI {spi!r}")
+        self.emit("mipv6.sa_removed", spi=spi)
+        return {"spi": spi}
+
+    async def cmd_sas(self, _req) -> list:
+        now = self.loop.time()
+        return [describe_sa(sa, now) for sa in self.sa_store]
+
+    async def cmd_ro_start(self, req: dict) -> dict:
+        core = self._need_core()
+        cn = str(ipaddress.IPv6Address(req["cn"]))
+        self.ro_wanted.add(cn)
+        self.io.execute(core.start_route_optimization(cn, self.io.now()))
+        return self.status()
+
+    async def cmd_ro_stop(self, req: dict) -> dict:
+        core = self._need_core()
+        cn = str(ipaddress.IPv6Address(req["cn"]))
+        self.ro_wanted.discard(cn)
+        self.io.execute(core.stop_route_optimization(cn, self.io.now()))
+        return self.status()
+
+    async def cmd_register(self, _req) -> dict:
+        core = self._need_core()
+        self.io.execute(core.register(self.io.now()))
+        return self.status()
+
+    def _holds(self, until: str, req: dict) -> bool:
+        core = self.core
+        if core is None:
+            return False
+        if until == "registered":
+            coa = req.get("coa")
+            return (core.coa is not None and core.home_registered
+                    and core.home.registered_coa == core.coa and (coa is None or core.coa == coa))
+        if until == "ro":
+            cn = str(ipaddress.IPv6Address(req["cn"]))
+            entry = core.correspondents.get(cn)
+            return bool(entry and entry.ro_on and packed(cn) in self.ro_routes
+                        and (req.get("coa") is None or entry.ro_coa == req["coa"]))
+        if until == "home":
+            return core.at_home and core.home.state == "idle" and core.home.registered_coa is None
+        raise ValueError("until must be registered, ro or home")
+
+    async def cmd_wait(self, req: dict) -> dict:
+        until = req.get("until")
+        timeout = float(req.get("within", 10.0))
+        self._holds(until, req)  # validates the request before waiting
+        try:
+            async with self.changed:
+                await asyncio.wait_for(self.changed.wait_for(lambda: self._holds(until, req)), timeout)
+        except asyncio.TimeoutError:
+            raise LookupError(f"{until} did not hold within {timeout:g} s: {self.status()}") from None
+        return self.status()
+
+    async def cmd_counters(self, _req) -> dict:
+        out = {"agent": dict(self.counters)}
+        if self.core is not None:
+            out.update(core=dict(self.core.counters), io=dict(self.io.counters),
+                       netfilter=await self.io.kernel(self.rules.counters))
+        return out
+
+
+if __name__ == "__main__":
+    sys.exit(run(MobileNodeAgent))

@@ -1,0 +1,106 @@
+"""Route-optimised data packets (RFC 6275 6.3, 6.4, 9.3.1, 11.3.3) rewritten in user space.
+
+Where the kernel lacks CONFIG_IPV6_MIP6 it can neither emit nor accept the Home Address
+option and the type 2 routing header, so the agents convert between the form applications
+see and the form on the wire:
+
+    mobile node, out:  HoA -> CN                 =>  CoA -> CN  + Destination Options(HAO=HoA)
+    correspondent, in: CoA -> CN + HAO(HoA)      =>  HoA -> CN
+    correspondent, out: CN -> HoA                =>  CN -> CoA  + Routing Header type 2(HoA)
+    mobile node, in:   CN -> CoA + RH2(HoA)      =>  CN -> HoA
+
+The upper-layer checksum never changes: RFC 6275 has it computed over the home address
+in both directions (the HAO source and the RH2 final destination), which is exactly the
+plain packet's pseudo-header. These are pure functions on bytes (no sockets) so the
+runtime and the tests share them; the fast paths slice bytes instead of decoding fully,
+the receiving paths validate with the strict codec in mip6bench.mipv6.wire.
+"""
+from __future__ import annotations
+
+import struct
+
+from mip6bench.codec import DecodeError
+from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_ROUTING
+from mip6bench.mipv6.wire import address_bytes, decode_destination_options, decode_routing_header
+
+IPV6_HEADER_LEN = 40
+HAO_HEADER_LEN = 24   # destination options header holding only the Home Address option
+RH2_HEADER_LEN = 24   # type 2 routing header
+# What a route-optimised packet grows by; the interception devices' MTU leaves room for it.
+RO_OVERHEAD = 24
+
+
+def _check_plain(packet: bytes) -> None:
+    if len(packet) < IPV6_HEADER_LEN or packet[0] >> 4 != 6:
+        raise DecodeError("not an IPv6 packet")
+    if struct.unpack_from("!H", packet, 4)[0] != len(packet) - IPV6_HEADER_LEN:
+        raise DecodeError("IPv6 payload length does not match the packet")
+
+
+def _header(first_word: bytes, payload_len: int, next_header: int, hop_limit: int,
+            src: bytes, dst: bytes) -> bytes:
+    return first_word + struct.pack("!HBB", payload_len, next_header, hop_limit) + src + dst
+
+
+def add_home_address_option(packet: bytes, care_of: bytes) -> bytes:
+    """Mobile node out: source HoA becomes ``care_of`` (16 bytes), the HoA moves into a
+    Home Address option placed right after the IPv6 header."""
+    _check_plain(packet)
+    hoa = packet[8:24]
+    destopts = encode_home_address_destopts_raw(hoa, packet[6])
+    return _header(packet[0:4], len(packet) - IPV6_HEADER_LEN + HAO_HEADER_LEN, IPPROTO_DSTOPTS,
+                   packet[7], care_of, packet[24:40]) + destopts + packet[40:]
+
+
+def add_type2_routing_header(packet: bytes, care_of: bytes) -> bytes:
+    """Correspondent out: destination HoA becomes ``care_of``; the HoA goes into a type 2
+    routing header with Segments Left 1."""
+    _check_plain(packet)
+    hoa = packet[24:40]
+    rh2 = bytes((packet[6], 2, 2, 1)) + bytes(4) + hoa
+    return _header(packet[0:4], len(packet) - IPV6_HEADER_LEN + RH2_HEADER_LEN, IPPROTO_ROUTING,
+                   packet[7], packet[8:24], care_of) + rh2 + packet[40:]
+
+
+def encode_home_address_destopts_raw(hoa: bytes, next_header: int) -> bytes:
+    """wire.encode_home_address_destopts for a packed address (no text round trip)."""
+    return bytes((next_header, 2, 1, 2, 0, 0, 201, 16)) + hoa
+
+
+def strip_home_address_option(packet: bytes) -> tuple[bytes, bytes]:
+    """Correspondent in: returns (home address, plain packet with source = home address).
+
+    Only a Destination Options header directly after the IPv6 header is handled (where
+    RFC 6275 6.3 puts it); other options in it are dropped with it. DecodeError on
+    anything malformed or without a Home Address option."""
+    _check_plain(packet)
+    if packet[6] != IPPROTO_DSTOPTS:
+        raise DecodeError("no destination options header after the IPv6 header")
+    opts = decode_destination_options(packet[IPV6_HEADER_LEN:])
+    if opts.home_address is None:
+        raise DecodeError("destination options without a home address option")
+    hoa = address_bytes(opts.home_address)
+    rest = packet[IPV6_HEADER_LEN + opts.length:]
+    return hoa, _header(packet[0:4], len(rest), opts.next_header, packet[7], hoa,
+                        packet[24:40]) + rest
+
+
+def strip_type2_routing_header(packet: bytes) -> tuple[bytes, bytes]:
+    """Mobile node in: returns (home address, plain packet with destination = home address)."""
+    _check_plain(packet)
+    if packet[6] != IPPROTO_ROUTING:
+        raise DecodeError("no routing header after the IPv6 header")
+    rh = decode_routing_header(packet[IPV6_HEADER_LEN:])
+    if isinstance(rh, int):
+        raise DecodeError("routing header is not of type 2")
+    if rh.segments_left != 1:
+        raise DecodeError(f"type 2 routing header with segments left {rh.segments_left}")
+    hoa = address_bytes(rh.home_address)
+    rest = packet[IPV6_HEADER_LEN + rh.length:]
+    return hoa, _header(packet[0:4], len(rest), rh.next_header, packet[7], packet[8:24],
+                        hoa) + rest
+
+
+def encapsulate(packet: bytes, outer_src: bytes, outer_dst: bytes, hop_limit: int = 64) -> bytes:
+    """IPv6-in-IPv6 (RFC 2473) without an encapsulation limit option."""
+    return _header(b"\x60\x00\x00\x00", len(packet), 41, hop_limit, outer_src, outer_dst) + packet

@@ -1,0 +1,296 @@
+"""asyncio glue shared by the Mobile IPv6 agents (ha, mn, cn).
+
+`MobilityIO` drives one sans-I/O core (mip6bench.mipv6) on the agent's loop:
+  * Mobility Headers the kernel delivers normally arrive on an MHSocket, packets with a
+    Home Address option or a type 2 routing header on a PacketTap; both go to
+    ``core.receive`` (MH) or to the agent's ``on_data`` callback (data packets);
+  * every Transmit becomes a whole IPv6 packet (Home Address option, type 2 routing
+    header, or IPv6-in-IPv6 toward the home agent for meta via=tunnel) on a RawSender;
+  * timers and events go through CoreDriver; effects go to the agent's ``apply``,
+    one at a time, in order. A Transmit that follows a state removal (RemoveBinding,
+    TunnelDown) waits until that removal is applied: a HA's Binding Ack to a MN back
+    home must not be tunnelled by the route it just deregistered;
+  * kernel calls run on one worker thread (`kernel(fn, ...)`): pyroute2's synchronous
+    API cannot run on a thread whose event loop is running, and one thread keeps
+    kernel changes in order.
+
+`parse_sa` turns an SA given as JSON (agent options, control commands) into a
+MobilitySA, with errors that name the field.
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from mip6bench.codec import DecodeError
+from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_MH, IPPROTO_ROUTING
+from mip6bench.mipv6.effects import RemoveBinding, TunnelDown
+from mip6bench.mipv6.sa import MobilitySA
+from mip6bench.mipv6.wire import build_ipv6_packet, parse_ipv6_packet
+from mip6bench.net import ro
+from mip6bench.net.intercept import PacketTap
+from mip6bench.net.mh_socket import MHSocket, RawSender
+from mip6bench.runtime.driver import CoreDriver
+from mip6bench.sansio import Effect, Transmit
+
+DataHandler = Callable[[bytes, str], None]
+
+
+def parse_sa(spec: dict[str, Any], now: float) -> MobilitySA:
+    """{"spi", "key" (hex), "algorithm", "replay", "hoa", "nai", "lifetime" (s, optional)}."""
+    if not isinstance(spec, dict):
+        raise ValueError("an SA is an object with spi and key")
+    known = {"spi", "key", "algorithm", "replay", "hoa", "nai", "lifetime", "replay_window"}
+    unknown = set(spec) - known
+    if unknown:
+        raise ValueError(f"unknown SA fields {sorted(unknown)}; known: {sorted(known)}")
+    for name in ("spi", "key"):
+        if name not in spec:
+            raise ValueError(f"SA field {name!r} is missing")
+    if not isinstance(spec["spi"], int) or isinstance(spec["spi"], bool):
+        raise ValueError("SA spi must be an integer")
+    if not isinstance(spec["key"], str):
+        raise ValueError("SA key must be a hex string")
+    try:
+        key = bytes.fromhex(spec["key"])
+    except ValueError:
+        raise ValueError("SA key is not valid hex") from None
+    kwargs: dict[str, Any] = {}
+    for name in ("algorithm", "replay", "hoa", "nai"):
+        if spec.get(name) is not None:
+            if not isinstance(spec[name], str):
+                raise ValueError(f"SA {name} must be a string")
+            kwargs[name] = spec[name]
+    if spec.get("replay_window") is not None:
+        kwargs["replay_window"] = float(spec["replay_window"])
+    lifetime = spec.get("lifetime")
+    if lifetime is not None:
+        if not isinstance(lifetime, (int, float)) or isinstance(lifetime, bool) or lifetime <= 0:
+            raise ValueError("SA lifetime must be a positive number of seconds")
+        kwargs["expires_at"] = now + lifetime
+    return MobilitySA(spec["spi"], key, **kwargs)
+
+
+def describe_sa(sa: MobilitySA, now: float) -> dict[str, Any]:
+    """An SA for status output: never the key."""
+    return {"spi": sa.spi, "algorithm": sa.algorithm, "replay": sa.replay, "hoa": sa.hoa, "nai": sa.nai,
+            "expires_in": None if sa.expires_at is None else round(sa.expires_at - now, 3)}
+
+
+NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 (NTP era 0) to 1970-01-01
+
+
+def ntp_clock_offset(loop_now: float) -> float:
+    """What to add to the loop clock (CLOCK_MONOTONIC) for RFC 4285 timestamps: NTP
+    seconds of the wall clock, as RFC 4285 section 6 means them."""
+    import time
+
+    return time.time() + NTP_UNIX_OFFSET - loop_now
+
+
+def packed(address: str) -> bytes:
+    return ipaddress.IPv6Address(address).packed
+
+
+class _TransmitAfterRemoval(Effect):
+    """A Transmit queued behind a state removal (see the module docstring)."""
+
+    __slots__ = ("transmit",)
+
+    def __init__(self, transmit: Transmit):
+        self.transmit = transmit
+
+
+ORDERING_EFFECTS = (RemoveBinding, TunnelDown)
+
+
+class MobilityIO:
+    def __init__(self, core, *, apply: Callable[[Any], Any], emit: Callable[..., None],
+                 on_data: DataHandler | None = None, tap_ifname: str | None = None,
+                 tunnel_endpoints: Callable[[], tuple[str, str] | None] | None = None,
+                 executor: ThreadPoolExecutor | None = None):
+        self.loop = asyncio.get_running_loop()
+        self.core = core
+        self.emit = emit
+        self.on_data = on_data
+        self.tunnel_endpoints = tunnel_endpoints
+        self.counters: Counter[str] = Counter()
+        self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
+        self._apply = apply
+        self._removals_pending = 0
+        self.driver = CoreDriver(send=self.transmit, apply=self._apply_in_order, emit=emit,
+                                 on_timer=lambda key, now: self._ordered(core.handle_timer(key, now)))
+        self.sender = RawSender()
+        self.mh = MHSocket()
+        self.tap = PacketTap(tap_ifname)
+        self.loop.add_reader(self.mh.fileno(), self._on_mh)
+        self.loop.add_reader(self.tap.fileno(), self._on_tap)
+
+    # ------------------------------------------------------------------ helpers
+    def now(self) -> float:
+        return self.loop.time()
+
+    def execute(self, actions) -> None:
+        self.driver.execute(self._ordered(actions))
+
+    def _ordered(self, actions) -> list:
+        out = []
+        for action in actions:
+            if isinstance(action, Transmit) and self._removals_pending:
+                out.append(_TransmitAfterRemoval(action))
+                continue
+            if isinstance(action, ORDERING_EFFECTS):
+                self._removals_pending += 1
+            out.append(action)
+        return out
+
+    async def _apply_in_order(self, effect) -> None:
+        if isinstance(effect, _TransmitAfterRemoval):
+            self.transmit(effect.transmit)
+            return
+        try:
+            result = self._apply(effect)
+            if asyncio.iscoroutine(result):
+                await result
+        finally:
+            if isinstance(effect, ORDERING_EFFECTS):
+                self._removals_pending -= 1
+
+    async def kernel(self, fn: Callable, *args: Any) -> Any:
+        return await self.loop.run_in_executor(self._pool, fn, *args)
+
+    # ------------------------------------------------------------------ transmit
+    def build(self, t: Transmit) -> bytes:
+        meta = t.meta or {}
+        if meta.get("via") == "tunnel":
+            endpoints = self.tunnel_endpoints() if self.tunnel_endpoints else None
+            if endpoints is None:
+                raise OSError("no tunnel to reverse-tunnel through")
+            inner = build_ipv6_packet(t.src, t.dst, IPPROTO_MH, t.data)
+            return ro.encapsulate(inner, packed(endpoints[0]), packed(endpoints[1]))
+        return build_ipv6_packet(t.src, t.dst, IPPROTO_MH, t.data, hao=meta.get("hao"), rh2=meta.get("rh2"))
+
+    def transmit(self, t: Transmit) -> None:
+        try:
+            self.sender.send(self.build(t))
+            self.counters["tx"] += 1
+        except (OSError, ValueError) as exc:
+            # E.g. no route while detached: the core retransmits on its own timers.
+            self.counters["tx.failed"] += 1
+            self.emit("mipv6.tx_failed", dst=t.dst, error=str(exc))
+
+    def send_packet(self, packet: bytes) -> bool:
+        try:
+            self.sender.send(packet)
+            return True
+        except OSError:
+            self.counters["data.tx_failed"] += 1
+            return False
+
+    # ------------------------------------------------------------------ receive
+    def _on_mh(self) -> None:
+        while (item := self.mh.recv()) is not None:
+            data, src, dst = item
+            if dst is None:
+                self.counters["rx.no_pktinfo"] += 1
+                continue
+            # The kernel verified the checksum (IPV6_CHECKSUM) before queueing it.
+            self.execute(self.core.receive(data, src, dst, self.now(), verify_checksum=False))
+
+    def _on_tap(self) -> None:
+        while (item := self.tap.recv()) is not None:
+            self.handle_tap_packet(*item)
+
+    def handle_tap_packet(self, packet: bytes, ifname: str) -> None:
+        """A packet with a Destination Options or Routing header first: MH to the core,
+        data to ``on_data``; malformed ones are dropped and counted, never raised."""
+        self.counters["tap.rx"] += 1
+        if len(packet) > 41 and packet[6] in (IPPROTO_DSTOPTS, IPPROTO_ROUTING) \
+                and packet[40] not in (IPPROTO_MH, IPPROTO_DSTOPTS, IPPROTO_ROUTING):
+            # The common case, data with one HAO or RH2: the agent's fast path validates it.
+            if self.on_data is None:
+                self.counters["tap.data_ignored"] += 1
+                return
+            self.on_data(packet, ifname)
+            return
+        try:
+            pkt = parse_ipv6_packet(packet)
+        except DecodeError as exc:
+            self.counters["tap.malformed"] += 1
+            self.emit("mipv6.drop", reason="malformed_packet", detail=exc.reason)
+            return
+        if pkt.next_header != IPPROTO_MH:
+            if self.on_data is None:
+                self.counters["tap.data_ignored"] += 1
+                return
+            self.on_data(packet, ifname)
+            return
+        self.execute(self.core.receive(pkt.payload, pkt.src, pkt.dst, self.now(),
+                                       hao=pkt.home_address, rh2=pkt.rh2_address))
+
+    # ------------------------------------------------------------------ shutdown
+    async def close(self) -> None:
+        for sock in (self.mh, self.tap):
+            try:
+                self.loop.remove_reader(sock.fileno())
+            except (ValueError, OSError):
+                pass
+            sock.close()
+        self.driver.close()
+        self.sender.close()
+
+    def shutdown_pool(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+class WaitableEvents:
+    """Agent mixin: the `wait-event` control command blocks until the agent logs an event
+    (so tests and experiments wait on what happened, never on a fixed time).
+
+        wait-event {event, match: {field: value}, after_ns, within (s)}
+    returns the first matching entry logged at or after `after_ns` (default: now), from the
+    recent events or as it is logged.
+    """
+
+    def _init_waitable(self) -> None:
+        self._event_logged = asyncio.Event()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        super().emit(event, **fields)
+        waiter = getattr(self, "_event_logged", None)
+        if waiter is not None:
+            waiter.set()
+
+    def _find_event(self, name: str, match: dict, after_ns: int) -> dict | None:
+        for entry in self.recent:
+            if entry["event"] == name and entry["t_ns"] >= after_ns and \
+                    all(entry.get(k) == v for k, v in match.items()):
+                return entry
+        return None
+
+    async def cmd_wait_event(self, req: dict) -> dict:
+        import time
+
+        name = req.get("event")
+        if not isinstance(name, str):
+            raise ValueError("wait-event needs an event name")
+        match = req.get("match") or {}
+        if not isinstance(match, dict):
+            raise ValueError("match must be an object")
+        after_ns = int(req.get("after_ns", time.monotonic_ns()))
+        deadline = asyncio.get_running_loop().time() + float(req.get("within", 10.0))
+        while True:
+            found = self._find_event(name, match, after_ns)
+            if found is not None:
+                return found
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                raise LookupError(f"no {name} event matching {match} within {req.get('within', 10.0)} s")
+            self._event_logged.clear()
+            try:
+                await asyncio.wait_for(self._event_logged.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass

@@ -1,0 +1,125 @@
+"""The handover experiment's arithmetic (floor, phases, outage), the plan's Mobile IPv6
+data, and two core fixes the agents rely on (found composing the cores in the testbed)."""
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from mip6bench import REPO_ROOT
+from mip6bench.measure.streams import UdpStream
+from mip6bench.mipv6 import CorrespondentNode
+from mip6bench.params import parse_params
+from mip6bench.testbed.operational import (
+    HA_ADDRESS,
+    build_plan,
+    mobility_agent_options,
+    static_mipv6_pinholes,
+    static_sa,
+    topology_params,
+)
+from tests.unit.test_mipv6_harness import CN, COA1, HOA, Sim
+
+spec = importlib.util.spec_from_file_location("handover_experiment", REPO_ROOT / "experiments" / "handover.py")
+handover = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(handover)
+
+
+def topo(**given):
+    return parse_params(topology_params(), given)
+
+
+def test_floor_with_route_optimization_uses_the_slower_test_path():
+    p = topo()  # access 2, backhaul 5, home uplink 10, cn uplink 10, cn lan 1
+    mn_ha, mn_cn, ha_cn = 17, 18, 21
+    expected = 50 + 2 + 0 + 2 * mn_ha + 2 * (mn_ha + ha_cn) + 2 * mn_cn
+    assert handover.handover_floor_ms(p, 50, 0, True) == expected == 198
+    # Home token still fresh: only the care-of test runs.
+    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False) == 50 + 2 + 34 + 36 + 36
+
+
+def test_floor_without_route_optimization_and_with_dad_and_jitter():
+    p = topo(access_delay_ms=4, access_jitter_ms=1, home_uplink_delay_ms=20)
+    # d(MN,HA) = 3 + 5 + 20; best case takes the jitter off each delay.
+    assert handover.handover_floor_ms(p, 0, 1000, False) == 3 + 1000 + 2 * 28
+
+
+def test_phases_from_an_event_log():
+    t = 1_000_000_000
+    ms = 1_000_000
+    events = [
+        {"t_ns": t + 5 * ms, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
+        {"t_ns": t + 8 * ms, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
+        {"t_ns": t + 9 * ms, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+        {"t_ns": t + 45 * ms, "event": "mipv6.mn.home_registered", "coa": "c2"},
+        {"t_ns": t + 46 * ms, "event": "mipv6.mn.coti_sent"},
+        {"t_ns": t + 84 * ms, "event": "mipv6.mn.cn_bu_sent", "coa": "c2"},
+        {"t_ns": t + 122 * ms, "event": "mipv6.mn.ro_on", "coa": "c2"},
+    ]
+    p = handover.phases(events, {"attach_ns": t, "detach_ns": t - 50 * ms}, None, "mn1-f2")
+    assert p == {"coa": "c2", "movement_detection_ms": 5.0, "coa_ms": 3.0, "ha_registration_ms": 36.0,
+                 "rr_ms": 38.0, "cn_binding_ms": 38.0, "home_test": False, "handover_ms": 172.0}
+    # Events of the next handover do not count for this one.
+    assert handover.phases(events, {"attach_ns": t, "detach_ns": t}, t + 1, "mn1-f2")["coa"] is None
+
+
+def test_udp_outage_around_an_attach():
+    stream = UdpStream.__new__(UdpStream)
+    ms = 1_000_000
+    stream.arrivals = [(0, 100 * ms), (1, 200 * ms), (2, 300 * ms), (9, 900 * ms), (10, 1000 * ms)]
+    assert stream.outage(500 * ms) == {"disruption_ms": 600.0, "lost_packets": 6,
+                                       "last_before_ns": 300 * ms, "first_after_ns": 900 * ms}
+    assert stream.outage(2000 * ms) is None
+
+
+def test_plan_gives_every_agent_the_same_static_sa():
+    plan = build_plan(topo(mns=2))
+    specs = mobility_agent_options(plan, "seg6")
+    assert [(n, r) for n, r, _ in specs] == [("ha", "ha"), ("cn", "cn"), ("mn1", "mn"), ("mn2", "mn")]
+    ha, mn2 = specs[0][2], specs[3][2]
+    assert ha["address"] == HA_ADDRESS and ha["uplink"] == "ha-core" and len(ha["sas"]) == 2
+    assert mn2["sas"] == [static_sa(plan, 2)] == [ha["sas"][1]]
+    assert mn2["home_address"] == "2001:db8:1::1002" and mn2["interfaces"][0] == "mn2-home"
+    assert len(bytes.fromhex(static_sa(plan, 1)["key"])) == 16
+
+
+def test_bootstrap_mode_leaves_home_configuration_out():
+    plan = build_plan(topo(mipv6="bootstrap"))
+    specs = dict(((n, o) for n, _r, o in mobility_agent_options(plan, "seg6")))
+    assert specs["ha"]["sas"] == [] and "home_address" not in specs["mn1"]
+    assert mobility_agent_options(build_plan(topo(mipv6="off")), "seg6") == []
+
+
+def test_static_pinholes_cover_the_home_prefix_and_each_foreign_network():
+    holes = static_mipv6_pinholes(build_plan(topo(foreign=3)))
+    assert [h["id"] for h in holes] == ["mip6-home", "mip6-f1", "mip6-f2", "mip6-f3"]
+    assert holes[0]["mh_types"] == ["hoti", "bu"] and holes[3]["src"] == "2001:db8:13::/64"
+
+
+def route_optimized_sim() -> Sim:
+    sim = Sim(delay=0.01)
+    sim.call("mn", "move_to", COA1)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.run(2)
+    assert sim.mn.route_optimized(CN) and sim.cn.binding(HOA) is not None
+    return sim
+
+
+def test_route_optimization_wanted_again_during_deregistration_registers():
+    sim = route_optimized_sim()
+    sim.call("mn", "stop_route_optimization", CN)
+    assert sim.mn.correspondents[CN].state == "dereg"
+    sim.call("mn", "start_route_optimization", CN)   # before the deregistration's BA
+    sim.run(2)
+    assert sim.mn.route_optimized(CN)
+    assert sim.cn.binding(HOA) is not None
+
+
+def test_correspondent_policy_does_not_block_deregistration():
+    sim = route_optimized_sim()
+    sim.cn.policy = lambda hoa, coa: False
+    sim.call("mn", "stop_route_optimization", CN)
+    sim.run(2)
+    assert sim.cn.binding(HOA) is None
+    assert sim.cn.counters["bu.deregistered"] == 1
+    assert not any(k.startswith("bu.rejected") for k in sim.cn.counters)
