@@ -2,7 +2,8 @@
 
 An experiment is a module experiments/<name>.py with NAME, PARAMS (its own ParamSpecs;
 topology parameters are always accepted too), run(testbed, params) -> metrics dict and
-summarize(metrics) -> str. The runner validates every parameter before anything is
+summarize(metrics) -> str; optionally TOPOLOGY_DEFAULTS and prepare(testbed, params),
+called before the testbed starts. The runner validates every parameter before anything is
 built, runs the experiment in a fresh testbed and writes results/<name>/<run-id>/:
 manifest.json (parameters, versions, capabilities, seed), events.jsonl, metrics.json,
 capture.pcap (unless --no-capture) and logs/.
@@ -88,6 +89,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     install_termination_handler()
     caps = detect()
     testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture)
+    if hasattr(module, "prepare"):  # settings the testbed needs before it starts
+        module.prepare(testbed, params)
     started = time.time()
     metrics: dict[str, Any] = {}
     with testbed:

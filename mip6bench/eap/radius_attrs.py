@@ -22,7 +22,17 @@ Pure functions over raw RADIUS packet bytes, stdlib only, for the AAA code
   MSK as MS-MPPE-Recv-Key = MSK[0:32] and MS-MPPE-Send-Key = MSK[32:64] (the
   convention hostapd and FreeRADIUS follow; the interop test checks it against
   hostapd), inside Vendor-Specific (26) for Microsoft (311), vendor types 17
-  and 16.
+  and 16;
+- `encode_radius_packet(code, identifier, authenticator, attributes)`: the
+  inverse of `parse_radius_packet` (attributes as (type, value) pairs);
+- `response_authenticator` / `verify_response_authenticator`: the Response
+  Authenticator of Access-Accept/Reject/Challenge, MD5(Code | Identifier |
+  Length | Request Authenticator | Attributes | Secret) (RFC 2865 section 3);
+- `build_response(...)`: a whole signed response (Message-Authenticator, then
+  Response Authenticator), as an AAA server sends it;
+- `check_radius_packet(packet)`: RFC 2865 section 5.44 table checks the
+  testbed's RADIUS code relies on (at most one of the single-valued attributes,
+  fixed sizes), raising DecodeError.
 """
 from __future__ import annotations
 
@@ -45,10 +55,25 @@ ACCESS_REJECT = 3
 ACCESS_CHALLENGE = 11
 
 USER_NAME = 1
+REPLY_MESSAGE = 18
 STATE = 24
 VENDOR_SPECIFIC = 26
+SESSION_TIMEOUT = 27
+CALLING_STATION_ID = 31
+NAS_IDENTIFIER = 32
 EAP_MESSAGE = 79
 MESSAGE_AUTHENTICATOR = 80
+NAS_IPV6_ADDRESS = 95        # RFC 3162
+FRAMED_IPV6_ADDRESS = 168    # RFC 6911
+
+CODE_NAMES = {ACCESS_REQUEST: "Access-Request", ACCESS_ACCEPT: "Access-Accept",
+              ACCESS_REJECT: "Access-Reject", ACCESS_CHALLENGE: "Access-Challenge"}
+# Attributes that may appear at most once in the packets this code handles, and the
+# value sizes RFC 2865/3162/3579/6911 fix.
+_SINGLE = (USER_NAME, STATE, SESSION_TIMEOUT, CALLING_STATION_ID, NAS_IDENTIFIER,
+           MESSAGE_AUTHENTICATOR, NAS_IPV6_ADDRESS, FRAMED_IPV6_ADDRESS)
+_FIXED_SIZE = {SESSION_TIMEOUT: 4, MESSAGE_AUTHENTICATOR: 16, NAS_IPV6_ADDRESS: 16,
+               FRAMED_IPV6_ADDRESS: 16}
 
 VENDOR_MICROSOFT = 311
 MS_MPPE_SEND_KEY = 16
@@ -86,6 +111,77 @@ def parse_radius_packet(data: bytes) -> RadiusPacket:
             raise DecodeError(f"RADIUS attribute {attr_type} with Length {attr_len}")
         attributes.append((attr_type, body.take(attr_len - 2, f"attribute {attr_type}")))
     return RadiusPacket(code, identifier, authenticator, tuple(attributes))
+
+
+def check_radius_packet(packet: RadiusPacket) -> RadiusPacket:
+    """Attribute rules beyond the walk: single-valued attributes at most once, fixed
+    sizes, non-empty User-Name/State/NAS-Identifier (RFC 2865 section 5)."""
+    seen: set[int] = set()
+    for attr_type, value in packet.attributes:
+        if attr_type in _SINGLE:
+            if attr_type in seen:
+                raise DecodeError(f"more than one attribute {attr_type}")
+            seen.add(attr_type)
+        size = _FIXED_SIZE.get(attr_type)
+        if size is not None and len(value) != size:
+            raise DecodeError(f"attribute {attr_type} of {len(value)} bytes, must be {size}")
+        if attr_type in (USER_NAME, STATE, NAS_IDENTIFIER, EAP_MESSAGE) and not value:
+            raise DecodeError(f"empty attribute {attr_type}")
+    return packet
+
+
+def encode_radius_packet(code: int, identifier: int, authenticator: bytes,
+                         attributes: Iterable[tuple[int, bytes]]) -> bytes:
+    """A RADIUS packet from its fields; attribute values are raw bytes (Vendor-Specific
+    values include their Vendor-Id, see `vendor_attribute` for a whole attribute)."""
+    if not 0 <= identifier <= 255:
+        raise ValueError("RADIUS Identifier must be 0..255")
+    if len(authenticator) != AUTHENTICATOR_LEN:
+        raise ValueError("RADIUS Authenticator must be 16 bytes")
+    body = b"".join(encode_attribute(t, v) for t, v in attributes)
+    length = HEADER_LEN + len(body)
+    if length > MAX_PACKET_LEN:
+        raise ValueError(f"RADIUS packet of {length} bytes exceeds 4096")
+    return struct.pack("!BBH", code, identifier, length) + authenticator + body
+
+
+def response_authenticator(data: bytes, secret: bytes, request_authenticator: bytes) -> bytes:
+    """MD5(Code | Identifier | Length | Request Authenticator | Attributes | Secret),
+    RFC 2865 section 3, over the first Length bytes of `data`."""
+    if len(request_authenticator) != AUTHENTICATOR_LEN:
+        raise ValueError("Request Authenticator must be 16 bytes")
+    if len(data) < HEADER_LEN:
+        raise DecodeError("RADIUS packet shorter than its header")
+    length = struct.unpack("!H", data[2:4])[0]
+    return hashlib.md5(bytes(data[:4]) + request_authenticator
+                       + bytes(data[HEADER_LEN:length]) + secret).digest()
+
+
+def verify_response_authenticator(data: bytes, secret: bytes,
+                                  request_authenticator: bytes) -> bool:
+    try:
+        expected = response_authenticator(data, secret, request_authenticator)
+    except DecodeError:
+        return False
+    return hmac.compare_digest(expected, bytes(data[4:HEADER_LEN]))
+
+
+def build_response(code: int, identifier: int, request_authenticator: bytes, secret: bytes,
+                   attributes: Iterable[tuple[int, bytes]], raw_attributes: bytes = b"") -> bytes:
+    """A signed Access-Accept/Reject/Challenge answering a request: the attributes,
+    then `raw_attributes` (already encoded, e.g. MS-MPPE keys), then a
+    Message-Authenticator; the Message-Authenticator is computed with the Request
+    Authenticator in place, then the Response Authenticator is filled in."""
+    attrs = list(attributes)
+    body = b"".join(encode_attribute(t, v) for t, v in attrs) + raw_attributes \
+        + encode_attribute(MESSAGE_AUTHENTICATOR, bytes(16))
+    length = HEADER_LEN + len(body)
+    if length > MAX_PACKET_LEN:
+        raise ValueError(f"RADIUS packet of {length} bytes exceeds 4096")
+    unsigned = struct.pack("!BBH", code, identifier, length) + request_authenticator + body
+    signed = sign_message_authenticator(unsigned, secret)
+    auth = response_authenticator(signed, secret, request_authenticator)
+    return signed[:4] + auth + signed[HEADER_LEN:]
 
 
 def encode_attribute(attr_type: int, value: bytes) -> bytes:

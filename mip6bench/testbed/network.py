@@ -125,6 +125,69 @@ class Testbed:
     def start_agents(self) -> None:
         fw = self.plan.nodes["fw"]
         self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
+        self.start_mobility_agents()
+        self.start_bootstrap_services()
+
+    # ---------------------------------------------------------------- PANA bootstrapping
+    def start_bootstrap_services(self) -> None:
+        """The management plane (issue 4): the AAA server (embedded agent or hostapd),
+        the PAA, Router Alert forwarders and the HA end of SA distribution, as
+        `self.bootstrap_settings` says (mip6bench.testbed.bootstrap.BootstrapSettings; an
+        experiment's prepare() sets it before start). Runs after the MIPv6 agents, so it
+        can hand SAs to the HA agent."""
+        from mip6bench.testbed.bootstrap import BootstrapServices
+
+        self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None)).start()
+
+    # ---------------------------------------------------------------- Mobile IPv6
+    def start_mobility_agents(self) -> None:
+        """HA, CN and MN agents as the `mipv6` parameter says (static SAs by default)."""
+        from mip6bench.net.tunnel import ip6tnl_available
+        from mip6bench.testbed.operational import mobility_agent_options
+
+        if self.params["mipv6"] == "off":
+            return
+        backend = "ip6tnl" if ip6tnl_available() else "seg6"
+        for node, role, options in mobility_agent_options(self.plan, backend):
+            self.start_agent(node, role, role, options)
+
+    def mobility_agent(self, node: str):
+        """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""
+        role = "mn" if self.plan.nodes[node].role == "mn" else node
+        try:
+            return self.agents[(node, role)]
+        except KeyError:
+            raise Mip6benchError(f"no Mobile IPv6 agent runs on {node}", "topology parameter mipv6=off?") from None
+
+    def wait_registered(self, mn: str, coa: str | None = None, timeout: float = 10.0) -> dict[str, Any]:
+        """Block until the MN's home registration (for `coa`, if given) is in place."""
+        args = {"until": "registered", "within": timeout}
+        if coa:
+            args["coa"] = coa
+        return self.mobility_agent(mn).request("wait", timeout=timeout + 2, **args)
+
+    def open_static_mipv6_pinholes(self) -> list[str]:
+        """Open the firewall for Mobile IPv6 to the CN without NSIS (through the fw
+        agent, which closes them when it stops); returns the pinhole ids.
+
+        Route-optimised packets carry upper-layer checksums over the home address (RFC
+        6275 6.3, 6.4), which conntrack, seeing the care-of address, would find wrong and
+        mark invalid; so the firewall stops verifying checksums (the end hosts still do).
+        And one TCP connection alternates between two conntrack entries (home address
+        through the tunnel, care-of address when route-optimised), each of which sees
+        only part of the sequence space: TCP window tracking must be liberal."""
+        from mip6bench.net.netns import write_sysctls
+        from mip6bench.testbed.operational import static_mipv6_pinholes
+
+        write_sysctls(self.node("fw").pid, {"net/netfilter/nf_conntrack_checksum": 0,
+                                            "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
+        fw = self.agents[("fw", "fw")]
+        opened = []
+        for hole in static_mipv6_pinholes(self.plan):
+            fw.request("pinhole-open", **hole)
+            opened.append(hole["id"])
+        self.log.emit("mipv6.static_pinholes", ids=opened)
+        return opened
 
     def start_agent(self, node: str, agent: str, role: str, options: dict[str, Any]) -> AgentProcess:
         proc = AgentProcess(self.net[node], agent, role, options, self.run).start()

@@ -59,6 +59,8 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
         ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),
         ParamSpec("seed", int, 1, "seed of the link emulation's random loss and jitter", 0, 2**31),
+        ParamSpec("mipv6", str, "static", "Mobile IPv6 agents (ha, cn, mn): static SAs, bootstrap "
+                  "(MNs wait for HA/HoA/SA at run time), off", choices=("static", "bootstrap", "off")),
     ]
     for seg, (delay, what) in SEGMENTS.items():
         specs += [
@@ -234,3 +236,60 @@ def build_plan(params: dict[str, Any]) -> Plan:
         nodes[mn] = NodeSpec(mn, "mn", extra={"interfaces": intfs, "attached": "f1",
                                               "hoa": plan.hoa(k), "dad": params["dad"]})
     return plan
+
+
+# ----------------------------------------------------------------------------- Mobile IPv6
+
+HA_ADDRESS = host(HOME_PREFIX, 1)  # the HA's address on the home link: MNs register here
+
+
+def mn_nai(k: int) -> str:
+    return f"mn{k}@mip6bench.example"
+
+
+def static_sa(plan: Plan, k: int) -> dict[str, Any]:
+    """The statically configured MN-HA SA of MN k (RFC 4285): a fixed test key derived
+    from k, so HA and MN agree without any exchange. PANA bootstrapping replaces it."""
+    import hashlib
+
+    key = hashlib.sha256(f"mip6bench static MN-HA key {k}".encode()).hexdigest()[:32]
+    return {"spi": 0x1000 + k, "key": key, "algorithm": "hmac-sha1-96", "replay": "timestamp",
+            "hoa": plan.hoa(k), "nai": mn_nai(k)}
+
+
+def mobility_agent_options(plan: Plan, tunnel_backend: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """(node, role, options) of the Mobile IPv6 agents the plan asks for (parameter mipv6)."""
+    mode = plan.params.get("mipv6", "static")
+    if mode == "off":
+        return []
+    ha, cn = plan.nodes["ha"], plan.nodes["cn"]
+    mns = plan.by_role("mn")
+    static = mode == "static"
+    out = [("ha", "ha", {
+        "address": HA_ADDRESS, "home_prefix": HOME_PREFIX, "home_interface": ha.extra["lan_intf"],
+        "uplink": next(intf for dst, _gw, intf in ha.routes if dst == "default"),
+        "tunnel_backend": tunnel_backend,
+        "sas": [static_sa(plan, int(mn.name[2:])) for mn in mns] if static else []})]
+    out.append(("cn", "cn", {"addresses": [cn.address()], "interface": "cn-cnet"}))
+    for mn in mns:
+        k = int(mn.name[2:])
+        options: dict[str, Any] = {
+            "interfaces": list(mn.extra["interfaces"].values()), "dad": mn.extra["dad"],
+            "nai": mn_nai(k), "correspondents": [cn.address()], "tunnel_backend": tunnel_backend}
+        if static:
+            options.update(home_address=mn.extra["hoa"], home_agent=HA_ADDRESS, home_prefix=HOME_PREFIX,
+                           sas=[static_sa(plan, k)])
+        out.append((mn.name, "mn", options))
+    return out
+
+
+def static_mipv6_pinholes(plan: Plan) -> list[dict[str, Any]]:
+    """Firewall pinholes that let Mobile IPv6 reach the CN without NSIS signalling:
+    HoTI from home addresses (reverse-tunnelled via the HA) and their deregistration BUs
+    once back home, and everything from the foreign networks (CoTI, Binding Updates with
+    a Home Address option, route-optimised data, which comes from care-of addresses)."""
+    cn = plan.nodes["cn"].address()
+    holes = [{"id": "mip6-home", "src": HOME_PREFIX, "dst": cn, "proto": "mh", "mh_types": ["hoti", "bu"]}]
+    for i in range(1, plan.params["foreign"] + 1):
+        holes.append({"id": f"mip6-f{i}", "src": foreign_prefix(i), "dst": cn})
+    return holes

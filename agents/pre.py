@@ -1,0 +1,71 @@
+"""PANA Relay Element (RFC 6345) agent: for PaCs that cannot reach the PAA themselves, runs
+mip6bench.pana.relay.RelayCore on UDP 716 of (typically) an access router. A PaC sends its
+PANA messages to this node as if it were the PAA; they reach the PAA inside PANA-Relay
+messages with the PaC's address and port, and the PAA's answers come back the same way.
+
+Control commands: counters.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+
+if __package__ in (None, ""):  # run as a script: agents/pre.py
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.errors import ParameterError
+from mip6bench.pana.message import PANA_PORT
+from mip6bench.pana.relay import RelayCore
+from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.udp import UdpSocket
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    paa: str                      # the PAA's address
+    paa_port: int = PANA_PORT
+    port: int = PANA_PORT
+
+
+class PreAgent(Agent):
+    role = "pre"
+    Options = Options
+
+    async def start(self) -> None:
+        import ipaddress
+        try:
+            paa = str(ipaddress.IPv6Address(self.options.paa))
+        except ValueError:
+            raise ParameterError(f"paa {self.options.paa!r} is not an IPv6 address") from None
+        self.core = RelayCore(paa, self.options.paa_port)
+        self.driver = CoreDriver(send=self._send, on_timer=lambda key, now: [],
+                                 apply=lambda effect: None, emit=self.emit)
+        self.sock = UdpSocket.bind("::", self.options.port, self._datagram,
+                                   on_error=lambda what, exc: self.emit(
+                                       "pre.io_error", what=what, error=str(exc)))
+
+    async def stop(self) -> None:
+        self.sock.close()
+        self.driver.close()
+
+    def _datagram(self, data: bytes, src: str, port: int) -> None:
+        self.driver.execute(self.core.receive(data, src.split("%", 1)[0], self.driver.now(),
+                                              port))
+
+    def _send(self, tx) -> None:
+        self.sock.send(tx.data, tx.dst, tx.port)
+
+    def status(self) -> dict:
+        return {"relay": dict(self.core.counters)}
+
+    def commands(self):
+        async def counters(_req):
+            return dict(self.core.counters)
+
+        return {"counters": counters}
+
+
+if __name__ == "__main__":
+    sys.exit(run(PreAgent))

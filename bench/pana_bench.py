@@ -1,0 +1,303 @@
+#!/usr/bin/env python3
+"""Benchmark of MIPv6 bootstrapping: PANA + EAP-PSK authentication throughput and the
+bootstrap latency against its floor.
+
+1. In-process cores (no I/O, one Python thread, labelled "inproc"): N complete
+   authentications (PCI .. PAN[C] with the MIP6 extension, HA/HoA/SA/token granted, the
+   SA pushed to the HA end and acknowledged), datagrams handed between the cores in
+   memory. Reported: wall-clock authentications/s of the whole exchange (PaC, PAA, AAA
+   and HA cores on one core), and authentications per CPU-second of the PAA side alone
+   (PaaService incl. pass-through and SA channel, plus the AAA server: time spent inside
+   their calls). Backends: "local" (in-process EapServer) and "radius" (RadiusClientCore
+   <-> RadiusServerCore with every RADIUS datagram encoded, signed and verified).
+2. Real sockets (root): the real agents/aaa.py and agents/paa.py processes in a fresh
+   network namespace on loopback, and a load generator (PacCores over one UDP socket in
+   the same namespace, `--concurrency` sessions in flight). Reported: authentications/s
+   and the CPU seconds the PAA and AAA processes used per authentication
+   (/proc/<pid>/stat), so the PAA's own rate is known even when the generator limits.
+3. The bootstrap experiment in the testbed with 10 ms on every link (access, backhaul,
+   home_uplink, home_lan): total against floor_ms, for aaa=embedded and aaa=radius
+   (hostapd), push, unicast discovery; the difference of eap_ms is what RADIUS through
+   hostapd costs against the embedded server.
+
+Prints human-readable lines, then one JSON summary line.
+Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
+(--keep: keep the testbed runs' result directories)
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import resource
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mip6bench.aaa.credentials import Credential, format_credentials  # noqa: E402
+from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig  # noqa: E402
+from mip6bench.aaa.radius_client import RadiusClientConfig  # noqa: E402
+from mip6bench.aaa.radius_server import RadiusServerConfig, RadiusServerCore  # noqa: E402
+from mip6bench.aaa.sadist import SaDistConfig, SaDistHaCore  # noqa: E402
+from mip6bench.aaa.token import TokenIssuer  # noqa: E402
+from mip6bench.eap.peer import psk_peer_factory  # noqa: E402
+from mip6bench.pana import mip6  # noqa: E402
+from mip6bench.pana.paa import PaaConfig  # noqa: E402
+from mip6bench.pana.pac import PacConfig, PacCore, PacState  # noqa: E402
+from mip6bench.sansio import Transmit  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+REPO = Path(__file__).resolve().parent.parent
+PAA, AAA, HA = "2001:db8:1::2", "2001:db8:1::3", "2001:db8:1::1"
+PREFIX = "2001:db8:1::/64"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu() -> float:
+    return time.thread_time()
+
+
+# ---- 1. in-process ------------------------------------------------------------------------
+
+def inproc(n: int, backend: str) -> dict:
+    users = [Credential(f"mn{k}@bench", secrets.token_bytes(16)) for k in range(n)]
+    creds = {u.nai: u.psk for u in users}
+    secret, sapsk = b"bench secret", secrets.token_bytes(32)
+    policy = mip6.Mip6Policy(HA, PREFIX, mint_token=TokenIssuer(bytes(32), 1).hook(time.time))
+    svc = PaaService(PaaServiceConfig(
+        PaaConfig(mip6=policy, max_sessions=n + 10), backend=backend,
+        radius=RadiusClientConfig(AAA, secret) if backend == "radius" else None,
+        credentials=creds.get, sadist=SaDistConfig({HA: sapsk})), rng=random.Random(1))
+    aaa = RadiusServerCore(RadiusServerConfig({PAA: secret}, creds.get))
+    ha = SaDistHaCore(SaDistConfig({PAA: sapsk}), rng=random.Random(2))
+    paa_cpu = 0.0
+    now = 0.0
+    done = 0
+    t_wall, t_cpu = time.perf_counter(), cpu()
+    for k, user in enumerate(users):
+        addr = f"2001:db8:11::{k + 1:x}"
+        pac = PacCore(PacConfig(PAA, psk_peer_factory(user.nai, user.psk), nai=user.nai,
+                                mip6_request=mip6.REQUEST_ALL), rng=random.Random(k))
+        queue = [("pac", a) for a in pac.start(now)]
+        while queue:
+            who, action = queue.pop(0)
+            if not isinstance(action, Transmit):
+                continue
+            c0 = cpu()
+            via = action.meta.get("via")
+            if who == "pac":
+                out = [("paa", a) for a in svc.receive(action.data, addr, 716, now, "pana")]
+            elif via == "pana":
+                paa_cpu += cpu() - c0
+                out = [("pac", a) for a in pac.receive(action.data, PAA, now, 716)]
+                c0 = None
+            elif via == "radius":
+                replies = aaa.receive(action.data, PAA, 40000, now)
+                out = []
+                for r in replies:
+                    if isinstance(r, Transmit):
+                        out += [("paa", a) for a in svc.receive(r.data, AAA, 1812, now,
+                                                                 "radius")]
+            elif via == "sadist":
+                paa_cpu += cpu() - c0
+                c0 = None
+                out = []
+                for r in ha.receive(action.data, PAA, 7716, now):
+                    if isinstance(r, Transmit):
+                        c1 = cpu()
+                        out += [("paa", a) for a in svc.receive(r.data, HA, 7716, now,
+                                                                 "sadist")]
+                        paa_cpu += cpu() - c1
+            if c0 is not None:
+                paa_cpu += cpu() - c0
+            queue += out
+        if pac.state is PacState.OPEN:
+            done += 1
+    wall, total_cpu = time.perf_counter() - t_wall, cpu() - t_cpu
+    assert done == n, f"{done}/{n} authenticated"
+    return {"backend": backend, "n": n, "auth_per_s_wall": round(n / wall, 1),
+            "auth_per_cpu_s_paa_and_aaa": round(n / paa_cpu, 1),
+            "paa_aaa_cpu_ms_per_auth": round(1000 * paa_cpu / n, 3),
+            "all_cores_cpu_ms_per_auth": round(1000 * total_cpu / n, 3)}
+
+
+# ---- 2. real sockets in a namespace ---------------------------------------------------------
+
+def proc_cpu(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent") -> dict:
+    from mip6bench.net.netns import in_fresh_netns
+
+    def body():
+        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        work = Path(tempfile.mkdtemp(prefix="pana-bench-"))
+        users = [Credential(f"mn{k}@bench", secrets.token_bytes(16)) for k in range(n)]
+        (work / "creds").write_text(format_credentials(users))
+        secret = secrets.token_hex(8)
+        procs = []
+
+        def agent(role, options):
+            cfg = work / f"{role}.json"
+            cfg.write_text(json.dumps({"node": "bench", "agent": role,
+                                       "control": str(work / f"{role}.sock"),
+                                       "events": None, "options": options}))
+            p = subprocess.Popen([sys.executable, str(REPO / "agents" / f"{role}.py"),
+                                  "--config", str(cfg)], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE)
+            line = p.stdout.readline()
+            assert line.startswith(b'{"ready"'), p.stderr.read()
+            procs.append(p)
+            return p
+
+        try:
+            aaa = agent("aaa", {"credentials": str(work / "creds"), "clients": {"::1": secret},
+                                "port": 18120})
+            paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
+                                "backend": "radius", "radius_server": "::1",
+                                "radius_port": 18120, "radius_secret": secret,
+                                "port": 7160, "token_key": "00" * 32})
+            return asyncio.run(load(users, concurrency, paa.pid, aaa.pid))
+        finally:
+            for p in procs:
+                p.terminate()
+                p.wait(timeout=5)
+            shutil.rmtree(work, ignore_errors=True)
+
+    return in_fresh_netns(body)
+
+
+async def load(users, concurrency, paa_pid, aaa_pid) -> dict:
+    """`concurrency` PaCs in flight, each on its own UDP socket (the PAA tells PaCs apart
+    by address and port), a new one started as soon as one is authenticated."""
+    loop = asyncio.get_running_loop()
+    pending = list(users)
+    done = asyncio.Event()
+    completed = 0
+    in_flight = 0
+
+    def launch():
+        nonlocal in_flight
+        while pending and in_flight < concurrency:
+            user = pending.pop()
+            in_flight += 1
+            PacClient(user)
+
+    class PacClient:
+        def __init__(self, user):
+            self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.sock.bind(("::1", 0))
+            self.sock.setblocking(False)
+            self.pac = PacCore(PacConfig("::1", psk_peer_factory(user.nai, user.psk),
+                                         nai=user.nai, paa_port=7160,
+                                         mip6_request=mip6.REQUEST_ALL))
+            loop.add_reader(self.sock.fileno(), self.readable)
+            self.run(self.pac.start(loop.time()))
+
+        def run(self, actions):
+            nonlocal completed, in_flight
+            for a in actions:
+                if isinstance(a, Transmit):
+                    self.sock.sendto(a.data, ("::1", a.port or 7160))
+            if self.pac.state is PacState.OPEN:
+                loop.remove_reader(self.sock.fileno())
+                self.sock.close()
+                completed += 1
+                in_flight -= 1
+                if completed == len(users):
+                    done.set()
+                else:
+                    launch()
+
+        def readable(self):
+            try:
+                data, addr = self.sock.recvfrom(4096)
+            except BlockingIOError:
+                return
+            self.run(self.pac.receive(data, "::1", loop.time(), addr[1]))
+
+    c0 = (proc_cpu(paa_pid), proc_cpu(aaa_pid))
+    t0 = time.perf_counter()
+    launch()
+    await asyncio.wait_for(done.wait(), timeout=120)
+    wall = time.perf_counter() - t0
+    c1 = (proc_cpu(paa_pid), proc_cpu(aaa_pid))
+    n = len(users)
+    return {"n": n, "concurrency": concurrency, "auth_per_s": round(n / wall, 1),
+            "paa_cpu_ms_per_auth": round(1000 * (c1[0] - c0[0]) / n, 3),
+            "aaa_cpu_ms_per_auth": round(1000 * (c1[1] - c0[1]) / n, 3),
+            "paa_auth_per_cpu_s": round(n / max(1e-9, c1[0] - c0[0]), 1)}
+
+
+# ---- 3. testbed ---------------------------------------------------------------------------
+
+def testbed(aaa: str) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="pana-bench-run-"))
+    args = [str(REPO / ".venv" / "bin" / "mip6bench"), "run", "bootstrap", "--no-capture",
+            "--out", str(out), "-p", f"aaa={aaa}", "-p", "discovery=unicast", "-p", "sa=push"]
+    for seg in ("access", "backhaul", "home_uplink", "home_lan"):
+        args += ["-p", f"{seg}_delay_ms=10"]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        if proc.returncode != 0:
+            return {"aaa": aaa, "error": proc.stderr.strip()[-300:]}
+        m = json.loads((out / "metrics.json").read_text())["bootstrap"]
+    finally:
+        if "--keep" not in sys.argv:
+            shutil.rmtree(out, ignore_errors=True)
+    return {"aaa": aaa, **{k: m[k] for k in ("discovery_ms", "eap_ms", "pana_ms", "sa_push_ms",
+                                              "ha_registration_ms", "total_ms", "floor_ms",
+                                              "ratio", "pana_messages")},
+            "floors": m["floors"]}
+
+
+def main() -> int:
+    summary: dict = {}
+    n = 100 if QUICK else 1000
+    for backend in ("local", "radius"):
+        r = inproc(n, backend)
+        summary[f"inproc_{backend}"] = r
+        print(f"inproc ({backend:6}): {r['auth_per_s_wall']:8.1f} auth/s wall (all cores in one "
+              f"thread), PAA+AAA {r['paa_aaa_cpu_ms_per_auth']:.3f} ms CPU/auth = "
+              f"{r['auth_per_cpu_s_paa_and_aaa']:.0f} auth per CPU-s")
+    if os.geteuid() == 0 and "--no-netns" not in sys.argv:
+        r = sockets(100 if QUICK else 400, 32)
+        summary["sockets"] = r
+        print(f"sockets (netns lo, agents/paa.py + agents/aaa.py): {r['auth_per_s']:.1f} auth/s "
+              f"with {r['concurrency']} in flight; PAA {r['paa_cpu_ms_per_auth']:.3f} ms CPU/auth "
+              f"({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} ms")
+    if os.geteuid() == 0 and "--no-testbed" not in sys.argv:
+        for aaa in ("embedded", "radius"):
+            r = testbed(aaa)
+            summary[f"testbed_{aaa}"] = r
+            if "error" in r:
+                print(f"testbed aaa={aaa}: error {r['error']}")
+                continue
+            print(f"testbed aaa={aaa:8} 10 ms/link: discovery {r['discovery_ms']} eap "
+                  f"{r['eap_ms']} pana {r['pana_ms']} sa_push {r['sa_push_ms']} "
+                  f"ha_reg {r['ha_registration_ms']} total {r['total_ms']} ms, floor "
+                  f"{r['floor_ms']} ms, ratio {r['ratio']}")
+        e, h = summary.get("testbed_embedded", {}), summary.get("testbed_radius", {})
+        if "eap_ms" in e and "eap_ms" in h:
+            summary["radius_hostapd_minus_embedded_eap_ms"] = round(h["eap_ms"] - e["eap_ms"], 3)
+            print(f"hostapd vs embedded AAA: eap_ms {h['eap_ms']} vs {e['eap_ms']} "
+                  f"({summary['radius_hostapd_minus_embedded_eap_ms']:+.3f} ms over 3 RADIUS "
+                  f"round trips)")
+    summary["max_rss_kb_bench"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""The PAA as one sans-I/O core: PaaCore + an EAP pass-through authenticator per
+(re-)authentication + an AAA backend + the SA distribution channel to the HA.
+
+    svc = PaaService(PaaServiceConfig(...), rng=None)
+    svc.receive(data, src, port, now, via="pana" | "radius" | "sadist")
+    svc.handle_timer(key, now)                     # every timer any part armed
+    svc.terminate(session_id, now) / svc.reauthenticate(session_id, now) / ...
+
+The effects the parts produce for each other are consumed inside (SendToAAA ->
+RADIUS Access-Request or the in-process EAP server; RADIUS answers -> EAP pass-through
+-> PaaCore.aaa_result; MipSaEstablished/Revoked -> SA push/revoke or the pull table), so
+what comes out is Transmit (with meta {"via": "pana" | "radius" | "sadist"}: which
+socket sends it), StartTimer/StopTimer, Event, and PanaSessionOpen/PanaSessionClosed
+for the runtime to log.
+
+Backends:
+    "radius"  a RadiusClientCore toward a RADIUS server (the embedded AAA agent or
+              hostapd); the verdict comes from Access-Accept/Reject, the MSK from the
+              MS-MPPE keys, the user's fixed Home Address from Framed-IPv6-Address.
+    "local"   an in-process mip6bench.eap.EapServer per conversation with a
+              credentials table (for benchmarks and tests: no RADIUS hop).
+Home Address policy: the HoA the AAA server names for the user (Framed-IPv6-Address,
+or the credentials' third field with "local"), else the `hoa_table` entry, else random
+from the home prefix ("random") or none ("table" only). An AAA-named HoA outside the
+home prefix is ignored (event "paa.bad_aaa_hoa").
+
+A pass-through discard (an EAP response that answers no outstanding request), an AAA
+timeout or an AAA answer without usable EAP all end the phase as an authentication
+failure, so no session ever waits for an answer that will not come.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping
+
+from mip6bench.aaa.radius_client import (RadiusAnswer, RadiusClientConfig, RadiusClientCore,
+                                         RadiusTimeout)
+from mip6bench.aaa.sadist import SaDistConfig, SaDistPaaCore, record_from_effect
+from mip6bench.eap.actions import EapFailed, EapStatus, EapSucceeded, RelayToBackend, SendEap
+from mip6bench.eap.passthrough import EapPassThrough
+from mip6bench.pana import effects as fx
+from mip6bench.pana.mip6 import table_or_random_hoa
+from mip6bench.pana.paa import PaaConfig, PaaCore
+from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
+
+if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
+    from mip6bench.eap.server import EapServer
+
+
+@dataclass
+class PaaServiceConfig:
+    paa: PaaConfig                                   # mip6 policy inside (or None)
+    backend: str = "radius"                          # "radius" | "local"
+    radius: RadiusClientConfig | None = None
+    credentials: Callable[[str], bytes | None] | None = None   # "local" backend
+    fixed_hoa: Callable[[str], str | None] = lambda nai: None  # "local" backend
+    server_id: str = "aaa.mip6bench.example"         # "local" backend (EAP-PSK ID_S)
+    sadist: SaDistConfig | None = None
+    hoa_table: Mapping[str, str] = field(default_factory=dict)
+    hoa_mode: str = "random"                         # "random" | "table"
+
+    def __post_init__(self):
+        if self.backend not in ("radius", "local"):
+            raise ValueError("backend must be 'radius' or 'local'")
+        if self.backend == "radius" and self.radius is None:
+            raise ValueError("the radius backend needs a RadiusClientConfig")
+        if self.backend == "local" and self.credentials is None:
+            raise ValueError("the local backend needs credentials")
+        if self.hoa_mode not in ("random", "table"):
+            raise ValueError("hoa_mode must be 'random' or 'table'")
+
+
+class PaaService:
+    def __init__(self, config: PaaServiceConfig, rng: random.Random | None = None):
+        self.config = config
+        self.rng = rng or random.SystemRandom()
+        self.counters: Counter[str] = Counter()
+        self._aaa_hoa: dict[str, str] = {}
+        paa_cfg = replace(config.paa, first_eap_request=self._first_eap_request)
+        if paa_cfg.mip6 is not None:
+            paa_cfg.mip6 = replace(paa_cfg.mip6, assign_hoa=self._assign_hoa)
+            prefix = paa_cfg.mip6.home_prefix
+            self._network = ipaddress.IPv6Network(prefix)
+            self._fallback_hoa = table_or_random_hoa(prefix, dict(config.hoa_table))
+        else:
+            self._network = None
+            self._fallback_hoa = None
+        self.paa = PaaCore(paa_cfg, rng=self.rng)
+        self.radius = RadiusClientCore(config.radius, rng=_bytes_from(self.rng)) \
+            if config.backend == "radius" else None
+        self.sadist = SaDistPaaCore(config.sadist, rng=self.rng) if config.sadist else None
+        self._passthrough: dict[int, EapPassThrough] = {}
+        self._servers: dict[int, EapServer] = {}
+        self._radius_state: dict[int, bytes | None] = {}
+
+    # ---- input
+    def receive(self, data: bytes, src: str, port: int, now: float, via: str = "pana"
+                ) -> list[Action]:
+        if via == "pana":
+            out = self.paa.receive(data, src, now, port)
+        elif via == "radius" and self.radius is not None:
+            out = self.radius.receive(data, src, port, now)
+        elif via == "sadist" and self.sadist is not None:
+            out = self.sadist.receive(data, src, port, now)
+        else:
+            raise ValueError(f"no {via!r} part in this PAA")
+        return self._process(out, via, now)
+
+    def handle_timer(self, key: Hashable, now: float) -> list[Action]:
+        owner = key[0] if isinstance(key, tuple) and key else None
+        if owner == "pana-paa":
+            return self._process(self.paa.handle_timer(key, now), "pana", now)
+        if owner == "radius-client" and self.radius is not None:
+            return self._process(self.radius.handle_timer(key, now), "radius", now)
+        if owner == "sadist-paa" and self.sadist is not None:
+            return self._process(self.sadist.handle_timer(key, now), "sadist", now)
+        return []
+
+    # ---- commands (PaaCore's)
+    def terminate(self, session_id: int, now: float) -> list[Action]:
+        return self._process(self.paa.terminate(session_id, now), "pana", now)
+
+    def reauthenticate(self, session_id: int, now: float) -> list[Action]:
+        return self._process(self.paa.reauthenticate(session_id, now), "pana", now)
+
+    def ping(self, session_id: int, now: float) -> list[Action]:
+        return self._process(self.paa.ping(session_id, now), "pana", now)
+
+    # ---- composition
+    def _first_eap_request(self, session_id: int) -> bytes:
+        pt = EapPassThrough(rng=_bytes_from(self.rng))
+        self._passthrough[session_id] = pt
+        self._radius_state[session_id] = None
+        self._servers.pop(session_id, None)
+        (start,) = [a for a in pt.start() if isinstance(a, SendEap)]
+        return start.packet
+
+    def _assign_hoa(self, nai: str, live: frozenset, rng: random.Random) -> str | None:
+        hoa = self._aaa_hoa.get(nai)
+        if hoa is not None and hoa not in live:
+            return hoa
+        if self.config.hoa_mode == "table":
+            table = self.config.hoa_table
+            return table.get(nai) if table.get(nai) not in live else None
+        return self._fallback_hoa(nai, live, rng)
+
+    def _process(self, actions: list[Action], via: str, now: float) -> list[Action]:
+        out: list[Action] = []
+        for action in actions:
+            if isinstance(action, Transmit):
+                out.append(Transmit(action.data, action.dst, action.src, action.port,
+                                    meta={**action.meta, "via": via}))
+            elif isinstance(action, (StartTimer, StopTimer, Event)):
+                out.append(action)
+            elif isinstance(action, fx.SendToAAA):
+                out += self._to_backend(action, now)
+            elif isinstance(action, fx.AaaCancel):
+                out += self._cancel(action.session_id)
+            elif isinstance(action, (RadiusAnswer, RadiusTimeout)):
+                out += self._from_radius(action, now)
+            elif isinstance(action, fx.MipSaEstablished):
+                out.append(Event("paa.sa_established", {
+                    "session_id": action.session_id, "nai": action.nai, "hoa": action.hoa,
+                    "ha": action.ha, "spi": action.spi, "lifetime": action.lifetime,
+                    "algorithm": action.algorithm}))
+                if self.sadist is not None:
+                    out += self._tag(self.sadist.sa_established(record_from_effect(action),
+                                                                now), "sadist")
+            elif isinstance(action, fx.MipSaRevoked):
+                out.append(Event("paa.sa_revoked", {"session_id": action.session_id,
+                                                    "spi": action.spi, "reason": action.reason}))
+                if self.sadist is not None:
+                    out += self._tag(self.sadist.sa_revoked(action.spi, action.hoa,
+                                                            action.reason, now), "sadist")
+            elif isinstance(action, fx.PanaSessionClosed):
+                self._forget(action.session_id)
+                out.append(action)
+            else:
+                out.append(action)   # PanaSessionOpen and other effects: the runtime's
+        return out
+
+    def _tag(self, actions: list[Action], via: str) -> list[Action]:
+        return [Transmit(a.data, a.dst, a.src, a.port, meta={**a.meta, "via": via})
+                if isinstance(a, Transmit) else a for a in actions]
+
+    def _forget(self, session_id: int) -> None:
+        self._passthrough.pop(session_id, None)
+        self._servers.pop(session_id, None)
+        self._radius_state.pop(session_id, None)
+
+    def _cancel(self, session_id: int) -> list[Action]:
+        actions = self._tag(self.radius.cancel(session_id), "radius") if self.radius else []
+        self._forget(session_id)
+        return actions
+
+    def _fail(self, session_id: int, reason: str, now: float) -> list[Action]:
+        self.counters[reason] += 1
+        return [Event("paa.aaa_failed", {"session_id": session_id, "reason": reason})] + \
+            self._process(self.paa.aaa_result(session_id, "failure", None, None, {}, now),
+                          "pana", now)
+
+    def _to_backend(self, effect: fx.SendToAAA, now: float) -> list[Action]:
+        sid = effect.session_id
+        pt = self._passthrough.get(sid)
+        if pt is None:
+            return self._fail(sid, "no pass-through state", now)
+        relayed = pt.from_peer(effect.eap_payload)
+        packets = [a.packet for a in relayed if isinstance(a, RelayToBackend)]
+        events = [a for a in relayed if isinstance(a, Event)]
+        if not packets:
+            return events + self._fail(sid, "EAP response discarded", now)
+        if self.config.backend == "local":
+            server = self._servers.get(sid)
+            if server is None:
+                from mip6bench.eap.server import EapServer   # the local backend only
+                server = self._servers[sid] = EapServer(self.config.credentials,
+                                                        self.config.server_id,
+                                                        rng=_bytes_from(self.rng))
+            result = pt.from_embedded_server(server, server.receive(packets[0]))
+            attrs = {}
+            if server.status is EapStatus.SUCCESS and server.peer_id:
+                attrs["nai"] = server.peer_id
+                hoa = self.config.fixed_hoa(server.peer_id)
+                if hoa:
+                    attrs["framed_ipv6_address"] = hoa
+            return events + self._verdict(sid, result, attrs, now)
+        return events + self._tag(self.radius.request(
+            sid, packets[0], now, user_name=pt.identity, state=self._radius_state.get(sid),
+            calling_station=effect.pac_address or None), "radius")
+
+    def _from_radius(self, answer, now: float) -> list[Action]:
+        sid = answer.key
+        pt = self._passthrough.get(sid)
+        if pt is None:
+            self.counters["answer for a gone session"] += 1
+            return [Event("paa.drop", {"reason": "AAA answer for a gone session",
+                                       "session_id": sid})]
+        if isinstance(answer, RadiusTimeout):
+            return self._fail(sid, "AAA timeout", now)
+        self._radius_state[sid] = answer.state
+        accept = {"challenge": None, "accept": True, "reject": False}[answer.code]
+        result = pt.from_backend(answer.eap, accept=accept, msk=answer.msk)
+        attrs = {}
+        if "user_name" in answer.attributes and accept:
+            attrs["nai"] = answer.attributes["user_name"]
+        if "session_timeout" in answer.attributes:
+            attrs["session_timeout"] = answer.attributes["session_timeout"]
+        if "framed_ipv6_address" in answer.attributes:
+            attrs["framed_ipv6_address"] = answer.attributes["framed_ipv6_address"]
+        return self._verdict(sid, result, attrs, now)
+
+    def _verdict(self, sid: int, result: list[Action], attrs: dict, now: float
+                 ) -> list[Action]:
+        packets = [a.packet for a in result if isinstance(a, SendEap)]
+        events = [a for a in result if isinstance(a, Event)]
+        done = next((a for a in result if isinstance(a, (EapSucceeded, EapFailed))), None)
+        if not packets:
+            return events + self._fail(sid, "AAA answer without usable EAP", now)
+        if done is None:
+            return events + self._process(self.paa.aaa_result(sid, "continue", packets[-1],
+                                                              None, {}, now), "pana", now)
+        hoa = attrs.pop("framed_ipv6_address", None)
+        if isinstance(done, EapSucceeded):
+            nai = attrs.get("nai") or self._passthrough[sid].identity
+            if nai:
+                attrs["nai"] = nai
+            if hoa and nai:
+                if self._network is not None and ipaddress.IPv6Address(hoa) in self._network:
+                    self._aaa_hoa[nai] = hoa
+                else:
+                    events.append(Event("paa.bad_aaa_hoa", {"session_id": sid, "hoa": hoa}))
+            kind, msk = "success", done.msk
+        else:
+            kind, msk = "failure", None
+        events.append(Event("paa.aaa_result", {"session_id": sid, "result": kind,
+                                               "nai": attrs.get("nai")}))
+        return events + self._process(self.paa.aaa_result(sid, kind, packets[-1], msk, attrs,
+                                                          now), "pana", now)
+
+
+def _bytes_from(rng: random.Random) -> Callable[[int], bytes]:
+    if isinstance(rng, random.SystemRandom):
+        return os.urandom
+    return lambda n: rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""

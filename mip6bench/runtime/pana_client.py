@@ -1,0 +1,398 @@
+"""The PaC side of Mobile IPv6 bootstrapping on the asyncio runtime: PacCore over UDP 716
+(unicast PCI to a known PAA, or multicast PCI with the Router Alert option, see
+mip6bench.net.rao), EAP-PSK with the MN's NAI and key, and the bootstrap result handed to
+whoever composes it (the MN agent, or agents/pac.py on its own).
+
+    client = PanaClient(PanaClientConfig(nai=..., psk=..., paa=..., discovery=...),
+                        emit=agent.emit, on_update=callback)
+    await client.open()          # socket (or an in-memory transport) and driver
+    client.start()               # send the PCI; also the "pana-start" control command
+    client.reauthenticate() / client.terminate() / client.ping()
+    await client.close()
+    client.bootstrap             # the current Bootstrap (None before/after a session)
+    client.commands()            # control commands to merge into an agent's commands()
+
+`on_update(update: BootstrapUpdate)` is called on the loop, synchronously, when
+    "ready"    the first (re-)authentication completed: update.bootstrap has ha, hoa,
+               home_prefix, the MobilitySA (key derived from the MSK, expires_at on the
+               loop clock = CLOCK_MONOTONIC), the NSIS token, and `sources` saying for
+               each item whether PANA granted it or the static configuration filled in
+               (the PAA ignored the extension or refused an item: StaticConfigFallback);
+    "rekeyed"  a re-authentication brought a new SA (new SPI); update.old_spi is the
+               SA to remove once the new one is installed;
+    "revoked"  the SA went away without replacement (re-authentication without an SA);
+    "closed"   the PANA session ended (terminated, expired, failed, PAA unreachable):
+               update.reason; update.old_spi is the SA that went with it.
+An MN installs update.bootstrap.sa in its SAStore (store.replace), removes old_spi, and
+registers with update.bootstrap.ha for update.bootstrap.hoa.
+
+Composed into an agent (what agents/pac.py does; the MN agent likewise):
+
+    self.client = PanaClient(config, emit=self.emit, on_update=self.on_bootstrap)
+    await self.client.open()            # in start()
+    self.client.start()                 # once the MN has a care-of address
+    commands(): {**self.client.commands(), ...}   # resolve self.client per request
+    await self.client.close()           # in stop()
+
+Events (the agent's log): PacCore's "pana.*" (pana.pci_sent, pana.handshake,
+pana.session_open, pana.reauth_done, pana.session_closed, pana.drop, ...) and
+"bootstrap.ready|rekeyed|revoked|closed" with session_id, ha, hoa, spi, lifetime,
+token_len, sources and `messages` (PANA messages sent and received in the session so
+far, the PAN[C] included).
+"""
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Protocol
+
+from mip6bench.eap.peer import psk_peer_factory
+from mip6bench.net import rao
+from mip6bench.pana import effects as fx
+from mip6bench.pana import mip6
+from mip6bench.pana.channel import PCI_RETRANSMIT, REQ_RETRANSMIT, RetransmitPolicy
+from mip6bench.pana.message import PANA_PORT
+from mip6bench.pana.pac import PacConfig, PacCore, PacState
+from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+
+if TYPE_CHECKING:  # imported when an SA arrives: mip6bench.mipv6 loads every MIPv6 core
+    from mip6bench.mipv6.sa import MobilitySA
+
+
+@dataclass(frozen=True)
+class StaticMip6:
+    """Static Mobile IPv6 configuration, used for what PANA does not grant."""
+
+    ha: str | None = None
+    hoa: str | None = None
+    home_prefix: str | None = None        # "2001:db8:1::/64"
+    spi: int | None = None
+    key: bytes | None = field(default=None, repr=False)
+    algorithm: str = "hmac-sha1-96"
+    replay: str = "timestamp"
+
+    def sa(self, nai: str | None, hoa: str | None) -> "MobilitySA | None":
+        from mip6bench.mipv6.sa import MobilitySA
+        if self.spi is None or not self.key or not (hoa or self.hoa):
+            return None
+        return MobilitySA(self.spi, self.key, self.algorithm, self.replay, None,
+                          hoa or self.hoa, nai)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    session_id: int
+    nai: str | None
+    ha: str | None
+    hoa: str | None
+    home_prefix: str | None
+    sa: MobilitySA | None
+    token: bytes | None
+    sources: dict[str, str]
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.ha and self.hoa and self.sa)
+
+    def summary(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "ha": self.ha, "hoa": self.hoa,
+                "home_prefix": self.home_prefix, "spi": self.sa.spi if self.sa else None,
+                "algorithm": self.sa.algorithm if self.sa else None,
+                "expires_at": self.sa.expires_at if self.sa else None,
+                "token_len": len(self.token) if self.token else 0, "sources": self.sources}
+
+
+@dataclass(frozen=True)
+class BootstrapUpdate:
+    kind: str                      # "ready" | "rekeyed" | "revoked" | "closed"
+    bootstrap: Bootstrap | None
+    old_spi: int | None = None
+    reason: str = ""
+
+
+class BootstrapTracker:
+    """Folds PacCore's effects into Bootstrap snapshots (pure logic, no I/O)."""
+
+    def __init__(self, nai: str | None, static: StaticMip6 | None = None):
+        self.nai = nai
+        self.static = static
+        self.current: Bootstrap | None = None
+        self._fields: dict[str, Any] = {}
+        self._sources: dict[str, str] = {}
+        self._sid = 0
+
+    def apply(self, actions: list[Action], now: float) -> list[BootstrapUpdate]:
+        changed = False
+        new_sa = None
+        rekeyed_from = None
+        revoked: tuple[int, str] | None = None
+        closed: str | None = None
+        for a in actions:
+            if isinstance(a, fx.PanaSessionOpen):
+                self._sid = a.session_id
+            elif isinstance(a, fx.Mip6Bootstrapped):
+                self._sid = a.session_id
+                granted = {"ha": a.ha, "hoa": a.hoa, "token": a.nsis_token,
+                           "home_prefix": f"{a.home_prefix}/{a.prefix_len}"
+                           if a.home_prefix is not None else None}
+                for name, value in granted.items():
+                    if value is not None:
+                        self._fields[name] = value
+                        self._sources[name] = "pana"
+                changed = True
+            elif isinstance(a, fx.MipSaEstablished):
+                from mip6bench.mipv6.sa import MobilitySA
+                new_sa = MobilitySA.with_lifetime(a.spi, a.key, a.lifetime, now,
+                                                  algorithm=a.algorithm, replay=a.replay,
+                                                  hoa=a.hoa, nai=a.nai)
+                self._fields["sa"] = new_sa
+                self._sources["sa"] = "pana"
+                changed = True
+            elif isinstance(a, fx.MipSaRevoked):
+                if a.reason == "rekeyed":
+                    rekeyed_from = a.spi
+                else:
+                    revoked = (a.spi, a.reason)
+                    if self._fields.get("sa") is not None and self._fields["sa"].spi == a.spi:
+                        self._fields.pop("sa")
+                        self._sources.pop("sa", None)
+            elif isinstance(a, fx.StaticConfigFallback):
+                self._sid = a.session_id
+                changed |= self._fallback(a.missing)
+            elif isinstance(a, fx.PanaSessionClosed):
+                closed = a.reason
+        updates: list[BootstrapUpdate] = []
+        if closed is not None:
+            self.current = None
+            self._fields.clear()
+            self._sources.clear()
+            return [BootstrapUpdate("closed", None, revoked[0] if revoked else None, closed)]
+        if changed:
+            was_ready = self.current is not None
+            self.current = self._snapshot()
+            if rekeyed_from is not None and new_sa is not None:
+                updates.append(BootstrapUpdate("rekeyed", self.current, rekeyed_from))
+            elif not was_ready:
+                updates.append(BootstrapUpdate("ready", self.current))
+            else:
+                updates.append(BootstrapUpdate("rekeyed", self.current, None))
+        elif revoked is not None:
+            self.current = self._snapshot() if self._fields else None
+            updates.append(BootstrapUpdate("revoked", self.current, revoked[0], revoked[1]))
+        return updates
+
+    def _fallback(self, missing: tuple[str, ...]) -> bool:
+        st = self.static
+        if st is None:
+            return False
+        changed = False
+        if "ha_info" in missing and st.ha:
+            self._fields["ha"] = st.ha
+            self._sources["ha"] = "static"
+            if st.home_prefix:
+                self._fields["home_prefix"] = st.home_prefix
+                self._sources["home_prefix"] = "static"
+            changed = True
+        if "home_address" in missing and st.hoa:
+            self._fields["hoa"] = st.hoa
+            self._sources["hoa"] = "static"
+            changed = True
+        if "mip6_sa" in missing:
+            sa = st.sa(self.nai, self._fields.get("hoa"))
+            if sa is not None:
+                self._fields["sa"] = sa
+                self._sources["sa"] = "static"
+                changed = True
+        return changed
+
+    def _snapshot(self) -> Bootstrap:
+        f = self._fields
+        return Bootstrap(self._sid, self.nai, f.get("ha"), f.get("hoa"), f.get("home_prefix"),
+                         f.get("sa"), f.get("token"), dict(self._sources))
+
+
+class Transport(Protocol):
+    def send(self, data: bytes, dst: str, port: int, discovery: str | None) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class PanaClientConfig:
+    nai: str
+    psk: bytes = field(repr=False)
+    paa: str                                # PAA address, or the discovery group
+    discovery: str = "unicast"              # "unicast" | "multicast"
+    interface: str | None = None            # egress of the multicast PCI
+    bind: str = "::"
+    port: int = PANA_PORT                   # local port (0: any, for tests)
+    paa_port: int = PANA_PORT
+    rao_value: int = rao.DISCOVERY_RAO
+    hop_limit: int = rao.DEFAULT_HOP_LIMIT
+    request: int = mip6.REQUEST_ALL         # 0: plain PANA, no extension
+    sa_proposal: mip6.SaParameters | None = None
+    static: StaticMip6 | None = None
+    expected_server_id: str | None = None
+    reauth_fraction: float = 0.8
+    pci_retransmit: RetransmitPolicy = PCI_RETRANSMIT
+    req_retransmit: RetransmitPolicy = REQ_RETRANSMIT
+
+    def __post_init__(self):
+        if self.discovery not in ("unicast", "multicast"):
+            raise ValueError("discovery must be 'unicast' or 'multicast'")
+        address = ipaddress.IPv6Address(self.paa)
+        if (self.discovery == "multicast") != address.is_multicast:
+            raise ValueError(f"discovery {self.discovery!r} does not fit PAA address {self.paa}")
+        if self.discovery == "multicast" and not self.interface:
+            raise ValueError("multicast discovery needs the egress interface")
+
+
+class PanaClient:
+    def __init__(self, config: PanaClientConfig, *, emit: Callable[..., None],
+                 on_update: Callable[[BootstrapUpdate], None] | None = None,
+                 transport: Transport | None = None, rng: random.Random | None = None,
+                 on_error: Callable[[str, BaseException], None] | None = None):
+        self.config = config
+        self.emit = emit
+        self.on_update = on_update
+        self.on_error = on_error or (lambda what, exc: emit("pana.io_error", what=what,
+                                                            error=str(exc)))
+        self.transport = transport
+        new_peer = psk_peer_factory(config.nai, config.psk,
+                                    expected_server_id=config.expected_server_id)
+        self.core = PacCore(PacConfig(
+            paa_address=config.paa, new_eap_peer=new_peer, nai=config.nai,
+            discovery=config.discovery, paa_port=config.paa_port, mip6_request=config.request,
+            mip6_sa_proposal=config.sa_proposal, reauth_fraction=config.reauth_fraction,
+            pci_retransmit=config.pci_retransmit, req_retransmit=config.req_retransmit),
+            rng=rng)
+        self.tracker = BootstrapTracker(config.nai, config.static)
+        self.updates: list[BootstrapUpdate] = []
+        self.sent = self.received = 0
+        self._session_messages = 0
+        self._driver = None
+
+    # ---- lifecycle
+    async def open(self) -> None:
+        from mip6bench.runtime.driver import CoreDriver
+        if self.transport is None:
+            self.transport = _UdpTransport(self.config, self._datagram, self.on_error)
+        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
+                                  apply=lambda effect: None, emit=self.emit)
+
+    async def close(self) -> None:
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    @property
+    def bootstrap(self) -> Bootstrap | None:
+        return self.tracker.current
+
+    # ---- commands
+    def start(self) -> bool:
+        if self.core.state not in (PacState.IDLE, PacState.CLOSED):
+            return False
+        self._session_messages = 0
+        self._run(self.core.start(self._now()))
+        return True
+
+    def reauthenticate(self) -> bool:
+        return self._run(self.core.reauthenticate(self._now()))
+
+    def terminate(self) -> bool:
+        return self._run(self.core.terminate(self._now()))
+
+    def ping(self) -> bool:
+        return self._run(self.core.ping(self._now()))
+
+    def status(self) -> dict[str, Any]:
+        return {"state": self.core.state.value, "session_id": self.core.session_id,
+                "paa": self.core.paa.address if self.core.paa else None,
+                "bootstrap": self.bootstrap.summary() if self.bootstrap else None,
+                "sent": self.sent, "received": self.received,
+                "drops": dict(self.core.counters)}
+
+    def commands(self) -> dict[str, Callable]:
+        async def start(_req):
+            return {"started": self.start()}
+
+        async def reauth(_req):
+            return {"started": self.reauthenticate()}
+
+        async def terminate(_req):
+            return {"terminating": self.terminate()}
+
+        async def ping(_req):
+            return {"sent": self.ping()}
+
+        async def status(_req):
+            return self.status()
+
+        return {"pana-start": start, "pana-reauth": reauth, "pana-terminate": terminate,
+                "pana-ping": ping, "pana-status": status}
+
+    # ---- plumbing
+    def _now(self) -> float:
+        if self._driver is None:
+            raise RuntimeError("PanaClient.open() first")
+        return self._driver.now()
+
+    def _datagram(self, data: bytes, src: str, port: int) -> None:
+        self.received += 1
+        self._session_messages += 1
+        self._run(self.core.receive(data, src.split("%", 1)[0], self._now(), port))
+
+    def _on_timer(self, key, now: float) -> list[Action]:
+        self._run(self.core.handle_timer(key, now))
+        return []
+
+    def _run(self, actions: list[Action]) -> bool:
+        if not actions:
+            return False
+        now = self._now()
+        plain = [a for a in actions if isinstance(a, (Transmit, StartTimer, StopTimer, Event))]
+        self._driver.execute(plain)
+        for update in self.tracker.apply([a for a in actions if isinstance(a, Effect)], now):
+            self.updates.append(update)
+            b = update.bootstrap
+            fields = {"reason": update.reason or None, "old_spi": update.old_spi,
+                      "messages": self._session_messages}
+            if b is not None:
+                fields.update(b.summary())
+                fields.pop("expires_at", None)
+            self.emit(f"bootstrap.{update.kind}", **fields)
+            if self.on_update is not None:
+                self.on_update(update)
+        return True
+
+    def _send(self, tx: Transmit) -> None:
+        self.sent += 1
+        self._session_messages += 1
+        self.transport.send(tx.data, tx.dst, tx.port or self.config.paa_port,
+                            tx.meta.get("discovery"))
+
+
+class _UdpTransport:
+    def __init__(self, config: PanaClientConfig, on_datagram, on_error):
+        from mip6bench.runtime.udp import UdpSocket
+        self.config = config
+        self.sock = UdpSocket.bind(config.bind, config.port, on_datagram, on_error=on_error)
+        self.on_error = on_error
+
+    def send(self, data: bytes, dst: str, port: int, discovery: str | None) -> None:
+        if discovery == "multicast":
+            try:
+                rao.send_with_router_alert(self.sock.sock, data, dst, port,
+                                           self.config.rao_value, self.config.interface,
+                                           self.config.hop_limit)
+            except OSError as exc:
+                self.on_error("send", exc)
+            return
+        self.sock.send(data, dst, port)
+
+    def close(self) -> None:
+        self.sock.close()

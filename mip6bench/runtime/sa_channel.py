@@ -1,0 +1,163 @@
+"""The home agent's end of the SA distribution channel on the asyncio runtime: receives
+pushed SAs, fetches SAs on demand, applies revocations and expiry, all into the
+SAStore the HA's Mobile IPv6 core reads (mip6bench.mipv6.sa).
+
+    channel = SaChannelHa({paa_address: psk}, store, emit=agent.emit)
+    await channel.open()                       # UDP 7716
+    sa = await channel.fetch(spi=0x1234)       # pull: MobilitySA or None (not found,
+                                               # refused, PAA unreachable)
+    channel.commands()                         # "sa-fetch", "sa-list" for the control socket
+    await channel.close()
+
+What it does to the store: SaInstall -> store.replace(sa); SaRemove (revoked, expired)
+-> store.remove(spi) if the store still holds that SPI for the same HoA. `on_change(kind,
+spi, sa_or_None, reason)` (optional) is told after each change, e.g. for the HA agent
+to drop the binding of an MN whose SA was revoked.
+
+Pull on demand: `bu_spi(mh)` is the SPI of the MN-HA Authentication option of a Binding
+Update (None for anything else); an HA that gets a BU whose SPI its store lacks awaits
+`channel.fetch(spi=...)` before handing the BU to its core.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any, Callable
+
+from mip6bench.aaa.sadist import (SADIST_PORT, SaDistConfig, SaDistHaCore, SaFetchFailed,
+                                  SaInstall, SaRemove)
+from mip6bench.mipv6.sa import MobilitySA, SAStore
+from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+
+
+def bu_spi(mh: bytes) -> int | None:
+    """The MN-HA SPI of a Binding Update's Authentication option (RFC 4285), if any."""
+    from mip6bench.codec import DecodeError
+    from mip6bench.mipv6.constants import AUTH_SUBTYPE_MN_HA
+    from mip6bench.mipv6.wire import Authentication, BindingUpdate, decode_mh
+    try:
+        msg = decode_mh(mh)
+    except (DecodeError, ValueError):
+        return None
+    if not isinstance(msg, BindingUpdate):
+        return None
+    for option in msg.options:
+        if isinstance(option, Authentication) and option.subtype == AUTH_SUBTYPE_MN_HA:
+            return option.spi
+    return None
+
+
+class SaChannelHa:
+    def __init__(self, peers: dict[str, bytes], store: SAStore, *, emit: Callable[..., None],
+                 port: int = SADIST_PORT, bind: str = "::", window: float = 30.0,
+                 on_change: Callable[[str, int, MobilitySA | None, str], None] | None = None,
+                 rng: random.Random | None = None, fetch_timeout: float | None = None):
+        self.store = store
+        self.emit = emit
+        self.on_change = on_change
+        self.bind, self.port = bind, port
+        self._config = SaDistConfig(peers, port=port, window=window)
+        self._rng = rng
+        self.core: SaDistHaCore | None = None
+        self._sock = None
+        self._driver = None
+        self._waiters: dict[str, list[asyncio.Future]] = {}
+        self.fetch_timeout = fetch_timeout
+
+    async def open(self) -> None:
+        import time
+
+        from mip6bench.runtime.driver import CoreDriver
+        from mip6bench.runtime.udp import UdpSocket
+        loop = asyncio.get_running_loop()
+        self._config.wall_offset = time.time() - loop.time()
+        self.core = SaDistHaCore(self._config, rng=self._rng)
+        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
+                                  apply=lambda effect: None, emit=self.emit)
+        self._sock = UdpSocket.bind(self.bind, self.port, self._datagram,
+                                    on_error=lambda what, exc: self.emit(
+                                        "sadist.io_error", what=what, error=str(exc)))
+
+    async def close(self) -> None:
+        for futures in self._waiters.values():
+            for f in futures:
+                if not f.done():
+                    f.cancel()
+        self._waiters.clear()
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    async def fetch(self, *, spi: int | None = None, hoa: str | None = None,
+                    nai: str | None = None, paa: str | None = None) -> MobilitySA | None:
+        actions = self.core.fetch(self._driver.now(), spi=spi, hoa=hoa, nai=nai, paa=paa)
+        selector = next(a.fields["selector"] for a in actions
+                        if isinstance(a, Event) and a.name == "sadist.fetch_sent")
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(selector, []).append(future)
+        self._run(actions)
+        if self.fetch_timeout is None:
+            return await future
+        return await asyncio.wait_for(future, self.fetch_timeout)
+
+    def commands(self) -> dict[str, Callable]:
+        async def fetch(req):
+            args = {k: req[k] for k in ("spi", "hoa", "nai", "paa") if req.get(k) is not None}
+            if "spi" in args:
+                args["spi"] = int(args["spi"])
+            sa = await self.fetch(**args)
+            return {"found": sa is not None, "spi": sa.spi if sa else None,
+                    "hoa": sa.hoa if sa else None}
+
+        async def list_sas(_req):
+            return self.list()
+
+        return {"sa-fetch": fetch, "sa-list": list_sas}
+
+    def list(self) -> list[dict[str, Any]]:
+        now = self._driver.now() if self._driver else 0.0
+        return [{"spi": sa.spi, "hoa": sa.hoa, "nai": sa.nai, "algorithm": sa.algorithm,
+                 "replay": sa.replay,
+                 "remaining_s": None if sa.expires_at is None else round(sa.expires_at - now, 3)}
+                for sa in self.store]
+
+    # ---- plumbing
+    def _datagram(self, data: bytes, src: str, port: int) -> None:
+        self._run(self.core.receive(data, src, port, self._driver.now()))
+
+    def _on_timer(self, key, now: float) -> list[Action]:
+        self._run(self.core.handle_timer(key, now))
+        return []
+
+    def _send(self, tx: Transmit) -> None:
+        self._sock.send(tx.data, tx.dst, tx.port)
+
+    def _run(self, actions: list[Action]) -> None:
+        self._driver.execute([a for a in actions
+                              if isinstance(a, (Transmit, StartTimer, StopTimer, Event))])
+        for effect in (a for a in actions if isinstance(a, Effect)):
+            self._apply(effect)
+
+    def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, SaInstall):
+            self.store.replace(effect.sa)
+            if effect.selector:
+                self._resolve(effect.selector, effect.sa)
+            if self.on_change:
+                self.on_change("install", effect.sa.spi, effect.sa, effect.source)
+        elif isinstance(effect, SaRemove):
+            held = self.store.lookup_spi(effect.spi)
+            if held is not None and (effect.hoa is None or held.hoa == effect.hoa):
+                self.store.remove(effect.spi)
+            if self.on_change:
+                self.on_change("remove", effect.spi, None, effect.reason)
+        elif isinstance(effect, SaFetchFailed):
+            self._resolve(effect.selector, None)
+
+    def _resolve(self, selector: str, sa: MobilitySA | None) -> None:
+        for future in self._waiters.pop(selector, []):
+            if not future.done():
+                future.set_result(sa)

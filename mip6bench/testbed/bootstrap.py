@@ -1,0 +1,244 @@
+"""The management plane in the testbed: AAA server (the embedded one or hostapd), PAA,
+Router Alert forwarders, and the HA end of SA distribution where no HA agent runs.
+
+    tb.bootstrap_settings = BootstrapSettings(aaa="radius", sa="pull")   # before start
+    with Testbed(...) as tb:                  # start_agents() starts BootstrapServices
+        svc = tb.bootstrap
+        svc.user(1)                           # Credential of mn1 (NAI, PSK, HoA)
+        svc.pac_options("mn1", "multicast")   # options for agents/pac.py (or PanaClient)
+        svc.ha_channel_options()              # what the HA agent's SaChannelHa needs
+
+Per run it generates: a credentials file (mn<k>@mip6bench.example, a random 16-byte PSK,
+the plan's Home Address for MN k), the RADIUS shared secret, the PAA-HA SA distribution
+key and the NSIS token key (key id 1), all in the run's state directory
+(/run/mip6bench/<run>/), which the run removes.
+
+aaa="embedded": agents/aaa.py on the aaa node. aaa="radius": hostapd on the aaa node as a
+RADIUS server with EAP-PSK (driver=none, eap_server=1), its eap_user file generated from
+the same credentials; the testbed waits until it answers a real Access-Request over the
+aaa node's loopback (no fixed sleep) and stops it by pid with the node. hostapd returns
+no Framed-IPv6-Address, so the PAA takes fixed Home Addresses from the credentials file
+(it reads it in both modes). Forwarders run on the access routers, the core (not toward
+the firewall: the CN's site is not where PAAs are) and the home agent.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from mip6bench.aaa.credentials import Credential, format_credentials, hostapd_eap_user
+from mip6bench.aaa.radius_client import RadiusAnswer, RadiusClientConfig, RadiusClientCore
+from mip6bench.aaa.sadist import SADIST_PORT
+from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
+from mip6bench.net import rao
+from mip6bench.net.capabilities import which
+from mip6bench.net.netns import in_netns
+from mip6bench.testbed.operational import HOME_PREFIX
+
+NAI_DOMAIN = "mip6bench.example"
+SERVER_ID = "aaa.mip6bench.example"
+TOKEN_KEY_ID = 1
+
+
+@dataclass
+class BootstrapSettings:
+    aaa: str = "embedded"          # "embedded" (agents/aaa.py) | "radius" (hostapd)
+    sa: str = "push"               # "push" | "pull"
+    forwarders: bool = True
+    session_lifetime: int = 3600
+    sa_lifetime: int = 600
+    token_lifetime: int = 3600
+    token_flows: list[str] = field(default_factory=lambda: ["mh:2001:db8:2::/64",
+                                                            "any:2001:db8:2::/64"])
+    extra_paa_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.aaa not in ("embedded", "radius"):
+            raise ParameterError(f"aaa={self.aaa!r}", "choose embedded or radius")
+        if self.sa not in ("push", "pull"):
+            raise ParameterError(f"sa={self.sa!r}", "choose push or pull")
+
+
+class BootstrapServices:
+    def __init__(self, tb, settings: BootstrapSettings | None = None):
+        self.tb = tb
+        self.settings = settings or BootstrapSettings()
+        plan = tb.plan
+        self.paa_address = plan.nodes["paa"].address()
+        self.aaa_address = plan.nodes["aaa"].address()
+        self.ha_address = plan.nodes["ha"].address("ha-home")
+        self.radius_secret = secrets.token_hex(16)
+        self.sadist_psk = secrets.token_bytes(32)
+        self.token_key = secrets.token_bytes(32)
+        self.users = [Credential(f"mn{k}@{NAI_DOMAIN}", secrets.token_bytes(16),
+                                 plan.hoa(k)) for k in range(1, plan.params["mns"] + 1)]
+        self.credentials_path = None
+        self.hostapd = None
+        self.agents: list = []
+        self.forwarders: list[str] = []
+
+    # ---- what clients need
+    def user(self, k: int) -> Credential:
+        return self.users[k - 1]
+
+    def pac_options(self, mn: str, discovery: str = "multicast", **extra) -> dict[str, Any]:
+        """Options for agents/pac.py on MN `mn` (the PanaClientConfig fields likewise)."""
+        k = int(mn[2:])
+        user = self.user(k)
+        spec = self.tb.plan.nodes[mn]
+        if discovery == "multicast":
+            network = self.tb.attached_network(mn) or spec.extra["attached"]
+            paa = rao.DISCOVERY_GROUP
+            interface = spec.extra["interfaces"][network]
+        elif discovery == "unicast":
+            paa, interface = self.paa_address, None
+        else:
+            raise ParameterError(f"discovery={discovery!r}", "choose unicast or multicast")
+        return {"nai": user.nai, "psk": user.psk.hex(), "paa": paa, "discovery": discovery,
+                "interface": interface, "expected_server_id": SERVER_ID, **extra}
+
+    def ha_channel_options(self) -> dict[str, Any]:
+        """What the HA end of SA distribution needs: {peers: {PAA address: PSK hex},
+        port}. The HA agent passes peers (as bytes) to SaChannelHa."""
+        return {"peers": {self.paa_address: self.sadist_psk.hex()}, "port": SADIST_PORT}
+
+    # ---- lifecycle
+    def start(self) -> "BootstrapServices":
+        run = self.tb.run
+        self.credentials_path = run.state_dir / "credentials.txt"
+        self.credentials_path.write_text(format_credentials(self.users))
+        os.chmod(self.credentials_path, 0o600)
+        if self.settings.aaa == "embedded":
+            self._agent("aaa", "aaa", "aaa", {
+                "credentials": str(self.credentials_path),
+                "clients": {self.paa_address: self.radius_secret}, "server_id": SERVER_ID})
+        else:
+            self._start_hostapd()
+        s = self.settings
+        self._agent("paa", "paa", "paa", {
+            "address": self.paa_address, "ha_address": self.ha_address,
+            "home_prefix": HOME_PREFIX, "interface": "paa-home", "backend": "radius",
+            "aaa_kind": "embedded" if s.aaa == "embedded" else "hostapd",
+            "radius_server": self.aaa_address, "radius_secret": self.radius_secret,
+            "credentials": str(self.credentials_path), "session_lifetime": s.session_lifetime,
+            "sa_lifetime": s.sa_lifetime, "sa_mode": s.sa, "sadist_psk": self.sadist_psk.hex(),
+            "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
+            "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
+            **s.extra_paa_options})
+        if s.forwarders:
+            for node, interfaces in self.forwarder_interfaces().items():
+                self._agent(node, "rao", "rao_forwarder", {"interfaces": interfaces})
+                self.forwarders.append(node)
+        ha_agent = self.tb.agents.get(("ha", "ha"))
+        if ha_agent is None or "sadist" not in (ha_agent.request("status") or {}):
+            # No HA agent, or one that does not run the SA channel yet: the receiver
+            # takes the SAs, and hands them to the HA agent's sa-add if there is one.
+            self._agent("ha", "sa", "sa_receiver", {
+                "peers": {self.paa_address: self.sadist_psk.hex()},
+                "ha_control": ha_agent.control_path if ha_agent else None})
+        return self
+
+    def forwarder_interfaces(self) -> dict[str, list[str]]:
+        plan = self.tb.plan
+        out = {}
+        for ar in plan.by_role("ar"):
+            out[ar.name] = [ar.extra["lan_intf"], f"{ar.name}-core"]
+        out["core"] = [f"core-{ar.name}" for ar in plan.by_role("ar")] + ["core-ha"]
+        out["ha"] = ["ha-core", "ha-home"]
+        return out
+
+    def _agent(self, node: str, name: str, role: str, options: dict):
+        proc = self.tb.start_agent(node, name, role, options)
+        self.agents.append(proc)
+        return proc
+
+    # ---- hostapd
+    def hostapd_config(self) -> dict[str, str]:
+        run = self.tb.run
+        d = run.state_dir
+        return {
+            "hostapd.conf": "\n".join([
+                "driver=none", "interface=mip6b-aaa0", "eap_server=1",
+                f"eap_user_file={d / 'hostapd.eap_user'}",
+                f"radius_server_clients={d / 'hostapd.clients'}",
+                "radius_server_auth_port=1812", "radius_server_acct_port=0",
+                "radius_server_ipv6=1", f"server_id={SERVER_ID}",
+                "logger_stdout=-1", "logger_stdout_level=2", ""]),
+            "hostapd.eap_user": hostapd_eap_user(self.users),
+            "hostapd.clients": f"{self.paa_address}/128\t{self.radius_secret}\n"
+                               f"::1/128\t{self.radius_secret}\n",
+        }
+
+    def _start_hostapd(self) -> None:
+        binary = which("hostapd") or ("/usr/sbin/hostapd"
+                                      if os.access("/usr/sbin/hostapd", os.X_OK) else None)
+        if binary is None:
+            raise EnvironmentProblem("hostapd is missing (aaa=radius runs it as the RADIUS "
+                                     "server)", "apt install hostapd, or run `make setup`")
+        d = self.tb.run.state_dir
+        for name, text in self.hostapd_config().items():
+            (d / name).write_text(text)
+            os.chmod(d / name, 0o600)
+        node = self.tb.node("aaa")
+        t0 = time.monotonic()
+        self.hostapd = node.start_service([binary, str(d / "hostapd.conf")], "hostapd")
+        self.tb.log.emit("hostapd.started", pid=self.hostapd.pid)
+        try:
+            waited = self._wait_hostapd(node.pid)
+        except Exception:
+            self.hostapd.stop()
+            raise
+        self.tb.log.emit("hostapd.ready", pid=self.hostapd.pid, probes=waited,
+                         wait_ms=round((time.monotonic() - t0) * 1000, 3))
+
+    def _wait_hostapd(self, pid: int, deadline_s: float = 10.0) -> int:
+        """Send real Access-Requests (EAP-Response/Identity of the first user) over the aaa
+        node's loopback until hostapd's RADIUS server answers with a verified response.
+        (A known user: hostapd 2.10 cannot send the Access-Reject for an unknown one over
+        IPv6, its sendto gets an IPv4-sized address and fails with EINVAL.)"""
+        from mip6bench.eap.packet import identity_response
+
+        eap = identity_response(1, self.users[0].nai.encode()).encode()
+        sock = in_netns(pid, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
+        client = RadiusClientCore(RadiusClientConfig("::1", self.radius_secret.encode(),
+                                                     nas_identifier="testbed-probe"))
+        probes = 0
+        end = time.monotonic() + deadline_s
+        try:
+            sock.settimeout(0.05)
+            while time.monotonic() < end:
+                if not self.hostapd.alive():
+                    raise Mip6benchError(f"hostapd exited while starting: {self._hostapd_log_tail()}",
+                                         f"see {self.hostapd.log_path}")
+                probes += 1
+                now = time.monotonic()
+                sent = [a for a in client.request(probes, eap, now,
+                                                  user_name=self.users[0].nai)
+                        if hasattr(a, "data")]
+                sock.sendto(sent[0].data, ("::1", 1812))
+                try:
+                    data, addr = sock.recvfrom(4096)
+                except (socket.timeout, ConnectionRefusedError):
+                    client.cancel(probes)
+                    continue
+                answers = [a for a in client.receive(data, addr[0], addr[1], time.monotonic())
+                           if isinstance(a, RadiusAnswer)]
+                if answers:
+                    return probes
+                client.cancel(probes)
+        finally:
+            sock.close()
+        raise Mip6benchError(f"hostapd did not answer RADIUS on the aaa node within "
+                             f"{deadline_s:g} s ({probes} probes): {self._hostapd_log_tail()}",
+                             f"see {self.hostapd.log_path}")
+
+    def _hostapd_log_tail(self, lines: int = 3) -> str:
+        try:
+            text = self.hostapd.log_path.read_text(errors="replace").strip().splitlines()
+        except OSError:
+            return "no log"
+        return " | ".join(text[-lines:]) or "empty log"

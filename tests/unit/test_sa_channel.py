@@ -1,0 +1,97 @@
+"""The HA end of SA distribution on asyncio over real UDP sockets on loopback (no root):
+push into an SAStore, pull on demand, revocation, and the SPI of a Binding Update."""
+from __future__ import annotations
+
+import asyncio
+import random
+import socket
+import time
+
+from mip6bench.aaa.sadist import SaDistConfig, SaDistPaaCore, SaRecord
+from mip6bench.mipv6.crypto import encode_with_mn_ha
+from mip6bench.mipv6.sa import MobilitySA, SAStore
+from mip6bench.mipv6.wire import BindingUpdate, encode_mh
+from mip6bench.runtime.sa_channel import SaChannelHa, bu_spi
+from mip6bench.sansio import Transmit
+
+PSK = bytes(range(32))
+RECORD = SaRecord(0x4000, "hmac-sha256", "sequence", 30.0, "2001:db8:1::1001", "::1",
+                  bytes(32), "mn1@x")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+        s.bind(("::1", 0))
+        return s.getsockname()[1]
+
+
+async def until(predicate, timeout=3.0):
+    end = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < end, "timed out"
+        await asyncio.sleep(0.001)
+
+
+def test_push_pull_and_revoke_over_loopback():
+    async def scenario():
+        ha_port, paa_port = free_port(), free_port()
+        store, changes, events = SAStore(), [], []
+        channel = SaChannelHa({"::1": PSK}, store, emit=lambda n, **f: events.append(n),
+                              port=ha_port, bind="::1",
+                              on_change=lambda *args: changes.append(args[:2] + args[3:]))
+        await channel.open()
+        # The PAA end in this test: a core on its own socket.
+        paa = SaDistPaaCore(SaDistConfig({"::1": PSK}, port=ha_port,
+                                         wall_offset=time.time() - time.monotonic()),
+                            rng=random.Random(1))
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.bind(("::1", paa_port))
+        sock.setblocking(False)
+        loop = asyncio.get_running_loop()
+
+        def send(actions):
+            for a in actions:
+                if isinstance(a, Transmit):
+                    sock.sendto(a.data, (a.dst, a.port))
+
+        def readable():
+            data, addr = sock.recvfrom(4096)
+            send(paa.receive(data, addr[0], addr[1], time.monotonic()))
+
+        loop.add_reader(sock.fileno(), readable)
+        send(paa.sa_established(RECORD, time.monotonic()))
+        await until(lambda: store.lookup_spi(RECORD.spi) is not None)
+        sa = store.lookup_spi(RECORD.spi)
+        assert (sa.algorithm, sa.replay, sa.hoa) == ("hmac-sha256-128", "sequence", RECORD.hoa)
+        await until(lambda: not paa._outstanding)           # acknowledged
+        # Pull: the SA of another MN, asked for by NAI.
+        paa.config.mode = "pull"
+        other = SaRecord(0x5000, "hmac-sha1-96", "timestamp", 30.0, "2001:db8:1::1002", "::1",
+                         bytes(20), "mn2@x")
+        paa.sa_established(other, time.monotonic())
+        channel.core.config.port = paa_port                 # the PAA listens there
+        got = await channel.fetch(nai="mn2@x")
+        assert got.spi == 0x5000 and store.lookup_hoa("2001:db8:1::1002").spi == 0x5000
+        assert await channel.fetch(spi=0x6000) is None      # not found
+        paa.config.mode = "push"                            # RECORD was pushed: revoke it
+        send(paa.sa_revoked(RECORD.spi, RECORD.hoa, "terminated by PaC", time.monotonic()))
+        await until(lambda: store.lookup_spi(RECORD.spi) is None)
+        assert ("remove", RECORD.spi, "revoked: terminated by PaC") in changes
+        assert [c[0] for c in changes].count("install") == 2
+        listing = channel.list()
+        assert [s["spi"] for s in listing] == [0x5000] and "key" not in listing[0]
+        loop.remove_reader(sock.fileno())
+        sock.close()
+        await channel.close()
+
+    asyncio.run(scenario())
+
+
+def test_bu_spi():
+    sa = MobilitySA(0x1234, bytes(20), hoa="2001:db8:1::1001")
+    bu = BindingUpdate(seq=1, lifetime=600, ack=True, home_registration=True)
+    signed = encode_with_mn_ha(bu, sa, "2001:db8:11::5", "2001:db8:1::1001", "2001:db8:11::5",
+                               "2001:db8:1::1")
+    assert bu_spi(signed) == 0x1234
+    assert bu_spi(encode_mh(bu, "2001:db8:11::5", "2001:db8:1::1")) is None
+    assert bu_spi(b"\x00garbage") is None
