@@ -179,7 +179,10 @@ class LanSegment(Switch):
         k.add_bridge("br0")
         for intf in self.intfList():
             if intf.name != "lo":
-                k.set_link(intf.name, master="br0", up=True)
+                # A detached veth link is detached by keeping this (LAN) end down.
+                link = intf.link
+                up = getattr(link, "attached", True) or getattr(link, "relay", None) is not None
+                k.set_link(intf.name, master="br0", up=up)
         k.set_link("br0", up=True)
 
     def stop(self, deleteIntfs=True):

@@ -224,3 +224,16 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     assert proc.returncode == 130 and "interrupted; the network was torn down" in err
     assert not run_dir.exists()
     assert_all_gone(pids, before)
+
+
+def test_unshaped_links_are_veth_and_detached_ones_stay_detached(tmp_path):
+    params = {f"{seg}_delay_ms": 0 for seg in ("access", "backhaul", "home_uplink", "home_lan",
+                                                "cn_uplink", "cn_lan")}
+    with Testbed({**params, "foreign": 2, "mipv6": "off"}, experiment="test", out_dir=tmp_path,
+                 capture=False) as tb:
+        assert {l.backend for l in tb.net.links} == {"veth"}
+        carrier = {l["name"]: l["carrier"] for l in tb.node("mn1").kernel.links()}
+        assert carrier == {"lo": True, "mn1-f1": True, "mn1-f2": False, "mn1-home": False}
+        tb.move("mn1", "f2")
+        carrier = {l["name"]: l["carrier"] for l in tb.node("mn1").kernel.links()}
+        assert carrier == {"lo": True, "mn1-f1": False, "mn1-f2": True, "mn1-home": False}
