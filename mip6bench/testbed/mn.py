@@ -1,6 +1,6 @@
 """Make Mininet's own runner (`mn --custom topologies/operational.py`) safe and useful.
 
-`mn` calls mininet.clean.cleanup() on any exception or Ctrl-C, which kills processes by
+`mn` runs Mininet's global cleanup on any exception or Ctrl-C, which kills processes by
 name across the whole machine. When our topology file is loaded, we replace that
 function in the running `mn` with the testbed's scoped cleanup (only what this run
 recorded), and give mn the testbed's CLI, which also starts the agents.
