@@ -3,8 +3,15 @@
 Signalling: Binding Updates arrive with a Home Address option, so from the node's
 PacketTap (the kernel's copy is dropped in netfilter); Binding Acks leave with a type 2
 routing header; both as whole packets built in user space. RFC 4285 SAs come from the
-`sas` option and the `sa-add`/`sa-remove` commands (PANA/AAA use the same commands at
-run time; a change applies from the next message).
+`sas` option, the `sa-add`/`sa-remove` commands, and with ``sadist_peers`` from PANA
+bootstrapping: the agent runs the HA end of SA distribution
+(mip6bench.runtime.sa_channel.SaChannelHa, UDP ``sadist_port``), which installs the SAs
+the PAA pushes, removes revoked and expired ones, and fetches on demand: a Binding Update
+whose SPI the agent does not know waits until the SA has been fetched from the PAA
+(sa=pull; in push mode it covers a BU that overtakes the push, or an HA restart); when
+the fetch fails the core rejects the BU with 146 as usual. A change applies from the
+next message; bindings an SA authorised stay when it goes, until they expire or are
+refreshed with the SA that replaced it.
 
 Per accepted home registration the agent
   * defends the home address on the home link: proxy neighbour discovery (proxy_ndp,
@@ -24,6 +31,8 @@ Control commands (besides status, dump, events):
                                   add an SA (replace=true: also overwrite one with that SPI)
     sa-remove {spi}               remove an SA (bindings it authorised stay until they expire)
     sas                           the SAs (never their keys)
+    sa-fetch {spi | hoa | nai}    fetch an SA from the PAA now (with sadist_peers)
+    sa-list                       the SAs with their remaining lifetimes (with sadist_peers)
     counters                      core, socket and netfilter counters
     wait-event {event, match, after_ns, within}   block until such an event is logged
 """
@@ -48,10 +57,11 @@ from mip6bench.net import ndisc, rtnl, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
 from mip6bench.net.nft import Batch
 from mip6bench.net.ro import strip_home_address_option
-from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
 
 NFT_TABLE = "mip6bench_ha"
+MAX_FETCHES = 32   # SPIs fetched at once; BUs beyond that go to the core unfetched (146)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +78,8 @@ class Options:
     dad_timeout_ms: float = 1000.0     # RetransTimer: how long a defender may take to answer
     refresh_advice: float | None = None
     brr_lead: float | None = None
+    sadist_peers: dict[str, str] = dataclasses.field(default_factory=dict)  # PAA address -> PSK (hex)
+    sadist_port: int = 7716            # mip6bench.aaa.sadist.SADIST_PORT
 
     def __post_init__(self):
         ipaddress.IPv6Address(self.address)
@@ -78,6 +90,10 @@ class Options:
             raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
         if self.dad_timeout_ms <= 0:
             raise ValueError("dad_timeout_ms must be positive")
+        for paa, psk in self.sadist_peers.items():
+            ipaddress.IPv6Address(paa)
+            if not isinstance(psk, str) or len(bytes.fromhex(psk)) < 16:
+                raise ValueError(f"sadist_peers: the key for {paa} must be at least 16 bytes of hex")
 
 
 class HomeAgentAgent(WaitableEvents, Agent):
@@ -105,13 +121,20 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.tunnelled: dict[str, str] = {}     # hoa -> coa the kernel tunnels to
         self.proxied: set[str] = set()          # addresses we answer ND for
         self.sa_timer: asyncio.TimerHandle | None = None
-        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data)
+        self.sa_channel = None
+        self.fetching: dict[int, list] = {}     # SPI being fetched -> BUs waiting for it
+        if opts.sadist_peers:
+            await self._open_sa_channel()
+        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
+                             hold_mh=self._hold_for_sa if opts.sadist_peers else None)
         t0 = time.monotonic()
         try:
             # nftables and routing are independent: set them up side by side.
             await asyncio.gather(self.io.kernel(self._setup_kernel), asyncio.to_thread(self._install_rules))
         except Exception as exc:
             await self.io.close()
+            if self.sa_channel is not None:
+                await self.sa_channel.close()
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
@@ -119,7 +142,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self._arm_sa_expiry()
         self.emit("mipv6.ha.started", address=opts.address, backend=self.backend.name,
                   kernel_setup_ms=round((time.monotonic() - t0) * 1000, 3),
-                  sas=len(self.sa_store), home_prefix=opts.home_prefix)
+                  sas=len(self.sa_store), home_prefix=opts.home_prefix,
+                  sadist_port=opts.sadist_port if self.sa_channel else None)
 
     def _setup_kernel(self) -> None:
         # Created on the worker thread: pyroute2 cannot start inside a running loop.
@@ -137,7 +161,23 @@ class HomeAgentAgent(WaitableEvents, Agent):
         decl, rules = tunnel.reverse_tunnel_rules(NFT_TABLE, self.options.address)
         self.rules.install(rules + [home_address_option_drop(local_addresses)], decl)
 
+    async def _open_sa_channel(self) -> None:
+        from mip6bench.runtime.sa_channel import SaChannelHa, bu_spi
+
+        opts = self.options
+        self.bu_spi = bu_spi
+        self.sa_channel = SaChannelHa({paa: bytes.fromhex(psk) for paa, psk in opts.sadist_peers.items()},
+                                      self.sa_store, emit=self.emit, port=opts.sadist_port,
+                                      on_change=lambda *_change: self._arm_sa_expiry())
+        try:
+            await self.sa_channel.open()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the SA distribution channel on port {opts.sadist_port}: "
+                                 f"{exc.strerror}") from None
+
     async def stop(self) -> None:
+        if self.sa_channel is not None:
+            await self.sa_channel.close()
         if self.sa_timer:
             self.sa_timer.cancel()
         asyncio.get_running_loop().remove_reader(self.icmp.fileno())
@@ -264,6 +304,36 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.io.execute(actions)
 
     # ------------------------------------------------------------------ SAs
+    def _hold_for_sa(self, mh: bytes, deliver) -> bool:
+        """Pull on demand: a Binding Update signed with an SPI the store lacks waits until
+        the SA distribution channel has fetched that SA (MobilityIO's hold_mh)."""
+        spi = self.bu_spi(mh)
+        if spi is None or self.sa_store.lookup_spi(spi, self.io.now()) is not None:
+            return False
+        waiting = self.fetching.get(spi)
+        if waiting is not None:           # a retransmission while the fetch is under way
+            waiting.append(deliver)
+            return True
+        if len(self.fetching) >= MAX_FETCHES:
+            self.io.counters["sa.fetch_refused"] += 1
+            return False
+        self.fetching[spi] = [deliver]
+        self.spawn(self._fetch_and_deliver(spi), f"fetch SPI {spi}")
+        return True
+
+    async def _fetch_and_deliver(self, spi: int) -> None:
+        sa = None
+        try:
+            for paa in self.options.sadist_peers:
+                sa = await self.sa_channel.fetch(spi=spi, paa=paa)
+                if sa is not None:
+                    break
+        finally:
+            waiting = self.fetching.pop(spi, [])
+        self.io.counters["sa.fetched" if sa is not None else "sa.fetch_failed"] += 1
+        for deliver in waiting:           # without the SA the core answers 146
+            deliver()
+
     def _arm_sa_expiry(self) -> None:
         if self.sa_timer:
             self.sa_timer.cancel()
@@ -278,13 +348,21 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self._arm_sa_expiry()
 
     # ------------------------------------------------------------------ control
-    def commands(self):
-        return {"bindings": self.cmd_bindings, "sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
-                "sas": self.cmd_sas, "counters": self.cmd_counters, "wait-event": self.cmd_wait_event}
+    def commands(self):   # called before start(): the SA channel is looked up per request
+        out = {"bindings": self.cmd_bindings, "sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
+               "sas": self.cmd_sas, "counters": self.cmd_counters, "wait-event": self.cmd_wait_event}
+        if self.options.sadist_peers:
+            from mip6bench.runtime.sa_channel import SaChannelHa
+
+            out.update(forwarded_commands(SaChannelHa.COMMANDS, lambda: self.sa_channel))
+        return out
 
     def status(self) -> dict:
-        return {"address": self.options.address, "backend": self.backend.name,
-                "bindings": len(self.core.bindings), "sas": len(self.sa_store)}
+        out = {"address": self.options.address, "backend": self.backend.name,
+               "bindings": len(self.core.bindings), "sas": len(self.sa_store)}
+        if self.sa_channel is not None:
+            out["sadist"] = dict(self.sa_channel.core.counters)
+        return out
 
     def dump(self) -> dict:
         return {**self.status(), "binding_cache": self._bindings(), "core_counters": dict(self.core.counters),

@@ -17,16 +17,28 @@ address the kernel forms from that prefix (SLAAC), with Duplicate Address Detect
 the ``dad`` option says (standard, optimistic or off: set per access interface at start);
 once netlink reports it usable (`mipv6.mn.coa_ready`) the MobileNode core registers it.
 
-Bootstrapping: home_agent, home_address, home_prefix and the SA may be static options,
-or arrive later through the `bootstrap` and `sa-add` commands (e.g. from PANA); until
-then the agent only tracks the attachment.
+Home agent, home address, home prefix and SA: static options (home_agent, home_address,
+home_prefix, sas), or bootstrapped through PANA (option ``pana``: the fields of
+mip6bench.runtime.pana_client.PanaOptions, NAI and EAP-PSK key first). With ``pana`` the
+agent composes PanaClient: on its first usable address (``autostart``, else on
+pana-start) it authenticates; the result (HA, HoA, home prefix, MN-HA SA, NSIS token)
+sets up the home side and the agent registers. Until then it only tracks the
+attachment. Static options given as well are the fallback for whatever the PAA does not
+grant (a PAA without the extension: mipv6.mn.static_fallback {items}); their first SA
+is the static SA. After every handover a PANA ping tells the PAA the new address.
+Re-authentication (at 0.8 of the SA or session lifetime) brings a new SPI and key: the
+new SA replaces the old one at once, the binding stays and its next BU uses the new SA.
+A PANA session that ends (expired, PAA unreachable, rejected) starts again at once,
+then with backoff (1 s doubling to 60 s) while it keeps failing; one ended with
+pana-terminate stays ended until pana-start.
 
 Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready, then the
 core's movement, home_bu_sent, home_registered, hoti_sent, coti_sent, cn_bu_sent, ro_on;
-ro_fallback {cn, reason} whenever traffic to a CN falls back to the tunnel.
+ro_fallback {cn, reason} whenever traffic to a CN falls back to the tunnel. With PANA
+also the client's pana.* and bootstrap.ready|rekeyed|revoked|closed events.
 
 Control commands (besides status, dump, events):
-    bootstrap {home_agent, home_address, home_prefix}   configure the home side at run time
+    pana-start, pana-reauth, pana-terminate, pana-ping, pana-status   (with ``pana``)
     sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
     sa-remove {spi}
     sas
@@ -51,7 +63,7 @@ if __package__ in (None, ""):  # run as a script: agents/mn.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mip6bench.codec import DecodeError
-from mip6bench.errors import Mip6benchError
+from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.mipv6.effects import (
     HomeDeregistered,
     HomeRegistered,
@@ -66,10 +78,11 @@ from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import intercept, ndisc, ro, tunnel
 from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
 from mip6bench.net.kernel import RTMGRP_IPV6_IFADDR, RTMGRP_LINK, DadMode, rtnl_socket
-from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
+PANA_RESTART_MAX_S = 60.0   # backoff cap between PANA sessions that keep failing
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_LOWER_UP = 0x10000
 
@@ -89,6 +102,7 @@ class Options:
     cn_lifetime: float = 420.0
     rr_max_attempts: int = 5
     tunnel_backend: str = "auto"
+    pana: dict | None = None                   # PanaOptions: bootstrap through PANA
 
     def __post_init__(self):
         if not self.interfaces:
@@ -97,6 +111,8 @@ class Options:
         given = [self.home_address is not None, self.home_agent is not None, self.home_prefix is not None]
         if any(given) and not all(given):
             raise ValueError("give home_address, home_agent and home_prefix together (or none, to bootstrap)")
+        if self.home_address is None and self.pana is None:
+            raise ValueError("give home_address, home_agent and home_prefix, or pana to bootstrap them")
         if self.home_address is not None:
             _check_home(self.home_address, self.home_agent, self.home_prefix)
         if self.tunnel_backend not in tunnel.BACKENDS + ("auto",):
@@ -134,26 +150,32 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.loop = asyncio.get_running_loop()
         self.sa_store = SAStore()
         try:
-            for spec in opts.sas:
-                self.sa_store.add(parse_sa(spec, self.loop.time()))
+            static_sas = [parse_sa(spec, self.loop.time()) for spec in opts.sas]
         except ValueError as exc:
             raise Mip6benchError(f"bad SA in options: {exc}") from None
+        if opts.pana is None:
+            for sa in static_sas:
+                self.sa_store.add(sa)
         self.backend = tunnel.backend(opts.tunnel_backend)
         self.rules = InterceptRules(None, NFT_TABLE)
         self.core: MobileNode | None = None
         self.io: MobilityIO | None = None
         self.home: tuple[str, str, str] | None = None   # (hoa, ha, prefix)
+        self.active = False                             # home side set up (core, kernel)
         self.attached: str | None = None                # interface with carrier
         self.ra: dict[str, tuple[float, str, str]] = {}  # ifname -> (time, prefix, router) since carrier
         self.coa_interface: str | None = None
         self.ro_routes: dict[bytes, bytes] = {}         # packed CN -> packed CoA
         self.at_home_configured = False
+        self.address: str | None = None                 # usable address on the attached network
         self.changed = asyncio.Condition()
         # Correspondents to route-optimise with (ro-start/ro-stop change the set).
         self.ro_wanted = {str(ipaddress.IPv6Address(cn)) for cn in opts.correspondents} \
             if opts.route_optimization else set()
         self._reconcile_task: asyncio.Task | None = None
         self._reconcile_again = False
+        self.pana = None                                # PanaClient, with the pana option
+        self.nsis_token: bytes | None = None            # for NATFW (from the bootstrap)
         try:
             self.tun = TunDevice()
         except OSError as exc:
@@ -163,10 +185,11 @@ class MobileNodeAgent(WaitableEvents, Agent):
         # One thread for every kernel call: pyroute2 cannot run on the loop's thread,
         # and one thread keeps the changes in order.
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
+        kernel_ready = self.loop.run_in_executor(self.pool, self._open_kernel)
+        if opts.pana is not None:   # its imports run while the kernel thread works
+            await self._open_pana(static_sas[0] if static_sas else None)
         try:
-            # Created on the worker thread: pyroute2 cannot start inside a running loop.
-            self.kernel = await self.loop.run_in_executor(self.pool, tunnel.MobilityKernel)
-            await self.loop.run_in_executor(self.pool, self._setup_links)
+            await kernel_ready
         except Exception as exc:
             self.tun.close()
             raise Mip6benchError(f"cannot prepare the access interfaces: {exc}") from None
@@ -176,13 +199,43 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.ra_socket = ndisc.IcmpSocket((ndisc.ND_ROUTER_ADVERT,))
         self.loop.add_reader(self.ra_socket.fileno(), self._on_ra)
         self.loop.add_reader(self.tun.fileno(), self._on_tun)
-        if opts.home_address is not None:
+        if opts.pana is None:
             await self._activate(opts.home_address, opts.home_agent, opts.home_prefix)
         self._schedule_reconcile()
 
-    def _setup_links(self) -> None:
-        """Per-interface settings for fast movement detection, DAD as configured."""
-        k, dad = self.kernel, DadMode(self.options.dad)
+    async def _open_pana(self, static_sa) -> None:
+        """The PANA client (imported here: a statically configured MN never loads PANA,
+        EAP and their cryptography)."""
+        from mip6bench.runtime.config import parse_options
+        from mip6bench.runtime.pana_client import PanaClient, PanaOptions, StaticMip6
+
+        opts = self.options
+        try:
+            self.pana_options = parse_options(PanaOptions, opts.pana)
+        except ParameterError as exc:
+            raise ParameterError(f"option 'pana': {exc}") from None
+        static = None
+        if opts.home_address is not None or static_sa is not None:
+            static = StaticMip6(opts.home_agent, opts.home_address, opts.home_prefix,
+                                *((static_sa.spi, static_sa.key, static_sa.algorithm, static_sa.replay)
+                                  if static_sa else ()))
+        config = self.pana_options.client_config(static, interface=opts.interfaces[0])
+        self.pana = PanaClient(config, emit=self.emit, on_update=self._on_bootstrap)
+        self.pana_started = False
+        self.pana_address: str | None = None           # the address the PAA knows us by
+        self.pana_closes = 0                            # sessions ended in a row without success
+        self.pana_restart: asyncio.TimerHandle | None = None
+        self.bootstrap_lock = asyncio.Lock()
+        try:
+            await self.pana.open()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the PANA socket (UDP {config.port}): {exc.strerror}") from None
+
+    def _open_kernel(self) -> None:
+        """On the worker thread (pyroute2 cannot start inside a running loop): the kernel
+        handle, and per-interface settings for fast movement detection, DAD as configured."""
+        self.kernel = k = tunnel.MobilityKernel()
+        dad = DadMode(self.options.dad)
         values: dict[str, int] = {"net/ipv6/conf/all/ignore_routes_with_linkdown": 1}
         for ifname in self.options.interfaces:
             self.index_to_name[k.ifindex(ifname)] = ifname
@@ -220,6 +273,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                  asyncio.to_thread(self.rules.install, [type2_routing_header_drop()]))
         except Exception as exc:
             raise Mip6benchError(f"cannot set up the mobile node's data path: {exc}") from None
+        self.active = True
         self._want_route_optimization(self.io.now())
         self.emit("mipv6.mn.activated", hoa=hoa, ha=ha, home_prefix=prefix, backend=self.backend.name,
                   sas=len(self.sa_store))
@@ -238,6 +292,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.backend.mn_setup(k, ha, self.tun.name)
 
     async def stop(self) -> None:
+        if self.pana is not None:
+            if self.pana_restart is not None:
+                self.pana_restart.cancel()
+            await self.pana.close()
         for fd in (self.monitor.fileno(), self.ra_socket.fileno(), self.tun.fileno()):
             self.loop.remove_reader(fd)
         self.monitor.close()
@@ -332,10 +390,22 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self.emit("mipv6.mn.l2_down", interface=self.attached)
             if current is not None:
                 self.emit("mipv6.mn.l2_up", interface=current)
+                if self.pana is not None:
+                    self.pana.config.interface = current   # where a multicast PCI leaves
             self.attached = current
-        if current is None or current not in self.ra or self.core is None:
+        if current is None or current not in self.ra:
             return
         _t, prefix, _router = self.ra[current]
+        net = ipaddress.IPv6Network(prefix)
+        # None while the address is still tentative (DAD), or SLAAC has not run yet.
+        address = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
+        self.address = address
+        if address is not None and self.pana is not None and not self.pana_started \
+                and self.pana_options.autostart:
+            self.pana_started = True
+            self.pana.start()          # the first usable address: authenticate from it
+        if not self.active:
+            return
         hoa, _ha, home_prefix = self.home
         now = self.io.now()
         if prefix == home_prefix:
@@ -345,12 +415,12 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self.emit("mipv6.mn.at_home", interface=current)
             if not self.core.at_home:
                 self.io.execute(self.core.return_home(now))
+            self._pana_moved(address)
             await self._notify()
             return
-        net = ipaddress.IPv6Network(prefix)
-        coa = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
+        coa = address
         if coa is None:
-            return  # the address is still tentative (DAD), or SLAAC has not run yet
+            return
         if self.at_home_configured:
             await self.io.kernel(self._home_link_address, None, False)
             self.at_home_configured = False
@@ -361,7 +431,14 @@ class MobileNodeAgent(WaitableEvents, Agent):
             # Returning home ended route optimisation for good; away again, ask for it
             # anew (the core runs it once the home registration for this CoA is accepted).
             self._want_route_optimization(now)
+            self._pana_moved(coa)
             await self._notify()
+
+    def _pana_moved(self, address: str | None) -> None:
+        """After a handover the PAA learns the new address from an authenticated ping."""
+        if self.pana is not None and address is not None and address != self.pana_address \
+                and self.pana.ping():
+            self.pana_address = address
 
     def _home_link_address(self, ifname: str | None, present: bool) -> None:
         """At home the HoA must answer neighbour discovery on the home link itself."""
@@ -375,6 +452,59 @@ class MobileNodeAgent(WaitableEvents, Agent):
             name = getattr(self, "home_link_interface", None)
             if name:
                 k.del_address(name, hoa, plen)
+
+    # ------------------------------------------------------------------ PANA bootstrapping
+    def _on_bootstrap(self, update) -> None:
+        """PanaClient's on_update (synchronous, on the loop): apply it in a task, in order."""
+        self.spawn(self._apply_bootstrap(update), f"bootstrap {update.kind}")
+
+    async def _apply_bootstrap(self, update) -> None:
+        async with self.bootstrap_lock:   # updates apply in the order PANA produced them
+            b = update.bootstrap
+            if update.kind in ("ready", "rekeyed") and b is not None and b.complete and b.home_prefix \
+                    and self._same_home(b):
+                self.sa_store.replace(b.sa)
+                self.emit("mipv6.sa_added", spi=b.sa.spi, hoa=b.sa.hoa, nai=b.sa.nai, source=b.sources["sa"])
+                if self.core is None:
+                    await self._activate(b.hoa, b.ha, b.home_prefix)
+                    self._schedule_reconcile()
+                self.nsis_token = b.token
+                self.pana_closes = 0
+                self.pana_address = self.address
+                static = sorted(item for item, source in b.sources.items() if source == "static")
+                if static:
+                    self.emit("mipv6.mn.static_fallback", items=static, session_id=b.session_id)
+            if update.old_spi is not None and self.sa_store.remove(update.old_spi) is not None:
+                self.emit("mipv6.sa_removed", spi=update.old_spi, reason=update.kind)
+            if update.kind == "closed":
+                self.nsis_token = None
+                self._restart_pana(update.reason)
+            core = self.core
+            if core is not None and core.coa is not None and not core.home_registered \
+                    and self.sa_store.lookup_hoa(core.hoa, self.io.now()) is not None:
+                self.io.execute(core.register(self.io.now()))   # the SA we were waiting for
+            await self._notify()
+
+    def _same_home(self, b) -> bool:
+        """The first bootstrap sets the home side up; later ones must keep it."""
+        if self.core is None or (packed(b.hoa), packed(b.ha)) == (self.hoa_packed, packed(self.core.ha)):
+            return True
+        self.emit("mipv6.mn.bootstrap_conflict", hoa=b.hoa, ha=b.ha, active_hoa=self.core.hoa,
+                  active_ha=self.core.ha)
+        return False
+
+    def _restart_pana(self, reason: str) -> None:
+        """A session that ended starts again: at once, then with backoff while it keeps
+        failing; not after pana-terminate ("terminated": the PaC ended it)."""
+        if reason == "terminated":
+            return
+        delay = 0.0 if self.pana_closes == 0 else \
+            min(PANA_RESTART_MAX_S, self.pana.config.pci_retransmit.irt * 2 ** (self.pana_closes - 1))
+        self.pana_closes += 1
+        self.emit("mipv6.mn.pana_restart", reason=reason, delay_s=delay)
+        if self.pana_restart is not None:
+            self.pana_restart.cancel()
+        self.pana_restart = self.loop.call_later(delay, self.pana.start)
 
     # ------------------------------------------------------------------ effects
     def _tunnel_endpoints(self) -> tuple[str, str] | None:
@@ -451,14 +581,21 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.count("ro.in_failed")
 
     # ------------------------------------------------------------------ control
-    def commands(self):
-        return {"bootstrap": self.cmd_bootstrap, "sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
-                "sas": self.cmd_sas, "ro-start": self.cmd_ro_start, "ro-stop": self.cmd_ro_stop,
-                "register": self.cmd_register, "wait": self.cmd_wait, "counters": self.cmd_counters,
-                "wait-event": self.cmd_wait_event}
+    def commands(self):   # called before start(): the PANA client is looked up per request
+        out = {"sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
+               "sas": self.cmd_sas, "ro-start": self.cmd_ro_start, "ro-stop": self.cmd_ro_stop,
+               "register": self.cmd_register, "wait": self.cmd_wait, "counters": self.cmd_counters,
+               "wait-event": self.cmd_wait_event}
+        if self.options.pana is not None:
+            from mip6bench.runtime.pana_client import PanaClient
+
+            out.update(forwarded_commands(PanaClient.COMMANDS, lambda: self.pana))
+        return out
 
     def status(self) -> dict:
         out = {"attached": self.attached, "backend": self.backend.name, "sas": len(self.sa_store)}
+        if self.pana is not None:
+            out.update(pana=self.pana.status(), nsis_token=self.nsis_token.hex() if self.nsis_token else None)
         if self.core is None:
             return {**out, "state": "waiting for bootstrap"}
         home = self.core.home
@@ -480,17 +617,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if self.core is None:
             raise LookupError("not bootstrapped: no home agent and home address yet")
         return self.core
-
-    async def cmd_bootstrap(self, req: dict) -> dict:
-        if self.core is not None:
-            raise ValueError("already configured with a home agent and home address")
-        hoa, ha, prefix = req.get("home_address"), req.get("home_agent"), req.get("home_prefix")
-        if not all(isinstance(v, str) for v in (hoa, ha, prefix)):
-            raise ValueError("bootstrap needs home_address, home_agent and home_prefix")
-        _check_home(hoa, ha, prefix)
-        await self._activate(hoa, ha, prefix)
-        self._schedule_reconcile()
-        return self.status()
 
     async def cmd_sa_add(self, req: dict) -> dict:
         spec = {k: v for k, v in req.items() if k not in ("cmd", "replace")}

@@ -6,7 +6,8 @@ sockets: PANA on port 716 (unicast, relayed PANA (RFC 6345) and the discovery gr
 with the Router Alert option, joined on `interface`), the RADIUS client (any port, to
 the embedded AAA agent or hostapd) and the SA distribution channel (port 7716).
 
-MIPv6 policy from the options: HA address and home prefix (from the testbed plan),
+MIPv6 policy from the options (``mip6`` false: a plain PAA that ignores the extension,
+as one that does not know it would): HA address and home prefix (from the testbed plan),
 Home Address per user (the AAA's Framed-IPv6-Address, the credentials file's third
 field) or random from the home prefix, random unique SPIs, SA lifetime (default and
 maximum), NSIS authorization tokens minted with `token_key`, SA push or pull.
@@ -69,6 +70,7 @@ class Options:
     token_flows: list[str] = dataclasses.field(default_factory=lambda: ["any:::/0"])
     accept_relay: bool = True
     port: int = PANA_PORT
+    mip6: bool = True                     # the MIPv6 bootstrapping extension
 
 
 def _hex(name: str, text: str, minimum: int) -> bytes:
@@ -112,7 +114,7 @@ class PaaAgent(Agent):
                                   port=o.sadist_port, mode=o.sa_mode,
                                   wall_offset=wall_offset) if o.sadist_psk else None
             self.service = PaaService(PaaServiceConfig(
-                PaaConfig(session_lifetime=o.session_lifetime, mip6=policy,
+                PaaConfig(session_lifetime=o.session_lifetime, mip6=policy if o.mip6 else None,
                           accept_relay=o.accept_relay),
                 backend=o.backend, radius=radius,
                 credentials=creds.psk if creds else None,
@@ -135,7 +137,7 @@ class PaaAgent(Agent):
             self.sockets["sadist"] = UdpSocket.bind("::", o.sadist_port, self._on("sadist"),
                                                     on_error=self._io_error)
         self.emit("paa.listening", port=o.port, group=o.group if o.interface else None,
-                  backend=o.backend, aaa=o.aaa_kind, sa_mode=o.sa_mode,
+                  backend=o.backend, aaa=o.aaa_kind, sa_mode=o.sa_mode, mip6=o.mip6,
                   token=issuer is not None)
 
     async def stop(self) -> None:

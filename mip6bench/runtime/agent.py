@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 from collections import deque
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.runtime.config import AgentConfig, load_agent_config, parse_options
@@ -99,6 +99,18 @@ class Agent:
             return list(self.recent)[-n:]
 
         return {"status": status, "dump": dump, "events": events}
+
+
+def forwarded_commands(names: Iterable[str], component: Callable[[], Any]) -> dict[str, Handler]:
+    """Control commands served by a component that start() creates (commands() is called
+    before start()): each request looks the component up, ``component()``, and calls its
+    ``commands()[name]``."""
+    def forward(name: str) -> Handler:
+        async def handler(req: dict[str, Any]) -> Any:
+            return await component().commands()[name](req)
+        return handler
+
+    return {name: forward(name) for name in names}
 
 
 async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:

@@ -6,6 +6,8 @@
     ``core.receive`` (MH) or to the agent's ``on_data`` callback (data packets);
   * every Transmit becomes a whole IPv6 packet (Home Address option, type 2 routing
     header, or IPv6-in-IPv6 toward the home agent for meta via=tunnel) on a RawSender;
+  * an agent may hold a Mobility Header back before the core sees it (``hold_mh``:
+    the HA fetching the SA of an unknown SPI first) and deliver it later;
   * timers and events go through CoreDriver; effects go to the agent's ``apply``,
     one at a time, in order. A Transmit that follows a state removal (RemoveBinding,
     TunnelDown) waits until that removal is applied: a HA's Binding Ack to a MN back
@@ -37,6 +39,8 @@ from mip6bench.runtime.driver import CoreDriver
 from mip6bench.sansio import Effect, Transmit
 
 DataHandler = Callable[[bytes, str], None]
+# hold_mh(mh, deliver) -> True when the agent keeps the MH and calls deliver() later.
+MhHold = Callable[[bytes, Callable[[], None]], bool]
 
 
 def parse_sa(spec: dict[str, Any], now: float) -> MobilitySA:
@@ -111,11 +115,12 @@ class MobilityIO:
     def __init__(self, core, *, apply: Callable[[Any], Any], emit: Callable[..., None],
                  on_data: DataHandler | None = None, tap_ifname: str | None = None,
                  tunnel_endpoints: Callable[[], tuple[str, str] | None] | None = None,
-                 executor: ThreadPoolExecutor | None = None):
+                 executor: ThreadPoolExecutor | None = None, hold_mh: MhHold | None = None):
         self.loop = asyncio.get_running_loop()
         self.core = core
         self.emit = emit
         self.on_data = on_data
+        self.hold_mh = hold_mh
         self.tunnel_endpoints = tunnel_endpoints
         self.counters: Counter[str] = Counter()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
@@ -198,7 +203,7 @@ class MobilityIO:
                 self.counters["rx.no_pktinfo"] += 1
                 continue
             # The kernel verified the checksum (IPV6_CHECKSUM) before queueing it.
-            self.execute(self.core.receive(data, src, dst, self.now(), verify_checksum=False))
+            self._receive_mh(data, src, dst, verify_checksum=False)
 
     def _on_tap(self) -> None:
         while (item := self.tap.recv()) is not None:
@@ -228,8 +233,14 @@ class MobilityIO:
                 return
             self.on_data(packet, ifname)
             return
-        self.execute(self.core.receive(pkt.payload, pkt.src, pkt.dst, self.now(),
-                                       hao=pkt.home_address, rh2=pkt.rh2_address))
+        self._receive_mh(pkt.payload, pkt.src, pkt.dst, hao=pkt.home_address, rh2=pkt.rh2_address)
+
+    def _receive_mh(self, mh: bytes, src: str, dst: str, **kwargs: Any) -> None:
+        def deliver() -> None:
+            self.execute(self.core.receive(mh, src, dst, self.now(), **kwargs))
+
+        if self.hold_mh is None or not self.hold_mh(mh, deliver):
+            deliver()
 
     # ------------------------------------------------------------------ shutdown
     async def close(self) -> None:

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from mip6bench.eap.peer import psk_peer_factory
+from mip6bench.eap.psk_crypto import psk_from_hex
+from mip6bench.errors import ParameterError
 from mip6bench.net import rao
 from mip6bench.pana import effects as fx
 from mip6bench.pana import mip6
@@ -247,7 +249,58 @@ class PanaClientConfig:
             raise ValueError("multicast discovery needs the egress interface")
 
 
+REQUEST_NAMES = {"ha_info": mip6.REQUEST_HA_INFO, "home_address": mip6.REQUEST_HOME_ADDRESS,
+                 "mip6_sa": mip6.REQUEST_MIP6_SA, "nsis_token": mip6.REQUEST_NSIS_TOKEN}
+
+
+@dataclass(frozen=True)
+class PanaOptions:
+    """The PANA client as agent options (JSON): agents/pac.py's options, and the MN agent's
+    `pana` option (mip6bench.testbed.bootstrap.BootstrapServices.pac_options builds them)."""
+
+    nai: str
+    psk: str                                  # 32 hex digits
+    paa: str                                  # PAA address or the discovery group
+    discovery: str = "unicast"                # "unicast" | "multicast"
+    interface: str | None = None              # egress for multicast discovery
+    request: list[str] = field(default_factory=lambda: list(REQUEST_NAMES))
+    sa_lifetime: int = 0                      # proposal (0: no preference)
+    autostart: bool = True                    # start by itself (else: pana-start)
+    port: int = PANA_PORT
+    rao_value: int = rao.DISCOVERY_RAO
+    hop_limit: int = rao.DEFAULT_HOP_LIMIT
+    pci_irt: float = PCI_RETRANSMIT.irt
+    reauth_fraction: float = 0.8
+    expected_server_id: str | None = None
+
+    def client_config(self, static: StaticMip6 | None = None,
+                      interface: str | None = None) -> PanaClientConfig:
+        """The PanaClientConfig; ParameterError names what is wrong. `interface` stands in
+        for the option when given (an MN knows where it is attached)."""
+        unknown = [r for r in self.request if r not in REQUEST_NAMES]
+        if unknown:
+            raise ParameterError(f"unknown request items {unknown}", f"known: {sorted(REQUEST_NAMES)}")
+        flags = 0
+        for name in self.request:
+            flags |= REQUEST_NAMES[name]
+        psk = psk_from_hex(self.psk)
+        try:
+            return PanaClientConfig(
+                nai=self.nai, psk=psk, paa=self.paa, discovery=self.discovery,
+                interface=interface or self.interface, port=self.port, rao_value=self.rao_value,
+                hop_limit=self.hop_limit, request=flags,
+                sa_proposal=mip6.SaParameters(lifetime=self.sa_lifetime) if self.sa_lifetime else None,
+                static=static, expected_server_id=self.expected_server_id,
+                reauth_fraction=self.reauth_fraction,
+                pci_retransmit=RetransmitPolicy(self.pci_irt, PCI_RETRANSMIT.mrt,
+                                                PCI_RETRANSMIT.mrc, PCI_RETRANSMIT.mrd))
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
+
+
 class PanaClient:
+    COMMANDS = ("pana-start", "pana-reauth", "pana-terminate", "pana-ping", "pana-status")
+
     def __init__(self, config: PanaClientConfig, *, emit: Callable[..., None],
                  on_update: Callable[[BootstrapUpdate], None] | None = None,
                  transport: Transport | None = None, rng: random.Random | None = None,

@@ -33,8 +33,10 @@ from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Trans
 def bu_spi(mh: bytes) -> int | None:
     """The MN-HA SPI of a Binding Update's Authentication option (RFC 4285), if any."""
     from mip6bench.codec import DecodeError
-    from mip6bench.mipv6.constants import AUTH_SUBTYPE_MN_HA
+    from mip6bench.mipv6.constants import AUTH_SUBTYPE_MN_HA, MHType
     from mip6bench.mipv6.wire import Authentication, BindingUpdate, decode_mh
+    if len(mh) < 3 or mh[2] != MHType.BINDING_UPDATE:
+        return None   # not a BU: no need to decode it
     try:
         msg = decode_mh(mh)
     except (DecodeError, ValueError):
@@ -48,6 +50,8 @@ def bu_spi(mh: bytes) -> int | None:
 
 
 class SaChannelHa:
+    COMMANDS = ("sa-fetch", "sa-list")
+
     def __init__(self, peers: dict[str, bytes], store: SAStore, *, emit: Callable[..., None],
                  port: int = SADIST_PORT, bind: str = "::", window: float = 30.0,
                  on_change: Callable[[str, int, MobilitySA | None, str], None] | None = None,

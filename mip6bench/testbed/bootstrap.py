@@ -1,12 +1,16 @@
-"""The management plane in the testbed: AAA server (the embedded one or hostapd), PAA,
-Router Alert forwarders, and the HA end of SA distribution where no HA agent runs.
+"""The management plane in the testbed: AAA server (the embedded one or hostapd), PAA and
+Router Alert forwarders; and what the MIPv6 agents need to bootstrap through it.
 
     tb.bootstrap_settings = BootstrapSettings(aaa="radius", sa="pull")   # before start
-    with Testbed(...) as tb:                  # start_agents() starts BootstrapServices
+    with Testbed(...) as tb:                  # start_agents() creates and starts BootstrapServices
         svc = tb.bootstrap
         svc.user(1)                           # Credential of mn1 (NAI, PSK, HoA)
-        svc.pac_options("mn1", "multicast")   # options for agents/pac.py (or PanaClient)
-        svc.ha_channel_options()              # what the HA agent's SaChannelHa needs
+        svc.pac_options("mn1", "multicast")   # PanaOptions: the MN agent's `pana`, agents/pac.py's
+        svc.ha_channel_options()              # the HA agent's SA distribution channel
+
+The secrets exist from the constructor on, so the testbed builds the MIPv6 agents'
+options (topology mipv6=bootstrap: each MN agent runs PANA itself, the HA agent the HA
+end of SA distribution) before it starts the services.
 
 Per run it generates: a credentials file (mn<k>@mip6bench.example, a random 16-byte PSK,
 the plan's Home Address for MN k), the RADIUS shared secret, the PAA-HA SA distribution
@@ -48,6 +52,8 @@ TOKEN_KEY_ID = 1
 class BootstrapSettings:
     aaa: str = "embedded"          # "embedded" (agents/aaa.py) | "radius" (hostapd)
     sa: str = "push"               # "push" | "pull"
+    discovery: str = "multicast"   # how the MN agents find the PAA: "multicast" | "unicast"
+    autostart: bool = True         # MN agents authenticate on their first address (else: pana-start)
     forwarders: bool = True
     session_lifetime: int = 3600
     sa_lifetime: int = 600
@@ -61,6 +67,8 @@ class BootstrapSettings:
             raise ParameterError(f"aaa={self.aaa!r}", "choose embedded or radius")
         if self.sa not in ("push", "pull"):
             raise ParameterError(f"sa={self.sa!r}", "choose push or pull")
+        if self.discovery not in ("multicast", "unicast"):
+            raise ParameterError(f"discovery={self.discovery!r}", "choose multicast or unicast")
 
 
 class BootstrapServices:
@@ -86,7 +94,8 @@ class BootstrapServices:
         return self.users[k - 1]
 
     def pac_options(self, mn: str, discovery: str = "multicast", **extra) -> dict[str, Any]:
-        """Options for agents/pac.py on MN `mn` (the PanaClientConfig fields likewise)."""
+        """PanaOptions (mip6bench.runtime.pana_client) for MN `mn`: the MN agent's `pana`
+        option, or agents/pac.py's options."""
         k = int(mn[2:])
         user = self.user(k)
         spec = self.tb.plan.nodes[mn]
@@ -103,7 +112,7 @@ class BootstrapServices:
 
     def ha_channel_options(self) -> dict[str, Any]:
         """What the HA end of SA distribution needs: {peers: {PAA address: PSK hex},
-        port}. The HA agent passes peers (as bytes) to SaChannelHa."""
+        port} (the HA agent's sadist_peers and sadist_port)."""
         return {"peers": {self.paa_address: self.sadist_psk.hex()}, "port": SADIST_PORT}
 
     # ---- lifecycle
@@ -133,13 +142,6 @@ class BootstrapServices:
             for node, interfaces in self.forwarder_interfaces().items():
                 self._agent(node, "rao", "rao_forwarder", {"interfaces": interfaces})
                 self.forwarders.append(node)
-        ha_agent = self.tb.agents.get(("ha", "ha"))
-        if ha_agent is None or "sadist" not in (ha_agent.request("status") or {}):
-            # No HA agent, or one that does not run the SA channel yet: the receiver
-            # takes the SAs, and hands them to the HA agent's sa-add if there is one.
-            self._agent("ha", "sa", "sa_receiver", {
-                "peers": {self.paa_address: self.sadist_psk.hex()},
-                "ha_control": ha_agent.control_path if ha_agent else None})
         return self
 
     def forwarder_interfaces(self) -> dict[str, list[str]]:

@@ -123,33 +123,48 @@ class Testbed:
         self.agents.clear()
 
     def start_agents(self) -> None:
-        fw = self.plan.nodes["fw"]
-        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
-        self.start_mobility_agents()
-        self.start_bootstrap_services()
-
-    # ---------------------------------------------------------------- PANA bootstrapping
-    def start_bootstrap_services(self) -> None:
-        """The management plane (issue 4): the AAA server (embedded agent or hostapd),
-        the PAA, Router Alert forwarders and the HA end of SA distribution, as
-        `self.bootstrap_settings` says (mip6bench.testbed.bootstrap.BootstrapSettings; an
-        experiment's prepare() sets it before start). Runs after the MIPv6 agents, so it
-        can hand SAs to the HA agent."""
+        """The firewall agent; the management plane (mip6bench.testbed.bootstrap: AAA
+        server, PAA, Router Alert forwarders, as `self.bootstrap_settings` says; an
+        experiment's prepare() sets it before start); the Mobile IPv6 agents as the
+        `mipv6` parameter says. The bootstrap secrets exist before any agent starts (the
+        MIPv6 agents' options carry them); the HA and CN agents start before the
+        management plane, the MN agents, which may authenticate at once, after it."""
         from mip6bench.testbed.bootstrap import BootstrapServices
 
-        self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None)).start()
+        fw = self.plan.nodes["fw"]
+        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
+        self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
+        mobility = self.mobility_agent_options()
+        for node, role, options in mobility:
+            if role != "mn":
+                self.start_agent(node, role, role, options)
+        self.bootstrap.start()
+        for node, role, options in mobility:
+            if role == "mn":
+                self.start_agent(node, role, role, options)
 
     # ---------------------------------------------------------------- Mobile IPv6
-    def start_mobility_agents(self) -> None:
-        """HA, CN and MN agents as the `mipv6` parameter says (static SAs by default)."""
+    def mobility_agent_options(self) -> list[tuple[str, str, dict[str, Any]]]:
+        """(node, role, options) of the HA, CN and MN agents as the `mipv6` parameter
+        says: static SAs (static), or PANA bootstrapping (bootstrap: the MN agents get the
+        PANA client's options, the HA agent the SA distribution channel's)."""
         from mip6bench.net.tunnel import ip6tnl_available
         from mip6bench.testbed.operational import mobility_agent_options
 
         if self.params["mipv6"] == "off":
-            return
+            return []
         backend = "ip6tnl" if ip6tnl_available() else "seg6"
-        for node, role, options in mobility_agent_options(self.plan, backend):
-            self.start_agent(node, role, role, options)
+        out = mobility_agent_options(self.plan, backend)
+        if self.params["mipv6"] == "bootstrap":
+            settings = self.bootstrap.settings
+            channel = self.bootstrap.ha_channel_options()
+            for node, role, options in out:
+                if role == "mn":
+                    options["pana"] = self.bootstrap.pac_options(node, settings.discovery,
+                                                                 autostart=settings.autostart)
+                elif role == "ha":
+                    options.update(sadist_peers=channel["peers"], sadist_port=channel["port"])
+        return out
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""

@@ -6,14 +6,11 @@ import time
 import pytest
 
 from mip6bench.runtime.eventlog import read_events
-from mip6bench.testbed.operational import topology_params
 
 
-def topology(**params) -> dict:
-    """Topology parameters without MIPv6 agents (where the topology has that switch)."""
-    if "mipv6" in {s.name for s in topology_params()}:
-        params["mipv6"] = "off"
-    return params
+def topology(mipv6: str = "off", **params) -> dict:
+    """Topology parameters; without MIPv6 agents unless `mipv6` says otherwise."""
+    return {"mipv6": mipv6, **params}
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
@@ -25,6 +22,12 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)  # poll interval of a control socket, not a wait for an outcome
+
+
+def wait_event(agent, event: str, after_ns: int, within: float = 5.0, **match) -> dict:
+    """The first `event` (fields `match`) the agent logs at or after `after_ns`."""
+    return agent.request("wait-event", timeout=within + 2, event=event, match=match,
+                         after_ns=after_ns, within=within)
 
 
 def agent_events(tb, node: str, agent: str, name: str | None = None) -> list[dict]:

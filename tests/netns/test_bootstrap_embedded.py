@@ -1,35 +1,44 @@
-"""PANA bootstrapping in the operational network with the embedded AAA server: multicast
-discovery across three routers and unicast discovery, re-authentication (automatic, with
-a short SA lifetime) re-keys the SA at the HA, termination revokes it, an MN that
-vanishes leaves an SA that expires at the HA, wrong credentials get nothing, and garbage
-sent to the PAA and the AAA server is dropped and counted while both keep working.
+"""PANA bootstrapping in the operational network with the embedded AAA server, composed
+into the Mobile IPv6 agents (topology mipv6=bootstrap): each MN agent starts with its NAI
+and EAP-PSK key only, authenticates on its first address (multicast discovery across
+three routers, or unicast), and registers with the HA, Home Address and SA it learned;
+the HA agent takes the SAs the PAA pushes. Re-authentication (automatic, with a short SA
+lifetime) re-keys the SA at MN and HA without breaking the binding; termination by the
+MN revokes it, and the MN stays out; a session the PAA ends starts again with a new SA;
+after a handover the PAA learns the new care-of address; an MN that vanishes leaves an
+SA that expires at the HA; an MN whose PAA ignores the extension falls back to its
+static configuration; wrong credentials get nothing; garbage sent to the PAA and the AAA
+server is dropped and counted while both keep working.
 
-One testbed for the module (MNs mn1..mn3; no MIPv6 agents: mipv6=off), waits on agent
-state over the control sockets, never on fixed sleeps."""
+One testbed for the module (MNs mn1..mn3), tests in file order; waits on agent events
+and state over the control sockets, never on fixed sleeps."""
 from __future__ import annotations
 
 import os
 import signal
 import socket
+import time
 
 import pytest
 
+from mip6bench.aaa.token import verify_token
 from mip6bench.net.netns import in_netns
 from mip6bench.testbed.bootstrap import BootstrapSettings
 from mip6bench.testbed.network import Testbed
+from mip6bench.testbed.operational import HA_ADDRESS, HOME_PREFIX, static_sa
 from mip6bench.testbed.registry import process_start
 
-from .bootstrap_util import agent_events, topology, wait_for
+from .bootstrap_util import agent_events, topology, wait_event, wait_for
 
-SA_LIFETIME = 4
+SA_LIFETIME = 4      # what mn1 proposes for the re-keying and expiry tests
+ALL_PANA = {"ha": "pana", "home_prefix": "pana", "hoa": "pana", "sa": "pana", "token": "pana"}
 
 
 @pytest.fixture(scope="module")
 def tb(tmp_path_factory):
-    testbed = Testbed(topology(foreign=2, mns=3), experiment="test-bootstrap",
+    testbed = Testbed(topology("bootstrap", foreign=2, mns=3), experiment="test-bootstrap",
                       out_dir=tmp_path_factory.mktemp("bootstrap"), capture=False)
-    testbed.bootstrap_settings = BootstrapSettings(aaa="embedded", sa="push",
-                                                   sa_lifetime=SA_LIFETIME)
+    testbed.bootstrap_settings = BootstrapSettings(aaa="embedded", sa="push")
     testbed.start()
     run = testbed.run
     pids = [(r["pid"], r["start"]) for r in run.record.resources() if r["kind"] == "process"]
@@ -43,74 +52,129 @@ events = agent_events
 
 
 def ha_sas(tb):
-    return {sa["spi"]: sa for sa in tb.agents[("ha", "sa")].request("sa-list")}
+    return {sa["spi"]: sa for sa in tb.mobility_agent("ha").request("sa-list")}
 
 
-def start_pac(tb, mn, discovery, **extra):
-    return tb.start_agent(mn, "pac", "pac", tb.bootstrap.pac_options(mn, discovery, **extra))
+def mn_spis(agent):
+    return [sa["spi"] for sa in agent.request("sas")]
 
 
-def bootstrapped(pac):
-    return wait_for(lambda: pac.request("bootstrap"), 10, "the bootstrap result")
+def binding(tb, hoa):
+    return next((b for b in tb.mobility_agent("ha").request("bindings") if b["hoa"] == hoa), None)
 
 
-def test_multicast_discovery_through_three_routers(tb):
-    pac = start_pac(tb, "mn1", "multicast")
-    b = bootstrapped(pac)
-    assert b["ha"] == tb.bootstrap.ha_address and b["hoa"] == tb.plan.hoa(1)
-    assert b["home_prefix"] == "2001:db8:1::/64" and b["key_len"] == 20 and b["token"]
-    assert b["sources"] == {"ha": "pana", "home_prefix": "pana", "hoa": "pana", "sa": "pana",
-                            "token": "pana"}
-    assert pac.request("pana-status")["paa"] == tb.bootstrap.paa_address
+def registered(agent, within=15.0):
+    return agent.request("wait", timeout=within + 2, until="registered", within=within)
+
+
+def restart_mn(tb, mn, **changes):
+    old = tb.mobility_agent(mn)
+    options = {**old.options, **changes}
+    old.stop()
+    return tb.start_agent(mn, "mn", "mn", options)
+
+
+def start_pac(tb, mn, discovery, name="pac", user=2, **extra):
+    """The PANA client alone, next to the MN agent (which holds port 716), as mn2's user
+    by default: mn2's own session has ended by then, and a session that succeeds for a
+    NAI supersedes the PAA's older one (the MN agent of that NAI would lose its SA)."""
+    credential = tb.bootstrap.user(user)
+    options = {**tb.bootstrap.pac_options(mn, discovery), "nai": credential.nai,
+               "psk": credential.psk.hex(), "port": 0, **extra}
+    return tb.start_agent(mn, name, "pac", options)
+
+
+def test_mn_agent_bootstraps_through_multicast_discovery_and_registers(tb):
+    mn = tb.mobility_agent("mn1")
+    st = registered(mn)
+    pana = mn.request("pana-status")
+    b = pana["bootstrap"]
+    assert st["hoa"] == b["hoa"] == tb.plan.hoa(1) and st["ha"] == b["ha"] == tb.bootstrap.ha_address
+    assert b["home_prefix"] == HOME_PREFIX and b["sources"] == ALL_PANA
+    assert pana["paa"] == tb.bootstrap.paa_address and pana["state"] == "open"
+    token = bytes.fromhex(mn.request("status")["nsis_token"])      # kept for NATFW
+    assert verify_token(token, {1: tb.bootstrap.token_key}, time.time(),
+                        nai=tb.bootstrap.user(1).nai, hoa=tb.plan.hoa(1))
     forwarded = {node: events(tb, node, "rao", "rao.forwarded") for node in ("ar1", "core", "ha")}
     assert all(forwarded.values()), forwarded
     assert forwarded["ha"][0]["egress"] == ["ha-home"]
-    assert not events(tb, "ar2", "rao", "rao.forwarded") or \
-        events(tb, "ar2", "rao", "rao.forwarded")[0]["ingress"] == "ar2-core"
-    created = events(tb, "paa", "paa", "pana.session_created")
-    assert created[0]["discovery"] is True
-    wait_for(lambda: b["spi"] in ha_sas(tb), 5, "the SA at the HA end")
-    assert ha_sas(tb)[b["spi"]]["hoa"] == tb.plan.hoa(1)
+    assert events(tb, "paa", "paa", "pana.session_created")[0]["discovery"] is True
+    # The MN signs with the SA the PAA pushed to the HA agent, which registered it.
+    assert mn_spis(mn) == [b["spi"]] and ha_sas(tb)[b["spi"]]["hoa"] == tb.plan.hoa(1)
+    assert binding(tb, tb.plan.hoa(1))["spi"] == b["spi"]
+    assert binding(tb, tb.plan.hoa(1))["coa"] == st["coa"]
+    assert not events(tb, "mn1", "mn", "mipv6.mn.static_fallback")
+    assert ("ha", "sa") not in tb.agents and ("mn1", "pac") not in tb.agents
 
 
 def test_unicast_discovery(tb):
-    pac = start_pac(tb, "mn2", "unicast")
-    b = bootstrapped(pac)
-    assert b["hoa"] == tb.plan.hoa(2)
-    wait_for(lambda: b["spi"] in ha_sas(tb), 5, "the SA at the HA end")
+    t0 = time.monotonic_ns()
+    agent = restart_mn(tb, "mn2", pana=tb.bootstrap.pac_options("mn2", "unicast"))
+    st = registered(agent)
+    pana = agent.request("pana-status")
+    assert st["hoa"] == tb.plan.hoa(2) and pana["paa"] == tb.bootstrap.paa_address
+    created = [e for e in events(tb, "paa", "paa", "pana.session_created")
+               if e["session_id"] == pana["session_id"]]
+    assert created[0]["pac"] == st["coa"]            # the PaC authenticated from its CoA
+    assert not [e for e in events(tb, "ar1", "rao", "rao.forwarded")   # not multicast
+                if e["t_ns"] >= t0 and e["src"] == st["coa"]]
+    assert binding(tb, st["hoa"])["spi"] == pana["bootstrap"]["spi"]
 
 
-def test_reauthentication_rekeys_the_sa_at_the_ha(tb):
-    pac = tb.agents[("mn1", "pac")]
-    first = pac.request("bootstrap")["spi"]
-    # SA lifetime 4 s: the PaC re-authenticates at 0.8 x 4 s on its own.
-    wait_for(lambda: pac.request("bootstrap")["spi"] != first, 8, "re-authentication")
-    second = pac.request("bootstrap")["spi"]
-    wait_for(lambda: second in ha_sas(tb) and first not in ha_sas(tb), 5, "the swap at the HA")
-    removed = [e for e in events(tb, "ha", "sa", "sadist.sa_removed") if e["spi"] == first]
-    assert removed[0]["reason"] == "revoked: rekeyed"
-    assert events(tb, "mn1", "pac", "bootstrap.rekeyed")[0]["old_spi"] == first
+def test_reauthentication_rekeys_at_mn_and_ha_and_the_binding_stays(tb):
+    pana = {**tb.bootstrap.pac_options("mn1", "multicast"), "sa_lifetime": SA_LIFETIME}
+    t_start = time.monotonic_ns()
+    mn, ha = restart_mn(tb, "mn1", pana=pana), tb.mobility_agent("ha")
+    st = registered(mn)
+    first = wait_event(mn, "bootstrap.ready", t_start)["spi"]
+    assert wait_event(ha, "sadist.sa_installed", t_start, spi=first)["lifetime"] == SA_LIFETIME
+    t0 = time.monotonic_ns()
+    # The PaC re-authenticates at 0.8 x the 4 s SA lifetime on its own, well before the
+    # SA (and the session) runs out.
+    rekeyed = wait_event(mn, "bootstrap.rekeyed", t0, within=SA_LIFETIME + 2)
+    old, new = rekeyed["old_spi"], rekeyed["spi"]
+    assert old is not None and new != old and rekeyed["hoa"] == st["hoa"]
+    assert wait_event(ha, "sadist.sa_removed", t0, spi=old)["reason"] == "revoked: rekeyed"
+    assert wait_event(ha, "sadist.sa_installed", t0, spi=new)["source"] == "push"
+    assert old not in mn_spis(mn) and old not in ha_sas(tb)
+    # The binding is untouched: same care-of address, no removal, still registered.
+    assert binding(tb, st["hoa"])["coa"] == st["coa"]
+    assert not [e for e in events(tb, "ha", "ha", "mipv6.ha.binding_removed") if e["t_ns"] >= t0]
+    assert mn.request("status")["home_state"] == "registered"
+    # The next Binding Update is signed with the new SA, and the HA accepts it.
+    t1 = time.monotonic_ns()
+    mn.request("register")
+    accepted = wait_event(ha, "mipv6.ha.bu_accepted", t1, hoa=st["hoa"])
+    wait_event(mn, "mipv6.mn.home_registered", t1)
+    since = {e["spi"] for e in events(tb, "mn1", "mn", "bootstrap.rekeyed") if e["t_ns"] >= rekeyed["t_ns"]}
+    assert accepted["spi"] in since and accepted["spi"] != old and accepted["new"] is False
 
 
-def test_termination_revokes_the_sa_at_the_ha(tb):
-    pac = tb.agents[("mn2", "pac")]
-    spi = pac.request("bootstrap")["spi"]
-    pac.request("pana-terminate")
-    wait_for(lambda: pac.request("pana-status")["state"] == "closed", 5, "the PTA")
-    wait_for(lambda: spi not in ha_sas(tb), 5, "the revocation at the HA")
-    removed = [e for e in events(tb, "ha", "sa", "sadist.sa_removed") if e["spi"] == spi]
-    assert removed[0]["reason"] == "revoked: terminated by PaC"
-    assert pac.request("bootstrap") is None
+def test_termination_revokes_the_sa_at_the_ha_and_the_mn_stays_out(tb):
+    mn, ha = tb.mobility_agent("mn2"), tb.mobility_agent("ha")
+    t0 = time.monotonic_ns()
+    mn.request("pana-terminate")
+    closed = wait_event(mn, "bootstrap.closed", t0)
+    assert closed["reason"] == "terminated" and closed["old_spi"] is not None
+    removed = wait_event(ha, "sadist.sa_removed", t0, spi=closed["old_spi"])
+    assert removed["reason"] == "revoked: terminated by PaC"
+    status = mn.request("status")
+    assert status["pana"]["state"] == "closed" and status["nsis_token"] is None
+    assert mn_spis(mn) == []
+    # Ended by the PaC itself: no new session until pana-start.
+    assert not [e for e in events(tb, "mn2", "mn", "pana.pci_sent") if e["t_ns"] >= t0]
+    assert not [e for e in events(tb, "mn2", "mn", "mipv6.mn.pana_restart") if e["t_ns"] >= t0]
 
 
 def test_sa_of_a_vanished_mn_expires_at_the_ha(tb):
-    pac = tb.agents[("mn1", "pac")]
-    spi = pac.request("bootstrap")["spi"]
-    os.kill(pac.pid, signal.SIGKILL)            # no PTR, no re-authentication any more
-    pac.proc.popen.wait()
-    wait_for(lambda: spi not in ha_sas(tb), SA_LIFETIME + 3, "expiry at the HA")
-    removed = [e for e in events(tb, "ha", "sa", "sadist.sa_removed") if e["spi"] == spi]
-    assert removed[0]["reason"] == "expired"
+    mn, ha = tb.mobility_agent("mn1"), tb.mobility_agent("ha")
+    t0 = time.monotonic_ns()
+    mn.request("pana-reauth")                 # a fresh SA: the next re-keying is 3.2 s away
+    spi = wait_event(mn, "bootstrap.rekeyed", t0)["spi"]
+    os.kill(mn.pid, signal.SIGKILL)            # no PTR, no re-authentication any more
+    mn.proc.popen.wait()
+    removed = wait_event(ha, "sadist.sa_removed", t0, within=SA_LIFETIME + 3, spi=spi)
+    assert removed["reason"] == "expired" and spi not in ha_sas(tb)
 
 
 @pytest.mark.parametrize("case", ["wrong psk", "unknown nai"])
@@ -118,8 +182,7 @@ def test_wrong_credentials_get_nothing(tb, case):
     extra = {"psk": "00" * 16} if case == "wrong psk" else {"nai": "eve@mip6bench.example"}
     before = set(ha_sas(tb))
     name = "bad" + case.split()[0]
-    options = {**tb.bootstrap.pac_options("mn3", "unicast"), **extra}
-    pac = tb.start_agent("mn3", name, "pac", options)
+    pac = start_pac(tb, "mn3", "unicast", name, **extra)
     status = wait_for(lambda: (s := pac.request("pana-status"))["state"] == "closed" and s,
                       10, "the rejection")
     assert status["bootstrap"] is None
@@ -150,28 +213,89 @@ def test_garbage_is_dropped_and_counted_and_service_goes_on(tb):
     wait_for(lambda: sum(aaa.request("status")["radius"].values()) >= sum(before_aaa.values())
              + len(junk), 5, "the AAA server's drop counters")
     assert paa.alive() and aaa.alive()
-    # ... and it still serves: a fresh MN bootstraps.
-    pac = tb.start_agent("mn3", "pac", "pac", tb.bootstrap.pac_options("mn3", "multicast"))
-    assert bootstrapped(pac)["hoa"] == tb.plan.hoa(3)
+    # ... and it still serves: a fresh PaC bootstraps.
+    pac = start_pac(tb, "mn3", "multicast", "fresh")
+    assert wait_for(lambda: pac.request("bootstrap"), 10, "the bootstrap")["hoa"] == tb.plan.hoa(2)
+    pac.stop()
 
 
 def test_relayed_pana_through_a_relay_element_on_the_access_router(tb):
     """RFC 6345: the PaC talks to a PRE on ar1, which relays to the PAA in PRY messages."""
     ar1 = tb.plan.nodes["ar1"]
     pre_address = ar1.address(ar1.extra["lan_intf"])
-    tb.start_agent("ar1", "pre", "pre", {"paa": tb.bootstrap.paa_address})
-    earlier = tb.agents.get(("mn3", "pac"))
-    if earlier is not None:
-        earlier.stop()                       # PANA's port 716 on mn3 is free again
-    options = {**tb.bootstrap.pac_options("mn3", "unicast"), "paa": pre_address}
-    pac = tb.start_agent("mn3", "relayed", "pac", options)
-    b = bootstrapped(pac)
-    assert b["hoa"] == tb.plan.hoa(3)
-    assert pac.request("pana-status")["paa"] == pre_address
-    ar1_addresses = {a.split("/")[0] for _, a in ar1.addresses}
-    created = [e for e in events(tb, "paa", "paa", "pana.session_created")
-               if e.get("relay") in ar1_addresses]
-    assert created, "the PAA saw the session through the relay"
-    relay = tb.agents[("ar1", "pre")].request("counters")
-    assert relay["relayed to PAA"] >= 4 and relay["relayed to PaC"] >= 4
-    wait_for(lambda: b["spi"] in ha_sas(tb), 5, "the SA at the HA end")
+    pre = tb.start_agent("ar1", "pre", "pre", {"paa": tb.bootstrap.paa_address})
+    try:
+        pac = start_pac(tb, "mn3", "unicast", "relayed", paa=pre_address)
+        b = wait_for(lambda: pac.request("bootstrap"), 10, "the bootstrap")
+        assert b["hoa"] == tb.plan.hoa(2)
+        assert pac.request("pana-status")["paa"] == pre_address
+        ar1_addresses = {a.split("/")[0] for _, a in ar1.addresses}
+        created = [e for e in events(tb, "paa", "paa", "pana.session_created")
+                   if e.get("relay") in ar1_addresses]
+        assert created, "the PAA saw the session through the relay"
+        relay = pre.request("counters")
+        assert relay["relayed to PAA"] >= 4 and relay["relayed to PaC"] >= 4
+        wait_for(lambda: b["spi"] in ha_sas(tb), 5, "the SA at the HA")
+        pac.stop()
+    finally:
+        pre.stop()     # it would also relay the MN agents' multicast PCIs from now on
+
+
+def test_a_session_the_paa_ends_starts_again_with_a_new_sa(tb):
+    mn, ha = tb.mobility_agent("mn3"), tb.mobility_agent("ha")
+    st = registered(mn)
+    before = mn.request("pana-status")
+    t0 = time.monotonic_ns()
+    tb.agents[("paa", "paa")].request("terminate", session_id=before["session_id"])
+    closed = wait_event(mn, "bootstrap.closed", t0)
+    assert closed["reason"] == "terminated by PAA" and closed["old_spi"] == before["bootstrap"]["spi"]
+    assert wait_event(mn, "mipv6.mn.pana_restart", t0)["delay_s"] == 0
+    ready = wait_event(mn, "bootstrap.ready", t0)
+    assert ready["session_id"] != before["session_id"] and ready["hoa"] == st["hoa"]
+    assert mn_spis(mn) == [ready["spi"]] and mn.request("status")["nsis_token"]
+    wait_event(ha, "sadist.sa_installed", t0, spi=ready["spi"])
+    wait_for(lambda: before["bootstrap"]["spi"] not in ha_sas(tb), 5, "the old SA gone at the HA")
+    assert binding(tb, st["hoa"])["coa"] == st["coa"]          # the binding stayed
+
+
+def test_after_a_handover_the_paa_learns_the_new_care_of_address(tb):
+    mn = tb.mobility_agent("mn3")
+    before = registered(mn)
+    t0 = time.monotonic_ns()
+    move = tb.move("mn3", "f2")
+    st = mn.request("wait", timeout=12, until="registered", coa=move["address"], within=10)
+    assert st["coa"] != before["coa"]
+    wait_event(mn, "pana.ping_ok", t0)              # the authenticated PANA ping from the new CoA
+    sid = mn.request("pana-status")["session_id"]
+    [session] = [s for s in tb.agents[("paa", "paa")].request("sessions") if s["session_id"] == sid]
+    assert session["pac"] == st["coa"]
+
+
+def test_mn_falls_back_to_its_static_configuration_when_the_paa_ignores_the_extension(tb):
+    """A PAA without the extension (a second, plain PAA on the aaa node): the MN agent
+    authenticates, gets nothing for Mobile IPv6, says so, and registers with its static
+    home agent, Home Address and SA."""
+    aaa = tb.bootstrap.aaa_address
+    plain = tb.start_agent("aaa", "plainpaa", "paa", {
+        "address": aaa, "ha_address": HA_ADDRESS, "home_prefix": HOME_PREFIX, "backend": "local",
+        "credentials": str(tb.bootstrap.credentials_path), "mip6": False})
+    static = static_sa(tb.plan, 3)
+    ha = tb.mobility_agent("ha")
+    ha.request("sa-add", **static)               # the HA's half of the static configuration
+    try:
+        mn = restart_mn(tb, "mn3", home_address=tb.plan.hoa(3), home_agent=HA_ADDRESS,
+                        home_prefix=HOME_PREFIX, sas=[static],
+                        pana={**tb.bootstrap.pac_options("mn3", "unicast"), "paa": aaa})
+        st = registered(mn)
+        assert mn.request("pana-status")["paa"] == aaa
+        fallback = wait_event(mn, "pana.mip6_fallback", 0)
+        assert set(fallback["missing"]) == {"ha_info", "home_address", "mip6_sa", "nsis_token"}
+        said = wait_event(mn, "mipv6.mn.static_fallback", 0)
+        assert said["items"] == ["ha", "hoa", "home_prefix", "sa"]
+        ready = wait_event(mn, "bootstrap.ready", 0)
+        assert ready["spi"] == static["spi"] and set(ready["sources"].values()) == {"static"}
+        assert mn_spis(mn) == [static["spi"]] and mn.request("status")["nsis_token"] is None
+        assert binding(tb, st["hoa"])["spi"] == static["spi"] and binding(tb, st["hoa"])["coa"] == st["coa"]
+    finally:
+        ha.request("sa-remove", spi=static["spi"])
+        plain.stop()

@@ -308,3 +308,24 @@ def test_pana_client_control_commands_and_bad_config():
         paa.ha_driver.close()
 
     asyncio.run(scenario())
+
+
+def test_pana_options_build_the_client_config_and_name_what_is_wrong():
+    from mip6bench.errors import ParameterError
+    from mip6bench.runtime.config import parse_options
+    from mip6bench.runtime.pana_client import PanaOptions
+
+    base = {"nai": NAI, "psk": PSK.hex(), "paa": "ff05::8000:716", "discovery": "multicast"}
+    options = parse_options(PanaOptions, {**base, "sa_lifetime": 4, "request": ["ha_info", "mip6_sa"]})
+    static = StaticMip6(ha=HA, hoa=FIXED_HOA, home_prefix=PREFIX, spi=0x999, key=bytes(20))
+    config = options.client_config(static, interface="mn1-f1")   # the MN's attached interface
+    assert config.psk == PSK and config.interface == "mn1-f1" and config.static is static
+    assert config.request == mip6.REQUEST_HA_INFO | mip6.REQUEST_MIP6_SA
+    assert config.sa_proposal.lifetime == 4 and options.autostart
+    for bad, message in [({"request": ["coffee"]}, "unknown request items"),
+                         ({"psk": "xyz"}, "not hexadecimal"),
+                         ({}, "needs the egress interface")]:
+        with pytest.raises(ParameterError, match=message):
+            parse_options(PanaOptions, {**base, **bad}).client_config()
+    with pytest.raises(ParameterError, match="unknown options"):
+        parse_options(PanaOptions, {**base, "colour": "red"})

@@ -239,10 +239,10 @@ class RecordingCore:
         return []
 
 
-def dispatcher(on_data=None) -> tuple[MobilityIO, RecordingCore, list]:
+def dispatcher(on_data=None, hold_mh=None) -> tuple[MobilityIO, RecordingCore, list]:
     io = MobilityIO.__new__(MobilityIO)
     core, events = RecordingCore(), []
-    io.core, io.on_data, io.counters = core, on_data, Counter()
+    io.core, io.on_data, io.counters, io.hold_mh = core, on_data, Counter(), hold_mh
     io.emit = lambda name, **f: events.append((name, f))
     io.execute = lambda actions: None
     io.now = lambda: 0.0
@@ -258,6 +258,17 @@ def test_tap_dispatch_sends_mobility_headers_to_the_core_and_data_to_the_agent()
     udp = build_ipv6_packet(CN, COA, 17, b"data", rh2=HOA)
     io.handle_tap_packet(udp, "eth0")
     assert data == [udp]
+
+
+def test_an_agent_may_hold_a_mobility_header_and_deliver_it_later():
+    held = []
+    io, core, _ = dispatcher(hold_mh=lambda mh, deliver: mh[0] == 1 and not held.append(deliver))
+    io.handle_tap_packet(build_ipv6_packet(COA, HA, 135, b"\x01" + bytes(15), hao=HOA), "eth0")
+    io.handle_tap_packet(build_ipv6_packet(COA, HA, 135, bytes(16), hao=HOA), "eth0")
+    assert [r[0][0] for r in core.received] == [0] and len(held) == 1   # the other passes
+    held[0]()
+    assert [r[0][0] for r in core.received] == [0, 1]
+    assert core.received[1] == (b"\x01" + bytes(15), COA, HA, HOA, None)
 
 
 def test_tap_dispatch_survives_garbage():
