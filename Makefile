@@ -52,7 +52,9 @@ doctor: setup
 	$(VENV)/bin/mip6bench doctor
 
 bench: setup
-	$(PY) bench/foundation_bench.py
+	$(PY) bench/foundation_bench.py --linkemu
+	$(PY) bench/mipv6_bench.py
+	$(PY) bench/pana_bench.py
 
 clean:
 	-$(VENV)/bin/mip6bench clean
