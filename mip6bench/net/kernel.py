@@ -1,9 +1,11 @@
-"""Kernel networking state of one network namespace: links, addresses, routes, rules,
-proxy NDP and sysctls, on pyroute2.
+"""Kernel networking state of one network namespace, as the testbed (the controller
+process) configures it: links, bridges, addresses with a DAD mode, routes and sysctls,
+on pyroute2; plus `wait_for`, an event wait on rtnetlink notifications.
 
-`Kernel` is synchronous. The testbed uses it directly; agents (asyncio) call it from a
-worker thread (pyroute2 0.9's synchronous API runs its own event loop and must not be
-called from a thread whose loop is running).
+Agents change the kernel at run time through mip6bench.net.tunnel.MobilityKernel
+instead (iproute2 batches for writes, the small rtnetlink reader in net/rtnl.py for
+reads): pyroute2 would add ~55 ms and 4-7 MB to every agent's start, against the
+150 ms / 30 MB budget of an agent.
 
 The request builders (`*_request`) are pure functions returning the keyword arguments
 handed to pyroute2, so the exact netlink requests are unit-tested without root.
@@ -21,10 +23,8 @@ IFA_F_NODAD = 0x02
 IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
-NTF_PROXY = 0x08
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
-FR_ACT_TO_TBL = 1
 
 
 class DadMode(str, enum.Enum):
@@ -75,36 +75,6 @@ def route_request(dst: str, *, gateway: str | None = None, oif: int | None = Non
         if value is not None:
             req[key] = value
     return req
-
-
-def seg6_encap(segment: str) -> dict[str, Any]:
-    """IPv6-in-IPv6 toward `segment` with no SRH (seg6 reduced encapsulation, one segment)."""
-    return {"type": "seg6", "mode": "encap.red", "segs": [segment]}
-
-
-def seg6local_dt6(table: int) -> dict[str, Any]:
-    """Decapsulate and look the inner packet up in `table` (End.DT6)."""
-    return {"type": "seg6local", "action": "End.DT6", "table": table}
-
-
-def rule_request(priority: int, table: int, *, dst: str | None = None, src: str | None = None,
-                 ipproto: int | None = None, iifname: str | None = None) -> dict[str, Any]:
-    req: dict[str, Any] = dict(family=AF_INET6, priority=priority, table=table,
-                               action=FR_ACT_TO_TBL)
-    for addr, key in ((dst, "dst"), (src, "src")):
-        if addr is not None:
-            prefix, _, length = addr.partition("/")
-            req[key] = prefix
-            req[f"{key}_len"] = int(length) if length else 128
-    if ipproto is not None:
-        req["ip_proto"] = ipproto
-    if iifname is not None:
-        req["iifname"] = iifname
-    return req
-
-
-def proxy_ndp_request(index: int, address: str) -> dict[str, Any]:
-    return dict(family=AF_INET6, dst=address, ifindex=index, flags=NTF_PROXY)
 
 
 class Kernel:
@@ -229,26 +199,6 @@ class Kernel:
                 "encap_type": msg.get_attr("RTA_ENCAP_TYPE"),
             })
         return out
-
-    # policy rules
-    def add_rule(self, priority: int, table: int, **match: Any) -> None:
-        self._ipr.rule("add", **rule_request(priority, table, **match))
-
-    def del_rule(self, priority: int, table: int, **match: Any) -> None:
-        self._ipr.rule("del", **rule_request(priority, table, **match))
-
-    def rules(self) -> list[dict[str, Any]]:
-        return [{"priority": m.get_attr("FRA_PRIORITY") or 0, "table": m.get_attr("FRA_TABLE"),
-                 "dst": m.get_attr("FRA_DST"), "dst_len": m["dst_len"],
-                 "ip_proto": m.get_attr("FRA_IP_PROTO")}
-                for m in self._ipr.get_rules(family=AF_INET6)]
-
-    # neighbour proxy (the HA defends home addresses on the home link)
-    def add_proxy_ndp(self, ifname: str, address: str) -> None:
-        self._ipr.neigh("add", **proxy_ndp_request(self.ifindex(ifname), address))
-
-    def del_proxy_ndp(self, ifname: str, address: str) -> None:
-        self._ipr.neigh("del", **proxy_ndp_request(self.ifindex(ifname), address))
 
     # sysctls (not netlink: /proc/sys resolved in the namespace)
     def sysctl(self, values: dict[str, str | int]) -> None:

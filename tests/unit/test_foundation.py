@@ -80,25 +80,11 @@ def test_address_requests_carry_the_dad_mode():
         k.DadMode.parse("maybe")
 
 
-def test_route_and_rule_requests():
+def test_route_requests():
     assert k.route_request("default", gateway="fe80::1", oif=3) == {
         "family": 10, "dst": "::/0", "gateway": "fe80::1", "oif": 3}
-    enc = k.route_request("2001:db8:1::1000", oif=2, encap=k.seg6_encap("2001:db8:11::5"))
-    assert enc["dst"] == "2001:db8:1::1000/128"
-    assert enc["encap"] == {"type": "seg6", "mode": "encap.red", "segs": ["2001:db8:11::5"]}
-    assert k.seg6local_dt6(254) == {"type": "seg6local", "action": "End.DT6", "table": 254}
-    rule = k.rule_request(10, 100, dst="2001:db8:1::1", ipproto=41)
-    assert rule == {"family": 10, "priority": 10, "table": 100, "action": k.FR_ACT_TO_TBL,
-                    "dst": "2001:db8:1::1", "dst_len": 128, "ip_proto": 41}
-    assert k.proxy_ndp_request(5, "2001:db8:1::1000") == {
-        "family": 10, "dst": "2001:db8:1::1000", "ifindex": 5, "flags": k.NTF_PROXY}
-
-
-def test_pyroute2_encodes_seg6_reduced_mode():
-    from mip6bench.net.pyroute import SEG6_IPTUN_MODE_ENCAP_RED
-    from pyroute2.netlink.rtnl.rtmsg import rtmsg_base
-
-    assert rtmsg_base.seg6_encap_info.ipv6_sr_hdr.encapmodes["encap.red"] == SEG6_IPTUN_MODE_ENCAP_RED == 3
+    assert k.route_request("2001:db8:1::1000", oif=2, table=138, metric=5) == {
+        "family": 10, "dst": "2001:db8:1::1000/128", "oif": 2, "table": 138, "priority": 5}
 
 
 # ---------------------------------------------------------------- nftables
