@@ -50,8 +50,6 @@ again. Answers (ACK, REPLY) go back to the address and port the request came fro
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import random
 import struct
@@ -59,10 +57,8 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Hashable, Mapping
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from mip6bench.codec import DecodeError, Reader
+from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
 if TYPE_CHECKING:  # imported where needed: mip6bench.mipv6 loads every MIPv6 core
@@ -232,9 +228,8 @@ class Message:
 
 
 def derive_key(psk: bytes, epoch: int, role: int) -> bytes:
-    """HKDF-SHA256 (RFC 5869) with one output block, truncated to 16 bytes."""
-    prk = hmac.new(struct.pack("!Q", epoch), psk, hashlib.sha256).digest()
-    return hmac.new(prk, KDF_INFO + bytes([role]) + b"\x01", hashlib.sha256).digest()[:16]
+    """HKDF-SHA256 (RFC 5869), 16 bytes of output."""
+    return hkdf_sha256(psk, struct.pack("!Q", epoch), KDF_INFO + bytes([role]), 16)
 
 
 @dataclass(frozen=True)
@@ -279,12 +274,12 @@ class Sealer:
         self.role = role
         self.epoch = rng.getrandbits(64)
         self.seq = 0
-        self._keys: dict[bytes, AESGCM] = {}
+        self._keys: dict[bytes, Aes128Gcm] = {}
 
     def seal(self, psk: bytes, msg: Message) -> bytes:
         aead = self._keys.get(psk)
         if aead is None:
-            aead = self._keys[psk] = AESGCM(derive_key(psk, self.epoch, self.role))
+            aead = self._keys[psk] = Aes128Gcm(derive_key(psk, self.epoch, self.role))
         self.seq += 1
         header = Header(msg.type, self.role, self.epoch, self.seq).encode()
         return header + aead.encrypt(_nonce(self.seq), msg.plaintext(), header)
@@ -305,7 +300,7 @@ class Opener:
         self.window = window
         self.max_epochs = max_epochs
         self._epochs: OrderedDict[tuple[str, int], _EpochState] = OrderedDict()
-        self._keys: dict[tuple[bytes, int], AESGCM] = {}
+        self._keys: dict[tuple[bytes, int], Aes128Gcm] = {}
 
     def open(self, psk: bytes, peer: str, data: bytes, now: float, wall_ms: int) -> Message:
         header = Header.decode(data)
@@ -318,7 +313,7 @@ class Opener:
         aead = self._keys.get((psk, header.epoch))
         fresh = aead is None
         if fresh:
-            aead = AESGCM(derive_key(psk, header.epoch, header.role))
+            aead = Aes128Gcm(derive_key(psk, header.epoch, header.role))
         try:
             plain = aead.decrypt(_nonce(header.seq), data[HEADER_LEN:], data[:HEADER_LEN])
         except InvalidTag:

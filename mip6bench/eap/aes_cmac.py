@@ -2,8 +2,9 @@
 
 EAP-PSK (RFC 4764) uses a single primitive, AES-128 (section 3): raw block
 encryptions for its key derivations and CMAC (RFC 4493, called OMAC1 in the EAX
-paper) for MAC_P, MAC_S and inside EAX. CMAC comes from `cryptography`; this
-module only fixes the key size and adds the tweaked OMAC that EAX needs.
+paper) for MAC_P, MAC_S and inside EAX. Both come from mip6bench.crypto (OpenSSL's
+libcrypto); this module only fixes the key size and adds the tweaked OMAC that EAX
+needs.
 
     aes128_encrypt_block(key, block) -> 16 bytes
     aes_cmac(key, data) -> 16-byte tag
@@ -14,11 +15,7 @@ from __future__ import annotations
 
 import hmac
 
-from cryptography.hazmat.primitives import cmac
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
-BLOCK_SIZE = 16
-KEY_SIZE = 16
+from mip6bench.crypto import BLOCK_SIZE, KEY_SIZE, aes128_cmac, aes128_ecb_encrypt
 
 
 def _check_key(key: bytes) -> None:
@@ -33,16 +30,13 @@ def aes128_encrypt_block(key: bytes, block: bytes) -> bytes:
     _check_key(key)
     if len(block) != BLOCK_SIZE:
         raise ValueError(f"AES block must be 16 bytes, got {len(block)}")
-    encryptor = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
-    return encryptor.update(block) + encryptor.finalize()
+    return aes128_ecb_encrypt(key, block)
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:
     """AES-128-CMAC of data (RFC 4493), full 16-byte tag."""
     _check_key(key)
-    mac = cmac.CMAC(algorithms.AES(key))
-    mac.update(data)
-    return mac.finalize()
+    return aes128_cmac(key, data)
 
 
 def aes_cmac_matches(key: bytes, data: bytes, tag: bytes) -> bool:

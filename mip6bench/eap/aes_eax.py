@@ -2,8 +2,8 @@
 Operation", FSE 2004) over AES-128, built from AES-CTR and CMAC.
 
 EAP-PSK's protected channel is EAX with AES-128 keyed by the TEK (RFC 4764
-section 3.3); `cryptography` has no EAX, so it is composed here from the
-paper's definition:
+section 3.3); OpenSSL has no EAX, so it is composed here from the paper's
+definition, over mip6bench.crypto's AES-CTR and CMAC:
 
     N' = OMAC^0_K(N)          H' = OMAC^1_K(H)
     C  = CTR_K(N', M)         (128-bit counter starting at N', wrapping mod 2^128)
@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import hmac
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
+from mip6bench.crypto import aes128_ctr
 from mip6bench.eap.aes_cmac import BLOCK_SIZE, KEY_SIZE, omac_tweaked
 
 
@@ -28,16 +27,17 @@ class EaxAuthenticationError(ValueError):
 
 
 def _ctr(key: bytes, initial_counter: bytes, data: bytes) -> bytes:
-    # cryptography's CTR increments the whole 16-byte block as one big-endian
-    # integer, which is exactly EAX's counter (the paper's N' + i mod 2^128).
-    encryptor = Cipher(algorithms.AES(key), modes.CTR(initial_counter)).encryptor()
-    return encryptor.update(data) + encryptor.finalize()
+    # OpenSSL's AES-CTR increments the whole 16-byte block as one big-endian integer,
+    # which is exactly EAX's counter (the paper's N' + i mod 2^128).
+    return aes128_ctr(key, initial_counter, data)
 
 
 def _tag(key: bytes, nonce_mac: bytes, header: bytes, ciphertext: bytes) -> bytes:
     header_mac = omac_tweaked(key, 1, header)
     ciphertext_mac = omac_tweaked(key, 2, ciphertext)
-    return bytes(n ^ h ^ c for n, h, c in zip(nonce_mac, header_mac, ciphertext_mac))
+    tag = (int.from_bytes(nonce_mac, "big") ^ int.from_bytes(header_mac, "big")
+           ^ int.from_bytes(ciphertext_mac, "big"))
+    return tag.to_bytes(BLOCK_SIZE, "big")
 
 
 def _check(key: bytes, tag_len: int) -> None:
