@@ -30,7 +30,12 @@ Re-authentication (at 0.8 of the SA or session lifetime) brings a new SPI and ke
 new SA replaces the old one at once, the binding stays and its next BU uses the new SA.
 A PANA session that ends (expired, PAA unreachable, rejected) starts again at once,
 then with backoff (1 s doubling to 60 s) while it keeps failing; one ended with
-pana-terminate stays ended until pana-start.
+pana-terminate stays ended until pana-start. One the PAA terminated with
+Termination-Cause ADMINISTRATIVE (superseded by a newer session of the same NAI, or the
+PAA's terminate command) logs pana.superseded and starts again at once, then after 1 s,
+2 s; after 3 in a row (without a session that stayed open 60 s in between) the MN
+stops until pana-start, so two MNs with the same credentials do not take the session
+from each other forever (mip6bench.runtime.pana_client.RestartPolicy).
 
 Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready, then the
 core's movement, home_bu_sent, home_registered, hoti_sent, coti_sent, cn_bu_sent, ro_on;
@@ -38,7 +43,7 @@ ro_fallback {cn, reason} whenever traffic to a CN falls back to the tunnel. With
 also the client's pana.* and bootstrap.ready|rekeyed|revoked|closed events.
 
 Control commands (besides status, dump, events):
-    pana-start, pana-reauth, pana-terminate, pana-ping, pana-status   (with ``pana``)
+    pana-start, pana-reauth, pana-terminate, pana-ping {paa}, pana-status   (with ``pana``)
     sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
     sa-remove {spi}
     sas
@@ -82,7 +87,6 @@ from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
-PANA_RESTART_MAX_S = 60.0   # backoff cap between PANA sessions that keep failing
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_LOWER_UP = 0x10000
 
@@ -223,7 +227,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.pana = PanaClient(config, emit=self.emit, on_update=self._on_bootstrap)
         self.pana_started = False
         self.pana_address: str | None = None           # the address the PAA knows us by
-        self.pana_closes = 0                            # sessions ended in a row without success
         self.pana_restart: asyncio.TimerHandle | None = None
         self.bootstrap_lock = asyncio.Lock()
         try:
@@ -469,7 +472,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
                     await self._activate(b.hoa, b.ha, b.home_prefix)
                     self._schedule_reconcile()
                 self.nsis_token = b.token
-                self.pana_closes = 0
                 self.pana_address = self.address
                 static = sorted(item for item, source in b.sources.items() if source == "static")
                 if static:
@@ -478,7 +480,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self.emit("mipv6.sa_removed", spi=update.old_spi, reason=update.kind)
             if update.kind == "closed":
                 self.nsis_token = None
-                self._restart_pana(update.reason)
+                self._restart_pana(update)
             core = self.core
             if core is not None and core.coa is not None and not core.home_registered \
                     and self.sa_store.lookup_hoa(core.hoa, self.io.now()) is not None:
@@ -493,15 +495,14 @@ class MobileNodeAgent(WaitableEvents, Agent):
                   active_ha=self.core.ha)
         return False
 
-    def _restart_pana(self, reason: str) -> None:
-        """A session that ended starts again: at once, then with backoff while it keeps
-        failing; not after pana-terminate ("terminated": the PaC ended it)."""
-        if reason == "terminated":
+    def _restart_pana(self, update) -> None:
+        """A session that ended starts again as PanaClient.restart_delay says: at once,
+        then with backoff while it keeps failing or keeps being superseded; never after
+        pana-terminate, nor after too many supersessions in a row."""
+        delay = self.pana.restart_delay(update)
+        if delay is None:
             return
-        delay = 0.0 if self.pana_closes == 0 else \
-            min(PANA_RESTART_MAX_S, self.pana.config.pci_retransmit.irt * 2 ** (self.pana_closes - 1))
-        self.pana_closes += 1
-        self.emit("mipv6.mn.pana_restart", reason=reason, delay_s=delay)
+        self.emit("mipv6.mn.pana_restart", reason=update.reason, delay_s=delay)
         if self.pana_restart is not None:
             self.pana_restart.cancel()
         self.pana_restart = self.loop.call_later(delay, self.pana.start)

@@ -12,8 +12,12 @@ Home Address per user (the AAA's Framed-IPv6-Address, the credentials file's thi
 field) or random from the home prefix, random unique SPIs, SA lifetime (default and
 maximum), NSIS authorization tokens minted with `token_key`, SA push or pull.
 
+A newer session of a NAI supersedes the older one: its MIPv6 SA is revoked at the HA
+at once and the PaC gets a PTR (Termination-Cause ADMINISTRATIVE), see
+mip6bench.pana.paa.
+
 Control commands: sessions, terminate {session_id}, reauth {session_id},
-ping {session_id}, counters.
+ping {session_id}, counters, wait-event {event, match, after_ns, within}.
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ from mip6bench.pana.mip6 import Mip6Policy
 from mip6bench.pana.paa import PaaConfig
 from mip6bench.runtime.agent import Agent, run
 from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.mobility import WaitableEvents
 from mip6bench.runtime.udp import UdpSocket
 
 
@@ -83,11 +88,12 @@ def _hex(name: str, text: str, minimum: int) -> bytes:
     return raw
 
 
-class PaaAgent(Agent):
+class PaaAgent(WaitableEvents, Agent):
     role = "paa"
     Options = Options
 
     async def start(self) -> None:
+        self._init_waitable()
         o = self.options
         loop_time = time.monotonic  # the loop clock (CoreDriver.now())
         wall_offset = time.time() - loop_time()
@@ -189,7 +195,8 @@ class PaaAgent(Agent):
         async def sessions(_req):
             svc = self.service
             return [{"session_id": s.session_id, "state": s.state.value, "nai": s.nai,
-                     "pac": s.peer.address, "hoa": s.hoa,
+                     "pac": s.peer.address, "relay": s.peer.relay[0] if s.peer.relay else None,
+                     "hoa": s.hoa,
                      "spi": s.mip_sa.spi if s.mip_sa else None}
                     for s in svc.paa.sessions.values()]
 
@@ -208,7 +215,8 @@ class PaaAgent(Agent):
 
         return {"sessions": sessions, "terminate": session_command("terminate"),
                 "reauth": session_command("reauthenticate"),
-                "ping": session_command("ping"), "counters": counters}
+                "ping": session_command("ping"), "counters": counters,
+                "wait-event": self.cmd_wait_event}
 
 
 if __name__ == "__main__":

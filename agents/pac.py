@@ -10,8 +10,9 @@ takes another port: option `port` 0).
 Options: those of mip6bench.runtime.pana_client.PanaOptions, plus static_* (the static
 Mobile IPv6 configuration to fall back on when the PAA grants nothing).
 
-Control commands: pana-start, pana-reauth, pana-terminate, pana-ping, pana-status,
-bootstrap (the current result, with the SA's key length but never the key).
+Control commands: pana-start, pana-reauth, pana-terminate, pana-ping {paa}, pana-status,
+bootstrap (the current result, with the SA's key length but never the key),
+wait-event {event, match, after_ns, within} (blocks until such an event is logged).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: agents/pac.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
+from mip6bench.runtime.mobility import WaitableEvents
 from mip6bench.runtime.pana_client import PanaClient, PanaOptions, StaticMip6
 
 
@@ -35,11 +37,12 @@ class Options(PanaOptions):
     static_key: str | None = None             # hex
 
 
-class PacAgent(Agent):
+class PacAgent(WaitableEvents, Agent):
     role = "pac"
     Options = Options
 
     async def start(self) -> None:
+        self._init_waitable()
         o = self.options
         static = None
         if any(v is not None for v in (o.static_ha, o.static_hoa, o.static_spi)):
@@ -71,7 +74,7 @@ class PacAgent(Agent):
             return out
 
         return {**forwarded_commands(PanaClient.COMMANDS, lambda: self.client),
-                "bootstrap": bootstrap}
+                "bootstrap": bootstrap, "wait-event": self.cmd_wait_event}
 
 
 if __name__ == "__main__":

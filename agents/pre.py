@@ -3,12 +3,20 @@ mip6bench.pana.relay.RelayCore on UDP 716 of (typically) an access router. A PaC
 PANA messages to this node as if it were the PAA; they reach the PAA inside PANA-Relay
 messages with the PaC's address and port, and the PAA's answers come back the same way.
 
-Control commands: counters.
+It relays only what a PaC sent to one of this node's unicast addresses (the socket
+reports each datagram's destination, IPV6_PKTINFO): PANA messages to a multicast group
+(the discovery PCIs the Router Alert forwarders carry to the PAA) are dropped and
+counted ("not addressed to the PRE"), so a PRE left running on an access router does
+not turn an MN's multicast PCI into a second, relayed session.
+
+Control commands: counters, wait-event {event, match, after_ns, within}.
 """
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
+import socket
 import sys
 
 if __package__ in (None, ""):  # run as a script: agents/pre.py
@@ -19,6 +27,7 @@ from mip6bench.pana.message import PANA_PORT
 from mip6bench.pana.relay import RelayCore
 from mip6bench.runtime.agent import Agent, run
 from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.mobility import WaitableEvents
 from mip6bench.runtime.udp import UdpSocket
 
 
@@ -29,12 +38,20 @@ class Options:
     port: int = PANA_PORT
 
 
-class PreAgent(Agent):
+def pktinfo_destination(ancdata) -> str | None:
+    """The destination address from an IPV6_PKTINFO control message (None without one)."""
+    for level, kind, data in ancdata or ():
+        if level == socket.IPPROTO_IPV6 and kind == socket.IPV6_PKTINFO and len(data) >= 16:
+            return str(ipaddress.IPv6Address(data[:16]))
+    return None
+
+
+class PreAgent(WaitableEvents, Agent):
     role = "pre"
     Options = Options
 
     async def start(self) -> None:
-        import ipaddress
+        self._init_waitable()
         try:
             paa = str(ipaddress.IPv6Address(self.options.paa))
         except ValueError:
@@ -42,17 +59,18 @@ class PreAgent(Agent):
         self.core = RelayCore(paa, self.options.paa_port)
         self.driver = CoreDriver(send=self._send, on_timer=lambda key, now: [],
                                  apply=lambda effect: None, emit=self.emit)
-        self.sock = UdpSocket.bind("::", self.options.port, self._datagram,
+        self.sock = UdpSocket.bind("::", self.options.port, self._datagram, ancillary=True,
                                    on_error=lambda what, exc: self.emit(
                                        "pre.io_error", what=what, error=str(exc)))
+        self.sock.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
 
     async def stop(self) -> None:
         self.sock.close()
         self.driver.close()
 
-    def _datagram(self, data: bytes, src: str, port: int) -> None:
+    def _datagram(self, data: bytes, src: str, port: int, ancdata=None) -> None:
         self.driver.execute(self.core.receive(data, src.split("%", 1)[0], self.driver.now(),
-                                              port))
+                                              port, dst=pktinfo_destination(ancdata)))
 
     def _send(self, tx) -> None:
         self.sock.send(tx.data, tx.dst, tx.port)
@@ -64,7 +82,7 @@ class PreAgent(Agent):
         async def counters(_req):
             return dict(self.core.counters)
 
-        return {"counters": counters}
+        return {"counters": counters, "wait-event": self.cmd_wait_event}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,15 @@ command is answered by exactly one JSON line; stdin EOF or SIGTERM ends the rela
 
     stdout: {"ready":true,"pid":..,"a":{"name":..,"netns":..,"mac":..},"b":{..},"carrier":"on"}
     stdin:  carrier off | carrier on | stats | set delay-ms=5 ab-loss-pct=20
+            wait ab-rx>=5000 [within=5] | wait idle [within=5]
+
+`wait COND` is answered when COND holds (at once if it already does): `idle` (nothing
+queued in either direction) or DIR-COUNTER OP N with DIR ab|ba, COUNTER one of the
+stats counters (rx, tx, queued, dropped_loss, ...) and OP >=, <= or ==; the reply
+carries both directions' counters. It fails ({"ok":false}) when COND does not hold
+within `within` seconds (default 10). Commands sent while a wait is pending are
+answered after it, in order. Tests pace a sender on it (wait until the relay has read
+a block) and wait for the queue to drain, instead of polling `stats`.
 
 Carrier off (TUNSETCARRIER 0 on both TAPs): both kernels see NO-CARRIER, frames in
 flight are dropped (a cut link loses them) and frames read while off are dropped too,
@@ -385,6 +394,11 @@ def _json_line(obj: Mapping[str, Any]) -> bytes:
     return (json.dumps(obj, separators=(",", ":")) + "\n").encode()
 
 
+_PENDING = object()   # Relay.command(): a wait that is not answered yet
+_WAIT_OPS = {">=": int.__ge__, "<=": int.__le__, "==": int.__eq__}
+WAIT_DEFAULT_S = 10.0
+
+
 class Relay:
     """Moves frames between two TAP fds through two Shapers; commands on ctl_fd."""
 
@@ -394,6 +408,9 @@ class Relay:
         self.carrier = carrier
         self.ctl_fd, self.out_fd = ctl_fd, out_fd
         self._ctl_buf = b""
+        # The pending `wait`: (condition, deadline ns, text); commands behind it.
+        self._waiting: tuple[Any, int, str] | None = None
+        self._backlog: list[str] = []
 
     # -- commands -----------------------------------------------------------------
 
@@ -444,12 +461,91 @@ class Relay:
             getattr(self, d).configure(params)
         return {"ok": True, "ab": new["ab"].as_dict(), "ba": new["ba"].as_dict()}
 
+    def _parse_wait(self, words: list[str]):
+        """`wait COND [within=S]` -> (condition(), deadline ns, text)."""
+        within = WAIT_DEFAULT_S
+        rest = []
+        for word in words:
+            if word.startswith("within="):
+                within = _num("within", word[7:])
+                if not 0 <= within <= 3600:
+                    raise ParameterError("within must be 0..3600 s")
+            else:
+                rest.append(word)
+        if len(rest) != 1:
+            raise ParameterError("wait needs one condition",
+                                 "e.g. wait ab-rx>=100 within=5, or wait idle")
+        text = rest[0]
+        if text == "idle":
+            ab, ba = self.ab, self.ba
+            cond = lambda: ab.queued == 0 and ba.queued == 0  # noqa: E731
+        else:
+            op = next((o for o in _WAIT_OPS if o in text), None)
+            left, _, right = text.partition(op) if op else (text, "", "")
+            direction, _, counter = left.partition("-")
+            shaper = {"ab": self.ab, "ba": self.ba}.get(direction)
+            if op is None or shaper is None or counter.replace("-", "_") not in \
+                    shaper.counters():
+                raise ParameterError(f"bad wait condition {text!r}",
+                                     "use idle or DIR-COUNTER>=N (DIR ab|ba, COUNTER from "
+                                     "stats; ops >= <= ==)")
+            try:
+                target = int(right)
+            except ValueError:
+                raise ParameterError(f"wait: {right!r} is not an integer") from None
+            key, test = counter.replace("-", "_"), _WAIT_OPS[op]
+            cond = lambda: test(shaper.counters()[key], target)  # noqa: E731
+        return cond, time.monotonic_ns() + int(within * 1e9), text
+
+    def _wait_reply(self, ok: bool, text: str) -> dict[str, Any]:
+        out: dict[str, Any] = {"ok": ok, "t_ns": time.monotonic_ns(), "wait": text,
+                               "ab": self.ab.counters(), "ba": self.ba.counters()}
+        if not ok:
+            out["error"] = f"wait {text}: not true in time"
+        return out
+
+    def poll_wait(self, now_ns: int) -> None:
+        """Answer the pending wait if its condition holds or its time is up; then run the
+        commands queued behind it."""
+        while self._waiting is not None:
+            cond, deadline, text = self._waiting
+            if cond():
+                reply = self._wait_reply(True, text)
+            elif now_ns >= deadline:
+                reply = self._wait_reply(False, text)
+            else:
+                return
+            self._waiting = None
+            os.write(self.out_fd, _json_line(reply))
+            backlog, self._backlog = self._backlog, []
+            for line in backlog:
+                self._handle_line(line)
+
+    def wait_deadline(self) -> int | None:
+        return self._waiting[1] if self._waiting is not None else None
+
+    def _handle_line(self, line: str) -> None:
+        if self._waiting is not None:
+            self._backlog.append(line)
+            return
+        reply = self.command(line)
+        if reply is not None and reply is not _PENDING:
+            os.write(self.out_fd, _json_line(reply))
+
     def command(self, line: str) -> dict[str, Any] | None:
+        """One command line -> its reply (None for a blank line; for a `wait` whose
+        condition does not hold yet the sentinel _PENDING: poll_wait() answers it)."""
         words = line.split()
         if not words:
             return None
         cmd = words[0]
         try:
+            if cmd == "wait" and len(words) > 1:
+                cond, deadline, text = self._parse_wait(words[1:])
+                if cond():
+                    return self._wait_reply(True, text)
+                self._waiting = (cond, deadline, text)
+                return _PENDING
             if cmd == "carrier" and len(words) == 2 and words[1] in ("on", "off"):
                 t = self.set_carrier(words[1] == "on")
                 return {"ok": True, "carrier": words[1], "t_ns": t}
@@ -462,7 +558,7 @@ class Relay:
         except OSError as exc:  # e.g. TUNSETCARRIER refused; the relay keeps running
             return {"ok": False, "error": f"{cmd}: {exc.strerror or exc}"}
         return {"ok": False, "error": f"unknown command {line.strip()!r} (use: carrier on|off, "
-                                      "stats, set key=value ...)"}
+                                      "stats, set key=value ..., wait COND)"}
 
     def _control(self) -> bool:
         """Handle readable stdin; False on EOF (the parent is gone or done)."""
@@ -472,9 +568,7 @@ class Relay:
         self._ctl_buf += data
         *lines, self._ctl_buf = self._ctl_buf.split(b"\n")
         for raw in lines:
-            reply = self.command(raw.decode(errors="replace"))
-            if reply is not None:
-                os.write(self.out_fd, _json_line(reply))
+            self._handle_line(raw.decode(errors="replace"))
         return True
 
     # -- the loop -----------------------------------------------------------------
@@ -492,10 +586,11 @@ class Relay:
         batch = range(BATCH)
         while True:
             na, nb = ab_next(), ba_next()
-            if na is None and nb is None:
+            nw = self._waiting[1] if self._waiting is not None else None
+            if na is None and nb is None and nw is None:
                 timeout = None
             else:
-                due = na if nb is None or (na is not None and na < nb) else nb
+                due = min(t for t in (na, nb, nw) if t is not None)
                 wait = due - now_ns()
                 # select() rounds the float up to whole microseconds: never early.
                 timeout = wait / 1e9 if wait > 0 else 0
@@ -532,6 +627,8 @@ class Relay:
                         # EIO: far end administratively down; EINVAL: runt frame.
                         shaper.write_errors += 1
                     frame = shaper.pop_due(now)
+            if self._waiting is not None:
+                self.poll_wait(now)
 
 
 # ---------------------------------------------------------------------------------
@@ -687,6 +784,7 @@ class LinkRelay:
         relay.set(delay_ms=20)             # both directions
         relay.set("ab", loss_pct=5)        # one direction
         relay.stats()["ab"]["dropped_loss"]
+        relay.wait("ab-rx>=100"); relay.wait("idle")   # block until the relay says so
         relay.stop()
 
     Many links: `launch()` them all, then `wait_ready()` each, and `stop_all()`; the
@@ -830,6 +928,12 @@ class LinkRelay:
 
     def stats(self) -> dict[str, Any]:
         return self._request("stats")
+
+    def wait(self, condition: str, within: float = 10.0) -> dict[str, Any]:
+        """Block until the relay says `condition` holds ("idle", "ab-rx>=100", ...; see
+        the module docstring) and return its counters; LinkEmuError when it does not
+        hold within `within` seconds."""
+        return self._request(f"wait {condition} within={within:g}", timeout=within + 5)
 
     def set(self, direction: str | None = None, **params: Any) -> dict[str, Any]:
         """Change parameters at run time (LinkParams field names), for both directions

@@ -11,8 +11,10 @@ Both PaC and PAA
     PanaSessionOpen(session_id, peer, nai, key_id, lifetime, reauthentication)
         Authentication (or a re-authentication) succeeded; `peer` is the other end's
         address; key_id is None when no PANA SA exists. PAA: grant network access.
-    PanaSessionClosed(session_id, peer, nai, reason)
-        The session ended (terminated, expired, failed, peer unreachable).
+    PanaSessionClosed(session_id, peer, nai, reason, cause)
+        The session ended (terminated, expired, failed, peer unreachable); `cause` is
+        the Termination-Cause of the peer's PTR when the peer ended it (RFC 5191 8.14:
+        1 LOGOUT from a PaC, 4 ADMINISTRATIVE or 8 SESSION_TIMEOUT from a PAA), else None.
     MipSaEstablished(session_id, nai, hoa, ha, spi, algorithm, replay, key, lifetime)
         A Mobile IPv6 MN-HA SA exists (after every successful (re-)authentication with the
         extension). PAA: push it to the HA. PaC: install it in the MN.
@@ -61,6 +63,7 @@ class PanaSessionClosed(Effect):
     peer: str
     nai: str | None
     reason: str
+    cause: int | None = None
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,12 @@ Session flow (RFC 5609 state names in brackets):
     OPEN: PNR[P]/PNA[P] pings, PNR[A] or reauthenticate() -> new EAP conversation
         (state WAIT_AAA/WAIT_PAN again, access continues), PTR/PTA termination,
         session lifetime expiry removes the session.
+    Superseded: when a newer session of the same NAI succeeds (its final PAR is sent),
+        every older one that was ever open loses its MIPv6 SAs at once
+        (MipSaRevoked "superseded", event pana.superseded) and gets a PTR with
+        Termination-Cause ADMINISTRATIVE signed with its own key, retransmitted per
+        REQ_IRT/REQ_MRC; it is removed (PanaSessionClosed "superseded") on the PTA
+        or when the PTR's retransmissions give up.
 
 Relayed PaCs: a PRY from a relay element carries PaC-Information and the PaC's message;
 the session remembers the relay and every message to that PaC goes back inside a PRY.
@@ -131,6 +137,7 @@ class PaaSession:
     pending_mip_sa: _MipSa | None = None  # announced with the PAR[C] in flight
     pending_sa: PanaSa | None = field(default=None, repr=False)
     result_reason: str = ""
+    closing_reason: str = ""            # why the PTR we sent ends the session
     lifetime: int | None = None
     aaa_pending: bool = False
 
@@ -324,7 +331,7 @@ class PaaCore:
         ch.outstanding = None
         actions = self.timers.disarm(_timer("rtx", session.session_id))
         if msg.type == TERMINATION:
-            return actions + self._remove(session, "terminated", now)
+            return actions + self._remove(session, session.closing_reason or "terminated", now)
         if msg.type == NOTIFICATION:
             return actions + [self._event("pana.ping_ok", session, rtt=now - out.first_sent)]
         if msg.has(FLAG_S):
@@ -482,15 +489,35 @@ class PaaCore:
     def _supersede(self, session: PaaSession, now: float) -> list[Action]:
         """One live session per authenticated user: a newer one replaces older ones (the
         MN restarted or came back to this PAA) and keeps their Home Address, so the
-        MN's HoA stays stable; their MIPv6 SAs are revoked."""
+        MN's HoA stays stable. An older session's MIPv6 SAs are revoked at once (before
+        the new SA is announced) and the session is ended the protocol way: a PTR with
+        Termination-Cause ADMINISTRATIVE (RFC 5191 4.4, 8.14), AUTH-protected with the
+        old session's key and retransmitted like any request, so the PaC that held it
+        learns it is over instead of signing with a revoked SA."""
         if not session.nai:
             return []
         actions: list[Action] = []
         for other in list(self.sessions.values()):
-            if other is not session and other.nai == session.nai and other.ever_open:
-                if session.hoa is None:
-                    session.hoa = other.hoa
-                actions += self._remove(other, "superseded", now)
+            if other is session or other.nai != session.nai or not other.ever_open:
+                continue
+            if session.hoa is None:
+                session.hoa = other.hoa
+            if other.state == PaaState.TERMINATING:
+                continue
+            actions += self._revoke_mip_sas(other, "superseded")
+            actions.append(self._event("pana.superseded", other, by=session.session_id,
+                                       nai=other.nai))
+            other.closing_reason = "superseded"
+            actions += self.terminate(other.session_id, now, TERMINATION_ADMINISTRATIVE)
+        return actions
+
+    def _revoke_mip_sas(self, session: PaaSession, reason: str) -> list[Action]:
+        actions: list[Action] = []
+        for sa in (session.pending_mip_sa, session.mip_sa):
+            if sa is not None:
+                actions.append(MipSaRevoked(session.session_id, session.nai, sa.hoa, sa.spi,
+                                            reason))
+        session.pending_mip_sa = session.mip_sa = None
         return actions
 
     def _grant_mip6(self, session: PaaSession, new_sa: PanaSa, now: float):
@@ -633,7 +660,8 @@ class PaaCore:
         deadline = out.backoff.next(now)
         if deadline is None:
             ch.outstanding = None
-            reason = "terminated" if out.type == TERMINATION else "PaC unreachable"
+            reason = (session.closing_reason or "terminated") if out.type == TERMINATION \
+                else "PaC unreachable"
             return [self._event("pana.gave_up", session, message=out.name)] + \
                 self._remove(session, reason, now)
         self.counters["retransmission"] += 1
@@ -669,10 +697,8 @@ class PaaCore:
             actions += self.timers.disarm(_timer(kind, sid))
         if session.aaa_pending:
             actions.append(AaaCancel(sid))
-        for sa in (session.pending_mip_sa, session.mip_sa):
-            if sa is not None:
-                actions.append(MipSaRevoked(sid, session.nai, sa.hoa, sa.spi, reason))
-        actions.append(PanaSessionClosed(sid, session.peer.address, session.nai, reason))
+        actions += self._revoke_mip_sas(session, reason)
+        actions.append(PanaSessionClosed(sid, session.peer.address, session.nai, reason, cause))
         actions.append(self._event("pana.session_closed", session, reason=reason, cause=cause))
         ch = session.channel
         if ch.last_answer is not None and self.config.closed_linger > 0:

@@ -14,7 +14,21 @@ Discovery (seed paper 2.2): `PacConfig.discovery` is "unicast" (paa_address is t
 or "multicast" (paa_address is a group that routers forward hop by hop with the Router
 Alert option). The PCI's Transmit carries meta {"discovery": "unicast"|"multicast"} for
 the runtime; the PaC accepts the first PAR with the S flag from whichever address
-answers and talks unicast to that address afterwards, dropping other sources.
+answers and talks unicast to that address afterwards.
+
+The PAA's address (RFC 5191 "PaC updating its IP address", seen from the other end):
+the PaC talks to the address the PAR[S] came from: the PAA, or an RFC 6345 relay
+element (PRE) that it cannot tell from a PAA. Once a PANA SA exists, a message from
+another address or port that passes the AUTH check (a new request in sequence, or the
+answer to our outstanding request) moves the PaC's peer there (event
+pana.paa_address_changed), exactly as the PAA follows a PaC that moved: a PRE that
+answers a moved PaC from another of its addresses, or a PAA reached on a new path,
+keeps the session. Before the PANA SA exists, and for retransmitted requests, other
+sources are dropped ("unexpected source"). `ping(now, paa=...)` sends the liveness
+test to another PANA agent (the PRE of the network the PaC moved to, or the PAA
+itself when that network has none) and talks to it from then on; the PAA follows the
+AUTH-verified ping. If nobody answers, the ping's retransmissions give up and the
+session closes ("PAA unreachable"), so the runtime discovers again.
 
 States (RFC 5609 names in brackets):
     IDLE              nothing started (a PAA-initiated PAR[S] is still answered)
@@ -156,12 +170,24 @@ class PacCore:
                 self.timers.arm(TIMER_RTX, self._pci_backoff.deadline),
                 self._event("pana.pci_sent", retransmission=False)]
 
-    def ping(self, now: float) -> list[Action]:
+    def ping(self, now: float, paa: str | None = None, port: int | None = None
+             ) -> list[Action]:
         """Liveness test (PNR with P flag). Also call it after the PaC's address changed:
-        the PAA learns the new address from the AUTH-verified request."""
-        if self.state != PacState.OPEN or self.channel.outstanding is not None:
+        the PAA learns the new address from the AUTH-verified request. `paa` (and
+        `port`, default the configured PAA port): the PANA agent to use from now on (a
+        new PRE, or the PAA directly); a ping still outstanding toward the old one is
+        replaced."""
+        if self.state != PacState.OPEN:
             return []
-        return self._send_request(NOTIFICATION, FLAG_R | FLAG_P, [], now)
+        ch = self.channel
+        target = Peer(paa, port or self.config.paa_port) if paa is not None else None
+        retarget = target is not None and target != ch.peer
+        out = ch.outstanding
+        if out is not None and not (retarget and out.type == NOTIFICATION
+                                    and out.flags & FLAG_P):
+            return []
+        actions = self._follow(target, "moved") if retarget else []
+        return actions + self._send_request(NOTIFICATION, FLAG_R | FLAG_P, [], now)
 
     def reauthenticate(self, now: float) -> list[Action]:
         """PaC-initiated re-authentication (PNR with A flag, RFC 5191 4.3)."""
@@ -218,10 +244,13 @@ class PacCore:
             return self._drop("no session", msg)
         if msg.session_id != ch.session_id:
             return self._drop("unknown session", msg)
-        if peer != ch.peer:
+        moved = peer != ch.peer
+        if moved and ch.sa is None:
             return self._drop("unexpected source", msg)
         if msg.is_request:
             kind = ch.classify_request(msg)
+            if kind == "retransmission" and moved:
+                return self._drop("unexpected source", msg)
             if kind == "retransmission":
                 self.counters["request retransmission answered"] += 1
                 return [self._transmit(ch.last_answer)]
@@ -229,13 +258,22 @@ class PacCore:
                 return self._drop("bad sequence number", msg)
             if self.state == PacState.CLOSED:
                 return self._drop("session closed", msg)
-            return self._on_request(msg, now)
+            return self._on_request(msg, now, peer if moved else None)
         if not ch.matches_outstanding(msg):
             return self._drop("unexpected answer", msg)
         problem = auth_problem(msg, ch.sa)
         if problem:
             return self._drop(problem, msg)
-        return self._on_answer(msg, now)
+        actions = self._follow(peer, "verified message") if moved else []
+        return actions + self._on_answer(msg, now)
+
+    def _follow(self, peer: Peer, why: str) -> list[Action]:
+        """Talk to `peer` from now on: an AUTH-verified message came from there, or the
+        runtime named a new PANA agent (ping(paa=...))."""
+        old = self.channel.peer
+        self.channel.peer = self.paa = peer
+        return [self._event("pana.paa_address_changed", old=old.address, new=peer.address,
+                            port=peer.port, why=why)]
 
     # ---- handshake (RFC 5191 4.1)
     def _on_start_request(self, msg: Message, peer: Peer, now: float) -> list[Action]:
@@ -281,26 +319,30 @@ class PacCore:
         return actions
 
     # ---- requests from the PAA
-    def _on_request(self, msg: Message, now: float) -> list[Action]:
+    def _on_request(self, msg: Message, now: float, moved: Peer | None = None
+                    ) -> list[Action]:
+        """A new request; `moved`: it came from another address than the PaC's peer (it
+        moves the peer there once its AUTH is verified)."""
         if msg.type == AUTH:
             if msg.has(FLAG_S):
                 return self._drop("unexpected message", msg)
             if msg.has(FLAG_C):
-                return self._on_complete(msg, now)
-            return self._on_auth_request(msg, now)
+                return self._on_complete(msg, now, moved)
+            return self._on_auth_request(msg, now, moved)
+        if msg.type == NOTIFICATION and not msg.has(FLAG_P):
+            return self._drop("unexpected message", msg)  # PNR[A] only goes PaC -> PAA
         problem = auth_problem(msg, self.channel.sa)
         if problem:
             return self._drop(problem, msg)
+        actions = self._follow(moved, "verified message") if moved else []
+        answer = self.channel.answer(msg, [], self.channel.sa)
         if msg.type == TERMINATION:
-            answer = self.channel.answer(msg, [], self.channel.sa)
-            return [self._transmit(answer)] + self._close(
+            return actions + [self._transmit(answer)] + self._close(
                 "terminated by PAA", now, cause=msg.termination_cause)
-        if msg.has(FLAG_P):
-            answer = self.channel.answer(msg, [], self.channel.sa)
-            return [self._transmit(answer), self._event("pana.ping_answered")]
-        return self._drop("unexpected message", msg)  # PNR[A] only goes PaC -> PAA
+        return actions + [self._transmit(answer), self._event("pana.ping_answered")]
 
-    def _on_auth_request(self, msg: Message, now: float) -> list[Action]:
+    def _on_auth_request(self, msg: Message, now: float, moved: Peer | None = None
+                         ) -> list[Action]:
         """A PAR carrying EAP during (re-)authentication; in OPEN it starts a re-auth."""
         ch = self.channel
         if self.state == PacState.TERMINATING:
@@ -337,10 +379,12 @@ class PacCore:
             avps.append(nonce_avp(phase.pac_nonce))
         if response is not None:
             avps.append(eap_payload_avp(response))
+        followed = self._follow(moved, "verified message") if moved else []
         actions.insert(0, self._transmit(ch.answer(msg, avps, ch.sa)))
-        return actions
+        return followed + actions
 
-    def _on_complete(self, msg: Message, now: float) -> list[Action]:
+    def _on_complete(self, msg: Message, now: float, moved: Peer | None = None
+                     ) -> list[Action]:
         """The final PAR (C flag): EAP result, Result-Code, Key-Id, AUTH, extensions."""
         ch, phase = self.channel, self._phase
         if self.state not in (PacState.AUTHENTICATING, PacState.REAUTHENTICATING) \
@@ -373,7 +417,9 @@ class PacCore:
             return self._drop("missing AUTH", msg)
         answer_sa = new_sa or current
         avps = [key_id_avp(new_sa.key_id)] if new_sa else []
-        actions: list[Action] = [self._transmit(ch.answer(msg, avps, answer_sa))]
+        # Verified by now (current key, or the new one): it may move the peer.
+        actions: list[Action] = self._follow(moved, "verified message") if moved else []
+        actions.append(self._transmit(ch.answer(msg, avps, answer_sa)))
         success = msg.result_code == PANA_SUCCESS and eap_ok
         if not success:
             reason = {PANA_AUTHENTICATION_REJECTED: "authentication rejected",
@@ -523,7 +569,8 @@ class PacCore:
                                         self._mip_sa.spi, reason))
             self._mip_sa = None
         if had_session:
-            actions.append(PanaSessionClosed(sid, self.paa.address, self.config.nai, reason))
+            actions.append(PanaSessionClosed(sid, self.paa.address, self.config.nai, reason,
+                                             cause))
         actions.append(self._event("pana.session_closed", reason=reason, cause=cause))
         return actions
 

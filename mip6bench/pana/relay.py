@@ -1,7 +1,7 @@
 """Sans-I/O PANA Relay Element (PRE, RFC 6345).
 
     pre = RelayCore(paa_address, paa_port=716)
-    actions = pre.receive(data, src, now, port)
+    actions = pre.receive(data, src, now, port, dst=None)   # dst: where it was sent to
 
 A PRE sits where the PaC can reach it (e.g. the access router) and the PAA cannot be
 reached by the PaC directly. It keeps no per-PaC state:
@@ -14,11 +14,25 @@ reached by the PaC directly. It keeps no per-PaC state:
 
 PRY messages carry no AUTH AVP; RFC 6345 leaves PRE-PAA protection to other means
 (IPsec). The PaC talks to the PRE as if it were the PAA, and AUTH is end to end.
-The PRE drops (and counts in `counters`) anything it cannot decode, PRYs that do not
-come from its PAA, PaC messages coming from the PAA's address, and nested relays.
+
+What the PRE answers: only PANA messages a PaC sent to the PRE itself, i.e. to one of
+its unicast addresses (the address the PaC was given as its PAA). A message to a
+multicast group is not for the PRE: here the discovery PCI to ff05::8000:716 reaches
+the PAA through the Router Alert forwarders, and relaying it as well would make the
+PAA answer one PCI with two sessions (and the PaC lock onto whichever PAR[S] came
+first). The runtime passes the destination address (IPV6_PKTINFO) as `dst`; with
+dst None (a runtime that cannot tell) everything is relayed as before. A PaC that
+moved to another network and still reaches the PRE's address by routing is relayed
+too (RFC 6345 does not tie the PRE to one link); the PRE then answers it from the
+address its route to the PaC selects, which the PaC accepts once the message's AUTH
+checks (see mip6bench.pana.pac).
+The PRE drops (and counts in `counters`) anything it cannot decode, PaC messages not
+addressed to one of its unicast addresses, PRYs that do not come from its PAA, PaC
+messages coming from the PAA's address, and nested relays.
 """
 from __future__ import annotations
 
+import ipaddress
 from collections import Counter
 
 from ..codec import DecodeError
@@ -34,12 +48,14 @@ class RelayCore:
         self.paa_port = paa_port
         self.counters: Counter[str] = Counter()
 
-    def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT
-                ) -> list[Action]:
+    def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT,
+                dst: str | None = None) -> list[Action]:
         try:
             msg = decode_message(data)
             if msg.type == RELAY:
                 return self._from_paa(msg, src)
+            if dst is not None and _is_multicast(dst):
+                return self._drop("not addressed to the PRE", msg, dst=dst)
             return self._from_pac(msg, src, port)
         except DecodeError as err:
             return self._drop("malformed", detail=err.reason)
@@ -66,11 +82,19 @@ class RelayCore:
                 Event("pana.relayed", {"role": "pre", "direction": "to_pac",
                                        "pac": info.address, "message": describe(inner)})]
 
-    def _drop(self, reason: str, msg: Message | None = None, detail: str = "") -> list[Action]:
+    def _drop(self, reason: str, msg: Message | None = None, detail: str = "",
+              **extra) -> list[Action]:
         self.counters[reason] += 1
-        fields = {"role": "pre", "reason": reason}
+        fields = {"role": "pre", "reason": reason, **extra}
         if msg is not None:
             fields["message"] = describe(msg)
         if detail:
             fields["detail"] = detail
         return [Event("pana.drop", fields)]
+
+
+def _is_multicast(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_multicast
+    except ValueError:
+        return False

@@ -7,7 +7,8 @@ whoever composes it (the MN agent, or agents/pac.py on its own).
                         emit=agent.emit, on_update=callback)
     await client.open()          # socket (or an in-memory transport) and driver
     client.start()               # send the PCI; also the "pana-start" control command
-    client.reauthenticate() / client.terminate() / client.ping()
+    client.reauthenticate() / client.terminate() / client.ping(paa=None)
+    client.restart_delay(update)   # after "closed": when to start again (RestartPolicy)
     await client.close()
     client.bootstrap             # the current Bootstrap (None before/after a session)
     client.commands()            # control commands to merge into an agent's commands()
@@ -22,7 +23,8 @@ whoever composes it (the MN agent, or agents/pac.py on its own).
                SA to remove once the new one is installed;
     "revoked"  the SA went away without replacement (re-authentication without an SA);
     "closed"   the PANA session ended (terminated, expired, failed, PAA unreachable):
-               update.reason; update.old_spi is the SA that went with it.
+               update.reason, update.cause (the PAA's Termination-Cause when it ended
+               the session with a PTR); update.old_spi is the SA that went with it.
 An MN installs update.bootstrap.sa in its SAStore (store.replace), removes old_spi, and
 registers with update.bootstrap.ha for update.bootstrap.hoa.
 
@@ -33,6 +35,18 @@ Composed into an agent (what agents/pac.py does; the MN agent likewise):
     self.client.start()                 # once the MN has a care-of address
     commands(): {**self.client.commands(), ...}   # resolve self.client per request
     await self.client.close()           # in stop()
+
+Restarting (RestartPolicy, used by the MN agent): a session the PaC ended itself stays
+ended; one that failed starts again at once, then with backoff (1 s doubling to 60 s)
+while it keeps failing; one the PAA terminated with Termination-Cause ADMINISTRATIVE
+(this PAA does so when a newer session of the same NAI superseded it, and on its
+`terminate` command; the PaC cannot tell the two apart) logs pana.superseded and starts
+again at once, then after 1 s, 2 s, ...: a session opening in between does not reset
+that count, only one that stays open 60 s (or pana-start) does, and after 3 such
+terminations in a row the client stops (pana.superseded gave_up=true) until
+pana-start. Two MNs configured with the same credentials therefore take the session
+from each other a bounded number of times (about 6 s), then the one that gave up stays
+out and says so.
 
 Events (the agent's log): PacCore's "pana.*" (pana.pci_sent, pana.handshake,
 pana.session_open, pana.reauth_done, pana.session_closed, pana.drop, ...) and
@@ -54,9 +68,13 @@ from mip6bench.net import rao
 from mip6bench.pana import effects as fx
 from mip6bench.pana import mip6
 from mip6bench.pana.channel import PCI_RETRANSMIT, REQ_RETRANSMIT, RetransmitPolicy
-from mip6bench.pana.message import PANA_PORT
+from mip6bench.pana.message import PANA_PORT, TERMINATION_ADMINISTRATIVE
 from mip6bench.pana.pac import PacConfig, PacCore, PacState
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+
+PANA_RESTART_MAX_S = 60.0      # backoff cap between PANA sessions that keep failing
+SUPERSEDED_MAX = 3             # administrative terminations in a row before giving up
+SUPERSEDED_STABLE_S = 60.0     # a session open this long ends such a run
 
 if TYPE_CHECKING:  # imported when an SA arrives: mip6bench.mipv6 loads every MIPv6 core
     from mip6bench.mipv6.sa import MobilitySA
@@ -111,6 +129,7 @@ class BootstrapUpdate:
     bootstrap: Bootstrap | None
     old_spi: int | None = None
     reason: str = ""
+    cause: int | None = None       # "closed": the peer's Termination-Cause, if any
 
 
 class BootstrapTracker:
@@ -129,7 +148,7 @@ class BootstrapTracker:
         new_sa = None
         rekeyed_from = None
         revoked: tuple[int, str] | None = None
-        closed: str | None = None
+        closed: fx.PanaSessionClosed | None = None
         for a in actions:
             if isinstance(a, fx.PanaSessionOpen):
                 self._sid = a.session_id
@@ -163,13 +182,14 @@ class BootstrapTracker:
                 self._sid = a.session_id
                 changed |= self._fallback(a.missing)
             elif isinstance(a, fx.PanaSessionClosed):
-                closed = a.reason
+                closed = a
         updates: list[BootstrapUpdate] = []
         if closed is not None:
             self.current = None
             self._fields.clear()
             self._sources.clear()
-            return [BootstrapUpdate("closed", None, revoked[0] if revoked else None, closed)]
+            return [BootstrapUpdate("closed", None, revoked[0] if revoked else None,
+                                    closed.reason, closed.cause)]
         if changed:
             was_ready = self.current is not None
             self.current = self._snapshot()
@@ -212,6 +232,53 @@ class BootstrapTracker:
         f = self._fields
         return Bootstrap(self._sid, self.nai, f.get("ha"), f.get("hoa"), f.get("home_prefix"),
                          f.get("sa"), f.get("token"), dict(self._sources))
+
+
+@dataclass(frozen=True)
+class RestartDecision:
+    delay: float | None            # seconds until PANA starts again; None: it does not
+    superseded: bool = False       # the PAA ended the session administratively
+    count: int = 0                 # such terminations in a row (this one included)
+
+
+class RestartPolicy:
+    """When a PaC starts PANA again after its session ended (pure logic; see the module
+    docstring). `opened(now)` when a session opens, `decide(reason, cause, now)` when one
+    ends, `reset()` on an explicit start."""
+
+    def __init__(self, irt: float = PCI_RETRANSMIT.irt, max_delay: float = PANA_RESTART_MAX_S,
+                 max_superseded: int = SUPERSEDED_MAX, stable_s: float = SUPERSEDED_STABLE_S):
+        self.irt, self.max_delay = irt, max_delay
+        self.max_superseded, self.stable_s = max_superseded, stable_s
+        self.failures = 0
+        self.superseded = 0
+        self.opened_at: float | None = None
+
+    def reset(self) -> None:
+        self.failures = self.superseded = 0
+
+    def opened(self, now: float) -> None:
+        self.failures = 0
+        self.opened_at = now
+
+    def _backoff(self, n: int) -> float:
+        """0 for the first restart of a run, then irt, 2 irt, ... capped."""
+        return 0.0 if n <= 1 else min(self.max_delay, self.irt * 2 ** (n - 2))
+
+    def decide(self, reason: str, cause: int | None, now: float) -> RestartDecision:
+        opened_at, self.opened_at = self.opened_at, None
+        if reason == "terminated":          # the PaC ended it (pana-terminate)
+            return RestartDecision(None)
+        if reason == "terminated by PAA" and cause == TERMINATION_ADMINISTRATIVE:
+            if opened_at is not None and now - opened_at >= self.stable_s:
+                self.superseded = 0
+            self.superseded += 1
+            n = self.superseded
+            if n > self.max_superseded:
+                return RestartDecision(None, True, n)
+            return RestartDecision(self._backoff(n), True, n)
+        self.failures += 1
+        return RestartDecision(self._backoff(self.failures))
 
 
 class Transport(Protocol):
@@ -320,6 +387,7 @@ class PanaClient:
             pci_retransmit=config.pci_retransmit, req_retransmit=config.req_retransmit),
             rng=rng)
         self.tracker = BootstrapTracker(config.nai, config.static)
+        self.restarts = RestartPolicy(irt=config.pci_retransmit.irt)
         self.updates: list[BootstrapUpdate] = []
         self.sent = self.received = 0
         self._session_messages = 0
@@ -359,18 +427,34 @@ class PanaClient:
     def terminate(self) -> bool:
         return self._run(self.core.terminate(self._now()))
 
-    def ping(self) -> bool:
-        return self._run(self.core.ping(self._now()))
+    def ping(self, paa: str | None = None, port: int | None = None) -> bool:
+        """PNR[P]; `paa`: the PANA agent (PRE or PAA) to talk to from now on."""
+        if paa is not None:
+            paa = str(ipaddress.IPv6Address(paa))
+        return self._run(self.core.ping(self._now(), paa, port))
+
+    def restart_delay(self, update: BootstrapUpdate) -> float | None:
+        """After a "closed" update: seconds until the session should start again, None
+        for never (see RestartPolicy); logs pana.superseded when the PAA ended it
+        administratively."""
+        decision = self.restarts.decide(update.reason, update.cause, self._now())
+        if decision.superseded:
+            self.emit("pana.superseded", session_id=self.core.session_id,
+                      count=decision.count, delay_s=decision.delay,
+                      gave_up=decision.delay is None)
+        return decision.delay
 
     def status(self) -> dict[str, Any]:
         return {"state": self.core.state.value, "session_id": self.core.session_id,
                 "paa": self.core.paa.address if self.core.paa else None,
                 "bootstrap": self.bootstrap.summary() if self.bootstrap else None,
                 "sent": self.sent, "received": self.received,
+                "superseded": self.restarts.superseded,
                 "drops": dict(self.core.counters)}
 
     def commands(self) -> dict[str, Callable]:
         async def start(_req):
+            self.restarts.reset()      # an explicit start ends any run of give-ups
             return {"started": self.start()}
 
         async def reauth(_req):
@@ -379,8 +463,8 @@ class PanaClient:
         async def terminate(_req):
             return {"terminating": self.terminate()}
 
-        async def ping(_req):
-            return {"sent": self.ping()}
+        async def ping(req):
+            return {"sent": self.ping(req.get("paa"), req.get("port"))}
 
         async def status(_req):
             return self.status()
@@ -409,11 +493,15 @@ class PanaClient:
         now = self._now()
         plain = [a for a in actions if isinstance(a, (Transmit, StartTimer, StopTimer, Event))]
         self._driver.execute(plain)
+        if any(isinstance(a, fx.PanaSessionOpen) and not a.reauthentication for a in actions):
+            self.restarts.opened(now)
         for update in self.tracker.apply([a for a in actions if isinstance(a, Effect)], now):
             self.updates.append(update)
             b = update.bootstrap
             fields = {"reason": update.reason or None, "old_spi": update.old_spi,
                       "messages": self._session_messages}
+            if update.cause is not None:
+                fields["cause"] = update.cause
             if b is not None:
                 fields.update(b.summary())
                 fields.pop("expires_at", None)

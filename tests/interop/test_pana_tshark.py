@@ -13,7 +13,7 @@ import pytest
 
 from mip6bench.testbed.bootstrap import BootstrapSettings
 from mip6bench.testbed.network import Testbed
-from tests.netns.bootstrap_util import topology
+from tests.netns.bootstrap_util import topology, wait_event
 
 pytestmark = [
     pytest.mark.netns,
@@ -37,15 +37,13 @@ def capture(tmp_path_factory):
                  capture=True)
     tb.bootstrap_settings = BootstrapSettings(aaa="embedded", sa="push")
     with tb:
+        t0 = time.monotonic_ns()
         pac = tb.start_agent("mn1", "pac", "pac", tb.bootstrap.pac_options("mn1", "multicast"))
-        deadline = time.monotonic() + 10
-        while not pac.request("bootstrap"):
-            assert time.monotonic() < deadline, "no bootstrap"
-            time.sleep(0.02)  # control-socket poll interval
+        wait_event(pac, "bootstrap.ready", t0, within=10)     # blocks in the agent
+        t1 = time.monotonic_ns()
         pac.request("pana-terminate")
-        while pac.request("pana-status")["state"] != "closed":
-            assert time.monotonic() < deadline, "no termination"
-            time.sleep(0.02)
+        wait_event(pac, "pana.session_closed", t1, within=10)
+        assert pac.request("pana-status")["state"] == "closed"
     pcap = tb.run_dir / "capture.pcap"
     assert pcap.exists()
     return pcap

@@ -1,9 +1,7 @@
-"""Helpers of the bootstrap namespace tests (no tests collected here)."""
+"""Helpers of the bootstrap namespace tests (no tests collected here). Every wait is the
+agent's own `wait-event` control command, which blocks in the agent until the event is
+logged: no polling."""
 from __future__ import annotations
-
-import time
-
-import pytest
 
 from mip6bench.runtime.eventlog import read_events
 
@@ -11,17 +9,6 @@ from mip6bench.runtime.eventlog import read_events
 def topology(mipv6: str = "off", **params) -> dict:
     """Topology parameters; without MIPv6 agents unless `mipv6` says otherwise."""
     return {"mipv6": mipv6, **params}
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)  # poll interval of a control socket, not a wait for an outcome
 
 
 def wait_event(agent, event: str, after_ns: int, within: float = 5.0, **match) -> dict:

@@ -5,7 +5,10 @@ three routers, or unicast), and registers with the HA, Home Address and SA it le
 the HA agent takes the SAs the PAA pushes. Re-authentication (automatic, with a short SA
 lifetime) re-keys the SA at MN and HA without breaking the binding; termination by the
 MN revokes it, and the MN stays out; a session the PAA ends starts again with a new SA;
-after a handover the PAA learns the new care-of address; an MN that vanishes leaves an
+after a handover the PAA learns the new care-of address; a session set up through a
+relay element (RFC 6345) survives a handover and can move to the PAA directly, while
+the relay ignores multicast discovery; a newer session of the same NAI supersedes the
+MN agent's with a PTR, and the MN takes it back; an MN that vanishes leaves an
 SA that expires at the HA; an MN whose PAA ignores the extension falls back to its
 static configuration; wrong credentials get nothing; garbage sent to the PAA and the AAA
 server is dropped and counted while both keep working.
@@ -28,7 +31,7 @@ from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.operational import HA_ADDRESS, HOME_PREFIX, static_sa
 from mip6bench.testbed.registry import process_start
 
-from .bootstrap_util import agent_events, topology, wait_event, wait_for
+from .bootstrap_util import agent_events, topology, wait_event
 
 SA_LIFETIME = 4      # what mn1 proposes for the re-keying and expiry tests
 ALL_PANA = {"ha": "pana", "home_prefix": "pana", "hoa": "pana", "sa": "pana", "token": "pana"}
@@ -77,7 +80,8 @@ def restart_mn(tb, mn, **changes):
 def start_pac(tb, mn, discovery, name="pac", user=2, **extra):
     """The PANA client alone, next to the MN agent (which holds port 716), as mn2's user
     by default: mn2's own session has ended by then, and a session that succeeds for a
-    NAI supersedes the PAA's older one (the MN agent of that NAI would lose its SA)."""
+    NAI supersedes the PAA's older one (the MN agent of that NAI would lose its SA and
+    get a PTR)."""
     credential = tb.bootstrap.user(user)
     options = {**tb.bootstrap.pac_options(mn, discovery), "nai": credential.nai,
                "psk": credential.psk.hex(), "port": 0, **extra}
@@ -182,12 +186,12 @@ def test_wrong_credentials_get_nothing(tb, case):
     extra = {"psk": "00" * 16} if case == "wrong psk" else {"nai": "eve@mip6bench.example"}
     before = set(ha_sas(tb))
     name = "bad" + case.split()[0]
+    t0 = time.monotonic_ns()
     pac = start_pac(tb, "mn3", "unicast", name, **extra)
-    status = wait_for(lambda: (s := pac.request("pana-status"))["state"] == "closed" and s,
-                      10, "the rejection")
-    assert status["bootstrap"] is None
-    closed = [e for e in events(tb, "mn3", name, "pana.session_closed")]
-    assert closed[-1]["reason"] == "authentication rejected"
+    closed = wait_event(pac, "pana.session_closed", t0, within=10)
+    assert closed["reason"] == "authentication rejected"
+    status = pac.request("pana-status")
+    assert status["state"] == "closed" and status["bootstrap"] is None
     assert set(ha_sas(tb)) == before
     rejects = events(tb, "aaa", "aaa", "radius.access_reject")
     assert rejects, "the AAA server said Access-Reject"
@@ -208,37 +212,18 @@ def test_garbage_is_dropped_and_counted_and_service_goes_on(tb):
     junk = [b"", b"\x00" * 3, b"\xff" * 16, bytes(range(40)), b"\x00\x00\x00\x10" + bytes(12)]
     blast(tb.node("mn3").pid, tb.bootstrap.paa_address, 716, junk)
     blast(tb.node("paa").pid, tb.bootstrap.aaa_address, 1812, junk)
-    wait_for(lambda: paa.request("status")["pana"].get("malformed", 0) >= before_paa + 4, 5,
-             "the PAA's drop counters")
-    wait_for(lambda: sum(aaa.request("status")["radius"].values()) >= sum(before_aaa.values())
-             + len(junk), 5, "the AAA server's drop counters")
-    assert paa.alive() and aaa.alive()
-    # ... and it still serves: a fresh PaC bootstraps.
+    # ... and it still serves: a fresh PaC bootstraps. Its PCI leaves mn3 after the junk
+    # and its RADIUS requests leave the paa node after the junk, on the same (FIFO)
+    # links: once it is bootstrapped, PAA and AAA have handled every junk datagram, so
+    # their counters are read once, without polling.
+    t0 = time.monotonic_ns()
     pac = start_pac(tb, "mn3", "multicast", "fresh")
-    assert wait_for(lambda: pac.request("bootstrap"), 10, "the bootstrap")["hoa"] == tb.plan.hoa(2)
+    wait_event(pac, "bootstrap.ready", t0, within=10)
+    assert pac.request("bootstrap")["hoa"] == tb.plan.hoa(2)
     pac.stop()
-
-
-def test_relayed_pana_through_a_relay_element_on_the_access_router(tb):
-    """RFC 6345: the PaC talks to a PRE on ar1, which relays to the PAA in PRY messages."""
-    ar1 = tb.plan.nodes["ar1"]
-    pre_address = ar1.address(ar1.extra["lan_intf"])
-    pre = tb.start_agent("ar1", "pre", "pre", {"paa": tb.bootstrap.paa_address})
-    try:
-        pac = start_pac(tb, "mn3", "unicast", "relayed", paa=pre_address)
-        b = wait_for(lambda: pac.request("bootstrap"), 10, "the bootstrap")
-        assert b["hoa"] == tb.plan.hoa(2)
-        assert pac.request("pana-status")["paa"] == pre_address
-        ar1_addresses = {a.split("/")[0] for _, a in ar1.addresses}
-        created = [e for e in events(tb, "paa", "paa", "pana.session_created")
-                   if e.get("relay") in ar1_addresses]
-        assert created, "the PAA saw the session through the relay"
-        relay = pre.request("counters")
-        assert relay["relayed to PAA"] >= 4 and relay["relayed to PaC"] >= 4
-        wait_for(lambda: b["spi"] in ha_sas(tb), 5, "the SA at the HA")
-        pac.stop()
-    finally:
-        pre.stop()     # it would also relay the MN agents' multicast PCIs from now on
+    assert paa.request("status")["pana"].get("malformed", 0) >= before_paa + 4
+    assert sum(aaa.request("status")["radius"].values()) >= sum(before_aaa.values()) + len(junk)
+    assert paa.alive() and aaa.alive()
 
 
 def test_a_session_the_paa_ends_starts_again_with_a_new_sa(tb):
@@ -254,7 +239,8 @@ def test_a_session_the_paa_ends_starts_again_with_a_new_sa(tb):
     assert ready["session_id"] != before["session_id"] and ready["hoa"] == st["hoa"]
     assert mn_spis(mn) == [ready["spi"]] and mn.request("status")["nsis_token"]
     wait_event(ha, "sadist.sa_installed", t0, spi=ready["spi"])
-    wait_for(lambda: before["bootstrap"]["spi"] not in ha_sas(tb), 5, "the old SA gone at the HA")
+    wait_event(ha, "sadist.sa_removed", t0, spi=before["bootstrap"]["spi"])
+    assert before["bootstrap"]["spi"] not in ha_sas(tb)
     assert binding(tb, st["hoa"])["coa"] == st["coa"]          # the binding stayed
 
 
@@ -269,6 +255,109 @@ def test_after_a_handover_the_paa_learns_the_new_care_of_address(tb):
     sid = mn.request("pana-status")["session_id"]
     [session] = [s for s in tb.agents[("paa", "paa")].request("sessions") if s["session_id"] == sid]
     assert session["pac"] == st["coa"]
+
+
+def paa_session(tb, session_id):
+    return next(s for s in tb.agents[("paa", "paa")].request("sessions")
+                if s["session_id"] == session_id)
+
+
+def test_relayed_session_survives_a_handover_and_the_relay_ignores_multicast(tb):
+    """RFC 6345: the PaC talks to a PRE on ar2 (mn3 is on f2 now), which relays to the
+    PAA in PRY messages. A multicast PCI on that link is not the PRE's to relay (the
+    Router Alert forwarders carry it to the PAA). mn3 moves to f1, which has no PRE: its
+    ping still reaches the PRE's address by routing, the PAA follows the AUTH-verified
+    ping, and the PRE answers from another of its addresses, which the PaC follows
+    because the answer's AUTH checks. Then the PaC talks to the PAA directly."""
+    ar2 = tb.plan.nodes["ar2"]
+    pre_address = ar2.address(ar2.extra["lan_intf"])
+    ar2_addresses = {a.split("/")[0] for _, a in ar2.addresses}
+    paa = tb.agents[("paa", "paa")]
+    t0 = time.monotonic_ns()
+    pre = tb.start_agent("ar2", "pre", "pre", {"paa": tb.bootstrap.paa_address})
+    try:
+        pac = start_pac(tb, "mn3", "unicast", "relayed", paa=pre_address)
+        wait_event(pac, "bootstrap.ready", t0, within=10)
+        b = pac.request("bootstrap")
+        assert b["hoa"] == tb.plan.hoa(2)
+        status = pac.request("pana-status")
+        assert status["paa"] == pre_address
+        session = paa_session(tb, status["session_id"])
+        assert session["relay"] in ar2_addresses
+        relay = pre.request("counters")
+        assert relay["relayed to PAA"] >= 4 and relay["relayed to PaC"] >= 4
+        wait_event(tb.mobility_agent("ha"), "sadist.sa_installed", t0, spi=b["spi"])
+
+        # A multicast PCI on the PRE's link (mn1's free credentials): dropped by the PRE,
+        # answered by the PAA directly.
+        t1 = time.monotonic_ns()
+        multi = start_pac(tb, "mn3", "multicast", "multi", user=1)
+        wait_event(multi, "bootstrap.ready", t1, within=10)
+        drop = wait_event(pre, "pana.drop", t1, reason="not addressed to the PRE")
+        assert drop["dst"] == "ff05::8000:716" and drop["message"] == "PCI"
+        multi_sid = multi.request("pana-status")["session_id"]
+        assert paa_session(tb, multi_sid)["relay"] is None
+        assert not [e for e in events(tb, "paa", "paa", "pana.session_created")
+                    if e["t_ns"] >= t1 and e.get("relay") in ar2_addresses]
+        multi.request("pana-terminate")
+        wait_event(multi, "pana.session_closed", t1)
+        multi.stop()
+
+        # Handover to f1, which has no PRE.
+        mn = tb.mobility_agent("mn3")
+        move = tb.move("mn3", "f1")
+        mn.request("wait", timeout=12, until="registered", coa=move["address"], within=10)
+        t2 = time.monotonic_ns()
+        assert pac.request("pana-ping")["sent"]
+        wait_event(pac, "pana.ping_ok", t2, within=10)
+        changed = wait_event(pac, "pana.paa_address_changed", t2)
+        assert changed["old"] == pre_address and changed["new"] in ar2_addresses
+        session = paa_session(tb, status["session_id"])
+        assert session["pac"] == move["address"] and session["relay"] in ar2_addresses
+        assert not [e for e in events(tb, "mn3", "relayed", "pana.drop") if e["t_ns"] >= t2]
+        # The PaC is told to use the PAA itself (the new network has no PRE).
+        t3 = time.monotonic_ns()
+        assert pac.request("pana-ping", paa=tb.bootstrap.paa_address)["sent"]
+        wait_event(pac, "pana.ping_ok", t3)
+        session = paa_session(tb, status["session_id"])
+        assert session["relay"] is None and session["pac"] == move["address"]
+        assert pac.request("pana-status")["paa"] == tb.bootstrap.paa_address
+        pac.stop()
+    finally:
+        pre.stop()
+
+
+def test_a_newer_session_of_the_same_nai_supersedes_the_mn_with_a_ptr(tb):
+    """Another PaC with mn3's own credentials authenticates: the PAA revokes the MN
+    agent's SA at the HA and ends its session with a PTR (Termination-Cause
+    ADMINISTRATIVE). The MN logs pana.superseded, starts again, takes the session back
+    (the other PaC gets the PTR now) and keeps its Home Address and binding."""
+    mn, ha = tb.mobility_agent("mn3"), tb.mobility_agent("ha")
+    st = registered(mn)
+    before = mn.request("pana-status")
+    old_spi = before["bootstrap"]["spi"]
+    t0 = time.monotonic_ns()
+    twin = start_pac(tb, "mn3", "unicast", "twin", user=3)
+    wait_event(twin, "bootstrap.ready", t0, within=10)
+    closed = wait_event(mn, "bootstrap.closed", t0)
+    assert closed["reason"] == "terminated by PAA" and closed["cause"] == 4
+    assert closed["old_spi"] == old_spi
+    superseded = wait_event(mn, "pana.superseded", t0)
+    assert superseded["count"] >= 1 and superseded["gave_up"] is False
+    assert superseded["delay_s"] <= 1.0
+    removed = wait_event(ha, "sadist.sa_removed", t0, spi=old_spi)
+    assert removed["reason"] == "revoked: superseded"
+    paa_said = [e for e in events(tb, "paa", "paa", "pana.superseded") if e["t_ns"] >= t0]
+    assert paa_said[0]["session_id"] == before["session_id"]
+    # The MN takes it back: the twin is superseded in turn and stays closed.
+    ready = wait_event(mn, "bootstrap.ready", t0, within=10)
+    assert ready["hoa"] == st["hoa"] and ready["session_id"] != before["session_id"]
+    twin_closed = wait_event(twin, "pana.session_closed", t0)
+    assert twin_closed["reason"] == "terminated by PAA" and twin_closed["cause"] == 4
+    wait_event(ha, "sadist.sa_installed", t0, spi=ready["spi"])
+    assert mn_spis(mn) == [ready["spi"]]
+    assert binding(tb, st["hoa"])["coa"] == st["coa"]
+    twin.stop()
 
 
 def test_mn_falls_back_to_its_static_configuration_when_the_paa_ignores_the_extension(tb):

@@ -2,7 +2,8 @@
 
 Every namespace is named le-<random>-a/-b and removed in the fixture's teardown, even on
 failure; every relay is our own child and is stopped by pid. Waits are on events (the
-ready line, kernel state polled against a deadline), never fixed sleeps.
+ready line, rtnetlink link events, the relay's own `wait` command that answers when its
+counters say so), never fixed sleeps or polls.
 """
 import ctypes
 import gzip
@@ -49,19 +50,6 @@ def wait_link(ns: str, dev: str, want: bool | None, timeout: float, what: str) -
         ok = want is None
     if not ok:
         pytest.fail(f"timed out after {timeout} s waiting for {what}")
-
-
-def wait_for(pred, timeout: float, what: str, interval: float = 0.002):
-    """Poll pred() until it returns a truthy value, or fail after timeout seconds.
-    Only for the relay's own counters, which have no event to wait on."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = pred()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)  # poll interval, not a wait for an outcome
 
 
 def link(ns: str, dev: str) -> dict | None:
@@ -220,10 +208,10 @@ def test_configured_loss_is_measured_within_binomial_tolerance(pair):
             for i in range(block):
                 tx.sendto(b"%d" % (k * block + i), (ADDR_B, PORT))
             # Pace on the relay's own counter so no frame is dropped in a TAP queue
-            # before it reaches the emulated link.
-            want = base + (k + 1) * block
-            wait_for(lambda: relay.stats()["ab"]["rx"] >= want, 5, "relay to read the block")
-        wait_for(lambda: relay.stats()["ab"]["queued"] == 0, 5, "relay queue to drain")
+            # before it reaches the emulated link: the relay answers once it has read
+            # the block.
+            relay.wait(f"ab-rx>={base + (k + 1) * block}", within=5)
+        relay.wait("idle", within=5)                       # the queue has drained
         got = drain(rx)
         st = relay.stats()["ab"]
     finally:
@@ -433,7 +421,7 @@ def test_start_timeout_is_a_clear_error(pair, monkeypatch):
     # A "relay" that never becomes ready: the API kills it and says so.
     import mip6bench.net.linkemu as le
     monkeypatch.setattr(le, "relay_argv", lambda *a, **k: [sys.executable, "-c",
-                                                          "import time; time.sleep(60)"])
+                                                          "import signal; signal.pause()"])
     t0 = time.monotonic()
     with pytest.raises(LinkEmuError, match="did not answer in time"):
         LinkRelay.start("x", pair.a, "y", pair.b, timeout=0.5)

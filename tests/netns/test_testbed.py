@@ -114,6 +114,10 @@ def test_handover_moves_the_mn_and_back(testbed):
     assert result["address"].startswith("2001:db8:12:")
     assert (result["attach_ns"] - result["detach_ns"]) / 1e6 >= 20
     assert testbed.attached_network("mn1") == "f2"
+    # The MN agent's home registration from the new address has gone through the new
+    # access network to the HA and back: the path is in place (an event, not a guess at
+    # how long neighbour discovery and routing take after the attach).
+    testbed.wait_registered("mn1", coa=result["address"])
     [f] = probe_flows([flow(testbed, "mn1", "ha", a_addr=result["address"])], count=3,
                       interval=0.01, linger=0.5)
     assert f.answered == 3

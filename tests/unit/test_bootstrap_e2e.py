@@ -190,6 +190,7 @@ class MemoryPaa:
         self.loop = asyncio.get_running_loop()
         self.client = None
         self.ha_effects = []
+        self.woken = asyncio.Event()       # set whenever ha_effects grows or the PAA got one
         self.paa_driver = CoreDriver(send=self._from_paa, on_timer=self.service.handle_timer,
                                      apply=lambda e: None, emit=lambda *a, **k: None)
         self.ha_driver = CoreDriver(send=self._from_ha, on_timer=self._ha_timer,
@@ -199,6 +200,7 @@ class MemoryPaa:
         out = self.ha.handle_timer(key, now)
         self.ha_effects += [a for a in out if not isinstance(a, (Transmit, StartTimer,
                                                                   StopTimer, Event))]
+        self.woken.set()
         return out
 
     def _from_paa(self, tx: Transmit):
@@ -214,11 +216,13 @@ class MemoryPaa:
         out = self.ha.receive(data, PAA, 7716, self.ha_driver.now())
         self.ha_effects += [a for a in out if not isinstance(a, (Transmit, StartTimer,
                                                                   StopTimer, Event))]
+        self.woken.set()
         self.ha_driver.execute(out)
 
     def _to_paa(self, data, src, port, via):
         self.paa_driver.execute(self.service.receive(data, src, port, self.paa_driver.now(),
                                                      via=via))
+        self.woken.set()
 
     def transport(self):
         paa = self
@@ -235,26 +239,39 @@ class MemoryPaa:
         return Transport()
 
 
-async def _wait_for(predicate, timeout=5.0):
-    end = asyncio.get_running_loop().time() + timeout
+async def _wait_for(woken: asyncio.Event, predicate, timeout=5.0):
+    """Re-check `predicate` each time the code under test sets `woken` (an update handed
+    out by the client, an effect at the HA end), until it holds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
     while not predicate():
-        if asyncio.get_running_loop().time() > end:
+        woken.clear()
+        left = end - loop.time()
+        if left <= 0:
             raise AssertionError("timed out")
-        await asyncio.sleep(0.001)
+        try:
+            await asyncio.wait_for(woken.wait(), left)
+        except asyncio.TimeoutError:
+            pass
 
 
 def test_pana_client_hands_out_ready_rekeyed_and_closed():
     async def scenario():
         paa = MemoryPaa()
         events, updates = [], []
+
+        def on_update(update):
+            updates.append(update)
+            paa.woken.set()
+
         client = PanaClient(PanaClientConfig(nai=NAI, psk=PSK, paa=PAA, port=0),
                             emit=lambda name, **f: events.append((name, f)),
-                            on_update=updates.append, transport=paa.transport(),
+                            on_update=on_update, transport=paa.transport(),
                             rng=random.Random(9))
         paa.client = client
         await client.open()
         assert client.start() and not client.start()        # a second start is refused
-        await _wait_for(lambda: updates)
+        await _wait_for(paa.woken, lambda: updates)
         ready = updates[0]
         assert ready.kind == "ready" and ready.bootstrap.complete
         b = ready.bootstrap
@@ -264,17 +281,59 @@ def test_pana_client_hands_out_ready_rekeyed_and_closed():
         assert 590 < b.sa.expires_at - loop_now <= 600
         ready_event = dict(next(f for n, f in events if n == "bootstrap.ready"))
         assert ready_event["messages"] == 9 and "key" not in str(ready_event)
-        await _wait_for(lambda: any(isinstance(e, SaInstall) for e in paa.ha_effects))
+        await _wait_for(paa.woken, lambda: any(isinstance(e, SaInstall) for e in paa.ha_effects))
         assert client.reauthenticate()
-        await _wait_for(lambda: len(updates) == 2)
+        await _wait_for(paa.woken, lambda: len(updates) == 2)
         assert updates[1].kind == "rekeyed" and updates[1].old_spi == b.sa.spi
         assert updates[1].bootstrap.sa.spi != b.sa.spi
         assert client.terminate()
-        await _wait_for(lambda: len(updates) == 3)
+        await _wait_for(paa.woken, lambda: len(updates) == 3)
         assert updates[2].kind == "closed" and updates[2].reason == "terminated"
         assert updates[2].old_spi == updates[1].bootstrap.sa.spi
         assert client.bootstrap is None and client.status()["state"] == "closed"
-        await _wait_for(lambda: sum(isinstance(e, SaRemove) for e in paa.ha_effects) == 2)
+        await _wait_for(paa.woken, lambda: sum(isinstance(e, SaRemove) for e in paa.ha_effects) == 2)
+        await client.close()
+        paa.paa_driver.close()
+        paa.ha_driver.close()
+
+    asyncio.run(scenario())
+
+
+def test_pana_client_reports_an_administrative_termination_and_says_when_to_restart():
+    async def scenario():
+        paa = MemoryPaa()
+        events, updates = [], []
+
+        def on_update(update):
+            updates.append(update)
+            paa.woken.set()
+
+        client = PanaClient(PanaClientConfig(nai=NAI, psk=PSK, paa=PAA, port=0),
+                            emit=lambda name, **f: events.append((name, f)),
+                            on_update=on_update, transport=paa.transport(),
+                            rng=random.Random(3))
+        paa.client = client
+        await client.open()
+        client.start()
+        await _wait_for(paa.woken, lambda: updates)
+        sid = client.core.session_id
+        sessions = paa.service.paa.sessions             # the PAN[C] has reached the PAA
+        await _wait_for(paa.woken, lambda: sessions[sid].state.value == "open")
+        paa.paa_driver.execute(paa.service.terminate(sid, paa.paa_driver.now()))
+        await _wait_for(paa.woken, lambda: len(updates) == 2)
+        closed = updates[1]
+        assert (closed.kind, closed.reason, closed.cause) == ("closed", "terminated by PAA", 4)
+        assert dict(next(f for n, f in events if n == "bootstrap.closed"))["cause"] == 4
+        assert client.restart_delay(closed) == 0
+        said = dict(next(f for n, f in events if n == "pana.superseded"))
+        assert said == {"session_id": sid, "count": 1, "delay_s": 0, "gave_up": False}
+        assert client.status()["superseded"] == 1
+        assert await client.commands()["pana-start"]({}) == {"started": True}
+        assert client.status()["superseded"] == 0      # an explicit start begins anew
+        await _wait_for(paa.woken, lambda: len(updates) == 3)
+        assert updates[2].kind == "ready"
+        with pytest.raises(ValueError):
+            client.ping(paa="not an address")
         await client.close()
         paa.paa_driver.close()
         paa.ha_driver.close()
@@ -293,14 +352,15 @@ def test_pana_client_control_commands_and_bad_config():
     async def scenario():
         paa = MemoryPaa()
         client = PanaClient(PanaClientConfig(nai=NAI, psk=PSK, paa=PAA, port=0),
-                            emit=lambda *a, **k: None, transport=paa.transport())
+                            emit=lambda *a, **k: None, transport=paa.transport(),
+                            on_update=lambda update: paa.woken.set())
         paa.client = client
         await client.open()
         commands = client.commands()
         assert set(commands) == {"pana-start", "pana-reauth", "pana-terminate", "pana-ping",
                                  "pana-status"}
         assert await commands["pana-start"]({}) == {"started": True}
-        await _wait_for(lambda: client.bootstrap is not None)
+        await _wait_for(paa.woken, lambda: client.bootstrap is not None)
         status = await commands["pana-status"]({})
         assert status["state"] == "open" and status["bootstrap"]["hoa"] == USERS[0].hoa
         await client.close()

@@ -138,6 +138,41 @@ def test_stats_and_unknown_commands():
     assert r.command("launch")["ok"] is False
 
 
+def test_wait_command_answers_when_true_and_keeps_order():
+    out_r, out_w = os.pipe()
+    try:
+        r = Relay(-1, -1, Shaper(LinkParams(), 1, "ab"), Shaper(LinkParams(), 1, "ba"),
+                  ctl_fd=None, out_fd=out_w)
+        # Already true: answered at once, with both directions' counters.
+        now = r.command("wait idle")
+        assert now["ok"] and now["wait"] == "idle" and now["ab"]["queued"] == 0
+        # Not yet true: pending; later commands wait behind it, in order.
+        r._handle_line("wait ab-rx>=2 within=5")
+        r._handle_line("stats")
+        assert r._waiting is not None and r._backlog == ["stats"]
+        r.ab.offer(0, b"x")
+        r.poll_wait(time.monotonic_ns())
+        assert r._waiting is not None                  # rx is 1
+        r.ab.offer(0, b"y")
+        r.poll_wait(time.monotonic_ns())
+        first, second = os.read(out_r, 65536).decode().splitlines()
+        assert json.loads(first)["ok"] and json.loads(first)["ab"]["rx"] == 2
+        assert json.loads(second)["ab"]["rx"] == 2 and "params" in json.loads(second)["ab"]
+        # A condition that does not come true fails at its deadline.
+        r._handle_line("wait ba-tx==5 within=0.5")
+        r.poll_wait(r.wait_deadline())
+        failed = json.loads(os.read(out_r, 65536))
+        assert failed["ok"] is False and "not true in time" in failed["error"]
+        assert r._waiting is None
+        for bad in ("wait", "wait ab-colour>=1", "wait xy-rx>=1", "wait ab-rx>1",
+                    "wait ab-rx>=x", "wait idle within=-1", "wait idle ab-rx>=1"):
+            reply = r.command(bad)
+            assert reply["ok"] is False and reply["error"], bad
+    finally:
+        os.close(out_r)
+        os.close(out_w)
+
+
 # -- the relay loop, with datagram socketpairs standing in for the TAPs --------------
 
 
@@ -220,6 +255,21 @@ def test_loop_keeps_order_and_applies_set_at_run_time():
         assert h.a_far.recv(100) == b"still flows"
         s = h.request("stats")
         assert s["ab"]["dropped_loss"] == 1 and s["ab"]["tx"] == 300
+    finally:
+        h.close()
+
+
+def test_loop_answers_wait_when_frames_have_passed():
+    h = LoopHarness(delay_ms=5)
+    try:
+        h.b_far.settimeout(2)
+        for i in range(50):
+            h.a_far.send(i.to_bytes(2, "big"))
+        done = h.request("wait ab-tx>=50 within=5")   # blocks in the relay, not here
+        assert done["ok"] and done["ab"]["tx"] == 50
+        assert h.request("wait idle within=1")["ab"]["queued"] == 0
+        assert h.request("wait ba-rx>=1 within=0.05")["ok"] is False
+        assert h.request("stats")["ok"]                 # still serving
     finally:
         h.close()
 

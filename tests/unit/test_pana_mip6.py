@@ -333,6 +333,87 @@ def test_new_session_of_same_user_supersedes_old_one():
     assert second.hoa == first.hoa and second.spi != first.spi
 
 
+def test_superseded_session_is_ended_with_an_authenticated_ptr():
+    """RFC 5191 4.4: the PAA ends the older session of the NAI with a PTR (Termination-
+    Cause ADMINISTRATIVE, 4) signed with that session's key; its SA is revoked before the
+    new one is announced; the old PaC answers PTA and closes, the PAA then removes it."""
+    from mip6bench.pana import crypto as c
+    sim, pac, paa = ext_pair()
+    start(sim, pac)
+    first = pac.effects(fx.MipSaEstablished)[0]
+    old_sid, old_key = pac.core.session_id, pac.core.sa
+    other = second_pac(sim, "2001:db8:f::99", NAI, 77)
+    sim.call(other.address, "start", 5.0)
+    sim.run(until=6.0)
+    ptrs = [(s, d, m.decode_message(data)) for _, s, d, data in sim.wire
+            if describe(m.decode_message(data)) == "PTR"]
+    assert [(s, d) for s, d, _ in ptrs] == [(PAA, PAC)]
+    ptr = ptrs[0][2]
+    assert ptr.session_id == old_sid and ptr.termination_cause == m.TERMINATION_ADMINISTRATIVE == 4
+    assert c.verify(ptr, old_key.auth_key, old_key.integrity_alg)
+    assert sim.names(src=PAC)[-1] == "PTA"
+    # The old PaC: closed by the PAA, with the cause, its SA gone.
+    assert pac.core.state == PacState.CLOSED
+    (closed,) = pac.effects(fx.PanaSessionClosed)
+    assert (closed.reason, closed.cause) == ("terminated by PAA", 4)
+    assert pac.effects(fx.MipSaRevoked)[-1].spi == first.spi
+    # The PAA: old SA revoked before the new one is announced, once; session removed on
+    # the PTA as "superseded".
+    sa_effects = [e for e in paa.effects() if isinstance(e, (fx.MipSaRevoked,
+                                                             fx.MipSaEstablished))]
+    revoked = [e for e in sa_effects if isinstance(e, fx.MipSaRevoked)]
+    assert [(e.spi, e.reason) for e in revoked] == [(first.spi, "superseded")]
+    assert sa_effects.index(revoked[0]) < len(sa_effects) - 1    # a new SA follows it
+    assert isinstance(sa_effects[-1], fx.MipSaEstablished) and sa_effects[-1].spi != first.spi
+    (said,) = paa.events("pana.superseded")
+    assert said.fields["session_id"] == old_sid and said.fields["nai"] == NAI
+    assert said.fields["by"] == other.core.session_id
+    closed = paa.effects(fx.PanaSessionClosed)
+    assert [(e.session_id, e.reason) for e in closed] == [(old_sid, "superseded")]
+    assert list(paa.core.sessions) == [other.core.session_id]
+    assert other.core.state == PacState.OPEN
+
+
+def test_ptr_to_a_superseded_session_is_retransmitted_then_given_up():
+    """The old PaC is gone (rebooted): the PTR goes out at REQ_IRT with RFC 3315 backoff,
+    REQ_MRC times, and then the PAA removes the session all the same."""
+    from .test_pana_harness import ZeroJitter
+    sim, pac, paa = ext_pair(rng_class=ZeroJitter)
+    start(sim, pac)
+    old_sid = pac.core.session_id
+    sim.filter = lambda src, dst, data: None if PAC in (src, dst) else data   # PaC gone
+    other = second_pac(sim, "2001:db8:f::99", NAI, 77)
+    sim.call(other.address, "start", 5.0)
+    sim.run(until=600.0)
+    sent = sim.sent_times(PAA, "PTR")
+    gaps = [round(b - a, 6) for a, b in zip(sent, sent[1:])]
+    assert gaps == [1, 2, 4, 8, 16, 30, 30, 30, 30, 30]        # REQ_IRT, MRT 30, MRC 10
+    assert paa.events("pana.gave_up")[0].fields["message"] == "PTR"
+    (closed,) = paa.effects(fx.PanaSessionClosed)
+    assert (closed.session_id, closed.reason) == (old_sid, "superseded")
+    assert len(paa.effects(fx.MipSaRevoked)) == 1               # revoked once, at once
+    assert other.core.state == PacState.OPEN and list(paa.core.sessions) == [
+        other.core.session_id]
+
+
+def test_superseding_a_session_in_reauthentication_cancels_its_aaa_exchange():
+    sim, pac, paa = ext_pair()
+    start(sim, pac)
+    old_sid = pac.core.session_id
+    sim.aaa_hold = True                               # the old re-auth waits on the AAA
+    sim.call(PAC, "reauthenticate", 2.0)
+    sim.run(until=2.5)
+    assert paa.core.sessions[old_sid].state == PaaState.WAIT_AAA
+    sim.aaa_hold = False
+    other = second_pac(sim, "2001:db8:f::99", NAI, 77)
+    # AAA answers for the old session were held: only the new one's are answered now.
+    sim.call(other.address, "start", 5.0)
+    sim.run(until=6.0)
+    assert [e.session_id for e in paa.effects(fx.AaaCancel)] == [old_sid]
+    assert pac.core.state == PacState.CLOSED and other.core.state == PacState.OPEN
+    assert old_sid not in paa.core.sessions
+
+
 def test_tampered_extension_avps_fail_auth():
     """An on-path attacker rewriting the HA address in the final PAR breaks AUTH: the PaC
     drops it and only the PAA's genuine retransmission is used."""

@@ -130,3 +130,148 @@ def test_answers_go_back_through_the_relay_the_pac_used():
     wrapped = m.decode_message(tx.data)
     assert wrapped.pac_information == m.PacInformation("192.0.2.10", 5000)
     assert describe(m.decode_message(wrapped.relayed_message)) == "PAR[S]"
+
+
+def test_relay_element_relays_only_what_was_sent_to_it():
+    """A PCI to the discovery group is the Router Alert forwarders' job, not the PRE's:
+    relaying it too would give the PAA two sessions for one PCI."""
+    pre = RelayCore(PAA)
+    (event,) = pre.receive(PCI, PAC, 0.0, dst="ff05::8000:716")
+    assert event.name == "pana.drop" and event.fields["reason"] == "not addressed to the PRE"
+    assert event.fields["dst"] == "ff05::8000:716" and event.fields["message"] == "PCI"
+    for dst in (PRE, "fe80::1%eth0", None):          # unicast, or unknown: relayed
+        tx, _ = pre.receive(PCI, PAC, 0.0, dst=dst)
+        assert isinstance(tx, Transmit) and tx.dst == PAA
+    # PRYs from the PAA are unaffected by the destination check.
+    back = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(PAC, 716),
+                                        m.relayed_message_avp(PCI))).encode()
+    assert isinstance(pre.receive(back, PAA, 0.1, dst=PRE)[0], Transmit)
+    assert pre.counters == {"not addressed to the PRE": 1, "relayed to PAA": 3,
+                            "relayed to PaC": 1}
+
+
+def capture_to_pac(sim, name):
+    """A sim filter that takes the first `name` message to the PaC off the wire."""
+    taken = []
+
+    def take(src, dst, data):
+        if not taken and dst == PAC and describe(m.decode_message(data)) == name:
+            taken.append(data)
+            return None
+        return data
+    sim.filter = take
+    return taken
+
+
+def open_relayed():
+    policy = mip6.Mip6Policy(HA, "2001:db8:1::/64")
+    sim, pac, paa = relayed_sim(PaaConfig(mip6=policy), mip6.REQUEST_ALL)
+    sim.call(PAC, "start", 0.0)
+    sim.run(until=1.0)
+    assert pac.core.state == PacState.OPEN
+    return sim, pac, paa
+
+
+PRE_OTHER = "2001:db8:ff:12::2"   # another address of the PRE (its core side)
+
+
+def test_pac_follows_an_authenticated_answer_from_another_address_of_its_relay():
+    """After a handover the PRE answers a PaC off its link from the address its route
+    selects; the answer's AUTH proves it comes from the PAA, so the PaC follows it (RFC
+    5191's peer-address update, as the PAA does for the PaC). Before that, anything from
+    that address that fails AUTH changes nothing."""
+    sim, pac, paa = open_relayed()
+    taken = capture_to_pac(sim, "PNA[P]")
+    sim.call(PAC, "ping", 2.0)
+    sim.run(until=2.5)
+    (pna,) = taken
+    sim.filter = None
+    forged = pna[:-1] + bytes([pna[-1] ^ 1])
+    assert pac.core.receive(forged, PRE_OTHER, 2.6)[0].fields["reason"] == "bad AUTH"
+    assert pac.core.paa.address == PRE
+    actions = pac.core.receive(pna, PRE_OTHER, 2.6)
+    names = [a.name for a in actions if hasattr(a, "name")]
+    assert names == ["pana.paa_address_changed", "pana.ping_ok"]
+    assert actions[0].fields == {"old": PRE, "new": PRE_OTHER, "port": 716,
+                                 "why": "verified message", "session_id": pac.core.session_id,
+                                 "role": "pac"}
+    assert pac.core.paa.address == PRE_OTHER
+    (tx,) = [a for a in pac.core.ping(3.0) if isinstance(a, Transmit)]
+    assert tx.dst == PRE_OTHER           # the PaC talks to where the PAA's answer came from
+
+
+def test_pac_answers_an_authenticated_request_from_a_new_address_there():
+    sim, pac, paa = open_relayed()
+    (session,) = paa.core.sessions.values()
+    taken = capture_to_pac(sim, "PNR[P]")
+    sim.call(PAA, "ping", session.session_id, 2.0)
+    sim.run(until=2.5)
+    (pnr,) = taken
+    sim.filter = None
+    out = pac.core.receive(pnr, PRE_OTHER, 2.6)
+    (tx,) = [a for a in out if isinstance(a, Transmit)]
+    assert tx.dst == PRE_OTHER and describe(m.decode_message(tx.data)) == "PNA[P]"
+    # The same request again from yet another address: a retransmission moves nothing.
+    out = pac.core.receive(pnr, "2001:db8:66::1", 2.7)
+    assert out[0].fields["reason"] == "unexpected source" and pac.core.paa.address == PRE_OTHER
+
+
+def test_unauthenticated_messages_from_another_address_are_dropped_before_the_sa():
+    sim, pac, paa = make_handshaking()
+    par = [data for _, s, d, data in sim.wire if d == PAC
+           and describe(m.decode_message(data)) == "PAR[S]"][0]
+    out = pac.core.receive(par, PRE_OTHER, 0.5)
+    assert out[0].fields["reason"] == "unexpected source" and pac.core.paa.address == PRE
+
+
+def make_handshaking():
+    sim, pac, paa = relayed_sim()
+    sim.aaa_hold = True
+    sim.call(PAC, "start", 0.0)
+    sim.run(until=0.2)
+    assert pac.core.sa is None and pac.core.state == PacState.AUTHENTICATING
+    return sim, pac, paa
+
+
+def test_pac_moves_to_the_paa_directly_and_the_paa_follows():
+    """The PaC moved to a network without a PRE: told to, it pings the PAA itself; the
+    PAA follows the AUTH-verified ping from the relay to the direct path."""
+    sim, pac, paa = open_relayed()
+    (session,) = paa.core.sessions.values()
+    new_address = "2001:db8:e::10"
+    sim.nodes[new_address] = sim.nodes[PAC]           # the PaC's CoA changed too (its
+    # timers stay filed under the old address in this simulator)
+    sim.apply(new_address, pac.core.ping(2.0, paa=PAA))
+    sim.run(until=3.0)
+    assert pac.events("pana.paa_address_changed")[-1].fields["why"] == "moved"
+    assert pac.core.paa.address == PAA and pac.events("pana.ping_ok")
+    assert session.peer.address == new_address and session.peer.relay is None
+    changed = paa.events("pana.pac_address_changed")[-1].fields
+    assert changed["new"] == new_address
+    # From now on PAA and PaC talk directly: a PAA ping goes to the PaC, not the PRE.
+    sim.call(PAA, "ping", session.session_id, 4.0)
+    sim.run(until=5.0)
+    assert sim.names(src=PAA)[-1] == "PNR[P]" and sim.names(dst=new_address)[-1] == "PNR[P]"
+    assert sim.names(dst=PAA)[-1] == "PNA[P]" and paa.events("pana.ping_ok")
+
+
+def test_a_ping_to_a_new_agent_replaces_one_still_outstanding():
+    sim, pac, paa = open_relayed()
+    sim.filter = lambda src, dst, data: None if dst == PRE else data   # old PRE unreachable
+    sim.call(PAC, "ping", 2.0)
+    assert pac.core.ping(2.1) == []                   # one ping at a time...
+    sim.run(until=2.2)
+    sim.apply(PAC, pac.core.ping(2.2, paa=PAA))       # ...unless it goes somewhere new
+    sim.run(until=3.0)
+    assert pac.events("pana.ping_ok") and pac.core.paa.address == PAA
+    assert pac.core.ping(3.0, paa=PAA)[0].dst == PAA  # same agent: a plain ping
+
+
+def test_pac_closes_when_nobody_answers_at_the_new_agent():
+    sim, pac, paa = relayed_sim()
+    sim.call(PAC, "start", 0.0)
+    sim.run(until=1.0)
+    sim.apply(PAC, pac.core.ping(2.0, paa="2001:db8:dead::1"))   # nobody there
+    sim.run(until=400.0)
+    assert pac.core.state == PacState.CLOSED
+    assert pac.effects(fx.PanaSessionClosed)[0].reason == "PAA unreachable"

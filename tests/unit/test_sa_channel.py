@@ -25,20 +25,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def until(predicate, timeout=3.0):
-    end = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < end, "timed out"
-        await asyncio.sleep(0.001)
+class Woken:
+    """Set by the code under test's callbacks (an SA installed or removed at the HA, a
+    datagram the PAA end handled); `until` re-checks its predicate on each wake-up."""
+
+    def __init__(self):
+        self.event = asyncio.Event()
+
+    def set(self, *_args) -> None:
+        self.event.set()
+
+    async def until(self, predicate, timeout=3.0) -> None:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while not predicate():
+            self.event.clear()
+            left = end - loop.time()
+            assert left > 0, "timed out"
+            try:
+                await asyncio.wait_for(self.event.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
 
 def test_push_pull_and_revoke_over_loopback():
     async def scenario():
         ha_port, paa_port = free_port(), free_port()
-        store, changes, events = SAStore(), [], []
+        store, changes, events, woken = SAStore(), [], [], Woken()
+
+        def on_change(*args):
+            changes.append(args[:2] + args[3:])
+            woken.set()
+
         channel = SaChannelHa({"::1": PSK}, store, emit=lambda n, **f: events.append(n),
-                              port=ha_port, bind="::1",
-                              on_change=lambda *args: changes.append(args[:2] + args[3:]))
+                              port=ha_port, bind="::1", on_change=on_change)
         await channel.open()
         # The PAA end in this test: a core on its own socket.
         paa = SaDistPaaCore(SaDistConfig({"::1": PSK}, port=ha_port,
@@ -57,13 +77,14 @@ def test_push_pull_and_revoke_over_loopback():
         def readable():
             data, addr = sock.recvfrom(4096)
             send(paa.receive(data, addr[0], addr[1], time.monotonic()))
+            woken.set()
 
         loop.add_reader(sock.fileno(), readable)
         send(paa.sa_established(RECORD, time.monotonic()))
-        await until(lambda: store.lookup_spi(RECORD.spi) is not None)
+        await woken.until(lambda: store.lookup_spi(RECORD.spi) is not None)
         sa = store.lookup_spi(RECORD.spi)
         assert (sa.algorithm, sa.replay, sa.hoa) == ("hmac-sha256-128", "sequence", RECORD.hoa)
-        await until(lambda: not paa._outstanding)           # acknowledged
+        await woken.until(lambda: not paa._outstanding)     # acknowledged
         # Pull: the SA of another MN, asked for by NAI.
         paa.config.mode = "pull"
         other = SaRecord(0x5000, "hmac-sha1-96", "timestamp", 30.0, "2001:db8:1::1002", "::1",
@@ -75,7 +96,7 @@ def test_push_pull_and_revoke_over_loopback():
         assert await channel.fetch(spi=0x6000) is None      # not found
         paa.config.mode = "push"                            # RECORD was pushed: revoke it
         send(paa.sa_revoked(RECORD.spi, RECORD.hoa, "terminated by PaC", time.monotonic()))
-        await until(lambda: store.lookup_spi(RECORD.spi) is None)
+        await woken.until(lambda: store.lookup_spi(RECORD.spi) is None)
         assert ("remove", RECORD.spi, "revoked: terminated by PaC") in changes
         assert [c[0] for c in changes].count("install") == 2
         listing = channel.list()
