@@ -257,6 +257,14 @@ class MobileNodeAgent(WaitableEvents, Agent):
         k.set_link(self.tun.name, up=True, mtu=1500 - ro.RO_OVERHEAD)
         self.tun_index = k.ifindex(self.tun.name)
 
+    def _egress_ifindex(self) -> int:
+        """The attached interface, where the care-of address (or, at home, the home
+        address) lives: the MN's own packets leave there (0: detached, routing decides)."""
+        for index, name in self.index_to_name.items():
+            if name == self.attached:
+                return index
+        return 0
+
     async def _activate(self, hoa: str, ha: str, prefix: str) -> None:
         """Home side known: home address on lo, tunnel plumbing, MobileNode core."""
         hoa = str(ipaddress.IPv6Address(hoa))
@@ -269,7 +277,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                rr_max_attempts=self.options.rr_max_attempts,
                                clock_offset=ntp_clock_offset(self.loop.time()))
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
-                             tunnel_endpoints=self._tunnel_endpoints, executor=self.pool)
+                             tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
+                             egress_ifindex=self._egress_ifindex)
         try:
             # nftables and routing are independent: set them up side by side.
             await asyncio.gather(self.io.kernel(self._setup_home_kernel),

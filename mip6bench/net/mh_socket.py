@@ -14,6 +14,7 @@ routing sends it by the main table, never into a tunnel or TUN device of ours.
 from __future__ import annotations
 
 import socket
+import struct
 
 from mip6bench.net.intercept import AGENT_MARK
 
@@ -68,11 +69,20 @@ class RawSender:
             self.sock.close()
             raise
 
-    def send(self, packet: bytes, ifindex: int = 0) -> None:
+    def send(self, packet: bytes, ifindex: int = 0, oif: int = 0) -> None:
         """Send a whole IPv6 packet to its header's destination (OSError on failure);
-        ``ifindex`` picks the interface for link-local and multicast destinations."""
+        ``ifindex`` picks the interface for link-local and multicast destinations,
+        ``oif`` (IPV6_PKTINFO) the egress interface for any destination: a mobile node
+        sends from its care-of address out of the interface that address lives on, even
+        while the kernel still routes by the interface it just left (a carrier loss
+        reaches the routing table through linkwatch, up to a second later)."""
         dst = socket.inet_ntop(socket.AF_INET6, packet[24:40])
-        self.sock.sendto(packet, (dst, 0, 0, ifindex))
+        if oif:
+            pktinfo = bytes(16) + struct.pack("@I", oif)
+            self.sock.sendmsg([packet], [(socket.IPPROTO_IPV6, IPV6_PKTINFO, pktinfo)],
+                              0, (dst, 0, 0, ifindex))
+        else:
+            self.sock.sendto(packet, (dst, 0, 0, ifindex))
 
     def close(self) -> None:
         self.sock.close()

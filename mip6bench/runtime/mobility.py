@@ -115,8 +115,12 @@ class MobilityIO:
     def __init__(self, core, *, apply: Callable[[Any], Any], emit: Callable[..., None],
                  on_data: DataHandler | None = None, tap_ifname: str | None = None,
                  tunnel_endpoints: Callable[[], tuple[str, str] | None] | None = None,
-                 executor: ThreadPoolExecutor | None = None, hold_mh: MhHold | None = None):
+                 executor: ThreadPoolExecutor | None = None, hold_mh: MhHold | None = None,
+                 egress_ifindex: Callable[[], int] | None = None):
         self.loop = asyncio.get_running_loop()
+        # Where this node's own packets must leave (an MN: its care-of address's
+        # interface), or None to let the routing table decide.
+        self.egress_ifindex = egress_ifindex
         self.core = core
         self.emit = emit
         self.on_data = on_data
@@ -180,16 +184,19 @@ class MobilityIO:
 
     def transmit(self, t: Transmit) -> None:
         try:
-            self.sender.send(self.build(t))
+            self.sender.send(self.build(t), oif=self._oif())
             self.counters["tx"] += 1
         except (OSError, ValueError) as exc:
             # E.g. no route while detached: the core retransmits on its own timers.
             self.counters["tx.failed"] += 1
             self.emit("mipv6.tx_failed", dst=t.dst, error=str(exc))
 
+    def _oif(self) -> int:
+        return self.egress_ifindex() if self.egress_ifindex else 0
+
     def send_packet(self, packet: bytes) -> bool:
         try:
-            self.sender.send(packet)
+            self.sender.send(packet, oif=self._oif())
             return True
         except OSError:
             self.counters["data.tx_failed"] += 1

@@ -307,6 +307,20 @@ def test_three_handovers_keep_a_tcp_connection_to_the_home_address(tb):
     assert tcp.survived(), result
 
 
+def test_each_handover_needs_one_binding_update_on_lossless_links(tb):
+    """On lossless links every registration after a move takes exactly one BU (see
+    tests/netns/test_raw_sender.py for why the MN pins its egress interface)."""
+    start = tb.attached_network("mn1")
+    other = "f1" if start == "f2" else "f2"
+    for network in (other, start, other, start):
+        t0 = time.monotonic_ns()
+        move = tb.move("mn1", network, gap_ms=50)
+        tb.wait_registered("mn1", coa=move["address"])
+        events = [e for e in tb.mobility_agent("mn1").request("events", n=100)
+                  if e["t_ns"] >= t0 and e["event"] == "mipv6.mn.home_bu_sent"]
+        assert len(events) == 1, events
+
+
 def test_return_home_removes_the_binding_and_its_kernel_state(tb):
     t0 = time.monotonic_ns()
     tb.move("mn1", "home")
