@@ -78,15 +78,6 @@ def _veth_pair() -> None:
             raise OSError(proc.stderr.strip())
 
 
-def probe_tbf() -> tuple[bool, str]:
-    def probe():
-        _veth_pair()
-        proc = _run("tc", "qdisc", "add", "dev", "p0", "root", "tbf", "rate", "10mbit",
-                    "burst", "32kbit", "latency", "50ms")
-        return proc.returncode == 0, proc.stderr.strip()
-    return in_fresh_netns(probe)
-
-
 def probe_link_kind(*args: str) -> tuple[bool, str]:
     def probe():
         proc = _run("ip", *args)
@@ -188,10 +179,10 @@ def detect() -> Capabilities:
                      "router_alert", "tuntap"):
             record(name, (None, "needs root to probe"))
     else:
-        from mip6bench.net.linkemu import netem_probe
+        from mip6bench.net.linkemu import netem_probe, tbf_probe
 
         record("netem", netem_probe())
-        record("tbf", probe_tbf())
+        record("tbf", tbf_probe())
         record("veth", probe_link_kind("link", "add", "v0", "type", "veth", "peer", "name", "v1"))
         record("bridge", probe_link_kind("link", "add", "b0", "type", "bridge"))
         record("ip6tnl", probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
@@ -211,7 +202,9 @@ def detect() -> Capabilities:
         "link_emulation": "netem" if caps.has("netem") else ("userspace" if caps.has("tuntap") else "none"),
         "tunnel": "ip6tnl" if caps.has("ip6tnl") else ("seg6" if caps.has("seg6") else "none"),
         "mipv6_extension_headers": "kernel" if caps.features["mip6"]["ok"] else "userspace",
-        "bandwidth": "netem" if caps.has("netem") else ("userspace" if caps.has("tuntap") else "none"),
+        # A link with only a bandwidth stays in the kernel (tbf); with delay/jitter/loss
+        # too, the rate goes wherever those go.
+        "bandwidth_only": "tbf" if caps.has("tbf") else ("netem" if caps.has("netem") else "userspace"),
     }
     return caps
 

@@ -1009,23 +1009,37 @@ def netem_clear_commands(dev: str, netns: int | str | None = None) -> list[list[
     return [cmd[:i] + ["qdisc", "del", "dev", dev, "root"]]
 
 
-_netem_cache: tuple[bool, str] | None = None
+def tbf_commands(dev: str, rate_mbit: float, netns: int | str | None = None) -> list[list[str]]:
+    """argv lists that limit dev's egress to `rate_mbit` with a token bucket (tbf): the
+    kernel path for links that have a bandwidth but no delay, jitter or loss. The bucket
+    holds 4 ms at the rate (at least 64 KiB, so a GSO super-packet fits); up to 50 ms of
+    traffic may queue behind it."""
+    if rate_mbit <= 0:
+        raise ParameterError(f"tbf rate {rate_mbit} Mbit/s", "a tbf rate must be positive")
+    check_ifname(dev)
+    tc = netem_commands(dev, LinkParams(), netns)[0]
+    tc = tc[:tc.index("qdisc")]
+    rate = round(rate_mbit * 1_000_000)
+    burst = max(65536, rate // 8 // 250)
+    return [tc + ["qdisc", "replace", "dev", dev, "root", "tbf", "rate", f"{rate}bit",
+                  "burst", str(burst), "latency", "50ms"]]
 
 
-def netem_probe(timeout: float = 10.0) -> tuple[bool, str]:
-    """(available, reason): try a netem qdisc in a throwaway network namespace.
+_qdisc_cache: dict[str, tuple[bool, str]] = {}
 
-    `unshare --net` gives tc a fresh anonymous namespace whose only device is `lo`;
-    the qdisc is added there, and namespace, device and qdisc all vanish when tc exits,
-    so nothing can leak even if this process is killed. (`lo` rather than a dummy or
-    veth: this kernel has no CONFIG_DUMMY, and a missing dummy module must not read as
-    a missing netem.) The kernel auto-loads sch_netem if it is a module.
+
+def _qdisc_probe(kind: str, args: list[str], timeout: float) -> tuple[bool, str]:
+    """(available, reason): try a qdisc in a throwaway network namespace.
+
+    `unshare --net` gives tc a fresh anonymous namespace whose only device is `lo`; the
+    qdisc is added there, and namespace, device and qdisc all vanish when tc exits, so
+    nothing can leak even if this process is killed. (`lo` rather than a dummy or veth:
+    this kernel has no CONFIG_DUMMY, and a missing dummy module must not read as a
+    missing qdisc.) The kernel auto-loads the qdisc if it is a module.
     """
-    global _netem_cache
-    if _netem_cache is None:
+    if kind not in _qdisc_cache:
         import subprocess
-        cmd = ["unshare", "--net", "--", "tc", "qdisc", "add", "dev", "lo", "root", "netem",
-               "delay", "1ms"]
+        cmd = ["unshare", "--net", "--", "tc", "qdisc", "add", "dev", "lo", "root", kind, *args]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError as exc:
@@ -1033,11 +1047,24 @@ def netem_probe(timeout: float = 10.0) -> tuple[bool, str]:
         except subprocess.TimeoutExpired:
             return False, "probe timed out"
         if r.returncode == 0:
-            _netem_cache = (True, "netem qdisc added in a scratch namespace")
+            _qdisc_cache[kind] = (True, f"{kind} qdisc added in a scratch namespace")
         else:
             msg = (r.stderr or r.stdout).strip().splitlines()
-            _netem_cache = (False, f"{' '.join(cmd)}: {msg[-1] if msg else r.returncode}")
-    return _netem_cache
+            _qdisc_cache[kind] = (False, f"{' '.join(cmd)}: {msg[-1] if msg else r.returncode}")
+    return _qdisc_cache[kind]
+
+
+def netem_probe(timeout: float = 10.0) -> tuple[bool, str]:
+    return _qdisc_probe("netem", ["delay", "1ms"], timeout)
+
+
+def tbf_probe(timeout: float = 10.0) -> tuple[bool, str]:
+    return _qdisc_probe("tbf", ["rate", "10mbit", "burst", "32kbit", "latency", "50ms"], timeout)
+
+
+def tbf_available() -> bool:
+    """True if `tc qdisc ... tbf` works on this kernel (cached for the process)."""
+    return tbf_probe()[0]
 
 
 def netem_available() -> bool:

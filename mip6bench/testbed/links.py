@@ -1,7 +1,9 @@
 """Links of the testbed, with link parameters that are never silently ignored.
 
-`ShapedLink` picks one of three backends per link:
+`ShapedLink` picks one of four backends per link:
   - veth: no delay, jitter, loss or rate configured: a plain veth pair (kernel path);
+  - tbf: only a rate configured, and the kernel has sch_tbf: veth + `tc qdisc tbf` on
+    both ends (kernel path);
   - netem: where the kernel has sch_netem: veth + `tc qdisc netem` on both ends;
   - relay: elsewhere: two TAP devices joined by a user-space relay process
     (mip6bench.net.linkemu), which applies delay/jitter/loss/rate per direction.
@@ -15,7 +17,7 @@ import subprocess
 
 from mininet.link import Intf, Link
 
-from mip6bench.net.linkemu import LinkRelay, netem_available, netem_commands
+from mip6bench.net.linkemu import LinkRelay, netem_available, netem_commands, tbf_available, tbf_commands
 from mip6bench.net.shaping import LinkParams
 from mip6bench.testbed.context import current_run
 from mip6bench.testbed.operational import Shaping
@@ -48,6 +50,9 @@ def link_params(shaping: Shaping) -> LinkParams:
 def choose_backend(shaping: Shaping) -> str:
     if not shaping.active:
         return "veth"
+    rate_only = not (shaping.delay_ms or shaping.jitter_ms or shaping.loss_pct)
+    if rate_only and tbf_available():
+        return "tbf"
     return "netem" if netem_available() else "relay"
 
 
@@ -64,9 +69,12 @@ class ShapedLink(Link):
         self.relay: LinkRelay | None = None
         params.setdefault("intf", Ip6Intf)
         super().__init__(node1, node2, **params)
-        if self.backend == "netem":
+        if self.backend in ("netem", "tbf"):
             for intf in (self.intf1, self.intf2):
-                for argv in netem_commands(intf.name, link_params(shaping), intf.node.pid):
+                commands = (netem_commands(intf.name, link_params(shaping), intf.node.pid)
+                            if self.backend == "netem" else
+                            tbf_commands(intf.name, shaping.bw_mbit, intf.node.pid))
+                for argv in commands:
                     subprocess.run(argv, check=True, capture_output=True)
         if not attached and self.backend != "relay":
             self.set_attached(False)

@@ -192,7 +192,8 @@ def test_clean_removes_what_a_killed_controller_left(tmp_path):
 
 def test_loss_jitter_and_bandwidth_are_honoured(tmp_path):
     params = {"foreign": 1, "backhaul_delay_ms": 5, "backhaul_jitter_ms": 2,
-              "backhaul_loss_pct": 10, "cn_uplink_bw_mbit": 20, "seed": 7}
+              "backhaul_loss_pct": 10, "cn_uplink_bw_mbit": 20, "seed": 7,
+              "home_uplink_delay_ms": 0, "home_uplink_bw_mbit": 30}
     with Testbed(params, experiment="test", out_dir=tmp_path, capture=False) as tb:
         [m] = linkcheck.measure_links(tb, {"probes": 1500, "interval_ms": 1}, [tb.plan.link("core-ar1")], {})
         # per-direction loss 10 %: round trip survives with 0.81; 1500 probes -> sd ~1 %
@@ -211,6 +212,18 @@ def test_loss_jitter_and_bandwidth_are_honoured(tmp_path):
             server.wait(timeout=10)
         bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
         assert 16e6 <= bps <= 20.5e6, bps
+        # a bandwidth-only link stays in the kernel: veth + tbf
+        assert tb.link("core-ha").backend == "tbf"
+        ha = "2001:db8:ff:1::2"
+        server = tb.node("ha").popen(["iperf3", "-s", "-1", "--forceflush", "-B", ha], text=True)
+        try:
+            while "Server listening" not in server.stdout.readline():
+                assert server.poll() is None, server.stderr.read()
+            out = tb.node("core").cmd(f"iperf3 -6 -c {ha} -t 3 -J")
+        finally:
+            server.wait(timeout=10)
+        bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
+        assert 25e6 <= bps <= 30.8e6, bps
 
 
 def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
