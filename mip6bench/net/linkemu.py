@@ -416,6 +416,23 @@ class Relay:
 
     def set_carrier(self, on: bool) -> int:
         """TUNSETCARRIER on both TAPs; returns CLOCK_MONOTONIC ns once both changed."""
+        if on and not self.carrier:
+            # Frames the kernels handed over while the carrier was off and that this
+            # loop has not read yet were sent into a dead link: drop them, don't let
+            # them through just because this command was handled first.
+            for fd, shaper in ((self.fd_a, self.ab), (self.fd_b, self.ba)):
+                while True:
+                    try:
+                        frame = os.read(fd, READ_SIZE)
+                    except BlockingIOError:
+                        break
+                    except OSError as exc:
+                        if exc.errno == errno.EBADFD:
+                            raise TapGone() from None
+                        raise
+                    if not frame:
+                        break
+                    shaper.drop_carrier()
         for fd in (self.fd_a, self.fd_b):
             try:
                 _ioctl_int(fd, TUNSETCARRIER, 1 if on else 0)
