@@ -84,6 +84,7 @@ IFF_UP = 0x1
 IFNAMSIZ = 16
 CLONE_NEWNET = 0x40000000
 PR_SET_TIMERSLACK = 29
+RELAY_NICE = -10
 RTM_NEWLINK = 16
 NLM_F_REQUEST = 0x1
 NLM_F_ACK = 0x4
@@ -734,6 +735,14 @@ def main(argv: list[str] | None = None) -> int:
             _libc_call("prctl", PR_SET_TIMERSLACK, 1, 0, 0, 0)
         except OSError:
             pass  # only costs accuracy (up to 50 us per wakeup)
+        try:
+            # A link is part of the network, not one more process: when the machine is
+            # busy (agents, capture, traffic generators) frames must not wait for a
+            # time slice. A nice level, not a real-time class, so a saturated relay
+            # cannot starve the rest of the machine.
+            os.setpriority(os.PRIO_PROCESS, 0, RELAY_NICE)
+        except OSError:
+            pass  # without CAP_SYS_NICE: normal priority, only accuracy suffers
         # Per-link RNG streams: the same seed on two links still gives them different
         # (but reproducible) loss and jitter sequences.
         label = f"{a.name}>{b.name}"
