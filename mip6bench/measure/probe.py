@@ -68,7 +68,9 @@ def _udp_socket(ns, address: str) -> socket.socket:
 def probe_flows(flows: list[Flow], count: int = 20, interval: float = 0.01,
                 linger: float = 1.0) -> list[FlowResult]:
     """Send `count` probes per flow, `interval` s apart (all flows interleaved), then
-    wait `linger` s after the last send for stragglers."""
+    wait for stragglers until every probe is answered or nothing has arrived for
+    `linger` s (counted from the last packet, so a loop that was itself descheduled
+    still reads what waited for it before giving up)."""
     senders, echoes, results = [], [], [FlowResult(f.name) for f in flows]
     try:
         for f in flows:
@@ -92,10 +94,15 @@ def probe_flows(flows: list[Flow], count: int = 20, interval: float = 0.01,
                 next_send += interval
                 if seq == count:
                     end = time.monotonic() + linger
-            if end is not None and (now >= end or all(r.answered == r.sent for r in results)):
+            if end is not None and all(r.answered == r.sent for r in results):
                 break
             wake = next_send if seq < count else end
             readable, _, _ = select.select(list(by_fd), [], [], max(0.0, wake - time.monotonic()))
+            if end is not None:
+                if not readable and time.monotonic() >= end:
+                    break
+                if readable:
+                    end = time.monotonic() + linger
             for fd in readable:
                 role, i, sock = by_fd[fd]
                 while True:
