@@ -138,7 +138,10 @@ def test_core_driver_runs_timers_transmits_events_and_effects_in_order():
             return [Transmit(b"late", "2001:db8::2"), Applied(3)]
 
         async def apply(effect):
-            await asyncio.sleep(0)  # effects may be coroutines; order must still hold
+            # Effects may be coroutines that give the loop away; order must still hold.
+            resumed = loop.create_future()
+            loop.call_soon(resumed.set_result, None)
+            await resumed
             applied.append(effect.n)
 
         driver = CoreDriver(send=sent.append, on_timer=on_timer, apply=apply,
