@@ -1,5 +1,5 @@
 # mip6bench: everything runs as root (network namespaces, nftables).
-#   sudo make run    set up, then run the main job (the link check for now)
+#   sudo make run    set up, then run the main job: linkcheck, bootstrap, handover
 #   sudo make test   set up, then run the whole test suite
 # `make setup` installs the Debian packages the testbed calls and a virtual environment
 # at .venv with pinned Python dependencies and the project (editable). It is idempotent
@@ -47,6 +47,8 @@ netns: setup
 
 run: setup
 	$(VENV)/bin/mip6bench run linkcheck
+	$(VENV)/bin/mip6bench run bootstrap
+	$(VENV)/bin/mip6bench run handover
 
 doctor: setup
 	$(VENV)/bin/mip6bench doctor
