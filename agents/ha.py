@@ -71,7 +71,7 @@ class Options:
     home_interface: str                # the home link (proxy ND, DAD)
     uplink: str                        # interface toward the rest of the network
     sas: list[dict] = dataclasses.field(default_factory=list)
-    tunnel_backend: str = "auto"       # seg6 | ip6tnl | auto
+    tunnel_backend: str = "auto"       # ip6tnl | seg6 | userspace | auto
     max_lifetime: float = 3600.0
     max_bindings: int | None = None
     perform_dad: bool = True
@@ -158,7 +158,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     def _install_rules(self) -> None:
         local_addresses = sorted({a["address"] for a in rtnl.addresses() if a["scope"] == 0})
-        decl, rules = tunnel.reverse_tunnel_rules(NFT_TABLE, self.options.address)
+        decl, rules = self.backend.ha_nft_rules(NFT_TABLE, self.options.address)
         self.rules.install(rules + [home_address_option_drop(local_addresses)], decl)
 
     async def _open_sa_channel(self) -> None:
@@ -228,16 +228,17 @@ class HomeAgentAgent(WaitableEvents, Agent):
     def _tunnel_up(self, hoa: str, coa: str) -> None:
         old = self.tunnelled.get(hoa)
         self.backend.ha_bind(self.kernel, hoa, coa, self.options.address, self.options.uplink)
-        batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
-        if old and old != coa:
-            batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
-        self.rules.nft.apply(Batch(batch))
+        if self.backend.kernel_reverse_check:
+            batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
+            if old and old != coa:
+                batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
+            self.rules.nft.apply(Batch(batch))
         self.tunnelled[hoa] = coa
 
     def _tunnel_down(self, hoa: str) -> None:
         coa = self.tunnelled.pop(hoa, None)
         self.backend.ha_unbind(self.kernel, hoa)
-        if coa:
+        if coa and self.backend.kernel_reverse_check:
             self.rules.nft.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]))
 
     def _proxy(self, addresses: list[str]) -> None:
@@ -407,7 +408,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     async def cmd_counters(self, _req) -> dict:
         nft = await self.io.kernel(self.rules.counters)
-        return {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft}
+        return {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft,
+                "tunnel": await self.io.kernel(self.backend.counters)}
 
 
 if __name__ == "__main__":

@@ -87,6 +87,7 @@ from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
+ATTACHED_METRIC = 1   # our default route via the attached network's router beats RA-learned ones (1024)
 RTM_NEWLINK, RTM_DELLINK = 16, 17
 IFF_LOWER_UP = 0x10000
 
@@ -171,6 +172,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.coa_interface: str | None = None
         self.ro_routes: dict[bytes, bytes] = {}         # packed CN -> packed CoA
         self.at_home_configured = False
+        self.default_pin: tuple[str, str] | None = None  # (interface, router) of our default route
         self.address: str | None = None                 # usable address on the attached network
         self.changed = asyncio.Condition()
         # Correspondents to route-optimise with (ro-start/ro-stop change the set).
@@ -282,7 +284,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         try:
             # nftables and routing are independent: set them up side by side.
             await asyncio.gather(self.io.kernel(self._setup_home_kernel),
-                                 asyncio.to_thread(self.rules.install, [type2_routing_header_drop()]))
+                                 asyncio.to_thread(self.rules.install, [type2_routing_header_drop()]
+                                               + self.backend.mn_nft_rules(ha)))
         except Exception as exc:
             raise Mip6benchError(f"cannot set up the mobile node's data path: {exc}") from None
         self.active = True
@@ -315,6 +318,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if self.io is not None:
             await self.io.close()
             await self.io.kernel(self._teardown_kernel)
+        await self.io_kernel(self._pin_default_route, None)
         await self.loop.run_in_executor(self.pool, self.kernel.close)
         self.pool.shutdown(wait=True)
         self.tun.close()
@@ -406,8 +410,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
                     self.pana.config.interface = current   # where a multicast PCI leaves
             self.attached = current
         if current is None or current not in self.ra:
+            if current is None and self.default_pin is not None:
+                await self.io_kernel(self._pin_default_route, None)
             return
-        _t, prefix, _router = self.ra[current]
+        _t, prefix, router = self.ra[current]
         net = ipaddress.IPv6Network(prefix)
         # None while the address is still tentative (DAD), or SLAAC has not run yet.
         address = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
@@ -417,6 +423,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.pana_started = True
             self.pana.start()          # the first usable address: authenticate from it
         if not self.active:
+            await self.io_kernel(self._pin_default_route, (current, router))
             return
         hoa, _ha, home_prefix = self.home
         now = self.io.now()
@@ -427,6 +434,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self.emit("mipv6.mn.at_home", interface=current)
             if not self.core.at_home:
                 self.io.execute(self.core.return_home(now))
+            await self.io_kernel(self._pin_default_route, (current, router))
             self._pana_moved(address)
             await self._notify()
             return
@@ -445,8 +453,27 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self._want_route_optimization(now)
             self._pana_moved(coa)
             await self._notify()
+        await self.io_kernel(self._pin_default_route, (current, router))
 
-    def _pana_moved(self, address: str | None) -> None:
+    async def io_kernel(self, fn, *args):
+        """A kernel call on the agent's one kernel thread (also before activation)."""
+        return await self.loop.run_in_executor(self.pool, fn, *args)
+
+    def _pin_default_route(self, attachment: tuple[str, str] | None) -> None:
+        """The default route through the router of the network we are attached to, ahead
+        of the RA-learned ones (metric ATTACHED_METRIC): right after a move the kernel may
+        still route by the interface just left (carrier loss reaches routing through
+        linkwatch up to 1 s later), which would lose what applications send, e.g. from
+        the home address once back home. None: detached, no pin."""
+        if attachment == self.default_pin:
+            return
+        if attachment is None:
+            self.kernel.run(f"route del default metric {ATTACHED_METRIC}", quiet=True)
+        else:
+            ifname, router = attachment
+            self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
+        self.default_pin = attachment
+
         """After a handover the PAA learns the new address from an authenticated ping."""
         if self.pana is not None and address is not None and address != self.pana_address \
                 and self.pana.ping():
@@ -702,7 +729,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         out = {"agent": dict(self.counters)}
         if self.core is not None:
             out.update(core=dict(self.core.counters), io=dict(self.io.counters),
-                       netfilter=await self.io.kernel(self.rules.counters))
+                       netfilter=await self.io.kernel(self.rules.counters),
+                       tunnel=await self.io.kernel(self.backend.counters))
         return out
 
 

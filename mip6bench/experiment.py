@@ -95,6 +95,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     metrics: dict[str, Any] = {}
     with testbed:
         run_dir = testbed.run.out_dir
+        backends = testbed.backends
         print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
               f"(results in {run_dir})", flush=True)
         metrics = module.run(testbed, params)
@@ -107,7 +108,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         "duration_s": round(time.time() - started, 3),
         "parameters": params, "topology": topo_params, "seed": topo_params["seed"],
         "capture": capture, "versions": _versions(), "git": _git_revision(),
-        "capabilities": caps.to_dict(), "argv": sys.argv,
+        "backends": backends, "capabilities": caps.to_dict(), "argv": sys.argv,
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")

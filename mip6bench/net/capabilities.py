@@ -33,6 +33,10 @@ BINARIES = {
 }
 
 
+# Tunnel backends (mip6bench.net.tunnel.BACKENDS, in auto's order) and the feature each needs.
+TUNNEL_BACKEND_FEATURES = {"ip6tnl": "ip6tnl", "seg6": "seg6", "userspace": "tuntap"}
+
+
 def which(binary: str) -> str | None:
     return shutil.which(binary, path=os.environ.get("PATH", "") + ":" + SBIN_PATH)
 
@@ -200,7 +204,8 @@ def detect() -> Capabilities:
 
     caps.backends = {
         "link_emulation": "netem" if caps.has("netem") else ("userspace" if caps.has("tuntap") else "none"),
-        "tunnel": "ip6tnl" if caps.has("ip6tnl") else ("seg6" if caps.has("seg6") else "none"),
+        # tunnel=auto: the first usable of mip6bench.net.tunnel.BACKENDS.
+        "tunnel": next((name for name, feature in TUNNEL_BACKEND_FEATURES.items() if caps.has(feature)), "none"),
         "mipv6_extension_headers": "kernel" if caps.features["mip6"]["ok"] else "userspace",
         # A link with only a bandwidth stays in the kernel (tbf); with delay/jitter/loss
         # too, the rate goes wherever those go.
@@ -220,6 +225,13 @@ def format_report(caps: Capabilities) -> str:
     lines += ["", "binaries:"]
     for name, path in caps.binaries.items():
         lines.append(f"  {name:<16} {path or 'MISSING (apt install ' + BINARIES[name] + ')'}")
+    from mip6bench.net.tunnel import BACKEND_NEEDS
+
+    lines += ["", "tunnel backends (topology parameter tunnel=auto|ip6tnl|seg6|userspace):"]
+    for name, feature in TUNNEL_BACKEND_FEATURES.items():
+        ok = caps.features.get(feature, {}).get("ok")
+        picked = "  <- auto" if caps.backends.get("tunnel") == name else ""
+        lines.append(f"  {name:<16} {mark(ok):<4} needs {BACKEND_NEEDS[name]}{picked}")
     lines += ["", "backends the testbed will use:"]
     for name, backend in caps.backends.items():
         lines.append(f"  {name:<24} {backend}")

@@ -50,7 +50,13 @@ IPPROTO_IPV6 = 41
 LAST_RESORT_METRIC = 0xFFFFFFFF
 IP6_TNL_F_IGN_ENCAP_LIMIT = 0x1
 MN_TUNNEL_DEVICE = "mip6tnl"
-BACKENDS = ("seg6", "ip6tnl")
+BACKENDS = ("ip6tnl", "seg6", "userspace")   # the order "auto" prefers them in
+# What each backend needs from the kernel, for error messages and `mip6bench doctor`.
+BACKEND_NEEDS = {
+    "ip6tnl": "CONFIG_IPV6_TUNNEL (modprobe ip6_tunnel)",
+    "seg6": "CONFIG_IPV6_SEG6_LWTUNNEL",
+    "userspace": "CONFIG_TUN (modprobe tun)",
+}
 
 
 def mark_rule_request(priority: int, mark: int, table: int) -> str:
@@ -225,6 +231,20 @@ class MobilityKernel:
 
 class TunnelBackend:
     name = ""
+    # Whether the HA's nftables set checks reverse-tunnelled packets (CoA . inner
+    # source), or the backend does it itself (userspace).
+    kernel_reverse_check = True
+
+    # --- nftables rules the agents install in their intercept table
+    def ha_nft_rules(self, table: str, ha_address: str) -> tuple[list[str], list[str]]:
+        return reverse_tunnel_rules(table, ha_address)
+
+    def mn_nft_rules(self, ha_address: str) -> list[str]:
+        return []
+
+    def counters(self) -> dict[str, int]:
+        """The data path's own counters (the kernel backends have none of their own)."""
+        return {}
 
     # --- home agent ---
     def ha_setup(self, k: MobilityKernel, ha_address: str, local_addresses: list[str],
@@ -349,6 +369,100 @@ class Ip6tnlBackend(TunnelBackend):
         self._reset(k)
 
 
+class UserspaceBackend(TunnelBackend):
+    """RFC 2473 in a forwarder process of the agent's (mip6bench.net.usertunnel): the
+    kernel routes into its TUN device what goes into the tunnel; outer packets reach it
+    on an AF_PACKET socket, and an nftables rule at priority raw drops the kernel's copy.
+    The forwarder checks reverse-tunnelled packets itself (kernel_reverse_check False)."""
+
+    name = "userspace"
+    kernel_reverse_check = False
+
+    def __init__(self):
+        self.forwarder = None
+        self.mtu: int | None = None
+
+    @staticmethod
+    def _drop_rule(match: str) -> str:
+        return f'{match} ip6 nexthdr {IPPROTO_IPV6} counter drop comment "tunnel-to-userspace"'
+
+    def ha_nft_rules(self, table, ha_address):
+        return [], [self._drop_rule(f"ip6 daddr {ha_address}")]
+
+    def mn_nft_rules(self, ha_address):
+        return [self._drop_rule(f"ip6 saddr {ha_address}")]
+
+    def _start(self, k: MobilityKernel, role: str, device: str, address: str) -> None:
+        from mip6bench.net.usertunnel import Forwarder
+
+        self._stop()
+        self.forwarder = Forwarder(role, device, address)
+        # No link-local address: nothing of the kernel's own (MLD, RS) goes into the tunnel.
+        k.sysctl({f"net/ipv6/conf/{device}/addr_gen_mode": 1})
+        self.mtu = None
+
+    def _set_mtu(self, k: MobilityKernel, egress: str) -> int:
+        """Tunnel MTU = egress link MTU - 40 (RFC 2473 section 7), on the TUN device (the
+        kernel answers forwarded packets that do not fit) and in the forwarder."""
+        from mip6bench.net.usertunnel import IPV6_HEADER_LEN, MIN_MTU, link_mtu
+
+        mtu = max(MIN_MTU, link_mtu(egress) - IPV6_HEADER_LEN)
+        if mtu != self.mtu:
+            k.set_link(self.forwarder.tun_name, up=True, mtu=mtu)
+            self.mtu = mtu
+        return mtu
+
+    def _stop(self) -> None:
+        if self.forwarder is not None:
+            self.forwarder.close()
+            self.forwarder = None
+
+    def counters(self) -> dict[str, int]:
+        return self.forwarder.request("counters")["counters"] if self.forwarder else {}
+
+    def ha_setup(self, k, ha_address, local_addresses, decap_dev):
+        from mip6bench.net.usertunnel import HA_DEVICE
+
+        self._reset(k, [mark_rule_request(AGENT_MARK_PREF, AGENT_MARK, RT_TABLE_MAIN)])
+        self._start(k, "ha", HA_DEVICE, ha_address)
+        k.set_link(HA_DEVICE, up=True)
+
+    def ha_bind(self, k, hoa, coa, ha_address, uplink):
+        mtu = self._set_mtu(k, uplink)
+        self.forwarder.request("bind", hoa=hoa, coa=coa)
+        self.forwarder.request("mtu", mtu=mtu)
+        k.add_route(f"{hoa}/128", dev=self.forwarder.tun_name)
+
+    def ha_unbind(self, k, hoa):
+        k.delete_route_quietly(f"{hoa}/128")
+        if self.forwarder is not None:
+            self.forwarder.request("unbind", hoa=hoa)
+
+    def ha_teardown(self, k, local_addresses):
+        self._stop()   # the TUN device goes with the process, and its routes with it
+        self._reset(k)
+
+    def mn_setup(self, k, ha_address, decap_dev):
+        self._reset(k, [mark_rule_request(AGENT_MARK_PREF, AGENT_MARK, RT_TABLE_MAIN)])
+        self._start(k, "mn", MN_TUNNEL_DEVICE, ha_address)
+        k.set_link(MN_TUNNEL_DEVICE, up=True)
+
+    def mn_point(self, k, hoa, coa, ha_address, dev):
+        mtu = self._set_mtu(k, dev)
+        self.forwarder.request("point", hoa=hoa, coa=coa, ha=ha_address, ifname=dev, mtu=mtu)
+        k.add_route("default", dev=MN_TUNNEL_DEVICE, table=TUNNEL_TABLE)
+        self._mn_home_address_rule(k, hoa)
+
+    def mn_down(self, k):
+        super().mn_down(k)
+        if self.forwarder is not None:
+            self.forwarder.request("down")
+
+    def mn_teardown(self, k):
+        self._stop()
+        self._reset(k)
+
+
 def ip6tnl_available() -> bool:
     """Whether this kernel can create ip6ip6 tunnels (probed in a throw-away namespace)."""
     from mip6bench.net.capabilities import probe_link_kind
@@ -358,12 +472,47 @@ def ip6tnl_available() -> bool:
     return ok
 
 
-def backend(name: str = "auto") -> TunnelBackend:
-    """The backend by name; "auto" picks ip6tnl where the kernel has it, else seg6."""
+def probe_backends() -> dict[str, tuple[bool, str]]:
+    """Every tunnel backend: (usable here, what the probe saw)."""
+    from mip6bench.net.capabilities import probe_link_kind, probe_seg6, probe_tap
+
+    return {
+        "ip6tnl": probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
+                                  "local", "2001:db8::1", "remote", "2001:db8::2"),
+        "seg6": probe_seg6(),
+        "userspace": probe_tap(),
+    }
+
+
+def choose_backend(name: str, available: dict[str, tuple[bool, str]]) -> str:
+    """The backend `name` resolves to ("auto": the first usable of BACKENDS), or a
+    one-line error naming what the kernel lacks."""
+    from mip6bench.errors import EnvironmentProblem, ParameterError
+
     if name == "auto":
-        name = "ip6tnl" if ip6tnl_available() else "seg6"
+        for candidate in BACKENDS:
+            if available[candidate][0]:
+                return candidate
+        raise EnvironmentProblem("no IPv6-in-IPv6 tunnel backend works on this kernel "
+                                 f"({'; '.join(f'{b}: {d}' for b, (_ok, d) in available.items())})",
+                                 "enable " + " or ".join(BACKEND_NEEDS.values()))
+    if name not in BACKENDS:
+        raise ParameterError(f"unknown tunnel backend {name!r}", f"use one of {', '.join(BACKENDS)} or auto")
+    ok, detail = available[name]
+    if not ok:
+        raise EnvironmentProblem(f"tunnel backend {name} is not available on this kernel ({detail})",
+                                 f"enable {BACKEND_NEEDS[name]}, or use tunnel=auto")
+    return name
+
+
+def backend(name: str = "auto") -> TunnelBackend:
+    """The backend by name; "auto" picks ip6tnl, else seg6, else userspace."""
+    if name == "auto":
+        name = choose_backend(name, probe_backends())
     if name == "seg6":
         return Seg6Backend()
     if name == "ip6tnl":
         return Ip6tnlBackend()
+    if name == "userspace":
+        return UserspaceBackend()
     raise ValueError(f"unknown tunnel backend {name!r}; use one of {BACKENDS} or auto")

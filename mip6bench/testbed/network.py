@@ -33,6 +33,16 @@ from mip6bench.testbed.operational import build_plan, foreign_prefix, HOME_PREFI
 REQUIRED_BINARIES = ("mnexec", "ip", "nft", "radvd")
 
 
+def resolve_tunnel_backend(params: dict[str, Any]) -> str | None:
+    """The tunnel backend the `tunnel` parameter names on this kernel (None without
+    Mobile IPv6 agents); a one-line error naming the missing kernel option."""
+    if params["mipv6"] == "off":
+        return None
+    from mip6bench.net.tunnel import choose_backend, probe_backends
+
+    return choose_backend(params["tunnel"], probe_backends())
+
+
 def preflight(plan, capture: bool) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
@@ -72,10 +82,13 @@ class Testbed:
         self.log: EventLog | None = None
         self.timings: dict[str, float] = {}
         self.teardown_errors: list[str] = []
+        self.tunnel_backend: str | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
         preflight(self.plan, self.capture_enabled)
+        if self.agents_enabled:
+            self.tunnel_backend = resolve_tunnel_backend(self.params)
         from mininet.net import Mininet
 
         from mip6bench.testbed.links import ShapedLink
@@ -113,6 +126,7 @@ class Testbed:
         tb = cls.__new__(cls)
         tb.__init__(dict(net.topo.plan.params), capture=False)
         tb.plan, tb.net, tb.run = net.topo.plan, net, context.current_run()
+        tb.tunnel_backend = resolve_tunnel_backend(tb.params)
         tb.log = EventLog(tb.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         tb.start_agents()
         return tb
@@ -148,13 +162,13 @@ class Testbed:
         """(node, role, options) of the HA, CN and MN agents as the `mipv6` parameter
         says: static SAs (static), or PANA bootstrapping (bootstrap: the MN agents get the
         PANA client's options, the HA agent the SA distribution channel's)."""
-        from mip6bench.net.tunnel import ip6tnl_available
         from mip6bench.testbed.operational import mobility_agent_options
 
         if self.params["mipv6"] == "off":
             return []
-        backend = "ip6tnl" if ip6tnl_available() else "seg6"
-        out = mobility_agent_options(self.plan, backend)
+        if self.tunnel_backend is None:
+            self.tunnel_backend = resolve_tunnel_backend(self.params)
+        out = mobility_agent_options(self.plan, self.tunnel_backend)
         if self.params["mipv6"] == "bootstrap":
             settings = self.bootstrap.settings
             channel = self.bootstrap.ha_channel_options()
@@ -249,6 +263,20 @@ class Testbed:
         self.stop()
 
     # ---------------------------------------------------------------- access
+    @property
+    def backends(self) -> dict[str, Any]:
+        """What carries this run's data: the HA-MN tunnel, the links (how many links of
+        each kind: veth, tbf for bandwidth only, netem, relay), route optimisation."""
+        links: dict[str, int] = {}
+        for link in (self.net.links if self.net is not None else []):
+            kind = getattr(link, "backend", None)
+            if kind is not None:
+                links[kind] = links.get(kind, 0) + 1
+        return {"tunnel": self.tunnel_backend, "links": links,
+                # Home Address option and type 2 routing header: the agents rewrite them
+                # in user space (mip6bench.net.ro) on every kernel.
+                "route_optimization": "userspace" if self.params["mipv6"] != "off" else None}
+
     def node(self, name: str):
         try:
             return self.net[name]

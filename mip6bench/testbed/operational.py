@@ -61,6 +61,8 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("seed", int, 1, "seed of the link emulation's random loss and jitter", 0, 2**31),
         ParamSpec("mipv6", str, "static", "Mobile IPv6 agents (ha, cn, mn): static SAs, bootstrap "
                   "(MNs wait for HA/HoA/SA at run time), off", choices=("static", "bootstrap", "off")),
+        ParamSpec("tunnel", str, "auto", "HA-MN tunnel backend: auto (ip6tnl, else seg6, else "
+                  "userspace), or force one", choices=("auto", "ip6tnl", "seg6", "userspace")),
     ]
     for seg, (delay, what) in SEGMENTS.items():
         specs += [

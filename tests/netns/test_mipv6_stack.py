@@ -29,13 +29,15 @@ from mip6bench.runtime.mobility import NTP_UNIX_OFFSET
 from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.operational import HA_ADDRESS, static_sa
 
+from ..backends import tunnel_backends
+
 CN = "2001:db8:2::10"
 PAA = "2001:db8:1::2"
 
 
-@pytest.fixture(scope="module")
-def tb(tmp_path_factory):
-    testbed = Testbed({"foreign": 2}, experiment="test-mipv6", capture=False,
+@pytest.fixture(scope="module", params=tunnel_backends())
+def tb(request, tmp_path_factory):
+    testbed = Testbed({"foreign": 2, "tunnel": request.param}, experiment="test-mipv6", capture=False,
                       out_dir=tmp_path_factory.mktemp("mipv6"))
     testbed.start()
     try:
@@ -108,29 +110,47 @@ def home_bu(sa: MobilitySA, coa: str, home: str, seq: int, timestamp: int, lifet
 
 # ---------------------------------------------------------------------------- registration
 
+def reverse_tunnel_count(tb, verdict: str) -> int:
+    """Reverse-tunnelled packets the HA admitted ("accepted") or dropped ("rejected"):
+    its nftables rules count them for the kernel backends, its forwarder for userspace."""
+    if tb.tunnel_backend == "userspace":
+        name = {"accepted": "decap", "rejected": "decap.not_registered"}[verdict]
+        return counters(tb, "ha")["tunnel"].get(name, 0)
+    return counters(tb, "ha")["netfilter"][f"reverse-tunnel-{verdict}"]
+
+
 def test_home_registration_installs_the_data_path(tb):
     st = status(tb)
     assert st["home_state"] == "registered" and st["registered_coa"] == st["coa"]
+    assert status(tb, "ha")["backend"] == st["backend"] == tb.tunnel_backend
     [binding] = tb.mobility_agent("ha").request("bindings")
     assert binding == {**binding, "hoa": hoa(tb), "coa": st["coa"], "tunnel": st["coa"], "proxied": True}
-    ha = tb.node("ha")
-    assert "encap seg6" in ha.cmd(f"ip -6 route show {hoa(tb)}")
+    ha, mn = tb.node("ha"), tb.node("mn1")
+    ha_route, mn_route = ha.cmd(f"ip -6 route show {hoa(tb)}"), mn.cmd("ip -6 route show table 138")
+    if tb.tunnel_backend == "seg6":
+        assert "encap seg6" in ha_route and f"segs 1 [ {HA_ADDRESS} ]" in mn_route
+    elif tb.tunnel_backend == "ip6tnl":
+        assert "dev m6t" in ha_route and "default dev mip6tnl" in mn_route
+        assert f"remote {st['coa']}" in ha.cmd("ip -6 tunnel show")
+        assert f"remote {HA_ADDRESS} local {st['coa']}" in mn.cmd("ip -6 tunnel show mip6tnl")
+    else:
+        assert "dev mip6tun" in ha_route and "default dev mip6tnl" in mn_route
+        assert counters(tb, "ha")["tunnel"]["bindings"] == 1
+    if tb.tunnel_backend != "userspace":
+        assert st["coa"] in ha.cmd("nft list set ip6 mip6bench_ha reverse_tunnel")
     assert hoa(tb) in ha.cmd("ip -6 neigh show proxy")
-    assert st["coa"] in ha.cmd("nft list set ip6 mip6bench_ha reverse_tunnel")
-    mn = tb.node("mn1")
     assert f"from {hoa(tb)} lookup 138" in mn.cmd("ip -6 rule")
-    assert f"segs 1 [ {HA_ADDRESS} ]" in mn.cmd("ip -6 route show table 138")
 
 
 def test_tunnel_carries_traffic_both_ways(tb):
-    before = counters(tb, "ha")["netfilter"]["reverse-tunnel-accepted"]
+    before = reverse_tunnel_count(tb, "accepted")
     # The PAA is on the home link: its traffic to the HoA goes through the HA's tunnel,
     # the MN's answers come back reverse-tunnelled.
     result = echo(tb, "paa", PAA, "mn1", hoa(tb))
     assert result.answered == result.sent == 10
-    # Every answer came back through the HA's reverse-tunnel rule, which counted it on
+    # Every answer came back through the HA's reverse-tunnel check, which counted it on
     # the way in, before the HA forwarded it to the PAA: no waiting needed.
-    assert counters(tb, "ha")["netfilter"]["reverse-tunnel-accepted"] >= before + 10
+    assert reverse_tunnel_count(tb, "accepted") >= before + 10
 
 
 def test_return_routability_and_route_optimized_data(tb):
@@ -153,7 +173,7 @@ def test_return_routability_and_route_optimized_data(tb):
 
 def test_reverse_tunnelled_packet_with_a_foreign_inner_source_is_dropped(tb):
     coa = status(tb)["coa"]
-    before = counters(tb, "ha")["netfilter"]["reverse-tunnel-rejected"]
+    before = reverse_tunnel_count(tb, "rejected")
     inner = build_ipv6_packet("2001:db8:1::1234", PAA, 59, b"")   # not this CoA's HoA
     send_raw(tb, "mn1", encapsulate(inner, socket.inet_pton(socket.AF_INET6, coa),
                                     socket.inet_pton(socket.AF_INET6, HA_ADDRESS)))
@@ -162,7 +182,7 @@ def test_reverse_tunnelled_packet_with_a_foreign_inner_source_is_dropped(tb):
                                     socket.inet_pton(socket.AF_INET6, HA_ADDRESS)))
     after_marker(tb, "mn1", coa)
     after_marker(tb, "paa", PAA)
-    assert counters(tb, "ha")["netfilter"]["reverse-tunnel-rejected"] == before + 2
+    assert reverse_tunnel_count(tb, "rejected") == before + 2
 
 
 @pytest.mark.parametrize("attack, status_code, reason", [
@@ -340,7 +360,10 @@ def assert_no_ha_state(tb):
     ha = tb.node("ha")
     assert ha.cmd(f"ip -6 route show {hoa(tb)}").strip() == ""
     assert hoa(tb) not in ha.cmd("ip -6 neigh show proxy")
-    assert "elements" not in ha.cmd("nft list set ip6 mip6bench_ha reverse_tunnel")
+    if tb.tunnel_backend == "userspace":
+        assert counters(tb, "ha")["tunnel"]["bindings"] == 0
+    else:
+        assert "elements" not in ha.cmd("nft list set ip6 mip6bench_ha reverse_tunnel")
 
 
 def test_binding_expiry_without_refresh_removes_all_kernel_state(tb):

@@ -1,0 +1,34 @@
+"""The kernel backends a namespace test runs with: every backend this machine's kernel
+has, each as its own test id, and the ones it lacks as skips that name the missing kernel
+option. Tests parametrized with these carry the `backends` marker (the full-kernel lane,
+`make test-kernel`, runs them on a kernel that has every backend)."""
+from __future__ import annotations
+
+import functools
+import os
+
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def _tunnel_probes() -> dict[str, tuple[bool, str]]:
+    from mip6bench.net.tunnel import probe_backends
+
+    return probe_backends()
+
+
+def tunnel_backends() -> list:
+    """pytest params, one per tunnel backend (ip6tnl, seg6, userspace)."""
+    from mip6bench.net.tunnel import BACKEND_NEEDS, BACKENDS
+
+    if os.geteuid() != 0:   # netns tests are skipped anyway; probing needs root
+        return [pytest.param(name, marks=pytest.mark.backends) for name in BACKENDS]
+    out = []
+    for name in BACKENDS:
+        ok, detail = _tunnel_probes()[name]
+        marks = [pytest.mark.backends]
+        if not ok:
+            marks.append(pytest.mark.skip(reason=f"tunnel backend {name}: kernel lacks "
+                                                 f"{BACKEND_NEEDS[name]} ({detail})"))
+        out.append(pytest.param(name, marks=marks, id=f"tunnel={name}"))
+    return out
