@@ -62,6 +62,7 @@ import os
 import socket
 import struct
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 if __package__ in (None, ""):  # run as a script: agents/mn.py
@@ -552,9 +553,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             dev = self.coa_interface
+            t0 = time.monotonic()
             await self.io.kernel(self.backend.mn_point, self.kernel, effect.hoa, effect.local, effect.remote, dev)
             self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
-                      backend=self.backend.name)
+                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3))
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self.backend.mn_down, self.kernel)
             self.emit("mipv6.mn.tunnel_down", reason=effect.reason)

@@ -32,3 +32,26 @@ def tunnel_backends() -> list:
                                                  f"{BACKEND_NEEDS[name]} ({detail})"))
         out.append(pytest.param(name, marks=marks, id=f"tunnel={name}"))
     return out
+
+
+@functools.lru_cache(maxsize=None)
+def _netem_probe() -> tuple[bool, str]:
+    from mip6bench.net.linkemu import netem_probe
+
+    return netem_probe()
+
+
+def link_emulation_backends() -> list:
+    """pytest params, one per link emulation backend (netem, relay)."""
+    if os.geteuid() != 0:
+        return [pytest.param(name, marks=pytest.mark.backends) for name in ("netem", "relay")]
+    ok, detail = _netem_probe()
+    netem_marks = [pytest.mark.backends]
+    if not ok:
+        netem_marks.append(pytest.mark.skip(reason=f"link emulation netem: kernel lacks "
+                                                   f"CONFIG_NET_SCH_NETEM ({detail})"))
+    relay_marks = [pytest.mark.backends]
+    if not os.path.exists("/dev/net/tun"):
+        relay_marks.append(pytest.mark.skip(reason="link emulation relay: no /dev/net/tun (modprobe tun)"))
+    return [pytest.param("netem", marks=netem_marks, id="links=netem"),
+            pytest.param("relay", marks=relay_marks, id="links=relay")]

@@ -3,6 +3,17 @@ import os
 import pytest
 
 
+def pytest_report_header(config):
+    """`mip6bench doctor`'s backend table, so every log shows which backends ran."""
+    if os.geteuid() != 0:
+        return ["backends: not probed (needs root)"]
+    from mip6bench.net.capabilities import detect, format_report
+
+    report = format_report(detect())
+    start = report.index("tunnel backends")
+    return ["mip6bench doctor (backends):", *report[start:].splitlines()]
+
+
 def pytest_collection_modifyitems(config, items):
     # Tests under tests/netns and tests/interop are marked automatically, so
     # `pytest -m "not netns"` runs the root-free unit suite on its own.

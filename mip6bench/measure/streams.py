@@ -56,6 +56,7 @@ class UdpStream:
         self.arrivals: list[tuple[int, int]] = []        # (seq, arrival ns)
         self.send_errors = 0
         self._stop = threading.Event()
+        self._arrived = threading.Condition()
         self._receiving_until = float("inf")
         self._threads = [threading.Thread(target=self._send, name="udp-send", daemon=True),
                          threading.Thread(target=self._receive, name="udp-recv", daemon=True)]
@@ -94,7 +95,16 @@ class UdpStream:
             except OSError:
                 return
             if len(data) >= DATAGRAM.size:
-                self.arrivals.append((DATAGRAM.unpack_from(data)[0], time.monotonic_ns()))
+                with self._arrived:
+                    self.arrivals.append((DATAGRAM.unpack_from(data)[0], time.monotonic_ns()))
+                    self._arrived.notify_all()
+
+    def first_arrival_after(self, t_ns: int, timeout: float) -> int | None:
+        """The arrival time of the first datagram that arrived after `t_ns`, waiting up to
+        `timeout` seconds for it (None: nothing arrived)."""
+        with self._arrived:
+            self._arrived.wait_for(lambda: self.arrivals and self.arrivals[-1][1] > t_ns, timeout)
+            return next((t for _seq, t in self.arrivals if t > t_ns), None)
 
     def stop(self, linger: float = 0.5) -> None:
         """Stop sending, let stragglers arrive for `linger` seconds, close."""

@@ -47,9 +47,14 @@ def link_params(shaping: Shaping) -> LinkParams:
                       loss_pct=shaping.loss_pct, rate_mbit=shaping.bw_mbit)
 
 
-def choose_backend(shaping: Shaping) -> str:
+def choose_backend(shaping: Shaping, emulation: str = "auto") -> str:
+    """veth for an unshaped link; a forced `emulation` (netem, relay) for every shaped
+    one; under auto tbf for bandwidth only, else netem where the kernel has it, else the
+    relay."""
     if not shaping.active:
         return "veth"
+    if emulation != "auto":
+        return emulation
     rate_only = not (shaping.delay_ms or shaping.jitter_ms or shaping.loss_pct)
     if rate_only and tbf_available():
         return "tbf"
@@ -60,12 +65,13 @@ class ShapedLink(Link):
     """A link between two nodes with optional shaping (see the module docstring)."""
 
     def __init__(self, node1, node2, shaping: Shaping = Shaping(), attached: bool = True,
-                 seed: int = 0, backend: str | None = None, spec=None, **params):
+                 seed: int = 0, backend: str | None = None, spec=None, emulation: str = "auto",
+                 **params):
         self.spec = spec  # the plan's LinkSpec, when built from a plan
         self.shaping = shaping
         self.seed = seed
         self.attached = attached
-        self.backend = backend or choose_backend(shaping)
+        self.backend = backend or choose_backend(shaping, emulation)
         self.relay: LinkRelay | None = None
         params.setdefault("intf", Ip6Intf)
         super().__init__(node1, node2, **params)

@@ -52,7 +52,17 @@ def preflight(plan, capture: bool) -> None:
         if not which(binary):
             package = BINARIES.get(binary, "wireshark-common")
             raise EnvironmentProblem(f"{binary} is missing", f"apt install {package}, or run `make setup`")
-    if any(link.shaping.active for link in plan.links):
+    shaped = any(link.shaping.active for link in plan.links)
+    if shaped and plan.params.get("links") == "netem":
+        from mip6bench.net.linkemu import netem_probe
+
+        ok, detail = netem_probe()
+        if not ok:
+            raise EnvironmentProblem(f"links=netem, but the kernel has no sch_netem ({detail})",
+                                     "modprobe sch_netem (CONFIG_NET_SCH_NETEM), or use links=auto")
+    if shaped and plan.params.get("links") == "relay" and not os.path.exists("/dev/net/tun"):
+        raise EnvironmentProblem("links=relay needs /dev/net/tun", "modprobe tun (CONFIG_TUN), or use links=auto")
+    if shaped:
         from mip6bench.net.linkemu import netem_available
 
         if not netem_available() and not os.path.exists("/dev/net/tun"):

@@ -61,6 +61,9 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("seed", int, 1, "seed of the link emulation's random loss and jitter", 0, 2**31),
         ParamSpec("mipv6", str, "static", "Mobile IPv6 agents (ha, cn, mn): static SAs, bootstrap "
                   "(MNs wait for HA/HoA/SA at run time), off", choices=("static", "bootstrap", "off")),
+        ParamSpec("links", str, "auto", "link emulation for links with delay/jitter/loss: auto (netem "
+                  "where the kernel has it, else the user-space relay), or force one "
+                  "(bandwidth-only links use tbf under auto)", choices=("auto", "netem", "relay")),
         ParamSpec("tunnel", str, "auto", "HA-MN tunnel backend: auto (ip6tnl, else seg6, else "
                   "userspace), or force one", choices=("auto", "ip6tnl", "seg6", "userspace")),
     ]

@@ -23,4 +23,4 @@ class OperationalTopo(Topo):
         for i, link in enumerate(self.plan.links):
             self.addLink(link.a, link.b, intfName1=link.a_intf, intfName2=link.b_intf,
                          cls=ShapedLink, shaping=link.shaping, attached=link.attached,
-                         seed=seed * 1000 + i, spec=link)
+                         seed=seed * 1000 + i, spec=link, emulation=self.plan.params["links"])

@@ -31,15 +31,16 @@ from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.operational import HA_ADDRESS, HOME_PREFIX, static_sa
 from mip6bench.testbed.registry import process_start
 
+from ..backends import tunnel_backends
 from .bootstrap_util import agent_events, topology, wait_event
 
 SA_LIFETIME = 4      # what mn1 proposes for the re-keying and expiry tests
 ALL_PANA = {"ha": "pana", "home_prefix": "pana", "hoa": "pana", "sa": "pana", "token": "pana"}
 
 
-@pytest.fixture(scope="module")
-def tb(tmp_path_factory):
-    testbed = Testbed(topology("bootstrap", foreign=2, mns=3), experiment="test-bootstrap",
+@pytest.fixture(scope="module", params=tunnel_backends())
+def tb(request, tmp_path_factory):
+    testbed = Testbed(topology("bootstrap", foreign=2, mns=3, tunnel=request.param), experiment="test-bootstrap",
                       out_dir=tmp_path_factory.mktemp("bootstrap"), capture=False)
     testbed.bootstrap_settings = BootstrapSettings(aaa="embedded", sa="push")
     testbed.start()

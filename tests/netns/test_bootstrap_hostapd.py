@@ -30,6 +30,7 @@ from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.operational import HA_ADDRESS
 from mip6bench.testbed.registry import process_start
 
+from ..backends import tunnel_backends
 from .bootstrap_util import agent_events, topology, wait_event
 
 pytestmark = pytest.mark.skipif(
@@ -37,9 +38,9 @@ pytestmark = pytest.mark.skipif(
     reason="hostapd is not installed (Debian package 'hostapd')")
 
 
-@pytest.fixture(scope="module")
-def tb(tmp_path_factory):
-    testbed = Testbed(topology("bootstrap", foreign=1, mns=2), experiment="test-hostapd",
+@pytest.fixture(scope="module", params=tunnel_backends())
+def tb(request, tmp_path_factory):
+    testbed = Testbed(topology("bootstrap", foreign=1, mns=2, tunnel=request.param), experiment="test-hostapd",
                       out_dir=tmp_path_factory.mktemp("hapd"), capture=False)
     testbed.bootstrap_settings = BootstrapSettings(
         aaa="radius", sa="pull", extra_paa_options={"radius_irt": 0.3, "radius_mrc": 1})

@@ -47,7 +47,11 @@ def test_doctor_json_reports_features_and_backends():
     for feature in ("netem", "ip6tnl", "seg6", "mip6", "nftables", "router_alert", "tuntap"):
         assert feature in report["features"]
     assert report["backends"]["link_emulation"] in ("netem", "userspace")
-    assert report["backends"]["tunnel"] in ("ip6tnl", "seg6")
+    assert report["backends"]["tunnel"] in ("ip6tnl", "seg6", "userspace")
+    text = subprocess.run([*MIP6BENCH, "doctor"], capture_output=True, text=True, timeout=60).stdout
+    listed = text[text.index("tunnel backends"):].splitlines()[1:4]
+    assert [line.split()[0] for line in listed] == ["ip6tnl", "seg6", "userspace"]
+    assert sum("<- auto" in line for line in listed) == 1
 
 
 def test_topology_under_mininets_own_runner(tmp_path):

@@ -21,6 +21,8 @@ from mip6bench.testbed.registry import RUN_ROOT, process_start
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from experiments import linkcheck  # noqa: E402
 
+from ..backends import link_emulation_backends  # noqa: E402
+
 
 def root_state() -> dict:
     """What the root namespace shows: links, named netns, nft tables."""
@@ -190,11 +192,14 @@ def test_clean_removes_what_a_killed_controller_left(tmp_path):
     assert_all_gone(pids, before)
 
 
-def test_loss_jitter_and_bandwidth_are_honoured(tmp_path):
+@pytest.mark.parametrize("emulation", link_emulation_backends())
+def test_loss_jitter_and_bandwidth_are_honoured(tmp_path, emulation):
     params = {"foreign": 1, "backhaul_delay_ms": 5, "backhaul_jitter_ms": 2,
               "backhaul_loss_pct": 10, "cn_uplink_bw_mbit": 20, "seed": 7,
-              "home_uplink_delay_ms": 0, "home_uplink_bw_mbit": 30}
+              "home_uplink_delay_ms": 0, "home_uplink_bw_mbit": 30, "links": emulation}
     with Testbed(params, experiment="test", out_dir=tmp_path, capture=False) as tb:
+        assert tb.link("core-ar1").backend == tb.link("core-fw").backend == emulation
+        assert tb.backends["links"][emulation] >= 2
         [m] = linkcheck.measure_links(tb, {"probes": 1500, "interval_ms": 1}, [tb.plan.link("core-ar1")], {})
         # per-direction loss 10 %: round trip survives with 0.81; 1500 probes -> sd ~1 %
         assert 7 <= m["measured_loss_pct"] <= 13, m
@@ -212,8 +217,9 @@ def test_loss_jitter_and_bandwidth_are_honoured(tmp_path):
             server.wait(timeout=10)
         bps = json.loads(out)["end"]["sum_received"]["bits_per_second"]
         assert 16e6 <= bps <= 20.5e6, bps
-        # a bandwidth-only link stays in the kernel: veth + tbf
-        assert tb.link("core-ha").backend == "tbf"
+        # a bandwidth-only link goes to the forced backend too (under auto: tbf, see
+        # tests/unit/test_foundation.py)
+        assert tb.link("core-ha").backend == emulation
         ha = "2001:db8:ff:1::2"
         server = tb.node("ha").popen(["iperf3", "-s", "-1", "--forceflush", "-B", ha], text=True)
         try:

@@ -184,6 +184,41 @@ def test_preflight_names_the_fix(monkeypatch):
         network.preflight(p, capture=True)
 
 
+def test_link_backend_choice(monkeypatch):
+    from mip6bench.testbed import links
+    from mip6bench.testbed.operational import Shaping
+
+    monkeypatch.setattr(links, "tbf_available", lambda: True)
+    monkeypatch.setattr(links, "netem_available", lambda: False)
+    delay, rate = Shaping(delay_ms=5), Shaping(bw_mbit=10)
+    assert links.choose_backend(Shaping()) == links.choose_backend(Shaping(), "netem") == "veth"
+    assert (links.choose_backend(delay), links.choose_backend(rate)) == ("relay", "tbf")
+    assert links.choose_backend(rate, "relay") == links.choose_backend(delay, "relay") == "relay"
+    assert links.choose_backend(rate, "netem") == "netem"
+    monkeypatch.setattr(links, "netem_available", lambda: True)
+    assert links.choose_backend(delay) == "netem"
+
+
+def test_forced_but_missing_backends_name_the_kernel_option(monkeypatch):
+    from mip6bench.errors import EnvironmentProblem
+    from mip6bench.net import linkemu
+    from mip6bench.testbed import network
+
+    monkeypatch.setattr(network.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(network, "which", lambda b: "/bin/" + b)
+    monkeypatch.setattr(linkemu, "netem_probe", lambda: (False, "Specified qdisc kind is unknown."))
+    with pytest.raises(EnvironmentProblem, match="modprobe sch_netem"):
+        network.preflight(plan(links="netem"), capture=False)
+    from mip6bench.net import tunnel
+
+    monkeypatch.setattr(tunnel, "probe_backends", lambda: {
+        "ip6tnl": (False, "Unknown device type"), "seg6": (False, "lwt"), "userspace": (True, "")})
+    assert network.resolve_tunnel_backend({"mipv6": "static", "tunnel": "auto"}) == "userspace"
+    assert network.resolve_tunnel_backend({"mipv6": "off", "tunnel": "ip6tnl"}) is None
+    with pytest.raises(EnvironmentProblem, match="CONFIG_IPV6_TUNNEL"):
+        network.resolve_tunnel_backend({"mipv6": "static", "tunnel": "ip6tnl"})
+
+
 def test_experiment_parameters_are_checked_before_anything_runs():
     from mip6bench.experiment import load, split_params
 

@@ -93,7 +93,7 @@ def test_unbound_and_foreign_packets_are_not_encapsulated():
     assert ha.counters == {"encap.no_binding": 1, "encap.malformed": 1}
     assert mn.counters == {"encap.not_from_home_address": 1}
     ha.unbind(HOA)
-    assert ha.from_tun(udp(CN, HOA)) is None and ha.peer_text == {}
+    assert ha.from_tun(udp(CN, HOA)) is None and ha.routes == {}
 
 
 def test_oversize_packet_gets_a_packet_too_big_from_the_tunnel_entry_point():
