@@ -359,7 +359,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         return out
 
     def status(self) -> dict:
-        out = {"address": self.options.address, "backend": self.backend.name,
+        out = {"address": self.options.address, **self.backend.status(),
                "bindings": len(self.core.bindings), "sas": len(self.sa_store)}
         if self.sa_channel is not None:
             out["sadist"] = dict(self.sa_channel.core.counters)

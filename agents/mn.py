@@ -410,21 +410,23 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 if self.pana is not None:
                     self.pana.config.interface = current   # where a multicast PCI leaves
             self.attached = current
+        if self.default_pin is not None and self.default_pin[0] != current:
+            # Left that network: its router is no longer our way out.
+            await self.io_kernel(self._pin_default_route, None)
         if current is None or current not in self.ra:
-            if current is None and self.default_pin is not None:
-                await self.io_kernel(self._pin_default_route, None)
             return
         _t, prefix, router = self.ra[current]
         net = ipaddress.IPv6Network(prefix)
         # None while the address is still tentative (DAD), or SLAAC has not run yet.
         address = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
         self.address = address
+        if not self.active:    # (when active, the pin waits until signalling is under way)
+            await self.io_kernel(self._pin_default_route, (current, router))
         if address is not None and self.pana is not None and not self.pana_started \
                 and self.pana_options.autostart:
             self.pana_started = True
             self.pana.start()          # the first usable address: authenticate from it
         if not self.active:
-            await self.io_kernel(self._pin_default_route, (current, router))
             return
         hoa, _ha, home_prefix = self.home
         now = self.io.now()
@@ -452,6 +454,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             # Returning home ended route optimisation for good; away again, ask for it
             # anew (the core runs it once the home registration for this CoA is accepted).
             self._want_route_optimization(now)
+            await self.io_kernel(self._pin_default_route, (current, router))
             self._pana_moved(coa)
             await self._notify()
         await self.io_kernel(self._pin_default_route, (current, router))
@@ -475,6 +478,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
         self.default_pin = attachment
 
+    def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
         if self.pana is not None and address is not None and address != self.pana_address \
                 and self.pana.ping():
@@ -632,7 +636,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         return out
 
     def status(self) -> dict:
-        out = {"attached": self.attached, "backend": self.backend.name, "sas": len(self.sa_store)}
+        out = {"attached": self.attached, **self.backend.status(), "sas": len(self.sa_store)}
         if self.pana is not None:
             out.update(pana=self.pana.status(), nsis_token=self.nsis_token.hex() if self.nsis_token else None)
         if self.core is None:

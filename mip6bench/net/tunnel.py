@@ -246,6 +246,10 @@ class TunnelBackend:
         """The data path's own counters (the kernel backends have none of their own)."""
         return {}
 
+    def status(self) -> dict:
+        """For the agents' status command: the backend and its own processes."""
+        return {"backend": self.name}
+
     # --- home agent ---
     def ha_setup(self, k: MobilityKernel, ha_address: str, local_addresses: list[str],
                  decap_dev: str) -> None:
@@ -420,6 +424,9 @@ class UserspaceBackend(TunnelBackend):
     def counters(self) -> dict[str, int]:
         return self.forwarder.request("counters")["counters"] if self.forwarder else {}
 
+    def status(self) -> dict:
+        return {"backend": self.name, "forwarder_pid": self.forwarder.pid if self.forwarder else None}
+
     def ha_setup(self, k, ha_address, local_addresses, decap_dev):
         from mip6bench.net.usertunnel import HA_DEVICE
 
@@ -461,15 +468,6 @@ class UserspaceBackend(TunnelBackend):
     def mn_teardown(self, k):
         self._stop()
         self._reset(k)
-
-
-def ip6tnl_available() -> bool:
-    """Whether this kernel can create ip6ip6 tunnels (probed in a throw-away namespace)."""
-    from mip6bench.net.capabilities import probe_link_kind
-
-    ok, _ = probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
-                            "local", "2001:db8::1", "remote", "2001:db8::2")
-    return ok
 
 
 def probe_backends() -> dict[str, tuple[bool, str]]:

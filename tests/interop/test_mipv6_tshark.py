@@ -12,16 +12,20 @@ import pytest
 from mip6bench.net.capabilities import which
 from mip6bench.testbed.network import Testbed
 
+from ..backends import tunnel_backends
+
 pytestmark = [pytest.mark.netns,
               pytest.mark.skipif(not which("tshark"), reason="tshark is not installed (make setup)")]
 
 CN = "2001:db8:2::10"
+HA = "2001:db8:1::1"
 
 
-@pytest.fixture(scope="module")
-def capture(tmp_path_factory):
+@pytest.fixture(scope="module", params=tunnel_backends())
+def capture(request, tmp_path_factory):
     out = tmp_path_factory.mktemp("mipv6-capture")
-    tb = Testbed({"foreign": 2}, experiment="test-mipv6-capture", capture=True, out_dir=out)
+    tb = Testbed({"foreign": 2, "tunnel": request.param}, experiment="test-mipv6-capture", capture=True,
+                 out_dir=out)
     tb.start()
     try:
         tb.open_static_mipv6_pinholes()
@@ -60,3 +64,18 @@ def test_route_optimized_data_carries_the_extension_headers(capture):
     rh2 = tshark(capture, "-Y", "ipv6.routing.type == 2 and icmpv6.type == 128", "-T", "fields", "-e", "ipv6.dst")
     hao = tshark(capture, "-Y", "ipv6.dstopts and icmpv6.type == 129", "-T", "fields", "-e", "ipv6.src")
     assert rh2.strip() and hao.strip()
+
+
+def test_tunnelled_packets_are_rfc2473_ipv6_in_ipv6(capture):
+    """What every tunnel backend puts on the wire: next header 41 right after the outer
+    header (no Tunnel Encapsulation Limit option), outer hop limit 64 where it leaves."""
+    assert tshark(capture, "-Y", "ipv6.opt.tel").strip() == ""
+    lines = tshark(capture, "-Y", f"ipv6.nxt == 41 and (ipv6.src == {HA} or ipv6.dst == {HA})",
+                   "-T", "fields", "-e", "ipv6.src", "-e", "ipv6.hlim", "-e", "ipv6.nxt").splitlines()
+    assert lines, "no tunnelled packets in the capture"
+    for line in lines:
+        src, hlim, nxt = (field.split(",")[0] for field in line.split("\t"))
+        assert nxt == "41"
+        # Seen where it leaves (64) or a few hops on: the HA -> MN path has three routers.
+        assert 60 <= int(hlim) <= 64, line
+    assert any(line.split("\t")[1].split(",")[0] == "64" for line in lines)

@@ -4,7 +4,10 @@ leave the MN registered on a foreign network, route-optimised with the CN)."""
 from __future__ import annotations
 
 import dataclasses
+import os
+import select
 import socket
+import struct
 import time
 
 import pytest
@@ -151,6 +154,34 @@ def test_tunnel_carries_traffic_both_ways(tb):
     # Every answer came back through the HA's reverse-tunnel check, which counted it on
     # the way in, before the HA forwarded it to the PAA: no waiting needed.
     assert reverse_tunnel_count(tb, "accepted") >= before + 10
+
+
+IPV6_RECVERR, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO = 25, 23, 2
+
+
+def test_a_packet_too_big_for_the_tunnel_gets_a_packet_too_big_with_the_tunnel_mtu(tb):
+    """RFC 2473 section 7: the tunnel MTU is the link MTU less the 40-byte outer header; a
+    packet from the home link to the HoA that does not fit is answered with an ICMPv6
+    Packet Too Big, which the sender's socket reports in its error queue."""
+    def send_and_wait() -> tuple[int, int, int, int]:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
+            s.setsockopt(socket.IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO)
+            s.bind((PAA, 0))
+            s.connect((hoa(tb), 9))
+            s.send(bytes(1500 - 48))                 # exactly the PAA's link MTU
+            poller = select.poll()
+            poller.register(s, select.POLLERR)
+            assert poller.poll(5000), "no ICMPv6 error within 5 s"
+            _data, ancdata, _flags, _addr = s.recvmsg(1, 512, socket.MSG_ERRQUEUE)
+            [(level, kind, value)] = ancdata
+            assert (level, kind) == (socket.IPPROTO_IPV6, IPV6_RECVERR)
+            errno_, origin, icmp_type, _code, _pad, info = struct.unpack_from("=IBBBBI", value)
+            return errno_, origin, icmp_type, info
+
+    errno_, origin, icmp_type, mtu = in_netns(tb.node("paa").pid, send_and_wait)
+    # EMSGSIZE from an ICMPv6 (origin 3) Packet Too Big (type 2) with the tunnel MTU.
+    assert (errno_, origin, icmp_type, mtu) == (90, 3, 2, 1460)
 
 
 def test_return_routability_and_route_optimized_data(tb):
@@ -356,6 +387,21 @@ def test_return_home_removes_the_binding_and_its_kernel_state(tb):
     wait_ro(tb, coa=move["address"])
 
 
+def wait_gone(pid: int, timeout: float) -> bool:
+    """Whether process `pid` (not our child) has exited within `timeout` s (a pidfd
+    becomes readable when it does)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(fd)
+
+
 def assert_no_ha_state(tb):
     ha = tb.node("ha")
     assert ha.cmd(f"ip -6 route show {hoa(tb)}").strip() == ""
@@ -376,7 +422,11 @@ def test_binding_expiry_without_refresh_removes_all_kernel_state(tb):
         [binding] = tb.mobility_agent("ha").request("bindings")
         assert binding["lifetime"] == 8 and binding["coa"] == st["coa"]
         t0 = time.monotonic_ns()
+        forwarder = st.get("forwarder_pid")
+        assert (forwarder is not None) == (tb.tunnel_backend == "userspace")
         short.proc.kill()   # gone without deregistering: only expiry can clean up
+        if forwarder is not None:   # the tunnel's forwarder goes with its agent
+            assert wait_gone(forwarder, timeout=5), f"forwarder {forwarder} outlived its agent"
         wait_event(tb, "ha", "mipv6.ha.binding_removed", t0, within=12, reason="expired")
         wait_event(tb, "ha", "mipv6.ha.tunnel_down", t0, reason="expired")
         assert tb.mobility_agent("ha").request("bindings") == []
