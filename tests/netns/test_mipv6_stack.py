@@ -159,10 +159,18 @@ def test_tunnel_carries_traffic_both_ways(tb):
 IPV6_RECVERR, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_DO = 25, 23, 2
 
 
-def test_a_packet_too_big_for_the_tunnel_gets_a_packet_too_big_with_the_tunnel_mtu(tb):
+def test_a_packet_too_big_for_the_tunnel_gets_a_packet_too_big_with_the_tunnel_mtu(tb, request):
     """RFC 2473 section 7: the tunnel MTU is the link MTU less the 40-byte outer header; a
     packet from the home link to the HoA that does not fit is answered with an ICMPv6
     Packet Too Big, which the sender's socket reports in its error queue."""
+    if tb.tunnel_backend == "seg6":
+        # Measured on 6.18: the seg6 lwtunnel encapsulates first and then finds the outer
+        # packet too big, so the kernel's Packet Too Big goes to the outer source (the
+        # HA itself) and the sender never learns the tunnel MTU. Strict: if a kernel
+        # gets this right, this test says so.
+        request.node.add_marker(pytest.mark.xfail(
+            strict=True, reason="seg6 encap sends its Packet Too Big to the tunnel's own address"))
+
     def send_and_wait() -> tuple[int, int, int, int]:
         with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
             s.setsockopt(socket.IPPROTO_IPV6, IPV6_RECVERR, 1)
@@ -234,8 +242,14 @@ def test_forged_binding_updates_are_rejected_without_changing_bindings(tb, attac
     elif attack == "wrong SPI":
         packet = home_bu(dataclasses.replace(sa, spi=sa.spi + 999), coa, home, seq, ntp_timestamp(now))
     elif attack == "replayed timestamp":
-        # Older than the last accepted one, though inside the 7 s window.
-        packet = home_bu(sa, coa, home, seq, ntp_timestamp(now - 5))
+        # Older than the last accepted one, though inside the 7 s window: the MN
+        # registers afresh first, so the last accepted timestamp is a moment old.
+        t0 = time.monotonic_ns()
+        tb.mobility_agent("mn1").request("register")
+        wait_event(tb, "ha", "mipv6.ha.bu_accepted", t0)
+        [before] = ha.request("bindings")
+        seq = (before["seq"] + 100) % 65536
+        packet = home_bu(sa, coa, home, seq, ntp_timestamp(time.time() + NTP_UNIX_OFFSET - 5))
     else:
         other = "2001:db8:1::1002"
         ha.request("sa-add", spi=0x2002, key="00" * 16, hoa=other, nai="other@mip6bench.example",
