@@ -537,11 +537,16 @@ class GistError:
 
 @dataclass(frozen=True)
 class RawObject:
-    """An object this codec does not interpret: unknown types with AB=01/10."""
+    """An object this codec does not interpret: unknown types with AB=01/10.
+
+    `position` is the number of known objects before it in the message (-1: after
+    all of them), so a decoded message re-encodes to the same bytes.
+    """
 
     type: int
     value: bytes
     ab: int
+    position: int = -1
 
     def __post_init__(self):
         _words_value(self.value, f"object {self.type}", False, allow_empty=True)
@@ -613,10 +618,12 @@ def encode_message(msg: Message) -> bytes:
     _check_order([t for t, _ in objects], msg.type, decoding=False)
     _check_header_flags(msg, decoding=False)
     body = b""
-    for otype, value in objects:
+    for index, (otype, value) in enumerate(objects):
+        body += b"".join(_tlv(e.type, e.value, e.ab) for e in msg.extensions
+                         if e.position == index)
         body += _tlv(otype, value, AB_MANDATORY)
-    for ext in msg.extensions:
-        body += _tlv(ext.type, ext.value, ext.ab)
+    body += b"".join(_tlv(e.type, e.value, e.ab) for e in msg.extensions
+                     if not 0 <= e.position < len(objects))
     words = len(body) // 4
     if words > MAX_MESSAGE_WORDS:
         raise ValueError("GIST message too long")
@@ -785,7 +792,7 @@ def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
         if decoder is None:
             if ab == AB_MANDATORY:
                 raise DecodeError(f"unknown mandatory object type {otype}")
-            extensions.append(RawObject(otype, sub.rest(), ab))
+            extensions.append(RawObject(otype, sub.rest(), ab, len(types)))
             continue
         if ab != AB_MANDATORY:
             raise DecodeError(f"{OBJECT_NAMES[otype]} with AB flags {ab:02b}")

@@ -198,8 +198,11 @@ def test_extension_objects_kept_or_rejected():
     data = DATA_BYTES + ignore
     data = data[:2] + struct.pack("!H", (len(data) - 8) // 4) + data[4:]
     msg = w.decode_message(data)
-    assert msg.extensions == (w.RawObject(0x123, b"abcd", 1),)
+    assert msg.extensions == (w.RawObject(0x123, b"abcd", 1, 3),)
     assert msg.encode() == data
+    first = fix_len(DATA_BYTES[:8] + tlv(0x456, b"wxyz", ab=2) + DATA_BYTES[8:])
+    assert w.decode_message(first).extensions == (w.RawObject(0x456, b"wxyz", 2, 0),)
+    assert w.decode_message(first).encode() == first
     mandatory = data[:-8] + tlv(0x123, b"abcd", ab=0)
     with pytest.raises(DecodeError, match="unknown mandatory"):
         w.decode_message(mandatory)
