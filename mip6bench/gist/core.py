@@ -50,7 +50,9 @@ Roles (one node plays all of them, per session):
   valid Confirm. NSLP data in a Query is delivered at once; data in a Confirm after the
   state is installed.
 - Forwarding: an intercepted Q-mode message (Query or Q-mode Data) for an NSLP this node
-  does not serve gives a Forward verdict (GIST hops - 1; dropped when that reaches 0).
+  does not serve gives a Forward verdict (GIST hops - 1; dropped when that reaches 0);
+  an intercepted datagram that does not decode (no magic number, say) is forwarded
+  untouched, since the interception was a guess (RFC 5971 5.3.2).
 - D-mode Data is accepted only from the peer of an existing routing state (the MRI's D
   flag tells which side sent it); anything else is dropped and counted.
 - A different MRI (e.g. a mobile node's new care-of address as flow source) is a
@@ -354,6 +356,12 @@ class GistNode:
         try:
             msg = wire.decode_message(data, q_mode=q_mode)
         except DecodeError as err:
+            if q_mode and dst not in self.addresses:
+                # Intercepted, but not GIST (no magic number) or not understood: it goes
+                # on untouched, as it would through a router without GIST (5.3.2).
+                self.counters["forwarded_undecodable"] += 1
+                return [Forward(bytes(data), src, dst, None if ttl is None else ttl - 1,
+                                None)]
             return self._drop("malformed", detail=err.reason, src=src)
         handler = {QUERY: self._on_query, RESPONSE: self._on_response,
                    CONFIRM: self._on_confirm, DATA: self._on_data,
@@ -409,8 +417,6 @@ class GistNode:
             return self._drop("unexpected_response", src=src)
         if not hmac.compare_digest(msg.query_cookie, pq.cookie):
             return self._drop("bad_query_cookie", src=src)
-        if msg.responder_cookie is None and msg.r_flag:
-            return self._drop("confirm_without_cookie", src=src)
         old = self.states.get(key)
         if old is None and len(self.states) >= self.config.max_routing_states:
             return self._drop("routing_state_refused", src=src)
@@ -434,16 +440,23 @@ class GistNode:
             actions.append(self._d_transmit(confirm, state.peer_address,
                                             self._local_address(key[2]), "Confirm"))
         actions += [self._data(key, state, item) for item in queue]
+        return actions + self._installed(state, old, msg, "downstream")
+
+    def _installed(self, state: RoutingState, old: RoutingState | None, msg: Message,
+                   side: str) -> list[Action]:
+        """What a new or renewed routing state tells the NSLP and the event log."""
+        nslp_id, sid, mri = state.key
+        actions: list[Action] = []
         if old is None:
-            actions.append(RoutingStateChanged(key[0], key[1], key[2], state.peer_address, "up"))
-        elif old.peer != nli:
-            actions.append(RoutingStateChanged(key[0], key[1], key[2], state.peer_address,
+            actions.append(RoutingStateChanged(nslp_id, sid, mri, state.peer_address, "up"))
+        elif old.peer != state.peer:
+            actions.append(RoutingStateChanged(nslp_id, sid, mri, state.peer_address,
                                                "peer_changed"))
-        actions.append(Event("gist.state_up", {"nslp": key[0], "sid": key[1].hex(),
-                                               "peer": state.peer_address, "side": "downstream",
-                                               "refresh": pq.refresh}))
+        actions.append(Event("gist.state_up", {"nslp": nslp_id, "sid": sid.hex(),
+                                               "peer": state.peer_address, "side": side,
+                                               "refresh": old is not None}))
         if msg.nslp_data is not None:
-            actions.append(RecvMessage(key[0], key[1], msg.mri, msg.nslp_data,
+            actions.append(RecvMessage(nslp_id, sid, msg.mri, msg.nslp_data,
                                        state.peer_address, state.hop_count))
         return actions
 
@@ -465,19 +478,8 @@ class GistNode:
                              now + self.config.rs_validity_ms / 1000.0,
                              hop_count=self._hop_count(nli, ttl))
         self.states[key] = state
-        actions: list[Action] = [StartTimer(_timer("expire", key), state.expires_at)]
-        if old is None:
-            actions.append(RoutingStateChanged(key[0], key[1], key[2], state.peer_address, "up"))
-        elif old.peer != nli:
-            actions.append(RoutingStateChanged(key[0], key[1], key[2], state.peer_address,
-                                               "peer_changed"))
-        actions.append(Event("gist.state_up", {"nslp": key[0], "sid": key[1].hex(),
-                                               "peer": state.peer_address, "side": "upstream",
-                                               "refresh": old is not None}))
-        if msg.nslp_data is not None:
-            actions.append(RecvMessage(key[0], key[1], msg.mri, msg.nslp_data,
-                                       state.peer_address, state.hop_count))
-        return actions
+        return [StartTimer(_timer("expire", key), state.expires_at),
+                *self._installed(state, old, msg, "upstream")]
 
     def _on_data(self, msg, data, src, dst, now, ttl) -> list[Action]:
         if msg.q_mode:

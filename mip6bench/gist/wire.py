@@ -180,7 +180,7 @@ class Mri:
             object.__setattr__(self, "src_prefix", bits)
         if self.dst_prefix is None:
             object.__setattr__(self, "dst_prefix", bits)
-        _check_mri_fields(self, bits, decoding=False)
+        _check_mri_fields(self, bits)
 
     @property
     def ip_version(self) -> int:
@@ -263,46 +263,33 @@ class Mri:
                 values["dst_port"] = dport
             elif dport:
                 raise DecodeError("destination port set without the B flag")
-        probe = _MriProbe(**values)
-        _check_mri_fields(probe, src.max_prefixlen, decoding=True)
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ValueError as exc:
+            raise DecodeError(str(exc)) from None
 
 
-@dataclass
-class _MriProbe:
-    src: str
-    dst: str
-    src_prefix: int
-    dst_prefix: int
-    protocol: int | None = None
-    ds_field: int | None = None
-    flow_label: int | None = None
-    spi: int | None = None
-    src_port: int | None = None
-    dst_port: int | None = None
-    upstream: bool = False
-    nat: bool = False
-
-
-def _check_mri_fields(m, bits: int, decoding: bool) -> None:
+def _check_mri_fields(m: Mri, bits: int) -> None:
+    """ValueError for a flow description RFC 5971 A.3.1.1 does not allow (decode_value
+    turns it into a DecodeError)."""
     if not 0 <= m.src_prefix <= bits or not 0 <= m.dst_prefix <= bits:
-        _fail(f"MRI prefix length beyond {bits}", decoding)
+        raise ValueError(f"MRI prefix length beyond {bits}")
     if m.protocol is not None and not 0 <= m.protocol <= 255:
-        _fail("MRI protocol out of range", decoding)
+        raise ValueError("MRI protocol out of range")
     if m.ds_field is not None and not 0 <= m.ds_field < 64:
-        _fail("MRI DS field out of range", decoding)
+        raise ValueError("MRI DS field out of range")
     if m.flow_label is not None and (bits == 32 or not 0 <= m.flow_label < 1 << 20):
-        _fail("MRI flow label invalid (IPv6 only, 20 bits)", decoding)
+        raise ValueError("MRI flow label invalid (IPv6 only, 20 bits)")
     if m.spi is not None and not 0 <= m.spi < 1 << 32:
-        _fail("MRI SPI out of range", decoding)
+        raise ValueError("MRI SPI out of range")
     for port in (m.src_port, m.dst_port):
         if port is not None and not 0 <= port <= 0xFFFF:
-            _fail("MRI port out of range", decoding)
+            raise ValueError("MRI port out of range")
     ports = m.src_port is not None or m.dst_port is not None
     if (m.spi is not None or ports) and m.protocol is None:
-        _fail("MRI SPI or ports without the protocol (P flag)", decoding)
+        raise ValueError("MRI SPI or ports without the protocol (P flag)")
     if m.spi is not None and ports:
-        _fail("MRI with both SPI and ports", decoding)
+        raise ValueError("MRI with both SPI and ports")
 
 
 @dataclass(frozen=True)

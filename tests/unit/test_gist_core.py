@@ -286,3 +286,27 @@ def test_q_mode_data_is_delivered_by_a_serving_interceptor():
                          nli=wire.Nli(b"mn", 64, 30000, MN), nslp_data=b"QDAT")
     (recv,) = cn.receive(qdata.encode(), MN, CN, 0.0, q_mode=True, ttl=63)
     assert isinstance(recv, core.RecvMessage) and recv.data == b"QDAT" and recv.hop_count == 1
+
+
+def test_refresh_through_a_new_interceptor_reports_a_peer_change():
+    net = pair(rs_validity_ms=10_000)
+    net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
+    net.run(1.0)
+    fw = net.add("fw", FW, rs_validity_ms=10_000)   # a GIST firewall appears on the path
+    net.chain.remove("fw")
+    net.chain.insert(1, "fw")
+    net.run(9.0)
+    changes = [(who, e.status, e.peer) for _, who, e in net.effects
+               if isinstance(e, core.RoutingStateChanged)]
+    assert changes[-2:] == [("mn", "peer_changed", FW), ("fw", "up", MN)]
+    assert net.nodes["mn"].states[(NSLP, SID, MRI)].peer_address == FW
+    assert fw.states[(NSLP, SID, MRI.inverted())].peer_address == MN
+
+
+def test_intercepted_non_gist_datagram_goes_on_untouched():
+    net = Net()
+    fw = net.add("fw", FW, nslps=())
+    junk = b"\x00\x01\x02\x03" * 5
+    (fwd,) = fw.receive(junk, MN, CN, 0.0, q_mode=True, ttl=10)
+    assert isinstance(fwd, core.Forward) and fwd.data == junk and fwd.hop_limit == 9
+    assert fw.receive(junk, MN, FW, 0.0, q_mode=True, ttl=10)[0].fields["reason"] == "malformed"
