@@ -44,7 +44,10 @@ Roles (one node plays all of them, per session):
   is kept: the cookie is a generation number plus HMAC-SHA256 over the querier's peer
   identity, interface address, the MRI, NSLPID and Session-ID, keyed with a secret
   derived from a random local master secret and that generation; a cookie verifies for
-  the current and the previous generation only. The routing state (peer = upstream,
+  the current and the previous generation only. The Query-Cookie is deliberately not
+  an input: a Confirm does not carry it (section 5.1), so a cookie bound to it could not
+  be checked without per-Query state. The Query-Cookie protects the querier instead:
+  a Response that does not echo it creates nothing. The routing state (peer = upstream,
   stored under the MRI with the D flag set) is created ONLY by a Confirm whose cookie
   verifies; it lives for the RS validity time this node advertised, renewed by every
   valid Confirm. NSLP data in a Query is delivered at once; data in a Confirm after the
