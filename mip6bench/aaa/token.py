@@ -1,44 +1,38 @@
-"""NSIS authorization tokens (after RFC 5981's session authorization object): minted by
-the PAA when the MN bootstraps (MIP6 extension AVP NSIS-Authorization-Token), verified
-by the firewall's NATFW NSLP with a key it shares with the AAA side.
+"""NSIS authorization tokens as RFC 5981 SESSION_AUTH objects: minted by the PAA when the
+MN bootstraps (MIP6 extension AVP NSIS-Authorization-Token), carried by the MN in its
+NATFW CREATE, verified by the firewall's NF with a key it shares with the AAA side.
 
     issuer = TokenIssuer(key, key_id=1, lifetime=3600, flows=(Flow(135, "2001:db8:2::/64"),))
-    token = issuer.mint(nai, hoa, now_unix)                  # bytes
+    token = issuer.mint(nai, hoa, now_unix)                  # bytes: a whole NSLP object
     auth = verify_token(token, {1: key}, now_unix, nai=..., hoa=...)   # AuthToken
     auth.allows(proto=135, dst="2001:db8:2::10", dport=0)   # bool
 
-Times are Unix seconds (wall clock: the token crosses hosts, so it uses the clock they
-keep in sync, not the monotonic clock the protocol cores run on).
+Times are Unix seconds (wall clock: the token crosses hosts).
 
-Format (all integers network byte order)::
+Format: the NSLP object header (A/B = 00, type 0x016 SESSION_AUTH_OBJECT, length in
+32-bit words), then attributes, each ``length (16, header + value, padding excluded) |
+X-Type (8) | SubType (8) | value`` zero-padded to 4 bytes (RFC 5981 section 3)::
 
-    header   version(8)=1 | reserved(8)=0 | token length(16) | key id(32)
-    then attributes, each padded with zeros to a multiple of 4 bytes:
-             length(16: header + value, padding excluded) | x-type(8) | sub-type(8) | value
+    X-Type/SubType                 value
+    1/3   AUTH_ENT_ID, FQDN         the authorizing entity (the AAA server's name)
+    1/10  AUTH_ENT_ID, HMAC_SIGNED  reserved (16) | transform ID (16): 12,
+                                    AUTH_HMAC_SHA2_256_128 (IKEv2 integrity, RFC 4868)
+    2/0   SESSION_ID                opaque to others; here token id (8) | MN's NAI
+    3/2   SOURCE_ADDR, IPv6         the MN's Home Address: the source bound to the token
+    4/250 DEST_ADDR, flow (local)   protocol (8) | prefix length (8) | port (16) |
+                                    destination prefix (16 bytes); 1..16 times
+    5/1   START_TIME, NTP           64-bit NTP timestamp
+    6/1   END_TIME, NTP             64-bit NTP timestamp, after START_TIME
+    7/0   NSLP_OBJECT_LIST          count (16) | resv (4) + object type (12) ...: the
+                                    NSLP objects the HMAC covers: SESSION_AUTH itself
+    8/0   AUTHENTICATION_DATA       Key-ID (32) | HMAC (16 bytes); last
 
-    x-type/sub-type                value
-    1/1  AUTH_ENT_ID, NAI          the MN's NAI, UTF-8, 1..253 bytes        exactly once
-    2/1  SESSION_ID, token id      8 random bytes                            exactly once
-    3/2  SOURCE_ADDR, IPv6         the MN's Home Address (16 bytes)          exactly once
-    5/1  START_TIME, NTP           64-bit NTP timestamp (RFC 5905)           exactly once
-    6/1  END_TIME, NTP             64-bit NTP timestamp, after START_TIME    exactly once
-    9/1  FLOW (this testbed)       protocol(8) | prefix length(8) | port(16) |
-                                   destination prefix(128): the MN may open
-                                   flows to that prefix, IP protocol (0 any;
-                                   135 Mobility Header, 6 TCP, 17 UDP), dest
-                                   port (0 any)                              1..16 times
-    8/1  AUTHENTICATION_DATA       HMAC-SHA256 (32 bytes)                    last, once
-
-The x-type names and the attribute layout follow RFC 5981 (AUTH_ENT_ID, SESSION_ID,
-SOURCE_ADDR, START_TIME, END_TIME, AUTHENTICATION_DATA); the numbers are this
-testbed's, FLOW is its own (RFC 5981 leaves flow description to the NSLP). The HMAC
-covers every byte of the token before its own value (header, attributes, the
-AUTHENTICATION_DATA attribute header), keyed by the key the header's key id names; it
-binds identity, Home Address, flows and validity together. A verifier checks, and
-reports the first failure as TokenError.reason: structure ("malformed: ..."), known key
-id ("unknown key id"), HMAC ("bad signature"), validity ("not yet valid", "expired",
-with `skew` seconds of tolerance), and, if asked, NAI and HoA ("identity mismatch",
-"address mismatch").
+The HMAC (HMAC-SHA-256 truncated to 128 bits) covers the whole object -- header and
+every attribute -- with the HMAC field set to zeros. DEST_ADDR sub-type 250 is this
+testbed's: RFC 5981's DEST_ADDR sub-types name single addresses, port lists or an SPI,
+not "a protocol to a prefix". A verifier reports the first failure as TokenError.reason:
+"malformed: ...", "unknown key id", "bad signature", "not yet valid", "expired" (with
+`skew` seconds of tolerance), and if asked "identity mismatch", "address mismatch".
 """
 from __future__ import annotations
 
@@ -52,16 +46,17 @@ from typing import Callable, Iterable, Mapping
 
 from mip6bench.codec import DecodeError, Reader, pad_len
 
-VERSION = 1
-HEADER_LEN = 8
-X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_START_TIME, X_END_TIME = 1, 2, 3, 5, 6
-X_AUTHENTICATION_DATA, X_FLOW = 8, 9
-SUB_NAI, SUB_TOKEN_ID, SUB_IPV6, SUB_NTP, SUB_HMAC_SHA256, SUB_FLOW = 1, 1, 2, 1, 1, 1
-HMAC_LEN = 32
+T_SESSION_AUTH = 0x016
+X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_DEST_ADDR = 1, 2, 3, 4
+X_START_TIME, X_END_TIME, X_NSLP_OBJECT_LIST, X_AUTHENTICATION_DATA = 5, 6, 7, 8
+SUB_FQDN, SUB_HMAC_SIGNED, SUB_IPV6, SUB_NTP, SUB_FLOW = 3, 10, 2, 1, 250
+TRANSFORM_HMAC_SHA2_256_128 = 12
+HMAC_LEN = 16
 MAX_FLOWS = 16
 MAX_NAI = 253
 NTP_UNIX_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 MIN_KEY_LEN = 16
+DEFAULT_ISSUER = "aaa.mip6bench.example"
 
 
 class TokenError(DecodeError):
@@ -88,14 +83,14 @@ class Flow:
     @classmethod
     def decode(cls, value: bytes) -> "Flow":
         if len(value) != 20:
-            raise TokenError(f"malformed: FLOW of {len(value)} bytes, expected 20")
+            raise TokenError(f"malformed: flow of {len(value)} bytes, expected 20")
         protocol, plen, port = struct.unpack("!BBH", value[:4])
         if plen > 128:
-            raise TokenError(f"malformed: FLOW prefix length {plen}")
+            raise TokenError(f"malformed: flow prefix length {plen}")
         address = ipaddress.IPv6Address(value[4:])
         net = ipaddress.IPv6Network(f"{address}/{plen}", strict=False)
         if net.network_address != address:
-            raise TokenError("malformed: FLOW prefix has host bits set")
+            raise TokenError("malformed: flow prefix has host bits set")
         return cls(protocol, str(net), port)
 
     def matches(self, protocol: int, dst: str, port: int) -> bool:
@@ -115,6 +110,7 @@ class AuthToken:
     start: float          # Unix seconds
     end: float
     flows: tuple[Flow, ...]
+    issuer: str = DEFAULT_ISSUER
 
     def allows(self, protocol: int, dst: str, port: int = 0) -> bool:
         return any(f.matches(protocol, dst, port) for f in self.flows)
@@ -138,8 +134,13 @@ def _attr(x_type: int, sub_type: int, value: bytes) -> bytes:
     return struct.pack("!HBB", length, x_type, sub_type) + value + b"\0" * pad_len(length)
 
 
+def _object(attrs: bytes) -> bytes:
+    return struct.pack("!HH", T_SESSION_AUTH, len(attrs) // 4) + attrs
+
+
 def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow],
-               start: float, end: float, token_id: bytes | None = None) -> bytes:
+               start: float, end: float, token_id: bytes | None = None,
+               issuer: str = DEFAULT_ISSUER) -> bytes:
     if len(key) < MIN_KEY_LEN:
         raise ValueError(f"token key must be at least {MIN_KEY_LEN} bytes")
     if not 0 <= key_id <= 0xFFFFFFFF:
@@ -147,6 +148,9 @@ def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow
     nai_raw = nai.encode("utf-8")
     if not 1 <= len(nai_raw) <= MAX_NAI:
         raise ValueError(f"NAI must be 1..{MAX_NAI} bytes")
+    issuer_raw = issuer.encode("ascii")
+    if not 1 <= len(issuer_raw) <= 253:
+        raise ValueError("issuer FQDN must be 1..253 bytes")
     flows = tuple(flows)
     if not 1 <= len(flows) <= MAX_FLOWS:
         raise ValueError(f"a token names 1..{MAX_FLOWS} flows")
@@ -155,103 +159,114 @@ def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow
     token_id = os.urandom(8) if token_id is None else token_id
     if len(token_id) != 8:
         raise ValueError("token id is 8 bytes")
-    body = (_attr(X_AUTH_ENT_ID, SUB_NAI, nai_raw) + _attr(X_SESSION_ID, SUB_TOKEN_ID, token_id)
-            + _attr(X_SOURCE_ADDR, SUB_IPV6, ipaddress.IPv6Address(hoa).packed)
-            + _attr(X_START_TIME, SUB_NTP, _ntp(start)) + _attr(X_END_TIME, SUB_NTP, _ntp(end))
-            + b"".join(_attr(X_FLOW, SUB_FLOW, f.encode()) for f in flows))
-    auth_header = struct.pack("!HBB", 4 + HMAC_LEN, X_AUTHENTICATION_DATA, SUB_HMAC_SHA256)
-    total = HEADER_LEN + len(body) + 4 + HMAC_LEN
-    if total > 4096:
+    attrs = (_attr(X_AUTH_ENT_ID, SUB_FQDN, issuer_raw)
+             + _attr(X_AUTH_ENT_ID, SUB_HMAC_SIGNED,
+                     struct.pack("!HH", 0, TRANSFORM_HMAC_SHA2_256_128))
+             + _attr(X_SESSION_ID, 0, token_id + nai_raw)
+             + _attr(X_SOURCE_ADDR, SUB_IPV6, ipaddress.IPv6Address(hoa).packed)
+             + b"".join(_attr(X_DEST_ADDR, SUB_FLOW, f.encode()) for f in flows)
+             + _attr(X_START_TIME, SUB_NTP, _ntp(start)) + _attr(X_END_TIME, SUB_NTP, _ntp(end))
+             + _attr(X_NSLP_OBJECT_LIST, 0, struct.pack("!HH", 1, T_SESSION_AUTH)))
+    auth = _attr(X_AUTHENTICATION_DATA, 0, struct.pack("!I", key_id) + bytes(HMAC_LEN))
+    unsigned = _object(attrs + auth)
+    if len(unsigned) > 4096:
         raise ValueError("token longer than 4096 bytes")
-    signed = struct.pack("!BBHI", VERSION, 0, total, key_id) + body + auth_header
-    return signed + hmac.new(key, signed, hashlib.sha256).digest()
+    mac = hmac.new(key, unsigned, hashlib.sha256).digest()[:HMAC_LEN]
+    return unsigned[:-HMAC_LEN] + mac
+
+
+_SUBS = {X_AUTH_ENT_ID: {SUB_FQDN, SUB_HMAC_SIGNED}, X_SESSION_ID: {0},
+         X_SOURCE_ADDR: {SUB_IPV6}, X_DEST_ADDR: {SUB_FLOW}, X_START_TIME: {SUB_NTP},
+         X_END_TIME: {SUB_NTP}, X_NSLP_OBJECT_LIST: {0}, X_AUTHENTICATION_DATA: {0}}
 
 
 def decode_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
-    """Parse without checking the HMAC: (claims, signed bytes, HMAC value)."""
+    """Parse without checking the HMAC: (claims, the object with the HMAC zeroed, HMAC)."""
     token = bytes(token)
-    if len(token) < HEADER_LEN + 4 + HMAC_LEN:
-        raise TokenError(f"malformed: token of {len(token)} bytes is too short")
-    r = Reader(token)
-    version, reserved, length, key_id = r.u8(), r.u8(), r.u16(), r.u32()
-    if version != VERSION:
-        raise TokenError(f"malformed: version {version}")
-    if reserved:
-        raise TokenError("malformed: reserved byte not zero")
-    if length != len(token):
-        raise TokenError(f"malformed: length field {length}, token of {len(token)} bytes")
-    seen: dict[int, bytes] = {}
-    flows: list[Flow] = []
-    mac = None
-    signed_end = 0
     try:
+        r = Reader(token)
+        otype, words = r.u16("object header"), r.u16("object header")
+        if otype != T_SESSION_AUTH:
+            raise TokenError(f"malformed: object header {otype:#06x}, not SESSION_AUTH")
+        if words & 0xF000 or words * 4 != r.remaining:
+            raise TokenError(f"malformed: object length {words & 0xFFF} words, "
+                             f"{r.remaining} bytes follow")
+        seen: dict[tuple[int, int], bytes] = {}
+        flows: list[Flow] = []
+        mac = None
+        mac_at = 0
         while r.remaining:
-            start = r.pos
             alen, x_type, sub = r.u16("attribute length"), r.u8(), r.u8()
             if alen < 4:
                 raise TokenError(f"malformed: attribute length {alen}")
+            value_at = r.pos
             value = r.take(alen - 4, f"x-type {x_type}")
-            padding = r.take(pad_len(alen), "padding")
-            if any(padding):
+            if any(r.take(pad_len(alen), "padding")):
                 raise TokenError("malformed: non-zero padding")
             if mac is not None:
                 raise TokenError("malformed: attribute after AUTHENTICATION_DATA")
-            expected_sub = {X_AUTH_ENT_ID: SUB_NAI, X_SESSION_ID: SUB_TOKEN_ID,
-                            X_SOURCE_ADDR: SUB_IPV6, X_START_TIME: SUB_NTP,
-                            X_END_TIME: SUB_NTP, X_FLOW: SUB_FLOW,
-                            X_AUTHENTICATION_DATA: SUB_HMAC_SHA256}.get(x_type)
-            if expected_sub is None:
-                raise TokenError(f"malformed: unknown x-type {x_type}")
-            if sub != expected_sub:
-                raise TokenError(f"malformed: sub-type {sub} for x-type {x_type}")
-            if x_type == X_FLOW:
+            if sub not in _SUBS.get(x_type, ()):
+                raise TokenError(f"malformed: x-type {x_type} sub-type {sub}")
+            if x_type == X_DEST_ADDR:
                 if len(flows) >= MAX_FLOWS:
-                    raise TokenError("malformed: too many FLOW attributes")
+                    raise TokenError("malformed: too many flows")
                 flows.append(Flow.decode(value))
                 continue
-            if x_type in seen:
-                raise TokenError(f"malformed: x-type {x_type} twice")
+            if (x_type, sub) in seen:
+                raise TokenError(f"malformed: x-type {x_type}/{sub} twice")
             if x_type == X_AUTHENTICATION_DATA:
-                if len(value) != HMAC_LEN:
-                    raise TokenError(f"malformed: HMAC of {len(value)} bytes")
-                mac, signed_end = value, start + 4
-            seen[x_type] = value
+                if len(value) != 4 + HMAC_LEN:
+                    raise TokenError(f"malformed: AUTHENTICATION_DATA of {len(value)} bytes")
+                mac, mac_at = value[4:], value_at + 4
+            seen[(x_type, sub)] = value
     except DecodeError as err:
         if isinstance(err, TokenError):
             raise
         raise TokenError(f"malformed: {err.reason}") from None
     if mac is None:
         raise TokenError("malformed: no AUTHENTICATION_DATA")
-    missing = [x for x in (X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_START_TIME,
-                           X_END_TIME) if x not in seen]
+    need = [(X_AUTH_ENT_ID, SUB_FQDN), (X_AUTH_ENT_ID, SUB_HMAC_SIGNED), (X_SESSION_ID, 0),
+            (X_SOURCE_ADDR, SUB_IPV6), (X_START_TIME, SUB_NTP), (X_END_TIME, SUB_NTP),
+            (X_NSLP_OBJECT_LIST, 0)]
+    missing = [x for x in need if x not in seen]
     if missing or not flows:
-        raise TokenError(f"malformed: missing x-type(s) {missing or [X_FLOW]}")
-    sizes = {X_SESSION_ID: 8, X_SOURCE_ADDR: 16, X_START_TIME: 8, X_END_TIME: 8}
-    for x_type, size in sizes.items():
-        if len(seen[x_type]) != size:
-            raise TokenError(f"malformed: x-type {x_type} of {len(seen[x_type])} bytes")
+        raise TokenError(f"malformed: missing attribute(s) {missing or [(X_DEST_ADDR, SUB_FLOW)]}")
+    sizes = {(X_SOURCE_ADDR, SUB_IPV6): 16, (X_START_TIME, SUB_NTP): 8,
+             (X_END_TIME, SUB_NTP): 8, (X_AUTH_ENT_ID, SUB_HMAC_SIGNED): 4}
+    for k, size in sizes.items():
+        if len(seen[k]) != size:
+            raise TokenError(f"malformed: x-type {k[0]}/{k[1]} of {len(seen[k])} bytes")
+    resv, transform = struct.unpack("!HH", seen[(X_AUTH_ENT_ID, SUB_HMAC_SIGNED)])
+    if resv or transform != TRANSFORM_HMAC_SHA2_256_128:
+        raise TokenError(f"malformed: HMAC transform {transform}")
+    if seen[(X_NSLP_OBJECT_LIST, 0)] != struct.pack("!HH", 1, T_SESSION_AUTH):
+        raise TokenError("malformed: NSLP_OBJECT_LIST must list SESSION_AUTH only")
+    sid = seen[(X_SESSION_ID, 0)]
     try:
-        nai = seen[X_AUTH_ENT_ID].decode("utf-8")
+        nai = sid[8:].decode("utf-8")
+        issuer = seen[(X_AUTH_ENT_ID, SUB_FQDN)].decode("ascii")
     except UnicodeDecodeError:
-        raise TokenError("malformed: NAI is not UTF-8") from None
-    if not 1 <= len(seen[X_AUTH_ENT_ID]) <= MAX_NAI:
-        raise TokenError("malformed: NAI length")
-    start, end = _unix(seen[X_START_TIME]), _unix(seen[X_END_TIME])
+        raise TokenError("malformed: NAI or issuer encoding") from None
+    if not 1 <= len(sid) - 8 <= MAX_NAI or not issuer:
+        raise TokenError("malformed: SESSION_ID or AUTH_ENT_ID length")
+    start, end = _unix(seen[(X_START_TIME, SUB_NTP)]), _unix(seen[(X_END_TIME, SUB_NTP)])
     if end <= start:
         raise TokenError("malformed: END_TIME not after START_TIME")
-    claims = AuthToken(key_id, nai, str(ipaddress.IPv6Address(seen[X_SOURCE_ADDR])),
-                       seen[X_SESSION_ID], start, end, tuple(flows))
-    return claims, token[:signed_end], mac
+    key_id = struct.unpack("!I", seen[(X_AUTHENTICATION_DATA, 0)][:4])[0]
+    claims = AuthToken(key_id, nai, str(ipaddress.IPv6Address(seen[(X_SOURCE_ADDR, SUB_IPV6)])),
+                       sid[:8], start, end, tuple(flows), issuer)
+    zeroed = token[:mac_at] + bytes(HMAC_LEN) + token[mac_at + HMAC_LEN:]
+    return claims, zeroed, mac
 
 
 def verify_token(token: bytes, keys: Mapping[int, bytes], now: float, *, nai: str | None = None,
                  hoa: str | None = None, skew: float = 2.0) -> AuthToken:
     """The verified claims of `token`, or TokenError (see the module docstring)."""
-    claims, signed, mac = decode_token(token)
+    claims, unsigned, mac = decode_token(token)
     key = keys.get(claims.key_id)
     if key is None:
         raise TokenError("unknown key id")
-    if not hmac.compare_digest(hmac.new(key, signed, hashlib.sha256).digest(), mac):
+    if not hmac.compare_digest(hmac.new(key, unsigned, hashlib.sha256).digest()[:HMAC_LEN], mac):
         raise TokenError("bad signature")
     if now + skew < claims.start:
         raise TokenError("not yet valid")
@@ -272,6 +287,7 @@ class TokenIssuer:
     key_id: int
     lifetime: float = 3600.0
     flows: tuple[Flow, ...] = (Flow(),)
+    issuer: str = DEFAULT_ISSUER
 
     def __post_init__(self):
         if len(self.key) < MIN_KEY_LEN:
@@ -280,7 +296,8 @@ class TokenIssuer:
             raise ValueError("token lifetime must be positive")
 
     def mint(self, nai: str, hoa: str, now: float) -> bytes:
-        return mint_token(self.key, self.key_id, nai, hoa, self.flows, now, now + self.lifetime)
+        return mint_token(self.key, self.key_id, nai, hoa, self.flows, now, now + self.lifetime,
+                          issuer=self.issuer)
 
     def hook(self, wall_clock: Callable[[], float]) -> Callable[[str, str, float], bytes]:
         """A Mip6Policy.mint_token hook: PaaCore passes its monotonic `now`; tokens use

@@ -26,17 +26,23 @@ def token(**kw):
     return mint_token(**args)
 
 
-def test_layout_header_attributes_and_hmac():
+def test_layout_rfc5981_session_auth_object():
     t = token()
-    version, reserved, length, key_id = struct.unpack("!BBHI", t[:8])
-    assert (version, reserved, length, key_id) == (1, 0, len(t), 7)
-    # first attribute: AUTH_ENT_ID (1/1) with the NAI, padded to 4
-    alen, xt, sub = struct.unpack("!HBB", t[8:12])
-    assert (alen, xt, sub) == (4 + len(NAI), 1, 1)
-    assert t[12:12 + len(NAI)] == NAI.encode()
-    # last attribute: AUTHENTICATION_DATA (8/1), HMAC-SHA256 over everything before it
-    assert struct.unpack("!HBB", t[-36:-32]) == (36, 8, 1)
-    assert t[-32:] == hmac.new(KEY, t[:-32], hashlib.sha256).digest()
+    # NSLP object header: A/B 00, type 0x016 SESSION_AUTH_OBJECT, length in words
+    assert struct.unpack("!HH", t[:4]) == (0x016, (len(t) - 4) // 4)
+    # first attribute: AUTH_ENT_ID (X-Type 1) / FQDN (3) naming the authorizing entity
+    issuer = b"aaa.mip6bench.example"
+    assert struct.unpack("!HBB", t[4:8]) == (4 + len(issuer), 1, 3)
+    assert t[8:8 + len(issuer)] == issuer
+    off = 8 + len(issuer) + (-len(issuer) % 4)
+    # AUTH_ENT_ID / HMAC_SIGNED (10): reserved | transform 12 (AUTH_HMAC_SHA2_256_128)
+    assert t[off:off + 8] == struct.pack("!HBBHH", 8, 1, 10, 0, 12)
+    # last attribute: AUTHENTICATION_DATA (8) with Key-ID 7 and a 128-bit HMAC over the
+    # whole object with the HMAC field zeroed
+    assert struct.unpack("!HBBI", t[-24:-16]) == (24, 8, 0, 7)
+    assert t[-16:] == hmac.new(KEY, t[:-16] + bytes(16), hashlib.sha256).digest()[:16]
+    # NSLP_OBJECT_LIST (7): one entry, SESSION_AUTH itself
+    assert struct.pack("!HBBHH", 8, 7, 0, 1, 0x016) in t
 
 
 def test_verify_returns_the_claims():
