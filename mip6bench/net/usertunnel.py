@@ -187,16 +187,20 @@ class TunnelState:
             raise ValueError(f"not a {role} tunnel end")
 
     # ------------------------------------------------------------ packets
-    # Written for speed (every tunnelled packet passes here): slices and byte
-    # comparisons, no decoding; what they check is spelled out in the comments.
-    def from_tun(self, packet: bytes):
-        n = len(packet)
+    # Written for speed (every tunnelled packet passes here): the forwarder reads into
+    # one preallocated buffer and sends from it, so these work in place on (buffer,
+    # length) with slices and byte comparisons, no decoding; what they check is spelled
+    # out in the comments. `from_tun`/`from_wire` are the same on plain bytes.
+    def encapsulate(self, buf: bytearray, n: int):
+        """The inner packet is buf[40:40 + n]. -> (SEND, outer destination text) with the
+        outer header written into buf[:40], (DELIVER, ICMPv6 error for the TUN device),
+        or None (dropped, counted)."""
         # An IPv6 header whose payload length matches what was read.
-        if n < IPV6_HEADER_LEN or packet[0] >> 4 != 6 or (packet[4] << 8 | packet[5]) != n - IPV6_HEADER_LEN:
+        if n < IPV6_HEADER_LEN or buf[40] >> 4 != 6 or (buf[44] << 8 | buf[45]) != n - IPV6_HEADER_LEN:
             self.count("encap.malformed")
             return None
         if self.is_ha:
-            route = self.routes.get(packet[24:40])      # bound to the destination HoA?
+            route = self.routes.get(bytes(buf[64:80]))      # bound to the destination HoA?
             if route is None:
                 self.count("encap.no_binding")
                 return None
@@ -205,39 +209,54 @@ class TunnelState:
             if route is None:
                 self.count("encap.not_pointed")
                 return None
-            if packet[8:24] != self.hoa:
+            if buf[48:64] != self.hoa:
                 self.count("encap.not_from_home_address")
                 return None
         if n > self.mtu:
             self.count("encap.too_big")
-            error = packet_too_big(packet, self.mtu, route[0][2:18])
+            error = packet_too_big(bytes(buf[40:40 + n]), self.mtu, route[0][2:18])
             return (DELIVER, error) if error is not None else None
+        buf[0:6] = b"\x60\x00\x00\x00" + n.to_bytes(2, "big")
+        buf[6:40] = route[0]
         self.encapsulated += 1
-        return SEND, b"\x60\x00\x00\x00" + n.to_bytes(2, "big") + route[0] + packet, route[1]
+        return SEND, route[1]
 
-    def from_wire(self, packet: bytes) -> bytes | None:
-        n = len(packet)
+    def decapsulate(self, buf, n: int) -> bool:
+        """The outer packet is buf[:n]; True: deliver the inner packet buf[40:n]."""
         # Outer and inner IPv6 headers with consistent payload lengths, next header 41.
-        if n < 2 * IPV6_HEADER_LEN or packet[6] != IPPROTO_IPV6 or packet[0] >> 4 != 6 \
-                or (packet[4] << 8 | packet[5]) != n - IPV6_HEADER_LEN or packet[40] >> 4 != 6 \
-                or (packet[44] << 8 | packet[45]) != n - 2 * IPV6_HEADER_LEN:
+        if n < 2 * IPV6_HEADER_LEN or buf[6] != IPPROTO_IPV6 or buf[0] >> 4 != 6 \
+                or (buf[4] << 8 | buf[5]) != n - IPV6_HEADER_LEN or buf[40] >> 4 != 6 \
+                or (buf[44] << 8 | buf[45]) != n - 2 * IPV6_HEADER_LEN:
             self.count("decap.malformed")
-            return None
+            return False
         if self.is_ha:
             # To us, from the CoA bound to the inner source (RFC 6275 10.4.5).
-            if packet[24:40] != self.local or self.bindings.get(packet[48:64]) != packet[8:24]:
+            if buf[24:40] != self.local or self.bindings.get(bytes(buf[48:64])) != buf[8:24]:
                 self.count("decap.not_registered")
-                return None
+                return False
         else:
             # From our HA to our current CoA, for our HoA.
-            if self.coa is None or packet[8:24] != self.ha or packet[24:40] != self.coa:
+            if self.coa is None or buf[8:24] != self.ha or buf[24:40] != self.coa:
                 self.count("decap.not_from_ha_to_coa")
-                return None
-            if packet[64:80] != self.hoa:
+                return False
+            if buf[64:80] != self.hoa:
                 self.count("decap.not_to_home_address")
-                return None
+                return False
         self.decapsulated += 1
-        return packet[IPV6_HEADER_LEN:]
+        return True
+
+    def from_tun(self, packet: bytes):
+        """`encapsulate` on a packet: (SEND, outer packet, destination), (DELIVER, error)
+        or None."""
+        buf = bytearray(IPV6_HEADER_LEN) + packet
+        verdict = self.encapsulate(buf, len(packet))
+        if verdict is not None and verdict[0] is SEND:
+            return SEND, bytes(buf), verdict[1]
+        return verdict
+
+    def from_wire(self, packet: bytes) -> bytes | None:
+        """`decapsulate` on a packet: the inner packet, or None."""
+        return packet[IPV6_HEADER_LEN:] if self.decapsulate(packet, len(packet)) else None
 
 
 def bpf_tunnel_filter(address: str, at_source: bool) -> list[tuple[int, int, int, int]]:
@@ -332,22 +351,31 @@ def serve(ctrl: socket.socket, role: str, tun_name: str, local: str) -> int:
                           "pid": os.getpid()}).encode())
     tun_fd, wire, sender = io.tun.fd, io.wire, io.send
     wire_fd = wire.fileno()
-    from_tun, from_wire, count = state.from_tun, state.from_wire, state.count
-    read, write, recv, sendto = os.read, os.write, wire.recv, sender.sendto
+    count, write, sendto = state.count, os.write, sender.sendto
+
+    # One buffer per direction, reused for every packet: the TUN read lands 40 bytes in,
+    # leaving room for the outer header, and the send goes out of the same buffer.
+    out_buf = bytearray(IPV6_HEADER_LEN + 65535)
+    out_view = memoryview(out_buf)
+    out_inner = [out_view[IPV6_HEADER_LEN:]]
+    in_buf = bytearray(65535)
+    in_view = memoryview(in_buf)
+    encapsulate, decapsulate = state.encapsulate, state.decapsulate
+    readv, recv_into = os.readv, wire.recv_into
 
     def pump_tun(limit: int) -> int:
         """Encapsulate up to `limit` packets the kernel routed into the tunnel."""
-        for n in range(limit):
+        for i in range(limit):
             try:
-                packet = read(tun_fd, 65535)
+                n = readv(tun_fd, out_inner)
             except BlockingIOError:
-                return n
-            verdict = from_tun(packet)
+                return i
+            verdict = encapsulate(out_buf, n)
             if verdict is None:
                 continue
             try:
                 if verdict[0] is SEND:
-                    sendto(verdict[1], (verdict[2], 0))
+                    sendto(out_view[:IPV6_HEADER_LEN + n], (verdict[1], 0))
                 else:
                     write(tun_fd, verdict[1])
             except OSError:
@@ -356,15 +384,14 @@ def serve(ctrl: socket.socket, role: str, tun_name: str, local: str) -> int:
 
     def pump_wire(limit: int) -> int:
         """Decapsulate up to `limit` outer packets from the wire."""
-        for n in range(limit):
+        for i in range(limit):
             try:
-                packet = recv(65535)
+                n = recv_into(in_buf)
             except BlockingIOError:
-                return n
-            inner = from_wire(packet)
-            if inner is not None:
+                return i
+            if decapsulate(in_buf, n):
                 try:
-                    write(tun_fd, inner)
+                    write(tun_fd, in_view[IPV6_HEADER_LEN:n])
                 except OSError:
                     count("decap.tx_failed")
         return limit
