@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from mip6bench.retry import AttemptFailed, RetryExhausted, retry
 
 ATTEMPTS = 10
-TIMEOUT_S = 1.0
+TIMEOUT_S = 2.0  # one lost Neighbour Solicitation (RetransTimer 1 s) still fits
 PARALLEL = 16
 
 
