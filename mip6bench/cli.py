@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 
@@ -16,9 +17,26 @@ def cmd_doctor(args) -> int:
     return 0
 
 
+def raise_fd_limit() -> None:
+    """Lift this process's soft RLIMIT_NOFILE to its hard limit. The controller holds a
+    few descriptors per link relay, node shell, agent and capture: around 15 per mobile
+    node, more than the usual soft limit of 1024 with a hundred MNs."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20  # the kernel's default nr_open
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass  # keep the soft limit; running out ends in a one-line error (main)
+
+
 def cmd_run(args) -> int:
     from mip6bench.experiment import run_experiment
 
+    raise_fd_limit()
     run_experiment(args.experiment, args.param, out=args.out, capture=not args.no_capture)
     return 0
 
@@ -28,6 +46,7 @@ def cmd_cli(args) -> int:
     from mip6bench.testbed.network import Testbed, install_termination_handler
 
     install_termination_handler()
+    raise_fd_limit()
     with Testbed(args.param, experiment="cli", out_dir=args.out, capture=not args.no_capture) as tb:
         TestbedCLI(tb.net, testbed=tb)
     return 0
@@ -89,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         return args.fn(args)
     except Mip6benchError as exc:
         print(f"mip6bench: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno not in (errno.EMFILE, errno.ENFILE):
+            raise
+        print(f"mip6bench: error: out of file descriptors ({exc.strerror}); the network was "
+              "torn down (raise the limit, e.g. `ulimit -n 65536`, or use fewer mns)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mip6bench: interrupted; the network was torn down", file=sys.stderr)

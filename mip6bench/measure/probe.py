@@ -2,19 +2,19 @@
 
 Each flow gets a sender socket opened in the source node's namespace and an echo socket
 in the destination's (sockets keep the namespace they were created in), so one
-single-threaded select loop measures many flows at once, with no process per probe.
+single-threaded poll(2) loop measures many flows at once, with no process per probe.
 A probe carries its flow, sequence number and send time; the echo socket returns it
 at once. For every flow we learn what was sent, what reached the destination
 (`delivered`) and what came back (`answered`), and each answered probe's RTT.
 """
 from __future__ import annotations
 
-import select
 import socket
 import struct
 import time
 from dataclasses import dataclass, field
 
+from mip6bench.fdwait import ReadWaiter
 from mip6bench.net.netns import in_netns
 
 PROBE = struct.Struct("!IIQ")  # flow index, sequence number, send time (ns)
@@ -79,6 +79,7 @@ def probe_flows(flows: list[Flow], count: int = 20, interval: float = 0.01,
         targets = [(f.dst, e.getsockname()[1]) for f, e in zip(flows, echoes)]
         by_fd = {s.fileno(): ("sender", i, s) for i, s in enumerate(senders)}
         by_fd.update({e.fileno(): ("echo", i, e) for i, e in enumerate(echoes)})
+        waiter = ReadWaiter(by_fd)  # poll(2): socket descriptors may be above 1023
         next_send, seq = time.monotonic(), 0
         end = None
         while True:
@@ -97,7 +98,7 @@ def probe_flows(flows: list[Flow], count: int = 20, interval: float = 0.01,
             if end is not None and all(r.answered == r.sent for r in results):
                 break
             wake = next_send if seq < count else end
-            readable, _, _ = select.select(list(by_fd), [], [], max(0.0, wake - time.monotonic()))
+            readable = waiter.wait(max(0.0, wake - time.monotonic()))
             if end is not None:
                 if not readable and time.monotonic() >= end:
                     break

@@ -228,8 +228,9 @@ def wait_for(netns: int | str | None, check, timeout: float, groups: int = RTMGR
     """Wait until check(kernel) returns a truthy value, re-checking on every rtnetlink
     notification of `groups` (address and link changes): an event wait, not a poll loop.
     Returns the value, or None at the deadline."""
-    import select
     import time
+
+    from mip6bench.fdwait import wait_readable
 
     with Kernel(netns) as kernel:
         monitor = rtnl_socket(netns, groups)  # subscribed before checking: no lost wakeup
@@ -243,7 +244,7 @@ def wait_for(netns: int | str | None, check, timeout: float, groups: int = RTMGR
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                readable, _, _ = select.select([monitor.fileno()], [], [], remaining)
+                readable = wait_readable(monitor, remaining)
                 while readable:  # drain; the check above reads the state itself
                     try:
                         monitor.recv(1 << 16)

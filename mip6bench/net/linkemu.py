@@ -67,6 +67,7 @@ if False:  # annotations only: `typing` costs ~2 ms of cold start
     from typing import Any, Mapping
 
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
+from mip6bench.fdwait import select_compatible, wait_readable
 from mip6bench.net.shaping import DEFAULT_LIMIT, DISTRIBUTIONS, LinkParams, Shaper
 
 # ---------------------------------------------------------------------------------
@@ -99,6 +100,7 @@ READ_SIZE = 65535 + 32
 # Frames read from one TAP per wakeup before the loop looks at departures again:
 # large enough to amortise select(), small enough to keep due frames on time.
 BATCH = 64
+FD_SETSIZE = 1024  # select(2) takes descriptors below this only
 TMP_NAME = "letap%d"  # kernel-chosen unique temporary name in the relay's netns
 
 EXIT_OK, EXIT_ENV, EXIT_USAGE = 0, 1, 2
@@ -599,7 +601,11 @@ class Relay:
         ab, ba = self.ab, self.ba
         rlist = [fd_a, fd_b] + ([ctl] if ctl is not None else [])
         routes = ((ab, fd_b), (ba, fd_a))
-        read, write, now_ns, sel = os.read, os.write, time.monotonic_ns, select.select
+        read, write, now_ns = os.read, os.write, time.monotonic_ns
+        # select(2) for its microsecond timeout; it takes descriptors below 1024 only,
+        # which a relay started by LinkRelay (close_fds) always has. Should it inherit
+        # enough descriptors to pass that, poll(2) (millisecond timeouts) takes over.
+        sel = select.select if max(rlist) < FD_SETSIZE else select_compatible
         ab_next, ba_next = ab.next_departure, ba.next_departure
         batch = range(BATCH)
         while True:
@@ -907,7 +913,7 @@ class LinkRelay:
             if left <= 0:
                 raise LinkEmuError(f"relay pid {self.pid} did not answer in time",
                                    "check the relay's stderr; is the machine overloaded?")
-            if select.select([fd], [], [], left)[0]:
+            if wait_readable(fd, left):
                 chunk = os.read(fd, 65536)
                 if not chunk:
                     code = self.proc.wait()

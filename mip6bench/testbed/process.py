@@ -6,7 +6,6 @@ readiness line it prints (never on a fixed time), and ended by pid.
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import threading
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from mip6bench.errors import Mip6benchError
+from mip6bench.fdwait import wait_readable
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.registry import process_start, terminate
 
@@ -33,8 +33,7 @@ def read_line_until(stream, deadline: float, want: Callable[[str], bool],
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return None
-        readable, _, _ = select.select([fd], [], [], remaining)
-        if not readable:
+        if not wait_readable(fd, remaining):
             return None
         chunk = os.read(fd, 65536)
         if not chunk:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mip6bench.fdwait import wait_readable
 
 RUN_ROOT = Path(os.environ.get("MIP6BENCH_RUN_ROOT", "/run/mip6bench"))
 
@@ -47,8 +48,7 @@ def wait_exit(pid: int, timeout: float) -> bool:
     except ProcessLookupError:
         return True
     try:
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
+        return wait_readable(fd, timeout)
     finally:
         os.close(fd)
 

@@ -12,7 +12,6 @@ import math
 import os
 import re
 import secrets
-import select
 import signal
 import socket
 import subprocess
@@ -22,6 +21,7 @@ import time
 
 import pytest
 
+from mip6bench.fdwait import wait_readable
 from mip6bench.net.kernel import wait_for as kernel_wait_for
 from mip6bench.net.linkemu import LinkEmuError, LinkParams, LinkRelay, netem_probe
 from mip6bench.net.netns import in_netns
@@ -272,7 +272,7 @@ def test_carrier_off_stops_traffic_and_on_resumes_it(pair):
         deadline = time.monotonic() + 3
         while True:
             tx.sendto(b"on", (ADDR_B, PORT))
-            if select.select([rx], [], [], 0.05)[0]:
+            if wait_readable(rx, 0.05):
                 break
             assert time.monotonic() < deadline, "no traffic after carrier on"
         got = drain(rx)
