@@ -147,6 +147,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     def _setup_kernel(self) -> None:
         # Created on the worker thread: pyroute2 cannot start inside a running loop.
+        self.backend.prepare("ha")
         self.kernel = tunnel.MobilityKernel()
         opts, k = self.options, self.kernel
         self.home_index = k.ifindex(opts.home_interface)
@@ -184,6 +185,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.icmp.close()
         await self.io.close()
         await self.io.kernel(self._teardown_kernel)
+        await self.io.kernel(self.backend.close)
         await self.io.kernel(self.kernel.close)
         self.io.shutdown_pool()
 

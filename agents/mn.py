@@ -240,6 +240,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
     def _open_kernel(self) -> None:
         """On the worker thread (pyroute2 cannot start inside a running loop): the kernel
         handle, and per-interface settings for fast movement detection, DAD as configured."""
+        self.backend.prepare("mn")
         self.kernel = k = tunnel.MobilityKernel()
         dad = DadMode(self.options.dad)
         values: dict[str, int] = {"net/ipv6/conf/all/ignore_routes_with_linkdown": 1}
@@ -320,6 +321,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             await self.io.close()
             await self.io.kernel(self._teardown_kernel)
         await self.io_kernel(self._pin_default_route, None)
+        await self.io_kernel(self.backend.close)
         await self.loop.run_in_executor(self.pool, self.kernel.close)
         self.pool.shutdown(wait=True)
         self.tun.close()

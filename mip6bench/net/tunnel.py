@@ -246,6 +246,12 @@ class TunnelBackend:
         """The data path's own counters (the kernel backends have none of their own)."""
         return {}
 
+    def prepare(self, role: str) -> None:
+        """Called early in an agent's start (role ha or mn): start what takes time."""
+
+    def close(self) -> None:
+        """The agent stops: end what prepare started."""
+
     def status(self) -> dict:
         """For the agents' status command: the backend and its own processes."""
         return {"backend": self.name}
@@ -396,11 +402,17 @@ class UserspaceBackend(TunnelBackend):
     def mn_nft_rules(self, ha_address):
         return [self._drop_rule(f"ip6 saddr {ha_address}")]
 
-    def _start(self, k: MobilityKernel, role: str, device: str, address: str) -> None:
-        from mip6bench.net.usertunnel import Forwarder
+    def prepare(self, role: str) -> None:
+        """The forwarder process starts now (a Python start takes ~100 ms), in parallel
+        with the agent's own start; setup waits for it only when it needs it."""
+        from mip6bench.net.usertunnel import HA_DEVICE, Forwarder
 
-        self._stop()
-        self.forwarder = Forwarder(role, device, address)
+        if self.forwarder is None:
+            self.forwarder = Forwarder(role, HA_DEVICE if role == "ha" else MN_TUNNEL_DEVICE)
+
+    def _start(self, k: MobilityKernel, role: str, device: str, address: str) -> None:
+        self.prepare(role)
+        self.forwarder.request("address", address=address)
         # No link-local address: nothing of the kernel's own (MLD, RS) goes into the tunnel.
         k.sysctl({f"net/ipv6/conf/{device}/addr_gen_mode": 1})
         self.mtu = None
@@ -423,6 +435,9 @@ class UserspaceBackend(TunnelBackend):
 
     def counters(self) -> dict[str, int]:
         return self.forwarder.request("counters")["counters"] if self.forwarder else {}
+
+    def close(self) -> None:
+        self._stop()
 
     def status(self) -> dict:
         return {"backend": self.name, "forwarder_pid": self.forwarder.pid if self.forwarder else None}

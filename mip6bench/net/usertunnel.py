@@ -298,12 +298,15 @@ def open_tun(name: str, within: float = 2.0) -> TunDevice:
                 monitor.recv(1 << 16)
 
 
+DROP_ALL = [(0x06, 0, 0, 0)]   # classic BPF "ret #0": until the tunnel's address is known
+
+
 class _Sockets:
-    def __init__(self, tun_name: str, filter_address: str, at_source: bool):
+    def __init__(self, tun_name: str):
         self.tun = open_tun(tun_name)
         try:
             self.wire = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_IPV6))
-            attach_bpf(self.wire, bpf_tunnel_filter(filter_address, at_source))
+            attach_bpf(self.wire, DROP_ALL)
             self.wire.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
             self.wire.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
             self.wire.setblocking(False)
@@ -318,6 +321,10 @@ class _Sockets:
         except OSError:
             self.tun.close()
             raise
+
+    def filter_for(self, address: str, at_source: bool) -> None:
+        """Outer packets to (HA) or from (MN: at_source) `address` from now on."""
+        attach_bpf(self.wire, bpf_tunnel_filter(address, at_source))
 
     def close(self) -> None:
         self.tun.close()
@@ -338,11 +345,11 @@ def link_mtu(ifname: str) -> int:
     return struct.unpack_from("i", reply, 16)[0]
 
 
-def serve(ctrl: socket.socket, role: str, tun_name: str, local: str) -> int:
+def serve(ctrl: socket.socket, role: str, tun_name: str) -> int:
     """The forwarder: data between the TUN device and the wire, commands on `ctrl`."""
-    state = TunnelState(role, local if role == "ha" else None)
+    state = TunnelState(role)
     try:
-        io = _Sockets(tun_name, local, at_source=(role == "mn"))
+        io = _Sockets(tun_name)
     except OSError as exc:
         what = "/dev/net/tun" if isinstance(exc, FileNotFoundError) else f"TUN device {tun_name}"
         ctrl.send(json.dumps({"ready": False, "error": f"{what}: {exc.strerror or exc}"}).encode())
@@ -433,7 +440,12 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
         req = json.loads(data)
         op = req.pop("op")
         reply: dict = {"ok": True}
-        if op == "bind":
+        if op == "address":
+            # The tunnel's fixed end: the HA address (HA: ours; MN: our HA's).
+            if state.is_ha:
+                state.local = packed(req["address"])
+            io.filter_for(req["address"], at_source=not state.is_ha)
+        elif op == "bind":
             state.bind(req["hoa"], req["coa"])
         elif op == "unbind":
             state.unbind(req["hoa"])
@@ -465,34 +477,43 @@ class Forwarder:
     """The agent's handle on its forwarder process (calls are synchronous and
     thread-safe; an agent makes them on its kernel worker thread)."""
 
-    def __init__(self, role: str, tun_name: str, local: str, nice: int = -10):
+    def __init__(self, role: str, tun_name: str, nice: int = -10):
+        """Start the process; its readiness is waited for by the first request (so an
+        agent starts its forwarder early and goes on with its own start meanwhile)."""
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.tun_name = tun_name
         self._lock = threading.Lock()
+        self.ifindex: int | None = None
         argv = [sys.executable, "-m", "mip6bench.net.usertunnel", "--fd", str(child.fileno()),
-                "--role", role, "--tun", tun_name, "--local", local, "--nice", str(nice)]
+                "--role", role, "--tun", tun_name, "--nice", str(nice)]
         try:
             self.proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             child.close()
         self.sock = parent
-        self.sock.settimeout(START_TIMEOUT_S)
-        try:
-            hello = json.loads(self.sock.recv(65536) or b"{}")
-        except (OSError, ValueError) as exc:
-            self.close()
-            raise ForwarderError(f"user-space tunnel forwarder did not start: {exc}") from None
-        if not hello.get("ready"):
-            self.close()
-            raise ForwarderError(f"user-space tunnel forwarder: {hello.get('error', 'exited')}")
-        self.ifindex = hello["ifindex"]
-        self.sock.settimeout(REQUEST_TIMEOUT_S)
+
+    def wait_ready(self) -> None:
+        """Block until the forwarder has its TUN device and sockets (ForwarderError if
+        it could not make them); at once when it already has."""
+        with self._lock:
+            if self.ifindex is not None:
+                return
+            self.sock.settimeout(START_TIMEOUT_S)
+            try:
+                hello = json.loads(self.sock.recv(65536) or b"{}")
+            except (OSError, ValueError) as exc:
+                raise ForwarderError(f"user-space tunnel forwarder did not start: {exc}") from None
+            if not hello.get("ready"):
+                raise ForwarderError(f"user-space tunnel forwarder: {hello.get('error', 'exited')}")
+            self.ifindex = hello["ifindex"]
+            self.sock.settimeout(REQUEST_TIMEOUT_S)
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
     def request(self, op: str, **fields) -> dict:
+        self.wait_ready()
         with self._lock:
             try:
                 self.sock.send(json.dumps({"op": op, **fields}).encode())
@@ -518,7 +539,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fd", type=int, required=True, help="control socket (SEQPACKET) inherited from the agent")
     p.add_argument("--role", choices=("ha", "mn"), required=True)
     p.add_argument("--tun", required=True, help="TUN device to create")
-    p.add_argument("--local", required=True, help="HA: its address; MN: its HA's address")
     p.add_argument("--nice", type=int, default=0)
     args = p.parse_args(argv)
     ctrl = socket.socket(fileno=args.fd)
@@ -528,7 +548,7 @@ def main(argv: list[str] | None = None) -> int:
         except OSError:
             pass   # not permitted: run at normal priority
     try:
-        return serve(ctrl, args.role, args.tun, args.local)
+        return serve(ctrl, args.role, args.tun)
     except KeyboardInterrupt:
         return 0
     finally:
