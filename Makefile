@@ -13,7 +13,7 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps test unit netns run doctor bench clean distclean
+.PHONY: setup deps test test-container unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -38,6 +38,11 @@ $(STAMP): requirements.txt setup.py
 
 test: setup
 	$(PY) -m pytest
+
+# The suite in the project's image, built from the Dockerfile with podman and run with
+# --privileged (scripts/test-container.sh; one line and exit 0 where podman cannot run).
+test-container:
+	scripts/test-container.sh
 
 unit: setup
 	$(PY) -m pytest -m "not netns"
