@@ -28,9 +28,11 @@ start=$SECONDS
 say() { echo "test-container: $*"; }
 # The one line for machines where the container lane cannot run; not a failure.
 skip() { echo "test-container: skipped: $*"; exit 0; }
-first_line() { grep -m1 -v '^[[:space:]]*$' <<<"$1" | cut -c1-200; }
+first_line() { grep -m1 -v '^[[:space:]]*$' <<<"$1" | cut -c1-240; }
 
 [ "$(id -u)" = 0 ] || skip "needs root (podman --privileged, debootstrap); run it as root"
+command -v podman > /dev/null || command -v apt-get > /dev/null \
+    || skip "podman is not installed and there is no apt-get to install it; install podman and runc"
 
 # --- 1. Packages ----------------------------------------------------------------------
 
@@ -67,7 +69,7 @@ apt_get() {
               "$@" 2>&1) || rc=$?
         [ $rc = 0 ] && return 0
         grep -qiE 'could not get lock|unable to acquire|unable to lock' <<<"$out" || break
-        say "apt is busy (another process holds its lock), waiting for it"
+        echo "test-container: apt is busy (another process holds its lock), waiting for it" >&2
         wait_for_apt_locks
     done
     echo "$out" >&2
@@ -78,18 +80,20 @@ install_packages() {
     local missing
     missing=$(missing_packages)
     [ -z "$missing" ] && return 0
-    command -v apt-get > /dev/null \
-        || skip "podman is not installed and there is no apt-get to install it; install podman and runc"
-    say "installing" $missing
+    local t=$SECONDS
+    installed="installed $(echo $missing)"
     # Only refresh the package lists when a package is not known (saves ~10 s), then
     # install; skip (not fail) when it still cannot be done.
     if ! apt_get install -y -qq --no-install-recommends $missing > /dev/null 2>&1; then
         local err
         apt_get update -qq > /dev/null 2>&1 || true
         err=$(apt_get install -y -qq --no-install-recommends $missing 2>&1 > /dev/null) \
-            || skip "could not install $(echo $missing): $(first_line "$err")"
+            || skip "could not install $(echo $missing): $(first_line "$err"); install podman and runc"
     fi
+    installed="$installed ($((SECONDS - t)) s)"
 }
+
+installed=""
 
 install_packages
 
@@ -114,7 +118,23 @@ cgroup_manager = "cgroupfs"
 EOF
 export CONTAINERS_CONF="$PWD/$CACHE/containers.conf"
 
-err=$(podman info 2>&1 > /dev/null) || skip "podman cannot run here: $(first_line "$err")"
+err=$(podman info 2>&1 > /dev/null) \
+    || skip "podman cannot run here: $(first_line "$err"); fix podman (root, runc) or use Docker"
+
+# Can podman start a container at all (namespaces, runtime, cgroups, mounts)? Ask before
+# spending half a minute on a base image, with a rootfs of the host's own `true` and the
+# libraries it loads. If not, this is a machine the lane cannot run on (a container
+# without privileges, no user namespaces, ...), not a failure of the project.
+probe=$(mktemp -d "$PWD/$CACHE/probe.XXXXXX")
+true_bin=$(type -P true)
+trap 'rm -rf "$probe"' EXIT
+cp -L --parents "$true_bin" \
+    $(ldd "$true_bin" | grep -o '/[^ ]*') "$probe"/
+err=$(podman run --rm --privileged --network host --rootfs "$probe" "$true_bin" 2>&1) \
+    || skip "podman cannot run a container here: $(first_line "$err"); run it on a host (or VM) as root"
+rm -rf "$probe"
+trap - EXIT
+[ -n "$installed" ] && say "$installed"
 
 # --- 3. Base image --------------------------------------------------------------------
 
@@ -160,11 +180,6 @@ else
     trap - EXIT
     say "base image ready ($((SECONDS - t)) s)"
 fi
-
-# Can podman start a container at all (namespaces, runtime, cgroups)? If not, this is a
-# machine the lane cannot run on, not a failure of the project.
-err=$(podman run --rm --privileged --network host "$BASE" true 2>&1) \
-    || skip "podman cannot run a container here: $(first_line "$err")"
 
 # --- 4. Build -------------------------------------------------------------------------
 
