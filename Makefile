@@ -9,11 +9,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+REQS := $(VENV)/.requirements
 DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd iperf3 \
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps test test-container unit netns run doctor bench clean distclean
+.PHONY: setup deps requirements test test-container unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -29,12 +30,19 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): requirements.txt setup.py
+# Two steps, so that an image build (Dockerfile) can cache the pinned dependencies in a
+# layer of their own, made from requirements.txt alone, before the sources come in.
+$(REQS): requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(STAMP): $(REQS) setup.py
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
+
+requirements: deps $(REQS)
 
 test: setup
 	$(PY) -m pytest
