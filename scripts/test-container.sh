@@ -193,8 +193,14 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" > /dev/null; then
 fi
 say "building $TAG from the Dockerfile"
 t=$SECONDS
+previous=$(podman image inspect --format '{{.Id}}' "$TAG" 2>/dev/null || true)
 # --network host: no CNI bridge (cni-podman0) or nft tables left on the host.
 podman build --pull=never --from "$BASE" --network host "${ca_mount[@]}" -t "$TAG" .
+# The image the tag named before (sources changed since) is ours and unused now: remove
+# it with the layers only it used, so repeated runs do not fill the disk.
+if [ -n "$previous" ] && [ "$previous" != "$(podman image inspect --format '{{.Id}}' "$TAG")" ]; then
+    podman rmi "$previous" > /dev/null 2>&1 || true
+fi
 say "image ready ($((SECONDS - t)) s)"
 
 # --- 5. Run the suite -----------------------------------------------------------------
