@@ -1,6 +1,7 @@
 # mip6bench: everything runs as root (network namespaces, nftables).
 #   sudo make run    set up, then run the main job: linkcheck, bootstrap, handover
 #   sudo make test   set up, then run the whole test suite
+#   make test-container   the suite in the project's image, built and run with podman
 # `make setup` installs the Debian packages the testbed calls and a virtual environment
 # at .venv with pinned Python dependencies and the project (editable). It is idempotent
 # and only does work when something is missing or requirements changed.
