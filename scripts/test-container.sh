@@ -5,7 +5,7 @@
 #
 # No image registry is reachable here and no container daemon runs, but Debian's
 # packages are, so this uses podman (daemonless) and makes the base image itself with
-# debootstrap (the recipe in DESIGN.md, "Container lane"). Where podman cannot be
+# debootstrap (the recipe verified on the development VMs). Where podman cannot be
 # installed or cannot run a container (not root, no namespaces, ...), it prints one line
 # saying why and exits 0: the container lane is an extra, not a prerequisite.
 #
