@@ -1,6 +1,7 @@
 # mip6bench: everything runs as root (network namespaces, nftables).
 #   sudo make run    set up, then run the main job: linkcheck, bootstrap, handover
 #   sudo make test   set up, then run the whole test suite
+#   make test-container   the suite in the project's image, built and run with podman
 # `make setup` installs the Debian packages the testbed calls and a virtual environment
 # at .venv with pinned Python dependencies and the project (editable). It is idempotent
 # and only does work when something is missing or requirements changed.
@@ -9,11 +10,12 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+REQS := $(VENV)/.requirements
 DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd iperf3 \
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps test unit netns run doctor bench clean distclean
+.PHONY: setup deps requirements test test-container unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -29,15 +31,27 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(STAMP): requirements.txt setup.py
+# Two steps, so that an image build (Dockerfile) can cache the pinned dependencies in a
+# layer of their own, made from requirements.txt alone, before the sources come in.
+$(REQS): requirements.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+$(STAMP): $(REQS) setup.py
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
+requirements: deps $(REQS)
+
 test: setup
 	$(PY) -m pytest
+
+# The suite in the project's image, built from the Dockerfile with podman and run with
+# --privileged (scripts/test-container.sh; one line and exit 0 where podman cannot run).
+test-container:
+	scripts/test-container.sh
 
 unit: setup
 	$(PY) -m pytest -m "not netns"
