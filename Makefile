@@ -13,7 +13,7 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps test unit netns run doctor bench clean distclean
+.PHONY: setup deps test test-kernel unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -38,6 +38,11 @@ $(STAMP): requirements.txt setup.py
 
 test: setup
 	$(PY) -m pytest
+
+# The kernel backends (ip6tnl, seg6, netem; user-space ones for comparison) under
+# Debian's generic 6.1 kernel in a throw-away VM; skips with one line where it cannot run.
+test-kernel: setup
+	scripts/test-kernel.sh
 
 unit: setup
 	$(PY) -m pytest -m "not netns"
