@@ -116,11 +116,11 @@ log "kernel $release ready ($(elapsed))"
 rm -rf "$OUT" && mkdir -p "$OUT"
 BLACKLIST=ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button
 log "booting $release (this takes minutes: no KVM, every instruction emulated)"
-BUDGET=${KERNEL_LANE_BUDGET:-600}
+BUDGET=${KERNEL_LANE_BUDGET:-540}
 # The guest interrupts pytest after BUDGET s; the host stops the VM if it outlives that.
-PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 240))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
+PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 360))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
     --rwdir "$OUT" --overlay-rwdir "$ROOT" -a "modprobe.blacklist=$BLACKLIST" \
-    --exec "env KERNEL_LANE_BUDGET=$BUDGET $ROOT/scripts/kernel-lane-guest.sh $ROOT $OUT $KDIR/boot/config-$release $SLOWDOWN $*" \
+    --exec "env KERNEL_LANE_BUDGET=$BUDGET $ROOT/scripts/kernel-lane-guest.sh $ROOT $OUT $KDIR/boot/config-$release $SLOWDOWN ${*@Q}" \
     < /dev/null 2>&1 | cat > "$OUT/guest.log"
 vng_rc=${PIPESTATUS[0]}
 rc=$(cat "$OUT/rc" 2>/dev/null)
