@@ -15,7 +15,7 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps requirements test test-container unit netns run doctor bench clean distclean
+.PHONY: setup deps requirements test test-kernel test-container unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -52,6 +52,11 @@ test: setup
 # --privileged (scripts/test-container.sh; one line and exit 0 where podman cannot run).
 test-container:
 	scripts/test-container.sh
+
+# The kernel backends (ip6tnl, seg6, netem; user-space ones for comparison) under
+# Debian's generic 6.1 kernel in a throw-away VM; skips with one line where it cannot run.
+test-kernel: setup
+	scripts/test-kernel.sh
 
 unit: setup
 	$(PY) -m pytest -m "not netns"

@@ -2,6 +2,13 @@ import os
 
 import pytest
 
+from mip6bench.runtime import slowdown
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "timing: asserts measured times; skipped where MIP6BENCH_SLOWDOWN > 1 "
+                            "(the full-kernel lane)")
+
 
 def pytest_report_header(config):
     """`mip6bench doctor`'s backend table, so every log shows which backends ran."""
@@ -23,6 +30,11 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.netns)
         if f"{os.sep}interop{os.sep}" in path:
             item.add_marker(pytest.mark.interop)
+    if not slowdown.timing_meaningful():
+        skip_timing = pytest.mark.skip(reason=slowdown.timing_skip_reason())
+        for item in items:
+            if "timing" in item.keywords:
+                item.add_marker(skip_timing)
     if os.geteuid() != 0:
         skip = pytest.mark.skip(reason="needs root (run `sudo make test`)")
         for item in items:

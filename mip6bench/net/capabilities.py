@@ -45,12 +45,23 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(list(args), capture_output=True, text=True)
 
 
+KERNEL_CONFIG_ENV = "MIP6BENCH_KERNEL_CONFIG"
+TUN_PATH = "/dev/net/tun"
+
+
 def kernel_config() -> dict[str, str]:
-    """CONFIG_* values from /proc/config.gz or /boot/config-<release>, if readable."""
+    """CONFIG_* values from the file $MIP6BENCH_KERNEL_CONFIG names (a kernel booted from
+    an unpacked package, as in the full-kernel lane, has its config there and not in
+    /boot), else /proc/config.gz or /boot/config-<release>, if readable."""
     text = ""
+    override = os.environ.get(KERNEL_CONFIG_ENV)
     try:
-        with gzip.open("/proc/config.gz", "rt") as f:
-            text = f.read()
+        if override:
+            with open(override) as f:
+                text = f.read()
+        else:
+            with gzip.open("/proc/config.gz", "rt") as f:
+                text = f.read()
     except OSError:
         try:
             with open(f"/boot/config-{platform.release()}") as f:
@@ -145,13 +156,60 @@ def probe_tap() -> tuple[bool, str]:
         os.close(fd)
 
 
-def probe_mip6(config: dict[str, str]) -> tuple[bool | None, str]:
+def xfrm_route2_request() -> list[str]:
+    """A type 2 routing header state (what the kernel's MIP6 code provides to xfrm)."""
+    return ["ip", "xfrm", "state", "add", "src", "2001:db8::1", "dst", "2001:db8::2",
+            "proto", "route2", "mode", "ro", "coa", "2001:db8::3"]
+
+
+def probe_xfrm_route2() -> tuple[bool | None, str]:
+    """Whether xfrm knows the route2 type (CONFIG_IPV6_MIP6), tried in a throw-away
+    namespace; None when xfrm itself cannot be asked (no xfrm_user)."""
+    def probe():
+        proc = _run(*xfrm_route2_request())
+        if proc.returncode == 0:
+            return True, "xfrm route2 state accepted"
+        error = proc.stderr.strip()
+        if "type not found" in error:  # xfrm works, the route2 type is not registered
+            return False, f"xfrm route2 state: {error}"
+        return None, f"xfrm route2 state: {error or 'failed'}"
+    return in_fresh_netns(probe)
+
+
+def probe_mip6(config: dict[str, str], probe_xfrm: bool = False) -> tuple[bool | None, str]:
     if os.path.exists("/sys/module/mip6"):
         return True, "mip6 module loaded"
+    tried = ""
+    if probe_xfrm and which("ip"):
+        ok, detail = probe_xfrm_route2()
+        if ok is not None:
+            return ok, detail
+        tried = "; " + detail
     said = _config_says(config, "CONFIG_IPV6_MIP6")
     if said is None:
-        return None, "kernel config not readable"
+        return None, "kernel config not readable" + tried
     return said, "CONFIG_IPV6_MIP6=" + config.get("CONFIG_IPV6_MIP6", "n")
+
+
+def ensure_tun(path: str = TUN_PATH, run=_run) -> str:
+    """Make sure /dev/net/tun exists (the link relay and the MN and CN agents' TUN
+    devices need it): where it is missing, load the tun module (a kernel with tun as a
+    module creates the device node only then). Returns what was done; raises
+    EnvironmentProblem, with the fix in one line, when it stays missing."""
+    from mip6bench.errors import EnvironmentProblem
+
+    if os.path.exists(path):
+        return "present"
+    modprobe = which("modprobe")
+    detail = "modprobe not found"
+    if modprobe:
+        proc = run(modprobe, "tun")
+        detail = proc.stderr.strip() or f"modprobe exit {proc.returncode}"
+        if os.path.exists(path):
+            return "loaded the tun module"
+    raise EnvironmentProblem(f"{path} is missing and `modprobe tun` did not create it ({detail})",
+                             "load the tun module (`modprobe tun`), or in a container pass "
+                             "--device /dev/net/tun")
 
 
 @dataclass
@@ -195,7 +253,7 @@ def detect() -> Capabilities:
         record("nftables", probe_nftables())
         record("router_alert", probe_router_alert())
         record("tuntap", probe_tap())
-    record("mip6", probe_mip6(config))
+    record("mip6", probe_mip6(config, probe_xfrm=caps.root))
     record("nft_queue", (_config_says(config, "CONFIG_NFT_QUEUE"), "CONFIG_NFT_QUEUE"))
     record("xt_nfqueue", (_config_says(config, "CONFIG_NETFILTER_XT_TARGET_NFQUEUE"),
                           "CONFIG_NETFILTER_XT_TARGET_NFQUEUE"))

@@ -231,12 +231,13 @@ def wait_for(netns: int | str | None, check, timeout: float, groups: int = RTMGR
     import time
 
     from mip6bench.fdwait import wait_readable
+    from mip6bench.runtime.slowdown import scaled
 
     with Kernel(netns) as kernel:
         monitor = rtnl_socket(netns, groups)  # subscribed before checking: no lost wakeup
         monitor.setblocking(False)
         try:
-            deadline = time.monotonic() + timeout
+            deadline = time.monotonic() + scaled(timeout)
             while True:
                 value = check(kernel)
                 if value:

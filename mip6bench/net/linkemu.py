@@ -69,6 +69,7 @@ if False:  # annotations only: `typing` costs ~2 ms of cold start
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.fdwait import select_compatible, wait_readable
 from mip6bench.net.shaping import DEFAULT_LIMIT, DISTRIBUTIONS, LinkParams, Shaper
+from mip6bench.runtime.slowdown import scaled
 
 # ---------------------------------------------------------------------------------
 # Kernel constants (linux/if_tun.h, linux/sched.h, linux/rtnetlink.h, linux/prctl.h)
@@ -878,7 +879,7 @@ class LinkRelay:
         if self.ready:
             return self.ready
         try:
-            line = self._readline(time.monotonic() + timeout)
+            line = self._readline(time.monotonic() + scaled(timeout))
         except LinkEmuError as exc:
             self._kill()
             raise LinkEmuError(f"link relay {self.label} failed to start: {exc}",
@@ -965,7 +966,8 @@ class LinkRelay:
         """Block until the relay says `condition` holds ("idle", "ab-rx>=100", ...; see
         the module docstring) and return its counters; LinkEmuError when it does not
         hold within `within` seconds."""
-        return self._request(f"wait {condition} within={within:g}", timeout=within + 5)
+        within = scaled(within)
+        return self._request(f"wait {condition} within={within:g}", timeout=within + scaled(5))
 
     def set(self, direction: str | None = None, **params: Any) -> dict[str, Any]:
         """Change parameters at run time (LinkParams field names), for both directions

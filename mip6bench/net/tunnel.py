@@ -5,7 +5,8 @@ ip6tnl (where the kernel has ip6_tunnel, i.e. a normal distribution kernel):
     HA: one ip6ip6 device per binding (local = HA address, remote = CoA, no encapsulation
         limit option), `HoA/128 dev <it>`; the device itself decapsulates what the CoA
         sends.
-    MN: one device `mip6tnl` (local = CoA, remote = HA), re-created on each handover.
+    MN: one device `mip6tnl` (local = CoA, remote = HA); a handover changes its local
+        end in place (the HA's device likewise follows a new CoA in place).
 seg6 (works everywhere seg6 lwtunnels exist, also where ip6tnl does not):
     encapsulation: `HoA/128 encap seg6 mode encap.red segs <CoA>` (HA) and
         `default encap seg6 mode encap.red segs <HA>` in the MN's tunnel table: one
@@ -345,10 +346,22 @@ class Ip6tnlBackend(TunnelBackend):
     def ha_setup(self, k, ha_address, local_addresses, decap_dev):
         self._reset(k, [mark_rule_request(AGENT_MARK_PREF, AGENT_MARK, RT_TABLE_MAIN)])
 
+    @staticmethod
+    def _aim(k, name, local, remote):
+        """Point the ip6ip6 device `name` at new endpoints: in place where it exists
+        (`ip -6 tunnel change`: the device, its routes and its link state stay, a
+        handover costs one ioctl), else create it."""
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            k.add_ip6tnl(name, local, remote)
+            return
+        k.run(f"tunnel change {name} mode ip6ip6 local {local} remote {remote} encaplimit none ttl 64",
+              f"link set dev {name} up")
+
     def ha_bind(self, k, hoa, coa, ha_address, uplink):
         name = ha_tunnel_device(hoa)
-        k.delete_link_quietly(name)
-        k.add_ip6tnl(name, ha_address, coa)
+        self._aim(k, name, ha_address, coa)
         k.add_route(f"{hoa}/128", dev=name)
 
     def ha_unbind(self, k, hoa):
@@ -365,8 +378,9 @@ class Ip6tnlBackend(TunnelBackend):
         self._reset(k, [mark_rule_request(AGENT_MARK_PREF, AGENT_MARK, RT_TABLE_MAIN)])
 
     def mn_point(self, k, hoa, coa, ha_address, dev):
-        k.delete_link_quietly(MN_TUNNEL_DEVICE)
-        k.add_ip6tnl(MN_TUNNEL_DEVICE, coa, ha_address)
+        # On a handover only the local end (the CoA) changes. Re-creating the device
+        # instead took seconds under load (12.9 s in the full-kernel lane).
+        self._aim(k, MN_TUNNEL_DEVICE, coa, ha_address)
         k.add_route("default", dev=MN_TUNNEL_DEVICE, table=TUNNEL_TABLE)
         self._mn_home_address_rule(k, hoa)
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from mip6bench import REPO_ROOT
 from mip6bench.runtime import control
+from mip6bench.runtime.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.process import NodeProcess
 
@@ -56,7 +57,10 @@ class AgentProcess:
         return self.proc is not None and self.proc.alive()
 
     def request(self, cmd: str, timeout: float = 5.0, **args: Any) -> Any:
-        return control.request(self.control_path, cmd, timeout=timeout, **args)
+        # Deadlines of waits for events (`within`) and of the answer stretch on a slow machine.
+        if isinstance(args.get("within"), (int, float)):
+            args["within"] = scaled(args["within"])
+        return control.request(self.control_path, cmd, timeout=scaled(timeout), **args)
 
     def stop(self, grace: float = 5.0) -> int | None:
         return self.proc.stop(grace) if self.proc else None

@@ -41,6 +41,7 @@ from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
+from mip6bench.runtime.slowdown import scaled
 from mip6bench.testbed.operational import HOME_PREFIX
 
 NAI_DOMAIN = "mip6bench.example"
@@ -209,6 +210,7 @@ class BootstrapServices:
         client = RadiusClientCore(RadiusClientConfig("::1", self.radius_secret.encode(),
                                                      nas_identifier="testbed-probe"))
         probes = 0
+        deadline_s = scaled(deadline_s)
         end = time.monotonic() + deadline_s
         try:
             sock.settimeout(0.05)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from mip6bench.errors import EnvironmentProblem, Mip6benchError
-from mip6bench.net.capabilities import BINARIES, which
+from mip6bench.net.capabilities import BINARIES, ensure_tun, which
 from mip6bench.net.kernel import usable_address, wait_for
 from mip6bench.params import parse_params
 from mip6bench.runtime.eventlog import EventLog, merge_logs
@@ -47,6 +47,7 @@ def preflight(plan, capture: bool) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
+    ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
         if not which(binary):

@@ -15,6 +15,7 @@ from typing import Callable, Sequence
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.fdwait import wait_readable
+from mip6bench.runtime.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.registry import process_start, terminate
 
@@ -81,6 +82,7 @@ class NodeProcess:
         if self.ready:
             stream = self.popen.stdout if self.ready_stream == "stdout" else self.popen.stderr
             seen: list[str] = []
+            timeout = scaled(timeout)
             line = read_line_until(stream, time.monotonic() + timeout, self.ready, seen)
             if line is None:
                 self.stop()
@@ -112,6 +114,7 @@ class NodeProcess:
         """SIGTERM, wait, SIGKILL if needed; returns the exit status."""
         if self.popen is None:
             return None
+        grace = scaled(grace)
         if self.popen.poll() is None:
             terminate(self.popen.pid, process_start(self.popen.pid), grace)
         try:

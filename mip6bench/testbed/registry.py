@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mip6bench.fdwait import wait_readable
+from mip6bench.runtime.slowdown import scaled
 
 RUN_ROOT = Path(os.environ.get("MIP6BENCH_RUN_ROOT", "/run/mip6bench"))
 
@@ -128,7 +129,7 @@ class RunRecord:
                 os.kill(r["pid"], signal.SIGTERM)
             except ProcessLookupError:
                 pass
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + scaled(3.0)
         for r in procs:
             if not wait_exit(r["pid"], max(0.0, deadline - time.monotonic())):
                 terminate(r["pid"], r.get("start"), grace=0.0)

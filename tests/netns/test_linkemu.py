@@ -171,6 +171,7 @@ def ping_rtt(ns: str, dst: str, count: int) -> dict:
 # -- delay --------------------------------------------------------------------------
 
 
+@pytest.mark.timing
 def test_ping_rtt_matches_twice_the_one_way_delay(pair):
     relay = pair.start(LinkParams(delay_ms=10))
     assert relay.ready["ready"] is True and relay.ready["pid"] == relay.pid
@@ -387,6 +388,7 @@ def test_unknown_namespace(pair):
     assert links(pair.b) == {"lo"}
 
 
+@pytest.mark.timing
 def test_name_clash_touches_nothing(pair):
     run("ip", "-n", pair.a, "link", "add", "clash0", "type", "veth", "peer", "name", "clash1")
     r = cli("--a", f"clash0@{pair.a}", "--b", f"y0@{pair.b}")
@@ -417,6 +419,7 @@ def test_missing_dev_net_tun(pair):
     assert links(pair.a) == {"lo"} and links(pair.b) == {"lo"}
 
 
+@pytest.mark.timing
 def test_start_timeout_is_a_clear_error(pair, monkeypatch):
     # A "relay" that never becomes ready: the API kills it and says so.
     import mip6bench.net.linkemu as le

@@ -1,0 +1,131 @@
+"""What the full-kernel lane found, checked without root: the ip6tnl backend changes a
+tunnel's endpoints in place, the testbed loads tun where /dev/net/tun is missing, MIP6
+is probed through xfrm or a given kernel config, and waits stretch on a slow machine."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from mip6bench.errors import EnvironmentProblem
+from mip6bench.net import capabilities, tunnel
+from mip6bench.runtime import slowdown
+
+COA1, COA2, HA, HOA = "2001:db8:11::100", "2001:db8:12::100", "2001:db8:1::1", "2001:db8:1::1000"
+
+
+class RecordingKernel(tunnel.MobilityKernel):
+    def __init__(self):
+        super().__init__()
+        self.batches: list[tuple[str, ...]] = []
+
+    def run(self, *commands, quiet=False):
+        self.batches.append(commands)
+
+    def rules(self):
+        return []
+
+
+@pytest.fixture
+def devices(monkeypatch):
+    """Which interfaces 'exist' for the backend's existence check."""
+    existing: set[str] = set()
+
+    def if_nametoindex(name):
+        if name not in existing:
+            raise OSError(19, "No such device")
+        return 7
+    monkeypatch.setattr(tunnel.socket, "if_nametoindex", if_nametoindex)
+    return existing
+
+
+def commands(k):
+    return [c for batch in k.batches for c in batch]
+
+
+def test_mn_first_point_creates_the_device_and_a_handover_changes_it_in_place(devices):
+    k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
+    b.mn_point(k, HOA, COA1, HA, "mn1-f1")
+    assert commands(k)[0] == tunnel.ip6tnl_request(tunnel.MN_TUNNEL_DEVICE, COA1, HA)
+    devices.add(tunnel.MN_TUNNEL_DEVICE)
+    k.batches.clear()
+    b.mn_point(k, HOA, COA2, HA, "mn1-f2")
+    cmds = commands(k)
+    assert cmds[0] == (f"tunnel change {tunnel.MN_TUNNEL_DEVICE} mode ip6ip6 local {COA2} "
+                       f"remote {HA} encaplimit none ttl 64")
+    assert not any(c.startswith(("link del", "tunnel add")) for c in cmds), cmds
+    assert f"route replace default dev {tunnel.MN_TUNNEL_DEVICE} table {tunnel.TUNNEL_TABLE}" in cmds
+
+
+def test_ha_rebinding_follows_the_new_coa_in_place(devices):
+    k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
+    name = tunnel.ha_tunnel_device(HOA)
+    devices.add(name)
+    b.ha_bind(k, HOA, COA2, HA, "ha-eth0")
+    cmds = commands(k)
+    assert cmds[0] == f"tunnel change {name} mode ip6ip6 local {HA} remote {COA2} encaplimit none ttl 64"
+    assert not any(c.startswith("link del") for c in cmds)
+    assert f"route replace {HOA}/128 dev {name}" in cmds
+
+
+def test_ensure_tun_loads_the_module_where_the_device_is_missing(tmp_path, monkeypatch):
+    path = tmp_path / "tun"
+    calls = []
+
+    def run(*argv):
+        calls.append(argv)
+        path.touch()  # what loading the module does
+        return subprocess.CompletedProcess(argv, 0, "", "")
+    monkeypatch.setattr(capabilities, "which", lambda b: "/sbin/" + b)
+    assert capabilities.ensure_tun(str(path), run) == "loaded the tun module"
+    assert calls == [("/sbin/modprobe", "tun")]
+    assert capabilities.ensure_tun(str(path), run) == "present" and len(calls) == 1
+
+
+def test_ensure_tun_names_the_fix_in_one_line_when_loading_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(capabilities, "which", lambda b: "/sbin/" + b)
+    fail = lambda *argv: subprocess.CompletedProcess(argv, 1, "", "FATAL: Module tun not found.")  # noqa: E731
+    with pytest.raises(EnvironmentProblem) as exc:
+        capabilities.ensure_tun(str(tmp_path / "tun"), fail)
+    text = str(exc.value) + " " + str(getattr(exc.value, "fix", ""))
+    assert "modprobe tun" in text and "Module tun not found" in text and "\n" not in text
+
+
+def test_xfrm_route2_probe_command():
+    assert capabilities.xfrm_route2_request() == [
+        "ip", "xfrm", "state", "add", "src", "2001:db8::1", "dst", "2001:db8::2",
+        "proto", "route2", "mode", "ro", "coa", "2001:db8::3"]
+
+
+def test_kernel_config_from_the_file_the_environment_names(tmp_path, monkeypatch):
+    config = tmp_path / "config-6.1.0-57-amd64"
+    config.write_text("CONFIG_IPV6_MIP6=y\n# CONFIG_NFT_QUEUE is not set\nCONFIG_TUN=m\n")
+    monkeypatch.setenv(capabilities.KERNEL_CONFIG_ENV, str(config))
+    got = capabilities.kernel_config()
+    assert got["CONFIG_IPV6_MIP6"] == "y" and got["CONFIG_NFT_QUEUE"] == "n"
+    monkeypatch.setattr(capabilities.os.path, "exists", lambda p: False)  # no mip6 module
+    assert capabilities.probe_mip6(got) == (True, "CONFIG_IPV6_MIP6=y")
+
+
+@pytest.mark.parametrize("value, factor", [(None, 1.0), ("", 1.0), ("16", 16.0), ("0.5", 1.0)])
+def test_slowdown_factor(monkeypatch, value, factor):
+    if value is None:
+        monkeypatch.delenv(slowdown.ENV, raising=False)
+    else:
+        monkeypatch.setenv(slowdown.ENV, value)
+    assert slowdown.factor() == factor
+    assert slowdown.scaled(2.5) == 2.5 * factor
+    assert slowdown.timing_meaningful() == (factor == 1.0)
+
+
+def test_slowdown_stretches_agent_requests(monkeypatch):
+    from mip6bench.testbed import agents
+
+    seen = {}
+    monkeypatch.setattr(agents.control, "request", lambda path, cmd, timeout, **args: seen.update(
+        timeout=timeout, **args))
+    monkeypatch.setenv(slowdown.ENV, "16")
+    agent = agents.AgentProcess.__new__(agents.AgentProcess)
+    agent.control_path = "/nonexistent"
+    agent.request("wait", timeout=12, until="ro", within=10)
+    assert seen == {"timeout": 192, "until": "ro", "within": 160}
