@@ -20,13 +20,14 @@ export MIP6BENCH_SLOWDOWN="$SLOWDOWN"
 export MIP6BENCH_KERNEL_CONFIG="$CONFIG"
 export PYTHONDONTWRITEBYTECODE=1
 if [ $# -eq 0 ]; then
-    # What the host's kernel may lack, within CI's time: the Mobile IPv6 stack over ip6tnl
-    # (registration and data path, traffic both ways, RFC 2473 Packet Too Big, three
-    # handovers keeping a TCP connection) and netem links, one testbed each (a testbed
-    # takes ~2 minutes to build here). seg6 and the user-space backends run in `make test`
-    # on the host; name other tests to run them here (e.g. -m backends).
-    set -- -m backends tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py \
-        -k "(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or netem"
+    # What the host's kernel may lack, within CI's time, one testbed each (a testbed takes
+    # ~2 minutes to build here): the Mobile IPv6 stack over ip6tnl (registration and data
+    # path, traffic both ways, RFC 2473 Packet Too Big, three handovers keeping a TCP
+    # connection), over seg6 and userspace for comparison (registration, traffic both
+    # ways), and netem links (delay and loss applied). Name other tests to run them here
+    # (e.g. -m backends).
+    set -- -m backends tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py -k \
+        "(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or ((seg6 or userspace) and (home_registration or tunnel_carries)) or netem"
 fi
 # A hung test dumps every thread's stack to the log (faulthandler) and the whole run is
 # interrupted (SIGINT: pytest tears the testbed down and reports what ran, given up

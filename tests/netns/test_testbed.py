@@ -203,7 +203,12 @@ def test_loss_jitter_and_bandwidth_are_honoured(tmp_path, emulation):
         assert tb.link("core-ar1").backend == tb.link("core-fw").backend == emulation
         assert tb.backends["links"][emulation] >= 2
         if not slowdown.timing_meaningful():
-            pytest.skip(slowdown.timing_skip_reason())  # the rest measures loss, delay, rate
+            # An emulated machine (the full-kernel lane): check that the backend applies
+            # delay and loss at all, not how accurately (a slower machine only adds delay).
+            [m] = linkcheck.measure_links(tb, {"probes": 200, "interval_ms": 5}, [tb.plan.link("core-ar1")], {})
+            assert m["rtt_p50_ms"] >= 2 * (5 - 2), m          # one-way 5 ms +- 2 ms jitter
+            assert 1 <= m["measured_loss_pct"] <= 60, m       # 10 % per direction configured
+            return
         [m] = linkcheck.measure_links(tb, {"probes": 1500, "interval_ms": 1}, [tb.plan.link("core-ar1")], {})
         # per-direction loss 10 %: round trip survives with 0.81; 1500 probes -> sd ~1 %
         assert 7 <= m["measured_loss_pct"] <= 13, m
