@@ -100,6 +100,11 @@ def probe_link_kind(*args: str) -> tuple[bool, str]:
     return in_fresh_netns(probe)
 
 
+def probe_ip6tnl() -> tuple[bool, str]:
+    return probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
+                           "local", "2001:db8::1", "remote", "2001:db8::2")
+
+
 def probe_seg6() -> tuple[bool, str]:
     def probe():
         _veth_pair()
@@ -247,8 +252,7 @@ def detect() -> Capabilities:
         record("tbf", tbf_probe())
         record("veth", probe_link_kind("link", "add", "v0", "type", "veth", "peer", "name", "v1"))
         record("bridge", probe_link_kind("link", "add", "b0", "type", "bridge"))
-        record("ip6tnl", probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
-                                         "local", "2001:db8::1", "remote", "2001:db8::2"))
+        record("ip6tnl", probe_ip6tnl())
         record("seg6", probe_seg6())
         record("nftables", probe_nftables())
         record("router_alert", probe_router_alert())

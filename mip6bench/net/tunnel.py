@@ -465,8 +465,7 @@ class UserspaceBackend(TunnelBackend):
 
     def ha_bind(self, k, hoa, coa, ha_address, uplink):
         mtu = self._set_mtu(k, uplink)
-        self.forwarder.request("bind", hoa=hoa, coa=coa)
-        self.forwarder.request("mtu", mtu=mtu)
+        self.forwarder.request("bind", hoa=hoa, coa=coa, mtu=mtu)
         k.add_route(f"{hoa}/128", dev=self.forwarder.tun_name)
 
     def ha_unbind(self, k, hoa):
@@ -501,11 +500,10 @@ class UserspaceBackend(TunnelBackend):
 
 def probe_backends() -> dict[str, tuple[bool, str]]:
     """Every tunnel backend: (usable here, what the probe saw)."""
-    from mip6bench.net.capabilities import probe_link_kind, probe_seg6, probe_tap
+    from mip6bench.net.capabilities import probe_ip6tnl, probe_seg6, probe_tap
 
     return {
-        "ip6tnl": probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
-                                  "local", "2001:db8::1", "remote", "2001:db8::2"),
+        "ip6tnl": probe_ip6tnl(),
         "seg6": probe_seg6(),
         "userspace": probe_tap(),
     }

@@ -446,6 +446,8 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
                 state.local = packed(req["address"])
             io.filter_for(req["address"], at_source=not state.is_ha)
         elif op == "bind":
+            if "mtu" in req:
+                state.set_mtu(req["mtu"])
             state.bind(req["hoa"], req["coa"])
         elif op == "unbind":
             state.unbind(req["hoa"])
@@ -454,8 +456,6 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
                 state.set_mtu(req["mtu"])
             io.bind_device(req.get("ifname"))
             state.point(req["hoa"], req["coa"], req["ha"])
-        elif op == "mtu":
-            state.set_mtu(req["mtu"])
         elif op == "down":
             state.down()
         elif op == "counters":

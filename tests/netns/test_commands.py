@@ -23,6 +23,12 @@ def test_run_writes_manifest_metrics_and_events(tmp_path):
     assert manifest["experiment"] == "linkcheck" and manifest["seed"] == 5
     assert manifest["parameters"]["probes"] == 50 and manifest["topology"]["foreign"] == 1
     assert {"mip6bench", "python", "kernel", "mininet"} <= set(manifest["versions"])
+    # The backends the run used: the tunnel `auto` picked, the kinds of its links.
+    from mip6bench.net.tunnel import choose_backend, probe_backends
+
+    assert manifest["backends"]["tunnel"] == choose_backend("auto", probe_backends())
+    assert manifest["backends"]["route_optimization"] == "userspace"
+    assert sum(manifest["backends"]["links"].values()) > 0
     assert "link_emulation" in manifest["capabilities"]["backends"]
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     fields = {"name", "configured_ms", "measured_rtt_ms", "error_pct", "configured_loss_pct",
