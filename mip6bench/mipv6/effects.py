@@ -114,3 +114,25 @@ class RouteOptimizationOff(Effect):
     cn: str
     hoa: str
     reason: str
+
+
+@dataclass(frozen=True)
+class OpenPinholes(Effect):
+    """Firewall traversal (NSIS NATFW): open the firewall in front of `cn` for `phase`
+    "rr" (return routability and the correspondent BU: HoTI/BU from the HoA, CoTI/BU
+    from the CoA) or "data" (route-optimised data from the CoA with a Home Address
+    option). The runtime answers with MobileNode.pinholes_ready(...)."""
+    cn: str
+    hoa: str
+    coa: str
+    phase: str
+
+
+@dataclass(frozen=True)
+class ClosePinholes(Effect):
+    """The pinholes opened for `coa` toward `cn` are no longer needed (movement,
+    returning home, RO stopped): tear them down (they also expire on their own)."""
+    cn: str
+    hoa: str
+    coa: str
+    reason: str

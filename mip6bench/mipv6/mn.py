@@ -45,6 +45,17 @@ deregistration (CoA = HoA, lifetime 0, sent from the HoA without HAO) and each C
 binding gets a deregistration BU authorised with the home keygen token alone (a HoTI is
 sent directly from home if no fresh token is left).
 
+Firewall traversal (seed paper 3.2, with ``firewall_traversal``): before return
+routability for a CoA, an OpenPinholes(cn, hoa, coa, "rr") effect asks the runtime's NSIS
+initiator to open the CN's firewall for HoTI/BU from the HoA and CoTI/BU from the CoA;
+RR starts when pinholes_ready(cn, coa, "rr", ok=True) comes back, and RO with that CN is
+switched off (to be retried after the next home registration) on a refusal or after
+``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
+route-optimised data flow (from the CoA with a Home Address option); the data path
+switches (RouteOptimizationOn) only when that is granted, so no packet is dropped at the
+firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
+CoAs left behind (coa == hoa: the home address's session).
+
 A Binding Refresh Request from the HA triggers a re-registration; one from a CN with RO
 triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire") and
 ("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire").
@@ -74,7 +85,9 @@ from mip6bench.mipv6.crypto import (
     verify_mn_ha,
 )
 from mip6bench.mipv6.effects import (
+    ClosePinholes,
     HomeDeregistered,
+    OpenPinholes,
     HomeRegistered,
     RegistrationFailed,
     RouteOptimizationOff,
@@ -152,7 +165,7 @@ class CorrespondentBinding:
     cn: str
     seq: int
     wanted: bool = False           # the runtime asked for route optimisation
-    state: str = "idle"            # idle | rr | bu | on | dereg
+    state: str = "idle"            # idle | rr | bu | data | on | dereg
     disabled_reason: str | None = None
     home_test: TestExchange | None = None
     care_of_test: TestExchange | None = None
@@ -172,6 +185,12 @@ class CorrespondentBinding:
     has_binding: bool = False      # the CN holds a binding for us (needs deregistration)
     expires_at: float = 0.0
     timers: set = field(default_factory=set)
+    # Firewall traversal (NSIS): the CoA the "rr" pinholes are open for, the CoA they are
+    # being signalled for, and the CoA the "data" pinholes were asked for.
+    traversal_coa: str | None = None
+    traversal_pending: str | None = None
+    data_coa: str | None = None
+    data_lifetime: float = 0.0
 
 
 class MobileNode(MobilityCore):
@@ -188,6 +207,10 @@ class MobileNode(MobilityCore):
     cn_ack: set the A flag in BUs to CNs (needed to know when RO is on).
     rr_max_attempts: HoTI/CoTI and CN BU transmissions before giving up on RO.
     max_resyncs: sequence/timestamp resynchronisations in a row before reporting failure.
+    firewall_traversal: open the correspondent's firewall with NSIS before return
+        routability (OpenPinholes "rr", answered by pinholes_ready) and for the data once
+        RO is on (OpenPinholes "data"); give up on RO with that CN for this CoA when the
+        answer is a refusal or takes longer than traversal_timeout seconds.
     """
 
     def __init__(self, home_address: str, home_agent: str, sa_store: SAStore, *,
@@ -196,7 +219,8 @@ class MobileNode(MobilityCore):
                  refresh_fraction: float = 0.85, clock_offset: float = 0.0,
                  link_local_compat: bool = False, use_alternate_coa: bool = True,
                  cn_ack: bool = True, rr_max_attempts: int = 5, max_resyncs: int = 3,
-                 retransmit_forever: bool = True, random_bytes=os.urandom):
+                 retransmit_forever: bool = True, firewall_traversal: bool = False,
+                 traversal_timeout: float = 10.0, random_bytes=os.urandom):
         super().__init__(random_bytes=random_bytes)
         self.hoa = normalize_address(home_address)
         self.ha = normalize_address(home_agent)
@@ -221,6 +245,10 @@ class MobileNode(MobilityCore):
         self.rr_max_attempts = rr_max_attempts
         self.max_resyncs = max_resyncs
         self.retransmit_forever = retransmit_forever
+        if traversal_timeout <= 0:
+            raise ValueError("traversal_timeout must be positive")
+        self.firewall_traversal = firewall_traversal
+        self.traversal_timeout = traversal_timeout
         self.home = HomeBinding(seq=self._random_seq())
         self.correspondents: dict[str, CorrespondentBinding] = {}
 
@@ -262,9 +290,10 @@ class MobileNode(MobilityCore):
         for entry in self.correspondents.values():
             # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
             entry.care_of_token = None
+            actions += self._close_pinholes(entry, "movement to a new care-of address")
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
-            if entry.ro_on or entry.state in ("rr", "bu"):
+            if entry.ro_on or entry.state in ("rr", "bu", "data"):
                 actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
         actions += self._start_home_registration(now)
         return actions
@@ -280,12 +309,13 @@ class MobileNode(MobilityCore):
             actions.append(TunnelDown(self.hoa, "returned home"))
         for entry in self.correspondents.values():
             had_binding = entry.has_binding
-            if entry.ro_on or entry.state in ("rr", "bu"):
+            if entry.ro_on or entry.state in ("rr", "bu", "data"):
                 actions += self._ro_off(entry, "returned home", keep_wanted=False)
             else:
                 actions += self._reset_correspondent(entry)
             entry.wanted = False
             entry.care_of_token = None
+            actions += self._close_pinholes(entry, "returned home")
             if had_binding:
                 entry.state = "dereg"
                 actions += self._run_return_routability(entry, now)
@@ -311,7 +341,7 @@ class MobileNode(MobilityCore):
             return [Event("mipv6.mn.ro_deferred", {"cn": cn, "reason": "at home"})]
         if not self.home_registered or self.home.registered_coa != self.coa:
             return [Event("mipv6.mn.ro_deferred", {"cn": cn, "reason": "home registration pending"})]
-        if entry.state in ("rr", "bu") or (entry.ro_on and entry.ro_coa == self.coa):
+        if entry.state in ("rr", "bu", "data") or (entry.ro_on and entry.ro_coa == self.coa):
             return []
         actions: list[Action] = []
         if entry.state == "dereg":
@@ -328,10 +358,15 @@ class MobileNode(MobilityCore):
             return []
         entry.wanted = False
         actions: list[Action] = []
-        if entry.ro_on or entry.state in ("rr", "bu"):
+        if entry.ro_on or entry.state in ("rr", "bu", "data"):
             actions += self._ro_off(entry, "stopped by request", keep_wanted=False)
         else:
             actions += self._reset_correspondent(entry)
+        actions += self._close_pinholes(entry, "route optimization stopped")
+        if self.firewall_traversal:
+            # The home address's pinhole (HoTI/BU from the HoA) is needed no more either,
+            # once the deregistration below went through (it also expires by itself).
+            actions.append(ClosePinholes(cn, self.hoa, self.hoa, "route optimization stopped"))
         if entry.has_binding and self._home_token_fresh(entry, now):
             entry.state = "dereg"
             actions += self._send_correspondent_bu(entry, now)
@@ -521,7 +556,7 @@ class MobileNode(MobilityCore):
             actions: list[Action] = [TunnelDown(self.hoa, "home binding expired"),
                                      RegistrationFailed(self.ha, self.hoa, coa, None, "home binding expired")]
             for entry in self.correspondents.values():
-                if entry.ro_on or entry.state in ("rr", "bu"):
+                if entry.ro_on or entry.state in ("rr", "bu", "data"):
                     actions += self._ro_off(entry, "home binding expired", keep_wanted=True)
             return actions
         return []
@@ -548,6 +583,7 @@ class MobileNode(MobilityCore):
 
     def _reset_correspondent(self, entry: CorrespondentBinding) -> list[Action]:
         entry.state = "idle"
+        entry.traversal_pending = None
         entry.home_test = entry.care_of_test = entry.pending = None
         entry.resyncs = 0
         entry.bu_attempts = 0
@@ -576,6 +612,8 @@ class MobileNode(MobilityCore):
         if not dereg:
             entry.state = "rr"
         actions: list[Action] = []
+        if not dereg and self.firewall_traversal and entry.traversal_coa != self.coa:
+            return self._open_rr_pinholes(entry, now)
         if not self._home_token_fresh(entry, now) and entry.home_test is None:
             actions += self._send_test_init(entry, home=True, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
@@ -585,6 +623,52 @@ class MobileNode(MobilityCore):
         if entry.home_test is None and (dereg or entry.care_of_test is None):
             actions += self._send_correspondent_bu(entry, now)
         return actions
+
+    # ------------------------------------------------------------------ firewall traversal
+
+    def _open_rr_pinholes(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        """RR waits until the CN's firewall lets HoTI/CoTI/BU through (seed paper 3.2)."""
+        if entry.traversal_pending == self.coa:
+            return []
+        entry.traversal_pending = self.coa
+        self.counters["traversal.started"] += 1
+        return [OpenPinholes(entry.cn, self.hoa, self.coa, "rr"),
+                self._cn_timer(entry, "traversal", now + self.traversal_timeout),
+                Event("mipv6.mn.traversal_started", {"cn": entry.cn, "coa": self.coa, "phase": "rr"})]
+
+    def pinholes_ready(self, cn: str, coa: str, phase: str, ok: bool, reason: str, now: float) -> list[Action]:
+        """The runtime's answer to OpenPinholes: the firewall granted (ok) or refused."""
+        entry = self.correspondents.get(normalize_address(cn))
+        coa = normalize_address(coa)
+        event = Event("mipv6.mn.traversal_done", {"cn": cn, "coa": coa, "phase": phase, "ok": ok,
+                                                   "reason": reason})
+        if phase == "data":
+            if entry is None or entry.state != "data" or entry.ro_coa != coa or coa != self.coa:
+                self.counters["traversal.stale_answer"] += 1
+                return [event]
+            stop = self._cn_stop(entry, "traversal")
+            if not ok:
+                self.counters["traversal.refused"] += 1
+                return [event] + stop + self._ro_off(entry, f"firewall traversal failed for data: {reason}",
+                                                     keep_wanted=True)
+            self.counters["traversal.ready"] += 1
+            return [event] + stop + self._ro_on(entry, coa, entry.data_lifetime)
+        if entry is None or entry.traversal_pending != coa or coa != self.coa or entry.state != "rr":
+            self.counters["traversal.stale_answer"] += 1
+            return [event]
+        entry.traversal_pending = None
+        actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
+        if not ok:
+            self.counters["traversal.refused"] += 1
+            return actions + self._ro_off(entry, f"firewall traversal failed: {reason}", keep_wanted=True)
+        entry.traversal_coa = coa
+        self.counters["traversal.ready"] += 1
+        return actions + self._run_return_routability(entry, now)
+
+    def _close_pinholes(self, entry: CorrespondentBinding, reason: str) -> list[Action]:
+        opened = {c for c in (entry.traversal_coa, entry.data_coa, entry.traversal_pending) if c}
+        entry.traversal_coa = entry.data_coa = entry.traversal_pending = None
+        return [ClosePinholes(entry.cn, self.hoa, coa, reason) for coa in sorted(opened)]
 
     def _send_test_init(self, entry: CorrespondentBinding, *, home: bool, now: float, attempts: int,
                         timeout: float, cookie: bytes | None = None) -> list[Action]:
@@ -697,13 +781,26 @@ class MobileNode(MobilityCore):
         return actions + self._correspondent_accepted(entry, coa, lifetime, now, now)
 
     def _correspondent_accepted(self, entry, coa, lifetime, sent_at, now) -> list[Action]:
-        entry.state, entry.ro_on, entry.ro_coa, entry.has_binding = "on", True, coa, True
+        entry.has_binding = True
         entry.expires_at = sent_at + lifetime
         entry.resyncs = 0
+        timers = [self._cn_timer(entry, "refresh", sent_at + lifetime * self.refresh_fraction),
+                  self._cn_timer(entry, "expire", entry.expires_at)]
+        if self.firewall_traversal and entry.data_coa != coa:
+            # The CN holds the binding; the data path switches once the firewall lets the
+            # route-optimised data in (or packets would be dropped there meanwhile).
+            entry.state, entry.ro_on, entry.ro_coa = "data", False, coa
+            entry.data_coa = coa
+            entry.data_lifetime = lifetime
+            return timers + [OpenPinholes(entry.cn, self.hoa, coa, "data"),
+                             self._cn_timer(entry, "traversal", now + self.traversal_timeout),
+                             Event("mipv6.mn.traversal_started", {"cn": entry.cn, "coa": coa, "phase": "data"})]
+        return timers + self._ro_on(entry, coa, lifetime)
+
+    def _ro_on(self, entry: CorrespondentBinding, coa: str, lifetime: float) -> list[Action]:
+        entry.state, entry.ro_on, entry.ro_coa = "on", True, coa
         self.counters["ro.on"] += 1
-        return [self._cn_timer(entry, "refresh", sent_at + lifetime * self.refresh_fraction),
-                self._cn_timer(entry, "expire", entry.expires_at),
-                RouteOptimizationOn(entry.cn, self.hoa, coa, lifetime, entry.expires_at),
+        return [RouteOptimizationOn(entry.cn, self.hoa, coa, lifetime, entry.expires_at),
                 Event("mipv6.mn.ro_on", {"cn": entry.cn, "coa": coa, "lifetime": lifetime})]
 
     def _bu_retransmit(self, entry: CorrespondentBinding, now: float) -> list[Action]:
@@ -789,6 +886,15 @@ class MobileNode(MobilityCore):
         if what == "bu":
             return self._bu_retransmit(entry, now)
         entry.timers.discard(what)
+        if what == "traversal":
+            if entry.state == "data":
+                self.counters["traversal.timeout"] += 1
+                return self._ro_off(entry, "firewall traversal timed out for data", keep_wanted=True)
+            if entry.traversal_pending is not None and entry.traversal_pending == self.coa:
+                self.counters["traversal.timeout"] += 1
+                entry.traversal_pending = None
+                return self._ro_off(entry, "firewall traversal timed out", keep_wanted=True)
+            return []
         if what == "refresh":
             if entry.ro_on and entry.wanted and not self.at_home and entry.state == "on":
                 self.counters["ro.refresh"] += 1

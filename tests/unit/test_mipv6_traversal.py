@@ -1,0 +1,116 @@
+"""The mobile node core's firewall traversal gate: return routability waits for the
+NSIS pinholes (OpenPinholes "rr" answered by pinholes_ready), the data path switches only
+once the data pinholes are open, refusals and timeouts fall back to the tunnel, and
+movement closes the pinholes of the CoA left behind."""
+from __future__ import annotations
+
+from mip6bench.mipv6.effects import ClosePinholes, OpenPinholes, RouteOptimizationOff, RouteOptimizationOn
+from mip6bench.mipv6.wire import CareOfTestInit, HomeTestInit
+from tests.unit.test_mipv6_harness import CN, COA1, COA2, HOA, Sim
+from tests.unit.test_mipv6_mn import T0, sent_by
+
+TRAVERSAL = {"mn_kwargs": {"firewall_traversal": True, "traversal_timeout": 5.0}}
+
+
+def registered(**kw) -> Sim:
+    sim = Sim(**kw)
+    sim.now = T0
+    sim.call("mn", "move_to", COA1)
+    sim.run(1)
+    assert sim.mn.home_registered
+    return sim
+
+
+def opened(sim, phase):
+    return [e for e in sim.effects_of("mn", OpenPinholes) if e.phase == phase]
+
+
+def test_rr_waits_for_the_rr_pinholes():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.run(3)
+    [ask] = opened(sim, "rr")
+    assert (ask.cn, ask.hoa, ask.coa) == (CN, HOA, COA1)
+    assert not sent_by(sim, "mn", HomeTestInit) and not sent_by(sim, "mn", CareOfTestInit)
+    granted_at = sim.now
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    assert sent_by(sim, "mn", HomeTestInit)[0][0] == granted_at
+    assert sent_by(sim, "mn", CareOfTestInit)[0][0] == granted_at
+    # The CN accepted the BU: the data pinholes are asked for, the data path waits.
+    [data] = opened(sim, "data")
+    assert data.coa == COA1
+    assert not sim.effects_of("mn", RouteOptimizationOn) and not sim.mn.route_optimized(CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "data", True, "")
+    [on] = sim.effects_of("mn", RouteOptimizationOn)
+    assert on.coa == COA1 and sim.mn.route_optimized(CN)
+
+
+def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", False, "authorization failed")
+    sim.run(10)
+    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert "firewall traversal failed: authorization failed" in off.reason
+    assert not sent_by(sim, "mn", HomeTestInit)
+    assert sim.mn.counters["traversal.refused"] == 1
+
+
+def test_unanswered_traversal_times_out():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    start = sim.now
+    sim.run(6)
+    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert off.reason == "firewall traversal timed out"
+    assert [t for t, n, e in sim.effects if isinstance(e, RouteOptimizationOff)][0] == start + 5.0
+    # A late answer changes nothing.
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    assert not sent_by(sim, "mn", HomeTestInit)
+    assert sim.mn.counters["traversal.stale_answer"] == 1
+
+
+def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    sim.call("mn", "pinholes_ready", CN, COA1, "data", True, "")
+    assert sim.mn.route_optimized(CN)
+    sim.call("mn", "move_to", COA2)
+    [close] = sim.effects_of("mn", ClosePinholes)
+    assert (close.cn, close.coa) == (CN, COA1)
+    sim.run(2)                                  # new home registration, then traversal again
+    asks = opened(sim, "rr")
+    assert [a.coa for a in asks] == [COA1, COA2]
+    before = len(sent_by(sim, "mn", CareOfTestInit))
+    sim.call("mn", "pinholes_ready", CN, COA2, "rr", True, "")
+    sim.run(1)
+    coti = sent_by(sim, "mn", CareOfTestInit)
+    assert len(coti) == before + 1 and coti[-1][1].src == COA2
+
+
+def test_answer_for_an_old_coa_is_ignored():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.call("mn", "move_to", COA2)
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    assert sim.mn.counters["traversal.stale_answer"] == 1
+    assert not sent_by(sim, "mn", CareOfTestInit)
+
+
+def test_stop_closes_coa_and_home_address_sessions():
+    sim = registered(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    sim.call("mn", "stop_route_optimization", CN)
+    closes = sim.effects_of("mn", ClosePinholes)
+    assert sorted(c.coa for c in closes) == sorted([COA1, HOA])
+
+
+def test_without_traversal_rr_starts_at_once():
+    sim = registered()
+    sim.call("mn", "start_route_optimization", CN)
+    assert sent_by(sim, "mn", HomeTestInit) and not sim.effects_of("mn", OpenPinholes)
