@@ -1,0 +1,167 @@
+"""Which NATFW sessions a mobile node signals for a correspondent behind a firewall
+(seed paper 3.2 and Figure 2), sans I/O, on top of the NATFW initiator (NiCore).
+
+    traversal = MobileTraversal(ni, lifetime=60, random_bytes=os.urandom)
+    actions = traversal.open(cn, hoa, coa, phase, now)     # the MN core's OpenPinholes
+    actions = traversal.close(cn, hoa, coa, reason, now)   # the MN core's ClosePinholes
+    actions = traversal.on_ni_effect(effect, now)          # DeliverResponse / DeliverNotify
+
+The MN core asks per correspondent and care-of address for a phase; this core turns a
+phase into NATFW sessions (one per flow, since a pinhole is one flow):
+
+    phase "rr"    HoTI from the HoA (reverse-tunnelled via the HA, so the path and the
+                  MRI are the home address's), BU from the HoA (deregistration from home),
+                  CoTI from the CoA, BU from the CoA (it carries a Home Address option)
+    phase "data"  route-optimised data from the CoA carrying a Home Address option
+
+The home address's sessions do not depend on the care-of address: they are opened once
+per correspondent and kept (refreshed by the NI) across handovers; the CoA's sessions are
+torn down when the MN leaves that CoA (close), and expire at the firewall otherwise.
+When every session of a phase has a success RESPONSE the result is
+PinholesReady(cn, coa, phase, ok=True); the first refusal (or a NOTIFY that ends one of
+them) gives ok=False with the information code as the reason. Each answer is given once
+per open().
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mip6bench.natfw import wire as w
+from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore
+from mip6bench.sansio import Action, Effect, Event
+
+IPPROTO_MH = 135
+MH_HOTI, MH_COTI, MH_BU = 1, 2, 5
+
+
+@dataclass(frozen=True)
+class PinholesReady(Effect):
+    cn: str
+    coa: str
+    phase: str
+    ok: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One NATFW session's flow: the MRI and the MIPv6 selector."""
+    source: str
+    destination: str
+    protocol: int
+    mip6: w.Mip6Flow
+
+
+def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[FlowSpec]:
+    if phase == "rr":
+        return [FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_HOTI)),
+                FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU)),
+                FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_COTI)),
+                FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa))]
+    if phase == "data":
+        return [FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa))]
+    raise ValueError(f"unknown traversal phase {phase!r}")
+
+
+@dataclass
+class _Session:
+    sid: bytes
+    flow: FlowSpec
+    established: bool = False
+    failed: str | None = None
+
+
+@dataclass
+class _Waiter:
+    cn: str
+    coa: str
+    phase: str
+    sessions: list[bytes]
+    started: float
+    done: bool = False
+
+
+class MobileTraversal:
+    def __init__(self, ni: NiCore, *, lifetime: int = 60,
+                 random_bytes: Callable[[int], bytes] = os.urandom):
+        if lifetime <= 0:
+            raise ValueError("lifetime must be positive")
+        self.ni = ni
+        self.lifetime = lifetime
+        self.random_bytes = random_bytes
+        self.sessions: dict[FlowSpec, _Session] = {}
+        self.by_sid: dict[bytes, _Session] = {}
+        self.waiters: list[_Waiter] = []
+
+    def _mri(self, flow: FlowSpec) -> Mri:
+        return Mri(flow.source, flow.destination, flow.protocol)
+
+    def open(self, cn: str, hoa: str, coa: str, phase: str, now: float) -> list[Action]:
+        actions: list[Action] = []
+        sids = []
+        for flow in phase_flows(cn, hoa, coa, phase):
+            s = self.sessions.get(flow)
+            if s is None or s.failed:
+                if s is not None:
+                    self.by_sid.pop(s.sid, None)
+                s = _Session(self.random_bytes(16), flow)
+                self.sessions[flow] = s
+                self.by_sid[s.sid] = s
+                actions += self.ni.create(s.sid, self._mri(flow), self.lifetime, now, mip6=flow.mip6)
+            sids.append(s.sid)
+        waiter = _Waiter(cn, coa, phase, sids, now)
+        self.waiters.append(waiter)
+        actions.append(Event("natfw.traversal_open", {"cn": cn, "coa": coa, "phase": phase,
+                                                      "sessions": [x.hex() for x in sids]}))
+        return actions + self._settle(now)
+
+    def close(self, cn: str, hoa: str, coa: str, reason: str, now: float) -> list[Action]:
+        """Tear down the sessions of `coa` toward `cn` (coa == hoa: the home address's)."""
+        actions: list[Action] = []
+        for flow, s in list(self.sessions.items()):
+            if flow.destination == cn and flow.source == coa:
+                del self.sessions[flow]
+                self.by_sid.pop(s.sid, None)
+                if not s.failed:
+                    actions += self.ni.teardown(s.sid, now)
+        for waiter in self.waiters:
+            if not waiter.done and waiter.cn == cn and waiter.coa == coa:
+                waiter.done = True
+        self.waiters = [x for x in self.waiters if not x.done]
+        return actions + [Event("natfw.traversal_close", {"cn": cn, "coa": coa, "reason": reason})]
+
+    def on_ni_effect(self, effect, now: float) -> list[Action]:
+        s = self.by_sid.get(getattr(effect, "session_id", b""))
+        if s is None:
+            return []
+        if isinstance(effect, DeliverResponse):
+            if effect.info.success:
+                s.established, s.failed = True, None
+            else:
+                s.failed = describe(effect.info)
+        elif isinstance(effect, DeliverNotify) and effect.info.pair == w.ERR_SESSION_TERMINATED:
+            s.established, s.failed = False, describe(effect.info)
+        return self._settle(now)
+
+    def _settle(self, now: float) -> list[Action]:
+        out: list[Action] = []
+        for waiter in self.waiters:
+            if waiter.done:
+                continue
+            sessions = [self.by_sid.get(sid) for sid in waiter.sessions]
+            broken = [s for s in sessions if s is None or s.failed]
+            if broken:
+                waiter.done = True
+                reason = next((s.failed for s in broken if s is not None), "session closed")
+                out.append(PinholesReady(waiter.cn, waiter.coa, waiter.phase, False, reason))
+            elif all(s.established for s in sessions):
+                waiter.done = True
+                out.append(PinholesReady(waiter.cn, waiter.coa, waiter.phase, True, ""))
+        self.waiters = [x for x in self.waiters if not x.done]
+        return out
+
+
+def describe(info: w.InfoCode) -> str:
+    return f"NATFW information code class {info.severity:#x} response {info.code:#x}"
