@@ -1,0 +1,175 @@
+"""The NATFW NSLP in an agent: one NATFW core (NI on a mobile node, NF on the firewall,
+NR on the correspondent) on the agent's GIST service.
+
+    svc = NatfwService(agent, gist, core, apply=agent.apply_natfw)
+    svc.execute(core.create(...))             # anything the agent asks of the core
+
+GIST hands over what arrives for NSLPID 33 (RecvMessage: the MRI's D flag says which way
+it travelled); the core's SendNslp goes back to GIST downstream or upstream. Every other
+effect goes to `apply` in order, except that the firewall's pinhole installs run
+concurrently (the pinhole table commits them in groups) while the RESPONSE that follows
+an install waits for that session's install only, so a success RESPONSE never leaves
+before its pinhole is committed.
+
+Log events (besides the cores' natfw.*): nsis.gist_up {session, source, peer} when GIST
+has routing state for a session's flow, nsis.response {session, source, ok, class,
+code} at the initiator, nsis.pinhole_installed {session, install_ms, flow} and
+nsis.pinhole_removed {session, reason} at the firewall.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, Callable
+
+from mip6bench.gist import core as gist_core
+from mip6bench.gist.wire import Mri as GistMri
+from mip6bench.natfw import core as nat
+from mip6bench.natfw import wire as w
+from mip6bench.runtime.driver import CoreDriver
+
+NSLPID = w.NSLPID
+
+
+def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
+    return GistMri(mri.source, mri.destination, protocol=mri.protocol or None,
+                   src_port=mri.source_port or None, dst_port=mri.destination_port or None,
+                   upstream=upstream)
+
+
+def natfw_mri(mri: GistMri) -> nat.Mri:
+    return nat.Mri(mri.src, mri.dst, mri.protocol or 0, mri.src_port or 0, mri.dst_port or 0)
+
+
+class NatfwService:
+    def __init__(self, agent, gist, core, *, apply: Callable[[Any], Any] | None = None,
+                 pinholes=None, reliable: bool = False):
+        self.agent, self.gist, self.core = agent, gist, core
+        self._apply_other = apply
+        self.pinholes = pinholes                 # mip6bench.net.pinholes.PinholeTable (NF)
+        self.reliable = reliable
+        self._installs: dict[bytes, asyncio.Future] = {}
+        self._received_at: dict[bytes, float] = {}
+        self.driver = CoreDriver(send=self._no_transmit, on_timer=core.handle_timer,
+                                 apply=self._apply, emit=agent.emit)
+        gist.register_nslp(NSLPID, self._on_gist)
+
+    def now(self) -> float:
+        return self.driver.now()
+
+    def execute(self, actions) -> None:
+        self.driver.execute(actions)
+
+    def close(self) -> None:
+        self.driver.close()
+
+    def _no_transmit(self, transmit) -> None:    # NATFW sends through GIST only
+        self.agent.count("natfw.unexpected_transmit")
+
+    # ---------------------------------------------------------------- from GIST
+    def _on_gist(self, effect) -> None:
+        now = self.now()
+        if isinstance(effect, gist_core.RecvMessage):
+            mri = natfw_mri(effect.mri)
+            self._received_at[effect.session_id] = time.monotonic()
+            if isinstance(self.core, nat.NfCore):
+                actions = self.core.receive(effect.session_id, mri, effect.data, now,
+                                            upstream=effect.mri.upstream)
+            else:
+                actions = self.core.receive(effect.session_id, mri, effect.data, now)
+            self.execute(actions)
+        elif isinstance(effect, gist_core.RoutingStateChanged):
+            if effect.status == "up":
+                self.agent.emit("nsis.gist_up", session=effect.session_id.hex(), source=effect.mri.src,
+                                peer=effect.peer, upstream=effect.mri.upstream)
+            else:
+                self.agent.emit("nsis.gist_state", session=effect.session_id.hex(), status=effect.status,
+                                peer=effect.peer)
+        elif isinstance(effect, gist_core.SendFailed):
+            self.agent.emit("nsis.send_failed", session=effect.session_id.hex(), reason=effect.reason,
+                            dropped=effect.dropped)
+            handler = getattr(self.core, "send_failed", None)
+            if handler is not None:
+                self.execute(handler(effect.session_id, natfw_mri(effect.mri), effect.reason, now))
+
+    # ---------------------------------------------------------------- to GIST / kernel
+    async def _apply(self, effect) -> None:
+        if isinstance(effect, nat.SendNslp):
+            install = self._installs.get(effect.session_id)
+            if install is not None and effect.upstream:
+                # The RESPONSE after an install leaves once that install is committed.
+                self.agent.spawn(self._send_after(install, effect), "natfw send after install")
+                return
+            self._send(effect)
+            return
+        if isinstance(effect, nat.InstallPinhole) and self.pinholes is not None:
+            future = asyncio.ensure_future(self._install(effect))
+            self._installs[effect.session_id] = future
+            future.add_done_callback(lambda _f, sid=effect.session_id: self._install_done(sid, _f))
+            return
+        if isinstance(effect, nat.RemovePinhole) and self.pinholes is not None:
+            pending = self._installs.get(effect.session_id)
+            if pending is not None:
+                await asyncio.wait([pending])
+            removed = await self.pinholes.remove(effect.session_id.hex())
+            self.agent.emit("nsis.pinhole_removed", session=effect.session_id.hex(), reason=effect.reason,
+                            removed=bool(removed) if removed is not None else True)
+            return
+        if isinstance(effect, nat.DeliverResponse):
+            self.agent.emit("nsis.response", session=effect.session_id.hex(), ok=effect.info.success,
+                            **{"class": effect.info.severity, "code": effect.info.code},
+                            source=self._source_of(effect.session_id))
+        if self._apply_other is not None:
+            result = self._apply_other(effect)
+            if asyncio.iscoroutine(result):
+                await result
+
+    def _source_of(self, sid: bytes) -> str | None:
+        session = getattr(self.core, "sessions", {}).get(sid)
+        mri = getattr(session, "mri", None)
+        return getattr(mri, "source", None)
+
+    def _send(self, effect: nat.SendNslp) -> None:
+        self.gist.send(NSLPID, effect.session_id, gist_mri(effect.mri, effect.upstream), effect.data,
+                       reliable=self.reliable and effect.reliable)
+
+    async def _send_after(self, install: asyncio.Future, effect: nat.SendNslp) -> None:
+        await asyncio.wait([install])
+        if install.exception() is None:
+            self._send(effect)
+            return
+        # The pinhole could not be installed: no success RESPONSE goes upstream.
+        handler = getattr(self.core, "install_failed", None)
+        if handler is not None:
+            self.execute(handler(effect.session_id, str(install.exception()), self.now()))
+
+    async def _install(self, effect: nat.InstallPinhole) -> None:
+        from mip6bench.net.pinholes import flow_matches
+
+        sid = effect.session_id.hex()
+        flow = effect.flow
+        await self.pinholes.install(sid, flow_matches(flow), effect.lifetime, describe_flow(flow))
+        started = self._received_at.get(effect.session_id)
+        self.agent.emit("nsis.pinhole_installed", session=sid, lifetime=effect.lifetime,
+                        install_ms=round((time.monotonic() - started) * 1000, 3) if started else None,
+                        flow=describe_flow(flow))
+
+    def _install_done(self, sid: bytes, future: asyncio.Future) -> None:
+        if self._installs.get(sid) is future:
+            del self._installs[sid]
+        if not future.cancelled() and future.exception() is not None:
+            self.agent.count("natfw.install_failed")
+            self.agent.emit("nsis.pinhole_install_failed", session=sid.hex(), error=str(future.exception()))
+
+
+def describe_flow(flow: nat.PinholeFlow) -> dict:
+    m = flow.mri
+    out = {"src": m.source, "dst": m.destination, "proto": m.protocol}
+    if m.source_port:
+        out["sport"] = m.source_port
+    if m.destination_port:
+        out["dport"] = m.destination_port
+    if flow.mip6 is not None:
+        out["mip6"] = {"kind": flow.mip6.kind, "mh_type": flow.mip6.mh_type,
+                       "home_address": flow.mip6.home_address}
+    return out
