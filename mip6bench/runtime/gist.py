@@ -48,10 +48,12 @@ Pitfalls (Linux; found or confirmed while building this)
 - The kernel keeps ONE Router Alert chain for all network namespaces and checks it in
   ip6_forward before the hop limit and before netfilter's FORWARD hook. Without
   IPV6_ROUTER_ALERT_ISOLATE a socket in another namespace (same value, unbound, or bound
-  to an ifindex that happens to be equal there) steals the packet; with it, a socket only
-  sees packets that arrive in its own namespace. ISOLATE protects the packets of other
-  namespaces from OUR sockets, not ours from theirs: every RA socket on the machine must
-  set it. IPV6_ROUTER_ALERT is refused (ENOPROTOOPT) unless the socket is
+  to an ifindex that happens to be equal there) steals the packet: with F forwarding
+  Q -> R, an unbound socket in R took the packet inside F and R's UDP socket never saw it
+  (tests/netns/test_gist_runtime.py checks this with an experimental value). With
+  ISOLATE a socket only sees packets that arrive in its own namespace. ISOLATE protects
+  other namespaces' packets from OUR sockets, not ours from theirs: every RA socket on
+  the machine must set it. IPV6_ROUTER_ALERT is refused (ENOPROTOOPT) unless the socket is
   SOCK_RAW/IPPROTO_RAW, and a socket carries one value.
 - Only the forwarding path consults the chain: with net.ipv6.conf.all.forwarding=0 the
   sockets see nothing (start() refuses), locally addressed Q-mode messages arrive on the
@@ -66,6 +68,11 @@ Pitfalls (Linux; found or confirmed while building this)
   its care-of address out of the visited link), and sendmsg fails with EADDRNOTAVAIL for
   an address the node no longer has (counted as io.send_error, logged). IPV6_HOPOPTS
   ancillary data needs CAP_NET_RAW.
+- Not a socket matter, but it looked like one: right after a veth pair is created the
+  first neighbour solicitation goes unanswered (the link is not ready until linkwatch
+  has seen the carrier, up to a second), so the first Query and its retransmission wait
+  about a second in the neighbour queue and arrive together (the second Response is then
+  dropped as unexpected_response). Tests wait for one echo reply before they start.
 """
 from __future__ import annotations
 

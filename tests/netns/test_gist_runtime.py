@@ -266,3 +266,37 @@ def test_intercepted_non_gist_traffic_goes_on_unchanged(line, nodes):
         other.close()
     assert f.counters()["forwarded_undecodable"] == 1
     assert r.counters()["malformed"] == 1
+
+
+def test_router_alert_socket_without_isolate_takes_other_namespaces_packets(line):
+    """The pitfall runtime/gist.py guards against: the kernel has one Router Alert chain
+    for all namespaces, so a socket without IPV6_ROUTER_ALERT_ISOLATE in R takes what F
+    forwards, and R's own UDP socket never sees it. (An experimental value, so that this
+    check never steals another test's NATFW packets.)"""
+    value = 65534
+    alert = [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS, rao.router_alert_hopopts(value))]
+    for isolate in (False, True):
+        def router_alert_socket() -> socket.socket:
+            s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            s.setsockopt(socket.IPPROTO_IPV6, rao.IPV6_ROUTER_ALERT, value)
+            if isolate:
+                s.setsockopt(socket.IPPROTO_IPV6, rao.IPV6_ROUTER_ALERT_ISOLATE, 1)
+            s.setblocking(False)
+            return s
+        thief = in_netns(line.r, router_alert_socket)
+        sender, receiver = udp_socket(line.q), udp_socket(line.r, 9999)
+        try:
+            sender.sendmsg([b"alert"], alert, 0, (RA, 9999))
+            sender.sendto(b"plain", (RA, 9999))    # same path, after the first
+            first = receiver.recv(100)
+            try:
+                stolen = thief.recv(2048)
+            except BlockingIOError:
+                stolen = None
+        finally:
+            for s in (thief, sender, receiver):
+                s.close()
+        if isolate:
+            assert (first, stolen) == (b"alert", None)
+        else:
+            assert first == b"plain" and stolen is not None and stolen.endswith(b"alert")
