@@ -57,7 +57,10 @@ Pitfalls (Linux; found or confirmed while building this)
   SOCK_RAW/IPPROTO_RAW, and a socket carries one value.
 - Only the forwarding path consults the chain: with net.ipv6.conf.all.forwarding=0 the
   sockets see nothing (start() refuses), locally addressed Q-mode messages arrive on the
-  UDP socket, and what the node itself sends never passes its own RA sockets.
+  UDP socket, and what the node itself sends never passes its own RA sockets. For the
+  same reason an intercepted packet never reaches netfilter's FORWARD hook, and what is
+  re-emitted passes OUTPUT: a firewall's forward rules do not see Q-mode traffic that a
+  GIST node on it intercepts.
 - An IPPROTO_RAW packet is sent as built: the kernel computes no UDP checksum, so the
   re-emitted UDP datagram gets a fresh one over the IPv6 pseudo-header (the GIST hop
   count changed). The checksum of intercepted datagrams is verified, not trusted: on the
@@ -214,8 +217,9 @@ class GistService:
                         intercept=list(self.intercept_interfaces),
                         router_alert=list(self.intercept_values) if self.interceptors else [])
 
-    def send(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes, *,
+    def send(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes,
              reliable: bool = False, lifetime: float | None = None) -> None:
+        """core.send_message, executed; its SendFailed effects reach the NSLP's handler."""
         self._execute(self.core.send_message(nslp_id, session_id, mri, data, self._now(),
                                              reliable=reliable, lifetime=lifetime))
 

@@ -2,7 +2,8 @@
 inside a namespace with `ip netns exec`; no tests are collected here).
 
     python tests/netns/gist_node.py '{"identity": "F", "addresses": [...], "nslps": [33],
-                                      "intercept": ["fw-q"], "rs_validity_ms": 30000}'
+                                      "intercept": ["fw-q"], "rs_validity_ms": 30000,
+                                      "ip_ttl": 64}'
 
 stdout: JSON lines, {"ready": true} first, then every event the service emits
 ({"event": name, ...fields}) and every effect handed to an NSLP handler ({"effect":
@@ -52,7 +53,8 @@ def effect_record(effect) -> dict:
 async def main(spec: dict) -> None:
     config = GistConfig(peer_identity=spec["identity"].encode(),
                         addresses=tuple(spec["addresses"]),
-                        rs_validity_ms=spec.get("rs_validity_ms", 30_000))
+                        rs_validity_ms=spec.get("rs_validity_ms", 30_000),
+                        ip_ttl=spec.get("ip_ttl", 64))
     svc = GistService(MiniAgent(), config, intercept_interfaces=spec.get("intercept", ()))
     for nslp in spec.get("nslps", ()):
         svc.register_nslp(nslp, lambda effect: out(effect_record(effect)))

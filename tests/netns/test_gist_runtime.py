@@ -244,6 +244,27 @@ def test_forwarder_not_serving_the_nslp_forwards_the_query(line, nodes):
     print(f"\nGIST handshake Q<->R through a forwarding F: {handshake_ms(q, sid, up):.2f} ms")
 
 
+
+def test_query_leaves_from_the_address_and_with_the_hop_limit_the_core_chose(line, nodes):
+    """Like a mobile node signalling for a flow from its home address: the address lives
+    on lo, the kernel's own choice toward R would be the q0 address; IPV6_PKTINFO makes it
+    the flow source the core chose, and the IP hop limit is the configured ip_ttl."""
+    home = "2001:db8:a:1::3"
+    ip("-n", line.q, "addr", "add", f"{home}/128", "dev", "lo")
+    ip("-n", line.f, "route", "add", "2001:db8:a:1::/64", "via", QA)
+    q = nodes(line.q, identity="Q", addresses=[QA, home], nslps=[NATFW_NSLPID], ip_ttl=30)
+    f = nodes(line.f, identity="F", addresses=[FA, FB], nslps=[], intercept=["fw-q"])
+    r = nodes(line.r, identity="R", addresses=[RA], nslps=[NATFW_NSLPID])
+    sid, mri = secrets.token_hex(16), {**MRI, "src": home}
+
+    q.send(sid, "0000000d", mri=mri)
+    assert q.effect("RoutingStateChanged", session_id=sid, status="up")["peer"] == RA
+    fwd = f.event("gist.forwarded", dst=RA)
+    assert (fwd["src"], fwd["hop_limit"]) == (home, 29)
+    got = r.effect("RecvMessage", session_id=sid)
+    assert (got["peer"], got["hop_count"]) == (home, 1)
+
+
 def test_intercepted_non_gist_traffic_goes_on_unchanged(line, nodes):
     f = nodes(line.f, identity="F", addresses=[FA, FB], nslps=[NATFW_NSLPID],
               intercept=["fw-q"])

@@ -3,7 +3,7 @@ packets, the transport table, and where effects go."""
 import pytest
 
 from mip6bench.codec import DecodeError
-from mip6bench.gist.core import GistConfig, RecvMessage, SendFailed
+from mip6bench.gist.core import Forward, GistConfig, RecvMessage, SendFailed
 from mip6bench.gist.wire import Mri
 from mip6bench.net import rao
 from mip6bench.runtime.gist import (GistService, parse_router_alert_packet, parse_udp,
@@ -115,3 +115,13 @@ def test_send_before_start_is_an_error():
     _, svc = service()
     with pytest.raises(RuntimeError, match="start"):
         svc.send(33, b"s" * 16, Mri(SRC, DST), b"abcd")
+
+
+def test_a_forward_verdict_without_hop_limit_left_is_dropped():
+    agent, svc = service()
+    pkt = parse_router_alert_packet(packet(hop_limit=1))
+    svc._forward(Forward(b"\x4e\x04\xbd\xa5abcd", SRC, DST, 0, 68), pkt, 270, 270, "eth0")
+    assert svc.counters()["io.drop.hop_limit_exceeded"] == 1
+    svc._reinject(packet(hop_limit=1), pkt, "not_udp", "eth0")
+    assert svc.counters()["io.drop.hop_limit_exceeded"] == 2
+    assert [e for e, _ in agent.events] == ["gist.io_drop", "gist.io_drop"]
