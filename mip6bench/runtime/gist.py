@@ -97,7 +97,6 @@ from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.udp import UdpSocket
 from mip6bench.sansio import Action, Transmit
 
-IPV6_HEADER_LEN = 40
 ANCBUF = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 Handler = Callable[[Any], Awaitable[None] | None]
 TransportSend = Callable[[Transmit], bool]
