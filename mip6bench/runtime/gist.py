@@ -60,7 +60,9 @@ Pitfalls (Linux; found or confirmed while building this)
   UDP socket, and what the node itself sends never passes its own RA sockets. For the
   same reason an intercepted packet never reaches netfilter's FORWARD hook, and what is
   re-emitted passes OUTPUT: a firewall's forward rules do not see Q-mode traffic that a
-  GIST node on it intercepts.
+  GIST node on it intercepts. So a firewall runs with pass_through=False: it handles
+  the NSLPs it serves and drops (and counts) everything else it intercepted, instead of
+  re-emitting it past its own policy.
 - An IPPROTO_RAW packet is sent as built: the kernel computes no UDP checksum, so the
   re-emitted UDP datagram gets a fresh one over the IPv6 pseudo-header (the GIST hop
   count changed). The checksum of intercepted datagrams is verified, not trusted: on the
@@ -171,8 +173,13 @@ def _parse_ancillary(ancdata) -> tuple[str | None, int | None]:
 class GistService:
     def __init__(self, agent, config: GistConfig, intercept_interfaces: Iterable[str] = (),
                  random_bytes: Callable[[int], bytes] = os.urandom, *,
-                 intercept_values: Iterable[int] | None = None, port: int = GIST_PORT):
+                 intercept_values: Iterable[int] | None = None, port: int = GIST_PORT,
+                 pass_through: bool = True):
         self.agent = agent
+        # What an intercepting node re-sends goes out through OUTPUT, past the FORWARD
+        # hook: a firewall (pass_through False) must not re-send what it does not handle
+        # itself, or any datagram with a Router Alert option would bypass its policy.
+        self.pass_through = pass_through
         # Our own copy: register_nslp() adds to the served set.
         self.config = dataclasses.replace(config, nslps=frozenset(config.nslps),
                                           rao_values=dict(config.rao_values))
@@ -330,6 +337,9 @@ class GistService:
 
     def _forward(self, fwd: Forward, pkt: RouterAlertPacket, sport: int, dport: int,
                  ifname: str) -> None:
+        if not self.pass_through:
+            self._drop("not_passed_through", src=fwd.src, dst=fwd.dst, ifname=ifname)
+            return
         if fwd.hop_limit is None or fwd.hop_limit < 1:
             self._drop("hop_limit_exceeded", src=fwd.src, dst=fwd.dst, ifname=ifname)
             return
@@ -344,6 +354,9 @@ class GistService:
 
     def _reinject(self, packet: bytes, pkt: RouterAlertPacket, reason: str, ifname: str,
                   **fields) -> None:
+        if not self.pass_through:
+            self._drop("not_passed_through", src=pkt.src, dst=pkt.dst, ifname=ifname, why=reason)
+            return
         if pkt.hop_limit <= 1:
             self._drop("hop_limit_exceeded", src=pkt.src, dst=pkt.dst, ifname=ifname)
             return

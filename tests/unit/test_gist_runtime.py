@@ -125,3 +125,17 @@ def test_a_forward_verdict_without_hop_limit_left_is_dropped():
     svc._reinject(packet(hop_limit=1), pkt, "not_udp", "eth0")
     assert svc.counters()["io.drop.hop_limit_exceeded"] == 2
     assert [e for e, _ in agent.events] == ["gist.io_drop", "gist.io_drop"]
+
+
+def test_a_firewall_never_re_sends_what_it_does_not_handle():
+    """pass_through=False: a datagram with a Router Alert option that is not for an NSLP
+    the firewall serves is dropped, not re-emitted past the FORWARD hook's policy."""
+    agent = Recorder()
+    svc = GistService(agent, GistConfig(peer_identity=b"fw", addresses=(SRC,)), pass_through=False)
+    sent = []
+    svc.tx = type("Raw", (), {"sendto": lambda self, data, addr: sent.append(data)})()
+    pkt = parse_router_alert_packet(packet(hop_limit=9))
+    svc._forward(Forward(b"\x4e\x04\xbd\xa5abcd", SRC, DST, 8, 68), pkt, 270, 270, "eth0")
+    svc._reinject(packet(dport=5001), parse_router_alert_packet(packet(dport=5001)), "not_gist_port", "eth0")
+    assert sent == []
+    assert svc.counters()["io.drop.not_passed_through"] == 2
