@@ -27,7 +27,7 @@ firewall's address toward the PAA (the PAA knows the firewall by it), optional "
 `request_id`, `session_id`, `flow` (a natfw PinholeFlow: `mri` with source, destination,
 protocol, source_port, destination_port; `sub_ports`; `mip6` with kind, mh_type,
 home_address, or None) and `source` (the address the CREATE came from, named to the PAA
-as the requester; empty or None: not named), and calls `callback(request_id, allowed,
+as the requester; empty, None or not an IPv6 address: not named), and calls `callback(request_id, allowed,
 reason, max_lifetime)` exactly once: with the PAA's answer, or a local denial when the
 request cannot be expressed, too many are pending, or the PAA does not answer.
 """
@@ -54,8 +54,10 @@ def query_from_request(request: Any) -> AuthzQuery:
     mri = flow.mri
     mip6 = getattr(flow, "mip6", None)
     source = getattr(request, "source", None) or None
-    if source is not None:
-        source = str(ipaddress.IPv6Address(str(source).split("%", 1)[0]))
+    try:
+        source = str(ipaddress.IPv6Address(str(source).split("%", 1)[0])) if source else None
+    except ValueError:   # not an address (e.g. a label): no requester to check
+        source = None
     return AuthzQuery(mri.source, mri.destination, mri.protocol, mri.source_port,
                       mri.destination_port,
                       mip6.kind if mip6 is not None else MIP6_NONE,

@@ -103,12 +103,18 @@ def test_allow_and_deny_answers_over_udp_on_loopback():
         await asyncio.wait_for(done.wait(), 5)
         assert got[1][:2] == (42, False) and "requester" in got[1][2] and got[1][3] is None
         done.clear()
+        done.clear()
         client.submit_request(FakeRequest(43, sid, hao, "not an address"), callback)
-        assert got[2][:2] == (43, False) and "not expressible" in got[2][2]   # at once
+        await asyncio.wait_for(done.wait(), 5)
+        assert got[2][:2] == (43, True)                  # no requester named, none checked
+        bad = PinholeFlow(Mri(coa, CN, 17, 4000, 5001), w.ACTION_ALLOW, 0,
+                          w.Mip6Flow(w.MIP6_MH, 5, None))     # an MH flow over UDP
+        client.submit_request(FakeRequest(44, sid, bad, coa), callback)
+        assert got[3][:2] == (44, False) and "not expressible" in got[3][2]   # at once
         counters = paa.net.paa.authz.counters
-        assert counters["requests"] == 5 and counters["allowed"] == 2
-        assert client.status()["allowed"] == 2 and client.status()["denied"] == 3
-        assert [n for n, _ in events].count("authz.decision") == 5
+        assert counters["requests"] == 6 and counters["allowed"] == 3
+        assert client.status()["allowed"] == 3 and client.status()["denied"] == 3
+        assert [n for n, _ in events].count("authz.decision") == 6
         await client.close()
         paa.sock.close()
 
