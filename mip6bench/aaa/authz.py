@@ -540,6 +540,7 @@ class AuthzPaaCore(_End):
             if hit[0] != digest:
                 return self._drop("transaction id reused for another question", txid=msg.txid)
             self.counters["repeated request answered"] += 1
+            self.counters["answers"] += 1
             return [self._seal(peer, AuthzMessage(AUTHZ_ANSWER, msg.txid, self._wall_ms(now),
                                                   verdict=hit[1]), port)]
         verdict = self.decide(msg.query, now)
@@ -548,6 +549,7 @@ class AuthzPaaCore(_End):
         while len(self._answers) > self.config.max_answers:
             self._answers.popitem(last=False)
         self.counters["allowed" if verdict.allowed else f"denied: {CODE_NAMES[verdict.code]}"] += 1
+        self.counters["answers"] += 1
         q = msg.query
         return [self._seal(peer, AuthzMessage(AUTHZ_ANSWER, msg.txid, self._wall_ms(now),
                                               verdict=verdict), port),

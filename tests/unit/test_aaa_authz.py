@@ -299,6 +299,7 @@ def test_a_retransmitted_request_is_answered_from_the_cache_without_deciding_aga
     again = tx(p.fw.handle_timer(timer.key, p.now + 0.5))
     second = p.paa.receive(again[0].data, FW, 40001, p.now + 0.5)
     assert p.paa.counters["repeated request answered"] == 1 and p.paa.counters["requests"] == 2
+    assert p.paa.counters["answers"] == 2
     assert not [a for a in second if isinstance(a, Event)]          # no second decision
     (d,) = decisions(p.fw.receive(tx(second)[0].data, PAA, az.AUTHZ_PORT, p.now + 0.5))
     assert d.allowed                                                  # the cached answer
