@@ -1,10 +1,13 @@
 """PANA Authentication Agent with the Mobile IPv6 bootstrapping extension.
 
 Composes mip6bench.aaa.paa_service.PaaService (PaaCore + EAP pass-through + RADIUS
-client or in-process EAP server + SA distribution toward the HA) with three UDP
-sockets: PANA on port 716 (unicast, relayed PANA (RFC 6345) and the discovery group
-with the Router Alert option, joined on `interface`), the RADIUS client (any port, to
-the embedded AAA agent or hostapd) and the SA distribution channel (port 7716).
+client or in-process EAP server + SA distribution toward the HA + the firewall's
+authorization pull) with three UDP sockets: PANA on port 716 (unicast, relayed PANA
+(RFC 6345) and the discovery group with the Router Alert option, joined on
+`interface`), the RADIUS client (any port, to the embedded AAA agent or hostapd) and the
+SA distribution channel (port 7716), which also carries the firewalls' authorization
+requests (`authz_peers`: firewall address -> path of the PSK file, mode 0600; the flows
+a session may open are `token_flows`, as in its token; see mip6bench.aaa.authz).
 
 MIPv6 policy from the options (``mip6`` false: a plain PAA that ignores the extension,
 as one that does not know it would): HA address and home prefix (from the testbed plan),
@@ -29,7 +32,8 @@ import time
 if __package__ in (None, ""):  # run as a script: agents/paa.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mip6bench.aaa.credentials import load_credentials
+from mip6bench.aaa.authz import AuthzConfig
+from mip6bench.aaa.credentials import load_credentials, read_psk_file
 from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig
 from mip6bench.aaa.radius_client import RADIUS_AUTH_PORT, RadiusClientConfig
 from mip6bench.aaa.sadist import SADIST_PORT, SaDistConfig
@@ -73,6 +77,8 @@ class Options:
     token_key_id: int = 1
     token_lifetime: int = 3600
     token_flows: list[str] = dataclasses.field(default_factory=lambda: ["any:::/0"])
+    authz_peers: dict = dataclasses.field(default_factory=dict)  # fw address -> PSK file
+    authz_max_lifetime: int = 3600        # longest pinhole authorization granted, s
     accept_relay: bool = True
     port: int = PANA_PORT
     mip6: bool = True                     # the MIPv6 bootstrapping extension
@@ -119,13 +125,18 @@ class PaaAgent(WaitableEvents, Agent):
             sadist = SaDistConfig({o.ha_address: _hex("sadist_psk", o.sadist_psk, 16)},
                                   port=o.sadist_port, mode=o.sa_mode,
                                   wall_offset=wall_offset) if o.sadist_psk else None
+            authz = AuthzConfig({fw: read_psk_file(path) for fw, path in o.authz_peers.items()},
+                                port=o.sadist_port, wall_offset=wall_offset,
+                                authority=issuer.issuer if issuer else o.server_id,
+                                flows=parse_flows(o.token_flows),
+                                max_lifetime=o.authz_max_lifetime) if o.authz_peers else None
             self.service = PaaService(PaaServiceConfig(
                 PaaConfig(session_lifetime=o.session_lifetime, mip6=policy if o.mip6 else None,
                           accept_relay=o.accept_relay),
                 backend=o.backend, radius=radius,
                 credentials=creds.psk if creds else None,
                 fixed_hoa=creds.hoa if creds else (lambda nai: None),
-                server_id=o.server_id, sadist=sadist,
+                server_id=o.server_id, sadist=sadist, authz=authz,
                 hoa_table=creds.hoa_table() if creds else {}, hoa_mode=o.hoa_mode))
         except ValueError as exc:
             raise ParameterError(str(exc)) from None
@@ -139,12 +150,12 @@ class PaaAgent(WaitableEvents, Agent):
         if radius is not None:
             self.sockets["radius"] = UdpSocket.bind("::", 0, self._on("radius"),
                                                     on_error=self._io_error)
-        if sadist is not None:
+        if sadist is not None or authz is not None:
             self.sockets["sadist"] = UdpSocket.bind("::", o.sadist_port, self._on("sadist"),
                                                     on_error=self._io_error)
         self.emit("paa.listening", port=o.port, group=o.group if o.interface else None,
                   backend=o.backend, aaa=o.aaa_kind, sa_mode=o.sa_mode, mip6=o.mip6,
-                  token=issuer is not None)
+                  token=issuer is not None, authz_peers=sorted(authz.peers) if authz else [])
 
     async def stop(self) -> None:
         for sock in self.sockets.values():
@@ -189,6 +200,9 @@ class PaaAgent(WaitableEvents, Agent):
         if svc.sadist is not None:
             out["sadist"] = dict(svc.sadist.counters)
             out["sas"] = len(svc.sadist.table)
+        if svc.authz is not None:
+            out["authz"] = dict(svc.authz.counters)
+            out["authz_sessions"] = len(svc.authz.sessions)
         return out
 
     def commands(self):   # called before start(): look self.service up per request

@@ -12,6 +12,9 @@ Modules
                    as one core (agents/paa.py, the benchmarks)
     token          NSIS authorization tokens (mint, verify), after RFC 5981
     sadist         SA distribution PAA <-> HA (push, pull, revoke; AES-GCM over UDP 7716)
+    authz          NATFW authorization pull firewall <-> PAA on the sadist channel: the
+                   PAA answers from its live PANA sessions (the client for the firewall:
+                   mip6bench.runtime.authz_client)
 
 The RADIUS wire helpers they share live in mip6bench.eap.radius_attrs.
 """

@@ -14,6 +14,10 @@ One user per line, fields separated by white space, `#` starts a comment::
     hostapd_eap_user(creds)                   # hostapd's eap_user_file for the same users
     format_credentials(entries)               # the file text, e.g. for a generated run
 
+Pre-shared keys between agents (the firewall-PAA authorization key) live in files of
+their own: secret_dir(parent) (mode 0700), write_psk_file(path, psk) (0600 from its
+creation), read_psk_file(path) (refuses a file others may read).
+
 Every mistake is a ParameterError naming the file and line: a PSK that is not exactly
 16 bytes of hex (RFC 4764 2.1.1), an empty or over-long NAI (EAP-PSK ID_P is at most
 966 bytes), a NAI or HoA given twice, a HoA that is not a unicast IPv6 address, extra
@@ -22,6 +26,8 @@ fields. Nothing is loaded from a file with an error.
 from __future__ import annotations
 
 import ipaddress
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -168,3 +174,61 @@ def hoa_table(creds: Credentials | None, extra: Mapping[str, str] | None = None
     table = creds.hoa_table() if creds is not None else {}
     table.update(extra or {})
     return table
+
+
+# ---- pre-shared keys in files of their own ------------------------------------------------
+
+def secret_dir(parent: str | Path, name: str = "secrets") -> Path:
+    """`parent/name`, created with mode 0700 (and checked: an existing one must be a
+    directory of ours that no one else can enter)."""
+    path = Path(parent) / name
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise ParameterError(f"{path} is not a private directory (mode 0700, ours)")
+    return path
+
+
+def write_psk_file(path: str | Path, psk: bytes) -> Path:
+    """Write `psk` as hex to a new file that is 0600 from its creation (never a moment
+    readable by others; an existing file or a symlink there is an error)."""
+    if len(psk) < 16:
+        raise ValueError("a PSK is at least 16 bytes")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, psk.hex().encode() + b"\n")
+    finally:
+        os.close(fd)
+    return Path(path)
+
+
+def read_psk_file(path: str | Path, minimum: int = 16) -> bytes:
+    """The PSK in a file written by write_psk_file (hex, one line). Refused (ParameterError)
+    if the file is readable or writable by group or others, or not a regular file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise ParameterError(f"cannot read PSK file {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ParameterError(f"PSK file {path} is not a regular file")
+        if st.st_mode & 0o077:
+            raise ParameterError(f"PSK file {path} has mode {st.st_mode & 0o777:04o}",
+                                 "a key file must be 0600")
+        text = os.read(fd, 4096).decode("ascii", "replace").strip()
+    finally:
+        os.close(fd)
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise ParameterError(f"PSK file {path} is not hexadecimal") from None
+    if len(raw) < minimum:
+        raise ParameterError(f"PSK file {path} holds {len(raw)} bytes",
+                             f"a PSK is at least {minimum} bytes")
+    return raw

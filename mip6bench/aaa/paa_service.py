@@ -1,5 +1,6 @@
 """The PAA as one sans-I/O core: PaaCore + an EAP pass-through authenticator per
-(re-)authentication + an AAA backend + the SA distribution channel to the HA.
+(re-)authentication + an AAA backend + the SA distribution channel to the HA + the
+firewall's authorization pull (mip6bench.aaa.authz) on the same port.
 
     svc = PaaService(PaaServiceConfig(...), rng=None)
     svc.receive(data, src, port, now, via="pana" | "radius" | "sadist")
@@ -24,6 +25,14 @@ or the credentials' third field with "local"), else the `hoa_table` entry, else 
 from the home prefix ("random") or none ("table" only). An AAA-named HoA outside the
 home prefix is ignored (event "paa.bad_aaa_hoa").
 
+Authorization pull: with `authz` configured, datagrams on the SA distribution port whose
+sender role is the firewall's go to an AuthzPaaCore (the rest to the HA channel's core),
+which answers from the live sessions: every PanaSessionOpen (open or re-authenticated,
+with the session's NAI, Home Address, PaC address and lifetime), every AUTH-verified
+address change (event pana.pac_address_changed), supersession and PanaSessionClosed
+update its table, and at decision time it asks PaaCore whether the session is still
+open (not terminating, not failing a re-authentication).
+
 A pass-through discard (an EAP response that answers no outstanding request), an AAA
 timeout or an AAA answer without usable EAP all end the phase as an authentication
 failure, so no session ever waits for an answer that will not come.
@@ -37,6 +46,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Hashable, Mapping
 
+from mip6bench.aaa.authz import AuthzConfig, AuthzPaaCore, is_authz_datagram
 from mip6bench.aaa.radius_client import (RadiusAnswer, RadiusClientConfig, RadiusClientCore,
                                          RadiusTimeout)
 from mip6bench.aaa.sadist import SaDistConfig, SaDistPaaCore, record_from_effect
@@ -44,7 +54,7 @@ from mip6bench.eap.actions import EapFailed, EapStatus, EapSucceeded, RelayToBac
 from mip6bench.eap.passthrough import EapPassThrough
 from mip6bench.pana import effects as fx
 from mip6bench.pana.mip6 import table_or_random_hoa
-from mip6bench.pana.paa import PaaConfig, PaaCore
+from mip6bench.pana.paa import PaaConfig, PaaCore, PaaState
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
 
 if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
@@ -60,6 +70,7 @@ class PaaServiceConfig:
     fixed_hoa: Callable[[str], str | None] = lambda nai: None  # "local" backend
     server_id: str = "aaa.mip6bench.example"         # "local" backend (EAP-PSK ID_S)
     sadist: SaDistConfig | None = None
+    authz: AuthzConfig | None = None                 # the firewall's authorization pull
     hoa_table: Mapping[str, str] = field(default_factory=dict)
     hoa_mode: str = "random"                         # "random" | "table"
 
@@ -93,6 +104,8 @@ class PaaService:
         self.radius = RadiusClientCore(config.radius, rng=_bytes_from(self.rng)) \
             if config.backend == "radius" else None
         self.sadist = SaDistPaaCore(config.sadist, rng=self.rng) if config.sadist else None
+        self.authz = AuthzPaaCore(config.authz, rng=self.rng, live=self._session_live) \
+            if config.authz else None
         self._passthrough: dict[int, EapPassThrough] = {}
         self._servers: dict[int, EapServer] = {}
         self._radius_state: dict[int, bytes | None] = {}
@@ -104,8 +117,14 @@ class PaaService:
             out = self.paa.receive(data, src, now, port)
         elif via == "radius" and self.radius is not None:
             out = self.radius.receive(data, src, port, now)
+        elif via == "sadist" and self.authz is not None and is_authz_datagram(data):
+            out = self.authz.receive(data, src, port, now)
         elif via == "sadist" and self.sadist is not None:
             out = self.sadist.receive(data, src, port, now)
+        elif via == "sadist" and self.authz is not None:
+            self.counters["drop: not the firewall's"] += 1
+            out = [Event("paa.drop", {"reason": "SA distribution datagram, no HA channel",
+                                      "src": src})]
         else:
             raise ValueError(f"no {via!r} part in this PAA")
         return self._process(out, via, now)
@@ -154,6 +173,13 @@ class PaaService:
             if isinstance(action, Transmit):
                 out.append(Transmit(action.data, action.dst, action.src, action.port,
                                     meta={**action.meta, "via": via}))
+            elif isinstance(action, Event) and self.authz is not None and \
+                    action.name in ("pana.pac_address_changed", "pana.superseded"):
+                if action.name == "pana.superseded":
+                    self.authz.session_closed(action.fields["session_id"])
+                else:
+                    self.authz.session_moved(action.fields["session_id"], action.fields["new"])
+                out.append(action)
             elif isinstance(action, (StartTimer, StopTimer, Event)):
                 out.append(action)
             elif isinstance(action, fx.SendToAAA):
@@ -176,12 +202,26 @@ class PaaService:
                 if self.sadist is not None:
                     out += self._tag(self.sadist.sa_revoked(action.spi, action.hoa,
                                                             action.reason, now), "sadist")
+            elif isinstance(action, fx.PanaSessionOpen):
+                if self.authz is not None:
+                    session = self.paa.sessions.get(action.session_id)
+                    out += self.authz.session_open(action.session_id, action.nai,
+                                                   session.hoa if session else None,
+                                                   action.peer, action.lifetime, now)
+                out.append(action)
             elif isinstance(action, fx.PanaSessionClosed):
                 self._forget(action.session_id)
+                if self.authz is not None:
+                    self.authz.session_closed(action.session_id)
                 out.append(action)
             else:
-                out.append(action)   # PanaSessionOpen and other effects: the runtime's
+                out.append(action)   # other effects: the runtime's
         return out
+
+    def _session_live(self, session_id: int) -> bool:
+        session = self.paa.sessions.get(session_id)
+        return session is not None and session.ever_open and \
+            session.state not in (PaaState.TERMINATING, PaaState.WAIT_FAIL_PAN)
 
     def _tag(self, actions: list[Action], via: str) -> list[Action]:
         return [Transmit(a.data, a.dst, a.src, a.port, meta={**a.meta, "via": via})

@@ -21,7 +21,7 @@ Transport: UDP port 7716 (SADIST_PORT; an unassigned port, this testbed's choice
 datagram per message, keyed by a PAA-HA pre-shared key (at least 16 bytes).
 
     header (20 bytes, authenticated, clear)
-        version(8)=1 | type(8) | sender role(8) (1 PAA, 2 HA) | reserved(8)=0
+        version(8)=1 | type(8) | sender role(8) (1 PAA, 2 HA, 3 firewall) | reserved(8)=0
         epoch(64)      random per sender start
         sequence(64)   per (sender, epoch), starts at 1, +1 per datagram
     payload  AES-128-GCM(K, nonce = 0(32) | sequence(64), plaintext, aad = header),
@@ -36,6 +36,8 @@ Plaintext, after a common part timestamp(64, Unix ms) | transaction id(32):
     3 ACK      status(8): 0 ok, 1 unknown SPI, 2 refused     HA -> PAA
     4 FETCH    selector(8): 1 spi(32), 2 hoa(128), 3 nai len(8) | nai    HA -> PAA
     5 REPLY    status(8): 0 found + SA record, 1 not found                PAA -> HA
+    6 AUTHZ-REQUEST, 7 AUTHZ-ANSWER: firewall <-> PAA, the NATFW authorization pull
+      (mip6bench.aaa.authz: same framing, keys and replay protection, its own PSK)
     SA record: spi(32) | algorithm(8) (2 hmac-sha1-96, 3 hmac-sha256: the MIP6-SA
       AVP code points) | replay(8) (1 sequence, 2 timestamp) | remaining lifetime(32, ms)
       | hoa(128) | ha(128) | PANA session id(32) | key len(8) | key | nai len(8) | nai
@@ -55,7 +57,7 @@ import random
 import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Hashable, Mapping
+from typing import TYPE_CHECKING, Callable, Hashable, Mapping
 
 from mip6bench.codec import DecodeError, Reader
 from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
@@ -68,9 +70,11 @@ SADIST_PORT = 7716
 VERSION = 1
 HEADER_LEN = 20
 TAG_LEN = 16
-ROLE_PAA, ROLE_HA = 1, 2
+ROLE_PAA, ROLE_HA, ROLE_FW = 1, 2, 3
 PUSH, REVOKE, ACK, FETCH, REPLY = 1, 2, 3, 4, 5
+AUTHZ_REQUEST, AUTHZ_ANSWER = 6, 7      # firewall <-> PAA, see mip6bench.aaa.authz
 TYPE_NAMES = {PUSH: "PUSH", REVOKE: "REVOKE", ACK: "ACK", FETCH: "FETCH", REPLY: "REPLY"}
+KNOWN_TYPES = {**TYPE_NAMES, AUTHZ_REQUEST: "AUTHZ-REQUEST", AUTHZ_ANSWER: "AUTHZ-ANSWER"}
 ACK_OK, ACK_UNKNOWN_SPI, ACK_REFUSED = 0, 1, 2
 FOUND, NOT_FOUND = 0, 1
 SEL_SPI, SEL_HOA, SEL_NAI = 1, 2, 3
@@ -252,9 +256,9 @@ class Header:
                                                                       data[:HEADER_LEN])
         if version != VERSION:
             raise SaDistError(f"version {version}")
-        if msg_type not in TYPE_NAMES:
+        if msg_type not in KNOWN_TYPES:
             raise SaDistError(f"unknown message type {msg_type}")
-        if role not in (ROLE_PAA, ROLE_HA):
+        if role not in (ROLE_PAA, ROLE_HA, ROLE_FW):
             raise SaDistError(f"unknown sender role {role}")
         if reserved:
             raise SaDistError("reserved byte not zero")
@@ -295,9 +299,11 @@ class _EpochState:
 class Opener:
     """The receiving half: decryption, timestamp window and per-epoch replay windows."""
 
-    def __init__(self, role: int, window: float, max_epochs: int = 1024):
+    def __init__(self, role: int, window: float, max_epochs: int = 1024,
+                 parse: Callable[[int, bytes], Message] | None = None):
         self.role = role                      # the role this end accepts messages from
         self.window = window
+        self.parse = parse or Message.parse   # (type, plaintext) -> message
         self.max_epochs = max_epochs
         self._epochs: OrderedDict[tuple[str, int], _EpochState] = OrderedDict()
         self._keys: dict[tuple[bytes, int], Aes128Gcm] = {}
@@ -322,7 +328,7 @@ class Opener:
             if len(self._keys) > 4 * self.max_epochs:
                 self._keys.clear()
             self._keys[(psk, header.epoch)] = aead
-        msg = Message.parse(header.type, plain)
+        msg = self.parse(header.type, plain)
         if abs(msg.timestamp_ms - wall_ms) > self.window * 1000:
             raise SaDistError("timestamp outside the window")
         if state is None:
@@ -357,6 +363,20 @@ class Opener:
             if now - state.last_seen <= 2 * self.window:
                 break
             del self._epochs[ident]
+
+
+def open_datagram(peers: Mapping[str, bytes], opener: Opener, data: bytes, src: str,
+                  now: float, wall_ms: int) -> tuple[str, Message]:
+    """(peer address, message) of a datagram from a configured peer that passes `opener`;
+    SaDistError (or DecodeError) with the reason to drop it otherwise."""
+    try:
+        peer = str(ipaddress.IPv6Address(src.split("%", 1)[0]))
+    except ValueError:
+        raise SaDistError("unknown peer") from None
+    psk = peers.get(peer)
+    if psk is None:
+        raise SaDistError("unknown peer")
+    return peer, opener.open(psk, peer, bytes(data), now, wall_ms)
 
 
 # ---- effects ----------------------------------------------------------------------------
@@ -456,17 +476,10 @@ class _End:
 
     def _open(self, data: bytes, src: str, port: int, now: float) -> tuple[str, Message] | list:
         try:
-            peer = str(ipaddress.IPv6Address(src.split("%", 1)[0]))
-        except ValueError:
-            return self._drop("unknown peer", src=src)
-        psk = self.config.peers.get(peer)
-        if psk is None:
-            return self._drop("unknown peer", src=src)
-        try:
-            msg = self._opener.open(psk, peer, bytes(data), now, self._wall_ms(now))
+            return open_datagram(self.config.peers, self._opener, data, src, now,
+                                 self._wall_ms(now))
         except (SaDistError, DecodeError) as err:
             return self._drop(err.reason, src=src)
-        return peer, msg
 
     def _cached_answer(self, peer: str, port: int, msg: Message, now: float
                        ) -> list[Action] | None:

@@ -7,6 +7,7 @@ Router Alert forwarders; and what the MIPv6 agents need to bootstrap through it.
         svc.user(1)                           # Credential of mn1 (NAI, PSK, HoA)
         svc.pac_options("mn1", "multicast")   # PanaOptions: the MN agent's `pana`, agents/pac.py's
         svc.ha_channel_options()              # the HA agent's SA distribution channel
+        svc.fw_authz_options()                # the fw agent's authorization client
 
 The secrets exist from the constructor on, so the testbed builds the MIPv6 agents'
 options (topology mipv6=bootstrap: each MN agent runs PANA itself, the HA agent the HA
@@ -15,7 +16,11 @@ end of SA distribution) before it starts the services.
 Per run it generates: a credentials file (mn<k>@mip6bench.example, a random 16-byte PSK,
 the plan's Home Address for MN k), the RADIUS shared secret, the PAA-HA SA distribution
 key and the NSIS token key (key id 1), all in the run's state directory
-(/run/mip6bench/<run>/), which the run removes.
+(/run/mip6bench/<run>/), which the run removes. The firewall-PAA authorization key
+(NATFW authorization pull, mip6bench.aaa.authz) is written once, on first use, to
+secrets/fw-paa.psk there: the directory 0700, the file 0600 from its creation; the PAA
+gets the firewall (its core-side address) as a peer with that file in `authz_peers`,
+the fw agent the same file through fw_authz_options().
 
 aaa="embedded": agents/aaa.py on the aaa node. aaa="radius": hostapd on the aaa node as a
 RADIUS server with EAP-PSK (driver=none, eap_server=1), its eap_user file generated from
@@ -34,7 +39,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from mip6bench.aaa.credentials import Credential, format_credentials, hostapd_eap_user
+from mip6bench.aaa.credentials import (Credential, format_credentials, hostapd_eap_user,
+                                       secret_dir, write_psk_file)
 from mip6bench.aaa.radius_client import RadiusAnswer, RadiusClientConfig, RadiusClientCore
 from mip6bench.aaa.sadist import SADIST_PORT
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
@@ -80,9 +86,12 @@ class BootstrapServices:
         self.paa_address = plan.nodes["paa"].address()
         self.aaa_address = plan.nodes["aaa"].address()
         self.ha_address = plan.nodes["ha"].address("ha-home")
+        self.fw_address = plan.nodes["fw"].address("fw-core")
         self.radius_secret = secrets.token_hex(16)
         self.sadist_psk = secrets.token_bytes(32)
         self.token_key = secrets.token_bytes(32)
+        self.authz_psk = secrets.token_bytes(32)
+        self._authz_psk_path = None
         self.users = [Credential(f"mn{k}@{NAI_DOMAIN}", secrets.token_bytes(16),
                                  plan.hoa(k)) for k in range(1, plan.params["mns"] + 1)]
         self.credentials_path = None
@@ -116,6 +125,19 @@ class BootstrapServices:
         port} (the HA agent's sadist_peers and sadist_port)."""
         return {"peers": {self.paa_address: self.sadist_psk.hex()}, "port": SADIST_PORT}
 
+    def authz_psk_path(self):
+        """The fw-PAA PSK file, written on first use (0600 in the 0700 secrets/)."""
+        if self._authz_psk_path is None:
+            directory = secret_dir(self.tb.run.state_dir)
+            self._authz_psk_path = write_psk_file(directory / "fw-paa.psk", self.authz_psk)
+        return self._authz_psk_path
+
+    def fw_authz_options(self) -> dict[str, Any]:
+        """The fw agent's authorization client (mip6bench.runtime.authz_client.
+        authorization_client_for): {paa, port, psk_file, bind}."""
+        return {"paa": self.paa_address, "port": SADIST_PORT,
+                "psk_file": str(self.authz_psk_path()), "bind": self.fw_address}
+
     # ---- lifecycle
     def start(self) -> "BootstrapServices":
         run = self.tb.run
@@ -138,6 +160,7 @@ class BootstrapServices:
             "sa_lifetime": s.sa_lifetime, "sa_mode": s.sa, "sadist_psk": self.sadist_psk.hex(),
             "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
             "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
+            "authz_peers": {self.fw_address: str(self.authz_psk_path())},
             **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():

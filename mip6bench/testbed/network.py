@@ -156,9 +156,9 @@ class Testbed:
         management plane, the MN agents, which may authenticate at once, after it."""
         from mip6bench.testbed.bootstrap import BootstrapServices
 
+        self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
         fw = self.plan.nodes["fw"]
         self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
-        self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":

@@ -53,7 +53,7 @@ class BootstrapNet:
     def __init__(self, backend: str = "radius", sa_mode: str = "push", latency: float = 0.005,
                  users=USERS, paa_kwargs=None, server_kwargs=None, sa_lifetime: int = 600,
                  session_lifetime: int = 3600, seed: int = 7, mint_token=None,
-                 radius_secret_at_server: bytes = SECRET):
+                 radius_secret_at_server: bytes = SECRET, authz=None):
         self.now = 0.0
         self.latency = latency
         self.queue = []
@@ -72,7 +72,7 @@ class BootstrapNet:
             PaaConfig(mip6=policy, session_lifetime=session_lifetime, **(paa_kwargs or {})),
             backend=backend, radius=radius if backend == "radius" else None,
             credentials=creds.psk, fixed_hoa=creds.hoa,
-            sadist=SaDistConfig({HA: SADIST_PSK}, mode=sa_mode))
+            sadist=SaDistConfig({HA: SADIST_PSK}, mode=sa_mode), authz=authz)
         self.paa = PaaService(svc_cfg, rng=random.Random(seed + 1))
         self.aaa = RadiusServerCore(RadiusServerConfig(
             {PAA: radius_secret_at_server}, creds.psk, fixed_hoa=creds.hoa,
