@@ -19,6 +19,8 @@ Control commands (besides status, dump, events):
     bindings                           the RO binding cache
     policy {route_optimization: bool}  accept (true) or refuse with status 129 (false)
                                        new route-optimisation bindings
+    policy {natfw_consent: bool}       (with nsis) consent to NATFW pinholes toward us,
+                                       or refuse them (RFC 5973 policy denied)
     counters                           core, socket, data path and netfilter counters
     wait-event {event, match, after_ns, within}   block until such an event is logged
 """
@@ -55,6 +57,8 @@ class Options:
     max_bindings: int | None = None
     nonce_interval: float = 30.0
     brr_lead: float | None = None
+    nsis: bool = False                   # run GIST + the NATFW responder (the CN's consent)
+    natfw_consent: bool = True           # the responder's policy: consent to pinholes or refuse
 
     def __post_init__(self):
         if not self.addresses:
@@ -93,8 +97,30 @@ class CorrespondentAgent(WaitableEvents, Agent):
             self.tun.close()
             raise Mip6benchError(f"cannot set up the route-optimisation data path: {exc}") from None
         asyncio.get_running_loop().add_reader(self.tun.fileno(), self._on_tun)
+        self.nsis = None
+        if opts.nsis:
+            await self._open_nsis()
         self.emit("mipv6.cn.started", addresses=list(opts.addresses), route_optimization=self.allow_ro,
                   kernel_setup_ms=round((time.monotonic() - t0) * 1000, 3))
+
+    async def _open_nsis(self) -> None:
+        """The NATFW responder: a CREATE toward one of our addresses is answered with our
+        consent (or the policy's refusal, RFC 5973's information code)."""
+        from mip6bench.gist.core import GistConfig
+        from mip6bench.natfw import wire as w
+        from mip6bench.natfw.core import NrCore
+        from mip6bench.runtime.gist import GistService
+        from mip6bench.runtime.natfw import NatfwService
+
+        self.consent = self.options.natfw_consent
+        self.gist = GistService(self, GistConfig(peer_identity=b"cn", addresses=tuple(self.options.addresses),
+                                                 nslps=frozenset({w.NSLPID})))
+        self.nr = NrCore(policy=lambda _sid, _mri, _msg: None if self.consent else w.ERR_POLICY_DENIED)
+        self.nsis = NatfwService(self, self.gist, self.nr)
+        try:
+            await self.gist.start()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
 
     def _setup_kernel(self) -> None:
         # Created on the worker thread: pyroute2 cannot start inside a running loop.
@@ -109,6 +135,9 @@ class CorrespondentAgent(WaitableEvents, Agent):
             f"rule add pref {intercept.RO_PREF} lookup {intercept.RO_TABLE}"], local_pref=None)
 
     async def stop(self) -> None:
+        if self.nsis is not None:
+            self.nsis.close()
+            self.gist.close()
         asyncio.get_running_loop().remove_reader(self.tun.fileno())
         await self.io.close()
         await self.io.kernel(self._teardown_kernel)
@@ -196,16 +225,30 @@ class CorrespondentAgent(WaitableEvents, Agent):
         return self._bindings()
 
     async def cmd_policy(self, req: dict) -> dict:
-        value = req.get("route_optimization")
-        if not isinstance(value, bool):
-            raise ValueError("policy needs route_optimization: true or false")
-        self.allow_ro = value
-        self.emit("mipv6.cn.policy", route_optimization=value)
-        return {"route_optimization": value}
+        out = {}
+        if "route_optimization" in req:
+            value = req["route_optimization"]
+            if not isinstance(value, bool):
+                raise ValueError("route_optimization must be true or false")
+            self.allow_ro = out["route_optimization"] = value
+        if "natfw_consent" in req:
+            value = req["natfw_consent"]
+            if not isinstance(value, bool):
+                raise ValueError("natfw_consent must be true or false")
+            if self.nsis is None:
+                raise ValueError("this correspondent runs without NSIS (topology parameter nsis=off)")
+            self.consent = out["natfw_consent"] = value
+        if not out:
+            raise ValueError("policy needs route_optimization and/or natfw_consent: true or false")
+        self.emit("mipv6.cn.policy", **out)
+        return out
 
     async def cmd_counters(self, _req) -> dict:
         nft = await self.io.kernel(self.rules.counters)
-        return {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft}
+        out = {"core": dict(self.core.counters), "io": dict(self.io.counters), "netfilter": nft}
+        if self.nsis is not None:
+            out.update(natfw=dict(self.nr.counters), gist=self.gist.counters())
+        return out
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ import sys
 if __package__ in (None, ""):  # run as a script: agents/fw.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall, Pinhole
 from mip6bench.runtime.agent import Agent, run
 
@@ -27,6 +28,23 @@ from mip6bench.runtime.agent import Agent, run
 class Options:
     inside: str  # interface toward the protected (CN) network
     outside: str  # interface toward the core
+    nsis: bool = False                     # run GIST + the NATFW forwarder (NF)
+    addresses: list[str] = dataclasses.field(default_factory=list)   # this node's (GIST NLI)
+    token_key_file: str | None = None      # NSIS token key shared with the AAA side (0600)
+    token_key_id: int = 1
+    authorization: str = "token"           # token | pull | token-or-pull
+    authz: dict | None = None              # pull: the PAA's authorization channel
+    natfw_max_lifetime: int = 3600
+
+    def __post_init__(self):
+        if self.authorization not in ("token", "pull", "token-or-pull"):
+            raise ValueError("authorization is token, pull or token-or-pull")
+        if self.nsis and not self.addresses:
+            raise ValueError("nsis needs the node's addresses")
+        if self.nsis and self.authorization != "pull" and self.token_key_file is None:
+            raise ValueError("token authorization needs token_key_file")
+        if self.nsis and self.authorization != "token" and not self.authz:
+            raise ValueError("pull authorization needs authz (the PAA's channel)")
 
 
 class FirewallAgent(Agent):
@@ -40,8 +58,27 @@ class FirewallAgent(Agent):
         self.opened: set[str] = set()  # pinholes this agent opened (and closes on stop)
         # Fails fast (and the agent exits with the reason) if the base table is missing.
         await asyncio.to_thread(self.fw.counters)
+        self.natfw = None
+        if self.options.nsis:
+            await self._open_nsis()
+
+    async def _open_nsis(self) -> None:
+        from mip6bench.aaa.credentials import read_psk_file
+        from mip6bench.runtime.natfw import open_forwarder
+
+        o = self.options
+        keys = {o.token_key_id: read_psk_file(o.token_key_file)} if o.token_key_file else {}
+        try:
+            self.natfw = await open_forwarder(
+                self, addresses=o.addresses, intercept=o.outside, token_keys=keys,
+                pinholes=self.pinhole_table, authorization=o.authorization, authz=o.authz,
+                max_lifetime=o.natfw_max_lifetime)
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the NSIS sockets: {exc.strerror or exc}") from None
 
     async def stop(self) -> None:
+        if self.natfw is not None:
+            await self.natfw.aclose()
         for handle in self.expiry.values():
             handle.cancel()
         present = {p["id"] for p in await asyncio.to_thread(self.fw.pinholes)}

@@ -71,7 +71,9 @@ if __package__ in (None, ""):  # run as a script: agents/mn.py
 from mip6bench.codec import DecodeError
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.mipv6.effects import (
+    ClosePinholes,
     HomeDeregistered,
+    OpenPinholes,
     HomeRegistered,
     RegistrationFailed,
     RouteOptimizationOff,
@@ -109,6 +111,10 @@ class Options:
     rr_max_attempts: int = 5
     tunnel_backend: str = "auto"
     pana: dict | None = None                   # PanaOptions: bootstrap through PANA
+    nsis: bool = False                         # run GIST + the NATFW initiator
+    firewall_traversal: bool | None = None     # open pinholes before RR (default: nsis)
+    nsis_token: str | None = None              # hex SESSION_AUTH token (static; PANA brings its own)
+    natfw_lifetime: int = 60                   # requested pinhole lifetime (s)
 
     def __post_init__(self):
         if not self.interfaces:
@@ -123,6 +129,12 @@ class Options:
             _check_home(self.home_address, self.home_agent, self.home_prefix)
         if self.tunnel_backend not in tunnel.BACKENDS + ("auto",):
             raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
+        if self.firewall_traversal and not self.nsis:
+            raise ValueError("firewall_traversal needs nsis")
+        if self.nsis_token is not None:
+            bytes.fromhex(self.nsis_token)
+        if self.natfw_lifetime <= 0:
+            raise ValueError("natfw_lifetime must be positive")
 
 
 def _check_home(hoa: str, ha: str, prefix: str) -> None:
@@ -144,6 +156,14 @@ def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
             out.append((index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)))
         pos += (length + 3) & ~3
     return out
+
+
+def _is_gist(packet: bytes) -> bool:
+    """A UDP datagram to the GIST port, with or without a Hop-by-Hop header first."""
+    nh, pos = packet[6], 40
+    if nh == 0 and len(packet) >= 42:
+        nh, pos = packet[40], 40 + (packet[41] + 1) * 8
+    return nh == 17 and len(packet) >= pos + 4 and packet[pos + 2:pos + 4] == b"\x01\x0e"
 
 
 class MobileNodeAgent(WaitableEvents, Agent):
@@ -182,7 +202,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self._reconcile_task: asyncio.Task | None = None
         self._reconcile_again = False
         self.pana = None                                # PanaClient, with the pana option
-        self.nsis_token: bytes | None = None            # for NATFW (from the bootstrap)
+        self.nsis_token: bytes | None = bytes.fromhex(opts.nsis_token) if opts.nsis_token else None
+        self.nsis = None                                # NatfwService (NI) with the nsis option
         try:
             self.tun = TunDevice()
         except OSError as exc:
@@ -203,6 +224,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.monitor = rtnl_socket(None, RTMGRP_LINK | RTMGRP_IPV6_IFADDR)
         self.monitor.setblocking(False)
         self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
+        if opts.nsis:
+            await self._open_nsis()
         self.ra_socket = ndisc.IcmpSocket((ndisc.ND_ROUTER_ADVERT,))
         self.loop.add_reader(self.ra_socket.fileno(), self._on_ra)
         self.loop.add_reader(self.tun.fileno(), self._on_tun)
@@ -236,6 +259,40 @@ class MobileNodeAgent(WaitableEvents, Agent):
             await self.pana.open()
         except OSError as exc:
             raise Mip6benchError(f"cannot open the PANA socket (UDP {config.port}): {exc.strerror}") from None
+
+    async def _open_nsis(self) -> None:
+        """GIST and the NATFW initiator; MobileTraversal decides which sessions to signal."""
+        from mip6bench.gist.core import GistConfig
+        from mip6bench.natfw.core import NiCore
+        from mip6bench.natfw.mobile import MobileTraversal
+        from mip6bench.runtime.gist import GistService
+        from mip6bench.runtime.natfw import NatfwService
+
+        name = (self.options.nai or "mn").encode()
+        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()))
+        self.ni = NiCore(token=self.nsis_token)
+        self.traversal = MobileTraversal(self.ni, lifetime=self.options.natfw_lifetime)
+        self.nsis = NatfwService(self, self.gist, self.ni, apply=self._apply_natfw)
+        try:
+            await self.gist.start()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
+
+    def _nsis_addresses(self) -> None:
+        """GIST signals from the CoA (and the HoA, reverse-tunnelled)."""
+        if self.nsis is None or self.core is None:
+            return
+        self.gist.set_addresses([a for a in (self.core.coa, self.core.hoa) if a])
+
+    async def _apply_natfw(self, effect) -> None:
+        from mip6bench.natfw.core import DeliverNotify, DeliverResponse
+        from mip6bench.natfw.mobile import PinholesReady
+
+        if isinstance(effect, (DeliverResponse, DeliverNotify)):
+            self.nsis.execute(self.traversal.on_ni_effect(effect, self.nsis.now()))
+        elif isinstance(effect, PinholesReady) and self.core is not None:
+            self.io.execute(self.core.pinholes_ready(effect.cn, effect.coa, effect.phase, effect.ok,
+                                                     effect.reason, self.io.now()))
 
     def _open_kernel(self) -> None:
         """On the worker thread (pyroute2 cannot start inside a running loop): the kernel
@@ -279,7 +336,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.core = MobileNode(hoa, ha, self.sa_store, nai=self.options.nai,
                                home_lifetime=self.options.home_lifetime, cn_lifetime=self.options.cn_lifetime,
                                rr_max_attempts=self.options.rr_max_attempts,
-                               clock_offset=ntp_clock_offset(self.loop.time()))
+                               clock_offset=ntp_clock_offset(self.loop.time()),
+                               firewall_traversal=self._traversal_wanted())
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
                              tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
                              egress_ifindex=self._egress_ifindex)
@@ -295,6 +353,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.emit("mipv6.mn.activated", hoa=hoa, ha=ha, home_prefix=prefix, backend=self.backend.name,
                   sas=len(self.sa_store))
 
+    def _traversal_wanted(self) -> bool:
+        o = self.options
+        return bool(o.nsis if o.firewall_traversal is None else o.firewall_traversal)
+
     def _want_route_optimization(self, now: float) -> None:
         for cn in sorted(self.ro_wanted):
             entry = self.core.correspondents.get(cn)
@@ -309,6 +371,9 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.backend.mn_setup(k, ha, self.tun.name)
 
     async def stop(self) -> None:
+        if self.nsis is not None:
+            self.nsis.close()
+            self.gist.close()
         if self.pana is not None:
             if self.pana_restart is not None:
                 self.pana_restart.cancel()
@@ -453,6 +518,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.coa_interface = current
             self.emit("mipv6.mn.coa_ready", interface=current, coa=coa, dad=self.options.dad)
             self.io.execute(self.core.move_to(coa, now))
+            self._nsis_addresses()
             # Returning home ended route optimisation for good; away again, ask for it
             # anew (the core runs it once the home registration for this CoA is accepted).
             self._want_route_optimization(now)
@@ -515,6 +581,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                     await self._activate(b.hoa, b.ha, b.home_prefix)
                     self._schedule_reconcile()
                 self.nsis_token = b.token
+                if self.nsis is not None:
+                    self.ni.token = b.token
                 self.pana_address = self.address
                 static = sorted(item for item, source in b.sources.items() if source == "static")
                 if static:
@@ -577,6 +645,18 @@ class MobileNodeAgent(WaitableEvents, Agent):
             if self.ro_routes.pop(packed(effect.cn), None) is not None:
                 await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.cn}/128", tunnel.TUNNEL_TABLE)
             self.emit("mipv6.mn.ro_fallback", cn=effect.cn, reason=effect.reason)
+        elif isinstance(effect, OpenPinholes):
+            if self.nsis is None:
+                self.io.execute(self.core.pinholes_ready(effect.cn, effect.coa, effect.phase, False,
+                                                         "no NSIS on this node", self.io.now()))
+            else:
+                self._nsis_addresses()
+                self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
+                                                      self.nsis.now()))
+        elif isinstance(effect, ClosePinholes):
+            if self.nsis is not None:
+                self.nsis.execute(self.traversal.close(effect.cn, effect.hoa, effect.coa, effect.reason,
+                                                       self.nsis.now()))
         elif isinstance(effect, RegistrationFailed):
             self.emit("mipv6.mn.registration_failed", ha=effect.ha, coa=effect.coa, status=effect.status,
                       reason=effect.reason)
@@ -596,6 +676,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 counters("ro.out_not_from_home_address")
                 continue
             coa = self.ro_routes.get(packet[24:40])
+            if coa is not None and _is_gist(packet):
+                # Path-coupled signalling for the home address's flows (HoTI, BU) must
+                # take their path, the reverse tunnel, not the route-optimised one.
+                coa = None
             if coa is not None and self.core.coa is not None:
                 if self.io.send_packet(ro.add_home_address_option(packet, coa)):
                     counters("ro.out")
@@ -630,7 +714,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         out = {"sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
                "sas": self.cmd_sas, "ro-start": self.cmd_ro_start, "ro-stop": self.cmd_ro_stop,
                "register": self.cmd_register, "wait": self.cmd_wait, "counters": self.cmd_counters,
-               "wait-event": self.cmd_wait_event}
+               "wait-event": self.cmd_wait_event, "traversal": self.cmd_traversal}
         if self.options.pana is not None:
             from mip6bench.runtime.pana_client import PanaClient
 
@@ -700,6 +784,22 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.io.execute(core.stop_route_optimization(cn, self.io.now()))
         return self.status()
 
+    async def cmd_traversal(self, req: dict) -> dict:
+        """traversal {enabled}: open the CN's firewall with NSIS before RR (or stop doing
+        so); with it on, RO is tried again at once with every wanted correspondent."""
+        core = self._need_core()
+        enabled = req.get("enabled")
+        if not isinstance(enabled, bool):
+            raise ValueError("enabled must be true or false")
+        if enabled and self.nsis is None:
+            raise ValueError("this mobile node runs without NSIS (topology parameter nsis=off)")
+        core.firewall_traversal = enabled
+        self.emit("mipv6.mn.traversal", enabled=enabled)
+        now = self.io.now()
+        for cn in sorted(self.ro_wanted):
+            self.io.execute(core.start_route_optimization(cn, now))
+        return self.status()
+
     async def cmd_register(self, _req) -> dict:
         core = self._need_core()
         self.io.execute(core.register(self.io.now()))
@@ -739,6 +839,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
             out.update(core=dict(self.core.counters), io=dict(self.io.counters),
                        netfilter=await self.io.kernel(self.rules.counters),
                        tunnel=await self.io.kernel(self.backend.counters))
+        if self.nsis is not None:
+            out.update(natfw=dict(self.ni.counters), gist=self.gist.counters())
         return out
 
 

@@ -170,7 +170,7 @@ def run(tb, params) -> dict:
     mn_events = _events(agent.events_path)
     first_test = next((e for e in mn_events if e["event"] in ("mipv6.mn.hoti_sent", "mipv6.mn.coti_sent")), None)
     drops = fw.request("counters").get("unsolicited", {}).get("packets", 0) - drops_before
-    if agent.request("status").get("route_optimized", {}).get(cn):
+    if cn in agent.request("status").get("route_optimized", []):
         raise Mip6benchError("route optimisation came up without NSIS: the firewall let RR through")
     without = {"ro_established": False, "fallback": "tunnel",
                "rr_timeout_ms": _ms(first_test, fallback), "reason": fallback.get("reason"),

@@ -50,6 +50,7 @@ class NatfwService:
         self.reliable = reliable
         self._installs: dict[bytes, asyncio.Future] = {}
         self._received_at: dict[bytes, float] = {}
+        self.authz = None                        # NsisAuthzClient (NF in pull mode)
         self.driver = CoreDriver(send=self._no_transmit, on_timer=core.handle_timer,
                                  apply=self._apply, emit=agent.emit)
         gist.register_nslp(NSLPID, self._on_gist)
@@ -62,6 +63,13 @@ class NatfwService:
 
     def close(self) -> None:
         self.driver.close()
+
+    async def aclose(self) -> None:
+        """Close the core's driver, GIST and the authorization client (if any)."""
+        self.driver.close()
+        self.gist.close()
+        if self.authz is not None:
+            await self.authz.close()
 
     def _no_transmit(self, transmit) -> None:    # NATFW sends through GIST only
         self.agent.count("natfw.unexpected_transmit")
@@ -114,6 +122,10 @@ class NatfwService:
             removed = await self.pinholes.remove(effect.session_id.hex())
             self.agent.emit("nsis.pinhole_removed", session=effect.session_id.hex(), reason=effect.reason,
                             removed=bool(removed) if removed is not None else True)
+            return
+        if isinstance(effect, getattr(nat, "AuthorizeRequest", ())) and self.authz is not None:
+            self.authz.submit_request(effect, lambda rid, ok, why, limit: self.execute(
+                self.core.authorization_result(rid, ok, why, limit, self.now())))
             return
         if isinstance(effect, nat.DeliverResponse):
             self.agent.emit("nsis.response", session=effect.session_id.hex(), ok=effect.info.success,
@@ -173,3 +185,35 @@ def describe_flow(flow: nat.PinholeFlow) -> dict:
         out["mip6"] = {"kind": flow.mip6.kind, "mh_type": flow.mip6.mh_type,
                        "home_address": flow.mip6.home_address}
     return out
+
+
+async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[int, bytes],
+                         pinholes, authorization: str = "token", authz: dict | None = None,
+                         max_lifetime: int = 3600):
+    """The firewall's NATFW forwarder: GIST intercepting Q-mode NATFW messages on the
+    outside interface (and re-sending nothing else past the firewall's policy), the
+    NfCore checking tokens with the AAA side's keys and, in pull mode, asking the PAA
+    (mip6bench.runtime.authz_client) over `authz`; pinholes through `pinholes`.
+    Returns the NatfwService; its close() closes everything."""
+    import time as wall
+
+    from mip6bench.gist.core import GistConfig
+    from mip6bench.runtime.gist import GistService
+
+    offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
+    gist = GistService(agent, GistConfig(peer_identity=b"fw", addresses=tuple(addresses),
+                                         nslps=frozenset({NSLPID})),
+                       intercept_interfaces=(intercept,), pass_through=False)
+    nf = nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,
+                    authorization=authorization)
+    service = NatfwService(agent, gist, nf, pinholes=pinholes)
+    try:
+        if authorization != "token":
+            from mip6bench.runtime.authz_client import authorization_client_for
+
+            service.authz = await authorization_client_for(agent, authz or {})
+        await gist.start()
+    except BaseException:
+        await service.aclose()
+        raise
+    return service

@@ -132,6 +132,14 @@ class BootstrapServices:
             self._authz_psk_path = write_psk_file(directory / "fw-paa.psk", self.authz_psk)
         return self._authz_psk_path
 
+    def token_key_path(self):
+        """The NSIS token key (shared by the PAA, which mints, and the firewall, which
+        verifies), written on first use (0600 in the 0700 secrets/)."""
+        if getattr(self, "_token_key_path", None) is None:
+            directory = secret_dir(self.tb.run.state_dir)
+            self._token_key_path = write_psk_file(directory / "nsis-token.key", self.token_key)
+        return self._token_key_path
+
     def fw_authz_options(self) -> dict[str, Any]:
         """The fw agent's authorization client (mip6bench.runtime.authz_client.
         authorization_client_for): {paa, port, psk_file, bind}."""

@@ -158,7 +158,8 @@ class Testbed:
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
         fw = self.plan.nodes["fw"]
-        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"]})
+        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
+                                            **self.nsis_firewall_options()})
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":
@@ -180,6 +181,11 @@ class Testbed:
         if self.tunnel_backend is None:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
         out = mobility_agent_options(self.plan, self.tunnel_backend)
+        if self.params["nsis"] == "on":
+            self._nsis_options(out)
+        for node, role, options in out:
+            if role == "mn":
+                options.update(getattr(self, "mn_extra_options", {}))
         if self.params["mipv6"] == "bootstrap":
             settings = self.bootstrap.settings
             channel = self.bootstrap.ha_channel_options()
@@ -190,6 +196,40 @@ class Testbed:
                 elif role == "ha":
                     options.update(sadist_peers=channel["peers"], sadist_port=channel["port"])
         return out
+
+    def _nsis_options(self, mobility: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """NSIS on: the CN runs the NATFW responder, each MN the initiator. Statically
+        configured MNs get their authorization token from the testbed, minted with the
+        AAA side's token key as the PAA would at PANA success (bootstrapped MNs get
+        theirs from PANA)."""
+        import time as wall
+
+        from mip6bench.aaa.token import TokenIssuer, parse_flows
+        from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
+
+        settings = self.bootstrap.settings
+        issuer = TokenIssuer(self.bootstrap.token_key, TOKEN_KEY_ID, settings.token_lifetime,
+                             parse_flows(settings.token_flows))
+        for node, role, options in mobility:
+            if role == "cn":
+                options["nsis"] = True
+            elif role == "mn":
+                options["nsis"] = True
+                if self.params["mipv6"] == "static":
+                    options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
+                                                        wall.time()).hex()
+
+    def nsis_firewall_options(self) -> dict[str, Any]:
+        """The firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
+        token key to verify the tokens MNs present."""
+        from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
+
+        if self.params["nsis"] != "on":
+            return {}
+        fw = self.plan.nodes["fw"]
+        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
+                "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
+                "authorization": self.params["nsis_authz"], "authz": self.bootstrap.fw_authz_options()}
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""

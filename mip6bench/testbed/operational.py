@@ -64,9 +64,12 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("links", str, "auto", "link emulation for links with delay/jitter/loss: auto (netem "
                   "where the kernel has it, else the user-space relay), or force one "
                   "(bandwidth-only links use tbf under auto)", choices=("auto", "netem", "relay")),
-        ParamSpec("nsis", str, "on", "NSIS firewall traversal (GIST + NATFW NSLP): on (the firewall, CN "
+        ParamSpec("nsis", str, "off", "NSIS firewall traversal (GIST + NATFW NSLP): on (the firewall, CN "
                   "and MNs run it; MNs open pinholes before return routability), off (RR dies at "
                   "the firewall unless pinholes are opened statically)", choices=("on", "off")),
+        ParamSpec("nsis_authz", str, "token-or-pull", "how the firewall authorizes NATFW requests: the "
+                  "token PANA handed out (token), asking the PAA/AAA (pull), or the token and, "
+                  "without one, asking (token-or-pull)", choices=("token", "pull", "token-or-pull")),
         ParamSpec("tunnel", str, "auto", "HA-MN tunnel backend: auto (ip6tnl, else seg6, else "
                   "userspace), or force one", choices=("auto", "ip6tnl", "seg6", "userspace")),
     ]
