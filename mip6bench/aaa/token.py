@@ -30,7 +30,18 @@ X-Type (8) | SubType (8) | value`` zero-padded to 4 bytes (RFC 5981 section 3)::
 The HMAC (HMAC-SHA-256 truncated to 128 bits) covers the whole object -- header and
 every attribute -- with the HMAC field set to zeros. DEST_ADDR sub-type 250 is this
 testbed's: RFC 5981's DEST_ADDR sub-types name single addresses, port lists or an SPI,
-not "a protocol to a prefix". A verifier reports the first failure as TokenError.reason:
+not "a protocol to a prefix".
+
+How this uses RFC 5981: the token is a credential of the authorizing entity (the AAA
+server named by AUTH_ENT_ID), minted when the MN bootstraps -- before any NSIS session,
+GIST Session-ID or MRI exists. RFC 5981's HMAC_SIGNED mode has the signer cover the
+NSLPID, MRI, Session-ID and the NSLP objects named in NSLP_OBJECT_LIST; the issuer here
+can only cover the SESSION_AUTH object itself, so NSLP_OBJECT_LIST names exactly that
+object, and the firewall's NF counters replay by binding a token to the first NSIS
+session id that presents it (mip6bench.natfw.core). The numbers and where each was
+confirmed are in README.md, "NSIS protocol numbers".
+
+A verifier reports the first failure as TokenError.reason:
 "malformed: ...", "unknown key id", "bad signature", "not yet valid", "expired" (with
 `skew` seconds of tolerance), and if asked "identity mismatch", "address mismatch".
 """
@@ -50,7 +61,8 @@ T_SESSION_AUTH = 0x016
 X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_DEST_ADDR = 1, 2, 3, 4
 X_START_TIME, X_END_TIME, X_NSLP_OBJECT_LIST, X_AUTHENTICATION_DATA = 5, 6, 7, 8
 SUB_FQDN, SUB_HMAC_SIGNED, SUB_IPV6, SUB_NTP, SUB_FLOW = 3, 10, 2, 1, 250
-TRANSFORM_HMAC_SHA2_256_128 = 12
+TRANSFORM_HMAC_SHA1_96 = 2        # IKEv2 integrity transform IDs (RFC 7296 registry);
+TRANSFORM_HMAC_SHA2_256_128 = 12  # RFC 4868 -- the one minted and accepted here
 HMAC_LEN = 16
 MAX_FLOWS = 16
 MAX_NAI = 253

@@ -72,10 +72,10 @@ import ipaddress
 import random
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Mapping
+from typing import Callable, Hashable, Mapping
 
 from mip6bench.aaa.token import AuthToken, TokenError, verify_token
-from mip6bench.codec import DecodeError, Reader
+from mip6bench.codec import Reader
 from mip6bench.natfw import wire as w
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
 
@@ -754,4 +754,4 @@ class NrCore:
 __all__ = ["Mri", "PinholeFlow", "InstallPinhole", "RemovePinhole", "SendNslp",
            "DeliverResponse", "DeliverNotify", "SessionReady", "SessionFailed",
            "AuthorizeRequest", "NiCore", "NfCore", "NrCore", "consent", "mh_types",
-           "AUTH_MODES", "DecodeError"]
+           "AUTH_MODES"]

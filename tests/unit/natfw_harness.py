@@ -74,3 +74,21 @@ class Net:
 
     def names(self, frm=None):
         return [m.name for f, _, m in self.wire if frm is None or f == frm]
+
+
+def mutate(rnd, b: bytes) -> bytes:
+    """1-4 random edits of `b`: overwrite a byte, insert 1/4/8 random bytes, delete 1/4
+    bytes, or truncate."""
+    b = bytearray(b)
+    for _ in range(rnd.randint(1, 4)):
+        op = rnd.randrange(4)
+        pos = rnd.randrange(len(b) + 1)
+        if op == 0 and b:
+            b[pos % len(b)] = rnd.randrange(256)
+        elif op == 1:
+            b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 4, 8))))
+        elif op == 2:
+            del b[pos:pos + rnd.choice((1, 4))]
+        else:
+            b = b[:pos]
+    return bytes(b)

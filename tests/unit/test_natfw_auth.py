@@ -11,7 +11,7 @@ from mip6bench.natfw import wire as w
 from mip6bench.natfw.core import (AuthorizeRequest, DeliverResponse, InstallPinhole, Mri,
                                   SessionFailed, SessionReady)
 
-from .natfw_harness import CN, COA, COTI, HOA, HOTI, KEY, SID, T0, Net, tok
+from .natfw_harness import CN, COA, COTI, HOA, HOTI, SID, T0, Net, tok
 
 MIP6 = w.Mip6Flow(w.MIP6_MH, 2, HOA)
 
@@ -196,4 +196,3 @@ def test_hoti_via_the_home_address_with_token():
     net = Net(tok())
     net.open(mri=HOTI, mip6=w.Mip6Flow(w.MIP6_MH, 1, HOA))
     assert len(net.of("nf", InstallPinhole)) == 1
-    assert KEY  # the shared key the harness gives the NF

@@ -8,23 +8,7 @@ import random
 from mip6bench.natfw import wire as w
 from mip6bench.natfw.core import NfCore, NiCore, NrCore, SendNslp
 
-from .natfw_harness import COTI, HOA, KEY, T0, tok
-
-
-def mutate(rnd, b: bytes) -> bytes:
-    b = bytearray(b)
-    for _ in range(rnd.randint(1, 4)):
-        op = rnd.randrange(4)
-        pos = rnd.randrange(len(b) + 1)
-        if op == 0 and b:
-            b[pos % len(b)] = rnd.randrange(256)
-        elif op == 1:
-            b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 4, 8))))
-        elif op == 2:
-            del b[pos:pos + rnd.choice((1, 4))]
-        else:
-            b = b[:pos]
-    return bytes(b)
+from .natfw_harness import COTI, HOA, KEY, T0, mutate, tok
 
 
 def test_cores_survive_mutated_messages():

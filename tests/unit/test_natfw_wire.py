@@ -10,6 +10,8 @@ import pytest
 from mip6bench.codec import DecodeError
 from mip6bench.natfw import wire as w
 
+from .natfw_harness import mutate
+
 HOA = "2001:db8:1::1001"
 
 
@@ -142,26 +144,16 @@ def test_fuzz_only_decode_errors_escape():
     rnd = random.Random(5973)
     seeds = [w.create(60, 9, w.ACTION_ALLOW, w.Mip6Flow(w.MIP6_HAO, 0, HOA),
                       w.IcmpTypes((1, 2)), w.SessionAuth(bytes(8))).encode(),
-             w.response(9, w.InfoCode.of(w.INFO_SUCCESS), 60, w.ExternalAddress(1, 17, "192.0.2.1")).encode(),
+             w.response(9, w.InfoCode.of(w.INFO_SUCCESS), 60,
+                        w.ExternalAddress(1, 17, "192.0.2.1")).encode(),
              w.NslpMessage(w.EXT, (w.Lifetime(5), w.ExtFlowInfo(), w.Msn(1),
                                    w.DataTerminalInfo(6, 24, 1, 2, None, "2001:db8::",
                                                       ds_field=10))).encode()]
     decoded = 0
     for i in range(20000):
-        b = bytearray(rnd.choice(seeds))
-        for _ in range(rnd.randint(1, 4)):
-            op = rnd.randrange(4)
-            pos = rnd.randrange(len(b) + 1)
-            if op == 0 and b:
-                b[pos % len(b)] = rnd.randrange(256)
-            elif op == 1:
-                b[pos:pos] = bytes(rnd.randrange(256) for _ in range(rnd.choice((1, 4))))
-            elif op == 2:
-                del b[pos:pos + rnd.choice((1, 4))]
-            else:
-                b = b[:pos]
+        b = mutate(rnd, rnd.choice(seeds))
         try:
-            m = w.decode(bytes(b))
+            m = w.decode(b)
         except DecodeError as err:
             assert err.reason
             continue
