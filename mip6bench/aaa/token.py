@@ -58,6 +58,7 @@ from typing import Callable, Iterable, Mapping
 from mip6bench.codec import DecodeError, Reader, pad_len
 
 T_SESSION_AUTH = 0x016
+AB_FORWARD = 2                  # A/B = 10 as in RFC 5981 section 4.4's example
 X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_DEST_ADDR = 1, 2, 3, 4
 X_START_TIME, X_END_TIME, X_NSLP_OBJECT_LIST, X_AUTHENTICATION_DATA = 5, 6, 7, 8
 SUB_FQDN, SUB_HMAC_SIGNED, SUB_IPV6, SUB_NTP, SUB_FLOW = 3, 10, 2, 1, 250
@@ -147,7 +148,7 @@ def _attr(x_type: int, sub_type: int, value: bytes) -> bytes:
 
 
 def _object(attrs: bytes) -> bytes:
-    return struct.pack("!HH", T_SESSION_AUTH, len(attrs) // 4) + attrs
+    return struct.pack("!HH", (AB_FORWARD << 14) | T_SESSION_AUTH, len(attrs) // 4) + attrs
 
 
 def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow],
@@ -198,7 +199,7 @@ def decode_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
     try:
         r = Reader(token)
         otype, words = r.u16("object header"), r.u16("object header")
-        if otype != T_SESSION_AUTH:
+        if otype & 0x3FFF != T_SESSION_AUTH or otype >> 14 == 3:
             raise TokenError(f"malformed: object header {otype:#06x}, not SESSION_AUTH")
         if words & 0xF000 or words * 4 != r.remaining:
             raise TokenError(f"malformed: object length {words & 0xFFF} words, "

@@ -367,15 +367,19 @@ class IcmpTypes:
 
 @dataclass(frozen=True)
 class SessionAuth:
-    """SESSION_AUTH_OBJECT (RFC 5981): the attribute list, kept as bytes here;
-    mip6bench.aaa.token parses and verifies it."""
+    """SESSION_AUTH_OBJECT (RFC 5981): the attribute list, kept as bytes here, and the
+    object's A/B bits, kept because a token's HMAC covers its header (RFC 5981 section
+    4.4's example sets A/B = 10, forward); mip6bench.aaa.token parses and verifies it."""
     TYPE: ClassVar[int] = T_SESSION_AUTH
     attributes: bytes
+    ab: int = AB_FORWARD
 
     def __post_init__(self):
         _set(self, "attributes", bytes(self.attributes))
         if len(self.attributes) % 4:
             raise ValueError("SESSION_AUTH attributes are a multiple of 4 bytes")
+        if self.ab not in (0, 1, 2):
+            raise ValueError("A/B is 00, 01 or 10")
 
     def body(self) -> bytes:
         return self.attributes
@@ -468,7 +472,7 @@ def encode_object(obj) -> bytes:
     words = len(body) // 4
     if words > 0xFFF:
         raise ValueError("object too long")
-    ab = obj.ab if isinstance(obj, UnknownObject) else AB_MANDATORY
+    ab = obj.ab if isinstance(obj, (UnknownObject, SessionAuth)) else AB_MANDATORY
     return struct.pack("!HH", (ab << 14) | object_type(obj), words) + body
 
 
@@ -494,6 +498,8 @@ def decode_object(r: Reader):
     try:
         obj = parser(body)
         body.expect_end(f"object {otype:#x}")
+        if otype == T_SESSION_AUTH:
+            obj = SessionAuth(obj.attributes, ab)
     except NslpDecodeError:
         raise
     except DecodeError as err:

@@ -28,8 +28,8 @@ def token(**kw):
 
 def test_layout_rfc5981_session_auth_object():
     t = token()
-    # NSLP object header: A/B 00, type 0x016 SESSION_AUTH_OBJECT, length in words
-    assert struct.unpack("!HH", t[:4]) == (0x016, (len(t) - 4) // 4)
+    # NSLP object header: A/B 10 (forward), type 0x016 SESSION_AUTH_OBJECT, length in words
+    assert struct.unpack("!HH", t[:4]) == (0x8016, (len(t) - 4) // 4)
     # first attribute: AUTH_ENT_ID (X-Type 1) / FQDN (3) naming the authorizing entity
     issuer = b"aaa.mip6bench.example"
     assert struct.unpack("!HBB", t[4:8]) == (4 + len(issuer), 1, 3)
@@ -152,7 +152,7 @@ def test_whole_token_vector_written_out_by_hand():
     body += bytes.fromhex("000c0501") + ntp(NOW) + bytes.fromhex("000c0601") + ntp(NOW + 60)
     body += bytes.fromhex("00080700" "00010016")           # NSLP_OBJECT_LIST: SESSION_AUTH
     body += bytes.fromhex("00180800" "00000007") + bytes(16)   # Key-ID 7, HMAC zeroed
-    unsigned = struct.pack("!HH", 0x016, len(body) // 4) + body
+    unsigned = struct.pack("!HH", 0x8016, len(body) // 4) + body
     mac = hmac.new(KEY, unsigned, hashlib.sha256).digest()[:16]
     got = mint_token(KEY, 7, "a@b", HOA, (Flow(135, "2001:db8:2::/64"),), NOW, NOW + 60,
                      token_id=b"\x01" * 8, issuer="aaa.example")

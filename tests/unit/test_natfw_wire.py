@@ -40,7 +40,8 @@ VECTORS = [
      bytes.fromhex("00130006" "604011b8" "00020001" "20010db8000000000000000000000000")),
     (w.DataTerminalInfo(6, 24, spi=0x1234, sender="192.0.2.0"),
      bytes.fromhex("00130003" "a0180600" "00001234" "c0000200")),
-    (w.SessionAuth(bytes(8)), bytes.fromhex("00160002") + bytes(8)),
+    (w.SessionAuth(bytes(8)), bytes.fromhex("80160002") + bytes(8)),      # A/B 10
+    (w.SessionAuth(bytes(4), w.AB_MANDATORY), bytes.fromhex("00160001") + bytes(4)),
     (w.Mip6Flow(w.MIP6_MH, 2), bytes.fromhex("07d00001" "01020000")),
     (w.Mip6Flow(w.MIP6_HAO, 0, HOA),
      bytes.fromhex("07d00005" "02000000" "20010db8000100000000000000001001")),
