@@ -196,3 +196,25 @@ def test_hoti_via_the_home_address_with_token():
     net = Net(tok())
     net.open(mri=HOTI, mip6=w.Mip6Flow(w.MIP6_MH, 1, HOA))
     assert len(net.of("nf", InstallPinhole)) == 1
+
+
+def test_handover_keeps_the_session_and_its_token_for_the_new_coa():
+    """After a handover the MN signals the same NSIS session id from its new CoA: the token
+    (bound to that session) still passes, the NR consents again and the NF installs the
+    new flow under the same session id, which replaces the old CoA's rule."""
+    net = Net(tok())
+    net.open(mri=COTI, mip6=MIP6)
+    new_coti = Mri("2001:db8:12::7", CN, 135)
+    net.open(mri=new_coti, mip6=MIP6)
+    first, second = net.of("nf", InstallPinhole)
+    assert first.session_id == second.session_id == SID
+    assert first.flow.mri == COTI and second.flow.mri == new_coti
+    assert net.nf.sessions[SID].flow.mri == new_coti and len(net.nf.sessions) == 1
+    assert net.nf.counters["refused.replayed token"] == 0
+    # in pull mode the changed flow is put to the AAA again
+    pnet = pull_net()
+    pnet.open(mri=COTI, mip6=MIP6)
+    (req,) = pnet.of("nf", AuthorizeRequest)
+    pnet.apply("nf", pnet.nf.authorization_result(req.request_id, True, "", None, pnet.now))
+    pnet.open(mri=new_coti, mip6=MIP6)
+    assert len(pnet.of("nf", AuthorizeRequest)) == 2
