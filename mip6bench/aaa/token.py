@@ -30,7 +30,18 @@ X-Type (8) | SubType (8) | value`` zero-padded to 4 bytes (RFC 5981 section 3)::
 The HMAC (HMAC-SHA-256 truncated to 128 bits) covers the whole object -- header and
 every attribute -- with the HMAC field set to zeros. DEST_ADDR sub-type 250 is this
 testbed's: RFC 5981's DEST_ADDR sub-types name single addresses, port lists or an SPI,
-not "a protocol to a prefix". A verifier reports the first failure as TokenError.reason:
+not "a protocol to a prefix".
+
+How this uses RFC 5981: the token is a credential of the authorizing entity (the AAA
+server named by AUTH_ENT_ID), minted when the MN bootstraps -- before any NSIS session,
+GIST Session-ID or MRI exists. RFC 5981's HMAC_SIGNED mode has the signer cover the
+NSLPID, MRI, Session-ID and the NSLP objects named in NSLP_OBJECT_LIST; the issuer here
+can only cover the SESSION_AUTH object itself, so NSLP_OBJECT_LIST names exactly that
+object, and the firewall's NF counters replay by binding a token to the first NSIS
+session id that presents it (mip6bench.natfw.core). The numbers and where each was
+confirmed are in README.md, "NSIS protocol numbers".
+
+A verifier reports the first failure as TokenError.reason:
 "malformed: ...", "unknown key id", "bad signature", "not yet valid", "expired" (with
 `skew` seconds of tolerance), and if asked "identity mismatch", "address mismatch".
 """
@@ -47,10 +58,12 @@ from typing import Callable, Iterable, Mapping
 from mip6bench.codec import DecodeError, Reader, pad_len
 
 T_SESSION_AUTH = 0x016
+AB_FORWARD = 2                  # A/B = 10 as in RFC 5981 section 4.4's example
 X_AUTH_ENT_ID, X_SESSION_ID, X_SOURCE_ADDR, X_DEST_ADDR = 1, 2, 3, 4
 X_START_TIME, X_END_TIME, X_NSLP_OBJECT_LIST, X_AUTHENTICATION_DATA = 5, 6, 7, 8
 SUB_FQDN, SUB_HMAC_SIGNED, SUB_IPV6, SUB_NTP, SUB_FLOW = 3, 10, 2, 1, 250
-TRANSFORM_HMAC_SHA2_256_128 = 12
+TRANSFORM_HMAC_SHA1_96 = 2        # IKEv2 integrity transform IDs (RFC 7296 registry);
+TRANSFORM_HMAC_SHA2_256_128 = 12  # RFC 4868 -- the one minted and accepted here
 HMAC_LEN = 16
 MAX_FLOWS = 16
 MAX_NAI = 253
@@ -135,7 +148,7 @@ def _attr(x_type: int, sub_type: int, value: bytes) -> bytes:
 
 
 def _object(attrs: bytes) -> bytes:
-    return struct.pack("!HH", T_SESSION_AUTH, len(attrs) // 4) + attrs
+    return struct.pack("!HH", (AB_FORWARD << 14) | T_SESSION_AUTH, len(attrs) // 4) + attrs
 
 
 def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow],
@@ -186,7 +199,7 @@ def decode_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
     try:
         r = Reader(token)
         otype, words = r.u16("object header"), r.u16("object header")
-        if otype != T_SESSION_AUTH:
+        if otype & 0x3FFF != T_SESSION_AUTH or otype >> 14 == 3:
             raise TokenError(f"malformed: object header {otype:#06x}, not SESSION_AUTH")
         if words & 0xF000 or words * 4 != r.remaining:
             raise TokenError(f"malformed: object length {words & 0xFFF} words, "

@@ -1,32 +1,83 @@
 """Sans-I/O NATFW NSLP cores (RFC 5973): NI (data sender, the MN), NF (the firewall),
 NR (data receiver, the CN). GIST delivers `(session_id, mri, data, now)`; every method
-returns a list of actions (mip6bench.sansio) and effects defined here.
+returns a list of actions (mip6bench.sansio) and the effects defined here.
 
 Direction: CREATE travels downstream (NI -> NR), RESPONSE and NOTIFY upstream.
 `SendNslp.upstream` says which way GIST must send (upstream = back along the reverse
 path state of the session).
 
-NF behaviour: a CREATE is checked (codec, state bounds, token), kept pending and
-forwarded downstream; nothing is installed until the NR's success RESPONSE with the
-same MSN comes back, then `InstallPinhole` (also for refreshes: the runtime replaces
-the rule of that session) and the RESPONSE goes upstream. Refusals (NR or NF) never
-install anything. A CREATE whose MSN is not newer (RFC 1982) than the session's is
-dropped and counted; lifetime 0 tears down at once (`RemovePinhole`) and is forwarded;
-an installed rule not refreshed before its lifetime ends is removed (`RemovePinhole`
-reason "expired") and the NI gets a NOTIFY (session terminated). Bounds:
-`max_sessions` (installed + pending, default 1024) and `max_pending` (default 256);
-a CREATE beyond them is refused with (0x4, 0x01) "resources not available".
+NI (`NiCore`). `create()` sends CREATE (lifetime, EFI, MSN, the optional MIPv6 flow
+object 0x7D0 and the optional SESSION_AUTH token). The first MSN is random (RFC 5973
+section 3.5) and every message sent takes the next one. Without an answer the CREATE is
+sent again (new MSN) after `rto`, doubling, `max_retransmit` times; then the session
+fails (`SessionFailed`, reason "no response"). A success RESPONSE gives `SessionReady`
+with the granted lifetime and arms a refresh at `refresh_fraction` of it; an error
+RESPONSE or a NOTIFY "session terminated" gives `SessionFailed` with the information
+code. `teardown()` sends lifetime 0. `state(session_id)` is "pending", "ready" or None.
+
+NF (`NfCore`). A CREATE is decoded, checked against the session's MSN (RFC 1982: not
+newer -> dropped and counted "stale_msn"), the lifetime cap, the state bounds and the
+authorization; only then is it kept pending and forwarded downstream. Nothing is
+installed until the NR's success RESPONSE with the pending MSN comes back: then
+`InstallPinhole` (also on refreshes: the runtime replaces the session's rule) and the
+RESPONSE goes upstream with the granted lifetime. The NR's refusal is forwarded upstream
+unchanged. Lifetime 0 tears down at once (`RemovePinhole` "teardown") and is forwarded;
+an installed rule that is not refreshed before its lifetime ends is removed
+(`RemovePinhole` "expired") and the NI gets a NOTIFY (0x7, 0x01). A pending CREATE that
+the NR does not answer within `pending_timeout` is dropped (the NI retransmits).
+
+Authorization (`authorization=`):
+  "token"          the CREATE must carry a SESSION_AUTH token (mip6bench.aaa.token) that
+                   verifies with `keys[Key-ID]`, is inside START/END (wall clock), names
+                   the flow (protocol, destination, port; port+1 too when sub_ports=1),
+                   and whose SOURCE_ADDR (the MN's Home Address) is the MRI source --
+                   or, when `coa_binding` is on, the CREATE carries the MIPv6 flow object
+                   naming that Home Address (a CoA-sourced flow of that MN, see README);
+  "pull"           every new or changed flow is put to the AAA side: `AuthorizeRequest`
+                   effect, resumed by `authorization_result()`, refused after
+                   `auth_timeout`;
+  "token-or-pull"  a token if the CREATE has one, else pull;
+  "none"           no check (the default when no keys are given; tests and labs).
+Replay: a token is bound to the first `token_sessions` (default 1) NSIS session ids that
+presented it; another session presenting it is refused "replayed token". Every refusal
+answers a RESPONSE upstream with the RFC 5973 information code, creates no pending state,
+installs nothing and is counted as counters["refused.<reason>"]:
+  (0x5, 0x01) authentication failed: "forged", "malformed token";
+  (0x5, 0x02) authorization failed: "no token", "expired", "another MN", "flow not
+              authorized", "replayed token", "pull denied", "authorization timeout",
+              "closed session";
+  (0x4, 0x01) resources not available: "max sessions", "max pending", "max per source",
+              "token store full";
+  (0x7, 0x02) lifetime too big: "lifetime too big".
+
+Bounds (every piece of state a stranger can create is bounded):
+  max_sessions    (1024) sessions in any phase (authorizing, pending, installed);
+  max_pending      (256) sessions with a CREATE awaiting the AAA or the NR;
+  max_per_source    (16) sessions per source, the source being GIST's upstream peer
+                         (`peer=` given to receive) or else the MRI source address, so
+                         one flooding source exhausts its own share and not what other
+                         MNs need;
+  replay_memory  (65536) remembered token bindings (entries leave at token END_TIME);
+  closed_memory   (4096) recently closed session ids (a CREATE reusing one is refused).
+Pending and authorizing state is further bounded in time by `pending_timeout` and
+`auth_timeout`, installed state by the lifetime (at most `max_lifetime`, the AAA's
+max_lifetime and the token's END_TIME).
+
+NR (`NrCore`): `policy(session_id, mri, create)` returns None to consent or the
+(class, code) to refuse with; `consent()` builds one from allow-predicates over the flow.
 """
 from __future__ import annotations
 
 import ipaddress
+import random
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping
 
-from mip6bench.aaa.token import TokenError, verify_token
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
+from mip6bench.aaa.token import AuthToken, TokenError, verify_token
+from mip6bench.codec import Reader
 from mip6bench.natfw import wire as w
+from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
 
 
 @dataclass(frozen=True)
@@ -76,7 +127,7 @@ class SendNslp(Effect):
 
 @dataclass(frozen=True)
 class DeliverResponse(Effect):
-    """At the NI: the outcome of a CREATE (info.success tells)."""
+    """At the NI: every RESPONSE that answers the session (info.success tells)."""
     session_id: bytes
     info: w.InfoCode
     lifetime: int | None
@@ -86,6 +137,32 @@ class DeliverResponse(Effect):
 class DeliverNotify(Effect):
     session_id: bytes
     info: w.InfoCode
+
+
+@dataclass(frozen=True)
+class SessionReady(Effect):
+    """At the NI: the path granted the session (first success and every refresh)."""
+    session_id: bytes
+    lifetime: int
+    info: w.InfoCode
+
+
+@dataclass(frozen=True)
+class SessionFailed(Effect):
+    """At the NI: the session is gone; `info` is the RFC 5973 code (None: no answer)."""
+    session_id: bytes
+    info: w.InfoCode | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest(Effect):
+    """At the NF in pull mode: ask the AAA side whether `source` may open `flow`;
+    answer with `NfCore.authorization_result(request_id, ...)`."""
+    request_id: int
+    session_id: bytes
+    flow: PinholeFlow
+    source: str
 
 
 def _send(sid, mri, msg: w.NslpMessage, upstream: bool) -> SendNslp:
@@ -98,55 +175,100 @@ def _send(sid, mri, msg: w.NslpMessage, upstream: bool) -> SendNslp:
 @dataclass
 class _NiSession:
     mri: Mri
-    msn: int
-    lifetime: int
-    objects: tuple
+    lifetime: int                     # asked (before the first answer) or granted
+    objects: tuple                    # EFI, MIP6 flow, token: everything but LT and MSN
+    msn: int = 0                      # the newest MSN sent
+    outstanding: frozenset = frozenset()   # MSNs sent and not yet answered
     established: bool = False
+    tries: int = 0
+    rto: float = 0.0
 
 
 class NiCore:
-    """NATFW initiator (the MN). `create()` starts or refreshes (same session id, next
-    MSN) a session; `teardown()` sends lifetime 0; refreshes are sent on a timer at
-    `refresh_fraction` of the granted lifetime."""
+    """NATFW initiator (the MN); see the module docstring."""
 
-    def __init__(self, token: bytes | None = None, msn_start: int = 1,
-                 refresh_fraction: float = 0.5):
-        self.token = token
-        self._next_msn = msn_start & 0xFFFFFFFF
+    def __init__(self, token: bytes | None = None, msn_start: int | None = None,
+                 refresh_fraction: float = 0.5, *, rng: random.Random | None = None,
+                 rto: float = 0.5, max_retransmit: int = 4, max_rto: float = 8.0):
+        if not 0 < refresh_fraction < 1:
+            raise ValueError("refresh_fraction is in (0, 1)")
+        self.token = self._token_object(token)
+        rng = rng or random.SystemRandom()
+        self._next_msn = (rng.getrandbits(32) if msn_start is None else msn_start) & 0xFFFFFFFF
         self.refresh_fraction = refresh_fraction
+        self.rto, self.max_retransmit, self.max_rto = rto, max_retransmit, max_rto
         self.sessions: dict[bytes, _NiSession] = {}
         self.counters: Counter = Counter()
+
+    @staticmethod
+    def _token_object(token: bytes | None) -> w.SessionAuth | None:
+        if token is None:
+            return None
+        r = Reader(bytes(token))
+        obj = w.decode_object(r)
+        r.expect_end("token")
+        if not isinstance(obj, w.SessionAuth):
+            raise ValueError("the token is not a SESSION_AUTH object")
+        return obj
+
+    def state(self, session_id: bytes) -> str | None:
+        s = self.sessions.get(session_id)
+        return None if s is None else ("ready" if s.established else "pending")
 
     def _msn(self) -> int:
         v = self._next_msn
         self._next_msn = (v + 1) & 0xFFFFFFFF
         return v
 
-    def _create(self, sid, s: _NiSession) -> list[Action]:
-        extra = list(s.objects)
-        if self.token is not None:
-            extra.append(w.decode_object(_reader(self.token)))
-        msg = w.NslpMessage(w.CREATE, (w.Lifetime(s.lifetime), *extra[:1], w.Msn(s.msn),
-                                       *extra[1:]))
+    def _send_create(self, sid, s: _NiSession, now, lifetime=None) -> list[Action]:
+        s.msn = self._msn()
+        s.outstanding = s.outstanding | {s.msn}
+        lt = s.lifetime if lifetime is None else lifetime
+        efi, *rest = s.objects
+        msg = w.NslpMessage(w.CREATE, (w.Lifetime(lt), efi, w.Msn(s.msn), *rest))
         self.counters["create_sent"] += 1
         return [_send(sid, s.mri, msg, upstream=False)]
 
+    def _arm(self, sid, s: _NiSession, now, first: bool) -> list[Action]:
+        if first:
+            s.tries, s.rto = 0, self.rto
+        return [StartTimer(("retransmit", sid), now + s.rto)]
+
     def create(self, session_id: bytes, mri: Mri, lifetime: int, now: float, *,
                action: int = w.ACTION_ALLOW, sub_ports: int = 0,
-               mip6: w.Mip6Flow | None = None) -> list[Action]:
-        objs = (w.ExtFlowInfo(action, sub_ports),) + ((mip6,) if mip6 else ())
+               mip6: w.Mip6Flow | None = None, token: bytes | None = None) -> list[Action]:
+        """Open a session, or refresh/change it when `session_id` is known."""
+        if not 0 < lifetime <= 0xFFFFFFFF:
+            raise ValueError("lifetime is 1..2^32-1 seconds (teardown() sends 0)")
+        tok = self._token_object(token) if token is not None else self.token
+        objs = (w.ExtFlowInfo(action, sub_ports),) + ((mip6,) if mip6 else ()) + \
+            ((tok,) if tok else ())
         old = self.sessions.get(session_id)
-        s = _NiSession(mri, self._msn(), lifetime, objs, old.established if old else False)
+        s = _NiSession(mri, lifetime, objs, established=bool(old and old.established))
         self.sessions[session_id] = s
-        return self._create(session_id, s) + [Event("natfw.create", {
-            "session": session_id.hex(), "msn": s.msn, "lifetime": lifetime})]
+        # timers before sends: a runtime may deliver the answer before it arms them
+        arm = self._arm(session_id, s, now, True) + [StopTimer(("refresh", session_id))]
+        return arm + self._send_create(session_id, s, now) + [
+            Event("natfw.create", {"session": session_id.hex(), "msn": s.msn,
+                                   "lifetime": lifetime})]
 
     def teardown(self, session_id: bytes, now: float) -> list[Action]:
         s = self.sessions.pop(session_id, None)
         if s is None:
             return []
-        s.msn, s.lifetime = self._msn(), 0
-        return self._create(session_id, s) + [StopTimer(("refresh", session_id))]
+        self.counters["teardowns"] += 1
+        return self._send_create(session_id, s, now, lifetime=0) + [
+            StopTimer(("refresh", session_id)), StopTimer(("retransmit", session_id)),
+            Event("natfw.teardown", {"session": session_id.hex()})]
+
+    def _fail(self, sid, info, reason) -> list[Action]:
+        self.sessions.pop(sid, None)
+        self.counters[f"failed.{reason}"] += 1
+        return [SessionFailed(sid, info, reason), StopTimer(("refresh", sid)),
+                StopTimer(("retransmit", sid)),
+                Event("natfw.failed", {"session": sid.hex(), "reason": reason,
+                                       **({"class": info.severity, "code": info.code}
+                                          if info else {})})]
 
     def receive(self, session_id: bytes, mri: Mri, data: bytes, now: float) -> list[Action]:
         try:
@@ -158,71 +280,122 @@ class NiCore:
         if msg.msg_type == w.NOTIFY:
             out: list[Action] = [DeliverNotify(session_id, msg.info)]
             if s is not None and msg.info.pair == w.ERR_SESSION_TERMINATED:
-                self.sessions.pop(session_id)
-                out.append(StopTimer(("refresh", session_id)))
+                out += self._fail(session_id, msg.info, "terminated")
             return out
-        if msg.msg_type != w.RESPONSE or s is None or msg.msn != s.msn:
+        if msg.msg_type != w.RESPONSE or s is None or msg.msn not in s.outstanding:
             self.counters["unexpected"] += 1
             return []
         out = [DeliverResponse(session_id, msg.info, msg.lifetime)]
-        if msg.info.success:
-            s.established = True
-            granted = msg.lifetime if msg.lifetime is not None else s.lifetime
-            s.lifetime = granted
-            out.append(StartTimer(("refresh", session_id), now + granted * self.refresh_fraction))
-        else:
-            self.sessions.pop(session_id)
-        return out
+        if not msg.info.success:
+            return out + self._fail(session_id, msg.info, "refused")
+        s.outstanding = frozenset()
+        s.established = True
+        granted = msg.lifetime if msg.lifetime is not None else s.lifetime
+        s.lifetime = granted
+        self.counters["ready"] += 1
+        return out + [SessionReady(session_id, granted, msg.info),
+                      StopTimer(("retransmit", session_id)),
+                      StartTimer(("refresh", session_id),
+                                 now + max(granted * self.refresh_fraction, 0.001)),
+                      Event("natfw.ready", {"session": session_id.hex(), "lifetime": granted})]
 
     def handle_timer(self, key: Hashable, now: float) -> list[Action]:
-        _, sid = key
+        kind, sid = key
         s = self.sessions.get(sid)
         if s is None:
             return []
-        s.msn = self._msn()
-        return self._create(sid, s)
-
-
-def _reader(data: bytes):
-    from mip6bench.codec import Reader
-    return Reader(bytes(data))
+        if kind == "refresh":
+            self.counters["refreshes"] += 1
+            arm = self._arm(sid, s, now, True)
+            return arm + self._send_create(sid, s, now)
+        if kind == "retransmit":
+            if s.tries >= self.max_retransmit:
+                return self._fail(sid, None, "no response")
+            s.tries += 1
+            s.rto = min(s.rto * 2, self.max_rto)
+            self.counters["retransmits"] += 1
+            arm = self._arm(sid, s, now, False)
+            return arm + self._send_create(sid, s, now)
+        return []
 
 
 # ---------------------------------------------------------------- NF
+
+
+AUTH_MODES = ("none", "token", "pull", "token-or-pull")
+_AUTHN = {"forged", "malformed token"}
 
 
 @dataclass
 class _NfSession:
     mri: Mri
     flow: PinholeFlow
-    msn: int                          # newest MSN accepted
-    pending: tuple[int, int] | None   # (msn, lifetime) awaiting the NR's RESPONSE
+    source: str                        # the per-source bound's key
+    msn: int                           # newest MSN accepted
+    pending: tuple | None = None       # (msn, lifetime, flow) awaiting the NR
     installed: bool = False
     expires: float = 0.0
+    authorized_flow: PinholeFlow | None = None  # what the authorization covered
+    cap: int | None = None             # lifetime cap from the AAA or the token
+    auth_request: int | None = None    # pull request under way
+    held: tuple | None = None          # (msg, msn, lifetime) waiting for the AAA
+    forwarded: bool = False            # a CREATE went downstream (the NR may hold state)
 
 
 class NfCore:
-    """NATFW forwarder (the firewall). `keys` (key id -> key) turns token checking on:
-    then every CREATE with a lifetime must carry a valid SESSION_AUTH token. `wall_clock`
-    maps the core's monotonic `now` to Unix seconds for token validity."""
+    """NATFW forwarder (the firewall); see the module docstring for behaviour and bounds.
+    `keys` maps Key-ID -> key shared with the AAA side; `wall_clock` maps the core's
+    monotonic `now` to Unix seconds for token validity."""
 
     def __init__(self, keys: Mapping[int, bytes] | None = None, *,
+                 authorization: str | None = None,
                  wall_clock: Callable[[float], float] = lambda now: now,
-                 max_sessions: int = 1024, max_pending: int = 256,
+                 max_sessions: int = 1024, max_pending: int = 256, max_per_source: int = 16,
                  max_lifetime: int = 3600, pending_timeout: float = 30.0,
+                 auth_timeout: float = 5.0, coa_binding: bool = True,
+                 token_sessions: int = 1, replay_memory: int = 65536,
                  closed_memory: int = 4096):
+        if authorization is None:
+            authorization = "none" if keys is None else "token"
+        if authorization not in AUTH_MODES:
+            raise ValueError(f"authorization is one of {AUTH_MODES}")
+        if authorization in ("token", "token-or-pull") and keys is None:
+            raise ValueError(f"authorization={authorization!r} needs keys")
+        if min(max_sessions, max_pending, max_per_source, token_sessions, replay_memory) < 1:
+            raise ValueError("bounds must be positive")
         self.keys = keys
+        self.authorization = authorization
         self.wall_clock = wall_clock
         self.max_sessions, self.max_pending = max_sessions, max_pending
+        self.max_per_source = max_per_source
         self.max_lifetime, self.pending_timeout = max_lifetime, pending_timeout
+        self.auth_timeout, self.coa_binding = auth_timeout, coa_binding
+        self.token_sessions, self.replay_memory = token_sessions, replay_memory
         self.sessions: dict[bytes, _NfSession] = {}
+        self._per_source: Counter = Counter()
+        self._pending = 0
         self._closed: OrderedDict[bytes, None] = OrderedDict()
         self._closed_memory = closed_memory
+        # (key id, token id) -> (session ids bound, token end as Unix time)
+        self._tokens: OrderedDict[tuple, tuple[tuple[bytes, ...], float]] = OrderedDict()
+        self._requests: dict[int, bytes] = {}
+        self._next_request = 1
         self.counters: Counter = Counter()
+
+    # -- bookkeeping
 
     @property
     def pending_count(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.pending)
+        return self._pending
+
+    def _track(self, s: _NfSession, before: bool):
+        """Keep the pending count in step after `s` changed (`before`: was it pending)."""
+        after = self._is_pending(s)
+        if before != after:
+            self._pending += 1 if after else -1
+
+    def _is_pending(self, s: _NfSession) -> bool:
+        return s.pending is not None or s.auth_request is not None
 
     def _refuse(self, sid, mri, msn, pair, why, object_type=0) -> list[Action]:
         self.counters[f"refused.{why}"] += 1
@@ -237,33 +410,87 @@ class NfCore:
         while len(self._closed) > self._closed_memory:
             self._closed.popitem(last=False)
         out: list[Action] = [StopTimer(("expire", sid)), StopTimer(("pending", sid))]
-        if s is not None and s.installed:
+        if s is None:
+            return out
+        if self._is_pending(s):
+            self._pending -= 1
+        if s.auth_request is not None:
+            self._requests.pop(s.auth_request, None)
+            out.append(StopTimer(("auth", s.auth_request)))
+        self._per_source[s.source] -= 1
+        if self._per_source[s.source] <= 0:
+            del self._per_source[s.source]
+        if s.installed:
             out.append(RemovePinhole(sid, reason))
             self.counters["pinholes_removed"] += 1
+        out.append(Event("natfw.closed", {"session": sid.hex(), "reason": reason}))
         return out
 
-    def _check_token(self, msg: w.NslpMessage, mri: Mri, mip6, now) -> str | None:
-        if self.keys is None:
-            return None
+    # -- authorization
+
+    def _token_check(self, sid, msg, flow: PinholeFlow, now) -> tuple[str | None, int | None]:
+        """(refusal reason or None, lifetime cap from the token's END_TIME)."""
         auth = msg.get(w.SessionAuth)
         if auth is None:
-            return "no token"
-        token = w.encode_object(auth)
-        bound = mip6.home_address if mip6 is not None and mip6.home_address else mri.source
+            return "no token", None
+        wall = self.wall_clock(now)
         try:
-            claims = verify_token(token, self.keys, self.wall_clock(now), hoa=bound)
+            claims = verify_token(w.encode_object(auth), self.keys, wall)
         except TokenError as err:
-            return {"unknown key id": "forged", "bad signature": "forged",
-                    "address mismatch": "another MN's token"}.get(
-                        err.reason, "expired" if err.reason in ("expired", "not yet valid")
-                        else "malformed token")
-        if not claims.allows(mri.protocol, mri.destination, mri.destination_port):
-            return "flow not authorized"
+            if err.reason in ("unknown key id", "bad signature"):
+                return "forged", None
+            if err.reason in ("expired", "not yet valid"):
+                return "expired", None
+            return "malformed token", None
+        why = self._source_check(claims, flow)
+        if why is None and not self._flow_allowed(claims, flow):
+            why = "flow not authorized"
+        if why is None:
+            why = self._bind_token(sid, claims, wall)
+        return why, max(1, int(claims.end - wall))
+
+    def _source_check(self, claims: AuthToken, flow: PinholeFlow) -> str | None:
+        hoa = ipaddress.IPv6Address(claims.hoa)
+        named = flow.mip6.home_address if flow.mip6 is not None else None
+        if named is not None and ipaddress.IPv6Address(named) != hoa:
+            return "another MN"
+        if ipaddress.IPv6Address(flow.mri.source) == hoa:
+            return None
+        if self.coa_binding and named is not None:
+            return None                 # a CoA-sourced flow of the MN with this HoA
+        return "another MN"
+
+    @staticmethod
+    def _flow_allowed(claims: AuthToken, flow: PinholeFlow) -> bool:
+        m = flow.mri
+        ports = [m.destination_port] + ([m.destination_port + 1] if flow.sub_ports else [])
+        return all(claims.allows(m.protocol, m.destination, p) for p in ports if p <= 0xFFFF)
+
+    def _bind_token(self, sid, claims: AuthToken, wall) -> str | None:
+        key = (claims.key_id, claims.token_id)
+        entry = self._tokens.get(key)
+        if entry is not None:
+            bound, end = entry
+            if sid in bound:
+                return None
+            if len(bound) >= self.token_sessions:
+                return "replayed token"
+            self._tokens[key] = (bound + (sid,), end)
+            return None
+        if len(self._tokens) >= self.replay_memory:
+            for k in [k for k, (_, end) in self._tokens.items() if end <= wall]:
+                del self._tokens[k]
+            if len(self._tokens) >= self.replay_memory:
+                return "token store full"
+        self._tokens[key] = ((sid,), claims.end)
         return None
 
+    # -- messages
+
     def receive(self, session_id: bytes, mri: Mri, data: bytes, now: float, *,
-                upstream: bool = False) -> list[Action]:
-        """A NATFW message GIST delivered; `upstream` is its direction of travel."""
+                upstream: bool = False, peer: str | None = None) -> list[Action]:
+        """A NATFW message GIST delivered; `upstream` is its direction of travel and
+        `peer` the GIST peer it came from (the per-source bound's key, if given)."""
         try:
             msg = w.decode(data)
         except w.NslpDecodeError as err:
@@ -272,15 +499,16 @@ class NfCore:
                 return [Event("natfw.malformed", {"reason": err.reason})]
             return self._refuse(session_id, mri, 0, err.info, "malformed", err.object_type)
         if msg.msg_type == w.CREATE and not upstream:
-            return self._on_create(session_id, mri, msg, data, now)
+            return self._on_create(session_id, mri, msg, data, now, peer or mri.source)
         if msg.msg_type == w.RESPONSE and upstream:
-            return self._on_response(session_id, mri, msg, data, now)
+            return self._on_response(session_id, mri, msg, now)
         if msg.msg_type == w.NOTIFY and upstream:
+            self.counters["notify_forwarded"] += 1
             return [SendNslp(session_id, mri, bytes(data), True, True)]
         self.counters["unexpected"] += 1
         return []
 
-    def _on_create(self, sid, mri, msg, data, now) -> list[Action]:
+    def _on_create(self, sid, mri, msg, data, now, source) -> list[Action]:
         s = self.sessions.get(sid)
         msn, lifetime = msg.msn, msg.lifetime
         if s is not None and not w.serial_newer(msn, s.msn):
@@ -291,68 +519,158 @@ class NfCore:
                 self.counters["unexpected"] += 1
                 return []
             self.counters["teardowns"] += 1
-            return self._close(sid, "teardown") + [SendNslp(sid, mri, bytes(data), True, False)]
+            fwd = [SendNslp(sid, mri, bytes(data), True, False)] if s.forwarded else []
+            return self._close(sid, "teardown") + fwd
         if s is None and sid in self._closed:
-            return self._refuse(sid, mri, msn, w.ERR_AUTHORIZATION_FAILED, "replayed")
+            return self._refuse(sid, mri, msn, w.ERR_AUTHORIZATION_FAILED, "closed session")
         if lifetime > self.max_lifetime:
             return self._refuse(sid, mri, msn, w.ERR_LIFETIME_TOO_BIG, "lifetime too big",
                                 w.T_LT)
-        mip6 = msg.get(w.Mip6Flow)
-        why = self._check_token(msg, mri, mip6, now)
-        if why is not None:
-            return self._refuse(sid, mri, msn, w.ERR_AUTHORIZATION_FAILED, why,
-                                w.T_SESSION_AUTH)
-        if s is None and len(self.sessions) >= self.max_sessions:
-            return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max sessions")
-        if (s is None or s.pending is None) and self.pending_count >= self.max_pending:
-            return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max pending")
         efi = msg.get(w.ExtFlowInfo)
-        flow = PinholeFlow(mri, efi.action, efi.sub_ports, mip6)
+        flow = PinholeFlow(mri, efi.action, efi.sub_ports, msg.get(w.Mip6Flow))
+        # bounds first: a flood is refused before any crypto or AAA round trip
         if s is None:
-            s = self.sessions[sid] = _NfSession(mri, flow, msn, None)
-        elif flow != s.flow:
-            return self._refuse(sid, mri, msn, w.ERR_POLICY_DENIED, "flow changed")
-        s.msn, s.pending = msn, (msn, lifetime)
-        self.counters["creates_forwarded"] += 1
-        return [SendNslp(sid, mri, bytes(data), True, False),
-                StartTimer(("pending", sid), now + self.pending_timeout),
-                Event("natfw.pending", {"session": sid.hex(), "msn": msn})]
+            if len(self.sessions) >= self.max_sessions:
+                return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max sessions")
+            if self._per_source[source] >= self.max_per_source:
+                return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE,
+                                    "max per source")
+        if (s is None or not self._is_pending(s)) and self._pending >= self.max_pending:
+            return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max pending")
+        # authorization
+        use_token = self.authorization == "token" or (
+            self.authorization == "token-or-pull" and msg.get(w.SessionAuth) is not None)
+        pull = self.authorization == "pull" or (
+            self.authorization == "token-or-pull" and not use_token)
+        cap = None
+        if use_token:
+            why, cap = self._token_check(sid, msg, flow, now)
+            if why is not None:
+                pair = w.ERR_AUTHENTICATION_FAILED if why in _AUTHN else (
+                    w.ERR_RESOURCES_UNAVAILABLE if why == "token store full"
+                    else w.ERR_AUTHORIZATION_FAILED)
+                return self._refuse(sid, mri, msn, pair, why, w.T_SESSION_AUTH)
+        if s is None:
+            s = self.sessions[sid] = _NfSession(mri, flow, source, msn)
+            self._per_source[source] += 1
+        if pull and s.authorized_flow != flow:
+            return self._pull(sid, s, msg, msn, lifetime, flow, now)
+        s.authorized_flow = flow
+        if use_token:
+            s.cap = cap
+        return self._forward(sid, s, msg, msn, lifetime, flow, now)
 
-    def _on_response(self, sid, mri, msg, data, now) -> list[Action]:
+    def _pull(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
+        out: list[Action] = []
+        before = self._is_pending(s)
+        if s.auth_request is not None:          # a newer CREATE replaces the held one
+            self._requests.pop(s.auth_request, None)
+            out.append(StopTimer(("auth", s.auth_request)))
+        rid = self._next_request
+        self._next_request += 1
+        self._requests[rid] = sid
+        s.auth_request, s.held, s.msn = rid, (msg, msn, lifetime, flow), msn
+        self._track(s, before)
+        self.counters["authorize_requests"] += 1
+        return out + [AuthorizeRequest(rid, sid, flow, flow.mri.source),
+                      StartTimer(("auth", rid), now + self.auth_timeout),
+                      Event("natfw.authorizing", {"session": sid.hex(), "request": rid})]
+
+    def authorization_result(self, request_id: int, allowed: bool, reason: str,
+                             max_lifetime: int | None, now: float) -> list[Action]:
+        """The AAA side's answer to `AuthorizeRequest(request_id, ...)`."""
+        sid = self._requests.pop(request_id, None)
+        s = self.sessions.get(sid) if sid is not None else None
+        if s is None or s.auth_request != request_id:
+            self.counters["late_auth_result"] += 1
+            return []
+        msg, msn, lifetime, flow = s.held
+        before = self._is_pending(s)
+        s.auth_request = s.held = None
+        self._track(s, before)
+        out: list[Action] = [StopTimer(("auth", request_id))]
+        if not allowed:
+            return out + self._pull_refused(sid, s, msn, "pull denied", reason)
+        s.authorized_flow = flow
+        s.cap = max_lifetime if max_lifetime is None else max(1, int(max_lifetime))
+        self.counters["authorized"] += 1
+        return out + self._forward(sid, s, msg, msn, lifetime, flow, now)
+
+    def _pull_refused(self, sid, s, msn, why, detail="") -> list[Action]:
+        out = self._refuse(sid, s.mri, msn, w.ERR_AUTHORIZATION_FAILED, why,
+                           w.T_SESSION_AUTH)
+        if detail:
+            out.append(Event("natfw.pull_refused", {"session": sid.hex(), "detail": detail}))
+        if not s.installed:
+            out += self._close(sid, why)
+        return out
+
+    def _forward(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
+        caps = [lifetime, self.max_lifetime] + ([s.cap] if s.cap is not None else [])
+        lt = min(caps)
+        if lt != lifetime:
+            msg = w.NslpMessage(w.CREATE, tuple(w.Lifetime(lt) if isinstance(o, w.Lifetime)
+                                                else o for o in msg.objects), msg.proxy)
+        before = self._is_pending(s)
+        s.pending, s.msn, s.forwarded = (msn, lt, flow), msn, True
+        self._track(s, before)
+        self.counters["creates_forwarded"] += 1
+        return [StartTimer(("pending", sid), now + self.pending_timeout),
+                _send(sid, flow.mri, msg, upstream=False),
+                Event("natfw.pending", {"session": sid.hex(), "msn": msn, "lifetime": lt})]
+
+    def _on_response(self, sid, mri, msg, now) -> list[Action]:
         s = self.sessions.get(sid)
         if s is None or s.pending is None or s.pending[0] != msg.msn:
             self.counters["unmatched_response"] += 1
             return []
-        _, asked = s.pending
+        _, asked, flow = s.pending
+        before = self._is_pending(s)
         s.pending = None
+        self._track(s, before)
         out: list[Action] = [StopTimer(("pending", sid))]
         if not msg.info.success:
             self.counters["nr_refusals"] += 1
+            fwd = _send(sid, s.mri, msg, upstream=True)
             if not s.installed:
                 out += self._close(sid, "refused")
-            return out + [SendNslp(sid, mri, bytes(data), True, True)]
+            return out + [fwd]
         granted = min(asked, msg.lifetime if msg.lifetime is not None else asked)
-        s.installed, s.expires = True, now + granted
+        if granted < 1:
+            granted = 1
+        s.installed, s.expires, s.flow, s.mri = True, now + granted, flow, flow.mri
         self.counters["pinholes_installed"] += 1
         fwd = w.response(msg.msn, msg.info, granted)
         return out + [InstallPinhole(sid, s.flow, granted), StartTimer(("expire", sid), s.expires),
-                      _send(sid, mri, fwd, upstream=True)]
+                      _send(sid, s.mri, fwd, upstream=True),
+                      Event("natfw.installed", {"session": sid.hex(), "lifetime": granted})]
 
     def handle_timer(self, key: Hashable, now: float) -> list[Action]:
-        kind, sid = key
-        s = self.sessions.get(sid)
+        kind, ident = key
+        if kind == "auth":
+            sid = self._requests.pop(ident, None)
+            s = self.sessions.get(sid) if sid is not None else None
+            if s is None or s.auth_request != ident:
+                return []
+            _, msn, _, _ = s.held
+            before = self._is_pending(s)
+            s.auth_request = s.held = None
+            self._track(s, before)
+            return self._pull_refused(sid, s, msn, "authorization timeout")
+        s = self.sessions.get(ident)
         if s is None:
             return []
         if kind == "pending" and s.pending is not None:
             self.counters["pending_timeouts"] += 1
+            before = self._is_pending(s)
             s.pending = None
-            if not s.installed:
-                return self._close(sid, "no response")
-            return []
+            self._track(s, before)
+            return [] if s.installed else self._close(ident, "no response")
         if kind == "expire" and s.installed and now >= s.expires:
             self.counters["expired"] += 1
-            return self._close(sid, "expired") + [_send(
-                sid, s.mri, w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)), upstream=True)]
+            mri = s.mri
+            return self._close(ident, "expired") + [_send(
+                ident, mri, w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)), upstream=True)]
         return []
 
 
@@ -362,13 +680,32 @@ class NfCore:
 Policy = Callable[[bytes, Mri, w.NslpMessage], "tuple[int, int] | None"]
 
 
+def consent(*allow: Callable[[Mri, "w.Mip6Flow | None"], bool],
+            refuse: tuple[int, int] = w.ERR_POLICY_DENIED) -> Policy:
+    """An NR policy: consent when any `allow(mri, mip6_flow)` holds, else refuse with
+    `refuse` (default (0x7, 0x04), the rule is denied by the NR's policy)."""
+    def policy(sid, mri, msg):
+        mip6 = msg.get(w.Mip6Flow)
+        return None if any(a(mri, mip6) for a in allow) else refuse
+    return policy
+
+
+def mh_types(*types: int) -> Callable[[Mri, "w.Mip6Flow | None"], bool]:
+    """A `consent` predicate: Mobility Header flows of these MH types (RFC 6275)."""
+    wanted = frozenset(types)
+    return lambda mri, mip6: (mri.protocol == 135 and mip6 is not None
+                              and mip6.kind == w.MIP6_MH and mip6.mh_type in wanted)
+
+
 class NrCore:
     """NATFW responder (the CN). `policy(session_id, mri, create)` returns None to
-    accept or the (class, code) information code to refuse with; the default accepts."""
+    accept or the (class, code) information code to refuse with; the default accepts.
+    Session state is bounded by `max_sessions` and by the granted lifetimes."""
 
-    def __init__(self, policy: Policy | None = None, max_lifetime: int = 3600):
+    def __init__(self, policy: Policy | None = None, max_lifetime: int = 3600,
+                 max_sessions: int = 4096):
         self.policy = policy or (lambda sid, mri, msg: None)
-        self.max_lifetime = max_lifetime
+        self.max_lifetime, self.max_sessions = max_lifetime, max_sessions
         self.sessions: dict[bytes, tuple[int, float]] = {}    # sid -> (msn, expires)
         self.counters: Counter = Counter()
 
@@ -383,6 +720,9 @@ class NrCore:
             self.counters["unexpected"] += 1
             return []
         have = self.sessions.get(session_id)
+        if have is not None and have[1] <= now:
+            self.sessions.pop(session_id)
+            have = None
         if have is not None and not w.serial_newer(msg.msn, have[0]):
             self.counters["stale_msn"] += 1
             return []
@@ -393,9 +733,25 @@ class NrCore:
         refusal = self.policy(session_id, mri, msg)
         if refusal is not None:
             self.counters["refused"] += 1
-            return [_send(session_id, mri, w.response(msg.msn, w.InfoCode.of(refusal)), True)]
+            self.sessions.pop(session_id, None)
+            return [_send(session_id, mri, w.response(msg.msn, w.InfoCode.of(refusal)), True),
+                    Event("natfw.nr_refused", {"session": session_id.hex(),
+                                               "class": refusal[0], "code": refusal[1]})]
+        if have is None and len(self.sessions) >= self.max_sessions:
+            for sid in [k for k, (_, exp) in self.sessions.items() if exp <= now]:
+                del self.sessions[sid]
+            if len(self.sessions) >= self.max_sessions:
+                self.counters["refused.max sessions"] += 1
+                return [_send(session_id, mri, w.response(
+                    msg.msn, w.InfoCode.of(w.ERR_RESOURCES_UNAVAILABLE)), True)]
         granted = min(msg.lifetime, self.max_lifetime)
         self.sessions[session_id] = (msg.msn, now + granted)
         self.counters["accepted"] += 1
         return [_send(session_id, mri, w.response(msg.msn, w.InfoCode.of(w.INFO_SUCCESS),
                                                   granted), True)]
+
+
+__all__ = ["Mri", "PinholeFlow", "InstallPinhole", "RemovePinhole", "SendNslp",
+           "DeliverResponse", "DeliverNotify", "SessionReady", "SessionFailed",
+           "AuthorizeRequest", "NiCore", "NfCore", "NrCore", "consent", "mh_types",
+           "AUTH_MODES"]

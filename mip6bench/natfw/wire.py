@@ -26,7 +26,12 @@ from mip6bench.codec import DecodeError, Reader, pad_len
 NSLPID = 33                     # GIST NSLPID of the NATFW NSLP
 RAO_VALUE = 68                  # IPv6 Router Alert value for NATFW Q-mode queries
 
-# Message types (RFC 5973 section 4.3; IANA "NATFW NSLP Message Types")
+# Where each number comes from, and how far it is confirmed: README.md, "NSIS protocol
+# numbers". In short: the registry names and the shared object header are confirmed;
+# the values below marked (impl) agree with the KIT NSIS-ka implementation of the NATFW
+# NSLP but could not be read in the RFC 5973 text here.
+
+# Message types (RFC 5973 section 4.3; IANA "NATFW NSLP Message Types"), 8 bits (impl)
 CREATE, EXT, RESPONSE, NOTIFY = 0x1, 0x2, 0x3, 0x4
 MSG_NAMES = {CREATE: "CREATE", EXT: "EXT", RESPONSE: "RESPONSE", NOTIFY: "NOTIFY"}
 FLAG_PROXY = 0x80               # P flag (IANA "NATFW NSLP Header Flags")
@@ -42,11 +47,14 @@ AB_MANDATORY, AB_IGNORE, AB_FORWARD = 0, 1, 2
 # Extended flow information rule actions (section 4.2.3)
 ACTION_ALLOW, ACTION_DENY = 0x0001, 0x0002
 
-# Information code severity classes and response codes (section 4.2.5)
+# Information code severity classes and response codes (section 4.2.5). Classes 1-5 are
+# the shared IANA "NSLP Error Classes" (confirmed); 0x7 for signaling session failures
+# is unconfirmed (6 is the QoS NSLP's "QoS Model Error" there).
 SEV_INFORMATIONAL, SEV_SUCCESS, SEV_PROTOCOL_ERROR = 0x1, 0x2, 0x3
 SEV_TRANSIENT, SEV_PERMANENT, SEV_SESSION_FAILURE = 0x4, 0x5, 0x7
 INFO_ROUTE_CHANGE = (SEV_INFORMATIONAL, 0x01)
 INFO_REAUTH_REQUIRED = (SEV_INFORMATIONAL, 0x02)
+INFO_NODE_GOING_DOWN = (SEV_INFORMATIONAL, 0x03)
 INFO_SUCCESS = (SEV_SUCCESS, 0x01)
 ERR_ILLEGAL_MESSAGE_TYPE = (SEV_PROTOCOL_ERROR, 0x01)
 ERR_WRONG_MESSAGE_LENGTH = (SEV_PROTOCOL_ERROR, 0x02)
@@ -56,15 +64,33 @@ ERR_ILLEGAL_OBJECT = (SEV_PROTOCOL_ERROR, 0x05)
 ERR_UNKNOWN_OBJECT = (SEV_PROTOCOL_ERROR, 0x06)
 ERR_WRONG_OBJECT_LENGTH = (SEV_PROTOCOL_ERROR, 0x07)
 ERR_UNKNOWN_FIELD_VALUE = (SEV_PROTOCOL_ERROR, 0x08)
-ERR_UNKNOWN_RULE_ACTION = (SEV_PROTOCOL_ERROR, 0x09)
-ERR_DUPLICATE_OBJECT = (SEV_PROTOCOL_ERROR, 0x0B)
+ERR_INVALID_FLAG_COMBINATION = (SEV_PROTOCOL_ERROR, 0x09)
+ERR_DUPLICATE_OBJECT = (SEV_PROTOCOL_ERROR, 0x0A)
+ERR_EXT_ON_EXTERNAL_SIDE = (SEV_PROTOCOL_ERROR, 0x0B)
 ERR_RESOURCES_UNAVAILABLE = (SEV_TRANSIENT, 0x01)
 ERR_AUTHENTICATION_FAILED = (SEV_PERMANENT, 0x01)
 ERR_AUTHORIZATION_FAILED = (SEV_PERMANENT, 0x02)
+ERR_TRANSPORT_SECURITY = (SEV_PERMANENT, 0x03)
 ERR_INTERNAL = (SEV_PERMANENT, 0x04)
+ERR_NO_NAT_HERE = (SEV_PERMANENT, 0x05)
+ERR_NO_EDGE_DEVICE_HERE = (SEV_PERMANENT, 0x06)
+ERR_NR_NOT_REACHED = (SEV_PERMANENT, 0x07)
+ERR_TRACING_NOT_ALLOWED = (SEV_PERMANENT, 0x08)
 ERR_SESSION_TERMINATED = (SEV_SESSION_FAILURE, 0x01)
 ERR_LIFETIME_TOO_BIG = (SEV_SESSION_FAILURE, 0x02)
+ERR_NO_RESERVATION = (SEV_SESSION_FAILURE, 0x03)
 ERR_POLICY_DENIED = (SEV_SESSION_FAILURE, 0x04)
+ERR_UNKNOWN_RULE_ACTION = (SEV_SESSION_FAILURE, 0x05)
+ERR_RULE_ACTION_NOT_APPLICABLE = (SEV_SESSION_FAILURE, 0x06)
+ERR_DTINFO_REQUIRED = (SEV_SESSION_FAILURE, 0x07)
+ERR_SUB_PORTS_NOT_PERMITTED = (SEV_SESSION_FAILURE, 0x08)
+ERR_PROTOCOL_UNSUPPORTED = (SEV_SESSION_FAILURE, 0x09)
+ERR_PLAIN_IP_NOT_PERMITTED = (SEV_SESSION_FAILURE, 0x0A)
+ERR_ICMP_TYPE_NOT_PERMITTED = (SEV_SESSION_FAILURE, 0x0B)
+ERR_SOURCE_RANGE_TOO_LARGE = (SEV_SESSION_FAILURE, 0x0C)
+ERR_DEST_RANGE_TOO_LARGE = (SEV_SESSION_FAILURE, 0x0D)
+ERR_SOURCE_PORT_RANGE_TOO_LARGE = (SEV_SESSION_FAILURE, 0x0E)
+ERR_DEST_PORT_RANGE_TOO_LARGE = (SEV_SESSION_FAILURE, 0x0F)
 
 MAX_MESSAGE = 65535
 
@@ -134,7 +160,7 @@ class ExtFlowInfo:
         if action not in (ACTION_ALLOW, ACTION_DENY):
             _fail(f"unknown rule action {action}", ERR_UNKNOWN_RULE_ACTION, T_EFI)
         if sub not in (0, 1):
-            _fail(f"sub_ports {sub}", ERR_UNKNOWN_FIELD_VALUE, T_EFI)
+            _fail(f"sub_ports {sub}", ERR_SUB_PORTS_NOT_PERMITTED, T_EFI)
         return cls(action, sub)
 
 
@@ -245,9 +271,11 @@ DT_I, DT_P, DT_S = 0x80, 0x40, 0x20
 
 @dataclass(frozen=True)
 class DataTerminalInfo:
-    """NATFW_DTINFO: I|P|S|resv (8) | sender prefix (8) | protocol (8) | resv (8), then
-    sender port | receiver port if P, IPsec SPI if I, the data sender's address if S
-    (4 bytes IPv4 as in RFC 5973, or 16 bytes IPv6 in this testbed)."""
+    """NATFW_DTINFO: I|P|S|resv (8) | sender prefix (8) | protocol (8) | DS-field (6) |
+    resv (2), then receiver (destination) port | sender (source) port if P, IPsec SPI
+    if I, the data sender's address if S (4 bytes IPv4 as in RFC 5973, or 16 bytes IPv6
+    in this testbed). P and I together are refused (ports and an SPI exclude each other).
+    The field order within the ports word and the DS-field are unconfirmed (README)."""
     TYPE: ClassVar[int] = T_DTINFO
     protocol: int
     sender_prefix: int = 128
@@ -255,10 +283,14 @@ class DataTerminalInfo:
     receiver_port: int | None = None
     spi: int | None = None
     sender: str | None = None
+    ds_field: int = 0
 
     def __post_init__(self):
         _u(self.protocol, 8, "protocol")
         _u(self.sender_prefix, 8, "sender prefix")
+        _u(self.ds_field, 6, "DS-field")
+        if self.spi is not None and self.sender_port is not None:
+            raise ValueError("DTINFO carries ports or an SPI, not both")
         if (self.sender_port is None) != (self.receiver_port is None):
             raise ValueError("sender and receiver ports go together")
         if self.sender_port is not None:
@@ -275,9 +307,9 @@ class DataTerminalInfo:
     def body(self) -> bytes:
         flags = (DT_P if self.sender_port is not None else 0) | \
             (DT_I if self.spi is not None else 0) | (DT_S if self.sender is not None else 0)
-        out = struct.pack("!BBBB", flags, self.sender_prefix, self.protocol, 0)
+        out = struct.pack("!BBBB", flags, self.sender_prefix, self.protocol, self.ds_field << 2)
         if self.sender_port is not None:
-            out += struct.pack("!HH", self.sender_port, self.receiver_port)
+            out += struct.pack("!HH", self.receiver_port, self.sender_port)
         if self.spi is not None:
             out += struct.pack("!I", self.spi)
         if self.sender is not None:
@@ -286,12 +318,14 @@ class DataTerminalInfo:
 
     @classmethod
     def parse(cls, r: Reader):
-        flags, plen, proto, resv = r.u8(), r.u8(), r.u8(), r.u8()
-        if flags & 0x1F or resv:
+        flags, plen, proto, ds = r.u8(), r.u8(), r.u8(), r.u8()
+        if flags & 0x1F or ds & 0x03:
             _fail("reserved bits set in DTINFO", ERR_UNKNOWN_FIELD_VALUE, T_DTINFO)
+        if flags & DT_P and flags & DT_I:
+            _fail("DTINFO with ports and an SPI", ERR_INVALID_FLAG_COMBINATION, T_DTINFO)
         sp = rp = spi = sender = None
         if flags & DT_P:
-            sp, rp = r.u16(), r.u16()
+            rp, sp = r.u16(), r.u16()
         if flags & DT_I:
             spi = r.u32()
         if flags & DT_S:
@@ -301,7 +335,7 @@ class DataTerminalInfo:
             sender = str(ipaddress.ip_address(raw))
             if plen > len(raw) * 8:
                 _fail("DTINFO sender prefix too long", ERR_UNKNOWN_FIELD_VALUE, T_DTINFO)
-        return cls(proto, plen, sp, rp, spi, sender)
+        return cls(proto, plen, sp, rp, spi, sender, ds >> 2)
 
 
 @dataclass(frozen=True)
@@ -333,15 +367,19 @@ class IcmpTypes:
 
 @dataclass(frozen=True)
 class SessionAuth:
-    """SESSION_AUTH_OBJECT (RFC 5981): the attribute list, kept as bytes here;
-    mip6bench.aaa.token parses and verifies it."""
+    """SESSION_AUTH_OBJECT (RFC 5981): the attribute list, kept as bytes here, and the
+    object's A/B bits, kept because a token's HMAC covers its header (RFC 5981 section
+    4.4's example sets A/B = 10, forward); mip6bench.aaa.token parses and verifies it."""
     TYPE: ClassVar[int] = T_SESSION_AUTH
     attributes: bytes
+    ab: int = AB_FORWARD
 
     def __post_init__(self):
         _set(self, "attributes", bytes(self.attributes))
         if len(self.attributes) % 4:
             raise ValueError("SESSION_AUTH attributes are a multiple of 4 bytes")
+        if self.ab not in (0, 1, 2):
+            raise ValueError("A/B is 00, 01 or 10")
 
     def body(self) -> bytes:
         return self.attributes
@@ -434,7 +472,7 @@ def encode_object(obj) -> bytes:
     words = len(body) // 4
     if words > 0xFFF:
         raise ValueError("object too long")
-    ab = obj.ab if isinstance(obj, UnknownObject) else AB_MANDATORY
+    ab = obj.ab if isinstance(obj, (UnknownObject, SessionAuth)) else AB_MANDATORY
     return struct.pack("!HH", (ab << 14) | object_type(obj), words) + body
 
 
@@ -460,6 +498,8 @@ def decode_object(r: Reader):
     try:
         obj = parser(body)
         body.expect_end(f"object {otype:#x}")
+        if otype == T_SESSION_AUTH:
+            obj = SessionAuth(obj.attributes, ab)
     except NslpDecodeError:
         raise
     except DecodeError as err:

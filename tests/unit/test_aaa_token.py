@@ -28,8 +28,8 @@ def token(**kw):
 
 def test_layout_rfc5981_session_auth_object():
     t = token()
-    # NSLP object header: A/B 00, type 0x016 SESSION_AUTH_OBJECT, length in words
-    assert struct.unpack("!HH", t[:4]) == (0x016, (len(t) - 4) // 4)
+    # NSLP object header: A/B 10 (forward), type 0x016 SESSION_AUTH_OBJECT, length in words
+    assert struct.unpack("!HH", t[:4]) == (0x8016, (len(t) - 4) // 4)
     # first attribute: AUTH_ENT_ID (X-Type 1) / FQDN (3) naming the authorizing entity
     issuer = b"aaa.mip6bench.example"
     assert struct.unpack("!HBB", t[4:8]) == (4 + len(issuer), 1, 3)
@@ -135,3 +135,27 @@ def test_mutated_tokens_never_verify(pos, junk):
         return
     with pytest.raises(TokenError):
         verify_token(bad, {7: KEY}, NOW + 1)
+
+
+def test_whole_token_vector_written_out_by_hand():
+    """Every attribute of a minted token, in order, with its RFC 5981 X-Type/SubType:
+    AUTH_ENT_ID 1 (FQDN 3, HMAC_SIGNED 10), SESSION_ID 2, SOURCE_ADDR 3 (IPv6 2),
+    DEST_ADDR 4 (testbed flow 250), START_TIME 5 / END_TIME 6 (NTP 1),
+    NSLP_OBJECT_LIST 7, AUTHENTICATION_DATA 8."""
+    ntp = lambda unix: struct.pack("!II", int(unix) + 2208988800, 0)  # noqa: E731
+    body = bytes.fromhex(
+        "000f0103" + b"aaa.example".hex() + "00"            # AUTH_ENT_ID / FQDN
+        "0008010a" "0000000c"                               # HMAC_SIGNED, transform 12
+        "000f0200" "0101010101010101" + b"a@b".hex() + "00"  # SESSION_ID: token id | NAI
+        "00140302" "20010db8000100000000000000001001"       # SOURCE_ADDR / IPv6 = HoA
+        "001804fa" "87400000" "20010db8000200000000000000000000")   # MH to 2001:db8:2::/64
+    body += bytes.fromhex("000c0501") + ntp(NOW) + bytes.fromhex("000c0601") + ntp(NOW + 60)
+    body += bytes.fromhex("00080700" "00010016")           # NSLP_OBJECT_LIST: SESSION_AUTH
+    body += bytes.fromhex("00180800" "00000007") + bytes(16)   # Key-ID 7, HMAC zeroed
+    unsigned = struct.pack("!HH", 0x8016, len(body) // 4) + body
+    mac = hmac.new(KEY, unsigned, hashlib.sha256).digest()[:16]
+    got = mint_token(KEY, 7, "a@b", HOA, (Flow(135, "2001:db8:2::/64"),), NOW, NOW + 60,
+                     token_id=b"\x01" * 8, issuer="aaa.example")
+    assert got == unsigned[:-16] + mac
+    claims = verify_token(got, {7: KEY}, NOW + 1)
+    assert (claims.issuer, claims.nai, claims.hoa) == ("aaa.example", "a@b", HOA)

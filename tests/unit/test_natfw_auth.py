@@ -1,0 +1,220 @@
+"""Authorization at the NF: RFC 5981 SESSION_AUTH tokens (forged, expired, replayed,
+other flow, other MN, CoA of the token's HoA) and pull mode (success, deny, timeout);
+every refusal carries the RFC 5973 code, leaves nothing pending or installed, and is
+counted by reason."""
+from __future__ import annotations
+
+import pytest
+
+from mip6bench.aaa.token import Flow
+from mip6bench.natfw import wire as w
+from mip6bench.natfw.core import (AuthorizeRequest, DeliverResponse, InstallPinhole, Mri,
+                                  SessionFailed, SessionReady)
+
+from .natfw_harness import CN, COA, COTI, HOA, HOTI, SID, T0, Net, tok
+
+MIP6 = w.Mip6Flow(w.MIP6_MH, 2, HOA)
+
+
+def refused_with(net, pair, why):
+    (resp,) = net.of("ni", DeliverResponse)
+    assert resp.info.pair == pair
+    (failed,) = net.of("ni", SessionFailed)
+    assert failed.info.pair == pair
+    assert net.of("nf", InstallPinhole) == []
+    assert not any(t == "nr" for _, t, _ in net.wire)           # nothing went downstream
+    assert not net.nf.sessions and net.nf.pending_count == 0
+    assert net.nf.counters[f"refused.{why}"] == 1
+
+
+@pytest.mark.parametrize("token, mri, mip6, pair, why", [
+    (None, COTI, MIP6, w.ERR_AUTHORIZATION_FAILED, "no token"),
+    (tok(key=bytes(32)), COTI, MIP6, w.ERR_AUTHENTICATION_FAILED, "forged"),
+    (tok(key_id=9), COTI, MIP6, w.ERR_AUTHENTICATION_FAILED, "forged"),
+    (tok(start=T0 - 700, end=T0 - 100), COTI, MIP6, w.ERR_AUTHORIZATION_FAILED, "expired"),
+    (tok(start=T0 + 100, end=T0 + 700), COTI, MIP6, w.ERR_AUTHORIZATION_FAILED, "expired"),
+    (tok(), Mri(COA, "2001:db8:3::1", 135), MIP6, w.ERR_AUTHORIZATION_FAILED,
+     "flow not authorized"),
+    (tok(), Mri(HOA, CN, 6, 1, 80), None, w.ERR_AUTHORIZATION_FAILED, "flow not authorized"),
+    (tok(hoa="2001:db8:1::1002"), COTI, MIP6, w.ERR_AUTHORIZATION_FAILED, "another MN"),
+    (tok(), Mri("2001:db8:1::1002", CN, 135), None, w.ERR_AUTHORIZATION_FAILED, "another MN"),
+    (tok(), COTI, w.Mip6Flow(w.MIP6_MH, 2), w.ERR_AUTHORIZATION_FAILED, "another MN"),
+])
+def test_token_refusals(token, mri, mip6, pair, why):
+    net = Net(token)
+    net.open(mri=mri, mip6=mip6)
+    refused_with(net, pair, why)
+    (resp,) = net.of("ni", DeliverResponse)
+    assert resp.info.object_type == w.T_SESSION_AUTH
+
+
+def test_tampered_token_is_refused():
+    for i in range(4, len(tok())):
+        t = bytearray(tok())
+        t[i] ^= 0x01
+        net = Net()
+        try:
+            net.ni = type(net.ni)(bytes(t), msn_start=100)
+        except ValueError:
+            continue                              # the NI itself cannot carry it
+        net.open()
+        assert net.of("nf", InstallPinhole) == [], i
+        assert sum(v for k, v in net.nf.counters.items() if k.startswith("refused.")) == 1
+
+
+def test_replayed_token_is_bound_to_the_first_session():
+    net = Net(tok())
+    net.open(sid=SID)
+    assert len(net.of("nf", InstallPinhole)) == 1
+    other = b"\x02" * 16
+    net.open(sid=other)                           # same token, another NSIS session
+    assert len(net.of("nf", InstallPinhole)) == 1
+    assert net.nf.counters["refused.replayed token"] == 1 and other not in net.nf.sessions
+    net.run(until=31)                             # the first session refreshes fine
+    assert len(net.of("nf", InstallPinhole)) == 2
+
+
+def test_a_token_refused_for_its_flow_is_not_consumed():
+    net = Net(tok())
+    net.open(mri=Mri(COA, "2001:db8:3::1", 135), sid=b"\x09" * 16)
+    assert net.nf.counters["refused.flow not authorized"] == 1
+    net.open(sid=SID)
+    assert len(net.of("nf", InstallPinhole)) == 1
+
+
+def test_coa_is_accepted_only_with_the_token_hoa_named_and_binding_on():
+    net = Net(tok(), coa_binding=False)
+    net.open(mri=COTI, mip6=MIP6)
+    assert net.nf.counters["refused.another MN"] == 1
+    net2 = Net(tok())
+    net2.open(mri=COTI, mip6=MIP6)
+    assert len(net2.of("nf", InstallPinhole)) == 1
+
+
+def test_sub_ports_need_both_ports_in_the_token():
+    t = tok(flows=(Flow(17, "2001:db8:2::10/128", 5000),))
+    net = Net(t)
+    net.open(mri=Mri(HOA, CN, 17, 4000, 5000), mip6=None, sub_ports=1)
+    assert net.nf.counters["refused.flow not authorized"] == 1
+    t2 = tok(flows=(Flow(17, "2001:db8:2::10/128", 5000), Flow(17, "2001:db8:2::10/128", 5001)))
+    net2 = Net(t2)
+    net2.open(mri=Mri(HOA, CN, 17, 4000, 5000), mip6=None, sub_ports=1)
+    (ins,) = net2.of("nf", InstallPinhole)
+    assert ins.flow.sub_ports == 1
+
+
+def test_token_store_is_bounded():
+    net = Net(None, replay_memory=2)
+    for i in range(3):
+        net.ni = type(net.ni)(tok(token_id=bytes([i]) * 8), msn_start=100)
+        net.open(sid=bytes([i + 1]) * 16)
+    assert len(net.of("nf", InstallPinhole)) == 2
+    assert net.nf.counters["refused.token store full"] == 1
+
+
+# ---------------------------------------------------------------- pull mode
+
+
+def pull_net(**kw):
+    net = Net(None, keys=None, authorization="pull", **kw)
+    return net
+
+
+def test_pull_success_forwards_only_after_the_aaa_allows():
+    net = pull_net()
+    net.open(mri=COTI, mip6=MIP6)
+    (req,) = net.of("nf", AuthorizeRequest)
+    assert req.session_id == SID and req.flow.mri == COTI and req.source == COA
+    assert req.flow.mip6 == MIP6
+    assert net.names() == ["CREATE"] and net.nf.pending_count == 1
+    net.apply("nf", net.nf.authorization_result(req.request_id, True, "ok", 40, net.now))
+    (ins,) = net.of("nf", InstallPinhole)
+    assert ins.lifetime == 40                    # the AAA's max_lifetime caps the grant
+    (ready,) = net.of("ni", SessionReady)
+    assert ready.lifetime == 40 and net.nf.counters["authorized"] == 1
+    net.run(until=25)                             # refresh: authorized flow, no new request
+    assert len(net.of("nf", AuthorizeRequest)) == 1 and len(net.of("nf", InstallPinhole)) == 2
+
+
+def test_pull_deny_refuses_with_authorization_failed():
+    net = pull_net()
+    net.open()
+    (req,) = net.of("nf", AuthorizeRequest)
+    net.apply("nf", net.nf.authorization_result(req.request_id, False, "no such MN", None,
+                                                net.now))
+    refused_with(net, w.ERR_AUTHORIZATION_FAILED, "pull denied")
+    # a late or unknown answer is ignored
+    assert net.nf.authorization_result(req.request_id, True, "", None, net.now) == []
+    assert net.nf.counters["late_auth_result"] == 1
+
+
+def test_pull_timeout_refuses():
+    net = pull_net(auth_timeout=2.0)
+    net.ni.max_retransmit = 0
+    net.ni.rto = 10.0
+    net.open()
+    net.run(until=2.0)
+    refused_with(net, w.ERR_AUTHORIZATION_FAILED, "authorization timeout")
+
+
+def test_pull_requests_are_bounded():
+    net = pull_net(max_pending=3, max_per_source=100)
+    for i in range(5):
+        net.open(sid=bytes([i + 1]) * 16)
+    assert len(net.of("nf", AuthorizeRequest)) == 3
+    assert net.nf.counters["refused.max pending"] == 2 and net.nf.pending_count == 3
+
+
+def test_a_retransmitted_create_replaces_the_held_request():
+    net = pull_net()
+    net.open()
+    net.run(until=0.5)                            # NI retransmits with MSN 101
+    first, second = net.of("nf", AuthorizeRequest)
+    assert net.nf.pending_count == 1
+    assert net.nf.authorization_result(first.request_id, True, "", None, net.now) == []
+    net.apply("nf", net.nf.authorization_result(second.request_id, True, "", None, net.now))
+    (ins,) = net.of("nf", InstallPinhole)
+    assert [m.msn for f, t, m in net.wire if f == "nf" and t == "nr"] == [101]
+
+
+def test_token_or_pull_uses_the_token_when_there_is_one():
+    net = Net(tok(), authorization="token-or-pull")
+    net.open()
+    assert net.of("nf", AuthorizeRequest) == [] and len(net.of("nf", InstallPinhole)) == 1
+    net2 = Net(None, authorization="token-or-pull")
+    net2.open()
+    (req,) = net2.of("nf", AuthorizeRequest)
+    net2.apply("nf", net2.nf.authorization_result(req.request_id, True, "", None, net2.now))
+    assert len(net2.of("nf", InstallPinhole)) == 1
+    # a bad token is refused, not put to the AAA
+    net3 = Net(tok(key=bytes(32)), authorization="token-or-pull")
+    net3.open()
+    assert net3.of("nf", AuthorizeRequest) == [] and net3.nf.counters["refused.forged"] == 1
+
+
+def test_hoti_via_the_home_address_with_token():
+    net = Net(tok())
+    net.open(mri=HOTI, mip6=w.Mip6Flow(w.MIP6_MH, 1, HOA))
+    assert len(net.of("nf", InstallPinhole)) == 1
+
+
+def test_handover_keeps_the_session_and_its_token_for_the_new_coa():
+    """After a handover the MN signals the same NSIS session id from its new CoA: the token
+    (bound to that session) still passes, the NR consents again and the NF installs the
+    new flow under the same session id, which replaces the old CoA's rule."""
+    net = Net(tok())
+    net.open(mri=COTI, mip6=MIP6)
+    new_coti = Mri("2001:db8:12::7", CN, 135)
+    net.open(mri=new_coti, mip6=MIP6)
+    first, second = net.of("nf", InstallPinhole)
+    assert first.session_id == second.session_id == SID
+    assert first.flow.mri == COTI and second.flow.mri == new_coti
+    assert net.nf.sessions[SID].flow.mri == new_coti and len(net.nf.sessions) == 1
+    assert net.nf.counters["refused.replayed token"] == 0
+    # in pull mode the changed flow is put to the AAA again
+    pnet = pull_net()
+    pnet.open(mri=COTI, mip6=MIP6)
+    (req,) = pnet.of("nf", AuthorizeRequest)
+    pnet.apply("nf", pnet.nf.authorization_result(req.request_id, True, "", None, pnet.now))
+    pnet.open(mri=new_coti, mip6=MIP6)
+    assert len(pnet.of("nf", AuthorizeRequest)) == 2
