@@ -178,12 +178,87 @@ local function addr_text(range)
     return tostring(range:ipv6())
 end
 
-local function all_zero(range)
-    for i = 0, range:len() - 1 do
-        if range(i, 1):uint() ~= 0 then return false end
-    end
-    return true
+-- Registers a table of ProtoFields with `proto` and makes its three expert infos:
+-- malformed (malformed group, error), protocol violation and unknown value (warnings).
+local function register(proto, fields, what)
+    local list = {}
+    for _, f in pairs(fields) do list[#list + 1] = f end
+    proto.fields = list
+    local prefix = proto.name:lower()
+    local e = {
+        malformed = ProtoExpert.new(prefix .. ".malformed", "Malformed " .. what .. " message",
+                                    expert.group.MALFORMED, expert.severity.ERROR),
+        protocol = ProtoExpert.new(prefix .. ".protocol", what .. " protocol violation",
+                                   expert.group.PROTOCOL, expert.severity.WARN),
+        unknown = ProtoExpert.new(prefix .. ".unknown", "Unknown " .. what .. " value",
+                                  expert.group.UNDECODED, expert.severity.WARN),
+    }
+    proto.experts = { e.malformed, e.protocol, e.unknown }
+    return e
 end
+
+-- need(r, off, n, item, what): true when range `r` has `n` bytes from `off`, else flags
+-- `item` as malformed (truncated `what`)
+local function needs(experts)
+    return function(r, off, n, item, what)
+        if r:len() - off >= n then return true end
+        item:add_proto_expert_info(experts.malformed, string.format(
+            "Truncated %s: needs %d bytes, %d left", what, n, math.max(r:len() - off, 0)))
+        return false
+    end
+end
+
+-- padding(r, tree, item): shows padding bytes, a warning on `item` when they are not zero
+local function paddings(field, experts)
+    return function(r, tree, item)
+        if r:len() == 0 then return end
+        tree:add(field, r)
+        for i = 0, r:len() - 1 do
+            if r(i, 1):uint() ~= 0 then
+                item:add_proto_expert_info(experts.protocol, "Non-zero padding")
+                return
+            end
+        end
+    end
+end
+
+-- The object header GIST and the NSLPs share (RFC 5971 A.2, RFC 5974 5.2):
+-- A(1) B(1) r(2) type(12) | r(4) length(12, 32-bit words of value). Adds the object's
+-- subtree at `off` (its value clipped at `limit`) and flags what is wrong with the header;
+-- `spec` = { proto, fields = {ab, rsv1, type, rsv2, len}, experts, label = function(type) }.
+local function add_object(tvb, off, limit, root, spec)
+    local first, second = tvb(off, 2):uint(), tvb(off + 2, 2):uint()
+    local o = { ab = bits(first, 14, 2), type = bits(first, 0, 12), vlen = bits(second, 0, 12) * 4 }
+    o.avail = math.min(o.vlen, limit - off - 4)
+    o.tree = root:add(spec.proto, tvb(off, 4 + o.avail), spec.label(o.type))
+    local f = spec.fields
+    for i, field in ipairs({ f.ab, f.rsv1, f.type, f.rsv2, f.len }) do
+        o.tree:add(field, tvb(off + (i <= 3 and 0 or 2), 2))
+    end
+    if bits(first, 12, 2) ~= 0 or bits(second, 12, 4) ~= 0 then
+        o.tree:add_proto_expert_info(spec.experts.protocol, "Reserved object header bits set")
+    end
+    if o.ab == 3 then o.tree:add_proto_expert_info(spec.experts.protocol, "Extensibility flags AB=11") end
+    if o.avail < o.vlen then
+        o.tree:add_proto_expert_info(spec.experts.malformed, string.format(
+            "Object of %d bytes overruns the message (%d bytes left)", o.vlen, o.avail))
+    end
+    return o
+end
+
+-- Runs an object's value decoder on its value range; a Lua error or unused bytes of a
+-- whole object are flagged as malformed. Returns the decoder's second result.
+local function decode_value(decoder, o, value, experts)
+    local ok, used, extra = pcall(decoder, value, o.tree, o.tree)
+    if not ok then
+        o.tree:add_proto_expert_info(experts.malformed, "Undecodable object: " .. tostring(used))
+    elseif used ~= nil and used < o.avail and o.avail == o.vlen then
+        o.tree:add_proto_expert_info(experts.malformed, string.format(
+            "%d trailing bytes in the object", o.avail - used))
+    end
+    return ok and extra or nil
+end
+
 
 ---------------------------------------------------------------------------- GIST fields
 local gist = Proto("gist", "General Internet Signalling Transport (RFC 5971)")
@@ -303,19 +378,13 @@ local gf = {
     ai_offset = ProtoField.uint16("gist.err.ai.offset", "Offset", base.DEC),
     err_comment = ProtoField.string("gist.err.comment", "Debugging comment"),
 }
-local gist_fields = {}
-for _, f in pairs(gf) do gist_fields[#gist_fields + 1] = f end
-gist.fields = gist_fields
-
-local ge = {
-    malformed = ProtoExpert.new("gist.malformed", "Malformed GIST message",
-                                expert.group.MALFORMED, expert.severity.ERROR),
-    protocol = ProtoExpert.new("gist.protocol", "GIST protocol violation",
-                               expert.group.PROTOCOL, expert.severity.WARN),
-    unknown = ProtoExpert.new("gist.unknown", "Unknown GIST value",
-                              expert.group.UNDECODED, expert.severity.WARN),
-}
-gist.experts = { ge.malformed, ge.protocol, ge.unknown }
+local ge = register(gist, gf, "GIST")
+local need = needs(ge)
+local padding = paddings(gf.padding, ge)
+local GIST_OBJECT = { proto = gist, experts = ge,
+                      fields = { ab = gf.obj_ab, rsv1 = gf.obj_rsv1, type = gf.obj_type,
+                                 rsv2 = gf.obj_rsv2, len = gf.obj_len },
+                      label = function(t) return name_of(GIST.OBJ, t, "Object " .. t) end }
 
 -- the NSLP sub-dissector table, keyed by NSLPID
 local nslp_table = DissectorTable.new("gist.nslpid", "GIST NSLPID", ftypes.UINT16, base.DEC, gist)
@@ -324,20 +393,6 @@ local data_dissector = Dissector.get("data")
 ---------------------------------------------------------------------------- GIST objects
 -- Each object decoder gets (value range, subtree, context) and returns nothing; it flags
 -- truncation itself through need(). `ctx` carries pinfo, the root tree and message facts.
-
--- true when `r` has at least `n` bytes from `off`; else flags the object as truncated
-local function need(r, off, n, item, what)
-    if r:len() - off >= n then return true end
-    item:add_proto_expert_info(ge.malformed, string.format(
-        "Truncated %s: needs %d bytes, %d left", what, n, math.max(r:len() - off, 0)))
-    return false
-end
-
-local function check_padding(r, tree, item, expert_field)
-    if r:len() == 0 then return end
-    tree:add(gf.padding, r)
-    if not all_zero(r) then item:add_proto_expert_info(expert_field, "Non-zero padding") end
-end
 
 local function dissect_mri(r, tree, item)
     if not need(r, 0, 4, item, "MRI header") then return end
@@ -436,7 +491,7 @@ local function dissect_nli(r, tree, item)
     local padded = pi_len + pad4(pi_len)
     if not need(r, 8, padded, item, "NLI peer identity") then return end
     if pi_len > 0 then tree:add(gf.nli_peer, r(8, pi_len)) end
-    if pad4(pi_len) > 0 then check_padding(r(8 + pi_len, pad4(pi_len)), tree, item, ge.protocol) end
+    if pad4(pi_len) > 0 then padding(r(8 + pi_len, pad4(pi_len)), tree, item) end
     local off = 8 + padded
     local alen = ipver == 4 and 4 or 16
     if not need(r, off, alen, item, "NLI interface address") then return end
@@ -459,7 +514,7 @@ local function dissect_stack_proposal(r, tree, item)
         local sub = tree:add(gist, r(off, size), "Profile " .. i)
         sub:add(gf.sp_prot_count, r(off, 1))
         for k = 1, n do sub:add(gf.sp_protocol, r(off + k, 1)) end
-        if pad4(1 + n) > 0 then check_padding(r(off + 1 + n, pad4(1 + n)), sub, item, ge.protocol) end
+        if pad4(1 + n) > 0 then padding(r(off + 1 + n, pad4(1 + n)), sub, item) end
         off = off + size
     end
     return off
@@ -485,7 +540,7 @@ local function dissect_stack_config(r, tree, item)
         sub:add(gf.mpo_d, r(off + 3, 1))
         sub:add(gf.mpo_rsv, r(off + 3, 1))
         if len > 0 then sub:add(gf.mpo_data, r(off + 4, len)) end
-        if pad4(len) > 0 then check_padding(r(off + 4 + len, pad4(len)), sub, item, ge.protocol) end
+        if pad4(len) > 0 then padding(r(off + 4 + len, pad4(len)), sub, item) end
         off = off + size
     end
     return off
@@ -508,7 +563,7 @@ local function dissect_nat_traversal(r, tree, item)
     local tsize = 2 * types + pad4(2 * types)
     if not need(r, off, tsize, item, "list of translated objects") then return end
     for k = 0, types - 1 do tree:add(gf.nat_type, r(off + 2 * k, 2)) end
-    if pad4(2 * types) > 0 then check_padding(r(off + 2 * types, pad4(2 * types)), tree, item, ge.protocol) end
+    if pad4(2 * types) > 0 then padding(r(off + 2 * types, pad4(2 * types)), tree, item) end
     off = off + tsize
     for i = 1, nats do
         if not need(r, off, 2, item, "NAT information length") then return end
@@ -518,7 +573,7 @@ local function dissect_nat_traversal(r, tree, item)
         local sub = tree:add(gist, r(off, size), "NAT #" .. i)
         sub:add(gf.nat_info_len, r(off, 2))
         if len > 0 then sub:add(gf.nat_info, r(off + 2, len)) end
-        if pad4(2 + len) > 0 then check_padding(r(off + 2 + len, pad4(2 + len)), sub, item, ge.protocol) end
+        if pad4(2 + len) > 0 then padding(r(off + 2 + len, pad4(2 + len)), sub, item) end
         off = off + size
     end
     return off
@@ -693,6 +748,7 @@ end
 local function dissect_gist_message(tvb, pinfo, tree, mode)
     local total = tvb:len()
     local root = tree:add(gist, tvb())
+    pinfo.cols.protocol:set("GIST")
     local off = 0
     local is_q = nil
     if mode ~= "C" then
@@ -714,7 +770,6 @@ local function dissect_gist_message(tvb, pinfo, tree, mode)
     local h = dissect_common_header(tvb(off, GIST.HEADER_LEN), hdr, root, is_q)
     local mname = name_of(GIST.MSG, h.type)
     root:append_text(string.format(", %s (%s), NSLPID %d", mname, mode .. "-mode", h.nslpid))
-    pinfo.cols.protocol:set("GIST")
     pinfo.cols.info:set(string.format("%s (%s-mode) NSLPID %d hops %d", mname, mode, h.nslpid, h.hops))
     off = off + GIST.HEADER_LEN
     local body = total - off
@@ -732,49 +787,25 @@ local function dissect_gist_message(tvb, pinfo, tree, mode)
             root:add_tvb_expert_info(ge.malformed, tvb(off, limit - off), "Truncated object header")
             break
         end
-        local first, second = tvb(off, 2):uint(), tvb(off + 2, 2):uint()
-        local ab, otype, words = bits(first, 14, 2), bits(first, 0, 12), bits(second, 0, 12)
-        local vlen = words * 4
-        local avail = math.min(vlen, limit - off - 4)
-        local otree = root:add(gist, tvb(off, 4 + avail), name_of(GIST.OBJ, otype, "Object " .. otype))
-        otree:add(gf.obj_ab, tvb(off, 2))
-        otree:add(gf.obj_rsv1, tvb(off, 2))
-        otree:add(gf.obj_type, tvb(off, 2))
-        otree:add(gf.obj_rsv2, tvb(off + 2, 2))
-        otree:add(gf.obj_len, tvb(off + 2, 2))
-        if bits(first, 12, 2) ~= 0 or bits(second, 12, 4) ~= 0 then
-            otree:add_proto_expert_info(ge.protocol, "Reserved object header bits set")
-        end
-        if ab == 3 then otree:add_proto_expert_info(ge.protocol, "Extensibility flags AB=11") end
-        if avail < vlen then
-            otree:add_proto_expert_info(ge.malformed, string.format(
-                "Object of %d bytes overruns the message (%d bytes left)", vlen, avail))
-        end
+        local o = add_object(tvb, off, limit, root, GIST_OBJECT)
+        local otype, avail = o.type, o.avail
         seen[#seen + 1] = otype
         local decoder = GIST_DECODERS[otype]
-        if avail > 0 or decoder then
-            local vr = avail > 0 and tvb(off + 4, avail) or nil
-            if otype == 8 then
-                if vr then
-                    otree:add(gf.nslp_data, vr)
-                    nslp_range = { range = vr, tree = otree }
-                end
-            elseif decoder and vr then
-                local ok, used = pcall(decoder, vr, otree, otree)
-                if not ok then
-                    otree:add_proto_expert_info(ge.malformed, "Undecodable object: " .. tostring(used))
-                elseif used ~= nil and used < avail and avail == vlen then
-                    otree:add_proto_expert_info(ge.malformed, string.format(
-                        "%d trailing bytes in the object", avail - used))
-                end
-            elseif decoder then
-                otree:add_proto_expert_info(ge.malformed, "Empty " .. name_of(GIST.OBJ, otype))
-            else
-                if ab == 0 then
-                    otree:add_proto_expert_info(ge.unknown, "Unknown mandatory object type " .. otype)
-                end
-                if vr then otree:add(gf.obj_value, vr) end
+        local vr = avail > 0 and tvb(off + 4, avail) or nil
+        if otype == 8 then
+            if vr then
+                o.tree:add(gf.nslp_data, vr)
+                nslp_range = { range = vr, tree = o.tree }
             end
+        elseif decoder and vr then
+            decode_value(decoder, o, vr, ge)
+        elseif decoder then
+            o.tree:add_proto_expert_info(ge.malformed, "Empty " .. name_of(GIST.OBJ, otype))
+        else
+            if o.ab == 0 then
+                o.tree:add_proto_expert_info(ge.unknown, "Unknown mandatory object type " .. otype)
+            end
+            if vr then o.tree:add(gf.obj_value, vr) end
         end
         off = off + 4 + avail
     end
@@ -890,32 +921,13 @@ local nf = {
     mip6_rsv = ProtoField.uint16("natfw.mip6.reserved", "Reserved", base.HEX),
     mip6_hoa = ProtoField.ipv6("natfw.mip6.hoa", "Home address"),
 }
-local natfw_fields = {}
-for _, f in pairs(nf) do natfw_fields[#natfw_fields + 1] = f end
-natfw.fields = natfw_fields
-
-local ne = {
-    malformed = ProtoExpert.new("natfw.malformed", "Malformed NATFW NSLP message",
-                                expert.group.MALFORMED, expert.severity.ERROR),
-    protocol = ProtoExpert.new("natfw.protocol", "NATFW NSLP protocol violation",
-                               expert.group.PROTOCOL, expert.severity.WARN),
-    unknown = ProtoExpert.new("natfw.unknown", "Unknown NATFW NSLP value",
-                              expert.group.UNDECODED, expert.severity.WARN),
-}
-natfw.experts = { ne.malformed, ne.protocol, ne.unknown }
-
-local function nneed(r, off, n, item, what)
-    if r:len() - off >= n then return true end
-    item:add_proto_expert_info(ne.malformed, string.format(
-        "Truncated %s: needs %d bytes, %d left", what, n, math.max(r:len() - off, 0)))
-    return false
-end
-
-local function npadding(r, tree, item)
-    if r:len() == 0 then return end
-    tree:add(nf.padding, r)
-    if not all_zero(r) then item:add_proto_expert_info(ne.protocol, "Non-zero padding") end
-end
+local ne = register(natfw, nf, "NATFW NSLP")
+local nneed = needs(ne)
+local npadding = paddings(nf.padding, ne)
+local NATFW_OBJECT = { proto = natfw, experts = ne,
+                       fields = { ab = nf.obj_ab, rsv1 = nf.obj_rsv1, type = nf.obj_type,
+                                  rsv2 = nf.obj_rsv2, len = nf.obj_len },
+                       label = function(t) return name_of(NATFW.OBJ, t, string.format("Object 0x%03x", t)) end }
 
 ---------------------------------------------------------------------------- SESSION_AUTH
 local function ntp_time(r)
@@ -1182,52 +1194,26 @@ function natfw.dissector(tvb, pinfo, tree)
             root:add_tvb_expert_info(ne.malformed, tvb(off, total - off), "Truncated object header")
             break
         end
-        local first, second = tvb(off, 2):uint(), tvb(off + 2, 2):uint()
-        local ab, otype, words = bits(first, 14, 2), bits(first, 0, 12), bits(second, 0, 12)
-        local vlen = words * 4
-        local avail = math.min(vlen, total - off - 4)
-        local otree = root:add(natfw, tvb(off, 4 + avail),
-                               name_of(NATFW.OBJ, otype, string.format("Object 0x%03x", otype)))
-        otree:add(nf.obj_ab, tvb(off, 2))
-        otree:add(nf.obj_rsv1, tvb(off, 2))
-        otree:add(nf.obj_type, tvb(off, 2))
-        otree:add(nf.obj_rsv2, tvb(off + 2, 2))
-        otree:add(nf.obj_len, tvb(off + 2, 2))
-        if bits(first, 12, 2) ~= 0 or bits(second, 12, 4) ~= 0 then
-            otree:add_proto_expert_info(ne.protocol, "Reserved object header bits set")
-        end
-        if ab == 3 then otree:add_proto_expert_info(ne.protocol, "Reserved A/B value 11") end
-        if seen[otype] then otree:add_proto_expert_info(ne.protocol, "Duplicate object") end
+        local o = add_object(tvb, off, total, root, NATFW_OBJECT)
+        local otype, avail = o.type, o.avail
+        if seen[otype] then o.tree:add_proto_expert_info(ne.protocol, "Duplicate object") end
         seen[otype] = true
         local decoder = NATFW_DECODERS[otype]
         local fixed = NATFW.FIXED[otype]
-        if avail < vlen then
-            otree:add_proto_expert_info(ne.malformed, string.format(
-                "Object of %d bytes overruns the message (%d bytes left)", vlen, avail))
-        elseif fixed and vlen ~= fixed then
-            otree:add_proto_expert_info(ne.malformed, string.format(
-                "Object of %d bytes, expected %d", vlen, fixed))
+        if fixed and o.vlen ~= fixed and avail == o.vlen then
+            o.tree:add_proto_expert_info(ne.malformed, string.format(
+                "Object of %d bytes, expected %d", o.vlen, fixed))
         end
         if decoder == nil then
-            if ab == 0 then
-                otree:add_proto_expert_info(ne.unknown, string.format("Unknown mandatory object 0x%03x", otype))
+            if o.ab == 0 then
+                o.tree:add_proto_expert_info(ne.unknown, string.format("Unknown mandatory object 0x%03x", otype))
             end
-            if avail > 0 then otree:add(nf.obj_value, tvb(off + 4, avail)) end
+            if avail > 0 then o.tree:add(nf.obj_value, tvb(off + 4, avail)) end
         elseif avail > 0 and (fixed == nil or avail >= fixed) then
-            local ok, used, extra = pcall(decoder, tvb(off + 4, avail), otree, otree)
-            if not ok then
-                otree:add_proto_expert_info(ne.malformed, "Undecodable object: " .. tostring(used))
-            else
-                if used ~= nil and used < avail and avail == vlen then
-                    otree:add_proto_expert_info(ne.malformed, string.format(
-                        "%d trailing bytes in the object", avail - used))
-                end
-                if otype == NATFW.T_INFO and extra then summary = summary .. " (" .. extra .. ")" end
-            end
-        elseif fixed or avail == 0 then
-            if avail == 0 and vlen == 0 and fixed == nil then
-                otree:add_proto_expert_info(ne.malformed, "Empty " .. name_of(NATFW.OBJ, otype))
-            end
+            local meaning = decode_value(decoder, o, tvb(off + 4, avail), ne)
+            if otype == NATFW.T_INFO and meaning then summary = summary .. " (" .. meaning .. ")" end
+        elseif avail == 0 and o.vlen == 0 and fixed == nil then
+            o.tree:add_proto_expert_info(ne.malformed, "Empty " .. name_of(NATFW.OBJ, otype))
         end
         off = off + 4 + avail
     end
