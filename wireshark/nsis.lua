@@ -40,6 +40,7 @@ local GIST = {
     MRI_N = 0x80,
     LE_D = 0x0800,                          -- loose-end MRI D flag
     MA_PROTO = { [1] = "Forwards-TCP", [2] = "TLS" },
+    MA_TCP = 1,                             -- its options data: the responder's port (16 bits)
     SESSION_ID_LEN = 16,
     ERR_CLASS = { [0] = "Informational", [1] = "Success", [2] = "Protocol-Error",
                   [3] = "Transient-Failure", [4] = "Permanent-Failure" },
@@ -341,6 +342,7 @@ local gf = {
     mpo_d = ProtoField.bool("gist.scd.mpo.d", "D (do not use)", 8, nil, 0x80),
     mpo_rsv = ProtoField.uint8("gist.scd.mpo.reserved", "Reserved", base.HEX, nil, 0x7F),
     mpo_data = ProtoField.bytes("gist.scd.mpo.data", "Options data"),
+    mpo_port = ProtoField.uint16("gist.scd.mpo.port", "Port (Forwards-TCP)", base.DEC),
 
     query_cookie = ProtoField.bytes("gist.query_cookie", "Query-Cookie"),
     responder_cookie = ProtoField.bytes("gist.responder_cookie", "Responder-Cookie"),
@@ -540,6 +542,7 @@ local function dissect_stack_config(r, tree, item)
         sub:add(gf.mpo_d, r(off + 3, 1))
         sub:add(gf.mpo_rsv, r(off + 3, 1))
         if len > 0 then sub:add(gf.mpo_data, r(off + 4, len)) end
+        if len == 2 and r(off, 1):uint() == GIST.MA_TCP then sub:add(gf.mpo_port, r(off + 4, 2)) end
         if pad4(len) > 0 then padding(r(off + 4 + len, pad4(len)), sub, item) end
         off = off + size
     end
