@@ -591,3 +591,31 @@ def test_malformed_messages_are_flagged(tmp_path):
         messages = shows(pkt, "_ws.expert.message")
         assert messages, name
         assert not any(m.startswith("Lua Error") for m in messages), (name, messages)
+
+
+def test_mutated_messages_never_break_the_dissector(sent, tmp_path):
+    """2000 mutations (byte changes, truncations, extensions) of the well-formed messages,
+    fixed seed: tshark decodes them all, and no Lua error escapes the dissector."""
+    import random
+    rng = random.Random(8)
+    payloads = []
+    for i in range(2000):
+        src, dst, msg = sent[i % len(sent)][1:]
+        data = bytearray(msg.encode())
+        for _ in range(rng.randint(1, 4)):
+            choice = rng.random()
+            if choice < 0.6:
+                data[rng.randrange(len(data))] = rng.randrange(256)
+            elif choice < 0.8:
+                del data[rng.randrange(len(data)):]
+            else:
+                data += bytes(rng.randrange(256) for _ in range(rng.randint(1, 12)))
+            if not data:
+                data = bytearray(b"\x01")
+        payloads.append(IPv6(src=src, dst=dst) / UDP(sport=gw.GIST_PORT, dport=gw.GIST_PORT) / bytes(data))
+    pcap = tmp_path / "mutated.pcap"
+    wrpcap(str(pcap), payloads)
+    frames = run_tshark(pcap, "-T", "fields", "-e", "frame.number", "-e", "gist.mode").splitlines()
+    assert len(frames) == len(payloads) and all(f.split("\t")[1] for f in frames)
+    assert run_tshark(pcap, "-Y", "_ws.lua || _ws.expert.message contains \"Lua Error\"").strip() == ""
+    assert "Lua Error" not in run_tshark(pcap, "-V")
