@@ -156,7 +156,7 @@ local NSLPID_NAMES = { [NATFW.NSLPID] = "NATFW NSLP" }
 ---------------------------------------------------------------------------- helpers
 -- bit field of a non-negative integer, without a bit library (Lua 5.2 to 5.4 alike)
 local function bits(value, shift, width)
-    return math.floor(value / 2 ^ shift) % 2 ^ width
+    return math.floor(value / 2 ^ shift) % math.floor(2 ^ width)   -- integers in Lua 5.3+ too
 end
 
 local function has(value, mask)
