@@ -19,6 +19,7 @@ from collections import defaultdict
 import pytest
 
 from mip6bench.aaa import token as tk
+from mip6bench.codec import Reader
 from mip6bench.gist import wire as gw
 from mip6bench.measure.tshark import run_tshark, tshark_binary
 from mip6bench.natfw import wire as nw
@@ -59,10 +60,12 @@ MRI_UDP = gw.Mri(COA, CN, src_prefix=64, dst_prefix=128, protocol=17, ds_field=4
 MRI_ESP = gw.Mri(CN, COA, protocol=50, spi=0x1234, upstream=True)
 
 CREATE = nw.create(120, 1, nw.ACTION_ALLOW, nw.Nonce(0xCAFE), nw.IcmpTypes((1, 2, 128)),
-                   nw.SessionAuth(token()[4:]), nw.Mip6Flow(nw.MIP6_MH, 2, HOA))
+                   nw.decode_object(Reader(token())), nw.Mip6Flow(nw.MIP6_MH, 2, HOA))
 EXT = nw.NslpMessage(nw.EXT, (nw.Lifetime(60), nw.ExtFlowInfo(nw.ACTION_DENY, 1), nw.Msn(9),
-                              nw.DataTerminalInfo(17, 64, 40000, 5001, 0x99, COA),
+                              nw.DataTerminalInfo(17, 64, 40000, 5001, sender=COA),
                               nw.Mip6Flow(nw.MIP6_HAO, 0, HOA)), proxy=True)
+EXT_SPI = nw.NslpMessage(nw.EXT, (nw.Lifetime(60), nw.ExtFlowInfo(nw.ACTION_ALLOW, 0), nw.Msn(10),
+                                  nw.DataTerminalInfo(50, 24, spi=0x99, sender="192.0.2.0")))
 RESPONSE = nw.response(1, nw.InfoCode.of(nw.INFO_SUCCESS), 120, nw.Nonce(0xCAFE),
                        nw.ExternalAddress(5000, 17, "192.0.2.1"),
                        nw.ExternalAddress(80, 6, "192.0.2.9", binding=True))
@@ -127,6 +130,7 @@ def gist_messages() -> list[tuple[str, str, str, gw.Message]]:
                                                                 nw.Mip6Flow(nw.MIP6_MH, mh)))))
     out.append(("create-rh2", COA, FW, data(nw.create(30, 3, nw.ACTION_DENY,
                                                       nw.Mip6Flow(nw.MIP6_RH2, 0, HOA)))))
+    out.append(("ext-spi", CN, FW, data(EXT_SPI)))
     return out
 
 
@@ -358,7 +362,7 @@ def expect_natfw(msg: nw.NslpMessage) -> dict:
             if o.spi is not None:
                 e["natfw.dtinfo.spi"].append(o.spi)
             if o.sender is not None:
-                e["natfw.dtinfo.sender_ipv6"].append(o.sender)
+                e["natfw.dtinfo.sender_ipv6" if ":" in o.sender else "natfw.dtinfo.sender_ipv4"].append(o.sender)
         elif isinstance(o, nw.IcmpTypes):
             e["natfw.icmp.count"].append(len(o.types))
             e["natfw.icmp.type"] += list(o.types)
