@@ -4,11 +4,11 @@ routability and route optimisation is there, with the type 2 routing header and 
 Address option on route-optimised data."""
 from __future__ import annotations
 
-import subprocess
 from collections import Counter
 
 import pytest
 
+from mip6bench.measure.tshark import run_tshark
 from mip6bench.net.capabilities import which
 from mip6bench.testbed.network import Testbed
 
@@ -41,10 +41,7 @@ def capture(request, tmp_path_factory):
 
 
 def tshark(pcap, *args: str) -> str:
-    proc = subprocess.run([which("tshark"), "-n", "-r", str(pcap), *args], capture_output=True, text=True,
-                          timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+    return run_tshark(pcap, *args)
 
 
 def test_no_malformed_packets(capture):

@@ -6,11 +6,11 @@ the four EAP-PSK messages, EAP Success, Access-Request/Challenge/Accept, PTR/PTA
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 import pytest
 
+from mip6bench.measure.tshark import run_tshark
 from mip6bench.testbed.bootstrap import BootstrapSettings
 from mip6bench.testbed.network import Testbed
 from tests.netns.bootstrap_util import topology, wait_event
@@ -22,10 +22,7 @@ pytestmark = [
 
 
 def tshark(pcap, *args) -> list[str]:
-    proc = subprocess.run(["tshark", "-n", "-r", str(pcap), *args], capture_output=True,
-                          text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return [line for line in proc.stdout.splitlines() if line.strip()]
+    return [line for line in run_tshark(pcap, *args).splitlines() if line.strip()]
 
 
 @pytest.fixture(scope="module")
