@@ -138,7 +138,7 @@ import math
 import os
 import struct
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Hashable, Iterable
 
 from ..codec import DecodeError
@@ -873,6 +873,10 @@ class GistNode:
                 confirm = Message(CONFIRM, key[0], self.config.gist_hops, mri=key[2],
                                   session_id=key[1], nli=self._nli(key[2]),
                                   responder_cookie=msg.responder_cookie, nslp_data=first)
+                if first is not None and len(confirm.encode()) > self.config.d_mode_max:
+                    # the cookie made it too long for D-mode: the message follows as Data
+                    confirm = replace(confirm, nslp_data=None)
+                    queue.insert(0, (first, False))
                 actions.append(self._d_transmit(confirm, state.peer_address,
                                                 self._local_address(key[2]), "Confirm"))
             actions += [self._data(key, state, item) for item, _ in queue]

@@ -334,3 +334,15 @@ def test_three_nodes_each_hop_has_its_own_ma():
     net.call("cn", "send_message", NSLP, SID, MRI.inverted(), b"RSP1", reliable=True)
     net.run(3.0)
     assert net.delivered[-1][1] == "fw" and sent(net)[-1][2:] == ("Data", "C")
+
+
+def test_d_mode_confirm_stays_within_the_d_mode_size():
+    net = pair()
+    fits = b"x" * (core.D_MODE_MAX - overhead())     # fits a Data, not a Confirm + cookie
+    net.call("mn", "send_message", NSLP, SID, MRI, fits)
+    net.run(1.0)
+    assert [(k, m) for _, _, k, m in sent(net)] == [("Query", "Q"), ("Response", "D"),
+                                                    ("Confirm", "D"), ("Data", "D")]
+    assert max(len(t.data) for _, _, t in net.wire if t.meta["mode"] == "D") <= 1232
+    assert decode(net, "Confirm").nslp_data is None
+    assert [r.data for _, _, r in net.delivered] == [fits]
