@@ -88,9 +88,13 @@ C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
   Stack-Configuration-Data (our MA-Hold-Time, a Forwards-TCP entry without data). A
   responder with `ma_port` set answers it with the same Stack-Proposal and SCD whose
   Forwards-TCP entry carries its listening port (16 bits; the testbed listens on TCP
-  270, the GIST port, a local choice: RFC 5971 leaves the port to the responder). A
-  responder without C-mode (ma_port None) answers without them, and the querier fails
-  the C-mode messages ("peer offers no messaging association"), the rest go in D-mode.
+  270, the GIST port, a local choice: RFC 5971 leaves the port to the responder).
+  C-mode is on when `ma_port` is set, i.e. when the runtime has a listening MA transport
+  (GistMaPlug sets it); without one (the default, None) reliable or oversized messages
+  fail at once with "c-mode not enabled" and no Response offers a port nobody listens
+  on. A responder without C-mode answers a Stack-Proposal without one, and the querier
+  fails the C-mode messages ("peer offers no messaging association"); the rest of its
+  queue goes in D-mode.
 - MA setup: the querying node opens the MA (OpenMa) to the Response's NLI interface
   address and the offered port, or reuses an MA it already has with that address. The
   Confirm goes over the MA (C-mode) with the Response's Stack-Proposal echoed (the
@@ -234,7 +238,8 @@ class GistConfig:
     max_pending_queries: int = 1_000
     max_queued: int = 32                       # NSLP messages waiting per pending Query
     # C-mode
-    ma_port: int | None = GIST_PORT            # our Forwards-TCP listening port (None: no C-mode)
+    ma_port: int | None = None                 # our Forwards-TCP listening port; None: no
+                                               # C-mode (runtime/gist_ma.GistMaPlug sets it)
     ma_hold_time_ms: int = 60_000              # our MA-Hold-Time, advertised in our SCD
     hello_fraction: float = 0.5                # MA-Hello after this part of the peer's hold time
     ma_connect_timeout: float = 5.0            # an MA not connected by then has failed

@@ -48,6 +48,7 @@ class Net:
 
     def add(self, name: str, address: str, nslps=(core.NATFW_NSLPID,), seed: int = 0,
             **config) -> core.GistNode:
+        config.setdefault("ma_port", wire.GIST_PORT)      # every node listens for MAs
         node = core.GistNode(core.GistConfig(peer_identity=name.encode(), addresses=(address,),
                                              nslps=frozenset(nslps), **config),
                              random_bytes=seeded_bytes(seed or len(self.nodes) + 1))

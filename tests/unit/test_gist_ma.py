@@ -45,6 +45,12 @@ class Ends:
         return await asyncio.wait_for(self.messages.get(), TIMEOUT)
 
 
+def free_port() -> int:
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind((LO, 0))
+        return s.getsockname()[1]
+
+
 def msg(i: int, size: int = 4) -> bytes:
     mri = wire.Mri("2001:db8::1", "2001:db8::2")
     return wire.Message(wire.DATA, 33, mri=mri, session_id=bytes(16),
@@ -161,11 +167,7 @@ def test_number_of_mas_is_bounded_and_failures_are_reported():
         a.ma.open("::2", 9)                                     # over the bound
         assert await a.event() == ("::2", "failed", "too many messaging associations")
         a.ma.close(LO)
-        free = socket.socket(socket.AF_INET6)
-        free.bind((LO, 0))
-        dead_port = free.getsockname()[1]
-        free.close()
-        a.ma.open(LO, dead_port)
+        a.ma.open(LO, free_port())                              # nobody listens there
         peer, kind, why = await a.event()
         assert (peer, kind) == (LO, "failed") and why
         assert not a.ma.send(LO, msg(1)) and a.ma.counters["send_without_ma"] == 1
@@ -202,8 +204,7 @@ class Node:
     a MaTransport on ::1."""
 
     def __init__(self, name, port):
-        self.node = core.GistNode(core.GistConfig(name.encode(), (LO,), frozenset({33}),
-                                                  ma_port=port))
+        self.node = core.GistNode(core.GistConfig(name.encode(), (LO,), frozenset({33})))
         self.other: "Node" = None
         self.recv: asyncio.Queue = asyncio.Queue()
         self.failed: asyncio.Queue = asyncio.Queue()
@@ -241,15 +242,13 @@ class Node:
 def test_two_gist_nodes_run_a_reliable_exchange_over_tcp():
     async def scenario():
         # one address (::1), two ports: the querier reaches the responder's listener
-        probe = socket.socket(socket.AF_INET6)
-        probe.bind((LO, 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        mn, cn = Node("mn", 0), Node("cn", port)
+        mn, cn = Node("mn", free_port()), Node("cn", free_port())
         mn.other, cn.other = cn, mn
         await mn.transport.start()
         await cn.transport.start()
         mri = wire.Mri(LO, LO, protocol=17, src_port=1, dst_port=2)
+        assert (mn.node.config.ma_port, cn.node.config.ma_port) == \
+            (mn.transport.listen_port, cn.transport.listen_port)   # switched on by the plug
         mn.driver.execute(mn.node.send_message(33, bytes(16), mri, b"CRE1", mn.driver.now(),
                                                reliable=True))
         got = await asyncio.wait_for(cn.recv.get(), TIMEOUT)
