@@ -101,6 +101,9 @@ C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
   responder checks it against what it offers, so a downgrade in transit is seen) and
   our SCD, and the queued messages follow it over the MA in order. The responder binds
   its routing state to the MA the Confirm arrived on.
+- An MA we opened from an address we no longer have (a mobile node's old care-of
+  address, after set_addresses) is not reused: it is closed ("local address gone") and
+  a new one is opened from the current address.
 - A routing state that has carried C-mode traffic keeps its MA: later C-mode messages
   of the session go over it, and if it was closed meanwhile the querier reopens it
   (the responder cannot: it has no port of ours; an upstream C-mode message without an
@@ -383,50 +386,53 @@ class GistNode:
         if c_mode and self.config.ma_port is None:
             self.counters["c_mode_disabled"] += 1
             return [SendFailed(nslp_id, key[1], mri, "c-mode not enabled", 1)]
+        pre: list[Action] = []
         state = self.states.get(key)
         if state is not None and state.expires_at > now:
             if not c_mode:
                 return [Transmit(encoded, state.peer_address, self._local_address(mri),
                                  GIST_PORT, meta={"mode": "D", "hop_limit": self.config.ip_ttl,
                                                   "gist": "Data"})]
-            ma = self.mas.get(state.peer_address)
+            ma, stale = self._reusable_ma(state.peer_address)
             if ma is not None:
                 return self._bind(state, ma) + self._ma_send(
                     ma, QueuedMessage(encoded, "Data", key, 1), now)
             if state.ma_port is not None:
-                return self._open_ma(state.peer_address, state.ma_port,
-                                     self._local_address(mri), now,
-                                     [QueuedMessage(encoded, "Data", key, 1)], state)
+                return stale + self._open_ma(state.peer_address, state.ma_port,
+                                             self._local_address(mri), now,
+                                             [QueuedMessage(encoded, "Data", key, 1)], state)
             if mri.upstream:
                 self.counters["no_upstream_ma"] += 1
-                return [SendFailed(nslp_id, key[1], mri,
-                                   "no messaging association toward upstream peer", 1)]
+                return stale + [SendFailed(nslp_id, key[1], mri,
+                                           "no messaging association toward upstream peer", 1)]
             # the peer's MA port is unknown (a D-mode handshake): ask it in a new Query
+            pre = stale
         pending = self.pending.get(key)
         if pending is not None:
             if len(pending.queue) >= self.config.max_queued:
                 self.counters["queue_full"] += 1
-                return [SendFailed(nslp_id, key[1], mri, "queue full", 1)]
+                return pre + [SendFailed(nslp_id, key[1], mri, "queue full", 1)]
             pending.queue.append((data, c_mode))
             if c_mode and not pending.want_ma:
                 # The Query out there asks for no MA: ask again, with a Stack-Proposal
                 # and a new cookie (a Response to the old Query is then ignored).
                 pending.want_ma = True
                 pending.cookie = self.random_bytes(self.config.query_cookie_len)
-                return [self._query(pending)]
-            return []
+                return pre + [self._query(pending)]
+            return pre
         if mri.upstream:
             self.counters["no_upstream_state"] += 1
-            return [SendFailed(nslp_id, key[1], mri, "no routing state toward upstream peer", 1)]
+            return pre + [SendFailed(nslp_id, key[1], mri,
+                                     "no routing state toward upstream peer", 1)]
         if len(self.pending) >= self.config.max_pending_queries:
             self.counters["pending_query_refused"] += 1
-            return [SendFailed(nslp_id, key[1], mri, "too many pending queries", 1)]
+            return pre + [SendFailed(nslp_id, key[1], mri, "too many pending queries", 1)]
         refresh = state is not None and state.expires_at > now
         actions = self._start_query(key, now, refresh=refresh, want_ma=c_mode)
         self.pending[key].queue.append((data, c_mode))
         if lifetime is not None:
             actions.append(StartTimer(_timer("lifetime", key), now + lifetime))
-        return actions
+        return pre + actions
 
     def _data_message(self, key: tuple, data: bytes) -> Message:
         nslp_id, sid, mri = key
@@ -577,6 +583,16 @@ class GistNode:
         if state is not None:
             actions += self._bind(state, ma)
         return actions
+
+    def _reusable_ma(self, peer: str) -> tuple[MessagingAssociation | None, list[Action]]:
+        """The MA with `peer`, unless ours was opened from an address we no longer have
+        (a mobile node moved on): that one is closed, and the actions say so."""
+        ma = self.mas.get(peer)
+        if ma is None or not ma.outbound or ma.local is None or ma.local in self.addresses:
+            return ma, []
+        self.counters["ma_stale"] += 1
+        return None, [CloseMa(peer, "local address gone")] + self._ma_down(
+            peer, "local address gone")
 
     def _c_transmit(self, ma: MessagingAssociation, data: bytes, kind: str) -> Transmit:
         return Transmit(data, ma.peer, ma.local, ma.port,
@@ -837,7 +853,8 @@ class GistNode:
                 old_ma.users.discard(key)
                 actions += self._ma_status(old_ma)
         queue = list(pq.queue)
-        use = self.mas.get(state.peer_address)
+        use, stale = self._reusable_ma(state.peer_address)
+        actions += stale
         if any(c for _, c in queue) and use is None:
             if state.ma_port is None:
                 self.counters["no_ma_offered"] += 1

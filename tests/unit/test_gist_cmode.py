@@ -4,10 +4,10 @@ keepalives and the MA hold time, MA failures reported to the NSLP, bounds."""
 import pytest
 
 from mip6bench.gist import core, wire
-from mip6bench.sansio import Event, Transmit
+from mip6bench.sansio import Event
 
 from .gist_harness import Net
-from .test_gist_core import CN, FW, MN, MRI, NSLP, SID, SID2, pair
+from .test_gist_core import CN, COA2, FW, MN, MRI, NSLP, SID, SID2, pair
 
 
 def sent(net, name=None):
@@ -346,3 +346,25 @@ def test_d_mode_confirm_stays_within_the_d_mode_size():
     assert max(len(t.data) for _, _, t in net.wire if t.meta["mode"] == "D") <= 1232
     assert decode(net, "Confirm").nslp_data is None
     assert [r.data for _, _, r in net.delivered] == [fits]
+
+
+def test_after_a_handover_the_ma_from_the_old_care_of_address_is_not_reused():
+    net = pair()
+    net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1", reliable=True)
+    net.run(1.0)
+    assert net.nodes["mn"].mas[CN].local == MN
+    net.nodes["mn"].set_addresses([COA2])                   # the MN moved
+    net.owner[COA2] = "mn"
+    moved = wire.Mri(COA2, CN, protocol=17, src_port=5000, dst_port=6000)
+    net.call("mn", "send_message", NSLP, SID, moved, b"CRE2", reliable=True)
+    net.run(2.0)
+    (_, _, close), = effects(net, core.CloseMa, "mn")
+    assert close.reason == "local address gone" and net.nodes["mn"].counters["ma_stale"] == 1
+    opens = [(op.src, op.peer) for _, _, op in effects(net, core.OpenMa, "mn")]
+    assert opens == [(MN, CN), (COA2, CN)]
+    (at, who, recv) = net.delivered[-1]
+    assert (who, recv.data, recv.peer) == ("cn", b"CRE2", COA2)
+    assert net.nodes["cn"].states[(NSLP, SID, moved.inverted())].ma == COA2
+    # the old routing state lost its MA; the cn's MA with the old address went with it
+    assert net.nodes["mn"].states[(NSLP, SID, MRI)].ma is None
+    assert set(net.nodes["cn"].mas) == {COA2}
