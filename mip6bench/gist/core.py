@@ -139,7 +139,6 @@ flag set); Error messages are decoded and logged but never sent.
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import os

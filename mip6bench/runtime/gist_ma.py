@@ -4,7 +4,7 @@
     await ma.start()                  # listener for MAs opened by querying peers
     ma.open(peer, port=270, src=None) # connect (querying node); answer via on_event
     ma.send(peer, data) -> bool       # one whole GIST message (no magic number)
-    ma.close(peer)                    # no event follows
+    ma.close(peer)                    # no event follows (unsent data is discarded)
     await ma.stop()
 
     on_message(data, src, dst)        # one whole message read from the MA with `src`
@@ -154,7 +154,10 @@ class MaTransport:
     def close(self, peer: str) -> None:
         conn = self.conns.pop(_norm(peer), None)
         if conn is not None:
-            self._shut(conn)
+            # what is still unsent goes nowhere useful (the peer went silent, or our
+            # address is gone): no lingering close that retransmits it for minutes
+            stuck = conn.writer is not None and conn.writer.transport.get_write_buffer_size()
+            self._shut(conn, abort=bool(stuck))
 
     # ------------------------------------------------------------ internals
     def _spawn(self, coro) -> asyncio.Task:
