@@ -78,11 +78,13 @@ Roles (one node plays all of them, per session):
 C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
 - Which messages: a message goes in C-mode when the NSLP asks for reliability
   (send_message(..., reliable=True)) or when its D-mode Data would be longer than
-  `d_mode_max` = 1232 bytes: the IPv6 minimum link MTU (1280) less the IPv6 (40) and
-  UDP (8) headers, the largest GIST message any IPv6 path carries without
-  fragmentation (the "fragmentation-safe" size of RFC 5971 5.3.3 for IPv6; this
-  testbed is IPv6 only). Everything else stays in D-mode as before, and a Q/D-only
-  exchange is byte for byte what it was without C-mode.
+  `d_mode_max` = 512 bytes. RFC 5971 section 4.3.3: a message plus an allowance of 64
+  bytes for the IP and transport headers must not exceed the least of the path MTU to
+  the peer (if known), the first-hop MTU and 576 bytes, for IPv4 and IPv6 alike, else
+  it MUST go in C-mode; this node knows no path MTU, so 576 - 64. (A D-mode Confirm
+  that would pass it leaves its NSLP message to a following Data.) Everything else
+  stays in D-mode as before, and a Q/D-only exchange is byte for byte what it was
+  without C-mode.
 - Stack negotiation: only a Query for which C-mode is wanted (such a message is
   queued) carries a Stack-Proposal (one profile: Forwards-TCP, MA-Protocol-ID 1) and
   Stack-Configuration-Data (our MA-Hold-Time, a Forwards-TCP entry without data). A
@@ -160,8 +162,9 @@ NATFW_RAO = 68                 # RFC 5973 section 9 (IPv6 Router Alert value)
 T1 = 0.5
 T2 = 64.0
 COOKIE_HASH_LEN = 16
-# The largest GIST message sent in D-mode: IPv6 minimum MTU - IPv6 header - UDP header.
-D_MODE_MAX = 1280 - 40 - 8
+# The largest GIST message sent in D-mode (RFC 5971 4.3.3): 576 bytes, less the 64-byte
+# allowance for the IP and UDP headers.
+D_MODE_MAX = 576 - 64
 # The one stack profile this node proposes and accepts: Forwards-TCP alone.
 TCP_PROFILE = (MA_PROTOCOL_TCP,)
 TCP_PROPOSAL = StackProposal((TCP_PROFILE,))

@@ -96,11 +96,11 @@ def test_message_too_large_for_d_mode_goes_over_an_ma():
     net = pair()
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
     net.run(1.0)
-    fits = b"x" * (core.D_MODE_MAX - overhead())            # exactly 1232 bytes on the wire
+    fits = b"x" * (core.D_MODE_MAX - overhead())            # exactly 512 bytes on the wire
     assert len(fits) % 4 == 0
     net.call("mn", "send_message", NSLP, SID, MRI, fits)
-    assert net.wire[-1][2].meta["mode"] == "D" and len(net.wire[-1][2].data) == 1232
-    big = fits + b"yyyy"                                     # 1236: C-mode
+    assert net.wire[-1][2].meta["mode"] == "D" and len(net.wire[-1][2].data) == 512
+    big = fits + b"yyyy"                                     # 516: C-mode
     net.call("mn", "send_message", NSLP, SID, MRI, big)
     # the D-mode handshake learnt no MA port: a new Query asks for it, the state stays usable
     assert net.wire[-1][2].meta["gist"] == "Query"
@@ -343,7 +343,7 @@ def test_d_mode_confirm_stays_within_the_d_mode_size():
     net.run(1.0)
     assert [(k, m) for _, _, k, m in sent(net)] == [("Query", "Q"), ("Response", "D"),
                                                     ("Confirm", "D"), ("Data", "D")]
-    assert max(len(t.data) for _, _, t in net.wire if t.meta["mode"] == "D") <= 1232
+    assert max(len(t.data) for _, _, t in net.wire if t.meta["mode"] == "D") == 512
     assert decode(net, "Confirm").nslp_data is None
     assert [r.data for _, _, r in net.delivered] == [fits]
 
