@@ -116,11 +116,13 @@ C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
   uses it), "idle" (connected, no routing state uses it).
 - Keepalive and hold time: while an MA is up this node sends an MA-Hello whenever it
   has sent nothing for `hello_fraction` of the peer's MA-Hold-Time (from the peer's
-  SCD; our own when unknown). An idle MA on which nothing was sent or received for our
-  MA-Hold-Time (`ma_hold_time_ms`) is closed (CloseMa). An up MA on which nothing was
-  received for our hold time gets an MA-Hello with the R flag (reply requested); if
-  still nothing arrives within another hold time the MA is declared failed. An
-  MA-Hello with the R flag is answered with the same Hello-ID and R clear.
+  SCD; our own when unknown): NSLPID 0, R clear, Hello-ID 0. An idle MA on which
+  nothing was sent or received for our MA-Hold-Time (`ma_hold_time_ms`) is closed
+  (CloseMa). An up MA on which nothing was received for our hold time gets an MA-Hello
+  request (R set, a non-zero Hello-ID from a sequence with a random start); if still
+  nothing arrives within another hold time the MA is declared failed. A request is
+  answered with its Hello-ID and R clear; a request with Hello-ID 0 is dropped and
+  counted (RFC 5971 5.2.2 wants an Object Value Error, and this node sends no Errors).
 - MA failure (ma_failed, ma_closed, connect timeout, silent peer): every message still
   queued for the MA is reported in SendFailed (per session, reason "messaging
   association failed: ..."); a routing state whose Confirm had not been sent yet is
@@ -314,6 +316,7 @@ class GistNode:
         self.states: dict[tuple, RoutingState] = {}
         self.pending: dict[tuple, PendingQuery] = {}
         self.mas: dict[str, MessagingAssociation] = {}
+        self._hello_seq = struct.unpack("!I", self.random_bytes(4))[0]
         self.counters: Counter = Counter()
 
     # ------------------------------------------------------------ helpers
@@ -696,14 +699,16 @@ class GistNode:
             self.counters["ma_silent"] += 1
             return [CloseMa(peer, "peer silent")] + self._ma_down(peer, "peer silent")
         ma.probing = True
-        return [self._hello(ma, now, reply=True), StartTimer(_timer("ma_hold", peer), now + hold)]
+        self._hello_seq = self._hello_seq % 0xFFFFFFFF + 1          # never 0 in a request
+        return [self._hello(ma, now, self._hello_seq, request=True),
+                StartTimer(_timer("ma_hold", peer), now + hold)]
 
-    def _hello(self, ma: MessagingAssociation, now: float, *, reply: bool,
-               hello_id: int | None = None) -> Transmit:
-        if hello_id is None:
-            hello_id = struct.unpack("!I", self.random_bytes(4))[0]
+    def _hello(self, ma: MessagingAssociation, now: float, hello_id: int = 0, *,
+               request: bool = False) -> Transmit:
+        """An MA-Hello: NSLPID 0; a keepalive has R=0 and Hello-ID 0, a request R=1 and
+        a non-zero Hello-ID, its reply R=0 and the request's Hello-ID."""
         ma.last_tx = now
-        msg = Message(MA_HELLO, 0, self.config.gist_hops, r_flag=reply, hello_id=hello_id)
+        msg = Message(MA_HELLO, 0, self.config.gist_hops, r_flag=request, hello_id=hello_id)
         return self._c_transmit(ma, msg.encode(), "MA-Hello")
 
     def _ma_hello(self, peer: str, now: float) -> list[Action]:
@@ -713,7 +718,7 @@ class GistNode:
         interval = self._hello_interval(ma)
         actions: list[Action] = []
         if now >= ma.last_tx + interval:
-            actions.append(self._hello(ma, now, reply=False))
+            actions.append(self._hello(ma, now))
         actions.append(StartTimer(_timer("ma_hello", peer), ma.last_tx + interval))
         return actions
 
@@ -996,5 +1001,7 @@ class GistNode:
             return self._drop("ma_hello_outside_c_mode", src=src)
         self.counters["ma_hello_received"] += 1
         if msg.r_flag:
-            return [self._hello(ma, now, reply=False, hello_id=msg.hello_id)]
+            if msg.hello_id == 0:        # a request must carry an identifier (5.2.2)
+                return self._drop("hello_request_without_id", src=src)
+            return [self._hello(ma, now, msg.hello_id)]
         return []

@@ -158,8 +158,9 @@ def test_ma_hellos_keep_a_used_ma_and_the_hold_time_closes_an_idle_one():
     assert hellos == [(5.04, "mn"), (5.04, "cn"), (10.04, "mn"), (10.04, "cn"),
                       (15.04, "mn"), (15.04, "cn")]
     assert all(m == "C" for _, _, k, m in sent(net) if k == "MA-Hello")
-    assert all(not wire.decode_message(t.data).r_flag for _, _, t in net.wire
-               if t.meta["gist"] == "MA-Hello")
+    keepalives = [wire.decode_message(t.data) for _, _, t in net.wire
+                  if t.meta["gist"] == "MA-Hello"]
+    assert {(m.nslp_id, m.r_flag, m.hello_id) for m in keepalives} == {(0, False, 0)}
     # the routing state ends (its refresh Queries are lost): the MA is idle, hellos stop,
     # and after the hold time without traffic the MA is closed
     net.drop = lambda who, t: t.meta["gist"] == "Query"
@@ -187,6 +188,10 @@ def test_a_silent_peer_is_probed_then_declared_failed():
     net.run(40.0)
     probes = [(round(at, 2), wire.decode_message(t.data).r_flag) for at, who, t in net.wire
               if who == "mn" and t.meta["gist"] == "MA-Hello"]
+    (request,) = [wire.decode_message(t.data) for _, who, t in net.wire
+                  if who == "mn" and t.meta["gist"] == "MA-Hello"
+                  and wire.decode_message(t.data).r_flag]
+    assert request.hello_id != 0
     # nothing heard since the connection (0.04 s): after the hold time a hello that asks
     # for a reply, and when that brings nothing either, the MA is given up
     assert probes == [(5.04, False), (10.04, True), (15.04, False)]
@@ -206,7 +211,11 @@ def test_ma_hello_with_r_flag_is_answered_with_its_hello_id():
     msg = wire.decode_message(reply.data)
     assert reply.meta["mode"] == "C" and reply.meta["peer"] == MN
     assert msg.type == wire.MA_HELLO and msg.hello_id == 0x12345678 and not msg.r_flag
-    # outside C-mode an MA-Hello means nothing
+    # a request without an identifier is not answered; outside C-mode an MA-Hello means
+    # nothing
+    no_id = wire.Message(wire.MA_HELLO, 0, r_flag=True, hello_id=0).encode()
+    assert cn.receive(no_id, MN, CN, 1.0, c_mode=True)[0].fields["reason"] == \
+        "hello_request_without_id"
     assert cn.receive(ask, MN, CN, 1.0)[0].fields["reason"] == "ma_hello_outside_c_mode"
 
 

@@ -341,12 +341,15 @@ HELLO_REQ_BYTES = h("01 10 0002 0000 05 c0  000a 0001 0badcafe")
 HELLO_REQ = w.Message(w.MA_HELLO, 0, r_flag=True, hello_id=0x0BADCAFE)
 HELLO_REPLY_BYTES = h("01 10 0002 0000 05 80  000a 0001 0badcafe")
 HELLO_REPLY = w.Message(w.MA_HELLO, 0, hello_id=0x0BADCAFE)
+# a keepalive: R clear, Hello-ID 0 (RFC 5971 5.2.2)
+HELLO_KEEP_BYTES = h("01 10 0002 0000 05 80  000a 0001 00000000")
+HELLO_KEEP = w.Message(w.MA_HELLO, 0, hello_id=0)
 C_VECTORS = [(CQUERY, CQUERY_BYTES), (CCONF, CCONF_BYTES), (HELLO_REQ, HELLO_REQ_BYTES),
-             (HELLO_REPLY, HELLO_REPLY_BYTES)]
+             (HELLO_REPLY, HELLO_REPLY_BYTES), (HELLO_KEEP, HELLO_KEEP_BYTES)]
 
 
 @pytest.mark.parametrize("msg,data", C_VECTORS, ids=["Query+SP", "Confirm+SP", "Hello-req",
-                                                    "Hello-reply"])
+                                                    "Hello-reply", "Hello-keepalive"])
 def test_c_mode_message_vectors_both_ways(msg, data):
     assert msg.encode() == data
     assert w.decode_message(data) == msg
