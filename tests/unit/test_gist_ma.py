@@ -270,3 +270,20 @@ def test_two_gist_nodes_run_a_reliable_exchange_over_tcp():
         for n in (mn, cn):
             await n.transport.stop()
     run(scenario())
+
+
+def test_plug_reports_a_write_to_a_vanished_ma_to_the_node():
+    node = core.GistNode(core.GistConfig(b"mn", ("2001:db8::1",), frozenset({33})))
+    transport = MaTransport(270, host=LO)
+    done = []
+    plug = GistMaPlug(node, transport, execute=done.extend, now=lambda: 5.0)
+    assert node.config.ma_port == 270                       # C-mode switched on
+    node.ma_connected("2001:db8::2", 1.0)                   # the node thinks it is up
+    t = Transmit(b"\x01" * 8, "2001:db8::2", None, 270, meta={"mode": "C",
+                                                            "peer": "2001:db8::2"})
+    assert plug.transmit(t) is False                        # the transport has no such MA
+    assert "2001:db8::2" not in node.mas and transport.counters["send_without_ma"] == 1
+    assert [e.fields["reason"] for e in done if getattr(e, "name", "") == "gist.ma"] == \
+        ["not connected"]
+    assert plug.apply(core.CloseMa("2001:db8::2", "x")) is True
+    assert plug.apply(core.RecvMessage(33, bytes(16), None, b"", "::", None)) is False
