@@ -35,6 +35,10 @@ Messages and the order of their objects (section 5.1; [x] optional)::
     Error    = [NAT] [NLI] Error
     MA-Hello = Hello-ID
 
+C-mode (section 5.4): on a messaging association (TCP) messages are sent one after the
+other without the magic number; the common header's length field frames them
+(c_mode_frame_length checks a header read from the stream).
+
 Strictness (the testbed's rule for every codec): RFC 5971 says reserved bits are sent as
 zero and ignored on receipt; this decoder rejects non-zero reserved bits and padding, and
 every length that does not add up, so only canonical encodings decode (`encode(decode(x))
@@ -98,6 +102,7 @@ _MRI_N = 0x80                   # in the byte after MRM-ID
 
 # MA-Protocol-IDs (section 9): 1 Forwards-TCP, 2 TLS
 MA_PROTOCOL_TCP, MA_PROTOCOL_TLS = 1, 2
+FORWARDS_TCP_OPTION_LEN = 2     # Forwards-TCP options data: the 16-bit listening port
 
 # Error classes and codes (A.4.3, A.4.4)
 ERROR_CLASS_INFORMATIONAL, ERROR_CLASS_SUCCESS, ERROR_CLASS_PROTOCOL, \
@@ -397,6 +402,9 @@ class StackConfigData:
 
     The Length of each MA-protocol-options entry is taken as the byte length of its
     options data, which is then zero-padded to 32 bits (as NSIS-ka encodes it).
+    `ma_hold_time_ms`: how long the sender keeps an MA open with no traffic and no
+    MA-Hello (milliseconds). For Forwards-TCP the options data is empty in a Query and
+    the 16-bit listening port in a Response (forwards_tcp_option/forwards_tcp_port).
     """
 
     ma_hold_time_ms: int
@@ -802,6 +810,51 @@ def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
     _check_values(msg, decoding=True)
     _check_header_flags(msg, decoding=True)
     return msg
+
+
+def forwards_tcp_option(port: int) -> bytes:
+    """The options data of a Forwards-TCP MA-protocol-options entry: the port the
+    responder listens on (16 bits; the entry's Length is 2, padded to 4 in the SCD)."""
+    if not 0 < port <= 0xFFFF:
+        raise ValueError("TCP port out of range")
+    return struct.pack("!H", port)
+
+
+def forwards_tcp_port(data: bytes) -> int:
+    """The port in Forwards-TCP options data (DecodeError when it is not one)."""
+    if len(data) != FORWARDS_TCP_OPTION_LEN:
+        raise DecodeError(f"Forwards-TCP options data of {len(data)} bytes, expected 2")
+    port = struct.unpack("!H", data)[0]
+    if port == 0:
+        raise DecodeError("Forwards-TCP port 0")
+    return port
+
+
+def c_mode_frame_length(header: bytes, max_len: int = HEADER_LEN + 4 * MAX_MESSAGE_WORDS) -> int:
+    """Total length of the C-mode message whose first 8 bytes are `header`.
+
+    On a messaging association messages follow each other with no magic number and no
+    other framing: the common header's length field (32-bit words after the header)
+    delimits them. DecodeError for a header that cannot start a GIST message (version
+    not 1, the C flag, reserved bits, an unknown type) or a length above `max_len`: the
+    stream cannot be resynchronised after that, so the MA is closed.
+    """
+    if len(header) < HEADER_LEN:
+        raise DecodeError("truncated common header")
+    version, _hops, words, _nslp, type_byte, flags = struct.unpack("!BBHHBB",
+                                                                   header[:HEADER_LEN])
+    if version != VERSION:
+        raise DecodeError(f"unknown GIST version {version} on a messaging association")
+    if type_byte & FLAG_C:
+        raise DecodeError("C flag (Q-mode) on a messaging association")
+    if type_byte not in MESSAGE_NAMES:
+        raise DecodeError(f"unknown GIST message type {type_byte}")
+    if flags & 0x1F:
+        raise DecodeError("reserved common header bits set")
+    total = HEADER_LEN + 4 * words
+    if total > max_len:
+        raise DecodeError(f"C-mode message of {total} bytes exceeds {max_len}")
+    return total
 
 
 def with_hops(data: bytes, hops: int) -> bytes:

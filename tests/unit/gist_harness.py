@@ -6,6 +6,13 @@ way intercepts it (as a Router Alert socket would) and either answers it or retu
 Forward verdict, after which it moves on to the next node. D-mode goes straight to the
 owner of the destination address. Every hop takes `latency` seconds; StartTimer and
 StopTimer are kept the way the asyncio runtime keeps them.
+
+Messaging associations: OpenMa connects after one round trip (2 x latency) when the
+node owning the peer address listens on that port (its config.ma_port) and is not in
+`refuse`; both ends are then told ma_connected (the accepting end first), else the
+opener gets ma_failed("connection refused"). A C-mode Transmit reaches the other end of
+its MA one latency later (receive(..., c_mode=True) with the sender's end address);
+CloseMa tells the other end ma_closed; break_ma() fails both ends at once.
 """
 from __future__ import annotations
 
@@ -36,9 +43,12 @@ class Net:
         self.delivered: list[tuple] = []     # (time, node, effect)
         self.effects: list[tuple] = []       # (time, node, action) every non-Transmit action
         self.drop = lambda sender, transmit: False
+        self.links: dict[tuple, str] = {}    # (node, peer address) -> the node's own end
+        self.refuse: set[str] = set()        # nodes that refuse MAs
 
     def add(self, name: str, address: str, nslps=(core.NATFW_NSLPID,), seed: int = 0,
             **config) -> core.GistNode:
+        config.setdefault("ma_port", wire.GIST_PORT)      # every node listens for MAs
         node = core.GistNode(core.GistConfig(peer_identity=name.encode(), addresses=(address,),
                                              nslps=frozenset(nslps), **config),
                              random_bytes=seeded_bytes(seed or len(self.nodes) + 1))
@@ -63,13 +73,53 @@ class Net:
                 self.timers.pop((name, action.key), None)
             else:
                 self.effects.append((self.now, name, action))
-                if isinstance(action, core.RecvMessage):
+                if isinstance(action, core.OpenMa):
+                    self.open_ma(name, action)
+                elif isinstance(action, core.CloseMa):
+                    self.close_ma(name, action.peer)
+                elif isinstance(action, core.RecvMessage):
                     self.delivered.append((self.now, name, action))
                 elif isinstance(action, core.Forward):
                     self.push(self.now, ("forward", name, action))
         return actions
 
+    def open_ma(self, name: str, op):
+        target = self.owner.get(op.peer)
+        node = self.nodes.get(target) if target else None
+        if node is None or target in self.refuse or node.config.ma_port != op.port:
+            self.push(self.now + 2 * self.latency, ("ma_failed", name, op.peer,
+                                                    "connection refused"))
+            return
+        src = op.src or self.address(name)
+        self.links[(name, op.peer)] = src
+        self.links[(target, src)] = op.peer
+        self.push(self.now + 2 * self.latency, ("ma_up", target, src))
+        self.push(self.now + 2 * self.latency, ("ma_up", name, op.peer))
+
+    def close_ma(self, name: str, peer: str):
+        mine = self.links.pop((name, peer), None)
+        target = self.owner.get(peer)
+        if mine is not None and self.links.pop((target, mine), None) is not None:
+            self.push(self.now + self.latency, ("ma_closed", target, mine))
+
+    def break_ma(self, a: str, b: str, reason: str = "connection reset"):
+        """The TCP connection between nodes a and b breaks: both ends are told now."""
+        for name, other in ((a, b), (b, a)):
+            for (who, peer) in list(self.links):
+                if who == name and self.owner.get(peer) == other:
+                    del self.links[(who, peer)]
+                    self.apply(name, self.nodes[name].ma_failed(peer, reason, self.now))
+
+    def address(self, name: str) -> str:
+        return next(a for a, n in self.owner.items() if n == name)
+
     def route(self, sender: str, t: Transmit):
+        if t.meta.get("mode") == "C":
+            mine = self.links.get((sender, t.meta["peer"]))
+            target = self.owner.get(t.meta["peer"])
+            if mine is not None and target is not None:
+                self.push(self.now + self.latency, ("c", target, t.data, mine, t.meta["peer"]))
+            return
         if t.meta.get("mode") == "Q":
             self.push(self.now + self.latency, ("q", self.next_hop(sender, t.dst), t.data,
                                                 t.src, t.dst))
@@ -99,6 +149,14 @@ class Net:
                     continue
                 del self.timers[(name, key)]
                 self.apply(name, node.handle_timer(key, at))
+            elif kind == "ma_up":
+                self.apply(name, node.ma_connected(item[2], at))
+            elif kind == "ma_failed":
+                self.apply(name, node.ma_failed(item[2], item[3], at))
+            elif kind == "ma_closed":
+                self.apply(name, node.ma_closed(item[2], at))
+            elif kind == "c":
+                self.apply(name, node.receive(item[2], item[3], item[4], at, c_mode=True))
             elif kind == "forward":
                 fwd = item[2]
                 self.push(at + self.latency, ("q", self.next_hop(name, fwd.dst), fwd.data,

@@ -260,8 +260,10 @@ def test_data_without_state_or_from_another_peer_is_dropped():
 def test_refusals_of_the_nslp_api_and_garbage():
     net = pair()
     mn = net.nodes["mn"]
-    (failed,) = mn.send_message(NSLP, SID, MRI, b"CRE1", 0.0, reliable=True)
-    assert failed.reason == "c-mode not implemented"
+    # C-mode is off by default (no MA transport listening): reliable is refused at once
+    plain = core.GistNode(core.GistConfig(b"mn", (MN,), frozenset({NSLP})))
+    (failed,) = plain.send_message(NSLP, SID, MRI, b"CRE1", 0.0, reliable=True)
+    assert failed.reason == "c-mode not enabled" and plain.counters["c_mode_disabled"] == 1
     (failed,) = mn.send_message(NSLP, SID, MRI.inverted(), b"CRE1", 0.0)
     assert failed.reason == "no routing state toward upstream peer"
     with pytest.raises(ValueError):

@@ -294,3 +294,120 @@ def test_with_hops_patches_only_the_hop_count():
     assert w.decode_message(out).hops == 9
     assert out[:5] == QUERY_BYTES[:5] and out[6:] == QUERY_BYTES[6:]
     assert w.with_hops(CONF_BYTES, 1)[1] == 1
+
+
+# ---- C-mode: the testbed's Stack-Proposal / Stack-Configuration-Data and MA-Hello
+# Prof-Count 1, reserved | Prot-Count 1, MA-Protocol-ID 1 (Forwards-TCP), 2 pad bytes
+TCP_SP_VALUE = h("01 000000  01 01 0000")
+TCP_SP = w.StackProposal(((w.MA_PROTOCOL_TCP,),))
+# MPO-Count 1, reserved | MA-Hold-Time 60000 ms (0xea60) | Forwards-TCP, profile 1,
+# Length 0 (no data in a Query), D clear
+QUERY_SCD_VALUE = h("01 000000  0000ea60  01 01 00 00")
+QUERY_SCD = w.StackConfigData(60_000, (w.MaProtocolOption(w.MA_PROTOCOL_TCP, 1, b""),))
+# ... in a Response: Length 2, the port 270 (0x010e) and 2 bytes of padding
+RESP_SCD_VALUE = h("01 000000  0000ea60  01 01 02 00  010e 0000")
+RESP_SCD = w.StackConfigData(60_000, (w.MaProtocolOption(w.MA_PROTOCOL_TCP, 1,
+                                                         w.forwards_tcp_option(270)),))
+# D flag: the entry is not to be used
+DNU_SCD_VALUE = h("01 000000  00000001  02 00 00 80")
+DNU_SCD = w.StackConfigData(1, (w.MaProtocolOption(w.MA_PROTOCOL_TLS, 0, b"",
+                                                   do_not_use=True),))
+
+
+def test_c_mode_object_vectors_both_ways():
+    for obj, value in ((TCP_SP, TCP_SP_VALUE), (QUERY_SCD, QUERY_SCD_VALUE),
+                       (RESP_SCD, RESP_SCD_VALUE), (DNU_SCD, DNU_SCD_VALUE)):
+        assert obj.encode_value() == value
+        r = w.Reader(value)
+        assert type(obj).decode_value(r) == obj and r.remaining == 0
+    assert w.forwards_tcp_port(RESP_SCD.options[0].data) == 270
+
+
+CQUERY_BODY = body((0, MRI_VALUE), (1, SID), (2, NLI_VALUE), (5, QC), (3, TCP_SP_VALUE),
+                   (4, QUERY_SCD_VALUE), (8, DATA))
+CQUERY_BYTES = h("4e04bda5") + header(0, len(CQUERY_BODY) // 4, c=True, flags=0xc0) \
+    + CQUERY_BODY
+CQUERY = w.Message(w.QUERY, 33, r_flag=True, q_mode=True, mri=MRI, session_id=SID, nli=NLI,
+                   query_cookie=QC, stack_proposal=TCP_SP, stack_config=QUERY_SCD,
+                   nslp_data=DATA)
+CCONF_BODY = body((0, MRI_VALUE), (1, SID), (2, NLI_VALUE), (6, RC), (3, TCP_SP_VALUE),
+                  (4, h("00 000000 0000ea60")), (8, DATA))
+CCONF_BYTES = header(2, len(CCONF_BODY) // 4) + CCONF_BODY
+CCONF = w.Message(w.CONFIRM, 33, mri=MRI, session_id=SID, nli=NLI, responder_cookie=RC,
+                  stack_proposal=TCP_SP, stack_config=w.StackConfigData(60_000),
+                  nslp_data=DATA)
+# MA-Hello: NSLPID 0, type 5; a request (S R) and its reply (S only), Hello-ID echoed
+HELLO_REQ_BYTES = h("01 10 0002 0000 05 c0  000a 0001 0badcafe")
+HELLO_REQ = w.Message(w.MA_HELLO, 0, r_flag=True, hello_id=0x0BADCAFE)
+HELLO_REPLY_BYTES = h("01 10 0002 0000 05 80  000a 0001 0badcafe")
+HELLO_REPLY = w.Message(w.MA_HELLO, 0, hello_id=0x0BADCAFE)
+# a keepalive: R clear, Hello-ID 0 (RFC 5971 5.2.2)
+HELLO_KEEP_BYTES = h("01 10 0002 0000 05 80  000a 0001 00000000")
+HELLO_KEEP = w.Message(w.MA_HELLO, 0, hello_id=0)
+C_VECTORS = [(CQUERY, CQUERY_BYTES), (CCONF, CCONF_BYTES), (HELLO_REQ, HELLO_REQ_BYTES),
+             (HELLO_REPLY, HELLO_REPLY_BYTES), (HELLO_KEEP, HELLO_KEEP_BYTES)]
+
+
+@pytest.mark.parametrize("msg,data", C_VECTORS, ids=["Query+SP", "Confirm+SP", "Hello-req",
+                                                    "Hello-reply", "Hello-keepalive"])
+def test_c_mode_message_vectors_both_ways(msg, data):
+    assert msg.encode() == data
+    assert w.decode_message(data) == msg
+
+
+def test_the_core_builds_exactly_these_objects():
+    from mip6bench.gist import core
+    node = core.GistNode(core.GistConfig(b"fw", ("2001:db8:2::1",)))
+    assert core.TCP_PROPOSAL.encode_value() == TCP_SP_VALUE
+    assert node._our_scd(None).encode_value() == QUERY_SCD_VALUE
+    assert node._our_scd(270).encode_value() == RESP_SCD_VALUE
+
+
+@pytest.mark.parametrize("value,reason", [
+    (h("01 000100  01 01 0000"), "reserved Stack-Proposal"),
+    (h("00 000000"), "empty Stack-Proposal"),
+    (h("01 000000  00 000000"), "empty Stack-Proposal profile"),
+    (h("01 000000  01 00 0000"), "MA-Protocol-ID 0"),
+    (h("01 000000  01 01 0001"), "profile padding"),
+    (h("02 000000  01 01 0000"), "truncated"),                  # a profile missing
+])
+def test_stack_proposal_rejections(value, reason):
+    with pytest.raises(DecodeError, match=reason):
+        w.StackProposal.decode_value(w.Reader(value))
+
+
+@pytest.mark.parametrize("value,reason", [
+    (h("01 000001  0000ea60  01 01 00 00"), "reserved Stack-Configuration-Data"),
+    (h("01 000000  0000ea60  01 01 00 40"), "reserved MA-protocol-options"),
+    (h("01 000000  0000ea60  01 01 02 00  010e 0100"), "padding"),
+    (h("01 000000  0000ea60  01 01 08 00  010e 0000"), "truncated"),
+    (h("02 000000  0000ea60  01 01 00 00"), "truncated"),
+    (h("01 000000  0000ea"), "truncated"),
+])
+def test_stack_configuration_data_rejections(value, reason):
+    with pytest.raises(DecodeError, match=reason):
+        w.StackConfigData.decode_value(w.Reader(value))
+
+
+def test_forwards_tcp_port_is_strict():
+    for data, reason in ((b"", "0 bytes"), (h("010e0000"), "4 bytes"), (h("0000"), "port 0")):
+        with pytest.raises(DecodeError, match=reason):
+            w.forwards_tcp_port(data)
+    with pytest.raises(ValueError):
+        w.forwards_tcp_option(0)
+    with pytest.raises(ValueError):
+        w.forwards_tcp_option(65536)
+
+
+def test_c_mode_frame_length():
+    for data in (CONF_BYTES, DATA_BYTES, ERR_BYTES, HELLO_BYTES, CCONF_BYTES):
+        assert w.c_mode_frame_length(data[:8]) == len(data)
+    assert w.c_mode_frame_length(header(3, 0xFFFF)) == 8 + 4 * 0xFFFF
+    for head, reason in ((QUERY_BYTES[:8], "version 78"),          # magic first: not C-mode
+                         (QUERY_BYTES[4:12], "C flag"),
+                         (header(6, 1), "message type 6"),
+                         (header(3, 1, flags=0x81), "reserved"),
+                         (header(3, 1)[:7], "truncated"),
+                         (header(3, 100), "exceeds 400")):
+        with pytest.raises(DecodeError, match=reason):
+            w.c_mode_frame_length(head, 400)
