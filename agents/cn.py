@@ -114,7 +114,7 @@ class CorrespondentAgent(WaitableEvents, Agent):
 
         self.consent = self.options.natfw_consent
         self.gist = GistService(self, GistConfig(peer_identity=b"cn", addresses=tuple(self.options.addresses),
-                                                 nslps=frozenset({w.NSLPID})))
+                                                 nslps=frozenset({w.NSLPID})), c_mode=True)
         self.nr = NrCore(policy=lambda _sid, _mri, _msg: None if self.consent else w.ERR_POLICY_DENIED)
         self.nsis = NatfwService(self, self.gist, self.nr)
         try:
@@ -136,8 +136,7 @@ class CorrespondentAgent(WaitableEvents, Agent):
 
     async def stop(self) -> None:
         if self.nsis is not None:
-            self.nsis.close()
-            self.gist.close()
+            await self.nsis.aclose()
         asyncio.get_running_loop().remove_reader(self.tun.fileno())
         await self.io.close()
         await self.io.kernel(self._teardown_kernel)

@@ -269,7 +269,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         from mip6bench.runtime.natfw import NatfwService
 
         name = (self.options.nai or "mn").encode()
-        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()))
+        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()), c_mode=True)
         self.ni = NiCore(token=self.nsis_token)
         self.traversal = MobileTraversal(self.ni, lifetime=self.options.natfw_lifetime)
         self.nsis = NatfwService(self, self.gist, self.ni, apply=self._apply_natfw)
@@ -372,8 +372,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
 
     async def stop(self) -> None:
         if self.nsis is not None:
-            self.nsis.close()
-            self.gist.close()
+            await self.nsis.aclose()
         if self.pana is not None:
             if self.pana_restart is not None:
                 self.pana_restart.cancel()
@@ -656,7 +655,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         elif isinstance(effect, ClosePinholes):
             if self.nsis is not None:
                 self.nsis.execute(self.traversal.close(effect.cn, effect.hoa, effect.coa, effect.reason,
-                                                       self.nsis.now()))
+                                                       self.nsis.now(), moving=effect.moving))
         elif isinstance(effect, RegistrationFailed):
             self.emit("mipv6.mn.registration_failed", ha=effect.ha, coa=effect.coa, status=effect.status,
                       reason=effect.reason)

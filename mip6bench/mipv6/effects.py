@@ -136,3 +136,4 @@ class ClosePinholes(Effect):
     hoa: str
     coa: str
     reason: str
+    moving: bool = False       # the MN moves on: the sessions are re-signalled for the new CoA

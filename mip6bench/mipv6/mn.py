@@ -290,7 +290,7 @@ class MobileNode(MobilityCore):
         for entry in self.correspondents.values():
             # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
             entry.care_of_token = None
-            actions += self._close_pinholes(entry, "movement to a new care-of address")
+            actions += self._close_pinholes(entry, "movement to a new care-of address", moving=True)
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
@@ -665,10 +665,10 @@ class MobileNode(MobilityCore):
         self.counters["traversal.ready"] += 1
         return actions + self._run_return_routability(entry, now)
 
-    def _close_pinholes(self, entry: CorrespondentBinding, reason: str) -> list[Action]:
+    def _close_pinholes(self, entry: CorrespondentBinding, reason: str, moving: bool = False) -> list[Action]:
         opened = {c for c in (entry.traversal_coa, entry.data_coa, entry.traversal_pending) if c}
         entry.traversal_coa = entry.data_coa = entry.traversal_pending = None
-        return [ClosePinholes(entry.cn, self.hoa, coa, reason) for coa in sorted(opened)]
+        return [ClosePinholes(entry.cn, self.hoa, coa, reason, moving) for coa in sorted(opened)]
 
     def _send_test_init(self, entry: CorrespondentBinding, *, home: bool, now: float, attempts: int,
                         timeout: float, cookie: bytes | None = None) -> list[Action]:

@@ -3,21 +3,26 @@
 
     traversal = MobileTraversal(ni, lifetime=60, random_bytes=os.urandom)
     actions = traversal.open(cn, hoa, coa, phase, now)     # the MN core's OpenPinholes
-    actions = traversal.close(cn, hoa, coa, reason, now)   # the MN core's ClosePinholes
+    actions = traversal.close(cn, hoa, coa, reason, now, moving=False)   # ClosePinholes
     actions = traversal.on_ni_effect(effect, now)          # DeliverResponse / DeliverNotify
 
 The MN core asks per correspondent and care-of address for a phase; this core turns a
-phase into NATFW sessions (one per flow, since a pinhole is one flow):
+phase into NATFW sessions, one per flow (a pinhole is one flow), each with a role:
 
-    phase "rr"    HoTI from the HoA (reverse-tunnelled via the HA, so the path and the
-                  MRI are the home address's), BU from the HoA (deregistration from home),
-                  CoTI from the CoA, BU from the CoA (it carries a Home Address option)
-    phase "data"  route-optimised data from the CoA carrying a Home Address option
+    phase "rr"    hoti  HoTI from the HoA (reverse-tunnelled via the HA, so the path and
+                        the MRI are the home address's)
+                  hbu   BU from the HoA (deregistration from home)
+                  coti  CoTI from the CoA
+                  cbu   BU from the CoA (it carries a Home Address option)
+    phase "data"  data  route-optimised data from the CoA with a Home Address option
 
-The home address's sessions do not depend on the care-of address: they are opened once
-per correspondent and kept (refreshed by the NI) across handovers; the CoA's sessions are
-torn down when the MN leaves that CoA (close), and expire at the firewall otherwise.
-When every session of a phase has a success RESPONSE the result is
+A session lives per (correspondent, role) for as long as the MN wants route optimisation
+there: the home address's sessions do not change with a handover; the CoA's keep their
+session ID and are signalled again with the new CoA as the flow's source (a CREATE with
+the next MSN and the new MRI: the firewall replaces the old rule, RFC 5973's way for a
+session whose flow changed). A close() while moving keeps them for that; any other close
+(returned home, RO stopped) tears them down (lifetime 0); unrefreshed state also expires
+at the firewall. When every session of a phase has a success RESPONSE the result is
 PinholesReady(cn, coa, phase, ok=True); the first refusal (or a NOTIFY that ends one of
 them) gives ok=False with the information code as the reason. Each answer is given once
 per open().
@@ -54,14 +59,15 @@ class FlowSpec:
     mip6: w.Mip6Flow
 
 
-def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[FlowSpec]:
+def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, FlowSpec]]:
+    """(role, flow) of each session a phase needs."""
     if phase == "rr":
-        return [FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_HOTI)),
-                FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU)),
-                FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_COTI)),
-                FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa))]
+        return [("hoti", FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_HOTI))),
+                ("hbu", FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU))),
+                ("coti", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_COTI))),
+                ("cbu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa)))]
     if phase == "data":
-        return [FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa))]
+        return [("data", FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa)))]
     raise ValueError(f"unknown traversal phase {phase!r}")
 
 
@@ -91,7 +97,7 @@ class MobileTraversal:
         self.ni = ni
         self.lifetime = lifetime
         self.random_bytes = random_bytes
-        self.sessions: dict[FlowSpec, _Session] = {}
+        self.sessions: dict[tuple[str, str], _Session] = {}     # (cn, role) -> session
         self.by_sid: dict[bytes, _Session] = {}
         self.waiters: list[_Waiter] = []
 
@@ -101,14 +107,18 @@ class MobileTraversal:
     def open(self, cn: str, hoa: str, coa: str, phase: str, now: float) -> list[Action]:
         actions: list[Action] = []
         sids = []
-        for flow in phase_flows(cn, hoa, coa, phase):
-            s = self.sessions.get(flow)
+        for role, flow in phase_flows(cn, hoa, coa, phase):
+            s = self.sessions.get((cn, role))
             if s is None or s.failed:
                 if s is not None:
                     self.by_sid.pop(s.sid, None)
                 s = _Session(self.random_bytes(16), flow)
-                self.sessions[flow] = s
+                self.sessions[(cn, role)] = s
                 self.by_sid[s.sid] = s
+                actions += self.ni.create(s.sid, self._mri(flow), self.lifetime, now, mip6=flow.mip6)
+            elif s.flow != flow:
+                # Same session, new flow (the MN moved): the firewall replaces the rule.
+                s.flow, s.established = flow, False
                 actions += self.ni.create(s.sid, self._mri(flow), self.lifetime, now, mip6=flow.mip6)
             sids.append(s.sid)
         waiter = _Waiter(cn, coa, phase, sids, now)
@@ -117,20 +127,25 @@ class MobileTraversal:
                                                       "sessions": [x.hex() for x in sids]}))
         return actions + self._settle(now)
 
-    def close(self, cn: str, hoa: str, coa: str, reason: str, now: float) -> list[Action]:
-        """Tear down the sessions of `coa` toward `cn` (coa == hoa: the home address's)."""
+    def close(self, cn: str, hoa: str, coa: str, reason: str, now: float,
+              moving: bool = False) -> list[Action]:
+        """The sessions of `coa` toward `cn` (coa == hoa: the home address's) are not
+        needed any more: torn down, or, when `moving`, kept to be signalled again for
+        the next care-of address."""
         actions: list[Action] = []
-        for flow, s in list(self.sessions.items()):
-            if flow.destination == cn and flow.source == coa:
-                del self.sessions[flow]
-                self.by_sid.pop(s.sid, None)
-                if not s.failed:
-                    actions += self.ni.teardown(s.sid, now)
+        if not moving:
+            for key, s in list(self.sessions.items()):
+                if key[0] == cn and s.flow.source == coa:
+                    del self.sessions[key]
+                    self.by_sid.pop(s.sid, None)
+                    if not s.failed:
+                        actions += self.ni.teardown(s.sid, now)
         for waiter in self.waiters:
             if not waiter.done and waiter.cn == cn and waiter.coa == coa:
                 waiter.done = True
         self.waiters = [x for x in self.waiters if not x.done]
-        return actions + [Event("natfw.traversal_close", {"cn": cn, "coa": coa, "reason": reason})]
+        return actions + [Event("natfw.traversal_close", {"cn": cn, "coa": coa, "reason": reason,
+                                                          "moving": moving})]
 
     def on_ni_effect(self, effect, now: float) -> list[Action]:
         s = self.by_sid.get(getattr(effect, "session_id", b""))

@@ -174,8 +174,12 @@ class GistService:
     def __init__(self, agent, config: GistConfig, intercept_interfaces: Iterable[str] = (),
                  random_bytes: Callable[[int], bytes] = os.urandom, *,
                  intercept_values: Iterable[int] | None = None, port: int = GIST_PORT,
-                 pass_through: bool = True):
+                 pass_through: bool = True, c_mode: bool = False):
         self.agent = agent
+        # C-mode: messaging associations over TCP on the GIST port (runtime/gist_ma.py),
+        # for NSLP messages sent reliably or too large for D-mode.
+        self.c_mode = c_mode
+        self.ma = None                     # GistMaPlug
         # What an intercepting node re-sends goes out through OUTPUT, past the FORWARD
         # hook: a firewall (pass_through False) must not re-send what it does not handle
         # itself, or any datagram with a Router Alert option would bypass its policy.
@@ -216,6 +220,8 @@ class GistService:
             self._open_udp()
             if self.intercept_interfaces:
                 self._open_interceptors()
+            if self.c_mode:
+                await self._open_ma()
         except BaseException:
             self.close()
             raise
@@ -233,7 +239,28 @@ class GistService:
         self.core.set_addresses(addresses)
 
     def counters(self) -> dict[str, int]:
-        return {**self.core.counters, **{f"io.{k}": v for k, v in self.io.items()}}
+        out = {**self.core.counters, **{f"io.{k}": v for k, v in self.io.items()}}
+        if self.ma is not None:
+            out.update({f"ma.{k}": v for k, v in self.ma.transport.counters.items()})
+        return out
+
+    async def _open_ma(self) -> None:
+        from mip6bench.runtime.gist_ma import GistMaPlug, MaTransport
+
+        transport = MaTransport(self.port)
+        self.ma = GistMaPlug(self.core, transport, execute=self._execute, now=self._now)
+        self.register_transport("C", self.ma.transmit)
+        try:
+            await transport.start()
+        except OSError as exc:
+            raise EnvironmentProblem(f"GIST TCP port {self.port}: {exc.strerror}",
+                                     "one GistService per network namespace") from None
+
+    async def aclose(self) -> None:
+        """close(), and the messaging associations' listener and connections."""
+        self.close()
+        if self.ma is not None:
+            await self.ma.transport.stop()
 
     def close(self) -> None:
         for s in [self.udp, *self.interceptors]:
@@ -421,6 +448,8 @@ class GistService:
         self.driver.execute(actions)
 
     def _apply(self, effect) -> Awaitable[None] | None:
+        if self.ma is not None and self.ma.apply(effect):   # OpenMa / CloseMa
+            return None
         if isinstance(effect, Forward):   # only intercepted packets can be forwarded
             self._drop("forward_not_intercepted", src=effect.src, dst=effect.dst)
             return None

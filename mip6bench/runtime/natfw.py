@@ -29,6 +29,7 @@ from mip6bench.natfw import wire as w
 from mip6bench.runtime.driver import CoreDriver
 
 NSLPID = w.NSLPID
+TOKEN_SESSIONS = 8     # NATFW sessions one token may authorize at the firewall
 
 
 def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
@@ -67,7 +68,7 @@ class NatfwService:
     async def aclose(self) -> None:
         """Close the core's driver, GIST and the authorization client (if any)."""
         self.driver.close()
-        self.gist.close()
+        await self.gist.aclose()
         if self.authz is not None:
             await self.authz.close()
 
@@ -203,9 +204,11 @@ async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[i
     offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
     gist = GistService(agent, GistConfig(peer_identity=b"fw", addresses=tuple(addresses),
                                          nslps=frozenset({NSLPID})),
-                       intercept_interfaces=(intercept,), pass_through=False)
+                       intercept_interfaces=(intercept,), pass_through=False, c_mode=True)
+    # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one
+    # token PANA gave it; each binds the token once (a sixth, other session is a replay).
     nf = nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,
-                    authorization=authorization)
+                    authorization=authorization, token_sessions=TOKEN_SESSIONS)
     service = NatfwService(agent, gist, nf, pinholes=pinholes)
     try:
         if authorization != "token":

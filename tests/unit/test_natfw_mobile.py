@@ -50,20 +50,33 @@ def test_a_refusal_fails_the_phase_once():
     assert answer(ni, tr, sends[1]) == []          # answered once per open()
 
 
-def test_home_address_sessions_survive_a_handover():
+def test_a_handover_resignals_the_coa_sessions_under_the_same_session_ids():
     ni, tr = make()
     sends = sent(tr.open(CN, HOA, COA1, "rr", 0.0))
     for s in sends:
         answer(ni, tr, s)
-    teardown = sent(tr.close(CN, HOA, COA1, "moved", 2.0))
-    assert sorted(w.decode(s.data).lifetime for s in teardown) == [0, 0]
-    assert {s.mri.source for s in teardown} == {COA1}
+    coa_sids = {s.session_id for s in sends if s.mri.source == COA1}
+    assert sent(tr.close(CN, HOA, COA1, "moved", 2.0, moving=True)) == []     # kept, no teardown
     again = sent(tr.open(CN, HOA, COA2, "rr", 3.0))
     assert {s.mri.source for s in again} == {COA2}          # HoA sessions are still open
+    assert {s.session_id for s in again} == coa_sids        # same sessions, new flow
+    assert all(w.decode(s.data).lifetime == 30 for s in again)
     readies = []
     for s in again:
         readies += answer(ni, tr, s, now=3.5)
     assert [(r.coa, r.ok) for r in readies] == [(COA2, True)]
+
+
+def test_closing_for_good_tears_down():
+    ni, tr = make()
+    sends = sent(tr.open(CN, HOA, COA1, "rr", 0.0))
+    for s in sends:
+        answer(ni, tr, s)
+    teardown = sent(tr.close(CN, HOA, COA1, "returned home", 2.0))
+    assert sorted(w.decode(s.data).lifetime for s in teardown) == [0, 0]
+    assert {s.mri.source for s in teardown} == {COA1}
+    fresh = sent(tr.open(CN, HOA, COA2, "rr", 3.0))
+    assert not {s.session_id for s in fresh} & {s.session_id for s in teardown}
 
 
 def test_data_phase_is_the_hao_flow():
