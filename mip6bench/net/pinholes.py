@@ -295,11 +295,12 @@ class PinholeTable:
 
     def __init__(self, netns: int | str | None = None, *, family: str = FAMILY,
                  table: str = TABLE, dispatch: str = NSIS_MAP,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, nft=None, reader=None):
         self.family, self.table, self.dispatch = family, table, dispatch
         self.clock = clock
-        self._nft = LibNft(netns)      # commits, in the worker thread
-        self._reader = LibNft(netns)   # listings, from any thread, alongside commits
+        # `nft`/`reader`: anything with LibNft's run()/list_json()/close() (tests pass fakes)
+        self._nft = nft or LibNft(netns)         # commits, in the worker thread
+        self._reader = reader or LibNft(netns)   # listings, from any thread, alongside commits
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="nft-commit")
         self.sessions: dict[str, Entry] = {}
         self._queue: deque[Op] = deque()
