@@ -6,8 +6,14 @@ agent opens and closes pinholes on request (control socket now; the NATFW NSLP l
 gives each an optional lifetime (soft state: a pinhole that is not refreshed closes),
 and removes the pinholes it opened when it stops.
 
+NSIS pinholes live in `self.pinhole_table` (mip6bench.net.pinholes.PinholeTable: one
+chain per NATFW session, group-committed through libnftables); the NATFW runtime that
+drives it installs and removes through that object, and the agent removes what is left
+of them when it stops.
+
 Control commands: pinhole-open {id, src, dst, proto, dport, sport, mh_types, lifetime},
-pinhole-close {id}, pinholes, counters.
+pinhole-close {id}, pinholes (static and NSIS: id, kind, session, flow, lifetime,
+remaining, packets, bytes), counters.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: agents/fw.py
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall, Pinhole
+from mip6bench.net.pinholes import PinholeTable
 from mip6bench.runtime.agent import Agent, run
 
 
@@ -56,8 +63,11 @@ class FirewallAgent(Agent):
         self.lock = asyncio.Lock()  # one nft transaction at a time
         self.expiry: dict[str, asyncio.TimerHandle] = {}
         self.opened: set[str] = set()  # pinholes this agent opened (and closes on stop)
+        # id -> (pinhole, lifetime or None, loop time opened), for listings
+        self.static: dict[str, tuple[Pinhole, float | None, float]] = {}
         # Fails fast (and the agent exits with the reason) if the base table is missing.
         await asyncio.to_thread(self.fw.counters)
+        self.pinhole_table = PinholeTable(None)
         self.natfw = None
         if self.options.nsis:
             await self._open_nsis()
@@ -86,9 +96,16 @@ class FirewallAgent(Agent):
         if mine:
             await asyncio.to_thread(self.fw.close, *mine)
             self.emit("pinholes.closed", ids=mine, reason="agent stopping")
+        try:
+            sessions = await self.pinhole_table.clear()
+            if sessions:
+                self.emit("nsis.pinholes.removed", sessions=sessions, reason="agent stopping")
+        finally:
+            self.pinhole_table.close()
 
     def status(self) -> dict:
-        return {"pinholes": sorted(self.opened)}
+        return {"pinholes": sorted(self.opened), "nsis_pinholes": len(self.pinhole_table.sessions),
+                "nsis_table": dict(self.pinhole_table.stats)}
 
     def commands(self):
         return {"pinhole-open": self.cmd_open, "pinhole-close": self.cmd_close,
@@ -104,6 +121,7 @@ class FirewallAgent(Agent):
         async with self.lock:
             await asyncio.to_thread(self.fw.open, pinhole)
         self.opened.add(pinhole.id)
+        self.static[pinhole.id] = (pinhole, lifetime, asyncio.get_running_loop().time())
         self._arm_expiry(pinhole.id, lifetime)
         self.emit("pinhole.opened", id=pinhole.id, rule=pinhole.match(), lifetime=lifetime)
         return {"id": pinhole.id, "rule": pinhole.match()}
@@ -113,7 +131,19 @@ class FirewallAgent(Agent):
         return {"id": req["id"]}
 
     async def cmd_list(self, _req: dict) -> list:
-        return await asyncio.to_thread(self.fw.pinholes)
+        static, nsis = await asyncio.gather(asyncio.to_thread(self.fw.pinholes),
+                                            asyncio.to_thread(self.pinhole_table.list))
+        now = asyncio.get_running_loop().time()
+        out = []
+        for p in static:
+            known = self.static.get(p["id"])
+            lifetime = known[1] if known else None
+            out.append(dict(p, kind="static", session=p["id"],
+                            flow=known[0].match() if known else None, lifetime=lifetime,
+                            remaining=max(0.0, known[2] + lifetime - now) if lifetime else None))
+        for p in nsis:
+            out.append(dict(p, id=f"nsis:{p['session']}"))
+        return out
 
     async def cmd_counters(self, _req: dict) -> dict:
         return await asyncio.to_thread(self.fw.counters)
@@ -135,6 +165,7 @@ class FirewallAgent(Agent):
         async with self.lock:
             await asyncio.to_thread(self.fw.close, pinhole_id)
         self.opened.discard(pinhole_id)
+        self.static.pop(pinhole_id, None)
         self.emit("pinhole.closed", id=pinhole_id, reason=reason)
 
 

@@ -16,6 +16,8 @@ from mip6bench.net.nft import Batch, Nft, quote, rule_counters
 TABLE = "mip6bench"
 FAMILY = "inet"
 PINHOLE_CHAIN = "pinholes"
+NSIS_MAP = "nsis_flows"  # ip6 saddr . ip6 daddr : jump <bucket chain of NSIS sessions>
+GIST_PORT = 270  # RFC 5971: D-mode (UDP) and C-mode (TCP) port
 
 # ICMPv6 that must pass a firewall for IPv6 to work (RFC 4890 4.3.1).
 ICMPV6_ESSENTIAL = ("destination-unreachable", "packet-too-big", "time-exceeded",
@@ -88,8 +90,9 @@ class Pinhole:
         return f"{self.match()} counter accept comment {quote(self.comment)}"
 
 
-def ruleset(inside: str, outside: str) -> Batch:
-    """The whole firewall table, replacing any earlier one, as one atomic batch."""
+def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
+    """The whole firewall table, replacing any earlier one, as one atomic batch. With
+    `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself."""
     nd = ", ".join(ICMPV6_ND)
     errors = ", ".join(ICMPV6_ESSENTIAL)
     b = Batch()
@@ -103,6 +106,10 @@ def ruleset(inside: str, outside: str) -> Batch:
     b.add(f"add rule {FAMILY} {TABLE} forward ct state invalid counter drop comment \"invalid\"")
     b.add(f"add rule {FAMILY} {TABLE} forward icmpv6 type {{ {errors} }} counter accept comment \"icmpv6-errors\"")
     b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(inside)} counter accept comment \"outbound\"")
+    if nsis:
+        b.add(f"add map {FAMILY} {TABLE} {NSIS_MAP} {{ type ipv6_addr . ipv6_addr : verdict; }}")
+        b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} "
+              f"ip6 saddr . ip6 daddr vmap @{NSIS_MAP} comment \"nsis-dispatch\"")
     b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} jump {PINHOLE_CHAIN}")
     b.add(f"add rule {FAMILY} {TABLE} forward counter drop comment \"unsolicited\"")
     b.add(f"add chain {FAMILY} {TABLE} input {{ type filter hook input priority filter; policy drop; }}")
@@ -111,6 +118,9 @@ def ruleset(inside: str, outside: str) -> Batch:
     b.add(f"add rule {FAMILY} {TABLE} input icmpv6 type {{ {nd} }} counter accept comment \"nd\"")
     b.add(f"add rule {FAMILY} {TABLE} input icmpv6 type {{ {errors}, echo-request }} counter accept comment \"icmpv6\"")
     b.add(f"add rule {FAMILY} {TABLE} input iifname {quote(inside)} counter accept comment \"from-inside\"")
+    if nsis:
+        b.add(f"add rule {FAMILY} {TABLE} input udp dport {GIST_PORT} counter accept comment \"gist-dmode\"")
+        b.add(f"add rule {FAMILY} {TABLE} input tcp dport {GIST_PORT} counter accept comment \"gist-cmode\"")
     b.add(f"add rule {FAMILY} {TABLE} input counter drop comment \"input-drop\"")
     return b
 
@@ -125,12 +135,12 @@ def add_pinholes(pinholes: list[Pinhole]) -> Batch:
 class Firewall:
     """The firewall table in one namespace: install, pinholes, counters."""
 
-    def __init__(self, netns: int | str | None, inside: str, outside: str):
+    def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True):
         self.nft = Nft(netns)
-        self.inside, self.outside = inside, outside
+        self.inside, self.outside, self.nsis = inside, outside, nsis
 
     def install(self) -> None:
-        self.nft.apply(ruleset(self.inside, self.outside))
+        self.nft.apply(ruleset(self.inside, self.outside, self.nsis))
 
     def remove(self) -> None:
         self.nft.apply(Batch([f"delete table {FAMILY} {TABLE}"]))

@@ -3,7 +3,8 @@
     addrs              nodes and their IPv6 addresses
     agents             agents, their pids and status
     events [N]         the last N events of every agent (default 10)
-    pinholes           firewall pinholes and the firewall's counters
+    pinholes           firewall pinholes (static and NSIS: session, flow, remaining
+                       lifetime, counters) and the firewall's counters
     linkstats          link emulation counters (relay backend)
     handover MN NET [GAP_MS]   move an MN to another access network (and report its
                                Mobile IPv6 registration)
@@ -17,6 +18,21 @@ from mininet.log import output
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.runtime.control import ControlError
+
+
+def format_pinholes(holes: list[dict]) -> str:
+    """The `pinholes` table: kind, session, remaining lifetime, counters, flow."""
+    lines = [f"{len(holes)} pinhole(s)\n"]
+    if holes:
+        lines.append(f"  {'kind':<7}{'session':<34}{'remaining':>10}{'packets':>9}{'bytes':>10}  flow\n")
+    for p in holes:
+        flow = p.get("flow")
+        text = flow.get("text") if isinstance(flow, dict) else (flow or "?")
+        remaining = p.get("remaining")
+        left = "-" if remaining is None else f"{remaining:.1f}s"
+        lines.append(f"  {p.get('kind', '?'):<7}{p['session']:<34}{left:>10}"
+                     f"{p.get('packets') or 0:>9}{p.get('bytes') or 0:>10}  {text}\n")
+    return "".join(lines)
 
 
 class TestbedCLI(CLI):
@@ -63,12 +79,18 @@ class TestbedCLI(CLI):
                    f"{json.dumps(fields)}\n")
 
     def do_pinholes(self, _line):
-        """pinholes: the firewall's pinholes and counters."""
+        """pinholes: the firewall's pinholes (static and NSIS) and counters."""
         fw = self.mn["fw"].firewall
-        holes = fw.pinholes()
-        output(f"{len(holes)} pinhole(s)\n")
-        for p in holes:
-            output(f"  {p['id']:<20} packets {p['packets']}\n")
+        agent = self.testbed.agents.get(("fw", "fw")) if self.testbed else None
+        try:
+            holes = agent.request("pinholes") if agent else None
+        except ControlError as exc:
+            output(f"fw agent: {exc}; showing the kernel's static pinholes only\n")
+            holes = None
+        if holes is None:
+            holes = [dict(p, kind="static", session=p["id"], flow=None, remaining=None)
+                     for p in fw.pinholes()]
+        output(format_pinholes(holes))
         for name, c in fw.counters().items():
             output(f"  counter {name:<20} {c['packets']} packets\n")
 

@@ -1,0 +1,201 @@
+"""NSIS pinholes without root: NATFW flow -> nft matches, transaction building, and the
+group commit's per-session error handling against a scripted nft."""
+import asyncio
+import re
+
+import pytest
+
+from mip6bench.natfw import wire as w
+from mip6bench.natfw.core import Mri, PinholeFlow
+from mip6bench.net.nft import LibNft
+from mip6bench.net.pinholes import (Entry, Op, PinholeError, PinholeTable, bucket_name,
+                                    build_batch, check_request, flow_description, flow_matches,
+                                    flow_verdict)
+
+MN_HOA, MN_COA, CN = "2001:db8:1::100", "2001:db8:11::5", "2001:db8:2::10"
+HOA_HEX = "0x20010db8000100000000000000000100"
+
+
+def flow(src=MN_COA, dst=CN, proto=0, sport=0, dport=0, mip6=None, **kw):
+    return PinholeFlow(Mri(src, dst, proto, sport, dport), mip6=mip6, **kw)
+
+
+# ---------------------------------------------------------------- flow_matches
+def test_mobility_header_by_type_from_the_home_address():
+    hoti = flow(src=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 1))
+    assert flow_matches(hoti) == [f"ip6 saddr {MN_HOA} ip6 daddr {CN} meta l4proto 135 "
+                                  "mh type home-test-init"]
+    # A home address naming the source itself needs no Home Address option.
+    assert flow_matches(flow(src=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 1, MN_HOA))) == flow_matches(hoti)
+    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 2)))[0].endswith("mh type careof-test-init")
+    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 42)))[0].endswith("mh type 42")
+
+
+def test_binding_update_from_the_care_of_address_carries_the_home_address_option():
+    bu = flow(mip6=w.Mip6Flow(w.MIP6_MH, 5, MN_HOA))
+    assert flow_matches(bu) == [f"ip6 saddr {MN_COA} ip6 daddr {CN} ip6 nexthdr 60 "
+                                f"@nh,368,16 0xc910 @nh,384,128 {HOA_HEX} meta l4proto 135 "
+                                "mh type binding-update"]
+    assert flow_description(bu)["text"] == f"{MN_COA} -> {CN} MH BU HAO {MN_HOA}"
+
+
+def test_data_with_home_address_option_and_ports():
+    data = flow(proto=17, dport=5001, mip6=w.Mip6Flow(w.MIP6_HAO, 0, MN_HOA), sub_ports=1)
+    assert flow_matches(data) == [f"ip6 saddr {MN_COA} ip6 daddr {CN} ip6 nexthdr 60 "
+                                  f"@nh,368,16 0xc910 @nh,384,128 {HOA_HEX} meta l4proto 17 "
+                                  "th dport 5001-5002"]
+    d = flow_description(data)
+    assert d["mip6"] == {"kind": "hao", "home_address": MN_HOA}
+    assert d["text"] == f"{MN_COA} -> {CN} udp port 5001+1 HAO {MN_HOA}"
+
+
+def test_type2_routing_header_and_deny():
+    rh2 = flow(src=CN, dst=MN_COA, proto=6, sport=80, mip6=w.Mip6Flow(w.MIP6_RH2, 0, MN_HOA),
+               action=w.ACTION_DENY)
+    assert flow_matches(rh2) == [f"ip6 saddr {CN} ip6 daddr {MN_COA} ip6 nexthdr 43 rt type 2 "
+                                 f"@nh,384,128 {HOA_HEX} meta l4proto 6 th sport 80"]
+    assert flow_verdict(rh2) == "drop" and flow_verdict(flow()) == "accept"
+    assert flow_description(rh2)["action"] == "deny"
+
+
+def test_plain_flows_and_impossible_ones():
+    assert flow_matches(flow()) == [f"ip6 saddr {MN_COA} ip6 daddr {CN}"]
+    assert flow_matches(flow(proto=6, sport=1000, dport=80)) == [
+        f"ip6 saddr {MN_COA} ip6 daddr {CN} meta l4proto 6 th sport 1000 th dport 80"]
+    assert flow_matches(flow(proto=17, dport=65535, sub_ports=1))[0].endswith("th dport 65535")
+    with pytest.raises(ValueError, match="protocol 6"):
+        flow_matches(flow(proto=6, mip6=w.Mip6Flow(w.MIP6_MH, 5)))
+    with pytest.raises(ValueError, match="ports need"):
+        flow_matches(flow(proto=58, dport=1))
+
+
+# ---------------------------------------------------------------- batches
+def entry(session, pair=(MN_COA, CN), verdict="accept", matches=("meta l4proto 135",)):
+    return Entry(session, matches, verdict, pair, {"source": pair[0], "destination": pair[1]}, 30)
+
+
+def test_first_install_creates_session_chain_bucket_and_map_element():
+    b = build_batch({}, [Op("aa", entry("aa"))])
+    bucket = bucket_name((MN_COA, CN))
+    assert b.text.splitlines() == [
+        "add chain inet mip6bench nsis-aa",
+        'add rule inet mip6bench nsis-aa meta l4proto 135 counter accept comment "nsis:aa"',
+        f"add chain inet mip6bench {bucket}",
+        f"add rule inet mip6bench {bucket} jump nsis-aa",
+        f"add element inet mip6bench nsis_flows {{ {MN_COA} . {CN} : jump {bucket} }}"]
+    assert b.owners == {1: "aa", 2: "aa", 4: "aa"} and set(b.state) == {"aa"}
+
+
+def test_refresh_is_no_command_replace_flushes_remove_cleans_up():
+    committed = {"aa": entry("aa"), "bb": entry("bb", verdict="drop")}
+    assert build_batch(committed, [Op("aa", entry("aa"))]).text == ""
+    replace = build_batch(committed, [Op("aa", entry("aa", matches=("meta l4proto 17", "x y")))])
+    assert replace.text.splitlines()[0] == "flush chain inet mip6bench nsis-aa"
+    assert len(replace.text.splitlines()) == 3  # same verdict and pair: bucket untouched
+    bucket = bucket_name((MN_COA, CN))
+    removed = build_batch(committed, [Op("bb", None)]).text.splitlines()
+    assert removed == [f"flush chain inet mip6bench {bucket}",
+                       f"add rule inet mip6bench {bucket} jump nsis-aa",
+                       "flush chain inet mip6bench nsis-bb", "delete chain inet mip6bench nsis-bb"]
+    both = build_batch(committed, [Op("aa", None), Op("bb", None)]).text.splitlines()
+    assert both[:3] == [f"delete element inet mip6bench nsis_flows {{ {MN_COA} . {CN} }}",
+                        f"flush chain inet mip6bench {bucket}", f"delete chain inet mip6bench {bucket}"]
+    assert build_batch(committed, [Op("zz", None)]).text == ""
+
+
+def test_deny_sessions_come_first_in_their_bucket():
+    b = build_batch({"aa": entry("aa")}, [Op("dd", entry("dd", verdict="drop"))])
+    jumps = [l.rsplit(" ", 1)[1] for l in b.text.splitlines() if " jump nsis-" in l]
+    assert jumps == ["nsis-dd", "nsis-aa"]
+
+
+def test_requests_that_could_inject_commands_are_refused():
+    for session, matches, verdict in (("a b", ["x"], "accept"), ("", ["x"], "accept"),
+                                      ("a", [], "accept"), ("a", ["x"], "jump"),
+                                      ("a", ["tcp dport 1; flush ruleset"], "accept"),
+                                      ("a", ['x comment "y"'], "accept"),
+                                      ("a", ["tcp dport 1\nflush ruleset"], "accept")):
+        with pytest.raises(ValueError):
+            check_request(session, matches, verdict)
+
+
+def test_error_lines_of_a_failed_run():
+    err = ("/proc/self/fd/7:2:25-29: Error: No symbol type information\nadd rule x\n   ^^\n"
+           "/proc/self/fd/7:6:21-24: Error: Could not process rule: No such file or directory\n")
+    assert LibNft.error_lines(err) == {
+        2: "Error: No symbol type information",
+        6: "Error: Could not process rule: No such file or directory"}
+
+
+# ---------------------------------------------------------------- group commit
+class ScriptedNft:
+    """Commits whatever has no 'bogus' in it; errors name their line like libnftables.
+    `anonymous` errors name no line."""
+
+    def __init__(self, anonymous=False):
+        self.anonymous = anonymous
+        self.texts = []
+
+    def run(self, text, flags=0):
+        self.texts.append(text)
+        bad = [i for i, l in enumerate(text.splitlines(), 1) if "bogus" in l]
+        if not bad:
+            return True, "", ""
+        if self.anonymous:
+            return False, "", "Error: Could not process rule: Invalid argument\n"
+        return False, "", "".join(f"/proc/self/fd/3:{i}:1-5: Error: bogus\n" for i in bad)
+
+    def close(self):
+        pass
+
+
+def run_group(nft, requests):
+    async def main():
+        table = PinholeTable(nft=nft, reader=nft, clock=lambda: 100.0)
+        try:
+            results = await asyncio.gather(*(table.install(s, m, 30, {"source": MN_COA,
+                                                                      "destination": CN})
+                                             for s, m in requests), return_exceptions=True)
+            return table, results
+        finally:
+            table.close()
+    return asyncio.run(main())
+
+
+def test_group_commit_one_transaction_for_everything_that_waited():
+    nft = ScriptedNft()
+    table, results = run_group(nft, [(f"s{i}", ["meta l4proto 135"]) for i in range(50)])
+    assert results == [None] * 50
+    assert len(nft.texts) == 1 and nft.texts[0].count("add chain inet mip6bench nsis-") == 50
+    assert table.stats["commits"] == 1 and set(table.sessions) == {f"s{i}" for i in range(50)}
+    assert table.sessions["s0"].installed_at == 100.0
+
+
+@pytest.mark.parametrize("anonymous", [False, True])
+def test_a_bad_session_fails_alone(anonymous):
+    nft = ScriptedNft(anonymous=anonymous)
+    requests = [(f"s{i}", ["meta l4proto 135"]) for i in range(8)]
+    requests[5] = ("s5", ["bogus match"])
+    table, results = run_group(nft, requests)
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 5 + ["PinholeError"] + ["NoneType"] * 2
+    assert results[5].session == "s5"
+    assert set(table.sessions) == {f"s{i}" for i in range(8)} - {"s5"}
+    assert not any("nsis-s5" in line for line in nft.texts[-1].splitlines())
+    if not anonymous:
+        assert "bogus" in results[5].reason and table.stats["commits"] == 2
+    else:
+        assert table.stats["splits"] >= 1
+
+
+def test_later_requests_for_a_session_wait_for_the_next_transaction():
+    async def main():
+        nft = ScriptedNft()
+        table = PinholeTable(nft=nft, reader=nft)
+        pair = {"source": MN_COA, "destination": CN}
+        r = await asyncio.gather(table.install("a", ["meta l4proto 135"], 30, pair),
+                                 table.remove("a"), table.remove("a"))
+        table.close()
+        return r, nft.texts, table.sessions
+    results, texts, sessions = asyncio.run(main())
+    assert results == [None, True, False] and sessions == {}
+    assert len(texts) == 2 and re.search(r"delete chain .* nsis-a$", texts[1].strip())
