@@ -64,7 +64,7 @@ def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, Flow
     if phase == "rr":
         return [("hoti", FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_HOTI))),
                 ("hbu", FlowSpec(hoa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU))),
-                ("coti", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_COTI))),
+                ("coti", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_COTI, hoa))),
                 ("cbu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa)))]
     if phase == "data":
         return [("data", FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa)))]

@@ -83,6 +83,9 @@ class PinholeError(Exception):
 # ---------------------------------------------------------------- flow -> nft
 
 
+MH_BINDING_UPDATE = 5
+
+
 def _hoa_hex(address: str) -> str:
     return "0x" + ipaddress.IPv6Address(address).packed.hex()
 
@@ -109,9 +112,10 @@ def flow_matches(flow) -> list[str]:
     if mip6 is not None and mip6.kind == w.MIP6_RH2:
         parts += [f"ip6 nexthdr {IPPROTO_ROUTING}", "rt type 2",
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
-    if (mip6 is not None and mip6.kind == w.MIP6_MH and mip6.home_address is not None
-            and mip6.home_address != mri.source):
-        # Sent from a care-of address, so it carries the Home Address option (a BU).
+    if (mip6 is not None and mip6.kind == w.MIP6_MH and mip6.mh_type == MH_BINDING_UPDATE
+            and mip6.home_address is not None and mip6.home_address != mri.source):
+        # A BU from a care-of address carries the Home Address option (RFC 6275 11.7.2);
+        # a CoTI names the home address only so the firewall can tie it to the token.
         parts += [f"ip6 nexthdr {IPPROTO_DSTOPTS}", _HAO_TYPE_LEN,
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
     if proto:
@@ -153,8 +157,8 @@ def flow_description(flow) -> dict[str, Any]:
             name = w.MH_TYPES.get(mip6.mh_type, str(mip6.mh_type))
             d["mip6"]["mh_type"] = name
             text += f" MH {name}"
-        if mip6.kind == w.MIP6_HAO or (mip6.kind == w.MIP6_MH and mip6.home_address
-                                       and mip6.home_address != mri.source):
+        if mip6.kind == w.MIP6_HAO or (mip6.kind == w.MIP6_MH and mip6.mh_type == MH_BINDING_UPDATE
+                                       and mip6.home_address and mip6.home_address != mri.source):
             text += f" HAO {mip6.home_address}"
         if mip6.kind == w.MIP6_RH2:
             text += f" RH2 {mip6.home_address}"

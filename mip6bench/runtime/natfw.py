@@ -52,7 +52,8 @@ class NatfwService:
         self._installs: dict[bytes, asyncio.Future] = {}
         self._received_at: dict[bytes, float] = {}
         self.authz = None                        # NsisAuthzClient (NF in pull mode)
-        self.driver = CoreDriver(send=self._no_transmit, on_timer=core.handle_timer,
+        on_timer = getattr(core, "handle_timer", None) or (lambda _key, _now: [])   # NR: no timers
+        self.driver = CoreDriver(send=self._no_transmit, on_timer=on_timer,
                                  apply=self._apply, emit=agent.emit)
         gist.register_nslp(NSLPID, self._on_gist)
 
@@ -157,11 +158,9 @@ class NatfwService:
             self.execute(handler(effect.session_id, str(install.exception()), self.now()))
 
     async def _install(self, effect: nat.InstallPinhole) -> None:
-        from mip6bench.net.pinholes import flow_matches
-
         sid = effect.session_id.hex()
         flow = effect.flow
-        await self.pinholes.install(sid, flow_matches(flow), effect.lifetime, describe_flow(flow))
+        await self.pinholes.install_flow(sid, flow, effect.lifetime)
         started = self._received_at.get(effect.session_id)
         self.agent.emit("nsis.pinhole_installed", session=sid, lifetime=effect.lifetime,
                         install_ms=round((time.monotonic() - started) * 1000, 3) if started else None,
