@@ -38,8 +38,9 @@ Authorization (`authorization=`):
                    `auth_timeout`;
   "token-or-pull"  a token if the CREATE has one, else pull;
   "none"           no check (the default when no keys are given; tests and labs).
-Replay: a token is bound to the first `token_sessions` (default 1) NSIS session ids that
-presented it; another session presenting it is refused "replayed token". Every refusal
+Replay: a token is bound to at most `token_sessions` (default 1) open NSIS sessions at a
+time (a session torn down or expired frees its place); another session presenting it
+is refused "replayed token". Every refusal
 answers a RESPONSE upstream with the RFC 5973 information code, creates no pending state,
 installs nothing and is counted as counters["refused.<reason>"]:
   (0x5, 0x01) authentication failed: "forged", "malformed token";
@@ -378,6 +379,7 @@ class NfCore:
         self._closed_memory = closed_memory
         # (key id, token id) -> (session ids bound, token end as Unix time)
         self._tokens: OrderedDict[tuple, tuple[tuple[bytes, ...], float]] = OrderedDict()
+        self._token_of: dict[bytes, tuple] = {}     # session -> the token it is bound to
         self._requests: dict[int, bytes] = {}
         self._next_request = 1
         self.counters: Counter = Counter()
@@ -410,6 +412,12 @@ class NfCore:
         while len(self._closed) > self._closed_memory:
             self._closed.popitem(last=False)
         out: list[Action] = [StopTimer(("expire", sid)), StopTimer(("pending", sid))]
+        # A closed session no longer counts against its token's sessions (the session id
+        # itself can never come back: it is remembered as closed).
+        key = self._token_of.pop(sid, None)
+        if key in self._tokens:
+            bound, end = self._tokens[key]
+            self._tokens[key] = (tuple(b for b in bound if b != sid), end)
         if s is None:
             return out
         if self._is_pending(s):
@@ -476,6 +484,7 @@ class NfCore:
             if len(bound) >= self.token_sessions:
                 return "replayed token"
             self._tokens[key] = (bound + (sid,), end)
+            self._token_of[sid] = key
             return None
         if len(self._tokens) >= self.replay_memory:
             for k in [k for k, (_, end) in self._tokens.items() if end <= wall]:
@@ -483,6 +492,7 @@ class NfCore:
             if len(self._tokens) >= self.replay_memory:
                 return "token store full"
         self._tokens[key] = ((sid,), claims.end)
+        self._token_of[sid] = key
         return None
 
     # -- messages

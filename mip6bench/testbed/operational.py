@@ -64,7 +64,7 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("links", str, "auto", "link emulation for links with delay/jitter/loss: auto (netem "
                   "where the kernel has it, else the user-space relay), or force one "
                   "(bandwidth-only links use tbf under auto)", choices=("auto", "netem", "relay")),
-        ParamSpec("nsis", str, "off", "NSIS firewall traversal (GIST + NATFW NSLP): on (the firewall, CN "
+        ParamSpec("nsis", str, "on", "NSIS firewall traversal (GIST + NATFW NSLP): on (the firewall, CN "
                   "and MNs run it; MNs open pinholes before return routability), off (RR dies at "
                   "the firewall unless pinholes are opened statically)", choices=("on", "off")),
         ParamSpec("nsis_authz", str, "token-or-pull", "how the firewall authorizes NATFW requests: the "

@@ -218,3 +218,21 @@ def test_handover_keeps_the_session_and_its_token_for_the_new_coa():
     pnet.apply("nf", pnet.nf.authorization_result(req.request_id, True, "", None, pnet.now))
     pnet.open(mri=new_coti, mip6=MIP6)
     assert len(pnet.of("nf", AuthorizeRequest)) == 2
+
+
+def test_a_torn_down_session_frees_its_place_on_the_token():
+    """token_sessions bounds the sessions a token authorizes at one time: an MN that
+    stops and restarts route optimisation (new sessions) is not taken for a replay."""
+    from mip6bench.natfw.core import RemovePinhole
+
+    net = Net(tok(), token_sessions=1)
+    net.open(sid=SID)
+    assert len(net.of("nf", InstallPinhole)) == 1
+    net.apply("ni", net.ni.teardown(SID, net.now))
+    assert len(net.of("nf", RemovePinhole)) == 1
+    other = b"\x03" * 16
+    net.open(sid=other)
+    assert net.nf.counters["refused.replayed token"] == 0
+    assert len(net.of("nf", InstallPinhole)) == 2 and other in net.nf.sessions
+    net.open(sid=b"\x04" * 16)                    # a second one at the same time is not
+    assert net.nf.counters["refused.replayed token"] == 1
