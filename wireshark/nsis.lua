@@ -88,20 +88,36 @@ local NATFW = {
     -- response codes by severity class
     INFO = {
         [0x1] = { [0x01] = "Route change: the signaling session may have changed its path",
-                  [0x02] = "Re-authentication required" },
+                  [0x02] = "Re-authentication required",
+                  [0x03] = "Node going down soon" },
         [0x2] = { [0x01] = "Success" },
         [0x3] = { [0x01] = "Illegal message type", [0x02] = "Wrong message length",
                   [0x03] = "Bad flags value", [0x04] = "Mandatory object missing",
                   [0x05] = "Illegal object present", [0x06] = "Unknown object present",
                   [0x07] = "Wrong object length", [0x08] = "Unknown field value",
-                  [0x09] = "Unknown policy rule action",
-                  [0x0B] = "Duplicate object present" },
+                  [0x09] = "Invalid flag-field combination",
+                  [0x0A] = "Duplicate object present",
+                  [0x0B] = "EXT received on the external side" },
         [0x4] = { [0x01] = "Requested resources unavailable" },
         [0x5] = { [0x01] = "Authentication failed", [0x02] = "Authorization failed",
-                  [0x04] = "Internal or system error" },
+                  [0x03] = "Transport security required", [0x04] = "Internal or system error",
+                  [0x05] = "No NAT here", [0x06] = "No edge-device here",
+                  [0x07] = "NR not reached", [0x08] = "Tracing not allowed" },
         [0x7] = { [0x01] = "Session terminated asynchronously",
                   [0x02] = "Requested lifetime is too big",
-                  [0x04] = "Requested policy rule denied due to policy conflict" },
+                  [0x03] = "No reservation found for the request",
+                  [0x04] = "Requested policy rule denied due to policy conflict",
+                  [0x05] = "Unknown policy rule action",
+                  [0x06] = "Requested rule action not applicable",
+                  [0x07] = "DTINFO object required",
+                  [0x08] = "Requested sub_ports value not permitted",
+                  [0x09] = "Requested IP protocol unsupported",
+                  [0x0A] = "Plain IP policy rules not permitted",
+                  [0x0B] = "ICMP type not permitted",
+                  [0x0C] = "Source IP address range too large",
+                  [0x0D] = "Destination IP address range too large",
+                  [0x0E] = "Source port range too large",
+                  [0x0F] = "Destination port range too large" },
     },
     DT_I = 0x80, DT_P = 0x40, DT_S = 0x20,
     MIP6_KIND = { [1] = "MH (Mobility Header)", [2] = "HAO (data with a Home Address option)",
@@ -129,7 +145,7 @@ local NATFW = {
         [5] = { [1] = "NTP_TIMESTAMP" },
         [6] = { [1] = "NTP_TIMESTAMP" },
     },
-    TRANSFORM = { [12] = "AUTH_HMAC_SHA2_256_128" },
+    TRANSFORM = { [2] = "AUTH_HMAC_SHA1_96", [12] = "AUTH_HMAC_SHA2_256_128" },
     NTP_UNIX_OFFSET = 2208988800,
 }
 NATFW.OBJ = {
@@ -887,9 +903,10 @@ local nf = {
     dt_flags_rsv = ProtoField.uint8("natfw.dtinfo.flags_reserved", "Reserved", base.HEX, nil, 0x1F),
     dt_prefix = ProtoField.uint8("natfw.dtinfo.sender_prefix", "Sender prefix", base.DEC),
     dt_protocol = ProtoField.uint8("natfw.dtinfo.protocol", "Protocol", base.DEC),
-    dt_rsv = ProtoField.uint8("natfw.dtinfo.reserved", "Reserved", base.HEX),
-    dt_sport = ProtoField.uint16("natfw.dtinfo.sender_port", "Sender port", base.DEC),
+    dt_ds = ProtoField.uint8("natfw.dtinfo.ds_field", "DS-field", base.DEC, nil, 0xFC),
+    dt_rsv = ProtoField.uint8("natfw.dtinfo.reserved", "Reserved", base.HEX, nil, 0x03),
     dt_rport = ProtoField.uint16("natfw.dtinfo.receiver_port", "Receiver port", base.DEC),
+    dt_sport = ProtoField.uint16("natfw.dtinfo.sender_port", "Sender port", base.DEC),
     dt_spi = ProtoField.uint32("natfw.dtinfo.spi", "IPsec SPI", base.HEX),
     dt_sender4 = ProtoField.ipv4("natfw.dtinfo.sender_ipv4", "Data sender address"),
     dt_sender6 = ProtoField.ipv6("natfw.dtinfo.sender_ipv6", "Data sender address"),
@@ -1061,15 +1078,19 @@ local function dissect_dtinfo(r, tree, item)
     for _, f in ipairs({ nf.dt_i, nf.dt_p, nf.dt_s, nf.dt_flags_rsv }) do fi:add(f, r(0, 1)) end
     tree:add(nf.dt_prefix, r(1, 1))
     tree:add(nf.dt_protocol, r(2, 1))
+    tree:add(nf.dt_ds, r(3, 1))
     tree:add(nf.dt_rsv, r(3, 1))
-    if bits(flags, 0, 5) ~= 0 or r(3, 1):uint() ~= 0 then
+    if bits(flags, 0, 5) ~= 0 or bits(r(3, 1):uint(), 0, 2) ~= 0 then
         item:add_proto_expert_info(ne.protocol, "Reserved DTINFO bits set")
     end
+    if has(flags, NATFW.DT_P) and has(flags, NATFW.DT_I) then
+        item:add_proto_expert_info(ne.protocol, "DTINFO with both ports (P) and an SPI (I)")
+    end
     local off = 4
-    if has(flags, NATFW.DT_P) then
+    if has(flags, NATFW.DT_P) then      -- receiver (destination) port, then sender port
         if not nneed(r, off, 4, item, "DTINFO ports") then return end
-        tree:add(nf.dt_sport, r(off, 2))
-        tree:add(nf.dt_rport, r(off + 2, 2))
+        tree:add(nf.dt_rport, r(off, 2))
+        tree:add(nf.dt_sport, r(off + 2, 2))
         off = off + 4
     end
     if has(flags, NATFW.DT_I) then

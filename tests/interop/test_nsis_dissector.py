@@ -62,7 +62,7 @@ MRI_ESP = gw.Mri(CN, COA, protocol=50, spi=0x1234, upstream=True)
 CREATE = nw.create(120, 1, nw.ACTION_ALLOW, nw.Nonce(0xCAFE), nw.IcmpTypes((1, 2, 128)),
                    nw.decode_object(Reader(token())), nw.Mip6Flow(nw.MIP6_MH, 2, HOA))
 EXT = nw.NslpMessage(nw.EXT, (nw.Lifetime(60), nw.ExtFlowInfo(nw.ACTION_DENY, 1), nw.Msn(9),
-                              nw.DataTerminalInfo(17, 64, 40000, 5001, sender=COA),
+                              nw.DataTerminalInfo(17, 64, 40000, 5001, sender=COA, ds_field=46),
                               nw.Mip6Flow(nw.MIP6_HAO, 0, HOA)), proxy=True)
 EXT_SPI = nw.NslpMessage(nw.EXT, (nw.Lifetime(60), nw.ExtFlowInfo(nw.ACTION_ALLOW, 0), nw.Msn(10),
                                   nw.DataTerminalInfo(50, 24, spi=0x99, sender="192.0.2.0")))
@@ -356,6 +356,7 @@ def expect_natfw(msg: nw.NslpMessage) -> dict:
             e["natfw.dtinfo.s"].append(o.sender is not None)
             e["natfw.dtinfo.sender_prefix"].append(o.sender_prefix)
             e["natfw.dtinfo.protocol"].append(o.protocol)
+            e["natfw.dtinfo.ds_field"].append(o.ds_field)
             if o.sender_port is not None:
                 e["natfw.dtinfo.sender_port"].append(o.sender_port)
                 e["natfw.dtinfo.receiver_port"].append(o.receiver_port)
@@ -595,6 +596,26 @@ def test_malformed_messages_are_flagged(tmp_path):
         messages = shows(pkt, "_ws.expert.message")
         assert messages, name
         assert not any(m.startswith("Lua Error") for m in messages), (name, messages)
+
+
+def test_dtinfo_with_ports_and_spi_is_flagged(tmp_path):
+    """P and I together: the codec refuses it (invalid flag combination), the dissector
+    still decodes both fields, receiver port first, and warns."""
+    good = nw.encode_object(EXT_SPI.get(nw.DataTerminalInfo))
+    body = struct.pack("!BBBB", nw.DT_P | nw.DT_I, 128, 17, 0) + struct.pack("!HHI", 5001, 40000, 0x99)
+    bad = struct.pack("!HH", nw.T_DTINFO, len(body) // 4) + body
+    nslp = EXT_SPI.encode().replace(good, bad)
+    with pytest.raises(nw.NslpDecodeError) as err:
+        nw.decode(nslp)
+    assert err.value.info == nw.ERR_INVALID_FLAG_COMBINATION
+    pcap = tmp_path / "dtinfo.pcap"
+    wrpcap(str(pcap), [IPv6(src=CN, dst=FW) / UDP(sport=gw.GIST_PORT, dport=gw.GIST_PORT) / natfw_in_data(nslp)])
+    [pkt] = pdml(pcap)
+    assert [value(v) for v in shows(pkt, "natfw.dtinfo.receiver_port")] == [5001]
+    assert [value(v) for v in shows(pkt, "natfw.dtinfo.sender_port")] == [40000]
+    assert [value(v) for v in shows(pkt, "natfw.dtinfo.spi")] == [0x99]
+    assert any("SPI" in m for m in shows(pkt, "_ws.expert.message"))
+    assert run_tshark(pcap, "-Y", "_ws.malformed || _ws.expert.severity >= error").strip() == ""
 
 
 def test_mutated_messages_never_break_the_dissector(sent, tmp_path):
