@@ -13,7 +13,7 @@ of them when it stops.
 
 Control commands: pinhole-open {id, src, dst, proto, dport, sport, mh_types, lifetime},
 pinhole-close {id}, pinholes (static and NSIS: id, kind, session, flow, lifetime,
-remaining, packets, bytes), counters.
+remaining, packets, bytes), counters, wait-event {event, match, after_ns, within}.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall, Pinhole
 from mip6bench.net.pinholes import PinholeTable
 from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.mobility import WaitableEvents
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,11 +55,12 @@ class Options:
             raise ValueError("pull authorization needs authz (the PAA's channel)")
 
 
-class FirewallAgent(Agent):
+class FirewallAgent(WaitableEvents, Agent):
     role = "fw"
     Options = Options
 
     async def start(self) -> None:
+        self._init_waitable()
         self.fw = Firewall(None, self.options.inside, self.options.outside)
         self.lock = asyncio.Lock()  # one nft transaction at a time
         self.expiry: dict[str, asyncio.TimerHandle] = {}
@@ -109,7 +111,8 @@ class FirewallAgent(Agent):
 
     def commands(self):
         return {"pinhole-open": self.cmd_open, "pinhole-close": self.cmd_close,
-                "pinholes": self.cmd_list, "counters": self.cmd_counters}
+                "pinholes": self.cmd_list, "counters": self.cmd_counters,
+                "wait-event": self.cmd_wait_event}
 
     async def cmd_open(self, req: dict) -> dict:
         lifetime = req.get("lifetime")

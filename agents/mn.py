@@ -49,6 +49,9 @@ Control commands (besides status, dump, events):
     sas
     ro-start {cn} / ro-stop {cn}        route optimisation with a correspondent
     register                            send the home registration again now
+    traversal {enabled}                 (with nsis) open the CN's firewall with NSIS before
+                                        RR, or not; RO is tried again at once
+    nsis-token {token}                  (with nsis) the SESSION_AUTH token (hex) to present
     wait {until: registered|ro|home, coa, cn, within (s)}   block until the state holds
     wait-event {event, match, after_ns, within}   block until such an event is logged
     counters
@@ -581,7 +584,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                     self._schedule_reconcile()
                 self.nsis_token = b.token
                 if self.nsis is not None:
-                    self.ni.token = b.token
+                    self.ni.set_token(b.token)
                 self.pana_address = self.address
                 static = sorted(item for item, source in b.sources.items() if source == "static")
                 if static:
@@ -713,7 +716,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         out = {"sa-add": self.cmd_sa_add, "sa-remove": self.cmd_sa_remove,
                "sas": self.cmd_sas, "ro-start": self.cmd_ro_start, "ro-stop": self.cmd_ro_stop,
                "register": self.cmd_register, "wait": self.cmd_wait, "counters": self.cmd_counters,
-               "wait-event": self.cmd_wait_event, "traversal": self.cmd_traversal}
+               "wait-event": self.cmd_wait_event, "traversal": self.cmd_traversal,
+               "nsis-token": self.cmd_nsis_token}
         if self.options.pana is not None:
             from mip6bench.runtime.pana_client import PanaClient
 
@@ -798,6 +802,22 @@ class MobileNodeAgent(WaitableEvents, Agent):
         for cn in sorted(self.ro_wanted):
             self.io.execute(core.start_route_optimization(cn, now))
         return self.status()
+
+    async def cmd_nsis_token(self, req: dict) -> dict:
+        """nsis-token {token: hex}: present this SESSION_AUTH token in the CREATEs from
+        now on (e.g. to see the firewall refuse a forged or foreign one)."""
+        if self.nsis is None:
+            raise ValueError("this mobile node runs without NSIS (topology parameter nsis=off)")
+        token = bytes.fromhex(req.get("token", ""))
+        if not token:
+            raise ValueError("token must be a non-empty hex string")
+        try:
+            self.ni.set_token(token)
+        except (ValueError, DecodeError) as exc:
+            raise ValueError(f"not a SESSION_AUTH token: {exc}") from None
+        self.nsis_token = token
+        self.emit("mipv6.mn.nsis_token", length=len(token), source="command")
+        return {"length": len(token)}
 
     async def cmd_register(self, _req) -> dict:
         core = self._need_core()

@@ -201,6 +201,11 @@ class NiCore:
         self.sessions: dict[bytes, _NiSession] = {}
         self.counters: Counter = Counter()
 
+    def set_token(self, token: bytes | None) -> None:
+        """The token for CREATEs from now on (PANA re-authentication brings a new one);
+        ValueError if it is not a well-formed SESSION_AUTH object."""
+        self.token = self._token_object(token)
+
     @staticmethod
     def _token_object(token: bytes | None) -> w.SessionAuth | None:
         if token is None:
