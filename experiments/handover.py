@@ -4,9 +4,10 @@ The MN (statically configured MN-HA SA) registers with its home agent, runs retu
 routability with the CN and moves `moves` times between the foreign networks
 (break-before-make, `gap_ms` without layer 2). Throughout, the CN sends a UDP probe
 stream to the MN's home address (`rate` per second) and keeps a TCP connection to the
-home address busy (a small message every `tcp_interval_ms`, echoed back). The CN is
-reachable directly: the firewall's Mobile IPv6 pinholes are opened statically (NSIS
-replaces that in its own experiment).
+home address busy (a small message every `tcp_interval_ms`, echoed back). The CN sits
+behind the firewall: with NSIS (topology nsis=on, the default) the MN re-signals its
+NATFW pinholes for each new care-of address before return routability; with nsis=off
+the firewall's Mobile IPv6 pinholes are opened statically.
 
 metrics.json:
   "handover": one entry per move, times in ms:
@@ -16,7 +17,10 @@ metrics.json:
      ha_registration_ms     Binding Update to the HA sent -> its Binding Ack received
      rr_ms                  first HoTI/CoTI sent -> last token back (CN BU sent); null
                             without route optimisation
-     cn_binding_ms          BU to the CN sent -> its Binding Ack received (RO on)
+     cn_binding_ms          BU to the CN sent -> its Binding Ack received (RO on; with
+                            NSIS: the data round starts)
+     nsis_ms, nsis_floor_ms NSIS: pinholes for the new CoA asked -> granted (before RR),
+                            and its floor (below); nsis_data_ms: the data round
      disruption_ms          last probe received before the new link came up -> first after
      lost_packets           probes lost in between
      floor_ms, ratio        the best the configuration allows, and disruption / floor
@@ -33,6 +37,11 @@ floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0
                                           to the MN (the kernel keeps an address through
                                           a carrier loss); optimistic, off: 0
            + 2 d(MN,HA)                   BU to the HA and its BA
+       with NSIS and route optimisation:
+           + 4 d(MN,FW) + 4 d(FW,CN)      the CoA's NATFW sessions for the new flow: GIST
+                                          Query/Response with the firewall, CREATE in the
+                                          Confirm, the firewall's handshake with the CN
+                                          and the CREATE on, RESPONSE back to the MN
        with route optimisation (the CN keeps sending to the old CoA until it has the new
        binding):
            + max(2 (d(MN,HA) + d(HA,CN)), 2 d(MN,CN))   HoTI/HoT via the HA, CoTI/CoT direct,
@@ -68,8 +77,18 @@ def one_way(params: dict, segment: str) -> float:
     return max(0.0, params[f"{segment}_delay_ms"] - params[f"{segment}_jitter_ms"])
 
 
+def nsis_floor_ms(topo: dict) -> float:
+    """Re-signalling the care-of address's NATFW sessions after a move: a GIST handshake
+    for the new MRI with the firewall (Query, Response), the CREATE in the Confirm, the
+    firewall's handshake with the CN and the CREATE on, the RESPONSE back to the MN."""
+    access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
+    cn_up, cn_lan = one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
+    mn_fw = access + backhaul + cn_up
+    return round(4 * mn_fw + 4 * cn_lan, 3)
+
+
 def handover_floor_ms(topo: dict, gap_ms: float, dad_ms: float, route_optimization: bool,
-                      home_test: bool = True) -> float:
+                      home_test: bool = True, nsis: bool = False) -> float:
     """The best-case disruption of a handover (see the module docstring)."""
     access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
     home, cn_up, cn_lan = one_way(topo, "home_uplink"), one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
@@ -77,6 +96,8 @@ def handover_floor_ms(topo: dict, gap_ms: float, dad_ms: float, route_optimizati
     mn_cn = access + backhaul + cn_up + cn_lan
     ha_cn = home + cn_up + cn_lan
     floor = gap_ms + access + dad_ms + 2 * mn_ha
+    if route_optimization and nsis:
+        floor += nsis_floor_ms(topo)
     if route_optimization:
         rr = max(2 * (mn_ha + ha_cn), 2 * mn_cn) if home_test else 2 * mn_cn
         floor += rr + 2 * mn_cn
@@ -131,6 +152,12 @@ def phases(events: list[dict], move: dict, until_ns: int | None, interface: str)
     rr_start = min(tests, key=lambda e: e["t_ns"]) if tests else None
     cn_bu = _first(events, "mipv6.mn.cn_bu_sent", start, until_ns, coa=coa) if coa else None
     ro_on = _first(events, "mipv6.mn.ro_on", start, until_ns, coa=coa) if coa else None
+    # NSIS (topology nsis=on): the pinholes for the new CoA before RR, and the data
+    # round after the CN's BA (then ro_on follows the data round).
+    nsis = _first(events, "mipv6.mn.traversal_started", start, until_ns, coa=coa, phase="rr") if coa else None
+    nsis_done = _first(events, "mipv6.mn.traversal_done", start, until_ns, coa=coa, phase="rr") if coa else None
+    data = _first(events, "mipv6.mn.traversal_started", start, until_ns, coa=coa, phase="data") if coa else None
+    data_done = _first(events, "mipv6.mn.traversal_done", start, until_ns, coa=coa, phase="data") if coa else None
     attach_event = {"t_ns": attach}
     return {
         "coa": coa,
@@ -138,7 +165,9 @@ def phases(events: list[dict], move: dict, until_ns: int | None, interface: str)
         "coa_ms": _ms(detected, ready),
         "ha_registration_ms": _ms(bu, registered),
         "rr_ms": _ms(rr_start, cn_bu),
-        "cn_binding_ms": _ms(cn_bu, ro_on),
+        "cn_binding_ms": _ms(cn_bu, data or ro_on),
+        "nsis_ms": _ms(nsis, nsis_done),
+        "nsis_data_ms": _ms(data, data_done),
         "home_test": any(e["event"] == "mipv6.mn.hoti_sent" for e in tests),
         "handover_ms": _ms({"t_ns": move["detach_ns"]}, ro_on or registered),
     }
@@ -157,7 +186,9 @@ def run(tb, params) -> dict:
     settle = params["settle_s"]
     if not ro:
         agent.request("ro-stop", cn=cn)
-    tb.open_static_mipv6_pinholes()
+    nsis = tb.params["nsis"] == "on"
+    if not nsis:
+        tb.open_static_mipv6_pinholes()
     tb.wait_registered(mn, timeout=settle)
     if ro:
         agent.request("wait", timeout=settle + 2, until="ro", cn=cn, within=settle)
@@ -197,13 +228,16 @@ def run(tb, params) -> dict:
         # to the MN goes through DAD (a revisited network's is usable at once).
         known = {e.get("coa") for e in events if e["event"] == "mipv6.mn.coa_ready" and e["t_ns"] < move["attach_ns"]}
         dad = 0.0 if p["coa"] in known else dad_ms(tb, mn, move["to"])
-        floor = handover_floor_ms(tb.params, move["l2_gap_ms"], dad, ro, p["home_test"])
+        floor = handover_floor_ms(tb.params, move["l2_gap_ms"], dad, ro, p["home_test"], nsis)
         disruption = outage.get("disruption_ms")
         out.append({
             "from": move["from"], "to": move["to"], "l2_gap_ms": move["l2_gap_ms"],
             "movement_detection_ms": p["movement_detection_ms"], "coa_ms": p["coa_ms"],
             "ha_registration_ms": p["ha_registration_ms"], "rr_ms": p["rr_ms"] if ro else None,
             "cn_binding_ms": p["cn_binding_ms"] if ro else None,
+            "nsis_ms": p["nsis_ms"] if ro and nsis else None,
+            "nsis_floor_ms": nsis_floor_ms(tb.params) if ro and nsis else None,
+            "nsis_data_ms": p["nsis_data_ms"] if ro and nsis else None,
             "disruption_ms": disruption, "lost_packets": outage.get("lost_packets"),
             "floor_ms": floor, "ratio": None if disruption is None else round(disruption / floor, 3),
             "dad_ms": dad, "home_test": p["home_test"], "handover_ms": p["handover_ms"], "coa": p["coa"],
@@ -216,6 +250,7 @@ def run(tb, params) -> dict:
         "udp": {"rate": params["rate"], "sent": len(stream.sent), "received": len(stream.arrivals),
                 "send_errors": stream.send_errors},
         "route_optimization": ro,
+        "nsis": nsis,
         "dad": tb.plan.nodes[mn].extra["dad"],
         "ra_interval_ms": [tb.params["ra_min_ms"], tb.params["ra_max_ms"]],
     }
