@@ -157,6 +157,8 @@ class Testbed:
         from mip6bench.testbed.bootstrap import BootstrapServices
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
+        if self.params["nsis"] == "on" and self.params["mipv6"] != "off":
+            self.firewall_for_mobile_ipv6()
         fw = self.plan.nodes["fw"]
         self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
                                             **self.nsis_firewall_options()})
@@ -250,17 +252,11 @@ class Testbed:
         """Open the firewall for Mobile IPv6 to the CN without NSIS (through the fw
         agent, which closes them when it stops); returns the pinhole ids.
 
-        Route-optimised packets carry upper-layer checksums over the home address (RFC
-        6275 6.3, 6.4), which conntrack, seeing the care-of address, would find wrong and
-        mark invalid; so the firewall stops verifying checksums (the end hosts still do).
-        And one TCP connection alternates between two conntrack entries (home address
-        through the tunnel, care-of address when route-optimised), each of which sees
-        only part of the sequence space: TCP window tracking must be liberal."""
-        from mip6bench.net.netns import write_sysctls
+        The firewall's conntrack is set up for route-optimised traffic first
+        (firewall_for_mobile_ipv6)."""
         from mip6bench.testbed.operational import static_mipv6_pinholes
 
-        write_sysctls(self.node("fw").pid, {"net/netfilter/nf_conntrack_checksum": 0,
-                                            "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
+        self.firewall_for_mobile_ipv6()
         fw = self.agents[("fw", "fw")]
         opened = []
         for hole in static_mipv6_pinholes(self.plan):
@@ -268,6 +264,19 @@ class Testbed:
             opened.append(hole["id"])
         self.log.emit("mipv6.static_pinholes", ids=opened)
         return opened
+
+    def firewall_for_mobile_ipv6(self) -> None:
+        """Route-optimised packets carry upper-layer checksums over the home address (RFC
+        6275 6.3, 6.4), which conntrack, seeing the care-of address, would find wrong and
+        mark invalid; so the firewall stops verifying checksums (the end hosts still do).
+        And one TCP connection alternates between two conntrack entries (home address
+        through the tunnel, care-of address when route-optimised), each of which sees
+        only part of the sequence space: TCP window tracking must be liberal. Done for
+        static pinholes and for NSIS (the pinholes then come from NATFW)."""
+        from mip6bench.net.netns import write_sysctls
+
+        write_sysctls(self.node("fw").pid, {"net/netfilter/nf_conntrack_checksum": 0,
+                                            "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
 
     def start_agent(self, node: str, agent: str, role: str, options: dict[str, Any]) -> AgentProcess:
         proc = AgentProcess(self.net[node], agent, role, options, self.run).start()
