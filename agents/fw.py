@@ -26,6 +26,7 @@ if __package__ in (None, ""):  # run as a script: agents/fw.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mip6bench.net.firewall import Firewall, Pinhole
+from mip6bench.net.netns import write_sysctls
 from mip6bench.net.pinholes import PinholeTable
 from mip6bench.runtime.agent import Agent, run
 
@@ -49,6 +50,12 @@ class FirewallAgent(Agent):
         self.static: dict[str, tuple[Pinhole, float | None, float]] = {}
         # Fails fast (and the agent exits with the reason) if the base table is missing.
         await asyncio.to_thread(self.fw.counters)
+        # NSIS opens route-optimised flows, whose checksums cover the home address, not
+        # the care-of address conntrack sees: as Testbed.open_static_mipv6_pinholes does,
+        # stop conntrack from verifying them (the end hosts still do) and let TCP windows
+        # be tracked liberally (a connection alternates between tunnel and RO entries).
+        write_sysctls(None, {"net/netfilter/nf_conntrack_checksum": 0,
+                             "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
         self.pinhole_table = PinholeTable(None)
 
     async def stop(self) -> None:

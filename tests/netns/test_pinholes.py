@@ -128,7 +128,7 @@ def data(src=COA, hoa=HOA, dport=5001):
 
 def rr_flows():
     return {"hoti": PinholeFlow(Mri(HOA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 1)),
-            "coti": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 2)),
+            "coti": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 2, HOA)),
             "bu": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 5, HOA)),
             "data": PinholeFlow(Mri(COA, CN, 17, 0, 5001), mip6=w.Mip6Flow(w.MIP6_HAO, 0, HOA))}
 

@@ -27,7 +27,10 @@ def test_mobility_header_by_type_from_the_home_address():
                                   "mh type home-test-init"]
     # A home address naming the source itself needs no Home Address option.
     assert flow_matches(flow(src=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 1, MN_HOA))) == flow_matches(hoti)
-    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 2)))[0].endswith("mh type careof-test-init")
+    # CoTI leaves the care-of address without a Home Address option; the home address
+    # in its MIP6 flow object only names the MN (for the token check).
+    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 2, MN_HOA))) == [
+        f"ip6 saddr {MN_COA} ip6 daddr {CN} meta l4proto 135 mh type careof-test-init"]
     assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 42)))[0].endswith("mh type 42")
 
 
@@ -47,6 +50,16 @@ def test_data_with_home_address_option_and_ports():
     d = flow_description(data)
     assert d["mip6"] == {"kind": "hao", "home_address": MN_HOA}
     assert d["text"] == f"{MN_COA} -> {CN} udp port 5001+1 HAO {MN_HOA}"
+
+
+def test_binding_acknowledgement_to_the_care_of_address_carries_a_type2_routing_header():
+    ba = flow(src=CN, dst=MN_COA, mip6=w.Mip6Flow(w.MIP6_MH, 6, MN_HOA))
+    assert flow_matches(ba) == [f"ip6 saddr {CN} ip6 daddr {MN_COA} ip6 nexthdr 43 rt type 2 "
+                                f"@nh,384,128 {HOA_HEX} meta l4proto 135 "
+                                "mh type binding-acknowledgement"]
+    assert flow_description(ba)["text"] == f"{CN} -> {MN_COA} MH BA RH2 {MN_HOA}"
+    home = flow(src=CN, dst=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 6, MN_HOA))
+    assert "rt type" not in flow_matches(home)[0]
 
 
 def test_type2_routing_header_and_deny():
