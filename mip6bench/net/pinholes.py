@@ -202,7 +202,6 @@ class Op:
     session: str
     entry: Entry | None  # None: remove
     future: Any = None
-    t_request: float = 0.0
 
 
 def check_request(session: str, matches: list[str], verdict: str) -> None:
@@ -328,8 +327,12 @@ class PinholeTable:
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="nft-commit",
                                           initializer=enter_netns, initargs=(netns,))
         # `nft`/`reader`: anything with LibNft's run()/list_json()/close() (tests pass fakes)
-        self._nft = nft or self._worker.submit(LibNft, None).result()
-        self._reader = reader or LibNft(netns)   # listings, from any thread, alongside commits
+        try:
+            self._nft = nft or self._worker.submit(LibNft, None).result()
+            self._reader = reader or LibNft(netns)  # listings, any thread, alongside commits
+        except BaseException:
+            self._worker.shutdown(wait=True)
+            raise
         self.sessions: dict[str, Entry] = {}
         self._queue: deque[Op] = deque()
         self._flusher: asyncio.Task | None = None
@@ -368,7 +371,6 @@ class PinholeTable:
     async def _submit(self, op: Op):
         loop = asyncio.get_running_loop()
         op.future = loop.create_future()
-        op.t_request = time.perf_counter()
         self._queue.append(op)
         self.stats["requests"] += 1
         if self._flusher is None or self._flusher.done():
@@ -396,8 +398,7 @@ class PinholeTable:
                 await self._commit(group)
             except Exception as exc:  # nft unusable (e.g. context closed): fail the group
                 for op in group:
-                    if not op.future.done():
-                        op.future.set_exception(PinholeError(op.session, str(exc)))
+                    _fail(op, str(exc))
 
     async def _commit(self, ops: list[Op]) -> None:
         loop = asyncio.get_running_loop()
@@ -433,13 +434,12 @@ class PinholeTable:
                 for op in pending:
                     if op.session in blamed:
                         self.stats["failed_ops"] += 1
-                        op.future.set_exception(PinholeError(op.session, blamed[op.session]))
+                        _fail(op, blamed[op.session])
                 pending = [op for op in pending if op.session not in blamed]
                 continue
             if len(pending) == 1:
                 self.stats["failed_ops"] += 1
-                pending[0].future.set_exception(PinholeError(pending[0].session,
-                                                             err.strip() or "nft failed"))
+                _fail(pending[0], err.strip() or "nft failed")
                 return
             half = len(pending) // 2  # nothing names a session: split, commit each half
             self.stats["splits"] += 1
@@ -492,6 +492,11 @@ class PinholeTable:
         self._worker.submit(self._nft.close).result()
         self._worker.shutdown(wait=True)
         self._reader.close()
+
+
+def _fail(op: Op, reason: str) -> None:
+    if not op.future.done():  # a caller that stopped waiting (cancelled) gets nothing
+        op.future.set_exception(PinholeError(op.session, reason))
 
 
 def _stamped(e: Entry, now: float) -> Entry:
