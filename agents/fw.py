@@ -8,8 +8,8 @@ and removes the pinholes it opened when it stops.
 
 NSIS pinholes live in `self.pinhole_table` (mip6bench.net.pinholes.PinholeTable: one
 chain per NATFW session, group-committed through libnftables); the NATFW runtime that
-drives it installs and removes through that object, and the agent removes what is left
-of them when it stops.
+drives it installs and removes through that object; the agent removes NSIS pinholes an
+earlier agent left when it starts and what is left of its own when it stops.
 
 Control commands: pinhole-open {id, src, dst, proto, dport, sport, mh_types, lifetime},
 pinhole-close {id}, pinholes (static and NSIS: id, kind, session, flow, lifetime,
@@ -57,6 +57,9 @@ class FirewallAgent(Agent):
         write_sysctls(None, {"net/netfilter/nf_conntrack_checksum": 0,
                              "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
         self.pinhole_table = PinholeTable(None)
+        left = await self.pinhole_table.purge()  # an earlier fw agent's, now ownerless
+        if left:
+            self.emit("nsis.pinholes.removed", sessions=left, reason="left by an earlier agent")
 
     async def stop(self) -> None:
         for handle in self.expiry.values():

@@ -337,6 +337,7 @@ class PinholeTable:
         self._queue: deque[Op] = deque()
         self._flusher: asyncio.Task | None = None
         self.stats: Counter = Counter()
+        self._closed = False
 
     # -- requests
 
@@ -367,6 +368,35 @@ class PinholeTable:
         sessions = list(self.sessions)
         await asyncio.gather(*(self.remove(s) for s in sessions))
         return sessions
+
+    async def purge(self) -> list[str]:
+        """Remove every NSIS chain and dispatch element in the kernel table, whoever left
+        them (an earlier process that died keeps its pinholes open otherwise, with nobody
+        to expire them); call before the first install. Returns the sessions removed."""
+        if self.sessions or self._queue:
+            raise RuntimeError("purge() is for a table that has not installed anything")
+        objects = await asyncio.to_thread(self._list_table)
+        chains = [o["chain"]["name"] for o in objects if "chain" in o
+                  and o["chain"]["name"].startswith((SESSION_CHAIN, BUCKET_CHAIN))]
+        if not chains:
+            return []
+        t = f"{self.family} {self.table}"
+        # buckets first (they jump to sessions), then the sessions they referenced
+        chains.sort(key=lambda name: not name.startswith(BUCKET_CHAIN))
+        text = "".join([f"flush map {t} {self.dispatch}\n"]
+                       + [f"flush chain {t} {c}\n" for c in chains]
+                       + [f"delete chain {t} {c}\n" for c in chains])
+        ok, _, err = await asyncio.get_running_loop().run_in_executor(self._worker, self._run, text)
+        if not ok:
+            raise PinholeError("*", err.strip() or "purge failed")
+        return [c[len(SESSION_CHAIN):] for c in chains if c.startswith(SESSION_CHAIN)]
+
+    def _list_table(self) -> list[dict[str, Any]]:
+        try:
+            return self._reader.list_json("table", self.family, self.table)
+        finally:
+            if hasattr(self._reader, "renew"):
+                self._reader.renew()
 
     async def _submit(self, op: Op):
         loop = asyncio.get_running_loop()
@@ -461,11 +491,7 @@ class PinholeTable:
         lifetime, remaining (seconds, for display), packets and bytes (summed over its
         rules). Sessions found in the kernel but not in this table's memory (left by
         an earlier process) are listed with flow None."""
-        try:
-            rules = rule_counters(self._reader.list_json("table", self.family, self.table))
-        finally:
-            if hasattr(self._reader, "renew"):
-                self._reader.renew()
+        rules = rule_counters(self._list_table())
         found: dict[str, dict[str, int]] = {}
         for r in rules:
             chain, comment = r["chain"], r["comment"] or ""
@@ -488,7 +514,11 @@ class PinholeTable:
         return out
 
     def close(self) -> None:
-        """Stop the worker and free the nft contexts (sessions stay in the kernel)."""
+        """Stop the worker and free the nft contexts (sessions stay in the kernel).
+        Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         self._worker.submit(self._nft.close).result()
         self._worker.shutdown(wait=True)
         self._reader.close()
