@@ -76,6 +76,7 @@ bench: setup
 	$(PY) bench/foundation_bench.py --linkemu
 	$(PY) bench/mipv6_bench.py
 	$(PY) bench/pana_bench.py
+	$(PY) bench/natfw_bench.py
 
 clean:
 	-$(VENV)/bin/mip6bench clean

@@ -8,8 +8,8 @@ and removes the pinholes it opened when it stops.
 
 NSIS pinholes live in `self.pinhole_table` (mip6bench.net.pinholes.PinholeTable: one
 chain per NATFW session, group-committed through libnftables); the NATFW runtime that
-drives it installs and removes through that object, and the agent removes what is left
-of them when it stops.
+drives it installs and removes through that object; the agent removes NSIS pinholes an
+earlier agent left when it starts and what is left of its own when it stops.
 
 Control commands: pinhole-open {id, src, dst, proto, dport, sport, mh_types, lifetime},
 pinhole-close {id}, pinholes (static and NSIS: id, kind, session, flow, lifetime,
@@ -27,6 +27,7 @@ if __package__ in (None, ""):  # run as a script: agents/fw.py
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall, Pinhole
+from mip6bench.net.netns import write_sysctls
 from mip6bench.net.pinholes import PinholeTable
 from mip6bench.runtime.agent import Agent, run
 from mip6bench.runtime.mobility import WaitableEvents
@@ -69,7 +70,16 @@ class FirewallAgent(WaitableEvents, Agent):
         self.static: dict[str, tuple[Pinhole, float | None, float]] = {}
         # Fails fast (and the agent exits with the reason) if the base table is missing.
         await asyncio.to_thread(self.fw.counters)
+        # NSIS opens route-optimised flows, whose checksums cover the home address, not
+        # the care-of address conntrack sees: as Testbed.open_static_mipv6_pinholes does,
+        # stop conntrack from verifying them (the end hosts still do) and let TCP windows
+        # be tracked liberally (a connection alternates between tunnel and RO entries).
+        write_sysctls(None, {"net/netfilter/nf_conntrack_checksum": 0,
+                             "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
         self.pinhole_table = PinholeTable(None)
+        left = await self.pinhole_table.purge()  # an earlier fw agent's, now ownerless
+        if left:
+            self.emit("nsis.pinholes.removed", sessions=left, reason="left by an earlier agent")
         self.natfw = None
         if self.options.nsis:
             await self._open_nsis()

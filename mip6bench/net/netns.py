@@ -37,6 +37,13 @@ def _setns(path: str) -> None:
         os.close(fd)
 
 
+def enter_netns(target: int | str | None) -> None:
+    """Move the calling thread into a network namespace for good (None: stay); for a
+    worker thread that serves one namespace."""
+    if target is not None:
+        _setns(netns_path(target))
+
+
 def in_netns(target: int | str | None, fn: Callable[[], T]) -> T:
     """Call fn() with the calling thread inside the given network namespace."""
     if target is None:

@@ -157,8 +157,6 @@ class Testbed:
         from mip6bench.testbed.bootstrap import BootstrapServices
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
-        if self.params["nsis"] == "on" and self.params["mipv6"] != "off":
-            self.firewall_for_mobile_ipv6()
         fw = self.plan.nodes["fw"]
         self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
                                             **self.nsis_firewall_options()})

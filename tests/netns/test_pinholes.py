@@ -128,7 +128,7 @@ def data(src=COA, hoa=HOA, dport=5001):
 
 def rr_flows():
     return {"hoti": PinholeFlow(Mri(HOA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 1)),
-            "coti": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 2)),
+            "coti": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 2, HOA)),
             "bu": PinholeFlow(Mri(COA, CN), mip6=w.Mip6Flow(w.MIP6_MH, 5, HOA)),
             "data": PinholeFlow(Mri(COA, CN, 17, 0, 5001), mip6=w.Mip6Flow(w.MIP6_HAO, 0, HOA))}
 
@@ -230,3 +230,19 @@ def test_group_commit_keeps_a_bad_session_from_failing_the_others(net, table):
     assert table.stats["commits"] == 2 and table.stats["splits"] == 0
     assert net.passes(hoti()) and net.passes(bu()) and net.passes(data())
     assert sorted(p["session"] for p in table.list()) == sorted(flows)
+
+
+def test_purge_removes_what_an_earlier_process_left(net, table):
+    run(install_all(table, rr_flows()))
+    assert net.passes(data())
+    table.close()  # the process that opened them is gone; its pinholes are not
+    successor = PinholeTable(net.fw)
+    try:
+        assert {p["session"]: p["flow"] for p in successor.list()} == dict.fromkeys(rr_flows())
+        assert sorted(run(successor.purge())) == sorted(rr_flows())
+        assert successor.list() == [] and not net.passes(data())
+        assert run(successor.purge()) == []
+        run(successor.install_flow("data", rr_flows()["data"], 60))  # and it works after
+        assert net.passes(data())
+    finally:
+        successor.close()

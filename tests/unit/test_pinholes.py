@@ -27,7 +27,10 @@ def test_mobility_header_by_type_from_the_home_address():
                                   "mh type home-test-init"]
     # A home address naming the source itself needs no Home Address option.
     assert flow_matches(flow(src=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 1, MN_HOA))) == flow_matches(hoti)
-    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 2)))[0].endswith("mh type careof-test-init")
+    # CoTI leaves the care-of address without a Home Address option; the home address
+    # in its MIP6 flow object only names the MN (for the token check).
+    assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 2, MN_HOA))) == [
+        f"ip6 saddr {MN_COA} ip6 daddr {CN} meta l4proto 135 mh type careof-test-init"]
     assert flow_matches(flow(mip6=w.Mip6Flow(w.MIP6_MH, 42)))[0].endswith("mh type 42")
 
 
@@ -47,6 +50,16 @@ def test_data_with_home_address_option_and_ports():
     d = flow_description(data)
     assert d["mip6"] == {"kind": "hao", "home_address": MN_HOA}
     assert d["text"] == f"{MN_COA} -> {CN} udp port 5001+1 HAO {MN_HOA}"
+
+
+def test_binding_acknowledgement_to_the_care_of_address_carries_a_type2_routing_header():
+    ba = flow(src=CN, dst=MN_COA, mip6=w.Mip6Flow(w.MIP6_MH, 6, MN_HOA))
+    assert flow_matches(ba) == [f"ip6 saddr {CN} ip6 daddr {MN_COA} ip6 nexthdr 43 rt type 2 "
+                                f"@nh,384,128 {HOA_HEX} meta l4proto 135 "
+                                "mh type binding-acknowledgement"]
+    assert flow_description(ba)["text"] == f"{CN} -> {MN_COA} MH BA RH2 {MN_HOA}"
+    home = flow(src=CN, dst=MN_HOA, mip6=w.Mip6Flow(w.MIP6_MH, 6, MN_HOA))
+    assert "rt type" not in flow_matches(home)[0]
 
 
 def test_type2_routing_header_and_deny():
@@ -199,3 +212,65 @@ def test_later_requests_for_a_session_wait_for_the_next_transaction():
     results, texts, sessions = asyncio.run(main())
     assert results == [None, True, False] and sessions == {}
     assert len(texts) == 2 and re.search(r"delete chain .* nsis-a$", texts[1].strip())
+
+
+def test_requests_arriving_during_a_commit_share_the_next_one():
+    import threading
+
+    class SlowNft(ScriptedNft):
+        def __init__(self):
+            super().__init__()
+            self.entered, self.release = threading.Event(), threading.Event()
+
+        def run(self, text, flags=0):
+            self.entered.set()
+            self.release.wait(5)
+            return super().run(text, flags)
+
+    async def main():
+        nft = SlowNft()
+        table = PinholeTable(nft=nft, reader=nft)
+        pair = {"source": MN_COA, "destination": CN}
+        first = asyncio.ensure_future(table.install("first", ["meta l4proto 135"], 30, pair))
+        await asyncio.get_running_loop().run_in_executor(None, nft.entered.wait, 5)
+        later = [asyncio.ensure_future(table.install(f"s{i}", ["meta l4proto 17"], 30, pair))
+                 for i in range(20)]
+        await asyncio.sleep(0)  # let them queue behind the running commit
+        nft.release.set()
+        await asyncio.gather(first, *later)
+        table.close()
+        return nft.texts
+
+    texts = asyncio.run(main())
+    assert len(texts) == 2
+    assert "nsis-first" in texts[0] and "nsis-s0" not in texts[0]
+    assert all(f"add chain inet mip6bench nsis-s{i}\n" in texts[1] for i in range(20))
+
+
+def test_cli_pinholes_table():
+    pytest.importorskip("mininet")
+    from mip6bench.testbed.cli import format_pinholes
+    text = format_pinholes([
+        {"kind": "static", "session": "mip6-home", "flow": "ip6 saddr 2001:db8:1::/64",
+         "remaining": None, "packets": 3, "bytes": 240},
+        {"kind": "nsis", "session": "ab" * 16, "flow": {"text": f"{MN_HOA} -> {CN} MH HoTI"},
+         "remaining": 59.25, "packets": 1, "bytes": 56}])
+    lines = text.splitlines()
+    assert lines[0] == "2 pinhole(s)" and lines[1].split() == ["kind", "session", "remaining",
+                                                               "packets", "bytes", "flow"]
+    assert lines[2].split() == ["static", "mip6-home", "-", "3", "240", "ip6", "saddr",
+                                "2001:db8:1::/64"]
+    assert lines[3].split()[:5] == ["nsis", "ab" * 16, "59.2s", "1", "56"]
+    assert lines[3].endswith(f"{MN_HOA} -> {CN} MH HoTI")
+
+
+def test_ruleset_with_and_without_nsis():
+    from mip6bench.net.firewall import ruleset
+    on = ruleset("fw-cnet", "fw-core").text()
+    dispatch = 'forward iifname "fw-core" ip6 saddr . ip6 daddr vmap @nsis_flows'
+    assert "add map inet mip6bench nsis_flows { type ipv6_addr . ipv6_addr : verdict; }" in on
+    assert on.index(dispatch) < on.index('forward iifname "fw-core" jump pinholes')
+    assert on.index("input udp dport 270 counter accept") < on.index('comment "input-drop"')
+    assert "input tcp dport 270 counter accept" in on
+    off = ruleset("fw-cnet", "fw-core", nsis=False).text()
+    assert "nsis_flows" not in off and "dport 270" not in off
