@@ -44,12 +44,12 @@ hop of a freshly built network (warmup=false measures that cold start too).
 """
 from __future__ import annotations
 
-import heapq
 import statistics
 import time
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.params import ParamSpec
+from mip6bench.testbed.operational import path_delay_ms  # noqa: F401 (used here and by tests)
 from mip6bench.runtime.eventlog import read_events
 
 NAME = "bootstrap"
@@ -84,30 +84,6 @@ def prepare(tb, params) -> None:
 
 
 # ---- floors ----------------------------------------------------------------------------
-
-def path_delay_ms(plan, a: str, b: str) -> float:
-    """Configured one-way delay between nodes a and b: the sum of the delays of the
-    (attached) links on the path between them."""
-    graph: dict[str, list[tuple[str, float]]] = {}
-    for link in plan.links:
-        if not link.attached:
-            continue
-        graph.setdefault(link.a, []).append((link.b, link.shaping.delay_ms))
-        graph.setdefault(link.b, []).append((link.a, link.shaping.delay_ms))
-    best = {a: 0.0}
-    queue = [(0.0, a)]
-    while queue:
-        dist, node = heapq.heappop(queue)
-        if node == b:
-            return dist
-        if dist > best.get(node, float("inf")):
-            continue
-        for nxt, delay in graph.get(node, []):
-            if dist + delay < best.get(nxt, float("inf")):
-                best[nxt] = dist + delay
-                heapq.heappush(queue, (dist + delay, nxt))
-    raise Mip6benchError(f"no path from {a} to {b} in the plan")
-
 
 DAD_WAIT_MS = 1000.0  # RFC 4862: RetransTimer (1 s) x DupAddrDetectTransmits (1)
 

@@ -70,12 +70,13 @@ def prepare(tb, params) -> None:
         raise ParameterError("the traversal experiment needs the Mobile IPv6 agents", "set mipv6=bootstrap")
     # The MN starts without NSIS (step 1) and turns it on by command (step 2).
     tb.mn_extra_options = {"firewall_traversal": False, "rr_max_attempts": params["rr_attempts"]}
+    tb.traversal_t0 = time.monotonic_ns()     # events of this run only (a log may be reused)
 
 
 # ---- floors ----------------------------------------------------------------------------
 
 def floors(plan, mn: str, via_home_agent: bool) -> dict[str, float]:
-    from experiments.bootstrap import path_delay_ms
+    from mip6bench.testbed.operational import path_delay_ms
 
     d_mh = path_delay_ms(plan, mn, "ha")
     d_hf = path_delay_ms(plan, "ha", "fw")
@@ -164,12 +165,13 @@ def run(tb, params) -> dict:
     hoa = status.get("hoa") or agent.request("status")["hoa"]
 
     # 1. Without NSIS: return routability dies at the firewall.
-    drops_before = fw.request("counters").get("unsolicited", {}).get("packets", 0)
+    t0 = getattr(tb, "traversal_t0", 0)
     fallback = agent.request("wait-event", timeout=settle + 5, event="mipv6.mn.ro_fallback",
-                             match={"cn": cn}, after_ns=0, within=settle)
-    mn_events = _events(agent.events_path)
+                             match={"cn": cn}, after_ns=t0, within=settle)
+    mn_events = [e for e in _events(agent.events_path) if e["t_ns"] >= t0]
     first_test = next((e for e in mn_events if e["event"] in ("mipv6.mn.hoti_sent", "mipv6.mn.coti_sent")), None)
-    drops = fw.request("counters").get("unsolicited", {}).get("packets", 0) - drops_before
+    # The firewall started with the testbed: its whole "unsolicited" count is this run's.
+    drops = fw.request("counters").get("unsolicited", {}).get("packets", 0)
     if cn in agent.request("status").get("route_optimized", []):
         raise Mip6benchError("route optimisation came up without NSIS: the firewall let RR through")
     without = {"ro_established": False, "fallback": "tunnel",
@@ -180,8 +182,8 @@ def run(tb, params) -> dict:
     t2 = time.monotonic_ns()
     agent.request("traversal", enabled=True)
     agent.request("wait", timeout=settle + 2, until="ro", cn=cn, within=settle)
-    mn_events = _events(agent.events_path)
-    fw_events = _events(fw.events_path)
+    mn_events = [e for e in _events(agent.events_path) if e["t_ns"] >= t0]
+    fw_events = [e for e in _events(fw.events_path) if e["t_ns"] >= t0]
     phases = with_nsis_phases(mn_events, fw_events, cn, hoa, t2)
     fl = floors(plan, mn, phases["via_home_agent"])
     pinholes = [p for p in fw.request("pinholes") if p.get("session")]

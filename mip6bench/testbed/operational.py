@@ -17,10 +17,12 @@ of each non-router node (so an MN is `access_delay_ms` from its access router, t
 """
 from __future__ import annotations
 
+import heapq
 import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from mip6bench.errors import Mip6benchError
 from mip6bench.params import ParamSpec
 
 HOME_PREFIX = "2001:db8:1::/64"
@@ -304,3 +306,27 @@ def static_mipv6_pinholes(plan: Plan) -> list[dict[str, Any]]:
     for i in range(1, plan.params["foreign"] + 1):
         holes.append({"id": f"mip6-f{i}", "src": foreign_prefix(i), "dst": cn})
     return holes
+
+
+def path_delay_ms(plan, a: str, b: str) -> float:
+    """Configured one-way delay between nodes a and b: the sum of the delays of the
+    (attached) links on the path between them."""
+    graph: dict[str, list[tuple[str, float]]] = {}
+    for link in plan.links:
+        if not link.attached:
+            continue
+        graph.setdefault(link.a, []).append((link.b, link.shaping.delay_ms))
+        graph.setdefault(link.b, []).append((link.a, link.shaping.delay_ms))
+    best = {a: 0.0}
+    queue = [(0.0, a)]
+    while queue:
+        dist, node = heapq.heappop(queue)
+        if node == b:
+            return dist
+        if dist > best.get(node, float("inf")):
+            continue
+        for nxt, delay in graph.get(node, []):
+            if dist + delay < best.get(nxt, float("inf")):
+                best[nxt] = dist + delay
+                heapq.heappush(queue, (dist + delay, nxt))
+    raise Mip6benchError(f"no path from {a} to {b} in the plan")
