@@ -146,8 +146,18 @@ def run(tb, params) -> dict:
                        max(0.0, left)) is None:
             notes.append(f"{mn} did not register with the HA within {params['registration_wait_s']:g} s "
                          "of its bootstrap: its ha_registration_ms and total_ms are null")
+    nsis = tb.params["nsis"] == "on"
+    if nsis:
+        # The token from PANA, carried to the firewall: each MN's first CREATEs (before
+        # return routability with the CN) are verified there, or refused.
+        for mn in mns:
+            _wait_event(agents[mn], "mipv6.mn.traversal_done", t_trigger,
+                        max(0.0, deadline + params["registration_wait_s"] - time.monotonic()))
     events = _load_events(tb)
     per_mn = [_measure(mn, events, t_trigger, params["sa"]) for mn in mns]
+    if nsis:
+        for m in per_mn:
+            m.update(_nsis_outcome(m["mn"], events, t_trigger))
     summary = {}
     for key in PHASES + ("pana_messages",):
         values = [m[key] for m in per_mn if m.get(key) is not None]
@@ -167,9 +177,23 @@ def run(tb, params) -> dict:
     summary["ha_dad"] = ha_dad
     summary["notes"] = notes
     summary["trigger_spread_ms"] = round((time.monotonic_ns() - t_trigger) / 1e6, 3)
+    if nsis:
+        summary["nsis_create_verified"] = sum(1 for m in per_mn if m.get("nsis_create_verified"))
     summary["agents"] = {f"{n}/{a}": {"startup_ms": p.startup_ms, "rss_kb": p.rss_kb()}
                          for (n, a), p in tb.agents.items()}
     return {"bootstrap": summary}
+
+
+def _nsis_outcome(mn: str, events: list[dict], after: int) -> dict:
+    """Whether the MN's first NATFW CREATEs, carrying the token PANA gave it, were verified
+    and granted at the firewall (nsis_create_verified), and how long that took."""
+    done = _first(events, mn, "mn", "mipv6.mn.traversal_done", after, phase="rr")
+    start = _first(events, mn, "mn", "mipv6.mn.traversal_started", after, phase="rr")
+    refused = _first(events, "fw", "fw", "natfw.refused", after)
+    return {"nsis_create_verified": bool(done and done.get("ok")),
+            "nsis_ms": _ms(start, done) if start and done else None,
+            "nsis_refusal": None if done and done.get("ok") else
+            (done.get("reason") if done else (refused or {}).get("reason", "no answer"))}
 
 
 def _warm_up(tb, mns, svc) -> list[str]:
@@ -237,6 +261,9 @@ def summarize(metrics: dict) -> str:
         lines.append(f"{key:<20} {value:>12} {floor:>10}")
     ratio = "-" if b["ratio"] is None else f"{b['ratio']:.3f}"
     lines.append(f"total/floor ratio {ratio}; PANA messages {b['pana_messages']}")
+    if "nsis_create_verified" in b:
+        lines.append(f"NSIS: the PANA token opened the firewall for {b['nsis_create_verified']}/{b['mns']} "
+                     "MNs (CREATE verified at the NF)")
     for note in b["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
