@@ -42,6 +42,8 @@ deciding session (d(P) = d(MN,HA) + d(HA,FW) for the home address, d(MN,FW) othe
      rr               max(2 (d(MN,HA) + d(HA,CN)), 2 d(MN,CN))
      cn_binding       2 d(MN,CN)
      natfw_data       4 d(MN,FW) + 4 d(FW,CN)   the data session's own handshake and CREATE
+  with pull authorization (nsis_authz=pull) natfw_create and natfw_data add 2 d(FW,PAA):
+  the firewall asks the PAA before passing the CREATE on.
 """
 from __future__ import annotations
 
@@ -75,7 +77,7 @@ def prepare(tb, params) -> None:
 
 # ---- floors ----------------------------------------------------------------------------
 
-def floors(plan, mn: str, via_home_agent: bool) -> dict[str, float]:
+def floors(plan, mn: str, via_home_agent: bool, pull: bool = False) -> dict[str, float]:
     from mip6bench.testbed.operational import path_delay_ms
 
     d_mh = path_delay_ms(plan, mn, "ha")
@@ -85,12 +87,14 @@ def floors(plan, mn: str, via_home_agent: bool) -> dict[str, float]:
     d_mc = path_delay_ms(plan, mn, "cn")
     d_hc = path_delay_ms(plan, "ha", "cn")
     d_p = d_mh + d_hf if via_home_agent else d_mf
+    # Pull authorization: the firewall asks the PAA before it passes the CREATE on.
+    ask = 2 * path_delay_ms(plan, "fw", "paa") if pull else 0.0
     out = {"gist_handshake_ms": 2 * d_p,
-           "natfw_create_ms": 2 * d_p + 4 * d_fc,
+           "natfw_create_ms": 2 * d_p + 4 * d_fc + ask,
            "pinhole_install_ms": 0.0,
            "rr_ms": max(2 * (d_mh + d_hc), 2 * d_mc),
            "cn_binding_ms": 2 * d_mc,
-           "natfw_data_ms": 4 * d_mf + 4 * d_fc}
+           "natfw_data_ms": 4 * d_mf + 4 * d_fc + ask}
     out["total_ms"] = sum(out.values())
     return {k: round(v, 3) for k, v in out.items()}
 
@@ -185,12 +189,14 @@ def run(tb, params) -> dict:
     mn_events = [e for e in _events(agent.events_path) if e["t_ns"] >= t0]
     fw_events = [e for e in _events(fw.events_path) if e["t_ns"] >= t0]
     phases = with_nsis_phases(mn_events, fw_events, cn, hoa, t2)
-    fl = floors(plan, mn, phases["via_home_agent"])
+    pull = tb.params["nsis_authz"] == "pull" or (tb.params["nsis_authz"] == "token-or-pull"
+                                                  and not status.get("nsis_token"))
+    fl = floors(plan, mn, phases["via_home_agent"], pull)
     pinholes = [p for p in fw.request("pinholes") if p.get("session")]
     total = phases["total_ms"]
     with_ = {**phases, "floor_ms": fl["total_ms"], "floors": fl,
              "ratio": round(total / fl["total_ms"], 3) if total and fl["total_ms"] else None,
-             "pinholes": len(pinholes)}
+             "pinholes": len(pinholes), "authorization": "pull" if pull else "token"}
     return {"traversal": {"with_nsis": with_, "without_nsis": without}}
 
 

@@ -25,6 +25,13 @@ def test_default_delays():
     assert direct["gist_handshake_ms"] == 34
 
 
+def test_pull_authorization_adds_the_round_trip_to_the_paa():
+    # d(FW,PAA) = cn_uplink 10 + home_uplink 10 + home_lan 1
+    pull = floors(plan(), "mn1", via_home_agent=True, pull=True)
+    assert pull["natfw_create_ms"] == 2 * 37 + 4 + 2 * 21
+    assert pull["natfw_data_ms"] == 4 * 17 + 4 + 2 * 21
+
+
 def test_floors_scale_with_the_cn_uplink():
     slow = floors(plan(cn_uplink_delay_ms=50), "mn1", via_home_agent=False)
     assert slow["gist_handshake_ms"] == 2 * (2 + 5 + 50)
