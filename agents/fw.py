@@ -116,8 +116,15 @@ class FirewallAgent(WaitableEvents, Agent):
             self.pinhole_table.close()
 
     def status(self) -> dict:
-        return {"pinholes": sorted(self.opened), "nsis_pinholes": len(self.pinhole_table.sessions),
-                "nsis_table": dict(self.pinhole_table.stats)}
+        out = {"pinholes": sorted(self.opened), "nsis_pinholes": len(self.pinhole_table.sessions),
+               "nsis_table": dict(self.pinhole_table.stats)}
+        if self.natfw is not None:
+            nf = self.natfw.core
+            out["natfw"] = {"sessions": len(nf.sessions), "counters": dict(nf.counters)}
+            out["gist"] = {"routing_states": len(self.natfw.gist.core.states),
+                           "pending_queries": len(self.natfw.gist.core.pending),
+                           "counters": self.natfw.gist.counters()}
+        return out
 
     def commands(self):
         return {"pinhole-open": self.cmd_open, "pinhole-close": self.cmd_close,

@@ -62,7 +62,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import os
-import socket
 import struct
 import sys
 import time
@@ -90,6 +89,7 @@ from mip6bench.net import intercept, ndisc, ro, tunnel
 from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
 from mip6bench.net.kernel import RTMGRP_IPV6_IFADDR, RTMGRP_LINK, DadMode, rtnl_socket
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
+from mip6bench.runtime.slowdown import scaled
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
@@ -340,7 +340,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                home_lifetime=self.options.home_lifetime, cn_lifetime=self.options.cn_lifetime,
                                rr_max_attempts=self.options.rr_max_attempts,
                                clock_offset=ntp_clock_offset(self.loop.time()),
-                               firewall_traversal=self._traversal_wanted())
+                               firewall_traversal=self._traversal_wanted(),
+                               traversal_timeout=scaled(10.0))
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
                              tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
                              egress_ifindex=self._egress_ifindex)

@@ -83,8 +83,10 @@ class NatfwService:
             mri = natfw_mri(effect.mri)
             self._received_at[effect.session_id] = time.monotonic()
             if isinstance(self.core, nat.NfCore):
+                # The per-source bound keys on the GIST peer, whose address the
+                # handshake proved (not on a source the MRI merely claims).
                 actions = self.core.receive(effect.session_id, mri, effect.data, now,
-                                            upstream=effect.mri.upstream)
+                                            upstream=effect.mri.upstream, peer=effect.peer)
             else:
                 actions = self.core.receive(effect.session_id, mri, effect.data, now)
             self.execute(actions)

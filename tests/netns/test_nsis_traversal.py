@@ -8,8 +8,11 @@ One testbed for the module (static SAs, the MN's token minted by the testbed wit
 side's key); the tests run in file order."""
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -181,6 +184,36 @@ def test_bad_tokens_open_nothing(tb, case):
         mn(tb).request("nsis-token", token=good)
     t0 = restart_ro(tb)
     mn(tb).request("wait", timeout=17, until="ro", cn=CN, within=15)
+
+
+FLOOD = os.path.join(os.path.dirname(__file__), "natfw_flood.py")
+
+
+def test_a_create_flood_from_one_source_leaves_bounded_state(tb):
+    """200 CREATEs without a token from one node on a foreign network while the MN
+    re-opens its pinholes: every flood session is refused (no token, or the per-source
+    bound of 16 first), nothing of it stays, and the MN is served as usual."""
+    st = mn(tb).request("status")
+    spec = {"source": "2001:db8:11::1", "cn": CN, "count": 200, "home_address": st["hoa"], "within": 30}
+    flood = subprocess.Popen(["nsenter", "-t", str(tb.node("ar1").pid), "-n", sys.executable, FLOOD,
+                              json.dumps(spec)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        restart_ro(tb)
+        mn(tb).request("wait", timeout=22, until="ro", cn=CN, within=20)
+        out, err = flood.communicate(timeout=60)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    assert flood.returncode == 0, err
+    result = json.loads(out)
+    answers = result["answers"]
+    assert answers.get("ready", 0) == 0 and answers.get("no answer", 0) == 0, answers
+    assert set(answers) <= {"0x5/0x2", "0x4/0x1"}, answers        # no token / resources
+    assert sum(answers.values()) == 200
+    status = fw(tb).request("status")
+    assert status["natfw"]["sessions"] == 5                       # the MN's, nothing of the flood
+    assert status["gist"]["routing_states"] <= 10_000
 
 
 def test_ro_stop_tears_the_pinholes_down(tb):
