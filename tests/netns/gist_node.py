@@ -8,7 +8,8 @@ inside a namespace with `ip netns exec`; no tests are collected here).
 stdout: JSON lines, {"ready": true} first, then every event the service emits
 ({"event": name, ...fields}) and every effect handed to an NSLP handler ({"effect":
 "RecvMessage", ...}), each with "t" (time.monotonic()). stdin: JSON commands, one a line:
-    {"cmd": "send", "nslp": 33, "sid": hex, "mri": {Mri fields}, "data": hex}
+    {"cmd": "send", "nslp": 33, "sid": hex, "mri": {Mri fields}, "data": hex,
+     "reliable": false}        (true: C-mode, with "c_mode": true in the spec)
     {"cmd": "counters"}  -> {"counters": {...}}
     {"cmd": "quit"}
 """
@@ -55,7 +56,8 @@ async def main(spec: dict) -> None:
                         addresses=tuple(spec["addresses"]),
                         rs_validity_ms=spec.get("rs_validity_ms", 30_000),
                         ip_ttl=spec.get("ip_ttl", 64))
-    svc = GistService(MiniAgent(), config, intercept_interfaces=spec.get("intercept", ()))
+    svc = GistService(MiniAgent(), config, intercept_interfaces=spec.get("intercept", ()),
+                      c_mode=spec.get("c_mode", False))
     for nslp in spec.get("nslps", ()):
         svc.register_nslp(nslp, lambda effect: out(effect_record(effect)))
     await svc.start()
@@ -67,7 +69,7 @@ async def main(spec: dict) -> None:
     def handle(req: dict) -> None:
         if req["cmd"] == "send":
             svc.send(req["nslp"], bytes.fromhex(req["sid"]), Mri(**req["mri"]),
-                     bytes.fromhex(req["data"]))
+                     bytes.fromhex(req["data"]), reliable=req.get("reliable", False))
         elif req["cmd"] == "counters":
             out({"counters": svc.counters()})
         elif req["cmd"] == "quit":
@@ -90,7 +92,7 @@ async def main(spec: dict) -> None:
         await done
     finally:
         loop.remove_reader(sys.stdin.fileno())
-        svc.close()
+        await svc.aclose()
 
 
 if __name__ == "__main__":

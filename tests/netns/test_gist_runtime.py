@@ -119,8 +119,9 @@ class Node:
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
 
-    def send(self, sid: str, data: str, mri: dict = MRI, nslp: int = NATFW_NSLPID) -> None:
-        self.command(cmd="send", nslp=nslp, sid=sid, mri=mri, data=data)
+    def send(self, sid: str, data: str, mri: dict = MRI, nslp: int = NATFW_NSLPID,
+             reliable: bool = False) -> None:
+        self.command(cmd="send", nslp=nslp, sid=sid, mri=mri, data=data, reliable=reliable)
 
     def counters(self) -> dict:
         since = len(self.seen)
@@ -222,6 +223,27 @@ def test_forwarder_serving_the_nslp_intercepts_and_peers_both_ways(line, nodes):
     counters = f.counters()
     assert counters["peer_mismatch"] == 1 and counters["no_routing_state"] == 1
     assert not [e for e in f.seen if e.get("effect") == "RecvMessage" and e["data"] == "00000001"]
+
+
+def test_c_mode_carries_reliable_and_large_messages_over_a_messaging_association(line, nodes):
+    """A reliable send: the Query offers Forwards-TCP, F answers with its port, Q opens a
+    TCP messaging association and sends the Confirm and the message over it; a message
+    too large for D-mode (over 512 bytes) takes the same association."""
+    q = nodes(line.q, identity="Q", addresses=[QA], nslps=[NATFW_NSLPID], c_mode=True)
+    f = nodes(line.f, identity="F", addresses=[FA, FB], nslps=[NATFW_NSLPID],
+              intercept=["fw-q"], c_mode=True)
+    sid = secrets.token_hex(16)
+    q.send(sid, "0000000c", reliable=True)
+    up = q.effect("RoutingStateChanged", session_id=sid, status="up")
+    assert up["peer"] == FA
+    got = f.effect("RecvMessage", session_id=sid)
+    assert got["data"] == "0000000c" and got["peer"] == QA
+    large = "ab" * 600                                # 600 bytes: no D-mode datagram
+    q.send(sid, large)
+    assert f.effect("RecvMessage", session_id=sid, data=large)["peer"] == QA
+    qc, fc = q.counters(), f.counters()
+    assert qc["ma.connected"] == 1 and qc["ma.sent"] >= 2, qc     # one MA: Confirm, then the large one
+    assert fc["ma.received"] >= 2, fc
 
 
 def test_forwarder_not_serving_the_nslp_forwards_the_query(line, nodes):
