@@ -42,6 +42,9 @@ floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0
                                           Query/Response with the firewall, CREATE in the
                                           Confirm, the firewall's handshake with the CN
                                           and the CREATE on, RESPONSE back to the MN
+                                          (2 d(MN,FW) + 2 d(FW,CN) for a care-of address
+                                          revisited while GIST still holds its routing
+                                          state: nsis_handshake false)
        with route optimisation (the CN keeps sending to the old CoA until it has the new
        binding):
            + max(2 (d(MN,HA) + d(HA,CN)), 2 d(MN,CN))   HoTI/HoT via the HA, CoTI/CoT direct,
@@ -77,18 +80,20 @@ def one_way(params: dict, segment: str) -> float:
     return max(0.0, params[f"{segment}_delay_ms"] - params[f"{segment}_jitter_ms"])
 
 
-def nsis_floor_ms(topo: dict) -> float:
+def nsis_floor_ms(topo: dict, handshake: bool = True) -> float:
     """Re-signalling the care-of address's NATFW sessions after a move: a GIST handshake
     for the new MRI with the firewall (Query, Response), the CREATE in the Confirm, the
-    firewall's handshake with the CN and the CREATE on, the RESPONSE back to the MN."""
+    firewall's handshake with the CN and the CREATE on, the RESPONSE back to the MN.
+    Without handshake (a care-of address revisited while GIST still holds routing state
+    for its flow) the CREATE goes straight to the firewall, on to the CN, and back."""
     access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
     cn_up, cn_lan = one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
     mn_fw = access + backhaul + cn_up
-    return round(4 * mn_fw + 4 * cn_lan, 3)
+    return round((4 * mn_fw + 4 * cn_lan) if handshake else (2 * mn_fw + 2 * cn_lan), 3)
 
 
 def handover_floor_ms(topo: dict, gap_ms: float, dad_ms: float, route_optimization: bool,
-                      home_test: bool = True, nsis: bool = False) -> float:
+                      home_test: bool = True, nsis: bool = False, nsis_handshake: bool = True) -> float:
     """The best-case disruption of a handover (see the module docstring)."""
     access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
     home, cn_up, cn_lan = one_way(topo, "home_uplink"), one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
@@ -97,7 +102,7 @@ def handover_floor_ms(topo: dict, gap_ms: float, dad_ms: float, route_optimizati
     ha_cn = home + cn_up + cn_lan
     floor = gap_ms + access + dad_ms + 2 * mn_ha
     if route_optimization and nsis:
-        floor += nsis_floor_ms(topo)
+        floor += nsis_floor_ms(topo, nsis_handshake)
     if route_optimization:
         rr = max(2 * (mn_ha + ha_cn), 2 * mn_cn) if home_test else 2 * mn_cn
         floor += rr + 2 * mn_cn
@@ -167,6 +172,10 @@ def phases(events: list[dict], move: dict, until_ns: int | None, interface: str)
         "rr_ms": _ms(rr_start, cn_bu),
         "cn_binding_ms": _ms(cn_bu, data or ro_on),
         "nsis_ms": _ms(nsis, nsis_done),
+        # A new GIST handshake (routing state came up) unless GIST still had state for
+        # the flow of a care-of address used before.
+        "nsis_handshake": bool(nsis and nsis_done and _first(events, "nsis.gist_up", nsis["t_ns"],
+                                                              nsis_done["t_ns"])),
         "nsis_data_ms": _ms(data, data_done),
         "home_test": any(e["event"] == "mipv6.mn.hoti_sent" for e in tests),
         "handover_ms": _ms({"t_ns": move["detach_ns"]}, ro_on or registered),
@@ -228,7 +237,8 @@ def run(tb, params) -> dict:
         # to the MN goes through DAD (a revisited network's is usable at once).
         known = {e.get("coa") for e in events if e["event"] == "mipv6.mn.coa_ready" and e["t_ns"] < move["attach_ns"]}
         dad = 0.0 if p["coa"] in known else dad_ms(tb, mn, move["to"])
-        floor = handover_floor_ms(tb.params, move["l2_gap_ms"], dad, ro, p["home_test"], nsis)
+        floor = handover_floor_ms(tb.params, move["l2_gap_ms"], dad, ro, p["home_test"], nsis,
+                                  p["nsis_handshake"])
         disruption = outage.get("disruption_ms")
         out.append({
             "from": move["from"], "to": move["to"], "l2_gap_ms": move["l2_gap_ms"],
@@ -236,7 +246,8 @@ def run(tb, params) -> dict:
             "ha_registration_ms": p["ha_registration_ms"], "rr_ms": p["rr_ms"] if ro else None,
             "cn_binding_ms": p["cn_binding_ms"] if ro else None,
             "nsis_ms": p["nsis_ms"] if ro and nsis else None,
-            "nsis_floor_ms": nsis_floor_ms(tb.params) if ro and nsis else None,
+            "nsis_floor_ms": nsis_floor_ms(tb.params, p["nsis_handshake"]) if ro and nsis else None,
+            "nsis_handshake": p["nsis_handshake"] if ro and nsis else None,
             "nsis_data_ms": p["nsis_data_ms"] if ro and nsis else None,
             "disruption_ms": disruption, "lost_packets": outage.get("lost_packets"),
             "floor_ms": floor, "ratio": None if disruption is None else round(disruption / floor, 3),

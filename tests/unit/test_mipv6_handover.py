@@ -44,6 +44,8 @@ def test_floor_with_nsis_adds_the_coa_sessions_re_signalling():
     assert handover.nsis_floor_ms(p) == 4 * mn_fw + 4 * fw_cn == 72
     assert handover.handover_floor_ms(p, 50, 0, True, nsis=True) == 198 + 72
     assert handover.handover_floor_ms(p, 50, 0, False, nsis=True) == 50 + 2 + 34   # no RO: no NSIS
+    # A revisited care-of address whose GIST routing state is still up: no handshake.
+    assert handover.nsis_floor_ms(p, handshake=False) == 2 * mn_fw + 2 * fw_cn == 36
 
 
 def test_floor_without_route_optimization_and_with_dad_and_jitter():
@@ -67,7 +69,8 @@ def test_phases_from_an_event_log():
     p = handover.phases(events, {"attach_ns": t, "detach_ns": t - 50 * ms}, None, "mn1-f2")
     assert p == {"coa": "c2", "movement_detection_ms": 5.0, "coa_ms": 3.0, "ha_registration_ms": 36.0,
                  "rr_ms": 38.0, "cn_binding_ms": 38.0, "home_test": False, "handover_ms": 172.0,
-                 "nsis_ms": None, "nsis_data_ms": None}      # (no NSIS events in this log)
+                 "nsis_ms": None, "nsis_data_ms": None,
+                 "nsis_handshake": False}      # (no NSIS events in this log)
     # Events of the next handover do not count for this one.
     assert handover.phases(events, {"attach_ns": t, "detach_ns": t}, t + 1, "mn1-f2")["coa"] is None
 
