@@ -28,11 +28,11 @@ flows, N sessions at once and paced at --rate. Four sessions per MN, the Mobile 
 HoA named from the CoA), each MN with its own NiCore and PANA token (aaa.token.TokenIssuer).
   - "engine": PinholeTable.install_flow(session, flow, lifetime) per session, alone;
   - "core": each CREATE goes into the NfCore that runtime/natfw.open_forwarder builds
-    (authorization "token", token_sessions 8; session bounds raised to N, see below) on
-    the runtime's CoreDriver (timers armed as in the agent); every CREATE it forwards is
-    answered by a real NrCore at once (no network: no CREATE waits pending) and handed
-    back; each InstallPinhole goes to install_flow as NatfwService._install does.
-    GIST and the event log are not in the loop.
+    (authorization "token", token_sessions 8; session bounds raised to N, see below),
+    from the MN's CoA as GIST peer, on the runtime's CoreDriver (timers armed as in the
+    agent); every CREATE it forwards is answered by a real NrCore at once (no network:
+    no CREATE waits pending) and handed back; each InstallPinhole goes to install_flow
+    as NatfwService._install does. GIST and the event log are not in the loop.
 Columns, per session: sess/s = N over the time from the first CREATE to the last
 commit (one core: the loop thread does core and batch building, the commit thread
 libnftables and the kernel's netlink work); latency p50/p99 from the CREATE entering
@@ -193,10 +193,11 @@ PATHS = ("engine", "core")
 TOKEN_FLOWS = (Flow(135, "2001:db8:2::/64"),)    # what the PAA lets every MN open
 
 
-def mobile_creates(n: int, issuer: TokenIssuer) -> list[tuple[bytes, Mri, bytes, PinholeFlow]]:
+def mobile_creates(n: int, issuer: TokenIssuer) -> list[tuple[bytes, Mri, bytes, str, PinholeFlow]]:
     """N NATFW sessions, four per MN (the "rr" phase: HoTI and BU from the HoA, CoTI and
     BU from the CoA), each MN with its own token and NiCore: (session id, MRI, the CREATE
-    as the NF receives it, the PinholeFlow the NF installs for it)."""
+    as the NF receives it, the GIST peer it comes from (the MN's CoA), the PinholeFlow
+    the NF installs for it)."""
     out = []
     for k in range(n // 4 + 1):
         hoa, coa = str(HOME[k + 0x100]), str(FOREIGN[k + 0x100])
@@ -205,7 +206,7 @@ def mobile_creates(n: int, issuer: TokenIssuer) -> list[tuple[bytes, Mri, bytes,
             sid, mri = secrets.token_bytes(16), Mri(fs.source, fs.destination, fs.protocol)
             send = next(a for a in ni.create(sid, mri, LIFETIME, 0.0, mip6=fs.mip6)
                         if isinstance(a, SendNslp))
-            out.append((sid, send.mri, send.data, PinholeFlow(mri, mip6=fs.mip6)))
+            out.append((sid, send.mri, send.data, coa, PinholeFlow(mri, mip6=fs.mip6)))
     return out[:n]
 
 
@@ -236,8 +237,8 @@ def core_state_bytes(keys: dict[int, bytes], creates: list) -> float:
         nf, nr = fw_nf_core(keys, time.time() - now, n), NrCore(max_sessions=n)
         gc.collect()
         base = tracemalloc.get_traced_memory()[0]
-        for sid, mri, data, _flow in creates:
-            for fwd in [a for a in nf.receive(sid, mri, data, now)
+        for sid, mri, data, peer, _flow in creates:
+            for fwd in [a for a in nf.receive(sid, mri, data, now, peer=peer)
                         if isinstance(a, SendNslp) and not a.upstream]:
                 exchange(nf, nr, fwd, now)
         assert nf.counters["pinholes_installed"] == n, dict(nf.counters)
@@ -299,14 +300,14 @@ async def measure_path(netns: str, path: str, n: int, rate: float = 0.0) -> dict
     driver = CoreDriver(send=lambda _t: None, emit=lambda _name, **_f: None, apply=apply,
                         on_timer=nf.handle_timer if nf else lambda _k, _now: [])
 
-    async def one(i, sid, mri, data, flow):
+    async def one(i, sid, mri, data, peer, flow):
         if rate:  # the load's schedule: CREATE i at t0 + i/rate
             await asyncio.sleep(max(0.0, t0 + i / rate - time.perf_counter()))
         entered[sid] = time.perf_counter()
         if nf is None:
             await install(sid, flow, LIFETIME)
         else:
-            driver.execute(timed("core", nf.receive, sid, mri, data, loop.time()))
+            driver.execute(timed("core", nf.receive, sid, mri, data, loop.time(), peer=peer))
 
     gc.collect()
     rss0, cpu0, main0 = rss_kb(), cpu_s(False), time.thread_time()
@@ -385,9 +386,11 @@ def main() -> int:
     engines = [r for r in results if "engine" in r]
     paths = [r for r in results if "path" in r]
     if engines:
-        head = (f"{'engine':<7}{'arrival':>9}{'N':>6}{'inst/s':>9}{'cpu ms':>8}{'p50 ms':>9}{'p99 ms':>9}"
-                f"{'commits':>8}{'RSS kB':>8}{'rules B':>8}{'single ms':>10}{'clear s':>8}")
-        print("NSIS pinhole installs, N sessions arriving at once or paced (per install / per session)")
+        head = (f"{'engine':<7}{'arrival':>9}{'N':>6}{'inst/s':>9}{'cpu ms':>8}{'p50 ms':>9}"
+                f"{'p99 ms':>9}{'commits':>8}{'RSS kB':>8}{'rules B':>8}{'single ms':>10}"
+                f"{'clear s':>8}")
+        print("NSIS pinhole installs, N sessions arriving at once or paced "
+              "(per install / per session)")
         print(head)
     for r in engines:
         arrival = f"{r['rate']:.0f}/s" if r["rate"] else "at once"
@@ -398,15 +401,16 @@ def main() -> int:
     if paths:
         print("CREATE to committed pinhole at the NF, Mobile IPv6 rr flows, group commit: "
               "engine alone vs. NfCore (token) + engine (per session)")
-        print(f"{'path':<7}{'arrival':>9}{'N':>6}{'sess/s':>8}{'cpu ms':>8}{'core ms':>8}{'nft ms':>8}"
-              f"{'loop ms':>8}{'p50 ms':>8}{'p99 ms':>8}{'commits':>8}{'RSS kB':>8}{'core B':>7}")
+        print(f"{'path':<7}{'arrival':>9}{'N':>6}{'sess/s':>8}{'cpu ms':>9}{'core ms':>9}"
+              f"{'nft ms':>9}{'loop ms':>9}{'p50 ms':>9}{'p99 ms':>9}{'commits':>8}{'RSS kB':>8}"
+              f"{'core B':>8}")
     for r in paths:
         arrival = f"{r['rate']:.0f}/s" if r["rate"] else "at once"
         print(f"{r['path']:<7}{arrival:>9}{r['n']:>6}{r['sessions_per_s']:>8.0f}"
-              f"{r['cpu_ms_per_session']:>8.3f}{r['core_ms_per_session']:>8.3f}"
-              f"{r['nft_ms_per_session']:>8.3f}{r['loop_ms_per_session']:>8.3f}"
-              f"{r['p50_ms']:>8.1f}{r['p99_ms']:>8.1f}{r['commits']:>8}"
-              f"{r['rss_kb_per_session']:>8.2f}{r['core_bytes_per_session']:>7.0f}")
+              f"{r['cpu_ms_per_session']:>9.3f}{r['core_ms_per_session']:>9.3f}"
+              f"{r['nft_ms_per_session']:>9.3f}{r['loop_ms_per_session']:>9.3f}"
+              f"{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}{r['commits']:>8}"
+              f"{r['rss_kb_per_session']:>8.2f}{r['core_bytes_per_session']:>8.0f}")
     print(json.dumps({"natfw_bench": results}))
     return 0
 
