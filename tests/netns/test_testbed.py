@@ -93,7 +93,10 @@ def test_pinholes_through_the_fw_agent(testbed):
         assert [p["id"] for p in testbed.firewall().pinholes()] == ["udp-core"]
         # Static and NSIS pinholes in one list (the MN's NSIS ones may be there too).
         [listed] = [p for p in agent.request("pinholes") if p["kind"] == "static"]
-        assert (listed["kind"], listed["session"], listed["packets"]) == ("static", "udp-core", 3)
+        # The pinhole counts what opened the flow; once the CN answered, conntrack's
+        # "established" accepts the rest before the pinholes are consulted.
+        assert (listed["kind"], listed["session"]) == ("static", "udp-core")
+        assert 1 <= listed["packets"] <= 3
         assert "meta l4proto 17" in listed["flow"] and listed["remaining"] is None
         with pytest.raises(ControlError, match="already open"):
             agent.request("pinhole-open", id="udp-core", proto="udp")
