@@ -47,7 +47,6 @@ deciding session (d(P) = d(MN,HA) + d(HA,FW) for the home address, d(MN,FW) othe
 """
 from __future__ import annotations
 
-import json
 import time
 
 from mip6bench.errors import Mip6benchError
@@ -102,8 +101,9 @@ def floors(plan, mn: str, via_home_agent: bool, pull: bool = False) -> dict[str,
 # ---- events ----------------------------------------------------------------------------
 
 def _events(path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
+    from mip6bench.runtime.eventlog import read_events
+
+    return list(read_events(path))
 
 
 def _first(events, name: str, after_ns: int = 0, **match) -> dict | None:

@@ -160,13 +160,15 @@ class NatfwService:
             self.execute(handler(effect.session_id, str(install.exception()), self.now()))
 
     async def _install(self, effect: nat.InstallPinhole) -> None:
+        from mip6bench.net.pinholes import flow_description
+
         sid = effect.session_id.hex()
         flow = effect.flow
         await self.pinholes.install_flow(sid, flow, effect.lifetime)
         started = self._received_at.get(effect.session_id)
         self.agent.emit("nsis.pinhole_installed", session=sid, lifetime=effect.lifetime,
                         install_ms=round((time.monotonic() - started) * 1000, 3) if started else None,
-                        flow=describe_flow(flow))
+                        flow=flow_description(flow)["text"])
 
     def _install_done(self, sid: bytes, future: asyncio.Future) -> None:
         if self._installs.get(sid) is future:
@@ -174,19 +176,6 @@ class NatfwService:
         if not future.cancelled() and future.exception() is not None:
             self.agent.count("natfw.install_failed")
             self.agent.emit("nsis.pinhole_install_failed", session=sid.hex(), error=str(future.exception()))
-
-
-def describe_flow(flow: nat.PinholeFlow) -> dict:
-    m = flow.mri
-    out = {"src": m.source, "dst": m.destination, "proto": m.protocol}
-    if m.source_port:
-        out["sport"] = m.source_port
-    if m.destination_port:
-        out["dport"] = m.destination_port
-    if flow.mip6 is not None:
-        out["mip6"] = {"kind": flow.mip6.kind, "mh_type": flow.mip6.mh_type,
-                       "home_address": flow.mip6.home_address}
-    return out
 
 
 async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[int, bytes],

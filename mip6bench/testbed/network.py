@@ -248,13 +248,10 @@ class Testbed:
 
     def open_static_mipv6_pinholes(self) -> list[str]:
         """Open the firewall for Mobile IPv6 to the CN without NSIS (through the fw
-        agent, which closes them when it stops); returns the pinhole ids.
-
-        The firewall's conntrack is set up for route-optimised traffic first
-        (firewall_for_mobile_ipv6)."""
+        agent, which closes them when it stops, and has set its conntrack up for
+        route-optimised traffic at start); returns the pinhole ids."""
         from mip6bench.testbed.operational import static_mipv6_pinholes
 
-        self.firewall_for_mobile_ipv6()
         fw = self.agents[("fw", "fw")]
         opened = []
         for hole in static_mipv6_pinholes(self.plan):
@@ -262,19 +259,6 @@ class Testbed:
             opened.append(hole["id"])
         self.log.emit("mipv6.static_pinholes", ids=opened)
         return opened
-
-    def firewall_for_mobile_ipv6(self) -> None:
-        """Route-optimised packets carry upper-layer checksums over the home address (RFC
-        6275 6.3, 6.4), which conntrack, seeing the care-of address, would find wrong and
-        mark invalid; so the firewall stops verifying checksums (the end hosts still do).
-        And one TCP connection alternates between two conntrack entries (home address
-        through the tunnel, care-of address when route-optimised), each of which sees
-        only part of the sequence space: TCP window tracking must be liberal. Done for
-        static pinholes and for NSIS (the pinholes then come from NATFW)."""
-        from mip6bench.net.netns import write_sysctls
-
-        write_sysctls(self.node("fw").pid, {"net/netfilter/nf_conntrack_checksum": 0,
-                                            "net/netfilter/nf_conntrack_tcp_be_liberal": 1})
 
     def start_agent(self, node: str, agent: str, role: str, options: dict[str, Any]) -> AgentProcess:
         proc = AgentProcess(self.net[node], agent, role, options, self.run).start()

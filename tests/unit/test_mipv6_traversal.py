@@ -6,19 +6,10 @@ from __future__ import annotations
 
 from mip6bench.mipv6.effects import ClosePinholes, OpenPinholes, RouteOptimizationOff, RouteOptimizationOn
 from mip6bench.mipv6.wire import CareOfTestInit, HomeTestInit
-from tests.unit.test_mipv6_harness import CN, COA1, COA2, HOA, Sim
-from tests.unit.test_mipv6_mn import T0, sent_by
+from tests.unit.test_mipv6_harness import CN, COA1, COA2, HOA
+from tests.unit.test_mipv6_mn import registered_sim, sent_by
 
 TRAVERSAL = {"mn_kwargs": {"firewall_traversal": True, "traversal_timeout": 5.0}}
-
-
-def registered(**kw) -> Sim:
-    sim = Sim(**kw)
-    sim.now = T0
-    sim.call("mn", "move_to", COA1)
-    sim.run(1)
-    assert sim.mn.home_registered
-    return sim
 
 
 def opened(sim, phase):
@@ -26,7 +17,7 @@ def opened(sim, phase):
 
 
 def test_rr_waits_for_the_rr_pinholes():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.run(3)
     [ask] = opened(sim, "rr")
@@ -47,7 +38,7 @@ def test_rr_waits_for_the_rr_pinholes():
 
 
 def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", False, "authorization failed")
     sim.run(10)
@@ -58,7 +49,7 @@ def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr():
 
 
 def test_unanswered_traversal_times_out():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     start = sim.now
     sim.run(6)
@@ -72,7 +63,7 @@ def test_unanswered_traversal_times_out():
 
 
 def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
     sim.run(1)
@@ -92,7 +83,7 @@ def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
 
 
 def test_answer_for_an_old_coa_is_ignored():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "move_to", COA2)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
@@ -101,7 +92,7 @@ def test_answer_for_an_old_coa_is_ignored():
 
 
 def test_stop_closes_coa_and_home_address_sessions():
-    sim = registered(**TRAVERSAL)
+    sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
     sim.run(1)
@@ -111,6 +102,6 @@ def test_stop_closes_coa_and_home_address_sessions():
 
 
 def test_without_traversal_rr_starts_at_once():
-    sim = registered()
+    sim = registered_sim()
     sim.call("mn", "start_route_optimization", CN)
     assert sent_by(sim, "mn", HomeTestInit) and not sim.effects_of("mn", OpenPinholes)
