@@ -44,6 +44,9 @@ hop of a freshly built network (warmup=false measures that cold start too).
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script: under the project's environment
+    import _env  # noqa: F401
+
 import statistics
 import time
 
@@ -267,3 +270,9 @@ def summarize(metrics: dict) -> str:
     for note in b["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from mip6bench.cli import script_main
+
+    raise SystemExit(script_main(NAME))

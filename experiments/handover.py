@@ -56,6 +56,9 @@ floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script: under the project's environment
+    import _env  # noqa: F401
+
 import json
 import time
 
@@ -286,3 +289,9 @@ def summarize(metrics: dict) -> str:
     u = metrics["udp"]
     lines.append(f"UDP probes: {u['received']}/{u['sent']} received at {u['rate']:g}/s")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from mip6bench.cli import script_main
+
+    raise SystemExit(script_main(NAME))

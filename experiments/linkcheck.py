@@ -15,6 +15,9 @@ delay); measured_loss_pct is the per-direction estimate from round-trip loss.
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script: under the project's environment
+    import _env  # noqa: F401
+
 from mip6bench.measure.probe import Flow, probe_flows, percentile
 from mip6bench.params import ParamSpec
 
@@ -138,3 +141,9 @@ def summarize(metrics: dict) -> str:
     for v in r["violations"][:10]:
         lines.append(f"  VIOLATION {v['src']} -> {v['dst']}: expected {v['expected']} ({v['why']})")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from mip6bench.cli import script_main
+
+    raise SystemExit(script_main(NAME))

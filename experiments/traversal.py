@@ -47,6 +47,9 @@ deciding session (d(P) = d(MN,HA) + d(HA,FW) for the home address, d(MN,FW) othe
 """
 from __future__ import annotations
 
+if __name__ == "__main__":  # run as a script: under the project's environment
+    import _env  # noqa: F401
+
 import time
 
 from mip6bench.errors import Mip6benchError
@@ -222,3 +225,9 @@ def summarize(metrics: dict) -> str:
     lines.append(f"without NSIS: RR timed out after {wo['rr_timeout_ms']} ms "
                  f"({wo['firewall_drops']} packets dropped at the firewall), fallback: {wo['fallback']}")
     return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from mip6bench.cli import script_main
+
+    raise SystemExit(script_main(NAME))

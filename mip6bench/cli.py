@@ -79,6 +79,13 @@ def cmd_experiments(_args) -> int:
     return 0
 
 
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="experiment or topology parameter (repeatable)")
+    p.add_argument("--out", help="result directory (default results/<experiment>/<run-id>)")
+    p.add_argument("--no-capture", action="store_true", help="do not capture packets")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mip6bench", description="Mobile IPv6 emulation testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -90,10 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=what)
         if name == "run":
             p.add_argument("experiment", help="experiment name (see `mip6bench experiments`)")
-        p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
-                       help="experiment or topology parameter (repeatable)")
-        p.add_argument("--out", help="result directory (default results/<experiment>/<run-id>)")
-        p.add_argument("--no-capture", action="store_true", help="do not capture packets")
+        add_run_options(p)
         p.set_defaults(fn=fn)
     p = sub.add_parser("clean", help="remove what earlier runs left behind (and nothing else)")
     p.set_defaults(fn=cmd_clean)
@@ -103,7 +107,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return guarded(build_parser().parse_args(argv))
+
+
+def script_main(experiment: str, argv: list[str] | None = None) -> int:
+    """`sudo python3 experiments/<name>.py [--param k=v ...] [--out DIR] [--no-capture]`:
+    the same run, parameters and output as `mip6bench run <name>`."""
+    parser = argparse.ArgumentParser(prog=f"experiments/{experiment}.py",
+                                     description=f"run the {experiment} experiment in a fresh network "
+                                     "(as `mip6bench run " + experiment + "`)")
+    add_run_options(parser)
+    args = parser.parse_args(argv)
+    args.experiment, args.fn = experiment, cmd_run
+    return guarded(args)
+
+
+def guarded(args) -> int:
+    """Run a command; what a user can cause ends in one line and an exit status."""
     try:
         return args.fn(args)
     except Mip6benchError as exc:
