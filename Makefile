@@ -1,5 +1,5 @@
 # mip6bench: everything runs as root (network namespaces, nftables).
-#   sudo make run    set up, then run the main job: linkcheck, bootstrap, handover, traversal
+#   sudo make run    set up, then run the main job: the paper's scenario (mip6bench run)
 #   sudo make test   set up, then run the whole test suite
 #   make test-container   the suite in the project's image, built and run with podman
 # `make setup` installs the Debian packages the testbed calls and a virtual environment
@@ -65,10 +65,7 @@ netns: setup
 	$(PY) -m pytest -m netns
 
 run: setup
-	$(VENV)/bin/mip6bench run linkcheck
-	$(VENV)/bin/mip6bench run bootstrap
-	$(VENV)/bin/mip6bench run handover
-	$(VENV)/bin/mip6bench run traversal
+	$(VENV)/bin/mip6bench run
 
 doctor: setup
 	$(VENV)/bin/mip6bench doctor

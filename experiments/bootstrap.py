@@ -38,8 +38,8 @@ home_uplink):
     total               pana + ha_registration (the push overlaps the final PAR and the BU)
 ratio = total_ms / floor_ms. Results are the median over MNs; `per_mn` has each MN.
 With warmup (the default) one answered ping per path (retried: a lost one never fails
-the run; paths that stay silent are listed in notes) fills the neighbour caches before the
-trigger, so the phases measure the protocols, not the first Neighbour Discovery on each
+the run; paths that stay silent are listed in notes), and one across every link between
+routers and servers, fills the neighbour caches before the trigger, so the phases measure the protocols, not the first Neighbour Discovery on each
 hop of a freshly built network (warmup=false measures that cold start too).
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ PARAMS = [
     ParamSpec("registration_wait_s", float, 10.0, "how long to wait for each HA registration "
               "once bootstrapped", 0, 600),
     ParamSpec("sa_lifetime", int, 600, "MIPv6 SA lifetime the PAA grants (s)", 1, 86400),
-    ParamSpec("warmup", bool, True, "ping MN->PAA, PAA->AAA and PAA->HA first so that "
+    ParamSpec("warmup", bool, True, "ping MN->PAA, PAA->AAA, PAA->HA and across every router link first so that "
               "neighbour caches are warm (false: cold start, Neighbour Discovery included)"),
 ]
 
@@ -200,13 +200,15 @@ def _nsis_outcome(mn: str, events: list[dict], after: int) -> dict:
 
 
 def _warm_up(tb, mns, svc) -> list[str]:
-    """One answered ping per path the bootstrap uses, so that every hop has its neighbour
-    entry; notes for paths that stayed silent (retried; loss alone never fails the run)."""
-    from mip6bench.testbed.warmup import warm_up
+    """One answered ping per path the bootstrap uses, and one across every link between
+    routers and servers (the firewall's too: the MN's NATFW signalling follows the
+    bootstrap), so that every hop has its neighbour entry; notes for paths that stayed
+    silent (retried; loss alone never fails the run)."""
+    from mip6bench.testbed.warmup import link_pairs, warm_up
 
     pairs = [(mn, svc.paa_address) for mn in mns] + [("paa", svc.aaa_address),
                                                       ("paa", svc.ha_address)]
-    return warm_up(tb, pairs)
+    return warm_up(tb, pairs + link_pairs(tb.plan))
 
 
 def _load_events(tb) -> list[dict]:

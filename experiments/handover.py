@@ -189,22 +189,32 @@ def run(tb, params) -> dict:
     if tb.params["mipv6"] != "static":
         raise ParameterError("the handover experiment needs statically configured SAs",
                              "leave the topology parameter mipv6 at static")
-    plan = tb.plan
-    mn = plan.by_role("mn")[0].name
-    hoa = plan.nodes[mn].extra["hoa"]
-    cn = plan.nodes["cn"].address()
+    mn = tb.plan.by_role("mn")[0].name
+    cn = tb.plan.nodes["cn"].address()
     ro = params["route_optimization"]
     agent = tb.mobility_agent(mn)
-    settle = params["settle_s"]
     if not ro:
         agent.request("ro-stop", cn=cn)
-    nsis = tb.params["nsis"] == "on"
-    if not nsis:
+    if tb.params["nsis"] != "on":
         tb.open_static_mipv6_pinholes()
-    tb.wait_registered(mn, timeout=settle)
+    tb.wait_registered(mn, timeout=params["settle_s"])
     if ro:
-        agent.request("wait", timeout=settle + 2, until="ro", cn=cn, within=settle)
+        agent.request("wait", timeout=params["settle_s"] + 2, until="ro", cn=cn, within=params["settle_s"])
+    return handovers(tb, mn, params)
 
+
+def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
+    """The MN (registered; route-optimised with the CN if params["route_optimization"])
+    moves params["moves"] times round the foreign networks while the CN's UDP stream and
+    TCP connection run to its home address; the metrics of the module docstring.
+    on_move(i, move) is called after each completed handover (progress)."""
+    plan = tb.plan
+    hoa = tb.mobility_agent(mn).request("status")["hoa"]
+    cn = plan.nodes["cn"].address()
+    ro = params["route_optimization"]
+    nsis = tb.params["nsis"] == "on"
+    agent = tb.mobility_agent(mn)
+    settle = params["settle_s"]
     networks = [n for n in plan.nodes[mn].extra["interfaces"] if n != "home"]
     if len(networks) < 2:
         raise ParameterError("a handover needs at least two foreign networks", "set foreign=2 or more")
@@ -225,6 +235,8 @@ def run(tb, params) -> dict:
                 raise Mip6benchError(f"handover {i + 1} ({here} -> {target}) did not complete: {exc}") from None
             move["done_ns"] = time.monotonic_ns()
             moves.append(move)
+            if on_move:
+                on_move(i, move)
             time.sleep(params["dwell_ms"] / 1000)
     finally:
         stream.stop()

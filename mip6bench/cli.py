@@ -96,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
                            ("cli", cmd_cli, "build the network and open the Mininet CLI")):
         p = sub.add_parser(name, help=what)
         if name == "run":
-            p.add_argument("experiment", help="experiment name (see `mip6bench experiments`)")
+            p.add_argument("experiment", nargs="?", default="paper",
+                           help="experiment name (see `mip6bench experiments`); without one, the "
+                           "paper's whole scenario (paper)")
         add_run_options(p)
         p.set_defaults(fn=fn)
     p = sub.add_parser("clean", help="remove what earlier runs left behind (and nothing else)")

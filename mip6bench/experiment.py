@@ -2,8 +2,9 @@
 
 An experiment is a module experiments/<name>.py with NAME, PARAMS (its own ParamSpecs;
 topology parameters are always accepted too), run(testbed, params) -> metrics dict and
-summarize(metrics) -> str; optionally TOPOLOGY_DEFAULTS and prepare(testbed, params),
-called before the testbed starts. The runner validates every parameter before anything is
+summarize(metrics) -> str; optionally TOPOLOGY_DEFAULTS, prepare(testbed, params),
+called before the testbed starts, and report(metrics, run_dir), which writes report.md
+and plots once metrics.json is written. The runner validates every parameter before anything is
 built, runs the experiment in a fresh testbed and writes results/<name>/<run-id>/:
 manifest.json (parameters, versions, capabilities, seed), events.jsonl, metrics.json,
 capture.pcap (unless --no-capture) and logs/.
@@ -26,6 +27,7 @@ from mip6bench.params import parse_params
 from mip6bench.testbed.operational import topology_params
 
 EXPERIMENTS_DIR = REPO_ROOT / "experiments"
+MAIN_EXPERIMENT = "paper"  # `mip6bench run` without a name: the paper's whole scenario
 
 
 def available() -> list[str]:
@@ -112,6 +114,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    if hasattr(module, "report"):  # report.md, plots
+        module.report(metrics, run_dir)
     print(module.summarize(metrics))
     print(f"results: {run_dir}")
     return run_dir

@@ -47,3 +47,11 @@ def warm_up(tb, pairs: list[tuple[str, str]], attempts: int = ATTEMPTS,
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(pairs)),
                             thread_name_prefix="warm-up") as pool:
         return [note for note in pool.map(warm, pairs) if note]
+
+
+def link_pairs(plan) -> list[tuple[str, str]]:
+    """One pair per attached link between two nodes with addresses (the links the link
+    check probes: routers and servers; an MN's access link has no fixed address): a
+    router's neighbour entries for its neighbours, which a running network keeps warm."""
+    return [(probe[0], probe[3]) for link in plan.links
+            if link.attached and (probe := link.probe) and probe[1] and probe[3]]

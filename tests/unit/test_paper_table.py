@@ -1,0 +1,31 @@
+"""The paper experiment's phase table: overhead and ratio with fixed waits left out."""
+from mip6bench.experiment import load
+
+paper = load("paper")
+
+
+def test_row_overhead_and_ratio_without_waits():
+    r = paper.row("home registration", 1063.4, 1034.0, 1000.0)
+    assert r["overhead_ms"] == 29.4
+    assert r["ratio"] == round(63.4 / 34.0, 3)
+    assert paper.row("pinhole install", 1.5, 0.0, 0.0)["ratio"] is None
+    missing = paper.row("x", None, 10.0, 0.0)
+    assert missing["overhead_ms"] is None and missing["ratio"] is None
+
+
+def test_table_orders_phases_and_takes_handover_waits():
+    boot = {"discovery_ms": 48.7, "eap_ms": 135.2, "sa_push_ms": 1.9, "ha_registration_ms": 1063.4,
+            "ha_dad": True, "floors": {"discovery_ms": 36, "eap_ms": 120, "sa_push_ms": 1,
+                                       "ha_registration_ms": 1034}}
+    keys = ("gist_handshake_ms", "natfw_create_ms", "pinhole_install_ms", "rr_ms", "cn_binding_ms",
+            "natfw_data_ms")
+    trav = dict.fromkeys(keys, 10.0)
+    floors = dict.fromkeys(keys, 8.0)
+    move = {"from": "f1", "to": "f2", "l2_gap_ms": 50.0, "dad_ms": 0.0, "disruption_ms": 297.0,
+            "floor_ms": 230.0, "nsis_ms": 101.9, "nsis_floor_ms": 72.0}
+    rows = paper.phase_table(boot, trav, floors, [move])
+    assert [r["phase"] for r in rows][:2] == ["PAA discovery (PCI, PAR[S])", "EAP-PSK through PANA"]
+    assert rows[3]["waits_ms"] == paper._bootstrap.DAD_WAIT_MS
+    disruption = next(r for r in rows if r["phase"].endswith("disruption"))
+    assert disruption["waits_ms"] == 50.0 and disruption["ratio"] == round(247.0 / 180.0, 3)
+    assert rows[-1]["phase"] == "handover 1: NATFW re-signalling"
