@@ -41,6 +41,20 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from mip6bench.experiment import rerender
+
+    print(rerender(args.run_dir))
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from mip6bench.experiment import compare
+
+    print(compare(args.run_a, args.run_b))
+    return 0
+
+
 def cmd_cli(args) -> int:
     from mip6bench.testbed.cli import TestbedCLI
     from mip6bench.testbed.network import Testbed, install_termination_handler
@@ -101,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
                            "paper's whole scenario (paper)")
         add_run_options(p)
         p.set_defaults(fn=fn)
+    p = sub.add_parser("report", help="write a run's report and plots again from its stored data")
+    p.add_argument("run_dir", help="a run directory (results/<experiment>/<run-id>)")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("compare", help="two runs' numbers side by side")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("clean", help="remove what earlier runs left behind (and nothing else)")
     p.set_defaults(fn=cmd_clean)
     p = sub.add_parser("experiments", help="list experiments and their parameters")

@@ -97,6 +97,9 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     metrics: dict[str, Any] = {}
     with testbed:
         run_dir = testbed.run.out_dir
+        # Until the last result file is in place the directory says it is not complete.
+        (run_dir / INCOMPLETE).write_text(f"{name} run started {time.ctime(started)}; it did not "
+                                          "finish, so its results are partial or missing\n")
         backends = testbed.backends
         print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
               f"(results in {run_dir})", flush=True)
@@ -112,10 +115,82 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         "capture": capture, "versions": _versions(), "git": _git_revision(),
         "backends": backends, "capabilities": caps.to_dict(), "argv": sys.argv,
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str) + "\n")
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str) + "\n")
+    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / "metrics.json", metrics)
     if hasattr(module, "report"):  # report.md, plots
         module.report(metrics, run_dir)
+    (run_dir / INCOMPLETE).unlink()
     print(module.summarize(metrics))
     print(f"results: {run_dir}")
     return run_dir
+
+
+INCOMPLETE = "INCOMPLETE"  # in a run directory whose run did not finish
+
+
+def write_json(path: Path, data) -> None:
+    """Written whole or not at all: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
+def load_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
+    """(directory, manifest, metrics) of a finished run; ParameterError otherwise."""
+    path = Path(run_dir)
+    if (path / INCOMPLETE).exists():
+        raise ParameterError(f"{run_dir} is an incomplete run (it did not finish)", "run the experiment again")
+    if not (path / "manifest.json").is_file() or not (path / "metrics.json").is_file():
+        raise ParameterError(f"{run_dir} is not a run directory (no manifest.json and metrics.json)",
+                             "give a directory under results/<experiment>/")
+    try:
+        return path, json.loads((path / "manifest.json").read_text()), \
+            json.loads((path / "metrics.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise ParameterError(f"{run_dir}: unreadable result file ({exc})") from None
+
+
+def rerender(run_dir: str | Path) -> str:
+    """`mip6bench report <run-dir>`: report.md and plots again from the stored data;
+    returns the summary."""
+    path, manifest, metrics = load_run(run_dir)
+    module = load(manifest["experiment"])
+    if hasattr(module, "report"):
+        module.report(metrics, path)
+    return module.summarize(metrics)
+
+
+def flatten(data, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves by dotted path; list items by their "phase"/"name" field, else index."""
+    out: dict[str, float] = {}
+    if isinstance(data, bool):
+        return out
+    if isinstance(data, (int, float)):
+        return {prefix: data}
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = ((str(x.get("phase", x.get("name", i))) if isinstance(x, dict) else str(i), x)
+                 for i, x in enumerate(data))
+    else:
+        return out
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def compare(run_a: str | Path, run_b: str | Path) -> str:
+    """`mip6bench compare <a> <b>`: every number both runs have, side by side."""
+    (_, man_a, a), (_, man_b, b) = load_run(run_a), load_run(run_b)
+    fa, fb = flatten(a), flatten(b)
+    keys = [k for k in fa if k in fb]
+    width = max([len(k) for k in keys] + [6])
+    lines = [f"a: {run_a} ({man_a['experiment']}, {time.ctime(man_a['started'])})",
+             f"b: {run_b} ({man_b['experiment']}, {time.ctime(man_b['started'])})",
+             f"{'metric':<{width}} {'a':>12} {'b':>12} {'b - a':>12}"]
+    for k in keys:
+        lines.append(f"{k:<{width}} {fa[k]:>12.6g} {fb[k]:>12.6g} {fb[k] - fa[k]:>12.6g}")
+    only = len(fa) + len(fb) - 2 * len(keys)
+    if only:
+        lines.append(f"({only} numbers only in one of the runs)")
+    return "\n".join(lines)

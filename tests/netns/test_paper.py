@@ -1,5 +1,6 @@
 """The main job: `mip6bench run` without a name runs the paper's scenario (shortened
-here to one handover) and leaves a complete, self-consistent run directory."""
+here to one handover) and leaves a complete, self-consistent run directory, whose report
+and plots `mip6bench report` writes again."""
 import json
 import subprocess
 import sys
@@ -8,7 +9,7 @@ MIP6BENCH = [sys.executable, "-m", "mip6bench.cli"]
 
 
 def test_main_job_writes_every_phase_report_and_plot(tmp_path):
-    proc = subprocess.run([*MIP6BENCH, "run", "--no-capture", "--out", str(tmp_path), "-p", "moves=1",
+    proc = subprocess.run([*MIP6BENCH, "run", "--out", str(tmp_path), "-p", "moves=1",
                            "-p", "dwell_ms=300"], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-3000:]
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -31,3 +32,11 @@ def test_main_job_writes_every_phase_report_and_plot(tmp_path):
     png = (tmp_path / "phases.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
     assert "[3/3] handover 1" in proc.stderr and "TCP to the home address" in proc.stdout
+    assert not (tmp_path / "INCOMPLETE").exists()
+    # The message sequence chart from the captures, and the report written again.
+    assert (tmp_path / "sequence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "sequence.png" in report
+    (tmp_path / "sequence.png").unlink()
+    again = subprocess.run([*MIP6BENCH, "report", str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    assert "PAA discovery" in again.stdout and (tmp_path / "sequence.png").is_file()

@@ -274,6 +274,12 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     assert proc.returncode == 130 and "interrupted; the network was torn down" in err
     assert not run_dir.exists()
     assert_all_gone(pids, before)
+    # The result directory says it is incomplete, and report refuses it in one line.
+    assert (tmp_path / "INCOMPLETE").exists() and not (tmp_path / "metrics.json").exists()
+    report = subprocess.run([sys.executable, "-m", "mip6bench.cli", "report", str(tmp_path)],
+                            capture_output=True, text=True)
+    assert report.returncode == 2 and "incomplete run" in report.stderr
+    assert report.stderr.count("\n") == 1
 
 
 def test_unshaped_links_are_veth_and_detached_ones_stay_detached(tmp_path):

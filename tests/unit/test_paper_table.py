@@ -22,10 +22,12 @@ def test_table_orders_phases_and_takes_handover_waits():
     trav = dict.fromkeys(keys, 10.0)
     floors = dict.fromkeys(keys, 8.0)
     move = {"from": "f1", "to": "f2", "l2_gap_ms": 50.0, "dad_ms": 0.0, "disruption_ms": 297.0,
-            "floor_ms": 230.0, "nsis_ms": 101.9, "nsis_floor_ms": 72.0}
-    rows = paper.phase_table(boot, trav, floors, [move])
+            "floor_ms": 230.0, "nsis_ms": 101.9, "nsis_floor_ms": 72.0, "movement_detection_ms": 12.0}
+    rows = paper.phase_table(boot, trav, floors, [move], access_ms=2.0)
     assert [r["phase"] for r in rows][:2] == ["PAA discovery (PCI, PAR[S])", "EAP-PSK through PANA"]
     assert rows[3]["waits_ms"] == paper._bootstrap.DAD_WAIT_MS
     disruption = next(r for r in rows if r["phase"].endswith("disruption"))
-    assert disruption["waits_ms"] == 50.0 and disruption["ratio"] == round(247.0 / 180.0, 3)
+    # The gap in both; the 10 ms waited for the next RA in the measured time only.
+    assert disruption["waits_ms"] == 60.0 and disruption["floor_waits_ms"] == 50.0
+    assert disruption["ratio"] == round(237.0 / 180.0, 3)
     assert rows[-1]["phase"] == "handover 1: NATFW re-signalling"
