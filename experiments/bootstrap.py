@@ -56,6 +56,8 @@ from mip6bench.testbed.operational import path_delay_ms  # noqa: F401 (used here
 from mip6bench.runtime.eventlog import read_events
 
 NAME = "bootstrap"
+SWEEP_METRICS = ["bootstrap.pana_ms", "bootstrap.total_ms"]
+ESTIMATED_RUN_S = 10.0  # for sweeps: one run, network start and teardown included
 PARAMS = [
     ParamSpec("aaa", str, "embedded", "AAA server: embedded agent or hostapd (RADIUS)",
               choices=("embedded", "radius")),

@@ -67,6 +67,8 @@ from mip6bench.measure.streams import TcpEcho, UdpStream
 from mip6bench.params import ParamSpec
 
 NAME = "handover"
+SWEEP_METRICS = ["handover.0.disruption_ms", "handover.0.ha_registration_ms"]
+ESTIMATED_RUN_S = 15.0  # for sweeps (default moves and dwell)
 PARAMS = [
     ParamSpec("moves", int, 3, "number of handovers", 1, 1000),
     ParamSpec("gap_ms", float, 50.0, "layer-2 gap of each handover (ms)", 0, 60000),

@@ -22,6 +22,8 @@ from mip6bench.measure.probe import Flow, probe_flows, percentile
 from mip6bench.params import ParamSpec
 
 NAME = "linkcheck"
+SWEEP_METRICS = ["links.core-ha.measured_rtt_ms", "links.core-ar1.measured_rtt_ms"]
+ESTIMATED_RUN_S = 8.0  # for sweeps: one run, network start and teardown included
 PARAMS = [
     ParamSpec("probes", int, 200, "probes per link", 1, 100000),
     ParamSpec("interval_ms", float, 5.0, "time between probes of one link", 0.1, 10000),

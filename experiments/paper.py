@@ -36,6 +36,9 @@ from mip6bench.experiment import load
 from mip6bench.params import ParamSpec
 
 NAME = "paper"
+SWEEP_METRICS = ["paper.bootstrap.total_ms", "paper.traversal.total_ms",
+                 "paper.handovers.0.disruption_ms"]
+ESTIMATED_RUN_S = 20.0  # for sweeps: one run, network start and teardown included
 _bootstrap, _traversal, _handover = load("bootstrap"), load("traversal"), load("handover")
 _HANDOVER_PARAMS = [s for s in _handover.PARAMS if s.name != "route_optimization"]
 PARAMS = _bootstrap.PARAMS + _HANDOVER_PARAMS

@@ -56,6 +56,8 @@ from mip6bench.errors import Mip6benchError
 from mip6bench.params import ParamSpec
 
 NAME = "traversal"
+SWEEP_METRICS = ["traversal.with_nsis.total_ms", "traversal.with_nsis.natfw_create_ms"]
+ESTIMATED_RUN_S = 20.0  # for sweeps: the RR timeout without NSIS is most of it
 PARAMS = [
     ParamSpec("rr_attempts", int, 3, "HoTI/CoTI transmissions before the MN gives up on RO "
               "(1 s, doubling: 3 tries time out after 7 s)", 1, 10),

@@ -41,6 +41,15 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from mip6bench.sweep import run_sweep
+
+    raise_fd_limit()
+    run_sweep(args.experiment, args.grid, args.param, args.reps, args.metric, out=args.out,
+              capture=args.capture, yes=args.yes)
+    return 0
+
+
 def cmd_report(args) -> int:
     from mip6bench.experiment import rerender
 
@@ -115,6 +124,20 @@ def build_parser() -> argparse.ArgumentParser:
                            "paper's whole scenario (paper)")
         add_run_options(p)
         p.set_defaults(fn=fn)
+    p = sub.add_parser("sweep", help="an experiment over a grid of parameters, with repetitions")
+    p.add_argument("experiment")
+    p.add_argument("--grid", "-g", action="append", default=[], metavar="KEY=V1,V2,...",
+                   help="a swept parameter and its values (repeatable: the grid is the product)")
+    p.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                   help="a fixed experiment or topology parameter (repeatable)")
+    p.add_argument("--reps", "-n", type=int, default=3, help="repetitions per point (default 3)")
+    p.add_argument("--metric", "-m", action="append", default=None, metavar="PATH",
+                   help="a metric to summarise (dotted path as `mip6bench compare` shows; repeatable; "
+                   "default: the experiment's own)")
+    p.add_argument("--out", help="sweep directory (default results/sweep/<experiment>-<time>)")
+    p.add_argument("--capture", action="store_true", help="capture packets in every run")
+    p.add_argument("--yes", action="store_true", help="run even when the estimate is over 30 min")
+    p.set_defaults(fn=cmd_sweep)
     p = sub.add_parser("report", help="write a run's report and plots again from its stored data")
     p.add_argument("run_dir", help="a run directory (results/<experiment>/<run-id>)")
     p.set_defaults(fn=cmd_report)

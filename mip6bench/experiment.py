@@ -82,7 +82,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def run_experiment(name: str, given: list[str], out: str | None = None, capture: bool = True) -> Path:
+def run_experiment(name: str, given: list[str], out: str | None = None, capture: bool = True,
+                   quiet: bool = False) -> Path:
     from mip6bench.net.capabilities import detect
     from mip6bench.testbed.network import Testbed, install_termination_handler
 
@@ -101,8 +102,9 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         (run_dir / INCOMPLETE).write_text(f"{name} run started {time.ctime(started)}; it did not "
                                           "finish, so its results are partial or missing\n")
         backends = testbed.backends
-        print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
-              f"(results in {run_dir})", flush=True)
+        if not quiet:
+            print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
+                  f"(results in {run_dir})", flush=True)
         metrics = module.run(testbed, params)
         metrics.setdefault("testbed", {}).update({k: round(v, 3) for k, v in testbed.timings.items()})
     metrics["testbed"].update({k: round(v, 3) for k, v in testbed.timings.items()})
@@ -120,8 +122,9 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     if hasattr(module, "report"):  # report.md, plots
         module.report(metrics, run_dir)
     (run_dir / INCOMPLETE).unlink()
-    print(module.summarize(metrics))
-    print(f"results: {run_dir}")
+    if not quiet:
+        print(module.summarize(metrics))
+        print(f"results: {run_dir}")
     return run_dir
 
 
