@@ -362,7 +362,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     def status(self) -> dict:
         out = {"address": self.options.address, **self.backend.status(),
-               "bindings": len(self.core.bindings), "sas": len(self.sa_store)}
+               "bindings": len(self.core.bindings), "sas": len(self.sa_store),
+               "perform_dad": self.options.perform_dad, "dad_timeout_ms": self.options.dad_timeout_ms}
         if self.sa_channel is not None:
             out["sadist"] = dict(self.sa_channel.core.counters)
         return out

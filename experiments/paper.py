@@ -102,7 +102,7 @@ def phase_table(boot: dict, trav: dict, trav_floors: dict, handovers: list[dict]
     delay, the movement detection's floor)."""
     rows = []
     bf = boot["floors"]
-    dad = _bootstrap.DAD_WAIT_MS if boot.get("ha_dad") else 0.0  # the HA's DAD for the HoA
+    dad = boot.get("ha_dad_ms", 0.0)  # the HA's DAD for the HoA, as the HA is configured
     for key, name, waits in (("discovery_ms", "PAA discovery (PCI, PAR[S])", 0.0),
                              ("eap_ms", "EAP-PSK through PANA", 0.0),
                              ("sa_push_ms", "MIPv6 SA to the HA", 0.0),

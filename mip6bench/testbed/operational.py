@@ -309,14 +309,16 @@ def static_mipv6_pinholes(plan: Plan) -> list[dict[str, Any]]:
 
 
 def path_delay_ms(plan, a: str, b: str) -> float:
-    """Configured one-way delay between nodes a and b: the sum of the delays of the
-    (attached) links on the path between them."""
+    """The least one-way delay the configuration allows between nodes a and b: the sum,
+    over the (attached) links on the path, of each link's delay minus its jitter (at
+    least 0), so that floors built from it are lower bounds also with jitter."""
     graph: dict[str, list[tuple[str, float]]] = {}
     for link in plan.links:
         if not link.attached:
             continue
-        graph.setdefault(link.a, []).append((link.b, link.shaping.delay_ms))
-        graph.setdefault(link.b, []).append((link.a, link.shaping.delay_ms))
+        least = max(0.0, link.shaping.delay_ms - link.shaping.jitter_ms)
+        graph.setdefault(link.a, []).append((link.b, least))
+        graph.setdefault(link.b, []).append((link.a, least))
     best = {a: 0.0}
     queue = [(0.0, a)]
     while queue:

@@ -23,12 +23,18 @@ def test_path_delays_follow_the_configured_segments():
     assert bootstrap.path_delay_ms(p, "mn1", "ha") == 17
 
 
+def test_jitter_comes_off_the_delay_so_floors_stay_lower_bounds():
+    p = plan(backhaul_jitter_ms=2, home_uplink_jitter_ms=30)
+    assert bootstrap.path_delay_ms(p, "mn1", "ha") == 2 + (5 - 2) + 0
+    assert bootstrap.path_delay_ms(p, "mn1", "paa") == 2 + 3 + 0 + 1
+
+
 def test_floor_counts_per_phase():
     f = bootstrap.floors(plan(), "mn1", "push")
     assert f == {"discovery_ms": 36, "eap_ms": 6 * 18 + 6 * 2, "pana_ms": 156,
                  "sa_push_ms": 1, "ha_registration_ms": 34, "total_ms": 190}
     # pull: the HA fetches on the Binding Update, one round trip to the PAA more
-    f = bootstrap.floors(plan(), "mn1", "pull", ha_dad=True)
+    f = bootstrap.floors(plan(), "mn1", "pull", ha_dad_ms=1000.0)
     assert f["sa_push_ms"] == 2 and f["ha_registration_ms"] == 34 + 1000 + 2
     assert f["total_ms"] == 156 + 34 + 1000 + 2
     ten = {f"{s}_delay_ms": 10 for s in ("access", "backhaul", "home_uplink", "home_lan")}

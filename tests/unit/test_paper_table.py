@@ -15,7 +15,7 @@ def test_row_overhead_and_ratio_without_waits():
 
 def test_table_orders_phases_and_takes_handover_waits():
     boot = {"discovery_ms": 48.7, "eap_ms": 135.2, "sa_push_ms": 1.9, "ha_registration_ms": 1063.4,
-            "ha_dad": True, "floors": {"discovery_ms": 36, "eap_ms": 120, "sa_push_ms": 1,
+            "ha_dad": True, "ha_dad_ms": 1000.0, "floors": {"discovery_ms": 36, "eap_ms": 120, "sa_push_ms": 1,
                                        "ha_registration_ms": 1034}}
     keys = ("gist_handshake_ms", "natfw_create_ms", "pinhole_install_ms", "rr_ms", "cn_binding_ms",
             "natfw_data_ms")
@@ -25,7 +25,7 @@ def test_table_orders_phases_and_takes_handover_waits():
             "floor_ms": 230.0, "nsis_ms": 101.9, "nsis_floor_ms": 72.0, "movement_detection_ms": 12.0}
     rows = paper.phase_table(boot, trav, floors, [move], access_ms=2.0)
     assert [r["phase"] for r in rows][:2] == ["PAA discovery (PCI, PAR[S])", "EAP-PSK through PANA"]
-    assert rows[3]["waits_ms"] == paper._bootstrap.DAD_WAIT_MS
+    assert rows[3]["waits_ms"] == 1000.0
     disruption = next(r for r in rows if r["phase"].endswith("disruption"))
     # The gap in both; the 10 ms waited for the next RA in the measured time only.
     assert disruption["waits_ms"] == 60.0 and disruption["floor_waits_ms"] == 50.0
