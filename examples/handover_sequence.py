@@ -40,7 +40,7 @@ with Testbed({"foreign": 3}, experiment="example-handover", capture=False) as tb
             attach = move["attach_ns"]
             ha = first(agent.events_path, "mipv6.mn.home_registered", attach)
             ro = first(agent.events_path, "mipv6.mn.ro_on", attach)
-            outage = stream.outage(attach)  # None: no packet arrived before or after the move
+            outage = stream.outage(move["detach_ns"])  # None: nothing arrived on one side
             print(f"-> {network} (gap {gap_ms} ms): HA binding {(ha - attach) / 1e6:.1f} ms, "
                   f"RO {(ro - attach) / 1e6:.1f} ms after attach; " + (
                       f"stream interrupted {outage['disruption_ms']:.1f} ms, "

@@ -21,12 +21,17 @@ metrics.json:
                             NSIS: the data round starts)
      nsis_ms, nsis_floor_ms NSIS: pinholes for the new CoA asked -> granted (before RR),
                             and its floor (below); nsis_data_ms: the data round
-     disruption_ms          last probe received before the new link came up -> first after
-     lost_packets           probes lost in between
+     l2_gap_actual_ms       the layer-2 gap as it happened (detach -> attach); the floor uses it
+     disruption_ms          split by sequence number: the last probe through the old path
+                            (highest sequence number sent before the detach that arrived)
+                            -> the first through the new path (the next that arrived), in
+                            arrival times from the kernel (SO_TIMESTAMPNS)
+     lost_packets           sequence numbers lost in between
      floor_ms, ratio        the best the configuration allows, and disruption / floor
   "tcp_survived": the TCP connection delivered and echoed every message, in order.
 
-floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0):
+floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0; l2_gap
+the gap as it happened):
      d(MN,HA) = d_access + d_backhaul + d_home_uplink
      d(MN,CN) = d_access + d_backhaul + d_cn_uplink + d_cn_lan
      d(HA,CN) = d_home_uplink + d_cn_uplink + d_cn_lan
@@ -249,16 +254,17 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         until = moves[i + 1]["detach_ns"] if i + 1 < len(moves) else None
         interface = plan.nodes[mn].extra["interfaces"][move["to"]]
         p = phases(events, move, until, interface)
-        outage = stream.outage(move["attach_ns"]) or {}
+        outage = stream.outage(move["detach_ns"]) or {}
         # The kernel keeps an address through a carrier loss: only a care-of address new
         # to the MN goes through DAD (a revisited network's is usable at once).
         known = {e.get("coa") for e in events if e["event"] == "mipv6.mn.coa_ready" and e["t_ns"] < move["attach_ns"]}
         dad = 0.0 if p["coa"] in known else dad_ms(tb, mn, move["to"])
-        floor = handover_floor_ms(tb.params, move["l2_gap_ms"], dad, ro, p["home_test"], nsis,
-                                  p["nsis_handshake"])
+        # The layer-2 gap as it happened (the controller's sleep can overshoot).
+        gap = round((move["attach_ns"] - move["detach_ns"]) / 1e6, 3)
+        floor = handover_floor_ms(tb.params, gap, dad, ro, p["home_test"], nsis, p["nsis_handshake"])
         disruption = outage.get("disruption_ms")
         out.append({
-            "from": move["from"], "to": move["to"], "l2_gap_ms": move["l2_gap_ms"],
+            "from": move["from"], "to": move["to"], "l2_gap_ms": move["l2_gap_ms"], "l2_gap_actual_ms": gap,
             "movement_detection_ms": p["movement_detection_ms"], "coa_ms": p["coa_ms"],
             "ha_registration_ms": p["ha_registration_ms"], "rr_ms": p["rr_ms"] if ro else None,
             "cn_binding_ms": p["cn_binding_ms"] if ro else None,
@@ -276,7 +282,7 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         "tcp": {"sent": tcp_result.sent, "echoed": tcp_result.echoed, "out_of_order": tcp_result.out_of_order,
                 "error": tcp_result.error, "max_gap_ms": round(tcp_result.max_gap_ms, 3)},
         "udp": {"rate": params["rate"], "sent": len(stream.sent), "received": len(stream.arrivals),
-                "send_errors": stream.send_errors},
+                "send_errors": stream.send_errors, "kernel_timestamps": stream.kernel_stamps},
         "route_optimization": ro,
         "nsis": nsis,
         "dad": tb.plan.nodes[mn].extra["dad"],

@@ -114,7 +114,7 @@ def phase_table(boot: dict, trav: dict, trav_floors: dict, handovers: list[dict]
                       ("natfw_data_ms", "NATFW data round")):
         rows.append(row(name, trav[key], trav_floors[key], 0.0))
     for i, h in enumerate(handovers, 1):
-        waits = h["l2_gap_ms"] + h["dad_ms"]
+        waits = h.get("l2_gap_actual_ms", h["l2_gap_ms"]) + h["dad_ms"]
         # The wait for the new access router's next RA (random within its interval; the
         # floor counts the best case, an RA the moment the link is up): measured only.
         ra_wait = max(0.0, (h["movement_detection_ms"] or 0.0) - access_ms)

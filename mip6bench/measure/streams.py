@@ -4,8 +4,10 @@ Sockets are opened inside the nodes' namespaces (they keep their namespace for l
 served by threads, so the controller can move nodes meanwhile.
 
 `UdpStream`: a constant-rate stream of numbered datagrams (sequence number, send time)
-from one node to another; the receiver records every arrival. `outages(after_ns)` and
-the arrival list give disruption and loss around a handover.
+from one node to another; the receiver records every arrival with the kernel's receive
+timestamp (SO_TIMESTAMPNS, taken when the datagram reached the socket, not when the
+thread got to it), on CLOCK_MONOTONIC like every event. `outage(detach_ns)` gives
+disruption and loss around a handover, split by sequence number.
 
 `TcpEcho`: one TCP connection, client on one node, server on the other (e.g. bound to a
 mobile node's home address); the client sends a small numbered message every
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from mip6bench.net.netns import in_netns
 
 DATAGRAM = struct.Struct("!IQ")   # sequence number, send time (CLOCK_MONOTONIC ns)
+TIMESPEC = struct.Struct("@qq")   # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 DATAGRAM_SIZE = 64
 MESSAGE = struct.Struct("!IQ")
 MESSAGE_SIZE = 64
@@ -50,6 +54,8 @@ class UdpStream:
         self.rate = rate
         self.receiver = _socket(dst_ns, socket.SOCK_DGRAM, (dst, port))
         self.receiver.settimeout(0.1)
+        self.receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self.kernel_stamps = 0   # arrivals timed by the kernel (the rest: by the thread)
         self.sender = _socket(src_ns, socket.SOCK_DGRAM, (src, 0))
         self.target = (dst, port)
         self.sent: list[int] = []                        # send time of seq i
@@ -87,16 +93,24 @@ class UdpStream:
                 next_at = time.monotonic()
 
     def _receive(self) -> None:
+        # SO_TIMESTAMPNS stamps with CLOCK_REALTIME; the offset to CLOCK_MONOTONIC is
+        # taken once (a stream lasts seconds; the testbed does not step the clock).
+        offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
         while not self._stop.is_set() or time.monotonic() < self._receiving_until:
             try:
-                data = self.receiver.recv(2048)
+                data, ancdata, _flags, _addr = self.receiver.recvmsg(2048, 64)
             except socket.timeout:
                 continue
             except OSError:
                 return
+            now = time.monotonic_ns()
             if len(data) >= DATAGRAM.size:
+                stamp = kernel_stamp(ancdata)
+                if stamp is not None:
+                    now = stamp - offset
+                    self.kernel_stamps += 1
                 with self._arrived:
-                    self.arrivals.append((DATAGRAM.unpack_from(data)[0], time.monotonic_ns()))
+                    self.arrivals.append((DATAGRAM.unpack_from(data)[0], now))
                     self._arrived.notify_all()
 
     def first_arrival_after(self, t_ns: int, timeout: float) -> int | None:
@@ -115,18 +129,46 @@ class UdpStream:
         self.sender.close()
         self.receiver.close()
 
-    def outage(self, attach_ns: int) -> dict | None:
-        """The interruption around a handover whose new link came up at `attach_ns`:
-        from the last arrival before it to the first after it, and the sequence numbers
-        lost in between."""
-        before = [a for a in self.arrivals if a[1] <= attach_ns]
-        after = [a for a in self.arrivals if a[1] > attach_ns]
-        if not before or not after:
-            return None
-        last, first = before[-1], after[0]
-        return {"disruption_ms": round((first[1] - last[1]) / 1e6, 3),
-                "lost_packets": max(0, first[0] - last[0] - 1),
-                "last_before_ns": last[1], "first_after_ns": first[1]}
+    def outage(self, detach_ns: int) -> dict | None:
+        """The interruption around a handover whose old link went down at `detach_ns`,
+        split by sequence number: the last datagram through the old path is the highest
+        sequence number sent before the detach that arrived; the first through the new
+        path is the next sequence number that arrived; loss is the sequence numbers
+        between them. Disruption is the gap in delivery up to the new path's first
+        arrival (from the old path's last arrival before it). None: nothing arrived on
+        one side."""
+        return outage(self.arrivals, self.sent, detach_ns)
+
+
+def outage(arrivals: list[tuple[int, int]], sent: list[int], detach_ns: int) -> dict | None:
+    """UdpStream.outage on recorded data: arrivals (seq, arrival ns), sent[seq] = send ns."""
+    received = dict(arrivals)
+    before = [seq for seq in received if seq < len(sent) and sent[seq] < detach_ns]
+    if not before:
+        return None
+    last = max(before)
+    after = [seq for seq in received if seq > last]
+    if not after:
+        return None
+    first = min(after)
+    # The old path's last delivery before the new path's first (a straggler of the old
+    # path arriving later does not shorten the gap in delivery).
+    old = [received[seq] for seq in received if seq <= last and received[seq] <= received[first]]
+    if not old:
+        return None
+    return {"disruption_ms": round((received[first] - max(old)) / 1e6, 3),
+            "lost_packets": first - last - 1,
+            "last_before_ns": max(old), "first_after_ns": received[first],
+            "last_seq": last, "first_seq": first}
+
+
+def kernel_stamp(ancdata) -> int | None:
+    """The SCM_TIMESTAMPNS receive time (CLOCK_REALTIME ns) in recvmsg's ancillary data."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return sec * 1_000_000_000 + nsec
+    return None
 
 
 @dataclass

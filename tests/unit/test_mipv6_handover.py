@@ -75,13 +75,23 @@ def test_phases_from_an_event_log():
     assert handover.phases(events, {"attach_ns": t, "detach_ns": t}, t + 1, "mn1-f2")["coa"] is None
 
 
-def test_udp_outage_around_an_attach():
+def test_udp_outage_split_by_sequence_number():
     stream = UdpStream.__new__(UdpStream)
     ms = 1_000_000
-    stream.arrivals = [(0, 100 * ms), (1, 200 * ms), (2, 300 * ms), (9, 900 * ms), (10, 1000 * ms)]
-    assert stream.outage(500 * ms) == {"disruption_ms": 600.0, "lost_packets": 6,
-                                       "last_before_ns": 300 * ms, "first_after_ns": 900 * ms}
-    assert stream.outage(2000 * ms) is None
+    stream.sent = [i * 100 * ms for i in range(11)]          # seq i sent at i x 100 ms
+    # seq 3 was sent before the detach at 350 ms and arrives late (after the new path's
+    # first datagram); 4..8 are lost; 9 is the first through the new path.
+    stream.arrivals = [(0, 10 * ms), (1, 110 * ms), (2, 210 * ms), (9, 910 * ms), (3, 920 * ms),
+                       (10, 1010 * ms)]
+    assert stream.outage(350 * ms) == {"disruption_ms": 700.0, "lost_packets": 5,
+                                       "last_before_ns": 210 * ms, "first_after_ns": 910 * ms,
+                                       "last_seq": 3, "first_seq": 9}
+    # Split by arrival time instead, seq 3 would count after the attach and 3 as lost.
+    stream.arrivals = [(0, 10 * ms), (1, 110 * ms), (2, 210 * ms), (9, 910 * ms), (10, 1010 * ms)]
+    assert stream.outage(350 * ms)["lost_packets"] == 6
+    assert stream.outage(350 * ms)["disruption_ms"] == 700.0
+    assert stream.outage(0) is None                          # nothing sent before
+    assert stream.outage(2000 * ms) is None                  # nothing after
 
 
 def test_plan_gives_every_agent_the_same_static_sa():
