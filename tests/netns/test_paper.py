@@ -36,6 +36,8 @@ def test_main_job_writes_every_phase_report_and_plot(tmp_path):
     # The message sequence chart from the captures, and the report written again.
     assert (tmp_path / "sequence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sequence.png" in report
+    # Event times checked against the capture: the handover's BU -> BA on the wire.
+    assert "| 1 | " in report.split("Event times against the wire")[1]
     (tmp_path / "sequence.png").unlink()
     again = subprocess.run([*MIP6BENCH, "report", str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr

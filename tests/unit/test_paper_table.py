@@ -31,3 +31,14 @@ def test_table_orders_phases_and_takes_handover_waits():
     assert disruption["waits_ms"] == 60.0 and disruption["floor_waits_ms"] == 50.0
     assert disruption["ratio"] == round(237.0 / 180.0, 3)
     assert rows[-1]["phase"] == "handover 1: NATFW re-signalling"
+
+
+def test_wire_cross_check_pairs_each_handovers_bu_with_the_next_ba():
+    from mip6bench.measure.msc import Message
+
+    bu, ba = "Binding Update", "Binding Acknowledgement"
+    messages = [Message(1.000, 1.017, "mn1", "ha", bu), Message(2.034, 2.051, "ha", "mn1", ba),   # bootstrap
+                Message(5.000, 5.017, "mn1", "ha", bu), Message(5.018, 5.0365, "ha", "mn1", ba),
+                Message(5.1, 5.12, "mn1", "cn", bu)]                                               # to the CN
+    checks = paper.wire_cross_check(messages, [{"ha_registration_ms": 37.0}], "mn1")
+    assert checks == [{"handover": 1, "events_ms": 37.0, "wire_ms": 36.5, "difference_ms": 0.5}]
