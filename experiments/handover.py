@@ -29,6 +29,8 @@ metrics.json:
      lost_packets           sequence numbers lost in between
      floor_ms, ratio        the best the configuration allows, and disruption / floor
   "tcp_survived": the TCP connection delivered and echoed every message, in order.
+probes.csv in the run directory: the UDP stream, one row per probe (seq, sent_ns,
+arrival_ns; empty when lost).
 
 floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0; l2_gap
 the gap as it happened):
@@ -230,6 +232,25 @@ def run(tb, params) -> dict:
     return handovers(tb, mn, params)
 
 
+PROBES_FILE = "probes.csv"  # the UDP stream: seq, sent_ns, arrival_ns (empty: lost)
+
+
+def write_probes(path, stream) -> None:
+    arrival = dict(stream.arrivals)
+    rows = [f"{seq},{sent},{arrival.get(seq, '')}" for seq, sent in enumerate(stream.sent)]
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("seq,sent_ns,arrival_ns\n" + "\n".join(rows) + "\n")
+    tmp.replace(path)
+
+
+def read_probes(path) -> list[tuple[int, int, int | None]]:
+    out = []
+    for line in path.read_text().splitlines()[1:]:
+        seq, sent, arrival = line.split(",")
+        out.append((int(seq), int(sent), int(arrival) if arrival else None))
+    return out
+
+
 def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
     """The MN (registered; route-optimised with the CN if params["route_optimization"])
     moves params["moves"] times round the foreign networks while the CN's UDP stream and
@@ -268,6 +289,7 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
     finally:
         stream.stop()
         tcp_result = tcp.finish()
+    write_probes(tb.run.out_dir / PROBES_FILE, stream)
     events = _events(agent.events_path)
     out = []
     for i, move in enumerate(moves):
@@ -298,6 +320,7 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
             "floor_ms": floor, "floor_sequential_ms": floor_sequential,
             "ratio": None if disruption is None else round(disruption / floor, 3),
             "dad_ms": dad, "home_test": p["home_test"], "handover_ms": p["handover_ms"], "coa": p["coa"],
+            "detach_ns": move["detach_ns"], "attach_ns": move["attach_ns"], "done_ns": move["done_ns"],
         })
     return {
         "handover": out,
