@@ -338,7 +338,7 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
 
 def summarize(metrics: dict) -> str:
     lines = [f"{'move':<10} {'gap':>5} {'detect':>7} {'coa':>6} {'HA reg':>7} {'RR':>7} {'CN BU':>7} "
-             f"{'disrupt':>8} {'lost':>5} {'floor':>7} {'ratio':>6}"]
+             f"{'disrupt':>8} {'lost':>5} {'floor':>7} {'ratio':>6} {'seq.floor':>9}"]
 
     def f(v, width=7):
         return f"{'-':>{width}}" if v is None else f"{v:>{width}.1f}"
@@ -347,7 +347,10 @@ def summarize(metrics: dict) -> str:
         lines.append(f"{h['from'] + '->' + h['to']:<10} {h['l2_gap_ms']:>5g} {f(h['movement_detection_ms'])} "
                      f"{f(h['coa_ms'], 6)} {f(h['ha_registration_ms'])} {f(h['rr_ms'])} {f(h['cn_binding_ms'])} "
                      f"{f(h['disruption_ms'], 8)} {'-' if h['lost_packets'] is None else h['lost_packets']:>5} "
-                     f"{f(h['floor_ms'])} {'-' if h['ratio'] is None else format(h['ratio'], '.2f'):>6}")
+                     f"{f(h['floor_ms'])} {'-' if h['ratio'] is None else format(h['ratio'], '.2f'):>6} "
+                     f"{f(h.get('floor_sequential_ms'), 9)}")
+    lines.append("ms; floor: the best legal sequencing (ratio = disrupt / floor); seq.floor: with this "
+                 "MN's one-after-the-other sequencing")
     t = metrics["tcp"]
     lines.append(f"TCP to the home address: {'survived' if metrics['tcp_survived'] else 'BROKEN'} "
                  f"({t['echoed']}/{t['sent']} messages echoed, longest gap {t['max_gap_ms']:.0f} ms"
