@@ -192,7 +192,9 @@ async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[i
     from mip6bench.runtime.gist import GistService
 
     offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
-    gist = GistService(agent, GistConfig(peer_identity=b"fw", addresses=tuple(addresses),
+    # The peer identity names this firewall (fw, hfw, ...): GIST peers tell them apart.
+    identity = (getattr(getattr(agent, "config", None), "node", None) or "fw").encode()
+    gist = GistService(agent, GistConfig(peer_identity=identity, addresses=tuple(addresses),
                                          nslps=frozenset({NSLPID})),
                        intercept_interfaces=(intercept,), pass_through=False, c_mode=True)
     # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one

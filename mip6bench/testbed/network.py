@@ -157,9 +157,10 @@ class Testbed:
         from mip6bench.testbed.bootstrap import BootstrapServices
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
-        fw = self.plan.nodes["fw"]
-        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
-                                            **self.nsis_firewall_options()})
+        for fw in self.plan.firewalls():
+            self.start_agent(fw.name, "fw", "fw", {"inside": fw.extra["inside"],
+                                                   "outside": fw.extra["outside"],
+                                                   **self.nsis_firewall_options(fw.name)})
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":
@@ -219,17 +220,19 @@ class Testbed:
                     options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
                                                         wall.time()).hex()
 
-    def nsis_firewall_options(self) -> dict[str, Any]:
-        """The firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
-        token key to verify the tokens MNs present."""
+    def nsis_firewall_options(self, node: str = "fw") -> dict[str, Any]:
+        """The NSIS options of the fw agent on firewall `node`: the NATFW forwarder, with
+        the AAA side's token key to verify the tokens MNs present, and its own
+        authorization channel to the PAA (pull)."""
         from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
 
         if self.params["nsis"] != "on":
             return {}
-        fw = self.plan.nodes["fw"]
+        fw = self.plan.nodes[node]
         return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
                 "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
-                "authorization": self.params["nsis_authz"], "authz": self.bootstrap.fw_authz_options()}
+                "authorization": self.params["nsis_authz"],
+                "authz": self.bootstrap.fw_authz_options(node)}
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""
@@ -376,8 +379,9 @@ class Testbed:
             result["address_ns"] = time.monotonic_ns()
         return result
 
-    def firewall(self):
-        return self.net["fw"].firewall
+    def firewall(self, node: str = "fw"):
+        """The nftables firewall of firewall node `node` (default: the CN's)."""
+        return self.net[node].firewall
 
 
 class Terminated(SystemExit):
