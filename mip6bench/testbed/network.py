@@ -235,7 +235,8 @@ class Testbed:
         if self.params["nsis"] != "on":
             return {}
         fw = self.plan.nodes[node]
-        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
+        extra = {"intercept": list(fw.extra["intercept"])} if fw.extra.get("intercept") else {}
+        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses], **extra,
                 "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
                 "authorization": self.params["nsis_authz"],
                 "authz": self.bootstrap.fw_authz_options(node)}

@@ -213,6 +213,7 @@ def build_plan(params: dict[str, Any]) -> Plan:
                                         (HOME_PREFIX, host(inner, 2), "hfw-ha")),
                                 extra={"inside": "hfw-ha", "outside": "hfw-core",
                                        "protects": ["ha", "paa", "aaa"],
+                                       "intercept": ["hfw-core", "hfw-ha"],
                                        **home_services(params)})
         links.append(LinkSpec("hfw-ha", "hfw", "hfw-ha", "ha", "ha-hfw", "home_uplink", Shaping(),
                               probe=("hfw", host(inner, 1), "ha", host(inner, 2))))
