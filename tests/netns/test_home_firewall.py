@@ -148,3 +148,29 @@ def test_returning_home_tears_the_home_pinholes_down(tb):
         removed.add(event["session"])
         t0 = event["t_ns"] + 1
     assert removed == sessions and holes(tb) == []
+
+
+def test_bootstrap_and_pull_authorization_through_the_home_firewall(tmp_path_factory):
+    """PANA (discovery through the Router Alert forwarder on hfw, then unicast) reaches the
+    PAA behind hfw; hfw asks the PAA over its own channel (pull), and the CN's firewall
+    reaches the PAA through hfw's static service for that."""
+    testbed = Testbed({"foreign": 2, "nsis": "on", "mipv6": "bootstrap", "ha_firewall": "on",
+                       "nsis_authz": "pull"}, experiment="test-hfw-pull", capture=False,
+                      out_dir=tmp_path_factory.mktemp("hfw-pull")).start()
+    try:
+        testbed.wait_registered("mn1", timeout=20)
+        st = testbed.mobility_agent("mn1").request("wait", timeout=14, until="ro", cn=CN, within=12)
+        assert CN in st["route_optimized"]
+        home_fw = testbed.agents[("hfw", "fw")]
+        natfw = home_fw.request("status")["natfw"]["counters"]
+        assert natfw["authorized"] == natfw["authorize_requests"] >= 2
+        assert testbed.agents[("fw", "fw")].request("status")["natfw"]["counters"]["authorized"] >= 1
+        counters = home_fw.request("counters")
+        assert counters["service:pana-discovery"]["packets"] >= 1
+        assert counters["service:nsis-authz"]["packets"] >= 1
+        assert counters["unsolicited"]["packets"] == 0
+        # Each firewall its own key toward the PAA.
+        a, b = (testbed.bootstrap.fw_authz_options(f)["psk_file"] for f in ("fw", "hfw"))
+        assert a != b and open(a).read() != open(b).read()
+    finally:
+        testbed.stop()
