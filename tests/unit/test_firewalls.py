@@ -52,3 +52,47 @@ def test_each_firewall_has_its_own_private_psk_and_the_paa_knows_them_all(tmp_pa
     assert svc.fw_authz_options() == fw                  # default: the CN's firewall
     with pytest.raises(Mip6benchError):
         svc.fw_authz_options("cn")
+
+
+def test_link_check_expectations_follow_every_firewall():
+    from experiments.linkcheck import expected_reach
+
+    p = plan()
+    reach = lambda a, b: expected_reach(p, a, b)[0]   # noqa: E731
+    assert not reach("core", "fw") and not reach("ha", "cn") and reach("fw", "cn")
+    assert reach("cn", "fw") and reach("cn", "ha") and reach("core", "ha")
+    h = plan(ha_firewall="on")
+    assert [n.name for n in h.firewalls()] == ["fw", "hfw"]
+    hr = lambda a, b: expected_reach(h, a, b)[0]      # noqa: E731
+    assert not hr("core", "ha") and not hr("mn1", "paa") and not hr("cn", "ha")
+    assert not hr("ha", "cn") and not hr("core", "hfw") and not hr("hfw", "cn")
+    assert hr("ha", "core") and hr("paa", "hfw") and hr("hfw", "ha") and hr("ha", "paa")
+    assert hr("cn", "core") and hr("mn1", "core")
+
+
+def test_the_home_firewall_in_the_plan():
+    h = plan(ha_firewall="on")
+    hfw, ha = h.nodes["hfw"], h.nodes["ha"]
+    assert (hfw.role, hfw.extra["inside"], hfw.extra["outside"]) == ("fw", "hfw-ha", "hfw-core")
+    assert h.link("core-hfw").shaping.delay_ms == 10.0          # home_uplink on the core side
+    assert not h.link("hfw-ha").shaping.active                 # inside port undelayed
+    assert ha.routes == (("default", hfw.address("hfw-ha"), "ha-hfw"),)
+    assert ("2001:db8:1::/64", hfw.address("hfw-core"), "core-hfw") in h.nodes["core"].routes
+    services = dict(hfw.extra["services"])
+    assert services["pana"] == "ip6 daddr 2001:db8:1::2 udp dport 716"
+    assert "core-ha" not in {l.name for l in h.links}
+
+
+def test_static_services_come_before_the_pinholes_and_the_drop():
+    from mip6bench.net.firewall import ruleset
+
+    text = ruleset("hfw-ha", "hfw-core", services=(("pana", "ip6 daddr 2001:db8:1::2 udp dport 716"),),
+                   input_services=(("pana-discovery", "ip6 daddr ff05::8000:716 udp dport 716"),)).text()
+    lines = text.splitlines()
+    service = next(i for i, l in enumerate(lines) if 'comment "service:pana"' in l)
+    assert 'iifname "hfw-core" ip6 daddr 2001:db8:1::2 udp dport 716 counter accept' in lines[service]
+    assert service < next(i for i, l in enumerate(lines) if "jump pinholes" in l)
+    discovery = next(i for i, l in enumerate(lines) if "service:pana-discovery" in l)
+    assert lines[discovery].startswith("add rule inet mip6bench input")
+    assert discovery < next(i for i, l in enumerate(lines) if "input-drop" in l)
+    assert "service:" not in ruleset("fw-cnet", "fw-core").text()
