@@ -96,3 +96,40 @@ def test_static_services_come_before_the_pinholes_and_the_drop():
     assert lines[discovery].startswith("add rule inet mip6bench input")
     assert discovery < next(i for i, l in enumerate(lines) if "input-drop" in l)
     assert "service:" not in ruleset("fw-cnet", "fw-core").text()
+
+
+def test_cli_pinholes_takes_a_firewall_name(monkeypatch):
+    from mip6bench.testbed import cli
+
+    p = plan(ha_firewall="on")
+    lines = []
+    monkeypatch.setattr(cli, "output", lines.append)
+
+    class FakeFirewall:
+        def counters(self):
+            return {"unsolicited": {"packets": 3}}
+
+    class Node:
+        def __init__(self, name):
+            self.name, self.spec = name, p.nodes[name]
+            self.firewall = FakeFirewall()
+
+    class Agent:
+        def __init__(self, node):
+            self.node = node
+
+        def request(self, what):
+            return [{"kind": "nsis", "session": f"{self.node}-s1", "remaining": 5.0,
+                     "packets": 1, "bytes": 2, "flow": {"text": "a -> b"}}]
+
+    nodes = {n: Node(n) for n in ("fw", "hfw", "ha")}
+    fake = SimpleNamespace(mn=SimpleNamespace(nameToNode=nodes, hosts=list(nodes.values())),
+                           testbed=SimpleNamespace(agents={(n, "fw"): Agent(n) for n in ("fw", "hfw")}))
+    cli.TestbedCLI.do_pinholes(fake, "")
+    assert "fw-s1" in "".join(lines) and "hfw-s1" not in "".join(lines)
+    lines.clear()
+    cli.TestbedCLI.do_pinholes(fake, "hfw")
+    assert "hfw-s1" in "".join(lines) and "unsolicited" in "".join(lines)
+    lines.clear()
+    cli.TestbedCLI.do_pinholes(fake, "ha")
+    assert lines == ["no firewall named ha; firewalls: fw, hfw\n"]
