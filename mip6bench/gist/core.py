@@ -251,6 +251,10 @@ class GistConfig:
     peer_identity: bytes                       # this node's NLI peer identity
     addresses: Iterable[str] = ()              # own addresses; the first is the default
     nslps: frozenset[int] = frozenset()        # NSLPIDs this node serves
+    # NSLPIDs served for upstream discovery only: downstream Q-mode messages of these are
+    # forwarded as by a node that does not serve them (an edge firewall that only
+    # answers EXT, see _intercept)
+    upstream_only: frozenset[int] = frozenset()
     rao_values: dict[int, int] = field(default_factory=lambda: {NATFW_NSLPID: NATFW_RAO})
     rs_validity_ms: int = 30_000               # advertised in our NLI
     refresh_fraction: float = 0.75             # querier refreshes at this part of the peer's time
@@ -792,8 +796,10 @@ class GistNode:
 
     def _intercept(self, msg: Message, data: bytes, src: str, dst: str,
                    ttl: int | None) -> list[Action] | None:
-        """Forward verdict for Q-mode traffic of NSLPs we do not serve (None: ours)."""
-        if msg.nslp_id in self.config.nslps:
+        """Forward verdict for Q-mode traffic of NSLPs we do not serve (None: ours). An
+        NSLP in config.upstream_only is ours only for upstream MRIs (D flag set)."""
+        if msg.nslp_id in self.config.nslps and not (
+                msg.nslp_id in self.config.upstream_only and not msg.mri.upstream):
             return None
         if dst in self.addresses:
             return self._drop("unknown_nslpid", nslp=msg.nslp_id)

@@ -90,9 +90,13 @@ class Pinhole:
         return f"{self.match()} counter accept comment {quote(self.comment)}"
 
 
-def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
+def ruleset(inside: str, outside: str, nsis: bool = True,
+            inbound: tuple[tuple[str, str], ...] = ()) -> Batch:
     """The whole firewall table, replacing any earlier one, as one atomic batch. With
-    `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself."""
+    `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself.
+    `inbound`: (comment, match) of further traffic let in from the outside, checked
+    before the pinholes (a foreign network's firewall: its PAA's PANA messages and the
+    GIST signalling addressed to the hosts inside)."""
     nd = ", ".join(ICMPV6_ND)
     errors = ", ".join(ICMPV6_ESSENTIAL)
     b = Batch()
@@ -110,6 +114,9 @@ def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
         b.add(f"add map {FAMILY} {TABLE} {NSIS_MAP} {{ type ipv6_addr . ipv6_addr : verdict; }}")
         b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} "
               f"ip6 saddr . ip6 daddr vmap @{NSIS_MAP} comment \"nsis-dispatch\"")
+    for comment, match in inbound:
+        b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} {match} counter accept "
+              f"comment {quote(comment)}")
     b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} jump {PINHOLE_CHAIN}")
     b.add(f"add rule {FAMILY} {TABLE} forward counter drop comment \"unsolicited\"")
     b.add(f"add chain {FAMILY} {TABLE} input {{ type filter hook input priority filter; policy drop; }}")
@@ -135,12 +142,14 @@ def add_pinholes(pinholes: list[Pinhole]) -> Batch:
 class Firewall:
     """The firewall table in one namespace: install, pinholes, counters."""
 
-    def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True):
+    def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True,
+                 inbound: tuple[tuple[str, str], ...] = ()):
         self.nft = Nft(netns)
         self.inside, self.outside, self.nsis = inside, outside, nsis
+        self.inbound = tuple(tuple(x) for x in inbound)
 
     def install(self) -> None:
-        self.nft.apply(ruleset(self.inside, self.outside, self.nsis))
+        self.nft.apply(ruleset(self.inside, self.outside, self.nsis, self.inbound))
 
     def remove(self) -> None:
         self.nft.apply(Batch([f"delete table {FAMILY} {TABLE}"]))

@@ -58,7 +58,8 @@ PORT_PROTOCOLS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 NFT_MH_TYPES = {0: "binding-refresh-request", 1: "home-test-init", 2: "careof-test-init",
                 3: "home-test", 4: "careof-test", 5: "binding-update",
                 6: "binding-acknowledgement", 7: "binding-error"}
-MIP6_KINDS = {w.MIP6_MH: "mh", w.MIP6_HAO: "hao", w.MIP6_RH2: "rh2"}
+MIP6_KINDS = {w.MIP6_MH: "mh", w.MIP6_HAO: "hao", w.MIP6_RH2: "rh2", w.MIP6_TUNNEL: "tunnel"}
+IPPROTO_IPV6 = 41
 MH_BRR, MH_BU, MH_BA = 0, 5, 6
 
 # Raw offsets (bits from the start of the IPv6 header) of the Mobile IPv6 headers where
@@ -111,6 +112,13 @@ def flow_matches(flow) -> list[str]:
     if mip6 is not None and mip6.kind == w.MIP6_RH2:
         parts += [f"ip6 nexthdr {IPPROTO_ROUTING}", "rt type 2",
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
+    if mip6 is not None and mip6.kind == w.MIP6_TUNNEL:
+        # the HA's tunnel to a care-of address: the outer header is plain IPv6-in-IPv6
+        # (RFC 2473); the home address inside is not matched (the outer addresses are
+        # the HA's and the CoA's, which the MRI already names)
+        if proto not in (0, IPPROTO_IPV6):
+            raise ValueError(f"tunnel flow with protocol {proto}")
+        proto = IPPROTO_IPV6
     if _bu_with_hao(flow):
         parts += [f"ip6 nexthdr {IPPROTO_DSTOPTS}", _HAO_TYPE_LEN,
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
@@ -176,6 +184,8 @@ def flow_description(flow) -> dict[str, Any]:
             text += f" HAO {mip6.home_address}"
         if mip6.kind == w.MIP6_RH2 or _mh_with_rh2(flow):
             text += f" RH2 {mip6.home_address}"
+        if mip6.kind == w.MIP6_TUNNEL:
+            text += f" tunnel for {mip6.home_address}"
     if flow.action == w.ACTION_DENY:
         text += " deny"
     d["text"] = text

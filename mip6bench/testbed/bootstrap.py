@@ -140,11 +140,22 @@ class BootstrapServices:
             self._token_key_path = write_psk_file(directory / "nsis-token.key", self.token_key)
         return self._token_key_path
 
-    def fw_authz_options(self) -> dict[str, Any]:
-        """The fw agent's authorization client (mip6bench.runtime.authz_client.
-        authorization_client_for): {paa, port, psk_file, bind}."""
+    def firewall_addresses(self) -> list[str]:
+        """The core-side address of every firewall that may ask the PAA (pull): the CN's,
+        and with foreign_firewall=on each access router."""
+        plan = self.tb.plan
+        out = [self.fw_address]
+        out += [ar.address(f"{ar.name}-core") for ar in plan.by_role("ar")
+                if ar.extra.get("firewall")]
+        return out
+
+    def fw_authz_options(self, node: str = "fw") -> dict[str, Any]:
+        """A fw agent's authorization client (mip6bench.runtime.authz_client.
+        authorization_client_for): {paa, port, psk_file, bind}; `node` the firewall
+        (fw, or an access router ar<i> with foreign_firewall=on)."""
+        bind = self.fw_address if node == "fw" else self.tb.plan.nodes[node].address(f"{node}-core")
         return {"paa": self.paa_address, "port": SADIST_PORT,
-                "psk_file": str(self.authz_psk_path()), "bind": self.fw_address}
+                "psk_file": str(self.authz_psk_path()), "bind": bind}
 
     # ---- lifecycle
     def start(self) -> "BootstrapServices":
@@ -168,7 +179,7 @@ class BootstrapServices:
             "sa_lifetime": s.sa_lifetime, "sa_mode": s.sa, "sadist_psk": self.sadist_psk.hex(),
             "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
             "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
-            "authz_peers": {self.fw_address: str(self.authz_psk_path())},
+            "authz_peers": {a: str(self.authz_psk_path()) for a in self.firewall_addresses()},
             **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():

@@ -160,6 +160,11 @@ class Testbed:
         fw = self.plan.nodes["fw"]
         self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
                                             **self.nsis_firewall_options()})
+        for ar in self.foreign_firewalls():
+            spec = self.plan.nodes[ar]
+            self.start_agent(ar, "fw", "fw", {"inside": spec.extra["inside"],
+                                              "outside": spec.extra["outside"],
+                                              **self.nsis_firewall_options(ar)})
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":
@@ -215,21 +220,34 @@ class Testbed:
                 options["nsis"] = True
             elif role == "mn":
                 options["nsis"] = True
+                if self.params["foreign_firewall"] == "on":
+                    options["foreign_firewall"] = True
                 if self.params["mipv6"] == "static":
                     options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
                                                         wall.time()).hex()
 
-    def nsis_firewall_options(self) -> dict[str, Any]:
-        """The firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
-        token key to verify the tokens MNs present."""
+    def foreign_firewalls(self) -> list[str]:
+        """The access routers that are their network's firewall (foreign_firewall=on)."""
+        return [n.name for n in self.plan.by_role("ar") if n.extra.get("firewall")]
+
+    def nsis_firewall_options(self, node: str = "fw") -> dict[str, Any]:
+        """A firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
+        token key to verify the tokens MNs present; for an access router (foreign_firewall)
+        the edge NF of its network's prefix (EXT)."""
         from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
 
         if self.params["nsis"] != "on":
             return {}
-        fw = self.plan.nodes["fw"]
-        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
-                "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
-                "authorization": self.params["nsis_authz"], "authz": self.bootstrap.fw_authz_options()}
+        fw = self.plan.nodes[node]
+        out = {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
+               "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
+               "authorization": self.params["nsis_authz"],
+               "authz": self.bootstrap.fw_authz_options(node)}
+        if node != "fw":
+            out["edge"] = [fw.extra["prefix"]]
+            # its GIST speaks from the inside address: that is where the EXTs come from
+            out["addresses"].sort(key=lambda a: a != fw.address(fw.extra["inside"]))
+        return out
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""

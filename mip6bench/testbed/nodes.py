@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mininet.node import Node, Switch
 
+from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall
 from mip6bench.net.kernel import DadMode, Kernel
 from mip6bench.net.netns import write_sysctls
@@ -91,10 +92,14 @@ class Router(Mip6Node):
 
 class AdvertisingRouter(Router):
     """A router that sends Router Advertisements on its LAN (radvd): access routers,
-    and the home agent on the home link (with the Home Agent flag)."""
+    and the home agent on the home link (with the Home Agent flag). An access router
+    whose plan says `firewall` (topology parameter foreign_firewall=on) is also the
+    stateful packet filter of its network (the same table as the CN's firewall)."""
 
     def config(self, **params):
         result = super().config(**params)
+        if self.spec.extra.get("firewall"):
+            self.firewall.install()
         plan = self.spec.extra
         ra = RouterAdvertising(plan["lan_intf"], plan["prefix"],
                                plan.get("ra_min_ms", 30.0), plan.get("ra_max_ms", 70.0),
@@ -106,6 +111,13 @@ class AdvertisingRouter(Router):
         self.start_service(["radvd", "--nodaemon", "-C", str(conf), "-m", "stderr",
                             "-p", str(run.state_dir / f"{self.name}-radvd.pid")], "radvd")
         return result
+
+    @property
+    def firewall(self) -> Firewall:
+        extra = self.spec.extra
+        if not extra.get("firewall"):
+            raise Mip6benchError(f"{self.name} is no firewall", "topology parameter foreign_firewall=on")
+        return Firewall(self.pid, extra["inside"], extra["outside"], inbound=extra.get("inbound", ()))
 
 
 class FirewallNode(Router):
