@@ -68,7 +68,8 @@ def probe(tb, src_node, src, dst_node, dst, count=5):
 
 class TestWithoutNsis:
     @pytest.fixture(scope="class")
-    def tb(self, tmp_path_factory):
+    @classmethod
+    def tb(cls, tmp_path_factory):
         testbed = start(tmp_path_factory, "off")
         try:
             testbed.wait_registered("mn1", timeout=15)
@@ -101,7 +102,8 @@ class TestWithoutNsis:
 
 class TestWithNsis:
     @pytest.fixture(scope="class")
-    def tb(self, tmp_path_factory):
+    @classmethod
+    def tb(cls, tmp_path_factory):
         testbed = start(tmp_path_factory, "on", capture=tshark_binary() is not None)
         try:
             testbed.wait_registered("mn1", timeout=15)
