@@ -30,7 +30,7 @@ signalling address). It is allowed when
   4. the flow lies within what the session may open: the same allowances the NSIS token
      carries (mip6bench.aaa.token.Flow: protocol, peer prefix, port; the peer is the
      destination, or the source of a type 2 routing header flow; with sub_ports 1 both
-     ports must be allowed),
+     ports must be allowed); the HA's tunnel to the CoA (kind 4) needs no allowance,
 and the answer names the authorizing entity (the AUTH_ENT_ID a token would carry), the
 NAI the flow is attributed to and a maximum lifetime: the configured maximum, never past
 the end of the PANA session. The first check that fails is the reason of a denial.
@@ -513,6 +513,11 @@ class AuthzPaaCore(_End):
         ports = (port, port + 1) if query.sub_ports and port < 0xFFFF else (port,)
         if query.sub_ports and port == 0xFFFF:
             return deny(FLOW_NOT_AUTHORIZED, "sub_ports past port 65535", nai)
+        # The HA's tunnel to the MN (an EXT at the MN's own network's edge) comes from the
+        # MN's own home agent: no allowance names it, the address binding above suffices
+        # (as for a token, natfw.core).
+        if query.mip6_kind == MIP6_TUNNEL:
+            ports = ()
         for p in ports:
             if not any(f.matches(query.protocol, peer, p) for f in self.config.flows):
                 return deny(FLOW_NOT_AUTHORIZED, f"protocol {query.protocol} to {peer} port "

@@ -79,9 +79,10 @@ MSN (a changed flow, e.g. a new CoA, replaces the rule), lifetime 0 tears down, 
 unrefreshed rule expires and the NI+ gets the NOTIFY (0x7, 0x01) downstream.
 Authorization of an EXT: the token's SOURCE_ADDR (the HoA) must be the flow's
 DESTINATION, or, with `coa_binding`, the MIP6 flow object (kind RH2 or tunnel) names it
-(a CoA-destined flow of that MN); the token's flow allowances name where the MN may
-send and are not applied to inbound flows. Pull asks the AAA side with the MN's end
-(the destination) as the source. Refusals go downstream with the codes above, plus:
+(a CoA-destined flow of that MN); the token's flow allowances must cover the data
+sender (the peer: protocol, the flow's source, source port), except for the HA's tunnel
+(MIP6 kind 4), which comes from the MN's own home agent. Pull asks the AAA side with the
+MN's end (the destination) as the source (the PAA applies the same rules). Refusals go downstream with the codes above, plus:
   (0x1, 0x0B) EXT on the external side: the flow destination or the signalling peer is
               not inside (an EXT from the outside would open the network to itself);
   (0x5, 0x06) no edge device here: an NF without `inside` prefixes (not an edge; this
@@ -518,8 +519,7 @@ class NfCore:
                 return "expired", None
             return "malformed token", None
         why = self._source_check(claims, flow, ext)
-        # the token's allowances say where the MN may send: not applied to what it receives
-        if why is None and not ext and not self._flow_allowed(claims, flow):
+        if why is None and not self._flow_allowed(claims, flow, ext):
             why = "flow not authorized"
         if why is None:
             why = self._bind_token(sid, claims, wall)
@@ -541,8 +541,14 @@ class NfCore:
         return "another MN"
 
     @staticmethod
-    def _flow_allowed(claims: AuthToken, flow: PinholeFlow) -> bool:
+    def _flow_allowed(claims: AuthToken, flow: PinholeFlow, ext: bool = False) -> bool:
         m = flow.mri
+        if ext:
+            # inbound: the allowances name the peer, here the data sender; the HA's
+            # tunnel comes from the MN's own home agent and needs none
+            if flow.mip6 is not None and flow.mip6.kind == w.MIP6_TUNNEL:
+                return True
+            return claims.allows(m.protocol, m.source, m.source_port)
         ports = [m.destination_port] + ([m.destination_port + 1] if flow.sub_ports else [])
         return all(claims.allows(m.protocol, m.destination, p) for p in ports if p <= 0xFFFF)
 

@@ -191,3 +191,39 @@ class TestWithNsis:
         assert run_tshark(path, "-Y", bad) == ""
         assert run_tshark(path, "-Y", "natfw.msg_type == 2")             # EXT
         assert run_tshark(path, "-Y", "gist.type == 0 && gist.mri.d == 1")
+
+
+class TestBootstrapAndPullThroughTheFirewall:
+    """PANA (multicast discovery through ar1's Router Alert forwarder, the PAA's answers
+    let in by ar1) bootstraps the MN behind the firewall, and ar1 authorizes its EXT by
+    asking the PAA (nsis_authz=pull) over the SA-distribution channel."""
+
+    @pytest.fixture(scope="class")
+    @classmethod
+    def tb(cls, tmp_path_factory):
+        from mip6bench.testbed.bootstrap import BootstrapSettings
+
+        testbed = Testbed({"foreign": 1, "nsis": "on", "mipv6": "bootstrap",
+                           "foreign_firewall": "on", "nsis_authz": "pull"},
+                          experiment="test-foreign-fw-pull",
+                          out_dir=tmp_path_factory.mktemp("ffw-pull"))
+        testbed.bootstrap_settings = BootstrapSettings(aaa="embedded", sa="push",
+                                                       discovery="multicast")
+        testbed.mn_extra_options = {"correspondents": [], "natfw_lifetime": LIFETIME}
+        testbed.start()
+        try:
+            testbed.wait_registered("mn1", timeout=20)
+            yield testbed
+        finally:
+            testbed.stop()
+
+    def test_pana_bootstraps_and_the_paa_authorizes_the_ext(self, tb):
+        st = mn(tb).request("status")
+        event = wait_event(mn(tb), "mipv6.mn.inbound_ready", 0, within=10, coa=st["coa"])
+        assert event["ok"]
+        status = ar(tb, 1).request("status")
+        assert status["natfw"]["counters"].get("authorize_requests", 0) >= 1
+        assert status["natfw"]["counters"].get("authorized", 0) >= 1
+        assert counter(tb, 1, "pana") >= 1                # the PAA's answers, let in
+        result = probe(tb, "cn", CN, "mn1", st["hoa"], count=3)
+        assert result.delivered == result.sent

@@ -7,6 +7,8 @@ from mip6bench.natfw.core import (AuthorizeRequest, InstallPinhole, Mri, NfCore,
                                   RemovePinhole, SendNslp, SessionFailed, SessionReady)
 from mip6bench.sansio import StartTimer, StopTimer
 
+from mip6bench.aaa.token import Flow
+
 from .natfw_harness import HOA, KEY, T0, tok
 
 HA, CN = "2001:db8:1::1", "2001:db8:2::10"
@@ -193,12 +195,19 @@ def test_token_binds_the_flow_destination_to_the_mn(token, mip6, why):
     assert net.wire[-1][3].info.severity == 0x5
 
 
-def test_token_flow_allowances_do_not_apply_to_inbound_flows():
-    # the token lets the MN send MH to the CN's network only; the HA tunnel still opens
-    net = Edge(tok())
-    net.ext(mri=RO, mip6=RH2)
+def test_token_allowances_cover_the_data_sender_but_not_the_ha_tunnel():
+    mh_only = tok()                               # MH to the CN's network only
+    net = Edge(mh_only)
+    net.ext(mri=RO, mip6=RH2)                     # the CN's data: not allowed
+    assert not net.of("nf", InstallPinhole)
+    assert net.nf.counters["refused.flow not authorized"] == 1
+    net = Edge(tok(flows=(Flow(0, "2001:db8:2::/64"),), token_id=b"\x08" * 8))
+    net.ext(mri=RO, mip6=RH2)                     # any protocol from the CN's network
     (ins,) = net.of("nf", InstallPinhole)
     assert ins.flow.mip6.kind == w.MIP6_RH2
+    net = Edge(mh_only)
+    net.ext()                                     # the HA tunnel needs no allowance
+    assert net.of("nf", InstallPinhole)
 
 
 def test_pull_asks_with_the_mn_end_and_installs_after_the_answer():
