@@ -554,6 +554,13 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
         self.default_pin = attachment
 
+    async def _pin_for_signalling(self) -> None:
+        """The default route through the router of the CoA's network, now (idempotent)."""
+        iface = getattr(self, "coa_interface", None)
+        if iface is not None and iface in self.ra:
+            _t, _prefix, router = self.ra[iface]
+            await self.io_kernel(self._pin_default_route, (iface, router))
+
     def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
         if self.pana is not None and address is not None and address != self.pana_address \
@@ -659,6 +666,12 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                          "no NSIS on this node", self.io.now()))
             else:
                 self._nsis_addresses()
+                if effect.phase == "inbound":
+                    # Asked for together with the BU, right at the move: the BU leaves by
+                    # its own egress interface, GIST's Query by plain routing, which may
+                    # still point at the link just left until the default route is pinned
+                    # to the new router (the Query would be lost and wait T1 = 500 ms).
+                    await self._pin_for_signalling()
                 self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
                                                       self.nsis.now()))
         elif isinstance(effect, ClosePinholes):
