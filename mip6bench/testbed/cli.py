@@ -78,10 +78,17 @@ class TestbedCLI(CLI):
             output(f"{e['t_ns'] / 1e9:.6f} {e['node']:<6} {e['agent']:<6} {e['event']} "
                    f"{json.dumps(fields)}\n")
 
-    def do_pinholes(self, _line):
-        """pinholes: the firewall's pinholes (static and NSIS) and counters."""
-        fw = self.mn["fw"].firewall
-        agent = self.testbed.agents.get(("fw", "fw")) if self.testbed else None
+    def do_pinholes(self, line):
+        """pinholes [NODE]: a firewall's pinholes (static and NSIS) and counters: the CN's
+        firewall `fw` (default), or an access router ar<i> with foreign_firewall=on."""
+        node = line.strip() or "fw"
+        try:
+            fw = self.mn[node].firewall
+        except (KeyError, AttributeError, Mip6benchError) as exc:
+            output(f"pinholes: {node} is no firewall ({exc}); try fw, or ar<i> with "
+                   f"foreign_firewall=on\n")
+            return
+        agent = self.testbed.agents.get((node, "fw")) if self.testbed else None
         try:
             holes = agent.request("pinholes") if agent else None
         except ControlError as exc:
