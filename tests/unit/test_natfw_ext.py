@@ -9,7 +9,7 @@ from mip6bench.sansio import StartTimer, StopTimer
 
 from mip6bench.aaa.token import Flow
 
-from .natfw_harness import HOA, KEY, T0, tok
+from .natfw_harness import HOA, KEY, T0, Net, tok
 
 HA, CN = "2001:db8:1::1", "2001:db8:2::10"
 COA, COA2 = "2001:db8:11::100", "2001:db8:12::100"
@@ -21,10 +21,11 @@ RH2 = w.Mip6Flow(w.MIP6_RH2, 0, HOA)
 SID = b"\x05" * 16
 
 
-class Edge:
-    """NI+ below, the edge NF above (the NF answers; nothing goes further upstream)."""
+class Edge(Net):
+    """NI+ below, the edge NF above (the NF answers; nothing goes further upstream);
+    timers and effects are kept as natfw_harness.Net keeps them."""
 
-    def __init__(self, token=None, keys={1: KEY}, peer=COA, **nf):
+    def __init__(self, token=None, keys={1: KEY}, peer=COA, **nf):  # noqa: B006
         self.now = 0.0
         self.ni = NiCore(token, msn_start=500)
         nf.setdefault("inside", INSIDE)
@@ -56,20 +57,6 @@ class Edge:
                     self.apply("ni", self.ni.receive(a.session_id, a.mri, a.data, self.now))
             else:
                 self.effects[node].append(a)
-
-    def run(self, until):
-        while True:
-            due = sorted((at, k) for k, at in self.timers.items() if at <= until)
-            if not due:
-                break
-            at, (node, key) = due[0]
-            del self.timers[(node, key)]
-            self.now = at
-            self.apply(node, getattr(self, node).handle_timer(key, at))
-        self.now = until
-
-    def of(self, node, cls):
-        return [e for e in self.effects[node] if isinstance(e, cls)]
 
     def ext(self, mri=TUNNEL, mip6=TUN6, lifetime=60, sid=SID, **kw):
         self.apply("ni", self.ni.ext(sid, mri, lifetime, self.now, mip6=mip6, **kw))
