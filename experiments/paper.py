@@ -22,7 +22,8 @@ waits)); "bootstrap", "traversal", "handovers" hold each part's full metrics as 
 experiment reports them; "tcp_survived". Floors are those of the three experiments
 (their module docstrings explain them phase by phase). report.md in the run directory
 has the table; phases.png plots it (measured against floor); with capture (the default)
-sequence.png is the message sequence chart of the signalling on the wire.
+sequence.png is the message sequence chart of the signalling on the wire; handovers.png
+the CN's probe stream around each handover (from probes.csv).
 """
 from __future__ import annotations
 
@@ -162,6 +163,39 @@ class Steps:
         self.t = time.monotonic()
 
 
+def plot_delivery(probes, handovers: list[dict], out, plt, before_ms: float = 150.0,
+                  after_ms: float = 150.0) -> None:
+    """Per handover: each probe's arrival (sequence number against time since the old
+    link went down), lost probes marked at their send time; lines at detach, attach and
+    route optimisation back."""
+    fig, axes = plt.subplots(len(handovers), 1, figsize=(8, 2.4 * len(handovers) + 0.6), squeeze=False)
+    for ax, (i, h) in zip(axes[:, 0], enumerate(handovers, 1)):
+        t0 = h["detach_ns"]
+        lo, hi = t0 - before_ms * 1e6, h["done_ns"] + after_ms * 1e6
+        got = [(a, seq) for seq, sent, a in probes if a is not None and lo <= a <= hi]
+        lost = [(sent, seq) for seq, sent, a in probes if a is None and lo <= sent <= hi]
+        if got:
+            ax.plot([(a - t0) / 1e6 for a, _ in got], [s for _, s in got], ".", markersize=2,
+                    label="arrival")
+        if lost:
+            ax.plot([(t - t0) / 1e6 for t, _ in lost], [s for _, s in lost], "x", markersize=2,
+                    color="tab:red", label="lost (at send time)")
+        for t, name, style in ((h["detach_ns"], "detach", ":"), (h["attach_ns"], "attach", "--"),
+                               (h["done_ns"], "RO again", "-.")):
+            ax.axvline((t - t0) / 1e6, color="0.4", linestyle=style, linewidth=0.8)
+            ax.text((t - t0) / 1e6, 1.0, f" {name}", transform=ax.get_xaxis_transform(), fontsize=7,
+                    va="top")
+        ax.set_title(f"handover {i}: {h['from']} -> {h['to']}, disruption {h['disruption_ms']} ms, "
+                     f"{h['lost_packets']} lost", fontsize=8)
+        ax.set_ylabel("probe seq", fontsize=7)
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("ms since the old link went down", fontsize=8)
+    axes[0, 0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
 def wire_cross_check(messages, handovers: list[dict], mn: str) -> list[dict]:
     """Each handover's BU -> BA at the MN from the capture (the k-th BU to the HA after
     the bootstrap's, and the first BA after it) next to the event log's
@@ -191,6 +225,12 @@ def summarize(metrics: dict) -> str:
         lines.append(f"{r['phase']:<44} {f(r['measured_ms'], 9)} {f(r['floor_ms'], 8)} "
                      f"{f(r['overhead_ms'], 9)} {ratio:>6}")
     t = p["tcp"]
+    seq = [h.get("floor_sequential_ms") for h in p["handovers"]]
+    if any(v is not None for v in seq):
+        lines.append("handover floors follow the best legal sequencing (RFC 6275: the CoTI and the "
+                     "CoA's NATFW sessions while the home BU is in flight); this MN takes the steps "
+                     "one after the other, whose floors are " + ", ".join(f"{v:g}" for v in seq if v is not None)
+                     + " ms")
     lines.append("times in ms; ratio = (measured - fixed waits) / (floor - fixed waits): the HA's "
                  "DAD in the home registration; in a handover the layer-2 gap, DAD of a new care-of "
                  "address and the wait for the next Router Advertisement (as it happened)")
@@ -229,6 +269,10 @@ def report(metrics: dict, run_dir) -> list[str]:
         fig.savefig(run_dir / "phases.png", dpi=110)
         plt.close(fig)
         written.append("phases.png")
+    probes = run_dir / _handover.PROBES_FILE
+    if plt is not None and probes.is_file() and p["handovers"] and "detach_ns" in p["handovers"][0]:
+        plot_delivery(_handover.read_probes(probes), p["handovers"], run_dir / "handovers.png", plt)
+        written.append("handovers.png")
     if plt is not None and (run_dir / "captures").is_dir():
         from mip6bench.measure.msc import lanes_of, plot_sequence, signalling_messages
 
@@ -251,6 +295,9 @@ def report(metrics: dict, run_dir) -> list[str]:
         text.append("")
     if "phases.png" in written:
         text += ["![phases: measured against floor](phases.png)", ""]
+    if "handovers.png" in written:
+        text += ["## The probe stream around each handover", "",
+                 "![delivery of the CN's UDP probes around each handover](handovers.png)", ""]
     if "sequence.png" in written:
         text += ["## Message sequence (from the packet captures)", "",
                  "![message sequence chart](sequence.png)", ""]

@@ -119,8 +119,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     }
     write_json(run_dir / "manifest.json", manifest)
     write_json(run_dir / "metrics.json", metrics)
-    if hasattr(module, "report"):  # report.md, plots
-        module.report(metrics, run_dir)
+    write_report(module, manifest, metrics, run_dir)
     (run_dir / INCOMPLETE).unlink()
     if not quiet:
         print(module.summarize(metrics))
@@ -153,13 +152,26 @@ def load_run(run_dir: str | Path) -> tuple[Path, dict, dict]:
         raise ParameterError(f"{run_dir}: unreadable result file ({exc})") from None
 
 
+def write_report(module: ModuleType, manifest: dict, metrics: dict, run_dir: Path) -> None:
+    """metrics.csv, report.md (the experiment's own with its plots, or its summary) and
+    the self-contained report.html."""
+    from mip6bench.measure.report import write_default_report, write_html, write_metrics_csv
+
+    write_metrics_csv(run_dir, metrics)
+    if hasattr(module, "report"):
+        module.report(metrics, run_dir)
+    else:
+        write_default_report(run_dir, f"mip6bench {manifest['experiment']}: run {manifest['run_id']}",
+                             module.summarize(metrics))
+    write_html(run_dir)
+
+
 def rerender(run_dir: str | Path) -> str:
-    """`mip6bench report <run-dir>`: report.md and plots again from the stored data;
-    returns the summary."""
+    """`mip6bench report <run-dir>`: report.md, report.html and plots again from the
+    stored data; returns the summary."""
     path, manifest, metrics = load_run(run_dir)
     module = load(manifest["experiment"])
-    if hasattr(module, "report"):
-        module.report(metrics, path)
+    write_report(module, {"run_id": path.name, **manifest}, metrics, path)
     return module.summarize(metrics)
 
 

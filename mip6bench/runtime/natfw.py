@@ -201,8 +201,10 @@ async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[i
     from mip6bench.runtime.gist import GistService
 
     offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
-    gist = GistService(agent, GistConfig(peer_identity=agent.config.node.encode() if edge else b"fw",
-                                         addresses=tuple(addresses), nslps=frozenset({NSLPID}),
+    # The peer identity names this firewall (fw, hfw, ar<i>, ...): GIST peers tell them apart.
+    identity = (getattr(getattr(agent, "config", None), "node", None) or "fw").encode()
+    gist = GistService(agent, GistConfig(peer_identity=identity, addresses=tuple(addresses),
+                                         nslps=frozenset({NSLPID}),
                                          upstream_only=frozenset({NSLPID}) if edge else frozenset()),
                        intercept_interfaces=(intercept,), pass_through=edge is not None,
                        c_mode=True)

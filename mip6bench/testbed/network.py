@@ -157,14 +157,10 @@ class Testbed:
         from mip6bench.testbed.bootstrap import BootstrapServices
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
-        fw = self.plan.nodes["fw"]
-        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
-                                            **self.nsis_firewall_options()})
-        for ar in self.foreign_firewalls():
-            spec = self.plan.nodes[ar]
-            self.start_agent(ar, "fw", "fw", {"inside": spec.extra["inside"],
-                                              "outside": spec.extra["outside"],
-                                              **self.nsis_firewall_options(ar)})
+        for fw in self.plan.firewalls():
+            self.start_agent(fw.name, "fw", "fw", {"inside": fw.extra["inside"],
+                                                   "outside": fw.extra["outside"],
+                                                   **self.nsis_firewall_options(fw.name)})
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":
@@ -231,9 +227,10 @@ class Testbed:
         return [n.name for n in self.plan.by_role("ar") if n.extra.get("firewall")]
 
     def nsis_firewall_options(self, node: str = "fw") -> dict[str, Any]:
-        """A firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
-        token key to verify the tokens MNs present; for an access router (foreign_firewall)
-        the edge NF of its network's prefix (EXT)."""
+        """The NSIS options of the fw agent on firewall `node`: the NATFW forwarder, with
+        the AAA side's token key to verify the tokens MNs present, and its own
+        authorization channel to the PAA (pull); for a network's edge (an access router
+        with foreign_firewall=on, extra "edge") the edge NF of its prefixes (EXT)."""
         from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
 
         if self.params["nsis"] != "on":
@@ -243,8 +240,8 @@ class Testbed:
                "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
                "authorization": self.params["nsis_authz"],
                "authz": self.bootstrap.fw_authz_options(node)}
-        if node != "fw":
-            out["edge"] = [fw.extra["prefix"]]
+        if fw.extra.get("edge"):
+            out["edge"] = list(fw.extra["edge"])
             # its GIST speaks from the inside address: that is where the EXTs come from
             out["addresses"].sort(key=lambda a: a != fw.address(fw.extra["inside"]))
         return out
@@ -394,8 +391,9 @@ class Testbed:
             result["address_ns"] = time.monotonic_ns()
         return result
 
-    def firewall(self):
-        return self.net["fw"].firewall
+    def firewall(self, node: str = "fw"):
+        """The nftables firewall of firewall node `node` (default: the CN's)."""
+        return self.net[node].firewall
 
 
 class Terminated(SystemExit):

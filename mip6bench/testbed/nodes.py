@@ -13,12 +13,11 @@ from pathlib import Path
 
 from mininet.node import Node, Switch
 
-from mip6bench.errors import Mip6benchError
 from mip6bench.net.firewall import Firewall
 from mip6bench.net.kernel import DadMode, Kernel
 from mip6bench.net.netns import write_sysctls
 from mip6bench.testbed.context import current_run
-from mip6bench.testbed.operational import NodeSpec
+from mip6bench.testbed.operational import NodeSpec, is_firewall
 from mip6bench.testbed.process import NodeProcess
 from mip6bench.testbed.services import RouterAdvertising
 
@@ -64,7 +63,19 @@ class Mip6Node(Node):
             k.add_address(intf, address, int(length), dad=DadMode.OFF)
         for dst, gateway, intf in self.spec.routes:
             k.add_route(dst, gateway=gateway, dev=intf)
+        if is_firewall(self.spec):
+            # The base stateful ruleset (default-deny inbound, established allowed) from
+            # the start, whether or not a fw agent ever runs here.
+            self.firewall.install()
         return {}
+
+    @property
+    def firewall(self) -> Firewall:
+        """The node's stateful packet filter (nodes the plan marks as firewalls)."""
+        if not is_firewall(self.spec):
+            raise AttributeError(f"{self.name} is not a firewall")
+        return Firewall(self.pid, self.spec.extra["inside"], self.spec.extra["outside"],
+                        inbound=self.spec.extra.get("inbound", ()))
 
     def start_service(self, argv: list[str], what: str, **kw) -> NodeProcess:
         run = current_run()
@@ -93,13 +104,11 @@ class Router(Mip6Node):
 class AdvertisingRouter(Router):
     """A router that sends Router Advertisements on its LAN (radvd): access routers,
     and the home agent on the home link (with the Home Agent flag). An access router
-    whose plan says `firewall` (topology parameter foreign_firewall=on) is also the
-    stateful packet filter of its network (the same table as the CN's firewall)."""
+    whose plan marks it as a firewall (topology parameter foreign_firewall=on) is also the
+    stateful packet filter of its network (Mip6Node.config installs the table)."""
 
     def config(self, **params):
         result = super().config(**params)
-        if self.spec.extra.get("firewall"):
-            self.firewall.install()
         plan = self.spec.extra
         ra = RouterAdvertising(plan["lan_intf"], plan["prefix"],
                                plan.get("ra_min_ms", 30.0), plan.get("ra_max_ms", 70.0),
@@ -112,25 +121,10 @@ class AdvertisingRouter(Router):
                             "-p", str(run.state_dir / f"{self.name}-radvd.pid")], "radvd")
         return result
 
-    @property
-    def firewall(self) -> Firewall:
-        extra = self.spec.extra
-        if not extra.get("firewall"):
-            raise Mip6benchError(f"{self.name} is no firewall", "topology parameter foreign_firewall=on")
-        return Firewall(self.pid, extra["inside"], extra["outside"], inbound=extra.get("inbound", ()))
-
 
 class FirewallNode(Router):
-    """The stateful packet filter in front of the CN network."""
-
-    def config(self, **params):
-        result = super().config(**params)
-        self.firewall.install()
-        return result
-
-    @property
-    def firewall(self) -> Firewall:
-        return Firewall(self.pid, self.spec.extra["inside"], self.spec.extra["outside"])
+    """A stateful packet filter (role "fw": the one in front of the CN network, and the
+    home network's with ha_firewall=on); Mip6Node.config installs its base ruleset."""
 
 
 class MobileNode(Mip6Node):

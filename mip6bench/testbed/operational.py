@@ -135,6 +135,13 @@ class NodeSpec:
         return None
 
 
+def is_firewall(node: NodeSpec) -> bool:
+    """A node is a stateful firewall if its role is "fw", or if its extra flags it so
+    (extra["firewall"] true, e.g. a router that also filters); either way its extra names
+    the interfaces: "inside" (toward what it protects) and "outside" (toward the core)."""
+    return node.role == "fw" or bool(node.extra.get("firewall"))
+
+
 @dataclass
 class Plan:
     params: dict[str, Any]
@@ -149,6 +156,11 @@ class Plan:
 
     def by_role(self, role: str) -> list[NodeSpec]:
         return [n for n in self.nodes.values() if n.role == role]
+
+    def firewalls(self) -> list[NodeSpec]:
+        """Every stateful firewall of the plan (is_firewall), "fw" (the CN's) first."""
+        found = [n for n in self.nodes.values() if is_firewall(n)]
+        return sorted(found, key=lambda n: (n.name != "fw", n.name))
 
     def link(self, name: str) -> LinkSpec:
         for link in self.links:
@@ -274,7 +286,7 @@ def foreign_firewall_extra(params: dict[str, Any], ar: str, lan: str) -> dict[st
     if params.get("nsis", "on") == "on":
         inbound.append(("gist-dmode-inside", "udp dport 270"))
     return {"firewall": True, "inside": f"{ar}-{lan}", "outside": f"{ar}-core",
-            "inbound": tuple(inbound)}
+            "inbound": tuple(inbound), "edge": (foreign_prefix(int(ar[2:])),)}
 
 
 # ----------------------------------------------------------------------------- Mobile IPv6

@@ -33,6 +33,12 @@ def test_main_job_writes_every_phase_report_and_plot(tmp_path):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
     assert "[3/3] handover 1" in proc.stderr and "TCP to the home address" in proc.stdout
     assert not (tmp_path / "INCOMPLETE").exists()
+    # The probe stream around the handover, the whole report in one HTML file, every number as CSV.
+    assert (tmp_path / "handovers.png").read_bytes()[:4] == b"\x89PNG"
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and 'src="phases.png"' not in html
+    csv = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert csv[0] == "metric,value" and any(line.startswith("paper.tcp.sent,") for line in csv)
     # The message sequence chart from the captures, and the report written again.
     assert (tmp_path / "sequence.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "sequence.png" in report

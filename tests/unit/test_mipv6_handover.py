@@ -33,16 +33,22 @@ def test_floor_with_route_optimization_uses_the_slower_test_path():
     p = topo()  # access 2, backhaul 5, home uplink 10, cn uplink 10, cn lan 1
     mn_ha, mn_cn, ha_cn = 17, 18, 21
     expected = 50 + 2 + 0 + 2 * mn_ha + 2 * (mn_ha + ha_cn) + 2 * mn_cn
-    assert handover.handover_floor_ms(p, 50, 0, True) == expected == 198
+    assert handover.handover_floor_ms(p, 50, 0, True, sequential=True) == expected == 198
     # Home token still fresh: only the care-of test runs.
-    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False) == 50 + 2 + 34 + 36 + 36
+    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False, sequential=True) == 50 + 2 + 34 + 36 + 36
+    # Best legal sequencing: the HoTI right behind the home BU, the CoTI at once; the BU to
+    # the CN after the slowest of home registration, home test and care-of test.
+    assert handover.handover_floor_ms(p, 50, 0, True) == 50 + 2 + 2 * (mn_ha + ha_cn) + 2 * mn_cn == 164
+    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False) == 50 + 2 + 36 + 36
 
 
 def test_floor_with_nsis_adds_the_coa_sessions_re_signalling():
     p = topo()
     mn_fw, fw_cn = 17, 1
     assert handover.nsis_floor_ms(p) == 4 * mn_fw + 4 * fw_cn == 72
-    assert handover.handover_floor_ms(p, 50, 0, True, nsis=True) == 198 + 72
+    assert handover.handover_floor_ms(p, 50, 0, True, nsis=True, sequential=True) == 198 + 72
+    # Best legal: the CoA's sessions and then the CoTI, in parallel with the home side.
+    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False, nsis=True) == 50 + 2 + 72 + 36 + 36
     assert handover.handover_floor_ms(p, 50, 0, False, nsis=True) == 50 + 2 + 34   # no RO: no NSIS
     # A revisited care-of address whose GIST routing state is still up: no handshake.
     assert handover.nsis_floor_ms(p, handshake=False) == 2 * mn_fw + 2 * fw_cn == 36
