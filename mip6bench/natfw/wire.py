@@ -401,8 +401,10 @@ MH_TYPES = {1: "HoTI", 2: "CoTI", 5: "BU", 6: "BA", 3: "HoT", 4: "CoT", 0: "BRR"
 class Mip6Flow:
     """What GIST's MRI (addresses, protocol, ports) cannot say about a Mobile IPv6 flow:
     kind (8: 1 Mobility Header, 2 data with a Home Address option, 3 data with a type 2
-    routing header, 4 the home agent's IPv6-in-IPv6 tunnel toward the care-of address
-    (RFC 6275 10.4.1; protocol 41) carrying the home address's packets) | MH type (8:
+    routing header, 4 the IPv6-in-IPv6 tunnel (RFC 2473, next header 41) between the HA
+    and a care-of address carrying the home address's packets: the MN's reverse tunnel
+    (inner source the HoA) or the HA's tunnel to the CoA (inner destination the HoA)) |
+    MH type (8:
     for kind 1, RFC 6275 numbers; else 0) | reserved (16), then the home address (16
     bytes) for kinds 2, 3 and 4 and optionally for kind 1."""
     TYPE: ClassVar[int] = T_MIP6_FLOW
