@@ -120,6 +120,8 @@ class Options:
     natfw_lifetime: int = 60                   # requested pinhole lifetime (s)
     foreign_firewall: bool = False             # (with nsis) foreign networks' edges are
                                                # stateful firewalls: open them with EXT
+    home_traversal: bool = False               # the HA is behind a firewall: open it with
+                                               # NSIS before each new CoA's first home BU
 
     def __post_init__(self):
         if not self.interfaces:
@@ -138,6 +140,8 @@ class Options:
             raise ValueError("firewall_traversal needs nsis")
         if self.foreign_firewall and not self.nsis:
             raise ValueError("foreign_firewall needs nsis")
+        if self.home_traversal and not self.nsis:
+            raise ValueError("home_traversal needs nsis")
         if self.nsis_token is not None:
             bytes.fromhex(self.nsis_token)
         if self.natfw_lifetime <= 0:
@@ -346,7 +350,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                clock_offset=ntp_clock_offset(self.loop.time()),
                                firewall_traversal=self._traversal_wanted(),
                                traversal_timeout=scaled(10.0),
-                               foreign_firewall=self.options.foreign_firewall)
+                               foreign_firewall=self.options.foreign_firewall,
+                               home_traversal=self.options.home_traversal)
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
                              tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
                              egress_ifindex=self._egress_ifindex)

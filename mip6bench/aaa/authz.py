@@ -179,7 +179,7 @@ class AuthzQuery:
 
     def describe(self) -> str:
         kind = {MIP6_MH: f" mh type {self.mh_type}", MIP6_HAO: " with HAO",
-                MIP6_RH2: " with RH2", MIP6_TUNNEL: " HA tunnel"}.get(self.mip6_kind, "")
+                MIP6_RH2: " with RH2", MIP6_TUNNEL: " tunnel"}.get(self.mip6_kind, "")
         return (f"proto {self.protocol}{kind} {self.source}:{self.source_port} -> "
                 f"{self.destination}:{self.destination_port}")
 

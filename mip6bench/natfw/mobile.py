@@ -15,6 +15,12 @@ phase into NATFW sessions, one per flow (a pinhole is one flow), each with a rol
                   coti  CoTI from the CoA
                   cbu   BU from the CoA (it carries a Home Address option)
     phase "data"  data  route-optimised data from the CoA with a Home Address option
+    phase "home"  habu  BU to the home agent from the CoA (with a Home Address option)
+                  htun  the reverse tunnel CoA -> HA (IPv6-in-IPv6, next header 41,
+                        inner source the HoA: what every tunnel backend sends)
+                  (here `cn` is the home agent, behind its home network's firewall,
+                  RFC 4487 section 3; its BA and the HA -> MN tunnel leave the home
+                  network and pass as outbound traffic)
 
 and, when the MN's own foreign network is behind a stateful firewall (RFC 4487 3.2), the
 inbound phases, signalled with EXT toward the flow's source (NiCore.ext: the MN is the
@@ -53,6 +59,7 @@ from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore
 from mip6bench.sansio import Action, Effect, Event
 
 IPPROTO_MH = 135
+IPPROTO_IPV6 = 41
 MH_HOTI, MH_COTI, MH_BU = 1, 2, 5
 
 
@@ -80,7 +87,6 @@ class FlowSpec:
         return self.destination if self.inbound else self.source
 
 
-IPPROTO_IPV6 = 41
 
 
 def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, FlowSpec]]:
@@ -99,6 +105,9 @@ def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, Flow
         return [("rh2", FlowSpec(cn, coa, 0, w.Mip6Flow(w.MIP6_RH2, 0, hoa), inbound=True))]
     if phase == "data_inbound":
         return phase_flows(cn, hoa, coa, "data") + phase_flows(cn, hoa, coa, "inbound_ro")
+    if phase == "home":
+        return [("habu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa))),
+                ("htun", FlowSpec(coa, cn, IPPROTO_IPV6, w.Mip6Flow(w.MIP6_TUNNEL, 0, hoa)))]
     raise ValueError(f"unknown traversal phase {phase!r}")
 
 

@@ -91,12 +91,13 @@ class Pinhole:
 
 
 def ruleset(inside: str, outside: str, nsis: bool = True,
-            inbound: tuple[tuple[str, str], ...] = ()) -> Batch:
+            services: tuple[tuple[str, str], ...] = (),
+            input_services: tuple[tuple[str, str], ...] = ()) -> Batch:
     """The whole firewall table, replacing any earlier one, as one atomic batch. With
     `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself.
-    `inbound`: (comment, match) of further traffic let in from the outside, checked
-    before the pinholes (a foreign network's firewall: its PAA's PANA messages and the
-    GIST signalling addressed to the hosts inside)."""
+    `services` / `input_services`: (name, nft match) of static public services let in
+    from outside toward the protected network / to the firewall itself (counted, with
+    comment "service:<name>")."""
     nd = ", ".join(ICMPV6_ND)
     errors = ", ".join(ICMPV6_ESSENTIAL)
     b = Batch()
@@ -114,9 +115,9 @@ def ruleset(inside: str, outside: str, nsis: bool = True,
         b.add(f"add map {FAMILY} {TABLE} {NSIS_MAP} {{ type ipv6_addr . ipv6_addr : verdict; }}")
         b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} "
               f"ip6 saddr . ip6 daddr vmap @{NSIS_MAP} comment \"nsis-dispatch\"")
-    for comment, match in inbound:
+    for name, match in services:
         b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} {match} counter accept "
-              f"comment {quote(comment)}")
+              f"comment {quote('service:' + name)}")
     b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} jump {PINHOLE_CHAIN}")
     b.add(f"add rule {FAMILY} {TABLE} forward counter drop comment \"unsolicited\"")
     b.add(f"add chain {FAMILY} {TABLE} input {{ type filter hook input priority filter; policy drop; }}")
@@ -128,6 +129,9 @@ def ruleset(inside: str, outside: str, nsis: bool = True,
     if nsis:
         b.add(f"add rule {FAMILY} {TABLE} input udp dport {GIST_PORT} counter accept comment \"gist-dmode\"")
         b.add(f"add rule {FAMILY} {TABLE} input tcp dport {GIST_PORT} counter accept comment \"gist-cmode\"")
+    for name, match in input_services:
+        b.add(f"add rule {FAMILY} {TABLE} input iifname {quote(outside)} {match} counter accept "
+              f"comment {quote('service:' + name)}")
     b.add(f"add rule {FAMILY} {TABLE} input counter drop comment \"input-drop\"")
     return b
 
@@ -143,13 +147,15 @@ class Firewall:
     """The firewall table in one namespace: install, pinholes, counters."""
 
     def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True,
-                 inbound: tuple[tuple[str, str], ...] = ()):
+                 services=(), input_services=()):
         self.nft = Nft(netns)
         self.inside, self.outside, self.nsis = inside, outside, nsis
-        self.inbound = tuple(tuple(x) for x in inbound)
+        self.services = tuple(tuple(s) for s in services)
+        self.input_services = tuple(tuple(s) for s in input_services)
 
     def install(self) -> None:
-        self.nft.apply(ruleset(self.inside, self.outside, self.nsis, self.inbound))
+        self.nft.apply(ruleset(self.inside, self.outside, self.nsis, self.services,
+                               self.input_services))
 
     def remove(self) -> None:
         self.nft.apply(Batch([f"delete table {FAMILY} {TABLE}"]))

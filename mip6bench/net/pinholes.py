@@ -52,14 +52,13 @@ BUCKET_CHAIN = "nsisb-"
 COMMENT = "nsis:"
 VERDICTS = ("accept", "drop")
 
-IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_MH = 60, 43, 135
+IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_MH, IPPROTO_IPV6 = 60, 43, 135, 41
 PORT_PROTOCOLS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 # nft's names for RFC 6275 MH types (nft falls back to numbers for the rest)
 NFT_MH_TYPES = {0: "binding-refresh-request", 1: "home-test-init", 2: "careof-test-init",
                 3: "home-test", 4: "careof-test", 5: "binding-update",
                 6: "binding-acknowledgement", 7: "binding-error"}
 MIP6_KINDS = {w.MIP6_MH: "mh", w.MIP6_HAO: "hao", w.MIP6_RH2: "rh2", w.MIP6_TUNNEL: "tunnel"}
-IPPROTO_IPV6 = 41
 MH_BRR, MH_BU, MH_BA = 0, 5, 6
 
 # Raw offsets (bits from the start of the IPv6 header) of the Mobile IPv6 headers where

@@ -158,6 +158,17 @@ class BootstrapServices:
         return {"paa": self.paa_address, "port": SADIST_PORT,
                 "psk_file": str(self.authz_psk_path(fw)), "bind": self.fw_addresses[fw]}
 
+    def token_flows(self) -> list[str]:
+        """The flows a token (and a pull authorization) allows: the settings' (toward the
+        CN's network), and with ha_firewall=on the two an MN needs toward its home agent
+        through the home network's firewall: its BU (Mobility Header) and its reverse
+        tunnel (IPv6-in-IPv6, protocol 41)."""
+        flows = list(self.settings.token_flows)
+        if "hfw" in self.tb.plan.nodes:
+            ha = f"{self.ha_address}/128"
+            flows += [f for f in (f"mh:{ha}", f"41:{ha}") if f not in flows]
+        return flows
+
     # ---- lifecycle
     def start(self) -> "BootstrapServices":
         run = self.tb.run
@@ -179,7 +190,7 @@ class BootstrapServices:
             "credentials": str(self.credentials_path), "session_lifetime": s.session_lifetime,
             "sa_lifetime": s.sa_lifetime, "sa_mode": s.sa, "sadist_psk": self.sadist_psk.hex(),
             "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
-            "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
+            "token_lifetime": s.token_lifetime, "token_flows": self.token_flows(),
             "authz_peers": {address: str(self.authz_psk_path(name))
                             for name, address in self.fw_addresses.items()},
             **s.extra_paa_options})
@@ -194,8 +205,14 @@ class BootstrapServices:
         out = {}
         for ar in plan.by_role("ar"):
             out[ar.name] = [ar.extra["lan_intf"], f"{ar.name}-core"]
-        out["core"] = [f"core-{ar.name}" for ar in plan.by_role("ar")] + ["core-ha"]
-        out["ha"] = ["ha-core", "ha-home"]
+        ha = plan.nodes["ha"]
+        uplink = next(intf for dst, _gw, intf in ha.routes if dst == "default")
+        home_edge = "hfw" if "hfw" in plan.nodes else "ha"
+        out["core"] = [f"core-{ar.name}" for ar in plan.by_role("ar")] + [f"core-{home_edge}"]
+        if home_edge == "hfw":
+            # The home network's firewall passes discovery on toward the PAA's link.
+            out["hfw"] = ["hfw-core", "hfw-ha"]
+        out["ha"] = [uplink, "ha-home"]
         return out
 
     def _agent(self, node: str, name: str, role: str, options: dict):

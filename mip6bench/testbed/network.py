@@ -199,7 +199,8 @@ class Testbed:
         return out
 
     def _nsis_options(self, mobility: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """NSIS on: the CN runs the NATFW responder, each MN the initiator. Statically
+        """NSIS on: the CN runs the NATFW responder, each MN the initiator (with
+        ha_firewall=on also toward its HA, whose agent runs a responder too). Statically
         configured MNs get their authorization token from the testbed, minted with the
         AAA side's token key as the PAA would at PANA success (bootstrapped MNs get
         theirs from PANA)."""
@@ -210,14 +211,19 @@ class Testbed:
 
         settings = self.bootstrap.settings
         issuer = TokenIssuer(self.bootstrap.token_key, TOKEN_KEY_ID, settings.token_lifetime,
-                             parse_flows(settings.token_flows))
+                             parse_flows(self.bootstrap.token_flows()))
+        home_firewall = self.params["ha_firewall"] == "on"
         for node, role, options in mobility:
             if role == "cn":
                 options["nsis"] = True
+            elif role == "ha" and home_firewall:
+                options["nsis"] = True           # the NR behind the home network's firewall
             elif role == "mn":
                 options["nsis"] = True
                 if self.params["foreign_firewall"] == "on":
                     options["foreign_firewall"] = True
+                if home_firewall:
+                    options["home_traversal"] = True
                 if self.params["mipv6"] == "static":
                     options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
                                                         wall.time()).hex()

@@ -74,8 +74,10 @@ class Mip6Node(Node):
         """The node's stateful packet filter (nodes the plan marks as firewalls)."""
         if not is_firewall(self.spec):
             raise AttributeError(f"{self.name} is not a firewall")
-        return Firewall(self.pid, self.spec.extra["inside"], self.spec.extra["outside"],
-                        inbound=self.spec.extra.get("inbound", ()))
+        extra = self.spec.extra
+        return Firewall(self.pid, extra["inside"], extra["outside"],
+                        services=extra.get("services", ()),
+                        input_services=extra.get("input_services", ()))
 
     def start_service(self, argv: list[str], what: str, **kw) -> NodeProcess:
         run = current_run()

@@ -224,6 +224,6 @@ class TestBootstrapAndPullThroughTheFirewall:
         status = ar(tb, 1).request("status")
         assert status["natfw"]["counters"].get("authorize_requests", 0) >= 1
         assert status["natfw"]["counters"].get("authorized", 0) >= 1
-        assert counter(tb, 1, "pana") >= 1                # the PAA's answers, let in
+        assert counter(tb, 1, "service:pana") >= 1                # the PAA's answers, let in
         result = probe(tb, "cn", CN, "mn1", st["hoa"], count=3)
         assert result.delivered == result.sent
