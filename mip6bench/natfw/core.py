@@ -82,8 +82,9 @@ DESTINATION, or, with `coa_binding`, the MIP6 flow object (kind RH2 or tunnel) n
 (a CoA-destined flow of that MN); the token's flow allowances must cover the data
 sender (the peer: protocol, the flow's source, source port), except for the HA's tunnel
 (MIP6 kind 4), which comes from the MN's own home agent. Pull asks the AAA side with the
-MN's end (the destination) as the source (the PAA applies the same rules). Refusals go downstream with the codes above, plus:
-  (0x1, 0x0B) EXT on the external side: the flow destination or the signalling peer is
+MN's end (the destination) as the source (the PAA applies the same rules). Refusals go
+downstream with the codes above, plus:
+  (0x3, 0x0B) EXT on the external side: the flow destination or the signalling peer is
               not inside (an EXT from the outside would open the network to itself);
   (0x5, 0x06) no edge device here: an NF without `inside` prefixes (not an edge; this
               NF does not forward EXT further upstream).
