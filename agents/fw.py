@@ -50,6 +50,9 @@ class Options:
     # through it, and their GIST Responses come back to it instead of to the home
     # address, which its default-deny policy would drop.
     intercept: list[str] | None = None
+    # the prefixes behind this firewall when it is a foreign network's edge (an access
+    # router with foreign_firewall=on): the NF handles EXT for them, GIST listens inside
+    edge: list[str] | None = None
 
     def __post_init__(self):
         if self.authorization not in ("token", "pull", "token-or-pull"):
@@ -60,6 +63,10 @@ class Options:
             raise ValueError("token authorization needs token_key_file")
         if self.nsis and self.authorization != "token" and not self.authz:
             raise ValueError("pull authorization needs authz (the PAA's channel)")
+        if self.edge is not None:
+            import ipaddress
+            for prefix in self.edge:
+                ipaddress.IPv6Network(prefix, strict=False)
 
 
 class FirewallAgent(WaitableEvents, Agent):
@@ -97,11 +104,14 @@ class FirewallAgent(WaitableEvents, Agent):
         o = self.options
         keys = {o.token_key_id: read_psk_file(o.token_key_file)} if o.token_key_file else {}
         try:
+            # The CN's firewall meets CREATEs coming in from outside; a foreign network's
+            # edge meets EXTs going out from its hosts (and lets their CREATEs pass).
             self.natfw = await open_forwarder(
-                self, addresses=o.addresses, intercept=tuple(o.intercept or (o.outside,)),
-                token_keys=keys,
-                pinholes=self.pinhole_table, authorization=o.authorization, authz=o.authz,
-                max_lifetime=o.natfw_max_lifetime)
+                self, addresses=o.addresses,
+                intercept=tuple(o.intercept or ((o.inside,) if o.edge else (o.outside,))),
+                token_keys=keys, pinholes=self.pinhole_table, authorization=o.authorization,
+                authz=o.authz, max_lifetime=o.natfw_max_lifetime,
+                edge=tuple(o.edge) if o.edge else None)
         except OSError as exc:
             raise Mip6benchError(f"cannot open the NSIS sockets: {exc.strerror or exc}") from None
 

@@ -118,6 +118,8 @@ class Options:
     firewall_traversal: bool | None = None     # open pinholes before RR (default: nsis)
     nsis_token: str | None = None              # hex SESSION_AUTH token (static; PANA brings its own)
     natfw_lifetime: int = 60                   # requested pinhole lifetime (s)
+    foreign_firewall: bool = False             # (with nsis) foreign networks' edges are
+                                               # stateful firewalls: open them with EXT
     home_traversal: bool = False               # the HA is behind a firewall: open it with
                                                # NSIS before each new CoA's first home BU
 
@@ -136,6 +138,8 @@ class Options:
             raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
         if self.firewall_traversal and not self.nsis:
             raise ValueError("firewall_traversal needs nsis")
+        if self.foreign_firewall and not self.nsis:
+            raise ValueError("foreign_firewall needs nsis")
         if self.home_traversal and not self.nsis:
             raise ValueError("home_traversal needs nsis")
         if self.nsis_token is not None:
@@ -346,6 +350,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                clock_offset=ntp_clock_offset(self.loop.time()),
                                firewall_traversal=self._traversal_wanted(),
                                traversal_timeout=scaled(10.0),
+                               foreign_firewall=self.options.foreign_firewall,
                                home_traversal=self.options.home_traversal)
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
                              tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
@@ -554,6 +559,13 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
         self.default_pin = attachment
 
+    async def _pin_for_signalling(self) -> None:
+        """The default route through the router of the CoA's network, now (idempotent)."""
+        iface = getattr(self, "coa_interface", None)
+        if iface is not None and iface in self.ra:
+            _t, _prefix, router = self.ra[iface]
+            await self.io_kernel(self._pin_default_route, (iface, router))
+
     def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
         if self.pana is not None and address is not None and address != self.pana_address \
@@ -659,6 +671,12 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                          "no NSIS on this node", self.io.now()))
             else:
                 self._nsis_addresses()
+                if effect.phase == "inbound":
+                    # Asked for together with the BU, right at the move: the BU leaves by
+                    # its own egress interface, GIST's Query by plain routing, which may
+                    # still point at the link just left until the default route is pinned
+                    # to the new router (the Query would be lost and wait T1 = 500 ms).
+                    await self._pin_for_signalling()
                 self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
                                                       self.nsis.now()))
         elif isinstance(effect, ClosePinholes):

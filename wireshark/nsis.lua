@@ -122,7 +122,7 @@ local NATFW = {
     DT_I = 0x80, DT_P = 0x40, DT_S = 0x20,
     MIP6_KIND = { [1] = "MH (Mobility Header)", [2] = "HAO (data with a Home Address option)",
                   [3] = "RH2 (data with a type 2 routing header)",
-                  [4] = "TUNNEL (reverse tunnel: IPv6-in-IPv6 with the home address as inner source)" },
+                  [4] = "TUNNEL (IPv6-in-IPv6 between HA and CoA carrying the home address's packets)" },
     MIP6_KIND_MH = 1,
     MH_TYPE = { [0] = "BRR", [1] = "HoTI", [2] = "CoTI", [3] = "HoT", [4] = "CoT", [5] = "BU",
                 [6] = "BA", [7] = "BE" },

@@ -30,7 +30,7 @@ signalling address). It is allowed when
   4. the flow lies within what the session may open: the same allowances the NSIS token
      carries (mip6bench.aaa.token.Flow: protocol, peer prefix, port; the peer is the
      destination, or the source of a type 2 routing header flow; with sub_ports 1 both
-     ports must be allowed),
+     ports must be allowed); the HA's tunnel to the CoA (kind 4) needs no allowance,
 and the answer names the authorizing entity (the AUTH_ENT_ID a token would carry), the
 NAI the flow is attributed to and a maximum lifetime: the configured maximum, never past
 the end of the PANA session. The first check that fails is the reason of a denial.
@@ -92,6 +92,7 @@ from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Trans
 
 AUTHZ_PORT = SADIST_PORT
 MIP6_NONE, MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL = 0, 1, 2, 3, 4
+MIP6_INBOUND = (MIP6_RH2, MIP6_TUNNEL)      # data toward the MN: its CoA is the destination
 PROTO_MH = 135
 F_HOME_ADDRESS, F_REQUESTER, F_SUB_PORTS = 0x01, 0x02, 0x04
 MAX_SESSION_ID = 32
@@ -165,13 +166,24 @@ class AuthzQuery:
 
     @property
     def mn_address(self) -> str:
-        """The MN's end of the flow: RH2 data runs CN -> MN, everything else MN -> CN."""
-        return self.destination if self.mip6_kind == MIP6_RH2 else self.source
+        """The MN's end of the flow: RH2 data (CN -> MN) and the HA's tunnel (HA -> CoA)
+        run toward the MN, everything else MN -> CN."""
+        return self.destination if self.inbound else self.source
+
+    @property
+    def inbound(self) -> bool:
+        """The flow runs toward the MN. The tunnel kind names both tunnel directions: the
+        MN asked for it, so its end is the requester's (the HA's tunnel to the CoA is an
+        EXT from the CoA, the flow's destination; the MN's reverse tunnel a CREATE from
+        the CoA, the flow's source). Without a requester: the HA's tunnel."""
+        if self.mip6_kind == MIP6_RH2:
+            return True
+        return self.mip6_kind == MIP6_TUNNEL and self.requester != self.source
 
     @property
     def peer(self) -> tuple[str, int]:
         """The other end (address, port): what a token's flow allowance restricts."""
-        if self.mip6_kind == MIP6_RH2:
+        if self.inbound:
             return self.source, self.source_port
         return self.destination, self.destination_port
 
@@ -511,6 +523,11 @@ class AuthzPaaCore(_End):
         ports = (port, port + 1) if query.sub_ports and port < 0xFFFF else (port,)
         if query.sub_ports and port == 0xFFFF:
             return deny(FLOW_NOT_AUTHORIZED, "sub_ports past port 65535", nai)
+        # The HA's tunnel to the MN (an EXT at the MN's own network's edge) comes from the
+        # MN's own home agent: no allowance names it, the address binding above suffices
+        # (as for a token, natfw.core).
+        if query.mip6_kind == MIP6_TUNNEL:
+            ports = ()
         for p in ports:
             if not any(f.matches(query.protocol, peer, p) for f in self.config.flows):
                 return deny(FLOW_NOT_AUTHORIZED, f"protocol {query.protocol} to {peer} port "

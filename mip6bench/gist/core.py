@@ -4,7 +4,8 @@ routing state, messaging associations.
     node = GistNode(GistConfig(peer_identity=b"fw", addresses=("2001:db8:2::1",),
                                nslps=frozenset({33})), random_bytes=os.urandom)
     actions = node.send_message(nslp_id, session_id, mri, data, now,
-                                reliable=False, lifetime=None)     # NSLP -> GIST
+                                reliable=False, lifetime=None,
+                                discover=False)                    # NSLP -> GIST
     actions = node.receive(data, src, dst, now, q_mode=False, ttl=None, c_mode=False)
     actions = node.handle_timer(key, now)                          # key from a StartTimer
     actions = node.ma_connected(peer, now)      # the runtime's MA to `peer` is up (an
@@ -74,6 +75,24 @@ Roles (one node plays all of them, per session):
   flag tells which side sent it); anything else is dropped and counted.
 - A different MRI (e.g. a mobile node's new care-of address as flow source) is a
   different routing state: path changes of that kind need a new handshake.
+- Upstream discovery (RFC 5971 sections 5.8.1.1 and 4.3.1: an NSLP may ask GIST to find
+  the upstream peer of a flow, e.g. the NATFW NSLP's EXT from a data receiver): with
+  send_message(..., discover=True) an upstream MRI (D flag set) without routing state
+  starts a Query for that MRI, D flag set, sent in Q-mode toward the flow's SOURCE
+  (the IP destination is mri.src, the IP source our end, mri.dst), with the NSLP's
+  Router Alert value; the first GIST node of the NSLP on the way back toward the
+  source intercepts it. From there it is the same handshake with the roles of the
+  directions swapped: the responder answers with a Response whose MRI has the D flag
+  cleared (RFC 5971 5.1: the Response's MRI is the Query's inverted) and keeps no state;
+  the querier's state (key: the MRI with D set, peer upstream) comes from the Response
+  that echoes its Query-Cookie; the Confirm repeats the Query's MRI (D set); the
+  responder's state (key: D clear, peer downstream) only from a Confirm whose cookie
+  verifies. The responder cookie covers the MRI as sent, D flag included, so a cookie
+  from a downstream handshake is no good for the upstream one of the same flow and vice
+  versa. Retransmission, refresh (a new upstream Query), expiry and the bounds are those
+  of the downstream querier. Without discover=True an upstream message without state
+  fails as before ("no routing state toward upstream peer"): a responder never starts a
+  discovery just to answer.
 
 C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
 - Which messages: a message goes in C-mode when the NSLP asks for reliability
@@ -138,8 +157,8 @@ idle and is closed after our hold time. Every dropped message is counted by reas
 
 Not implemented: TLS MAs (MA-Protocol-ID 2) and MA authentication (the peer of an MA is
 its address); a Response over an existing MA (Responses always go in D-mode; the
-querier reuses MAs); NAT traversal; upstream discovery (a Query for an MRI with the D
-flag set); Error messages are decoded and logged but never sent.
+querier reuses MAs); NAT traversal;
+Error messages are decoded and logged but never sent.
 """
 from __future__ import annotations
 
@@ -232,6 +251,10 @@ class GistConfig:
     peer_identity: bytes                       # this node's NLI peer identity
     addresses: Iterable[str] = ()              # own addresses; the first is the default
     nslps: frozenset[int] = frozenset()        # NSLPIDs this node serves
+    # NSLPIDs served for upstream discovery only: downstream Q-mode messages of these are
+    # forwarded as by a node that does not serve them (an edge firewall that only
+    # answers EXT, see _intercept)
+    upstream_only: frozenset[int] = frozenset()
     rao_values: dict[int, int] = field(default_factory=lambda: {NATFW_NSLPID: NATFW_RAO})
     rs_validity_ms: int = 30_000               # advertised in our NLI
     refresh_fraction: float = 0.75             # querier refreshes at this part of the peer's time
@@ -357,7 +380,7 @@ class GistNode:
     def _cookie_mac(self, generation: int, nli: Nli, mri: Mri, nslp_id: int, sid: bytes) -> bytes:
         ident = (struct.pack("!IHB", generation, nslp_id, len(nli.peer_identity))
                  + nli.peer_identity + wire._ip(nli.interface_address).packed
-                 + mri.downstream().encode_value() + sid)
+                 + mri.encode_value() + sid)
         return hmac.digest(self._generation_secret(generation), ident, "sha256")[:COOKIE_HASH_LEN]
 
     def responder_cookie(self, nli: Nli, mri: Mri, nslp_id: int, sid: bytes, now: float) -> bytes:
@@ -376,10 +399,13 @@ class GistNode:
 
     # ------------------------------------------------------------ NSLP API
     def send_message(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes, now: float,
-                     *, reliable: bool = False, lifetime: float | None = None) -> list[Action]:
+                     *, reliable: bool = False, lifetime: float | None = None,
+                     discover: bool = False) -> list[Action]:
         """Send an NSLP message along the flow: downstream (mri.upstream False) or
         upstream (True). `lifetime` bounds how long it may wait for a handshake.
-        `reliable` (or a message too long for D-mode) sends it in C-mode."""
+        `reliable` (or a message too long for D-mode) sends it in C-mode. `discover`:
+        an upstream message without routing state starts upstream discovery (a Query
+        toward the flow's source) instead of failing."""
         key = (nslp_id, bytes(session_id), mri)
         if len(data) % 4 or not data:
             raise ValueError("NSLP data must be a non-empty multiple of 4 bytes")
@@ -425,7 +451,7 @@ class GistNode:
                 pending.cookie = self.random_bytes(self.config.query_cookie_len)
                 return pre + [self._query(pending)]
             return pre
-        if mri.upstream:
+        if mri.upstream and not discover:
             self.counters["no_upstream_state"] += 1
             return pre + [SendFailed(nslp_id, key[1], mri,
                                      "no routing state toward upstream peer", 1)]
@@ -454,7 +480,8 @@ class GistNode:
         pq = PendingQuery(key, cookie, self.config.t1, now, refresh=refresh, want_ma=want_ma)
         self.pending[key] = pq
         return [self._query(pq), StartTimer(_timer("retx", key), now + pq.interval),
-                Event("gist.query", {"nslp": key[0], "sid": key[1].hex(), "refresh": refresh})]
+                Event("gist.query", {"nslp": key[0], "sid": key[1].hex(), "refresh": refresh,
+                                     "upstream": key[2].upstream})]
 
     def _our_scd(self, port: int | None) -> StackConfigData:
         port_data = b"" if port is None else wire.forwards_tcp_option(port)
@@ -469,7 +496,9 @@ class GistNode:
         msg = Message(QUERY, nslp_id, self.config.gist_hops, r_flag=True, q_mode=True,
                       mri=mri, session_id=sid, nli=self._nli(mri), query_cookie=pq.cookie,
                       stack_proposal=sp, stack_config=scd)
-        return Transmit(msg.encode(), mri.dst, self._local_address(mri), GIST_PORT,
+        # upstream discovery: toward the flow's source (RFC 5971 5.8.1)
+        return Transmit(msg.encode(), mri.src if mri.upstream else mri.dst,
+                        self._local_address(mri), GIST_PORT,
                         meta={"mode": "Q", "router_alert": self.config.rao_values.get(nslp_id),
                               "hop_limit": self.config.ip_ttl, "gist": "Query"})
 
@@ -767,8 +796,10 @@ class GistNode:
 
     def _intercept(self, msg: Message, data: bytes, src: str, dst: str,
                    ttl: int | None) -> list[Action] | None:
-        """Forward verdict for Q-mode traffic of NSLPs we do not serve (None: ours)."""
-        if msg.nslp_id in self.config.nslps:
+        """Forward verdict for Q-mode traffic of NSLPs we do not serve (None: ours). An
+        NSLP in config.upstream_only is ours only for upstream MRIs (D flag set)."""
+        if msg.nslp_id in self.config.nslps and not (
+                msg.nslp_id in self.config.upstream_only and not msg.mri.upstream):
             return None
         if dst in self.addresses:
             return self._drop("unknown_nslpid", nslp=msg.nslp_id)
@@ -790,8 +821,6 @@ class GistNode:
         verdict = self._intercept(msg, data, src, dst, ttl)
         if verdict is not None:
             return verdict
-        if msg.mri.upstream:
-            return self._drop("upstream_query")
         nli = msg.nli
         rkey = (msg.nslp_id, msg.session_id, msg.mri.inverted())
         cookie = self.responder_cookie(nli, msg.mri, msg.nslp_id, msg.session_id, now)
@@ -832,7 +861,8 @@ class GistNode:
         return None
 
     def _on_response(self, msg, data, src, dst, now, ttl, ma) -> list[Action]:
-        key = (msg.nslp_id, msg.session_id, msg.mri.downstream())
+        # the Response's MRI is the Query's inverted: downstream or upstream discovery
+        key = (msg.nslp_id, msg.session_id, msg.mri.inverted())
         pq = self.pending.get(key)
         if pq is None:
             return self._drop("unexpected_response", src=src)
@@ -935,8 +965,6 @@ class GistNode:
     def _on_confirm(self, msg, data, src, dst, now, ttl, ma) -> list[Action]:
         if msg.nslp_id not in self.config.nslps:
             return self._drop("unknown_nslpid", nslp=msg.nslp_id)
-        if msg.mri.upstream:
-            return self._drop("upstream_confirm")
         cookie = msg.responder_cookie
         if cookie is None or not self._cookie_ok(cookie, msg.nli, msg.mri, msg.nslp_id,
                                                  msg.session_id, now):

@@ -121,7 +121,11 @@ class OpenPinholes(Effect):
     """Firewall traversal (NSIS NATFW): open the firewall in front of `cn` for `phase`
     "rr" (return routability and the correspondent BU: HoTI/BU from the HoA, CoTI/BU
     from the CoA) or "data" (route-optimised data from the CoA with a Home Address
-    option). The runtime answers with MobileNode.pinholes_ready(...)."""
+    option); with the MN's own foreign network behind a firewall also "inbound" (`cn`
+    is then the HA: its tunnel to the CoA), "inbound_ro" (the CN's RH2 data to the
+    CoA) and "data_inbound" ("data" and "inbound_ro" in one round), signalled with
+    NATFW EXT (mip6bench.natfw.mobile). The runtime answers with
+    MobileNode.pinholes_ready(...)."""
     cn: str
     hoa: str
     coa: str

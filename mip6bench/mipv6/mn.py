@@ -56,6 +56,26 @@ switches (RouteOptimizationOn) only when that is granted, so no packet is droppe
 firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
 CoAs left behind (coa == hoa: the home address's session).
 
+The MN's own foreign network behind a stateful firewall (RFC 4487 3.2, with
+``foreign_firewall``): what the MN did not start cannot reach its CoA there (the HA's
+tunnelled packets when a CN starts a connection to the HoA, the CN's route-optimised
+packets when the CN sends first). With every new CoA the MN emits OpenPinholes(ha, hoa,
+coa, "inbound") (the runtime signals NATFW EXT for the HA -> CoA tunnel to the edge
+firewall) together with the BU, and on movement ClosePinholes(ha, ..., moving=True) for
+the old CoA (re-signalled for the new one), on returning home a teardown. Gating, the
+trade-off chosen: the home registration is NOT held for the EXT answer. The BA, and
+everything that answers what the MN sends through the tunnel, pass the firewall as
+established traffic anyway, so holding HomeRegistered (and with it RR, RO and the
+MN's own traffic) for one more round would only delay what already works; the EXT round
+runs in parallel with BU/BA, and until its answer only unsolicited inbound traffic
+through the tunnel is still dropped. pinholes_ready(ha, coa, "inbound", ok) is recorded
+(``inbound_coa``, counters inbound.ready / inbound.refused, event
+mipv6.mn.inbound_ready); a refusal leaves the MN reachable only for what it starts.
+Route-optimised data IS gated: the RO data round asks for phase "inbound_ro" (the CN's
+RH2 packets to the CoA, EXT) — "data_inbound" with the CN's firewall as well — and
+RouteOptimizationOn waits until the whole round is granted, since from then on the CN
+sends to the CoA directly, first or not.
+
 Home firewall traversal (RFC 4487 section 3, with ``home_traversal``): the HA sits behind
 a stateful firewall that drops the BU from a care-of address and the reverse tunnel
 until NSIS opens them. Before the first BU to the HA for a new CoA (first registration
@@ -230,6 +250,9 @@ class MobileNode(MobilityCore):
         routability (OpenPinholes "rr", answered by pinholes_ready) and for the data once
         RO is on (OpenPinholes "data"); give up on RO with that CN for this CoA when the
         answer is a refusal or takes longer than traversal_timeout seconds.
+    foreign_firewall: the foreign networks' edges are stateful firewalls: open them for
+        the HA's tunnel (OpenPinholes "inbound") with each CoA and for the CN's
+        route-optimised packets before RO is on (see the module docstring).
     home_traversal: the HA is behind a firewall: open it with NSIS (OpenPinholes
         "home") before the first BU for each care-of address (see the module docstring).
     """
@@ -241,7 +264,8 @@ class MobileNode(MobilityCore):
                  link_local_compat: bool = False, use_alternate_coa: bool = True,
                  cn_ack: bool = True, rr_max_attempts: int = 5, max_resyncs: int = 3,
                  retransmit_forever: bool = True, firewall_traversal: bool = False,
-                 traversal_timeout: float = 10.0, home_traversal: bool = False,
+                 traversal_timeout: float = 10.0, foreign_firewall: bool = False,
+                 home_traversal: bool = False,
                  random_bytes=os.urandom):
         super().__init__(random_bytes=random_bytes)
         self.hoa = normalize_address(home_address)
@@ -272,6 +296,8 @@ class MobileNode(MobilityCore):
         self.firewall_traversal = firewall_traversal
         self.home_traversal = home_traversal
         self.traversal_timeout = traversal_timeout
+        self.foreign_firewall = foreign_firewall
+        self.inbound_coa: str | None = None       # the CoA the HA tunnel's EXT was granted for
         self.home = HomeBinding(seq=self._random_seq())
         self.correspondents: dict[str, CorrespondentBinding] = {}
 
@@ -318,6 +344,7 @@ class MobileNode(MobilityCore):
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
                 actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+        actions += self._open_inbound(old, coa)
         actions += self._start_home_registration(now)
         return actions
 
@@ -330,6 +357,9 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [Event("mipv6.mn.returned_home", {"hoa": self.hoa, "old_coa": old})]
         if self.home.registered_coa is not None:
             actions.append(TunnelDown(self.hoa, "returned home"))
+        if self.foreign_firewall and old is not None:
+            self.inbound_coa = None
+            actions.append(ClosePinholes(self.ha, self.hoa, old, "returned home"))
         actions += self._close_home_pinholes("returned home")
         for entry in self.correspondents.values():
             had_binding = entry.has_binding
@@ -738,6 +768,28 @@ class MobileNode(MobilityCore):
                 self._cn_timer(entry, "traversal", now + self.traversal_timeout),
                 Event("mipv6.mn.traversal_started", {"cn": entry.cn, "coa": self.coa, "phase": "rr"})]
 
+    def _open_inbound(self, old: str | None, coa: str) -> list[Action]:
+        """A new CoA behind the foreign network's firewall: let the HA's tunnel in."""
+        if not self.foreign_firewall:
+            return []
+        self.inbound_coa = None
+        actions: list[Action] = []
+        if old is not None:
+            actions.append(ClosePinholes(self.ha, self.hoa, old, "movement to a new care-of address",
+                                         True))
+        self.counters["inbound.started"] += 1
+        return actions + [OpenPinholes(self.ha, self.hoa, coa, "inbound"),
+                          Event("mipv6.mn.traversal_started", {"cn": self.ha, "coa": coa,
+                                                               "phase": "inbound"})]
+
+    def _data_phase(self) -> str | None:
+        """Which pinholes the RO data round needs: the CN's firewall, the MN's, both."""
+        if self.firewall_traversal and self.foreign_firewall:
+            return "data_inbound"
+        if self.firewall_traversal:
+            return "data"
+        return "inbound_ro" if self.foreign_firewall else None
+
     def pinholes_ready(self, cn: str, coa: str, phase: str, ok: bool, reason: str, now: float) -> list[Action]:
         """The runtime's answer to OpenPinholes: the firewall granted (ok) or refused."""
         if phase == "home":
@@ -746,7 +798,14 @@ class MobileNode(MobilityCore):
         coa = normalize_address(coa)
         event = Event("mipv6.mn.traversal_done", {"cn": cn, "coa": coa, "phase": phase, "ok": ok,
                                                    "reason": reason})
-        if phase == "data":
+        if phase == "inbound":
+            if normalize_address(cn) != self.ha or coa != self.coa:
+                self.counters["traversal.stale_answer"] += 1
+                return [event]
+            self.inbound_coa = coa if ok else None
+            self.counters["inbound.ready" if ok else "inbound.refused"] += 1
+            return [event, Event("mipv6.mn.inbound_ready", {"coa": coa, "ok": ok, "reason": reason})]
+        if phase in ("data", "inbound_ro", "data_inbound"):
             if entry is None or entry.state != "data" or entry.ro_coa != coa or coa != self.coa:
                 self.counters["traversal.stale_answer"] += 1
                 return [event]
@@ -890,15 +949,16 @@ class MobileNode(MobilityCore):
         entry.resyncs = 0
         timers = [self._cn_timer(entry, "refresh", sent_at + lifetime * self.refresh_fraction),
                   self._cn_timer(entry, "expire", entry.expires_at)]
-        if self.firewall_traversal and entry.data_coa != coa:
-            # The CN holds the binding; the data path switches once the firewall lets the
-            # route-optimised data in (or packets would be dropped there meanwhile).
+        phase = self._data_phase()
+        if phase is not None and entry.data_coa != coa:
+            # The CN holds the binding; the data path switches once the firewall(s) let the
+            # route-optimised data through (or packets would be dropped there meanwhile).
             entry.state, entry.ro_on, entry.ro_coa = "data", False, coa
             entry.data_coa = coa
             entry.data_lifetime = lifetime
-            return timers + [OpenPinholes(entry.cn, self.hoa, coa, "data"),
+            return timers + [OpenPinholes(entry.cn, self.hoa, coa, phase),
                              self._cn_timer(entry, "traversal", now + self.traversal_timeout),
-                             Event("mipv6.mn.traversal_started", {"cn": entry.cn, "coa": coa, "phase": "data"})]
+                             Event("mipv6.mn.traversal_started", {"cn": entry.cn, "coa": coa, "phase": phase})]
         return timers + self._ro_on(entry, coa, lifetime)
 
     def _ro_on(self, entry: CorrespondentBinding, coa: str, lifetime: float) -> list[Action]:

@@ -64,6 +64,31 @@ Pending and authorizing state is further bounded in time by `pending_timeout` an
 `auth_timeout`, installed state by the lifetime (at most `max_lifetime`, the AAA's
 max_lifetime and the token's END_TIME).
 
+EXT at the edge (RFC 5973 sections 3.7.2 and 4.3.2; the MN behind its foreign network's
+firewall, RFC 4487 3.2). A data receiver (NI+, the MN) that expects traffic it does not
+start itself sends EXT upstream, toward the data sender: `NiCore.ext()` (the MRI is the
+inbound flow, source = data sender, destination = the MN; GIST finds the upstream peer
+with a Query toward the flow's source, `SendNslp.discover`). An NF configured with
+`inside=` prefixes is the edge of those networks: an EXT whose flow destination and GIST
+peer are inside is handled HERE and not forwarded (this NF is the edge: the flow's
+traffic enters the network through it), with the same MSN, lifetime cap, bounds and
+authorization as a CREATE, then installed at once (there is no NR whose consent is
+awaited: the receiver asking IS the consent) and answered with a success RESPONSE
+downstream (lifetime granted, the EXT's nonce echoed). Refresh is an EXT with a newer
+MSN (a changed flow, e.g. a new CoA, replaces the rule), lifetime 0 tears down, an
+unrefreshed rule expires and the NI+ gets the NOTIFY (0x7, 0x01) downstream.
+Authorization of an EXT: the token's SOURCE_ADDR (the HoA) must be the flow's
+DESTINATION, or, with `coa_binding`, the MIP6 flow object (kind RH2 or tunnel) names it
+(a CoA-destined flow of that MN); the token's flow allowances must cover the data
+sender (the peer: protocol, the flow's source, source port), except for the HA's tunnel
+(MIP6 kind 4), which comes from the MN's own home agent. Pull asks the AAA side with the
+MN's end (the destination) as the source (the PAA applies the same rules). Refusals go
+downstream with the codes above, plus:
+  (0x3, 0x0B) EXT on the external side: the flow destination or the signalling peer is
+              not inside (an EXT from the outside would open the network to itself);
+  (0x5, 0x06) no edge device here: an NF without `inside` prefixes (not an edge; this
+              NF does not forward EXT further upstream).
+
 NR (`NrCore`): `policy(session_id, mri, create)` returns None to consent or the
 (class, code) to refuse with; `consent()` builds one from allow-predicates over the flow.
 """
@@ -124,6 +149,7 @@ class SendNslp(Effect):
     data: bytes
     reliable: bool = True
     upstream: bool = False
+    discover: bool = False      # upstream: GIST may discover the upstream peer (EXT)
 
 
 @dataclass(frozen=True)
@@ -166,8 +192,8 @@ class AuthorizeRequest(Effect):
     source: str
 
 
-def _send(sid, mri, msg: w.NslpMessage, upstream: bool) -> SendNslp:
-    return SendNslp(sid, mri, msg.encode(), True, upstream)
+def _send(sid, mri, msg: w.NslpMessage, upstream: bool, discover: bool = False) -> SendNslp:
+    return SendNslp(sid, mri, msg.encode(), True, upstream, discover)
 
 
 # ---------------------------------------------------------------- NI
@@ -183,6 +209,7 @@ class _NiSession:
     established: bool = False
     tries: int = 0
     rto: float = 0.0
+    ext: bool = False                 # an EXT session (this node receives the flow)
 
 
 class NiCore:
@@ -231,9 +258,11 @@ class NiCore:
         s.outstanding = s.outstanding | {s.msn}
         lt = s.lifetime if lifetime is None else lifetime
         efi, *rest = s.objects
-        msg = w.NslpMessage(w.CREATE, (w.Lifetime(lt), efi, w.Msn(s.msn), *rest))
-        self.counters["create_sent"] += 1
-        return [_send(sid, s.mri, msg, upstream=False)]
+        msg = w.NslpMessage(w.EXT if s.ext else w.CREATE, (w.Lifetime(lt), efi, w.Msn(s.msn),
+                                                          *rest))
+        self.counters["ext_sent" if s.ext else "create_sent"] += 1
+        # EXT travels upstream, toward the data sender; GIST discovers that peer
+        return [_send(sid, s.mri, msg, upstream=s.ext, discover=s.ext)]
 
     def _arm(self, sid, s: _NiSession, now, first: bool) -> list[Action]:
         if first:
@@ -257,6 +286,35 @@ class NiCore:
         return arm + self._send_create(session_id, s, now) + [
             Event("natfw.create", {"session": session_id.hex(), "msn": s.msn,
                                    "lifetime": lifetime})]
+
+    def ext(self, session_id: bytes, mri: Mri, lifetime: int, now: float, *,
+            action: int = w.ACTION_ALLOW, sender_prefix: int = 128,
+            mip6: w.Mip6Flow | None = None, token: bytes | None = None,
+            nonce: int | None = None) -> list[Action]:
+        """As the data receiver (NI+): ask the edge NF upstream to let the flow `mri`
+        (source = the data sender, destination = this node) in, with EXT (RFC 5973
+        4.3.2). Refresh or change it with the same `session_id`; teardown() ends it.
+        The DTINFO names the data sender (`sender_prefix` bits of mri.source) and the
+        ports when the MRI has them."""
+        if not 0 < lifetime <= 0xFFFFFFFF:
+            raise ValueError("lifetime is 1..2^32-1 seconds (teardown() sends 0)")
+        ports = (mri.source_port, mri.destination_port) if (
+            mri.source_port or mri.destination_port) else (None, None)
+        dtinfo = w.DataTerminalInfo(mri.protocol, sender_prefix, ports[0], ports[1],
+                                    sender=mri.source)
+        tok = self._token_object(token) if token is not None else self.token
+        objs = ((w.ExtFlowInfo(action, 0), dtinfo) + ((mip6,) if mip6 else ())
+                + ((tok,) if tok else ()) + ((w.Nonce(nonce),) if nonce is not None else ()))
+        old = self.sessions.get(session_id)
+        if old is not None and not old.ext:
+            raise ValueError("session is a CREATE session")
+        s = _NiSession(mri, lifetime, objs, established=bool(old and old.established),
+                       ext=True)
+        self.sessions[session_id] = s
+        arm = self._arm(session_id, s, now, True) + [StopTimer(("refresh", session_id))]
+        return arm + self._send_create(session_id, s, now) + [
+            Event("natfw.ext", {"session": session_id.hex(), "msn": s.msn,
+                                "lifetime": lifetime})]
 
     def teardown(self, session_id: bytes, now: float) -> list[Action]:
         s = self.sessions.pop(session_id, None)
@@ -346,6 +404,7 @@ class _NfSession:
     auth_request: int | None = None    # pull request under way
     held: tuple | None = None          # (msg, msn, lifetime) waiting for the AAA
     forwarded: bool = False            # a CREATE went downstream (the NR may hold state)
+    ext: bool = False                  # an EXT session handled here as the edge
 
 
 class NfCore:
@@ -360,7 +419,7 @@ class NfCore:
                  max_lifetime: int = 3600, pending_timeout: float = 30.0,
                  auth_timeout: float = 5.0, coa_binding: bool = True,
                  token_sessions: int = 1, replay_memory: int = 65536,
-                 closed_memory: int = 4096):
+                 closed_memory: int = 4096, inside: "tuple[str, ...] | None" = None):
         if authorization is None:
             authorization = "none" if keys is None else "token"
         if authorization not in AUTH_MODES:
@@ -377,6 +436,9 @@ class NfCore:
         self.max_lifetime, self.pending_timeout = max_lifetime, pending_timeout
         self.auth_timeout, self.coa_binding = auth_timeout, coa_binding
         self.token_sessions, self.replay_memory = token_sessions, replay_memory
+        # the prefixes behind this NF when it is the edge of a network (EXT handled here)
+        self.inside = None if inside is None else tuple(
+            ipaddress.IPv6Network(p, strict=False) for p in inside)
         self.sessions: dict[bytes, _NfSession] = {}
         self._per_source: Counter = Counter()
         self._pending = 0
@@ -404,10 +466,11 @@ class NfCore:
     def _is_pending(self, s: _NfSession) -> bool:
         return s.pending is not None or s.auth_request is not None
 
-    def _refuse(self, sid, mri, msn, pair, why, object_type=0) -> list[Action]:
+    def _refuse(self, sid, mri, msn, pair, why, object_type=0, *,
+                upstream: bool = True) -> list[Action]:
         self.counters[f"refused.{why}"] += 1
         msg = w.response(msn or 0, w.InfoCode.of(pair, object_type))
-        return [_send(sid, mri, msg, upstream=True),
+        return [_send(sid, mri, msg, upstream=upstream),
                 Event("natfw.refused", {"session": sid.hex(), "reason": why,
                                         "class": pair[0], "code": pair[1]})]
 
@@ -441,7 +504,8 @@ class NfCore:
 
     # -- authorization
 
-    def _token_check(self, sid, msg, flow: PinholeFlow, now) -> tuple[str | None, int | None]:
+    def _token_check(self, sid, msg, flow: PinholeFlow, now,
+                     ext: bool = False) -> tuple[str | None, int | None]:
         """(refusal reason or None, lifetime cap from the token's END_TIME)."""
         auth = msg.get(w.SessionAuth)
         if auth is None:
@@ -455,27 +519,37 @@ class NfCore:
             if err.reason in ("expired", "not yet valid"):
                 return "expired", None
             return "malformed token", None
-        why = self._source_check(claims, flow)
-        if why is None and not self._flow_allowed(claims, flow):
+        why = self._source_check(claims, flow, ext)
+        if why is None and not self._flow_allowed(claims, flow, ext):
             why = "flow not authorized"
         if why is None:
             why = self._bind_token(sid, claims, wall)
         return why, max(1, int(claims.end - wall))
 
-    def _source_check(self, claims: AuthToken, flow: PinholeFlow) -> str | None:
+    def _source_check(self, claims: AuthToken, flow: PinholeFlow,
+                      ext: bool = False) -> str | None:
+        """Is the MN's end of the flow (the source of a CREATE's flow, the destination
+        of an EXT's) the token's home address, or a CoA the MIP6 flow object ties to it?"""
         hoa = ipaddress.IPv6Address(claims.hoa)
         named = flow.mip6.home_address if flow.mip6 is not None else None
         if named is not None and ipaddress.IPv6Address(named) != hoa:
             return "another MN"
-        if ipaddress.IPv6Address(flow.mri.source) == hoa:
+        mn_end = flow.mri.destination if ext else flow.mri.source
+        if ipaddress.IPv6Address(mn_end) == hoa:
             return None
         if self.coa_binding and named is not None:
             return None                 # a CoA-sourced flow of the MN with this HoA
         return "another MN"
 
     @staticmethod
-    def _flow_allowed(claims: AuthToken, flow: PinholeFlow) -> bool:
+    def _flow_allowed(claims: AuthToken, flow: PinholeFlow, ext: bool = False) -> bool:
         m = flow.mri
+        if ext:
+            # inbound: the allowances name the peer, here the data sender; the HA's
+            # tunnel comes from the MN's own home agent and needs none
+            if flow.mip6 is not None and flow.mip6.kind == w.MIP6_TUNNEL:
+                return True
+            return claims.allows(m.protocol, m.source, m.source_port)
         ports = [m.destination_port] + ([m.destination_port + 1] if flow.sub_ports else [])
         return all(claims.allows(m.protocol, m.destination, p) for p in ports if p <= 0xFFFF)
 
@@ -515,6 +589,8 @@ class NfCore:
             return self._refuse(session_id, mri, 0, err.info, "malformed", err.object_type)
         if msg.msg_type == w.CREATE and not upstream:
             return self._on_create(session_id, mri, msg, data, now, peer or mri.source)
+        if msg.msg_type == w.EXT and upstream:
+            return self._on_ext(session_id, mri, msg, data, now, peer)
         if msg.msg_type == w.RESPONSE and upstream:
             return self._on_response(session_id, mri, msg, now)
         if msg.msg_type == w.NOTIFY and upstream:
@@ -523,7 +599,30 @@ class NfCore:
         self.counters["unexpected"] += 1
         return []
 
-    def _on_create(self, sid, mri, msg, data, now, source) -> list[Action]:
+    def _is_inside(self, address: str) -> bool:
+        a = ipaddress.IPv6Address(address)
+        return any(a in net for net in self.inside or ())
+
+    def _on_ext(self, sid, mri, msg, data, now, peer) -> list[Action]:
+        """An EXT travelling upstream (toward the data sender): handled here when this
+        NF is the edge for the flow's destination (see the module docstring)."""
+        if self.inside is None:
+            return self._refuse(sid, mri, msg.msn, w.ERR_NO_EDGE_DEVICE_HERE,
+                                "no edge device here", upstream=False)
+        if not self._is_inside(mri.destination) or (peer is not None
+                                                    and not self._is_inside(peer)):
+            return self._refuse(sid, mri, msg.msn, w.ERR_EXT_ON_EXTERNAL_SIDE,
+                                "EXT on external side", upstream=False)
+        s = self.sessions.get(sid)
+        if s is not None and not s.ext:
+            return self._refuse(sid, mri, msg.msn, w.ERR_ILLEGAL_MESSAGE_TYPE,
+                                "EXT for a CREATE session", upstream=False)
+        return self._on_create(sid, mri, msg, data, now, peer or mri.destination, ext=True)
+
+    def _on_create(self, sid, mri, msg, data, now, source, ext: bool = False) -> list[Action]:
+        """A CREATE (or, with `ext`, an EXT at the edge): checks, authorization, then
+        forwarded downstream (CREATE) or installed here (EXT)."""
+        up = not ext                      # which way answers go: toward the NI
         s = self.sessions.get(sid)
         msn, lifetime = msg.msn, msg.lifetime
         if s is not None and not w.serial_newer(msn, s.msn):
@@ -537,21 +636,24 @@ class NfCore:
             fwd = [SendNslp(sid, mri, bytes(data), True, False)] if s.forwarded else []
             return self._close(sid, "teardown") + fwd
         if s is None and sid in self._closed:
-            return self._refuse(sid, mri, msn, w.ERR_AUTHORIZATION_FAILED, "closed session")
+            return self._refuse(sid, mri, msn, w.ERR_AUTHORIZATION_FAILED, "closed session",
+                                upstream=up)
         if lifetime > self.max_lifetime:
             return self._refuse(sid, mri, msn, w.ERR_LIFETIME_TOO_BIG, "lifetime too big",
-                                w.T_LT)
+                                w.T_LT, upstream=up)
         efi = msg.get(w.ExtFlowInfo)
         flow = PinholeFlow(mri, efi.action, efi.sub_ports, msg.get(w.Mip6Flow))
         # bounds first: a flood is refused before any crypto or AAA round trip
         if s is None:
             if len(self.sessions) >= self.max_sessions:
-                return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max sessions")
+                return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max sessions",
+                                    upstream=up)
             if self._per_source[source] >= self.max_per_source:
                 return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE,
-                                    "max per source")
+                                    "max per source", upstream=up)
         if (s is None or not self._is_pending(s)) and self._pending >= self.max_pending:
-            return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max pending")
+            return self._refuse(sid, mri, msn, w.ERR_RESOURCES_UNAVAILABLE, "max pending",
+                                upstream=up)
         # authorization
         use_token = self.authorization == "token" or (
             self.authorization == "token-or-pull" and msg.get(w.SessionAuth) is not None)
@@ -559,21 +661,21 @@ class NfCore:
             self.authorization == "token-or-pull" and not use_token)
         cap = None
         if use_token:
-            why, cap = self._token_check(sid, msg, flow, now)
+            why, cap = self._token_check(sid, msg, flow, now, ext)
             if why is not None:
                 pair = w.ERR_AUTHENTICATION_FAILED if why in _AUTHN else (
                     w.ERR_RESOURCES_UNAVAILABLE if why == "token store full"
                     else w.ERR_AUTHORIZATION_FAILED)
-                return self._refuse(sid, mri, msn, pair, why, w.T_SESSION_AUTH)
+                return self._refuse(sid, mri, msn, pair, why, w.T_SESSION_AUTH, upstream=up)
         if s is None:
-            s = self.sessions[sid] = _NfSession(mri, flow, source, msn)
+            s = self.sessions[sid] = _NfSession(mri, flow, source, msn, ext=ext)
             self._per_source[source] += 1
         if pull and s.authorized_flow != flow:
             return self._pull(sid, s, msg, msn, lifetime, flow, now)
         s.authorized_flow = flow
         if use_token:
             s.cap = cap
-        return self._forward(sid, s, msg, msn, lifetime, flow, now)
+        return self._proceed(sid, s, msg, msn, lifetime, flow, now)
 
     def _pull(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
         out: list[Action] = []
@@ -587,7 +689,8 @@ class NfCore:
         s.auth_request, s.held, s.msn = rid, (msg, msn, lifetime, flow), msn
         self._track(s, before)
         self.counters["authorize_requests"] += 1
-        return out + [AuthorizeRequest(rid, sid, flow, flow.mri.source),
+        mn_end = flow.mri.destination if s.ext else flow.mri.source
+        return out + [AuthorizeRequest(rid, sid, flow, mn_end),
                       StartTimer(("auth", rid), now + self.auth_timeout),
                       Event("natfw.authorizing", {"session": sid.hex(), "request": rid})]
 
@@ -609,16 +712,36 @@ class NfCore:
         s.authorized_flow = flow
         s.cap = max_lifetime if max_lifetime is None else max(1, int(max_lifetime))
         self.counters["authorized"] += 1
-        return out + self._forward(sid, s, msg, msn, lifetime, flow, now)
+        return out + self._proceed(sid, s, msg, msn, lifetime, flow, now)
 
     def _pull_refused(self, sid, s, msn, why, detail="") -> list[Action]:
         out = self._refuse(sid, s.mri, msn, w.ERR_AUTHORIZATION_FAILED, why,
-                           w.T_SESSION_AUTH)
+                           w.T_SESSION_AUTH, upstream=not s.ext)
         if detail:
             out.append(Event("natfw.pull_refused", {"session": sid.hex(), "detail": detail}))
         if not s.installed:
             out += self._close(sid, why)
         return out
+
+    def _proceed(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
+        if s.ext:
+            return self._install_ext(sid, s, msg, msn, lifetime, flow, now)
+        return self._forward(sid, s, msg, msn, lifetime, flow, now)
+
+    def _install_ext(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
+        """The edge's answer to an authorized EXT: install now, RESPONSE downstream."""
+        lt = min([lifetime, self.max_lifetime] + ([s.cap] if s.cap is not None else []))
+        s.msn = msn
+        s.installed, s.expires, s.flow, s.mri = True, now + lt, flow, flow.mri
+        self.counters["pinholes_installed"] += 1
+        self.counters["ext_installed"] += 1
+        nonce = msg.get(w.Nonce)
+        answer = w.response(msn, w.InfoCode.of(w.INFO_SUCCESS), lt,
+                            *((nonce,) if nonce is not None else ()))
+        return [StopTimer(("pending", sid)), InstallPinhole(sid, flow, lt),
+                StartTimer(("expire", sid), s.expires),
+                _send(sid, flow.mri, answer, upstream=False),
+                Event("natfw.installed", {"session": sid.hex(), "lifetime": lt, "ext": True})]
 
     def _forward(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
         caps = [lifetime, self.max_lifetime] + ([s.cap] if s.cap is not None else [])
@@ -684,8 +807,10 @@ class NfCore:
         if kind == "expire" and s.installed and now >= s.expires:
             self.counters["expired"] += 1
             mri = s.mri
+            # the NOTIFY goes toward the NI: upstream for a CREATE, downstream for an EXT
             return self._close(ident, "expired") + [_send(
-                ident, mri, w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)), upstream=True)]
+                ident, mri, w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)),
+                upstream=not s.ext)]
         return []
 
 

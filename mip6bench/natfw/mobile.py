@@ -22,6 +22,21 @@ phase into NATFW sessions, one per flow (a pinhole is one flow), each with a rol
                   RFC 4487 section 3; its BA and the HA -> MN tunnel leave the home
                   network and pass as outbound traffic)
 
+and, when the MN's own foreign network is behind a stateful firewall (RFC 4487 3.2), the
+inbound phases, signalled with EXT toward the flow's source (NiCore.ext: the MN is the
+data receiver; the first NATFW node upstream, the edge firewall of its network, answers):
+
+    phase "inbound"       tunnel  the HA's IPv6-in-IPv6 tunnel to the CoA (protocol 41,
+                                  source the HA: `cn` is the HA's address here), MIP6
+                                  flow kind 4 naming the HoA
+    phase "inbound_ro"    rh2     route-optimised data from the CN to the CoA with a
+                                  type 2 routing header (any protocol), kind 3 (RH2)
+    phase "data_inbound"  both "data" and "inbound_ro": the RO data round when the CN's
+                          firewall and the MN's are both in the way
+
+The session's MN end is the flow's source for CREATE sessions and its destination for
+EXT sessions; a handover re-signals both kinds with the new CoA in the MN's place.
+
 A session lives per (correspondent, role) for as long as the MN wants route optimisation
 there: the home address's sessions do not change with a handover; the CoA's keep their
 session ID and are signalled again with the new CoA as the flow's source (a CREATE with
@@ -59,11 +74,19 @@ class PinholesReady(Effect):
 
 @dataclass(frozen=True)
 class FlowSpec:
-    """One NATFW session's flow: the MRI and the MIPv6 selector."""
+    """One NATFW session's flow: the MRI and the MIPv6 selector; `inbound`: the MN
+    receives it (EXT, the MN is the destination), else it sends it (CREATE)."""
     source: str
     destination: str
     protocol: int
     mip6: w.Mip6Flow
+    inbound: bool = False
+
+    @property
+    def mn_end(self) -> str:
+        return self.destination if self.inbound else self.source
+
+
 
 
 def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, FlowSpec]]:
@@ -75,6 +98,13 @@ def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, Flow
                 ("cbu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa)))]
     if phase == "data":
         return [("data", FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa)))]
+    if phase == "inbound":
+        return [("tunnel", FlowSpec(cn, coa, IPPROTO_IPV6, w.Mip6Flow(w.MIP6_TUNNEL, 0, hoa),
+                                    inbound=True))]
+    if phase == "inbound_ro":
+        return [("rh2", FlowSpec(cn, coa, 0, w.Mip6Flow(w.MIP6_RH2, 0, hoa), inbound=True))]
+    if phase == "data_inbound":
+        return phase_flows(cn, hoa, coa, "data") + phase_flows(cn, hoa, coa, "inbound_ro")
     if phase == "home":
         return [("habu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa))),
                 ("htun", FlowSpec(coa, cn, IPPROTO_IPV6, w.Mip6Flow(w.MIP6_TUNNEL, 0, hoa)))]
@@ -114,6 +144,11 @@ class MobileTraversal:
     def _mri(self, flow: FlowSpec) -> Mri:
         return Mri(flow.source, flow.destination, flow.protocol)
 
+    def _signal(self, s: _Session, now: float) -> list[Action]:
+        if s.flow.inbound:
+            return self.ni.ext(s.sid, self._mri(s.flow), self.lifetime, now, mip6=s.flow.mip6)
+        return self.ni.create(s.sid, self._mri(s.flow), self.lifetime, now, mip6=s.flow.mip6)
+
     def open(self, cn: str, hoa: str, coa: str, phase: str, now: float) -> list[Action]:
         actions: list[Action] = []
         sids = []
@@ -125,11 +160,11 @@ class MobileTraversal:
                 s = _Session(self.random_bytes(16), flow)
                 self.sessions[(cn, role)] = s
                 self.by_sid[s.sid] = s
-                actions += self.ni.create(s.sid, self._mri(flow), self.lifetime, now, mip6=flow.mip6)
+                actions += self._signal(s, now)
             elif s.flow != flow:
                 # Same session, new flow (the MN moved): the firewall replaces the rule.
                 s.flow, s.established = flow, False
-                actions += self.ni.create(s.sid, self._mri(flow), self.lifetime, now, mip6=flow.mip6)
+                actions += self._signal(s, now)
             sids.append(s.sid)
         waiter = _Waiter(cn, coa, phase, sids, now)
         self.waiters.append(waiter)
@@ -145,7 +180,7 @@ class MobileTraversal:
         actions: list[Action] = []
         if not moving:
             for key, s in list(self.sessions.items()):
-                if key[0] == cn and s.flow.source == coa:
+                if key[0] == cn and s.flow.mn_end == coa:
                     del self.sessions[key]
                     self.by_sid.pop(s.sid, None)
                     if not s.failed:

@@ -392,6 +392,8 @@ class SessionAuth:
 # Mobile IPv6 flow extension (this testbed; private object type 0x7D0)
 MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL = 1, 2, 3, 4
 MIP6_KINDS = (MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL)
+# kinds whose data runs toward the mobile node (its CoA is the flow's destination)
+MIP6_INBOUND = (MIP6_RH2, MIP6_TUNNEL)
 MH_TYPES = {1: "HoTI", 2: "CoTI", 5: "BU", 6: "BA", 3: "HoT", 4: "CoT", 0: "BRR", 7: "BE"}
 
 
@@ -399,10 +401,12 @@ MH_TYPES = {1: "HoTI", 2: "CoTI", 5: "BU", 6: "BA", 3: "HoT", 4: "CoT", 0: "BRR"
 class Mip6Flow:
     """What GIST's MRI (addresses, protocol, ports) cannot say about a Mobile IPv6 flow:
     kind (8: 1 Mobility Header, 2 data with a Home Address option, 3 data with a type 2
-    routing header, 4 the reverse tunnel: IPv6-in-IPv6 (RFC 2473, next header 41) whose
-    inner source is the home address) | MH type (8: for kind 1, RFC 6275 numbers; else
-    0) | reserved (16), then the home address (16 bytes) for kinds 2, 3 and 4 and
-    optionally for kind 1."""
+    routing header, 4 the IPv6-in-IPv6 tunnel (RFC 2473, next header 41) between the HA
+    and a care-of address carrying the home address's packets: the MN's reverse tunnel
+    (inner source the HoA) or the HA's tunnel to the CoA (inner destination the HoA)) |
+    MH type (8:
+    for kind 1, RFC 6275 numbers; else 0) | reserved (16), then the home address (16
+    bytes) for kinds 2, 3 and 4 and optionally for kind 1."""
     TYPE: ClassVar[int] = T_MIP6_FLOW
     kind: int
     mh_type: int = 0

@@ -69,6 +69,9 @@ MH_BRR, MH_BU, MH_BA = 0, 5, 6
 #  then the home address at byte 8.
 _HAO_TYPE_LEN = "@nh,368,16 0xc910"
 _HOA_AT = "@nh,384,128"
+# An IPv6-in-IPv6 packet's inner destination: 40 + 24 bytes in (its inner source is at
+# _HOA_AT, 40 + 8 bytes in, where a HAO's address also is).
+_INNER_DST_AT = "@nh,512,128"
 
 _SESSION = re.compile(r"^[0-9A-Za-z_.-]{1,64}$")
 _FORBIDDEN = set(';#"\'\n\r\\')
@@ -111,14 +114,17 @@ def flow_matches(flow) -> list[str]:
     if mip6 is not None and mip6.kind == w.MIP6_RH2:
         parts += [f"ip6 nexthdr {IPPROTO_ROUTING}", "rt type 2",
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
-    if mip6 is not None and mip6.kind == w.MIP6_TUNNEL:
-        # The reverse tunnel (RFC 2473, what every tunnel backend puts on the wire: next
-        # header 41 straight after the outer header): the inner source, 8 bytes into
-        # the inner header, is the home address, at the same offset as a HAO's.
+    tunnel = mip6 is not None and mip6.kind == w.MIP6_TUNNEL
+    if tunnel:
+        # The tunnel between the HA and a care-of address (RFC 2473, what every tunnel
+        # backend puts on the wire: next header 41 straight after the outer header),
+        # carrying the home address's packets: its inner source (the MN's reverse
+        # tunnel) or its inner destination (the HA's tunnel to the CoA) is the home
+        # address. Two rules, one per position; the MRI's addresses fix the direction.
         if proto not in (0, IPPROTO_IPV6):
             raise ValueError(f"tunnel flow with protocol {proto}")
         proto = IPPROTO_IPV6
-        parts += [f"ip6 nexthdr {IPPROTO_IPV6}", f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
+        parts.append(f"ip6 nexthdr {IPPROTO_IPV6}")
     if _bu_with_hao(flow):
         parts += [f"ip6 nexthdr {IPPROTO_DSTOPTS}", _HAO_TYPE_LEN,
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
@@ -139,6 +145,9 @@ def flow_matches(flow) -> list[str]:
             parts.append(f"th dport {mri.destination_port}")
     if mip6 is not None and mip6.kind == w.MIP6_MH:
         parts.append(f"mh type {NFT_MH_TYPES.get(mip6.mh_type, mip6.mh_type)}")
+    if tunnel:
+        hoa = _hoa_hex(mip6.home_address)
+        return [" ".join(parts + [f"{_HOA_AT} {hoa}"]), " ".join(parts + [f"{_INNER_DST_AT} {hoa}"])]
     return [" ".join(parts)]
 
 
@@ -185,7 +194,7 @@ def flow_description(flow) -> dict[str, Any]:
         if mip6.kind == w.MIP6_RH2 or _mh_with_rh2(flow):
             text += f" RH2 {mip6.home_address}"
         if mip6.kind == w.MIP6_TUNNEL:
-            text += f" tunnel of {mip6.home_address}"
+            text += f" tunnel for {mip6.home_address}"
     if flow.action == w.ACTION_DENY:
         text += " deny"
     d["text"] = text

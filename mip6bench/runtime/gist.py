@@ -230,10 +230,13 @@ class GistService:
                         router_alert=list(self.intercept_values) if self.interceptors else [])
 
     def send(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes,
-             reliable: bool = False, lifetime: float | None = None) -> None:
-        """core.send_message, executed; its SendFailed effects reach the NSLP's handler."""
+             reliable: bool = False, lifetime: float | None = None,
+             discover: bool = False) -> None:
+        """core.send_message, executed; its SendFailed effects reach the NSLP's handler.
+        `discover`: an upstream message may start upstream discovery (EXT)."""
         self._execute(self.core.send_message(nslp_id, session_id, mri, data, self._now(),
-                                             reliable=reliable, lifetime=lifetime))
+                                             reliable=reliable, lifetime=lifetime,
+                                             discover=discover))
 
     def set_addresses(self, addresses: Iterable[str]) -> None:
         self.core.set_addresses(addresses)

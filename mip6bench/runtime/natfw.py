@@ -108,8 +108,9 @@ class NatfwService:
     async def _apply(self, effect) -> None:
         if isinstance(effect, nat.SendNslp):
             install = self._installs.get(effect.session_id)
-            if install is not None and effect.upstream:
-                # The RESPONSE after an install leaves once that install is committed.
+            if install is not None:
+                # The RESPONSE after an install (upstream for a CREATE, downstream for an
+                # EXT at the edge) leaves once that install is committed.
                 self.agent.spawn(self._send_after(install, effect), "natfw send after install")
                 return
             self._send(effect)
@@ -147,7 +148,8 @@ class NatfwService:
 
     def _send(self, effect: nat.SendNslp) -> None:
         self.gist.send(NSLPID, effect.session_id, gist_mri(effect.mri, effect.upstream), effect.data,
-                       reliable=self.reliable and effect.reliable)
+                       reliable=self.reliable and effect.reliable,
+                       discover=getattr(effect, "discover", False))
 
     async def _send_after(self, install: asyncio.Future, effect: nat.SendNslp) -> None:
         await asyncio.wait([install])
@@ -181,11 +183,18 @@ class NatfwService:
 async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
                          token_keys: dict[int, bytes],
                          pinholes, authorization: str = "token", authz: dict | None = None,
-                         max_lifetime: int = 3600):
+                         max_lifetime: int = 3600, edge: tuple[str, ...] | None = None):
     """The firewall's NATFW forwarder: GIST intercepting Q-mode NATFW messages on the
     outside interface (and re-sending nothing else past the firewall's policy), the
     NfCore checking tokens with the AAA side's keys and, in pull mode, asking the PAA
     (mip6bench.runtime.authz_client) over `authz`; pinholes through `pinholes`.
+
+    With `edge` (the prefixes of the network behind it; a foreign network's access
+    router): the edge NF of RFC 5973's EXT instead. GIST intercepts on the INSIDE
+    interface `intercept`, answers upstream Queries (EXT from the hosts inside) and
+    forwards the inside hosts' downstream NATFW Queries on toward their correspondents'
+    firewalls (pass-through: outbound traffic is allowed by the policy anyway, and the
+    re-emitted Query leaves through OUTPUT as the forward path would have let it).
     Returns the NatfwService; its close() closes everything."""
     import time as wall
 
@@ -193,16 +202,18 @@ async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
     from mip6bench.runtime.gist import GistService
 
     offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
-    # The peer identity names this firewall (fw, hfw, ...): GIST peers tell them apart.
+    # The peer identity names this firewall (fw, hfw, ar<i>, ...): GIST peers tell them apart.
     identity = (getattr(getattr(agent, "config", None), "node", None) or "fw").encode()
     gist = GistService(agent, GistConfig(peer_identity=identity, addresses=tuple(addresses),
-                                         nslps=frozenset({NSLPID})),
-                       intercept_interfaces=(intercept,) if isinstance(intercept, str) else intercept,
-                       pass_through=False, c_mode=True)
+                                         nslps=frozenset({NSLPID}),
+                                         upstream_only=frozenset({NSLPID}) if edge else frozenset()),
+                       intercept_interfaces=(intercept,) if isinstance(intercept, str) else tuple(intercept),
+                       pass_through=edge is not None, c_mode=True)
     # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one
     # token PANA gave it; each binds the token once (a sixth, other session is a replay).
     nf = nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,
-                    authorization=authorization, token_sessions=TOKEN_SESSIONS)
+                    authorization=authorization, token_sessions=TOKEN_SESSIONS,
+                    inside=tuple(edge) if edge else None)
     service = NatfwService(agent, gist, nf, pinholes=pinholes)
     try:
         if authorization != "token":

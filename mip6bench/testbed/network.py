@@ -220,26 +220,39 @@ class Testbed:
                 options["nsis"] = True           # the NR behind the home network's firewall
             elif role == "mn":
                 options["nsis"] = True
+                if self.params["foreign_firewall"] == "on":
+                    options["foreign_firewall"] = True
                 if home_firewall:
                     options["home_traversal"] = True
                 if self.params["mipv6"] == "static":
                     options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
                                                         wall.time()).hex()
 
+    def foreign_firewalls(self) -> list[str]:
+        """The access routers that are their network's firewall (foreign_firewall=on)."""
+        return [n.name for n in self.plan.by_role("ar") if n.extra.get("firewall")]
+
     def nsis_firewall_options(self, node: str = "fw") -> dict[str, Any]:
         """The NSIS options of the fw agent on firewall `node`: the NATFW forwarder, with
         the AAA side's token key to verify the tokens MNs present, and its own
-        authorization channel to the PAA (pull)."""
+        authorization channel to the PAA (pull); for a network's edge (an access router
+        with foreign_firewall=on, extra "edge") the edge NF of its prefixes (EXT)."""
         from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
 
         if self.params["nsis"] != "on":
             return {}
         fw = self.plan.nodes[node]
-        extra = {"intercept": list(fw.extra["intercept"])} if fw.extra.get("intercept") else {}
-        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses], **extra,
-                "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
-                "authorization": self.params["nsis_authz"],
-                "authz": self.bootstrap.fw_authz_options(node)}
+        out = {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
+               "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
+               "authorization": self.params["nsis_authz"],
+               "authz": self.bootstrap.fw_authz_options(node)}
+        if fw.extra.get("intercept"):
+            out["intercept"] = list(fw.extra["intercept"])
+        if fw.extra.get("edge"):
+            out["edge"] = list(fw.extra["edge"])
+            # its GIST speaks from the inside address: that is where the EXTs come from
+            out["addresses"].sort(key=lambda a: a != fw.address(fw.extra["inside"]))
+        return out
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""

@@ -105,7 +105,9 @@ class Router(Mip6Node):
 
 class AdvertisingRouter(Router):
     """A router that sends Router Advertisements on its LAN (radvd): access routers,
-    and the home agent on the home link (with the Home Agent flag)."""
+    and the home agent on the home link (with the Home Agent flag). An access router
+    whose plan marks it as a firewall (topology parameter foreign_firewall=on) is also the
+    stateful packet filter of its network (Mip6Node.config installs the table)."""
 
     def config(self, **params):
         result = super().config(**params)

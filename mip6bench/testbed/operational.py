@@ -76,6 +76,10 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("nsis_authz", str, "token-or-pull", "how the firewall authorizes NATFW requests: the "
                   "token PANA handed out (token), asking the PAA/AAA (pull), or the token and, "
                   "without one, asking (token-or-pull)", choices=("token", "pull", "token-or-pull")),
+        ParamSpec("foreign_firewall", str, "off", "every access router ar<i> is also the stateful "
+                  "firewall of its network (RFC 4487 3.2: inbound traffic the MN did not start is "
+                  "dropped at ar<i>); with nsis=on it runs the edge NATFW forwarder and MNs open "
+                  "it with EXT", choices=("on", "off")),
         ParamSpec("ha_firewall", str, "off", "a stateful firewall (hfw) between the core and the "
                   "home agent, RFC 4487 section 3: off, or on (the MNs' BU to the HA and reverse "
                   "tunnel are blocked there unless NSIS opens them; PANA to the PAA passes as a "
@@ -263,12 +267,15 @@ def build_plan(params: dict[str, Any]) -> Plan:
         p2p(n, ar, "backhaul")
         core_addrs.append((f"core-{ar}", host(core_link_prefix(n), 1) + "/64"))
         core_routes.append((prefix, host(core_link_prefix(n), 2), f"core-{ar}"))
+        extra = {"lan_intf": f"{ar}-{lan}", "prefix": prefix, "network": lan,
+                 "ra_min_ms": params["ra_min_ms"], "ra_max_ms": params["ra_max_ms"]}
+        if params.get("foreign_firewall", "off") == "on":
+            extra.update(foreign_firewall_extra(params, ar, lan))
         nodes[ar] = NodeSpec(ar, "ar", forwarding=True,
                              addresses=((f"{ar}-core", host(core_link_prefix(n), 2) + "/64"),
                                         (f"{ar}-{lan}", host(prefix, 1) + "/64")),
                              routes=(("default", host(core_link_prefix(n), 1), f"{ar}-core"),),
-                             extra={"lan_intf": f"{ar}-{lan}", "prefix": prefix, "network": lan,
-                                    "ra_min_ms": params["ra_min_ms"], "ra_max_ms": params["ra_max_ms"]})
+                             extra=extra)
         links.append(LinkSpec(f"{lan}-{ar}", ar, f"{ar}-{lan}", lan, f"{lan}-{ar}", "access", Shaping()))
 
     nodes["core"] = NodeSpec("core", "core", forwarding=True, addresses=tuple(core_addrs),
@@ -289,6 +296,25 @@ def build_plan(params: dict[str, Any]) -> Plan:
         nodes[mn] = NodeSpec(mn, "mn", extra={"interfaces": intfs, "attached": "f1",
                                               "hoa": plan.hoa(k), "dad": params["dad"]})
     return plan
+
+
+def foreign_firewall_extra(params: dict[str, Any], ar: str, lan: str) -> dict[str, Any]:
+    """An access router as its network's stateful firewall (foreign_firewall=on): inside
+    its LAN, outside its core link. Let in from outside besides established traffic and
+    pinholes: the PAA's PANA messages (UDP from port 716 of the PAA: with multicast
+    discovery the MN's first message went to a group, so the PAA's answer matches no
+    conntrack entry; later the PAA may start re-authentication or a ping itself) and,
+    with NSIS, GIST D-mode (UDP to port 270) for the hosts inside: the Responses and
+    Data of their own downstream signalling come from the CN's firewall, an address
+    their Query was not sent to, so conntrack cannot know them (RFC 5971's signalling
+    must reach the hosts it serves; the NSLP payload is authorized by the firewall it
+    is for). RAs, Neighbour Discovery and DAD stay on the link and pass the input chain
+    as on the CN's firewall."""
+    inbound = [("pana", f"ip6 saddr {host(HOME_PREFIX, 2)} udp sport 716")]
+    if params.get("nsis", "on") == "on":
+        inbound.append(("gist-dmode-inside", "udp dport 270"))
+    return {"firewall": True, "inside": f"{ar}-{lan}", "outside": f"{ar}-core",
+            "services": tuple(inbound), "edge": (foreign_prefix(int(ar[2:])),)}
 
 
 def home_services(params: dict[str, Any]) -> dict[str, Any]:

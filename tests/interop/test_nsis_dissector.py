@@ -36,6 +36,7 @@ COA = "2001:db8:11::100"
 HOA = "2001:db8:1::1000"
 CN = "2001:db8:2::10"
 FW = "2001:db8:ff:2::2"
+HA = "2001:db8:1::1"
 SID = bytes(range(16))
 KEY = b"k" * 32
 START = 1_780_000_000
@@ -133,6 +134,15 @@ def gist_messages() -> list[tuple[str, str, str, gw.Message]]:
     out.append(("create-tunnel", COA, FW, data(nw.create(30, 4, nw.ACTION_ALLOW,
                                                          nw.Mip6Flow(nw.MIP6_TUNNEL, 0, HOA)))))
     out.append(("ext-spi", CN, FW, data(EXT_SPI)))
+    # the MN behind its foreign network's firewall: an upstream Query (D flag, toward the
+    # flow's source, the HA) carrying an EXT for the HA's tunnel to the CoA
+    up = gw.Mri(HA, COA, protocol=41, upstream=True)
+    ext_tunnel = nw.NslpMessage(nw.EXT, (nw.Lifetime(60), nw.ExtFlowInfo(nw.ACTION_ALLOW, 0),
+                                         nw.Msn(11), nw.DataTerminalInfo(41, 128, sender=HA),
+                                         nw.Mip6Flow(nw.MIP6_TUNNEL, 0, HOA)))
+    out.append(("query-upstream-ext", COA, HA, gw.Message(
+        gw.QUERY, nw.NSLPID, r_flag=True, q_mode=True, mri=up, session_id=SID,
+        nli=nli(b"mn1", COA), query_cookie=b"u" * 16, nslp_data=ext_tunnel.encode())))
     return out
 
 

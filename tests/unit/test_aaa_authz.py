@@ -396,7 +396,24 @@ def test_fuzz_datagrams_into_both_ends_never_crash(data, role, msg_type):
 
 def test_mip6_kinds_match_the_natfw_flow_object():
     from mip6bench.natfw import wire as w
-    assert (az.MIP6_MH, az.MIP6_HAO, az.MIP6_RH2) == (w.MIP6_MH, w.MIP6_HAO, w.MIP6_RH2)
+    assert (az.MIP6_MH, az.MIP6_HAO, az.MIP6_RH2, az.MIP6_TUNNEL) == (
+        w.MIP6_MH, w.MIP6_HAO, w.MIP6_RH2, w.MIP6_TUNNEL)
+
+
+def test_the_ha_tunnel_to_the_coa_needs_no_allowance_but_the_session_s_address():
+    p = Pair()
+    p.open()
+    ha = "2001:db8:1::1"                          # not within FLOWS (the CN's network)
+    d = p.decide(query(source=ha, destination=COA, protocol=41, mip6_kind=az.MIP6_TUNNEL,
+                       mh_type=0, home_address=HOA))
+    assert d.allowed and d.nai == NAI
+    d = p.decide(query(source=ha, destination="2001:db8:11::999", protocol=41,
+                       mip6_kind=az.MIP6_TUNNEL, mh_type=0, home_address=HOA), 2)
+    assert not d.allowed and d.code == az.UNKNOWN_SOURCE     # not the MN's CoA
+    # RH2 data to the CoA: the sender must be within the allowances
+    d = p.decide(query(source="2001:db8:3::10", destination=COA, protocol=17,
+                       mip6_kind=az.MIP6_RH2, mh_type=0, home_address=HOA, source_port=5001), 3)
+    assert not d.allowed and d.code == az.FLOW_NOT_AUTHORIZED
 
 
 # ---- the PAA service answers from real PANA sessions ------------------------------------------

@@ -180,22 +180,29 @@ def test_tunnel_kind_on_the_wire_both_ways_and_strict():
 
 def test_tunnel_pinhole_matches_the_inner_source_where_scapy_puts_it():
     f = PinholeFlow(Mri(COA1, HA, 41), mip6=w.Mip6Flow(w.MIP6_TUNNEL, 0, HOA))
-    [match] = flow_matches(f)
+    source, destination = flow_matches(f)     # one kind for both tunnel directions
     hoa_hex = "0x" + bytes(IPv6(src=HOA)).hex()[16:48]
-    assert match == (f"ip6 saddr {COA1} ip6 daddr {HA} ip6 nexthdr 41 @nh,384,128 {hoa_hex} "
-                     f"meta l4proto 41")
+    head = f"ip6 saddr {COA1} ip6 daddr {HA} ip6 nexthdr 41 meta l4proto 41"
+    assert source == f"{head} @nh,384,128 {hoa_hex}"         # the MN's reverse tunnel
+    assert destination == f"{head} @nh,512,128 {hoa_hex}"    # the HA's tunnel to the CoA
     # An independent encoder: the outer header, then the inner one, whose source is the
-    # HoA at byte 48 (bit 384) of the packet; next header 41.
+    # HoA at byte 48 (bit 384) of the packet, its destination at byte 64 (bit 512).
     packet = bytes(IPv6(src=COA1, dst=HA) / IPv6(src=HOA, dst=CN) / UDP(dport=9))
     assert packet[6] == 41 and "0x" + packet[48:64].hex() == hoa_hex
-    assert flow_description(f)["text"].endswith(f"tunnel of {HOA}")
+    back = bytes(IPv6(src=HA, dst=COA1) / IPv6(src=CN, dst=HOA) / UDP(dport=9))
+    assert "0x" + back[64:80].hex() == hoa_hex
+    assert flow_description(f)["text"].endswith(f"tunnel for {HOA}")
     with pytest.raises(ValueError):
         flow_matches(PinholeFlow(Mri(COA1, HA, 17), mip6=w.Mip6Flow(w.MIP6_TUNNEL, 0, HOA)))
 
 
 def test_tunnel_kind_in_the_pull_authorization_query():
-    q = az.AuthzQuery(COA1, HA, 41, mip6_kind=az.MIP6_TUNNEL, home_address=HOA)
-    assert "tunnel" in q.describe() and q.mn_address == COA1
+    # The MN asked from its CoA, the flow's source: its reverse tunnel, outbound.
+    q = az.AuthzQuery(COA1, HA, 41, mip6_kind=az.MIP6_TUNNEL, home_address=HOA, requester=COA1)
+    assert "tunnel" in q.describe() and q.mn_address == COA1 and q.peer == (HA, 0)
+    # The same kind from the HA to the CoA, asked from the CoA (EXT): inbound.
+    back = az.AuthzQuery(HA, COA1, 41, mip6_kind=az.MIP6_TUNNEL, home_address=HOA, requester=COA1)
+    assert back.mn_address == COA1 and back.peer == (HA, 0)
     with pytest.raises(ValueError):
         az.AuthzQuery(COA1, HA, 41, mip6_kind=az.MIP6_TUNNEL)
 

@@ -105,3 +105,62 @@ def test_without_traversal_rr_starts_at_once():
     sim = registered_sim()
     sim.call("mn", "start_route_optimization", CN)
     assert sent_by(sim, "mn", HomeTestInit) and not sim.effects_of("mn", OpenPinholes)
+
+
+# ------------------------------------------------------------ MN behind a foreign firewall
+from mip6bench.mipv6.effects import HomeRegistered  # noqa: E402
+from tests.unit.test_mipv6_harness import HA  # noqa: E402
+
+FOREIGN = {"mn_kwargs": {"foreign_firewall": True, "traversal_timeout": 5.0}}
+BOTH = {"mn_kwargs": {"foreign_firewall": True, "firewall_traversal": True,
+                      "traversal_timeout": 5.0}}
+
+
+def test_a_new_coa_asks_for_the_ha_tunnel_with_the_bu_and_registration_is_not_held():
+    sim = registered_sim(**FOREIGN)
+    [ask] = opened(sim, "inbound")
+    assert (ask.cn, ask.hoa, ask.coa) == (HA, HOA, COA1)
+    # the BA alone completed the registration (the trade-off: no gate on the EXT)
+    assert sim.effects_of("mn", HomeRegistered) and sim.mn.inbound_coa is None
+    sim.call("mn", "pinholes_ready", HA, COA1, "inbound", True, "")
+    assert sim.mn.inbound_coa == COA1 and sim.mn.counters["inbound.ready"] == 1
+    # moving: the old CoA's session is kept (moving) and signalled again for the new one
+    sim.call("mn", "move_to", COA2)
+    [close] = [c for c in sim.effects_of("mn", ClosePinholes) if c.cn == HA]
+    assert close.coa == COA1 and close.moving
+    assert [a.coa for a in opened(sim, "inbound")] == [COA1, COA2]
+    assert sim.mn.inbound_coa is None
+    # an answer for the old CoA changes nothing
+    sim.call("mn", "pinholes_ready", HA, COA1, "inbound", True, "")
+    assert sim.mn.inbound_coa is None and sim.mn.counters["traversal.stale_answer"] == 1
+    # returning home tears it down
+    sim.call("mn", "return_home")
+    [home] = [c for c in sim.effects_of("mn", ClosePinholes) if c.cn == HA and not c.moving]
+    assert home.coa == COA2
+
+
+def test_without_the_parameter_no_inbound_pinholes():
+    sim = registered_sim(**TRAVERSAL)
+    assert opened(sim, "inbound") == []
+
+
+def test_ro_waits_for_the_cn_packets_pinhole_in_the_own_firewall():
+    sim = registered_sim(**FOREIGN)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.run(1)                                   # no CN firewall: RR at once, then the BU
+    [ask] = opened(sim, "inbound_ro")
+    assert (ask.cn, ask.coa) == (CN, COA1) and not sim.mn.route_optimized(CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "inbound_ro", True, "")
+    assert sim.mn.route_optimized(CN)
+
+
+def test_both_firewalls_make_one_data_round_and_a_refusal_falls_back():
+    sim = registered_sim(**BOTH)
+    sim.call("mn", "start_route_optimization", CN)
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    [ask] = opened(sim, "data_inbound")
+    assert ask.coa == COA1 and opened(sim, "data") == []
+    sim.call("mn", "pinholes_ready", CN, COA1, "data_inbound", False, "EXT refused")
+    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert "EXT refused" in off.reason and not sim.mn.route_optimized(CN)

@@ -18,10 +18,19 @@ def test_cores_survive_mutated_messages():
              w.create(0, 10).encode(),
              w.response(9, w.InfoCode.of(w.INFO_SUCCESS), 60).encode(),
              w.response(9, w.InfoCode.of(w.ERR_POLICY_DENIED)).encode(),
-             w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)).encode()]
+             w.notify(w.InfoCode.of(w.ERR_SESSION_TERMINATED)).encode(),
+             # EXT (upstream, toward the data sender) at an edge NF
+             w.NslpMessage(w.EXT, (w.Lifetime(60), w.ExtFlowInfo(w.ACTION_ALLOW, 0), w.Msn(11),
+                                   w.DataTerminalInfo(135, 128, sender=COTI.source),
+                                   w.Mip6Flow(w.MIP6_TUNNEL, 0, HOA), token)).encode(),
+             w.NslpMessage(w.EXT, (w.Lifetime(0), w.ExtFlowInfo(w.ACTION_ALLOW, 0), w.Msn(12),
+                                   w.DataTerminalInfo(135))).encode()]
     nf = NfCore({1: KEY}, wall_clock=lambda now: T0 + now, max_sessions=50, max_pending=20,
                 max_per_source=100, token_sessions=1000)
     nfp = NfCore(None, authorization="pull", max_sessions=50, max_pending=20)
+    # an edge NF whose inside holds the MRI's destination: EXTs are handled there
+    nfe = NfCore({1: KEY}, wall_clock=lambda now: T0 + now, max_sessions=50, max_pending=20,
+                 max_per_source=100, token_sessions=1000, inside=(COTI.destination + "/64",))
     ni, nr = NiCore(None, msn_start=1), NrCore()
     sids = [bytes([i]) * 16 for i in range(8)]
     for sid in sids[:4]:
@@ -34,7 +43,7 @@ def test_cores_survive_mutated_messages():
             raw = mutate(rnd, raw)
         sid = rnd.choice(sids)
         up = rnd.random() < 0.5
-        for core in (nf, nfp):
+        for core in (nf, nfp, nfe):
             out = core.receive(sid, COTI, raw, now, upstream=up)
             sent += sum(isinstance(a, SendNslp) for a in out)
             assert len(core.sessions) <= 50 and core.pending_count <= 20
@@ -44,8 +53,9 @@ def test_cores_survive_mutated_messages():
         ni.receive(sid, COTI, raw, now)
         nr.receive(sid, COTI, raw, now)
         if i % 97 == 0:
-            for core in (nf, nfp):
+            for core in (nf, nfp, nfe):
                 core.handle_timer((rnd.choice(("pending", "expire")), sid), now + 100)
                 core.handle_timer(("auth", rnd.randrange(100)), now)
             nfp.authorization_result(rnd.randrange(200), rnd.random() < 0.5, "x", None, now)
     assert nf.counters["malformed"] > 1000 and sent > 0
+    assert nfe.counters["ext_installed"] > 0                 # EXTs reached the edge logic

@@ -86,3 +86,47 @@ def test_data_phase_is_the_hao_flow():
     assert (send.mri.source, flow.kind, flow.home_address) == (COA1, w.MIP6_HAO, HOA)
     [ready] = answer(ni, tr, send)
     assert ready.ok and ready.phase == "data"
+
+
+HA = "2001:db8:1::1"
+
+
+def test_inbound_phase_is_an_ext_for_the_ha_tunnel_and_moves_with_the_coa():
+    ni, tr = make()
+    (send,) = sent(tr.open(HA, HOA, COA1, "inbound", 0.0))
+    msg = w.decode(send.data)
+    assert msg.msg_type == w.EXT and send.upstream and send.discover
+    assert (send.mri.source, send.mri.destination, send.mri.protocol) == (HA, COA1, 41)
+    assert msg.get(w.Mip6Flow) == w.Mip6Flow(w.MIP6_TUNNEL, 0, HOA)
+    assert msg.get(w.DataTerminalInfo).sender == HA
+    [ready] = answer(ni, tr, send)
+    assert (ready.cn, ready.coa, ready.phase, ready.ok) == (HA, COA1, "inbound", True)
+    # handover: kept while moving, then the same session re-signalled for the new CoA
+    assert sent(tr.close(HA, HOA, COA1, "moved", 2.0, moving=True)) == []
+    (again,) = sent(tr.open(HA, HOA, COA2, "inbound", 3.0))
+    assert again.session_id == send.session_id and again.mri.destination == COA2
+    assert w.decode(again.data).msn == msg.msn + 1
+    # returning home: torn down (EXT, lifetime 0)
+    answer(ni, tr, again)
+    (down,) = sent(tr.close(HA, HOA, COA2, "returned home", 4.0))
+    gone = w.decode(down.data)
+    assert gone.msg_type == w.EXT and gone.lifetime == 0 and down.upstream
+
+
+def test_data_inbound_is_ready_only_when_both_the_create_and_the_ext_are_granted():
+    ni, tr = make()
+    sends = sent(tr.open(CN, HOA, COA1, "data_inbound", 0.0))
+    kinds = sorted((w.decode(s.data).name, s.mri.source, s.mri.destination) for s in sends)
+    assert kinds == [("CREATE", COA1, CN), ("EXT", CN, COA1)]
+    ext = next(s for s in sends if w.decode(s.data).msg_type == w.EXT)
+    assert w.decode(ext.data).get(w.Mip6Flow).kind == w.MIP6_RH2
+    create = next(s for s in sends if s is not ext)
+    assert answer(ni, tr, create) == []
+    [ready] = answer(ni, tr, ext)
+    assert ready.ok and ready.phase == "data_inbound"
+    # a refused EXT fails the round
+    ni, tr = make()
+    sends = sent(tr.open(CN, HOA, COA1, "data_inbound", 0.0))
+    ext = next(s for s in sends if w.decode(s.data).msg_type == w.EXT)
+    [ready] = answer(ni, tr, ext, info=w.ERR_EXT_ON_EXTERNAL_SIDE)
+    assert not ready.ok and "class 0x3 response 0xb" in ready.reason

@@ -274,3 +274,15 @@ def test_ruleset_with_and_without_nsis():
     assert "input tcp dport 270 counter accept" in on
     off = ruleset("fw-cnet", "fw-core", nsis=False).text()
     assert "nsis_flows" not in off and "dport 270" not in off
+
+
+def test_the_ha_tunnel_matches_the_home_address_inside_either_way():
+    ha = "2001:db8:1::1"
+    fwd = flow(src=ha, dst=MN_COA, proto=41, mip6=w.Mip6Flow(w.MIP6_TUNNEL, 0, MN_HOA))
+    hoa = "0x" + __import__("ipaddress").IPv6Address(MN_HOA).packed.hex()
+    base = f"ip6 saddr {ha} ip6 daddr {MN_COA} ip6 nexthdr 41 meta l4proto 41"
+    assert flow_matches(fwd) == [f"{base} @nh,384,128 {hoa}", f"{base} @nh,512,128 {hoa}"]
+    assert "tunnel" in flow_description(fwd)["text"]
+    with pytest.raises(ValueError):
+        flow_matches(flow(src=ha, dst=MN_COA, proto=17,
+                          mip6=w.Mip6Flow(w.MIP6_TUNNEL, 0, MN_HOA)))
