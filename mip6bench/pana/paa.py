@@ -27,6 +27,12 @@ Session flow (RFC 5609 state names in brackets):
     aaa_result("success"/"failure") -> PAR[C] (Result-Code, EAP, Session-Lifetime,
         Key-Id, extension AVPs, AUTH)                              WAIT_SUCC_PAN/WAIT_FAIL_PAN
     PAN[C] -> OPEN (success) or the session is removed (failure)
+    Identity: the session's NAI is the identity the AAA backend reports the EAP method
+        authenticated (aaa_result attributes "nai"), never the EAP Identity Response
+        (a claim, kept as claimed_nai for the phase). A success without one, or one that
+        differs from the claim or from the NAI the session already has, is answered
+        PANA_AUTHORIZATION_REJECTED (counter "identity mismatch", event
+        pana.identity_mismatch): no HoA, MIPv6 SA, token or supersession for it.
     OPEN: PNR[P]/PNA[P] pings, PNR[A] or reauthenticate() -> new EAP conversation
         (state WAIT_AAA/WAIT_PAN again, access continues), PTR/PTA termination,
         session lifetime expiry removes the session.
@@ -120,7 +126,8 @@ class PaaSession:
     channel: Channel
     state: PaaState
     created: float
-    nai: str | None = None
+    nai: str | None = None              # the identity the EAP method authenticated
+    claimed_nai: str | None = None      # this phase's EAP Identity Response (unauthenticated)
     reauth: bool = False                # current phase is a re-authentication
     ever_open: bool = False
     i_par: bytes = b""
@@ -391,8 +398,8 @@ class PaaCore:
         session.aaa_pending = True
         session.last_eap_id = eap_payload[1]
         identity = identity_from_response(eap_payload)
-        if identity is not None and session.nai is None:
-            session.nai = identity
+        if identity is not None and session.claimed_nai is None:
+            session.claimed_nai = identity
         return [SendToAAA(session.session_id, eap_payload, session.peer.address)]
 
     # ---- input from the AAA backend
@@ -415,8 +422,6 @@ class PaaCore:
                                         "reason": "stale AAA result"})]
         session.aaa_pending = False
         attributes = dict(attributes or {})
-        if attributes.get("nai"):
-            session.nai = str(attributes["nai"])
         if kind == "continue":
             if not eap_payload:
                 raise ValueError("AAA 'continue' needs an EAP request")
@@ -440,7 +445,18 @@ class PaaCore:
         actions: list[Action] = []
         payload = eap_payload or result_packet(authenticated, session.last_eap_id)
         result = PANA_SUCCESS if authenticated else PANA_AUTHENTICATION_REJECTED
-        if authenticated and self.config.authorize is not None \
+        if authenticated:
+            mismatch = self._identity_problem(session, attributes.get("nai"))
+            if mismatch:
+                result = PANA_AUTHORIZATION_REJECTED
+                self.counters["identity mismatch"] += 1
+                actions.append(self._event("pana.identity_mismatch", session, problem=mismatch,
+                                           claimed=session.claimed_nai,
+                                           authenticated=attributes.get("nai"),
+                                           bound=session.nai))
+            else:
+                session.nai = str(attributes["nai"])
+        if result == PANA_SUCCESS and self.config.authorize is not None \
                 and not self.config.authorize(session.nai, attributes):
             result = PANA_AUTHORIZATION_REJECTED
         new_sa = self._derive_sa(session, msk) if authenticated else None
@@ -466,6 +482,7 @@ class PaaCore:
         session.result_reason = {PANA_AUTHENTICATION_REJECTED: "authentication rejected",
                                  PANA_AUTHORIZATION_REJECTED: "authorization rejected"
                                  }.get(result, "")
+        session.claimed_nai = None
         sign_with = new_sa or ch.sa
         request = self._request(session, AUTH, FLAG_R | FLAG_C, avps, now, sa=sign_with)
         actions = request + actions
@@ -473,6 +490,24 @@ class PaaCore:
                                    key_id=new_sa.key_id if new_sa else None,
                                    reauth=session.reauth))
         return actions
+
+    @staticmethod
+    def _identity_problem(session: PaaSession, authenticated: str | None) -> str:
+        """Why the identity the EAP method authenticated cannot be this session's, or "".
+
+        The session's NAI (and with it the Home Address, the MIPv6 SA at the HA, the NSIS
+        token, supersession) is only ever the authenticated identity: EAP-PSK's ID_P,
+        which MAC_P covers (RFC 4764), as the AAA backend reports it. The EAP Identity
+        Response is a claim nobody verified (RFC 3748 section 5.1); a peer whose
+        credentials prove A while it claimed B is refused, as is a re-authentication that
+        proves anybody else than the session's user."""
+        if not authenticated:
+            return "no authenticated identity from the AAA backend"
+        if session.claimed_nai is not None and session.claimed_nai != authenticated:
+            return "EAP Identity Response differs from the authenticated identity"
+        if session.nai is not None and session.nai != authenticated:
+            return "re-authentication proved another identity than the session's"
+        return ""
 
     def _derive_sa(self, session: PaaSession, msk: bytes | None) -> PanaSa | None:
         if not (msk and session.pac_nonce and session.paa_nonce and session.prf_alg):
@@ -613,6 +648,7 @@ class PaaCore:
             ch.outstanding = None
             actions += self.timers.disarm(_timer("rtx", session.session_id))
         session.reauth = True
+        session.claimed_nai = None
         session.paa_nonce = session.pac_nonce = None
         actions.append(self.timers.arm(_timer("auth", session.session_id),
                                        now + self.config.auth_timeout))
