@@ -43,8 +43,9 @@ Session flow (RFC 5609 state names in brackets):
         REQ_IRT/REQ_MRC; it is removed (PanaSessionClosed "superseded") on the PTA
         or when the PTR's retransmissions give up.
 
-Relayed PaCs: a PRY from a relay element carries PaC-Information and the PaC's message;
-the session remembers the relay and every message to that PaC goes back inside a PRY.
+Relayed PaCs: a PRY from a configured relay element (`PaaConfig.relays`; from anywhere
+else it is dropped) carries PaC-Information and the PaC's message; the session remembers
+the relay and every message to that PaC goes back inside a PRY.
 
 The MIPv6 SA is announced (MipSaEstablished) when the final PAR is sent, not when its
 answer arrives, so the runtime's push to the HA races ahead of the MN's Binding Update
@@ -54,6 +55,7 @@ the SA is revoked with the session.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -89,6 +91,13 @@ class PaaState(str, enum.Enum):
     TERMINATING = "terminating"      # PTR sent
 
 
+def _normal(address: str) -> str:
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
+
+
 def _timer(kind: str, session_id: int) -> tuple:
     return ("pana-paa", kind, session_id)
 
@@ -100,7 +109,10 @@ class PaaConfig:
     integrity_algorithms: tuple[int, ...] = (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128)
     offer_pana_sa: bool = True                   # False: no algorithms, hence no AUTH ever
     eap_in_start: bool = True                    # EAP-Request/Identity in PAR[S]
-    accept_relay: bool = True                    # serve PaCs behind an RFC 6345 relay
+    # RFC 6345 relay elements (their addresses) whose PRY messages are served; a PRY's
+    # PaC-Information decides where the PAA's answers go, so a PRY from anywhere else is
+    # dropped ("relay not configured"). Empty: no relayed PaCs.
+    relays: frozenset[str] | tuple[str, ...] = ()
     mip6: mip6.Mip6Policy | None = None          # None: a plain PAA, ignores the extension
     authorize: Callable[[str | None, dict], bool] | None = None  # False: Result-Code 2
     # The first EAP request of each (re-)authentication of a session, e.g. from the
@@ -172,6 +184,7 @@ class PaaCore:
         self._tombstones: dict[int, _Tombstone] = {}
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
+        self._relays = frozenset(_normal(a) for a in self.config.relays)
 
     # ---- input from the network
     def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT) -> list[Action]:
@@ -179,8 +192,8 @@ class PaaCore:
             msg = decode_message(data)
             peer = Peer(src, port)
             if msg.type == RELAY:
-                if not self.config.accept_relay:
-                    return self._drop("relay not accepted", msg)
+                if _normal(src) not in self._relays:
+                    return self._drop("relay not configured", msg, detail=src)
                 info = msg.pac_information
                 msg = decode_message(msg.relayed_message)
                 if msg.type == RELAY:

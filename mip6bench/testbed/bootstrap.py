@@ -168,12 +168,19 @@ class BootstrapServices:
             "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
             "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
             "authz_peers": {self.fw_address: str(self.authz_psk_path())},
-            **s.extra_paa_options})
+            "relays": self.relay_addresses(), **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():
                 self._agent(node, "rao", "rao_forwarder", {"interfaces": interfaces})
                 self.forwarders.append(node)
         return self
+
+    def relay_addresses(self) -> list[str]:
+        """Where the PAA accepts PRY messages from: every address of the access routers,
+        the nodes a PANA relay element (agents/pre.py) runs on; it answers from whichever
+        address the route back to the PAA picks."""
+        return sorted({address.split("/")[0] for ar in self.tb.plan.by_role("ar")
+                       for _intf, address in ar.addresses})
 
     def forwarder_interfaces(self) -> dict[str, list[str]]:
         plan = self.tb.plan
