@@ -172,7 +172,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.bu_spi = bu_spi
         self.sa_channel = SaChannelHa({paa: bytes.fromhex(psk) for paa, psk in opts.sadist_peers.items()},
                                       self.sa_store, emit=self.emit, port=opts.sadist_port,
-                                      on_change=self._on_sa_change)
+                                      on_change=lambda *_change: self._arm_sa_expiry())
         try:
             await self.sa_channel.open()
         except OSError as exc:
@@ -352,20 +352,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
     def _expire_sas(self) -> None:
         for sa in self.sa_store.expire(self.io.now()):
             self.emit("mipv6.sa_expired", spi=sa.spi, hoa=sa.hoa)
-            self._end_bindings_of(sa.spi, "expired")
         self._arm_sa_expiry()
-
-    def _on_sa_change(self, kind: str, spi: int, _sa, why) -> None:
-        """SA distribution installed or removed an SA. A revoked one (PANA session ended,
-        superseded, lifetime over) takes its bindings with it; one replaced by re-keying
-        ("revoked: rekeyed") does not: the MN re-registers with its successor."""
-        if kind == "remove" and why != "revoked: rekeyed":
-            self._end_bindings_of(spi, str(why))
-        self._arm_sa_expiry()
-
-    def _end_bindings_of(self, spi: int, reason: str) -> None:
-        if getattr(self, "io", None) is not None:   # the SA channel opens before the io
-            self.io.execute(self.core.sa_revoked(spi, reason, self.io.now()))
 
     # ------------------------------------------------------------------ control
     def commands(self):   # called before start(): the SA channel is looked up per request
@@ -420,7 +407,6 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise LookupError(f"no SA with SPI {spi}")
         self._arm_sa_expiry()
         self.emit("mipv6.sa_removed", spi=spi, hoa=sa.hoa)
-        self._end_bindings_of(spi, "removed by command")
         return {"spi": spi}
 
     async def cmd_sas(self, _req) -> list:

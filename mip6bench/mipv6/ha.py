@@ -22,9 +22,7 @@ A Binding Update is checked in this order, and rejected before any state changes
   6. sequence number against the cached entry, modulo 2**16 (135, with the last accepted
      sequence number in the BA).
   7. deregistration (lifetime 0 or CoA == HoA) without a home registration: 133.
-  8. capacity (130); lifetime capped to ``max_lifetime`` and to the SA's remaining lifetime
-     (the BA carries the capped value; an SA with under 4 s left: 146); ``sa_revoked(spi,
-     reason, now)`` ends the bindings an SA authorised;
+  8. capacity (130); lifetime capped to ``max_lifetime`` (the BA carries the capped value);
      DAD for a new registration when ``perform_dad`` (RequestDAD, then 134 on failure).
 Accepted registrations produce InstallBinding + TunnelUp (new entry or new CoA); removal
 (deregistration or expiry) produces RemoveBinding + TunnelDown. BAs are signed with the
@@ -33,7 +31,6 @@ SA's MN-HA key and carry the BU's timestamp. Timers: ("binding", hoa) expiry,
 """
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -162,8 +159,7 @@ class HomeAgent(BindingCacheCore):
             sa = self._authenticate(bu, pkt, hoa, coa, now)
             timestamp = self._check_replay(bu, sa, now)
             self._check_identity(bu, sa, hoa, now)
-            request = self._cap_by_sa(self._check_registration(bu, pkt, hoa, coa, sa, timestamp),
-                                      now)
+            request = self._check_registration(bu, pkt, hoa, coa, sa, timestamp)
         except _Reject as rej:
             return self._reject(bu, pkt, hoa, coa, sa if rej.signed else None, rej, now)
         if request.bu.lifetime == 0 or coa == hoa:
@@ -242,32 +238,6 @@ class HomeAgent(BindingCacheCore):
             raise _Reject(BAStatus.INSUFFICIENT_RESOURCES, "binding cache full")
         granted = min(bu.lifetime, self.max_lifetime)
         return _BindingRequest(bu, pkt, hoa, coa, sa, granted, timestamp)
-
-    def _cap_by_sa(self, request: _BindingRequest, now: float) -> _BindingRequest:
-        """A binding lives no longer than the SA that authorised it: its lifetime is cut
-        to the SA's remaining lifetime (rounded down to the 4 s units of the wire; the BA
-        says so). An SA with less than one unit left cannot authorise a registration."""
-        expires = request.sa.expires_at
-        if expires is None or request.bu.lifetime == 0 or request.coa == request.hoa:
-            return request
-        remaining = wire_lifetime(expires - now)
-        if remaining <= 0:
-            raise _Reject(BAStatus.MIPV6_AUTH_FAIL, "security association expires within 4 s")
-        if remaining < request.granted:
-            self.counters["bu.lifetime_capped_by_sa"] += 1
-            return dataclasses.replace(request, granted=remaining)
-        return request
-
-    def sa_revoked(self, spi: int, reason: str, now: float) -> list[Action]:
-        """The SA with this SPI was revoked (e.g. its PANA session ended or was
-        superseded): the bindings it authorised end now, not when their lifetime runs out.
-        (An SA replaced by re-keying is not revoked in this sense: the MN re-registers
-        with its successor.)"""
-        actions: list[Action] = []
-        for hoa in [h for h, e in self.bindings.items() if e.spi == spi]:
-            self.counters["binding.ended_by_sa_revocation"] += 1
-            actions += self._remove_entry(hoa, f"SA revoked: {reason}")
-        return actions   # a BU waiting for DAD is answered 146 then (SA gone during DAD)
 
     # ------------------------------------------------------------------ outcomes
 

@@ -458,38 +458,3 @@ def test_ha_constructor_validation():
     with pytest.raises(ValueError):
         HomeAgent(HA, [HOME_PREFIX], SAStore(), brr_lead=0)
 
-
-
-# ---- bindings do not outlive their authorization (issue 10, defect 4)
-
-def test_binding_lifetime_is_capped_by_the_sa_remaining_lifetime():
-    sa = make_sa(expires_at=T0 + 101)          # PANA's SA: 101 s left
-    ha = make_ha(sa)
-    actions = send(ha, bu_packet(sa, lifetime=400))
-    ba, _ = only_ba(actions)
-    assert ba.status == 0 and ba.lifetime == 100          # whole 4 s units
-    assert ha.binding(HOA).expires_at == T0 + 100 <= sa.expires_at
-    assert ha.counters["bu.lifetime_capped_by_sa"] == 1
-    # A request shorter than what the SA has left is granted as asked.
-    ba, _ = only_ba(send(make_ha(sa), bu_packet(sa, lifetime=40)))
-    assert ba.lifetime == 40
-
-
-def test_an_sa_about_to_expire_cannot_authorise_a_registration():
-    sa = make_sa(expires_at=T0 + 3)
-    ha = make_ha(sa)
-    ba, _ = only_ba(send(ha, bu_packet(sa, lifetime=400)))
-    assert ba.status == BAStatus.MIPV6_AUTH_FAIL and ha.binding(HOA) is None
-
-
-def test_revoking_the_sa_ends_its_bindings_at_once():
-    ha = make_ha()
-    send(ha, bu_packet(lifetime=400))
-    assert ha.binding(HOA) is not None
-    assert ha.sa_revoked(SPI + 1, "terminated by PaC", T0 + 1) == []     # another SA
-    actions = ha.sa_revoked(SPI, "terminated by PaC", T0 + 1)
-    assert ha.binding(HOA) is None
-    assert effects(actions, RemoveBinding) == [
-        RemoveBinding(HOA, COA1, True, "SA revoked: terminated by PaC")]
-    assert effects(actions, TunnelDown) and StopTimer(("binding", HOA)) in actions
-    assert ha.counters["binding.ended_by_sa_revocation"] == 1
