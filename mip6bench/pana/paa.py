@@ -121,6 +121,14 @@ class PaaConfig:
     first_eap_request: Callable[[int], bytes] | None = None
     auth_timeout: float = 60.0                   # RFC 5609 FAILED_SESS_TIMEOUT
     max_sessions: int = 100_000
+    # Half-open sessions (PAR[S] sent, no PAN[S] yet): a PCI costs a stranger one spoofed
+    # datagram, so they are bounded in all and per PaC address, and the PAR[S] is
+    # retransmitted fewer times than other requests (at most 1 + mrc datagrams toward an
+    # address that never answered).
+    max_handshakes: int = 1024
+    max_handshakes_per_source: int = 4
+    handshake_retransmit: RetransmitPolicy = RetransmitPolicy(irt=1.0, mrt=30.0, mrc=3,
+                                                              mrd=0.0)
     closed_linger: float = 30.0                  # answer retransmitted PTRs after close
     req_retransmit: RetransmitPolicy = REQ_RETRANSMIT
 
@@ -159,6 +167,8 @@ class PaaSession:
     closing_reason: str = ""            # why the PTR we sent ends the session
     lifetime: int | None = None
     aaa_pending: bool = False
+    half_open: bool = False             # counted in PaaCore's half-open handshakes
+    handshake_address: str = ""
 
     @property
     def peer(self) -> Peer:
@@ -181,6 +191,8 @@ class PaaCore:
         self.counters: Counter[str] = Counter()
         self.timers = TimerTable()
         self._handshakes: dict[Peer, int] = {}
+        self._half_open: Counter[str] = Counter()   # PaC address -> sessions in HANDSHAKE
+        self._half_open_total = 0
         self._tombstones: dict[int, _Tombstone] = {}
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
@@ -262,6 +274,11 @@ class PaaCore:
             return self._drop("duplicate PCI", msg)  # our PAR[S] is being retransmitted
         if len(self.sessions) >= self.config.max_sessions:
             return self._drop("too many sessions", msg)
+        if self._half_open_total >= self.config.max_handshakes:
+            return self._drop("too many handshakes", msg)
+        if self._half_open[peer.address] >= self.config.max_handshakes_per_source:
+            return self._drop("too many handshakes from this address", msg,
+                              detail=peer.address)
         hint = 0
         try:
             hint = mip6.bootstrap_request(msg) or 0
@@ -281,13 +298,17 @@ class PaaCore:
         session.mip6_request = mip6_hint if self.config.mip6 else 0
         self.sessions[sid] = session
         self._handshakes[peer] = sid
+        self._half_open[peer.address] += 1
+        self._half_open_total += 1
+        session.half_open, session.handshake_address = True, peer.address
         avps = []
         if self.config.eap_in_start:
             avps.append(eap_payload_avp(self._identity_request(session)))
         if self.config.offer_pana_sa:
             avps += [prf_algorithm_avp(a) for a in self.config.prf_algorithms]
             avps += [integrity_algorithm_avp(a) for a in self.config.integrity_algorithms]
-        actions = self._request(session, AUTH, FLAG_R | FLAG_S, avps, now)
+        actions = self._request(session, AUTH, FLAG_R | FLAG_S, avps, now,
+                                policy=self.config.handshake_retransmit)
         session.i_par = session.channel.outstanding.data
         actions.append(self.timers.arm(_timer("auth", sid), now + self.config.auth_timeout))
         actions.append(self._event("pana.session_created", session, pac=peer.address,
@@ -376,6 +397,7 @@ class PaaCore:
 
     def _on_start_answer(self, session: PaaSession, msg: Message, now: float) -> list[Action]:
         self._handshakes.pop(session.peer, None)
+        self._close_half_open(session)
         session.i_pan = msg.raw
         if self.config.offer_pana_sa:
             session.prf_alg, session.integrity_alg = msg.prf_algorithms[0], \
@@ -720,9 +742,11 @@ class PaaCore:
 
     # ---- helpers
     def _request(self, session: PaaSession, msg_type: int, flags: int, avps, now: float,
-                 sa: PanaSa | None = None) -> list[Action]:
+                 sa: PanaSa | None = None, policy: RetransmitPolicy | None = None
+                 ) -> list[Action]:
         ch = session.channel
-        data = ch.request(msg_type, flags, avps, now, self.config.req_retransmit, sa=sa)
+        data = ch.request(msg_type, flags, avps, now, policy or self.config.req_retransmit,
+                          sa=sa)
         return [self._send(ch.peer, data),
                 self.timers.arm(_timer("rtx", session.session_id),
                                 ch.outstanding.backoff.deadline)]
@@ -741,6 +765,7 @@ class PaaCore:
             return []
         if self._handshakes.get(session.peer) == sid:
             del self._handshakes[session.peer]
+        self._close_half_open(session)
         actions: list[Action] = []
         for kind in ("rtx", "lifetime", "auth"):
             actions += self.timers.disarm(_timer(kind, sid))
@@ -756,6 +781,15 @@ class PaaCore:
             self._tombstones[sid] = _Tombstone(ch.peer, ch.last_request_raw, ch.last_answer,
                                                now + self.config.closed_linger)
         return actions
+
+    def _close_half_open(self, session: PaaSession) -> None:
+        if session.half_open:
+            session.half_open = False
+            address = session.handshake_address
+            self._half_open[address] -= 1
+            self._half_open_total -= 1
+            if self._half_open[address] <= 0:
+                del self._half_open[address]
 
     def _drop(self, reason: str, msg: Message | None = None,
               session: PaaSession | None = None, detail: str = "") -> list[Action]:
