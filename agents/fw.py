@@ -44,6 +44,12 @@ class Options:
     authorization: str = "token"           # token | pull | token-or-pull
     authz: dict | None = None              # pull: the PAA's authorization channel
     natfw_max_lifetime: int = 3600
+    # Interfaces where GIST intercepts Q-mode NATFW Queries (default: outside). The home
+    # network's firewall also intercepts on its inside: Queries the HA forwards out of
+    # the reverse tunnel (an MN's home-address sessions toward a CN) are path-coupled
+    # through it, and their GIST Responses come back to it instead of to the home
+    # address, which its default-deny policy would drop.
+    intercept: list[str] | None = None
 
     def __post_init__(self):
         if self.authorization not in ("token", "pull", "token-or-pull"):
@@ -92,7 +98,8 @@ class FirewallAgent(WaitableEvents, Agent):
         keys = {o.token_key_id: read_psk_file(o.token_key_file)} if o.token_key_file else {}
         try:
             self.natfw = await open_forwarder(
-                self, addresses=o.addresses, intercept=o.outside, token_keys=keys,
+                self, addresses=o.addresses, intercept=tuple(o.intercept or (o.outside,)),
+                token_keys=keys,
                 pinholes=self.pinhole_table, authorization=o.authorization, authz=o.authz,
                 max_lifetime=o.natfw_max_lifetime)
         except OSError as exc:

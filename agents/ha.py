@@ -82,6 +82,8 @@ class Options:
     brr_lead: float | None = None
     sadist_peers: dict[str, str] = dataclasses.field(default_factory=dict)  # PAA address -> PSK (hex)
     sadist_port: int = 7716            # mip6bench.aaa.sadist.SADIST_PORT
+    nsis: bool = False                 # GIST + a NATFW responder (the HA behind the home
+                                       # network's firewall consents to MNs' pinholes)
 
     def __post_init__(self):
         ipaddress.IPv6Address(self.address)
@@ -118,7 +120,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
                               max_lifetime=opts.max_lifetime, max_bindings=opts.max_bindings,
                               perform_dad=opts.perform_dad, dad_timeout=opts.dad_timeout_ms / 1000 + 1.0,
                               refresh_advice=opts.refresh_advice, brr_lead=opts.brr_lead,
-                              clock_offset=ntp_clock_offset(loop.time()))
+                              clock_offset=ntp_clock_offset(loop.time()),
+                              natfw_sa_on_demand=bool(opts.sadist_peers))
         self.rules = InterceptRules(None, NFT_TABLE)
         self.tunnelled: dict[str, str] = {}     # hoa -> coa the kernel tunnels to
         self.proxied: set[str] = set()          # addresses we answer ND for
@@ -143,6 +146,9 @@ class HomeAgentAgent(WaitableEvents, Agent):
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
         self.dad_waiters: dict[str, asyncio.Future] = {}
         self._arm_sa_expiry()
+        self.nsis = None
+        if opts.nsis:
+            await self._open_nsis()
         self.emit("mipv6.ha.started", address=opts.address, backend=self.backend.name,
                   kernel_setup_ms=round((time.monotonic() - t0) * 1000, 3),
                   sas=len(self.sa_store), home_prefix=opts.home_prefix,
@@ -179,7 +185,38 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot open the SA distribution channel on port {opts.sadist_port}: "
                                  f"{exc.strerror}") from None
 
+    async def _open_nsis(self) -> None:
+        """GIST and the NATFW responder: the home network's firewall asks our consent for
+        a mobile node's pinholes toward us; HomeAgent.natfw_consent decides."""
+        from mip6bench.gist.core import GistConfig
+        from mip6bench.natfw import wire as w
+        from mip6bench.natfw.core import NrCore
+        from mip6bench.runtime.gist import GistService
+        from mip6bench.runtime.natfw import NatfwService
+
+        def policy(sid, mri, msg):
+            m = msg.get(w.Mip6Flow)
+            why = self.core.natfw_consent(mri.source, mri.destination, mri.protocol,
+                                          m.kind if m else None, m.mh_type if m else 0,
+                                          m.home_address if m else None, self.io.now())
+            if why is None:
+                return None
+            self.count("natfw.refused")
+            self.emit("natfw.ha_refused", session=sid.hex(), source=mri.source, reason=why)
+            return w.ERR_POLICY_DENIED
+
+        self.gist = GistService(self, GistConfig(peer_identity=b"ha", addresses=(self.options.address,),
+                                                 nslps=frozenset({w.NSLPID})), c_mode=True)
+        self.nr = NrCore(policy=policy)
+        self.nsis = NatfwService(self, self.gist, self.nr)
+        try:
+            await self.gist.start()
+        except OSError as exc:
+            raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
+
     async def stop(self) -> None:
+        if getattr(self, "nsis", None) is not None:
+            await self.nsis.aclose()
         if self.sa_channel is not None:
             await self.sa_channel.close()
         if self.sa_timer:
@@ -370,6 +407,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
                "perform_dad": self.options.perform_dad, "dad_timeout_ms": self.options.dad_timeout_ms}
         if self.sa_channel is not None:
             out["sadist"] = dict(self.sa_channel.core.counters)
+        if getattr(self, "nsis", None) is not None:
+            out.update(natfw=dict(self.nr.counters), gist=self.gist.counters())
         return out
 
     def dump(self) -> dict:

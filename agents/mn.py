@@ -118,6 +118,8 @@ class Options:
     firewall_traversal: bool | None = None     # open pinholes before RR (default: nsis)
     nsis_token: str | None = None              # hex SESSION_AUTH token (static; PANA brings its own)
     natfw_lifetime: int = 60                   # requested pinhole lifetime (s)
+    home_traversal: bool = False               # the HA is behind a firewall: open it with
+                                               # NSIS before each new CoA's first home BU
 
     def __post_init__(self):
         if not self.interfaces:
@@ -134,6 +136,8 @@ class Options:
             raise ValueError(f"tunnel_backend must be one of {tunnel.BACKENDS + ('auto',)}")
         if self.firewall_traversal and not self.nsis:
             raise ValueError("firewall_traversal needs nsis")
+        if self.home_traversal and not self.nsis:
+            raise ValueError("home_traversal needs nsis")
         if self.nsis_token is not None:
             bytes.fromhex(self.nsis_token)
         if self.natfw_lifetime <= 0:
@@ -341,7 +345,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                rr_max_attempts=self.options.rr_max_attempts,
                                clock_offset=ntp_clock_offset(self.loop.time()),
                                firewall_traversal=self._traversal_wanted(),
-                               traversal_timeout=scaled(10.0))
+                               traversal_timeout=scaled(10.0),
+                               home_traversal=self.options.home_traversal)
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
                              tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
                              egress_ifindex=self._egress_ifindex)

@@ -69,26 +69,34 @@ def _round(v):
     return None if v is None else round(v, 3)
 
 
+def expected_reach(plan, a: str, b: str) -> tuple[bool, str]:
+    """Whether unsolicited traffic from node a reaches node b (and is answered), with the
+    reason: every firewall (Plan.firewalls) drops what enters the network it protects
+    (its extra["protects"]) or itself from outside; what a node inside starts is answered
+    through conntrack."""
+    from mip6bench.testbed.operational import is_firewall
+
+    def protector(node: str) -> str | None:
+        return next((f.name for f in plan.firewalls() if node in f.extra.get("protects", ())), None)
+
+    if is_firewall(plan.nodes[b]):
+        if protector(a) == b:
+            return True, "the firewall accepts what comes from its inside"
+        return False, "the firewall accepts no unsolicited traffic itself"
+    guard = protector(b)
+    if guard is None:
+        return True, "an unprotected destination"
+    if a == guard:
+        return True, "the firewall itself reaches its inside"
+    if protector(a) == guard:
+        return True, "within the protected network"
+    return False, f"unsolicited from outside into the network behind {guard}"
+
+
 def reachability(tb, params, mn_addresses) -> dict:
     """Expected outcomes: (src, dst, expect_delivered, expect_answered, why)."""
-    outside = [n.name for n in tb.plan.hosts() if n.role not in ("cn",)]
-    inside = [n.name for n in tb.plan.by_role("cn")]
-    cases = []
-    for a in outside:
-        for b in outside:
-            if a == b:
-                continue
-            if b == "fw":
-                cases.append((a, b, False, "the firewall accepts no unsolicited traffic itself"))
-            else:
-                cases.append((a, b, True, "outside pair"))
-    for c in inside:
-        for x in outside:
-            cases.append((c, x, True, "flow started inside: return traffic passes"))
-            if x != "fw":
-                cases.append((x, c, False, "unsolicited from outside into the CN network"))
-            else:
-                cases.append((x, c, True, "the firewall itself reaches its inside"))
+    names = [n.name for n in tb.plan.hosts()]
+    cases = [(a, b, *expected_reach(tb.plan, a, b)) for a in names for b in names if a != b]
     flows = [Flow(f"{a}->{b}", tb.node(a).pid, _address(tb, a, mn_addresses), tb.node(b).pid,
                   _address(tb, b, mn_addresses)) for a, b, _, _ in cases]
     results = probe_flows(flows, count=params["reach_probes"], interval=0.01, linger=1.0)

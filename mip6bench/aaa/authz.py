@@ -91,7 +91,7 @@ from mip6bench.codec import DecodeError, Reader
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
 AUTHZ_PORT = SADIST_PORT
-MIP6_NONE, MIP6_MH, MIP6_HAO, MIP6_RH2 = 0, 1, 2, 3
+MIP6_NONE, MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL = 0, 1, 2, 3, 4
 PROTO_MH = 135
 F_HOME_ADDRESS, F_REQUESTER, F_SUB_PORTS = 0x01, 0x02, 0x04
 MAX_SESSION_ID = 32
@@ -150,15 +150,15 @@ class AuthzQuery:
             raise ValueError("ports are 0..65535")
         if self.sub_ports not in (0, 1):
             raise ValueError("sub_ports is 0 or 1")
-        if self.mip6_kind not in (MIP6_NONE, MIP6_MH, MIP6_HAO, MIP6_RH2):
+        if self.mip6_kind not in (MIP6_NONE, MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL):
             raise ValueError(f"MIPv6 kind {self.mip6_kind}")
         if self.mip6_kind != MIP6_MH and self.mh_type:
             raise ValueError("an MH type only for Mobility Header flows")
         if self.mip6_kind == MIP6_MH and (self.protocol != PROTO_MH or self.source_port
                                            or self.destination_port or self.sub_ports):
             raise ValueError("a Mobility Header flow is protocol 135 without ports")
-        if self.mip6_kind in (MIP6_HAO, MIP6_RH2) and self.home_address is None:
-            raise ValueError("HAO and RH2 flows name the home address")
+        if self.mip6_kind in (MIP6_HAO, MIP6_RH2, MIP6_TUNNEL) and self.home_address is None:
+            raise ValueError("HAO, RH2 and tunnel flows name the home address")
         if not 1 <= len(self.session_id) <= MAX_SESSION_ID:
             raise ValueError(f"NSIS session id is 1..{MAX_SESSION_ID} bytes")
         set_(self, "session_id", bytes(self.session_id))
@@ -177,7 +177,7 @@ class AuthzQuery:
 
     def describe(self) -> str:
         kind = {MIP6_MH: f" mh type {self.mh_type}", MIP6_HAO: " with HAO",
-                MIP6_RH2: " with RH2"}.get(self.mip6_kind, "")
+                MIP6_RH2: " with RH2", MIP6_TUNNEL: " tunnel"}.get(self.mip6_kind, "")
         return (f"proto {self.protocol}{kind} {self.source}:{self.source_port} -> "
                 f"{self.destination}:{self.destination_port}")
 

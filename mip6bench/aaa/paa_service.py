@@ -319,13 +319,13 @@ class PaaService:
                     self._aaa_hoa[nai] = hoa
                 else:
                     events.append(Event("paa.bad_aaa_hoa", {"session_id": sid, "hoa": hoa}))
-            kind, msk = "success", done.msk
+            kind, msk, emsk = "success", done.msk, done.emsk   # emsk: embedded server only
         else:
-            kind, msk = "failure", None
+            kind, msk, emsk = "failure", None, None
         events.append(Event("paa.aaa_result", {"session_id": sid, "result": kind,
                                                "nai": attrs.get("nai")}))
         return events + self._process(self.paa.aaa_result(sid, kind, packets[-1], msk, attrs,
-                                                          now), "pana", now)
+                                                          now, emsk=emsk), "pana", now)
 
     def _authenticated_identity(self, pt: EapPassThrough,
                                 user_name: str | None) -> str | None:

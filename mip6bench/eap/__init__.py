@@ -1,6 +1,6 @@
 """EAP (RFC 3748) with EAP-PSK (RFC 4764): wire codecs and sans-I/O cores.
 
-No sockets, no clocks; AES comes from OpenSSL through mip6bench.crypto (ctypes).
+No sockets, no clocks; AES comes from the `cryptography` package through mip6bench.crypto.
 The cores take EAP packets as bytes and return actions (see `actions`):
 
 PaC (peer side)::

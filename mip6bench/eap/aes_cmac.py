@@ -2,9 +2,9 @@
 
 EAP-PSK (RFC 4764) uses a single primitive, AES-128 (section 3): raw block
 encryptions for its key derivations and CMAC (RFC 4493, called OMAC1 in the EAX
-paper) for MAC_P, MAC_S and inside EAX. Both come from mip6bench.crypto (OpenSSL's
-libcrypto); this module only fixes the key size and adds the tweaked OMAC that EAX
-needs.
+paper) for MAC_P, MAC_S and inside EAX. Both come from mip6bench.crypto (the
+`cryptography` package); this module only fixes the key size and adds the tweaked OMAC
+that EAX needs.
 
     aes128_encrypt_block(key, block) -> 16 bytes
     aes_cmac(key, data) -> 16-byte tag

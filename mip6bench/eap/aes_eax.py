@@ -27,7 +27,7 @@ class EaxAuthenticationError(ValueError):
 
 
 def _ctr(key: bytes, initial_counter: bytes, data: bytes) -> bytes:
-    # OpenSSL's AES-CTR increments the whole 16-byte block as one big-endian integer,
+    # AES-CTR (cryptography's) increments the whole 16-byte block as one big-endian integer,
     # which is exactly EAX's counter (the paper's N' + i mod 2^128).
     return aes128_ctr(key, initial_counter, data)
 

@@ -106,7 +106,7 @@ def signalling_messages(run_dir: str | Path) -> list[Message]:
     return messages_from_sightings(sightings)
 
 
-LANE_ORDER = ("mn", "ar", "core", "ha", "paa", "aaa", "fw", "cn")  # by name prefix
+LANE_ORDER = ("mn", "ar", "core", "hfw", "ha", "paa", "aaa", "fw", "cn")  # by name prefix
 
 
 def lanes_of(messages: list[Message]) -> list[str]:

@@ -106,6 +106,8 @@ class HomeAgent(BindingCacheCore):
     refresh_advice: if set, BAs carry a Binding Refresh Advice with this interval.
     clock_offset: added to ``now`` for RFC 4285 timestamps (seconds).
     brr_lead: send a BRR this many seconds before a binding expires (None: never).
+    natfw_sa_on_demand: the runtime fetches SAs when a BU arrives (SA distribution), so a
+        NATFW consent cannot wait for an SA bound to the home address (natfw_consent).
     """
 
     role = "ha"
@@ -115,7 +117,8 @@ class HomeAgent(BindingCacheCore):
                  served_home_addresses: Iterable[str] | None = None, policy: Policy | None = None,
                  perform_dad: bool = False, dad_timeout: float = 3.0,
                  refresh_advice: float | None = None, clock_offset: float = 0.0,
-                 brr_lead: float | None = None, random_bytes=os.urandom):
+                 brr_lead: float | None = None, natfw_sa_on_demand: bool = False,
+                 random_bytes=os.urandom):
         super().__init__(brr_lead=brr_lead, random_bytes=random_bytes)
         self.address = normalize_address(address)
         self.home_prefixes = [ipaddress.IPv6Network(p, strict=False) for p in home_prefixes]
@@ -135,6 +138,35 @@ class HomeAgent(BindingCacheCore):
         self.clock_offset = clock_offset
         self.last_timestamp: dict[int, int] = {}   # SPI -> last accepted replay timestamp
         self.pending_dad: dict[str, _BindingRequest] = {}
+        self.natfw_sa_on_demand = natfw_sa_on_demand
+
+    # ------------------------------------------------------------------ NATFW consent
+
+    def natfw_consent(self, source: str, destination: str, protocol: int, kind: int | None,
+                      mh_type: int, home_address: str | None, now: float) -> str | None:
+        """The NATFW responder's decision for a pinhole toward this HA behind the home
+        network's firewall (RFC 4487 section 3): None to consent, else why not. Consent
+        only to what a mobile node this HA serves needs from a care-of address: its BU
+        (Mobility Header type 5, with the Home Address option naming its home address)
+        and its reverse tunnel (IPv6-in-IPv6 whose inner source is the home address),
+        both toward this HA's own address. `kind` is the flow's MIPv6 kind (natfw.wire
+        MIP6_MH = 1, MIP6_TUNNEL = 4; None: no MIPv6 flow object)."""
+        if normalize_address(destination) != self.address:
+            return "not toward this home agent"
+        if home_address is None:
+            return "no home address named"
+        hoa, src = normalize_address(home_address), normalize_address(source)
+        if not self.on_home_link(hoa):
+            return f"{hoa} is not a home address here"
+        if self.served_home_addresses is not None and hoa not in self.served_home_addresses:
+            return f"{hoa} is not served here"
+        if src == hoa or self.on_home_link(src):
+            return "the source is not a care-of address"
+        if not ((protocol == 135 and kind == 1 and mh_type == 5) or (protocol == 41 and kind == 4)):
+            return "only the Binding Update and the reverse tunnel are consented to"
+        if not self.natfw_sa_on_demand and not self.sa_store.bound_to_hoa(hoa, now):
+            return f"no security association for {hoa}"
+        return None
 
     def _default_local_address(self) -> str:
         return self.address

@@ -56,8 +56,22 @@ switches (RouteOptimizationOn) only when that is granted, so no packet is droppe
 firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
 CoAs left behind (coa == hoa: the home address's session).
 
+Home firewall traversal (RFC 4487 section 3, with ``home_traversal``): the HA sits behind
+a stateful firewall that drops the BU from a care-of address and the reverse tunnel
+until NSIS opens them. Before the first BU to the HA for a new CoA (first registration
+and every handover) the core emits OpenPinholes(ha, hoa, coa, "home") and holds the BU
+until pinholes_ready(ha, coa, "home", ok=True); refreshes for the same CoA go straight
+out (the NATFW sessions refresh themselves). A refusal or ``traversal_timeout`` without
+an answer is counted (home_traversal.refused | .timeout), reported (RegistrationFailed,
+mipv6.mn.traversal_done ok=false) and retried for the same CoA after a back-off that
+doubles from INITIAL_BINDACK_TIMEOUT_FIRST_REG up to MAX_BINDACK_TIMEOUT (once it has
+reached the maximum, no more retries without ``retransmit_forever``). A move emits
+ClosePinholes(ha, ..., old coa, moving=True), so the same sessions are signalled again
+with the new CoA; returning home tears them down.
+
 A Binding Refresh Request from the HA triggers a re-registration; one from a CN with RO
-triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire") and
+triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire" |
+"traversal" | "traversal_retry") and
 ("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire").
 """
 from __future__ import annotations
@@ -146,6 +160,11 @@ class HomeBinding:
     expires_at: float = 0.0
     last_timestamp: int = -1       # last RFC 4285 timestamp sent
     last_acked_timestamp: int = -1  # timestamp of the last BA that accepted a BU
+    # Home firewall traversal: the CoA the "home" pinholes are open for, the CoA they are
+    # being signalled for, and the back-off before the next try after a failure.
+    traversal_coa: str | None = None
+    traversal_pending: str | None = None
+    traversal_backoff: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
 
 
 @dataclass
@@ -211,6 +230,8 @@ class MobileNode(MobilityCore):
         routability (OpenPinholes "rr", answered by pinholes_ready) and for the data once
         RO is on (OpenPinholes "data"); give up on RO with that CN for this CoA when the
         answer is a refusal or takes longer than traversal_timeout seconds.
+    home_traversal: the HA is behind a firewall: open it with NSIS (OpenPinholes
+        "home") before the first BU for each care-of address (see the module docstring).
     """
 
     def __init__(self, home_address: str, home_agent: str, sa_store: SAStore, *,
@@ -220,7 +241,8 @@ class MobileNode(MobilityCore):
                  link_local_compat: bool = False, use_alternate_coa: bool = True,
                  cn_ack: bool = True, rr_max_attempts: int = 5, max_resyncs: int = 3,
                  retransmit_forever: bool = True, firewall_traversal: bool = False,
-                 traversal_timeout: float = 10.0, random_bytes=os.urandom):
+                 traversal_timeout: float = 10.0, home_traversal: bool = False,
+                 random_bytes=os.urandom):
         super().__init__(random_bytes=random_bytes)
         self.hoa = normalize_address(home_address)
         self.ha = normalize_address(home_agent)
@@ -248,6 +270,7 @@ class MobileNode(MobilityCore):
         if traversal_timeout <= 0:
             raise ValueError("traversal_timeout must be positive")
         self.firewall_traversal = firewall_traversal
+        self.home_traversal = home_traversal
         self.traversal_timeout = traversal_timeout
         self.home = HomeBinding(seq=self._random_seq())
         self.correspondents: dict[str, CorrespondentBinding] = {}
@@ -307,6 +330,7 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [Event("mipv6.mn.returned_home", {"hoa": self.hoa, "old_coa": old})]
         if self.home.registered_coa is not None:
             actions.append(TunnelDown(self.hoa, "returned home"))
+        actions += self._close_home_pinholes("returned home")
         for entry in self.correspondents.values():
             had_binding = entry.has_binding
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
@@ -390,7 +414,70 @@ class MobileNode(MobilityCore):
         home.timeout = INITIAL_BINDACK_TIMEOUT_FIRST_REG if home.first_registration else INITIAL_BINDACK_TIMEOUT
         home.failure_reported = False
         home.resyncs = 0
-        return [StopTimer(("home", "refresh"))] + self._send_home_bu(now)
+        actions: list[Action] = [StopTimer(("home", "refresh"))]
+        if self.home_traversal and self.coa is not None and home.traversal_coa != self.coa:
+            # The HA's firewall is not open for this CoA yet: no BU until it is (a BU
+            # still outstanding for an earlier CoA is abandoned, its BA would be stale).
+            home.pending = None
+            home.state = "registering"
+            home.traversal_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
+            return actions + [StopTimer(("home", "retransmit"))] + self._open_home_pinholes(now)
+        return actions + self._send_home_bu(now)
+
+    # ------------------------------------------------------------------ home firewall traversal
+
+    def _open_home_pinholes(self, now: float) -> list[Action]:
+        home, coa = self.home, self.coa
+        actions: list[Action] = []
+        for old in {home.traversal_coa, home.traversal_pending} - {None, coa}:
+            # Moving on: the sessions stay, to be signalled again with the new CoA.
+            actions.append(ClosePinholes(self.ha, self.hoa, old, "movement to a new care-of address",
+                                         moving=True))
+        home.traversal_coa = None
+        if home.traversal_pending == coa:
+            return actions
+        home.traversal_pending = coa
+        self.counters["home_traversal.started"] += 1
+        return actions + [StopTimer(("home", "traversal_retry")),
+                          OpenPinholes(self.ha, self.hoa, coa, "home"),
+                          StartTimer(("home", "traversal"), now + self.traversal_timeout),
+                          Event("mipv6.mn.traversal_started", {"cn": self.ha, "coa": coa,
+                                                               "phase": "home"})]
+
+    def _home_pinholes_ready(self, coa: str, ok: bool, reason: str, now: float) -> list[Action]:
+        home = self.home
+        event = Event("mipv6.mn.traversal_done", {"cn": self.ha, "coa": coa, "phase": "home",
+                                                  "ok": ok, "reason": reason})
+        if home.traversal_pending is None or home.traversal_pending != coa or coa != self.coa:
+            self.counters["home_traversal.stale_answer"] += 1
+            return [event]
+        home.traversal_pending = None
+        actions: list[Action] = [event, StopTimer(("home", "traversal"))]
+        if not ok:
+            self.counters["home_traversal.refused"] += 1
+            return actions + self._home_traversal_failed(f"home firewall traversal failed: {reason}", now)
+        home.traversal_coa = coa
+        home.traversal_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
+        self.counters["home_traversal.ready"] += 1
+        return actions + self._send_home_bu(now)
+
+    def _home_traversal_failed(self, reason: str, now: float) -> list[Action]:
+        home = self.home
+        home.state = "registered" if home.registered_coa else "idle"
+        actions: list[Action] = [RegistrationFailed(self.ha, self.hoa, self.coa, None, reason)]
+        if home.traversal_backoff >= MAX_BINDACK_TIMEOUT and not self.retransmit_forever:
+            self.counters["home_traversal.gave_up"] += 1
+            return actions
+        actions.append(StartTimer(("home", "traversal_retry"), now + home.traversal_backoff))
+        home.traversal_backoff = min(home.traversal_backoff * 2, MAX_BINDACK_TIMEOUT)
+        return actions
+
+    def _close_home_pinholes(self, reason: str) -> list[Action]:
+        home = self.home
+        opened = sorted({home.traversal_coa, home.traversal_pending} - {None})
+        home.traversal_coa = home.traversal_pending = None
+        return [StopTimer(("home", "traversal")), StopTimer(("home", "traversal_retry"))] + [
+            ClosePinholes(self.ha, self.hoa, coa, reason) for coa in opened]
 
     def _send_home_bu(self, now: float) -> list[Action]:
         home = self.home
@@ -541,6 +628,21 @@ class MobileNode(MobilityCore):
         home = self.home
         if what == "retransmit":
             return self._home_retransmit(now)
+        if what == "traversal":
+            if home.traversal_pending is None or home.traversal_pending != self.coa:
+                return []
+            self.counters["home_traversal.timeout"] += 1
+            home.traversal_pending = None
+            return [Event("mipv6.mn.traversal_done", {"cn": self.ha, "coa": self.coa, "phase": "home",
+                                                      "ok": False, "reason": "timeout"})] + \
+                self._home_traversal_failed("home firewall traversal timed out", now)
+        if what == "traversal_retry":
+            if (self.coa is None or home.traversal_pending is not None
+                    or home.traversal_coa == self.coa):
+                return []
+            self.counters["home_traversal.retry"] += 1
+            home.state = "registering"
+            return self._open_home_pinholes(now)
         if what == "refresh":
             if home.state == "registered" and home.pending is None and self.coa is not None:
                 self.counters["home.refresh"] += 1
@@ -638,6 +740,8 @@ class MobileNode(MobilityCore):
 
     def pinholes_ready(self, cn: str, coa: str, phase: str, ok: bool, reason: str, now: float) -> list[Action]:
         """The runtime's answer to OpenPinholes: the firewall granted (ok) or refused."""
+        if phase == "home":
+            return self._home_pinholes_ready(normalize_address(coa), ok, reason, now)
         entry = self.correspondents.get(normalize_address(cn))
         coa = normalize_address(coa)
         event = Event("mipv6.mn.traversal_done", {"cn": cn, "coa": coa, "phase": phase, "ok": ok,

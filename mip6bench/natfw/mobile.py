@@ -15,6 +15,12 @@ phase into NATFW sessions, one per flow (a pinhole is one flow), each with a rol
                   coti  CoTI from the CoA
                   cbu   BU from the CoA (it carries a Home Address option)
     phase "data"  data  route-optimised data from the CoA with a Home Address option
+    phase "home"  habu  BU to the home agent from the CoA (with a Home Address option)
+                  htun  the reverse tunnel CoA -> HA (IPv6-in-IPv6, next header 41,
+                        inner source the HoA: what every tunnel backend sends)
+                  (here `cn` is the home agent, behind its home network's firewall,
+                  RFC 4487 section 3; its BA and the HA -> MN tunnel leave the home
+                  network and pass as outbound traffic)
 
 A session lives per (correspondent, role) for as long as the MN wants route optimisation
 there: the home address's sessions do not change with a handover; the CoA's keep their
@@ -38,6 +44,7 @@ from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore
 from mip6bench.sansio import Action, Effect, Event
 
 IPPROTO_MH = 135
+IPPROTO_IPV6 = 41
 MH_HOTI, MH_COTI, MH_BU = 1, 2, 5
 
 
@@ -68,6 +75,9 @@ def phase_flows(cn: str, hoa: str, coa: str, phase: str) -> list[tuple[str, Flow
                 ("cbu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa)))]
     if phase == "data":
         return [("data", FlowSpec(coa, cn, 0, w.Mip6Flow(w.MIP6_HAO, 0, hoa)))]
+    if phase == "home":
+        return [("habu", FlowSpec(coa, cn, IPPROTO_MH, w.Mip6Flow(w.MIP6_MH, MH_BU, hoa))),
+                ("htun", FlowSpec(coa, cn, IPPROTO_IPV6, w.Mip6Flow(w.MIP6_TUNNEL, 0, hoa)))]
     raise ValueError(f"unknown traversal phase {phase!r}")
 
 

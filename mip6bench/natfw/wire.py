@@ -390,7 +390,8 @@ class SessionAuth:
 
 
 # Mobile IPv6 flow extension (this testbed; private object type 0x7D0)
-MIP6_MH, MIP6_HAO, MIP6_RH2 = 1, 2, 3
+MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL = 1, 2, 3, 4
+MIP6_KINDS = (MIP6_MH, MIP6_HAO, MIP6_RH2, MIP6_TUNNEL)
 MH_TYPES = {1: "HoTI", 2: "CoTI", 5: "BU", 6: "BA", 3: "HoT", 4: "CoT", 0: "BRR", 7: "BE"}
 
 
@@ -398,21 +399,23 @@ MH_TYPES = {1: "HoTI", 2: "CoTI", 5: "BU", 6: "BA", 3: "HoT", 4: "CoT", 0: "BRR"
 class Mip6Flow:
     """What GIST's MRI (addresses, protocol, ports) cannot say about a Mobile IPv6 flow:
     kind (8: 1 Mobility Header, 2 data with a Home Address option, 3 data with a type 2
-    routing header) | MH type (8: for kind 1, RFC 6275 numbers; else 0) | reserved (16),
-    then the home address (16 bytes) for kinds 2 and 3 and optionally for kind 1."""
+    routing header, 4 the reverse tunnel: IPv6-in-IPv6 (RFC 2473, next header 41) whose
+    inner source is the home address) | MH type (8: for kind 1, RFC 6275 numbers; else
+    0) | reserved (16), then the home address (16 bytes) for kinds 2, 3 and 4 and
+    optionally for kind 1."""
     TYPE: ClassVar[int] = T_MIP6_FLOW
     kind: int
     mh_type: int = 0
     home_address: str | None = None
 
     def __post_init__(self):
-        if self.kind not in (MIP6_MH, MIP6_HAO, MIP6_RH2):
-            raise ValueError("kind is 1 (MH), 2 (HAO) or 3 (RH2)")
+        if self.kind not in MIP6_KINDS:
+            raise ValueError("kind is 1 (MH), 2 (HAO), 3 (RH2) or 4 (tunnel)")
         _u(self.mh_type, 8, "MH type")
         if self.kind != MIP6_MH and self.mh_type:
             raise ValueError("MH type only for Mobility Header flows")
         if self.kind != MIP6_MH and self.home_address is None:
-            raise ValueError("HAO and RH2 flows name the home address")
+            raise ValueError("HAO, RH2 and tunnel flows name the home address")
         if self.home_address is not None:
             _set(self, "home_address", str(ipaddress.IPv6Address(self.home_address)))
 
@@ -427,7 +430,7 @@ class Mip6Flow:
         kind, mh, resv = r.u8(), r.u8(), r.u16()
         if resv:
             _fail("reserved bits set in MIP6 flow", ERR_UNKNOWN_FIELD_VALUE, T_MIP6_FLOW)
-        if kind not in (MIP6_MH, MIP6_HAO, MIP6_RH2) or (kind != MIP6_MH and mh):
+        if kind not in MIP6_KINDS or (kind != MIP6_MH and mh):
             _fail(f"MIP6 flow kind {kind} / MH type {mh}", ERR_UNKNOWN_FIELD_VALUE,
                   T_MIP6_FLOW)
         if r.remaining not in (0, 16) or (kind != MIP6_MH and r.remaining != 16):

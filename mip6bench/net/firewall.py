@@ -90,9 +90,14 @@ class Pinhole:
         return f"{self.match()} counter accept comment {quote(self.comment)}"
 
 
-def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
+def ruleset(inside: str, outside: str, nsis: bool = True,
+            services: tuple[tuple[str, str], ...] = (),
+            input_services: tuple[tuple[str, str], ...] = ()) -> Batch:
     """The whole firewall table, replacing any earlier one, as one atomic batch. With
-    `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself."""
+    `nsis`, the NSIS pinhole dispatch map and GIST's port 270 on the firewall itself.
+    `services` / `input_services`: (name, nft match) of static public services let in
+    from outside toward the protected network / to the firewall itself (counted, with
+    comment "service:<name>")."""
     nd = ", ".join(ICMPV6_ND)
     errors = ", ".join(ICMPV6_ESSENTIAL)
     b = Batch()
@@ -110,6 +115,9 @@ def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
         b.add(f"add map {FAMILY} {TABLE} {NSIS_MAP} {{ type ipv6_addr . ipv6_addr : verdict; }}")
         b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} "
               f"ip6 saddr . ip6 daddr vmap @{NSIS_MAP} comment \"nsis-dispatch\"")
+    for name, match in services:
+        b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} {match} counter accept "
+              f"comment {quote('service:' + name)}")
     b.add(f"add rule {FAMILY} {TABLE} forward iifname {quote(outside)} jump {PINHOLE_CHAIN}")
     b.add(f"add rule {FAMILY} {TABLE} forward counter drop comment \"unsolicited\"")
     b.add(f"add chain {FAMILY} {TABLE} input {{ type filter hook input priority filter; policy drop; }}")
@@ -121,6 +129,9 @@ def ruleset(inside: str, outside: str, nsis: bool = True) -> Batch:
     if nsis:
         b.add(f"add rule {FAMILY} {TABLE} input udp dport {GIST_PORT} counter accept comment \"gist-dmode\"")
         b.add(f"add rule {FAMILY} {TABLE} input tcp dport {GIST_PORT} counter accept comment \"gist-cmode\"")
+    for name, match in input_services:
+        b.add(f"add rule {FAMILY} {TABLE} input iifname {quote(outside)} {match} counter accept "
+              f"comment {quote('service:' + name)}")
     b.add(f"add rule {FAMILY} {TABLE} input counter drop comment \"input-drop\"")
     return b
 
@@ -135,12 +146,16 @@ def add_pinholes(pinholes: list[Pinhole]) -> Batch:
 class Firewall:
     """The firewall table in one namespace: install, pinholes, counters."""
 
-    def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True):
+    def __init__(self, netns: int | str | None, inside: str, outside: str, nsis: bool = True,
+                 services=(), input_services=()):
         self.nft = Nft(netns)
         self.inside, self.outside, self.nsis = inside, outside, nsis
+        self.services = tuple(tuple(s) for s in services)
+        self.input_services = tuple(tuple(s) for s in input_services)
 
     def install(self) -> None:
-        self.nft.apply(ruleset(self.inside, self.outside, self.nsis))
+        self.nft.apply(ruleset(self.inside, self.outside, self.nsis, self.services,
+                               self.input_services))
 
     def remove(self) -> None:
         self.nft.apply(Batch([f"delete table {FAMILY} {TABLE}"]))

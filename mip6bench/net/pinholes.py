@@ -52,13 +52,13 @@ BUCKET_CHAIN = "nsisb-"
 COMMENT = "nsis:"
 VERDICTS = ("accept", "drop")
 
-IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_MH = 60, 43, 135
+IPPROTO_DSTOPTS, IPPROTO_ROUTING, IPPROTO_MH, IPPROTO_IPV6 = 60, 43, 135, 41
 PORT_PROTOCOLS = {6: "tcp", 17: "udp", 33: "dccp", 132: "sctp", 136: "udplite"}
 # nft's names for RFC 6275 MH types (nft falls back to numbers for the rest)
 NFT_MH_TYPES = {0: "binding-refresh-request", 1: "home-test-init", 2: "careof-test-init",
                 3: "home-test", 4: "careof-test", 5: "binding-update",
                 6: "binding-acknowledgement", 7: "binding-error"}
-MIP6_KINDS = {w.MIP6_MH: "mh", w.MIP6_HAO: "hao", w.MIP6_RH2: "rh2"}
+MIP6_KINDS = {w.MIP6_MH: "mh", w.MIP6_HAO: "hao", w.MIP6_RH2: "rh2", w.MIP6_TUNNEL: "tunnel"}
 MH_BRR, MH_BU, MH_BA = 0, 5, 6
 
 # Raw offsets (bits from the start of the IPv6 header) of the Mobile IPv6 headers where
@@ -111,6 +111,14 @@ def flow_matches(flow) -> list[str]:
     if mip6 is not None and mip6.kind == w.MIP6_RH2:
         parts += [f"ip6 nexthdr {IPPROTO_ROUTING}", "rt type 2",
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
+    if mip6 is not None and mip6.kind == w.MIP6_TUNNEL:
+        # The reverse tunnel (RFC 2473, what every tunnel backend puts on the wire: next
+        # header 41 straight after the outer header): the inner source, 8 bytes into
+        # the inner header, is the home address, at the same offset as a HAO's.
+        if proto not in (0, IPPROTO_IPV6):
+            raise ValueError(f"tunnel flow with protocol {proto}")
+        proto = IPPROTO_IPV6
+        parts += [f"ip6 nexthdr {IPPROTO_IPV6}", f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
     if _bu_with_hao(flow):
         parts += [f"ip6 nexthdr {IPPROTO_DSTOPTS}", _HAO_TYPE_LEN,
                   f"{_HOA_AT} {_hoa_hex(mip6.home_address)}"]
@@ -176,6 +184,8 @@ def flow_description(flow) -> dict[str, Any]:
             text += f" HAO {mip6.home_address}"
         if mip6.kind == w.MIP6_RH2 or _mh_with_rh2(flow):
             text += f" RH2 {mip6.home_address}"
+        if mip6.kind == w.MIP6_TUNNEL:
+            text += f" tunnel of {mip6.home_address}"
     if flow.action == w.ACTION_DENY:
         text += " deny"
     d["text"] = text

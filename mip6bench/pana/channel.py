@@ -94,6 +94,7 @@ class PanaSa:
     msk: bytes = field(repr=False)
     pac_nonce: bytes
     paa_nonce: bytes
+    emsk: bytes | None = field(default=None, repr=False)   # the EAP EMSK, where known
 
 
 @dataclass

@@ -23,6 +23,9 @@ import hmac
 import struct
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
+
 from .message import Message, auth_avp, encode_message, AVP_AUTH
 
 PRF_HMAC_SHA1 = 2
@@ -41,6 +44,7 @@ class IntegrityAlgorithm:
 
 
 PRF_DIGESTS = {PRF_HMAC_SHA1: "sha1", PRF_HMAC_SHA2_256: "sha256"}
+_PRF_HASHES = {PRF_HMAC_SHA1: hashes.SHA1(), PRF_HMAC_SHA2_256: hashes.SHA256()}
 INTEGRITY_ALGORITHMS = {
     AUTH_HMAC_SHA1_160: IntegrityAlgorithm(AUTH_HMAC_SHA1_160, "AUTH_HMAC_SHA1_160", "sha1", 20, 20),
     AUTH_HMAC_SHA2_256_128: IntegrityAlgorithm(
@@ -59,17 +63,17 @@ def prf(algorithm: int, key: bytes, data: bytes) -> bytes:
 
 
 def prf_plus(algorithm: int, key: bytes, seed: bytes, length: int) -> bytes:
-    """prf+ of RFC 7296 2.13: T1 = prf(K, S|0x01), Tn = prf(K, Tn-1|S|n), concatenated."""
-    out = b""
-    block = b""
-    counter = 1
-    while len(out) < length:
-        if counter > 255:  # the counter is one octet
-            raise ValueError("prf+ cannot produce that much keying material")
-        block = prf(algorithm, key, block + seed + bytes([counter]))
-        out += block
-        counter += 1
-    return out[:length]
+    """prf+ of RFC 7296 2.13: T1 = prf(K, S|0x01), Tn = prf(K, Tn-1|S|n), concatenated.
+
+    With an HMAC prf this is, step for step, HKDF-Expand (RFC 5869 2.3) with PRK = K and
+    info = S, including the one-octet counter's limit of 255 blocks: cryptography's."""
+    try:
+        digest = _PRF_HASHES[algorithm]
+    except KeyError:
+        raise ValueError(f"unsupported PRF algorithm {algorithm}") from None
+    if length > 255 * digest.digest_size:  # the counter is one octet
+        raise ValueError("prf+ cannot produce that much keying material")
+    return HKDFExpand(digest, length, seed).derive(key)
 
 
 def integrity_algorithm(ident: int) -> IntegrityAlgorithm:

@@ -37,15 +37,36 @@ Code 4  MIP6-SA                  Shaped after RFC 5778's MIP-MN-HA-MSA without t
 Code 5  NSIS-Authorization-Token PAA -> PaC, final PAR. Opaque bytes minted by the PAA
         policy (`mint_token(nai, hoa, now)`); the NATFW component defines the format.
 
-Integrity: the PAA sends codes 2-5 only in a final PAR that carries the AUTH AVP, and the
+Code 6  MIP6-Key-Derivation      PAA -> PaC, final PAR, with every MIP6-SA decision.
+        value: kdf(32): 1 MSK (prf+ label below), 2 EMSK (RFC 5295 USRK). Absent: 1.
+
+Integrity: the PAA sends codes 2-6 only in a final PAR that carries the AUTH AVP, and the
 PaC accepts them only from an AUTH-verified final PAR, so they are protected by the
-PANA SA. No key travels: both ends derive the MN-HA key from the EAP MSK:
+PANA SA. No key travels: both ends derive the MN-HA key from the EAP method's keys.
 
-    MN-HA key = prf+(MSK, "mip6bench MIP6 MN-HA" | SPI(32) | PaC_nonce | PAA_nonce)
+Key separation. PANA_AUTH_KEY is prf+(MSK, "IETF PANA" | ...) (RFC 5191 5.3); the MSK is
+the authenticator's key (RFC 5247), so the MN-HA key comes from the EMSK whenever the PAA
+has it, as a Usage-Specific Root Key of RFC 5295 (section 3, its default KDF: IKEv2's
+prf+ with HMAC-SHA-256):
 
-with the PANA session's negotiated PRF, truncated to the algorithm's key length (20
-bytes for hmac-sha1-96, 32 for hmac-sha256). Re-authentication brings a new MSK and new
-nonces, and the PAA allocates a new SPI: every re-authentication re-keys the MIPv6 SA.
+    MN-HA key = prf+_SHA256(EMSK, USRK_LABEL | 0x00 | SPI(32) | PaC_nonce | PAA_nonce
+                                  | length(16))                               (kdf 2)
+
+USRK_LABEL = "mip6-mn-ha@mip6bench.example" (this testbed's label, not IANA-registered).
+Whoever holds the MSK or PANA_AUTH_KEY cannot compute this key, and the HA, which learns
+only the MN-HA key, learns nothing about the MSK or the PANA keys. The EMSK never leaves
+the EAP server (RFC 5295 section 3): with the embedded AAA (EAP server in the PAA's
+process) the PAA has it; with a RADIUS server (hostapd) it does not, since RADIUS
+delivers only the MSK (MS-MPPE-Recv/Send-Key). Then, and only then, the key comes from
+the MSK under a label of its own, separate from PANA's "IETF PANA" (RFC 5191's prf+
+with the session's PRF):
+
+    MN-HA key = prf+(MSK, "mip6bench MIP6 MN-HA" | SPI(32) | PaC_nonce | PAA_nonce)  (kdf 1)
+
+The PAA says which in code 6 (AUTH-protected); the PaC derives accordingly (the EAP peer
+always has the EMSK). Either way the key is truncated to the algorithm's key length (20
+bytes for hmac-sha1-96, 32 for hmac-sha256). Re-authentication brings a new MSK/EMSK and
+new nonces, and the PAA allocates a new SPI: every re-authentication re-keys the SA.
 """
 from __future__ import annotations
 
@@ -56,7 +77,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..codec import DecodeError
-from .crypto import prf_plus
+from .crypto import PRF_HMAC_SHA2_256, prf_plus
 from .message import Avp, Message
 
 VENDOR_ID = 32473  # RFC 5612 documentation enterprise number
@@ -66,6 +87,7 @@ AVP_MIP6_AGENT_INFO = 2
 AVP_MIP6_HOME_ADDRESS = 3
 AVP_MIP6_SA = 4
 AVP_NSIS_AUTH_TOKEN = 5
+AVP_MIP6_KEY_DERIVATION = 6
 
 REQUEST_HA_INFO = 0x1
 REQUEST_HOME_ADDRESS = 0x2
@@ -86,6 +108,9 @@ SPI_MIN = 256  # RFC 4285 5.1: SPI values 0-255 are reserved
 SPI_MAX = 0xFFFFFFFF
 MAX_TOKEN_LEN = 4096
 MN_HA_LABEL = b"mip6bench MIP6 MN-HA"
+USRK_LABEL = b"mip6-mn-ha@mip6bench.example"
+KDF_MSK, KDF_EMSK = 1, 2
+KDF_NAMES = {KDF_MSK: "msk", KDF_EMSK: "emsk"}
 
 
 def request_names(flags: int) -> tuple[str, ...]:
@@ -211,6 +236,7 @@ class Mip6Grant:
     sa: SaParameters | None
     token: bytes | None
     problems: tuple[str, ...] = ()
+    kdf: int = KDF_MSK
 
     def missing(self, requested: int) -> tuple[str, ...]:
         have = {REQUEST_HA_INFO: self.agent, REQUEST_HOME_ADDRESS: self.home_address,
@@ -243,18 +269,48 @@ def parse_grant(msg: Message) -> Mip6Grant:
             raise DecodeError(f"NSIS token of {len(value)} bytes")
         return value
 
+    def kdf(value):
+        if len(value) != 4 or int.from_bytes(value, "big") not in KDF_NAMES:
+            raise DecodeError(f"MIP6-Key-Derivation {value.hex()} unknown")
+        return int.from_bytes(value, "big")
+
+    sa = typed(AVP_MIP6_SA, decision)
+    derivation = typed(AVP_MIP6_KEY_DERIVATION, kdf)
+    if derivation is None and msg.find(AVP_MIP6_KEY_DERIVATION, VENDOR_ID) is not None:
+        sa = None   # an SA whose key cannot be derived is no SA
     return Mip6Grant(typed(AVP_MIP6_AGENT_INFO, AgentInfo.from_value),
                      typed(AVP_MIP6_HOME_ADDRESS, HomeAddress.from_value),
-                     typed(AVP_MIP6_SA, decision), typed(AVP_NSIS_AUTH_TOKEN, token),
-                     tuple(problems))
+                     sa, typed(AVP_NSIS_AUTH_TOKEN, token),
+                     tuple(problems), derivation or KDF_MSK)
+
+
+def key_derivation_avp(kdf: int) -> Avp:
+    return Avp.u32(AVP_MIP6_KEY_DERIVATION, kdf, VENDOR_ID)
 
 
 def mn_ha_key(prf_alg: int, msk: bytes, spi: int, pac_nonce: bytes, paa_nonce: bytes,
               algorithm: int) -> bytes:
-    """The MIPv6 MN-HA key both ends derive from the MSK (see module docstring)."""
+    """The MN-HA key from the MSK (kdf 1: only where the EMSK is out of reach)."""
     key_len = SA_ALGORITHMS[algorithm][1]
     seed = MN_HA_LABEL + struct.pack("!I", spi) + pac_nonce + paa_nonce
     return prf_plus(prf_alg, msk, seed, key_len)
+
+
+def mn_ha_key_from_emsk(emsk: bytes, spi: int, pac_nonce: bytes, paa_nonce: bytes,
+                        algorithm: int) -> bytes:
+    """The MN-HA key as an RFC 5295 USRK of the EMSK (kdf 2, see module docstring)."""
+    key_len = SA_ALGORITHMS[algorithm][1]
+    optional = struct.pack("!I", spi) + pac_nonce + paa_nonce
+    seed = USRK_LABEL + b"\0" + optional + struct.pack("!H", key_len)
+    return prf_plus(PRF_HMAC_SHA2_256, emsk, seed, key_len)
+
+
+def derive_mn_ha_key(kdf: int, prf_alg: int, msk: bytes | None, emsk: bytes | None, spi: int,
+                     pac_nonce: bytes, paa_nonce: bytes, algorithm: int) -> bytes | None:
+    """The key for `kdf` (KDF_MSK or KDF_EMSK), or None without the root key it needs."""
+    if kdf == KDF_EMSK:
+        return mn_ha_key_from_emsk(emsk, spi, pac_nonce, paa_nonce, algorithm) if emsk else None
+    return mn_ha_key(prf_alg, msk, spi, pac_nonce, paa_nonce, algorithm) if msk else None
 
 
 # ---- PAA policy hooks -------------------------------------------------------------------

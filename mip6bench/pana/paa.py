@@ -440,12 +440,14 @@ class PaaCore:
     # ---- input from the AAA backend
     def aaa_result(self, session_id: int, kind: str, eap_payload: bytes | None = None,
                    msk: bytes | None = None, attributes: dict | None = None,
-                   now: float = 0.0) -> list[Action]:
+                   now: float = 0.0, emsk: bytes | None = None) -> list[Action]:
         """The AAA backend's verdict on the last SendToAAA of `session_id`.
 
         kind "continue": eap_payload is the next EAP request for the PaC.
         kind "success"/"failure": authentication result; eap_payload the EAP
-        Success/Failure (None: the PAA builds one), msk the EAP MSK (success only).
+        Success/Failure (None: the PAA builds one), msk the EAP MSK (success only),
+        emsk the EAP EMSK where the backend has it (the embedded EAP server; a RADIUS
+        server keeps it): the MIPv6 MN-HA key then comes from it (see pana.mip6).
         attributes: "nai" (authenticated identity), "session_timeout" (seconds).
         """
         if kind not in ("continue", "success", "failure"):
@@ -461,7 +463,8 @@ class PaaCore:
             if not eap_payload:
                 raise ValueError("AAA 'continue' needs an EAP request")
             return self._send_eap_request(session, eap_payload, now)
-        return self._finish(session, kind == "success", eap_payload, msk, attributes, now)
+        return self._finish(session, kind == "success", eap_payload, msk, attributes, now,
+                            emsk)
 
     def _send_eap_request(self, session: PaaSession, eap_request: bytes, now: float
                           ) -> list[Action]:
@@ -474,7 +477,8 @@ class PaaCore:
         return self._request(session, AUTH, FLAG_R, avps, now)
 
     def _finish(self, session: PaaSession, authenticated: bool, eap_payload: bytes | None,
-                msk: bytes | None, attributes: dict, now: float) -> list[Action]:
+                msk: bytes | None, attributes: dict, now: float,
+                emsk: bytes | None = None) -> list[Action]:
         """Send the final PAR (C flag), RFC 5191 4.1/4.3 and RFC 5609 EAP_SUCCESS/FAILURE."""
         ch = session.channel
         actions: list[Action] = []
@@ -494,7 +498,7 @@ class PaaCore:
         if result == PANA_SUCCESS and self.config.authorize is not None \
                 and not self.config.authorize(session.nai, attributes):
             result = PANA_AUTHORIZATION_REJECTED
-        new_sa = self._derive_sa(session, msk) if authenticated else None
+        new_sa = self._derive_sa(session, msk, emsk) if authenticated else None
         avps = [result_code_avp(result), eap_payload_avp(payload)]
         if result == PANA_SUCCESS:
             lifetime = self.config.session_lifetime
@@ -544,7 +548,8 @@ class PaaCore:
             return "re-authentication proved another identity than the session's"
         return ""
 
-    def _derive_sa(self, session: PaaSession, msk: bytes | None) -> PanaSa | None:
+    def _derive_sa(self, session: PaaSession, msk: bytes | None, emsk: bytes | None = None
+                   ) -> PanaSa | None:
         if not (msk and session.pac_nonce and session.paa_nonce and session.prf_alg):
             return None
         old = session.channel.sa.key_id if session.channel.sa else None
@@ -554,7 +559,7 @@ class PaaCore:
         key = pana_auth_key(session.prf_alg, session.integrity_alg, msk, session.i_par,
                             session.i_pan, session.pac_nonce, session.paa_nonce, key_id)
         return PanaSa(key_id, key, session.prf_alg, session.integrity_alg, msk,
-                      session.pac_nonce, session.paa_nonce)
+                      session.pac_nonce, session.paa_nonce, emsk)
 
     def _supersede(self, session: PaaSession, now: float) -> list[Action]:
         """One live session per authenticated user: a newer one replaces older ones (the
@@ -615,9 +620,10 @@ class PaaCore:
                         live_spis.add(sa.spi)
             spi = policy.allocate_spi(frozenset(live_spis), self.rng)
             params = policy.choose_sa(session.sa_proposal, spi, session.lifetime or 0)
-            key = mip6.mn_ha_key(new_sa.prf_alg, new_sa.msk, spi, new_sa.pac_nonce,
-                                 new_sa.paa_nonce, params.algorithm)
-            avps.append(params.to_avp())
+            kdf = mip6.KDF_EMSK if new_sa.emsk else mip6.KDF_MSK
+            key = mip6.derive_mn_ha_key(kdf, new_sa.prf_alg, new_sa.msk, new_sa.emsk, spi,
+                                        new_sa.pac_nonce, new_sa.paa_nonce, params.algorithm)
+            avps += [params.to_avp(), mip6.key_derivation_avp(kdf)]
             session.pending_mip_sa = _MipSa(spi, session.hoa, policy.ha_address)
             actions.append(MipSaEstablished(session.session_id, session.nai, session.hoa,
                                             policy.ha_address, spi, params.algorithm_name,

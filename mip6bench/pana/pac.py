@@ -407,9 +407,10 @@ class PacCore:
             eap.receive(msg.eap_payload)
         eap_ok = eap is not None and eap.status == "success"
         msk = eap.msk if eap_ok else None
+        emsk = getattr(eap, "emsk", None) if eap_ok else None
         new_sa = None
         if new_key:
-            new_sa = self._derive_sa(msk, msg.key_id)
+            new_sa = self._derive_sa(msk, msg.key_id, emsk)
             if new_sa is None:
                 return self._drop("cannot derive PANA_AUTH_KEY", msg)
             problem = auth_problem(msg, new_sa)
@@ -435,7 +436,7 @@ class PacCore:
         actions += self._opened(msg, now, phase.reauth)
         if self.config.mip6_request:
             # Extension AVPs count only from a final PAR verified with fresh key material.
-            actions += self._bootstrap(msg, new_sa is not None, msk)
+            actions += self._bootstrap(msg, new_sa is not None, msk, emsk)
         phase.done = True
         return actions + self._arm_lifetime_timers(now)
 
@@ -443,14 +444,15 @@ class PacCore:
         p = self._phase
         return bool(msk and p and p.pac_nonce and p.paa_nonce and self._prf_alg is not None)
 
-    def _derive_sa(self, msk: bytes | None, key_id: int) -> PanaSa | None:
+    def _derive_sa(self, msk: bytes | None, key_id: int, emsk: bytes | None = None
+                   ) -> PanaSa | None:
         if not self._can_derive(msk):
             return None
         p = self._phase
         key = pana_auth_key(self._prf_alg, self._integrity_alg, msk, self._i_par, self._i_pan,
                             p.pac_nonce, p.paa_nonce, key_id)
         return PanaSa(key_id, key, self._prf_alg, self._integrity_alg, msk, p.pac_nonce,
-                      p.paa_nonce)
+                      p.paa_nonce, emsk)
 
     def _opened(self, msg: Message, now: float, reauth: bool) -> list[Action]:
         self.state = PacState.OPEN
@@ -476,7 +478,8 @@ class PacCore:
                 self.timers.arm(TIMER_REAUTH, now + self.config.reauth_fraction * horizon)]
 
     # ---- the MIPv6 bootstrapping extension
-    def _bootstrap(self, msg: Message, verified: bool, msk: bytes | None) -> list[Action]:
+    def _bootstrap(self, msg: Message, verified: bool, msk: bytes | None,
+                   emsk: bytes | None = None) -> list[Action]:
         """Effects for the extension after a successful final PAR, in the order a runtime
         applies them: bootstrap data (HoA, HA), the new SA, the SA it replaces, and the
         fallback for whatever was asked for and not validly granted."""
@@ -497,10 +500,17 @@ class PacCore:
         sa = grant.sa if requested & mip6.REQUEST_MIP6_SA else None
         if sa is not None and (agent is None or hoa is None):
             sa = None  # an SA is bound to a HoA and an HA
+        key = None
         if sa is not None:
             p = self._phase
-            key = mip6.mn_ha_key(self._prf_alg, msk, sa.spi, p.pac_nonce, p.paa_nonce,
-                                 sa.algorithm)
+            key = mip6.derive_mn_ha_key(grant.kdf, self._prf_alg, msk, emsk, sa.spi,
+                                        p.pac_nonce, p.paa_nonce, sa.algorithm)
+            if key is None:   # the PAA used a root key this PaC's EAP method lacks
+                self.counters["bad extension AVP"] += 1
+                actions.append(self._event("pana.mip6_bad_avp", problems=[
+                    f"no {mip6.KDF_NAMES[grant.kdf].upper()} for the MIP6-SA key"]))
+                sa = None
+        if sa is not None:
             actions.append(MipSaEstablished(sid, self.config.nai, hoa.address, agent.ha_address,
                                             sa.spi, sa.algorithm_name, sa.replay_name, key,
                                             sa.lifetime))

@@ -178,7 +178,8 @@ class NatfwService:
             self.agent.emit("nsis.pinhole_install_failed", session=sid.hex(), error=str(future.exception()))
 
 
-async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[int, bytes],
+async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
+                         token_keys: dict[int, bytes],
                          pinholes, authorization: str = "token", authz: dict | None = None,
                          max_lifetime: int = 3600):
     """The firewall's NATFW forwarder: GIST intercepting Q-mode NATFW messages on the
@@ -192,9 +193,12 @@ async def open_forwarder(agent, *, addresses, intercept: str, token_keys: dict[i
     from mip6bench.runtime.gist import GistService
 
     offset = wall.time() - asyncio.get_running_loop().time()   # token times are Unix seconds
-    gist = GistService(agent, GistConfig(peer_identity=b"fw", addresses=tuple(addresses),
+    # The peer identity names this firewall (fw, hfw, ...): GIST peers tell them apart.
+    identity = (getattr(getattr(agent, "config", None), "node", None) or "fw").encode()
+    gist = GistService(agent, GistConfig(peer_identity=identity, addresses=tuple(addresses),
                                          nslps=frozenset({NSLPID})),
-                       intercept_interfaces=(intercept,), pass_through=False, c_mode=True)
+                       intercept_interfaces=(intercept,) if isinstance(intercept, str) else intercept,
+                       pass_through=False, c_mode=True)
     # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one
     # token PANA gave it; each binds the token once (a sixth, other session is a replay).
     nf = nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,

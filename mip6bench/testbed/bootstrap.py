@@ -16,11 +16,12 @@ end of SA distribution) before it starts the services.
 Per run it generates: a credentials file (mn<k>@mip6bench.example, a random 16-byte PSK,
 the plan's Home Address for MN k), the RADIUS shared secret, the PAA-HA SA distribution
 key and the NSIS token key (key id 1), all in the run's state directory
-(/run/mip6bench/<run>/), which the run removes. The firewall-PAA authorization key
-(NATFW authorization pull, mip6bench.aaa.authz) is written once, on first use, to
-secrets/fw-paa.psk there: the directory 0700, the file 0600 from its creation; the PAA
-gets the firewall (its core-side address) as a peer with that file in `authz_peers`,
-the fw agent the same file through fw_authz_options().
+(/run/mip6bench/<run>/), which the run removes. Each firewall of the plan (Plan.
+firewalls(): fw, and hfw with ha_firewall=on) has its own firewall-PAA authorization
+key (NATFW authorization pull, mip6bench.aaa.authz), written once, on first use, to
+secrets/<fw>-paa.psk there: the directory 0700, the file 0600 from its creation; the
+PAA gets every firewall (its outside address) as a peer with its file in `authz_peers`,
+each fw agent its own file through fw_authz_options(<fw>).
 
 aaa="embedded": agents/aaa.py on the aaa node. aaa="radius": hostapd on the aaa node as a
 RADIUS server with EAP-PSK (driver=none, eap_server=1), its eap_user file generated from
@@ -88,12 +89,16 @@ class BootstrapServices:
         self.paa_address = plan.nodes["paa"].address()
         self.aaa_address = plan.nodes["aaa"].address()
         self.ha_address = plan.nodes["ha"].address("ha-home")
-        self.fw_address = plan.nodes["fw"].address("fw-core")
+        # Every firewall's authorization channel: its outside address (where its requests
+        # come from) and its own PSK (see authz_psk_path).
+        self.fw_addresses = {fw.name: fw.address(fw.extra["outside"]) for fw in plan.firewalls()}
+        self.fw_address = self.fw_addresses.get("fw")
         self.radius_secret = secrets.token_hex(16)
         self.sadist_psk = secrets.token_bytes(32)
         self.token_key = secrets.token_bytes(32)
-        self.authz_psk = secrets.token_bytes(32)
-        self._authz_psk_path = None
+        self.authz_psks = {name: secrets.token_bytes(32) for name in self.fw_addresses}
+        self.authz_psk = self.authz_psks.get("fw")
+        self._authz_psk_paths: dict[str, Any] = {}
         self.users = [Credential(f"mn{k}@{NAI_DOMAIN}", secrets.token_bytes(16),
                                  plan.hoa(k)) for k in range(1, plan.params["mns"] + 1)]
         self.credentials_path = None
@@ -127,12 +132,19 @@ class BootstrapServices:
         port} (the HA agent's sadist_peers and sadist_port)."""
         return {"peers": {self.paa_address: self.sadist_psk.hex()}, "port": SADIST_PORT}
 
-    def authz_psk_path(self):
-        """The fw-PAA PSK file, written on first use (0600 in the 0700 secrets/)."""
-        if self._authz_psk_path is None:
+    def authz_psk_path(self, fw: str = "fw"):
+        """Firewall `fw`'s PSK file toward the PAA (<fw>-paa.psk), written on first use
+        (0600 from its creation, in the 0700 secrets/). One key per firewall, not one
+        shared file: the PAA tells its peers apart by key as well as by address, so a
+        firewall that leaks its key cannot ask (or answer) in another firewall's name,
+        and a firewall node only ever holds its own key."""
+        if fw not in self._authz_psk_paths:
+            if fw not in self.authz_psks:
+                raise Mip6benchError(f"no firewall named {fw} in the plan")
             directory = secret_dir(self.tb.run.state_dir)
-            self._authz_psk_path = write_psk_file(directory / "fw-paa.psk", self.authz_psk)
-        return self._authz_psk_path
+            self._authz_psk_paths[fw] = write_psk_file(directory / f"{fw}-paa.psk",
+                                                       self.authz_psks[fw])
+        return self._authz_psk_paths[fw]
 
     def token_key_path(self):
         """The NSIS token key (shared by the PAA, which mints, and the firewall, which
@@ -142,11 +154,22 @@ class BootstrapServices:
             self._token_key_path = write_psk_file(directory / "nsis-token.key", self.token_key)
         return self._token_key_path
 
-    def fw_authz_options(self) -> dict[str, Any]:
-        """The fw agent's authorization client (mip6bench.runtime.authz_client.
-        authorization_client_for): {paa, port, psk_file, bind}."""
+    def fw_authz_options(self, fw: str = "fw") -> dict[str, Any]:
+        """The authorization client of the fw agent on firewall `fw` (mip6bench.runtime.
+        authz_client.authorization_client_for): {paa, port, psk_file, bind}."""
         return {"paa": self.paa_address, "port": SADIST_PORT,
-                "psk_file": str(self.authz_psk_path()), "bind": self.fw_address}
+                "psk_file": str(self.authz_psk_path(fw)), "bind": self.fw_addresses[fw]}
+
+    def token_flows(self) -> list[str]:
+        """The flows a token (and a pull authorization) allows: the settings' (toward the
+        CN's network), and with ha_firewall=on the two an MN needs toward its home agent
+        through the home network's firewall: its BU (Mobility Header) and its reverse
+        tunnel (IPv6-in-IPv6, protocol 41)."""
+        flows = list(self.settings.token_flows)
+        if "hfw" in self.tb.plan.nodes:
+            ha = f"{self.ha_address}/128"
+            flows += [f for f in (f"mh:{ha}", f"41:{ha}") if f not in flows]
+        return flows
 
     # ---- lifecycle
     def start(self) -> "BootstrapServices":
@@ -166,8 +189,9 @@ class BootstrapServices:
             "credentials": str(self.credentials_path), "session_lifetime": s.session_lifetime,
             "sa_lifetime": s.sa_lifetime, "sa_mode": s.sa, "sadist_psk": self.sadist_psk.hex(),
             "token_key": self.token_key.hex(), "token_key_id": TOKEN_KEY_ID,
-            "token_lifetime": s.token_lifetime, "token_flows": list(s.token_flows),
-            "authz_peers": {self.fw_address: str(self.authz_psk_path())},
+            "token_lifetime": s.token_lifetime, "token_flows": self.token_flows(),
+            "authz_peers": {address: str(self.authz_psk_path(name))
+                            for name, address in self.fw_addresses.items()},
             "relays": self.relay_addresses(), **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():
@@ -187,8 +211,14 @@ class BootstrapServices:
         out = {}
         for ar in plan.by_role("ar"):
             out[ar.name] = [ar.extra["lan_intf"], f"{ar.name}-core"]
-        out["core"] = [f"core-{ar.name}" for ar in plan.by_role("ar")] + ["core-ha"]
-        out["ha"] = ["ha-core", "ha-home"]
+        ha = plan.nodes["ha"]
+        uplink = next(intf for dst, _gw, intf in ha.routes if dst == "default")
+        home_edge = "hfw" if "hfw" in plan.nodes else "ha"
+        out["core"] = [f"core-{ar.name}" for ar in plan.by_role("ar")] + [f"core-{home_edge}"]
+        if home_edge == "hfw":
+            # The home network's firewall passes discovery on toward the PAA's link.
+            out["hfw"] = ["hfw-core", "hfw-ha"]
+        out["ha"] = [uplink, "ha-home"]
         return out
 
     def _agent(self, node: str, name: str, role: str, options: dict):

@@ -3,8 +3,8 @@
     addrs              nodes and their IPv6 addresses
     agents             agents, their pids and status
     events [N]         the last N events of every agent (default 10)
-    pinholes           firewall pinholes (static and NSIS: session, flow, remaining
-                       lifetime, counters) and the firewall's counters
+    pinholes [FW]      a firewall's pinholes (static and NSIS: session, flow, remaining
+                       lifetime, counters) and its counters (default fw, the CN's)
     linkstats          link emulation counters (relay backend)
     handover MN NET [GAP_MS]   move an MN to another access network (and report its
                                Mobile IPv6 registration)
@@ -18,6 +18,12 @@ from mininet.log import output
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.runtime.control import ControlError
+from mip6bench.testbed.operational import is_firewall
+
+
+def _is_firewall(node) -> bool:
+    spec = getattr(node, "spec", None)
+    return spec is not None and is_firewall(spec)
 
 
 def format_pinholes(holes: list[dict]) -> str:
@@ -78,21 +84,28 @@ class TestbedCLI(CLI):
             output(f"{e['t_ns'] / 1e9:.6f} {e['node']:<6} {e['agent']:<6} {e['event']} "
                    f"{json.dumps(fields)}\n")
 
-    def do_pinholes(self, _line):
-        """pinholes: the firewall's pinholes (static and NSIS) and counters."""
-        fw = self.mn["fw"].firewall
-        agent = self.testbed.agents.get(("fw", "fw")) if self.testbed else None
+    def do_pinholes(self, line):
+        """pinholes [FIREWALL]: a firewall's pinholes (static and NSIS) and counters
+        (default: fw, the CN's firewall)."""
+        name = line.strip() or "fw"
+        node = self.mn.nameToNode.get(name)
+        if node is None or not _is_firewall(node):
+            names = [n.name for n in self.mn.hosts if _is_firewall(n)]
+            output(f"no firewall named {name}; firewalls: {', '.join(names) or 'none'}\n")
+            return
+        fw = node.firewall
+        agent = self.testbed.agents.get((name, "fw")) if self.testbed else None
         try:
             holes = agent.request("pinholes") if agent else None
         except ControlError as exc:
-            output(f"fw agent: {exc}; showing the kernel's static pinholes only\n")
+            output(f"{name} agent: {exc}; showing the kernel's static pinholes only\n")
             holes = None
         if holes is None:
             holes = [dict(p, kind="static", session=p["id"], flow=None, remaining=None)
                      for p in fw.pinholes()]
         output(format_pinholes(holes))
-        for name, c in fw.counters().items():
-            output(f"  counter {name:<20} {c['packets']} packets\n")
+        for counter, c in fw.counters().items():
+            output(f"  counter {counter:<20} {c['packets']} packets\n")
 
     def do_linkstats(self, _line):
         """linkstats: per-link emulation counters."""

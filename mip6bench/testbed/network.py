@@ -157,9 +157,10 @@ class Testbed:
         from mip6bench.testbed.bootstrap import BootstrapServices
 
         self.bootstrap = BootstrapServices(self, getattr(self, "bootstrap_settings", None))
-        fw = self.plan.nodes["fw"]
-        self.start_agent("fw", "fw", "fw", {"inside": fw.extra["inside"], "outside": fw.extra["outside"],
-                                            **self.nsis_firewall_options()})
+        for fw in self.plan.firewalls():
+            self.start_agent(fw.name, "fw", "fw", {"inside": fw.extra["inside"],
+                                                   "outside": fw.extra["outside"],
+                                                   **self.nsis_firewall_options(fw.name)})
         mobility = self.mobility_agent_options()
         for node, role, options in mobility:
             if role != "mn":
@@ -202,7 +203,8 @@ class Testbed:
         return out
 
     def _nsis_options(self, mobility: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """NSIS on: the CN runs the NATFW responder, each MN the initiator. Statically
+        """NSIS on: the CN runs the NATFW responder, each MN the initiator (with
+        ha_firewall=on also toward its HA, whose agent runs a responder too). Statically
         configured MNs get their authorization token from the testbed, minted with the
         AAA side's token key as the PAA would at PANA success (bootstrapped MNs get
         theirs from PANA)."""
@@ -213,27 +215,35 @@ class Testbed:
 
         settings = self.bootstrap.settings
         issuer = TokenIssuer(self.bootstrap.token_key, TOKEN_KEY_ID, settings.token_lifetime,
-                             parse_flows(settings.token_flows))
+                             parse_flows(self.bootstrap.token_flows()))
+        home_firewall = self.params["ha_firewall"] == "on"
         for node, role, options in mobility:
             if role == "cn":
                 options["nsis"] = True
+            elif role == "ha" and home_firewall:
+                options["nsis"] = True           # the NR behind the home network's firewall
             elif role == "mn":
                 options["nsis"] = True
+                if home_firewall:
+                    options["home_traversal"] = True
                 if self.params["mipv6"] == "static":
                     options["nsis_token"] = issuer.mint(options["nai"], options["home_address"],
                                                         wall.time()).hex()
 
-    def nsis_firewall_options(self) -> dict[str, Any]:
-        """The firewall agent's NSIS options: the NATFW forwarder, with the AAA side's
-        token key to verify the tokens MNs present."""
+    def nsis_firewall_options(self, node: str = "fw") -> dict[str, Any]:
+        """The NSIS options of the fw agent on firewall `node`: the NATFW forwarder, with
+        the AAA side's token key to verify the tokens MNs present, and its own
+        authorization channel to the PAA (pull)."""
         from mip6bench.testbed.bootstrap import TOKEN_KEY_ID
 
         if self.params["nsis"] != "on":
             return {}
-        fw = self.plan.nodes["fw"]
-        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses],
+        fw = self.plan.nodes[node]
+        extra = {"intercept": list(fw.extra["intercept"])} if fw.extra.get("intercept") else {}
+        return {"nsis": True, "addresses": [a.split("/")[0] for _i, a in fw.addresses], **extra,
                 "token_key_file": str(self.bootstrap.token_key_path()), "token_key_id": TOKEN_KEY_ID,
-                "authorization": self.params["nsis_authz"], "authz": self.bootstrap.fw_authz_options()}
+                "authorization": self.params["nsis_authz"],
+                "authz": self.bootstrap.fw_authz_options(node)}
 
     def static_sa(self, k: int) -> dict[str, Any]:
         """MN k's static MN-HA SA spec (agents' `sas` option, `sa-add`), its key made
@@ -387,8 +397,9 @@ class Testbed:
             result["address_ns"] = time.monotonic_ns()
         return result
 
-    def firewall(self):
-        return self.net["fw"].firewall
+    def firewall(self, node: str = "fw"):
+        """The nftables firewall of firewall node `node` (default: the CN's)."""
+        return self.net[node].firewall
 
 
 class Terminated(SystemExit):

@@ -17,7 +17,7 @@ from mip6bench.net.firewall import Firewall
 from mip6bench.net.kernel import DadMode, Kernel
 from mip6bench.net.netns import write_sysctls
 from mip6bench.testbed.context import current_run
-from mip6bench.testbed.operational import NodeSpec
+from mip6bench.testbed.operational import NodeSpec, is_firewall
 from mip6bench.testbed.process import NodeProcess
 from mip6bench.testbed.services import RouterAdvertising
 
@@ -63,7 +63,21 @@ class Mip6Node(Node):
             k.add_address(intf, address, int(length), dad=DadMode.OFF)
         for dst, gateway, intf in self.spec.routes:
             k.add_route(dst, gateway=gateway, dev=intf)
+        if is_firewall(self.spec):
+            # The base stateful ruleset (default-deny inbound, established allowed) from
+            # the start, whether or not a fw agent ever runs here.
+            self.firewall.install()
         return {}
+
+    @property
+    def firewall(self) -> Firewall:
+        """The node's stateful packet filter (nodes the plan marks as firewalls)."""
+        if not is_firewall(self.spec):
+            raise AttributeError(f"{self.name} is not a firewall")
+        extra = self.spec.extra
+        return Firewall(self.pid, extra["inside"], extra["outside"],
+                        services=extra.get("services", ()),
+                        input_services=extra.get("input_services", ()))
 
     def start_service(self, argv: list[str], what: str, **kw) -> NodeProcess:
         run = current_run()
@@ -109,16 +123,8 @@ class AdvertisingRouter(Router):
 
 
 class FirewallNode(Router):
-    """The stateful packet filter in front of the CN network."""
-
-    def config(self, **params):
-        result = super().config(**params)
-        self.firewall.install()
-        return result
-
-    @property
-    def firewall(self) -> Firewall:
-        return Firewall(self.pid, self.spec.extra["inside"], self.spec.extra["outside"])
+    """A stateful packet filter (role "fw": the one in front of the CN network, and the
+    home network's with ha_firewall=on); Mip6Node.config installs its base ruleset."""
 
 
 class MobileNode(Mip6Node):

@@ -9,6 +9,10 @@ the link check.
     CN network 2001:db8:2::/64          fw (stateful packet filter), cn
     core links 2001:db8:ff:<n>::/64     core <-> ha (n=1), fw (n=2), ar<i> (n=10+i)
 
+With ha_firewall=on the home network has a stateful firewall of its own, hfw, at its
+edge: core <-> hfw on core link 1 (the home_uplink delay), hfw <-> ha on
+2001:db8:ff:3::/64 (undelayed, like the fw's inside port).
+
 Each MN has one interface per access network (mn<k>-f<i>) and one for the home link
 (mn<k>-home); exactly one is attached (carrier up) at a time, which is how handovers
 break and make layer-2 connectivity. On a LAN, link parameters apply to the attachment
@@ -76,6 +80,10 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("nsis_authz", str, "token-or-pull", "how the firewall authorizes NATFW requests: the "
                   "token PANA handed out (token), asking the PAA/AAA (pull), or the token and, "
                   "without one, asking (token-or-pull)", choices=("token", "pull", "token-or-pull")),
+        ParamSpec("ha_firewall", str, "off", "a stateful firewall (hfw) between the core and the "
+                  "home agent, RFC 4487 section 3: off, or on (the MNs' BU to the HA and reverse "
+                  "tunnel are blocked there unless NSIS opens them; PANA to the PAA passes as a "
+                  "static operator service)", choices=("on", "off")),
         ParamSpec("tunnel", str, "auto", "HA-MN tunnel backend: auto (ip6tnl, else seg6, else "
                   "userspace), or force one", choices=("auto", "ip6tnl", "seg6", "userspace")),
     ]
@@ -135,6 +143,13 @@ class NodeSpec:
         return None
 
 
+def is_firewall(node: NodeSpec) -> bool:
+    """A node is a stateful firewall if its role is "fw", or if its extra flags it so
+    (extra["firewall"] true, e.g. a router that also filters); either way its extra names
+    the interfaces: "inside" (toward what it protects) and "outside" (toward the core)."""
+    return node.role == "fw" or bool(node.extra.get("firewall"))
+
+
 @dataclass
 class Plan:
     params: dict[str, Any]
@@ -149,6 +164,11 @@ class Plan:
 
     def by_role(self, role: str) -> list[NodeSpec]:
         return [n for n in self.nodes.values() if n.role == role]
+
+    def firewalls(self) -> list[NodeSpec]:
+        """Every stateful firewall of the plan (is_firewall), "fw" (the CN's) first."""
+        found = [n for n in self.nodes.values() if is_firewall(n)]
+        return sorted(found, key=lambda n: (n.name != "fw", n.name))
 
     def link(self, name: str) -> LinkSpec:
         for link in self.links:
@@ -182,16 +202,36 @@ def build_plan(params: dict[str, Any]) -> Plan:
                               probe=(other, host(prefix, 2), "core", host(prefix, 1))))
 
     core_addrs, core_routes = [], []
-    # Home network: the HA is the home router.
+    # Home network: the HA is the home router (behind hfw with ha_firewall=on).
     home_lan = "home"
     nodes[home_lan] = NodeSpec(home_lan, "lan", extra={"prefix": HOME_PREFIX})
-    p2p(1, "ha", "home_uplink")
-    core_addrs.append(("core-ha", host(core_link_prefix(1), 1) + "/64"))
-    core_routes.append((HOME_PREFIX, host(core_link_prefix(1), 2), "core-ha"))
+    if params.get("ha_firewall", "off") == "on":
+        edge, inner = core_link_prefix(1), core_link_prefix(3)
+        p2p(1, "hfw", "home_uplink")
+        core_addrs.append(("core-hfw", host(edge, 1) + "/64"))
+        core_routes += [(HOME_PREFIX, host(edge, 2), "core-hfw"), (inner, host(edge, 2), "core-hfw")]
+        nodes["hfw"] = NodeSpec("hfw", "fw", forwarding=True,
+                                addresses=(("hfw-core", host(edge, 2) + "/64"),
+                                           ("hfw-ha", host(inner, 1) + "/64")),
+                                routes=(("default", host(edge, 1), "hfw-core"),
+                                        (HOME_PREFIX, host(inner, 2), "hfw-ha")),
+                                extra={"inside": "hfw-ha", "outside": "hfw-core",
+                                       "protects": ["ha", "paa", "aaa"],
+                                       "intercept": ["hfw-core", "hfw-ha"],
+                                       **home_services(params)})
+        links.append(LinkSpec("hfw-ha", "hfw", "hfw-ha", "ha", "ha-hfw", "home_uplink", Shaping(),
+                              probe=("hfw", host(inner, 1), "ha", host(inner, 2))))
+        ha_uplink, ha_up_address, ha_gateway = "ha-hfw", host(inner, 2), host(inner, 1)
+    else:
+        p2p(1, "ha", "home_uplink")
+        core_addrs.append(("core-ha", host(core_link_prefix(1), 1) + "/64"))
+        core_routes.append((HOME_PREFIX, host(core_link_prefix(1), 2), "core-ha"))
+        ha_uplink, ha_up_address = "ha-core", host(core_link_prefix(1), 2)
+        ha_gateway = host(core_link_prefix(1), 1)
     nodes["ha"] = NodeSpec("ha", "ha", forwarding=True,
-                           addresses=(("ha-core", host(core_link_prefix(1), 2) + "/64"),
+                           addresses=((ha_uplink, ha_up_address + "/64"),
                                       ("ha-home", host(HOME_PREFIX, 1) + "/64")),
-                           routes=(("default", host(core_link_prefix(1), 1), "ha-core"),),
+                           routes=(("default", ha_gateway, ha_uplink),),
                            extra={"lan_intf": "ha-home", "prefix": HOME_PREFIX,
                                   "ra_min_ms": params["ra_min_ms"], "ra_max_ms": params["ra_max_ms"]})
     links.append(LinkSpec("home-ha", "ha", "ha-home", home_lan, "home-ha", "home_lan", Shaping()))
@@ -212,7 +252,7 @@ def build_plan(params: dict[str, Any]) -> Plan:
                            addresses=(("fw-core", host(core_link_prefix(2), 2) + "/64"),
                                       ("fw-cnet", host(CN_PREFIX, 1) + "/64")),
                            routes=(("default", host(core_link_prefix(2), 1), "fw-core"),),
-                           extra={"inside": "fw-cnet", "outside": "fw-core"})
+                           extra={"inside": "fw-cnet", "outside": "fw-core", "protects": ["cn"]})
     links.append(LinkSpec("cnet-fw", "fw", "fw-cnet", cn_lan, "cnet-fw", "cn_lan", Shaping()))
     nodes["cn"] = NodeSpec("cn", "cn", addresses=(("cn-cnet", host(CN_PREFIX, 0x10) + "/64"),),
                            routes=(("default", host(CN_PREFIX, 1), "cn-cnet"),))
@@ -253,6 +293,23 @@ def build_plan(params: dict[str, Any]) -> Plan:
         nodes[mn] = NodeSpec(mn, "mn", extra={"interfaces": intfs, "attached": "f1",
                                               "hoa": plan.hoa(k), "dad": params["dad"]})
     return plan
+
+
+def home_services(params: dict[str, Any]) -> dict[str, Any]:
+    """What the home network's firewall (hfw) lets in statically: the operator's public
+    services, as nft match expressions (forward: toward the home network; input: to hfw
+    itself). PANA to the PAA (UDP 716, from MNs and from PANA relays) is how an MN gets
+    in at all, so it cannot wait for NSIS (whose token PANA hands out); the CN's
+    firewall asks the PAA to authorize NATFW requests (pull, UDP SADIST_PORT); and the
+    Router Alert forwarder on hfw joins PANA's discovery group on its outside port."""
+    from mip6bench.aaa.sadist import SADIST_PORT
+    from mip6bench.net.rao import DISCOVERY_GROUP
+
+    paa = host(HOME_PREFIX, 2)
+    cn_fw = host(core_link_prefix(2), 2)
+    return {"services": [("pana", f"ip6 daddr {paa} udp dport 716"),
+                         ("nsis-authz", f"ip6 saddr {cn_fw} ip6 daddr {paa} udp dport {SADIST_PORT}")],
+            "input_services": [("pana-discovery", f"ip6 daddr {DISCOVERY_GROUP} udp dport 716")]}
 
 
 # ----------------------------------------------------------------------------- Mobile IPv6

@@ -130,6 +130,8 @@ def gist_messages() -> list[tuple[str, str, str, gw.Message]]:
                                                                 nw.Mip6Flow(nw.MIP6_MH, mh)))))
     out.append(("create-rh2", COA, FW, data(nw.create(30, 3, nw.ACTION_DENY,
                                                       nw.Mip6Flow(nw.MIP6_RH2, 0, HOA)))))
+    out.append(("create-tunnel", COA, FW, data(nw.create(30, 4, nw.ACTION_ALLOW,
+                                                         nw.Mip6Flow(nw.MIP6_TUNNEL, 0, HOA)))))
     out.append(("ext-spi", CN, FW, data(EXT_SPI)))
     return out
 

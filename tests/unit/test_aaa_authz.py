@@ -80,7 +80,7 @@ def test_messages_round_trip_through_seal_and_open():
 
 @pytest.mark.parametrize("mutate, reason", [
     (lambda b: b"\x08" + b[1:], "unknown flags"),
-    (lambda b: b[:2] + b"\x04" + b[3:], "MIPv6 kind 4"),
+    (lambda b: b[:2] + b"\x05" + b[3:], "MIPv6 kind 5"),
     (lambda b: b[:4] + b"\x00\x01" + b[6:], "without ports"),          # MH with a port
     (lambda b: b[:1] + b"\x11" + b[2:], "protocol 135"),                # MH over UDP
     (lambda b: b[:-17] + b"\x00", "session id"),                        # empty session id

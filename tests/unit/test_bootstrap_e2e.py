@@ -14,7 +14,8 @@ from mip6bench.aaa.sadist import SaDistConfig, SaDistHaCore, SaInstall, SaRemove
 from mip6bench.aaa.token import TokenIssuer, verify_token
 from mip6bench.pana import effects as fx
 from mip6bench.pana import mip6
-from mip6bench.pana.message import PANA_AUTHENTICATION_REJECTED, AUTH, FLAG_C, decode_message
+from mip6bench.pana.message import (PANA_AUTHENTICATION_REJECTED, PANA_PORT, AUTH, FLAG_C,
+                                    decode_message)
 from mip6bench.pana.paa import PaaConfig
 from mip6bench.pana.pac import PacState
 from mip6bench.runtime.driver import CoreDriver
@@ -57,6 +58,62 @@ def test_bootstrap_gives_the_same_sa_to_mn_and_ha(backend, mode):
     assert install.sa.key == mn_sa.key and install.sa.spi == mn_sa.spi
     assert install.sa.hoa == FIXED_HOA and install.sa.nai == NAI
     assert install.source == mode
+
+
+@pytest.mark.parametrize("backend", ["radius", "local"])
+def test_mn_ha_key_is_separate_from_the_pana_keys_and_both_ends_agree(backend):
+    """The MN-HA key is an RFC 5295 USRK of the EMSK where the PAA has the EMSK (embedded
+    EAP server), else prf+ of the MSK under its own label (RADIUS keeps the EMSK); the
+    PAA says which in the AUTH-protected final PAR, and MN and HA hold the same key."""
+    net = BootstrapNet(backend=backend)
+    net.add_pac("pac1", 1)
+    net.start_pac("pac1")
+    net.run(until=2.0)
+    (mn_sa,) = established(net, "pac1")
+    (install,) = net.nodes["ha"].effects(SaInstall)
+    assert install.sa.key == mn_sa.key and install.sa.spi == mn_sa.spi   # both ends agree
+    pana = net.pacs["pac1"].channel.sa
+    assert pana.emsk and pana.emsk != pana.msk
+    args = (mn_sa.spi, pana.pac_nonce, pana.paa_nonce, mip6.ALG_HMAC_SHA1_96)
+    from_emsk = mip6.mn_ha_key_from_emsk(pana.emsk, *args)
+    from_msk = mip6.mn_ha_key(pana.prf_alg, pana.msk, *args)
+    assert from_emsk != from_msk
+    final_par = next(decode_message(d) for _, src, sport, _, _, d in net.wire
+                     if src == PAA and sport == PANA_PORT
+                     and (m := decode_message(d)).type == AUTH
+                     and m.flags & FLAG_C and m.is_request)
+    kdf = final_par.find(mip6.AVP_MIP6_KEY_DERIVATION, mip6.VENDOR_ID).as_u32
+    if backend == "local":     # the EAP server is in the PAA's process: the EMSK is there
+        assert kdf == mip6.KDF_EMSK and mn_sa.key == from_emsk
+    else:                      # hostapd/RADIUS hands out the MSK only
+        assert kdf == mip6.KDF_MSK and mn_sa.key == from_msk
+    # Neither PANA key material nor the MN-HA key is a piece of the other.
+    assert mn_sa.key != pana.auth_key[:len(mn_sa.key)]
+    assert mn_sa.key not in pana.msk and mn_sa.key not in pana.emsk
+    assert pana.auth_key[:len(mn_sa.key)] not in (from_emsk, from_msk)
+
+
+def test_pac_without_an_emsk_refuses_an_emsk_derived_sa():
+    net = BootstrapNet(backend="local")
+    net.add_pac("pac1", 1)
+    pac = net.pacs["pac1"]
+    make_peer = pac.config.new_eap_peer
+
+    class WithoutEmsk:              # an EAP method that exports no EMSK
+        emsk = None
+
+        def __init__(self, peer):
+            self._peer = peer
+
+        def __getattr__(self, name):
+            return getattr(self._peer, name)
+
+    pac.config.new_eap_peer = lambda: WithoutEmsk(make_peer())
+    net.start_pac("pac1")
+    net.run(until=2.0)
+    assert pac.state is PacState.OPEN       # network access is fine
+    assert established(net, "pac1") == []  # but no SA with a key it cannot derive
+    assert any("no EMSK" in str(e.fields) for e in net.nodes["pac1"].events("pana.mip6_bad_avp"))
 
 
 def test_random_hoa_when_the_user_has_none_and_messages_on_the_wire():

@@ -1,4 +1,5 @@
 """The MIPv6 bootstrapping extension: AVP layouts, negotiation, keys, re-keying, fallback."""
+import hmac
 import ipaddress
 import random
 
@@ -83,6 +84,34 @@ def test_malformed_extension_avps_count_as_absent():
     grant = mip6.parse_grant(m.decode_message(msg.encode()))
     assert grant.agent is None and grant.sa is None and len(grant.problems) == 2
     assert grant.missing(mip6.REQUEST_HA_INFO | mip6.REQUEST_MIP6_SA) == ("ha_info", "mip6_sa")
+
+
+def test_key_derivation_avp_layout_and_unknown_value_drops_the_sa():
+    assert mip6.key_derivation_avp(mip6.KDF_EMSK) == m.Avp(6, h("00000002"), 32473)
+    sa = mip6.SaParameters(300, 2, 2, 60).to_avp()
+
+    def grant(*avps):
+        msg = m.Message(m.AUTH, m.FLAG_R | m.FLAG_C, 1, 2, (m.result_code_avp(0), sa) + avps)
+        return mip6.parse_grant(m.decode_message(msg.encode()))
+    assert grant().kdf == mip6.KDF_MSK and grant().sa is not None       # absent: MSK
+    assert grant(mip6.key_derivation_avp(2)).kdf == mip6.KDF_EMSK
+    for bad in (h("00000003"), h("0002")):   # unknown, wrong length: no usable key, no SA
+        g = grant(m.Avp(6, bad, 32473))
+        assert g.sa is None and g.problems
+
+
+def test_mn_ha_key_from_emsk_is_rfc5295_usrk_written_out():
+    # RFC 5295 3.1: USRK = KDF(EMSK, key label | "\0" | optional data | length(16)), the
+    # default KDF being IKEv2's prf+ with HMAC-SHA-256, written out independently here.
+    emsk, pn, an = bytes(range(64)), b"p" * 20, b"a" * 20
+    seed = b"mip6-mn-ha@mip6bench.example\0" + (0x1234).to_bytes(4, "big") + pn + an + b"\0\x20"
+    t1 = hmac.new(emsk, seed + b"\1", "sha256").digest()
+    assert mip6.mn_ha_key_from_emsk(emsk, 0x1234, pn, an, mip6.ALG_HMAC_SHA256) == t1
+    key20 = mip6.mn_ha_key_from_emsk(emsk, 0x1234, pn, an, mip6.ALG_HMAC_SHA1_96)
+    assert key20 == hmac.new(emsk, seed[:-1] + b"\x14\1", "sha256").digest()[:20]
+    assert mip6.derive_mn_ha_key(mip6.KDF_EMSK, 2, b"m" * 64, None, 0x1234, pn, an, 2) is None
+    assert mip6.derive_mn_ha_key(mip6.KDF_MSK, 2, b"m" * 64, emsk, 0x1234, pn, an, 2) == \
+        mip6.mn_ha_key(2, b"m" * 64, 0x1234, pn, an, 2)
 
 
 # ---- policy hooks -------------------------------------------------------------------
