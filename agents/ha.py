@@ -52,7 +52,7 @@ from mip6bench.codec import DecodeError
 from mip6bench.errors import Mip6benchError
 from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
 from mip6bench.mipv6.ha import HomeAgent
-from mip6bench.mipv6.sa import SAStore
+from mip6bench.mipv6.sa import FetchWaitlist, SAStore
 from mip6bench.net import ndisc, rtnl, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
 from mip6bench.net.nft import Batch
@@ -62,6 +62,8 @@ from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, 
 
 NFT_TABLE = "mip6bench_ha"
 MAX_FETCHES = 32   # SPIs fetched at once; BUs beyond that go to the core unfetched (146)
+MAX_WAITING_PER_SPI = 8   # BUs held per SPI being fetched; more are dropped (counted)
+MAX_WAITING = 128         # BUs held in all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,7 +127,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.proxied: set[str] = set()          # addresses we answer ND for
         self.sa_timer: asyncio.TimerHandle | None = None
         self.sa_channel = None
-        self.fetching: dict[int, list] = {}     # SPI being fetched -> BUs waiting for it
+        # SPI being fetched -> BUs waiting for it, bounded
+        self.fetching = FetchWaitlist(MAX_FETCHES, MAX_WAITING_PER_SPI, MAX_WAITING)
         if opts.sadist_peers:
             await self._open_sa_channel()
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
@@ -346,19 +349,20 @@ class HomeAgentAgent(WaitableEvents, Agent):
     # ------------------------------------------------------------------ SAs
     def _hold_for_sa(self, mh: bytes, deliver) -> bool:
         """Pull on demand: a Binding Update signed with an SPI the store lacks waits until
-        the SA distribution channel has fetched that SA (MobilityIO's hold_mh)."""
+        the SA distribution channel has fetched that SA (MobilityIO's hold_mh), within
+        the waitlist's bounds (SPIs fetched at once, BUs per SPI, BUs in all)."""
         spi = self.bu_spi(mh)
         if spi is None or self.sa_store.lookup_spi(spi, self.io.now()) is not None:
             return False
-        waiting = self.fetching.get(spi)
-        if waiting is not None:           # a retransmission while the fetch is under way
-            waiting.append(deliver)
-            return True
-        if len(self.fetching) >= MAX_FETCHES:
+        verdict = self.fetching.hold(spi, deliver)
+        if verdict == "refused":
             self.io.counters["sa.fetch_refused"] += 1
-            return False
-        self.fetching[spi] = [deliver]
-        self.spawn(self._fetch_and_deliver(spi), f"fetch SPI {spi}")
+            return False                  # to the core unfetched: 146
+        if verdict == "dropped":          # the MN retransmits; a flood does not pile up
+            self.io.counters["sa.wait_dropped"] += 1
+            return True
+        if verdict == "fetch":
+            self.spawn(self._fetch_and_deliver(spi), f"fetch SPI {spi}")
         return True
 
     async def _fetch_and_deliver(self, spi: int) -> None:
@@ -369,7 +373,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
                 if sa is not None:
                     break
         finally:
-            waiting = self.fetching.pop(spi, [])
+            waiting = self.fetching.release(spi)
         self.io.counters["sa.fetched" if sa is not None else "sa.fetch_failed"] += 1
         for deliver in waiting:           # without the SA the core answers 146
             deliver()

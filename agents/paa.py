@@ -25,6 +25,7 @@ ping {session_id}, counters, wait-event {event, match, after_ns, within}.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
 import time
@@ -79,7 +80,7 @@ class Options:
     token_flows: list[str] = dataclasses.field(default_factory=lambda: ["any:::/0"])
     authz_peers: dict = dataclasses.field(default_factory=dict)  # fw address -> PSK file
     authz_max_lifetime: int = 3600        # longest pinhole authorization granted, s
-    accept_relay: bool = True
+    relays: list[str] = dataclasses.field(default_factory=list)  # RFC 6345 relay addresses
     port: int = PANA_PORT
     mip6: bool = True                     # the MIPv6 bootstrapping extension
 
@@ -104,6 +105,12 @@ class PaaAgent(WaitableEvents, Agent):
         loop_time = time.monotonic  # the loop clock (CoreDriver.now())
         wall_offset = time.time() - loop_time()
         creds = load_credentials(o.credentials) if o.credentials else None
+        for relay in o.relays:
+            try:
+                ipaddress.ip_address(relay)
+            except ValueError:
+                raise ParameterError(f"option 'relays': {relay!r} is not an IP address",
+                                     "list the relay elements' addresses") from None
         try:
             issuer = TokenIssuer(_hex("token_key", o.token_key, 16), o.token_key_id,
                                  o.token_lifetime, parse_flows(o.token_flows)) \
@@ -132,7 +139,7 @@ class PaaAgent(WaitableEvents, Agent):
                                 max_lifetime=o.authz_max_lifetime) if o.authz_peers else None
             self.service = PaaService(PaaServiceConfig(
                 PaaConfig(session_lifetime=o.session_lifetime, mip6=policy if o.mip6 else None,
-                          accept_relay=o.accept_relay),
+                          relays=tuple(o.relays)),
                 backend=o.backend, radius=radius,
                 credentials=creds.psk if creds else None,
                 fixed_hoa=creds.hoa if creds else (lambda nai: None),

@@ -16,7 +16,8 @@ One user per line, fields separated by white space, `#` starts a comment::
 
 Pre-shared keys between agents (the firewall-PAA authorization key) live in files of
 their own: secret_dir(parent) (mode 0700), write_psk_file(path, psk) (0600 from its
-creation), read_psk_file(path) (refuses a file others may read).
+creation), read_psk_file(path) (refuses a file others may read); both build on
+mip6bench.secretfiles, which every writer of a secret uses.
 
 Every mistake is a ParameterError naming the file and line: a PSK that is not exactly
 16 bytes of hex (RFC 4764 2.1.1), an empty or over-long NAI (EAP-PSK ID_P is at most
@@ -33,6 +34,7 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from mip6bench.errors import ParameterError
+from mip6bench.secretfiles import private_dir, write_secret_file
 
 MAX_NAI_LEN = 966
 
@@ -181,15 +183,7 @@ def hoa_table(creds: Credentials | None, extra: Mapping[str, str] | None = None
 def secret_dir(parent: str | Path, name: str = "secrets") -> Path:
     """`parent/name`, created with mode 0700 (and checked: an existing one must be a
     directory of ours that no one else can enter)."""
-    path = Path(parent) / name
-    try:
-        os.mkdir(path, 0o700)
-    except FileExistsError:
-        pass
-    st = os.lstat(path)
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise ParameterError(f"{path} is not a private directory (mode 0700, ours)")
-    return path
+    return private_dir(Path(parent) / name)
 
 
 def write_psk_file(path: str | Path, psk: bytes) -> Path:
@@ -197,14 +191,7 @@ def write_psk_file(path: str | Path, psk: bytes) -> Path:
     readable by others; an existing file or a symlink there is an error)."""
     if len(psk) < 16:
         raise ValueError("a PSK is at least 16 bytes")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, psk.hex().encode() + b"\n")
-    finally:
-        os.close(fd)
-    return Path(path)
+    return write_secret_file(path, psk.hex() + "\n")
 
 
 def read_psk_file(path: str | Path, minimum: int = 16) -> bytes:

@@ -20,6 +20,12 @@ Backends:
               MS-MPPE keys, the user's fixed Home Address from Framed-IPv6-Address.
     "local"   an in-process mip6bench.eap.EapServer per conversation with a
               credentials table (for benchmarks and tests: no RADIUS hop).
+Identity: the NAI handed to PaaCore is the authenticated one: with "radius" the EAP-PSK
+ID_P the pass-through relay forwarded in message 2 (MAC_P covers it; hostapd's
+Access-Accept names nobody) or the Accept's User-Name (the embedded AAA sends ID_P
+there; both present and different: none, counted), with "local" the EapServer's
+peer_id. PaaCore refuses a success whose identity differs from the EAP Identity
+Response.
 Home Address policy: the HoA the AAA server names for the user (Framed-IPv6-Address,
 or the credentials' third field with "local"), else the `hoa_table` entry, else random
 from the home prefix ("random") or none ("table" only). An AAA-named HoA outside the
@@ -285,8 +291,10 @@ class PaaService:
         accept = {"challenge": None, "accept": True, "reject": False}[answer.code]
         result = pt.from_backend(answer.eap, accept=accept, msk=answer.msk)
         attrs = {}
-        if "user_name" in answer.attributes and accept:
-            attrs["nai"] = answer.attributes["user_name"]
+        if accept:
+            nai = self._authenticated_identity(pt, answer.attributes.get("user_name"))
+            if nai:
+                attrs["nai"] = nai
         if "session_timeout" in answer.attributes:
             attrs["session_timeout"] = answer.attributes["session_timeout"]
         if "framed_ipv6_address" in answer.attributes:
@@ -305,9 +313,7 @@ class PaaService:
                                                               None, {}, now), "pana", now)
         hoa = attrs.pop("framed_ipv6_address", None)
         if isinstance(done, EapSucceeded):
-            nai = attrs.get("nai") or self._passthrough[sid].identity
-            if nai:
-                attrs["nai"] = nai
+            nai = attrs.get("nai")   # authenticated; PaaCore refuses a success without
             if hoa and nai:
                 if self._network is not None and ipaddress.IPv6Address(hoa) in self._network:
                     self._aaa_hoa[nai] = hoa
@@ -320,6 +326,18 @@ class PaaService:
                                                "nai": attrs.get("nai")}))
         return events + self._process(self.paa.aaa_result(sid, kind, packets[-1], msk, attrs,
                                                           now, emsk=emsk), "pana", now)
+
+    def _authenticated_identity(self, pt: EapPassThrough,
+                                user_name: str | None) -> str | None:
+        """The identity the AAA server authenticated: EAP-PSK's ID_P as relayed in message
+        2 (MAC_P covers it; hostapd names nobody in its Access-Accept) or the Accept's
+        User-Name (the embedded AAA server sends ID_P there). Never the Identity
+        Response, which PaaCore compares with this. Both present and different: none."""
+        id_p = pt.authenticated_id
+        if id_p and user_name and id_p != user_name:
+            self.counters["AAA User-Name differs from ID_P"] += 1
+            return None
+        return id_p or user_name
 
 
 def _bytes_from(rng: random.Random) -> Callable[[int], bytes]:

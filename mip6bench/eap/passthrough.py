@@ -27,6 +27,11 @@ an EAP Failure of Identifier 0, which the peer would rightly discard.
 The relay checks that each peer Response answers the outstanding Request
 (same Identifier) and forwards only the first one; `identity` is the
 peer's Identity Response, unauthenticated (useful as RADIUS User-Name).
+`authenticated_id` is the EAP-PSK ID_P of the message 2 the relay forwarded (RFC 4764
+section 5.2: MAC_P covers it, and the server looks the PSK up by it), once the backend
+accepted the peer; None before, after a failure, when the method is not EAP-PSK, or when
+two forwarded messages 2 named different identities. It is the identity a backend that
+names none (hostapd's Access-Accept carries no User-Name) authenticated.
 
 With an in-process backend, `from_embedded_server(server, actions)` feeds the
 actions an `EapServer` returned (accept and keys taken from the server):
@@ -57,6 +62,7 @@ from mip6bench.eap.packet import (
     identity_request,
     success,
 )
+from mip6bench.eap.psk_messages import PskSecond, decode_psk_message
 from mip6bench.sansio import Action, Event
 
 if TYPE_CHECKING:
@@ -76,6 +82,14 @@ class EapPassThrough:
         self.failure_reason: str | None = None
         self._outstanding_id: int | None = None
         self._forwarded = False
+        self._psk_id_p: str | None = None
+        self._psk_id_conflict = False
+
+    @property
+    def authenticated_id(self) -> str | None:
+        if self.status is not EapStatus.SUCCESS or self._psk_id_conflict:
+            return None
+        return self._psk_id_p
 
     def start(self) -> list[Action]:
         """Send the Identity Request from the authenticator itself."""
@@ -103,7 +117,21 @@ class EapPassThrough:
         self._forwarded = True
         if packet.type == EapType.IDENTITY and self.identity is None:
             self.identity = packet.type_data.decode("utf-8", "replace")
+        elif packet.type == EapType.PSK:
+            self._note_psk_id(packet)
         return [RelayToBackend(packet.encode())]
+
+    def _note_psk_id(self, packet) -> None:
+        try:
+            message = decode_psk_message(packet)
+        except DecodeError:
+            return   # the backend rejects it; nothing authenticated here
+        if not isinstance(message, PskSecond):
+            return
+        id_p = message.id_p.decode("utf-8", "replace")
+        if self._psk_id_p is not None and id_p != self._psk_id_p:
+            self._psk_id_conflict = True
+        self._psk_id_p = id_p
 
     def from_backend(self, data: bytes | None, *, accept: bool | None = None,
                      msk: bytes | None = None, emsk: bytes | None = None) -> list[Action]:

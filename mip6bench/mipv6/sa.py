@@ -24,6 +24,7 @@ last accepted) or "sequence" (replay protection by BU sequence numbers alone, wh
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -157,3 +158,53 @@ class SAStore:
 
     def __contains__(self, spi: object) -> bool:
         return spi in self._by_spi
+
+
+# ---- the HA's waiting room for Binding Updates whose SA is being fetched ---------------
+
+class FetchWaitlist:
+    """Binding Updates (or anything) held at the HA while the SA of their SPI is fetched
+    from the PAA, bounded: at most `max_fetches` SPIs at once, `max_per_spi` items per
+    SPI and `max_total` items in all. A stranger can send BUs with any SPI, so nothing
+    here grows without a bound.
+
+        verdict = waitlist.hold(spi, item)   # "fetch": start fetching spi (item waits)
+                                             # "queued": a fetch of spi is under way
+                                             # "refused": too many SPIs; hand the item
+                                             #   on unfetched (the core answers 146)
+                                             # "dropped": a bound is reached; counted
+        items = waitlist.release(spi)        # the fetch ended: deliver them in order
+
+    `counters` counts "fetch", "queued", "refused", "dropped: per SPI", "dropped: total".
+    """
+
+    def __init__(self, max_fetches: int = 32, max_per_spi: int = 8, max_total: int = 128):
+        if min(max_fetches, max_per_spi, max_total) < 1:
+            raise ValueError("FetchWaitlist bounds must be at least 1")
+        self.max_fetches, self.max_per_spi, self.max_total = max_fetches, max_per_spi, max_total
+        self.waiting: dict[int, list] = {}
+        self.total = 0
+        self.counters: Counter[str] = Counter()
+
+    def fetching(self, spi: int) -> bool:
+        return spi in self.waiting
+
+    def hold(self, spi: int, item) -> str:
+        queue = self.waiting.get(spi)
+        if queue is None and len(self.waiting) >= self.max_fetches:
+            verdict = "refused"
+        elif self.total >= self.max_total:
+            verdict = "dropped: total"
+        elif queue is not None and len(queue) >= self.max_per_spi:
+            verdict = "dropped: per SPI"
+        else:
+            verdict = "queued" if queue is not None else "fetch"
+            self.waiting.setdefault(spi, []).append(item)
+            self.total += 1
+        self.counters[verdict] += 1
+        return "dropped" if verdict.startswith("dropped") else verdict
+
+    def release(self, spi: int) -> list:
+        items = self.waiting.pop(spi, [])
+        self.total -= len(items)
+        return items

@@ -421,10 +421,16 @@ def _iter_option_tlvs(data: bytes, start: int, end: int) -> Iterator[tuple[int, 
 
 
 def _decode_options(data: bytes, start: int, end: int) -> tuple[MobilityOption, ...]:
+    """The options, padding left out. Nothing but padding may follow a Binding
+    Authorization Data or Authentication option (RFC 6275 6.2.7, RFC 4285 section 5:
+    it MUST be the last option; what followed would not be covered by it)."""
     out: list[MobilityOption] = []
-    for otype, _pos, value in _iter_option_tlvs(data, start, end):
+    for otype, pos, value in _iter_option_tlvs(data, start, end):
         if otype in (OptionType.PAD1, OptionType.PADN):
             continue
+        if out and isinstance(out[-1], _LAST_OPTIONS):
+            raise DecodeError(f"option type {otype} at offset {pos} follows "
+                              f"{type(out[-1]).__name__}, which must be the last option")
         cls = _OPTION_CLASSES.get(otype)
         if cls is None:
             out.append(UnknownOption(otype, value))

@@ -16,8 +16,11 @@ PAA side: the AAA backend is asynchronous (RADIUS), so the core holds no EAP obj
 it emits `SendToAAA(session_id, eap_payload)` and is later fed
 `PaaCore.aaa_result(session_id, kind, eap_payload, msk, attributes, now)`, kind being
 "continue" (eap_payload is the next EAP request), "success" or "failure" (eap_payload
-is the EAP Success/Failure to deliver, None lets the PAA build one). `attributes` may
-carry "nai" (authenticated user name) and "session_timeout" (seconds).
+is the EAP Success/Failure to deliver, None lets the PAA build one). `attributes` carry
+"nai", the identity the EAP method authenticated (required with "success": without it,
+or when it differs from the EAP Identity Response or, on re-authentication, from the
+session's NAI, the PAA answers PANA_AUTHORIZATION_REJECTED), and may carry
+"session_timeout" (seconds).
 
 The PAA sends the first EAP-Request/Identity itself, as a pass-through authenticator
 does with RADIUS (RFC 3579 2.1): that lets the very first PAR (S flag) carry it without

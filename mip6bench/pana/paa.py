@@ -27,6 +27,12 @@ Session flow (RFC 5609 state names in brackets):
     aaa_result("success"/"failure") -> PAR[C] (Result-Code, EAP, Session-Lifetime,
         Key-Id, extension AVPs, AUTH)                              WAIT_SUCC_PAN/WAIT_FAIL_PAN
     PAN[C] -> OPEN (success) or the session is removed (failure)
+    Identity: the session's NAI is the identity the AAA backend reports the EAP method
+        authenticated (aaa_result attributes "nai"), never the EAP Identity Response
+        (a claim, kept as claimed_nai for the phase). A success without one, or one that
+        differs from the claim or from the NAI the session already has, is answered
+        PANA_AUTHORIZATION_REJECTED (counter "identity mismatch", event
+        pana.identity_mismatch): no HoA, MIPv6 SA, token or supersession for it.
     OPEN: PNR[P]/PNA[P] pings, PNR[A] or reauthenticate() -> new EAP conversation
         (state WAIT_AAA/WAIT_PAN again, access continues), PTR/PTA termination,
         session lifetime expiry removes the session.
@@ -37,8 +43,9 @@ Session flow (RFC 5609 state names in brackets):
         REQ_IRT/REQ_MRC; it is removed (PanaSessionClosed "superseded") on the PTA
         or when the PTR's retransmissions give up.
 
-Relayed PaCs: a PRY from a relay element carries PaC-Information and the PaC's message;
-the session remembers the relay and every message to that PaC goes back inside a PRY.
+Relayed PaCs: a PRY from a configured relay element (`PaaConfig.relays`; from anywhere
+else it is dropped) carries PaC-Information and the PaC's message; the session remembers
+the relay and every message to that PaC goes back inside a PRY.
 
 The MIPv6 SA is announced (MipSaEstablished) when the final PAR is sent, not when its
 answer arrives, so the runtime's push to the HA races ahead of the MN's Binding Update
@@ -48,6 +55,7 @@ the SA is revoked with the session.
 from __future__ import annotations
 
 import enum
+import ipaddress
 import random
 from collections import Counter
 from dataclasses import dataclass, field
@@ -83,6 +91,13 @@ class PaaState(str, enum.Enum):
     TERMINATING = "terminating"      # PTR sent
 
 
+def _normal(address: str) -> str:
+    try:
+        return ipaddress.ip_address(address).compressed
+    except ValueError:
+        return address
+
+
 def _timer(kind: str, session_id: int) -> tuple:
     return ("pana-paa", kind, session_id)
 
@@ -94,7 +109,10 @@ class PaaConfig:
     integrity_algorithms: tuple[int, ...] = (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128)
     offer_pana_sa: bool = True                   # False: no algorithms, hence no AUTH ever
     eap_in_start: bool = True                    # EAP-Request/Identity in PAR[S]
-    accept_relay: bool = True                    # serve PaCs behind an RFC 6345 relay
+    # RFC 6345 relay elements (their addresses) whose PRY messages are served; a PRY's
+    # PaC-Information decides where the PAA's answers go, so a PRY from anywhere else is
+    # dropped ("relay not configured"). Empty: no relayed PaCs.
+    relays: frozenset[str] | tuple[str, ...] = ()
     mip6: mip6.Mip6Policy | None = None          # None: a plain PAA, ignores the extension
     authorize: Callable[[str | None, dict], bool] | None = None  # False: Result-Code 2
     # The first EAP request of each (re-)authentication of a session, e.g. from the
@@ -103,6 +121,14 @@ class PaaConfig:
     first_eap_request: Callable[[int], bytes] | None = None
     auth_timeout: float = 60.0                   # RFC 5609 FAILED_SESS_TIMEOUT
     max_sessions: int = 100_000
+    # Half-open sessions (PAR[S] sent, no PAN[S] yet): a PCI costs a stranger one spoofed
+    # datagram, so they are bounded in all and per PaC address, and the PAR[S] is
+    # retransmitted fewer times than other requests (at most 1 + mrc datagrams toward an
+    # address that never answered).
+    max_handshakes: int = 1024
+    max_handshakes_per_source: int = 4
+    handshake_retransmit: RetransmitPolicy = RetransmitPolicy(irt=1.0, mrt=30.0, mrc=3,
+                                                              mrd=0.0)
     closed_linger: float = 30.0                  # answer retransmitted PTRs after close
     req_retransmit: RetransmitPolicy = REQ_RETRANSMIT
 
@@ -120,7 +146,8 @@ class PaaSession:
     channel: Channel
     state: PaaState
     created: float
-    nai: str | None = None
+    nai: str | None = None              # the identity the EAP method authenticated
+    claimed_nai: str | None = None      # this phase's EAP Identity Response (unauthenticated)
     reauth: bool = False                # current phase is a re-authentication
     ever_open: bool = False
     i_par: bytes = b""
@@ -140,6 +167,8 @@ class PaaSession:
     closing_reason: str = ""            # why the PTR we sent ends the session
     lifetime: int | None = None
     aaa_pending: bool = False
+    half_open: bool = False             # counted in PaaCore's half-open handshakes
+    handshake_address: str = ""
 
     @property
     def peer(self) -> Peer:
@@ -162,9 +191,12 @@ class PaaCore:
         self.counters: Counter[str] = Counter()
         self.timers = TimerTable()
         self._handshakes: dict[Peer, int] = {}
+        self._half_open: Counter[str] = Counter()   # PaC address -> sessions in HANDSHAKE
+        self._half_open_total = 0
         self._tombstones: dict[int, _Tombstone] = {}
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
+        self._relays = frozenset(_normal(a) for a in self.config.relays)
 
     # ---- input from the network
     def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT) -> list[Action]:
@@ -172,8 +204,8 @@ class PaaCore:
             msg = decode_message(data)
             peer = Peer(src, port)
             if msg.type == RELAY:
-                if not self.config.accept_relay:
-                    return self._drop("relay not accepted", msg)
+                if _normal(src) not in self._relays:
+                    return self._drop("relay not configured", msg, detail=src)
                 info = msg.pac_information
                 msg = decode_message(msg.relayed_message)
                 if msg.type == RELAY:
@@ -242,6 +274,11 @@ class PaaCore:
             return self._drop("duplicate PCI", msg)  # our PAR[S] is being retransmitted
         if len(self.sessions) >= self.config.max_sessions:
             return self._drop("too many sessions", msg)
+        if self._half_open_total >= self.config.max_handshakes:
+            return self._drop("too many handshakes", msg)
+        if self._half_open[peer.address] >= self.config.max_handshakes_per_source:
+            return self._drop("too many handshakes from this address", msg,
+                              detail=peer.address)
         hint = 0
         try:
             hint = mip6.bootstrap_request(msg) or 0
@@ -261,13 +298,17 @@ class PaaCore:
         session.mip6_request = mip6_hint if self.config.mip6 else 0
         self.sessions[sid] = session
         self._handshakes[peer] = sid
+        self._half_open[peer.address] += 1
+        self._half_open_total += 1
+        session.half_open, session.handshake_address = True, peer.address
         avps = []
         if self.config.eap_in_start:
             avps.append(eap_payload_avp(self._identity_request(session)))
         if self.config.offer_pana_sa:
             avps += [prf_algorithm_avp(a) for a in self.config.prf_algorithms]
             avps += [integrity_algorithm_avp(a) for a in self.config.integrity_algorithms]
-        actions = self._request(session, AUTH, FLAG_R | FLAG_S, avps, now)
+        actions = self._request(session, AUTH, FLAG_R | FLAG_S, avps, now,
+                                policy=self.config.handshake_retransmit)
         session.i_par = session.channel.outstanding.data
         actions.append(self.timers.arm(_timer("auth", sid), now + self.config.auth_timeout))
         actions.append(self._event("pana.session_created", session, pac=peer.address,
@@ -356,6 +397,7 @@ class PaaCore:
 
     def _on_start_answer(self, session: PaaSession, msg: Message, now: float) -> list[Action]:
         self._handshakes.pop(session.peer, None)
+        self._close_half_open(session)
         session.i_pan = msg.raw
         if self.config.offer_pana_sa:
             session.prf_alg, session.integrity_alg = msg.prf_algorithms[0], \
@@ -391,8 +433,8 @@ class PaaCore:
         session.aaa_pending = True
         session.last_eap_id = eap_payload[1]
         identity = identity_from_response(eap_payload)
-        if identity is not None and session.nai is None:
-            session.nai = identity
+        if identity is not None and session.claimed_nai is None:
+            session.claimed_nai = identity
         return [SendToAAA(session.session_id, eap_payload, session.peer.address)]
 
     # ---- input from the AAA backend
@@ -417,8 +459,6 @@ class PaaCore:
                                         "reason": "stale AAA result"})]
         session.aaa_pending = False
         attributes = dict(attributes or {})
-        if attributes.get("nai"):
-            session.nai = str(attributes["nai"])
         if kind == "continue":
             if not eap_payload:
                 raise ValueError("AAA 'continue' needs an EAP request")
@@ -444,7 +484,18 @@ class PaaCore:
         actions: list[Action] = []
         payload = eap_payload or result_packet(authenticated, session.last_eap_id)
         result = PANA_SUCCESS if authenticated else PANA_AUTHENTICATION_REJECTED
-        if authenticated and self.config.authorize is not None \
+        if authenticated:
+            mismatch = self._identity_problem(session, attributes.get("nai"))
+            if mismatch:
+                result = PANA_AUTHORIZATION_REJECTED
+                self.counters["identity mismatch"] += 1
+                actions.append(self._event("pana.identity_mismatch", session, problem=mismatch,
+                                           claimed=session.claimed_nai,
+                                           authenticated=attributes.get("nai"),
+                                           bound=session.nai))
+            else:
+                session.nai = str(attributes["nai"])
+        if result == PANA_SUCCESS and self.config.authorize is not None \
                 and not self.config.authorize(session.nai, attributes):
             result = PANA_AUTHORIZATION_REJECTED
         new_sa = self._derive_sa(session, msk, emsk) if authenticated else None
@@ -470,6 +521,7 @@ class PaaCore:
         session.result_reason = {PANA_AUTHENTICATION_REJECTED: "authentication rejected",
                                  PANA_AUTHORIZATION_REJECTED: "authorization rejected"
                                  }.get(result, "")
+        session.claimed_nai = None
         sign_with = new_sa or ch.sa
         request = self._request(session, AUTH, FLAG_R | FLAG_C, avps, now, sa=sign_with)
         actions = request + actions
@@ -477,6 +529,24 @@ class PaaCore:
                                    key_id=new_sa.key_id if new_sa else None,
                                    reauth=session.reauth))
         return actions
+
+    @staticmethod
+    def _identity_problem(session: PaaSession, authenticated: str | None) -> str:
+        """Why the identity the EAP method authenticated cannot be this session's, or "".
+
+        The session's NAI (and with it the Home Address, the MIPv6 SA at the HA, the NSIS
+        token, supersession) is only ever the authenticated identity: EAP-PSK's ID_P,
+        which MAC_P covers (RFC 4764), as the AAA backend reports it. The EAP Identity
+        Response is a claim nobody verified (RFC 3748 section 5.1); a peer whose
+        credentials prove A while it claimed B is refused, as is a re-authentication that
+        proves anybody else than the session's user."""
+        if not authenticated:
+            return "no authenticated identity from the AAA backend"
+        if session.claimed_nai is not None and session.claimed_nai != authenticated:
+            return "EAP Identity Response differs from the authenticated identity"
+        if session.nai is not None and session.nai != authenticated:
+            return "re-authentication proved another identity than the session's"
+        return ""
 
     def _derive_sa(self, session: PaaSession, msk: bytes | None, emsk: bytes | None = None
                    ) -> PanaSa | None:
@@ -619,6 +689,7 @@ class PaaCore:
             ch.outstanding = None
             actions += self.timers.disarm(_timer("rtx", session.session_id))
         session.reauth = True
+        session.claimed_nai = None
         session.paa_nonce = session.pac_nonce = None
         actions.append(self.timers.arm(_timer("auth", session.session_id),
                                        now + self.config.auth_timeout))
@@ -677,9 +748,11 @@ class PaaCore:
 
     # ---- helpers
     def _request(self, session: PaaSession, msg_type: int, flags: int, avps, now: float,
-                 sa: PanaSa | None = None) -> list[Action]:
+                 sa: PanaSa | None = None, policy: RetransmitPolicy | None = None
+                 ) -> list[Action]:
         ch = session.channel
-        data = ch.request(msg_type, flags, avps, now, self.config.req_retransmit, sa=sa)
+        data = ch.request(msg_type, flags, avps, now, policy or self.config.req_retransmit,
+                          sa=sa)
         return [self._send(ch.peer, data),
                 self.timers.arm(_timer("rtx", session.session_id),
                                 ch.outstanding.backoff.deadline)]
@@ -698,6 +771,7 @@ class PaaCore:
             return []
         if self._handshakes.get(session.peer) == sid:
             del self._handshakes[session.peer]
+        self._close_half_open(session)
         actions: list[Action] = []
         for kind in ("rtx", "lifetime", "auth"):
             actions += self.timers.disarm(_timer(kind, sid))
@@ -713,6 +787,15 @@ class PaaCore:
             self._tombstones[sid] = _Tombstone(ch.peer, ch.last_request_raw, ch.last_answer,
                                                now + self.config.closed_linger)
         return actions
+
+    def _close_half_open(self, session: PaaSession) -> None:
+        if session.half_open:
+            session.half_open = False
+            address = session.handshake_address
+            self._half_open[address] -= 1
+            self._half_open_total -= 1
+            if self._half_open[address] <= 0:
+                del self._half_open[address]
 
     def _drop(self, reason: str, msg: Message | None = None,
               session: PaaSession | None = None, detail: str = "") -> list[Action]:

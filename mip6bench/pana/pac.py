@@ -281,15 +281,18 @@ class PacCore:
             return self._drop("PAR[S] without session id", msg)
         if msg.auth is not None:
             return self._drop("unexpected AUTH", msg)
-        prf_alg = integrity_alg = None
-        if msg.prf_algorithms or msg.integrity_algorithms:
-            prf_alg = next((a for a in msg.prf_algorithms
-                            if a in self.config.prf_algorithms and a in PRF_DIGESTS), None)
-            integrity_alg = next((a for a in msg.integrity_algorithms
-                                  if a in self.config.integrity_algorithms
-                                  and a in INTEGRITY_ALGORITHMS), None)
-            if prf_alg is None or integrity_alg is None:
-                return self._drop("no common algorithm", msg)
+        # RFC 5191 4.1: the PAR[S] carries PRF-Algorithm and Integrity-Algorithm AVPs;
+        # without them there would be no PANA SA, hence no AUTH on anything that follows
+        # (the final PAR with the Result-Code and the MIPv6 extension included).
+        if not msg.prf_algorithms or not msg.integrity_algorithms:
+            return self._drop("PAR[S] without algorithms", msg)
+        prf_alg = next((a for a in msg.prf_algorithms
+                        if a in self.config.prf_algorithms and a in PRF_DIGESTS), None)
+        integrity_alg = next((a for a in msg.integrity_algorithms
+                              if a in self.config.integrity_algorithms
+                              and a in INTEGRITY_ALGORITHMS), None)
+        if prf_alg is None or integrity_alg is None:
+            return self._drop("no common algorithm", msg)
         phase = _Phase(reauth=False)
         response = None
         if msg.eap_payload is not None:

@@ -44,13 +44,28 @@ MhHold = Callable[[bytes, Callable[[], None]], bool]
 
 
 def parse_sa(spec: dict[str, Any], now: float) -> MobilitySA:
-    """{"spi", "key" (hex), "algorithm", "replay", "hoa", "nai", "lifetime" (s, optional)}."""
+    """{"spi", "key" (hex) or "key_file" (a 0600 file with the key in hex, as
+    mip6bench.aaa.credentials.write_psk_file writes it), "algorithm", "replay", "hoa",
+    "nai", "lifetime" (s, optional)}."""
     if not isinstance(spec, dict):
         raise ValueError("an SA is an object with spi and key")
-    known = {"spi", "key", "algorithm", "replay", "hoa", "nai", "lifetime", "replay_window"}
+    known = {"spi", "key", "key_file", "algorithm", "replay", "hoa", "nai", "lifetime",
+             "replay_window"}
     unknown = set(spec) - known
     if unknown:
         raise ValueError(f"unknown SA fields {sorted(unknown)}; known: {sorted(known)}")
+    if "key_file" in spec:
+        if "key" in spec:
+            raise ValueError("give an SA's key or its key_file, not both")
+        if not isinstance(spec["key_file"], str):
+            raise ValueError("SA key_file must be a path")
+        from mip6bench.aaa.credentials import read_psk_file
+        from mip6bench.errors import ParameterError
+        try:
+            key_hex = read_psk_file(spec["key_file"]).hex()
+        except ParameterError as exc:
+            raise ValueError(str(exc)) from None
+        spec = {**{k: v for k, v in spec.items() if k != "key_file"}, "key": key_hex}
     for name in ("spi", "key"):
         if name not in spec:
             raise ValueError(f"SA field {name!r} is missing")

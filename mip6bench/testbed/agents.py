@@ -9,6 +9,7 @@ from typing import Any
 
 from mip6bench import REPO_ROOT
 from mip6bench.runtime import control
+from mip6bench.secretfiles import write_secret_file
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.process import NodeProcess
@@ -32,9 +33,11 @@ class AgentProcess:
         return AGENTS_DIR / f"{self.role}.py"
 
     def start(self, timeout: float = 10.0) -> "AgentProcess":
-        self.config_path.write_text(json.dumps({
+        # The options carry PSKs, keys and the RADIUS secret: 0600 from creation.
+        write_secret_file(self.config_path, json.dumps({
             "node": self.node.name, "agent": self.agent, "control": self.control_path,
-            "events": str(self.events_path), "options": self.options}, indent=1))
+            "events": str(self.events_path), "options": self.options}, indent=1),
+            replace=True)
         self.proc = NodeProcess(self.node, [sys.executable, str(self.script), "--config",
                                             str(self.config_path)],
                                 f"agent {self.agent}", self.run,

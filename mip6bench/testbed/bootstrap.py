@@ -38,6 +38,7 @@ import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from mip6bench.aaa.credentials import (Credential, format_credentials, hostapd_eap_user,
@@ -49,6 +50,7 @@ from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
 from mip6bench.runtime.slowdown import scaled
+from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.operational import HOME_PREFIX
 
 NAI_DOMAIN = "mip6bench.example"
@@ -171,10 +173,7 @@ class BootstrapServices:
 
     # ---- lifecycle
     def start(self) -> "BootstrapServices":
-        run = self.tb.run
-        self.credentials_path = run.state_dir / "credentials.txt"
-        self.credentials_path.write_text(format_credentials(self.users))
-        os.chmod(self.credentials_path, 0o600)
+        self.write_credentials()
         if self.settings.aaa == "embedded":
             self._agent("aaa", "aaa", "aaa", {
                 "credentials": str(self.credentials_path),
@@ -193,12 +192,19 @@ class BootstrapServices:
             "token_lifetime": s.token_lifetime, "token_flows": self.token_flows(),
             "authz_peers": {address: str(self.authz_psk_path(name))
                             for name, address in self.fw_addresses.items()},
-            **s.extra_paa_options})
+            "relays": self.relay_addresses(), **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():
                 self._agent(node, "rao", "rao_forwarder", {"interfaces": interfaces})
                 self.forwarders.append(node)
         return self
+
+    def relay_addresses(self) -> list[str]:
+        """Where the PAA accepts PRY messages from: every address of the access routers,
+        the nodes a PANA relay element (agents/pre.py) runs on; it answers from whichever
+        address the route back to the PAA picks."""
+        return sorted({address.split("/")[0] for ar in self.tb.plan.by_role("ar")
+                       for _intf, address in ar.addresses})
 
     def forwarder_interfaces(self) -> dict[str, list[str]]:
         plan = self.tb.plan
@@ -237,16 +243,28 @@ class BootstrapServices:
                                f"::1/128\t{self.radius_secret}\n",
         }
 
+    def write_credentials(self) -> Path:
+        """The run's credentials file (users' PSKs), 0600 from its creation."""
+        self.credentials_path = write_secret_file(self.tb.run.state_dir / "credentials.txt",
+                                                  format_credentials(self.users),
+                                                  replace=True)
+        return self.credentials_path
+
+    def write_hostapd_files(self) -> Path:
+        """hostapd's configuration, users (PSKs) and clients (RADIUS secret), each 0600
+        from its creation, into the run's state directory (0700)."""
+        d = self.tb.run.state_dir
+        for name, text in self.hostapd_config().items():
+            write_secret_file(d / name, text, replace=True)
+        return d
+
     def _start_hostapd(self) -> None:
         binary = which("hostapd") or ("/usr/sbin/hostapd"
                                       if os.access("/usr/sbin/hostapd", os.X_OK) else None)
         if binary is None:
             raise EnvironmentProblem("hostapd is missing (aaa=radius runs it as the RADIUS "
                                      "server)", "apt install hostapd, or run `make setup`")
-        d = self.tb.run.state_dir
-        for name, text in self.hostapd_config().items():
-            (d / name).write_text(text)
-            os.chmod(d / name, 0o600)
+        d = self.write_hostapd_files()
         node = self.tb.node("aaa")
         t0 = time.monotonic()
         self.hostapd = node.start_service([binary, str(d / "hostapd.conf")], "hostapd")

@@ -175,13 +175,17 @@ class Testbed:
         """(node, role, options) of the HA, CN and MN agents as the `mipv6` parameter
         says: static SAs (static), or PANA bootstrapping (bootstrap: the MN agents get the
         PANA client's options, the HA agent the SA distribution channel's)."""
-        from mip6bench.testbed.operational import mobility_agent_options
+        from mip6bench.testbed.operational import mobility_agent_options, static_sa_key_files
 
         if self.params["mipv6"] == "off":
             return []
         if self.tunnel_backend is None:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
-        out = mobility_agent_options(self.plan, self.tunnel_backend)
+        keys = None
+        if self.params["mipv6"] == "static":
+            keys = static_sa_key_files(self.run.state_dir,
+                                       [int(mn.name[2:]) for mn in self.plan.by_role("mn")])
+        out = mobility_agent_options(self.plan, self.tunnel_backend, keys)
         if self.params["nsis"] == "on":
             self._nsis_options(out)
         for node, role, options in out:
@@ -253,6 +257,13 @@ class Testbed:
             # its GIST speaks from the inside address: that is where the EXTs come from
             out["addresses"].sort(key=lambda a: a != fw.address(fw.extra["inside"]))
         return out
+
+    def static_sa(self, k: int) -> dict[str, Any]:
+        """MN k's static MN-HA SA spec (agents' `sas` option, `sa-add`), its key made
+        for this run in the run's state directory (key_file, 0600)."""
+        from mip6bench.testbed.operational import static_sa, static_sa_key_files
+
+        return static_sa(self.plan, k, static_sa_key_files(self.run.state_dir, [k])[k])
 
     def mobility_agent(self, node: str):
         """The AgentProcess of the Mobile IPv6 agent on `node` (ha, cn, mn<k>)."""

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import heapq
 import ipaddress
+import os
+import secrets
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterable, Mapping
 
+from mip6bench.aaa.credentials import secret_dir, write_psk_file
 from mip6bench.errors import Mip6benchError
 from mip6bench.params import ParamSpec
 
@@ -343,29 +347,48 @@ def mn_nai(k: int) -> str:
     return f"mn{k}@mip6bench.example"
 
 
-def static_sa(plan: Plan, k: int) -> dict[str, Any]:
-    """The statically configured MN-HA SA of MN k (RFC 4285): a fixed test key derived
-    from k, so HA and MN agree without any exchange. PANA bootstrapping replaces it."""
-    import hashlib
-
-    key = hashlib.sha256(f"mip6bench static MN-HA key {k}".encode()).hexdigest()[:32]
-    return {"spi": 0x1000 + k, "key": key, "algorithm": "hmac-sha1-96", "replay": "timestamp",
-            "hoa": plan.hoa(k), "nai": mn_nai(k)}
+def static_sa(plan: Plan, k: int, key_file: str | os.PathLike) -> dict[str, Any]:
+    """The statically configured MN-HA SA of MN k (RFC 4285). Its key is the run's own
+    (static_sa_key_files), read by the HA and MN agents from `key_file`; PANA
+    bootstrapping replaces it."""
+    return {"spi": 0x1000 + k, "key_file": str(key_file), "algorithm": "hmac-sha1-96",
+            "replay": "timestamp", "hoa": plan.hoa(k), "nai": mn_nai(k)}
 
 
-def mobility_agent_options(plan: Plan, tunnel_backend: str) -> list[tuple[str, str, dict[str, Any]]]:
-    """(node, role, options) of the Mobile IPv6 agents the plan asks for (parameter mipv6)."""
+def static_sa_key_files(state_dir: str | os.PathLike, ks: Iterable[int]) -> dict[int, Path]:
+    """A random 16-byte MN-HA key per MN k, made once per run (secrets.token_bytes) and kept
+    in the run's state directory (secrets/static-sa-mn<k>.key, 0600 in the 0700
+    secrets/), so no two runs, and nobody who read this code, share a key."""
+    directory = secret_dir(state_dir)
+    out = {}
+    for k in ks:
+        path = directory / f"static-sa-mn{k}.key"
+        if not path.exists():
+            write_psk_file(path, secrets.token_bytes(16))
+        out[k] = path
+    return out
+
+
+def mobility_agent_options(plan: Plan, tunnel_backend: str,
+                           static_keys: Mapping[int, str | os.PathLike] | None = None
+                           ) -> list[tuple[str, str, dict[str, Any]]]:
+    """(node, role, options) of the Mobile IPv6 agents the plan asks for (parameter mipv6);
+    with static SAs, `static_keys` maps each MN k to its key file (static_sa_key_files)."""
     mode = plan.params.get("mipv6", "static")
     if mode == "off":
         return []
     ha, cn = plan.nodes["ha"], plan.nodes["cn"]
     mns = plan.by_role("mn")
     static = mode == "static"
+    if static and (static_keys is None
+                   or any(int(mn.name[2:]) not in static_keys for mn in mns)):
+        raise ValueError("static SAs need the run's key files (static_sa_key_files)")
     out = [("ha", "ha", {
         "address": HA_ADDRESS, "home_prefix": HOME_PREFIX, "home_interface": ha.extra["lan_intf"],
         "uplink": next(intf for dst, _gw, intf in ha.routes if dst == "default"),
         "tunnel_backend": tunnel_backend,
-        "sas": [static_sa(plan, int(mn.name[2:])) for mn in mns] if static else []})]
+        "sas": [static_sa(plan, int(mn.name[2:]), static_keys[int(mn.name[2:])])
+                for mn in mns] if static else []})]
     out.append(("cn", "cn", {"addresses": [cn.address()], "interface": "cn-cnet"}))
     for mn in mns:
         k = int(mn.name[2:])
@@ -374,7 +397,7 @@ def mobility_agent_options(plan: Plan, tunnel_backend: str) -> list[tuple[str, s
             "nai": mn_nai(k), "correspondents": [cn.address()], "tunnel_backend": tunnel_backend}
         if static:
             options.update(home_address=mn.extra["hoa"], home_agent=HA_ADDRESS, home_prefix=HOME_PREFIX,
-                           sas=[static_sa(plan, k)])
+                           sas=[static_sa(plan, k, static_keys[k])])
         out.append((mn.name, "mn", options))
     return out
 

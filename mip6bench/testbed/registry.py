@@ -23,6 +23,7 @@ from typing import Any
 
 from mip6bench.fdwait import wait_readable
 from mip6bench.runtime.slowdown import scaled
+from mip6bench.secretfiles import private_dir
 
 RUN_ROOT = Path(os.environ.get("MIP6BENCH_RUN_ROOT", "/run/mip6bench"))
 
@@ -86,7 +87,8 @@ class RunRecord:
         self.dir = self.root / self.run_id
 
     def create(self, what: str) -> "RunRecord":
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # Agent configs (keys), control sockets, secrets/: only the owner may enter.
+        private_dir(self.dir)
         me = os.getpid()
         (self.dir / "controller.json").write_text(json.dumps(
             {"pid": me, "start": process_start(me), "what": what, "created": time.time()}))

@@ -50,6 +50,7 @@ from mip6bench.eap import (  # noqa: E402
     SendEap,
 )
 from mip6bench.eap.packet import identity_request  # noqa: E402
+from mip6bench.eap.psk_method import PskPeerMethod  # noqa: E402
 from mip6bench.eap.radius_attrs import (  # noqa: E402
     eap_from_radius,
     mppe_keys_from_radius,
@@ -91,11 +92,13 @@ def free_udp_port() -> int:
 
 
 class Hostapd:
-    def __init__(self, workdir: Path, psk: bytes):
+    def __init__(self, workdir: Path, psk: bytes, others: dict[str, bytes] | None = None):
         self.workdir = workdir
         self.port = free_udp_port()
         self.log_path = workdir / "hostapd.log"
-        (workdir / "eap_user").write_text(f'"{IDENTITY}"\tPSK\t{psk.hex()}\n')
+        users = {IDENTITY: psk, **(others or {})}
+        (workdir / "eap_user").write_text("".join(f'"{nai}"\tPSK\t{key.hex()}\n'
+                                                  for nai, key in users.items()))
         (workdir / "clients").write_text(f"127.0.0.1/32\t{SECRET.decode()}\n")
         (workdir / "hostapd.conf").write_text("\n".join([
             "driver=none",
@@ -285,3 +288,97 @@ def test_hostapd_drops_an_access_request_with_a_wrong_message_authenticator(host
     assert "Invalid Message-Authenticator" in hostapd.log()
     good = new_access_request(client, IDENTITY, identity, None)
     assert client.SendPacket(good).code == pyrad_packet.AccessChallenge
+
+
+def test_hostapd_accepts_credentials_of_one_user_claiming_another_and_the_relay_sees_it(
+        tmp_path, psk):
+    """Issue 10, defect 1: hostapd looks the PSK up by EAP-PSK's ID_P and never compares
+    it with the Identity Response, and its Access-Accept names nobody. The PAA's
+    pass-through relay therefore reports the ID_P it forwarded (authenticated_id, which
+    MAC_P covers) and PaaCore refuses the session when it differs from the claim
+    (tests/unit/test_identity_binding.py)."""
+    victim = "bob@example.org"
+    server = Hostapd(tmp_path, psk, others={victim: os.urandom(16)})
+    server.start()
+    try:
+        peer = EapPeer(victim, methods={47: lambda: PskPeerMethod(IDENTITY.encode(), psk)})
+        reply, relay = authenticate(server, peer)
+    finally:
+        server.stop()
+    assert reply.code == pyrad_packet.AccessAccept     # hostapd let the claim through
+    assert "User-Name" not in reply                    # and names nobody
+    assert relay.identity == victim and relay.authenticated_id == IDENTITY
+
+
+def _bootstrap_through_hostapd(server: Hostapd, claim: str, id_p: str, key: bytes):
+    """One PaC (PacCore, EAP-PSK proving id_p while its Identity Response says claim)
+    against a PaaService whose RADIUS backend is the real hostapd over UDP; PANA runs in
+    memory. Returns the PAA service, the PaC core and the PAA's effects."""
+    import random as _random
+
+    from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig
+    from mip6bench.aaa.radius_client import RadiusClientConfig
+    from mip6bench.eap.peer import SimpleEapPeer
+    from mip6bench.pana import mip6
+    from mip6bench.pana.paa import PaaConfig
+    from mip6bench.pana.pac import PacConfig, PacCore
+    from mip6bench.sansio import Transmit
+
+    pac_addr, paa_addr = "2001:db8:11::100", "2001:db8:1::2"
+    policy = mip6.Mip6Policy("2001:db8:1::1", "2001:db8:1::/64")
+    svc = PaaService(PaaServiceConfig(
+        PaaConfig(mip6=policy), backend="radius",
+        radius=RadiusClientConfig("127.0.0.1", SECRET, port=server.port)),
+        rng=_random.Random(3))
+    pac = PacCore(PacConfig(paa_address=paa_addr, nai=claim, mip6_request=mip6.REQUEST_ALL,
+                            new_eap_peer=lambda: SimpleEapPeer(claim, None, methods={
+                                47: lambda: PskPeerMethod(id_p.encode(), key)})),
+                  rng=_random.Random(4))
+    pac_out: list = []     # everything the PaC core returned
+    paa_out: list = []     # everything the PAA service returned
+    queue = [("paa", a) for a in pac.start(0.0)]   # (who sent it, action)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(2.0)
+        while queue:
+            sender, action = queue.pop(0)
+            (pac_out if sender == "paa" else paa_out).append(action)
+            if not isinstance(action, Transmit):
+                continue
+            if sender == "paa":          # from the PaC, to the PAA
+                queue += [("pac", a) for a in svc.receive(action.data, pac_addr, 716, 0.0)]
+            elif action.meta["via"] == "pana":
+                queue += [("paa", a) for a in pac.receive(action.data, paa_addr, 0.0, 716)]
+            elif action.meta["via"] == "radius":
+                sock.sendto(action.data, ("127.0.0.1", server.port))
+                data, (host, port) = sock.recvfrom(4096)
+                queue += [("pac", a) for a in svc.receive(data, host, port, 0.0,
+                                                           via="radius")]
+    effects = paa_out + pac_out
+    return svc, pac, effects
+
+
+def test_the_paa_refuses_hostapd_accepting_one_users_credentials_claiming_another(
+        tmp_path, psk):
+    from mip6bench.pana import effects as fx
+    from mip6bench.pana.pac import PacState
+
+    victim = "bob@example.org"
+    server = Hostapd(tmp_path, psk, others={victim: os.urandom(16)})
+    server.start()
+    try:
+        svc, pac, effects = _bootstrap_through_hostapd(server, victim, IDENTITY, psk)
+        honest_svc, honest_pac, honest = _bootstrap_through_hostapd(server, IDENTITY,
+                                                                    IDENTITY, psk)
+    finally:
+        server.stop()
+    assert svc.paa.counters["identity mismatch"] == 1
+    closed = [e for e in effects if isinstance(e, fx.PanaSessionClosed)]
+    assert [e.reason for e in closed] == ["authorization rejected"] * 2   # PAA and PaC
+    assert pac.state is PacState.CLOSED
+    assert [e for e in effects if getattr(e, "name", "") == "pana.identity_mismatch"]
+    assert not [e for e in effects if isinstance(e, (fx.MipSaEstablished, fx.PanaSessionOpen))]
+    # The same credentials under their own name go through, bound to that name.
+    assert honest_pac.state is PacState.OPEN
+    (sa,) = [e for e in honest if isinstance(e, fx.MipSaEstablished)]
+    assert sa.nai == IDENTITY

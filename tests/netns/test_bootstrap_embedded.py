@@ -28,7 +28,7 @@ from mip6bench.aaa.token import verify_token
 from mip6bench.net.netns import in_netns
 from mip6bench.testbed.bootstrap import BootstrapSettings
 from mip6bench.testbed.network import Testbed
-from mip6bench.testbed.operational import HA_ADDRESS, HOME_PREFIX, static_sa
+from mip6bench.testbed.operational import HA_ADDRESS, HOME_PREFIX
 from mip6bench.testbed.registry import process_start
 
 from ..backends import tunnel_backends
@@ -369,7 +369,7 @@ def test_mn_falls_back_to_its_static_configuration_when_the_paa_ignores_the_exte
     plain = tb.start_agent("aaa", "plainpaa", "paa", {
         "address": aaa, "ha_address": HA_ADDRESS, "home_prefix": HOME_PREFIX, "backend": "local",
         "credentials": str(tb.bootstrap.credentials_path), "mip6": False})
-    static = static_sa(tb.plan, 3)
+    static = tb.static_sa(3)
     ha = tb.mobility_agent("ha")
     ha.request("sa-add", **static)               # the HA's half of the static configuration
     try:

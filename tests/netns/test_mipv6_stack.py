@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from mip6bench.aaa.credentials import read_psk_file
 from mip6bench.measure.probe import Flow, probe_flows
 from mip6bench.measure.streams import TcpEcho
 from mip6bench.mipv6.crypto import encode_with_mn_ha, ntp_timestamp
@@ -30,7 +31,7 @@ from mip6bench.net.netns import in_netns
 from mip6bench.net.ro import encapsulate
 from mip6bench.runtime.mobility import NTP_UNIX_OFFSET
 from mip6bench.testbed.network import Testbed
-from mip6bench.testbed.operational import HA_ADDRESS, static_sa
+from mip6bench.testbed.operational import HA_ADDRESS
 
 from ..backends import tunnel_backends
 
@@ -98,8 +99,8 @@ def echo(tb, a: str, a_addr: str, b: str, b_addr: str, count: int = 10):
 
 
 def sa_of_mn1(tb) -> MobilitySA:
-    spec = static_sa(tb.plan, 1)
-    return MobilitySA(spec["spi"], bytes.fromhex(spec["key"]), spec["algorithm"], spec["replay"],
+    spec = tb.static_sa(1)
+    return MobilitySA(spec["spi"], read_psk_file(spec["key_file"]), spec["algorithm"], spec["replay"],
                       hoa=spec["hoa"], nai=spec["nai"])
 
 

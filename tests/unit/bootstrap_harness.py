@@ -20,7 +20,9 @@ from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig
 from mip6bench.aaa.radius_client import RadiusClientConfig
 from mip6bench.aaa.radius_server import RadiusServerConfig, RadiusServerCore
 from mip6bench.aaa.sadist import SaDistConfig, SaDistHaCore
-from mip6bench.eap.peer import psk_peer_factory
+from mip6bench.eap.packet import EapType
+from mip6bench.eap.peer import SimpleEapPeer, psk_peer_factory
+from mip6bench.eap.psk_method import PskPeerMethod
 from mip6bench.pana import mip6
 from mip6bench.pana.paa import PaaConfig
 from mip6bench.pana.pac import PacConfig, PacCore
@@ -95,11 +97,21 @@ class BootstrapNet:
         self.by_address[address] = node
         return node
 
-    def add_pac(self, name: str, k: int = 1, user: Credential | None = None, **pac_kwargs):
+    def add_pac(self, name: str, k: int = 1, user: Credential | None = None,
+                claim: str | None = None, **pac_kwargs):
+        """claim: the EAP Identity Response (and PaC NAI) to send instead of the user's
+        NAI, while EAP-PSK proves the user's ID_P with the user's PSK."""
         user = user or USERS[k - 1]
+        psk = pac_kwargs.pop("psk", user.psk)
+        if claim is None:
+            new_eap_peer = psk_peer_factory(user.nai, psk)
+        else:
+            id_p = user.nai.encode()
+            new_eap_peer = lambda: SimpleEapPeer(  # noqa: E731
+                claim, None, methods={EapType.PSK: lambda: PskPeerMethod(id_p, psk)})
         cfg = PacConfig(paa_address=pac_kwargs.pop("paa_address", PAA),
-                        new_eap_peer=psk_peer_factory(user.nai, pac_kwargs.pop("psk", user.psk)),
-                        nai=user.nai, mip6_request=pac_kwargs.pop("mip6_request",
+                        new_eap_peer=new_eap_peer,
+                        nai=claim or user.nai, mip6_request=pac_kwargs.pop("mip6_request",
                                                                    mip6.REQUEST_ALL),
                         **pac_kwargs)
         core = PacCore(cfg, rng=random.Random(self.rng.getrandbits(32)))

@@ -7,15 +7,18 @@ import importlib.util
 import pytest
 
 from mip6bench import REPO_ROOT
+from mip6bench.aaa.credentials import read_psk_file
 from mip6bench.measure.streams import UdpStream
 from mip6bench.mipv6 import CorrespondentNode
 from mip6bench.params import parse_params
+from mip6bench.runtime.mobility import parse_sa
 from mip6bench.testbed.operational import (
     HA_ADDRESS,
     build_plan,
     mobility_agent_options,
     static_mipv6_pinholes,
     static_sa,
+    static_sa_key_files,
     topology_params,
 )
 from tests.unit.test_mipv6_harness import CN, COA1, HOA, Sim
@@ -100,15 +103,41 @@ def test_udp_outage_split_by_sequence_number():
     assert stream.outage(2000 * ms) is None                  # nothing after
 
 
-def test_plan_gives_every_agent_the_same_static_sa():
+def test_plan_gives_every_agent_the_same_static_sa(tmp_path):
     plan = build_plan(topo(mns=2))
-    specs = mobility_agent_options(plan, "seg6")
+    keys = static_sa_key_files(tmp_path, [1, 2])
+    specs = mobility_agent_options(plan, "seg6", keys)
     assert [(n, r) for n, r, _ in specs] == [("ha", "ha"), ("cn", "cn"), ("mn1", "mn"), ("mn2", "mn")]
     ha, mn2 = specs[0][2], specs[3][2]
     assert ha["address"] == HA_ADDRESS and ha["uplink"] == "ha-core" and len(ha["sas"]) == 2
-    assert mn2["sas"] == [static_sa(plan, 2)] == [ha["sas"][1]]
+    assert mn2["sas"] == [static_sa(plan, 2, keys[2])] == [ha["sas"][1]]
     assert mn2["home_address"] == "2001:db8:1::1002" and mn2["interfaces"][0] == "mn2-home"
-    assert len(bytes.fromhex(static_sa(plan, 1)["key"])) == 16
+    assert parse_sa(mn2["sas"][0], 0.0).key == read_psk_file(keys[2])
+    assert len(read_psk_file(keys[1])) == 16
+    with pytest.raises(ValueError, match="key files"):
+        mobility_agent_options(plan, "seg6")
+
+
+def test_static_sa_keys_are_random_per_run_private_and_stable_within_a_run(tmp_path):
+    """Issue 10, defect 3: no public constant (the old key was sha256 of a fixed text)."""
+    import hashlib
+    import os
+    import stat
+
+    run1 = static_sa_key_files(tmp_path / "run1", [1, 2])
+    run2 = static_sa_key_files(tmp_path / "run2", [1, 2])
+    keys1 = {k: read_psk_file(p) for k, p in run1.items()}
+    keys2 = {k: read_psk_file(p) for k, p in run2.items()}
+    assert keys1[1] != keys1[2] and keys1[1] != keys2[1] and keys1[2] != keys2[2]
+    public = hashlib.sha256(b"mip6bench static MN-HA key 1").digest()[:16]
+    assert public not in (keys1[1], keys2[1])
+    assert stat.S_IMODE(os.stat(run1[1]).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(run1[1].parent).st_mode) == 0o700
+    again = static_sa_key_files(tmp_path / "run1", [1, 2, 3])     # HA and MN read the same
+    assert {k: read_psk_file(again[k]) for k in (1, 2)} == keys1 and 3 in again
+    # The agents' SA specs carry the file, not the key.
+    spec = static_sa(build_plan(topo(mns=1)), 1, run1[1])
+    assert "key" not in spec and parse_sa(spec, 0.0).key == keys1[1]
 
 
 def test_bootstrap_mode_leaves_home_configuration_out():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from mip6bench.mipv6.sa import MobilitySA, SAStore
+from mip6bench.mipv6.sa import FetchWaitlist, MobilitySA, SAStore
 
 HOA = "2001:db8:1::100"
 
@@ -93,3 +93,32 @@ def test_package_import_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     for heavy in ("scapy", "cryptography", "asyncio", "socket", "hypothesis", "pyroute2"):
         assert heavy not in out, heavy
+
+
+# ---- FetchWaitlist: BUs held at the HA while their SPI's SA is fetched (issue 10, 6)
+
+def test_fetch_waitlist_bounds_per_spi_in_total_and_the_fetches():
+
+    w = FetchWaitlist(max_fetches=3, max_per_spi=2, max_total=5)
+    assert w.hold(1, "a") == "fetch" and w.hold(1, "b") == "queued"
+    assert w.hold(1, "c") == "dropped"                       # per SPI
+    assert w.hold(2, "d") == "fetch" and w.hold(2, "e") == "queued"
+    assert w.hold(3, "f") == "fetch"
+    assert w.hold(4, "g") == "refused"                       # 3 SPIs fetched at once
+    assert w.total == 5 and w.hold(3, "h") == "dropped"      # 5 in all
+    assert w.counters == {"fetch": 3, "queued": 2, "dropped: per SPI": 1, "refused": 1,
+                          "dropped: total": 1}
+    assert w.release(1) == ["a", "b"] and w.total == 3 and not w.fetching(1)
+    assert w.release(1) == []
+    assert w.hold(4, "g") == "fetch" and w.total == 4
+
+
+def test_fetch_waitlist_stays_bounded_under_a_flood_of_spis():
+
+    w = FetchWaitlist()
+    verdicts = [w.hold(spi % 1000, spi) for spi in range(100_000)]
+    assert len(w.waiting) <= w.max_fetches and w.total <= w.max_total
+    assert all(len(q) <= w.max_per_spi for q in w.waiting.values())
+    assert verdicts.count("fetch") == w.max_fetches
+    with pytest.raises(ValueError):
+        FetchWaitlist(max_per_spi=0)

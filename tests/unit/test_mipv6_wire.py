@@ -414,3 +414,39 @@ def test_ipv6_packet_chain_rejections():
     assert pkt.next_header == 135 and pkt.payload == mh and pkt.rh2_address is None
     with pytest.raises(DecodeError):
         option_offset(b"\x3b\x00\x63", 5)
+
+
+# ---- the protecting option is the last one (issue 10, defect 7) -------------------------
+
+def _bu_with_raw_options(options: list) -> bytes:
+    """A Binding Update whose options are laid out by hand (each at its alignment, PadN
+    between), so the test does not rely on the encoder, which refuses this layout."""
+    body = bytearray(struct.pack("!HHH", 7, 0x8000, 100))      # seq, A flag, lifetime
+    pos = 6 + len(body)
+    for opt in options:
+        x, y = opt.alignment()
+        pad = (y - pos) % x
+        body += b"\x00" if pad == 1 else (bytes((1, pad - 2)) + bytes(pad - 2) if pad else b"")
+        pos += pad
+        body += opt.encode()
+        pos += len(opt.encode())
+    pad = (-pos) % 8
+    body += b"\x00" if pad == 1 else (bytes((1, pad - 2)) + bytes(pad - 2) if pad else b"")
+    total = 6 + len(body)
+    return bytes((59, total // 8 - 1, MHType.BINDING_UPDATE, 0, 0, 0)) + bytes(body)
+
+
+@pytest.mark.parametrize("last", [BindingAuthorizationData(bytes(12)),
+                                  Authentication(0x1001, bytes(12))])
+@pytest.mark.parametrize("after", [AlternateCareOfAddress("2001:db8:2::9"),
+                                   NonceIndices(1, 2)])
+def test_an_option_after_the_protecting_one_is_refused(last, after):
+    assert decode_mh(_bu_with_raw_options([after, last])).options == (after, last)
+    with pytest.raises(DecodeError, match="must be the last option"):
+        decode_mh(_bu_with_raw_options([last, after]))
+
+
+def test_padding_after_the_protecting_option_is_still_fine():
+    data = _bu_with_raw_options([BindingAuthorizationData(bytes(12))])
+    padded = data[:1] + bytes((data[1] + 1,)) + data[2:] + bytes((1, 6)) + bytes(6)
+    assert decode_mh(padded).options == (BindingAuthorizationData(bytes(12)),)

@@ -527,7 +527,8 @@ def test_paa_accepts_pac_originated_eap_par():
     pan = m.decode_message(tx.data)
     assert describe(pan) == "PAN" and pan.seq == 4000
     (to_aaa,) = [a for a in out if isinstance(a, fx.SendToAAA)]
-    assert to_aaa.eap_payload == identity and paa.sessions[sid].nai == NAI
+    assert to_aaa.eap_payload == identity and paa.sessions[sid].claimed_nai == NAI \
+        and paa.sessions[sid].nai is None   # a claim until the AAA backend authenticates it
     assert paa.sessions[sid].pac_nonce == b"n" * 20
     # The next PaC request must use sequence 4001.
     bad = m.Message(m.AUTH, m.FLAG_R, sid, 4005, (m.eap_payload_avp(identity),)).encode()

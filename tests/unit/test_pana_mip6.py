@@ -327,13 +327,26 @@ def test_plain_paa_ignores_extension_and_pac_falls_back():
     assert pac.events("pana.mip6_fallback")
 
 
-def test_no_extension_without_pana_sa():
-    # Without a PANA SA nothing could protect the AVPs: the PAA withholds them.
+def test_no_session_without_pana_sa():
+    """A PAR[S] without PRF-Algorithm/Integrity-Algorithm AVPs (RFC 5191 4.1 requires
+    them) would give a session without a PANA SA, so nothing after it, the Result-Code
+    and the extension AVPs included, could be authenticated: the PaC drops it, counted,
+    and never opens (issue 10, defect 7)."""
     sim, pac, paa = ext_pair(paa_kwargs={"offer_pana_sa": False})
-    start(sim, pac)
-    assert pac.core.state == PacState.OPEN and pac.core.sa is None
+    start(sim, pac, until=5.0)
+    assert pac.core.state != PacState.OPEN and pac.core.sa is None
+    assert pac.core.counters["PAR[S] without algorithms"] >= 1
+    assert not pac.effects(fx.PanaSessionOpen) and not pac.effects(fx.Mip6Bootstrapped)
     assert not paa.effects(fx.MipSaEstablished)
-    assert pac.effects(fx.StaticConfigFallback)
+
+
+@pytest.mark.parametrize("offer", ["prf only", "integrity only"])
+def test_no_session_from_a_par_s_with_half_the_algorithms(offer):
+    kwargs = {"integrity_algorithms": ()} if offer == "prf only" else {"prf_algorithms": ()}
+    sim, pac, paa = ext_pair(paa_kwargs=kwargs)
+    start(sim, pac, until=5.0)
+    assert pac.core.state != PacState.OPEN
+    assert pac.core.counters["PAR[S] without algorithms"] >= 1
 
 
 def test_partial_request_and_missing_token_minter():

@@ -1,5 +1,8 @@
 """RFC 6345 relay: PRY codec, the relay element, and PaC <-> PRE <-> PAA exchanges."""
+import ipaddress
 import random
+
+import pytest
 
 from mip6bench.pana import PaaConfig, PaaCore, PaaState, PacConfig, PacCore, PacState
 from mip6bench.pana import effects as fx
@@ -59,10 +62,11 @@ def test_relay_element_drops_what_it_must_not_relay():
                             "nested relay": 1, "malformed": 2}
 
 
-def relayed_sim(paa_config=None, pac_request=0):
+def relayed_sim(paa_config=None, pac_request=0, relays=(PRE,)):
+    config = paa_config or PaaConfig()
+    config.relays = relays
     sim = Sim()
-    sim.add(PAA, PaaCore(paa_config or PaaConfig(), rng=random.Random(1)),
-            ScriptedAAA({NAI: PSK}))
+    sim.add(PAA, PaaCore(config, rng=random.Random(1)), ScriptedAAA({NAI: PSK}))
     sim.add(PRE, RelayCore(PAA))
     cfg = PacConfig(paa_address=PRE, new_eap_peer=lambda: ScriptedPeer(NAI, PSK), nai=NAI,
                     mip6_request=pac_request)
@@ -99,16 +103,28 @@ def test_full_exchange_through_relay():
     assert pac.core.state == PacState.CLOSED and not paa.core.sessions
 
 
-def test_paa_can_refuse_relayed_messages():
-    sim, pac, paa = relayed_sim(PaaConfig(accept_relay=False))
+@pytest.mark.parametrize("relays", [(), ("2001:db8:99::1",)])
+def test_paa_accepts_relayed_messages_only_from_configured_relays(relays):
+    """Issue 10, defect 7: a PRY's PaC-Information decides where the PAA's answers go, so
+    one from anybody but a configured relay element is dropped and counted."""
+    sim, pac, paa = relayed_sim(relays=relays)
     sim.call(PAC, "start", 0.0)
     sim.run(until=2.0)
     assert pac.core.state == PacState.DISCOVERING and not paa.core.sessions
-    assert paa.core.counters["relay not accepted"] >= 1
+    assert paa.core.counters["relay not configured"] >= 1
+    assert not [name for name in sim.names(src=PAA)]      # nothing sent anywhere
+
+
+def test_a_configured_relay_is_recognised_in_any_spelling():
+    spelled = ipaddress.IPv6Address(PRE).exploded.upper()   # 2001:0DB8:000F:...
+    sim, pac, paa = relayed_sim(relays=(spelled,))
+    sim.call(PAC, "start", 0.0)
+    sim.run(until=1.0)
+    assert pac.core.state == PacState.OPEN
 
 
 def test_paa_rejects_nested_and_broken_relays():
-    paa = PaaCore(PaaConfig(), rng=random.Random(1))
+    paa = PaaCore(PaaConfig(relays=(PRE,)), rng=random.Random(1))
     inner_pry = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(PAC, 716),
                                              m.relayed_message_avp(PCI))).encode()
     nested = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(PAC, 716),
@@ -121,7 +137,7 @@ def test_paa_rejects_nested_and_broken_relays():
 
 
 def test_answers_go_back_through_the_relay_the_pac_used():
-    paa = PaaCore(PaaConfig(), rng=random.Random(9))
+    paa = PaaCore(PaaConfig(relays=("192.0.2.1",)), rng=random.Random(9))
     pry = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp("192.0.2.10", 5000),
                                        m.relayed_message_avp(PCI))).encode()
     out = paa.receive(pry, "192.0.2.1", 0.0, port=716)
