@@ -26,14 +26,10 @@ if [ $# -eq 0 ]; then
     # connection), over seg6 and userspace for comparison (registration, traffic both
     # ways), netem links (delay and loss applied), and NSIS firewall traversal (GIST's
     # Router Alert interception on this kernel: RR dies without it, works with it, the
-    # pinholes pass exactly what was asked, re-signalling after a handover), and the two
-    # other firewall scenarios over ip6tnl's tunnel (the HA behind hfw: the BU and the
-    # reverse tunnel opened with NSIS, traffic both ways; the MN behind ar1: EXT opens
-    # the HA's tunnel to the CoA for a CN-started connection). Name other tests to run
-    # them here (e.g. -m backends).
-    set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py \
-        tests/netns/test_home_firewall.py tests/netns/test_foreign_firewall.py -k \
-        "(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or ((seg6 or userspace) and (home_registration or tunnel_carries)) or (backends and netem) or (nsis_traversal and (dies or pinholes_open or exactly or re_signals)) or (home_firewall and (opens_the_home_firewall or runs_both_ways)) or (TestWithNsis and (opens_ar1 or connection_to_the_home_address_arrives))"
+    # pinholes pass exactly what was asked, re-signalling after a handover). Name other
+    # tests to run them here (e.g. -m backends).
+    set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py -k \
+        "(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or ((seg6 or userspace) and (home_registration or tunnel_carries)) or (backends and netem) or (nsis_traversal and (dies or pinholes_open or exactly or re_signals))"
 fi
 # A hung test dumps every thread's stack to the log (faulthandler) and the whole run is
 # interrupted (SIGINT: pytest tears the testbed down and reports what ran, given up
