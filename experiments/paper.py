@@ -34,6 +34,7 @@ import time
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.experiment import load
+from mip6bench.measure.progress import Steps
 from mip6bench.params import ParamSpec
 
 NAME = "paper"
@@ -139,28 +140,6 @@ def row(name: str, measured: float | None, floor: float | None, waits: float,
         if floor - floor_waits > 0:
             out["ratio"] = round((measured - waits) / (floor - floor_waits), 3)
     return out
-
-
-class Steps:
-    """Progress on the terminal: one line per step, with its duration."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.total, self.done, self.t = total, 0, time.monotonic()
-
-    def begin(self, what: str) -> None:
-        self.what, self.t = what, time.monotonic()
-        self.console.print(f"[{self.done + 1}/{self.total}] {what} ...")
-
-    def end(self, result: str, begin: str | None = None) -> None:
-        if begin:  # a step that is announced only when it is over
-            self.what = begin
-        self.done += 1
-        self.console.print(f"[{self.done}/{self.total}] {self.what}: {result} "
-                           f"({time.monotonic() - self.t:.1f} s)")
-        self.t = time.monotonic()
 
 
 def plot_delivery(probes, handovers: list[dict], out, plt, before_ms: float = 150.0,

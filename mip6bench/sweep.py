@@ -105,13 +105,15 @@ def run_sweep(experiment: str, grid_items: list[str], fixed: list[str], reps: in
     sweep_dir = Path(out) if out else REPO_ROOT / "results" / "sweep" / \
         f"{experiment}-{time.strftime('%Y%m%d-%H%M%S')}"
     sweep_dir.mkdir(parents=True, exist_ok=False)
-    progress = _Progress(n_runs)
+    from mip6bench.measure.progress import Steps
+
+    progress = Steps(n_runs)
     results = []
     for point in todo:
         values: dict[str, list[float]] = {m: [] for m in metric_paths}
         runs = []
         for rep in range(reps):
-            progress.start(f"{_slug(point)} rep {rep + 1}/{reps}")
+            progress.begin(f"{_slug(point)} rep {rep + 1}/{reps}")
             run_dir = run_experiment(experiment, fixed + [f"{k}={v}" for k, v in point.items()],
                                      out=str(sweep_dir / _slug(point) / f"rep{rep + 1}"),
                                      capture=capture, quiet=True)
@@ -120,7 +122,7 @@ def run_sweep(experiment: str, grid_items: list[str], fixed: list[str], reps: in
                 if m in flat:
                     values[m].append(flat[m])
             runs.append(str(run_dir.relative_to(sweep_dir)))
-            progress.done()
+            progress.end("done")
         stats = {}
         for m, vals in values.items():
             mean, ci = mean_ci95(vals) if vals else (None, None)
@@ -213,23 +215,3 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-class _Progress:
-    """One line per run with the sweep's position and an estimated time to go (rich)."""
-
-    def __init__(self, total: int):
-        from rich.console import Console
-
-        self.console = Console(stderr=True, highlight=False, soft_wrap=True)
-        self.total, self.n, self.t0 = total, 0, time.monotonic()
-
-    def start(self, what: str) -> None:
-        eta = ""
-        if self.n:
-            left = (time.monotonic() - self.t0) / self.n * (self.total - self.n)
-            eta = f", about {left:.0f} s to go"
-        self.console.print(f"[{self.n + 1}/{self.total}] {what}{eta}")
-
-    def done(self) -> None:
-        self.n += 1

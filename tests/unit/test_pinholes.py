@@ -1,6 +1,7 @@
 """NSIS pinholes without root: NATFW flow -> nft matches, transaction building, and the
 group commit's per-session error handling against a scripted nft."""
 import asyncio
+import collections
 import re
 
 import pytest
@@ -233,9 +234,20 @@ def test_requests_arriving_during_a_commit_share_the_next_one():
         pair = {"source": MN_COA, "destination": CN}
         first = asyncio.ensure_future(table.install("first", ["meta l4proto 135"], 30, pair))
         await asyncio.get_running_loop().run_in_executor(None, nft.entered.wait, 5)
+        # The running commit took "first" off the queue; the next 20 requests land in this
+        # queue, which says when all of them are in.
+        queued = asyncio.Event()
+
+        class Queue(collections.deque):
+            def append(self, op):
+                super().append(op)
+                if len(self) == 20:
+                    queued.set()
+
+        table._queue = Queue(table._queue)
         later = [asyncio.ensure_future(table.install(f"s{i}", ["meta l4proto 17"], 30, pair))
                  for i in range(20)]
-        await asyncio.sleep(0)  # let them queue behind the running commit
+        await asyncio.wait_for(queued.wait(), 5)
         nft.release.set()
         await asyncio.gather(first, *later)
         table.close()
