@@ -222,7 +222,13 @@ class MobilityKernel:
 
     # --- tunnels
     def add_ip6tnl(self, name: str, local: str, remote: str) -> None:
-        self.run(ip6tnl_request(name, local, remote), f"link set dev {name} up")
+        # No IPv6 address generation on the tunnel device: the kernel would give an
+        # ip6tnl device a link-local address and send router solicitations from it
+        # through the tunnel. Those reach the peer's firewall as packets no pinhole
+        # names (dropped as unsolicited) or, outbound, open conntrack state for the
+        # tunnel before any signalling did. The tunnel carries only the home address.
+        self.run(ip6tnl_request(name, local, remote), f"link set dev {name} addrgenmode none",
+                 f"link set dev {name} up")
         self._index.pop(name, None)
 
     def delete_link_quietly(self, name: str) -> None:

@@ -47,6 +47,10 @@ def test_mn_first_point_creates_the_device_and_a_handover_changes_it_in_place(de
     k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
     b.mn_point(k, HOA, COA1, HA, "mn1-f1")
     assert commands(k)[0] == tunnel.ip6tnl_request(tunnel.MN_TUNNEL_DEVICE, COA1, HA)
+    # Without addresses of its own before it comes up (no link-local, so no router
+    # solicitations through the tunnel).
+    assert commands(k)[1:3] == [f"link set dev {tunnel.MN_TUNNEL_DEVICE} addrgenmode none",
+                                f"link set dev {tunnel.MN_TUNNEL_DEVICE} up"]
     devices.add(tunnel.MN_TUNNEL_DEVICE)
     k.batches.clear()
     b.mn_point(k, HOA, COA2, HA, "mn1-f2")
