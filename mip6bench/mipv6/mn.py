@@ -92,7 +92,13 @@ with the new CoA; returning home tears them down.
 A Binding Refresh Request from the HA triggers a re-registration; one from a CN with RO
 triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire" |
 "traversal" | "traversal_retry") and
-("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire").
+("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire" | "retry").
+
+RO that failed for a reason that may pass (a refused or unanswered firewall round, an
+unanswered RR or BU to the CN) falls back to the tunnel and is tried again while wanted,
+after a back-off doubling from INITIAL_BINDACK_TIMEOUT_FIRST_REG up to MAX_BINDACK_TIMEOUT,
+then every MAX_BINDACK_TIMEOUT with ``retransmit_forever`` or not at all without it
+(counters ro.retry, ro.retry_exhausted; event mipv6.mn.ro_retry).
 """
 from __future__ import annotations
 
@@ -230,6 +236,8 @@ class CorrespondentBinding:
     traversal_pending: str | None = None
     data_coa: str | None = None
     data_lifetime: float = 0.0
+    # The wait before the next attempt after RO failed for a reason that may pass.
+    retry_backoff: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
 
 
 class MobileNode(MobilityCore):
@@ -339,6 +347,7 @@ class MobileNode(MobilityCore):
         for entry in self.correspondents.values():
             # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
             entry.care_of_token = None
+            entry.retry_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
             actions += self._close_pinholes(entry, "movement to a new care-of address", moving=True)
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
@@ -731,6 +740,22 @@ class MobileNode(MobilityCore):
             RouteOptimizationOff(entry.cn, self.hoa, reason),
             Event("mipv6.mn.ro_off", {"cn": entry.cn, "reason": reason, "was_on": was_on})]
 
+    def _ro_failed(self, entry: CorrespondentBinding, reason: str, now: float) -> list[Action]:
+        """RO could not be (re-)established for a reason that may pass (a refused or
+        unanswered firewall round, e.g. a session the firewall let expire while a slow
+        handover delayed its refresh; an unanswered RR or BU): back to the tunnel, and
+        while RO is still wanted try again after a back-off that doubles from
+        INITIAL_BINDACK_TIMEOUT_FIRST_REG up to MAX_BINDACK_TIMEOUT, as the home
+        registration's firewall round does (a refused NSIS session is signalled again
+        under a fresh session ID, natfw/mobile.py). A move or RO coming on starts over."""
+        actions = self._ro_off(entry, reason, keep_wanted=True)
+        if entry.retry_backoff >= MAX_BINDACK_TIMEOUT and not self.retransmit_forever:
+            self.counters["ro.retry_exhausted"] += 1
+            return actions
+        actions.append(self._cn_timer(entry, "retry", now + entry.retry_backoff))
+        entry.retry_backoff = min(entry.retry_backoff * 2, MAX_BINDACK_TIMEOUT)
+        return actions
+
     def _home_token_fresh(self, entry: CorrespondentBinding, now: float) -> bool:
         return entry.home_token is not None and now - entry.home_token_at < MAX_TOKEN_LIFETIME
 
@@ -812,8 +837,8 @@ class MobileNode(MobilityCore):
             stop = self._cn_stop(entry, "traversal")
             if not ok:
                 self.counters["traversal.refused"] += 1
-                return [event] + stop + self._ro_off(entry, f"firewall traversal failed for data: {reason}",
-                                                     keep_wanted=True)
+                return [event] + stop + self._ro_failed(entry, f"firewall traversal failed for data: {reason}",
+                                                        now)
             self.counters["traversal.ready"] += 1
             return [event] + stop + self._ro_on(entry, coa, entry.data_lifetime)
         if entry is None or entry.traversal_pending != coa or coa != self.coa or entry.state != "rr":
@@ -823,7 +848,7 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
         if not ok:
             self.counters["traversal.refused"] += 1
-            return actions + self._ro_off(entry, f"firewall traversal failed: {reason}", keep_wanted=True)
+            return actions + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
         entry.traversal_coa = coa
         self.counters["traversal.ready"] += 1
         return actions + self._run_return_routability(entry, now)
@@ -863,7 +888,7 @@ class MobileNode(MobilityCore):
                 self.counters["cn.dereg_abandoned"] += 1
                 return self._reset_correspondent(entry) + [
                     Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": f"no {which}"})]
-            return self._ro_off(entry, f"return routability timed out: no {which}", keep_wanted=True)
+            return self._ro_failed(entry, f"return routability timed out: no {which}", now)
         self.counters["rr.retransmit"] += 1
         return self._send_test_init(entry, home=home, now=now, attempts=test.attempts + 1,
                                     timeout=min(test.timeout * 2, MAX_BINDACK_TIMEOUT), cookie=test.cookie)
@@ -963,6 +988,7 @@ class MobileNode(MobilityCore):
 
     def _ro_on(self, entry: CorrespondentBinding, coa: str, lifetime: float) -> list[Action]:
         entry.state, entry.ro_on, entry.ro_coa = "on", True, coa
+        entry.retry_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
         self.counters["ro.on"] += 1
         return [RouteOptimizationOn(entry.cn, self.hoa, coa, lifetime, entry.expires_at),
                 Event("mipv6.mn.ro_on", {"cn": entry.cn, "coa": coa, "lifetime": lifetime})]
@@ -977,7 +1003,7 @@ class MobileNode(MobilityCore):
                 self.counters["cn.dereg_abandoned"] += 1
                 return self._reset_correspondent(entry) + [
                     Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": "no binding acknowledgement"})]
-            return self._ro_off(entry, "no binding acknowledgement from the correspondent", keep_wanted=True)
+            return self._ro_failed(entry, "no binding acknowledgement from the correspondent", now)
         self.counters["cn.bu_retransmit"] += 1
         entry.bu_timeout = min(entry.bu_timeout * 2, MAX_BINDACK_TIMEOUT)
         return self._send_correspondent_bu(entry, now)
@@ -1053,11 +1079,18 @@ class MobileNode(MobilityCore):
         if what == "traversal":
             if entry.state == "data":
                 self.counters["traversal.timeout"] += 1
-                return self._ro_off(entry, "firewall traversal timed out for data", keep_wanted=True)
+                return self._ro_failed(entry, "firewall traversal timed out for data", now)
             if entry.traversal_pending is not None and entry.traversal_pending == self.coa:
                 self.counters["traversal.timeout"] += 1
                 entry.traversal_pending = None
-                return self._ro_off(entry, "firewall traversal timed out", keep_wanted=True)
+                return self._ro_failed(entry, "firewall traversal timed out", now)
+            return []
+        if what == "retry":
+            if (entry.wanted and entry.state == "idle" and not entry.disabled_reason and not self.at_home
+                    and self.coa is not None and self.home.registered_coa == self.coa):
+                self.counters["ro.retry"] += 1
+                return [Event("mipv6.mn.ro_retry", {"cn": entry.cn, "coa": self.coa})] + \
+                    self._run_return_routability(entry, now)
             return []
         if what == "refresh":
             if entry.ro_on and entry.wanted and not self.at_home and entry.state == "on":

@@ -334,11 +334,14 @@ def test_rr_retransmission_then_fallback_to_tunnel():
     sim.call("mn", "start_route_optimization", CN)
     sim.run(60)
     hotis = sent_by(sim, "mn", HomeTestInit)
-    assert len(hotis) == 5                                   # rr_max_attempts
     gaps = [round(b[0] - a[0], 6) for a, b in zip(hotis, hotis[1:])]
-    assert gaps == [1.0, 2.0, 4.0, 8.0]
-    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert gaps[:4] == [1.0, 2.0, 4.0, 8.0]                 # rr_max_attempts 5
+    off_at, off = next((t, e) for t, n, e in sim.effects if isinstance(e, RouteOptimizationOff))
     assert off.cn == CN and "no home test" in off.reason
+    assert off_at == hotis[4][0] + 16.0
+    # RO is still wanted: a new round after the back-off, with a fresh cookie.
+    assert hotis[5][0] == off_at + 1.5 and hotis[5][2].cookie != hotis[0][2].cookie
+    assert sim.mn.counters["ro.retry"] >= 1
     assert not sim.mn.route_optimized(CN) and not sim.effects_of("mn", RouteOptimizationOn)
 
 
@@ -346,10 +349,14 @@ def test_cn_bu_retransmission_then_fallback():
     sim = registered_sim()
     sim.drop = lambda sender, tr: sender == "cn" and isinstance(decode_mh(tr.data), BindingAck)
     sim.call("mn", "start_route_optimization", CN)
-    sim.run(100)
-    assert len(sent_by(sim, "mn", BindingUpdate, since=T0 + 1)) == 5
-    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    sim.run(40)
+    bus = sent_by(sim, "mn", BindingUpdate, since=T0 + 1)
+    off_at, off = next((t, e) for t, n, e in sim.effects if isinstance(e, RouteOptimizationOff))
+    assert len([b for b in bus if b[0] < off_at]) == 5       # rr_max_attempts
     assert "no binding acknowledgement from the correspondent" in off.reason
+    # Still wanted: a new return routability round after the back-off, then another BU.
+    assert sim.mn.counters["ro.retry"] == 1
+    assert [b for b in bus if b[0] > off_at][0][0] >= off_at + 1.5
 
 
 def test_cn_without_ack_flag_turns_ro_on_at_once():
