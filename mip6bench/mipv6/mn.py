@@ -162,6 +162,7 @@ class PendingBindingUpdate:
     dereg: bool
     timestamp: int | None = None   # home registration: RFC 4285 timestamp sent
     kbm: bytes | None = None       # correspondent registration: key of the BAD
+    spi: int | None = None         # home registration: the SA that signed it
 
 
 @dataclass
@@ -176,6 +177,7 @@ class HomeBinding:
     failure_reported: bool = False
     resyncs: int = 0
     registered_coa: str | None = None
+    registered_spi: int | None = None   # the SA that signed the accepted registration
     lifetime: float = 0.0
     expires_at: float = 0.0
     last_timestamp: int = -1       # last RFC 4285 timestamp sent
@@ -385,6 +387,27 @@ class MobileNode(MobilityCore):
             return []
         return self._start_home_registration(now)
 
+    def security_associations_changed(self, now: float) -> list[Action]:
+        """The SA store changed (an SA arrived, was replaced or removed): register if we
+        were waiting for an SA, and refresh an accepted registration at once when the SA
+        that signed it is no longer the one to sign with (PANA re-authentication brought
+        a new one, or a new session after the old one ended). The HA caps a binding by
+        the remaining lifetime of its SA and ends it when the SA is revoked, so a binding
+        lives on only through a Binding Update signed with the new SA."""
+        home = self.home
+        if self.coa is None or home.pending is not None or home.state not in ("idle", "registered"):
+            return []
+        sa = self.sa_store.lookup_hoa(self.hoa, now)
+        if sa is None:
+            return []
+        if home.registered_coa is None:
+            return self._start_home_registration(now)
+        if home.registered_spi == sa.spi:
+            return []
+        self.counters["home.refresh_new_sa"] += 1
+        return [Event("mipv6.mn.refresh_new_sa", {"hoa": self.hoa, "old_spi": home.registered_spi,
+                                                  "spi": sa.spi})] + self._start_home_registration(now)
+
     def start_route_optimization(self, cn: str, now: float) -> list[Action]:
         cn = normalize_address(cn)
         entry = self._correspondent(cn)
@@ -536,7 +559,8 @@ class MobileNode(MobilityCore):
                            link_local_compat=self.link_local_compat, options=tuple(options))
         src, hao = (self.hoa, None) if dereg else (coa, self.hoa)
         data = encode_with_mn_ha(bu, sa, coa, self.hoa, hao or src, self.ha)
-        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp)
+        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp,
+                                            spi=sa.spi)
         home.state = "deregistering" if dereg else "registering"
         return [self._send(bu, src, self.ha, data=data, hao=hao, via="direct"),
                 StartTimer(("home", "retransmit"), now + home.timeout),
@@ -618,6 +642,7 @@ class MobileNode(MobilityCore):
                                                  "home agent granted a zero lifetime")]
         moved = home.registered_coa != pending.coa
         home.state, home.registered_coa = "registered", pending.coa
+        home.registered_spi = pending.spi
         home.lifetime, home.expires_at = ba.lifetime, pending.sent_at + ba.lifetime
         refresh_in = ba.lifetime * self.refresh_fraction
         advice = ba.find(BindingRefreshAdvice)
