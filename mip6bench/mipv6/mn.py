@@ -395,17 +395,26 @@ class MobileNode(MobilityCore):
         the remaining lifetime of its SA and ends it when the SA is revoked, so a binding
         lives on only through a Binding Update signed with the new SA."""
         home = self.home
-        if self.coa is None or home.pending is not None or home.state not in ("idle", "registered"):
-            return []
         sa = self.sa_store.lookup_hoa(self.hoa, now)
-        if sa is None:
+        if self.coa is None or sa is None:
             return []
-        if home.registered_coa is None:
+        pending = home.pending
+        if pending is not None:
+            # A BU in flight signed with the old SA: its BA may never verify (the old SA
+            # is going) and its binding would end with that SA; send it again now.
+            if pending.dereg or pending.spi == sa.spi:
+                return []
+            old = pending.spi
+        elif home.state not in ("idle", "registered"):
+            return []   # waiting for the home firewall's pinholes: the BU follows
+        elif home.registered_coa is None:
             return self._start_home_registration(now)
-        if home.registered_spi == sa.spi:
+        elif home.registered_spi == sa.spi:
             return []
+        else:
+            old = home.registered_spi
         self.counters["home.refresh_new_sa"] += 1
-        return [Event("mipv6.mn.refresh_new_sa", {"hoa": self.hoa, "old_spi": home.registered_spi,
+        return [Event("mipv6.mn.refresh_new_sa", {"hoa": self.hoa, "old_spi": old,
                                                   "spi": sa.spi})] + self._start_home_registration(now)
 
     def start_route_optimization(self, cn: str, now: float) -> list[Action]:

@@ -726,3 +726,18 @@ def test_security_associations_changed_registers_when_an_sa_arrives():
     bu = _bu_sent(mn.security_associations_changed(T0 + 2))
     assert bu.find(Authentication).spi == 0x2222
     assert mn.security_associations_changed(T0 + 2.1) == []    # a BU is outstanding
+
+
+def test_a_bu_in_flight_signed_with_the_old_sa_is_sent_again_with_the_new_one():
+    sim = registered_sim()
+    sim.call("mn", "register")                     # a refresh signed with SPI ...
+    assert sim.mn.home.pending is not None and sim.mn.home.pending.spi == SPI
+    new = make_sa(spi=SPI + 1, key=b"N" * 16)
+    sim.sa_ha.add(new)
+    sim.sa_mn.add(new)
+    sim.sa_mn.remove(SPI)
+    actions = sim.mn.security_associations_changed(sim.now)
+    assert _bu_sent(actions).find(Authentication).spi == SPI + 1
+    sim.apply("mn", actions)
+    sim.run(1)
+    assert sim.ha.binding(HOA).spi == SPI + 1 and sim.mn.home.registered_spi == SPI + 1
