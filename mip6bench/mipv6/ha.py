@@ -24,7 +24,7 @@ A Binding Update is checked in this order, and rejected before any state changes
   7. deregistration (lifetime 0 or CoA == HoA) without a home registration: 133.
   8. capacity (130); DAD for a new registration when ``perform_dad`` (RequestDAD, then 134
      on failure).
-Granted lifetime (RFC 6275 9.5.1 lets the HA shorten it; the BA carries what was granted):
+Granted lifetime (RFC 6275 10.3.1 lets the HA shorten it; 6.1.8: the BA carries the granted one):
 min(requested, ``max_lifetime``, the remaining lifetime of the SA that authenticated the
 BU), in the wire's 4 s units rounded down. An SA with less than 4 s left still gets 4 s in
 the BA (the smallest lifetime the wire can say), but the entry ends when the SA does: a
