@@ -10,8 +10,12 @@ the PAA pushes, removes revoked and expired ones, and fetches on demand: a Bindi
 whose SPI the agent does not know waits until the SA has been fetched from the PAA
 (sa=pull; in push mode it covers a BU that overtakes the push, or an HA restart); when
 the fetch fails the core rejects the BU with 146 as usual. A change applies from the
-next message; bindings an SA authorised stay when it goes, until they expire or are
-refreshed with the SA that replaced it.
+next message. A binding lives no longer than the SA that authorised it (the core caps
+the granted lifetime), and when an SA leaves the store (the PAA revokes it, it expires,
+`sa-remove`) the core ends the binding it authorised (HomeAgent.sa_revoked) and the
+agent removes tunnel, reverse-tunnel admission and proxy ND like on expiry; an SA the
+PAA revokes because re-authentication replaced it ("rekeyed") leaves the binding to its
+granted lifetime, which the MN refreshes with the new SA.
 
 Per accepted home registration the agent
   * defends the home address on the home link: proxy neighbour discovery (proxy_ndp,
@@ -29,7 +33,7 @@ Control commands (besides status, dump, events):
     bindings                      the binding cache and what the kernel holds for it
     sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
                                   add an SA (replace=true: also overwrite one with that SPI)
-    sa-remove {spi}               remove an SA (bindings it authorised stay until they expire)
+    sa-remove {spi}               remove an SA and end the binding it authorised
     sas                           the SAs (never their keys)
     sa-fetch {spi | hoa | nai}    fetch an SA from the PAA now (with sadist_peers)
     sa-list                       the SAs with their remaining lifetimes (with sadist_peers)
@@ -178,7 +182,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.bu_spi = bu_spi
         self.sa_channel = SaChannelHa({paa: bytes.fromhex(psk) for paa, psk in opts.sadist_peers.items()},
                                       self.sa_store, emit=self.emit, port=opts.sadist_port,
-                                      on_change=lambda *_change: self._arm_sa_expiry())
+                                      on_change=self._on_sa_change)
         try:
             await self.sa_channel.open()
         except OSError as exc:
@@ -378,6 +382,15 @@ class HomeAgentAgent(WaitableEvents, Agent):
         for deliver in waiting:           # without the SA the core answers 146
             deliver()
 
+    def _on_sa_change(self, kind: str, spi: int, sa, reason: str, effect) -> None:
+        """SA distribution changed the store: re-arm expiry; a removal (revoked, expired)
+        ends the binding it authorised unless re-authentication replaced the SA. A
+        removal the store refused (it holds that SPI for another HoA) changes nothing."""
+        self._arm_sa_expiry()
+        if kind == "remove" and (sa is not None or self.sa_store.lookup_spi(spi) is None):
+            self.io.execute(self.core.sa_revoked(spi, effect.hoa, reason, self.io.now(),
+                                                 successor=effect.successor))
+
     def _arm_sa_expiry(self) -> None:
         if self.sa_timer:
             self.sa_timer.cancel()
@@ -387,8 +400,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
             self.sa_timer = asyncio.get_running_loop().call_at(at, self._expire_sas)
 
     def _expire_sas(self) -> None:
-        for sa in self.sa_store.expire(self.io.now()):
+        now = self.io.now()
+        for sa in self.sa_store.expire(now):
             self.emit("mipv6.sa_expired", spi=sa.spi, hoa=sa.hoa)
+            self.io.execute(self.core.sa_revoked(sa.spi, sa.hoa, "SA expired", now))
         self._arm_sa_expiry()
 
     # ------------------------------------------------------------------ control
@@ -446,6 +461,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise LookupError(f"no SA with SPI {spi}")
         self._arm_sa_expiry()
         self.emit("mipv6.sa_removed", spi=spi, hoa=sa.hoa)
+        self.io.execute(self.core.sa_revoked(spi, sa.hoa, "SA removed", self.io.now()))
         return {"spi": spi}
 
     async def cmd_sas(self, _req) -> list:

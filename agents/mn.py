@@ -612,10 +612,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
             if update.kind == "closed":
                 self.nsis_token = None
                 self._restart_pana(update)
-            core = self.core
-            if core is not None and core.coa is not None and not core.home_registered \
-                    and self.sa_store.lookup_hoa(core.hoa, self.io.now()) is not None:
-                self.io.execute(core.register(self.io.now()))   # the SA we were waiting for
+            if self.core is not None:
+                # The SA we were waiting for, or a new one (re-authentication, a new
+                # session): the HA's binding lives only as long as the SA that signed it.
+                self.io.execute(self.core.security_associations_changed(self.io.now()))
             await self._notify()
 
     def _same_home(self, b) -> bool:
@@ -782,8 +782,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         else:
             self.sa_store.add(sa)
         self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai)
-        if self.core is not None and self.core.coa is not None and not self.core.home_registered:
-            self.io.execute(self.core.register(self.io.now()))  # the SA we were waiting for
+        if self.core is not None:   # the SA we were waiting for, or a replacement
+            self.io.execute(self.core.security_associations_changed(self.io.now()))
         return describe_sa(sa, self.loop.time())
 
     async def cmd_sa_remove(self, req: dict) -> dict:

@@ -168,6 +168,7 @@ class PendingBindingUpdate:
     dereg: bool
     timestamp: int | None = None   # home registration: RFC 4285 timestamp sent
     kbm: bytes | None = None       # correspondent registration: key of the BAD
+    spi: int | None = None         # home registration: the SA that signed it
 
 
 @dataclass
@@ -182,6 +183,7 @@ class HomeBinding:
     failure_reported: bool = False
     resyncs: int = 0
     registered_coa: str | None = None
+    registered_spi: int | None = None   # the SA that signed the accepted registration
     lifetime: float = 0.0
     expires_at: float = 0.0
     last_timestamp: int = -1       # last RFC 4285 timestamp sent
@@ -394,6 +396,36 @@ class MobileNode(MobilityCore):
             return []
         return self._start_home_registration(now)
 
+    def security_associations_changed(self, now: float) -> list[Action]:
+        """The SA store changed (an SA arrived, was replaced or removed): register if we
+        were waiting for an SA, and refresh an accepted registration at once when the SA
+        that signed it is no longer the one to sign with (PANA re-authentication brought
+        a new one, or a new session after the old one ended). The HA caps a binding by
+        the remaining lifetime of its SA and ends it when the SA is revoked, so a binding
+        lives on only through a Binding Update signed with the new SA."""
+        home = self.home
+        sa = self.sa_store.lookup_hoa(self.hoa, now)
+        if self.coa is None or sa is None:
+            return []
+        pending = home.pending
+        if pending is not None:
+            # A BU in flight signed with the old SA: its BA may never verify (the old SA
+            # is going) and its binding would end with that SA; send it again now.
+            if pending.dereg or pending.spi == sa.spi:
+                return []
+            old = pending.spi
+        elif home.state not in ("idle", "registered"):
+            return []   # waiting for the home firewall's pinholes: the BU follows
+        elif home.registered_coa is None:
+            return self._start_home_registration(now)
+        elif home.registered_spi == sa.spi:
+            return []
+        else:
+            old = home.registered_spi
+        self.counters["home.refresh_new_sa"] += 1
+        return [Event("mipv6.mn.refresh_new_sa", {"hoa": self.hoa, "old_spi": old,
+                                                  "spi": sa.spi})] + self._start_home_registration(now)
+
     def start_route_optimization(self, cn: str, now: float) -> list[Action]:
         cn = normalize_address(cn)
         entry = self._correspondent(cn)
@@ -545,7 +577,8 @@ class MobileNode(MobilityCore):
                            link_local_compat=self.link_local_compat, options=tuple(options))
         src, hao = (self.hoa, None) if dereg else (coa, self.hoa)
         data = encode_with_mn_ha(bu, sa, coa, self.hoa, hao or src, self.ha)
-        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp)
+        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp,
+                                            spi=sa.spi)
         home.state = "deregistering" if dereg else "registering"
         return [self._send(bu, src, self.ha, data=data, hao=hao, via="direct"),
                 StartTimer(("home", "retransmit"), now + home.timeout),
@@ -627,6 +660,7 @@ class MobileNode(MobilityCore):
                                                  "home agent granted a zero lifetime")]
         moved = home.registered_coa != pending.coa
         home.state, home.registered_coa = "registered", pending.coa
+        home.registered_spi = pending.spi
         home.lifetime, home.expires_at = ba.lifetime, pending.sent_at + ba.lifetime
         refresh_in = ba.lifetime * self.refresh_fraction
         advice = ba.find(BindingRefreshAdvice)

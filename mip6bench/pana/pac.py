@@ -62,7 +62,7 @@ from .channel import (PCI_RETRANSMIT, REQ_RETRANSMIT, Backoff, Channel, PanaSa, 
 from .crypto import (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128, INTEGRITY_ALGORITHMS,
                      PRF_DIGESTS, PRF_HMAC_SHA1, PRF_HMAC_SHA2_256, pana_auth_key)
 from .eap_interface import EapPeer, EapPeerFactory
-from .effects import (MipSaEstablished, MipSaRevoked, Mip6Bootstrapped, PanaSessionClosed,
+from .effects import (REKEYED, MipSaEstablished, MipSaRevoked, Mip6Bootstrapped, PanaSessionClosed,
                       PanaSessionOpen, StaticConfigFallback)
 from .message import (AUTH, FLAG_A, FLAG_C, FLAG_P, FLAG_R, FLAG_S, NONCE_LEN, NOTIFICATION,
                       PANA_AUTHENTICATION_REJECTED, PANA_AUTHORIZATION_REJECTED, PANA_PORT,
@@ -519,7 +519,7 @@ class PacCore:
             self._mip_sa = None
         if old is not None and (sa is None or old.spi != sa.spi):
             actions.append(MipSaRevoked(sid, self.config.nai, old.hoa, old.spi,
-                                        "rekeyed" if sa is not None else "not renewed"))
+                                        REKEYED if sa is not None else "not renewed"))
         missing = list(grant.missing(requested))
         if requested & mip6.REQUEST_MIP6_SA and sa is None and "mip6_sa" not in missing:
             missing.append("mip6_sa")

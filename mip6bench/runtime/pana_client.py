@@ -171,7 +171,7 @@ class BootstrapTracker:
                 self._sources["sa"] = "pana"
                 changed = True
             elif isinstance(a, fx.MipSaRevoked):
-                if a.reason == "rekeyed":
+                if a.reason == fx.REKEYED:
                     rekeyed_from = a.spi
                 else:
                     revoked = (a.spi, a.reason)

@@ -680,3 +680,71 @@ def test_return_home_before_any_ba_deregisters_even_on_133():
     assert sim.ha.counters["bu.rejected.133"] == 1
     assert sim.effects_of("mn", HomeDeregistered) == [HomeDeregistered(HA, HOA)]
     assert not sim.effects_of("mn", RegistrationFailed) and sim.mn.home.state == "idle"
+
+
+# ------------------------------------------------------------------ SA lifetime bounds the home binding
+
+def _short_sa_sim(lifetime: float) -> Sim:
+    """MN and HA share an SA that ends `lifetime` s after T0 (as PANA hands them out)."""
+    return registered_sim(sa=make_sa(expires_at=T0 + lifetime))
+
+
+def test_a_new_sa_refreshes_the_home_binding_at_once_and_the_binding_never_lapses():
+    """The HA caps the binding by the SA's remaining lifetime (here 10 s: BA 8 s); when
+    re-authentication brings a new SA, the MN refreshes with it at once, before the
+    shortened lifetime runs out, and the HA's binding goes on under the new SA."""
+    sim = _short_sa_sim(10.0)
+    [reg] = sim.effects_of("mn", HomeRegistered)
+    assert reg.lifetime == 8 and sim.ha.binding(HOA).expires_at == pytest.approx(T0 + 10.0)
+    sim.run_until(T0 + 6)                          # re-authentication, before the SA ends
+    new = make_sa(spi=SPI + 1, key=b"N" * 16, expires_at=T0 + 16)
+    sim.sa_ha.add(new)                             # pushed by the PAA
+    sim.sa_mn.add(new)                             # the PaC's new SA
+    sim.sa_mn.remove(SPI)
+    sim.apply("mn", sim.mn.security_associations_changed(sim.now))
+    [(t, tr, bu)] = sent_by(sim, "mn", BindingUpdate, since=T0 + 6)
+    assert t == T0 + 6 and bu.find(Authentication).spi == SPI + 1
+    assert sim.mn.counters["home.refresh_new_sa"] == 1
+    sim.run(0.5)
+    assert sim.ha.binding(HOA).spi == SPI + 1
+    assert sim.ha.binding(HOA).expires_at == pytest.approx(T0 + 16)
+    sim.sa_ha.remove(SPI)                          # the PAA revokes the old one: re-keyed
+    sim.apply("ha", sim.ha.sa_revoked(SPI, HOA, "revoked: rekeyed", sim.now, successor=True))
+    sim.run_until(T0 + 12)                         # past the first SA's end
+    assert sim.ha.binding(HOA) is not None and sim.mn.home_registered
+    assert not sim.effects_of("ha", TunnelDown)
+    # Nothing new changes nothing.
+    assert sim.mn.security_associations_changed(sim.now) == []
+
+
+def test_without_a_new_sa_the_binding_ends_with_the_sa_at_the_ha():
+    sim = _short_sa_sim(10.0)
+    sim.run_until(T0 + 10.5)
+    assert sim.ha.binding(HOA) is None
+    assert sim.effects_of("ha", TunnelDown)[0].reason == "expired"
+
+
+def test_security_associations_changed_registers_when_an_sa_arrives():
+    store = SAStore()
+    mn = MobileNode(HOA, HA, store)
+    mn.move_to(COA1, T0)
+    assert mn.security_associations_changed(T0 + 1) == []      # still no SA
+    store.add(make_sa(spi=0x2222))
+    bu = _bu_sent(mn.security_associations_changed(T0 + 2))
+    assert bu.find(Authentication).spi == 0x2222
+    assert mn.security_associations_changed(T0 + 2.1) == []    # a BU is outstanding
+
+
+def test_a_bu_in_flight_signed_with_the_old_sa_is_sent_again_with_the_new_one():
+    sim = registered_sim()
+    sim.call("mn", "register")                     # a refresh signed with SPI ...
+    assert sim.mn.home.pending is not None and sim.mn.home.pending.spi == SPI
+    new = make_sa(spi=SPI + 1, key=b"N" * 16)
+    sim.sa_ha.add(new)
+    sim.sa_mn.add(new)
+    sim.sa_mn.remove(SPI)
+    actions = sim.mn.security_associations_changed(sim.now)
+    assert _bu_sent(actions).find(Authentication).spi == SPI + 1
+    sim.apply("mn", actions)
+    sim.run(1)
+    assert sim.ha.binding(HOA).spi == SPI + 1 and sim.mn.home.registered_spi == SPI + 1
