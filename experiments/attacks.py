@@ -77,19 +77,32 @@ ESTIMATED_RUN_S = 45.0
 SWEEP_METRICS = ["accepted_total", "disturbed_total"]
 _bootstrap = load("bootstrap")
 PARAMS = [s for s in _bootstrap.PARAMS if s.name != "sa"] + [
-    ParamSpec("flood_sources", int, 16, "PCI flood: spoofed source addresses", 1, 4096),
-    ParamSpec("flood_per_source", int, 8, "PCI flood: PCIs per source (each from its own port)", 1, 64),
+    ParamSpec("flood_sources", int, 16, "PCI flood: spoofed source addresses", 1, 2048),
+    ParamSpec("flood_per_source", int, 8, "PCI flood: PCIs per source (each from its own port)", 1, 16),
     ParamSpec("rate", float, 200.0, "UDP probes per second, CN to mn1's home address", 1, 5000),
     ParamSpec("max_gap_ms", float, 1000.0, "a gap in the probe stream longer than this during an "
               "attack counts as disturbing the victim", 10, 60000),
     ParamSpec("only", str, "", "comma-separated attack names to run (empty: all)"),
 ]
 TOPOLOGY_DEFAULTS = {"mipv6": "bootstrap", "nsis": "on", "attacker": "on", "mns": 2}
+ATTACK_NAMES = (
+    "bu-no-sa", "bu-unknown-spi", "bu-wrong-key", "bu-replay-timestamp", "bu-replay-sequence",
+    "bu-other-hoa", "hot-forged", "cot-forged", "cn-bu-forged", "pana-bad-auth", "pana-replay",
+    "pana-ptr-to-paa", "pana-ptr-to-pac", "pci-flood", "radius-bad-message-authenticator",
+    "radius-forged-accept", "sadist-forged-revoke", "sadist-replayed-push", "create-no-token",
+    "create-forged-token", "create-expired-token", "create-stolen-token",
+    "gist-confirm-bad-cookie", "gist-response-no-cookie")
 UDP_PORT, TCP_PORT = 9100, 9101
 INSIDER_SPI = 0x7FF00001
 INSIDER_HOA = "2001:db8:1::1fff"
 INSIDER_NAI = "mallory@mip6bench.example"
 COUNTER_WAIT_S = 8.0     # how long an attack's drop may take to be counted (a fetch, a pull)
+
+
+def chosen_names(params) -> list[str]:
+    """The attacks the `only` parameter names, in the experiment's order (all: empty)."""
+    only = [x.strip() for x in params["only"].split(",") if x.strip()]
+    return [n for n in ATTACK_NAMES if not only or n in only] + [n for n in only if n not in ATTACK_NAMES]
 
 
 def prepare(tb, params) -> None:
@@ -100,6 +113,9 @@ def prepare(tb, params) -> None:
     if p["mns"] < 2:
         raise ParameterError("the attacks experiment needs two MNs (mn2 uses sequence-number "
                              "replay protection; the insider attacks mn1)", "set mns=2 or more")
+    unknown = sorted(set(chosen_names(params)) - set(ATTACK_NAMES))
+    if unknown:
+        raise ParameterError(f"unknown attacks {unknown}", f"known: {', '.join(ATTACK_NAMES)}")
     _bootstrap.prepare(tb, {**params, "sa": "push"})
     tb.bootstrap_settings.pac_extra = {"mn2": {"sa_replay": "sequence"}}
 
@@ -269,8 +285,8 @@ def run_attack(ctx: Ctx, attack: Attack) -> dict:
     delta = c1.get(name, 0) - c0.get(name, 0)
     obs = {"c0": c0, "c1": c1, "s0": s0, "s1": s1, **out}
     accepted = attack.accepted(ctx, obs)
-    flow = window(ctx.stream, t0, t1)
-    tcp_ok = ctx.tcp.result.error is None and ctx.tcp.result.echoed > echoed0
+    flow = window(ctx.stream, t0, t1, ctx.params["max_gap_ms"])
+    tcp_ok = tcp_progress(ctx.tcp, echoed0)
     changed_victim = [k for k in v0 if v0[k] != v1[k]]
     disturbed = bool(changed_victim) or not flow["flowing"] or not tcp_ok
     row = {"name": attack.name, "target": attack.target, "what": attack.what, "sent": out["sent"],
@@ -287,15 +303,24 @@ def run_attack(ctx: Ctx, attack: Attack) -> dict:
     return row
 
 
-def window(stream, t0: int, t1: int) -> dict:
+def window(stream, t0: int, t1: int, max_gap_ms: float) -> dict:
+    """The probe stream between t0 and t1: arrivals, the longest gap (the window's edges
+    count), flowing = something arrived and no gap exceeded max_gap_ms."""
     arrivals = sorted(t for _seq, t in list(stream.arrivals) if t0 <= t <= t1)
     edges = [t0] + arrivals + [t1]
     gap = max(b - a for a, b in zip(edges, edges[1:])) / 1e6
     return {"received": len(arrivals), "max_gap_ms": round(gap, 3),
-            "flowing": bool(arrivals) and gap <= window.max_gap_ms}
+            "flowing": bool(arrivals) and gap <= max_gap_ms}
 
 
-window.max_gap_ms = 1000.0
+def tcp_progress(tcp, echoed_before: int, timeout: float = 2.0) -> bool:
+    """The TCP connection still echoes: no error, and an echo after `echoed_before`
+    (waiting up to `timeout` s for it: a message goes every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while tcp.result.error is None and tcp.result.echoed <= echoed_before \
+            and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return tcp.result.error is None and tcp.result.echoed > echoed_before
 
 
 # ---- what the attacker sees ---------------------------------------------------------------
@@ -399,7 +424,7 @@ def attacks(ctx: Ctx) -> list[Attack]:
                                    f"{INSIDER_HOA}) provisioned at the HA with sa-add, removed after",
                 "cleanup": lambda: ctx.tb.mobility_agent("ha").request("sa-remove", spi=INSIDER_SPI)}
 
-    def pana_send(packet_fn, target_counter_note=None):
+    def sends(packet_fn):
         def send(ctx):
             ctx.attacker.send(packet_fn(ctx))
             return {"sent": 1}
@@ -522,31 +547,31 @@ def attacks(ctx: Ctx) -> list[Attack]:
                lambda ctx, o: grew(ha_accepts)(ctx, o) + _ha_holds(o, atk)),
         Attack("hot-forged", "mn", "HoT with a made-up cookie and keygen token to mn1's home address "
                "(as from the CN, through the HA's tunnel)", ["core.drop"],
-               pana_send(lambda ctx: forge.test_message("hot", a["cn"], v["hoa"])), grew(mn_ro)),
+               sends(lambda ctx: forge.test_message("hot", a["cn"], v["hoa"])), grew(mn_ro)),
         Attack("cot-forged", "mn", "CoT with a made-up cookie and keygen token to mn1's care-of "
                "address (as from the CN)", ["core.drop"],
-               pana_send(lambda ctx: forge.test_message("cot", a["cn"], v["coa"])), grew(mn_ro)),
+               sends(lambda ctx: forge.test_message("cot", a["cn"], v["coa"])), grew(mn_ro)),
         Attack("cn-bu-forged", "cn", "BU to the CN for mn1's home address with mn1's current "
                "nonce indices (from its HoT and CoT on the wire) and a Binding Authorization Data "
                "of a made-up key, from mn1's care-of address", ["core.drop.bu_bad_authenticator",
                                                               "core.bu.rejected*"],
-               pana_send(lambda ctx: forge.correspondent_bu(v["hoa"], v["coa"], a["cn"], seq(),
+               sends(lambda ctx: forge.correspondent_bu(v["hoa"], v["coa"], a["cn"], seq(),
                                                             *v["nonce_indices"])),
                lambda ctx, o: grew(["core.bu.accepted", "core.bu.deregistered"])(ctx, o)),
         Attack("pana-bad-auth", "paa", "PNR for mn1's session (next sequence number) with a wrong "
                "AUTH, from the attacker's address", ["pana.bad AUTH"],
-               pana_send(lambda ctx: forge.udp_packet(atk, a["paa"], 716, 716,
+               sends(lambda ctx: forge.udp_packet(atk, a["paa"], 716, 716,
                                                       forge.pana_ping(v["session"], v["paa_rx_expected"]))),
                paa_holds),
         Attack("pana-replay", "paa", "mn1's earlier PNR replayed from its address (an old sequence "
                "number)", ["pana.bad sequence number"], replay_pnr, paa_holds),
         Attack("pana-ptr-to-paa", "paa", "PTR for mn1's session to the PAA, from mn1's care-of "
                "address, with a wrong AUTH", ["pana.bad AUTH"],
-               pana_send(lambda ctx: forge.udp_packet(v["coa"], a["paa"], 716, 716, forge.pana_termination(
+               sends(lambda ctx: forge.udp_packet(v["coa"], a["paa"], 716, 716, forge.pana_termination(
                    v["session"], v["paa_rx_expected"], pm.TERMINATION_LOGOUT))), paa_holds),
         Attack("pana-ptr-to-pac", "pac", "PTR for mn1's session to its PaC, as from the PAA, with a "
                "wrong AUTH", ["drops.bad AUTH"],
-               pana_send(lambda ctx: forge.udp_packet(a["paa"], v["coa"], 716, 716, forge.pana_termination(
+               sends(lambda ctx: forge.udp_packet(a["paa"], v["coa"], 716, 716, forge.pana_termination(
                    v["session"], v["pac_rx_expected"], pm.TERMINATION_ADMINISTRATIVE))),
                lambda ctx, o: int(o["s0"] != o["s1"])),
         Attack("pci-flood", "paa", "PCI flood from spoofed sources on f1",
@@ -612,7 +637,6 @@ def run(tb, params) -> dict:
     from mip6bench.attack.wire import Attacker, Tap
     from mip6bench.measure.streams import TcpEcho, UdpStream
 
-    window.max_gap_ms = params["max_gap_ms"]
     ctx = Ctx(tb, params)
     ctx.atk_f1 = tb.plan.nodes["atk"].address("atk-f1")
     a_paa = tb.plan.nodes["paa"].address()
@@ -634,13 +658,10 @@ def run(tb, params) -> dict:
                           0.02).start()
         rows = []
         try:
-            only = {s.strip() for s in params["only"].split(",") if s.strip()}
-            chosen = [x for x in attacks(ctx) if not only or x.name in only]
-            unknown = only - {x.name for x in attacks(ctx)}
-            if unknown:
-                raise ParameterError(f"unknown attacks {sorted(unknown)}",
-                                     f"known: {', '.join(x.name for x in attacks(ctx))}")
-            for attack in chosen:
+            every = attacks(ctx)
+            assert tuple(x.name for x in every) == ATTACK_NAMES
+            wanted = set(chosen_names(params))
+            for attack in (x for x in every if x.name in wanted):
                 rows.append(run_attack(ctx, attack))
         finally:
             ctx.stream.stop()
