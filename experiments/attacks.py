@@ -32,8 +32,9 @@ running, the attacker tries, one after the other:
   HA (SA distribution)   a REVOKE of the victim's SA sealed with a made-up key; the PAA's
                          own PUSH replayed
   firewall (NATFW)       CREATEs without a token, with a forged token (right format,
-                         wrong key), an expired token, and the victim's token taken off
-                         the wire (bound to the victim's NSIS session)
+                         wrong key), an expired token, the victim's token taken off the
+                         wire (its care-of sessions are bound to it) and mn2's (another
+                         MN's token for the victim's home address)
   firewall, MN (GIST)    a Confirm with a Responder-Cookie the firewall never issued; a
                          Response without cookies to the MN
 
@@ -90,7 +91,7 @@ ATTACK_NAMES = (
     "bu-other-hoa", "hot-forged", "cot-forged", "cn-bu-forged", "pana-bad-auth", "pana-replay",
     "pana-ptr-to-paa", "pana-ptr-to-pac", "pci-flood", "radius-bad-message-authenticator",
     "radius-forged-accept", "sadist-forged-revoke", "sadist-replayed-push", "create-no-token",
-    "create-forged-token", "create-expired-token", "create-stolen-token",
+    "create-forged-token", "create-expired-token", "create-stolen-token", "create-other-mn-token",
     "gist-confirm-bad-cookie", "gist-response-no-cookie")
 UDP_PORT, TCP_PORT = 9100, 9101
 INSIDER_SPI = 0x7FF00001
@@ -354,14 +355,15 @@ def _is_bu_to_ha(src: str, ha: str) -> Callable[[bytes], bool]:
     return lambda p: mh_type(p) == 5 and addresses(p) == (src, ha)
 
 
-def stolen_token(ctx: Ctx) -> bytes | None:
-    """The victim's NSIS token from its NATFW CREATE on the wire (GIST Q-mode Query)."""
+def stolen_token(tap, sources: tuple[str, ...]) -> bytes | None:
+    """An MN's NSIS token from its NATFW CREATE on the wire (GIST Q-mode Query), sent
+    from one of `sources` (its CoA, its HoA)."""
     from mip6bench.attack.wire import addresses, udp
     from mip6bench.gist.wire import decode_message as gist_decode
     from mip6bench.natfw import wire as w
 
-    for p in ctx.taps["mn1"].matching(lambda p: (u := udp(p)) is not None and u[1] == 270):
-        if addresses(p)[0] not in (ctx.victim["coa"], ctx.victim["hoa"]):
+    for p in tap.matching(lambda p: (u := udp(p)) is not None and u[1] == 270):
+        if addresses(p)[0] not in sources:
             continue
         try:
             msg = gist_decode(udp(p)[2])
@@ -604,6 +606,10 @@ def attacks(ctx: Ctx) -> list[Attack]:
                "mn1's NSIS session)", ["natfw.refused*"], natfw("stolen", lambda ctx: v["token"]),
                natfw_accepted,
                needs=lambda ctx: None if v.get("token") else "mn1's token was not seen on the wire"),
+        Attack("create-other-mn-token", "fw", "NATFW CREATE naming mn1's home address with mn2's "
+               "token taken off the wire", ["natfw.refused*"], natfw("other-mn", lambda ctx: v["mn2_token"]),
+               natfw_accepted,
+               needs=lambda ctx: None if v.get("mn2_token") else "mn2's token was not seen on the wire"),
         Attack("gist-confirm-bad-cookie", "fw", "GIST Confirm (D-mode) with a Responder-Cookie the "
                "firewall never issued", ["gist.bad_responder_cookie"], gist_confirm,
                lambda ctx, o: max(0, o["s1"]["natfw_sessions"] - o["s0"]["natfw_sessions"])),
@@ -735,7 +741,8 @@ def learn(ctx: Ctx, paa: str) -> None:
     push = ctx.taps["paa"].matching(lambda p: (u := udp(p)) is not None and u[1] == 7716
                                     and addresses(p)[0] == paa)
     v["push"] = push[0] if push else None
-    v["token"] = stolen_token(ctx)
+    v["token"] = stolen_token(tap, (v["coa"], v["hoa"]))
+    v["mn2_token"] = stolen_token(ctx.taps["mn2"], (v["mn2_coa"], v["mn2_hoa"]))
     # mn1's current nonce indices: from the newest HoT (tunnelled to the CoA) and CoT
     cn = tb.plan.nodes["cn"].address()
     tests = {}

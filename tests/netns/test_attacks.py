@@ -23,6 +23,7 @@ EXPECTED = {   # attack -> the defender's counter that must count it
     "create-no-token": "natfw.refused.pull denied", "create-forged-token": "natfw.refused.forged",
     "create-expired-token": "natfw.refused.expired",
     "create-stolen-token": "natfw.refused.token used from another address",
+    "create-other-mn-token": "natfw.refused.another MN",
     "gist-confirm-bad-cookie": "gist.bad_responder_cookie", "gist-response-no-cookie": "gist.malformed",
 }
 
