@@ -72,6 +72,7 @@ from typing import Callable
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.experiment import load
 from mip6bench.params import ParamSpec
+from mip6bench.runtime.slowdown import scaled
 
 NAME = "attacks"
 ESTIMATED_RUN_S = 45.0
@@ -274,20 +275,23 @@ def run_attack(ctx: Ctx, attack: Attack) -> dict:
     echoed0 = ctx.tcp.result.echoed
     t0 = time.monotonic_ns()
     out = attack.send(ctx)
-    c1 = wait_counter(ctx, attack.target, attack.counters, c0, out.get("expect", out["sent"]))
+    c1 = wait_counter(ctx, attack.target, attack.counters, c0, out.get("expect", out["sent"]),
+                      scaled(COUNTER_WAIT_S))
     s1 = ctx.state(attack.target)
     if "cleanup" in out:
         out.pop("cleanup")()
     # the victim, after the probe stream had a moment to show a disturbance
-    ctx.stream.first_arrival_after(time.monotonic_ns(), 2.0)
+    ctx.stream.first_arrival_after(time.monotonic_ns(), scaled(2.0))
     v1 = ctx.victim_state()
     t1 = time.monotonic_ns()
     name, total = counter_delta(attack.counters, c0, c1)
     delta = c1.get(name, 0) - c0.get(name, 0)
     obs = {"c0": c0, "c1": c1, "s0": s0, "s1": s1, **out}
     accepted = attack.accepted(ctx, obs)
-    flow = window(ctx.stream, t0, t1, ctx.params["max_gap_ms"])
-    tcp_ok = tcp_progress(ctx.tcp, echoed0)
+    # on a machine slowed down on purpose (MIP6BENCH_SLOWDOWN, the full-kernel lane) the
+    # stream's pace stretches with it
+    flow = window(ctx.stream, t0, t1, scaled(ctx.params["max_gap_ms"] / 1000) * 1000)
+    tcp_ok = tcp_progress(ctx.tcp, echoed0, scaled(2.0))
     changed_victim = [k for k in v0 if v0[k] != v1[k]]
     disturbed = bool(changed_victim) or not flow["flowing"] or not tcp_ok
     row = {"name": attack.name, "target": attack.target, "what": attack.what, "sent": out["sent"],
