@@ -197,7 +197,8 @@ class Testbed:
             for node, role, options in out:
                 if role == "mn":
                     options["pana"] = self.bootstrap.pac_options(node, settings.discovery,
-                                                                 autostart=settings.autostart)
+                                                                 autostart=settings.autostart,
+                                                                 **settings.pac_extra.get(node, {}))
                 elif role == "ha":
                     options.update(sadist_peers=channel["peers"], sadist_port=channel["port"])
         return out

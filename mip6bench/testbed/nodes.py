@@ -206,4 +206,4 @@ class LanSegment(Switch):
 
 NODE_CLASSES = {"ha": AdvertisingRouter, "ar": AdvertisingRouter, "core": Router,
                 "fw": FirewallNode, "mn": MobileNode, "paa": Mip6Node, "aaa": Mip6Node,
-                "cn": Mip6Node}
+                "cn": Mip6Node, "atk": Mip6Node}
