@@ -302,3 +302,22 @@ def test_link_event_parsing():
     data = msg(RTM_NEWLINK, 7, IFF_LOWER_UP | 1) + msg(RTM_NEWLINK, 8, 1) + msg(20, 9, 0)
     assert parse_link_events(data) == [(7, True), (8, False)]
     assert parse_link_events(b"\x00" * 7) == []
+
+
+def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
+    """The HA's Binding Ack follows its TunnelUp (the tunnel re-pointed before the BA
+    leaves); a Transmit with nothing to wait for goes at once."""
+    from mip6bench.mipv6.effects import RemoveBinding, TunnelUp
+    from mip6bench.runtime.mobility import _TransmitAfterRemoval
+    from mip6bench.sansio import Transmit
+
+    io = MobilityIO.__new__(MobilityIO)
+    io._removals_pending = 0
+    ba = Transmit(b"ba", COA, HA)
+    assert io._ordered([ba]) == [ba]
+    up = TunnelUp(HOA, HA, COA)
+    out = io._ordered([up, ba])
+    assert out[0] is up and isinstance(out[1], _TransmitAfterRemoval) and out[1].transmit is ba
+    io._removals_pending = 0
+    out = io._ordered([RemoveBinding(HOA, COA, True, "expired"), ba])
+    assert isinstance(out[1], _TransmitAfterRemoval)
