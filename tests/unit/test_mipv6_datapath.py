@@ -156,17 +156,10 @@ def test_reverse_tunnel_rules_check_coa_and_inner_source():
     assert tunnel.reverse_tunnel_element("t", COA, HOA, add=False).startswith("delete element")
 
 
-def test_iproute2_requests():
-    assert tunnel.ip6tnl_request("mip6tnl", COA, HA) == \
-        f"tunnel add mip6tnl mode ip6ip6 local {COA} remote {HA} encaplimit none ttl 64"
+def test_tunnel_device_names():
     name = tunnel.ha_tunnel_device(HOA)
     assert len(name) <= 15 and name == tunnel.ha_tunnel_device("2001:DB8:1:0::1001")
     assert tunnel.ha_tunnel_device("2001:db8:1::1002") != name
-    assert tunnel.mark_rule_request(12, intercept.AGENT_MARK, 254) == "rule add pref 12 fwmark 0x6d36 lookup 254"
-    assert tunnel.seg6_encap_route("default", HA, "mn1-f1", 138) == \
-        f"route replace default encap seg6 mode encap.red segs {HA} dev mn1-f1 table 138"
-    assert tunnel.seg6local_dt6_route(f"{HA}/128", 254, "ha-home", 137) == \
-        f"route replace {HA}/128 encap seg6local action End.DT6 table 254 dev ha-home table 137"
 
 
 def test_backend_names():
@@ -290,18 +283,6 @@ def test_tap_dispatch_survives_garbage():
             pass  # raised by the agent's data handler stand-in, which the agents catch
     assert io.counters["tap.rx"] == 3000
     assert io.counters["tap.malformed"] > 0 and all(name == "mipv6.drop" for name, _ in events)
-
-
-def test_link_event_parsing():
-    from agents.mn import IFF_LOWER_UP, RTM_NEWLINK, parse_link_events
-
-    def msg(kind, index, flags):
-        body = struct.pack("=BxHiII", 10, 1, index, flags, 0)
-        return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
-
-    data = msg(RTM_NEWLINK, 7, IFF_LOWER_UP | 1) + msg(RTM_NEWLINK, 8, 1) + msg(20, 9, 0)
-    assert parse_link_events(data) == [(7, True), (8, False)]
-    assert parse_link_events(b"\x00" * 7) == []
 
 
 def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
