@@ -622,13 +622,20 @@ class MobileNodeAgent(WaitableEvents, Agent):
             return None
         return self.core.coa, self.core.ha
 
+    def _point(self, hoa: str, coa: str, ha: str, dev: str) -> float:
+        """On the kernel thread: the tunnel to the HA from `coa`; ms it took there."""
+        t0 = time.perf_counter()
+        self.backend.mn_point(self.kernel, hoa, coa, ha, dev)
+        return round((time.perf_counter() - t0) * 1000, 3)
+
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             dev = self.coa_interface
             t0 = time.monotonic()
-            await self.io.kernel(self.backend.mn_point, self.kernel, effect.hoa, effect.local, effect.remote, dev)
+            point_ms = await self.io.kernel(self._point, effect.hoa, effect.local, effect.remote, dev)
             self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
-                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3))
+                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3),
+                      point_ms=point_ms)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self.backend.mn_down, self.kernel)
             self.emit("mipv6.mn.tunnel_down", reason=effect.reason)

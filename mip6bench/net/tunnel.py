@@ -11,7 +11,11 @@ seg6 (works everywhere seg6 lwtunnels exist, also where ip6tnl does not):
     encapsulation: `HoA/128 encap seg6 mode encap.red segs <CoA>` (HA) and
         `default encap seg6 mode encap.red segs <HA>` in the MN's tunnel table: one
         segment in reduced mode is plain next-header 41 without an SRH. The outer source
-        is the netns-wide `ip sr tunsrc` (HA address on the HA, the CoA on the MN).
+        on the HA is the netns-wide seg6 tunnel source, set once to the HA address; on
+        the MN the tunnel source stays unset (::), so the kernel's source selection on
+        the access interface picks the CoA (RFC 6724 rule 5, the outgoing interface):
+        changing the tunnel source waits for an RCU grace period in the kernel
+        (synchronize_net, milliseconds), which a handover should not.
     decapsulation: seg6local End.DT6 in a table of its own, reached by a policy rule for
         protocol 41 (HA: to the HA address, End.DT6 into main to forward the inner
         packet; MN: from the HA address, End.DT6 into local to deliver it to the HoA),
@@ -193,13 +197,14 @@ class Seg6Backend(TunnelBackend):
 
     def mn_setup(self, k, ha_address, decap_dev):
         def apply():
+            k.set_seg6_tunsrc("::")     # outer source: the CoA, by source selection
             k.add_route("default", dev=decap_dev, encap=seg6local_dt6(RT_TABLE_LOCAL), table=DECAP_TABLE)
             k.add_rule(DECAP_PREF, DECAP_TABLE, src=ha_address, ip_proto=IPPROTO_IPV6)
             mark_rule(k)
         self._reset(k, apply, local_pref=LOCAL_PREF)
 
     def mn_point(self, k, hoa, coa, ha_address, dev):
-        k.set_seg6_tunsrc(coa)
+        # `dev` holds the CoA: the kernel takes it as the outer source (see above).
         k.add_route("default", dev=dev, encap=seg6_encap(ha_address), table=TUNNEL_TABLE)
         self._mn_home_address_rule(k, hoa)
 

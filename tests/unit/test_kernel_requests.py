@@ -232,16 +232,24 @@ def test_ha_rebinding_follows_the_new_coa_in_place():
                        ("route", "replace", kn.route_request(HOA, oif=7))]
 
 
-def test_seg6_ha_bind_is_one_route_and_the_mn_point_sets_the_tunnel_source():
+def test_seg6_ha_bind_is_one_route_and_the_mn_point_one_route_without_the_tunnel_source():
+    """The HA sets the tunnel source once (its address); the MN leaves it unset (the
+    kernel picks the CoA on the access interface): changing it costs an RCU grace period."""
     k, b = RecordingKernel(), tunnel.Seg6Backend()
+    b.ha_setup(k, HA, [HA], "ha-home")
+    assert k.tunsrc == [HA]
+    k.calls.clear()
     b.ha_bind(k, HOA, COA1, HA, "ha-eth0")
     assert k.calls == [("route", "replace", kn.route_request(HOA, oif=3, encap=kn.seg6_encap(COA1)))]
+    k, b = RecordingKernel(), tunnel.Seg6Backend()
+    b.mn_setup(k, HA, "mip6ro")
+    assert k.tunsrc == ["::"]
+    b.mn_point(k, HOA, COA1, HA, "mn1-f1")
+    assert k.tunsrc == ["::"]
     k.calls.clear()
     b.mn_point(k, HOA, COA1, HA, "mn1-f1")
-    assert k.tunsrc == [COA1]
-    assert k.calls[0] == ("route", "replace", kn.route_request("default", oif=3, table=tunnel.TUNNEL_TABLE,
-                                                               encap=kn.seg6_encap(HA)))
-    assert ("rule", "add", kn.rule_request(tunnel.HOME_ADDRESS_PREF, tunnel.TUNNEL_TABLE, src=HOA)) in k.calls
+    assert k.calls == [("route", "replace", kn.route_request("default", oif=3, table=tunnel.TUNNEL_TABLE,
+                                                             encap=kn.seg6_encap(HA)))]
     b.mn_down(k)
     k.calls.clear()
     b.mn_point(k, HOA, COA2, HA, "mn1-f2")     # after mn_down the rule is set again
