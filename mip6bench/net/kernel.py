@@ -79,8 +79,11 @@ class KernelError(OSError):
     what was asked (e.g. "route replace 2001:db8::/64 table 138")."""
 
     def __init__(self, code: int, request: str):
-        super().__init__(code, f"{request}: {os.strerror(code)}")
+        super().__init__(code, os.strerror(code))
         self.request = request
+
+    def __str__(self) -> str:
+        return f"{self.request}: {self.strerror}"
 
 
 # ---------------------------------------------------------------- request builders
@@ -242,6 +245,11 @@ class Kernel:
             req["master"] = self.ifindex(master)
         self._call("link", "set", req)
 
+    def add_link(self, name: str, kind: str, **attributes: Any) -> None:
+        """A new link of `kind` (veth: peer=name; ip6tnl: ip6tnl_request's attributes)."""
+        attributes.pop("kind", None)
+        self._call("link", "add", dict(ifname=name, kind=kind, **attributes))
+
     def add_bridge(self, name: str) -> None:
         self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=0))
 
@@ -263,7 +271,7 @@ class Kernel:
             self._call("link", "set", dict(index=self.ifindex(name), state="up",
                                            **ip6tnl_request(local, remote)))
             return
-        self._call("link", "add", dict(ifname=name, **ip6tnl_request(local, remote)))
+        self.add_link(name, **ip6tnl_request(local, remote))
         self.set_link(name, up=True)
 
     # --- addresses

@@ -258,5 +258,5 @@ def test_seg6_ha_bind_is_one_route_and_the_mn_point_one_route_without_the_tunnel
 
 def test_kernel_errors_name_the_request_and_keep_the_code():
     err = kn.KernelError(17, kn._describe("route", "replace", kn.route_request(HOA, table=138)))
-    assert err.errno == 17 and isinstance(err, OSError)
-    assert str(err).startswith(f"[Errno 17] route replace dst={HOA}/128 table=138")
+    assert err.errno == 17 and isinstance(err, OSError) and err.strerror == "File exists"
+    assert str(err) == f"route replace dst={HOA}/128 table=138: File exists"
