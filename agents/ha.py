@@ -248,13 +248,14 @@ class HomeAgentAgent(WaitableEvents, Agent):
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             t0 = time.monotonic()
-            started, parts = await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
+            started, ended, parts = await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
             done = time.monotonic()
             # kernel_ms: from the loop's request to its resumption; thread_wait_ms: until
-            # the kernel thread began; tunnel_ms + nft_ms: the thread's work.
+            # the kernel thread began; tunnel_ms + nft_ms: the thread's work; resume_ms:
+            # from its end until the loop went on.
             self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote, backend=self.backend.name,
                       kernel_ms=round((done - t0) * 1000, 3), thread_wait_ms=round((started - t0) * 1000, 3),
-                      **parts)
+                      resume_ms=round((done - ended) * 1000, 3), **parts)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self._tunnel_down, effect.hoa)
             self.emit("mipv6.ha.tunnel_down", hoa=effect.hoa, reason=effect.reason)
@@ -278,9 +279,9 @@ class HomeAgentAgent(WaitableEvents, Agent):
         else:
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
-    def _tunnel_up(self, hoa: str, coa: str) -> tuple[float, dict[str, float]]:
-        """On the kernel thread: when it began (monotonic) and how long its parts took
-        (ms: tunnel, reverse-tunnel set)."""
+    def _tunnel_up(self, hoa: str, coa: str) -> tuple[float, float, dict[str, float]]:
+        """On the kernel thread: when it began and ended (monotonic) and how long its
+        parts took (ms: tunnel, reverse-tunnel set)."""
         started = time.monotonic()
         old = self.tunnelled.get(hoa)
         t0 = time.perf_counter()
@@ -292,8 +293,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
                 batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
             self.elements.apply(Batch(batch).text())
         self.tunnelled[hoa] = coa
-        return started, {"tunnel_ms": round((t1 - t0) * 1000, 3),
-                         "nft_ms": round((time.perf_counter() - t1) * 1000, 3)}
+        return started, time.monotonic(), {"tunnel_ms": round((t1 - t0) * 1000, 3),
+                                           "nft_ms": round((time.perf_counter() - t1) * 1000, 3)}
 
     def _tunnel_down(self, hoa: str) -> None:
         coa = self.tunnelled.pop(hoa, None)

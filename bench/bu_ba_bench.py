@@ -81,6 +81,7 @@ def run(tunnel: str, moves: int) -> dict:
     # Where the kernel thread's time went, where the agents report it.
     for key, source, field in (("ha_thread_wait_ms", ha_up, "thread_wait_ms"),
                                ("ha_tunnel_ms", ha_up, "tunnel_ms"), ("ha_nft_ms", ha_up, "nft_ms"),
+                               ("ha_resume_ms", ha_up, "resume_ms"),
                                ("mn_point_ms", mn_up, "point_ms")):
         if any(field in e for e in source):
             samples[key] = [e[field] for e in source if field in e]
