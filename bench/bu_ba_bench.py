@@ -70,6 +70,8 @@ def run(tunnel: str, moves: int) -> dict:
             tb.wait_registered("mn1", coa=move["address"])
         events = {node: tb.mobility_agent(node).request("events", n=2000) for node in ("ha", "mn1")}
         backend = tb.mobility_agent("ha").request("status")["backend"]
+        # Popen to ready line, interpreter start and the kernel set-up included.
+        start_ms = {node: tb.mobility_agent(node).startup_ms for node in ("ha", "mn1")}
     finally:
         tb.stop()
     ha_up = [e for e in events["ha"] if e["event"] == "mipv6.ha.tunnel_up"][-moves:]
@@ -85,7 +87,7 @@ def run(tunnel: str, moves: int) -> dict:
                                ("mn_point_ms", mn_up, "point_ms")):
         if any(field in e for e in source):
             samples[key] = [e[field] for e in source if field in e]
-    return {"backend": backend, "moves": moves, "run_dir": str(tb.run_dir),
+    return {"backend": backend, "moves": moves, "run_dir": str(tb.run_dir), "agent_start_ms": start_ms,
             **{key: summary(values) for key, values in samples.items()}, "samples": samples}
 
 
@@ -103,6 +105,8 @@ def main() -> int:
         s = result[key]
         print(f"{result['backend']:<9} {key:<22} n={s['n']} median {s.get('median')} ms, "
               f"p90 {s.get('p90')} ms, max {s.get('max')} ms")
+    print(f"{result['backend']:<9} agent start (Popen to ready): "
+          + ", ".join(f"{node} {ms} ms" for node, ms in result["agent_start_ms"].items()))
     return 0
 
 

@@ -26,10 +26,12 @@ if [ $# -eq 0 ]; then
     # connection), over seg6 and userspace for comparison (registration, traffic both
     # ways), netem links (delay and loss applied), and NSIS firewall traversal (GIST's
     # Router Alert interception on this kernel: RR dies without it, works with it, the
-    # pinholes pass exactly what was asked, re-signalling after a handover). Name other
-    # tests to run them here (e.g. -m backends).
-    set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py -k \
-        "(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or ((seg6 or userspace) and (home_registration or tunnel_carries)) or (backends and netem) or (nsis_traversal and (dies or pinholes_open or exactly or re_signals))"
+    # pinholes pass exactly what was asked, re-signalling after a handover), and the
+    # netlink layer's ip6tnl device (created, endpoints changed in place, attributes read
+    # back). Name other tests to run them here (e.g. -m backends).
+    set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py \
+        tests/netns/test_kernel_layer.py -k \
+        "ip6tnl_device or (ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers)) or ((seg6 or userspace) and (home_registration or tunnel_carries)) or (backends and netem) or (nsis_traversal and (dies or pinholes_open or exactly or re_signals))"
 fi
 # A hung test dumps every thread's stack to the log (faulthandler) and the whole run is
 # interrupted (SIGINT: pytest tears the testbed down and reports what ran, given up
