@@ -42,7 +42,7 @@ def compiled(kind: str, command: str, req: dict) -> tuple[int, int, bytes]:
     """(message type, flags, body) of the one request pyroute2 compiles for this call."""
     from pyroute2 import IPBatch
 
-    import mip6bench.net.pyroute  # noqa: F401  (seg6 reduced mode)
+    from mip6bench.net.pyroute import IPRoute  # noqa: F401  (registers seg6's reduced mode)
 
     batch = IPBatch()
     try:
@@ -124,7 +124,7 @@ def test_decap_rule_request():
 def test_proxy_neighbour_request():
     mtype, flags, body = compiled("neigh", "replace", kn.proxy_request(3, HOA))
     assert mtype == RTM_NEWNEIGH and flags & NLM_F_REPLACE
-    family, ifindex, _state, ndm_flags = body[0], *struct.unpack_from("=iHB", body, 4)
+    family, (ifindex, _nud_state, ndm_flags) = body[0], struct.unpack_from("=iHB", body, 4)
     assert (family, ifindex, ndm_flags) == (socket.AF_INET6, 3, kn.NTF_PROXY)
 
 

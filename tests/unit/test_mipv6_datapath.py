@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 from collections import Counter
 
 import pytest
