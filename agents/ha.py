@@ -57,9 +57,10 @@ from mip6bench.errors import Mip6benchError
 from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
 from mip6bench.mipv6.ha import HomeAgent
 from mip6bench.mipv6.sa import FetchWaitlist, SAStore
-from mip6bench.net import ndisc, rtnl, tunnel
+from mip6bench.net import ndisc, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
-from mip6bench.net.nft import Batch
+from mip6bench.net.kernel import Kernel
+from mip6bench.net.nft import Batch, LibNft
 from mip6bench.net.ro import strip_home_address_option
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
@@ -159,9 +160,12 @@ class HomeAgentAgent(WaitableEvents, Agent):
                   sadist_port=opts.sadist_port if self.sa_channel else None)
 
     def _setup_kernel(self) -> None:
-        # Created on the worker thread: pyroute2 cannot start inside a running loop.
+        # On the kernel thread: pyroute2's synchronous calls run an event loop of their own.
         self.backend.prepare("ha")
-        self.kernel = tunnel.MobilityKernel()
+        self.kernel = Kernel()
+        # The reverse-tunnel set changes with every new CoA: in-process (libnftables),
+        # no nft run per Binding Update.
+        self.elements = LibNft(None) if self.backend.kernel_reverse_check else None
         opts, k = self.options, self.kernel
         self.home_index = k.ifindex(opts.home_interface)
         self.home_mac = next(link["mac"] for link in k.links() if link["name"] == opts.home_interface)
@@ -171,7 +175,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.backend.ha_setup(k, opts.address, self.local_addresses, opts.home_interface)
 
     def _install_rules(self) -> None:
-        local_addresses = sorted({a["address"] for a in rtnl.addresses() if a["scope"] == 0})
+        with Kernel() as k:
+            local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
         decl, rules = self.backend.ha_nft_rules(NFT_TABLE, self.options.address)
         self.rules.install(rules + [home_address_option_drop(local_addresses)], decl)
 
@@ -231,6 +236,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         await self.io.kernel(self._teardown_kernel)
         await self.io.kernel(self.backend.close)
         await self.io.kernel(self.kernel.close)
+        if self.elements is not None:
+            self.elements.close()
         self.io.shutdown_pool()
 
     def _teardown_kernel(self) -> None:
@@ -245,9 +252,14 @@ class HomeAgentAgent(WaitableEvents, Agent):
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             t0 = time.monotonic()
-            await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
-            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote,
-                      kernel_ms=round((time.monotonic() - t0) * 1000, 3), backend=self.backend.name)
+            started, ended, parts = await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
+            done = time.monotonic()
+            # kernel_ms: from the loop's request to its resumption; thread_wait_ms: until
+            # the kernel thread began; tunnel_ms + nft_ms: the thread's work; resume_ms:
+            # from its end until the loop went on.
+            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote, backend=self.backend.name,
+                      kernel_ms=round((done - t0) * 1000, 3), thread_wait_ms=round((started - t0) * 1000, 3),
+                      resume_ms=round((done - ended) * 1000, 3), **parts)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self._tunnel_down, effect.hoa)
             self.emit("mipv6.ha.tunnel_down", hoa=effect.hoa, reason=effect.reason)
@@ -271,21 +283,28 @@ class HomeAgentAgent(WaitableEvents, Agent):
         else:
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
-    def _tunnel_up(self, hoa: str, coa: str) -> None:
+    def _tunnel_up(self, hoa: str, coa: str) -> tuple[float, float, dict[str, float]]:
+        """On the kernel thread: when it began and ended (monotonic) and how long its
+        parts took (ms: tunnel, reverse-tunnel set)."""
+        started = time.monotonic()
         old = self.tunnelled.get(hoa)
+        t0 = time.perf_counter()
         self.backend.ha_bind(self.kernel, hoa, coa, self.options.address, self.options.uplink)
+        t1 = time.perf_counter()
         if self.backend.kernel_reverse_check:
             batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
             if old and old != coa:
                 batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
-            self.rules.nft.apply(Batch(batch))
+            self.elements.apply(Batch(batch).text())
         self.tunnelled[hoa] = coa
+        return started, time.monotonic(), {"tunnel_ms": round((t1 - t0) * 1000, 3),
+                                           "nft_ms": round((time.perf_counter() - t1) * 1000, 3)}
 
     def _tunnel_down(self, hoa: str) -> None:
         coa = self.tunnelled.pop(hoa, None)
         self.backend.ha_unbind(self.kernel, hoa)
         if coa and self.backend.kernel_reverse_check:
-            self.rules.nft.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]))
+            self.elements.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]).text())
 
     def _proxy(self, addresses: list[str]) -> None:
         for address in addresses:

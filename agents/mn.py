@@ -62,7 +62,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import os
-import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +86,13 @@ from mip6bench.mipv6.mn import MobileNode
 from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import intercept, ndisc, ro, tunnel
 from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
-from mip6bench.net.kernel import RTMGRP_IPV6_IFADDR, RTMGRP_LINK, DadMode, rtnl_socket
+from mip6bench.net.kernel import DadMode, Kernel, LinkEvent, Monitor
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
 ATTACHED_METRIC = 1   # our default route via the attached network's router beats RA-learned ones (1024)
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-IFF_LOWER_UP = 0x10000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,20 +152,6 @@ def _check_home(hoa: str, ha: str, prefix: str) -> None:
     ipaddress.IPv6Address(ha)
 
 
-def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
-    """(ifindex, lower_up) for every RTM_NEWLINK/RTM_DELLINK in a netlink datagram."""
-    out, pos = [], 0
-    while pos + 16 <= len(data):
-        length, kind = struct.unpack_from("=IH", data, pos)
-        if length < 16:
-            break
-        if kind in (RTM_NEWLINK, RTM_DELLINK) and pos + 32 <= len(data):
-            index, flags = struct.unpack_from("=iI", data, pos + 20)
-            out.append((index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)))
-        pos += (length + 3) & ~3
-    return out
-
-
 def _is_gist(packet: bytes) -> bool:
     """A UDP datagram to the GIST port, with or without a Hop-by-Hop header first."""
     nh, pos = packet[6], 40
@@ -221,8 +204,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot open TUN device {intercept.TUN_NAME}: {exc.strerror}",
                                  "the kernel needs TUN/TAP (mip6bench doctor)") from None
         self.index_to_name: dict[int, str] = {}
-        # One thread for every kernel call: pyroute2 cannot run on the loop's thread,
-        # and one thread keeps the changes in order.
+        # One thread for every kernel call: pyroute2's synchronous calls run an event loop
+        # of their own, and one thread keeps the changes in order.
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
         kernel_ready = self.loop.run_in_executor(self.pool, self._open_kernel)
         if opts.pana is not None:   # its imports run while the kernel thread works
@@ -232,8 +215,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         except Exception as exc:
             self.tun.close()
             raise Mip6benchError(f"cannot prepare the access interfaces: {exc}") from None
-        self.monitor = rtnl_socket(None, RTMGRP_LINK | RTMGRP_IPV6_IFADDR)
-        self.monitor.setblocking(False)
+        self.monitor = Monitor()
         self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
         if opts.nsis:
             await self._open_nsis()
@@ -306,10 +288,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                      effect.reason, self.io.now()))
 
     def _open_kernel(self) -> None:
-        """On the worker thread (pyroute2 cannot start inside a running loop): the kernel
-        handle, and per-interface settings for fast movement detection, DAD as configured."""
+        """On the kernel thread: the kernel handle, and per-interface settings for fast
+        movement detection, DAD as configured."""
         self.backend.prepare("mn")
-        self.kernel = k = tunnel.MobilityKernel()
+        self.kernel = k = Kernel()
         dad = DadMode(self.options.dad)
         values: dict[str, int] = {"net/ipv6/conf/all/ignore_routes_with_linkdown": 1}
         for ifname in self.options.interfaces:
@@ -414,18 +396,14 @@ class MobileNodeAgent(WaitableEvents, Agent):
         for a in k.addresses():
             if a["address"] == hoa:
                 name = next((n for i, n in self.index_to_name.items() if i == a["index"]), "lo")
-                k.del_address(name, hoa, 128 if name == "lo" else plen)
+                k.del_address(name, hoa, 128 if name == "lo" else plen, missing_ok=True)
 
     # ------------------------------------------------------------------ movement detection
     def _on_netlink(self) -> None:
-        while True:
-            try:
-                data = self.monitor.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            for index, up in parse_link_events(data):
-                name = self.index_to_name.get(index)
-                if name is not None and not up:
+        for event in self.monitor.read():
+            if isinstance(event, LinkEvent) and (event.deleted or not event.lower_up):
+                name = self.index_to_name.get(event.index)
+                if name is not None:
                     self.ra.pop(name, None)  # an RA seen before this detach proves nothing now
         self._schedule_reconcile()
 
@@ -553,10 +531,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if attachment == self.default_pin:
             return
         if attachment is None:
-            self.kernel.run(f"route del default metric {ATTACHED_METRIC}", quiet=True)
+            self.kernel.del_route("default", metric=ATTACHED_METRIC, missing_ok=True)
         else:
             ifname, router = attachment
-            self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
+            self.kernel.add_route("default", gateway=router, dev=ifname, metric=ATTACHED_METRIC)
         self.default_pin = attachment
 
     async def _pin_for_signalling(self) -> None:
@@ -583,7 +561,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         else:
             name = getattr(self, "home_link_interface", None)
             if name:
-                k.del_address(name, hoa, plen)
+                k.del_address(name, hoa, plen, missing_ok=True)
 
     # ------------------------------------------------------------------ PANA bootstrapping
     def _on_bootstrap(self, update) -> None:
@@ -644,13 +622,20 @@ class MobileNodeAgent(WaitableEvents, Agent):
             return None
         return self.core.coa, self.core.ha
 
+    def _point(self, hoa: str, coa: str, ha: str, dev: str) -> float:
+        """On the kernel thread: the tunnel to the HA from `coa`; ms it took there."""
+        t0 = time.perf_counter()
+        self.backend.mn_point(self.kernel, hoa, coa, ha, dev)
+        return round((time.perf_counter() - t0) * 1000, 3)
+
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             dev = self.coa_interface
             t0 = time.monotonic()
-            await self.io.kernel(self.backend.mn_point, self.kernel, effect.hoa, effect.local, effect.remote, dev)
+            point_ms = await self.io.kernel(self._point, effect.hoa, effect.local, effect.remote, dev)
             self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
-                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3))
+                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3),
+                      point_ms=point_ms)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self.backend.mn_down, self.kernel)
             self.emit("mipv6.mn.tunnel_down", reason=effect.reason)
@@ -660,10 +645,11 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.ro_routes[cn] = coa
             if fresh:
                 await self.io.kernel(lambda: self.kernel.add_route(
-                    f"{effect.cn}/128", dev=self.tun.name, table=tunnel.TUNNEL_TABLE))
+                    effect.cn, dev=self.tun.name, table=tunnel.TUNNEL_TABLE))
         elif isinstance(effect, RouteOptimizationOff):
             if self.ro_routes.pop(packed(effect.cn), None) is not None:
-                await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.cn}/128", tunnel.TUNNEL_TABLE)
+                await self.io.kernel(lambda: self.kernel.del_route(effect.cn, table=tunnel.TUNNEL_TABLE,
+                                                                   missing_ok=True))
             self.emit("mipv6.mn.ro_fallback", cn=effect.cn, reason=effect.reason)
         elif isinstance(effect, OpenPinholes):
             if self.nsis is None:

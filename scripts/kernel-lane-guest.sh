@@ -30,12 +30,13 @@ if [ $# -eq 0 ]; then
     # and the MN behind its foreign network's firewall (what the tunnel device itself
     # sends must not open or hit the firewalls). seg6 and the user-space tunnel run here
     # only when the host cannot run them itself (test-kernel.sh says so in HOST_HAS).
-    # Name other tests to run them here (e.g. -m backends).
+    # The netlink layer's ip6tnl device (created, endpoints changed in place, attributes
+    # read back) too. Name other tests to run them here (e.g. -m backends).
     select="(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers))"
     select="$select or (backends and netem)"
     select="$select or (nsis_traversal and (dies or pinholes_open or exactly or re_signals))"
     select="$select or (home_firewall and not without and not pull)"
-    select="$select or (foreign_firewall and TestWithNsis)"
+    select="$select or (foreign_firewall and TestWithNsis) or ip6tnl_device"
     for backend in seg6 userspace; do
         case " $HOST_HAS " in
             *" $backend "*) ;;
@@ -43,7 +44,8 @@ if [ $# -eq 0 ]; then
         esac
     done
     set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py \
-        tests/netns/test_home_firewall.py tests/netns/test_foreign_firewall.py -k "$select"
+        tests/netns/test_home_firewall.py tests/netns/test_foreign_firewall.py tests/netns/test_kernel_layer.py \
+        -k "$select"
 fi
 # A hung test dumps every thread's stack to the log (faulthandler) and the whole run is
 # interrupted (SIGINT: pytest tears the testbed down and reports what ran, given up
