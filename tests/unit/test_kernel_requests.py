@@ -209,11 +209,18 @@ class RecordingKernel(kn.Kernel):
     def set_seg6_tunsrc(self, address):
         self.tunsrc.append(address)
 
+    def sysctl(self, values):
+        self.calls.append(("sysctl", "write", dict(values)))
+
 
 def test_mn_first_point_creates_the_ip6tnl_device_and_a_handover_changes_it_in_place():
     k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
     b.mn_point(k, HOA, COA1, HA, "mn1-f1")
     assert k.calls[0] == ("link", "add", dict(ifname=tunnel.MN_TUNNEL_DEVICE, **kn.ip6tnl_request(COA1, HA)))
+    # no addresses of its own (no link-local, so no router solicitations through the
+    # tunnel) before it comes up
+    assert k.calls[1] == ("sysctl", "write", {f"net/ipv6/conf/{tunnel.MN_TUNNEL_DEVICE}/addr_gen_mode": 1})
+    assert k.calls[2][:2] == ("link", "set") and k.calls[2][2].get("state") == "up"
     k.existing.add(tunnel.MN_TUNNEL_DEVICE)
     k.calls.clear()
     b.mn_point(k, HOA, COA2, HA, "mn1-f2")
