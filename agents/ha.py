@@ -23,7 +23,9 @@ Per accepted home registration the agent
   * admits reverse-tunnelled packets only from the registered CoA with the HoA as inner
     source: an nftables set of (CoA . HoA) pairs, everything else to the HA counted and
     dropped (`counters` shows both).
-When a binding is deregistered or expires, all of that is removed again.
+When a binding is deregistered or expires, all of that is removed again. An HA agent
+that was killed (no teardown) leaves it behind: the next one removes it at start
+(TunnelBackend.ha_purge, event mipv6.ha.purged), since it holds no bindings.
 
 Control commands (besides status, dump, events):
     bindings                      the binding cache and what the kernel holds for it
@@ -142,6 +144,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
             if self.sa_channel is not None:
                 await self.sa_channel.close()
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
+        if self.purged:
+            self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
         self.dad_waiters: dict[str, asyncio.Future] = {}
@@ -162,6 +166,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.home_index = k.ifindex(opts.home_interface)
         self.home_mac = next(link["mac"] for link in k.links() if link["name"] == opts.home_interface)
         self.local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
+        # An earlier HA agent of this node that was killed left its bindings' state.
+        self.purged = self.backend.ha_purge(k, opts.home_prefix, opts.home_interface)
         k.sysctl({f"net/ipv6/conf/{opts.home_interface}/proxy_ndp": 1,
                   f"net/ipv6/neigh/{opts.home_interface}/proxy_delay": 0})
         self.backend.ha_setup(k, opts.address, self.local_addresses, opts.home_interface)

@@ -157,6 +157,16 @@ class MobilityKernel:
         proc = subprocess.run([self.ip, "-6", "-j", "rule", "show"], capture_output=True, text=True)
         return json.loads(proc.stdout or "[]")
 
+    def routes(self, table: int | str = "main") -> list[dict]:
+        proc = subprocess.run([self.ip, "-6", "-j", "route", "show", "table", str(table)],
+                              capture_output=True, text=True)
+        return json.loads(proc.stdout or "[]")
+
+    def proxy_entries(self, ifname: str) -> list[str]:
+        proc = subprocess.run([self.ip, "-6", "-j", "neigh", "show", "proxy", "dev", ifname],
+                              capture_output=True, text=True)
+        return [n["dst"] for n in json.loads(proc.stdout or "[]") if "dst" in n]
+
     # --- links, addresses, sysctls
     def set_link(self, name: str, *, up: bool | None = None, mtu: int | None = None) -> None:
         parts = [f"link set dev {name}"]
@@ -258,6 +268,36 @@ class TunnelBackend:
         return {"backend": self.name}
 
     # --- home agent ---
+    def ha_purge(self, k: MobilityKernel, home_prefix: str, home_interface: str) -> list[str]:
+        """Remove what an earlier home agent of this node left when it died without
+        tearing down (kill -9, a crash): its per-binding state, which nobody would ever
+        remove, since the new agent holds no bindings: routes to home addresses (/128
+        in the home prefix, main table; seg6 encapsulation or a tunnel device), proxy
+        neighbour entries on the home link, ip6tnl devices. Call before ha_setup.
+        Returns what was removed ("route <hoa>", "proxy <address>", "link <name>")."""
+        home = ipaddress.IPv6Network(home_prefix, strict=False)
+        removed, commands = [], []
+        for route in k.routes("main"):
+            dst = route.get("dst", "")
+            if "/" in dst or route.get("type", "unicast") != "unicast":
+                continue          # prefixes, and the HA's own local addresses
+            try:
+                inside = ipaddress.IPv6Address(dst) in home
+            except ValueError:
+                continue          # "default"
+            if inside:
+                commands.append(f"route del {dst}/128 table main")
+                removed.append(f"route {dst}")
+        for address in k.proxy_entries(home_interface):
+            commands.append(f"neigh del proxy {address} dev {home_interface}")
+            removed.append(f"proxy {address}")
+        for link in k.links():
+            if link["name"].startswith("m6t"):
+                commands.append(f"link del dev {link['name']}")
+                removed.append(f"link {link['name']}")
+        k.run(*commands, quiet=True)
+        return removed
+
     def ha_setup(self, k: MobilityKernel, ha_address: str, local_addresses: list[str],
                  decap_dev: str) -> None:
         raise NotImplementedError
