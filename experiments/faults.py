@@ -48,7 +48,10 @@ Address, SA and NSIS token), nsis=on (the CN's firewall is opened with NATFW), m
 metrics.json: {"loss": {"loss_pct", "mns", "completed", "bootstrap_ms": {p50, p90, max},
 "registered_ms": {...}, "per_mn": [...], "handover": {...}, "tcp_survived"},
 "crashes": [{"agent", "node", "recovered", "recovery_ms", "event", "orphans",
-"orphan_items", "leftover_at_restart", "startup_ms", "note"}], "tcp_across_crashes"}.
+"orphan_items", "leftover_at_restart", "startup_ms", "tcp_resumed_ms", "kernel_added",
+"kernel_removed", "note"}], "tcp_across_crashes"}. tcp_resumed_ms: from the restart to the
+return of the first message the CN's TCP connection sent after it (TCP's retransmission
+backoff included).
 """
 from __future__ import annotations
 
@@ -284,7 +287,7 @@ def unheld(tb, agent: str, items: set[str]) -> list[str]:
 NODE = {"ha": "ha", "paa": "paa", "aaa": "aaa", "fw": "fw", "cn": "cn"}
 
 
-def crash_one(tb, agent: str, mn: str, params) -> dict:
+def crash_one(tb, agent: str, mn: str, params, tcp=None) -> dict:
     from mip6bench.net.snapshot import diff, snapshot
     node = NODE.get(agent, mn)
     cn = tb.plan.nodes["cn"].address()
@@ -326,6 +329,11 @@ def crash_one(tb, agent: str, mn: str, params) -> dict:
         event = "mipv6.mn.home_registered at " + mn
     out["event"] = event
     out["crashed_pid"], out["new_pid"] = crash["pid"], restart["pid"]
+    if tcp is not None:
+        # the CN's TCP connection to mn1's home address: the first message sent after
+        # the restart that came back (TCP may be in retransmission backoff by then)
+        back = tcp.wait_echo(t0, within)
+        out["tcp_resumed_ms"] = None if back is None else round((back - t0) / 1e6, 3)
     if found is not None:
         out["recovery_ms"] = round((found["t_ns"] - t0) / 1e6, 3)
         out["recovered"] = _wait_steady(tb, mn, cn, within)
@@ -362,7 +370,7 @@ def crash_part(tb, params) -> dict:
     results = []
     try:
         for name in _crash_list(params["crash"]):
-            results.append(crash_one(tb, name, mn, params))
+            results.append(crash_one(tb, name, mn, params, tcp))
     finally:
         r = tcp.finish()
     return {"crashes": results,
@@ -407,12 +415,14 @@ def summarize(metrics: dict) -> str:
                          f"{', error: ' + t['error'] if t['error'] else ''})")
     crashes = metrics.get("crashes")
     if crashes:
-        lines.append(f"{'agent':<6} {'recovered':>9} {'recovery_ms':>12} {'orphans':>8} {'left at restart':>16}  event")
+        lines.append(f"{'agent':<6} {'recovered':>9} {'recovery_ms':>12} {'orphans':>8} {'left at restart':>16} "
+                     f"{'TCP back ms':>12}  event")
         for c in crashes:
             rec = "-" if c["recovery_ms"] is None else f"{c['recovery_ms']:.0f}"
+            back = c.get("tcp_resumed_ms")
             lines.append(f"{c['agent']:<6} {'y' if c['recovered'] else 'n':>9} {rec:>12} "
-                         f"{c.get('orphans', '-'):>8} {len(c.get('leftover_at_restart', [])):>16}  "
-                         f"{c.get('event', '')}")
+                         f"{c.get('orphans', '-'):>8} {len(c.get('leftover_at_restart', [])):>16} "
+                         f"{'-' if back is None else format(back, '.0f'):>12}  {c.get('event', '')}")
             if c.get("note"):
                 lines.append(f"       note: {c['note']}")
         t = metrics["tcp_across_crashes"]

@@ -197,6 +197,8 @@ class TcpEcho:
         self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.result = TcpEchoResult()
         self._stop = threading.Event()
+        self._echoed = threading.Condition()
+        self._last_echo = (0, 0)      # (send ns, arrival ns) of the last message echoed
         self._threads = [threading.Thread(target=self._echo, name="tcp-echo", daemon=True),
                          threading.Thread(target=self._send, name="tcp-send", daemon=True),
                          threading.Thread(target=self._read, name="tcp-read", daemon=True)]
@@ -250,15 +252,31 @@ class TcpEcho:
                     expected = seq + 1
                     self.result.echoed += 1
                     self.result.rtts_ms.append((now - sent_ns) / 1e6)
+                    with self._echoed:
+                        self._last_echo = (sent_ns, now)
+                        self._echoed.notify_all()
                 self.result.max_gap_ms = max(self.result.max_gap_ms, (now - last) / 1e6)
                 last = now
         except OSError as exc:
             if not self._stop.is_set():
                 self._fail(f"client receive: {exc}")
 
+    def wait_echo(self, sent_after_ns: int, timeout: float) -> int | None:
+        """Block until a message sent at or after `sent_after_ns` (CLOCK_MONOTONIC) has
+        come back; its arrival time (ns), or None after `timeout` seconds (or when the
+        connection failed)."""
+        def arrived():
+            return self._last_echo[0] >= sent_after_ns or self.result.error is not None
+        with self._echoed:
+            if not self._echoed.wait_for(arrived, timeout) or self.result.error is not None:
+                return None
+            return self._last_echo[1]
+
     def _fail(self, why: str) -> None:
         if self.result.error is None:
             self.result.error = why
+        with self._echoed:
+            self._echoed.notify_all()
 
     def finish(self, timeout: float = 10.0) -> TcpEchoResult:
         """Stop sending, wait up to `timeout` for every echo, close cleanly."""
