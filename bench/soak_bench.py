@@ -99,6 +99,7 @@ def main() -> int:
     cn = tb.plan.nodes["cn"].address()
     series: dict[str, list[tuple[float, float]]] = {}
     moves = reauths = failures = 0
+    interrupted = False
     try:
         mn = tb.mobility_agent("mn1")
         mn.request("wait", timeout=32, until="registered", within=30)
@@ -129,10 +130,13 @@ def main() -> int:
                 failures += 1
                 print(f"move {moves} -> {target}: {type(exc).__name__}: {exc}"[:300], flush=True)
             time.sleep(max(0.0, args.interval - (time.monotonic() - now)))  # the pace
+    except KeyboardInterrupt:        # Ctrl-C: report what was sampled so far
+        interrupted = True
     finally:
         tb.stop()
     elapsed = max(t for points in series.values() for t, _ in points) if series else 0.0
-    summary = {"duration_s": round(elapsed, 1), "moves": moves, "reauths": reauths, "failures": failures,
+    summary = {"duration_s": round(elapsed, 1), "interrupted": interrupted,
+               "moves": moves, "reauths": reauths, "failures": failures,
                "interval_s": args.interval, "samples": len(next(iter(series.values()), [])),
                "series": {}}
     print(f"\nsoak: {elapsed:.0f} s, {moves} handovers, {reauths} re-authentications, {failures} failures")
