@@ -9,9 +9,12 @@ Address, SA and NSIS token), nsis=on (the CN's firewall is opened with NATFW), m
    first PCI to bootstrap.ready (`bootstrap_ms`) and to its home registration
    (`registered_ms`), the PANA and PCI retransmissions, and their p50/p90/max. Then,
    still under loss, mn1 (route-optimised with the CN) hands over once while the CN
-   keeps a TCP connection to its home address busy: the connection must deliver and
-   echo every message in order, on the same socket (`tcp_survived`). The links go back
-   to their configured loss afterwards.
+   keeps a TCP connection to its home address busy: the handover is complete when mn1
+   is registered with the new CoA (`handover_ms` from the detach); `ro_back`: how much
+   longer route optimisation took to come back (NATFW re-signalling, RR); the TCP
+   connection must deliver and echo every message in order, on the same socket
+   (`tcp_survived`), given up to settle_s + 30 s to drain. The links go back to their
+   configured loss afterwards.
 2. Crashes: each agent of `crash` in turn (ha, paa, aaa, fw, cn, mn = mn1's agent) is
    killed with SIGKILL while mn1 is registered and route-optimised and a TCP connection
    from the CN to mn1's home address runs, then restarted by the testbed
@@ -74,7 +77,8 @@ PARAMS = [
     ParamSpec("loss_timeout_s", float, 90.0, "how long every MN may take to bootstrap and "
               "register under loss", 1, 1200),
     ParamSpec("handover", bool, True, "hand mn1 over once under loss with a TCP connection"),
-    ParamSpec("settle_s", float, 45.0, "how long the handover under loss may take", 1, 600),
+    ParamSpec("settle_s", float, 45.0, "how long route optimisation may take to come back after the "
+              "handover under loss (s)", 1, 600),
     ParamSpec("crash", str, ",".join(AGENTS), "agents to kill -9 and restart, in order "
               "(ha, paa, aaa, fw, cn, mn; empty: none)"),
     ParamSpec("recover_within_s", float, 60.0, "how long a crashed agent's service may take "
@@ -209,22 +213,44 @@ def loss_part(tb, params) -> dict:
             if not _wait_steady(tb, mn, cn, params["settle_s"]):
                 out["handover"] = {"error": f"{mn} not route-optimised with the CN within {params['settle_s']:g} s"}
             else:
-                h = handovers(tb, mn, {"moves": 1, "gap_ms": 50.0, "dwell_ms": 2000.0, "rate": 100.0,
-                                       "tcp_interval_ms": 20.0, "route_optimization": True,
-                                       "settle_s": params["settle_s"],
-                                       # after an outage of seconds TCP is in backoff
-                                       "tcp_drain_s": params["settle_s"] + 30})
-                move = h["handover"][0]
-                out["handover"] = {"from": move["from"], "to": move["to"],
-                                   "disruption_ms": move["disruption_ms"],
-                                   "nsis_ms": move["nsis_ms"], "cn_binding_ms": move["cn_binding_ms"],
-                                   "ha_registration_ms": move["ha_registration_ms"],
-                                   "handover_ms": move["handover_ms"], "tcp": h["tcp"],
-                                   "udp": h["udp"]}
-                out["tcp_survived"] = h["tcp_survived"]
+                # The handover is done for the MN once it is registered again; route
+                # optimisation comes back after the CoA's NATFW re-signalling, which under
+                # loss can take tens of seconds (every lost message costs a retransmission
+                # timer). The TCP connection runs on meanwhile (tunnel, then RO) and gets
+                # time to drain: after an outage of seconds it is in retransmission backoff.
+                cn_agent_wait = {"until": "ro", "cn": cn, "within": params["settle_s"]}
+                try:
+                    h = handovers(tb, mn, {"moves": 1, "gap_ms": 50.0, "dwell_ms": 3000.0, "rate": 100.0,
+                                           "tcp_interval_ms": 20.0, "route_optimization": False,
+                                           "settle_s": params["settle_s"],
+                                           "tcp_drain_s": params["settle_s"] + 30},
+                                  on_move=lambda i, move: out.update(ro_back=_ro_back(tb, mn, cn_agent_wait)))
+                except Mip6benchError as exc:
+                    out["handover"] = {"error": str(exc)}
+                else:
+                    move = h["handover"][0]
+                    out["handover"] = {"from": move["from"], "to": move["to"],
+                                       "disruption_ms": move["disruption_ms"],
+                                       "lost_packets": move["lost_packets"],
+                                       "ha_registration_ms": move["ha_registration_ms"],
+                                       "handover_ms": move["handover_ms"], "ro_back": out.pop("ro_back", None),
+                                       "tcp": h["tcp"], "udp": h["udp"]}
+                    out["tcp_survived"] = h["tcp_survived"]
     finally:
         tb.set_loss(None)
     return out
+
+
+def _ro_back(tb, mn: str, wait: dict) -> float | None:
+    """Seconds until mn is route-optimised with the CN again after the move (None: not
+    within the wait)."""
+    from mip6bench.runtime.control import ControlError
+    t0 = time.monotonic()
+    try:
+        tb.mobility_agent(mn).request("wait", timeout=wait["within"] + 2, **wait)
+    except (ControlError, OSError):
+        return None
+    return round(time.monotonic() - t0, 3)
 
 
 # ---- 2. crashes ------------------------------------------------------------------------
@@ -409,7 +435,11 @@ def summarize(metrics: dict) -> str:
             lines.append(f"  handover under loss: {h['error']}")
         elif h:
             t = h["tcp"]
-            lines.append(f"  handover {h['from']}->{h['to']} under loss: disruption {f(h['disruption_ms'])} ms; TCP "
+            back = h.get("ro_back")
+            lines.append(f"  handover {h['from']}->{h['to']} under loss: registered after "
+                         f"{f(h.get('handover_ms'))} ms, route optimisation back "
+                         f"{'after ' + format(back, '.1f') + ' s more' if back is not None else 'NOT within settle_s'}")
+            lines.append(f"  disruption {f(h['disruption_ms'])} ms; TCP "
                          f"{'survived' if loss.get('tcp_survived') else 'BROKEN'} ({t['echoed']}/{t['sent']} "
                          f"echoed on one connection, longest gap {t['max_gap_ms']:.0f} ms"
                          f"{', error: ' + t['error'] if t['error'] else ''})")

@@ -16,6 +16,7 @@ came back in order and the connection never failed.
 """
 from __future__ import annotations
 
+import bisect
 import socket
 import struct
 import threading
@@ -198,7 +199,7 @@ class TcpEcho:
         self.result = TcpEchoResult()
         self._stop = threading.Event()
         self._echoed = threading.Condition()
-        self._last_echo = (0, 0)      # (send ns, arrival ns) of the last message echoed
+        self.echoes: list[tuple[int, int]] = []   # (send ns, arrival ns) of each message back
         self._threads = [threading.Thread(target=self._echo, name="tcp-echo", daemon=True),
                          threading.Thread(target=self._send, name="tcp-send", daemon=True),
                          threading.Thread(target=self._read, name="tcp-read", daemon=True)]
@@ -253,7 +254,7 @@ class TcpEcho:
                     self.result.echoed += 1
                     self.result.rtts_ms.append((now - sent_ns) / 1e6)
                     with self._echoed:
-                        self._last_echo = (sent_ns, now)
+                        self.echoes.append((sent_ns, now))
                         self._echoed.notify_all()
                 self.result.max_gap_ms = max(self.result.max_gap_ms, (now - last) / 1e6)
                 last = now
@@ -263,14 +264,17 @@ class TcpEcho:
 
     def wait_echo(self, sent_after_ns: int, timeout: float) -> int | None:
         """Block until a message sent at or after `sent_after_ns` (CLOCK_MONOTONIC) has
-        come back; its arrival time (ns), or None after `timeout` seconds (or when the
-        connection failed)."""
-        def arrived():
-            return self._last_echo[0] >= sent_after_ns or self.result.error is not None
+        come back; the arrival time (ns) of the first such message, or None after
+        `timeout` seconds (or when the connection failed)."""
+        def first():
+            i = bisect.bisect_left(self.echoes, (sent_after_ns, 0))
+            return self.echoes[i][1] if i < len(self.echoes) else None
+
         with self._echoed:
-            if not self._echoed.wait_for(arrived, timeout) or self.result.error is not None:
+            if not self._echoed.wait_for(lambda: first() is not None or self.result.error is not None,
+                                         timeout):
                 return None
-            return self._last_echo[1]
+            return first()
 
     def _fail(self, why: str) -> None:
         if self.result.error is None:

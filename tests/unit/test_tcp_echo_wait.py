@@ -20,6 +20,9 @@ def test_wait_echo_returns_the_arrival_of_a_later_message_or_none():
         t0 = time.monotonic_ns()
         back = echo.wait_echo(t0, 5.0)
         assert back is not None and back >= t0
+        # asked later, it is still the first message sent after t0 that came back
+        assert echo.wait_echo(time.monotonic_ns(), 5.0) is not None
+        assert echo.wait_echo(t0, 0.1) == back
         # nothing sent in the future has come back
         assert echo.wait_echo(time.monotonic_ns() + 3_600_000_000_000, 0.1) is None
     finally:
