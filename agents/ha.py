@@ -111,6 +111,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
         opts = self.options
         loop = asyncio.get_running_loop()
         now = loop.time()
+        # Binding Updates may arrive while the kernel is still being set up (MNs refresh
+        # with an HA that restarts); their effects wait for it.
+        self.kernel_ready = asyncio.Event()
+        self.dad_waiters: dict[str, asyncio.Future] = {}
         self.sa_store = SAStore()
         try:
             for spec in opts.sas:
@@ -148,7 +152,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
             self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
-        self.dad_waiters: dict[str, asyncio.Future] = {}
+        self.kernel_ready.set()
         self._arm_sa_expiry()
         self.nsis = None
         if opts.nsis:
@@ -245,6 +249,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     # ------------------------------------------------------------------ effects
     async def apply(self, effect) -> None:
+        if not self.kernel_ready.is_set():
+            await self.kernel_ready.wait()
         if isinstance(effect, TunnelUp):
             t0 = time.monotonic()
             await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
@@ -306,6 +312,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
     # ------------------------------------------------------------------ DAD on behalf
     async def _dad(self, hoa: str) -> None:
         """RFC 4862 DAD for the HoA: one NS from ::, then listen for a defender."""
+        await self.kernel_ready.wait()      # the home link's socket and index
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.dad_waiters[hoa] = waiter
