@@ -27,7 +27,9 @@ Per accepted home registration the agent
   * admits reverse-tunnelled packets only from the registered CoA with the HoA as inner
     source: an nftables set of (CoA . HoA) pairs, everything else to the HA counted and
     dropped (`counters` shows both).
-When a binding is deregistered or expires, all of that is removed again.
+When a binding is deregistered or expires, all of that is removed again. An HA agent
+that was killed (no teardown) leaves it behind: the next one removes it at start
+(TunnelBackend.ha_purge, event mipv6.ha.purged), since it holds no bindings.
 
 Control commands (besides status, dump, events):
     bindings                      the binding cache and what the kernel holds for it
@@ -114,6 +116,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
         opts = self.options
         loop = asyncio.get_running_loop()
         now = loop.time()
+        # Binding Updates may arrive while the kernel is still being set up (MNs refresh
+        # with an HA that restarts); their effects wait for it.
+        self.kernel_ready = asyncio.Event()
+        self.dad_waiters: dict[str, asyncio.Future] = {}
         self.sa_store = SAStore()
         try:
             for spec in opts.sas:
@@ -147,9 +153,11 @@ class HomeAgentAgent(WaitableEvents, Agent):
             if self.sa_channel is not None:
                 await self.sa_channel.close()
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
+        if self.purged:
+            self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
-        self.dad_waiters: dict[str, asyncio.Future] = {}
+        self.kernel_ready.set()
         self._arm_sa_expiry()
         self.nsis = None
         if opts.nsis:
@@ -170,6 +178,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.home_index = k.ifindex(opts.home_interface)
         self.home_mac = next(link["mac"] for link in k.links() if link["name"] == opts.home_interface)
         self.local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
+        # An earlier HA agent of this node that was killed left its bindings' state.
+        self.purged = self.backend.ha_purge(k, opts.home_prefix, opts.home_interface)
         k.sysctl({f"net/ipv6/conf/{opts.home_interface}/proxy_ndp": 1,
                   f"net/ipv6/neigh/{opts.home_interface}/proxy_delay": 0})
         self.backend.ha_setup(k, opts.address, self.local_addresses, opts.home_interface)
@@ -250,6 +260,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     # ------------------------------------------------------------------ effects
     async def apply(self, effect) -> None:
+        if not self.kernel_ready.is_set():
+            await self.kernel_ready.wait()
         if isinstance(effect, TunnelUp):
             t0 = time.monotonic()
             started, ended, parts = await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
@@ -323,6 +335,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
     # ------------------------------------------------------------------ DAD on behalf
     async def _dad(self, hoa: str) -> None:
         """RFC 4862 DAD for the HoA: one NS from ::, then listen for a defender."""
+        await self.kernel_ready.wait()      # the home link's socket and index
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.dad_waiters[hoa] = waiter

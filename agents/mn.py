@@ -278,10 +278,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.gist.set_addresses([a for a in (self.core.coa, self.core.hoa) if a])
 
     async def _apply_natfw(self, effect) -> None:
-        from mip6bench.natfw.core import DeliverNotify, DeliverResponse
+        from mip6bench.natfw.core import DeliverNotify, DeliverResponse, SessionFailed
         from mip6bench.natfw.mobile import PinholesReady
 
-        if isinstance(effect, (DeliverResponse, DeliverNotify)):
+        if isinstance(effect, (DeliverResponse, DeliverNotify, SessionFailed)):
             self.nsis.execute(self.traversal.on_ni_effect(effect, self.nsis.now()))
         elif isinstance(effect, PinholesReady) and self.core is not None:
             self.io.execute(self.core.pinholes_ready(effect.cn, effect.coa, effect.phase, effect.ok,

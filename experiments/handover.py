@@ -288,7 +288,9 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
             time.sleep(params["dwell_ms"] / 1000)
     finally:
         stream.stop()
-        tcp_result = tcp.finish()
+        # how long the TCP connection may take to deliver what is in flight (a long
+        # outage leaves TCP in retransmission backoff: its next try may be 30 s away)
+        tcp_result = tcp.finish(params.get("tcp_drain_s", 10.0))
     write_probes(tb.run.out_dir / PROBES_FILE, stream)
     events = _events(agent.events_path)
     out = []

@@ -36,7 +36,8 @@ Indices and Binding Authorization Data, lifetime at most 420 s and at most the r
 home registration. RouteOptimizationOn when the CN accepts (or right away without
 ``cn_ack``); RouteOptimizationOff(reason) whenever the data must fall back to the tunnel:
 RR or BU timeout, a rejecting BA, a Binding Error (status 2 also disables RO with that CN
-for good), movement (RO is re-established after the new home registration), returning
+for good; status 1 while RO is on, a CN that lost our binding, starts RR again at once,
+RFC 6275 11.3.6), movement (RO is re-established after the new home registration), returning
 home. On 136/137/138 the expired token(s) are fetched again. RO bindings are refreshed
 with a new RR at ``refresh_fraction`` of their lifetime.
 
@@ -1174,6 +1175,8 @@ class MobileNode(MobilityCore):
         if entry is None:
             return self._drop("binding_error_from_unknown_node", src=pkt.src)
         self.counters[f"binding_error.correspondent.{msg.status}"] += 1
+        if msg.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION and entry.wanted:
+            return self._correspondent_lost_binding(entry, now)
         entry.has_binding = False
         if msg.status == BEStatus.UNRECOGNIZED_MH_TYPE:
             reason = "binding error: correspondent does not support Mobile IPv6 route optimization"
@@ -1183,6 +1186,25 @@ class MobileNode(MobilityCore):
         else:
             reason = f"binding error status {msg.status}"
         return self._ro_off(entry, reason, keep_wanted=False)
+
+    def _correspondent_lost_binding(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        """RFC 6275 11.3.6: a Binding Error with status 1 from a correspondent we have a
+        binding update list entry for (it lost our binding, e.g. it restarted): fall
+        back to the tunnel and run return routability again with fresh tokens (the CN's
+        old secret may be gone with it). Only while route optimisation is on: a Binding
+        Error is unauthenticated, so one during RR (which is on its way anyway) or for
+        a binding we do not think exists changes nothing."""
+        if not (entry.ro_on and entry.state == "on") or self.at_home or self.coa is None:
+            self.counters["binding_error.correspondent.ignored"] += 1
+            return [Event("mipv6.mn.binding_error", {"from": entry.cn, "status": 1, "ignored": True})]
+        entry.has_binding = False
+        self.counters["rr.after_binding_error"] += 1
+        actions = self._ro_off(entry, "binding error: correspondent has no binding for the home "
+                               "address; return routability again", keep_wanted=True)
+        entry.home_token = entry.care_of_token = None
+        return actions + [Event("mipv6.mn.binding_error", {"from": entry.cn, "status": 1,
+                                                            "rr_again": True})] \
+            + self._run_return_routability(entry, now)
 
     # ------------------------------------------------------------------ timers
 

@@ -31,6 +31,7 @@ import errno
 import ipaddress
 import os
 import socket
+import struct
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -45,6 +46,7 @@ IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
 NTF_PROXY = 0x08
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
+RTN_UNICAST = 1
 IPPROTO_IPV6 = 41
 IP6_TNL_F_IGN_ENCAP_LIMIT = 0x1
 IPV6_DEFAULT_TNL_ENCAP_LIMIT = 4
@@ -306,6 +308,40 @@ class Kernel:
 
     def del_proxy_ndp(self, ifname: str, address: str) -> None:
         self._call("neigh", "del", proxy_request(self.ifindex(ifname), address), missing_ok=True)
+
+    def proxy_entries(self, ifname: str) -> list[str]:
+        """The proxy neighbour entries on `ifname`. The kernel lists them only for a dump
+        request whose ndm_flags say NTF_PROXY, which pyroute2's neigh dump does not send:
+        the request goes out on a socket of its own, the answers decode with ndmsg."""
+        from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+        from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_NEWNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY, ndmsg
+
+        index = self.ifindex(ifname)
+        request = ndmsg()
+        request["header"].update(type=RTM_GETNEIGH, flags=NLM_F_REQUEST | NLM_F_DUMP, sequence_number=1)
+        request["family"], request["flags"] = AF_INET6, NTF_PROXY
+        request.encode()
+        found: list[str] = []
+        with rtnl_socket(self.netns) as sock:
+            sock.send(request.data)
+            while True:
+                data, offset = sock.recv(1 << 16), 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, offset + 16)[0]
+                        raise KernelError(code, f"neigh dump proxy dev {ifname}")
+                    if kind == RTM_NEWNEIGH:
+                        entry = ndmsg(data[offset:offset + length])
+                        entry.decode()
+                        if entry["ifindex"] == index and entry.get_attr("NDA_DST"):
+                            found.append(entry.get_attr("NDA_DST"))
+                    if length < 16:
+                        raise KernelError(errno.EPROTO, f"neigh dump proxy dev {ifname}: torn message")
+                    offset += (length + 3) & ~3
 
     # --- routes
     def add_route(self, dst: str, *, gateway: str | None = None, dev: str | None = None,

@@ -40,7 +40,7 @@ import hashlib
 import ipaddress
 
 from mip6bench.net.intercept import AGENT_MARK, AGENT_MARK_PREF
-from mip6bench.net.kernel import (IPPROTO_IPV6, RT_TABLE_LOCAL, RT_TABLE_MAIN, Kernel, seg6_encap,
+from mip6bench.net.kernel import (IPPROTO_IPV6, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST, Kernel, seg6_encap,
                                   seg6local_dt6)
 
 DECAP_TABLE = 137
@@ -120,6 +120,31 @@ class TunnelBackend:
         return {"backend": self.name}
 
     # --- home agent ---
+    def ha_purge(self, k: Kernel, home_prefix: str, home_interface: str) -> list[str]:
+        """Remove what an earlier home agent of this node left when it died without
+        tearing down (kill -9, a crash): its per-binding state, which nobody would ever
+        remove, since the new agent holds no bindings: routes to home addresses (/128
+        in the home prefix, main table; seg6 encapsulation or a tunnel device), proxy
+        neighbour entries on the home link, ip6tnl devices. Call before ha_setup.
+        Returns what was removed ("route <hoa>", "proxy <address>", "link <name>")."""
+        home = ipaddress.IPv6Network(home_prefix, strict=False)
+        removed = []
+        for route in k.routes(RT_TABLE_MAIN):
+            dst, _, prefixlen = route["dst"].partition("/")
+            if prefixlen != "128" or route.get("type") != RTN_UNICAST:
+                continue          # prefixes, and the HA's own local addresses
+            if ipaddress.IPv6Address(dst) in home:
+                k.del_route(f"{dst}/128", table=RT_TABLE_MAIN, missing_ok=True)
+                removed.append(f"route {dst}")
+        for address in k.proxy_entries(home_interface):
+            k.del_proxy_ndp(home_interface, address)
+            removed.append(f"proxy {address}")
+        for link in k.links():
+            if link["name"].startswith("m6t"):
+                k.delete_link(link["name"], missing_ok=True)
+                removed.append(f"link {link['name']}")
+        return removed
+
     def ha_setup(self, k: Kernel, ha_address: str, local_addresses: list[str],
                  decap_dev: str) -> None:
         raise NotImplementedError

@@ -191,6 +191,8 @@ class Testbed:
         for node, role, options in out:
             if role == "mn":
                 options.update(getattr(self, "mn_extra_options", {}))
+            elif role == "ha":
+                options.update(getattr(self, "ha_extra_options", {}))
         if self.params["mipv6"] == "bootstrap":
             settings = self.bootstrap.settings
             channel = self.bootstrap.ha_channel_options()
@@ -300,6 +302,56 @@ class Testbed:
         self.agents[(node, agent)] = proc
         self.log.emit("agent.started", on=node, name=agent, pid=proc.pid, startup_ms=proc.startup_ms)
         return proc
+
+    def agent(self, node: str, agent: str | None = None) -> AgentProcess:
+        """The AgentProcess of `agent` on `node` (default: the agent named like the
+        node's role, or like the node: ha, cn, fw, paa, aaa, mn for mn<k>)."""
+        if agent is None:
+            agent = "mn" if self.plan.nodes.get(node) is not None \
+                and self.plan.nodes[node].role == "mn" else node
+        try:
+            return self.agents[(node, agent)]
+        except KeyError:
+            running = ", ".join(f"{n}/{a}" for n, a in sorted(self.agents))
+            raise Mip6benchError(f"no agent {agent} runs on {node}", f"agents: {running}") from None
+
+    def crash_agent(self, node: str, agent: str | None = None) -> dict[str, Any]:
+        """kill -9 an agent: it tears nothing down (its kernel state stays, its peers
+        are not told). Returns {pid, t_ns} (CLOCK_MONOTONIC, like the event logs)."""
+        proc = self.agent(node, agent)
+        pid = proc.kill()
+        out = {"pid": pid, "t_ns": time.monotonic_ns()}
+        self.log.emit("agent.crashed", on=node, name=proc.agent, **out)
+        return out
+
+    def restart_agent(self, node: str, agent: str | None = None,
+                      timeout: float = 10.0) -> dict[str, Any]:
+        """Start an agent again after a crash (or stop it first if it runs): the same
+        options and config file, in the same node's namespace, its new pid recorded in
+        the run. Returns {pid, t_ns (the restart began), ready_ns, startup_ms}."""
+        proc = self.agent(node, agent)
+        if proc.alive():
+            proc.stop()
+        t_ns = time.monotonic_ns()
+        proc.start(timeout)
+        out = {"pid": proc.pid, "t_ns": t_ns, "ready_ns": proc.proc.ready_ns,
+               "startup_ms": proc.startup_ms}
+        self.log.emit("agent.restarted", on=node, name=proc.agent, starts=proc.starts, **out)
+        return out
+
+    def set_loss(self, loss_pct: float | None = None) -> list[str]:
+        """Every emulated link's loss, in both directions, while the network runs (None:
+        back to each link's configured loss); returns the links changed. A link
+        without emulation (no delay, jitter, loss or rate configured) cannot lose
+        packets and is left alone."""
+        changed = []
+        for link in self.net.links:
+            if getattr(link, "spec", None) is None or link.backend not in ("relay", "netem"):
+                continue
+            link.set_loss(link.shaping.loss_pct if loss_pct is None else loss_pct)
+            changed.append(link.spec.name)
+        self.log.emit("links.loss_set", loss_pct=loss_pct, links=changed)
+        return changed
 
     def stop(self) -> None:
         """Tear everything down; safe to call more than once and after failures."""

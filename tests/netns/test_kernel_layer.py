@@ -111,14 +111,15 @@ def test_neighbour_proxy_entries():
     def body(k):
         k.add_proxy_ndp("d0", HOA)
         k.add_proxy_ndp("d0", HOA)          # replace: idempotent
-        present = _proxies()
+        present, listed = _proxies(), k.proxy_entries("d0")
         k.del_proxy_ndp("d0", HOA)
         k.del_proxy_ndp("d0", HOA)          # already gone: quiet
-        return present, _proxies()
+        return present, listed, _proxies(), k.proxy_entries("d0")
 
-    present, after = fresh(body)
+    present, listed, after, listed_after = fresh(body)
     assert [(p["dst"], p["dev"]) for p in present] == [(HOA, "d0")]
-    assert after == []
+    assert listed == [HOA]                  # the layer's own dump agrees with ip -j
+    assert after == [] and listed_after == []
 
 
 def test_errors_are_structured_with_the_kernel_code():

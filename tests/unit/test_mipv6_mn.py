@@ -437,15 +437,36 @@ def test_cn_rejection_and_forged_ba():
     assert "administratively_prohibited" in off.reason and not sim.mn.correspondents[CN].wanted
 
 
-def test_binding_error_status_1_falls_back_to_tunnel():
+def test_binding_error_status_1_falls_back_and_runs_rr_again():
+    """RFC 6275 11.3.6: a CN that lost our binding (it restarted) says so with status 1;
+    the MN falls back to the tunnel and runs return routability again with fresh
+    tokens, without being asked."""
     sim = ro_sim()
+    hoti, coti = len(sent_by(sim, "mn", HomeTestInit)), len(sent_by(sim, "mn", CareOfTestInit))
     be = encode_mh(BindingError(1, HOA), CN, COA1)
     sim.apply("mn", sim.mn.receive(be, CN, COA1, sim.now))
     [off] = sim.effects_of("mn", RouteOptimizationOff)
     assert "no binding for the home address" in off.reason and not sim.mn.route_optimized(CN)
-    sim.call("mn", "start_route_optimization", CN)      # the runtime may try again
+    # fresh tokens: the old ones may come from a secret the CN no longer has
+    assert len(sent_by(sim, "mn", HomeTestInit)) == hoti + 1
+    assert len(sent_by(sim, "mn", CareOfTestInit)) == coti + 1
     sim.run(1)
     assert sim.mn.route_optimized(CN)
+    assert sim.mn.counters["rr.after_binding_error"] == 1
+
+
+def test_binding_error_status_1_without_route_optimization_changes_nothing():
+    """Binding Errors are unauthenticated: one while RR is still running (or for a
+    binding the MN does not think exists) neither stops nor restarts anything."""
+    sim = _pending_cn_bu_sim()
+    entry = sim.mn.correspondents[CN]
+    state, pending = entry.state, entry.pending
+    be = encode_mh(BindingError(1, HOA), CN, COA1)
+    actions = sim.mn.receive(be, CN, COA1, sim.now)
+    assert [a.name for a in actions] == ["mipv6.mn.binding_error"] and actions[0].fields["ignored"]
+    assert entry.state == state and entry.pending is pending and entry.wanted
+    assert not sim.effects_of("mn", RouteOptimizationOff)
+    assert sim.mn.counters["binding_error.correspondent.ignored"] == 1
 
 
 def test_binding_error_status_2_disables_ro_with_that_cn():
