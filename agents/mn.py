@@ -564,7 +564,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         iface = getattr(self, "coa_interface", None)
         if iface is not None and iface in self.ra:
             _t, _prefix, router = self.ra[iface]
-            await self.io_kernel(self._pin_default_route, (iface, router))
+            if self.default_pin != (iface, router):   # (pinned already: no trip to the kernel thread)
+                await self.io_kernel(self._pin_default_route, (iface, router))
 
     def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
@@ -671,7 +672,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                          "no NSIS on this node", self.io.now()))
             else:
                 self._nsis_addresses()
-                if effect.phase == "inbound":
+                if effect.phase in ("inbound", "rr"):
                     # Asked for together with the BU, right at the move: the BU leaves by
                     # its own egress interface, GIST's Query by plain routing, which may
                     # still point at the link just left until the default route is pinned

@@ -36,9 +36,21 @@ Indices and Binding Authorization Data, lifetime at most 420 s and at most the r
 home registration. RouteOptimizationOn when the CN accepts (or right away without
 ``cn_ack``); RouteOptimizationOff(reason) whenever the data must fall back to the tunnel:
 RR or BU timeout, a rejecting BA, a Binding Error (status 2 also disables RO with that CN
-for good), movement (RO is re-established after the new home registration), returning
+for good), movement (RO is re-established for the new CoA, see below), returning
 home. On 136/137/138 the expired token(s) are fetched again. RO bindings are refreshed
 with a new RR at ``refresh_fraction`` of their lifetime.
+
+Handover sequencing: what may legally run in parallel with the home registration does
+(RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5: the CoTI goes directly, the HoTI
+through the HA). With the home BU for the new CoA go the CoA's NATFW "rr" pinholes (with
+``firewall_traversal``; they need only the CoA, the home address's sessions do not change)
+and, once granted, the CoTI. The HoTI, when the home token is stale, waits for the home
+BA: the HA forwards a reverse-tunnelled packet only from the care-of address it has bound
+(10.4.5). The BU to the CN waits for both tokens and the home BA (the CN is never bound to
+a CoA the HA may still refuse). In move_to's actions this signalling comes before the
+data path's fallback (RouteOptimizationOff, a kernel route change it does not depend on),
+as effects apply in order. A first registration (no binding at the HA) runs RR after its
+BA, as before: the home address's sessions are signalled through the tunnel then.
 
 Returning home: the tunnel goes down at once, every RO is switched off, the HA gets a
 deregistration (CoA = HoA, lifetime 0, sent from the HoA without HAO) and each CN that had a
@@ -334,19 +346,31 @@ class MobileNode(MobilityCore):
         if coa == self.coa:
             return []
         old, self.coa = self.coa, coa
+        # A handover: the HA holds a binding for the home address (a first registration
+        # or one after returning home has none).
+        handover = self.home.registered_coa is not None and self.home.registered_coa != self.hoa
         self.counters["movement"] += 1
         actions: list[Action] = [Event("mipv6.mn.movement", {"hoa": self.hoa, "old_coa": old, "coa": coa})]
+        data_path: list[Action] = []
         for entry in self.correspondents.values():
-            # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
+            # Care-of tokens belong to the old CoA.
             entry.care_of_token = None
             actions += self._close_pinholes(entry, "movement to a new care-of address", moving=True)
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
-                actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+                data_path += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
         actions += self._open_inbound(old, coa)
         actions += self._start_home_registration(now)
-        return actions
+        if handover:
+            # What does not need the new home binding starts with the home BU (see
+            # _run_return_routability): the CoA's NATFW sessions, then the CoTI. It comes
+            # before the data path's fallback to the tunnel (a kernel route change the
+            # signalling for the new CoA does not depend on; effects apply in order).
+            for entry in self.correspondents.values():
+                if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
+                    actions += self._run_return_routability(entry, now)
+        return actions + data_path
 
     def return_home(self, now: float) -> list[Action]:
         """The MN is back on its home link (RFC 6275 11.5.4)."""
@@ -636,6 +660,10 @@ class MobileNode(MobilityCore):
             for entry in self.correspondents.values():
                 if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
                     actions += self._run_return_routability(entry, now)
+                elif moved and entry.state == "rr":
+                    # Started with the BU (a handover): the HoTI and the BU to the CN
+                    # waited for this binding.
+                    actions += self._run_return_routability(entry, now)
         return actions
 
     def _home_resync(self, now: float, what: str, apply) -> list[Action]:
@@ -738,21 +766,37 @@ class MobileNode(MobilityCore):
         return (entry.care_of_token is not None and entry.care_of_token_coa == self.coa
                 and now - entry.care_of_token_at < MAX_TOKEN_LIFETIME)
 
+    def _home_bound(self) -> bool:
+        """The HA holds the binding for the current CoA (or the MN is at home): what goes
+        through the reverse tunnel can go. RFC 6275 10.4.5: the HA forwards a reverse-
+        tunnelled packet only when its outer source is the registered care-of address."""
+        return self.at_home or self.home.registered_coa == self.coa
+
     def _run_return_routability(self, entry: CorrespondentBinding, now: float) -> list[Action]:
-        """Fetch whatever keygen tokens are missing, then send the BU."""
+        """Fetch whatever keygen tokens are missing, then send the BU; idempotent (what is
+        outstanding is not sent again).
+
+        Sequencing after a handover (RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5:
+        the HoTI goes through the HA, the CoTI directly): what does not depend on the new
+        home binding does not wait for it. The CoA's NATFW sessions (they need only the
+        CoA) and then the CoTI go out while the home BU is in flight; the HoTI, reverse-
+        tunnelled, waits for the home BA (the HA drops it from a CoA it has not bound);
+        the BU to the CN waits for both tokens and the home BA (the CN is not bound to a
+        CoA the HA may still refuse)."""
         dereg = entry.state == "dereg"
         if not dereg:
             entry.state = "rr"
         actions: list[Action] = []
         if not dereg and self.firewall_traversal and entry.traversal_coa != self.coa:
             return self._open_rr_pinholes(entry, now)
-        if not self._home_token_fresh(entry, now) and entry.home_test is None:
+        bound = self._home_bound()
+        if not self._home_token_fresh(entry, now) and entry.home_test is None and bound:
             actions += self._send_test_init(entry, home=True, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
         if not dereg and not self._care_of_token_fresh(entry, now) and entry.care_of_test is None:
             actions += self._send_test_init(entry, home=False, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
-        if entry.home_test is None and (dereg or entry.care_of_test is None):
+        if bound and entry.home_test is None and (dereg or entry.care_of_test is None):
             actions += self._send_correspondent_bu(entry, now)
         return actions
 
