@@ -62,13 +62,19 @@ def test_unanswered_traversal_times_out():
     assert sim.mn.counters["traversal.stale_answer"] == 1
 
 
-def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+def ro_traversal_sim():
+    """Registered at COA1 and route-optimised with the CN through the firewall."""
     sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
     sim.run(1)
     sim.call("mn", "pinholes_ready", CN, COA1, "data", True, "")
     assert sim.mn.route_optimized(CN)
+    return sim
+
+
+def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+    sim = ro_traversal_sim()
     sim.call("mn", "move_to", COA2)
     [close] = sim.effects_of("mn", ClosePinholes)
     assert (close.cn, close.coa) == (CN, COA1)
