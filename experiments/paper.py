@@ -200,7 +200,7 @@ def report(metrics: dict, run_dir) -> list[str]:
                 height=0.4, label="floor")
         ax.set_yticks(list(y), [r["phase"] for r in rows], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("ms (fixed waits excluded: the HA's DAD, layer-2 gaps, DAD of new CoAs)")
+        ax.set_xlabel("ms (fixed waits excluded: the HA's DAD, layer-2 gaps, RA waits, DAD of new CoAs)")
         ax.set_title("mip6bench paper scenario: each phase against its floor")
         ax.legend(loc="lower right")
         fig.tight_layout()
