@@ -359,7 +359,10 @@ class MobileNode(MobilityCore):
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
-                data_path += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+                # Only the data path's switch goes to the end; the timers it stops are
+                # stopped here, before the new round below may start them again.
+                for action in self._ro_off(entry, "movement to a new care-of address", keep_wanted=True):
+                    (data_path if isinstance(action, RouteOptimizationOff) else actions).append(action)
         actions += self._open_inbound(old, coa)
         actions += self._start_home_registration(now)
         if handover:

@@ -130,3 +130,33 @@ def test_a_refused_early_traversal_falls_back_and_retries_after_the_next_registr
     sim.run(1)                                               # the home BA: RO wanted, tried again
     asks = [e.coa for e in sim.effects_of("mn", OpenPinholes) if e.phase == "rr"]
     assert asks == [COA1, COA2, COA2]
+
+
+def test_a_move_during_rr_keeps_the_new_rounds_timers():
+    """The timers of the round a move cuts short are stopped before the new round starts
+    its own (a StopTimer after the new StartTimer of the same key would cancel it, and a
+    lost CoT would never be asked for again)."""
+    from mip6bench.mipv6.wire import CareOfTest, decode_mh
+    from mip6bench.sansio import StartTimer, StopTimer
+
+    def lose_cots(sender, tr):
+        return sender == "cn" and isinstance(decode_mh(tr.data, tr.src, tr.dst), CareOfTest)
+
+    sim = ro_sim()
+    sim.drop = lose_cots
+    sim.call("mn", "move_to", COA2)
+    sim.run(0.5)                               # the CoTI for COA2 outstanding, its CoT lost
+    assert "coti" in sim.mn.correspondents[CN].timers
+    actions = sim.mn.move_to(COA1, sim.now)    # back, mid-test
+    started = {a.key: i for i, a in enumerate(actions) if isinstance(a, StartTimer)}
+    assert ("cn", CN, "coti") in started
+    for i, a in enumerate(actions):
+        if isinstance(a, StopTimer) and a.key in started:
+            assert i < started[a.key], f"{a.key} stopped after it was started again"
+    t = sim.now
+    sim.apply("mn", actions)
+    sim.run(0.5)
+    sim.drop = None                            # the first CoT for COA1 was lost too
+    sim.run(2)
+    assert times(sim, CareOfTestInit, CN, t) == approx([t, t + 1.0])   # retransmitted after 1 s
+    assert sim.mn.route_optimized(CN) and sim.cn.binding(HOA).coa == COA1
