@@ -870,7 +870,11 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
         if not ok:
             self.counters["traversal.refused"] += 1
-            return actions + self._ro_off(entry, f"firewall traversal failed: {reason}", keep_wanted=True)
+            # The round's other sessions for this CoA (still pending, with what was
+            # refused, e.g. the token) are torn down: the next try signals fresh ones,
+            # and their late answers cannot fail it.
+            return actions + [ClosePinholes(entry.cn, self.hoa, coa, f"firewall traversal failed: {reason}")] \
+                + self._ro_off(entry, f"firewall traversal failed: {reason}", keep_wanted=True)
         entry.traversal_coa = coa
         self.counters["traversal.ready"] += 1
         return actions + self._run_return_routability(entry, now)

@@ -46,6 +46,10 @@ def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr():
     assert "firewall traversal failed: authorization failed" in off.reason
     assert not sent_by(sim, "mn", HomeTestInit)
     assert sim.mn.counters["traversal.refused"] == 1
+    # The refused round's sessions for the CoA are torn down (not kept for a move): a
+    # next try signals fresh ones, which late answers of this round cannot fail.
+    [close] = sim.effects_of("mn", ClosePinholes)
+    assert (close.cn, close.coa, close.moving) == (CN, COA1, False)
 
 
 def test_unanswered_traversal_times_out():
