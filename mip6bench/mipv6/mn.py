@@ -61,8 +61,8 @@ Firewall traversal (seed paper 3.2, with ``firewall_traversal``): before return
 routability for a CoA, an OpenPinholes(cn, hoa, coa, "rr") effect asks the runtime's NSIS
 initiator to open the CN's firewall for HoTI/BU from the HoA and CoTI/BU from the CoA;
 RR starts when pinholes_ready(cn, coa, "rr", ok=True) comes back, and RO with that CN is
-switched off (to be retried after the next home registration) on a refusal or after
-``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
+switched off (to be retried after the next home registration) on a refusal (which also
+tears down that CoA's sessions of the round, ClosePinholes) or after ``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
 route-optimised data flow (from the CoA with a Home Address option); the data path
 switches (RouteOptimizationOn) only when that is granted, so no packet is dropped at the
 firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
