@@ -262,7 +262,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         from mip6bench.runtime.natfw import NatfwService
 
         name = (self.options.nai or "mn").encode()
-        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()), c_mode=True)
+        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()), c_mode=True,
+                                egress=self._gist_egress)
         self.ni = NiCore(token=self.nsis_token)
         self.traversal = MobileTraversal(self.ni, lifetime=self.options.natfw_lifetime)
         self.nsis = NatfwService(self, self.gist, self.ni, apply=self._apply_natfw)
@@ -270,6 +271,15 @@ class MobileNodeAgent(WaitableEvents, Agent):
             await self.gist.start()
         except OSError as exc:
             raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
+
+    def _gist_egress(self, source: str) -> int:
+        """GIST from the care-of address leaves by the attached interface (0 otherwise:
+        the home address's signalling is routed into the tunnel)."""
+        core = self.core
+        iface = getattr(self, "coa_interface", None)
+        if core is None or core.coa is None or iface != self.attached or packed(source) != packed(core.coa):
+            return 0
+        return self._egress_ifindex()
 
     def _nsis_addresses(self) -> None:
         """GIST signals from the CoA (and the HoA, reverse-tunnelled)."""
@@ -542,7 +552,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         iface = getattr(self, "coa_interface", None)
         if iface is not None and iface in self.ra:
             _t, _prefix, router = self.ra[iface]
-            await self.io_kernel(self._pin_default_route, (iface, router))
+            if self.default_pin != (iface, router):   # (pinned already: no trip to the kernel thread)
+                await self.io_kernel(self._pin_default_route, (iface, router))
 
     def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
@@ -659,9 +670,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self._nsis_addresses()
                 if effect.phase == "inbound":
                     # Asked for together with the BU, right at the move: the BU leaves by
-                    # its own egress interface, GIST's Query by plain routing, which may
-                    # still point at the link just left until the default route is pinned
-                    # to the new router (the Query would be lost and wait T1 = 500 ms).
+                    # its own egress interface, and so does GIST from the CoA
+                    # (_gist_egress); EXT's path toward the HA is pinned to the new router
+                    # as well, as before (the "rr" round, asked at the move too, does not
+                    # wait for that kernel change).
                     await self._pin_for_signalling()
                 self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
                                                       self.nsis.now()))

@@ -91,7 +91,10 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     params, topo_params = split_params(module, given)
     install_termination_handler()
     caps = detect()
-    testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture)
+    from mip6bench.measure.progress import StartupProgress
+
+    testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture,
+                      progress=None if quiet else StartupProgress())
     if hasattr(module, "prepare"):  # settings the testbed needs before it starts
         module.prepare(testbed, params)
     started = time.time()

@@ -37,9 +37,21 @@ home registration. RouteOptimizationOn when the CN accepts (or right away withou
 ``cn_ack``); RouteOptimizationOff(reason) whenever the data must fall back to the tunnel:
 RR or BU timeout, a rejecting BA, a Binding Error (status 2 also disables RO with that CN
 for good; status 1 while RO is on, a CN that lost our binding, starts RR again at once,
-RFC 6275 11.3.6), movement (RO is re-established after the new home registration), returning
+RFC 6275 11.3.6), movement (RO is re-established for the new CoA, see below), returning
 home. On 136/137/138 the expired token(s) are fetched again. RO bindings are refreshed
 with a new RR at ``refresh_fraction`` of their lifetime.
+
+Handover sequencing: what may legally run in parallel with the home registration does
+(RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5: the CoTI goes directly, the HoTI
+through the HA). With the home BU for the new CoA go the CoA's NATFW "rr" pinholes (with
+``firewall_traversal``; they need only the CoA, the home address's sessions do not change)
+and, once granted, the CoTI. The HoTI, when the home token is stale, waits for the home
+BA: the HA forwards a reverse-tunnelled packet only from the care-of address it has bound
+(10.4.5). The BU to the CN waits for both tokens and the home BA (the CN is never bound to
+a CoA the HA may still refuse). In move_to's actions this signalling comes before the
+data path's fallback (RouteOptimizationOff, a kernel route change it does not depend on),
+as effects apply in order. A first registration (no binding at the HA) runs RR after its
+BA, as before: the home address's sessions are signalled through the tunnel then.
 
 Returning home: the tunnel goes down at once, every RO is switched off, the HA gets a
 deregistration (CoA = HoA, lifetime 0, sent from the HoA without HAO) and each CN that had a
@@ -50,8 +62,8 @@ Firewall traversal (seed paper 3.2, with ``firewall_traversal``): before return
 routability for a CoA, an OpenPinholes(cn, hoa, coa, "rr") effect asks the runtime's NSIS
 initiator to open the CN's firewall for HoTI/BU from the HoA and CoTI/BU from the CoA;
 RR starts when pinholes_ready(cn, coa, "rr", ok=True) comes back, and RO with that CN is
-switched off (to be retried after the next home registration) on a refusal or after
-``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
+switched off (to be retried after the next home registration) on a refusal (which also
+tears down that CoA's sessions of the round, ClosePinholes) or after ``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
 route-optimised data flow (from the CoA with a Home Address option); the data path
 switches (RouteOptimizationOn) only when that is granted, so no packet is dropped at the
 firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
@@ -345,20 +357,35 @@ class MobileNode(MobilityCore):
         if coa == self.coa:
             return []
         old, self.coa = self.coa, coa
+        # A handover: the HA holds a binding for the home address (a first registration
+        # or one after returning home has none).
+        handover = self.home.registered_coa is not None and self.home.registered_coa != self.hoa
         self.counters["movement"] += 1
         actions: list[Action] = [Event("mipv6.mn.movement", {"hoa": self.hoa, "old_coa": old, "coa": coa})]
+        data_path: list[Action] = []
         for entry in self.correspondents.values():
-            # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
+            # Care-of tokens belong to the old CoA.
             entry.care_of_token = None
             entry.retry_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
             actions += self._close_pinholes(entry, "movement to a new care-of address", moving=True)
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
-                actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+                # Only the data path's switch goes to the end; the timers it stops are
+                # stopped here, before the new round below may start them again.
+                for action in self._ro_off(entry, "movement to a new care-of address", keep_wanted=True):
+                    (data_path if isinstance(action, RouteOptimizationOff) else actions).append(action)
         actions += self._open_inbound(old, coa)
         actions += self._start_home_registration(now)
-        return actions
+        if handover:
+            # What does not need the new home binding starts with the home BU (see
+            # _run_return_routability): the CoA's NATFW sessions, then the CoTI. It comes
+            # before the data path's fallback to the tunnel (a kernel route change the
+            # signalling for the new CoA does not depend on; effects apply in order).
+            for entry in self.correspondents.values():
+                if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
+                    actions += self._run_return_routability(entry, now)
+        return actions + data_path
 
     def return_home(self, now: float) -> list[Action]:
         """The MN is back on its home link (RFC 6275 11.5.4)."""
@@ -680,6 +707,10 @@ class MobileNode(MobilityCore):
             for entry in self.correspondents.values():
                 if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
                     actions += self._run_return_routability(entry, now)
+                elif moved and entry.state == "rr":
+                    # Started with the BU (a handover): the HoTI and the BU to the CN
+                    # waited for this binding.
+                    actions += self._run_return_routability(entry, now)
         return actions
 
     def _home_resync(self, now: float, what: str, apply) -> list[Action]:
@@ -798,21 +829,37 @@ class MobileNode(MobilityCore):
         return (entry.care_of_token is not None and entry.care_of_token_coa == self.coa
                 and now - entry.care_of_token_at < MAX_TOKEN_LIFETIME)
 
+    def _home_bound(self) -> bool:
+        """The HA holds the binding for the current CoA (or the MN is at home): what goes
+        through the reverse tunnel can go. RFC 6275 10.4.5: the HA forwards a reverse-
+        tunnelled packet only when its outer source is the registered care-of address."""
+        return self.at_home or self.home.registered_coa == self.coa
+
     def _run_return_routability(self, entry: CorrespondentBinding, now: float) -> list[Action]:
-        """Fetch whatever keygen tokens are missing, then send the BU."""
+        """Fetch whatever keygen tokens are missing, then send the BU; idempotent (what is
+        outstanding is not sent again).
+
+        Sequencing after a handover (RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5:
+        the HoTI goes through the HA, the CoTI directly): what does not depend on the new
+        home binding does not wait for it. The CoA's NATFW sessions (they need only the
+        CoA) and then the CoTI go out while the home BU is in flight; the HoTI, reverse-
+        tunnelled, waits for the home BA (the HA drops it from a CoA it has not bound);
+        the BU to the CN waits for both tokens and the home BA (the CN is not bound to a
+        CoA the HA may still refuse)."""
         dereg = entry.state == "dereg"
         if not dereg:
             entry.state = "rr"
         actions: list[Action] = []
         if not dereg and self.firewall_traversal and entry.traversal_coa != self.coa:
             return self._open_rr_pinholes(entry, now)
-        if not self._home_token_fresh(entry, now) and entry.home_test is None:
+        bound = self._home_bound()
+        if not self._home_token_fresh(entry, now) and entry.home_test is None and bound:
             actions += self._send_test_init(entry, home=True, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
         if not dereg and not self._care_of_token_fresh(entry, now) and entry.care_of_test is None:
             actions += self._send_test_init(entry, home=False, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
-        if entry.home_test is None and (dereg or entry.care_of_test is None):
+        if bound and entry.home_test is None and (dereg or entry.care_of_test is None):
             actions += self._send_correspondent_bu(entry, now)
         return actions
 
@@ -883,7 +930,11 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
         if not ok:
             self.counters["traversal.refused"] += 1
-            return actions + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
+            # The round's other sessions for this CoA (still pending, with what was
+            # refused, e.g. the token) are torn down: the next try signals fresh ones,
+            # and their late answers cannot fail it.
+            return actions + [ClosePinholes(entry.cn, self.hoa, coa, f"firewall traversal failed: {reason}")] \
+                + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
         entry.traversal_coa = coa
         self.counters["traversal.ready"] += 1
         return actions + self._run_return_routability(entry, now)

@@ -81,8 +81,12 @@ class Testbed:
 
     def __init__(self, params: dict[str, Any] | Iterable[str] | None = None, *,
                  experiment: str = "cli", out_dir: str | os.PathLike | None = None,
-                 capture: bool = True, agents: bool = True):
+                 capture: bool = True, agents: bool = True, progress=None):
         self.params = parse_params(topology_params(), params or {})
+        # progress(what, total) at each start-up stage, (None, total) once up
+        # (mip6bench.measure.progress.StartupProgress prints them).
+        self.progress = progress
+        self._stages: dict[str, str] = {}
         self.plan = build_plan(self.params)
         self.experiment, self.out_dir = experiment, out_dir
         self.capture_enabled, self.agents_enabled = capture, agents
@@ -110,25 +114,45 @@ class Testbed:
         self.run = context.open_run(self.experiment, self.out_dir)
         self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         self.log.emit("testbed.starting", run_id=self.run.run_id)
+        mns = self.plan.by_role("mn")
+        stages = {"network": f"network: {len(self.plan.hosts())} nodes, {len(self.plan.lans())} LAN "
+                             f"segments, {len(self.plan.links)} links (namespaces, shaping, addresses, routes)",
+                  "capture": "packet capture on every interface" if self.capture_enabled else None,
+                  "agents": "agents: firewall, HA, CN, management plane, then the MNs"
+                            if self.agents_enabled else None,
+                  "addresses": f"{', '.join(m.name for m in mns)}: a usable address on the first link"
+                               if mns else None}
+        self._stages = {k: v for k, v in stages.items() if v is not None}
         try:
+            self._stage("network")
             self.net = Mininet(topo=OperationalTopo(plan=self.plan), controller=None, build=False,
                                switch=LanSegment, host=Mip6Node, link=ShapedLink)
             self.net.build()
             self.net.start()
             self.timings["network_s"] = time.monotonic() - t0
             if self.capture_enabled:
+                self._stage("capture")
                 self.capture = Capture(self.run)
                 self.capture.start(self.net.hosts)
             if self.agents_enabled:
+                self._stage("agents")
                 self.start_agents()
-            for mn in self.plan.by_role("mn"):
+            if mns:
+                self._stage("addresses")
+            for mn in mns:
                 self.wait_address(mn.name)
         except BaseException:
             self.stop()
             raise
+        self._stage(None)
         self.timings["start_s"] = time.monotonic() - t0
         self.log.emit("testbed.started", **self.timings)
         return self
+
+    def _stage(self, key: str | None) -> None:
+        """Start-up stage `key` begins (None: the testbed is up): tell `progress`."""
+        if self.progress is not None:
+            self.progress(None if key is None else self._stages[key], len(self._stages))
 
     @classmethod
     def adopt(cls, net) -> "Testbed":

@@ -47,6 +47,10 @@ def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr_and_are_asked_ag
     assert "firewall traversal failed: authorization failed" in off.reason
     assert not sent_by(sim, "mn", HomeTestInit)
     assert sim.mn.counters["traversal.refused"] == 1
+    # The refused round's sessions for the CoA are torn down (not kept for a move): a
+    # next try signals fresh ones, which late answers of this round cannot fail.
+    [close] = sim.effects_of("mn", ClosePinholes)
+    assert (close.cn, close.coa, close.moving) == (CN, COA1, False)
     # RO is still wanted: the pinholes are asked for again after the back-off (a refused
     # session is signalled under a fresh session ID then), and once granted RR runs.
     sim.run(1)
@@ -93,13 +97,19 @@ def test_unanswered_traversal_times_out():
     assert sim.mn.counters["traversal.stale_answer"] == 1
 
 
-def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+def ro_traversal_sim():
+    """Registered at COA1 and route-optimised with the CN through the firewall."""
     sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
     sim.run(1)
     sim.call("mn", "pinholes_ready", CN, COA1, "data", True, "")
     assert sim.mn.route_optimized(CN)
+    return sim
+
+
+def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+    sim = ro_traversal_sim()
     sim.call("mn", "move_to", COA2)
     [close] = sim.effects_of("mn", ClosePinholes)
     assert (close.cn, close.coa) == (CN, COA1)
