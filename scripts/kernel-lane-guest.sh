@@ -51,7 +51,7 @@ fi
 # interrupted (SIGINT: pytest tears the testbed down and reports what ran, given up
 # to 150 s for that) after BUDGET seconds. Test
 # directories (agent logs, event logs) stay in OUT/tmp.
-BUDGET=${KERNEL_LANE_BUDGET:-900}
+BUDGET=${KERNEL_LANE_BUDGET:-1200}
 timeout -s INT -k 150 "$BUDGET" .venv/bin/python -m pytest -p no:cacheprovider -v --durations=20 \
     -o faulthandler_timeout=240 --basetemp="$OUT/tmp" --junitxml="$OUT/junit.xml" "$@" > "$OUT/pytest.log" 2>&1
 rc=$?

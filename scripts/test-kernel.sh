@@ -122,7 +122,7 @@ log "host runs itself: ${HOST_HAS:-no tunnel backend}"
 rm -rf "$OUT" && mkdir -p "$OUT"
 BLACKLIST=ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button
 log "booting $release (this takes minutes: no KVM, every instruction emulated)"
-BUDGET=${KERNEL_LANE_BUDGET:-900}
+BUDGET=${KERNEL_LANE_BUDGET:-1200}
 # The guest interrupts pytest after BUDGET s; the host stops the VM if it outlives that.
 PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 360))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
     --rwdir "$OUT" --overlay-rwdir "$ROOT" -a "modprobe.blacklist=$BLACKLIST" \
