@@ -10,8 +10,10 @@ import os
 
 import pytest
 
+from mip6bench.fdwait import wait_readable
 from mip6bench.net import kernel as kn
 from mip6bench.net.netns import in_fresh_netns
+from mip6bench.runtime.slowdown import scaled
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -173,11 +175,18 @@ def test_monitor_reads_events_and_wait_for_wakes_on_them():
     def body(k):
         with kn.Monitor() as mon:
             k.add_address("d0", "2001:db8:11::88", 64)
-            events = mon.read()
-        return [e for e in events if isinstance(e, kn.AddressEvent)]
+            # The notification may not be queued yet when add_address returns: wait for
+            # the socket to become readable (bounded), then drain it.
+            # (Notifications about the namespace's own set-up, e.g. another address
+            # leaving DAD, may come too.)
+            events = []
+            while not any(isinstance(e, kn.AddressEvent) and e.address == "2001:db8:11::88" for e in events):
+                assert wait_readable(mon, scaled(5.0)), "no address notification within 5 s"
+                events += mon.read()
+        return [e for e in events if isinstance(e, kn.AddressEvent) and e.address == "2001:db8:11::88"]
 
-    events = fresh(body)
-    assert [e.address for e in events] == ["2001:db8:11::88"]
+    [event] = fresh(body)
+    assert event.prefixlen == 64 and not event.deleted
 
 
 @pytest.mark.ip6tnl
