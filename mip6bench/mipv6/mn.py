@@ -1173,7 +1173,7 @@ class MobileNode(MobilityCore):
             return []
         if what == "retry":
             if (entry.wanted and entry.state == "idle" and not entry.disabled_reason and not self.at_home
-                    and self.coa is not None and self.home.registered_coa == self.coa):
+                    and self.coa is not None and self._home_bound()):
                 self.counters["ro.retry"] += 1
                 return [Event("mipv6.mn.ro_retry", {"cn": entry.cn, "coa": self.coa})] + \
                     self._run_return_routability(entry, now)

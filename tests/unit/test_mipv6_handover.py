@@ -33,13 +33,21 @@ def topo(**given):
     return parse_params(topology_params(), given)
 
 
+T, MS = 1_000_000_000, 1_000_000
+
+
+def arrival() -> list[dict]:
+    """The events every handover log starts with: on f2 at +5 ms, CoA at +8, home BU at +9."""
+    return [
+        {"t_ns": T + 5 * MS, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
+        {"t_ns": T + 8 * MS, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
+        {"t_ns": T + 9 * MS, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+    ]
+
+
 def test_phases_from_an_event_log():
-    t = 1_000_000_000
-    ms = 1_000_000
-    events = [
-        {"t_ns": t + 5 * ms, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
-        {"t_ns": t + 8 * ms, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
-        {"t_ns": t + 9 * ms, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+    t, ms = T, MS
+    events = arrival() + [
         {"t_ns": t + 45 * ms, "event": "mipv6.mn.home_registered", "coa": "c2"},
         {"t_ns": t + 46 * ms, "event": "mipv6.mn.coti_sent"},
         {"t_ns": t + 84 * ms, "event": "mipv6.mn.cn_bu_sent", "coa": "c2"},
@@ -57,12 +65,8 @@ def test_phases_from_an_event_log():
 def test_phases_when_the_coti_and_nsis_go_out_with_the_home_bu():
     """The MN core starts the CoA's NATFW sessions and the CoTI with the home BU: the
     phases are found before the home BA too."""
-    t = 1_000_000_000
-    ms = 1_000_000
-    events = [
-        {"t_ns": t + 5 * ms, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
-        {"t_ns": t + 8 * ms, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
-        {"t_ns": t + 9 * ms, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+    t, ms = T, MS
+    events = arrival() + [
         {"t_ns": t + 9 * ms, "event": "mipv6.mn.traversal_started", "coa": "c2", "phase": "rr"},
         {"t_ns": t + 30 * ms, "event": "nsis.gist_up"},
         {"t_ns": t + 45 * ms, "event": "mipv6.mn.home_registered", "coa": "c2"},
