@@ -69,6 +69,26 @@ def sample(tb) -> dict[str, float]:
     return out
 
 
+def agent_errors(out_dir: str) -> dict[str, tuple[int, str]]:
+    """Socket errors every agent logged (`<role>.io_error` events): count and the first
+    message per node/agent. A soak that passes its checks while an agent cannot send is
+    not a clean soak."""
+    found: dict[str, tuple[int, str]] = {}
+    logs = os.path.join(out_dir, "logs")
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        if not name.endswith(".events.jsonl"):
+            continue
+        with open(os.path.join(logs, name)) as f:
+            for line in f:
+                if '.io_error"' not in line:
+                    continue
+                event = json.loads(line)
+                where = f"{event.get('node')}/{event.get('agent')}"
+                count, first = found.get(where, (0, f"{event.get('what')}: {event.get('error')}"))
+                found[where] = (count + 1, first)
+    return found
+
+
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, value), per hour."""
     if len(points) < 2:
@@ -134,6 +154,7 @@ def main() -> int:
         interrupted = True
     finally:
         tb.stop()
+    io_errors = agent_errors(out_dir)
     elapsed = max(t for points in series.values() for t, _ in points) if series else 0.0
     summary = {"duration_s": round(elapsed, 1), "interrupted": interrupted,
                "moves": moves, "reauths": reauths, "failures": failures,
@@ -149,8 +170,11 @@ def main() -> int:
                                   "samples": len(points)}
         print(f"{key:<34} {points[0][1]:>10g} {points[-1][1]:>10g} "
               f"{'-' if slope is None else format(slope, '.2f'):>10}")
+    summary["io_errors"] = io_errors
+    for where, (count, first) in sorted(io_errors.items()):
+        print(f"io errors {where}: {count} (first: {first})")
     print(json.dumps(summary))
-    return 0 if failures == 0 else 1
+    return 0 if failures == 0 and not io_errors else 1
 
 
 if __name__ == "__main__":
