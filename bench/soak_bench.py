@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mip6bench.net.neighbours import table_stats  # noqa: E402
 from mip6bench.net.snapshot import nft, routes  # noqa: E402
 from mip6bench.testbed.bootstrap import BootstrapSettings  # noqa: E402
 from mip6bench.testbed.network import Testbed  # noqa: E402
@@ -116,6 +117,7 @@ def main() -> int:
                  out_dir=out_dir, capture=False)
     tb.bootstrap_settings = BootstrapSettings()
     tb.start()
+    fulls_before = table_stats().get("table_fulls", 0)
     cn = tb.plan.nodes["cn"].address()
     series: dict[str, list[tuple[float, float]]] = {}
     moves = reauths = failures = 0
@@ -155,6 +157,9 @@ def main() -> int:
     finally:
         tb.stop()
     io_errors = agent_errors(out_dir)
+    # The kernel's one IPv6 neighbour table for all namespaces: when it is full a send
+    # fails with EINVAL, whichever testbed on the machine filled it.
+    table_fulls = table_stats().get("table_fulls", 0) - fulls_before
     elapsed = max(t for points in series.values() for t, _ in points) if series else 0.0
     summary = {"duration_s": round(elapsed, 1), "interrupted": interrupted,
                "moves": moves, "reauths": reauths, "failures": failures,
@@ -171,6 +176,8 @@ def main() -> int:
         print(f"{key:<34} {points[0][1]:>10g} {points[-1][1]:>10g} "
               f"{'-' if slope is None else format(slope, '.2f'):>10}")
     summary["io_errors"] = io_errors
+    summary["neighbour_table_fulls"] = table_fulls
+    print(f"kernel IPv6 neighbour table full during the run: {table_fulls} times")
     for where, (count, first) in sorted(io_errors.items()):
         print(f"io errors {where}: {count} (first: {first})")
     print(json.dumps(summary))

@@ -8,6 +8,7 @@ the packet that needed it is dropped: a UDP sendto() to an on-link address then 
 with EINVAL (ip6_finish_output2), a forwarded packet is lost silently. A testbed whose
 LANs hold hundreds of nodes (or several testbeds at once) reaches it.
 
+`table_stats()` reads the table's counters (entries in use, how often it was full);
 `ensure_capacity(needed)` raises the limit (gc_thresh3, and gc_thresh2 to three quarters of
 it) when it is below `needed`; it never lowers it, because another testbed on the machine
 may rely on the raised value, and the old value is returned so the caller can say what it
@@ -37,6 +38,20 @@ class CapacityChange:
         return (f"raised the kernel's IPv6 neighbour table limit (net.ipv6.neigh.default.gc_thresh3, "
                 f"shared by every namespace) from {self.before} to {self.after} for ~{self.needed} "
                 f"entries; it stays raised")
+
+
+STAT_FILE = "/proc/net/stat/ndisc_cache"
+
+
+def table_stats(path: str = STAT_FILE) -> dict[str, int]:
+    """The IPv6 neighbour table's kernel-wide counters (hex in the file): `entries` now,
+    `table_fulls` since boot (each time an entry could not be created), and the rest."""
+    try:
+        with open(path) as f:
+            header, values = f.read().split("\n")[:2]
+        return {k: int(v, 16) for k, v in zip(header.split(), values.split())}
+    except (OSError, ValueError):
+        return {}
 
 
 def _read(name: str, sysctl_dir: str) -> int:

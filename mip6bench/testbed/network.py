@@ -152,14 +152,14 @@ class Testbed:
         return self
 
     def _neighbour_capacity(self) -> None:
-        """The machine-wide IPv6 neighbour table must hold this network's entries with room
-        for churn (new care-of addresses) and for other namespaces: at four times the
-        estimate it is raised if lower, and the user is told in one line."""
-        from mip6bench.net.neighbours import ensure_capacity
+        """The machine-wide IPv6 neighbour table must hold what other namespaces use now
+        plus this network's entries with room for churn (new care-of addresses): four
+        times the estimate. It is raised if lower, and the user is told in one line."""
+        from mip6bench.net.neighbours import ensure_capacity, table_stats
         from mip6bench.testbed.operational import neighbour_entries
 
         estimate = neighbour_entries(self.plan)
-        change = ensure_capacity(4 * estimate)
+        change = ensure_capacity(table_stats().get("entries", 0) + 4 * estimate)
         if change is not None:
             self.log.emit("testbed.neighbour_limit", estimate=estimate, before=change.before,
                           after=change.after, problem=change.problem)

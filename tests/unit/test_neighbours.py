@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mip6bench.net.neighbours import ensure_capacity
+from mip6bench.net.neighbours import ensure_capacity, table_stats
 from mip6bench.testbed.operational import build_plan, neighbour_entries, topology_params
 from mip6bench.params import parse_params
 
@@ -68,3 +68,10 @@ def test_estimate_grows_with_the_mobile_nodes_on_a_lan():
     # with one router
     assert hundred - ten == 90 * 3 * 4
     assert 4 * one < 1024          # the default network fits the default limit
+
+
+def test_table_stats_parse_the_kernel_counters(tmp_path):
+    stat = tmp_path / "ndisc_cache"
+    stat.write_text("entries  allocs table_fulls\n00000133 0000abcd 000055cc\n")
+    assert table_stats(str(stat)) == {"entries": 0x133, "allocs": 0xabcd, "table_fulls": 0x55cc}
+    assert table_stats(str(tmp_path / "missing")) == {}
