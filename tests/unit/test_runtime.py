@@ -180,6 +180,14 @@ AGENT = textwrap.dedent('''
                 raise Mip6benchError("cannot open the thing", "fix the thing")
             if self.options.mode == "fail-later":
                 asyncio.get_running_loop().call_later(0, self.fatal, "lost the thing")
+            if self.options.mode == "crypto":   # an agent that uses the primitives
+                import mip6bench.crypto as crypto
+                real = crypto.warm_up
+
+                def counted():
+                    self.count("crypto.warm_up")
+                    real()
+                crypto.warm_up = counted
 
         async def stop(self):
             self.emit("demo.cleanup")
@@ -188,7 +196,9 @@ AGENT = textwrap.dedent('''
             async def add(req):
                 self.count("adds")
                 return req["a"] + req["b"]
-            return {"add": add}
+            async def crypto_loaded(_req):
+                return "mip6bench.crypto" in sys.modules
+            return {"add": add, "crypto-loaded": crypto_loaded}
 
     sys.exit(run(Demo))
 ''')
@@ -239,3 +249,17 @@ def test_agent_bad_config_exits_2(demo_agent):
     _, err = proc.communicate(timeout=10)
     assert proc.returncode == 2 and "unknown options ['colour']" in err
     assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("mode,loaded,warmed", [("crypto", True, 1), ("ok", False, 0)])
+def test_an_agent_that_uses_the_crypto_primitives_warms_them_up_before_ready(
+        demo_agent, tmp_path, mode, loaded, warmed):
+    """Their first use costs OpenSSL's set-up (1-3 ms), which must not fall on the
+    agent's first message; an agent without them does not load them for this."""
+    proc = demo_agent(mode)
+    json.loads(proc.stdout.readline())
+    sock = str(tmp_path / "demo.sock")
+    assert control.request(sock, "crypto-loaded") is loaded
+    assert control.request(sock, "status")["counters"].get("crypto.warm_up", 0) == warmed
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
