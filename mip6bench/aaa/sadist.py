@@ -565,8 +565,9 @@ class SaDistPaaCore(_End):
         if record.ha not in self.config.peers:
             return self._drop("no channel to HA", ha=record.ha, spi=record.spi)
         what = {"spi": record.spi, "hoa": record.hoa, "ha": record.ha}
-        return self._request(record.ha, PUSH, now, what, record=record) + \
-            [Event("sadist.push_sent", {"role": "paa", **what, "nai": record.nai})]
+        # The event ahead of the datagram: its time is the push's start, not after the send.
+        return [Event("sadist.push_sent", {"role": "paa", **what, "nai": record.nai})] + \
+            self._request(record.ha, PUSH, now, what, record=record)
 
     def sa_revoked(self, spi: int, hoa: str, reason: str, now: float) -> list[Action]:
         entry = self.table.pop(spi, None)
@@ -725,8 +726,9 @@ class SaDistHaCore(_End):
             # An SPI names one MN: a push may refresh it, never move it to another HoA.
             return self._drop("SPI bound to another HoA", spi=msg.record.spi) + \
                 [self._answer(peer, port, msg, ACK, now, status=ACK_REFUSED)]
-        return [self._answer(peer, port, msg, ACK, now, status=ACK_OK)] + \
-            self._install(peer, msg.record, "push", now)
+        # Installed, then acknowledged: an ACK says the HA holds the SA.
+        return self._install(peer, msg.record, "push", now) + \
+            [self._answer(peer, port, msg, ACK, now, status=ACK_OK)]
 
     def _install(self, peer: str, record: SaRecord, source: str, now: float,
                  selector: str = "") -> list[Action]:

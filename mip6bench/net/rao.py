@@ -36,6 +36,9 @@ import socket
 import struct
 
 from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
+# At module level, not in receive(): the forwarder handles about one datagram per
+# discovery, and importing sansio there (its dataclasses) cost 3-5 ms on every hop.
+from mip6bench.sansio import Event, Transmit
 
 DISCOVERY_RAO = 65503
 DISCOVERY_GROUP = "ff05::8000:716"
@@ -168,7 +171,6 @@ class RaoForwarderCore:
 
     def receive(self, udp: bytes, src: str, dst: str, ingress: str, hop_limit: int,
                 hopopts: bytes | None, now: float) -> list:
-        from mip6bench.sansio import Event, Transmit
         if ingress not in self.interfaces:
             return self._drop("foreign interface", ingress=ingress)
         try:
@@ -203,6 +205,5 @@ class RaoForwarderCore:
                                      "hop_limit": hop_limit - 1})]
 
     def _drop(self, reason: str, **fields) -> list:
-        from mip6bench.sansio import Event
         self.counters[reason] += 1
         return [Event("rao.drop", {"reason": reason, **fields})]

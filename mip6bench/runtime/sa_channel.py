@@ -142,10 +142,13 @@ class SaChannelHa:
         self._sock.send(tx.data, tx.dst, tx.port)
 
     def _run(self, actions: list[Action]) -> None:
-        self._driver.execute([a for a in actions
-                              if isinstance(a, (Transmit, StartTimer, StopTimer, Event))])
-        for effect in (a for a in actions if isinstance(a, Effect)):
-            self._apply(effect)
+        """In the core's order, effects included: an SA is in the store before the ACK
+        the core puts after its SaInstall leaves."""
+        for action in actions:
+            if isinstance(action, Effect):
+                self._apply(action)
+            elif isinstance(action, (Transmit, StartTimer, StopTimer, Event)):
+                self._driver.execute([action])
 
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, SaInstall):

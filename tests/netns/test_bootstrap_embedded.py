@@ -110,6 +110,13 @@ def test_mn_agent_bootstraps_through_multicast_discovery_and_registers(tb):
     assert binding(tb, tb.plan.hoa(1))["coa"] == st["coa"]
     assert not events(tb, "mn1", "mn", "mipv6.mn.static_fallback")
     assert ("ha", "sa") not in tb.agents and ("mn1", "pac") not in tb.agents
+    # Its first home BU left while the home side's kernel set-up (home address, the
+    # decapsulation of what the HA tunnels) still ran: the BU needs only the CoA and the
+    # SA, the set-up is needed once the HA has bound it (and was done by then).
+    first_bu = events(tb, "mn1", "mn", "mipv6.mn.home_bu_sent")[0]
+    activated = events(tb, "mn1", "mn", "mipv6.mn.activated")[0]
+    tunnel_up = events(tb, "mn1", "mn", "mipv6.mn.tunnel_up")[0]   # (queued behind it)
+    assert first_bu["t_ns"] < activated["t_ns"] < tunnel_up["t_ns"]
 
 
 def test_unicast_discovery(tb):

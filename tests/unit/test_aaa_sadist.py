@@ -122,6 +122,18 @@ def test_push_installs_a_mobility_sa_and_is_acknowledged():
     assert p.paa._outstanding == {}
 
 
+def test_push_is_logged_before_it_is_sent_and_acknowledged_after_the_install():
+    """The push's event leads its datagram (its time is when the push started, not after
+    the send), and the HA's ACK follows its SaInstall (an ACK says the SA is held)."""
+    p = Pair()
+    sent = p.paa.sa_established(RECORD, 0.0)
+    kinds = [type(a).__name__ for a in sent if isinstance(a, (Event, Transmit))]
+    assert kinds == ["Event", "Transmit"]
+    at_ha = p.to_ha(sent, 0.001)
+    order = [type(a).__name__ for a in at_ha if isinstance(a, (Event, Transmit, SaInstall))]
+    assert order == ["Event", "SaInstall", "Transmit"]
+
+
 def test_lost_ack_means_retransmission_and_no_second_install():
     p = Pair()
     sent = p.paa.sa_established(RECORD, 0.0)

@@ -100,3 +100,31 @@ def test_bad_configuration():
     with pytest.raises(ValueError):
         rao.router_alert_hopopts(70000)
     assert struct.unpack("!H", rao.router_alert_hopopts(68)[4:6]) == (68,)
+
+
+def test_forwarding_imports_nothing_once_the_agent_is_loaded():
+    """The forwarder handles about one datagram per discovery, so every import left for
+    the first one is paid on every hop of every discovery (sansio's dataclasses: 3-5 ms).
+    A fresh interpreter loads the agent, then forwards and drops one datagram each."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import sys
+import agents.rao_forwarder
+from mip6bench.net import rao
+core = rao.RaoForwarderCore(["a", "b"])
+before = set(sys.modules)
+datagram = rao.udp_datagram("2001:db8:11::100", rao.DISCOVERY_GROUP, 716, 716, b"PCI")
+acts = core.receive(datagram, "2001:db8:11::100", rao.DISCOVERY_GROUP, "a", 16,
+                    rao.router_alert_hopopts(), 1.0)
+assert any(getattr(a, "name", "") == "rao.forwarded" for a in acts), acts
+core.receive(datagram, "2001:db8:11::100", rao.DISCOVERY_GROUP, "c", 16, None, 2.0)
+print(sorted(set(sys.modules) - before))
+"""
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]", f"imported while forwarding: {out.stdout.strip()}"

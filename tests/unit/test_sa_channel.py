@@ -121,3 +121,21 @@ def test_bu_spi():
     assert bu_spi(signed) == 0x1234
     assert bu_spi(encode_mh(bu, "2001:db8:11::5", "2001:db8:1::1")) is None
     assert bu_spi(b"\x00garbage") is None
+
+
+def test_the_ack_of_a_push_leaves_once_the_sa_is_in_the_store():
+    async def scenario():
+        store = SAStore()
+        channel = SaChannelHa({"::1": PSK}, store, emit=lambda n, **f: None,
+                              port=free_port(), bind="::1")
+        held_when_sent = []
+        channel._send = lambda tx: held_when_sent.append(store.lookup_spi(RECORD.spi) is not None)
+        await channel.open()
+        paa = SaDistPaaCore(SaDistConfig({"::1": PSK}, wall_offset=time.time() - time.monotonic()),
+                            rng=random.Random(1))
+        push = next(a for a in paa.sa_established(RECORD, time.monotonic()) if isinstance(a, Transmit))
+        channel._datagram(push.data, "::1", 7716)
+        await channel.close()
+        return held_when_sent
+
+    assert asyncio.run(scenario()) == [True]
