@@ -219,3 +219,20 @@ def test_the_fallback_respects_the_half_open_bounds():
 def test_bad_settings_are_refused(bad):
     with pytest.raises(ValueError):
         PaaConfig(**bad)
+
+
+def test_the_choice_is_an_option_of_the_paa_agent_and_a_testbed_setting():
+    from agents import paa as paa_agent
+    from mip6bench.errors import ParameterError
+    from mip6bench.runtime.config import parse_options
+    from mip6bench.testbed.bootstrap import BootstrapSettings
+
+    base = {"address": "2001:db8:1::2", "ha_address": "2001:db8:1::1",
+            "home_prefix": "2001:db8:1::/64"}
+    assert parse_options(paa_agent.Options, base).eap_in_first_par == "auto"
+    assert parse_options(paa_agent.Options, {**base, "eap_in_first_par": "never"}
+                         ).eap_in_first_par == "never"
+    assert BootstrapSettings().eap_in_first_par == "auto"
+    assert BootstrapSettings(eap_in_first_par="always").eap_in_first_par == "always"
+    with pytest.raises(ParameterError, match="choose auto, always or never"):
+        BootstrapSettings(eap_in_first_par="sometimes")
