@@ -28,7 +28,10 @@ the PAA: RFC 5191 4.1 lets the initial PAR carry an EAP-Payload or not):
               while the PAR[S] is unanswered mean it ignored a PAR[S] with an
               EAP-Payload (OpenPANA's PaC does). The PAA then starts a plain
               handshake for it: a new session whose PAR[S] has no EAP-Payload
-              (event pana.handshake_fallback, counter "PaC ignored EAP in PAR[S]").
+              (event pana.handshake_fallback, counter "PaC ignored EAP in PAR[S]"),
+              its sequence number the ignored PAR[S]'s plus one (the initial one is
+              the PAA's choice; OpenPANA's PaC keeps the first PAR[S]'s number even
+              when it ignores that message, and drops a PAR[S] out of that order).
               The first handshake stops retransmitting but stays until either
               one gets its PAN[S] (a PAR[S] that crossed the PCIs may still be
               answered), and the other then goes. A PaC whose plain handshake
@@ -80,8 +83,8 @@ from typing import Callable, Hashable
 from ..codec import DecodeError
 from ..sansio import Action, Event, Transmit
 from . import mip6
-from .channel import (REQ_RETRANSMIT, Channel, PanaSa, Peer, RetransmitPolicy, TimerTable,
-                      auth_problem, describe)
+from .channel import (REQ_RETRANSMIT, SEQ_MOD, Channel, PanaSa, Peer, RetransmitPolicy,
+                      TimerTable, auth_problem, describe)
 from .crypto import (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128, PRF_HMAC_SHA1,
                      PRF_HMAC_SHA2_256, pana_auth_key)
 from .eap_interface import identity_from_response, identity_request, result_packet
@@ -350,8 +353,11 @@ class PaaCore:
                               detail=first.peer.address)
         self.counters["PaC ignored EAP in PAR[S]"] += 1
         actions = self.timers.disarm(_timer("rtx", first.session_id))
+        # Its sequence number goes on from the ignored PAR[S]'s: a PaC may have taken
+        # that one's as the PAA's (OpenPANA's does, and then drops any other PAR[S]).
         actions += self._begin(first.peer, now, first.mip6_request, discovery=True,
-                               eap_in_start=False)
+                               eap_in_start=False,
+                               first_seq=(first.channel.outstanding.seq + 1) % SEQ_MOD)
         plain = self.sessions[self._handshakes[first.peer]]
         first.sibling, plain.sibling = plain.session_id, first.session_id
         actions.append(self._event("pana.handshake_fallback", first, pac=first.peer.address,
@@ -366,9 +372,12 @@ class PaaCore:
         return self._begin(Peer(address, port), now, 0, discovery=False)
 
     def _begin(self, peer: Peer, now: float, mip6_hint: int, discovery: bool,
-               eap_in_start: bool | None = None) -> list[Action]:
+               eap_in_start: bool | None = None, first_seq: int | None = None
+               ) -> list[Action]:
         sid = self._allocate_session_id()
         session = PaaSession(sid, Channel(sid, peer, self.rng), PaaState.HANDSHAKE, now)
+        if first_seq is not None:
+            session.channel.next_seq = first_seq
         if eap_in_start is None:
             choice = self.config.eap_in_first_par
             eap_in_start = choice == "always" or (choice == "auto"

@@ -47,6 +47,8 @@ def test_a_pac_that_ignores_eap_in_par_s_gets_the_plain_handshake():
     (plain,) = [x for x in par_s if x.eap_payload is None]
     assert {x.session_id for x in optimized} == {optimized[0].session_id}
     assert plain.session_id == session.session_id != optimized[0].session_id
+    # Its sequence number follows the ignored PAR[S]'s (OpenPANA's PaC insists on it).
+    assert plain.seq == (optimized[0].seq + 1) % 2 ** 32
     plain_at = next(t for t, s, _, d in sim.wire
                     if s == PAA and m.decode_message(d).session_id == plain.session_id)
     assert plain_at == pytest.approx(3.01)
