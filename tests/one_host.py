@@ -12,6 +12,7 @@ Everything it starts is recorded in a run of its own (/run/mip6bench/<run>/) and
 removed on exit: processes by recorded pid, then the namespace."""
 from __future__ import annotations
 
+import os
 import secrets
 import subprocess
 from pathlib import Path
@@ -38,10 +39,18 @@ class OneHost:
         subprocess.run(["ip", "-n", self.ns, "link", "set", "lo", "up"], check=True,
                        capture_output=True)
         # A process that lives in the namespace: the testbed's launcher (mnexec -a) joins
-        # the namespace of a pid.
-        self.holder = subprocess.Popen(["ip", "netns", "exec", self.ns, "sleep", "infinity"],
-                                       stdin=subprocess.DEVNULL)
+        # the namespace of a pid. It says when it is in there (ip netns exec has entered
+        # the namespace before it runs the shell; exec keeps the pid): an agent started
+        # before that would join the namespace `ip` started in, the host's.
+        self.holder = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, "sh", "-c", "echo in; exec sleep infinity"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         self.run.record.add_process(self.holder.pid, f"namespace holder {self.ns}")
+        if self.holder.stdout.readline() != b"in\n":
+            raise RuntimeError(f"could not start a process in namespace {self.ns}")
+        here = os.stat(f"/proc/{self.holder.pid}/ns/net").st_ino
+        assert here == os.stat(f"/run/netns/{self.ns}").st_ino != os.stat(
+            "/proc/self/ns/net").st_ino, "the namespace holder is not in its namespace"
         self.node = SimpleNamespace(name=self.ns, pid=self.holder.pid)
         return self
 
