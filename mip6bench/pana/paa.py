@@ -35,8 +35,9 @@ the PAA: RFC 5191 4.1 lets the initial PAR carry an EAP-Payload or not):
               The first handshake stops retransmitting but stays until either
               one gets its PAN[S] (a PAR[S] that crossed the PCIs may still be
               answered), and the other then goes. A PaC whose plain handshake
-              completed that way is remembered (by address and port, at most
-              `plain_peers_max`), and its next PCIs get the plain PAR[S] at once.
+              completed that way is remembered (by address, and relay if any: its
+              port may change when it restarts; at most `plain_peers_max`), and PCIs
+              from there get the plain PAR[S] at once.
 
 Session flow (RFC 5609 state names in brackets):
     PCI -> PAR[S] (algorithms offered, EAP-Request/Identity)      HANDSHAKE [INITIAL]
@@ -115,6 +116,10 @@ def _normal(address: str) -> str:
         return ipaddress.ip_address(address).compressed
     except ValueError:
         return address
+
+
+def _host(peer: Peer) -> tuple[str, str | None]:
+    return peer.address, peer.relay[0] if peer.relay else None
 
 
 def _timer(kind: str, session_id: int) -> tuple:
@@ -234,9 +239,11 @@ class PaaCore:
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
         self._relays = frozenset(_normal(a) for a in self.config.relays)
-        # PaCs that completed only the plain handshake after ignoring EAP in PAR[S]
-        # ("auto"); insertion-ordered, the oldest forgotten beyond plain_peers_max.
-        self._plain_peers: dict[Peer, None] = {}
+        # Hosts whose PaC completed only the plain handshake after ignoring EAP in PAR[S]
+        # ("auto"), by (address, relay address): a PaC's port is often ephemeral (OpenPANA's
+        # is), so it changes when the PaC restarts. Insertion-ordered, the oldest
+        # forgotten beyond plain_peers_max.
+        self._plain_peers: dict[tuple[str, str | None], None] = {}
 
     # ---- input from the network
     def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT) -> list[Action]:
@@ -381,7 +388,7 @@ class PaaCore:
         if eap_in_start is None:
             choice = self.config.eap_in_first_par
             eap_in_start = choice == "always" or (choice == "auto"
-                                                  and peer not in self._plain_peers)
+                                                  and _host(peer) not in self._plain_peers)
         session.eap_in_start = eap_in_start
         session.mip6_request = mip6_hint if self.config.mip6 else 0
         self.sessions[sid] = session
@@ -521,8 +528,8 @@ class PaaCore:
         return actions + self._send_eap_request(session, self._identity_request(session), now)
 
     def _remember_plain(self, peer: Peer) -> None:
-        self._plain_peers.pop(peer, None)
-        self._plain_peers[peer] = None
+        self._plain_peers.pop(_host(peer), None)
+        self._plain_peers[_host(peer)] = None
         while len(self._plain_peers) > self.config.plain_peers_max:
             del self._plain_peers[next(iter(self._plain_peers))]
 

@@ -203,7 +203,10 @@ def test_the_remembered_pacs_are_bounded():
         paa.receive(PCI, address, 1.0)
         (plain,) = par_s_from(paa.receive(PCI, address, 3.0))
         paa.receive(pan_s(plain), address, 3.1)
-    assert [p.address for p in paa._plain_peers] == [f"2001:db8:f::{k:x}" for k in (3, 4, 5)]
+    assert list(paa._plain_peers) == [(f"2001:db8:f::{k:x}", None) for k in (3, 4, 5)]
+    # Remembered by address: the same host from another port gets the plain PAR[S].
+    (plain,) = par_s_from(paa.receive(PCI, "2001:db8:f::5", 4.0, port=40000))
+    assert plain.eap_payload is None
     assert paa.counters["PaC ignored EAP in PAR[S]"] == 5
 
 
