@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 from mip6bench.runtime.eventlog import read_events
 from mip6bench.testbed.agents import AgentProcess
-from mip6bench.testbed.context import open_run
+from mip6bench.testbed.context import close_run, open_run
 
 HOST = "::1"
 
@@ -90,3 +90,4 @@ class OneHost:
         self.run.record.clean()        # the holder and anything left, then the namespace
         if self.holder is not None:
             self.holder.wait()
+        close_run()

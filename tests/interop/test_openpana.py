@@ -26,10 +26,11 @@ temporary working directory and check that OpenPANA said it loaded that one. It 
 insists that the certificate files named in its configuration exist; EAP-PSK never
 reads them, so empty ones do. Its PSK is the ASCII of its <PASSWORD>.
 
-Not covered: OpenPANA's relay element (openpre) in front of our PAA. It encodes the
-PaC-Information AVP with its padding counted in the AVP Length (20 for an IPv6 address
-and port instead of 18), which RFC 5191 section 6.1 and RFC 6345 do not allow; our PAA
-drops such a PRY as malformed ("PaC-Information length 20 is neither 6 nor 18")."""
+Not covered: OpenPANA's relay element (openpre) in front of our PAA, and our relay in
+front of its PAA. Both its PRE and its PAA encode the PaC-Information AVP with its
+padding counted in the AVP Length (20 for an IPv6 address and port instead of 18),
+which RFC 5191 section 6.1 does not allow; our PAA and our PRE drop such a PRY as
+malformed ("PaC-Information length 20 is neither 6 nor 18")."""
 from __future__ import annotations
 
 import os
