@@ -129,8 +129,8 @@ def host(tmp_path):
         yield h
 
 
-def start_aaa(host: OneHost, tmp_path: Path, user: Credential):
-    creds = write_secret_file(tmp_path / "credentials.txt", format_credentials([user]))
+def start_aaa(host: OneHost, tmp_path: Path, *users: Credential):
+    creds = write_secret_file(tmp_path / "credentials.txt", format_credentials(users))
     return host.start_agent("aaa", "aaa", {"credentials": str(creds),
                                            "clients": {HOST: SECRET}, "server_id": SERVER_ID})
 
@@ -142,16 +142,18 @@ def start_paa(host: OneHost, **options):
         **options})
 
 
-def run_openpana(host: OneHost, tmp_path: Path, program: str, config: str, certs):
-    """OpenPANA's `program` in a working directory of its own with `config` as its
-    config.xml (and the empty certificate files it insists on); its output line-buffered
-    into <program>.log. Returns the log's path."""
-    work = tmp_path / program
+def run_openpana(host: OneHost, tmp_path: Path, program: str, config: str, certs,
+                 name: str | None = None):
+    """OpenPANA's `program` in a working directory of its own (`name`, default the
+    program's) with `config` as its config.xml (and the empty certificate files it
+    insists on); its output line-buffered into <name>.log. Returns the log's path."""
+    name = name or program
+    work = tmp_path / name
     work.mkdir()
     (work / "config.xml").write_text(config)
     for name in certs:
         (work / name).touch()
-    log = tmp_path / f"{program}.log"
+    log = tmp_path / f"{name}.log"
     host.popen(["stdbuf", "-oL", "-eL", str(Path(OPENPANA) / program)], cwd=work, log=log)
     return log
 
@@ -164,11 +166,11 @@ def assert_used_our_config(log: Path) -> None:
         f"its output: {text[-500:]}")
 
 
-def openpana_pac(host, tmp_path, user, paa_port):
+def openpana_pac(host, tmp_path, user, paa_port, name="openpac"):
     return run_openpana(host, tmp_path, "openpac",
                         PAC_XML.format(paa_port=paa_port, nai=user.nai,
                                        password=user.psk.decode()),
-                        ("ca.pem", "client.pem", "client.pk8"))
+                        ("ca.pem", "client.pem", "client.pk8"), name)
 
 
 def assert_same_session_both_ways(paa, session_id: int) -> None:
@@ -183,7 +185,9 @@ def assert_same_session_both_ways(paa, session_id: int) -> None:
 
 @pytest.mark.parametrize("mode", ["auto", "never"])
 def test_openpana_pac_authenticates_with_our_paa(host, tmp_path, user, mode):
-    start_aaa(host, tmp_path, user)
+    second = Credential(f"opana2-{secrets.token_hex(3)}@mip6bench.example",
+                        secrets.token_hex(8).encode())
+    start_aaa(host, tmp_path, user, second)
     paa = start_paa(host, eap_in_first_par=mode)
     t0 = time.monotonic_ns()
     log = openpana_pac(host, tmp_path, user, PAA_PORT)
@@ -202,6 +206,17 @@ def test_openpana_pac_authenticates_with_our_paa(host, tmp_path, user, mode):
         assert created["eap_in_start"] is False
     assert_same_session_both_ways(paa, opened["session_id"])
     assert_used_our_config(log)
+    # Another of its PaCs on the same host (a new process, another source port): with
+    # auto the host is remembered, so it gets the plain PAR[S] at once as well.
+    t1 = time.monotonic_ns()
+    openpana_pac(host, tmp_path, second, PAA_PORT, name="openpac2")
+    again = wait_event(paa, "pana.session_open", t1, within=20, nai=second.nai)
+    created = [e for e in OneHost.events(paa, "pana.session_created") if e["t_ns"] >= t1]
+    assert [e["eap_in_start"] for e in created] == [False]
+    assert created[0]["session_id"] == again["session_id"]
+    assert len(OneHost.events(paa, "pana.handshake_fallback")) == len(fallback)
+    # Its first PCI is answered at once: no repeated PCI before the session opens.
+    assert not [e for e in OneHost.events(paa, "pana.drop") if e["t_ns"] >= t1]
 
 
 def test_without_the_fallback_openpanas_pac_never_gets_in(host, tmp_path, user):
