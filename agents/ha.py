@@ -385,7 +385,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     def _on_sa_change(self, kind: str, spi: int, sa, reason: str, effect) -> None:
         """SA distribution changed the store: the core re-arms expiry and ends what a
-        removed SA authorised."""
+        removed SA authorised (before the core's driver exists there is nothing to end,
+        and start() arms expiry for the whole store)."""
+        if getattr(self, "io", None) is None:
+            return
         self.io.execute(self.core.sa_distribution_changed(
             kind, spi, sa is not None, getattr(effect, "hoa", None), reason,
             getattr(effect, "successor", False), self.io.now()))

@@ -31,15 +31,9 @@ grant (a PAA without the extension: mipv6.mn.static_fallback {items}); their fir
 is the static SA. After every handover a PANA ping tells the PAA the new address.
 Re-authentication (at 0.8 of the SA or session lifetime) brings a new SPI and key: the
 new SA replaces the old one at once, the binding stays and its next BU uses the new SA.
-A PANA session that ends (expired, PAA unreachable, rejected) starts again at once,
-then with backoff (1 s doubling to 60 s) while it keeps failing; one ended with
-pana-terminate stays ended until pana-start. One the PAA terminated with
-Termination-Cause ADMINISTRATIVE (superseded by a newer session of the same NAI, or the
-PAA's terminate command) logs pana.superseded and starts again at once, then after 1 s,
-2 s; after 3 in a row (without a session that stayed open 60 s in between) the MN
-stops until pana-start, so two MNs with the same credentials do not take the session
-from each other forever (mip6bench.runtime.pana_client.RestartPolicy chooses the delay,
-the attachment core arms the restart).
+A PANA session that ends starts again as mip6bench.runtime.pana_client.RestartPolicy
+says (at once, then with backoff while it keeps failing; never after pana-terminate, nor
+after 3 supersessions in a row, until pana-start); the attachment core arms the restart.
 
 Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready (or
 coa_dad_failed), then the
