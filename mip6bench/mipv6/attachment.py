@@ -32,7 +32,8 @@ RA's first prefix tells home from foreign; the address the kernel formed from it
 care-of address once usable: global scope, DAD not failed, and not tentative, except an
 optimistic address in ``dad="optimistic"`` (RFC 4429). With ``dad="standard"`` a tentative
 address waits for DAD; with ``dad="off"`` the kernel never marks one tentative. An
-address whose DAD failed is reported once (mipv6.mn.coa_dad_failed) and never used.
+address whose DAD failed is reported once (mipv6.mn.coa_dad_failed; the last 64 such
+addresses are remembered) and never used.
   * Before the home side is known (PANA has not bootstrapped yet): the default route is
     pinned through the attached network's router (PinDefaultRoute, metric ahead of the
     RA-learned routes) and, with PANA ``autostart``, the first usable address starts
@@ -73,6 +74,7 @@ from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
 
 DAD_MODES = ("standard", "optimistic", "off")
 RESTART_TIMER = ("pana", "restart")
+MAX_DAD_FAILED_REMEMBERED = 64   # addresses whose DAD failure was reported
 
 
 # ---- effects ---------------------------------------------------------------------------
@@ -315,6 +317,8 @@ class Attachment:
             if a.interface != current or ipaddress.IPv6Address(a.address) not in net:
                 continue
             if a.dadfailed and a.address not in self._dad_failed_seen:
+                if len(self._dad_failed_seen) >= MAX_DAD_FAILED_REMEMBERED:
+                    self._dad_failed_seen.clear()    # (RAs with ever new prefixes: bounded)
                 self._dad_failed_seen.add(a.address)
                 self.counters["coa.dad_failed"] += 1
                 actions.append(Event("mipv6.mn.coa_dad_failed", {"interface": current, "address": a.address}))

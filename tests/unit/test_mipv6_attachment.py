@@ -222,6 +222,16 @@ def test_an_address_whose_dad_failed_is_reported_once_and_never_used():
     assert not events(again, "mipv6.mn.coa_dad_failed") and at.counters["coa.dad_failed"] == 1
 
 
+def test_the_memory_of_failed_addresses_is_bounded():
+    at = attach(dad="standard")
+    for i in range(200):     # a stranger's RAs with ever new prefixes, each address defended
+        prefix = f"2001:db8:{i + 0x100:x}::/64"
+        ra(at, F1, prefix, R1, now=float(i))
+        out = observe(at, F1, [addr(F1, prefix.replace("::/64", "::5"), dadfailed=True)], now=float(i))
+        assert events(out, "mipv6.mn.coa_dad_failed")
+    assert len(at._dad_failed_seen) <= 64 and at.counters["coa.dad_failed"] == 200
+
+
 def test_bad_dad_mode_is_refused():
     with pytest.raises(ValueError, match="dad must be one of"):
         Attachment([F1], dad="sometimes")
