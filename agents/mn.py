@@ -422,13 +422,19 @@ class MobileNodeAgent(WaitableEvents, Agent):
     # The decisions are the attachment core's (mip6bench.mipv6.attachment); here only
     # what it reads and what it asks for.
     def _on_netlink(self) -> None:
-        now = self.loop.time()
+        now, overruns = self.loop.time(), self.monitor.overruns
+        at, execute = self.attach, self.attach_driver.execute
         for event in self.monitor.read():
-            if isinstance(event, LinkEvent) and (event.deleted or not event.lower_up):
-                name = self.index_to_name.get(event.index)
-                if name is not None:
-                    self.attach_driver.execute(self.attach.link_event(name, True, now))
-        self.attach_driver.execute(self.attach.link_event(None, False, now))
+            name = self.index_to_name.get(event.index)
+            if name is None:
+                continue   # not an access interface
+            if isinstance(event, LinkEvent):
+                execute(at.link_event(name, event.deleted or not event.lower_up, now))
+            else:
+                execute(at.address_event(AddressState(name, event.address, event.scope, event.tentative,
+                                                      event.optimistic, event.dadfailed), event.deleted, now))
+        if self.monitor.overruns != overruns:   # notifications were lost: read it all again
+            execute(at.link_event(None, False, now))
 
     def _on_ra(self) -> None:
         while (item := self.ra_socket.recv()) is not None:

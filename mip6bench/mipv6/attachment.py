@@ -7,6 +7,7 @@ policy. Sans-I/O: events and ``now`` in, effects, timers and log events out; the
                     home=("2001:db8:1::100", "2001:db8:1::1", "2001:db8:1::/64"))
     at.start(now)                                  # [Activate(...)] with a static home, ObserveLinks
     at.link_event("mn-f1", down=True, now)         # carrier lost: the RA seen there is void
+    at.address_event(AddressState(...), deleted, now)   # an address notification
     at.router_advertisement("mn-f2", src, hop_limit, prefixes, router_lifetime, now, ...)
     at.observing(); at.observed(carrier, addresses, now)   # the kernel's links and addresses
     at.activated(now)                              # the agent applied Activate
@@ -18,9 +19,10 @@ policy. Sans-I/O: events and ``now`` in, effects, timers and log events out; the
     at.handle_timer(key, now)
     at.stop(now)
 
-Movement detection: link events (carrier up/down) and address events make the agent read
-the access interfaces' carrier and addresses (ObserveLinks, coalesced while one is
-queued); Router Advertisements arrive as parsed fields. An RA counts only with hop limit
+Movement detection: link events of the access interfaces, and address events that
+change one of their addresses (new, gone, DAD state: not the lifetime refresh every RA
+brings), make the agent read the access interfaces' carrier and addresses
+(ObserveLinks, coalesced while one is queued; also after lost notifications); Router Advertisements arrive as parsed fields. An RA counts only with hop limit
 255 (RFC 4861 6.1.2), from an access interface, with a prefix and a non-zero router
 lifetime. A new attachment is confirmed by the first RA on the newly attached interface
 (or one with another prefix): event mipv6.mn.movement_detected. An RA seen before a
@@ -75,6 +77,7 @@ from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
 DAD_MODES = ("standard", "optimistic", "off")
 RESTART_TIMER = ("pana", "restart")
 MAX_DAD_FAILED_REMEMBERED = 64   # addresses whose DAD failure was reported
+MAX_ADDRESSES_TRACKED = 256      # access interfaces' address states known from notifications
 
 
 # ---- effects ---------------------------------------------------------------------------
@@ -234,6 +237,7 @@ class Attachment:
         self.pana_address: str | None = None   # the address the PAA knows us by
         self._observe_queued = False
         self._dad_failed_seen: set[str] = set()
+        self._address_state: dict[tuple[str, str], tuple] = {}   # (interface, address) -> flags
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, now: float) -> list[Action]:
@@ -255,9 +259,29 @@ class Attachment:
 
     # ------------------------------------------------------------------ movement detection
     def link_event(self, interface: str | None, down: bool, now: float) -> list[Action]:
-        """Any link or address notification; `down`: `interface` lost carrier or went."""
+        """A link notification about access interface `interface` (`down`: it lost
+        carrier or went), or None: notifications were lost, read the kernel again."""
         if down and interface in self.ra:
             del self.ra[interface]   # an RA seen before this detach proves nothing now
+        return self._observe()
+
+    def address_event(self, a: AddressState, deleted: bool, now: float) -> list[Action]:
+        """An address notification. Only a change of an access interface's address (new,
+        gone, DAD state) asks for a read: the kernel also notifies each lifetime refresh
+        that an RA brings (every RA interval), which decides nothing."""
+        if a.interface not in self.interfaces:
+            return []
+        key = (a.interface, normalize_address(a.address))
+        state = None if deleted else (a.scope, a.tentative, a.optimistic, a.dadfailed)
+        if self._address_state.get(key) == state:
+            self.counters["address.unchanged"] += 1
+            return []
+        if len(self._address_state) >= MAX_ADDRESSES_TRACKED:
+            self._address_state.clear()     # (forgotten ones only cost one more read)
+        if state is None:
+            self._address_state.pop(key, None)
+        else:
+            self._address_state[key] = state
         return self._observe()
 
     def router_advertisement(self, interface: str | None, router: str, hop_limit: int,
@@ -285,6 +309,7 @@ class Attachment:
     def observing(self) -> None:
         """The agent starts reading the kernel: later notifications need another read."""
         self._observe_queued = False
+        self.counters["observe"] += 1
 
     def usable(self, a: AddressState) -> bool:
         """An address the MN may use as its care-of address (see the module docstring)."""

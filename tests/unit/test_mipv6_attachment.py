@@ -95,6 +95,30 @@ def test_observations_are_coalesced_until_the_agent_reads_the_kernel():
     assert at.link_event(None, False, 1.2) == [ObserveLinks()]   # came during the read
 
 
+def test_only_address_changes_of_access_interfaces_ask_for_a_read():
+    at = attach()
+    at.observing()
+    new = addr(F1, C1, tentative=True)
+    assert at.address_event(new, False, 1.0) == [ObserveLinks()]
+    at.observing()
+    # The lifetime refresh each RA brings: the same address, the same DAD state.
+    assert at.address_event(new, False, 1.1) == [] and at.counters["address.unchanged"] == 1
+    assert at.address_event(addr(F1, C1), False, 1.2) == [ObserveLinks()]   # DAD ended
+    at.observing()
+    assert at.address_event(addr(F1, C1), True, 1.3) == [ObserveLinks()]    # gone
+    at.observing()
+    assert at.address_event(addr("lo", HOA), False, 1.4) == []              # not an access interface
+    assert at.link_event(None, False, 1.5) == [ObserveLinks()]               # lost notifications
+
+
+def test_address_states_kept_are_bounded():
+    at = attach()
+    for i in range(600):
+        at.observing()
+        assert at.address_event(addr(F1, f"2001:db8:a::{i + 1:x}"), False, 1.0) == [ObserveLinks()]
+    assert len(at._address_state) <= 256
+
+
 def test_carrier_loss_voids_the_ra_seen_before_it():
     at = attach()
     ra(at, F1, P1, R1)
