@@ -10,6 +10,7 @@ Modules
     paa            PaaCore: the authentication agent
     relay          RelayCore: the relay element (PRE)
     effects        effects for the runtime (SendToAAA, MipSaEstablished, ...)
+    bootstrap      the PaC's bootstrap result (BootstrapTracker) and restart policy
     eap_interface  what the cores expect from EAP
 
 Runtime contract (same for all three cores): feed every datagram received on UDP 716
