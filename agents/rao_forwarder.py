@@ -24,6 +24,7 @@ if __package__ in (None, ""):  # run as a script: agents/rao_forwarder.py
 
 from mip6bench.errors import ParameterError
 from mip6bench.net import rao
+from mip6bench.pana import discovery
 from mip6bench.runtime.agent import Agent, run
 from mip6bench.runtime.udp import UdpSocket
 
@@ -31,8 +32,8 @@ from mip6bench.runtime.udp import UdpSocket
 @dataclasses.dataclass(frozen=True)
 class Options:
     interfaces: list[str]
-    group: str = rao.DISCOVERY_GROUP
-    rao_value: int = rao.DISCOVERY_RAO
+    group: str = discovery.DISCOVERY_GROUP
+    rao_value: int = discovery.DISCOVERY_RAO
     port: int = 716
     dedup_window: float = 0.5
 
@@ -44,7 +45,7 @@ class RaoForwarderAgent(Agent):
     async def start(self) -> None:
         o = self.options
         try:
-            self.core = rao.RaoForwarderCore(o.interfaces, o.group, o.rao_value, o.port,
+            self.core = discovery.RaoForwarderCore(o.interfaces, o.group, o.rao_value, o.port,
                                              o.dedup_window)
             self.ifnames = {socket.if_nametoindex(i): i for i in o.interfaces}
         except (ValueError, OSError) as exc:
@@ -91,8 +92,8 @@ class RaoForwarderAgent(Agent):
         now = self.rx.loop.time()
         for action in self.core.receive(data, src.split("%", 1)[0], dst, ingress, hop_limit,
                                         hopopts, now):
-            if hasattr(action, "meta") and "egress" in action.meta:
-                egress = action.meta["egress"]
+            if isinstance(action, discovery.ForwardTransmit):
+                egress = action.egress
                 try:
                     self.tx[egress].sendto(action.data, (action.dst, 0, 0,
                                                          socket.if_nametoindex(egress)))

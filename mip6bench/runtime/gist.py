@@ -93,10 +93,13 @@ from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable, Iterable
 
-from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
+from mip6bench import ipv6
+from mip6bench.codec import DecodeError
 from mip6bench.errors import EnvironmentProblem, ParameterError
 from mip6bench.gist.core import Forward, GistConfig, GistNode
 from mip6bench.gist.wire import GIST_PORT, MAGIC_BYTES, Mri
+from mip6bench.ipv6 import (RouterAlertPacket, parse_router_alert_packet,  # noqa: F401
+                            parse_udp, with_hop_limit)
 from mip6bench.net import rao
 from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.udp import UdpSocket
@@ -105,60 +108,6 @@ from mip6bench.sansio import Action, Transmit
 ANCBUF = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 Handler = Callable[[Any], Awaitable[None] | None]
 TransportSend = Callable[[Transmit], bool]
-
-
-@dataclasses.dataclass(frozen=True)
-class RouterAlertPacket:
-    """An intercepted IPv6 packet whose first extension header is Hop-by-Hop."""
-
-    src: str
-    dst: str
-    hop_limit: int
-    hopopts: bytes             # the whole Hop-by-Hop header
-    router_alert: int | None
-    next_header: int           # what follows the Hop-by-Hop header
-    upper: bytes               # ... and its bytes
-
-
-def parse_router_alert_packet(packet: bytes) -> RouterAlertPacket:
-    """IPv6 header + Hop-by-Hop header, strictly (DecodeError otherwise)."""
-    r = Reader(bytes(packet))
-    first, payload_len, next_header, hop_limit = struct.unpack(
-        "!IHBB", r.take(8, "IPv6 header"))
-    if first >> 28 != 6:
-        raise DecodeError(f"IP version {first >> 28}")
-    src = str(ipaddress.IPv6Address(r.take(16, "IPv6 source")))
-    dst = str(ipaddress.IPv6Address(r.take(16, "IPv6 destination")))
-    if payload_len != r.remaining:
-        raise DecodeError(f"IPv6 payload length {payload_len}, {r.remaining} bytes follow")
-    if next_header != rao.IPPROTO_HOPOPTS:
-        raise DecodeError("no Hop-by-Hop header")
-    if r.remaining < 2:
-        raise DecodeError("truncated Hop-by-Hop header")
-    hbh_len = (r.data[r.pos + 1] + 1) * 8
-    hopopts = r.take(hbh_len, "Hop-by-Hop header")
-    rao.parse_hopopts(hopopts)             # strict: DecodeError for a malformed header
-    return RouterAlertPacket(src, dst, hop_limit, hopopts, rao.router_alert_value(hopopts),
-                             hopopts[0], r.take(r.remaining, "upper layer"))
-
-
-def parse_udp(src: str, dst: str, upper: bytes) -> tuple[int, int, bytes]:
-    """(source port, destination port, payload) of a UDP datagram over IPv6, its length
-    and checksum verified (a zero checksum is invalid in IPv6)."""
-    if len(upper) < 8:
-        raise DecodeError("truncated UDP header")
-    sport, dport, length, checksum = struct.unpack("!HHHH", upper[:8])
-    if length != len(upper):
-        raise DecodeError(f"UDP length {length}, {len(upper)} bytes")
-    pseudo = ipv6_pseudo_header(ipaddress.IPv6Address(src).packed,
-                                ipaddress.IPv6Address(dst).packed, length, rao.IPPROTO_UDP)
-    if checksum == 0 or inet_checksum(pseudo + upper) != 0:
-        raise DecodeError("bad UDP checksum")
-    return sport, dport, bytes(upper[8:])
-
-
-def with_hop_limit(packet: bytes, hop_limit: int) -> bytes:
-    return bytes(packet[:7]) + bytes([hop_limit]) + bytes(packet[8:])
 
 
 def _parse_ancillary(ancdata) -> tuple[str | None, int | None]:
@@ -353,7 +302,7 @@ class GistService:
         except DecodeError as err:
             self._drop("malformed_ipv6", ifname=ifname, detail=err.reason)
             return
-        if pkt.next_header != rao.IPPROTO_UDP:
+        if pkt.next_header != ipv6.IPPROTO_UDP:
             self._reinject(packet, pkt, "not_udp", ifname)
             return
         try:
@@ -382,9 +331,9 @@ class GistService:
         if fwd.hop_limit is None or fwd.hop_limit < 1:
             self._drop("hop_limit_exceeded", src=fwd.src, dst=fwd.dst, ifname=ifname)
             return
-        udp = rao.udp_datagram(fwd.src, fwd.dst, sport, dport, fwd.data)
-        packet = rao.ipv6_packet_with_hopopts(fwd.src, fwd.dst, fwd.hop_limit, pkt.hopopts,
-                                              rao.IPPROTO_UDP, udp)
+        udp = ipv6.udp_datagram(fwd.src, fwd.dst, sport, dport, fwd.data)
+        packet = ipv6.ipv6_packet_with_hopopts(fwd.src, fwd.dst, fwd.hop_limit, pkt.hopopts,
+                                              ipv6.IPPROTO_UDP, udp)
         if self._send_raw(packet, fwd.dst):
             self.io["forwarded"] += 1
             self.agent.emit("gist.forwarded", src=fwd.src, dst=fwd.dst,
@@ -429,7 +378,7 @@ class GistService:
             self._drop("no_router_alert_value", dst=t.dst, message=t.meta.get("gist"))
             return False
         return self._sendmsg(t, [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS,
-                                  rao.router_alert_hopopts(value))])
+                                  ipv6.router_alert_hopopts(value))])
 
     def _send_d(self, t: Transmit) -> bool:
         return self._sendmsg(t, [])

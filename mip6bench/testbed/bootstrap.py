@@ -46,9 +46,9 @@ from mip6bench.aaa.credentials import (Credential, format_credentials, hostapd_e
 from mip6bench.aaa.radius_client import RadiusAnswer, RadiusClientConfig, RadiusClientCore
 from mip6bench.aaa.sadist import SADIST_PORT
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
-from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
+from mip6bench.pana.discovery import DISCOVERY_GROUP
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.operational import HOME_PREFIX
@@ -119,7 +119,7 @@ class BootstrapServices:
         spec = self.tb.plan.nodes[mn]
         if discovery == "multicast":
             network = self.tb.attached_network(mn) or spec.extra["attached"]
-            paa = rao.DISCOVERY_GROUP
+            paa = DISCOVERY_GROUP
             interface = spec.extra["interfaces"][network]
         elif discovery == "unicast":
             paa, interface = self.paa_address, None

@@ -5,7 +5,8 @@ import pytest
 from mip6bench.codec import DecodeError
 from mip6bench.gist.core import Forward, GistConfig, RecvMessage, SendFailed
 from mip6bench.gist.wire import Mri
-from mip6bench.net import rao
+from mip6bench import ipv6 as rao
+from mip6bench.net.rao import IPV6_PKTINFO
 from mip6bench.runtime.gist import (GistService, parse_router_alert_packet, parse_udp,
                                     with_hop_limit)
 from mip6bench.sansio import Transmit
@@ -159,7 +160,7 @@ def test_egress_pins_the_interface_of_a_source_address():
     def pktinfo_of(svc, src):
         svc.udp = type("Udp", (), {"sock": Sock()})()
         assert svc._send_d(Transmit(b"d" * 8, DST, src, 270, meta={"mode": "D"}))
-        info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, rao.IPV6_PKTINFO)]
+        info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, IPV6_PKTINFO)]
         return str(ipaddress.IPv6Address(info[:16])), struct.unpack("@I", info[16:])[0]
 
     _agent, svc = service(egress=lambda source: 7 if source == SRC else 0)

@@ -8,11 +8,13 @@ import struct
 import pytest
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, UDP
 
-from mip6bench.net import rao
+from mip6bench import ipv6 as rao
+from mip6bench.pana import discovery
+from mip6bench.pana.discovery import ForwardTransmit
 from mip6bench.sansio import Event, Transmit
 
 SRC = "2001:db8:11::100"
-G = rao.DISCOVERY_GROUP
+G = discovery.DISCOVERY_GROUP
 
 
 def udp(payload=b"\0" * 16, dport=716):
@@ -20,7 +22,7 @@ def udp(payload=b"\0" * 16, dport=716):
 
 
 def test_constants_are_documented_values():
-    assert rao.DISCOVERY_RAO == 65503          # first RFC 5350 experimental value
+    assert discovery.DISCOVERY_RAO == 65503          # first RFC 5350 experimental value
     assert G == "ff05::8000:716"
 
 
@@ -37,7 +39,7 @@ def test_hopopts_layout_and_parse():
 
 def test_re_emitted_packet_parses_in_scapy_with_a_valid_udp_checksum():
     datagram = udp(b"PANA-PCI")
-    pkt = rao.ipv6_packet_with_hopopts(SRC, G, 15, rao.router_alert_hopopts(), 17, datagram)
+    pkt = rao.ipv6_packet_with_hopopts(SRC, G, 15, rao.router_alert_hopopts(discovery.DISCOVERY_RAO), 17, datagram)
     parsed = IPv6(pkt)
     assert (parsed.src, parsed.dst, parsed.hlim, parsed.nh) == (SRC, G, 15, 0)
     hbh = parsed[IPv6ExtHdrHopByHop]
@@ -50,15 +52,15 @@ def test_re_emitted_packet_parses_in_scapy_with_a_valid_udp_checksum():
 
 
 def core():
-    return rao.RaoForwarderCore(["ar1-f1", "ar1-core"], dedup_window=0.5)
+    return discovery.RaoForwarderCore(["ar1-f1", "ar1-core"], dedup_window=0.5)
 
 
 def test_forwarded_out_of_every_other_interface_with_hop_limit_minus_one():
-    out = core().receive(udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts(), 0.0)
+    out = core().receive(udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts(discovery.DISCOVERY_RAO), 0.0)
     (t,) = [a for a in out if isinstance(a, Transmit)]
-    assert t.meta == {"egress": "ar1-core"} and t.dst == G
+    assert isinstance(t, ForwardTransmit) and t.egress == "ar1-core" and t.dst == G
     assert t.data[7] == 15 and t.data[8:24] == ipaddress.IPv6Address(SRC).packed
-    assert t.data[40:48] == rao.router_alert_hopopts()       # same options, NH = UDP
+    assert t.data[40:48] == rao.router_alert_hopopts(discovery.DISCOVERY_RAO)       # same options, NH = UDP
     assert t.data[48:] == udp()                              # datagram untouched
     (e,) = [a for a in out if isinstance(a, Event)]
     assert e.name == "rao.forwarded" and e.fields["egress"] == ["ar1-core"]
@@ -75,7 +77,7 @@ def test_forwarded_out_of_every_other_interface_with_hop_limit_minus_one():
 ])
 def test_not_forwarded(kwargs, reason):
     args = {"datagram": udp(), "src": SRC, "dst": G, "ingress": "ar1-f1", "hop_limit": 16,
-            "hopopts": rao.router_alert_hopopts()}
+            "hopopts": rao.router_alert_hopopts(discovery.DISCOVERY_RAO)}
     args.update(kwargs)
     c = core()
     out = c.receive(args["datagram"], args["src"], args["dst"], args["ingress"],
@@ -86,7 +88,7 @@ def test_not_forwarded(kwargs, reason):
 
 def test_duplicates_within_the_window_are_dropped_retransmissions_later_pass():
     c = core()
-    args = (udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts())
+    args = (udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts(discovery.DISCOVERY_RAO))
     assert any(isinstance(a, Transmit) for a in c.receive(*args, 0.0))
     assert not any(isinstance(a, Transmit) for a in c.receive(*args, 0.1))
     assert any(isinstance(a, Transmit) for a in c.receive(*args, 1.0))   # the PCI retransmitted
@@ -94,9 +96,9 @@ def test_duplicates_within_the_window_are_dropped_retransmissions_later_pass():
 
 def test_bad_configuration():
     with pytest.raises(ValueError):
-        rao.RaoForwarderCore([])
+        discovery.RaoForwarderCore([])
     with pytest.raises(ValueError):
-        rao.RaoForwarderCore(["a"], group="2001:db8::1")
+        discovery.RaoForwarderCore(["a"], group="2001:db8::1")
     with pytest.raises(ValueError):
         rao.router_alert_hopopts(70000)
     assert struct.unpack("!H", rao.router_alert_hopopts(68)[4:6]) == (68,)
