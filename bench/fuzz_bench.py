@@ -99,7 +99,7 @@ RADIUS_SECRET = b"radius shared secret"
 
 def _radius():
     from mip6bench.codec import DecodeError
-    from mip6bench.eap import radius_attrs as ra
+    from mip6bench.aaa import radius_attrs as ra
 
     def one(data: bytes) -> None:
         packet = ra.check_radius_packet(ra.parse_radius_packet(data))
