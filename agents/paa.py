@@ -187,7 +187,7 @@ class PaaAgent(WaitableEvents, Agent):
                              if not isinstance(a, (fx.PanaSessionOpen, fx.PanaSessionClosed))])
 
     def _send(self, tx) -> None:
-        via = tx.meta.get("via", "pana")
+        via = tx.via
         sock = self.sockets.get(via)
         if sock is None:
             self.count(f"no socket for {via}")

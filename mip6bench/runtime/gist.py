@@ -19,10 +19,10 @@ Sockets
 - One UDP socket bound to [::]:270 sends and receives. Received datagrams carry their
   destination (IPV6_RECVPKTINFO) and hop limit (IPV6_RECVHOPLIMIT); one that starts
   with the GIST magic number goes to the core as Q-mode, anything else as D-mode.
-- Sending dispatches on Transmit.meta["mode"] through `self.transports`:
+- Sending dispatches on GistTransmit.mode through `self.transports`:
   "Q": sendmsg to the flow destination, port 270, with ancillary IPV6_HOPOPTS (a
-       Hop-by-Hop header with one Router Alert option, meta["router_alert"]; 68 for
-       NATFW), IPV6_HOPLIMIT (meta["hop_limit"]) and IPV6_PKTINFO with Transmit.src.
+       Hop-by-Hop header with one Router Alert option, GistTransmit.router_alert; 68
+       for NATFW), IPV6_HOPLIMIT (.hop_limit) and IPV6_PKTINFO with Transmit.src.
   "D": the same without the Hop-by-Hop header, to the peer.
   Other modes (C-mode, messaging associations) plug in with register_transport(); an
   unknown mode is dropped, counted (io.drop.unknown_mode) and logged.
@@ -96,7 +96,7 @@ from typing import Any, Awaitable, Callable, Iterable
 from mip6bench import ipv6
 from mip6bench.codec import DecodeError
 from mip6bench.errors import EnvironmentProblem, ParameterError
-from mip6bench.gist.core import Forward, GistConfig, GistNode
+from mip6bench.gist.core import Forward, GistConfig, GistNode, GistTransmit
 from mip6bench.gist.wire import GIST_PORT, MAGIC_BYTES, Mri
 from mip6bench.ipv6 import (RouterAlertPacket, parse_router_alert_packet,  # noqa: F401
                             parse_udp, with_hop_limit)
@@ -168,7 +168,7 @@ class GistService:
         self.config.nslps = self.config.nslps | {nslp_id}
 
     def register_transport(self, mode: str, send: TransportSend) -> None:
-        """Send Transmits whose meta["mode"] is `mode` with `send` (True: sent)."""
+        """Send GistTransmits whose mode is `mode` with `send` (True: sent)."""
         self.transports[mode] = send
 
     async def start(self) -> None:
@@ -362,32 +362,31 @@ class GistService:
         return True
 
     # ------------------------------------------------------------ send
-    def _transmit(self, t: Transmit) -> None:
-        mode = t.meta.get("mode")
+    def _transmit(self, t: GistTransmit) -> None:
+        mode = t.mode
         send = self.transports.get(mode)
         if send is None:
-            self._drop("unknown_mode", mode=str(mode), dst=t.dst,
-                       message=t.meta.get("gist"))
+            self._drop("unknown_mode", mode=str(mode), dst=t.dst, message=t.kind)
             return
         if send(t):
             self.io[f"sent.{mode}"] += 1
 
-    def _send_q(self, t: Transmit) -> bool:
-        value = t.meta.get("router_alert")
+    def _send_q(self, t: GistTransmit) -> bool:
+        value = t.router_alert
         if value is None:
-            self._drop("no_router_alert_value", dst=t.dst, message=t.meta.get("gist"))
+            self._drop("no_router_alert_value", dst=t.dst, message=t.kind)
             return False
         return self._sendmsg(t, [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS,
                                   ipv6.router_alert_hopopts(value))])
 
-    def _send_d(self, t: Transmit) -> bool:
+    def _send_d(self, t: GistTransmit) -> bool:
         return self._sendmsg(t, [])
 
-    def _sendmsg(self, t: Transmit, cmsgs: list) -> bool:
+    def _sendmsg(self, t: GistTransmit, cmsgs: list) -> bool:
         cmsgs = list(cmsgs)
-        if t.meta.get("hop_limit") is not None:
+        if t.hop_limit is not None:
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_HOPLIMIT,
-                          struct.pack("@i", t.meta["hop_limit"])))
+                          struct.pack("@i", t.hop_limit)))
         if t.src is not None:
             oif = self.egress(t.src) if self.egress is not None else 0
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_PKTINFO,
@@ -395,7 +394,7 @@ class GistService:
         try:
             self.udp.sock.sendmsg([t.data], cmsgs, 0, (t.dst, t.port or self.port))
         except OSError as exc:
-            self._io_error(f"send {t.meta.get('mode')} {t.meta.get('gist', '')}".strip(), exc,
+            self._io_error(f"send {t.mode} {t.kind or ''}".strip(), exc,
                            src=t.src, dst=t.dst)
             return False
         return True

@@ -75,8 +75,8 @@ from mip6bench.pana.bootstrap import (PANA_RESTART_MAX_S, SUPERSEDED_MAX,  # noq
 from mip6bench.pana.channel import PCI_RETRANSMIT, REQ_RETRANSMIT, RetransmitPolicy
 from mip6bench.pana.discovery import DEFAULT_HOP_LIMIT, DISCOVERY_RAO
 from mip6bench.pana.message import PANA_PORT
-from mip6bench.pana.pac import PacConfig, PacCore, PacState
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+from mip6bench.pana.pac import PacConfig, PacCore, PacState, PciTransmit
+from mip6bench.sansio import Action, Effect, Transmit
 
 class Transport(Protocol):
     def send(self, data: bytes, dst: str, port: int, discovery: str | None) -> None: ...
@@ -200,8 +200,8 @@ class PanaClient:
         from mip6bench.runtime.driver import CoreDriver
         if self.transport is None:
             self.transport = _UdpTransport(self.config, self._datagram, self.on_error)
-        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
-                                  apply=lambda effect: None, emit=self.emit)
+        self._driver = CoreDriver(send=self._send, on_timer=self.core.handle_timer,
+                                  apply_batch=self._effects, emit=self.emit)
 
     async def close(self) -> None:
         if self._driver is not None:
@@ -285,19 +285,19 @@ class PanaClient:
         self._session_messages += 1
         self._run(self.core.receive(data, src.split("%", 1)[0], self._now(), port))
 
-    def _on_timer(self, key, now: float) -> list[Action]:
-        self._run(self.core.handle_timer(key, now))
-        return []
-
     def _run(self, actions: list[Action]) -> bool:
         if not actions:
             return False
+        self._driver.execute(actions)
+        return True
+
+    def _effects(self, effects: list[Effect]) -> None:
+        """The driver's apply_batch: one call's effects, after its transmits, timers and
+        events, folded into bootstrap updates."""
         now = self._now()
-        plain = [a for a in actions if isinstance(a, (Transmit, StartTimer, StopTimer, Event))]
-        self._driver.execute(plain)
-        if any(isinstance(a, fx.PanaSessionOpen) and not a.reauthentication for a in actions):
+        if any(isinstance(a, fx.PanaSessionOpen) and not a.reauthentication for a in effects):
             self.restarts.opened(now)
-        for update in self.tracker.apply([a for a in actions if isinstance(a, Effect)], now):
+        for update in self.tracker.apply(effects, now):
             self.updates.append(update)
             b = update.bootstrap
             fields = {"reason": update.reason or None, "old_spi": update.old_spi,
@@ -310,13 +310,12 @@ class PanaClient:
             self.emit(f"bootstrap.{update.kind}", **fields)
             if self.on_update is not None:
                 self.on_update(update)
-        return True
 
     def _send(self, tx: Transmit) -> None:
         self.sent += 1
         self._session_messages += 1
         self.transport.send(tx.data, tx.dst, tx.port or self.config.paa_port,
-                            tx.meta.get("discovery"))
+                            tx.discovery if isinstance(tx, PciTransmit) else None)
 
 
 class _UdpTransport:

@@ -49,6 +49,7 @@ from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
 from mip6bench.pana.discovery import DISCOVERY_GROUP
+from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.operational import HOME_PREFIX
@@ -289,6 +290,14 @@ class BootstrapServices:
         sock = in_netns(pid, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
         client = RadiusClientCore(RadiusClientConfig("::1", self.radius_secret.encode(),
                                                      nas_identifier="testbed-probe"))
+        answers: list[RadiusAnswer] = []
+        # The probe's own cadence (50 ms, then cancel) replaces the client's
+        # retransmission timers, so they never come due here.
+        driver = CoreDriver(send=lambda t: sock.sendto(t.data, (t.dst, t.port)),
+                            on_timer=client.handle_timer, emit=lambda name, **fields: None,
+                            apply=lambda effect: answers.append(effect)
+                            if isinstance(effect, RadiusAnswer) else None,
+                            clock=time.monotonic)
         probes = 0
         deadline_s = scaled(deadline_s)
         end = time.monotonic() + deadline_s
@@ -299,22 +308,19 @@ class BootstrapServices:
                     raise Mip6benchError(f"hostapd exited while starting: {self._hostapd_log_tail()}",
                                          f"see {self.hostapd.log_path}")
                 probes += 1
-                now = time.monotonic()
-                sent = [a for a in client.request(probes, eap, now,
-                                                  user_name=self.users[0].nai)
-                        if hasattr(a, "data")]
-                sock.sendto(sent[0].data, ("::1", 1812))
+                driver.execute(client.request(probes, eap, driver.now(),
+                                              user_name=self.users[0].nai))
                 try:
                     data, addr = sock.recvfrom(4096)
                 except (socket.timeout, ConnectionRefusedError):
-                    client.cancel(probes)
+                    driver.execute(client.cancel(probes))
                     continue
-                answers = [a for a in client.receive(data, addr[0], addr[1], time.monotonic())
-                           if isinstance(a, RadiusAnswer)]
+                driver.execute(client.receive(data, addr[0], addr[1], driver.now()))
                 if answers:
                     return probes
-                client.cancel(probes)
+                driver.execute(client.cancel(probes))
         finally:
+            driver.close()
             sock.close()
         raise Mip6benchError(f"hostapd did not answer RADIUS on the aaa node within "
                              f"{deadline_s:g} s ({probes} probes): {self._hostapd_log_tail()}",

@@ -347,9 +347,9 @@ def _bootstrap_through_hostapd(server: Hostapd, claim: str, id_p: str, key: byte
                 continue
             if sender == "paa":          # from the PaC, to the PAA
                 queue += [("pac", a) for a in svc.receive(action.data, pac_addr, 716, 0.0)]
-            elif action.meta["via"] == "pana":
+            elif action.via == "pana":
                 queue += [("paa", a) for a in pac.receive(action.data, paa_addr, 0.0, 716)]
-            elif action.meta["via"] == "radius":
+            elif action.via == "radius":
                 sock.sendto(action.data, ("127.0.0.1", server.port))
                 data, (host, port) = sock.recvfrom(4096)
                 queue += [("pac", a) for a in svc.receive(data, host, port, 0.0,

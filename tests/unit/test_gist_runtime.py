@@ -3,13 +3,12 @@ packets, the transport table, and where effects go."""
 import pytest
 
 from mip6bench.codec import DecodeError
-from mip6bench.gist.core import Forward, GistConfig, RecvMessage, SendFailed
+from mip6bench.gist.core import Forward, GistConfig, GistTransmit, RecvMessage, SendFailed
 from mip6bench.gist.wire import Mri
 from mip6bench import ipv6 as rao
 from mip6bench.net.rao import IPV6_PKTINFO
 from mip6bench.runtime.gist import (GistService, parse_router_alert_packet, parse_udp,
                                     with_hop_limit)
-from mip6bench.sansio import Transmit
 
 SRC, DST = "2001:db8:a::2", "2001:db8:b::2"
 
@@ -76,17 +75,17 @@ def service(**kw):
 
 def test_send_path_dispatches_by_mode_and_counts_unknown_modes():
     agent, svc = service()
-    svc._transmit(Transmit(b"x" * 8, DST, SRC, 270, meta={"mode": "C", "gist": "Data"}))
+    svc._transmit(GistTransmit(b"x" * 8, DST, SRC, 270, mode="C", kind="Data"))
     assert svc.counters()["io.drop.unknown_mode"] == 1
     assert agent.events == [("gist.io_drop", {"reason": "unknown_mode", "mode": "C",
                                               "dst": DST, "message": "Data"})]
     sent = []
     svc.register_transport("C", lambda t: sent.append(t) or True)
-    svc._transmit(Transmit(b"y" * 8, DST, SRC, 270, meta={"mode": "C"}))
+    svc._transmit(GistTransmit(b"y" * 8, DST, SRC, 270, mode="C"))
     assert [t.data for t in sent] == [b"y" * 8] and svc.counters()["io.sent.C"] == 1
     # A transport that could not send is not counted as sent.
     svc.register_transport("C", lambda t: False)
-    svc._transmit(Transmit(b"z" * 8, DST, SRC, 270, meta={"mode": "C"}))
+    svc._transmit(GistTransmit(b"z" * 8, DST, SRC, 270, mode="C"))
     assert svc.counters()["io.sent.C"] == 1
 
 
@@ -159,7 +158,7 @@ def test_egress_pins_the_interface_of_a_source_address():
 
     def pktinfo_of(svc, src):
         svc.udp = type("Udp", (), {"sock": Sock()})()
-        assert svc._send_d(Transmit(b"d" * 8, DST, src, 270, meta={"mode": "D"}))
+        assert svc._send_d(GistTransmit(b"d" * 8, DST, src, 270, mode="D"))
         info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, IPV6_PKTINFO)]
         return str(ipaddress.IPv6Address(info[:16])), struct.unpack("@I", info[16:])[0]
 
