@@ -192,7 +192,7 @@ def _sadist():
 
 def _nd_rao():
     from mip6bench.codec import DecodeError
-    from mip6bench import ipv6 as rao
+    from mip6bench import ipv6
     from mip6bench.net import ndisc
 
     def one(data: bytes) -> None:
@@ -200,9 +200,9 @@ def _nd_rao():
         if kind == b"\x01":
             ndisc.neighbor_target(body)               # must not raise at all
         elif kind == b"\x02":
-            rao.router_alert_value(body)              # must not raise at all
+            ipv6.router_alert_value(body)              # must not raise at all
         elif kind == b"\x03":
-            rao.parse_hopopts(body)
+            ipv6.parse_hopopts(body)
         else:
             ndisc.parse_router_advert(body)
     return one, (DecodeError,)
@@ -243,7 +243,7 @@ def _seed_corpus() -> dict[str, list[bytes]]:
     from mip6bench.aaa import authz, sadist
     from mip6bench.aaa.token import Flow, mint_token
     from mip6bench.eap.packet import EapType, decode_eap_packet
-    from mip6bench import ipv6 as rao
+    from mip6bench import ipv6
     from mip6bench.net import ndisc
     from mip6bench.pana import message as m
     from tests.unit.bootstrap_harness import BootstrapNet
@@ -312,7 +312,7 @@ def _seed_corpus() -> dict[str, list[bytes]]:
           + bytes((7, 1, 0, 0)) + struct.pack("!I", 50))
     seeds["nd"] = [b"\x00" + ra, b"\x01" + ndisc.neighbor_advert("2001:db8:1::1", "02:00:00:00:00:01"),
                    b"\x01" + ndisc.dad_probe("2001:db8:1::1")[40:],
-                   b"\x02" + rao.router_alert_hopopts(65503), b"\x03" + rao.router_alert_hopopts(68)]
+                   b"\x02" + ipv6.router_alert_hopopts(65503), b"\x03" + ipv6.router_alert_hopopts(68)]
     seeds["selftest"] = [b"\x00\x00"]
     for name, corpus in seeds.items():
         if not corpus:

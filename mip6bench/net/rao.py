@@ -15,7 +15,7 @@ bound to each egress device. Linux does not forward multicast without a multicas
 router, so nothing else copies it. (The IPV6_ROUTER_ALERT + IPV6_ROUTER_ALERT_ISOLATE
 socket that DESIGN.md describes for GIST works for unicast-addressed Q-mode messages
 only; with a multicast PCI it receives nothing, which
-tests/netns/test_bootstrap_discovery.py checks.)
+tests/netns/test_rao_sockets.py checks.)
 """
 from __future__ import annotations
 

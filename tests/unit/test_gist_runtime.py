@@ -5,7 +5,7 @@ import pytest
 from mip6bench.codec import DecodeError
 from mip6bench.gist.core import Forward, GistConfig, GistTransmit, RecvMessage, SendFailed
 from mip6bench.gist.wire import Mri
-from mip6bench import ipv6 as rao
+from mip6bench import ipv6
 from mip6bench.net.rao import IPV6_PKTINFO
 from mip6bench.runtime.gist import (GistService, parse_router_alert_packet, parse_udp,
                                     with_hop_limit)
@@ -21,11 +21,11 @@ class Recorder:
         self.events.append((event, fields))
 
 
-def packet(payload=b"\x4e\x04\xbd\xa5abcd", dport=270, value=68, next_header=rao.IPPROTO_UDP,
+def packet(payload=b"\x4e\x04\xbd\xa5abcd", dport=270, value=68, next_header=ipv6.IPPROTO_UDP,
            hop_limit=9):
-    upper = rao.udp_datagram(SRC, DST, 270, dport, payload) \
-        if next_header == rao.IPPROTO_UDP else payload
-    return rao.ipv6_packet_with_hopopts(SRC, DST, hop_limit, rao.router_alert_hopopts(value),
+    upper = ipv6.udp_datagram(SRC, DST, 270, dport, payload) \
+        if next_header == ipv6.IPPROTO_UDP else payload
+    return ipv6.ipv6_packet_with_hopopts(SRC, DST, hop_limit, ipv6.router_alert_hopopts(value),
                                         next_header, upper)
 
 
@@ -33,10 +33,10 @@ def test_intercepted_packet_parses_both_ways():
     raw = packet()
     pkt = parse_router_alert_packet(raw)
     assert (pkt.src, pkt.dst, pkt.hop_limit, pkt.router_alert, pkt.next_header) == \
-        (SRC, DST, 9, 68, rao.IPPROTO_UDP)
+        (SRC, DST, 9, 68, ipv6.IPPROTO_UDP)
     assert parse_udp(pkt.src, pkt.dst, pkt.upper) == (270, 270, b"\x4e\x04\xbd\xa5abcd")
     # Rebuilt from its parts, the packet is the same bytes.
-    assert rao.ipv6_packet_with_hopopts(pkt.src, pkt.dst, pkt.hop_limit, pkt.hopopts,
+    assert ipv6.ipv6_packet_with_hopopts(pkt.src, pkt.dst, pkt.hop_limit, pkt.hopopts,
                                         pkt.next_header, pkt.upper) == raw
     assert with_hop_limit(raw, 8)[7] == 8 and with_hop_limit(raw, 8)[8:] == raw[8:]
 
