@@ -143,45 +143,42 @@ class CoreDriver:
             self._idle.clear()
             self._worker = self.loop.create_task(self._run_effects(), name="effects")
 
+    def _start(self, effect):
+        """Apply `effect` (a queued Transmit: send it); an awaitable result is the rest."""
+        if isinstance(effect, _AfterBarrier):
+            self._transmit(effect.transmit)
+            return None
+        if self._apply is None:
+            raise TypeError("this driver takes no effects")
+        return self._apply(effect)
+
+    def _finish(self, effect) -> None:
+        if isinstance(effect, self._barriers):
+            self._barriers_pending -= 1
+
     def _apply_one_sync(self, effect) -> None:
         try:
-            if isinstance(effect, _AfterBarrier):
-                self._transmit(effect.transmit)
-                return
-            if self._apply is None:
-                raise TypeError("this driver takes no effects")
-            result = self._apply(effect)
+            result = self._start(effect)
             if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close:
-                    close()
+                getattr(result, "close", lambda: None)()
                 raise TypeError("a synchronous driver cannot await an effect")
-        except Exception as exc:
+        except Exception as exc:  # an effect that fails is logged, not fatal
             self._failed(effect, exc)
         finally:
-            if isinstance(effect, self._barriers):
-                self._barriers_pending -= 1
+            self._finish(effect)
 
     async def _run_effects(self) -> None:
         try:
             while self._effects:
                 effect = self._effects.popleft()
                 try:
-                    if isinstance(effect, _AfterBarrier):
-                        self._transmit(effect.transmit)
-                        continue
-                    if self._apply is None:
-                        raise TypeError("this driver takes no effects")
-                    result = self._apply(effect)
+                    result = self._start(effect)
                     if inspect.isawaitable(result):
                         await result
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:  # an effect that fails is logged, not fatal
+                except Exception as exc:  # CancelledError is not one: close() ends this
                     self._failed(effect, exc)
                 finally:
-                    if isinstance(effect, self._barriers):
-                        self._barriers_pending -= 1
+                    self._finish(effect)
         finally:
             self._idle.set()
 

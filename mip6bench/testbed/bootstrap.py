@@ -50,8 +50,8 @@ from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
 from mip6bench.pana.discovery import DISCOVERY_GROUP
 from mip6bench.runtime.driver import CoreDriver
-from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
+from mip6bench.slowdown import scaled
 from mip6bench.testbed.operational import HOME_PREFIX
 
 NAI_DOMAIN = "mip6bench.example"
