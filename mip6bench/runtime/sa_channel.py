@@ -29,7 +29,7 @@ from typing import Any, Callable
 from mip6bench.aaa.sadist import (SADIST_PORT, SaDistConfig, SaDistHaCore, SaFetchFailed,
                                   SaInstall, SaRemove)
 from mip6bench.mipv6.sa import MobilitySA, SAStore
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import Action, Effect, Event, Transmit
 
 
 def bu_spi(mh: bytes) -> int | None:
@@ -78,8 +78,8 @@ class SaChannelHa:
         loop = asyncio.get_running_loop()
         self._config.wall_offset = time.time() - loop.time()
         self.core = SaDistHaCore(self._config, rng=self._rng)
-        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
-                                  apply=lambda effect: None, emit=self.emit)
+        self._driver = CoreDriver(send=self._send, on_timer=self.core.handle_timer,
+                                  apply_batch=self._apply_all, emit=self.emit)
         self._sock = UdpSocket.bind(self.bind, self.port, self._datagram,
                                     on_error=lambda what, exc: self.emit(
                                         "sadist.io_error", what=what, error=str(exc)))
@@ -134,17 +134,15 @@ class SaChannelHa:
     def _datagram(self, data: bytes, src: str, port: int) -> None:
         self._run(self.core.receive(data, src, port, self._driver.now()))
 
-    def _on_timer(self, key, now: float) -> list[Action]:
-        self._run(self.core.handle_timer(key, now))
-        return []
-
     def _send(self, tx: Transmit) -> None:
         self._sock.send(tx.data, tx.dst, tx.port)
 
     def _run(self, actions: list[Action]) -> None:
-        self._driver.execute([a for a in actions
-                              if isinstance(a, (Transmit, StartTimer, StopTimer, Event))])
-        for effect in (a for a in actions if isinstance(a, Effect)):
+        self._driver.execute(actions)
+
+    def _apply_all(self, effects: list[Effect]) -> None:
+        """The driver's apply_batch: the store and the waiters change at once, in order."""
+        for effect in effects:
             self._apply(effect)
 
     def _apply(self, effect: Effect) -> None:
