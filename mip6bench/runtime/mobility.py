@@ -32,10 +32,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
-from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_MH, IPPROTO_ROUTING
+from mip6bench.ipv6 import IPPROTO_DSTOPTS, IPPROTO_ROUTING, build_ipv6_packet, parse_ipv6_packet
+from mip6bench.mipv6.constants import IPPROTO_MH
 from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown, TunnelUp
 from mip6bench.mipv6.sa import MobilitySA
-from mip6bench.mipv6.wire import build_ipv6_packet, parse_ipv6_packet
 from mip6bench.net import ro
 from mip6bench.net.intercept import PacketTap
 from mip6bench.net.mh_socket import MHSocket, RawSender

@@ -1,7 +1,7 @@
 """In-memory network that drives the Mobile IPv6 cores (used by the other test_mipv6_* files).
 
 It plays the runtime's part: executes Transmit (routing by address, reverse tunnelling for
-meta via=tunnel, HA interception of the home address while the MN is away), arms and fires
+MhTransmit.via "tunnel", HA interception of the home address while the MN is away), arms and fires
 timers in time order, and records effects and events. Links have a fixed one-way delay.
 """
 from __future__ import annotations
