@@ -435,10 +435,12 @@ def udp_datagram(src: str, dst: str, sport: int, dport: int, payload: bytes) -> 
     return struct.pack("!HHHH", sport, dport, length, csum or 0xFFFF) + payload
 
 
-def icmpv6_packet(src: str, dst: str, icmp: bytes, hop_limit: int = 255) -> bytes:
+def icmpv6_packet(src: str | bytes, dst: str | bytes, icmp: bytes, hop_limit: int = 255) -> bytes:
     """A whole IPv6 packet carrying the ICMPv6 message `icmp` (its checksum field is
-    filled in), for a raw socket that cannot send from the chosen source (e.g. ::)."""
-    s, d = address_bytes(src), address_bytes(dst)
+    filled in), for a raw socket that cannot send from the chosen source (e.g. ::), or a
+    forwarder that answers in the kernel's place. Addresses as text or packed."""
+    s = src if isinstance(src, bytes) else address_bytes(src)
+    d = dst if isinstance(dst, bytes) else address_bytes(dst)
     csum = upper_layer_checksum(s, d, IPPROTO_ICMPV6, icmp)
     icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
     return ipv6_header(s, d, IPPROTO_ICMPV6, len(icmp), hop_limit) + icmp
