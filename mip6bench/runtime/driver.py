@@ -135,6 +135,8 @@ class CoreDriver:
         self._send(t)
 
     def _effect(self, effect) -> None:
+        if self._closed:                # as the worker it had: nothing is applied after close
+            return
         if self.synchronous:
             self._apply_one_sync(effect)
             return
@@ -189,6 +191,8 @@ class CoreDriver:
 
     # ------------------------------------------------------------------ timers
     def _arm(self, key: Hashable, at: float) -> None:
+        if self._closed:
+            return
         if self.synchronous:
             seq = next(self._seq)
             self._armed[key] = (at, seq)
@@ -258,6 +262,9 @@ class CoreDriver:
             await self._idle.wait()
 
     def close(self) -> None:
+        """Cancel the timers and drop the effects not yet applied; from now on effects and
+        timers are ignored (Transmits still go to `send`)."""
+        self._closed = True
         if self.synchronous:
             self._heap.clear()
             self._armed.clear()

@@ -236,6 +236,23 @@ def test_core_driver_failed_effect_is_logged_and_the_next_one_still_applied():
     assert events == [("effect.failed", {"effect": "Applied", "error": "no such device"})]
 
 
+def test_core_driver_after_close_applies_nothing_and_arms_nothing():
+    applied, sent = [], []
+
+    async def main():
+        driver = CoreDriver(send=sent.append, on_timer=lambda k, n: [Applied("timer")],
+                            apply=applied.append, emit=lambda *a, **k: None)
+        driver.execute([Applied("queued"), StartTimer("t", driver.now())])
+        driver.close()
+        driver.execute([Applied("late"), StartTimer("t2", driver.now()),
+                        Transmit(b"x", "2001:db8::1")])
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert applied == [] and [t.data for t in sent] == [b"x"]
+
+
 # ---------------------------------------------------------------- agent main
 AGENT = textwrap.dedent('''
     import asyncio, dataclasses, sys
