@@ -109,7 +109,7 @@ class CoreDriver:
         batch = [] if self._apply_batch is not None else None
         for action in actions:
             if isinstance(action, Transmit):
-                if self._barriers_pending:
+                if self._barriers_pending and not self._closed:
                     self._effect(_AfterBarrier(action))
                 else:
                     self._transmit(action)

@@ -241,16 +241,17 @@ def test_core_driver_after_close_applies_nothing_and_arms_nothing():
 
     async def main():
         driver = CoreDriver(send=sent.append, on_timer=lambda k, n: [Applied("timer")],
-                            apply=applied.append, emit=lambda *a, **k: None)
+                            apply=applied.append, emit=lambda *a, **k: None,
+                            barriers=(Applied,))
         driver.execute([Applied("queued"), StartTimer("t", driver.now())])
-        driver.close()
+        driver.close()               # the queued barrier is never applied ...
         driver.execute([Applied("late"), StartTimer("t2", driver.now()),
                         Transmit(b"x", "2001:db8::1")])
         for _ in range(5):
             await asyncio.sleep(0)
 
     asyncio.run(main())
-    assert applied == [] and [t.data for t in sent] == [b"x"]
+    assert applied == [] and [t.data for t in sent] == [b"x"]   # ... nor waited for
 
 
 # ---------------------------------------------------------------- agent main
