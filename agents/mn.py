@@ -35,7 +35,7 @@ Termination-Cause ADMINISTRATIVE (superseded by a newer session of the same NAI,
 PAA's terminate command) logs pana.superseded and starts again at once, then after 1 s,
 2 s; after 3 in a row (without a session that stayed open 60 s in between) the MN
 stops until pana-start, so two MNs with the same credentials do not take the session
-from each other forever (mip6bench.pana.bootstrap.RestartPolicy).
+from each other forever (mip6bench.runtime.pana_client.RestartPolicy).
 
 Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready, then the
 core's movement, home_bu_sent, home_registered, hoti_sent, coti_sent, cn_bu_sent, ro_on;

@@ -24,6 +24,8 @@ import socket
 import struct
 
 from mip6bench.ipv6 import router_alert_hopopts
+# The discovery constants, where the PaC glue and agents have always found them.
+from mip6bench.pana.discovery import DEFAULT_HOP_LIMIT, DISCOVERY_GROUP, DISCOVERY_RAO  # noqa: F401
 
 IPV6_ROUTER_ALERT = 22          # for the check that multicast never reaches such a socket
 IPV6_ROUTER_ALERT_ISOLATE = 30

@@ -73,7 +73,6 @@ from mip6bench.pana.bootstrap import (PANA_RESTART_MAX_S, SUPERSEDED_MAX,  # noq
                                       BootstrapUpdate, RestartDecision, RestartPolicy,
                                       StaticMip6)
 from mip6bench.pana.channel import PCI_RETRANSMIT, REQ_RETRANSMIT, RetransmitPolicy
-from mip6bench.pana.discovery import DEFAULT_HOP_LIMIT, DISCOVERY_RAO
 from mip6bench.pana.message import PANA_PORT
 from mip6bench.pana.pac import PacConfig, PacCore, PacState, PciTransmit
 from mip6bench.sansio import Action, Effect, Transmit
@@ -93,8 +92,8 @@ class PanaClientConfig:
     bind: str = "::"
     port: int = PANA_PORT                   # local port (0: any, for tests)
     paa_port: int = PANA_PORT
-    rao_value: int = DISCOVERY_RAO
-    hop_limit: int = DEFAULT_HOP_LIMIT
+    rao_value: int = rao.DISCOVERY_RAO
+    hop_limit: int = rao.DEFAULT_HOP_LIMIT
     request: int = mip6.REQUEST_ALL         # 0: plain PANA, no extension
     sa_proposal: mip6.SaParameters | None = None
     static: StaticMip6 | None = None
@@ -132,8 +131,8 @@ class PanaOptions:
     sa_replay: str = ""                       # proposal: "timestamp" | "sequence" ("": the PAA's choice)
     autostart: bool = True                    # start by itself (else: pana-start)
     port: int = PANA_PORT
-    rao_value: int = DISCOVERY_RAO
-    hop_limit: int = DEFAULT_HOP_LIMIT
+    rao_value: int = rao.DISCOVERY_RAO
+    hop_limit: int = rao.DEFAULT_HOP_LIMIT
     pci_irt: float = PCI_RETRANSMIT.irt
     reauth_fraction: float = 0.8
     expected_server_id: str | None = None

@@ -46,12 +46,11 @@ from mip6bench.aaa.credentials import (Credential, format_credentials, hostapd_e
 from mip6bench.aaa.radius_client import RadiusAnswer, RadiusClientConfig, RadiusClientCore
 from mip6bench.aaa.sadist import SADIST_PORT
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
+from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
-from mip6bench.pana.discovery import DISCOVERY_GROUP
-from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
-from mip6bench.slowdown import scaled
 from mip6bench.testbed.operational import HOME_PREFIX
 
 NAI_DOMAIN = "mip6bench.example"
@@ -120,7 +119,7 @@ class BootstrapServices:
         spec = self.tb.plan.nodes[mn]
         if discovery == "multicast":
             network = self.tb.attached_network(mn) or spec.extra["attached"]
-            paa = DISCOVERY_GROUP
+            paa = rao.DISCOVERY_GROUP
             interface = spec.extra["interfaces"][network]
         elif discovery == "unicast":
             paa, interface = self.paa_address, None
@@ -285,6 +284,7 @@ class BootstrapServices:
         (A known user: hostapd 2.10 cannot send the Access-Reject for an unknown one over
         IPv6, its sendto gets an IPv4-sized address and fails with EINVAL.)"""
         from mip6bench.eap.packet import identity_response
+        from mip6bench.runtime.driver import CoreDriver
 
         eap = identity_response(1, self.users[0].nai.encode()).encode()
         sock = in_netns(pid, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
