@@ -9,7 +9,9 @@ bootstrapping: the agent runs the HA end of SA distribution
 the PAA pushes, removes revoked and expired ones, and fetches on demand: a Binding Update
 whose SPI the agent does not know waits until the SA has been fetched from the PAA
 (sa=pull; in push mode it covers a BU that overtakes the push, or an HA restart); when
-the fetch fails the core rejects the BU with 146 as usual. A change applies from the
+the fetch fails the core rejects the BU with 146 as usual. The HomeAgent core decides
+which BUs wait, within its bounds (SPIs fetched at once, BUs per SPI, BUs in all), and
+when SAs expire (its timers, run by MobilityIO's CoreDriver). A change applies from the
 next message. A binding lives no longer than the SA that authorised it (the core caps
 the granted lifetime), and when an SA leaves the store (the PAA revokes it, it expires,
 `sa-remove`) the core ends the binding it authorised (HomeAgent.sa_revoked) and the
@@ -21,7 +23,8 @@ Per accepted home registration the agent
   * defends the home address on the home link: proxy neighbour discovery (proxy_ndp,
     proxy_delay 0) and an unsolicited Neighbor Advertisement; before the first
     registration of a home address it runs Duplicate Address Detection on the MN's
-    behalf (``perform_dad``);
+    behalf (``perform_dad``: the agent sends the probe and reports what it hears on
+    the home link; the core waits ``dad_timeout_ms`` for a defender and decides);
   * tunnels traffic for the HoA to the CoA and decapsulates what the MN reverse-tunnels,
     in the kernel (mip6bench.net.tunnel: ip6tnl or seg6, option ``tunnel_backend``);
   * admits reverse-tunnelled packets only from the registered CoA with the HoA as inner
@@ -56,9 +59,9 @@ if __package__ in (None, ""):  # run as a script: agents/ha.py
 
 from mip6bench.codec import DecodeError
 from mip6bench.errors import Mip6benchError
-from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
+from mip6bench.mipv6.effects import FetchSA, InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
 from mip6bench.mipv6.ha import HomeAgent
-from mip6bench.mipv6.sa import FetchWaitlist, SAStore
+from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import ndisc, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
 from mip6bench.net.kernel import Kernel
@@ -68,9 +71,6 @@ from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
 
 NFT_TABLE = "mip6bench_ha"
-MAX_FETCHES = 32   # SPIs fetched at once; BUs beyond that go to the core unfetched (146)
-MAX_WAITING_PER_SPI = 8   # BUs held per SPI being fetched; more are dropped (counted)
-MAX_WAITING = 128         # BUs held in all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +119,6 @@ class HomeAgentAgent(WaitableEvents, Agent):
         # Binding Updates may arrive while the kernel is still being set up (MNs refresh
         # with an HA that restarts); their effects wait for it.
         self.kernel_ready = asyncio.Event()
-        self.dad_waiters: dict[str, asyncio.Future] = {}
         self.sa_store = SAStore()
         try:
             for spec in opts.sas:
@@ -129,17 +128,15 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.backend = tunnel.backend(opts.tunnel_backend)
         self.core = HomeAgent(opts.address, [opts.home_prefix], self.sa_store,
                               max_lifetime=opts.max_lifetime, max_bindings=opts.max_bindings,
-                              perform_dad=opts.perform_dad, dad_timeout=opts.dad_timeout_ms / 1000 + 1.0,
+                              perform_dad=opts.perform_dad, dad_wait=opts.dad_timeout_ms / 1000,
+                              dad_timeout=opts.dad_timeout_ms / 1000 + 1.0,
                               refresh_advice=opts.refresh_advice, brr_lead=opts.brr_lead,
                               clock_offset=ntp_clock_offset(loop.time()),
                               natfw_sa_on_demand=bool(opts.sadist_peers))
         self.rules = InterceptRules(None, NFT_TABLE)
         self.tunnelled: dict[str, str] = {}     # hoa -> coa the kernel tunnels to
         self.proxied: set[str] = set()          # addresses we answer ND for
-        self.sa_timer: asyncio.TimerHandle | None = None
         self.sa_channel = None
-        # SPI being fetched -> BUs waiting for it, bounded
-        self.fetching = FetchWaitlist(MAX_FETCHES, MAX_WAITING_PER_SPI, MAX_WAITING)
         if opts.sadist_peers:
             await self._open_sa_channel()
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
@@ -158,7 +155,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
         self.kernel_ready.set()
-        self._arm_sa_expiry()
+        self.io.execute(self.core.sa_store_changed(self.io.now()))   # SA expiry
         self.nsis = None
         if opts.nsis:
             await self._open_nsis()
@@ -238,8 +235,6 @@ class HomeAgentAgent(WaitableEvents, Agent):
             await self.nsis.aclose()
         if self.sa_channel is not None:
             await self.sa_channel.close()
-        if self.sa_timer:
-            self.sa_timer.cancel()
         asyncio.get_running_loop().remove_reader(self.icmp.fileno())
         self.icmp.close()
         await self.io.close()
@@ -260,6 +255,9 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     # ------------------------------------------------------------------ effects
     async def apply(self, effect) -> None:
+        if isinstance(effect, FetchSA):   # (no kernel involved: not behind its set-up)
+            self.spawn(self._fetch_sa(effect.spi), f"fetch SPI {effect.spi}")
+            return
         if not self.kernel_ready.is_set():
             await self.kernel_ready.wait()
         if isinstance(effect, TunnelUp):
@@ -291,7 +289,13 @@ class HomeAgentAgent(WaitableEvents, Agent):
                 await self.io.kernel(lambda: [self._unproxy(a) for a in addresses])
             self.emit("mipv6.ha.binding_state_removed", hoa=effect.hoa, reason=effect.reason)
         elif isinstance(effect, RequestDAD):
-            self.spawn(self._dad(effect.hoa), f"dad {effect.hoa}")
+            # RFC 4862 DAD for the HoA: one NS from ::; the core listens for a defender.
+            try:
+                self.icmp.join(ndisc.solicited_node(effect.hoa), self.home_index)
+            except OSError:
+                pass  # already a member (a second DAD for the same address)
+            self.io.sender.send(ndisc.dad_probe(effect.hoa), self.home_index)
+            self.io.execute(self.core.dad_probe_sent(effect.hoa, self.io.now()))
         else:
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
@@ -333,40 +337,16 @@ class HomeAgentAgent(WaitableEvents, Agent):
         return str(ipaddress.IPv6Address(bytes.fromhex("fe80000000000000") + iid))
 
     # ------------------------------------------------------------------ DAD on behalf
-    async def _dad(self, hoa: str) -> None:
-        """RFC 4862 DAD for the HoA: one NS from ::, then listen for a defender."""
-        await self.kernel_ready.wait()      # the home link's socket and index
-        loop = asyncio.get_running_loop()
-        waiter = loop.create_future()
-        self.dad_waiters[hoa] = waiter
-        t0 = time.monotonic()
-        try:
-            self.icmp.join(ndisc.solicited_node(hoa), self.home_index)
-        except OSError:
-            pass  # already a member (a second DAD for the same address)
-        self.io.sender.send(ndisc.dad_probe(hoa), self.home_index)
-        try:
-            defender = await asyncio.wait_for(waiter, self.options.dad_timeout_ms / 1000)
-            ok = False
-        except asyncio.TimeoutError:
-            defender, ok = None, True
-        finally:
-            self.dad_waiters.pop(hoa, None)
-        self.emit("mipv6.ha.dad_done", hoa=hoa, ok=ok, defender=defender,
-                  ms=round((time.monotonic() - t0) * 1000, 3))
-        self.io.execute(self.core.dad_completed(hoa, ok, self.io.now()))
-
     def _on_icmp(self) -> None:
+        """Neighbor Solicitations and Advertisements on the home link: the core decides
+        whether one defends an address it runs DAD for."""
         while (item := self.icmp.recv()) is not None:
             body, src, _ifindex, hoplimit = item
             nt = ndisc.neighbor_target(body)
             if nt is None or hoplimit != 255:
                 continue
-            kind, target = nt
-            waiter = self.dad_waiters.get(target)
-            # A defender's NA, or another node probing the same address (NS from ::).
-            if waiter and not waiter.done() and (kind == ndisc.ND_NEIGHBOR_ADVERT or src == "::"):
-                waiter.set_result(src)
+            kind = "na" if nt[0] == ndisc.ND_NEIGHBOR_ADVERT else "ns"
+            self.io.execute(self.core.neighbor_seen(kind, nt[1], src, self.io.now()))
 
     # ------------------------------------------------------------------ data with a HAO
     def on_data(self, packet: bytes, _ifname: str) -> None:
@@ -384,24 +364,13 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     # ------------------------------------------------------------------ SAs
     def _hold_for_sa(self, mh: bytes, deliver) -> bool:
-        """Pull on demand: a Binding Update signed with an SPI the store lacks waits until
-        the SA distribution channel has fetched that SA (MobilityIO's hold_mh), within
-        the waitlist's bounds (SPIs fetched at once, BUs per SPI, BUs in all)."""
-        spi = self.bu_spi(mh)
-        if spi is None or self.sa_store.lookup_spi(spi, self.io.now()) is not None:
-            return False
-        verdict = self.fetching.hold(spi, deliver)
-        if verdict == "refused":
-            self.io.counters["sa.fetch_refused"] += 1
-            return False                  # to the core unfetched: 146
-        if verdict == "dropped":          # the MN retransmits; a flood does not pile up
-            self.io.counters["sa.wait_dropped"] += 1
-            return True
-        if verdict == "fetch":
-            self.spawn(self._fetch_and_deliver(spi), f"fetch SPI {spi}")
-        return True
+        """MobilityIO's hold_mh: the core decides whether a Binding Update waits for its
+        SA to be fetched from the PAA (pull on demand, bounded)."""
+        held, actions = self.core.hold_binding_update(self.bu_spi(mh), deliver, self.io.now())
+        self.io.execute(actions)
+        return held
 
-    async def _fetch_and_deliver(self, spi: int) -> None:
+    async def _fetch_sa(self, spi: int) -> None:
         sa = None
         try:
             for paa in self.options.sadist_peers:
@@ -409,34 +378,20 @@ class HomeAgentAgent(WaitableEvents, Agent):
                 if sa is not None:
                     break
         finally:
-            waiting = self.fetching.release(spi)
-        self.io.counters["sa.fetched" if sa is not None else "sa.fetch_failed"] += 1
+            waiting, actions = self.core.sa_fetched(spi, sa is not None, self.io.now())
+            self.io.execute(actions)
         for deliver in waiting:           # without the SA the core answers 146
             deliver()
 
     def _on_sa_change(self, kind: str, spi: int, sa, reason: str, effect) -> None:
-        """SA distribution changed the store: re-arm expiry; a removal (revoked, expired)
-        ends the binding it authorised unless re-authentication replaced the SA. A
-        removal the store refused (it holds that SPI for another HoA) changes nothing."""
-        self._arm_sa_expiry()
-        if kind == "remove" and (sa is not None or self.sa_store.lookup_spi(spi) is None):
-            self.io.execute(self.core.sa_revoked(spi, effect.hoa, reason, self.io.now(),
-                                                 successor=effect.successor))
-
-    def _arm_sa_expiry(self) -> None:
-        if self.sa_timer:
-            self.sa_timer.cancel()
-            self.sa_timer = None
-        at = self.sa_store.next_expiry()
-        if at is not None:
-            self.sa_timer = asyncio.get_running_loop().call_at(at, self._expire_sas)
-
-    def _expire_sas(self) -> None:
-        now = self.io.now()
-        for sa in self.sa_store.expire(now):
-            self.emit("mipv6.sa_expired", spi=sa.spi, hoa=sa.hoa)
-            self.io.execute(self.core.sa_revoked(sa.spi, sa.hoa, "SA expired", now))
-        self._arm_sa_expiry()
+        """SA distribution changed the store: the core re-arms expiry and ends what a
+        removed SA authorised (before the core's driver exists there is nothing to end,
+        and start() arms expiry for the whole store)."""
+        if getattr(self, "io", None) is None:
+            return
+        self.io.execute(self.core.sa_distribution_changed(
+            kind, spi, sa is not None, getattr(effect, "hoa", None), reason,
+            getattr(effect, "successor", False), self.io.now()))
 
     # ------------------------------------------------------------------ control
     def commands(self):   # called before start(): the SA channel is looked up per request
@@ -480,7 +435,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         else:
             self.sa_store.add(sa)
             old = None
-        self._arm_sa_expiry()
+        self.io.execute(self.core.sa_store_changed(self.io.now()))
         self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai, replaced=old is not None)
         return describe_sa(sa, self.io.now())
 
@@ -491,9 +446,9 @@ class HomeAgentAgent(WaitableEvents, Agent):
         sa = self.sa_store.remove(spi)
         if sa is None:
             raise LookupError(f"no SA with SPI {spi}")
-        self._arm_sa_expiry()
         self.emit("mipv6.sa_removed", spi=spi, hoa=sa.hoa)
-        self.io.execute(self.core.sa_revoked(spi, sa.hoa, "SA removed", self.io.now()))
+        self.io.execute(self.core.sa_store_changed(self.io.now())
+                        + self.core.sa_revoked(spi, sa.hoa, "SA removed", self.io.now()))
         return {"spi": spi}
 
     async def cmd_sas(self, _req) -> list:

@@ -9,13 +9,16 @@ route-optimised correspondents, into the TUN device, where the agent rewrites it
 from the CoA with a Home Address option. At home the address is also put on the home
 interface (/64) so the home link reaches it directly.
 
-Movement detection (RFC 6275 11.5.1): link events (carrier up/down) and address events
-come from rtnetlink; Router Advertisements from a raw ICMPv6 socket. A new attachment is
-confirmed by the first RA received on the newly attached interface
-(`mipv6.mn.movement_detected`); its prefix tells home from foreign. The CoA is the
-address the kernel forms from that prefix (SLAAC), with Duplicate Address Detection as
-the ``dad`` option says (standard, optimistic or off: set per access interface at start);
-once netlink reports it usable (`mipv6.mn.coa_ready`) the MobileNode core registers it.
+Movement detection, the home / foreign / care-of address decision, DAD modes, applying
+bootstrap results and the PANA restart policy are the attachment core's
+(mip6bench.mipv6.attachment.Attachment, run by a CoreDriver): this agent feeds it link
+and address events from rtnetlink, Router Advertisements from a raw ICMPv6 socket and
+the kernel's links and addresses when it asks (ObserveLinks), and applies what it asks
+for: the default route pinned through the attached network's router, the home address
+on the home interface, MobileNode.move_to / return_home, activation of the home side,
+SAs, the NSIS token, PANA start and ping. Duplicate Address Detection for care-of
+addresses is as the ``dad`` option says (standard, optimistic or off: set per access
+interface at start; the core uses an address only once DAD allows it).
 
 Home agent, home address, home prefix and SA: static options (home_agent, home_address,
 home_prefix, sas), or bootstrapped through PANA (option ``pana``: the fields of
@@ -28,16 +31,12 @@ grant (a PAA without the extension: mipv6.mn.static_fallback {items}); their fir
 is the static SA. After every handover a PANA ping tells the PAA the new address.
 Re-authentication (at 0.8 of the SA or session lifetime) brings a new SPI and key: the
 new SA replaces the old one at once, the binding stays and its next BU uses the new SA.
-A PANA session that ends (expired, PAA unreachable, rejected) starts again at once,
-then with backoff (1 s doubling to 60 s) while it keeps failing; one ended with
-pana-terminate stays ended until pana-start. One the PAA terminated with
-Termination-Cause ADMINISTRATIVE (superseded by a newer session of the same NAI, or the
-PAA's terminate command) logs pana.superseded and starts again at once, then after 1 s,
-2 s; after 3 in a row (without a session that stayed open 60 s in between) the MN
-stops until pana-start, so two MNs with the same credentials do not take the session
-from each other forever (mip6bench.runtime.pana_client.RestartPolicy).
+A PANA session that ends starts again as mip6bench.runtime.pana_client.RestartPolicy
+says (at once, then with backoff while it keeps failing; never after pana-terminate, nor
+after 3 supersessions in a row, until pana-start); the attachment core arms the restart.
 
-Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready, then the
+Events for measurements: mipv6.mn.l2_down, l2_up, movement_detected, coa_ready (or
+coa_dad_failed), then the
 core's movement, home_bu_sent, home_registered, hoti_sent, coti_sent, cn_bu_sent, ro_on;
 ro_fallback {cn, reason} whenever traffic to a CN falls back to the tunnel. With PANA
 also the client's pana.* and bootstrap.ready|rekeyed|revoked|closed events.
@@ -82,12 +81,31 @@ from mip6bench.mipv6.effects import (
     TunnelDown,
     TunnelUp,
 )
+from mip6bench.mipv6.attachment import (
+    Activate,
+    AddressState,
+    Attachment,
+    BootstrapResult,
+    HomeLinkAddress,
+    InstallSA,
+    MoveTo,
+    ObserveLinks,
+    PingPana,
+    PinDefaultRoute,
+    RemoveSA,
+    ReturnHome,
+    SasChanged,
+    SetNsisToken,
+    SetPanaInterface,
+    StartPana,
+)
 from mip6bench.mipv6.mn import MobileNode
 from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import intercept, ndisc, ro, tunnel
 from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
 from mip6bench.net.kernel import DadMode, Kernel, LinkEvent, Monitor
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
+from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
@@ -180,21 +198,11 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.rules = InterceptRules(None, NFT_TABLE)
         self.core: MobileNode | None = None
         self.io: MobilityIO | None = None
-        self.home: tuple[str, str, str] | None = None   # (hoa, ha, prefix)
-        self.active = False                             # home side set up (core, kernel)
-        self.attached: str | None = None                # interface with carrier
-        self.ra: dict[str, tuple[float, str, str]] = {}  # ifname -> (time, prefix, router) since carrier
-        self.coa_interface: str | None = None
         self.ro_routes: dict[bytes, bytes] = {}         # packed CN -> packed CoA
-        self.at_home_configured = False
-        self.default_pin: tuple[str, str] | None = None  # (interface, router) of our default route
-        self.address: str | None = None                 # usable address on the attached network
         self.changed = asyncio.Condition()
         # Correspondents to route-optimise with (ro-start/ro-stop change the set).
         self.ro_wanted = {str(ipaddress.IPv6Address(cn)) for cn in opts.correspondents} \
             if opts.route_optimization else set()
-        self._reconcile_task: asyncio.Task | None = None
-        self._reconcile_again = False
         self.pana = None                                # PanaClient, with the pana option
         self.nsis_token: bytes | None = bytes.fromhex(opts.nsis_token) if opts.nsis_token else None
         self.nsis = None                                # NatfwService (NI) with the nsis option
@@ -215,6 +223,13 @@ class MobileNodeAgent(WaitableEvents, Agent):
         except Exception as exc:
             self.tun.close()
             raise Mip6benchError(f"cannot prepare the access interfaces: {exc}") from None
+        # Movement detection, the CoA decision and bootstrap results: the attachment core.
+        static_home = (opts.home_address, opts.home_agent, opts.home_prefix) if opts.pana is None else None
+        self.attach = Attachment(opts.interfaces, dad=opts.dad, home=static_home, pana=opts.pana is not None,
+                                 autostart=opts.pana is None or self.pana_options.autostart)
+        self.attach_driver = CoreDriver(send=self._no_transmit, on_timer=self.attach.handle_timer,
+                                        apply=self._apply_attachment, emit=self.emit)
+        self._starting = self.loop.create_future() if static_home else None
         self.monitor = Monitor()
         self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
         if opts.nsis:
@@ -222,9 +237,9 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.ra_socket = ndisc.IcmpSocket((ndisc.ND_ROUTER_ADVERT,))
         self.loop.add_reader(self.ra_socket.fileno(), self._on_ra)
         self.loop.add_reader(self.tun.fileno(), self._on_tun)
-        if opts.pana is None:
-            await self._activate(opts.home_address, opts.home_agent, opts.home_prefix)
-        self._schedule_reconcile()
+        self.attach_driver.execute(self.attach.start(self.loop.time()))
+        if self._starting is not None:   # a static home side is set up before start() returns
+            await self._starting
 
     async def _open_pana(self, static_sa) -> None:
         """The PANA client (imported here: a statically configured MN never loads PANA,
@@ -244,10 +259,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                   if static_sa else ()))
         config = self.pana_options.client_config(static, interface=opts.interfaces[0])
         self.pana = PanaClient(config, emit=self.emit, on_update=self._on_bootstrap)
-        self.pana_started = False
-        self.pana_address: str | None = None           # the address the PAA knows us by
-        self.pana_restart: asyncio.TimerHandle | None = None
-        self.bootstrap_lock = asyncio.Lock()
         try:
             await self.pana.open()
         except OSError as exc:
@@ -276,8 +287,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         """GIST from the care-of address leaves by the attached interface (0 otherwise:
         the home address's signalling is routed into the tunnel)."""
         core = self.core
-        iface = getattr(self, "coa_interface", None)
-        if core is None or core.coa is None or iface != self.attached or packed(source) != packed(core.coa):
+        at = self.attach
+        if core is None or core.coa is None or at.coa_interface != at.attached or packed(source) != packed(core.coa):
             return 0
         return self._egress_ifindex()
 
@@ -325,16 +336,13 @@ class MobileNodeAgent(WaitableEvents, Agent):
         """The attached interface, where the care-of address (or, at home, the home
         address) lives: the MN's own packets leave there (0: detached, routing decides)."""
         for index, name in self.index_to_name.items():
-            if name == self.attached:
+            if name == self.attach.attached:
                 return index
         return 0
 
     async def _activate(self, hoa: str, ha: str, prefix: str) -> None:
-        """Home side known: home address on lo, tunnel plumbing, MobileNode core."""
-        hoa = str(ipaddress.IPv6Address(hoa))
-        ha = str(ipaddress.IPv6Address(ha))
-        prefix = str(ipaddress.IPv6Network(prefix, strict=False))
-        self.home = (hoa, ha, prefix)
+        """Home side known (the attachment core's Activate, normalised): home address on
+        lo, tunnel plumbing, MobileNode core."""
         self.hoa_packed = packed(hoa)
         self.core = MobileNode(hoa, ha, self.sa_store, nai=self.options.nai,
                                home_lifetime=self.options.home_lifetime, cn_lifetime=self.options.cn_lifetime,
@@ -354,7 +362,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                + self.backend.mn_nft_rules(ha)))
         except Exception as exc:
             raise Mip6benchError(f"cannot set up the mobile node's data path: {exc}") from None
-        self.active = True
         self._want_route_optimization(self.io.now())
         self.emit("mipv6.mn.activated", hoa=hoa, ha=ha, home_prefix=prefix, backend=self.backend.name,
                   sas=len(self.sa_store))
@@ -371,7 +378,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
 
     def _setup_home_kernel(self) -> None:
         k = self.kernel
-        hoa, ha, _prefix = self.home
+        hoa, ha, _prefix = self.attach.home
         if not any(a["address"] == hoa and a["index"] == k.ifindex("lo") for a in k.addresses("lo")):
             k.add_address("lo", hoa, 128, dad=DadMode.OFF)
         self.backend.mn_setup(k, ha, self.tun.name)
@@ -380,8 +387,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if self.nsis is not None:
             await self.nsis.aclose()
         if self.pana is not None:
-            if self.pana_restart is not None:
-                self.pana_restart.cancel()
             await self.pana.close()
         for fd in (self.monitor.fileno(), self.ra_socket.fileno(), self.tun.fileno()):
             self.loop.remove_reader(fd)
@@ -390,7 +395,12 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if self.io is not None:
             await self.io.close()
             await self.io.kernel(self._teardown_kernel)
-        await self.io_kernel(self._pin_default_route, None)
+        self.attach_driver.execute(self.attach.stop(self.loop.time()))   # the pinned route goes
+        try:
+            await asyncio.wait_for(self.attach_driver.drain(), 5.0)
+        except asyncio.TimeoutError:
+            self.emit("mipv6.mn.stop_timeout", pending="attachment effects")
+        self.attach_driver.close()
         await self.io_kernel(self.backend.close)
         await self.loop.run_in_executor(self.pool, self.kernel.close)
         self.pool.shutdown(wait=True)
@@ -398,7 +408,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
 
     def _teardown_kernel(self) -> None:
         k = self.kernel
-        hoa, _ha, prefix = self.home
+        hoa, _ha, prefix = self.attach.home
         self.backend.mn_teardown(k)
         k.flush_table(tunnel.TUNNEL_TABLE)
         self.rules.remove()
@@ -409,223 +419,146 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 k.del_address(name, hoa, 128 if name == "lo" else plen, missing_ok=True)
 
     # ------------------------------------------------------------------ movement detection
+    # The decisions are the attachment core's (mip6bench.mipv6.attachment); here only
+    # what it reads and what it asks for.
     def _on_netlink(self) -> None:
+        now, overruns = self.loop.time(), self.monitor.overruns
+        at, execute = self.attach, self.attach_driver.execute
         for event in self.monitor.read():
-            if isinstance(event, LinkEvent) and (event.deleted or not event.lower_up):
-                name = self.index_to_name.get(event.index)
-                if name is not None:
-                    self.ra.pop(name, None)  # an RA seen before this detach proves nothing now
-        self._schedule_reconcile()
+            name = self.index_to_name.get(event.index)
+            if name is None:
+                continue   # not an access interface
+            if isinstance(event, LinkEvent):
+                execute(at.link_event(name, event.deleted or not event.lower_up, now))
+            else:
+                execute(at.address_event(AddressState(name, event.address, event.scope, event.tentative,
+                                                      event.optimistic, event.dadfailed), event.deleted, now))
+        if self.monitor.overruns != overruns:   # notifications were lost: read it all again
+            execute(at.link_event(None, False, now))
 
     def _on_ra(self) -> None:
         while (item := self.ra_socket.recv()) is not None:
             body, src, ifindex, hoplimit = item
-            name = self.index_to_name.get(ifindex)
-            if name is None or hoplimit != 255:
-                continue
             try:
                 ra = ndisc.parse_router_advert(body)
             except DecodeError:
                 self.count("ra.malformed")
                 continue
-            if not ra.prefixes or ra.router_lifetime == 0:
-                continue
-            prefix = ra.prefixes[0]
-            first = name not in self.ra or self.ra[name][1] != prefix
-            self.ra[name] = (self.loop.time(), prefix, src)
-            if first:
-                self.emit("mipv6.mn.movement_detected", interface=name, prefix=prefix, router=src,
-                          advertisement_interval_ms=ra.advertisement_interval_ms, home_agent=ra.home_agent)
-                self._schedule_reconcile()
+            self.attach_driver.execute(self.attach.router_advertisement(
+                self.index_to_name.get(ifindex), src, hoplimit, ra.prefixes, ra.router_lifetime,
+                self.loop.time(), interval_ms=ra.advertisement_interval_ms, home_agent=ra.home_agent))
 
-    def _schedule_reconcile(self) -> None:
-        if self._reconcile_task is not None and not self._reconcile_task.done():
-            self._reconcile_again = True
-            return
-        self._reconcile_task = self.spawn(self._reconcile(), "reconcile")
-
-    def _observe(self) -> dict:
+    def _observe(self) -> tuple[dict[str, bool], list[AddressState]]:
+        """On the kernel thread: carrier and addresses of the access interfaces."""
         k = self.kernel
         carrier = {link["name"]: link["carrier"] and link["up"] for link in k.links()
                    if link["name"] in self.options.interfaces}
-        usable: dict[str, list[str]] = {}
-        for a in k.addresses():
-            name = self.index_to_name.get(a["index"])
-            if name and a["scope"] == 0 and not a["dadfailed"] and (not a["tentative"] or a["optimistic"]):
-                usable.setdefault(name, []).append(a["address"])
-        return {"carrier": carrier, "usable": usable}
+        addresses = [AddressState(name, a["address"], a["scope"], a["tentative"], a["optimistic"], a["dadfailed"])
+                     for a in k.addresses() if (name := self.index_to_name.get(a["index"]))]
+        return carrier, addresses
 
-    async def _reconcile(self) -> None:
-        while True:
-            self._reconcile_again = False
+    @staticmethod
+    def _no_transmit(transmit) -> None:
+        raise TypeError("the attachment core sends nothing")
+
+    async def _apply_attachment(self, effect) -> None:
+        """The attachment core's effects, in order (CoreDriver's worker)."""
+        now = self.loop.time()
+        if isinstance(effect, (ObserveLinks, PinDefaultRoute, HomeLinkAddress)):
             try:
-                state = await self.loop.run_in_executor(self.pool, self._observe)
-                await self._act_on(state)
+                if isinstance(effect, ObserveLinks):
+                    self.attach.observing()
+                    carrier, addresses = await self.io_kernel(self._observe)
+                    self.attach_driver.execute(self.attach.observed(carrier, addresses, self.loop.time()))
+                elif isinstance(effect, PinDefaultRoute):
+                    await self.io_kernel(self._pin_default_route, effect)
+                    self.attach.route_pinned(effect)
+                else:
+                    await self.io_kernel(self._home_link_address, effect.interface, effect.present)
             except Exception as exc:  # a kernel call failed: report it, keep running
+                self.attach.kernel_failed(effect)
                 self.count("reconcile.failed")
                 self.emit("mipv6.mn.reconcile_failed", error=f"{type(exc).__name__}: {exc}")
-            if not self._reconcile_again:
-                return
-
-    async def _act_on(self, state: dict) -> None:
-        attached = [n for n in self.options.interfaces if state["carrier"].get(n)]
-        current = attached[0] if attached else None
-        if current != self.attached:
-            if self.attached is not None:
-                self.emit("mipv6.mn.l2_down", interface=self.attached)
-            if current is not None:
-                self.emit("mipv6.mn.l2_up", interface=current)
-                if self.pana is not None:
-                    self.pana.config.interface = current   # where a multicast PCI leaves
-            self.attached = current
-        if self.default_pin is not None and self.default_pin[0] != current:
-            # Left that network: its router is no longer our way out.
-            await self.io_kernel(self._pin_default_route, None)
-        if current is None or current not in self.ra:
             return
-        _t, prefix, router = self.ra[current]
-        net = ipaddress.IPv6Network(prefix)
-        # None while the address is still tentative (DAD), or SLAAC has not run yet.
-        address = next((a for a in state["usable"].get(current, []) if ipaddress.IPv6Address(a) in net), None)
-        self.address = address
-        if not self.active:    # (when active, the pin waits until signalling is under way)
-            await self.io_kernel(self._pin_default_route, (current, router))
-        if address is not None and self.pana is not None and not self.pana_started \
-                and self.pana_options.autostart:
-            self.pana_started = True
-            self.pana.start()          # the first usable address: authenticate from it
-        if not self.active:
-            return
-        hoa, _ha, home_prefix = self.home
-        now = self.io.now()
-        if prefix == home_prefix:
-            if not self.at_home_configured:
-                await self.io.kernel(self._home_link_address, current, True)
-                self.at_home_configured = True
-                self.emit("mipv6.mn.at_home", interface=current)
-            if not self.core.at_home:
-                self.io.execute(self.core.return_home(now))
-            await self.io_kernel(self._pin_default_route, (current, router))
-            self._pana_moved(address)
-            await self._notify()
-            return
-        coa = address
-        if coa is None:
-            return
-        if self.at_home_configured:
-            await self.io.kernel(self._home_link_address, None, False)
-            self.at_home_configured = False
-        if coa != self.core.coa:
-            self.coa_interface = current
-            self.emit("mipv6.mn.coa_ready", interface=current, coa=coa, dad=self.options.dad)
-            self.io.execute(self.core.move_to(coa, now))
+        if isinstance(effect, MoveTo):
+            self.io.execute(self.core.move_to(effect.coa, now))
             self._nsis_addresses()
             # Returning home ended route optimisation for good; away again, ask for it
             # anew (the core runs it once the home registration for this CoA is accepted).
             self._want_route_optimization(now)
-            await self.io_kernel(self._pin_default_route, (current, router))
-            self._pana_moved(coa)
-            await self._notify()
-        await self.io_kernel(self._pin_default_route, (current, router))
+        elif isinstance(effect, ReturnHome):
+            self.io.execute(self.core.return_home(now))
+        elif isinstance(effect, Activate):
+            try:
+                await self._activate(effect.hoa, effect.ha, effect.home_prefix)
+            except Exception as exc:
+                if self._starting is None or self._starting.done():
+                    self.fatal(f"cannot activate the home side: {exc}")
+                    return
+                self._starting.set_exception(exc)
+                return
+            if self._starting is not None and not self._starting.done():
+                self._starting.set_result(None)
+            self.attach_driver.execute(self.attach.activated(self.loop.time()))
+        elif isinstance(effect, InstallSA):
+            self.sa_store.replace(effect.sa)
+            self.emit("mipv6.sa_added", spi=effect.sa.spi, hoa=effect.sa.hoa, nai=effect.sa.nai, source=effect.source)
+        elif isinstance(effect, RemoveSA):
+            if self.sa_store.remove(effect.spi) is not None:
+                self.emit("mipv6.sa_removed", spi=effect.spi, reason=effect.reason)
+        elif isinstance(effect, SasChanged):
+            if self.core is not None:
+                self.io.execute(self.core.security_associations_changed(now))
+        elif isinstance(effect, SetNsisToken):
+            self.nsis_token = effect.token
+            if effect.signalling and self.nsis is not None:
+                self.ni.set_token(effect.token)
+        elif isinstance(effect, SetPanaInterface):
+            self.pana.config.interface = effect.interface   # where a multicast PCI leaves
+        elif isinstance(effect, StartPana):
+            self.pana.start()
+        elif isinstance(effect, PingPana):
+            if self.pana.ping():   # the PAA learns the new address from an authenticated ping
+                self.attach.pana_pinged(effect.address)
+        else:
+            self.emit("mipv6.mn.effect_ignored", effect=type(effect).__name__)
+        await self._notify()
 
     async def io_kernel(self, fn, *args):
         """A kernel call on the agent's one kernel thread (also before activation)."""
         return await self.loop.run_in_executor(self.pool, fn, *args)
 
-    def _pin_default_route(self, attachment: tuple[str, str] | None) -> None:
+    def _pin_default_route(self, pin: PinDefaultRoute) -> None:
         """The default route through the router of the network we are attached to, ahead
         of the RA-learned ones (metric ATTACHED_METRIC): right after a move the kernel may
         still route by the interface just left (carrier loss reaches routing through
         linkwatch up to 1 s later), which would lose what applications send, e.g. from
-        the home address once back home. None: detached, no pin."""
-        if attachment == self.default_pin:
-            return
-        if attachment is None:
+        the home address once back home. No interface: detached, no pin."""
+        if pin.interface is None:
             self.kernel.del_route("default", metric=ATTACHED_METRIC, missing_ok=True)
         else:
-            ifname, router = attachment
-            self.kernel.add_route("default", gateway=router, dev=ifname, metric=ATTACHED_METRIC)
-        self.default_pin = attachment
+            self.kernel.add_route("default", gateway=pin.router, dev=pin.interface, metric=ATTACHED_METRIC)
 
-    async def _pin_for_signalling(self) -> None:
-        """The default route through the router of the CoA's network, now (idempotent)."""
-        iface = getattr(self, "coa_interface", None)
-        if iface is not None and iface in self.ra:
-            _t, _prefix, router = self.ra[iface]
-            if self.default_pin != (iface, router):   # (pinned already: no trip to the kernel thread)
-                await self.io_kernel(self._pin_default_route, (iface, router))
-
-    def _pana_moved(self, address: str | None) -> None:
-        """After a handover the PAA learns the new address from an authenticated ping."""
-        if self.pana is not None and address is not None and address != self.pana_address \
-                and self.pana.ping():
-            self.pana_address = address
-
-    def _home_link_address(self, ifname: str | None, present: bool) -> None:
+    def _home_link_address(self, ifname: str, present: bool) -> None:
         """At home the HoA must answer neighbour discovery on the home link itself."""
-        k = self.kernel
-        hoa, _ha, prefix = self.home
+        hoa, _ha, prefix = self.attach.home
         plen = ipaddress.IPv6Network(prefix).prefixlen
         if present:
-            k.add_address(ifname, hoa, plen, dad=DadMode.OFF, replace=True)
-            self.home_link_interface = ifname
+            self.kernel.add_address(ifname, hoa, plen, dad=DadMode.OFF, replace=True)
         else:
-            name = getattr(self, "home_link_interface", None)
-            if name:
-                k.del_address(name, hoa, plen, missing_ok=True)
+            self.kernel.del_address(ifname, hoa, plen, missing_ok=True)
 
     # ------------------------------------------------------------------ PANA bootstrapping
     def _on_bootstrap(self, update) -> None:
-        """PanaClient's on_update (synchronous, on the loop): apply it in a task, in order."""
-        self.spawn(self._apply_bootstrap(update), f"bootstrap {update.kind}")
-
-    async def _apply_bootstrap(self, update) -> None:
-        async with self.bootstrap_lock:   # updates apply in the order PANA produced them
-            b = update.bootstrap
-            if update.kind in ("ready", "rekeyed") and b is not None and b.complete and b.home_prefix \
-                    and self._same_home(b):
-                self.sa_store.replace(b.sa)
-                self.emit("mipv6.sa_added", spi=b.sa.spi, hoa=b.sa.hoa, nai=b.sa.nai, source=b.sources["sa"])
-                if self.core is None:
-                    await self._activate(b.hoa, b.ha, b.home_prefix)
-                    self._schedule_reconcile()
-                self.nsis_token = b.token
-                if self.nsis is not None:
-                    self.ni.set_token(b.token)
-                self.pana_address = self.address
-                static = sorted(item for item, source in b.sources.items() if source == "static")
-                if static:
-                    self.emit("mipv6.mn.static_fallback", items=static, session_id=b.session_id)
-            if update.old_spi is not None and self.sa_store.remove(update.old_spi) is not None:
-                self.emit("mipv6.sa_removed", spi=update.old_spi, reason=update.kind)
-            if update.kind == "closed":
-                self.nsis_token = None
-                self._restart_pana(update)
-            if self.core is not None:
-                # The SA we were waiting for, or a new one (re-authentication, a new
-                # session): the HA's binding lives only as long as the SA that signed it.
-                self.io.execute(self.core.security_associations_changed(self.io.now()))
-            await self._notify()
-
-    def _same_home(self, b) -> bool:
-        """The first bootstrap sets the home side up; later ones must keep it."""
-        if self.core is None or (packed(b.hoa), packed(b.ha)) == (self.hoa_packed, packed(self.core.ha)):
-            return True
-        self.emit("mipv6.mn.bootstrap_conflict", hoa=b.hoa, ha=b.ha, active_hoa=self.core.hoa,
-                  active_ha=self.core.ha)
-        return False
-
-    def _restart_pana(self, update) -> None:
-        """A session that ended starts again as PanaClient.restart_delay says: at once,
-        then with backoff while it keeps failing or keeps being superseded; never after
-        pana-terminate, nor after too many supersessions in a row."""
-        delay = self.pana.restart_delay(update)
-        if delay is None:
-            return
-        self.emit("mipv6.mn.pana_restart", reason=update.reason, delay_s=delay)
-        if self.pana_restart is not None:
-            self.pana_restart.cancel()
-        self.pana_restart = self.loop.call_later(delay, self.pana.start)
+        """PanaClient's on_update (synchronous, on the loop): the attachment core decides,
+        its effects apply in the order PANA produced the updates."""
+        b = update.bootstrap
+        delay = self.pana.restart_delay(update) if update.kind == "closed" else None
+        result = BootstrapResult(update.kind, old_spi=update.old_spi, reason=update.reason, restart_delay=delay)
+        if b is not None:
+            result = dataclasses.replace(result, hoa=b.hoa, ha=b.ha, home_prefix=b.home_prefix, sa=b.sa,
+                                         token=b.token, sources=dict(b.sources), session_id=b.session_id)
+        self.attach_driver.execute(self.attach.bootstrap(result, self.loop.time()))
 
     # ------------------------------------------------------------------ effects
     def _tunnel_endpoints(self) -> tuple[str, str] | None:
@@ -641,7 +574,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
 
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
-            dev = self.coa_interface
+            dev = self.attach.coa_interface
             t0 = time.monotonic()
             point_ms = await self.io.kernel(self._point, effect.hoa, effect.local, effect.remote, dev)
             self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
@@ -674,7 +607,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
                     # (_gist_egress); EXT's path toward the HA is pinned to the new router
                     # as well, as before (the "rr" round, asked at the move too, does not
                     # wait for that kernel change).
-                    await self._pin_for_signalling()
+                    for pin in self.attach.pin_for_signalling(self.io.now()):
+                        await self._apply_attachment(pin)
                 self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
                                                       self.nsis.now()))
         elif isinstance(effect, ClosePinholes):
@@ -747,7 +681,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         return out
 
     def status(self) -> dict:
-        out = {"attached": self.attached, **self.backend.status(), "sas": len(self.sa_store)}
+        out = {"attached": self.attach.attached, **self.backend.status(), "sas": len(self.sa_store)}
         if self.pana is not None:
             out.update(pana=self.pana.status(), nsis_token=self.nsis_token.hex() if self.nsis_token else None)
         if self.core is None:
@@ -875,7 +809,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         return self.status()
 
     async def cmd_counters(self, _req) -> dict:
-        out = {"agent": dict(self.counters)}
+        out = {"agent": dict(self.counters), "attachment": dict(self.attach.counters)}
         if self.core is not None:
             out.update(core=dict(self.core.counters), io=dict(self.io.counters),
                        netfilter=await self.io.kernel(self.rules.counters),

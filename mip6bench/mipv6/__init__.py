@@ -10,10 +10,12 @@ Modules:
     wire       Mobility Header messages/options, HAO, type 2 routing header, IPv6 packets
     crypto     return routability tokens, Kbm, BAD; RFC 4285 authenticators; NTP timestamps
     sa         MobilitySA and SAStore: how MN-HA keys reach the cores
-    effects    InstallBinding, RemoveBinding, TunnelUp/Down, RequestDAD, HomeRegistered,
-               HomeDeregistered, RegistrationFailed, RouteOptimizationOn/Off
+    effects    InstallBinding, RemoveBinding, TunnelUp/Down, RequestDAD, FetchSA,
+               HomeRegistered, HomeDeregistered, RegistrationFailed, RouteOptimizationOn/Off
     core       receive path shared by the cores, BindingCacheEntry, seq_newer
     ha         HomeAgent        cn  CorrespondentNode        mn  MobileNode
+    attachment Attachment: the MN's movement detection, CoA decision, DAD modes,
+               bootstrap results and PANA restarts (its effects are defined there)
 """
 from importlib import import_module
 

@@ -8,8 +8,14 @@ Home agent and correspondent node (binding cache):
         CN it sends to the HoA with a type 2 routing header via the CoA and accepts
         packets from the CoA carrying the Home Address option.
     RemoveBinding(hoa, coa, home_registration, reason)
-    RequestDAD(hoa, link_local)  (HA only) run Duplicate Address Detection for a new home
-        registration, then call ``HomeAgent.dad_completed(hoa, ok, now)``.
+    RequestDAD(hoa, link_local)  (HA only) Duplicate Address Detection for a new home
+        registration (RFC 4862 5.4): send one Neighbor Solicitation for ``hoa`` from ::
+        on the home link (joining its solicited-node group), then call
+        ``HomeAgent.dad_probe_sent(hoa, now)``; report every NS/NA seen there for it
+        with ``HomeAgent.neighbor_seen``. The core decides when DAD succeeded.
+    FetchSA(spi)  (HA only) fetch the SA with this SPI from the PAA (SA distribution),
+        then call ``HomeAgent.sa_fetched(spi, found, now)``; Binding Updates waiting
+        for it come back from there.
 Both ends of the bidirectional tunnel (HA and MN):
     TunnelUp(hoa, local, remote)   (re)point the tunnel for ``hoa`` at local<->remote;
         replaces an earlier tunnel for the same hoa.
@@ -70,6 +76,11 @@ class RemoveBinding(Effect):
 class RequestDAD(Effect):
     hoa: str
     link_local: bool = False
+
+
+@dataclass(frozen=True)
+class FetchSA(Effect):
+    spi: int
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,14 @@
     ha = HomeAgent("2001:db8:1::1", ["2001:db8:1::/64"], sa_store, max_lifetime=3600)
     actions = ha.receive(mh_bytes, src, dst, now, hao=hoa_from_hao_option)
     actions = ha.handle_timer(key, now)
-    actions = ha.dad_completed(hoa, ok, now)       # only with perform_dad=True
+    actions = ha.dad_probe_sent(hoa, now)          # with perform_dad: the runtime sent the NS
+    actions = ha.neighbor_seen(kind, target, src, now)   # an NS or NA on the home link
+    actions = ha.dad_completed(hoa, ok, now)       # (or a runtime that runs DAD itself)
     ok, actions = ha.check_home_address_option(src, hoa, now)   # data packets with a HAO
+    held, actions = ha.hold_binding_update(spi, item, now)    # SA fetched on demand
+    items, actions = ha.sa_fetched(spi, found, now)
+    actions = ha.sa_store_changed(now)             # re-arm SA expiry
+    actions = ha.sa_distribution_changed(kind, spi, removed, hoa, reason, successor, now)
 
 A Binding Update is checked in this order, and rejected before any state changes:
   1. RFC 4285 authentication: an MN-HA Authentication option with the SPI of an unexpired
@@ -41,7 +47,26 @@ gone too (the re-keyed predecessor of the revoked one); a binding a live SA auth
 Accepted registrations produce InstallBinding + TunnelUp (new entry or new CoA); removal
 (deregistration, expiry, revocation) produces RemoveBinding + TunnelDown. BAs are signed with the
 SA's MN-HA key and carry the BU's timestamp. Timers: ("binding", hoa) expiry,
-("brr", hoa) Binding Refresh Request ``brr_lead`` seconds before expiry, ("dad", hoa).
+("brr", hoa) Binding Refresh Request ``brr_lead`` seconds before expiry, ("dad", hoa),
+("sa", "expiry").
+
+DAD on the MN's behalf (RFC 6275 10.3.1, RFC 4862 5.4, with ``perform_dad``): a first
+registration of a home address asks the runtime to send one Neighbor Solicitation from
+:: (RequestDAD) and waits ``dad_timeout`` for dad_probe_sent; from then on it listens
+``dad_wait`` seconds (RetransTimer). A Neighbor Advertisement for the address, or another
+node's DAD probe for it (NS from ::), is a defender: the BU is rejected with 134. Nobody
+within ``dad_wait``: the address is unique, the binding is installed. No probe sent
+within ``dad_timeout``: rejected with 128. Event mipv6.ha.dad_done {hoa, ok, defender, ms}.
+
+SAs fetched on demand (with SA distribution): a Binding Update whose SPI the store lacks
+is held (hold_binding_update) while the SA is fetched (FetchSA; sa_fetched hands the
+held BUs back, in order, for the runtime to pass to receive), within bounds a stranger
+cannot exceed: ``max_fetches`` SPIs fetched at once (beyond that a BU goes on unfetched
+and gets 146: counter sa.fetch_refused), ``max_waiting_per_spi`` BUs per SPI and
+``max_waiting`` in all (beyond that dropped, the MN retransmits: sa.wait_dropped);
+sa.fetched / sa.fetch_failed count the outcomes. SA expiry: timer ("sa", "expiry") at the
+store's next expiry removes expired SAs (event mipv6.sa_expired) and ends what they
+authorised (sa_revoked); sa_store_changed re-arms it after the runtime changed the store.
 """
 from __future__ import annotations
 
@@ -64,8 +89,8 @@ from mip6bench.mipv6.core import (
     seq_newer,
 )
 from mip6bench.mipv6.crypto import encode_with_mn_ha, ntp_seconds, ntp_timestamp, verify_mn_ha
-from mip6bench.mipv6.effects import InstallBinding, RequestDAD, TunnelUp
-from mip6bench.mipv6.sa import MobilitySA, SAStore
+from mip6bench.mipv6.effects import FetchSA, InstallBinding, RequestDAD, TunnelUp
+from mip6bench.mipv6.sa import FetchWaitlist, MobilitySA, SAStore
 from mip6bench.mipv6.wire import (
     AlternateCareOfAddress,
     Authentication,
@@ -79,6 +104,11 @@ from mip6bench.mipv6.wire import (
     wire_lifetime,
 )
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer
+
+SA_EXPIRY_TIMER = ("sa", "expiry")
+MAX_FETCHES = 32          # SPIs fetched at once; BUs beyond that go to the core unfetched (146)
+MAX_WAITING_PER_SPI = 8   # BUs held per SPI being fetched; more are dropped (counted)
+MAX_WAITING = 128         # BUs held in all
 
 # RFC 6275 9.5.4: rejections a BA reports even when the BU did not ask for one.
 ALWAYS_ACKNOWLEDGED = frozenset({130, 135, 136, 137, 138, 144, 145, 146})
@@ -116,8 +146,11 @@ class HomeAgent(BindingCacheCore):
     max_bindings: capacity; a new registration beyond it gets 130.
     served_home_addresses: if given, only these HoAs are served (others get 133).
     policy(hoa, nai) -> bool: administrative policy (False gives 129).
-    perform_dad / dad_timeout: run DAD (RequestDAD effect) before accepting a new HoA; a
-        runtime that does not answer within dad_timeout gets the BU rejected with 128.
+    perform_dad / dad_timeout / dad_wait: run DAD (RequestDAD effect) before accepting a
+        new HoA: the runtime sends the probe within dad_timeout (else 128), then a
+        defender within dad_wait (RetransTimer) rejects the BU with 134.
+    max_fetches / max_waiting_per_spi / max_waiting: bounds of the BUs held while their
+        SA is fetched (hold_binding_update).
     refresh_advice: if set, BAs carry a Binding Refresh Advice with this interval.
     clock_offset: added to ``now`` for RFC 4285 timestamps (seconds).
     brr_lead: send a BRR this many seconds before a binding expires (None: never).
@@ -130,7 +163,9 @@ class HomeAgent(BindingCacheCore):
     def __init__(self, address: str, home_prefixes: Iterable[str], sa_store: SAStore, *,
                  max_lifetime: float = 3600, max_bindings: int | None = None,
                  served_home_addresses: Iterable[str] | None = None, policy: Policy | None = None,
-                 perform_dad: bool = False, dad_timeout: float = 3.0,
+                 perform_dad: bool = False, dad_timeout: float = 3.0, dad_wait: float = 1.0,
+                 max_fetches: int = MAX_FETCHES, max_waiting_per_spi: int = MAX_WAITING_PER_SPI,
+                 max_waiting: int = MAX_WAITING,
                  refresh_advice: float | None = None, clock_offset: float = 0.0,
                  brr_lead: float | None = None, natfw_sa_on_demand: bool = False,
                  random_bytes=os.urandom):
@@ -149,6 +184,11 @@ class HomeAgent(BindingCacheCore):
         self.policy = policy
         self.perform_dad = perform_dad
         self.dad_timeout = dad_timeout
+        if dad_wait <= 0:
+            raise ValueError("dad_wait must be positive")
+        self.dad_wait = dad_wait
+        self.dad_probing: dict[str, float] = {}    # HoA -> when its DAD probe left
+        self.fetching = FetchWaitlist(max_fetches, max_waiting_per_spi, max_waiting)
         self.refresh_advice = wire_lifetime(refresh_advice) if refresh_advice else None
         self.clock_offset = clock_offset
         self.last_timestamp: dict[int, int] = {}   # SPI -> last accepted replay timestamp
@@ -350,16 +390,45 @@ class HomeAgent(BindingCacheCore):
                 StartTimer(("dad", request.hoa), now + self.dad_timeout),
                 Event("mipv6.ha.dad_started", {"hoa": request.hoa})]
 
+    def dad_probe_sent(self, hoa: str, now: float) -> list[Action]:
+        """The runtime sent RequestDAD(hoa)'s Neighbor Solicitation: listen dad_wait."""
+        hoa = normalize_address(hoa)
+        if hoa not in self.pending_dad or hoa in self.dad_probing:
+            return []
+        self.dad_probing[hoa] = now
+        return [StartTimer(("dad", hoa), now + self.dad_wait)]
+
+    def neighbor_seen(self, kind: str, target: str, src: str, now: float) -> list[Action]:
+        """A Neighbor Solicitation ("ns") or Advertisement ("na") for `target` on the home
+        link, from `src`: a defender of an address under DAD (an NA, or another node's
+        probe, an NS from ::) makes the DAD fail (RFC 4862 5.4.3, 5.4.4)."""
+        if not self.dad_probing:
+            return []
+        try:
+            target, src = normalize_address(target), normalize_address(src)
+        except (ValueError, TypeError):
+            return self._drop("bad_address")
+        if target not in self.dad_probing or not (kind == "na" or (kind == "ns" and src == "::")):
+            return []
+        self.counters["dad.defended"] += 1
+        return self._dad_done(target, False, now, defender=src)
+
     def dad_completed(self, hoa: str, success: bool, now: float) -> list[Action]:
-        """The runtime's answer to RequestDAD(hoa): accept (or reject with 134) the BU."""
+        """DAD for `hoa` ended: accept (or reject with 134) the BU."""
         try:
             hoa = normalize_address(hoa)
         except (ValueError, TypeError):
             return self._drop("bad_address")
+        return self._dad_done(hoa, success, now)
+
+    def _dad_done(self, hoa: str, success: bool, now: float, defender: str | None = None) -> list[Action]:
         request = self.pending_dad.pop(hoa, None)
         if request is None:
             return self._drop("dad_result_without_request", hoa=hoa)
-        actions: list[Action] = [StopTimer(("dad", hoa))]
+        sent = self.dad_probing.pop(hoa, None)
+        actions: list[Action] = [StopTimer(("dad", hoa)), Event("mipv6.ha.dad_done", {
+            "hoa": hoa, "ok": success, "defender": defender,
+            "ms": None if sent is None else round((now - sent) * 1000, 3)})]
         if not success:
             return actions + self._reject(request.bu, request.pkt, hoa, request.coa, request.sa,
                                           _Reject(BAStatus.DAD_FAILED, "duplicate address detection failed"), now)
@@ -370,12 +439,14 @@ class HomeAgent(BindingCacheCore):
         return actions + self._install(request, now)
 
     def _handle_other_timer(self, key, now) -> list[Action]:
+        if key == SA_EXPIRY_TIMER:
+            return self._expire_sas(now)
         kind, hoa = key
-        if kind != "dad":
+        if kind != "dad" or hoa not in self.pending_dad:
             return []
-        request = self.pending_dad.pop(hoa, None)
-        if request is None:
-            return []
+        if hoa in self.dad_probing:     # nobody defended the address within dad_wait
+            return self._dad_done(hoa, True, now)
+        request = self.pending_dad.pop(hoa)
         return self._reject(request.bu, request.pkt, hoa, request.coa, request.sa,
                             _Reject(BAStatus.REASON_UNSPECIFIED, "no DAD result from the runtime"), now)
 
@@ -432,3 +503,50 @@ class HomeAgent(BindingCacheCore):
             self.counters["binding.revoked"] += 1
             actions += self._remove_entry(h, reason)
         return actions
+
+    # ------------------------------------------------------------------ SA expiry and fetching
+
+    def sa_store_changed(self, now: float) -> list[Action]:
+        """The runtime changed the SA store: expiry is armed for its next expiring SA."""
+        at = self.sa_store.next_expiry()
+        return [StopTimer(SA_EXPIRY_TIMER) if at is None else StartTimer(SA_EXPIRY_TIMER, at)]
+
+    def _expire_sas(self, now: float) -> list[Action]:
+        actions: list[Action] = []
+        for sa in self.sa_store.expire(now):
+            self.counters["sa.expired"] += 1
+            actions.append(Event("mipv6.sa_expired", {"spi": sa.spi, "hoa": sa.hoa}))
+            actions += self.sa_revoked(sa.spi, sa.hoa, "SA expired", now)
+        return actions + self.sa_store_changed(now)
+
+    def sa_distribution_changed(self, kind: str, spi: int, removed: bool, hoa: str | None, reason: str,
+                                successor: bool, now: float) -> list[Action]:
+        """SA distribution changed the store ("install" or "remove"; `removed`: the store
+        gave that SA up). A removal ends the binding it authorised unless re-authentication
+        replaced the SA (`successor`); one the store refused (it holds that SPI for another
+        HoA) changes nothing."""
+        actions = self.sa_store_changed(now)
+        if kind == "remove" and (removed or self.sa_store.lookup_spi(spi) is None):
+            actions += self.sa_revoked(spi, hoa, reason, now, successor=successor)
+        return actions
+
+    def hold_binding_update(self, spi: int | None, item, now: float) -> tuple[bool, list[Action]]:
+        """A Binding Update signed with `spi` (None: not a signed BU) arrived: True when it
+        waits (as `item`) for its SA to be fetched, False to process it now."""
+        if spi is None or self.sa_store.lookup_spi(spi, now) is not None:
+            return False, []
+        verdict = self.fetching.hold(spi, item)
+        if verdict == "refused":
+            self.counters["sa.fetch_refused"] += 1
+            return False, []             # to receive() unfetched: 146
+        if verdict == "dropped":         # the MN retransmits; a flood does not pile up
+            self.counters["sa.wait_dropped"] += 1
+            return True, []
+        return True, [FetchSA(spi)] if verdict == "fetch" else []
+
+    def sa_fetched(self, spi: int, found: bool, now: float) -> tuple[list, list[Action]]:
+        """The fetch FetchSA(spi) asked for ended: the items held for it, in order (without
+        the SA the core answers them with 146)."""
+        items = self.fetching.release(spi)
+        self.counters["sa.fetched" if found else "sa.fetch_failed"] += 1
+        return items, []

@@ -80,7 +80,7 @@ def test_bootstrap_through_hostapd_with_the_ha_pulling_on_the_binding_update(tb)
     assert installed["source"] == "pull" and fetched["t_ns"] < installed["t_ns"] < accepted["t_ns"]
     assert not agent_events(tb, "paa", "paa", "sadist.push_sent")
     assert "sadist" in tb.mobility_agent("ha").request("status")
-    assert tb.mobility_agent("ha").request("counters")["io"]["sa.fetched"] >= 1
+    assert tb.mobility_agent("ha").request("counters")["core"]["sa.fetched"] >= 1
     codes = defaultdict(list)
     for e in read_events(tb.run.logs_dir / "paa-paa.events.jsonl"):
         if e["event"] == "radius.answer":

@@ -283,6 +283,27 @@ def _fix_mh_checksum(packet: bytes, home: str) -> bytes:
     return packet[:mh_at] + bytes(mh)
 
 
+def test_the_ha_runs_dad_for_a_new_home_address_and_a_defender_on_the_home_link_wins(tb):
+    """DAD on the MN's behalf on the wire: a first registration of a home address that
+    another node of the home link holds (the PAA's own address) is refused with 134 once
+    that node's kernel answered the HA's probe; nothing is bound or proxied for it."""
+    ha = tb.mobility_agent("ha")
+    spi, key, nai = 0x5151, os.urandom(16), "squatter@mip6bench.example"
+    ha.request("sa-add", spi=spi, key=key.hex(), hoa=PAA, nai=nai, replace=True)
+    try:
+        sa = MobilitySA(spi, key, hoa=PAA, nai=nai)
+        t0 = time.monotonic_ns()
+        send_raw(tb, "mn1", home_bu(sa, status(tb)["coa"], PAA, 7, ntp_timestamp(time.time() + NTP_UNIX_OFFSET)))
+        done = wait_event(tb, "ha", "mipv6.ha.dad_done", t0, hoa=PAA)
+        assert done["ok"] is False and done["defender"], done
+        assert done["ms"] < ha.request("status")["dad_timeout_ms"]
+        rejected = wait_event(tb, "ha", "mipv6.ha.bu_rejected", t0, hoa=PAA)
+        assert rejected["status"] == 134, rejected
+        assert [b["hoa"] for b in ha.request("bindings")] == [hoa(tb)]
+    finally:
+        ha.request("sa-remove", spi=spi)
+
+
 def test_malformed_and_unknown_mobility_headers_are_counted_and_answered(tb):
     coa = status(tb)["coa"]
     ha = tb.mobility_agent("ha")
