@@ -15,6 +15,11 @@ Home Address per user (the AAA's Framed-IPv6-Address, the credentials file's thi
 field) or random from the home prefix, random unique SPIs, SA lifetime (default and
 maximum), NSIS authorization tokens minted with `token_key`, SA push or pull.
 
+Where the first EAP request goes (option `eap_in_first_par`): "auto" (default) puts it
+in PAR[S] and falls back to the plain handshake for a PaC that answers that PAR[S] only
+with repeated PCIs (OpenPANA's PaC), "always" in PAR[S], "never" in the PAR after the
+PAN[S]; see mip6bench.pana.paa.
+
 A newer session of a NAI supersedes the older one: its MIPv6 SA is revoked at the HA
 at once and the PaC gets a PTR (Termination-Cause ADMINISTRATIVE), see
 mip6bench.pana.paa.
@@ -84,6 +89,9 @@ class Options:
     relays: list[str] = dataclasses.field(default_factory=list)  # RFC 6345 relay addresses
     port: int = PANA_PORT
     mip6: bool = True                     # the MIPv6 bootstrapping extension
+    # The first EAP request in PAR[S] ("always"), after the handshake ("never"), or in
+    # PAR[S] with the plain handshake for a PaC that ignores it ("auto"): pana.paa
+    eap_in_first_par: str = "auto"
 
 
 def _hex(name: str, text: str, minimum: int) -> bytes:
@@ -140,7 +148,7 @@ class PaaAgent(WaitableEvents, Agent):
                                 max_lifetime=o.authz_max_lifetime) if o.authz_peers else None
             self.service = PaaService(PaaServiceConfig(
                 PaaConfig(session_lifetime=o.session_lifetime, mip6=policy if o.mip6 else None,
-                          relays=tuple(o.relays)),
+                          relays=tuple(o.relays), eap_in_first_par=o.eap_in_first_par),
                 backend=o.backend, radius=radius,
                 credentials=creds.psk if creds else None,
                 fixed_hoa=creds.hoa if creds else (lambda nai: None),

@@ -5,7 +5,8 @@ MN's NAI and key, unicast or multicast-with-Router-Alert discovery) and logs wha
 bootstrap yields (HA, HoA, MIPv6 SA, NSIS token; re-keying; termination), the same
 events the MN agent logs when it composes the client (agents/mn.py, option `pana`).
 For tests and tools that want a PaC without Mobile IPv6 (a second PaC on an MN node
-takes another port: option `port` 0).
+takes another port: option `port` 0). A PAA or PANA relay element listening on another
+port than 716 (OpenPANA's default PAA port is 5555): option `paa_port`.
 
 Options: those of mip6bench.runtime.pana_client.PanaOptions, plus static_* (the static
 Mobile IPv6 configuration to fall back on when the PAA grants nothing).

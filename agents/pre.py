@@ -9,7 +9,14 @@ reports each datagram's destination, IPV6_PKTINFO): PANA messages to a multicast
 counted ("not addressed to the PRE"), so a PRE left running on an access router does
 not turn an MN's multicast PCI into a second, relayed session.
 
-Control commands: counters, wait-event {event, match, after_ns, within}.
+Two sockets: PaCs talk to `port` (716), and the PRE talks to the PAA from a socket of
+its own (`paa_side_port`, 0: any free port), where the PAA's answers come back. A PRY is
+accepted only from the PAA (`paa`, `paa_port`) and a PaC message only on the PaC side,
+so PaC traffic is told from PAA traffic by the socket it arrived on, not by address: a
+PaC on the PAA's own host (or everything on one host, on loopback) is relayed too.
+
+Control commands: counters, wait-event {event, match, after_ns, within}, status (the
+ports in use).
 """
 from __future__ import annotations
 
@@ -35,7 +42,8 @@ from mip6bench.runtime.udp import UdpSocket
 class Options:
     paa: str                      # the PAA's address
     paa_port: int = PANA_PORT
-    port: int = PANA_PORT
+    port: int = PANA_PORT         # where PaCs talk to the PRE
+    paa_side_port: int = 0        # where the PRE talks to the PAA from (0: any free port)
 
 
 def pktinfo_destination(ancdata) -> str | None:
@@ -59,24 +67,43 @@ class PreAgent(WaitableEvents, Agent):
         self.core = RelayCore(paa, self.options.paa_port)
         self.driver = CoreDriver(send=self._send, on_timer=lambda key, now: [],
                                  apply=lambda effect: None, emit=self.emit)
-        self.sock = UdpSocket.bind("::", self.options.port, self._datagram, ancillary=True,
-                                   on_error=lambda what, exc: self.emit(
-                                       "pre.io_error", what=what, error=str(exc)))
-        self.sock.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        o = self.options
+        for name in ("port", "paa_port", "paa_side_port"):
+            value = getattr(o, name)
+            if not (0 if name != "paa_port" else 1) <= value <= 65535:
+                raise ParameterError(f"option {name!r}: {value} is not a UDP port")
+        on_error = lambda what, exc: self.emit("pre.io_error", what=what, error=str(exc))  # noqa: E731
+        self.sockets = {}
+        self.sockets["pac"] = UdpSocket.bind("::", o.port, self._on("pac"), ancillary=True,
+                                             on_error=on_error)
+        self.sockets["pac"].sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_RECVPKTINFO, 1)
+        try:
+            self.sockets["paa"] = UdpSocket.bind("::", o.paa_side_port, self._on("paa"),
+                                                 on_error=on_error)
+        except OSError:
+            self.sockets["pac"].close()
+            raise
+        self.emit("pre.listening", port=self.sockets["pac"].port,
+                  paa_side_port=self.sockets["paa"].port, paa=paa, paa_port=o.paa_port)
 
     async def stop(self) -> None:
-        self.sock.close()
+        for sock in self.sockets.values():
+            sock.close()
         self.driver.close()
 
-    def _datagram(self, data: bytes, src: str, port: int, ancdata=None) -> None:
-        self.driver.execute(self.core.receive(data, src.split("%", 1)[0], self.driver.now(),
-                                              port, dst=pktinfo_destination(ancdata)))
+    def _on(self, via: str):
+        def handler(data: bytes, src: str, port: int, ancdata=None) -> None:
+            self.driver.execute(self.core.receive(
+                data, src.split("%", 1)[0], self.driver.now(), port,
+                dst=pktinfo_destination(ancdata) if via == "pac" else None, via=via))
+        return handler
 
     def _send(self, tx) -> None:
-        self.sock.send(tx.data, tx.dst, tx.port)
+        self.sockets[tx.meta.get("via", "pac")].send(tx.data, tx.dst, tx.port)
 
     def status(self) -> dict:
-        return {"relay": dict(self.core.counters)}
+        return {"relay": dict(self.core.counters), "port": self.sockets["pac"].port,
+                "paa_side_port": self.sockets["paa"].port}
 
     def commands(self):
         async def counters(_req):

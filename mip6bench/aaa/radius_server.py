@@ -19,7 +19,9 @@ section 3 and RFC 3579 section 3.2 want):
      Message-Authenticator that verifies with the client's secret (RFC 3579 3.2: an
      Access-Request with EAP-Message but without a valid Message-Authenticator is
      silently discarded);
-  5. it names its NAS (NAS-Identifier or NAS-IPv6-Address; RFC 2865 4.1 says it MUST).
+  5. it names its NAS (NAS-Identifier, NAS-IP-Address or NAS-IPv6-Address: RFC 2865 4.1
+     says it MUST carry NAS-IP-Address or NAS-Identifier, RFC 3162 adds the IPv6 one;
+     OpenPANA's PAA sends NAS-IP-Address only).
 A request with the same source address, port, Identifier and Request Authenticator as
 one answered within `duplicate_window` seconds is a retransmission: the cached response
 goes out again and nothing is reprocessed (RFC 5080 2.2.2).
@@ -52,7 +54,8 @@ from mip6bench.eap.actions import EapFailed, EapStatus, EapSucceeded, SendEap
 from mip6bench.eap.packet import EapCode, EapType, decode_eap_packet, failure
 from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, CODE_NAMES, EAP_MESSAGE,
-    FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, NAS_IPV6_ADDRESS,
+    FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, NAS_IP_ADDRESS,
+    NAS_IPV6_ADDRESS,
     SESSION_TIMEOUT, STATE, USER_NAME, build_response, check_radius_packet,
     join_eap_message, mppe_key_attributes, parse_radius_packet, split_eap_message,
     verify_message_authenticator)
@@ -144,7 +147,8 @@ class RadiusServerCore:
             eap_packet = decode_eap_packet(eap)
         except DecodeError as err:
             return self._drop("malformed EAP-Message", src=src, detail=err.reason)
-        if not packet.values(NAS_IDENTIFIER) and not packet.values(NAS_IPV6_ADDRESS):
+        if not any(packet.values(a) for a in (NAS_IDENTIFIER, NAS_IP_ADDRESS,
+                                              NAS_IPV6_ADDRESS)):
             return self._drop("no NAS identification", src=src)
         actions = self._arm_sweep(now)
         actions.append(Event("radius.access_request", {

@@ -7,7 +7,7 @@ One-way delays are lower bounds: each link's configured delay minus its jitter (
 `one_way(topo, segment)` is one topology segment's (access, backhaul, home_uplink,
 home_lan, cn_uplink, cn_lan).
 
-    bootstrap_floors(plan, mn, sa_mode, ha_dad_ms)          PANA bootstrap and home registration
+    bootstrap_floors(plan, mn, sa_mode, ha_dad_ms, eap_in_first_par)  PANA bootstrap, home registration
     traversal_floors(plan, mn, via_home_agent, pull)        the first NATFW traversal, RR, RO
     natfw_resignal_floor_ms(topo, handshake)                a handover's NATFW re-signalling
     handover_floor_ms(topo, gap_ms, dad_ms, ..., sequencing) a handover's disruption
@@ -38,12 +38,15 @@ def _rounded(d: dict[str, float]) -> dict[str, float]:
 
 # ---- bootstrap -------------------------------------------------------------------------
 
-def bootstrap_floors(plan, mn: str, sa_mode: str, ha_dad_ms: float = 0.0) -> dict[str, float]:
+def bootstrap_floors(plan, mn: str, sa_mode: str, ha_dad_ms: float = 0.0,
+                     eap_in_first_par: bool = True) -> dict[str, float]:
     """Sequential one-way trips times the delay of their path:
         discovery         2 d(MN,PAA)                       PCI, PAR[S]
         eap               6 d(MN,PAA) + 6 d(PAA,AAA)        PAN[S]; 3 x (Access-Request,
                                                             -Challenge/Accept); PAR, PAN, PAR,
                                                             PAN, PAR[C]
+                          + 2 d(MN,PAA) without the EAP request in PAR[S]
+                          (eap_in_first_par False, the PAA's "never"): its PAR and PAN
         pana              discovery + eap
         sa_push           push d(PAA,HA); pull 2 d(HA,PAA)
         ha_registration   2 d(MN,HA) (BU, BA) + ha_dad_ms; pull adds 2 d(HA,PAA) (the HA
@@ -55,7 +58,8 @@ def bootstrap_floors(plan, mn: str, sa_mode: str, ha_dad_ms: float = 0.0) -> dic
     d_pa = path_delay_ms(plan, "paa", "aaa")
     d_ph = path_delay_ms(plan, "paa", "ha")
     d_mh = path_delay_ms(plan, mn, "ha")
-    out = {"discovery_ms": 2 * d_mp, "eap_ms": 6 * d_mp + 6 * d_pa}
+    out = {"discovery_ms": 2 * d_mp,
+           "eap_ms": (6 if eap_in_first_par else 8) * d_mp + 6 * d_pa}
     out["pana_ms"] = out["discovery_ms"] + out["eap_ms"]
     out["sa_push_ms"] = d_ph if sa_mode == "push" else 2 * d_ph
     out["ha_registration_ms"] = 2 * d_mh + ha_dad_ms + (2 * d_ph if sa_mode == "pull" else 0.0)

@@ -15,9 +15,29 @@ MipSaEstablished/Revoked). `paa.sessions` maps session id -> PaaSession;
 ("pana-paa", kind, session_id).
 
 EAP: the PAA sends the first EAP request of every (re-)authentication itself, an
-EAP-Request/Identity it builds or whatever `first_eap_request(session_id)` returns (in
-the first PAR when `eap_in_start`, the default, else in the PAR after the handshake),
-and forwards every EAP response to the AAA backend with SendToAAA; see `eap_interface`.
+EAP-Request/Identity it builds or whatever `first_eap_request(session_id)` returns, and
+forwards every EAP response to the AAA backend with SendToAAA; see `eap_interface`.
+Where the first one goes is `eap_in_first_par` (RFC 5609's OPTIMIZED_INIT, a choice of
+the PAA: RFC 5191 4.1 lets the initial PAR carry an EAP-Payload or not):
+    "always"  in PAR[S] (the optimized handshake: one round trip less);
+    "never"   in the first PAR after the PAN[S] (the plain handshake);
+    "auto"    (the default) in PAR[S], unless the PaC answers that PAR[S] only with
+              repeated PCIs: a PaC stops retransmitting its PCI once it has accepted a
+              PAR[S] (RFC 5191 section 9, RFC 5609 INITIAL state), so
+              `fallback_after_pcis` (2) more PCIs from the same address and port
+              while the PAR[S] is unanswered mean it ignored a PAR[S] with an
+              EAP-Payload (OpenPANA's PaC does). The PAA then starts a plain
+              handshake for it: a new session whose PAR[S] has no EAP-Payload
+              (event pana.handshake_fallback, counter "PaC ignored EAP in PAR[S]"),
+              its sequence number the ignored PAR[S]'s plus one (the initial one is
+              the PAA's choice; OpenPANA's PaC keeps the first PAR[S]'s number even
+              when it ignores that message, and drops a PAR[S] out of that order).
+              The first handshake stops retransmitting but stays until either
+              one gets its PAN[S] (a PAR[S] that crossed the PCIs may still be
+              answered), and the other then goes. A PaC whose plain handshake
+              completed that way is remembered (by address, and relay if any: its
+              port may change when it restarts; at most `plain_peers_max`), and PCIs
+              from there get the plain PAR[S] at once.
 
 Session flow (RFC 5609 state names in brackets):
     PCI -> PAR[S] (algorithms offered, EAP-Request/Identity)      HANDSHAKE [INITIAL]
@@ -64,8 +84,8 @@ from typing import Callable, Hashable
 from ..codec import DecodeError
 from ..sansio import Action, Event, Transmit
 from . import mip6
-from .channel import (REQ_RETRANSMIT, Channel, PanaSa, Peer, RetransmitPolicy, TimerTable,
-                      auth_problem, describe)
+from .channel import (REQ_RETRANSMIT, SEQ_MOD, Channel, PanaSa, Peer, RetransmitPolicy,
+                      TimerTable, auth_problem, describe)
 from .crypto import (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128, PRF_HMAC_SHA1,
                      PRF_HMAC_SHA2_256, pana_auth_key)
 from .eap_interface import identity_from_response, identity_request, result_packet
@@ -98,6 +118,10 @@ def _normal(address: str) -> str:
         return address
 
 
+def _host(peer: Peer) -> tuple[str, str | None]:
+    return peer.address, peer.relay[0] if peer.relay else None
+
+
 def _timer(kind: str, session_id: int) -> tuple:
     return ("pana-paa", kind, session_id)
 
@@ -108,7 +132,12 @@ class PaaConfig:
     prf_algorithms: tuple[int, ...] = (PRF_HMAC_SHA1, PRF_HMAC_SHA2_256)  # offered, in order
     integrity_algorithms: tuple[int, ...] = (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128)
     offer_pana_sa: bool = True                   # False: no algorithms, hence no AUTH ever
-    eap_in_start: bool = True                    # EAP-Request/Identity in PAR[S]
+    # The first EAP request in PAR[S]: "always", "never" (in the PAR after the PAN[S]),
+    # or "auto": in PAR[S], falling back to the plain handshake for a PaC that answers
+    # it only with `fallback_after_pcis` repeated PCIs (see the module docstring).
+    eap_in_first_par: str = "auto"
+    fallback_after_pcis: int = 2
+    plain_peers_max: int = 1024
     # RFC 6345 relay elements (their addresses) whose PRY messages are served; a PRY's
     # PaC-Information decides where the PAA's answers go, so a PRY from anywhere else is
     # dropped ("relay not configured"). Empty: no relayed PaCs.
@@ -131,6 +160,16 @@ class PaaConfig:
                                                               mrd=0.0)
     closed_linger: float = 30.0                  # answer retransmitted PTRs after close
     req_retransmit: RetransmitPolicy = REQ_RETRANSMIT
+
+    def __post_init__(self):
+        if self.eap_in_first_par not in EAP_IN_FIRST_PAR:
+            raise ValueError(f"eap_in_first_par={self.eap_in_first_par!r}: choose one of "
+                             f"{', '.join(EAP_IN_FIRST_PAR)}")
+        if self.fallback_after_pcis < 1:
+            raise ValueError("fallback_after_pcis must be at least 1")
+
+
+EAP_IN_FIRST_PAR = ("auto", "always", "never")
 
 
 @dataclass
@@ -169,6 +208,9 @@ class PaaSession:
     aaa_pending: bool = False
     half_open: bool = False             # counted in PaaCore's half-open handshakes
     handshake_address: str = ""
+    eap_in_start: bool = True           # this session's PAR[S] carried the EAP request
+    repeated_pcis: int = 0              # PCIs from its PaC while its PAR[S] was unanswered
+    sibling: int | None = None          # the other handshake of an "auto" fallback pair
 
     @property
     def peer(self) -> Peer:
@@ -197,6 +239,11 @@ class PaaCore:
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
         self._relays = frozenset(_normal(a) for a in self.config.relays)
+        # Hosts whose PaC completed only the plain handshake after ignoring EAP in PAR[S]
+        # ("auto"), by (address, relay address): a PaC's port is often ephemeral (OpenPANA's
+        # is), so it changes when the PaC restarts. Insertion-ordered, the oldest
+        # forgotten beyond plain_peers_max.
+        self._plain_peers: dict[tuple[str, str | None], None] = {}
 
     # ---- input from the network
     def receive(self, data: bytes, src: str, now: float, port: int = PANA_PORT) -> list[Action]:
@@ -270,7 +317,10 @@ class PaaCore:
 
     # ---- handshake
     def _on_pci(self, msg: Message, peer: Peer, now: float) -> list[Action]:
-        if self._handshakes.get(peer) in self.sessions:
+        pending = self.sessions.get(self._handshakes.get(peer))
+        if pending is not None:
+            if self._ignored_eap_in_start(pending):
+                return self._fall_back(pending, msg, now)
             return self._drop("duplicate PCI", msg)  # our PAR[S] is being retransmitted
         if len(self.sessions) >= self.config.max_sessions:
             return self._drop("too many sessions", msg)
@@ -286,15 +336,60 @@ class PaaCore:
             self.counters["bad extension AVP"] += 1
         return self._begin(peer, now, hint, discovery=True)
 
+    def _ignored_eap_in_start(self, session: PaaSession) -> bool:
+        """Count a PCI repeated while `session`'s PAR[S] is unanswered; True when, in
+        "auto", that makes enough of them to say the PaC ignored EAP in PAR[S]."""
+        if session.state != PaaState.HANDSHAKE:
+            return False
+        session.repeated_pcis += 1
+        return (self.config.eap_in_first_par == "auto" and session.eap_in_start
+                and session.sibling is None
+                and session.repeated_pcis >= self.config.fallback_after_pcis)
+
+    def _fall_back(self, first: PaaSession, msg: Message, now: float) -> list[Action]:
+        """The plain handshake for a PaC that ignored our PAR[S] with EAP: a new session
+        whose PAR[S] has none. The first one stops retransmitting but stays (its PAR[S]
+        may have crossed the PCIs and still be answered) until one of the two gets its
+        PAN[S]; see _on_start_answer and _remove."""
+        if len(self.sessions) >= self.config.max_sessions:
+            return self._drop("too many sessions", msg)
+        if self._half_open_total >= self.config.max_handshakes:
+            return self._drop("too many handshakes", msg)
+        if self._half_open[first.peer.address] >= self.config.max_handshakes_per_source:
+            return self._drop("too many handshakes from this address", msg,
+                              detail=first.peer.address)
+        self.counters["PaC ignored EAP in PAR[S]"] += 1
+        actions = self.timers.disarm(_timer("rtx", first.session_id))
+        # Its sequence number goes on from the ignored PAR[S]'s: a PaC may have taken
+        # that one's as the PAA's (OpenPANA's does, and then drops any other PAR[S]).
+        actions += self._begin(first.peer, now, first.mip6_request, discovery=True,
+                               eap_in_start=False,
+                               first_seq=(first.channel.outstanding.seq + 1) % SEQ_MOD)
+        plain = self.sessions[self._handshakes[first.peer]]
+        first.sibling, plain.sibling = plain.session_id, first.session_id
+        actions.append(self._event("pana.handshake_fallback", first, pac=first.peer.address,
+                                   plain_session=plain.session_id,
+                                   repeated_pcis=first.repeated_pcis))
+        return actions
+
     def start_session(self, address: str, now: float, port: int = PANA_PORT) -> list[Action]:
         """PAA-initiated handshake (RFC 5191 4.1): PAR[S] without a PCI."""
         if len(self.sessions) >= self.config.max_sessions:
             return []
         return self._begin(Peer(address, port), now, 0, discovery=False)
 
-    def _begin(self, peer: Peer, now: float, mip6_hint: int, discovery: bool) -> list[Action]:
+    def _begin(self, peer: Peer, now: float, mip6_hint: int, discovery: bool,
+               eap_in_start: bool | None = None, first_seq: int | None = None
+               ) -> list[Action]:
         sid = self._allocate_session_id()
         session = PaaSession(sid, Channel(sid, peer, self.rng), PaaState.HANDSHAKE, now)
+        if first_seq is not None:
+            session.channel.next_seq = first_seq
+        if eap_in_start is None:
+            choice = self.config.eap_in_first_par
+            eap_in_start = choice == "always" or (choice == "auto"
+                                                  and _host(peer) not in self._plain_peers)
+        session.eap_in_start = eap_in_start
         session.mip6_request = mip6_hint if self.config.mip6 else 0
         self.sessions[sid] = session
         self._handshakes[peer] = sid
@@ -302,7 +397,7 @@ class PaaCore:
         self._half_open_total += 1
         session.half_open, session.handshake_address = True, peer.address
         avps = []
-        if self.config.eap_in_start:
+        if session.eap_in_start:
             avps.append(eap_payload_avp(self._identity_request(session)))
         if self.config.offer_pana_sa:
             avps += [prf_algorithm_avp(a) for a in self.config.prf_algorithms]
@@ -313,7 +408,7 @@ class PaaCore:
         actions.append(self.timers.arm(_timer("auth", sid), now + self.config.auth_timeout))
         actions.append(self._event("pana.session_created", session, pac=peer.address,
                                    relay=peer.relay[0] if peer.relay else None,
-                                   discovery=discovery))
+                                   discovery=discovery, eap_in_start=eap_in_start))
         return actions
 
     def _allocate_session_id(self) -> int:
@@ -396,13 +491,21 @@ class PaaCore:
         return None
 
     def _on_start_answer(self, session: PaaSession, msg: Message, now: float) -> list[Action]:
+        actions: list[Action] = []
+        if session.sibling is not None:    # an "auto" fallback pair: this one won
+            other = self.sessions.get(session.sibling)
+            session.sibling = None
+            if other is not None:
+                other.sibling = None
+                actions += self._remove(other, "the other handshake was answered", now)
+            if not session.eap_in_start:
+                self._remember_plain(session.peer)
         self._handshakes.pop(session.peer, None)
         self._close_half_open(session)
         session.i_pan = msg.raw
         if self.config.offer_pana_sa:
             session.prf_alg, session.integrity_alg = msg.prf_algorithms[0], \
                 msg.integrity_algorithms[0]
-        actions: list[Action] = []
         if self.config.mip6:
             try:
                 request = mip6.bootstrap_request(msg)
@@ -419,10 +522,16 @@ class PaaCore:
                                    mip6_request=list(mip6.request_names(session.mip6_request))))
         if msg.eap_payload is not None:
             return actions + self._to_aaa(session, msg.eap_payload)
-        if self.config.eap_in_start:
+        if session.eap_in_start:
             session.state = PaaState.WAIT_PAC_EAP   # the PaC will send a PAR with its answer
             return actions
         return actions + self._send_eap_request(session, self._identity_request(session), now)
+
+    def _remember_plain(self, peer: Peer) -> None:
+        self._plain_peers.pop(_host(peer), None)
+        self._plain_peers[_host(peer)] = None
+        while len(self._plain_peers) > self.config.plain_peers_max:
+            del self._plain_peers[next(iter(self._plain_peers))]
 
     def _take_nonce(self, session: PaaSession, msg: Message) -> None:
         if session.pac_nonce is None and msg.nonce is not None:
@@ -769,6 +878,8 @@ class PaaCore:
         sid = session.session_id
         if self.sessions.pop(sid, None) is None:
             return []
+        sibling = self.sessions.get(session.sibling) if session.sibling is not None else None
+        session.sibling = None
         if self._handshakes.get(session.peer) == sid:
             del self._handshakes[session.peer]
         self._close_half_open(session)
@@ -786,6 +897,9 @@ class PaaCore:
                 self._tombstones = {k: t for k, t in self._tombstones.items() if t.expires > now}
             self._tombstones[sid] = _Tombstone(ch.peer, ch.last_request_raw, ch.last_answer,
                                                now + self.config.closed_linger)
+        if sibling is not None:   # an "auto" fallback pair goes together unless one was answered
+            sibling.sibling = None
+            actions += self._remove(sibling, reason, now)
         return actions
 
     def _close_half_open(self, session: PaaSession) -> None:

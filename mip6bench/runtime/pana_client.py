@@ -110,6 +110,10 @@ class PanaClientConfig:
             raise ValueError(f"discovery {self.discovery!r} does not fit PAA address {self.paa}")
         if self.discovery == "multicast" and not self.interface:
             raise ValueError("multicast discovery needs the egress interface")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is not a UDP port (0: any)")
+        if not 1 <= self.paa_port <= 65535:
+            raise ValueError(f"paa_port {self.paa_port} is not a UDP port")
 
 
 REQUEST_NAMES = {"ha_info": mip6.REQUEST_HA_INFO, "home_address": mip6.REQUEST_HOME_ADDRESS,
@@ -130,7 +134,8 @@ class PanaOptions:
     sa_lifetime: int = 0                      # proposal (0: no preference)
     sa_replay: str = ""                       # proposal: "timestamp" | "sequence" ("": the PAA's choice)
     autostart: bool = True                    # start by itself (else: pana-start)
-    port: int = PANA_PORT
+    port: int = PANA_PORT                     # local UDP port (0: any)
+    paa_port: int = PANA_PORT                 # the PAA's (or PRE's) UDP port
     rao_value: int = rao.DISCOVERY_RAO
     hop_limit: int = rao.DEFAULT_HOP_LIMIT
     pci_irt: float = PCI_RETRANSMIT.irt
@@ -154,7 +159,8 @@ class PanaOptions:
         try:
             return PanaClientConfig(
                 nai=self.nai, psk=psk, paa=self.paa, discovery=self.discovery,
-                interface=interface or self.interface, port=self.port, rao_value=self.rao_value,
+                interface=interface or self.interface, port=self.port,
+                paa_port=self.paa_port, rao_value=self.rao_value,
                 hop_limit=self.hop_limit, request=flags,
                 sa_proposal=mip6.SaParameters(replay=replay[self.sa_replay], lifetime=self.sa_lifetime)
                 if self.sa_lifetime or self.sa_replay else None,

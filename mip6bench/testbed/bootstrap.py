@@ -49,6 +49,7 @@ from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
+from mip6bench.pana.message import PANA_PORT
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.operational import HOME_PREFIX
@@ -70,6 +71,7 @@ class BootstrapSettings:
     token_lifetime: int = 3600
     token_flows: list[str] = field(default_factory=lambda: ["mh:2001:db8:2::/64",
                                                             "any:2001:db8:2::/64"])
+    eap_in_first_par: str = "auto"  # the PAA's first EAP request: "auto" | "always" | "never"
     extra_paa_options: dict[str, Any] = field(default_factory=dict)
     pac_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # MN name -> PanaOptions fields
 
@@ -80,6 +82,9 @@ class BootstrapSettings:
             raise ParameterError(f"sa={self.sa!r}", "choose push or pull")
         if self.discovery not in ("multicast", "unicast"):
             raise ParameterError(f"discovery={self.discovery!r}", "choose multicast or unicast")
+        if self.eap_in_first_par not in ("auto", "always", "never"):
+            raise ParameterError(f"eap_in_first_par={self.eap_in_first_par!r}",
+                                 "choose auto, always or never")
 
 
 class BootstrapServices:
@@ -111,22 +116,33 @@ class BootstrapServices:
     def user(self, k: int) -> Credential:
         return self.users[k - 1]
 
-    def pac_options(self, mn: str, discovery: str = "multicast", **extra) -> dict[str, Any]:
+    def pac_options(self, mn: str, discovery: str = "multicast", paa: str | None = None,
+                    paa_port: int = PANA_PORT, **extra) -> dict[str, Any]:
         """PanaOptions (mip6bench.runtime.pana_client) for MN `mn`: the MN agent's `pana`
-        option, or agents/pac.py's options."""
+        option, or agents/pac.py's options. With unicast discovery the PaC talks to `paa`
+        (default: the testbed's PAA) on `paa_port` (716; e.g. a PANA relay element, or
+        another PAA, on another port); multicast discovery uses the group on 716, which
+        the Router Alert forwarders carry to the PAA."""
         k = int(mn[2:])
         user = self.user(k)
         spec = self.tb.plan.nodes[mn]
+        if not 1 <= paa_port <= 65535:
+            raise ParameterError(f"paa_port={paa_port}", "give a UDP port, 1-65535")
         if discovery == "multicast":
+            if paa is not None or paa_port != PANA_PORT:
+                raise ParameterError("multicast discovery goes to the PANA group on port "
+                                     f"{PANA_PORT}", "give paa and paa_port with "
+                                     "discovery=unicast")
             network = self.tb.attached_network(mn) or spec.extra["attached"]
             paa = rao.DISCOVERY_GROUP
             interface = spec.extra["interfaces"][network]
         elif discovery == "unicast":
-            paa, interface = self.paa_address, None
+            paa, interface = paa or self.paa_address, None
         else:
             raise ParameterError(f"discovery={discovery!r}", "choose unicast or multicast")
-        return {"nai": user.nai, "psk": user.psk.hex(), "paa": paa, "discovery": discovery,
-                "interface": interface, "expected_server_id": SERVER_ID, **extra}
+        return {"nai": user.nai, "psk": user.psk.hex(), "paa": paa, "paa_port": paa_port,
+                "discovery": discovery, "interface": interface,
+                "expected_server_id": SERVER_ID, **extra}
 
     def ha_channel_options(self) -> dict[str, Any]:
         """What the HA end of SA distribution needs: {peers: {PAA address: PSK hex},
@@ -193,7 +209,8 @@ class BootstrapServices:
             "token_lifetime": s.token_lifetime, "token_flows": self.token_flows(),
             "authz_peers": {address: str(self.authz_psk_path(name))
                             for name, address in self.fw_addresses.items()},
-            "relays": self.relay_addresses(), **s.extra_paa_options})
+            "relays": self.relay_addresses(), "eap_in_first_par": s.eap_in_first_par,
+            **s.extra_paa_options})
         if s.forwarders:
             for node, interfaces in self.forwarder_interfaces().items():
                 self._agent(node, "rao", "rao_forwarder", {"interfaces": interfaces})

@@ -222,6 +222,26 @@ def test_server_silently_discards_bad_requests(mutate, reason):
     assert server.conversations == {}
 
 
+@pytest.mark.parametrize("nas_attribute", [(4, bytes([127, 0, 0, 1])),      # NAS-IP-Address
+                                            (95, ipaddress.IPv6Address("::1").packed)])
+def test_server_takes_a_nas_named_by_its_address(nas_attribute):
+    """RFC 2865 4.1: NAS-IP-Address or NAS-Identifier (RFC 3162: or NAS-IPv6-Address).
+    OpenPANA's PAA names itself with NAS-IP-Address only."""
+    server = make_server()
+    out = server.receive(access_request(IDENTITY, nas=False, extra=[nas_attribute]), NAS,
+                         5000, 0.0)
+    (reply,) = transmits(out)
+    assert parse_radius_packet(reply.data).code == ACCESS_CHALLENGE
+    assert server.counters == {"Access-Challenge": 1}      # nothing dropped
+
+
+def test_server_refuses_a_nas_ip_address_of_the_wrong_size():
+    server = make_server()
+    out = server.receive(access_request(IDENTITY, nas=False, extra=[(4, bytes(16))]), NAS,
+                         5000, 0.0)
+    assert transmits(out) == [] and server.counters["malformed"] == 1
+
+
 def test_server_ignores_unknown_clients():
     server = make_server()
     out = server.receive(access_request(IDENTITY), "2001:db8:1::99", 5000, 0.0)

@@ -19,11 +19,13 @@ def test_the_experiment_drives_bootstrapping_mn_agents_only():
         def __init__(self, mipv6):
             self.params = {"mipv6": mipv6}
 
-    params = {"aaa": "radius", "sa": "pull", "discovery": "unicast", "sa_lifetime": 60}
+    params = {"aaa": "radius", "sa": "pull", "discovery": "unicast", "sa_lifetime": 60,
+              "eap_in_first_par": "never"}
     tb = FakeTestbed("bootstrap")
     bootstrap.prepare(tb, params)
     s = tb.bootstrap_settings
     assert (s.aaa, s.sa, s.discovery, s.sa_lifetime) == ("radius", "pull", "unicast", 60)
+    assert s.eap_in_first_par == "never"     # handed to the PAA agent (BootstrapServices)
     assert s.autostart is False          # all MNs start PANA at one moment, after the warm-up
     assert bootstrap.TOPOLOGY_DEFAULTS == {"mipv6": "bootstrap"}
     with pytest.raises(ParameterError, match="mipv6=bootstrap"):

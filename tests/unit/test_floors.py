@@ -52,6 +52,14 @@ def test_bootstrap_floor_counts_per_phase():
     assert f["ha_registration_ms"] == 2 * 30
 
 
+def test_bootstrap_floor_without_eap_in_par_s_has_one_round_trip_more():
+    # eap_in_first_par=never: the EAP-Request/Identity rides in its own PAR after the
+    # PAN[S], and its PAN comes back before the PAA can ask the AAA server.
+    f = floors.bootstrap_floors(plan(), "mn1", "push", eap_in_first_par=False)
+    assert f["eap_ms"] == 8 * 18 + 6 * 2 and f["pana_ms"] == 36 + 8 * 18 + 6 * 2
+    assert f["total_ms"] == f["pana_ms"] + 34
+
+
 # ---- traversal -------------------------------------------------------------------------
 
 def test_traversal_floors_at_default_delays():

@@ -121,7 +121,7 @@ def only_session_state(core):
 
 
 def test_eap_after_handshake_when_not_optimized():
-    sim, pac, paa = open_pair(paa_kwargs={"eap_in_start": False})
+    sim, pac, paa = open_pair(paa_kwargs={"eap_in_first_par": "never"})
     assert sim.names() == ["PCI", "PAR[S]", "PAN[S]", "PAR", "PAN", "PAR", "PAN", "PAR[C]",
                            "PAN[C]"]
     msgs = [x[3] for x in wire_messages(sim)]

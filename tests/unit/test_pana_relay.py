@@ -291,3 +291,92 @@ def test_pac_closes_when_nobody_answers_at_the_new_agent():
     sim.run(until=400.0)
     assert pac.core.state == PacState.CLOSED
     assert pac.effects(fx.PanaSessionClosed)[0].reason == "PAA unreachable"
+
+
+# ---- PaC, PRE and PAA on one host -------------------------------------------------------
+# Traffic is told apart by message type and by the socket it came in on, never by the
+# source address alone: everything below has the same address.
+
+HOST = "::1"
+PAA_PORT, PRE_PORT, PRE_PAA_SIDE, PAC_PORT = 7160, 7170, 40001, 40002
+
+
+def test_relay_on_the_paas_host_relays_a_pac_of_that_host():
+    pre = RelayCore(HOST, PAA_PORT)
+    (tx, _) = pre.receive(PCI, HOST, 0.0, port=PAC_PORT, dst=HOST, via="pac")
+    assert (tx.dst, tx.port, tx.meta) == (HOST, PAA_PORT, {"via": "paa"})
+    assert m.decode_message(tx.data).pac_information == m.PacInformation(HOST, PAC_PORT)
+    back = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(HOST, PAC_PORT),
+                                        m.relayed_message_avp(PCI))).encode()
+    (tx, _) = pre.receive(back, HOST, 0.1, port=PAA_PORT, via="paa")
+    assert (tx.dst, tx.port, tx.meta) == (HOST, PAC_PORT, {"via": "pac"})
+    assert pre.counters == {"relayed to PAA": 1, "relayed to PaC": 1}
+
+
+def test_relay_tells_the_paa_from_a_pac_by_port_and_socket():
+    pre = RelayCore("0:0:0:0:0:0:0:1", PAA_PORT)           # any spelling of the address
+    pry = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(HOST, PAC_PORT),
+                                       m.relayed_message_avp(PCI))).encode()
+    cases = [
+        (PCI, PAA_PORT, "pac", "unexpected message"),      # the PAA's own PANA endpoint
+        (PCI, PAC_PORT, "paa", "PaC message on the PAA side"),
+        (pry, PAC_PORT, "pac", "relay from a non-PAA"),    # same address, not the PAA
+        (pry, PAC_PORT, "paa", "relay from a non-PAA"),
+    ]
+    for data, port, via, reason in cases:
+        (event,) = pre.receive(data, HOST, 0.0, port=port, via=via)
+        assert event.name == "pana.drop" and event.fields["reason"] == reason, (port, via)
+    assert sum(pre.counters.values()) == 4
+    with pytest.raises(ValueError):
+        pre.receive(PCI, HOST, 0.0, via="elsewhere")
+
+
+def test_full_exchange_with_pac_relay_and_paa_on_one_host():
+    """PaC -> PRE (port 7170) -> PAA (port 7160), all at ::1: the PaC is pointed at the
+    PRE's port, the PRE talks to the PAA from a socket of its own, and the PAA lists the
+    host's own address as a relay element."""
+    paa = PaaCore(PaaConfig(relays=(HOST,)), rng=random.Random(1))
+    pre = RelayCore(HOST, PAA_PORT)
+    pac = PacCore(PacConfig(paa_address=HOST, paa_port=PRE_PORT, new_eap_peer=lambda: ScriptedPeer(
+        NAI, PSK), nai=NAI), rng=random.Random(2))
+    aaa = ScriptedAAA({NAI: PSK})
+    # (port) -> (what listens there, how it is called); every datagram is from/to ::1
+    endpoints = {PAA_PORT: lambda d, sport, now: paa.receive(d, HOST, now, sport),
+                 PRE_PORT: lambda d, sport, now: pre.receive(d, HOST, now, sport, dst=HOST,
+                                                             via="pac"),
+                 PRE_PAA_SIDE: lambda d, sport, now: pre.receive(d, HOST, now, sport,
+                                                                 via="paa"),
+                 PAC_PORT: lambda d, sport, now: pac.receive(d, HOST, now, sport)}
+    wire = []
+
+    def source_port(who, tx):
+        if who == "pre":
+            return PRE_PAA_SIDE if tx.meta["via"] == "paa" else PRE_PORT
+        return {"paa": PAA_PORT, "pac": PAC_PORT}[who]
+
+    queue = [("pac", a) for a in pac.start(0.0)]
+    now = 0.0
+    for _ in range(200):
+        if not queue:
+            break
+        who, action = queue.pop(0)
+        if isinstance(action, fx.SendToAAA):
+            kind, eap_payload, msk, attrs = aaa.handle(action)
+            queue += [("paa", a) for a in paa.aaa_result(action.session_id, kind, eap_payload,
+                                                         msk, attrs, now)]
+        elif isinstance(action, Transmit):
+            assert action.dst == HOST
+            sport = source_port(who, action)
+            wire.append((sport, action.port, describe(m.decode_message(action.data))))
+            now += 0.001
+            receiver = {PAA_PORT: "paa", PRE_PORT: "pre", PRE_PAA_SIDE: "pre",
+                        PAC_PORT: "pac"}[action.port]
+            queue += [(receiver, a) for a in endpoints[action.port](action.data, sport, now)]
+    assert pac.state == PacState.OPEN
+    (session,) = paa.sessions.values()
+    assert session.state == PaaState.OPEN and session.peer.relay == (HOST, PRE_PAA_SIDE)
+    assert session.peer.address == HOST and session.peer.port == PAC_PORT
+    assert {w for w in wire if PAA_PORT in w[:2]} == {(PRE_PAA_SIDE, PAA_PORT, "PRY"),
+                                                      (PAA_PORT, PRE_PAA_SIDE, "PRY")}
+    assert [w[2] for w in wire if w[0] == PAC_PORT] == ["PCI", "PAN[S]", "PAN", "PAN[C]"]
+    assert not pre.counters.keys() - {"relayed to PAA", "relayed to PaC"}
