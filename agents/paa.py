@@ -47,6 +47,7 @@ from mip6bench.aaa.token import TokenIssuer, parse_flows
 from mip6bench.errors import ParameterError
 from mip6bench.net import rao
 from mip6bench.pana import effects as fx
+from mip6bench.pana.discovery import DISCOVERY_GROUP
 from mip6bench.pana.message import PANA_PORT
 from mip6bench.pana.mip6 import Mip6Policy
 from mip6bench.pana.paa import PaaConfig
@@ -62,7 +63,7 @@ class Options:
     ha_address: str
     home_prefix: str                      # "2001:db8:1::/64"
     interface: str | None = None          # join the discovery group here (None: no)
-    group: str = rao.DISCOVERY_GROUP
+    group: str = DISCOVERY_GROUP
     backend: str = "radius"               # "radius" | "local"
     aaa_kind: str = "embedded"            # what the RADIUS server is: "embedded" | "hostapd"
     radius_server: str | None = None
@@ -194,7 +195,7 @@ class PaaAgent(WaitableEvents, Agent):
                              if not isinstance(a, (fx.PanaSessionOpen, fx.PanaSessionClosed))])
 
     def _send(self, tx) -> None:
-        via = tx.meta.get("via", "pana")
+        via = tx.via
         sock = self.sockets.get(via)
         if sock is None:
             self.count(f"no socket for {via}")

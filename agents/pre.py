@@ -99,7 +99,7 @@ class PreAgent(WaitableEvents, Agent):
         return handler
 
     def _send(self, tx) -> None:
-        self.sockets[tx.meta.get("via", "pac")].send(tx.data, tx.dst, tx.port)
+        self.sockets[tx.via].send(tx.data, tx.dst, tx.port)
 
     def status(self) -> dict:
         return {"relay": dict(self.core.counters), "port": self.sockets["pac"].port,

@@ -1,8 +1,9 @@
 """Router Alert forwarder for PANA discovery: runs on routers (access routers, core, home
 agent) and passes multicast PANA-Client-Initiation messages that carry the discovery
 Router Alert option on, hop by hop, out of every other interface, until they reach a
-link where a PAA listens (mip6bench.net.rao explains the RAO value, the group and why
-the kernel needs the group joined rather than a router alert socket).
+link where a PAA listens. mip6bench.pana.discovery has the RAO value, the group and the
+decisions (RaoForwarderCore, run here on a CoreDriver); mip6bench.net.rao explains why
+the kernel needs the group joined rather than a router alert socket.
 
 Receives with a raw UDP socket (so it never takes port 716 from a PANA relay or agent on
 the same router) joined to the group on each interface, with IPV6_RECVPKTINFO,
@@ -24,15 +25,17 @@ if __package__ in (None, ""):  # run as a script: agents/rao_forwarder.py
 
 from mip6bench.errors import ParameterError
 from mip6bench.net import rao
+from mip6bench.pana import discovery
 from mip6bench.runtime.agent import Agent, run
+from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.udp import UdpSocket
 
 
 @dataclasses.dataclass(frozen=True)
 class Options:
     interfaces: list[str]
-    group: str = rao.DISCOVERY_GROUP
-    rao_value: int = rao.DISCOVERY_RAO
+    group: str = discovery.DISCOVERY_GROUP
+    rao_value: int = discovery.DISCOVERY_RAO
     port: int = 716
     dedup_window: float = 0.5
 
@@ -44,7 +47,7 @@ class RaoForwarderAgent(Agent):
     async def start(self) -> None:
         o = self.options
         try:
-            self.core = rao.RaoForwarderCore(o.interfaces, o.group, o.rao_value, o.port,
+            self.core = discovery.RaoForwarderCore(o.interfaces, o.group, o.rao_value, o.port,
                                              o.dedup_window)
             self.ifnames = {socket.if_nametoindex(i): i for i in o.interfaces}
         except (ValueError, OSError) as exc:
@@ -54,6 +57,8 @@ class RaoForwarderAgent(Agent):
             rx.setsockopt(socket.IPPROTO_IPV6, opt, 1)
         for interface in o.interfaces:
             rao.join_group(rx, o.group, interface)
+        self.driver = CoreDriver(send=self._forward, on_timer=lambda key, now: [],
+                                 emit=self._event)
         self.rx = UdpSocket(rx, self._datagram, on_error=self._io_error, ancillary=True)
         self.tx = {}
         for interface in o.interfaces:
@@ -68,6 +73,7 @@ class RaoForwarderAgent(Agent):
                   value=o.rao_value)
 
     async def stop(self) -> None:
+        self.driver.close()
         self.rx.close()
         for s in self.tx.values():
             s.close()
@@ -88,22 +94,21 @@ class RaoForwarderAgent(Agent):
             self.count("no packet info")
             return
         ingress = self.ifnames.get(ifindex, f"if{ifindex}")
-        now = self.rx.loop.time()
-        for action in self.core.receive(data, src.split("%", 1)[0], dst, ingress, hop_limit,
-                                        hopopts, now):
-            if hasattr(action, "meta") and "egress" in action.meta:
-                egress = action.meta["egress"]
-                try:
-                    self.tx[egress].sendto(action.data, (action.dst, 0, 0,
-                                                         socket.if_nametoindex(egress)))
-                except OSError as exc:
-                    self._io_error(f"send on {egress}", exc)
-            else:
-                if action.name == "rao.drop" and action.fields["reason"] in (
-                        "not the discovery group", "not a PANA datagram"):
-                    self.count("other UDP")   # the raw socket sees all local UDP: no event
-                    continue
-                self.emit(action.name, **action.fields)
+        self.driver.execute(self.core.receive(data, src.split("%", 1)[0], dst, ingress,
+                                              hop_limit, hopopts, self.driver.now()))
+
+    def _forward(self, t: discovery.ForwardTransmit) -> None:
+        try:
+            self.tx[t.egress].sendto(t.data, (t.dst, 0, 0, socket.if_nametoindex(t.egress)))
+        except OSError as exc:
+            self._io_error(f"send on {t.egress}", exc)
+
+    def _event(self, name: str, **fields) -> None:
+        if name == "rao.drop" and fields.get("reason") in ("not the discovery group",
+                                                           "not a PANA datagram"):
+            self.count("other UDP")   # the raw socket sees all local UDP: no event
+            return
+        self.emit(name, **fields)
 
     def _io_error(self, what: str, exc: BaseException) -> None:
         self.count(f"io error ({what})")

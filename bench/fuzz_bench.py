@@ -99,7 +99,7 @@ RADIUS_SECRET = b"radius shared secret"
 
 def _radius():
     from mip6bench.codec import DecodeError
-    from mip6bench.eap import radius_attrs as ra
+    from mip6bench.aaa import radius_attrs as ra
 
     def one(data: bytes) -> None:
         packet = ra.check_radius_packet(ra.parse_radius_packet(data))
@@ -192,16 +192,17 @@ def _sadist():
 
 def _nd_rao():
     from mip6bench.codec import DecodeError
-    from mip6bench.net import ndisc, rao
+    from mip6bench import ipv6
+    from mip6bench.net import ndisc
 
     def one(data: bytes) -> None:
         kind, body = data[:1], data[1:]
         if kind == b"\x01":
             ndisc.neighbor_target(body)               # must not raise at all
         elif kind == b"\x02":
-            rao.router_alert_value(body)              # must not raise at all
+            ipv6.router_alert_value(body)              # must not raise at all
         elif kind == b"\x03":
-            rao.parse_hopopts(body)
+            ipv6.parse_hopopts(body)
         else:
             ndisc.parse_router_advert(body)
     return one, (DecodeError,)
@@ -242,7 +243,8 @@ def _seed_corpus() -> dict[str, list[bytes]]:
     from mip6bench.aaa import authz, sadist
     from mip6bench.aaa.token import Flow, mint_token
     from mip6bench.eap.packet import EapType, decode_eap_packet
-    from mip6bench.net import ndisc, rao
+    from mip6bench import ipv6
+    from mip6bench.net import ndisc
     from mip6bench.pana import message as m
     from tests.unit.bootstrap_harness import BootstrapNet
     from tests.unit.test_gist_fuzz import CORPUS as GIST_CORPUS
@@ -310,7 +312,7 @@ def _seed_corpus() -> dict[str, list[bytes]]:
           + bytes((7, 1, 0, 0)) + struct.pack("!I", 50))
     seeds["nd"] = [b"\x00" + ra, b"\x01" + ndisc.neighbor_advert("2001:db8:1::1", "02:00:00:00:00:01"),
                    b"\x01" + ndisc.dad_probe("2001:db8:1::1")[40:],
-                   b"\x02" + rao.router_alert_hopopts(), b"\x03" + rao.router_alert_hopopts(68)]
+                   b"\x02" + ipv6.router_alert_hopopts(65503), b"\x03" + ipv6.router_alert_hopopts(68)]
     seeds["selftest"] = [b"\x00\x00"]
     for name, corpus in seeds.items():
         if not corpus:

@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mip6bench.aaa.credentials import Credential, format_credentials  # noqa: E402
-from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig  # noqa: E402
+from mip6bench.aaa.paa_service import PaaService, PaaServiceConfig, ServiceTransmit  # noqa: E402
 from mip6bench.aaa.radius_client import RadiusClientConfig  # noqa: E402
 from mip6bench.aaa.radius_server import RadiusServerConfig, RadiusServerCore  # noqa: E402
 from mip6bench.aaa.sadist import SaDistConfig, SaDistHaCore  # noqa: E402
@@ -92,7 +92,7 @@ def inproc(n: int, backend: str) -> dict:
             if not isinstance(action, Transmit):
                 continue
             c0 = cpu()
-            via = action.meta.get("via")
+            via = action.via if isinstance(action, ServiceTransmit) else None
             if who == "pac":
                 out = [("paa", a) for a in svc.receive(action.data, addr, 716, now, "pana")]
             elif via == "pana":

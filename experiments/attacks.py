@@ -72,7 +72,7 @@ from typing import Callable
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.experiment import load
 from mip6bench.params import ParamSpec
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 
 NAME = "attacks"
 ESTIMATED_RUN_S = 45.0

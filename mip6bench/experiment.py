@@ -23,6 +23,7 @@ from typing import Any
 
 from mip6bench import REPO_ROOT, __version__
 from mip6bench.errors import ParameterError
+from mip6bench.measure.report import flatten  # noqa: F401  (also mip6bench.experiment.flatten)
 from mip6bench.params import parse_params
 from mip6bench.testbed.operational import topology_params
 
@@ -176,25 +177,6 @@ def rerender(run_dir: str | Path) -> str:
     module = load(manifest["experiment"])
     write_report(module, {"run_id": path.name, **manifest}, metrics, path)
     return module.summarize(metrics)
-
-
-def flatten(data, prefix: str = "") -> dict[str, float]:
-    """Numeric leaves by dotted path; list items by their "phase"/"name" field, else index."""
-    out: dict[str, float] = {}
-    if isinstance(data, bool):
-        return out
-    if isinstance(data, (int, float)):
-        return {prefix: data}
-    if isinstance(data, dict):
-        items = data.items()
-    elif isinstance(data, list):
-        items = ((str(x.get("phase", x.get("name", i))) if isinstance(x, dict) else str(i), x)
-                 for i, x in enumerate(data))
-    else:
-        return out
-    for key, value in items:
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
 
 
 def compare(run_a: str | Path, run_b: str | Path) -> str:

@@ -21,14 +21,18 @@ class Action:
 
 @dataclass(frozen=True)
 class Transmit(Action):
-    """Send `data` to `dst` (an address string); `src`/`port` refine where needed."""
+    """Send `data` to `dst` (an address string); `src`/`port` refine where needed.
+
+    A protocol whose datagrams need more than that says how to send them with a
+    subclass and typed keyword-only fields (mipv6.effects.MhTransmit: via, hao, rh2;
+    gist.core.GistTransmit: mode, router_alert, hop_limit, peer; pana.pac.PciTransmit:
+    discovery; pana.discovery.ForwardTransmit: egress; aaa.paa_service.ServiceTransmit:
+    via)."""
 
     data: bytes
     dst: str
     src: str | None = None
     port: int | None = None
-    # Protocol-specific routing hints (e.g. {"via": "tunnel"}); never interpreted by a core.
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from mip6bench.runtime import slowdown
+from mip6bench import slowdown
 
 
 def pytest_configure(config):

@@ -4,6 +4,9 @@ authorization tokens, and SA distribution between PAA and HA. Pure logic, no I/O
 Modules
     credentials    the users file (NAI, EAP-PSK key, optional Home Address); hostapd's
                    eap_user file from it
+    radius_attrs   RADIUS packets carrying EAP and its keys (EAP-Message, Message-
+                   Authenticator, MS-MPPE keys), shared by the server, the client and
+                   the hostapd interop test
     radius_server  RadiusServerCore: RADIUS authentication server with EAP-PSK (the
                    embedded AAA server, agents/aaa.py)
     radius_client  RadiusClientCore: the PAA's RADIUS client (retransmission, Identifiers,
@@ -15,6 +18,4 @@ Modules
     authz          NATFW authorization pull firewall <-> PAA on the sadist channel: the
                    PAA answers from its live PANA sessions (the client for the firewall:
                    mip6bench.runtime.authz_client)
-
-The RADIUS wire helpers they share live in mip6bench.eap.radius_attrs.
 """

@@ -10,7 +10,7 @@ firewall's authorization pull (mip6bench.aaa.authz) on the same port.
 The effects the parts produce for each other are consumed inside (SendToAAA ->
 RADIUS Access-Request or the in-process EAP server; RADIUS answers -> EAP pass-through
 -> PaaCore.aaa_result; MipSaEstablished/Revoked -> SA push/revoke or the pull table), so
-what comes out is Transmit (with meta {"via": "pana" | "radius" | "sadist"}: which
+what comes out is ServiceTransmit (with `via` "pana" | "radius" | "sadist": which
 socket sends it), StartTimer/StopTimer, Event, and PanaSessionOpen/PanaSessionClosed
 for the runtime to log.
 
@@ -65,6 +65,13 @@ from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
 
 if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
     from mip6bench.eap.server import EapServer
+
+
+@dataclass(frozen=True)
+class ServiceTransmit(Transmit):
+    """A datagram of the PAA service; `via` names the socket it leaves from."""
+
+    via: str = field(default="pana", kw_only=True)
 
 
 @dataclass
@@ -177,8 +184,8 @@ class PaaService:
         out: list[Action] = []
         for action in actions:
             if isinstance(action, Transmit):
-                out.append(Transmit(action.data, action.dst, action.src, action.port,
-                                    meta={**action.meta, "via": via}))
+                out.append(ServiceTransmit(action.data, action.dst, action.src, action.port,
+                                           via=via))
             elif isinstance(action, Event) and self.authz is not None and \
                     action.name in ("pana.pac_address_changed", "pana.superseded"):
                 if action.name == "pana.superseded":
@@ -230,7 +237,7 @@ class PaaService:
             session.state not in (PaaState.TERMINATING, PaaState.WAIT_FAIL_PAN)
 
     def _tag(self, actions: list[Action], via: str) -> list[Action]:
-        return [Transmit(a.data, a.dst, a.src, a.port, meta={**a.meta, "via": via})
+        return [ServiceTransmit(a.data, a.dst, a.src, a.port, via=via)
                 if isinstance(a, Transmit) else a for a in actions]
 
     def _forget(self, session_id: int) -> None:

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
 from mip6bench.codec import DecodeError
-from mip6bench.eap.radius_attrs import (
+from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, CALLING_STATION_ID,
     EAP_MESSAGE, FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, NAS_IPV6_ADDRESS,
     REPLY_MESSAGE, SESSION_TIMEOUT, STATE, USER_NAME, check_radius_packet,

@@ -52,7 +52,7 @@ from typing import Callable, Hashable, Mapping
 from mip6bench.codec import DecodeError
 from mip6bench.eap.actions import EapFailed, EapStatus, EapSucceeded, SendEap
 from mip6bench.eap.packet import EapCode, EapType, decode_eap_packet, failure
-from mip6bench.eap.radius_attrs import (
+from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, CODE_NAMES, EAP_MESSAGE,
     FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, NAS_IP_ADDRESS,
     NAS_IPV6_ADDRESS,

@@ -36,8 +36,8 @@ UTF-8 `server_id` given to EapServer, byte for byte; ID_P is the peer identity.
 Final actions are `EapSucceeded(msk, emsk, peer_id)` or `EapFailed(reason)`;
 dropped input yields `Event("eap.discard", {"role", "reason"})`, never an
 exception. Modules: `packet` (EAP codec), `psk_messages` / `psk_crypto` /
-`psk_method` (EAP-PSK), `aes_cmac` / `aes_eax` (primitives), `radius_attrs`
-(EAP-Message, Message-Authenticator and MS-MPPE keys for RADIUS).
+`psk_method` (EAP-PSK), `aes_cmac` / `aes_eax` (primitives). EAP inside RADIUS
+(EAP-Message, Message-Authenticator, MS-MPPE keys) is in mip6bench.aaa.radius_attrs.
 """
 
 from importlib import import_module

@@ -16,14 +16,13 @@ routing state, messaging associations.
     node.new_session_id() -> bytes      # 16 random bytes for an NSLP that needs one
 
 Every call returns a list of mip6bench.sansio actions:
-    Transmit(data, dst, src, port=270, meta)
-        meta {"mode": "Q", "router_alert": <RAO value of the NSLP>, "hop_limit": ip_ttl}
-        Q-mode: UDP to the flow's destination, with the IPv6 Router Alert option; the
-        data starts with the magic number. meta {"mode": "D", "hop_limit": ip_ttl}:
-        plain UDP to the peer's interface address (this testbed uses port 270 for
-        D-mode too). meta {"mode": "C", "peer": <peer address>}: one GIST message (no
-        magic number) to write on the messaging association (MA) with that peer; `port`
-        is the peer's MA port, `src` our end.
+    GistTransmit(data, dst, src, port=270, mode=..., kind=<message name>, ...)
+        mode "Q" (router_alert=<RAO value of the NSLP>, hop_limit=ip_ttl): UDP to the
+        flow's destination, with the IPv6 Router Alert option; the data starts with the
+        magic number. mode "D" (hop_limit=ip_ttl): plain UDP to the peer's interface
+        address (this testbed uses port 270 for D-mode too). mode "C" (peer=<peer
+        address>): one GIST message (no magic number) to write on the messaging
+        association (MA) with that peer; `port` is the peer's MA port, `src` our end.
     OpenMa(peer, port, src)        open a TCP connection to [peer]:port from src (the MA)
     CloseMa(peer, reason)          close the MA with peer
     StartTimer / StopTimer with keys ("gist", kind, routing key or MA peer)
@@ -192,6 +191,18 @@ TCP_PROPOSAL = StackProposal((TCP_PROFILE,))
 
 
 # ---------------------------------------------------------------- effects to the NSLP
+
+@dataclass(frozen=True)
+class GistTransmit(Transmit):
+    """A GIST datagram or MA message; `mode` "Q", "D" or "C" says how it is sent (see
+    the module docstring), `kind` names the message for logs and tests."""
+
+    mode: str = field(default="D", kw_only=True)
+    router_alert: int | None = field(default=None, kw_only=True)
+    hop_limit: int | None = field(default=None, kw_only=True)
+    peer: str | None = field(default=None, kw_only=True)
+    kind: str | None = field(default=None, kw_only=True)
+
 @dataclass(frozen=True)
 class RecvMessage(Effect):
     nslp_id: int
@@ -380,8 +391,8 @@ class GistNode:
                    self._local_address(mri))
 
     def _d_transmit(self, msg: Message, dst: str, src: str, kind: str) -> Transmit:
-        return Transmit(msg.encode(), dst, src, GIST_PORT,
-                        meta={"mode": "D", "hop_limit": self.config.ip_ttl, "gist": kind})
+        return GistTransmit(msg.encode(), dst, src, GIST_PORT, mode="D",
+                            hop_limit=self.config.ip_ttl, kind=kind)
 
     def _drop(self, reason: str, **fields) -> list[Action]:
         self.counters[reason] += 1
@@ -437,9 +448,9 @@ class GistNode:
         state = self.states.get(key)
         if state is not None and state.expires_at > now:
             if not c_mode:
-                return [Transmit(encoded, state.peer_address, self._local_address(mri),
-                                 GIST_PORT, meta={"mode": "D", "hop_limit": self.config.ip_ttl,
-                                                  "gist": "Data"})]
+                return [GistTransmit(encoded, state.peer_address, self._local_address(mri),
+                                     GIST_PORT, mode="D", hop_limit=self.config.ip_ttl,
+                                     kind="Data")]
             ma, stale = self._reusable_ma(state.peer_address)
             if ma is not None:
                 return self._bind(state, ma) + self._ma_send(
@@ -513,10 +524,10 @@ class GistNode:
                       mri=mri, session_id=sid, nli=self._nli(mri), query_cookie=pq.cookie,
                       stack_proposal=sp, stack_config=scd)
         # upstream discovery: toward the flow's source (RFC 5971 5.8.1)
-        return Transmit(msg.encode(), mri.src if mri.upstream else mri.dst,
-                        self._local_address(mri), GIST_PORT,
-                        meta={"mode": "Q", "router_alert": self.config.rao_values.get(nslp_id),
-                              "hop_limit": self.config.ip_ttl, "gist": "Query"})
+        return GistTransmit(msg.encode(), mri.src if mri.upstream else mri.dst,
+                            self._local_address(mri), GIST_PORT, mode="Q",
+                            router_alert=self.config.rao_values.get(nslp_id),
+                            hop_limit=self.config.ip_ttl, kind="Query")
 
     # ------------------------------------------------------------ timers
     def handle_timer(self, key: Hashable, now: float) -> list[Action]:
@@ -657,8 +668,8 @@ class GistNode:
             peer, "local address gone")
 
     def _c_transmit(self, ma: MessagingAssociation, data: bytes, kind: str) -> Transmit:
-        return Transmit(data, ma.peer, ma.local, ma.port,
-                        meta={"mode": "C", "peer": ma.peer, "gist": kind})
+        return GistTransmit(data, ma.peer, ma.local, ma.port, mode="C", peer=ma.peer,
+                            kind=kind)
 
     def _ma_send(self, ma: MessagingAssociation, item: QueuedMessage,
                  now: float) -> list[Action]:

@@ -5,6 +5,8 @@
     write_html(run_dir)                             report.html from report.md: one
                                                     self-contained file, images inlined
     write_metrics_csv(run_dir, metrics)             metrics.csv: every number, one per row
+    flatten(metrics)                                those numbers by dotted path (also for
+                                                    `mip6bench compare` and sweeps)
 """
 from __future__ import annotations
 
@@ -50,8 +52,25 @@ def write_html(run_dir: Path) -> Path:
     return run_dir / "report.html"
 
 
-def write_metrics_csv(run_dir: Path, metrics: dict) -> None:
-    from mip6bench.experiment import flatten
+def flatten(data, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves by dotted path; list items by their "phase"/"name" field, else index."""
+    out: dict[str, float] = {}
+    if isinstance(data, bool):
+        return out
+    if isinstance(data, (int, float)):
+        return {prefix: data}
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list):
+        items = ((str(x.get("phase", x.get("name", i))) if isinstance(x, dict) else str(i), x)
+                 for i, x in enumerate(data))
+    else:
+        return out
+    for key, value in items:
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
 
+
+def write_metrics_csv(run_dir: Path, metrics: dict) -> None:
     rows = ["metric,value"] + [f'"{k}",{v}' if "," in k else f"{k},{v}" for k, v in flatten(metrics).items()]
     _write(run_dir / "metrics.csv", "\n".join(rows) + "\n")

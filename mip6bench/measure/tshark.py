@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from mip6bench.net.capabilities import which
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 
 DISSECTOR = Path(__file__).resolve().parents[2] / "wireshark" / "nsis.lua"
 TIMEOUT_S = 120.0

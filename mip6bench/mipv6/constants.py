@@ -8,19 +8,13 @@ from __future__ import annotations
 
 from enum import IntEnum
 
-# IPv6 next-header values used by the codec (RFC 8200, RFC 6275 6.1).
-IPPROTO_HOPOPTS = 0
-IPPROTO_IPV6 = 41
-IPPROTO_ROUTING = 43
-IPPROTO_FRAGMENT = 44
-IPPROTO_NONE = 59
-IPPROTO_DSTOPTS = 60
-IPPROTO_MH = 135
+# IPv6 next-header values (RFC 8200; mip6bench.ipv6 defines them), the Home Address
+# option (RFC 6275 6.3) and the routing header type that carries it back (6.4).
+from mip6bench.ipv6 import (HOME_ADDRESS_OPTION_TYPE, IPPROTO_DSTOPTS,  # noqa: F401
+                            IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_IPV6, IPPROTO_NONE,
+                            IPPROTO_ROUTING, ROUTING_TYPE_2)
 
-# Destination option carrying the home address (RFC 6275 6.3) and the routing header
-# type that carries it back to the mobile node (RFC 6275 6.4).
-HOME_ADDRESS_OPTION_TYPE = 201
-ROUTING_TYPE_2 = 2
+IPPROTO_MH = 135               # RFC 6275 6.1
 
 
 class MHType(IntEnum):

@@ -29,7 +29,7 @@ from typing import Callable
 
 from mip6bench.codec import DecodeError
 from mip6bench.mipv6.constants import BINDING_ERROR_MIN_INTERVAL, BEStatus
-from mip6bench.mipv6.effects import RemoveBinding, TunnelDown
+from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown
 from mip6bench.mipv6.wire import (
     BindingError,
     BindingRefreshRequest,
@@ -119,17 +119,12 @@ class MobilityCore:
         return handler(msg, pkt, now)
 
     def _send(self, msg: MobilityMessage, src: str, dst: str, *, data: bytes | None = None,
-              hao: str | None = None, rh2: str | None = None, via: str = "direct") -> Transmit:
+              hao: str | None = None, rh2: str | None = None, via: str = "direct") -> MhTransmit:
         """A Transmit for ``msg`` (or pre-encoded ``data``), checksummed for its final addresses."""
         if data is None:
             data = encode_mh(msg, hao or src, rh2 or dst)
-        meta: dict = {"via": via}
-        if hao:
-            meta["hao"] = hao
-        if rh2:
-            meta["rh2"] = rh2
         self.counters[f"tx.{type(msg).__name__}"] += 1
-        return Transmit(data, dst, src=src, meta=meta)
+        return MhTransmit(data, dst, src=src, via=via, hao=hao or None, rh2=rh2 or None)
 
     def _binding_error(self, status: int, to: str, src: str, hoa: str, now: float) -> list[Action]:
         """A Binding Error to the packet's source (never to the HoA: there is no binding),

@@ -30,19 +30,28 @@ Mobile node:
     RouteOptimizationOff(cn, hoa, reason)  use the bidirectional tunnel for ``cn``.
 
 Besides effects the cores return ``Transmit`` (mip6bench.sansio) for every Mobility
-Header to send. ``Transmit.data`` is the complete MH with its checksum already computed for
-the final addresses; ``Transmit.src``/``dst`` are the IPv6 header addresses and
-``Transmit.meta`` says how to send it:
-    "via":  "tunnel" (reverse-tunnel through the HA: HoTI) or "direct"
-    "hao":  home address to put in a Home Address destination option
-    "rh2":  home address to put in a type 2 routing header (dst is then the CoA)
-``mip6bench.mipv6.wire.build_ipv6_packet`` builds such a packet for a raw socket.
+Header to send, as an ``MhTransmit``: ``data`` is the complete MH with its checksum
+already computed for the final addresses; ``src``/``dst`` are the IPv6 header addresses
+and the typed fields say how to send it:
+    via:  "tunnel" (reverse-tunnel through the HA: HoTI) or "direct"
+    hao:  home address to put in a Home Address destination option (or None)
+    rh2:  home address to put in a type 2 routing header (dst is then the CoA; or None)
+``mip6bench.ipv6.build_ipv6_packet`` builds such a packet for a raw socket.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mip6bench.sansio import Effect
+from mip6bench.sansio import Effect, Transmit
+
+
+@dataclass(frozen=True)
+class MhTransmit(Transmit):
+    """A Mobility Header to send (see the module docstring)."""
+
+    via: str = field(default="direct", kw_only=True)
+    hao: str | None = field(default=None, kw_only=True)
+    rh2: str | None = field(default=None, kw_only=True)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ is a RegistrationFailed effect with the status. BAs that are not correctly signe
 SA, or that do not echo the BU's sequence number and timestamp, are dropped and counted.
 
 Route optimisation (RFC 6275 5.2, 11.6, 11.7.2): once home registration is accepted, a HoTI
-goes through the tunnel (Transmit.meta via=tunnel) and a CoTI directly (via=direct), both
+goes through the tunnel (MhTransmit.via "tunnel") and a CoTI directly ("direct"), both
 retransmitted from 1 s with doubling up to ``rr_max_attempts`` tries; then a BU with Nonce
 Indices and Binding Authorization Data, lifetime at most 420 s and at most the remaining
 home registration. RouteOptimizationOn when the CN accepts (or right away without

@@ -27,33 +27,43 @@ Mobility options:
 Lifetimes and refresh intervals are in seconds and must be multiples of 4 (the wire
 unit); ``wire_lifetime(seconds)`` rounds a duration down to something encodable.
 
-IPv6 extension headers for route optimisation (RFC 6275 6.3, 6.4):
-    encode_home_address_destopts / decode_destination_options
-    encode_routing_header_type2 / decode_routing_header
-    build_ipv6_packet / parse_ipv6_packet (whole packets for raw and AF_PACKET sockets)
+IPv6 extension headers for route optimisation (RFC 6275 6.3, 6.4) and whole packets
+(encode_home_address_destopts, decode_routing_header, build_ipv6_packet,
+parse_ipv6_packet, ...) live in mip6bench.ipv6, shared with net/; they are re-exported
+here for the Mobile IPv6 code that imports them with the codec.
 Addresses are strings everywhere; they are normalised to the compressed form.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import ClassVar, Iterator, TypeVar
+from typing import ClassVar, TypeVar
 
-from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
+from mip6bench.codec import DecodeError, Reader
+from mip6bench.ipv6 import (  # noqa: F401  (re-exported: see the module docstring)
+    DestinationOptions,
+    Ipv6Packet,
+    RoutingHeaderType2,
+    address_bytes,
+    address_text,
+    build_ipv6_packet,
+    decode_destination_options,
+    decode_routing_header,
+    encode_home_address_destopts,
+    encode_routing_header_type2,
+    iter_option_tlvs,
+    normalize_address,
+    pad_options,
+    parse_ipv6_packet,
+    upper_layer_checksum,
+)
 from mip6bench.mipv6.constants import (
     AUTH_SUBTYPE_MN_HA,
-    HOME_ADDRESS_OPTION_TYPE,
-    IPPROTO_DSTOPTS,
-    IPPROTO_FRAGMENT,
-    IPPROTO_HOPOPTS,
     IPPROTO_MH,
     IPPROTO_NONE,
-    IPPROTO_ROUTING,
     LIFETIME_UNIT,
     MAX_WIRE_LIFETIME,
     MN_ID_SUBTYPE_NAI,
-    ROUTING_TYPE_2,
     MHType,
     OptionType,
 )
@@ -86,19 +96,6 @@ class UnknownMHType(DecodeError):
 
 
 # --------------------------------------------------------------------------- addresses
-
-def normalize_address(addr: str) -> str:
-    """The compressed text form of an IPv6 address; ValueError if it is not one."""
-    return str(ipaddress.IPv6Address(addr))
-
-
-def address_bytes(addr: str) -> bytes:
-    return ipaddress.IPv6Address(addr).packed
-
-
-def _address_from(raw: bytes) -> str:
-    return str(ipaddress.IPv6Address(raw))
-
 
 def wire_lifetime(seconds: float) -> int:
     """Round a duration down to an encodable lifetime (multiple of 4 s, at most 262140 s)."""
@@ -195,7 +192,7 @@ class AlternateCareOfAddress(MobilityOption):
     @classmethod
     def decode_value(cls, value: bytes) -> "AlternateCareOfAddress":
         _expect_len("alternate care-of address", value, 16)
-        return cls(_address_from(value))
+        return cls(address_text(value))
 
 
 @dataclass(frozen=True)
@@ -375,14 +372,6 @@ _OPTION_CLASSES: dict[int, type[MobilityOption]] = {
 _LAST_OPTIONS = (BindingAuthorizationData, Authentication)
 
 
-def _padding(n: int) -> bytes:
-    if n == 0:
-        return b""
-    if n == 1:
-        return b"\x00"  # Pad1
-    return bytes((OptionType.PADN, n - 2)) + bytes(n - 2)
-
-
 def _encode_options(options: tuple[MobilityOption, ...], start: int) -> bytes:
     out = bytearray()
     pos = start
@@ -393,31 +382,13 @@ def _encode_options(options: tuple[MobilityOption, ...], start: int) -> bytes:
             raise ValueError(f"{type(opt).__name__} must be the last option")
         x, y = opt.alignment()
         pad = (y - pos) % x
-        out += _padding(pad)
+        out += pad_options(pad)
         pos += pad
         encoded = opt.encode()
         out += encoded
         pos += len(encoded)
-    out += _padding((-pos) % 8)
+    out += pad_options((-pos) % 8)
     return bytes(out)
-
-
-def _iter_option_tlvs(data: bytes, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
-    """Yield (type, offset, value) for each option, Pad1/PadN included; strict on lengths."""
-    pos = start
-    while pos < end:
-        otype = data[pos]
-        if otype == OptionType.PAD1:
-            yield otype, pos, b""
-            pos += 1
-            continue
-        if pos + 2 > end:
-            raise DecodeError(f"truncated option header at offset {pos}")
-        olen = data[pos + 1]
-        if pos + 2 + olen > end:
-            raise DecodeError(f"option type {otype} at offset {pos} with length {olen} overruns the header")
-        yield otype, pos, data[pos + 2:pos + 2 + olen]
-        pos += 2 + olen
 
 
 def _decode_options(data: bytes, start: int, end: int) -> tuple[MobilityOption, ...]:
@@ -425,7 +396,7 @@ def _decode_options(data: bytes, start: int, end: int) -> tuple[MobilityOption, 
     Authorization Data or Authentication option (RFC 6275 6.2.7, RFC 4285 section 5:
     it MUST be the last option; what followed would not be covered by it)."""
     out: list[MobilityOption] = []
-    for otype, pos, value in _iter_option_tlvs(data, start, end):
+    for otype, pos, value in iter_option_tlvs(data, start, end):
         if otype in (OptionType.PAD1, OptionType.PADN):
             continue
         if out and isinstance(out[-1], _LAST_OPTIONS):
@@ -668,7 +639,7 @@ class BindingError(MobilityMessage):
 
     @classmethod
     def _from_fixed(cls, fixed, options):
-        return cls(fixed[0], _address_from(fixed[2:18]), options)
+        return cls(fixed[0], address_text(fixed[2:18]), options)
 
 
 _MESSAGE_CLASSES: dict[int, type[MobilityMessage]] = {
@@ -693,8 +664,7 @@ def mh_body(msg: MobilityMessage) -> bytes:
 
 
 def _checksum(body: bytes, src: str, dst: str) -> int:
-    pseudo = ipv6_pseudo_header(address_bytes(src), address_bytes(dst), len(body), IPPROTO_MH)
-    return inet_checksum(pseudo + body)
+    return upper_layer_checksum(address_bytes(src), address_bytes(dst), IPPROTO_MH, body)
 
 
 def encode_mh(msg: MobilityMessage, src: str, dst: str) -> bytes:
@@ -750,200 +720,7 @@ def option_offset(raw_mh: bytes, option_type: int) -> int | None:
     if cls is None:
         raise DecodeError("not a known mobility header")
     total = (raw_mh[1] + 1) * 8
-    for otype, pos, _value in _iter_option_tlvs(raw_mh, MH_HEADER_LEN + cls.FIXED_LEN, min(total, len(raw_mh))):
+    for otype, pos, _value in iter_option_tlvs(raw_mh, MH_HEADER_LEN + cls.FIXED_LEN, min(total, len(raw_mh))):
         if otype == option_type:
             return pos
     return None
-
-
-# --------------------------------------------------------------------------- extension headers
-
-@dataclass(frozen=True)
-class DestinationOptions:
-    """A decoded Destination Options header: the Home Address option, if any, and others."""
-
-    next_header: int
-    home_address: str | None
-    other_options: tuple[tuple[int, bytes], ...] = ()
-    length: int = 0
-
-
-@dataclass(frozen=True)
-class RoutingHeaderType2:
-    """RFC 6275 6.4: one home address, Segments Left 1 in transit (0 once processed)."""
-
-    next_header: int
-    home_address: str
-    segments_left: int = 1
-    length: int = 24
-
-
-def encode_home_address_destopts(home_address: str, next_header: int) -> bytes:
-    """A Destination Options header holding only the Home Address option (RFC 6275 6.3).
-
-    The option needs 8n+6 alignment: two header bytes, a 4-byte PadN, then the option.
-    """
-    return (bytes((next_header, 2)) + _padding(4)
-            + bytes((HOME_ADDRESS_OPTION_TYPE, 16)) + address_bytes(home_address))
-
-
-def decode_destination_options(data: bytes) -> DestinationOptions:
-    """Decode the Destination Options header at the start of ``data`` (its length is in the result)."""
-    r = Reader(data)
-    next_header = r.u8("destination options next header")
-    length = (r.u8("destination options length") + 1) * 8
-    if len(data) < length:
-        raise DecodeError(f"truncated destination options header: needs {length} bytes, have {len(data)}")
-    home_address = None
-    others: list[tuple[int, bytes]] = []
-    for otype, pos, value in _iter_option_tlvs(data, 2, length):
-        if otype in (0, 1):
-            continue
-        if otype == HOME_ADDRESS_OPTION_TYPE:
-            if len(value) != 16:
-                raise DecodeError(f"home address option length {len(value)}, must be 16")
-            if home_address is not None:
-                raise DecodeError("more than one home address option")
-            home_address = _address_from(value)
-            continue
-        # RFC 8200 4.2: the two high-order bits say what to do with an unknown option.
-        if otype >> 6:
-            raise DecodeError(f"unrecognized destination option 0x{otype:02x} requires discarding the packet")
-        others.append((otype, value))
-    return DestinationOptions(next_header, home_address, tuple(others), length)
-
-
-def encode_routing_header_type2(home_address: str, next_header: int, segments_left: int = 1) -> bytes:
-    if segments_left not in (0, 1):
-        raise ValueError("segments left of a type 2 routing header is 0 or 1")
-    return bytes((next_header, 2, ROUTING_TYPE_2, segments_left)) + bytes(4) + address_bytes(home_address)
-
-
-def decode_routing_header(data: bytes) -> RoutingHeaderType2 | int:
-    """Decode a type 2 routing header; for another routing type with Segments Left 0
-    (which RFC 8200 4.4 says to ignore) return just its length in bytes."""
-    r = Reader(data)
-    next_header = r.u8("routing header next header")
-    length = (r.u8("routing header length") + 1) * 8
-    routing_type = r.u8("routing type")
-    segments_left = r.u8("segments left")
-    if len(data) < length:
-        raise DecodeError(f"truncated routing header: needs {length} bytes, have {len(data)}")
-    if routing_type != ROUTING_TYPE_2:
-        if segments_left == 0:
-            return length
-        raise DecodeError(f"unsupported routing header type {routing_type} with segments left {segments_left}")
-    if length != 24:
-        raise DecodeError(f"type 2 routing header length {length}, must be 24")
-    if segments_left not in (0, 1):
-        raise DecodeError(f"type 2 routing header segments left {segments_left}, must be 1 (or 0 once processed)")
-    return RoutingHeaderType2(next_header, _address_from(data[8:24]), segments_left, 24)
-
-
-@dataclass(frozen=True)
-class Ipv6Packet:
-    """An IPv6 packet reduced to what Mobile IPv6 needs.
-
-    ``src``/``dst`` are the header fields as on the wire; ``home_address`` comes from a
-    Home Address option, ``rh2_address`` from a type 2 routing header. ``next_header`` and
-    ``payload`` are the upper layer (e.g. 135 and the Mobility Header).
-    """
-
-    src: str
-    dst: str
-    next_header: int
-    payload: bytes
-    hop_limit: int = 64
-    home_address: str | None = None
-    rh2_address: str | None = None
-    rh2_segments_left: int = 0
-
-    @property
-    def checksum_src(self) -> str:
-        return self.home_address or self.src
-
-    @property
-    def checksum_dst(self) -> str:
-        return self.rh2_address if self.rh2_address and self.rh2_segments_left else self.dst
-
-
-def build_ipv6_packet(src: str, dst: str, next_header: int, payload: bytes, *,
-                      hao: str | None = None, rh2: str | None = None, hop_limit: int = 64,
-                      traffic_class: int = 0, flow_label: int = 0) -> bytes:
-    """IPv6 header [+ type 2 routing header] [+ destination options with HAO] + payload.
-
-    Order per RFC 8200 4.1: the routing header precedes the destination options header
-    for the final destination, which is where the Home Address option lives.
-    """
-    _check_uint("hop limit", hop_limit, 8)
-    _check_uint("traffic class", traffic_class, 8)
-    _check_uint("flow label", flow_label, 20)
-    chain = bytes(payload)
-    nh = next_header
-    if hao is not None:
-        chain = encode_home_address_destopts(hao, nh) + chain
-        nh = IPPROTO_DSTOPTS
-    if rh2 is not None:
-        chain = encode_routing_header_type2(rh2, nh) + chain
-        nh = IPPROTO_ROUTING
-    if len(chain) > 0xFFFF:
-        raise ValueError("payload too long for IPv6 without jumbograms")
-    first = (6 << 28) | (traffic_class << 20) | flow_label
-    return (struct.pack("!IHBB", first, len(chain), nh, hop_limit)
-            + address_bytes(src) + address_bytes(dst) + chain)
-
-
-def parse_ipv6_packet(data: bytes) -> Ipv6Packet:
-    """Walk the extension header chain of an IPv6 packet to the upper layer.
-
-    Hop-by-hop and destination options are validated; a Home Address option and a type 2
-    routing header are reported; fragments are refused (MIPv6 signaling is never
-    fragmented in the testbed).
-    """
-    data = bytes(data)
-    r = Reader(data)
-    first = r.u32("IPv6 header")
-    if first >> 28 != 6:
-        raise DecodeError(f"IP version {first >> 28}, must be 6")
-    payload_len = r.u16("payload length")
-    nh = r.u8("next header")
-    hop_limit = r.u8("hop limit")
-    src = _address_from(r.take(16, "source address"))
-    dst = _address_from(r.take(16, "destination address"))
-    if payload_len != r.remaining:
-        raise DecodeError(f"payload length {payload_len} but {r.remaining} bytes follow the header")
-    pos = 40
-    home_address = rh2_address = None
-    rh2_left = 0
-    first_header = True
-    while True:
-        rest = data[pos:]
-        if nh == IPPROTO_HOPOPTS:
-            if not first_header:
-                raise DecodeError("hop-by-hop options header not first")
-            hdr = decode_destination_options(rest)
-            if hdr.home_address is not None:
-                raise DecodeError("home address option in a hop-by-hop header")
-            nh, pos = hdr.next_header, pos + hdr.length
-        elif nh == IPPROTO_DSTOPTS:
-            hdr = decode_destination_options(rest)
-            if hdr.home_address is not None:
-                if home_address is not None:
-                    raise DecodeError("more than one home address option")
-                home_address = hdr.home_address
-            nh, pos = hdr.next_header, pos + hdr.length
-        elif nh == IPPROTO_ROUTING:
-            rh = decode_routing_header(rest)
-            if isinstance(rh, int):
-                nh, pos = rest[0], pos + rh
-            else:
-                if rh2_address is not None:
-                    raise DecodeError("more than one type 2 routing header")
-                rh2_address, rh2_left = rh.home_address, rh.segments_left
-                nh, pos = rh.next_header, pos + rh.length
-        elif nh == IPPROTO_FRAGMENT:
-            raise DecodeError("fragmented packets are not supported")
-        else:
-            break
-        first_header = False
-    return Ipv6Packet(src, dst, nh, data[pos:], hop_limit, home_address, rh2_address, rh2_left)

@@ -657,7 +657,7 @@ def wait_for(netns: int | str | None, check, timeout: float, groups: int = RTMGR
     import time
 
     from mip6bench.fdwait import wait_readable
-    from mip6bench.runtime.slowdown import scaled
+    from mip6bench.slowdown import scaled
 
     with Kernel(netns) as kernel, Monitor(netns, groups) as monitor:  # subscribed before checking
         deadline = time.monotonic() + scaled(timeout)

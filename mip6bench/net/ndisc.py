@@ -15,7 +15,8 @@ import socket
 import struct
 from dataclasses import dataclass
 
-from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
+from mip6bench.codec import DecodeError, Reader
+from mip6bench.ipv6 import icmpv6_packet
 
 ND_ROUTER_ADVERT = 134
 ND_NEIGHBOR_SOLICIT = 135
@@ -80,17 +81,10 @@ def solicited_node(address: str) -> str:
     return str(ipaddress.IPv6Address(bytes.fromhex("ff02" + "00" * 9 + "01ff") + low))
 
 
-def _icmp_packet(src: str, dst: str, icmp: bytes) -> bytes:
-    s, d = ipaddress.IPv6Address(src).packed, ipaddress.IPv6Address(dst).packed
-    csum = inet_checksum(ipv6_pseudo_header(s, d, len(icmp), 58) + icmp)
-    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
-    return struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + s + d + icmp
-
-
 def dad_probe(target: str) -> bytes:
     """RFC 4862 5.4.2: NS for `target` from :: to its solicited-node group, hop limit 255."""
     ns = struct.pack("!BBHI", ND_NEIGHBOR_SOLICIT, 0, 0, 0) + ipaddress.IPv6Address(target).packed
-    return _icmp_packet("::", solicited_node(target), ns)
+    return icmpv6_packet("::", solicited_node(target), ns)
 
 
 def neighbor_advert(target: str, mac: str, flags: int = NA_FLAG_OVERRIDE) -> bytes:

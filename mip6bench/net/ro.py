@@ -13,17 +13,17 @@ The upper-layer checksum never changes: RFC 6275 has it computed over the home a
 in both directions (the HAO source and the RH2 final destination), which is exactly the
 plain packet's pseudo-header. These are pure functions on bytes (no sockets) so the
 runtime and the tests share them; the fast paths slice bytes instead of decoding fully,
-the receiving paths validate with the strict codec in mip6bench.mipv6.wire.
+the receiving paths validate with the strict codec in mip6bench.ipv6.
 """
 from __future__ import annotations
 
 import struct
 
 from mip6bench.codec import DecodeError
-from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_ROUTING
-from mip6bench.mipv6.wire import address_bytes, decode_destination_options, decode_routing_header
+from mip6bench.ipv6 import (IPPROTO_DSTOPTS, IPPROTO_IPV6, IPPROTO_ROUTING, IPV6_HEADER_LEN,
+                            address_bytes, decode_destination_options, decode_routing_header,
+                            home_address_destopts, ipv6_header, routing_header_type2)
 
-IPV6_HEADER_LEN = 40
 HAO_HEADER_LEN = 24   # destination options header holding only the Home Address option
 RH2_HEADER_LEN = 24   # type 2 routing header
 # What a route-optimised packet grows by; the interception devices' MTU leaves room for it.
@@ -39,7 +39,7 @@ def _check_plain(packet: bytes) -> None:
 
 def _header(first_word: bytes, payload_len: int, next_header: int, hop_limit: int,
             src: bytes, dst: bytes) -> bytes:
-    return first_word + struct.pack("!HBB", payload_len, next_header, hop_limit) + src + dst
+    return ipv6_header(src, dst, next_header, payload_len, hop_limit, first_word)
 
 
 def add_home_address_option(packet: bytes, care_of: bytes) -> bytes:
@@ -47,7 +47,7 @@ def add_home_address_option(packet: bytes, care_of: bytes) -> bytes:
     Home Address option placed right after the IPv6 header."""
     _check_plain(packet)
     hoa = packet[8:24]
-    destopts = encode_home_address_destopts_raw(hoa, packet[6])
+    destopts = home_address_destopts(hoa, packet[6])
     return _header(packet[0:4], len(packet) - IPV6_HEADER_LEN + HAO_HEADER_LEN, IPPROTO_DSTOPTS,
                    packet[7], care_of, packet[24:40]) + destopts + packet[40:]
 
@@ -57,14 +57,9 @@ def add_type2_routing_header(packet: bytes, care_of: bytes) -> bytes:
     routing header with Segments Left 1."""
     _check_plain(packet)
     hoa = packet[24:40]
-    rh2 = bytes((packet[6], 2, 2, 1)) + bytes(4) + hoa
+    rh2 = routing_header_type2(hoa, packet[6])
     return _header(packet[0:4], len(packet) - IPV6_HEADER_LEN + RH2_HEADER_LEN, IPPROTO_ROUTING,
                    packet[7], packet[8:24], care_of) + rh2 + packet[40:]
-
-
-def encode_home_address_destopts_raw(hoa: bytes, next_header: int) -> bytes:
-    """wire.encode_home_address_destopts for a packed address (no text round trip)."""
-    return bytes((next_header, 2, 1, 2, 0, 0, 201, 16)) + hoa
 
 
 def strip_home_address_option(packet: bytes) -> tuple[bytes, bytes]:
@@ -103,4 +98,4 @@ def strip_type2_routing_header(packet: bytes) -> tuple[bytes, bytes]:
 
 def encapsulate(packet: bytes, outer_src: bytes, outer_dst: bytes, hop_limit: int = 64) -> bytes:
     """IPv6-in-IPv6 (RFC 2473) without an encapsulation limit option."""
-    return _header(b"\x60\x00\x00\x00", len(packet), 41, hop_limit, outer_src, outer_dst) + packet
+    return ipv6_header(outer_src, outer_dst, IPPROTO_IPV6, len(packet), hop_limit) + packet

@@ -53,7 +53,7 @@ import sys
 import threading
 import time
 
-from mip6bench.codec import inet_checksum, ipv6_pseudo_header
+from mip6bench.ipv6 import IPPROTO_ICMPV6, IPPROTO_IPV6, IPV6_HEADER_LEN, icmpv6_packet, ipv6_header
 from mip6bench.net.intercept import (
     AGENT_MARK,
     ETH_P_IPV6,
@@ -63,9 +63,6 @@ from mip6bench.net.intercept import (
     attach_bpf,
 )
 
-IPV6_HEADER_LEN = 40
-IPPROTO_IPV6 = 41
-IPPROTO_ICMPV6 = 58
 ICMPV6_PACKET_TOO_BIG = 2
 OUTER_HOP_LIMIT = 64
 MIN_MTU = 1280
@@ -85,7 +82,7 @@ def packed(address: str) -> bytes:
 
 def outer_header(src: bytes, dst: bytes, payload_len: int) -> bytes:
     """RFC 2473 outer header: version 6, traffic class and flow label 0, next header 41."""
-    return b"\x60\x00\x00\x00" + struct.pack("!HBB", payload_len, IPPROTO_IPV6, OUTER_HOP_LIMIT) + src + dst
+    return ipv6_header(src, dst, IPPROTO_IPV6, payload_len, OUTER_HOP_LIMIT)
 
 
 def packet_too_big(packet: bytes, mtu: int, src: bytes) -> bytes | None:
@@ -99,9 +96,7 @@ def packet_too_big(packet: bytes, mtu: int, src: bytes) -> bytes | None:
         return None
     quoted = packet[:MIN_MTU - IPV6_HEADER_LEN - 8]
     body = struct.pack("!BBHI", ICMPV6_PACKET_TOO_BIG, 0, 0, mtu) + quoted
-    csum = inet_checksum(ipv6_pseudo_header(src, source, len(body), IPPROTO_ICMPV6) + body)
-    body = body[:2] + struct.pack("!H", csum) + body[4:]
-    return (b"\x60\x00\x00\x00" + struct.pack("!HBB", len(body), IPPROTO_ICMPV6, 64) + src + source + body)
+    return icmpv6_packet(src, source, body, hop_limit=64)
 
 
 class TunnelState:

@@ -10,12 +10,13 @@ Modules
     paa            PaaCore: the authentication agent
     relay          RelayCore: the relay element (PRE)
     effects        effects for the runtime (SendToAAA, MipSaEstablished, ...)
+    bootstrap      the PaC's bootstrap result (BootstrapTracker) and restart policy
     eap_interface  what the cores expect from EAP
 
 Runtime contract (same for all three cores): feed every datagram received on UDP 716
 to `receive(data, src, now, port)`, call `handle_timer(key, now)` when a StartTimer
 fires (StopTimer cancels; StartTimer with the same key re-arms), execute Transmit
-actions (send from port 716; honour meta {"discovery": "multicast"} on the PaC's PCI by
+actions (send from port 716; honour PciTransmit.discovery "multicast" on the PaC's PCI by
 adding the Router Alert option), apply effects and log Events. `now` is seconds on a
 monotonic clock. Randomness (sequence numbers, session ids, nonces, Key-Ids, backoff
 jitter, HoA/SPI choice) comes from the `rng` given to each core (default:

@@ -12,7 +12,7 @@ counts dropped messages by reason.
 
 Discovery (seed paper 2.2): `PacConfig.discovery` is "unicast" (paa_address is the PAA)
 or "multicast" (paa_address is a group that routers forward hop by hop with the Router
-Alert option). The PCI's Transmit carries meta {"discovery": "unicast"|"multicast"} for
+Alert option). The PCI is a PciTransmit whose `discovery` ("unicast"|"multicast") is for
 the runtime; the PaC accepts the first PAR with the S flag from whichever address
 answers and talks unicast to that address afterwards.
 
@@ -55,7 +55,7 @@ from __future__ import annotations
 import enum
 import random
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Hashable
 
 from ..codec import DecodeError
@@ -78,6 +78,14 @@ TIMER_RTX = ("pana-pac", "rtx")
 TIMER_AUTH = ("pana-pac", "auth")
 TIMER_REAUTH = ("pana-pac", "reauth")
 TIMER_LIFETIME = ("pana-pac", "lifetime")
+
+
+@dataclass(frozen=True)
+class PciTransmit(Transmit):
+    """The PANA-Client-Initiation: `discovery` "multicast" asks the runtime for the
+    Router Alert option (mip6bench.pana.discovery), "unicast" for a plain datagram."""
+
+    discovery: str = field(default="unicast", kw_only=True)
 
 
 class PacState(str, enum.Enum):
@@ -615,9 +623,9 @@ class PacCore:
         self.lifetime = None
         self.opened_at = None
 
-    def _pci_transmit(self) -> Transmit:
-        return Transmit(self._pci, dst=self.config.paa_address, port=self.config.paa_port,
-                        meta={"discovery": self.config.discovery})
+    def _pci_transmit(self) -> PciTransmit:
+        return PciTransmit(self._pci, dst=self.config.paa_address, port=self.config.paa_port,
+                           discovery=self.config.discovery)
 
     def _transmit(self, data: bytes) -> Transmit:
         return Transmit(data, dst=self.paa.address, port=self.paa.port)

@@ -36,8 +36,8 @@ port (RFC 6345 leaves PRE-PAA protection to other means; a PRY's PaC-Information
 where its message goes, so anybody else's is dropped); every other PANA message is a
 PaC's, relayed when it came in on the PaC side (`via` "pac") from anywhere but the PAA's
 own PANA endpoint (its address and port: no PaC can send from there, and relaying what
-the PAA sends back to the PAA would loop). Transmits carry meta {"via": "paa"} toward
-the PAA and {"via": "pac"} toward a PaC, so a runtime with two sockets sends each from
+the PAA sends back to the PAA would loop). Its Transmits are RelayTransmits, `via` "paa"
+toward the PAA and "pac" toward a PaC, so a runtime with two sockets sends each from
 the right one (agents/pre.py: PaCs on `port`, the PAA from a socket of its own), and the
 PAA's answers come back on the PAA side.
 The PRE drops (and counts in `counters`) anything it cannot decode, PaC messages not
@@ -49,12 +49,21 @@ from __future__ import annotations
 
 import ipaddress
 from collections import Counter
+from dataclasses import dataclass, field
 
 from ..codec import DecodeError
 from ..sansio import Action, Event, Transmit
 from .channel import describe
 from .message import (PANA_PORT, RELAY, Message, decode_message, pac_information_avp,
                       relayed_message_avp)
+
+
+@dataclass(frozen=True)
+class RelayTransmit(Transmit):
+    """A datagram of the relay; `via` names its socket ("pac": the PaC side, "paa": the
+    PAA side)."""
+
+    via: str = field(default="pac", kw_only=True)
 
 
 class RelayCore:
@@ -88,8 +97,8 @@ class RelayCore:
         pry = Message(RELAY, 0, 0, 0, (pac_information_avp(src, port),
                                        relayed_message_avp(msg.raw)))
         self.counters["relayed to PAA"] += 1
-        return [Transmit(pry.encode(), dst=self.paa_address, port=self.paa_port,
-                         meta={"via": "paa"}),
+        return [RelayTransmit(pry.encode(), dst=self.paa_address, port=self.paa_port,
+                              via="paa"),
                 Event("pana.relayed", {"role": "pre", "direction": "to_paa", "pac": src,
                                        "message": describe(msg)})]
 
@@ -101,7 +110,7 @@ class RelayCore:
         if inner.type == RELAY:
             return self._drop("nested relay", msg)
         self.counters["relayed to PaC"] += 1
-        return [Transmit(inner.raw, dst=info.address, port=info.port, meta={"via": "pac"}),
+        return [RelayTransmit(inner.raw, dst=info.address, port=info.port, via="pac"),
                 Event("pana.relayed", {"role": "pre", "direction": "to_pac",
                                        "pac": info.address, "message": describe(inner)})]
 

@@ -42,7 +42,7 @@ from typing import Any, Callable
 
 from mip6bench.aaa.authz import (AUTHZ_PORT, MIP6_NONE, AuthzConfig, AuthzDecision,
                                  AuthzFwCore, AuthzQuery)
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import Action, Effect, Transmit
 
 Callback = Callable[[int, bool, str, "int | None"], None]
 
@@ -91,8 +91,8 @@ class NsisAuthzClient:
         loop = asyncio.get_running_loop()
         self._config.wall_offset = time.time() - loop.time()
         self.core = AuthzFwCore(self._config, rng=self._rng)
-        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
-                                  apply=lambda effect: None, emit=self.emit)
+        self._driver = CoreDriver(send=self._send, on_timer=self.core.handle_timer,
+                                  apply_batch=self._decisions, emit=self.emit)
         self._sock = UdpSocket.bind(self.bind, 0, self._datagram,
                                     on_error=self._io_error)
         return self
@@ -151,10 +151,6 @@ class NsisAuthzClient:
     def _datagram(self, data: bytes, src: str, port: int) -> None:
         self._run(self.core.receive(data, src, port, self._driver.now()))
 
-    def _on_timer(self, key, now: float) -> list[Action]:
-        self._run(self.core.handle_timer(key, now))
-        return []
-
     def _send(self, tx: Transmit) -> None:
         self._sock.send(tx.data, tx.dst, tx.port)
 
@@ -163,14 +159,16 @@ class NsisAuthzClient:
         self.emit("authz.io_error", what=what, error=str(exc))
 
     def _run(self, actions: list[Action]) -> None:
-        self._driver.execute([a for a in actions
-                              if isinstance(a, (Transmit, StartTimer, StopTimer, Event))])
-        for effect in actions:
+        self._driver.execute(actions)
+
+    def _decisions(self, effects: list[Effect]) -> None:
+        """The driver's apply_batch: each decision to its callback, at once."""
+        for effect in effects:
             if isinstance(effect, AuthzDecision):
                 callback = self._callbacks.pop(effect.request_id, None)
                 if callback is not None:
                     callback(effect)
-            elif isinstance(effect, Effect):
+            else:
                 self.emit("authz.unexpected_effect", effect=type(effect).__name__)
 
 

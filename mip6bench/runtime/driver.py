@@ -1,16 +1,48 @@
-"""Runs a sans-I/O core's actions on an asyncio loop.
+"""The one thing that runs a sans-I/O core: it executes the actions a core returns.
 
-The loop clock (`loop.time()`) is time.monotonic(), i.e. CLOCK_MONOTONIC, the same
-clock the event log stamps, so a core's `now` and the log agree.
+    driver = CoreDriver(send=..., on_timer=core.handle_timer, apply=..., emit=agent.emit)
+    driver.execute(core.receive(data, src, driver.now()))
 
-`CoreDriver.execute(actions)` sends Transmits through `send`, arms and cancels timers
-(firing calls `on_timer(key, now)`, which returns more actions), writes Events to the
-agent's log, and hands every other action (effects) to `apply`. Effects are applied in
-order by one worker, because their kernel changes must not overtake each other.
+For every action, in the order the core returned them:
+    Transmit             `send(transmit)` (a protocol's Transmit subclass carries typed
+                         fields saying how: MhTransmit.via, GistTransmit.mode, ...)
+    StartTimer/StopTimer arm / cancel; a timer that fires calls `on_timer(key, now)`,
+                         whose actions are executed the same way
+    Event                `emit(name, **fields)` into the agent's event log
+    anything else        an effect: `apply(effect)` (a function or a coroutine function)
+
+Ordering of effects. Effects are applied one at a time in the order they were returned,
+each to its end (an awaited apply included) before the next, because kernel changes must
+not overtake each other. Transmits and events are not held back, except behind a
+*barrier*: when `barriers` names effect types, a Transmit that follows such an effect
+(in the same batch or while one is still being applied) is queued behind it and sent
+once it has been applied. (The HA's Binding Ack leaves only after the tunnel points at
+the new care-of address; a Binding Ack to a MN back home is not tunnelled by the route
+it just deregistered.)
+
+`apply_batch(effects)` instead of `apply`: the effects of one execute() call go
+together, synchronously, to one call (after that call's transmits, timers and events),
+for glue that folds them (the PaC's bootstrap tracker: a re-authentication's new SA and
+the old one's revocation make one update).
+
+Two clocks:
+    asyncio (default)    the running loop's clock, `loop.time()` = time.monotonic(), i.e.
+                         CLOCK_MONOTONIC, the clock the event log stamps, so a core's
+                         `now` and the log agree; timers are loop.call_at; coroutine
+                         effects run on a worker task (`drain()` waits for them).
+    synchronous          `CoreDriver(..., clock=fn)`: no event loop. Effects are applied
+                         inline (apply must not be a coroutine); timers wait in a heap
+                         until `run_timers(now)` (or `advance(to)` with a ManualClock)
+                         fires the due ones in time order; `next_timer()` says when. For
+                         tests, and for synchronous code such as the testbed's probes.
 """
 from __future__ import annotations
 
 import asyncio
+import heapq
+import inspect
+import itertools
+from collections import deque
 from typing import Any, Awaitable, Callable, Hashable, Iterable
 
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
@@ -18,65 +50,228 @@ from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
 Actions = Iterable[Action]
 
 
+class ManualClock:
+    """A clock for the synchronous mode that moves only when told (tests)."""
+
+    def __init__(self, start: float = 0.0):
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _AfterBarrier:
+    """A Transmit queued behind a barrier effect."""
+
+    __slots__ = ("transmit",)
+
+    def __init__(self, transmit: Transmit):
+        self.transmit = transmit
+
+
 class CoreDriver:
     def __init__(self, *, send: Callable[[Transmit], None],
                  on_timer: Callable[[Hashable, float], Actions],
-                 apply: Callable[[Any], Awaitable[None] | None],
-                 emit: Callable[..., None]):
-        self.loop = asyncio.get_running_loop()
-        self._send, self._on_timer, self._apply, self._emit = send, on_timer, apply, emit
-        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
-        self._effects: asyncio.Queue = asyncio.Queue()
-        self._worker = self.loop.create_task(self._effect_worker(), name="effects")
+                 emit: Callable[..., None],
+                 apply: Callable[[Any], Awaitable[None] | None] | None = None,
+                 apply_batch: Callable[[list], None] | None = None,
+                 barriers: tuple[type, ...] = (),
+                 clock: Callable[[], float] | None = None):
+        if apply is not None and apply_batch is not None:
+            raise ValueError("give apply or apply_batch, not both")
+        self._send, self._on_timer, self._emit = send, on_timer, emit
+        self._apply, self._apply_batch = apply, apply_batch
+        self._barriers = tuple(barriers)
+        self._barriers_pending = 0
         self.errors: list[str] = []
+        self.synchronous = clock is not None
+        if self.synchronous:
+            self.loop = None
+            self._clock = clock
+            self._heap: list[tuple[float, int, Hashable]] = []
+            self._armed: dict[Hashable, tuple[float, int]] = {}
+            self._seq = itertools.count()
+        else:
+            self.loop = asyncio.get_running_loop()
+            self._clock = self.loop.time
+            self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+            self._effects: deque = deque()
+            self._idle = asyncio.Event()
+            self._idle.set()
+            self._worker: asyncio.Task | None = None
+        self._closed = False
 
     def now(self) -> float:
-        return self.loop.time()
+        return self._clock()
 
+    # ------------------------------------------------------------------ executing
     def execute(self, actions: Actions) -> None:
+        batch = [] if self._apply_batch is not None else None
         for action in actions:
             if isinstance(action, Transmit):
-                self._send(action)
+                if self._barriers_pending and not self._closed:
+                    self._effect(_AfterBarrier(action))
+                else:
+                    self._transmit(action)
             elif isinstance(action, StartTimer):
                 self._arm(action.key, action.at)
             elif isinstance(action, StopTimer):
-                handle = self._timers.pop(action.key, None)
-                if handle:
-                    handle.cancel()
+                self._disarm(action.key)
             elif isinstance(action, Event):
                 self._emit(action.name, **action.fields)
+            elif batch is not None:
+                batch.append(action)
             else:
-                self._effects.put_nowait(action)
+                if isinstance(action, self._barriers):
+                    self._barriers_pending += 1
+                self._effect(action)
+        if batch:
+            try:
+                self._apply_batch(batch)
+            except Exception as exc:  # glue that fails is logged, not fatal
+                self._failed(batch[0], exc)
 
+    def _transmit(self, t: Transmit) -> None:
+        self._send(t)
+
+    def _effect(self, effect) -> None:
+        if self._closed:                # as the worker it had: nothing is applied after close
+            return
+        if self.synchronous:
+            self._apply_one_sync(effect)
+            return
+        self._effects.append(effect)
+        if self._worker is None or self._worker.done():
+            self._idle.clear()
+            self._worker = self.loop.create_task(self._run_effects(), name="effects")
+
+    def _start(self, effect):
+        """Apply `effect` (a queued Transmit: send it); an awaitable result is the rest."""
+        if isinstance(effect, _AfterBarrier):
+            self._transmit(effect.transmit)
+            return None
+        if self._apply is None:
+            raise TypeError("this driver takes no effects")
+        return self._apply(effect)
+
+    def _finish(self, effect) -> None:
+        if isinstance(effect, self._barriers):
+            self._barriers_pending -= 1
+
+    def _apply_one_sync(self, effect) -> None:
+        try:
+            result = self._start(effect)
+            if inspect.isawaitable(result):
+                getattr(result, "close", lambda: None)()
+                raise TypeError("a synchronous driver cannot await an effect")
+        except Exception as exc:  # an effect that fails is logged, not fatal
+            self._failed(effect, exc)
+        finally:
+            self._finish(effect)
+
+    async def _run_effects(self) -> None:
+        try:
+            while self._effects:
+                effect = self._effects.popleft()
+                try:
+                    result = self._start(effect)
+                    if inspect.isawaitable(result):
+                        await result
+                except Exception as exc:  # CancelledError is not one: close() ends this
+                    self._failed(effect, exc)
+                finally:
+                    self._finish(effect)
+        finally:
+            self._idle.set()
+
+    def _failed(self, effect, exc: BaseException) -> None:
+        name = type(effect).__name__
+        self.errors.append(f"{name}: {exc}")
+        self._emit("effect.failed", effect=name, error=str(exc))
+
+    # ------------------------------------------------------------------ timers
     def _arm(self, key: Hashable, at: float) -> None:
+        if self._closed:
+            return
+        if self.synchronous:
+            seq = next(self._seq)
+            self._armed[key] = (at, seq)
+            heapq.heappush(self._heap, (at, seq, key))
+            return
         old = self._timers.pop(key, None)
         if old:
             old.cancel()
         self._timers[key] = self.loop.call_at(at, self._fire, key)
 
+    def _disarm(self, key: Hashable) -> None:
+        if self.synchronous:
+            self._armed.pop(key, None)      # its heap entry is skipped when it comes up
+            return
+        handle = self._timers.pop(key, None)
+        if handle:
+            handle.cancel()
+
     def _fire(self, key: Hashable) -> None:
         self._timers.pop(key, None)
         self.execute(self._on_timer(key, self.loop.time()))
 
-    async def _effect_worker(self) -> None:
-        while True:
-            effect = await self._effects.get()
-            try:
-                result = self._apply(effect)
-                if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
-                    await result
-            except Exception as exc:  # an effect that fails is logged, not fatal
-                self.errors.append(f"{type(effect).__name__}: {exc}")
-                self._emit("effect.failed", effect=type(effect).__name__, error=str(exc))
-            finally:
-                self._effects.task_done()
+    def next_timer(self) -> float | None:
+        """Synchronous mode: when the next armed timer is due (None: none armed)."""
+        while self._heap:
+            at, seq, key = self._heap[0]
+            if self._armed.get(key) == (at, seq):
+                return at
+            heapq.heappop(self._heap)
+        return None
 
+    def run_timers(self, now: float | None = None) -> int:
+        """Synchronous mode: fire every timer due at `now` (default: the clock), earliest
+        first, including ones armed by those that fire; returns how many fired."""
+        if not self.synchronous:
+            raise RuntimeError("run_timers is for the synchronous mode; the loop fires timers")
+        fired = 0
+        while True:
+            now_ = self._clock() if now is None else now
+            at = self.next_timer()
+            if at is None or at > now_:
+                return fired
+            _, _, key = heapq.heappop(self._heap)
+            del self._armed[key]
+            fired += 1
+            self.execute(self._on_timer(key, now_))
+
+    def advance(self, to: float) -> int:
+        """Synchronous mode with a ManualClock: move the clock to `to`, firing the timers
+        due on the way at their own times."""
+        if not isinstance(self._clock, ManualClock):
+            raise RuntimeError("advance needs a ManualClock")
+        fired = 0
+        while True:
+            at = self.next_timer()
+            if at is None or at > to:
+                break
+            self._clock.t = max(self._clock.t, at)
+            fired += self.run_timers(self._clock.t)
+        self._clock.t = max(self._clock.t, to)
+        return fired
+
+    # ------------------------------------------------------------------ lifecycle
     async def drain(self) -> None:
-        """Wait until every queued effect has been applied."""
-        await self._effects.join()
+        """Wait until every queued effect has been applied (asyncio mode)."""
+        if not self.synchronous:
+            await self._idle.wait()
 
     def close(self) -> None:
+        """Cancel the timers and drop the effects not yet applied; from now on effects and
+        timers are ignored (Transmits still go to `send`)."""
+        self._closed = True
+        if self.synchronous:
+            self._heap.clear()
+            self._armed.clear()
+            return
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        self._worker.cancel()
+        self._effects.clear()
+        if self._worker is not None:
+            self._worker.cancel()

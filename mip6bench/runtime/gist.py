@@ -19,10 +19,10 @@ Sockets
 - One UDP socket bound to [::]:270 sends and receives. Received datagrams carry their
   destination (IPV6_RECVPKTINFO) and hop limit (IPV6_RECVHOPLIMIT); one that starts
   with the GIST magic number goes to the core as Q-mode, anything else as D-mode.
-- Sending dispatches on Transmit.meta["mode"] through `self.transports`:
+- Sending dispatches on GistTransmit.mode through `self.transports`:
   "Q": sendmsg to the flow destination, port 270, with ancillary IPV6_HOPOPTS (a
-       Hop-by-Hop header with one Router Alert option, meta["router_alert"]; 68 for
-       NATFW), IPV6_HOPLIMIT (meta["hop_limit"]) and IPV6_PKTINFO with Transmit.src.
+       Hop-by-Hop header with one Router Alert option, GistTransmit.router_alert; 68
+       for NATFW), IPV6_HOPLIMIT (.hop_limit) and IPV6_PKTINFO with Transmit.src.
   "D": the same without the Hop-by-Hop header, to the peer.
   Other modes (C-mode, messaging associations) plug in with register_transport(); an
   unknown mode is dropped, counted (io.drop.unknown_mode) and logged.
@@ -93,10 +93,13 @@ from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable, Iterable
 
-from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
+from mip6bench import ipv6
+from mip6bench.codec import DecodeError
 from mip6bench.errors import EnvironmentProblem, ParameterError
-from mip6bench.gist.core import Forward, GistConfig, GistNode
+from mip6bench.gist.core import Forward, GistConfig, GistNode, GistTransmit
 from mip6bench.gist.wire import GIST_PORT, MAGIC_BYTES, Mri
+from mip6bench.ipv6 import (RouterAlertPacket, parse_router_alert_packet,  # noqa: F401
+                            parse_udp, with_hop_limit)
 from mip6bench.net import rao
 from mip6bench.runtime.driver import CoreDriver
 from mip6bench.runtime.udp import UdpSocket
@@ -105,60 +108,6 @@ from mip6bench.sansio import Action, Transmit
 ANCBUF = socket.CMSG_SPACE(20) + socket.CMSG_SPACE(4)
 Handler = Callable[[Any], Awaitable[None] | None]
 TransportSend = Callable[[Transmit], bool]
-
-
-@dataclasses.dataclass(frozen=True)
-class RouterAlertPacket:
-    """An intercepted IPv6 packet whose first extension header is Hop-by-Hop."""
-
-    src: str
-    dst: str
-    hop_limit: int
-    hopopts: bytes             # the whole Hop-by-Hop header
-    router_alert: int | None
-    next_header: int           # what follows the Hop-by-Hop header
-    upper: bytes               # ... and its bytes
-
-
-def parse_router_alert_packet(packet: bytes) -> RouterAlertPacket:
-    """IPv6 header + Hop-by-Hop header, strictly (DecodeError otherwise)."""
-    r = Reader(bytes(packet))
-    first, payload_len, next_header, hop_limit = struct.unpack(
-        "!IHBB", r.take(8, "IPv6 header"))
-    if first >> 28 != 6:
-        raise DecodeError(f"IP version {first >> 28}")
-    src = str(ipaddress.IPv6Address(r.take(16, "IPv6 source")))
-    dst = str(ipaddress.IPv6Address(r.take(16, "IPv6 destination")))
-    if payload_len != r.remaining:
-        raise DecodeError(f"IPv6 payload length {payload_len}, {r.remaining} bytes follow")
-    if next_header != rao.IPPROTO_HOPOPTS:
-        raise DecodeError("no Hop-by-Hop header")
-    if r.remaining < 2:
-        raise DecodeError("truncated Hop-by-Hop header")
-    hbh_len = (r.data[r.pos + 1] + 1) * 8
-    hopopts = r.take(hbh_len, "Hop-by-Hop header")
-    rao.parse_hopopts(hopopts)             # strict: DecodeError for a malformed header
-    return RouterAlertPacket(src, dst, hop_limit, hopopts, rao.router_alert_value(hopopts),
-                             hopopts[0], r.take(r.remaining, "upper layer"))
-
-
-def parse_udp(src: str, dst: str, upper: bytes) -> tuple[int, int, bytes]:
-    """(source port, destination port, payload) of a UDP datagram over IPv6, its length
-    and checksum verified (a zero checksum is invalid in IPv6)."""
-    if len(upper) < 8:
-        raise DecodeError("truncated UDP header")
-    sport, dport, length, checksum = struct.unpack("!HHHH", upper[:8])
-    if length != len(upper):
-        raise DecodeError(f"UDP length {length}, {len(upper)} bytes")
-    pseudo = ipv6_pseudo_header(ipaddress.IPv6Address(src).packed,
-                                ipaddress.IPv6Address(dst).packed, length, rao.IPPROTO_UDP)
-    if checksum == 0 or inet_checksum(pseudo + upper) != 0:
-        raise DecodeError("bad UDP checksum")
-    return sport, dport, bytes(upper[8:])
-
-
-def with_hop_limit(packet: bytes, hop_limit: int) -> bytes:
-    return bytes(packet[:7]) + bytes([hop_limit]) + bytes(packet[8:])
 
 
 def _parse_ancillary(ancdata) -> tuple[str | None, int | None]:
@@ -219,7 +168,7 @@ class GistService:
         self.config.nslps = self.config.nslps | {nslp_id}
 
     def register_transport(self, mode: str, send: TransportSend) -> None:
-        """Send Transmits whose meta["mode"] is `mode` with `send` (True: sent)."""
+        """Send GistTransmits whose mode is `mode` with `send` (True: sent)."""
         self.transports[mode] = send
 
     async def start(self) -> None:
@@ -353,7 +302,7 @@ class GistService:
         except DecodeError as err:
             self._drop("malformed_ipv6", ifname=ifname, detail=err.reason)
             return
-        if pkt.next_header != rao.IPPROTO_UDP:
+        if pkt.next_header != ipv6.IPPROTO_UDP:
             self._reinject(packet, pkt, "not_udp", ifname)
             return
         try:
@@ -382,9 +331,9 @@ class GistService:
         if fwd.hop_limit is None or fwd.hop_limit < 1:
             self._drop("hop_limit_exceeded", src=fwd.src, dst=fwd.dst, ifname=ifname)
             return
-        udp = rao.udp_datagram(fwd.src, fwd.dst, sport, dport, fwd.data)
-        packet = rao.ipv6_packet_with_hopopts(fwd.src, fwd.dst, fwd.hop_limit, pkt.hopopts,
-                                              rao.IPPROTO_UDP, udp)
+        udp = ipv6.udp_datagram(fwd.src, fwd.dst, sport, dport, fwd.data)
+        packet = ipv6.ipv6_packet_with_hopopts(fwd.src, fwd.dst, fwd.hop_limit, pkt.hopopts,
+                                              ipv6.IPPROTO_UDP, udp)
         if self._send_raw(packet, fwd.dst):
             self.io["forwarded"] += 1
             self.agent.emit("gist.forwarded", src=fwd.src, dst=fwd.dst,
@@ -413,32 +362,31 @@ class GistService:
         return True
 
     # ------------------------------------------------------------ send
-    def _transmit(self, t: Transmit) -> None:
-        mode = t.meta.get("mode")
+    def _transmit(self, t: GistTransmit) -> None:
+        mode = t.mode
         send = self.transports.get(mode)
         if send is None:
-            self._drop("unknown_mode", mode=str(mode), dst=t.dst,
-                       message=t.meta.get("gist"))
+            self._drop("unknown_mode", mode=str(mode), dst=t.dst, message=t.kind)
             return
         if send(t):
             self.io[f"sent.{mode}"] += 1
 
-    def _send_q(self, t: Transmit) -> bool:
-        value = t.meta.get("router_alert")
+    def _send_q(self, t: GistTransmit) -> bool:
+        value = t.router_alert
         if value is None:
-            self._drop("no_router_alert_value", dst=t.dst, message=t.meta.get("gist"))
+            self._drop("no_router_alert_value", dst=t.dst, message=t.kind)
             return False
         return self._sendmsg(t, [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS,
-                                  rao.router_alert_hopopts(value))])
+                                  ipv6.router_alert_hopopts(value))])
 
-    def _send_d(self, t: Transmit) -> bool:
+    def _send_d(self, t: GistTransmit) -> bool:
         return self._sendmsg(t, [])
 
-    def _sendmsg(self, t: Transmit, cmsgs: list) -> bool:
+    def _sendmsg(self, t: GistTransmit, cmsgs: list) -> bool:
         cmsgs = list(cmsgs)
-        if t.meta.get("hop_limit") is not None:
+        if t.hop_limit is not None:
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_HOPLIMIT,
-                          struct.pack("@i", t.meta["hop_limit"])))
+                          struct.pack("@i", t.hop_limit)))
         if t.src is not None:
             oif = self.egress(t.src) if self.egress is not None else 0
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_PKTINFO,
@@ -446,7 +394,7 @@ class GistService:
         try:
             self.udp.sock.sendmsg([t.data], cmsgs, 0, (t.dst, t.port or self.port))
         except OSError as exc:
-            self._io_error(f"send {t.meta.get('mode')} {t.meta.get('gist', '')}".strip(), exc,
+            self._io_error(f"send {t.mode} {t.kind or ''}".strip(), exc,
                            src=t.src, dst=t.dst)
             return False
         return True

@@ -35,7 +35,7 @@ Bounds (every connection a stranger can open is bounded):
   has one otherwise is closed (`counters["duplicate_ma"]`).
 
 GistMaPlug wires this to a GistNode inside a runtime: the runtime hands it Transmits
-with meta["mode"] == "C" (plug.transmit, the shape of GistService.register_transport's
+with mode "C" (plug.transmit, the shape of GistService.register_transport's
 send: Transmit -> bool) and the OpenMa/CloseMa effects (plug.apply); the plug feeds what
 the transport reports into the node and hands the node's answers to the runtime's
 `execute`. It switches the node's C-mode on (config.ma_port = the listening port), so a
@@ -270,7 +270,7 @@ class GistMaPlug:
     """Connects a GistNode's C-mode to a MaTransport inside a runtime.
 
         plug = GistMaPlug(node, transport, execute=driver.execute, now=driver.now)
-        plug.transmit(t)       # a Transmit with meta["mode"] == "C"; True when written
+        plug.transmit(t)       # a GistTransmit with mode "C"; True when written
         plug.apply(effect)     # True when it was an OpenMa/CloseMa (and was done)
 
     It installs the transport's on_message/on_event; what the node answers goes to
@@ -285,8 +285,8 @@ class GistMaPlug:
         if transport.listen_port:
             node.config.ma_port = transport.listen_port
 
-    def transmit(self, t: Transmit) -> bool:
-        peer = t.meta["peer"]
+    def transmit(self, t: core.GistTransmit) -> bool:
+        peer = t.peer
         if self.transport.send(peer, t.data):
             return True
         if peer not in self.transport.conns:      # gone without the node being told

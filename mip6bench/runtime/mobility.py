@@ -5,15 +5,17 @@
     Home Address option or a type 2 routing header on a PacketTap; both go to
     ``core.receive`` (MH) or to the agent's ``on_data`` callback (data packets);
   * every Transmit becomes a whole IPv6 packet (Home Address option, type 2 routing
-    header, or IPv6-in-IPv6 toward the home agent for meta via=tunnel) on a RawSender;
+    header, or IPv6-in-IPv6 toward the home agent for MhTransmit.via "tunnel") on a
+    RawSender;
   * an agent may hold a Mobility Header back before the core sees it (``hold_mh``:
     the HA fetching the SA of an unknown SPI first) and deliver it later;
-  * timers and events go through CoreDriver; effects go to the agent's ``apply``,
-    one at a time, in order. A Transmit that follows a tunnel change or a state removal
-    (TunnelUp, RemoveBinding, TunnelDown) waits until that change is applied: a HA's
-    Binding Ack leaves once the tunnel points at the new care-of address (what the
-    MN sends after the Ack may come back through it at once), and a Binding Ack to a
-    MN back home must not be tunnelled by the route it just deregistered;
+  * the core runs on a CoreDriver: effects go to the agent's ``apply``, one at a
+    time, in order; ORDERING_EFFECTS are the driver's barriers: a Transmit that follows
+    a tunnel change or a state removal (TunnelUp, RemoveBinding, TunnelDown) waits until
+    that change is applied: a HA's Binding Ack leaves once the tunnel points at the new
+    care-of address (what the MN sends after the Ack may come back through it at once),
+    and a Binding Ack to a MN back home must not be tunnelled by the route it just
+    deregistered;
   * kernel calls run on one worker thread (`kernel(fn, ...)`): pyroute2's synchronous
     API cannot run on a thread whose event loop is running, and one thread keeps
     kernel changes in order.
@@ -30,15 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
-from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_MH, IPPROTO_ROUTING
-from mip6bench.mipv6.effects import RemoveBinding, TunnelDown, TunnelUp
+from mip6bench.ipv6 import IPPROTO_DSTOPTS, IPPROTO_ROUTING, build_ipv6_packet, parse_ipv6_packet
+from mip6bench.mipv6.constants import IPPROTO_MH
+from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown, TunnelUp
 from mip6bench.mipv6.sa import MobilitySA
-from mip6bench.mipv6.wire import build_ipv6_packet, parse_ipv6_packet
 from mip6bench.net import ro
 from mip6bench.net.intercept import PacketTap
 from mip6bench.net.mh_socket import MHSocket, RawSender
 from mip6bench.runtime.driver import CoreDriver
-from mip6bench.sansio import Effect, Transmit
+from mip6bench.sansio import Transmit
 
 DataHandler = Callable[[bytes, str], None]
 # hold_mh(mh, deliver) -> True when the agent keeps the MH and calls deliver() later.
@@ -116,16 +118,6 @@ def packed(address: str) -> bytes:
     return ipaddress.IPv6Address(address).packed
 
 
-class _TransmitAfterRemoval(Effect):
-    """A Transmit queued behind a tunnel change or state removal (see the module
-    docstring)."""
-
-    __slots__ = ("transmit",)
-
-    def __init__(self, transmit: Transmit):
-        self.transmit = transmit
-
-
 ORDERING_EFFECTS = (TunnelUp, RemoveBinding, TunnelDown)
 
 
@@ -146,10 +138,8 @@ class MobilityIO:
         self.tunnel_endpoints = tunnel_endpoints
         self.counters: Counter[str] = Counter()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
-        self._apply = apply
-        self._removals_pending = 0
-        self.driver = CoreDriver(send=self.transmit, apply=self._apply_in_order, emit=emit,
-                                 on_timer=lambda key, now: self._ordered(core.handle_timer(key, now)))
+        self.driver = CoreDriver(send=self.transmit, apply=apply, emit=emit,
+                                 on_timer=core.handle_timer, barriers=ORDERING_EFFECTS)
         self.sender = RawSender()
         self.mh = MHSocket()
         self.tap = PacketTap(tap_ifname)
@@ -161,46 +151,22 @@ class MobilityIO:
         return self.loop.time()
 
     def execute(self, actions) -> None:
-        self.driver.execute(self._ordered(actions))
-
-    def _ordered(self, actions) -> list:
-        out = []
-        for action in actions:
-            if isinstance(action, Transmit) and self._removals_pending:
-                out.append(_TransmitAfterRemoval(action))
-                continue
-            if isinstance(action, ORDERING_EFFECTS):
-                self._removals_pending += 1
-            out.append(action)
-        return out
-
-    async def _apply_in_order(self, effect) -> None:
-        if isinstance(effect, _TransmitAfterRemoval):
-            self.transmit(effect.transmit)
-            return
-        try:
-            result = self._apply(effect)
-            if asyncio.iscoroutine(result):
-                await result
-        finally:
-            if isinstance(effect, ORDERING_EFFECTS):
-                self._removals_pending -= 1
+        self.driver.execute(actions)
 
     async def kernel(self, fn: Callable, *args: Any) -> Any:
         return await self.loop.run_in_executor(self._pool, fn, *args)
 
     # ------------------------------------------------------------------ transmit
-    def build(self, t: Transmit) -> bytes:
-        meta = t.meta or {}
-        if meta.get("via") == "tunnel":
+    def build(self, t: MhTransmit) -> bytes:
+        if t.via == "tunnel":
             endpoints = self.tunnel_endpoints() if self.tunnel_endpoints else None
             if endpoints is None:
                 raise OSError("no tunnel to reverse-tunnel through")
             inner = build_ipv6_packet(t.src, t.dst, IPPROTO_MH, t.data)
             return ro.encapsulate(inner, packed(endpoints[0]), packed(endpoints[1]))
-        return build_ipv6_packet(t.src, t.dst, IPPROTO_MH, t.data, hao=meta.get("hao"), rh2=meta.get("rh2"))
+        return build_ipv6_packet(t.src, t.dst, IPPROTO_MH, t.data, hao=t.hao, rh2=t.rh2)
 
-    def transmit(self, t: Transmit) -> None:
+    def transmit(self, t: MhTransmit) -> None:
         try:
             self.sender.send(self.build(t), oif=self._oif())
             self.counters["tx"] += 1

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from mip6bench.aaa.sadist import (SADIST_PORT, SaDistConfig, SaDistHaCore, SaFetchFailed,
                                   SaInstall, SaRemove)
 from mip6bench.mipv6.sa import MobilitySA, SAStore
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import Action, Effect, Event, Transmit
 
 
 def bu_spi(mh: bytes) -> int | None:
@@ -78,8 +78,8 @@ class SaChannelHa:
         loop = asyncio.get_running_loop()
         self._config.wall_offset = time.time() - loop.time()
         self.core = SaDistHaCore(self._config, rng=self._rng)
-        self._driver = CoreDriver(send=self._send, on_timer=self._on_timer,
-                                  apply=lambda effect: None, emit=self.emit)
+        self._driver = CoreDriver(send=self._send, on_timer=self.core.handle_timer,
+                                  apply_batch=self._apply_all, emit=self.emit)
         self._sock = UdpSocket.bind(self.bind, self.port, self._datagram,
                                     on_error=lambda what, exc: self.emit(
                                         "sadist.io_error", what=what, error=str(exc)))
@@ -134,21 +134,27 @@ class SaChannelHa:
     def _datagram(self, data: bytes, src: str, port: int) -> None:
         self._run(self.core.receive(data, src, port, self._driver.now()))
 
-    def _on_timer(self, key, now: float) -> list[Action]:
-        self._run(self.core.handle_timer(key, now))
-        return []
-
     def _send(self, tx: Transmit) -> None:
         self._sock.send(tx.data, tx.dst, tx.port)
 
     def _run(self, actions: list[Action]) -> None:
         """In the core's order, effects included: an SA is in the store before the ACK
-        the core puts after its SaInstall leaves."""
+        the core puts after its SaInstall leaves (the driver would apply a batch of
+        effects after the call's transmits)."""
+        pending: list[Action] = []
         for action in actions:
             if isinstance(action, Effect):
+                self._driver.execute(pending)
+                pending = []
                 self._apply(action)
-            elif isinstance(action, (Transmit, StartTimer, StopTimer, Event)):
-                self._driver.execute([action])
+            else:
+                pending.append(action)
+        self._driver.execute(pending)
+
+    def _apply_all(self, effects: list[Effect]) -> None:
+        """The driver's apply_batch (for actions that reach it other than through _run)."""
+        for effect in effects:
+            self._apply(effect)
 
     def _apply(self, effect: Effect) -> None:
         if isinstance(effect, SaInstall):

@@ -10,7 +10,7 @@ from typing import Any
 from mip6bench import REPO_ROOT
 from mip6bench.runtime import control
 from mip6bench.secretfiles import write_secret_file
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.process import NodeProcess
 

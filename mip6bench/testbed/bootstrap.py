@@ -301,11 +301,20 @@ class BootstrapServices:
         (A known user: hostapd 2.10 cannot send the Access-Reject for an unknown one over
         IPv6, its sendto gets an IPv4-sized address and fails with EINVAL.)"""
         from mip6bench.eap.packet import identity_response
+        from mip6bench.runtime.driver import CoreDriver
 
         eap = identity_response(1, self.users[0].nai.encode()).encode()
         sock = in_netns(pid, lambda: socket.socket(socket.AF_INET6, socket.SOCK_DGRAM))
         client = RadiusClientCore(RadiusClientConfig("::1", self.radius_secret.encode(),
                                                      nas_identifier="testbed-probe"))
+        answers: list[RadiusAnswer] = []
+        # The probe's own cadence (50 ms, then cancel) replaces the client's
+        # retransmission timers, so they never come due here.
+        driver = CoreDriver(send=lambda t: sock.sendto(t.data, (t.dst, t.port)),
+                            on_timer=client.handle_timer, emit=lambda name, **fields: None,
+                            apply=lambda effect: answers.append(effect)
+                            if isinstance(effect, RadiusAnswer) else None,
+                            clock=time.monotonic)
         probes = 0
         deadline_s = scaled(deadline_s)
         end = time.monotonic() + deadline_s
@@ -316,22 +325,19 @@ class BootstrapServices:
                     raise Mip6benchError(f"hostapd exited while starting: {self._hostapd_log_tail()}",
                                          f"see {self.hostapd.log_path}")
                 probes += 1
-                now = time.monotonic()
-                sent = [a for a in client.request(probes, eap, now,
-                                                  user_name=self.users[0].nai)
-                        if hasattr(a, "data")]
-                sock.sendto(sent[0].data, ("::1", 1812))
+                driver.execute(client.request(probes, eap, driver.now(),
+                                              user_name=self.users[0].nai))
                 try:
                     data, addr = sock.recvfrom(4096)
                 except (socket.timeout, ConnectionRefusedError):
-                    client.cancel(probes)
+                    driver.execute(client.cancel(probes))
                     continue
-                answers = [a for a in client.receive(data, addr[0], addr[1], time.monotonic())
-                           if isinstance(a, RadiusAnswer)]
+                driver.execute(client.receive(data, addr[0], addr[1], driver.now()))
                 if answers:
                     return probes
-                client.cancel(probes)
+                driver.execute(client.cancel(probes))
         finally:
+            driver.close()
             sock.close()
         raise Mip6benchError(f"hostapd did not answer RADIUS on the aaa node within "
                              f"{deadline_s:g} s ({probes} probes): {self._hostapd_log_tail()}",

@@ -382,7 +382,7 @@ def home_services(params: dict[str, Any]) -> dict[str, Any]:
     firewall asks the PAA to authorize NATFW requests (pull, UDP SADIST_PORT); and the
     Router Alert forwarder on hfw joins PANA's discovery group on its outside port."""
     from mip6bench.aaa.sadist import SADIST_PORT
-    from mip6bench.net.rao import DISCOVERY_GROUP
+    from mip6bench.pana.discovery import DISCOVERY_GROUP
 
     paa = host(HOME_PREFIX, 2)
     cn_fw = host(core_link_prefix(2), 2)

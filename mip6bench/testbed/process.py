@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.fdwait import wait_readable
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.registry import process_start, terminate
 

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mip6bench.fdwait import wait_readable
-from mip6bench.runtime.slowdown import scaled
 from mip6bench.secretfiles import private_dir
+from mip6bench.slowdown import scaled
 
 RUN_ROOT = Path(os.environ.get("MIP6BENCH_RUN_ROOT", "/run/mip6bench"))
 

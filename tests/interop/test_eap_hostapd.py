@@ -4,7 +4,7 @@ hostapd (Debian package, /usr/sbin/hostapd) runs as a RADIUS authentication
 server on 127.0.0.1. The test plays the NAS with EapPassThrough, as the PANA PAA
 will, and pyrad is the RADIUS client; the EAP-Message split, the
 Message-Authenticator and the MS-MPPE key decryption come from
-mip6bench.eap.radius_attrs, so hostapd checks those too. hostapd is started per
+mip6bench.aaa.radius_attrs, so hostapd checks those too. hostapd is started per
 test in a temporary directory as `hostapd -d -K hostapd.conf` (-K prints the
 derived keys, compared with ours), probed until its RADIUS port answers a real
 Access-Request (no fixed sleep), and stopped by its pid.
@@ -51,7 +51,7 @@ from mip6bench.eap import (  # noqa: E402
 )
 from mip6bench.eap.packet import identity_request  # noqa: E402
 from mip6bench.eap.psk_method import PskPeerMethod  # noqa: E402
-from mip6bench.eap.radius_attrs import (  # noqa: E402
+from mip6bench.aaa.radius_attrs import (  # noqa: E402
     eap_from_radius,
     mppe_keys_from_radius,
     sign_message_authenticator,
@@ -347,9 +347,9 @@ def _bootstrap_through_hostapd(server: Hostapd, claim: str, id_p: str, key: byte
                 continue
             if sender == "paa":          # from the PaC, to the PAA
                 queue += [("pac", a) for a in svc.receive(action.data, pac_addr, 716, 0.0)]
-            elif action.meta["via"] == "pana":
+            elif action.via == "pana":
                 queue += [("paa", a) for a in pac.receive(action.data, paa_addr, 0.0, 716)]
-            elif action.meta["via"] == "radius":
+            elif action.via == "radius":
                 sock.sendto(action.data, ("127.0.0.1", server.port))
                 data, (host, port) = sock.recvfrom(4096)
                 queue += [("pac", a) for a in svc.receive(data, host, port, 0.0,

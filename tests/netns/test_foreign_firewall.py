@@ -19,7 +19,7 @@ import pytest
 
 from mip6bench.measure.probe import Flow, probe_flows
 from mip6bench.measure.tshark import run_tshark, tshark_binary
-from mip6bench.runtime.slowdown import timing_meaningful
+from mip6bench.slowdown import timing_meaningful
 from mip6bench.testbed.network import Testbed
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]

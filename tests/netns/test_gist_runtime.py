@@ -22,6 +22,7 @@ import pytest
 
 from mip6bench.gist.core import NATFW_NSLPID, NATFW_RAO
 from mip6bench.gist.wire import DATA, Message, Mri, Nli
+from mip6bench import ipv6
 from mip6bench.net import rao
 from mip6bench.net.netns import in_netns, write_sysctls
 
@@ -292,7 +293,7 @@ def test_intercepted_non_gist_traffic_goes_on_unchanged(line, nodes):
               intercept=["fw-q"])
     r = nodes(line.r, identity="R", addresses=[RA], nslps=[NATFW_NSLPID])
     sender, other = udp_socket(line.q), udp_socket(line.r, 9999)
-    alert = [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS, rao.router_alert_hopopts(NATFW_RAO)),
+    alert = [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS, ipv6.router_alert_hopopts(NATFW_RAO)),
              (socket.IPPROTO_IPV6, rao.IPV6_HOPLIMIT, struct.pack("@i", 20))]
     try:
         # Another UDP port with the NATFW Router Alert: re-injected, hop limit - 1.
@@ -317,7 +318,7 @@ def test_router_alert_socket_without_isolate_takes_other_namespaces_packets(line
     forwards, and R's own UDP socket never sees it. (An experimental value, so that this
     check never steals another test's NATFW packets.)"""
     value = 65534
-    alert = [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS, rao.router_alert_hopopts(value))]
+    alert = [(socket.IPPROTO_IPV6, rao.IPV6_HOPOPTS, ipv6.router_alert_hopopts(value))]
     for isolate in (False, True):
         def router_alert_socket() -> socket.socket:
             s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)

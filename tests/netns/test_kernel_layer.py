@@ -13,7 +13,7 @@ import pytest
 from mip6bench.fdwait import wait_readable
 from mip6bench.net import kernel as kn
 from mip6bench.net.netns import in_fresh_netns
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 

@@ -15,7 +15,7 @@ from mip6bench.measure.probe import Flow, probe_flows
 from mip6bench.net.firewall import Pinhole
 from mip6bench.net.nft import Nft
 from mip6bench.runtime.control import ControlError
-from mip6bench.runtime import slowdown
+from mip6bench import slowdown
 from mip6bench.testbed.warmup import warm_up
 from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.registry import RUN_ROOT, process_start

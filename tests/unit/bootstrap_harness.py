@@ -149,7 +149,7 @@ class BootstrapNet:
 
     def _sport(self, node, action):
         if node.name == "paa":
-            return {"pana": 716, "radius": RADIUS_CLIENT_PORT, "sadist": 7716}[action.meta["via"]]
+            return {"pana": 716, "radius": RADIUS_CLIENT_PORT, "sadist": 7716}[action.via]
         if node.name == "aaa":
             return 1812
         if node.name == "ha":

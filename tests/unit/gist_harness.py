@@ -114,13 +114,13 @@ class Net:
         return next(a for a, n in self.owner.items() if n == name)
 
     def route(self, sender: str, t: Transmit):
-        if t.meta.get("mode") == "C":
-            mine = self.links.get((sender, t.meta["peer"]))
-            target = self.owner.get(t.meta["peer"])
+        if t.mode == "C":
+            mine = self.links.get((sender, t.peer))
+            target = self.owner.get(t.peer)
             if mine is not None and target is not None:
-                self.push(self.now + self.latency, ("c", target, t.data, mine, t.meta["peer"]))
+                self.push(self.now + self.latency, ("c", target, t.data, mine, t.peer))
             return
-        if t.meta.get("mode") == "Q":
+        if t.mode == "Q":
             self.push(self.now + self.latency, ("q", self.next_hop(sender, t.dst), t.data,
                                                 t.src, t.dst))
         else:
@@ -172,7 +172,7 @@ class Net:
 
     def sent(self, name: str | None = None, kind: str | None = None) -> list[tuple]:
         return [(at, who, t) for at, who, t in self.wire
-                if (name is None or who == name) and (kind is None or t.meta.get("gist") == kind)]
+                if (name is None or who == name) and (kind is None or t.kind == kind)]
 
     def events(self, name: str) -> list[str]:
         return [a.name for _, who, a in self.effects if who == name and isinstance(a, Event)]

@@ -16,7 +16,7 @@ from mip6bench.aaa.radius_server import SWEEP_TIMER, RadiusServerConfig, RadiusS
 from mip6bench.codec import DecodeError
 from mip6bench.eap import EapPassThrough, EapPeer, EapStatus, RelayToBackend, SendEap
 from mip6bench.eap.packet import identity_response
-from mip6bench.eap.radius_attrs import (
+from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, EAP_MESSAGE,
     FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, SESSION_TIMEOUT, STATE,
     USER_NAME, build_response, check_radius_packet, encode_radius_packet,
@@ -381,7 +381,7 @@ def test_server_accept_keys_decrypt_with_the_request_authenticator():
     client.request("x", IDENTITY, 0.0)
     pending = next(iter(client.outstanding.values()))
     msk = bytes(range(64))
-    from mip6bench.eap.radius_attrs import mppe_key_attributes
+    from mip6bench.aaa.radius_attrs import mppe_key_attributes
     reply = build_response(ACCESS_ACCEPT, pending.identifier, pending.authenticator, SECRET,
                            [(EAP_MESSAGE, bytes([3, 2, 0, 4]))],
                            b"".join(mppe_key_attributes(msk, SECRET, pending.authenticator,

@@ -88,7 +88,7 @@ def test_udp_and_router_alert_with_scapy():
 def test_radius_forgeries_fail_the_message_authenticator():
     from mip6bench.aaa.radius_server import RadiusServerConfig, RadiusServerCore
     from mip6bench.eap.packet import identity_response
-    from mip6bench.eap.radius_attrs import parse_radius_packet
+    from mip6bench.aaa.radius_attrs import parse_radius_packet
 
     eap = identity_response(1, b"mn1@mip6bench.example").encode()
     data = forge.radius_access_request(7, "mn1@mip6bench.example", eap, "paa")

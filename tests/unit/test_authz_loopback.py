@@ -62,7 +62,7 @@ class PaaOnLoopback:
         now = asyncio.get_running_loop().time()
         for a in self.net.paa.receive(data, src, port, now, via="sadist"):
             if isinstance(a, Transmit):
-                assert a.meta["via"] == "sadist"
+                assert a.via == "sadist"
                 self.sock.send(a.data, a.dst, a.port)
 
 

@@ -261,7 +261,7 @@ class MemoryPaa:
         return out
 
     def _from_paa(self, tx: Transmit):
-        if tx.meta["via"] == "sadist":
+        if tx.via == "sadist":
             self.loop.call_later(self.latency, self._to_ha, tx.data)
         else:
             self.loop.call_later(self.latency, self.client._datagram, tx.data, PAA, 716)

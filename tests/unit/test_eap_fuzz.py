@@ -11,7 +11,7 @@ from mip6bench.codec import DecodeError
 from mip6bench.eap import EapPassThrough, EapStatus
 from mip6bench.eap.packet import EapPacket, EapType, decode_eap_packet
 from mip6bench.eap.psk_messages import build_psk_packet, decode_channel_payload, decode_psk_message
-from mip6bench.eap.radius_attrs import (
+from mip6bench.aaa.radius_attrs import (
     decrypt_mppe_key,
     join_eap_message,
     mppe_keys_from_radius,

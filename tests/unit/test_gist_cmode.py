@@ -12,7 +12,7 @@ from .test_gist_core import CN, COA2, FW, MN, MRI, NSLP, SID, SID2, pair
 
 def sent(net, name=None):
     """(time, sender, kind, mode) of everything on the wire."""
-    return [(at, who, t.meta["gist"], t.meta["mode"]) for at, who, t in net.wire
+    return [(at, who, t.kind, t.mode) for at, who, t in net.wire
             if name is None or who == name]
 
 
@@ -28,7 +28,7 @@ def ma_events(net, name):
 
 def decode(net, kind, name=None):
     (_, _, t), = [(at, who, t) for at, who, t in net.wire
-                  if t.meta["gist"] == kind and (name is None or who == name)][:1]
+                  if t.kind == kind and (name is None or who == name)][:1]
     return wire.decode_message(t.data)
 
 
@@ -53,8 +53,8 @@ def test_reliable_message_negotiates_tcp_and_confirms_over_the_new_ma():
     assert confirm.stack_proposal == resp.stack_proposal               # echoed
     assert confirm.stack_config.ma_hold_time_ms == 60_000
     assert confirm.nslp_data == b"CRE1" and not confirm.q_mode
-    (_, _, t), = [w for w in net.wire if w[2].meta["gist"] == "Confirm"]
-    assert t.meta["peer"] == CN and t.dst == CN and t.port == 270 and t.src == MN
+    (_, _, t), = [w for w in net.wire if w[2].kind == "Confirm"]
+    assert t.peer == CN and t.dst == CN and t.port == 270 and t.src == MN
     (at, who, recv), = net.delivered
     assert (who, recv.data, recv.peer) == ("cn", b"CRE1", MN) and at == pytest.approx(0.05)
     mn, cn = net.nodes["mn"], net.nodes["cn"]
@@ -99,18 +99,18 @@ def test_message_too_large_for_d_mode_goes_over_an_ma():
     fits = b"x" * (core.D_MODE_MAX - overhead())            # exactly 512 bytes on the wire
     assert len(fits) % 4 == 0
     net.call("mn", "send_message", NSLP, SID, MRI, fits)
-    assert net.wire[-1][2].meta["mode"] == "D" and len(net.wire[-1][2].data) == 512
+    assert net.wire[-1][2].mode == "D" and len(net.wire[-1][2].data) == 512
     big = fits + b"yyyy"                                     # 516: C-mode
     net.call("mn", "send_message", NSLP, SID, MRI, big)
     # the D-mode handshake learnt no MA port: a new Query asks for it, the state stays usable
-    assert net.wire[-1][2].meta["gist"] == "Query"
+    assert net.wire[-1][2].kind == "Query"
     assert wire.decode_message(net.wire[-1][2].data).stack_proposal is not None
     net.call("mn", "send_message", NSLP, SID, MRI, b"SML1")   # meanwhile: D-mode
-    assert net.wire[-1][2].meta["mode"] == "D"
+    assert net.wire[-1][2].mode == "D"
     net.run(2.0)
     # the Confirm over the new MA carries the queued big message
     assert [(k, m) for _, _, k, m in sent(net)[-2:]] == [("Response", "D"), ("Confirm", "C")]
-    (_, _, last_confirm) = [w for w in net.wire if w[2].meta["gist"] == "Confirm"][-1]
+    (_, _, last_confirm) = [w for w in net.wire if w[2].kind == "Confirm"][-1]
     assert len(last_confirm.data) > core.D_MODE_MAX
     got = [r.data for _, who, r in net.delivered if who == "cn"]
     assert got == [b"CRE1", fits, b"SML1", big]
@@ -159,11 +159,11 @@ def test_ma_hellos_keep_a_used_ma_and_the_hold_time_closes_an_idle_one():
                       (15.04, "mn"), (15.04, "cn")]
     assert all(m == "C" for _, _, k, m in sent(net) if k == "MA-Hello")
     keepalives = [wire.decode_message(t.data) for _, _, t in net.wire
-                  if t.meta["gist"] == "MA-Hello"]
+                  if t.kind == "MA-Hello"]
     assert {(m.nslp_id, m.r_flag, m.hello_id) for m in keepalives} == {(0, False, 0)}
     # the routing state ends (its refresh Queries are lost): the MA is idle, hellos stop,
     # and after the hold time without traffic the MA is closed
-    net.drop = lambda who, t: t.meta["gist"] == "Query"
+    net.drop = lambda who, t: t.kind == "Query"
     net.run(200.0)
     downs = [(round(at, 2), who) for at, who, e in effects(net, core.RoutingStateChanged)
              if e.status == "down"]
@@ -184,12 +184,12 @@ def test_a_silent_peer_is_probed_then_declared_failed():
     net = pair(ma_hold_time_ms=10_000)
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1", reliable=True)
     net.run(1.0)
-    net.drop = lambda who, t: who == "cn" and t.meta["mode"] == "C"   # cn's writes vanish
+    net.drop = lambda who, t: who == "cn" and t.mode == "C"   # cn's writes vanish
     net.run(40.0)
     probes = [(round(at, 2), wire.decode_message(t.data).r_flag) for at, who, t in net.wire
-              if who == "mn" and t.meta["gist"] == "MA-Hello"]
+              if who == "mn" and t.kind == "MA-Hello"]
     (request,) = [wire.decode_message(t.data) for _, who, t in net.wire
-                  if who == "mn" and t.meta["gist"] == "MA-Hello"
+                  if who == "mn" and t.kind == "MA-Hello"
                   and wire.decode_message(t.data).r_flag]
     assert request.hello_id != 0
     # nothing heard since the connection (0.04 s): after the hold time a hello that asks
@@ -209,7 +209,7 @@ def test_ma_hello_with_r_flag_is_answered_with_its_hello_id():
     ask = wire.Message(wire.MA_HELLO, 0, r_flag=True, hello_id=0x12345678).encode()
     (reply,) = cn.receive(ask, MN, CN, 1.0, c_mode=True)
     msg = wire.decode_message(reply.data)
-    assert reply.meta["mode"] == "C" and reply.meta["peer"] == MN
+    assert reply.mode == "C" and reply.peer == MN
     assert msg.type == wire.MA_HELLO and msg.hello_id == 0x12345678 and not msg.r_flag
     # a request without an identifier is not answered; outside C-mode an MA-Hello means
     # nothing
@@ -352,7 +352,7 @@ def test_d_mode_confirm_stays_within_the_d_mode_size():
     net.run(1.0)
     assert [(k, m) for _, _, k, m in sent(net)] == [("Query", "Q"), ("Response", "D"),
                                                     ("Confirm", "D"), ("Data", "D")]
-    assert max(len(t.data) for _, _, t in net.wire if t.meta["mode"] == "D") == 512
+    assert max(len(t.data) for _, _, t in net.wire if t.mode == "D") == 512
     assert decode(net, "Confirm").nslp_data is None
     assert [r.data for _, _, r in net.delivered] == [fits]
 

@@ -23,7 +23,7 @@ def pair(**config):
 
 
 def kinds(net, name=None):
-    return [t.meta["gist"] for _, who, t in net.wire if name is None or who == name]
+    return [t.kind for _, who, t in net.wire if name is None or who == name]
 
 
 def test_handshake_then_data_both_ways():
@@ -31,7 +31,7 @@ def test_handshake_then_data_both_ways():
     actions = net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
     query = [a for a in actions if isinstance(a, Transmit)][0]
     assert query.dst == CN and query.src == MN and query.port == wire.GIST_PORT
-    assert query.meta["mode"] == "Q" and query.meta["router_alert"] == core.NATFW_RAO == 68
+    assert query.mode == "Q" and query.router_alert == core.NATFW_RAO == 68
     assert query.data[:4] == bytes.fromhex("4e04bda5")
     net.run(1.0)
     assert kinds(net) == ["Query", "Response", "Confirm"]
@@ -48,7 +48,7 @@ def test_handshake_then_data_both_ways():
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE2")
     net.run(2.0)
     assert kinds(net)[3:] == ["Data", "Data"]
-    assert all(t.meta["mode"] == "D" for _, _, t in net.wire[1:])
+    assert all(t.mode == "D" for _, _, t in net.wire[1:])
     got = [(who, r.data, r.peer) for _, who, r in net.delivered[1:]]
     assert got == [("mn", b"RSP1", CN), ("cn", b"CRE2", MN)]
 
@@ -56,7 +56,7 @@ def test_handshake_then_data_both_ways():
 def test_response_is_sent_to_the_querier_with_a_cookie_and_no_responder_state():
     net = pair()
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
-    net.drop = lambda who, t: t.meta["gist"] == "Confirm"
+    net.drop = lambda who, t: t.kind == "Confirm"
     net.run(0.4)
     (_, _, resp), = net.sent("cn", "Response")
     msg = wire.decode_message(resp.data, q_mode=False)
@@ -92,7 +92,7 @@ def test_query_retransmission_doubles_from_t1_and_gives_up_after_t2():
 def test_retransmitted_query_completes_the_handshake():
     net = pair()
     lost = []
-    net.drop = lambda who, t: t.meta["gist"] == "Query" and len(lost) < 2 and not lost.append(1)
+    net.drop = lambda who, t: t.kind == "Query" and len(lost) < 2 and not lost.append(1)
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
     net.run(5.0)
     assert [at for at, _, _ in net.sent("mn", "Query")] == pytest.approx([0, 0.5, 1.5])
@@ -164,7 +164,7 @@ def test_three_nodes_interceptor_answers_and_relays():
     net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
     net.run(1.0)
     # the firewall intercepted the Query and answered it itself
-    assert [(who, k) for k, who in [(t.meta["gist"], w) for _, w, t in net.wire]] == \
+    assert [(who, k) for k, who in [(t.kind, w) for _, w, t in net.wire]] == \
         [("mn", "Query"), ("fw", "Response"), ("mn", "Confirm")]
     (_, who, recv), = net.delivered
     assert who == "fw" and recv.peer == MN
@@ -232,7 +232,7 @@ def test_new_care_of_address_is_a_new_routing_state():
     net.owner[COA2] = "mn"
     moved = wire.Mri(COA2, CN, protocol=17, src_port=5000, dst_port=6000)
     actions = net.call("mn", "send_message", NSLP, SID, moved, b"CRE2")
-    assert [a.meta["gist"] for a in actions if isinstance(a, Transmit)] == ["Query"]
+    assert [a.kind for a in actions if isinstance(a, Transmit)] == ["Query"]
     assert actions[0].src == COA2
     net.run(2.0)
     cn = net.nodes["cn"]

@@ -217,12 +217,12 @@ class Node:
                                now=self.driver.now)
 
     def _send(self, t: Transmit):
-        if t.meta["mode"] == "C":
+        if t.mode == "C":
             self.plug.transmit(t)
             return
         other = self.other
         asyncio.get_running_loop().call_soon(lambda: other.driver.execute(other.node.receive(
-            t.data, t.src, t.dst, other.driver.now(), q_mode=t.meta["mode"] == "Q", ttl=64)))
+            t.data, t.src, t.dst, other.driver.now(), q_mode=t.mode == "Q", ttl=64)))
 
     def _apply(self, effect):
         if self.plug.apply(effect):
@@ -279,8 +279,7 @@ def test_plug_reports_a_write_to_a_vanished_ma_to_the_node():
     plug = GistMaPlug(node, transport, execute=done.extend, now=lambda: 5.0)
     assert node.config.ma_port == 270                       # C-mode switched on
     node.ma_connected("2001:db8::2", 1.0)                   # the node thinks it is up
-    t = Transmit(b"\x01" * 8, "2001:db8::2", None, 270, meta={"mode": "C",
-                                                            "peer": "2001:db8::2"})
+    t = core.GistTransmit(b"\x01" * 8, "2001:db8::2", None, 270, mode="C", peer="2001:db8::2")
     assert plug.transmit(t) is False                        # the transport has no such MA
     assert "2001:db8::2" not in node.mas and transport.counters["send_without_ma"] == 1
     assert [e.fields["reason"] for e in done if getattr(e, "name", "") == "gist.ma"] == \

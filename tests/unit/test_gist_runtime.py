@@ -3,12 +3,12 @@ packets, the transport table, and where effects go."""
 import pytest
 
 from mip6bench.codec import DecodeError
-from mip6bench.gist.core import Forward, GistConfig, RecvMessage, SendFailed
+from mip6bench.gist.core import Forward, GistConfig, GistTransmit, RecvMessage, SendFailed
 from mip6bench.gist.wire import Mri
-from mip6bench.net import rao
+from mip6bench import ipv6
+from mip6bench.net.rao import IPV6_PKTINFO
 from mip6bench.runtime.gist import (GistService, parse_router_alert_packet, parse_udp,
                                     with_hop_limit)
-from mip6bench.sansio import Transmit
 
 SRC, DST = "2001:db8:a::2", "2001:db8:b::2"
 
@@ -21,11 +21,11 @@ class Recorder:
         self.events.append((event, fields))
 
 
-def packet(payload=b"\x4e\x04\xbd\xa5abcd", dport=270, value=68, next_header=rao.IPPROTO_UDP,
+def packet(payload=b"\x4e\x04\xbd\xa5abcd", dport=270, value=68, next_header=ipv6.IPPROTO_UDP,
            hop_limit=9):
-    upper = rao.udp_datagram(SRC, DST, 270, dport, payload) \
-        if next_header == rao.IPPROTO_UDP else payload
-    return rao.ipv6_packet_with_hopopts(SRC, DST, hop_limit, rao.router_alert_hopopts(value),
+    upper = ipv6.udp_datagram(SRC, DST, 270, dport, payload) \
+        if next_header == ipv6.IPPROTO_UDP else payload
+    return ipv6.ipv6_packet_with_hopopts(SRC, DST, hop_limit, ipv6.router_alert_hopopts(value),
                                         next_header, upper)
 
 
@@ -33,10 +33,10 @@ def test_intercepted_packet_parses_both_ways():
     raw = packet()
     pkt = parse_router_alert_packet(raw)
     assert (pkt.src, pkt.dst, pkt.hop_limit, pkt.router_alert, pkt.next_header) == \
-        (SRC, DST, 9, 68, rao.IPPROTO_UDP)
+        (SRC, DST, 9, 68, ipv6.IPPROTO_UDP)
     assert parse_udp(pkt.src, pkt.dst, pkt.upper) == (270, 270, b"\x4e\x04\xbd\xa5abcd")
     # Rebuilt from its parts, the packet is the same bytes.
-    assert rao.ipv6_packet_with_hopopts(pkt.src, pkt.dst, pkt.hop_limit, pkt.hopopts,
+    assert ipv6.ipv6_packet_with_hopopts(pkt.src, pkt.dst, pkt.hop_limit, pkt.hopopts,
                                         pkt.next_header, pkt.upper) == raw
     assert with_hop_limit(raw, 8)[7] == 8 and with_hop_limit(raw, 8)[8:] == raw[8:]
 
@@ -75,17 +75,17 @@ def service(**kw):
 
 def test_send_path_dispatches_by_mode_and_counts_unknown_modes():
     agent, svc = service()
-    svc._transmit(Transmit(b"x" * 8, DST, SRC, 270, meta={"mode": "C", "gist": "Data"}))
+    svc._transmit(GistTransmit(b"x" * 8, DST, SRC, 270, mode="C", kind="Data"))
     assert svc.counters()["io.drop.unknown_mode"] == 1
     assert agent.events == [("gist.io_drop", {"reason": "unknown_mode", "mode": "C",
                                               "dst": DST, "message": "Data"})]
     sent = []
     svc.register_transport("C", lambda t: sent.append(t) or True)
-    svc._transmit(Transmit(b"y" * 8, DST, SRC, 270, meta={"mode": "C"}))
+    svc._transmit(GistTransmit(b"y" * 8, DST, SRC, 270, mode="C"))
     assert [t.data for t in sent] == [b"y" * 8] and svc.counters()["io.sent.C"] == 1
     # A transport that could not send is not counted as sent.
     svc.register_transport("C", lambda t: False)
-    svc._transmit(Transmit(b"z" * 8, DST, SRC, 270, meta={"mode": "C"}))
+    svc._transmit(GistTransmit(b"z" * 8, DST, SRC, 270, mode="C"))
     assert svc.counters()["io.sent.C"] == 1
 
 
@@ -158,8 +158,8 @@ def test_egress_pins_the_interface_of_a_source_address():
 
     def pktinfo_of(svc, src):
         svc.udp = type("Udp", (), {"sock": Sock()})()
-        assert svc._send_d(Transmit(b"d" * 8, DST, src, 270, meta={"mode": "D"}))
-        info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, rao.IPV6_PKTINFO)]
+        assert svc._send_d(GistTransmit(b"d" * 8, DST, src, 270, mode="D"))
+        info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, IPV6_PKTINFO)]
         return str(ipaddress.IPv6Address(info[:16])), struct.unpack("@I", info[16:])[0]
 
     _agent, svc = service(egress=lambda source: 7 if source == SRC else 0)

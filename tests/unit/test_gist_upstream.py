@@ -26,12 +26,12 @@ def test_upstream_query_goes_toward_the_source_and_the_first_node_answers():
     net = chain()
     actions = net.call("mn", "send_message", NSLP, SID, UP, b"EXT1", discover=True)
     (query,) = [a for a in actions if isinstance(a, Transmit)]
-    assert query.dst == HA and query.src == COA and query.meta["mode"] == "Q"
-    assert query.meta["router_alert"] == 68
+    assert query.dst == HA and query.src == COA and query.mode == "Q"
+    assert query.router_alert == 68
     decoded = wire.decode_message(query.data, q_mode=True)
     assert decoded.mri.upstream and decoded.mri.src == HA and decoded.mri.dst == COA
     net.run(1.0)
-    assert [(who, t.meta["gist"]) for _, who, t in net.wire] == [
+    assert [(who, t.kind) for _, who, t in net.wire] == [
         ("mn", "Query"), ("ar", "Response"), ("mn", "Confirm")]
     (_, _, resp), = net.sent("ar", "Response")
     assert resp.dst == COA and not wire.decode_message(resp.data).mri.upstream
@@ -45,7 +45,7 @@ def test_upstream_query_goes_toward_the_source_and_the_first_node_answers():
     net.call("ar", "send_message", NSLP, SID, FLOW, b"RSP1")
     net.call("mn", "send_message", NSLP, SID, UP, b"EXT2", discover=True)
     net.run(2.0)
-    assert [t.meta["gist"] for _, _, t in net.wire[3:]] == ["Data", "Data"]
+    assert [t.kind for _, _, t in net.wire[3:]] == ["Data", "Data"]
     got = [(who, r.data) for _, who, r in net.delivered[1:]]
     assert got == [("mn", b"RSP1"), ("ar", b"EXT2")]
 

@@ -54,7 +54,7 @@ def test_the_first_home_bu_waits_for_the_home_pinholes():
     granted = sim.now
     sim.call("mn", "pinholes_ready", HA, COA1, "home", True, "")
     [(t, tr)] = home_bus(sim)
-    assert t == granted and tr.src == COA1 and tr.meta["hao"] == HOA
+    assert t == granted and tr.src == COA1 and tr.hao == HOA
     sim.run(1)
     assert sim.mn.home_registered and sim.mn.counters["home_traversal.ready"] == 1
 

@@ -9,7 +9,7 @@ import pytest
 
 from mip6bench.errors import EnvironmentProblem
 from mip6bench.net import capabilities
-from mip6bench.runtime import slowdown
+from mip6bench import slowdown
 
 def test_ensure_tun_loads_the_module_where_the_device_is_missing(tmp_path, monkeypatch):
     path = tmp_path / "tun"

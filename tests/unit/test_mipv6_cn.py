@@ -51,7 +51,7 @@ def one_reply(actions, checksum_dst=None):
     trs = transmits(actions)
     assert len(trs) == 1, actions
     tr = trs[0]
-    return decode_mh(tr.data, tr.src, tr.meta.get("rh2") or checksum_dst or tr.dst), tr
+    return decode_mh(tr.data, tr.src, tr.rh2 or checksum_dst or tr.dst), tr
 
 
 def home_test(cn, now=T0, hoa=HOA, cookie=b"homecook"):
@@ -133,7 +133,7 @@ def test_binding_update_accepted_with_lifetime_cap():
     actions = send(cn, rr_bu(hot, cot, seq=7, lifetime=1000))
     ba, tr = one_reply(actions)
     assert (ba.status, ba.seq, ba.lifetime) == (0, 7, 420)   # MAX_RR_BINDING_LIFETIME
-    assert tr.dst == COA1 and tr.meta == {"via": "direct", "rh2": HOA}
+    assert tr.dst == COA1 and (tr.via, tr.hao, tr.rh2) == ("direct", None, HOA)
     kbm = binding_management_key(hot.token, cot.token)
     assert verify_bad(tr.data, kbm, COA1, CN)
     assert [a for a in actions if isinstance(a, InstallBinding)] == [InstallBinding(HOA, COA1, 420, T0 + 420, False)]
@@ -276,7 +276,7 @@ def test_deregistration_from_home():
     data, src, hao = rr_bu(hot_home, None, seq=2, lifetime=0, coa=HOA, dereg=True)
     assert src == HOA and hao is None
     ba, tr = one_reply(cn.receive(data, src, CN, T0 + 10))
-    assert ba.status == 0 and tr.dst == HOA and "rh2" not in tr.meta and cn.binding(HOA) is None
+    assert ba.status == 0 and tr.dst == HOA and tr.rh2 is None and cn.binding(HOA) is None
 
 
 def test_expiry_and_binding_refresh_request():

@@ -286,18 +286,48 @@ def test_tap_dispatch_survives_garbage():
 
 def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
     """The HA's Binding Ack follows its TunnelUp (the tunnel re-pointed before the BA
-    leaves); a Transmit with nothing to wait for goes at once."""
+    leaves), also while the kernel change is still being awaited; a Transmit with nothing
+    to wait for goes at once. MobilityIO's driver has ORDERING_EFFECTS as barriers."""
+    import asyncio
+
     from mip6bench.mipv6.effects import RemoveBinding, TunnelUp
-    from mip6bench.runtime.mobility import _TransmitAfterRemoval
+    from mip6bench.runtime.driver import CoreDriver
+    from mip6bench.runtime.mobility import ORDERING_EFFECTS
     from mip6bench.sansio import Transmit
 
-    io = MobilityIO.__new__(MobilityIO)
-    io._removals_pending = 0
-    ba = Transmit(b"ba", COA, HA)
-    assert io._ordered([ba]) == [ba]
-    up = TunnelUp(HOA, HA, COA)
-    out = io._ordered([up, ba])
-    assert out[0] is up and isinstance(out[1], _TransmitAfterRemoval) and out[1].transmit is ba
-    io._removals_pending = 0
-    out = io._ordered([RemoveBinding(HOA, COA, True, "expired"), ba])
-    assert isinstance(out[1], _TransmitAfterRemoval)
+    log = []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        gates = []
+
+        async def apply(effect):
+            gate = loop.create_future()
+            gates.append(gate)
+            await gate                  # the kernel change takes its time
+            log.append(type(effect).__name__)
+
+        driver = CoreDriver(send=lambda t: log.append(t.data), on_timer=lambda k, n: [],
+                            apply=apply, emit=lambda *a, **k: None, barriers=ORDERING_EFFECTS)
+        driver.execute([Transmit(b"ba0", COA, HA)])
+        assert log == [b"ba0"]                                  # nothing to wait for
+        driver.execute([TunnelUp(HOA, HA, COA), Transmit(b"ba1", COA, HA)])
+        driver.execute([Transmit(b"ba2", COA, HA)])             # still behind the change
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert log == [b"ba0"]
+        gates[0].set_result(None)
+        await driver.drain()
+        assert log == [b"ba0", "TunnelUp", b"ba1", b"ba2"]
+        driver.execute([RemoveBinding(HOA, COA, True, "expired"), Transmit(b"ba3", COA, HA)])
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert log[-1] == b"ba2"
+        gates[1].set_result(None)
+        await driver.drain()
+        assert log[-2:] == ["RemoveBinding", b"ba3"]
+        driver.execute([Transmit(b"ba4", COA, HA)])
+        assert log[-1] == b"ba4"                               # the barrier is gone
+        driver.close()
+
+    asyncio.run(main())

@@ -133,11 +133,11 @@ def test_every_message_on_the_wire_decodes_with_its_checksum():
     sim.run(1)
     kinds = set()
     for _, _, tr in sim.sent:
-        msg = decode_mh(tr.data, tr.meta.get("hao") or tr.src, tr.meta.get("rh2") or tr.dst)
+        msg = decode_mh(tr.data, tr.hao or tr.src, tr.rh2 or tr.dst)
         kinds.add(type(msg))
-        if "rh2" in tr.meta:
+        if tr.rh2 is not None:
             assert isinstance(msg, BindingAck)           # RFC 6275 6.1: only BAs use a RH2
-        if "hao" in tr.meta:
+        if tr.hao is not None:
             assert isinstance(msg, BindingUpdate)        # and only BUs carry a HAO
     assert {BindingUpdate, BindingAck, HomeTest, CareOfTest} <= kinds
 

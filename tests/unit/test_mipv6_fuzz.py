@@ -97,7 +97,7 @@ def _fresh_sim() -> Sim:
     sim.call("mn", "move_to", COA1)
     sim.run(1)
     sim.call("mn", "start_route_optimization", CN)
-    sim.drop = lambda sender, tr: sender == "mn" and tr.dst == CN and tr.meta.get("hao")  # keep a BU pending
+    sim.drop = lambda sender, tr: sender == "mn" and tr.dst == CN and tr.hao  # keep a BU pending
     sim.run(0.5)
     sim.drop = None
     return sim

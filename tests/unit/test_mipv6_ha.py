@@ -7,7 +7,8 @@ import pytest
 
 from mip6bench.mipv6.constants import BAStatus
 from mip6bench.mipv6.crypto import encode_with_mn_ha, ntp_timestamp, verify_mn_ha
-from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
+from mip6bench.mipv6.effects import (InstallBinding, MhTransmit, RemoveBinding, RequestDAD,
+                                     TunnelDown, TunnelUp)
 from mip6bench.mipv6.ha import HomeAgent
 from mip6bench.mipv6.sa import MobilitySA, SAStore
 from mip6bench.mipv6.wire import (
@@ -76,7 +77,7 @@ def only_ba(actions) -> tuple[BindingAck, Transmit]:
     trs = [a for a in actions if isinstance(a, Transmit)]
     assert len(trs) == 1, actions
     tr = trs[0]
-    ba = decode_mh(tr.data, tr.src, tr.meta.get("rh2") or tr.dst)
+    ba = decode_mh(tr.data, tr.src, tr.rh2 or tr.dst)
     assert isinstance(ba, BindingAck)
     return ba, tr
 
@@ -94,7 +95,7 @@ def test_home_registration_accepted():
     actions = send(ha, bu_packet(seq=10, lifetime=400))
     ba, tr = only_ba(actions)
     assert (ba.status, ba.seq, ba.lifetime) == (0, 10, 400)
-    assert tr.dst == COA1 and tr.src == HA and tr.meta == {"via": "direct", "rh2": HOA}
+    assert tr.dst == COA1 and tr.src == HA and (tr.via, tr.hao, tr.rh2) == ("direct", None, HOA)
     # RFC 4285: the BA is signed with the SA and echoes the BU's timestamp.
     assert verify_mn_ha(tr.data, make_sa(), COA1, HOA)
     assert ba.find(ReplayProtection).timestamp == ntp_timestamp(T0)
@@ -356,11 +357,11 @@ def test_deregistration_from_home_coa_equals_hoa():
     assert src == HOA and hao is None
     actions = ha.receive(data, src, HA, T0 + 5)
     ba, tr = only_ba(actions)
-    assert ba.status == 0 and tr.dst == HOA and "rh2" not in tr.meta
+    assert ba.status == 0 and tr.dst == HOA and tr.rh2 is None
     assert verify_mn_ha(tr.data, make_sa(), HOA, HOA)
     # the interception of the HoA ends before the BA to the HoA is sent
     kinds = [type(a) for a in actions]
-    assert kinds.index(TunnelDown) < kinds.index(Transmit)
+    assert kinds.index(TunnelDown) < kinds.index(MhTransmit)
     # CoA == HoA with a non-zero lifetime is a deregistration too
     send(ha, bu_packet(seq=3, now=T0 + 6), T0 + 6)
     data, src, hao = bu_packet(seq=4, coa=HOA, lifetime=400, now=T0 + 7)
@@ -393,7 +394,7 @@ def test_binding_refresh_request_before_expiry():
     assert StartTimer(("brr", HOA), T0 + 370) in actions
     brr = ha.handle_timer(("brr", HOA), T0 + 370)
     tr = [a for a in brr if isinstance(a, Transmit)][0]
-    assert tr.dst == HOA and tr.src == HA and "rh2" not in tr.meta
+    assert tr.dst == HOA and tr.src == HA and tr.rh2 is None
     assert isinstance(decode_mh(tr.data, HA, HOA), BindingRefreshRequest)
     short = make_ha(brr_lead=500)
     assert StopTimer(("brr", HOA)) in send(short, bu_packet(lifetime=400))
@@ -415,7 +416,7 @@ def test_binding_error_for_home_address_option_without_binding():
     assert not ok
     tr = [a for a in actions if isinstance(a, Transmit)][0]
     be = decode_mh(tr.data, HA, COA1)
-    assert be == BindingError(1, HOA) and tr.dst == COA1 and "rh2" not in tr.meta
+    assert be == BindingError(1, HOA) and tr.dst == COA1 and tr.rh2 is None
     ok, again = ha.check_home_address_option(COA1, HOA, T0 + 0.5)
     assert not ok and again == []                                   # rate limited
     assert ha.check_home_address_option(COA1, HOA, T0 + 1.5)[1]

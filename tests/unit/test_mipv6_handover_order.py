@@ -28,7 +28,7 @@ def lose_first_home_bu(sim):
     lost = []
 
     def drop(sender, tr):
-        if sender == "mn" and tr.dst == HA and not lost and tr.meta.get("via") != "tunnel":
+        if sender == "mn" and tr.dst == HA and not lost and tr.via != "tunnel":
             lost.append(tr)
             return True
         return False
@@ -80,7 +80,7 @@ def test_the_coa_pinholes_are_asked_for_with_the_home_bu_before_the_data_path_ch
     # Effects apply in order: the signalling for the new CoA does not wait for the data
     # path's fallback (a kernel route change it does not depend on).
     assert ask < kinds.index("RouteOptimizationOff")
-    bu = next(i for i, a in enumerate(actions) if type(a).__name__ == "Transmit" and a.dst == HA)
+    bu = next(i for i, a in enumerate(actions) if type(a).__name__ == "MhTransmit" and a.dst == HA)
     assert bu < ask                                          # the home BU leaves first
     sim.apply("mn", actions)
     assert [e for e in sim.effects_of("mn", RouteOptimizationOff)][-1].reason.startswith("movement")

@@ -1,7 +1,7 @@
 """In-memory network that drives the Mobile IPv6 cores (used by the other test_mipv6_* files).
 
 It plays the runtime's part: executes Transmit (routing by address, reverse tunnelling for
-meta via=tunnel, HA interception of the home address while the MN is away), arms and fires
+MhTransmit.via "tunnel", HA interception of the home address while the MN is away), arms and fires
 timers in time order, and records effects and events. Links have a fixed one-way delay.
 """
 from __future__ import annotations
@@ -92,7 +92,7 @@ class Sim:
         heapq.heappush(self._queue, (at, next(self._order), fn))
 
     def _route(self, sender: str, tr: Transmit) -> None:
-        if tr.meta.get("via") == "tunnel":
+        if tr.via == "tunnel":
             # Reverse tunnel: MN -> HA, the HA decapsulates and forwards the inner packet.
             assert sender == "mn"
             self._schedule(self.now + self.delay, lambda: self._forward(tr))
@@ -124,7 +124,7 @@ class Sim:
     def _deliver(self, target: str, tr: Transmit) -> None:
         core = self.cores[target]
         self.apply(target, core.receive(tr.data, tr.src, tr.dst, self.now,
-                                        hao=tr.meta.get("hao"), rh2=tr.meta.get("rh2")))
+                                        hao=tr.hao, rh2=tr.rh2))
 
     # -- driving
     def call(self, name: str, method: str, *args):

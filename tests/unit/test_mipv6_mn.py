@@ -45,7 +45,7 @@ def sent_by(sim, name, kind, since=0.0):
     for t, n, tr in sim.sent:
         if n != name or t < since:
             continue
-        msg = decode_mh(tr.data, tr.meta.get("hao") or tr.src, tr.meta.get("rh2") or tr.dst)
+        msg = decode_mh(tr.data, tr.hao or tr.src, tr.rh2 or tr.dst)
         if isinstance(msg, kind):
             out.append((t, tr, msg))
     return out
@@ -76,7 +76,7 @@ def test_home_binding_update_is_rfc4285_protected():
     sim.drop = lambda sender, tr: True
     sim.call("mn", "move_to", COA1)
     [(t, tr, bu)] = sent_by(sim, "mn", BindingUpdate)
-    assert (tr.src, tr.dst, tr.meta) == (COA1, HA, {"via": "direct", "hao": HOA})
+    assert (tr.src, tr.dst, tr.via, tr.hao, tr.rh2) == (COA1, HA, "direct", HOA, None)
     assert bu.home_registration and bu.ack and bu.lifetime == 600
     assert [type(o) for o in bu.options] == [AlternateCareOfAddress, MobileNodeIdentifier,
                                              ReplayProtection, Authentication]
@@ -301,8 +301,8 @@ def test_return_routability_messages_and_paths():
     sim.call("mn", "start_route_optimization", CN)
     [(_, hoti_tr, hoti)] = sent_by(sim, "mn", HomeTestInit)
     [(_, coti_tr, coti)] = sent_by(sim, "mn", CareOfTestInit)
-    assert (hoti_tr.src, hoti_tr.dst, hoti_tr.meta) == (HOA, CN, {"via": "tunnel"})
-    assert (coti_tr.src, coti_tr.dst, coti_tr.meta) == (COA1, CN, {"via": "direct"})
+    assert (hoti_tr.src, hoti_tr.dst, hoti_tr.via, hoti_tr.hao) == (HOA, CN, "tunnel", None)
+    assert (coti_tr.src, coti_tr.dst, coti_tr.via, coti_tr.hao) == (COA1, CN, "direct", None)
     assert hoti.cookie != coti.cookie
 
 
@@ -311,7 +311,7 @@ def test_route_optimization_established():
     [on] = sim.effects_of("mn", RouteOptimizationOn)
     assert (on.cn, on.hoa, on.coa, on.lifetime) == (CN, HOA, COA1, 420)
     [(_, tr, bu)] = sent_by(sim, "mn", BindingUpdate, since=T0 + 1)
-    assert (tr.src, tr.dst, tr.meta) == (COA1, CN, {"via": "direct", "hao": HOA})
+    assert (tr.src, tr.dst, tr.via, tr.hao, tr.rh2) == (COA1, CN, "direct", HOA, None)
     assert not bu.home_registration and bu.ack and bu.find(NonceIndices) is not None
     assert sim.cn.binding(HOA).coa == COA1
 
@@ -330,7 +330,7 @@ def test_route_optimization_waits_for_home_registration():
 
 def test_rr_retransmission_then_fallback_to_tunnel():
     sim = registered_sim()
-    sim.drop = lambda sender, tr: sender == "mn" and tr.meta.get("via") == "tunnel"   # HoTIs lost
+    sim.drop = lambda sender, tr: sender == "mn" and tr.via == "tunnel"   # HoTIs lost
     sim.call("mn", "start_route_optimization", CN)
     sim.run(60)
     hotis = sent_by(sim, "mn", HomeTestInit)
@@ -532,13 +532,13 @@ def test_return_home_deregisters_everywhere():
     assert sim.effects_of("mn", RouteOptimizationOff)[-1].reason == "returned home"
     home_bu = [(tr, bu) for _, tr, bu in sent_by(sim, "mn", BindingUpdate) if tr.dst == HA][-1]
     tr, bu = home_bu
-    assert tr.src == HOA and "hao" not in tr.meta and bu.lifetime == 0 and bu.home_registration
+    assert tr.src == HOA and tr.hao is None and bu.lifetime == 0 and bu.home_registration
     assert bu.find(AlternateCareOfAddress) is None and verify_mn_ha(tr.data, make_sa(), HOA, HOA)
     sim.run(1)
     assert sim.effects_of("mn", HomeDeregistered) == [HomeDeregistered(HA, HOA)]
     assert sim.ha.binding(HOA) is None and sim.cn.binding(HOA) is None
     cn_bu = [(tr, bu) for _, tr, bu in sent_by(sim, "mn", BindingUpdate) if tr.dst == CN][-1]
-    assert cn_bu[0].src == HOA and "hao" not in cn_bu[0].meta and cn_bu[1].lifetime == 0
+    assert cn_bu[0].src == HOA and cn_bu[0].hao is None and cn_bu[1].lifetime == 0
     assert sim.mn.at_home and not sim.mn.home_registered and sim.mn.return_home(sim.now) == []
 
 
@@ -548,7 +548,7 @@ def test_return_home_after_tokens_expired_does_hoti_from_home():
     before = len(sent_by(sim, "mn", HomeTestInit))
     sim.call("mn", "return_home")
     hotis = sent_by(sim, "mn", HomeTestInit)
-    assert len(hotis) == before + 1 and hotis[-1][1].meta == {"via": "direct"}
+    assert len(hotis) == before + 1 and (hotis[-1][1].via, hotis[-1][1].hao) == ("direct", None)
     sim.run(1)
     assert sim.cn.binding(HOA) is None and sim.ha.binding(HOA) is None
 
@@ -657,7 +657,7 @@ def test_deregistration_needing_a_new_home_token_is_abandoned_too():
 @pytest.mark.parametrize("status", [135, 136])
 def test_cn_resync_loops_are_bounded(status):
     sim = _pending_cn_bu_sim()
-    sim.drop = lambda sender, tr: sender == "mn" and tr.dst == CN and tr.meta.get("hao")
+    sim.drop = lambda sender, tr: sender == "mn" and tr.dst == CN and tr.hao
     for _ in range(4):
         sim.run(0.5)
         _inject_cn_ba(sim, status, seq=None if status != 135 else 1000, sign=status == 135)

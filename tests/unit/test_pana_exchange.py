@@ -76,7 +76,7 @@ def test_pci_transmit_is_tagged_unicast():
     sim, pac, paa = make_pair()
     actions = sim.call(PAC, "start", 0.0)
     (tx,) = [a for a in actions if isinstance(a, Transmit)]
-    assert tx.dst == PAA and tx.port == 716 and tx.meta == {"discovery": "unicast"}
+    assert tx.dst == PAA and tx.port == 716 and tx.discovery == "unicast"
     assert sim.call(PAC, "start", 0.0) == []   # already discovering
 
 
@@ -517,7 +517,7 @@ def test_multicast_discovery_locks_onto_first_answer():
     pac = sim.add(PAC, PacCore(cfg, rng=random.Random(3)))
     actions = sim.call(PAC, "start", 0.0)
     (pci,) = [a for a in actions if isinstance(a, Transmit)]
-    assert pci.dst == group and pci.meta == {"discovery": "multicast"}
+    assert pci.dst == group and pci.discovery == "multicast"
     sim.run(until=100)
     assert pac.core.state == PacState.OPEN
     winner = pac.core.paa.address

@@ -304,12 +304,12 @@ PAA_PORT, PRE_PORT, PRE_PAA_SIDE, PAC_PORT = 7160, 7170, 40001, 40002
 def test_relay_on_the_paas_host_relays_a_pac_of_that_host():
     pre = RelayCore(HOST, PAA_PORT)
     (tx, _) = pre.receive(PCI, HOST, 0.0, port=PAC_PORT, dst=HOST, via="pac")
-    assert (tx.dst, tx.port, tx.meta) == (HOST, PAA_PORT, {"via": "paa"})
+    assert (tx.dst, tx.port, tx.via) == (HOST, PAA_PORT, "paa")
     assert m.decode_message(tx.data).pac_information == m.PacInformation(HOST, PAC_PORT)
     back = m.Message(m.RELAY, 0, 0, 0, (m.pac_information_avp(HOST, PAC_PORT),
                                         m.relayed_message_avp(PCI))).encode()
     (tx, _) = pre.receive(back, HOST, 0.1, port=PAA_PORT, via="paa")
-    assert (tx.dst, tx.port, tx.meta) == (HOST, PAC_PORT, {"via": "pac"})
+    assert (tx.dst, tx.port, tx.via) == (HOST, PAC_PORT, "pac")
     assert pre.counters == {"relayed to PAA": 1, "relayed to PaC": 1}
 
 
@@ -351,7 +351,7 @@ def test_full_exchange_with_pac_relay_and_paa_on_one_host():
 
     def source_port(who, tx):
         if who == "pre":
-            return PRE_PAA_SIDE if tx.meta["via"] == "paa" else PRE_PORT
+            return PRE_PAA_SIDE if tx.via == "paa" else PRE_PORT
         return {"paa": PAA_PORT, "pac": PAC_PORT}[who]
 
     queue = [("pac", a) for a in pac.start(0.0)]

@@ -4,7 +4,7 @@ number of times, then one gives up and the other keeps the session."""
 from mip6bench.pana import PacState
 from mip6bench.pana import effects as fx
 from mip6bench.pana.message import TERMINATION_ADMINISTRATIVE, TERMINATION_SESSION_TIMEOUT
-from mip6bench.runtime.pana_client import SUPERSEDED_MAX, RestartPolicy
+from mip6bench.pana.bootstrap import SUPERSEDED_MAX, RestartPolicy
 
 from .test_pana_harness import PAA, PAC, make_pair
 

@@ -8,36 +8,39 @@ import struct
 import pytest
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrHopByHop, UDP
 
-from mip6bench.net import rao
+from mip6bench import ipv6
+from mip6bench.pana import discovery
+from mip6bench.pana.discovery import ForwardTransmit
 from mip6bench.sansio import Event, Transmit
 
 SRC = "2001:db8:11::100"
-G = rao.DISCOVERY_GROUP
+G = discovery.DISCOVERY_GROUP
+HBH = ipv6.router_alert_hopopts(discovery.DISCOVERY_RAO)   # the discovery Hop-by-Hop header
 
 
 def udp(payload=b"\0" * 16, dport=716):
-    return rao.udp_datagram(SRC, G, 716, dport, payload)
+    return ipv6.udp_datagram(SRC, G, 716, dport, payload)
 
 
 def test_constants_are_documented_values():
-    assert rao.DISCOVERY_RAO == 65503          # first RFC 5350 experimental value
+    assert discovery.DISCOVERY_RAO == 65503          # first RFC 5350 experimental value
     assert G == "ff05::8000:716"
 
 
 def test_hopopts_layout_and_parse():
-    h = rao.router_alert_hopopts(65503)
+    h = ipv6.router_alert_hopopts(65503)
     assert h == bytes([17, 0, 5, 2, 0xff, 0xdf, 1, 0])
-    assert rao.parse_hopopts(h) == [(5, b"\xff\xdf"), (1, b"")]
-    assert rao.router_alert_value(h) == 65503
-    assert rao.router_alert_value(bytes([17, 0, 1, 4, 0, 0, 0, 0])) is None     # PadN only
-    assert rao.router_alert_value(bytes([17, 0, 5, 2, 0])) is None              # truncated
+    assert ipv6.parse_hopopts(h) == [(5, b"\xff\xdf"), (1, b"")]
+    assert ipv6.router_alert_value(h) == 65503
+    assert ipv6.router_alert_value(bytes([17, 0, 1, 4, 0, 0, 0, 0])) is None     # PadN only
+    assert ipv6.router_alert_value(bytes([17, 0, 5, 2, 0])) is None              # truncated
     two = bytes([17, 1, 5, 2, 0, 1, 5, 2, 0, 2, 1, 2, 0, 0, 1, 0])
-    assert rao.router_alert_value(two) is None                                  # twice
+    assert ipv6.router_alert_value(two) is None                                  # twice
 
 
 def test_re_emitted_packet_parses_in_scapy_with_a_valid_udp_checksum():
     datagram = udp(b"PANA-PCI")
-    pkt = rao.ipv6_packet_with_hopopts(SRC, G, 15, rao.router_alert_hopopts(), 17, datagram)
+    pkt = ipv6.ipv6_packet_with_hopopts(SRC, G, 15, HBH, 17, datagram)
     parsed = IPv6(pkt)
     assert (parsed.src, parsed.dst, parsed.hlim, parsed.nh) == (SRC, G, 15, 0)
     hbh = parsed[IPv6ExtHdrHopByHop]
@@ -50,15 +53,15 @@ def test_re_emitted_packet_parses_in_scapy_with_a_valid_udp_checksum():
 
 
 def core():
-    return rao.RaoForwarderCore(["ar1-f1", "ar1-core"], dedup_window=0.5)
+    return discovery.RaoForwarderCore(["ar1-f1", "ar1-core"], dedup_window=0.5)
 
 
 def test_forwarded_out_of_every_other_interface_with_hop_limit_minus_one():
-    out = core().receive(udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts(), 0.0)
+    out = core().receive(udp(), SRC, G, "ar1-f1", 16, HBH, 0.0)
     (t,) = [a for a in out if isinstance(a, Transmit)]
-    assert t.meta == {"egress": "ar1-core"} and t.dst == G
+    assert isinstance(t, ForwardTransmit) and t.egress == "ar1-core" and t.dst == G
     assert t.data[7] == 15 and t.data[8:24] == ipaddress.IPv6Address(SRC).packed
-    assert t.data[40:48] == rao.router_alert_hopopts()       # same options, NH = UDP
+    assert t.data[40:48] == HBH                              # same options, NH = UDP
     assert t.data[48:] == udp()                              # datagram untouched
     (e,) = [a for a in out if isinstance(a, Event)]
     assert e.name == "rao.forwarded" and e.fields["egress"] == ["ar1-core"]
@@ -66,7 +69,7 @@ def test_forwarded_out_of_every_other_interface_with_hop_limit_minus_one():
 
 @pytest.mark.parametrize("kwargs, reason", [
     ({"hopopts": None}, "no matching Router Alert"),
-    ({"hopopts": rao.router_alert_hopopts(68)}, "no matching Router Alert"),
+    ({"hopopts": ipv6.router_alert_hopopts(68)}, "no matching Router Alert"),
     ({"hop_limit": 1}, "hop limit exhausted"),
     ({"dst": "ff02::1"}, "not the discovery group"),
     ({"ingress": "eth9"}, "foreign interface"),
@@ -75,7 +78,7 @@ def test_forwarded_out_of_every_other_interface_with_hop_limit_minus_one():
 ])
 def test_not_forwarded(kwargs, reason):
     args = {"datagram": udp(), "src": SRC, "dst": G, "ingress": "ar1-f1", "hop_limit": 16,
-            "hopopts": rao.router_alert_hopopts()}
+            "hopopts": HBH}
     args.update(kwargs)
     c = core()
     out = c.receive(args["datagram"], args["src"], args["dst"], args["ingress"],
@@ -86,7 +89,7 @@ def test_not_forwarded(kwargs, reason):
 
 def test_duplicates_within_the_window_are_dropped_retransmissions_later_pass():
     c = core()
-    args = (udp(), SRC, G, "ar1-f1", 16, rao.router_alert_hopopts())
+    args = (udp(), SRC, G, "ar1-f1", 16, HBH)
     assert any(isinstance(a, Transmit) for a in c.receive(*args, 0.0))
     assert not any(isinstance(a, Transmit) for a in c.receive(*args, 0.1))
     assert any(isinstance(a, Transmit) for a in c.receive(*args, 1.0))   # the PCI retransmitted
@@ -94,12 +97,12 @@ def test_duplicates_within_the_window_are_dropped_retransmissions_later_pass():
 
 def test_bad_configuration():
     with pytest.raises(ValueError):
-        rao.RaoForwarderCore([])
+        discovery.RaoForwarderCore([])
     with pytest.raises(ValueError):
-        rao.RaoForwarderCore(["a"], group="2001:db8::1")
+        discovery.RaoForwarderCore(["a"], group="2001:db8::1")
     with pytest.raises(ValueError):
-        rao.router_alert_hopopts(70000)
-    assert struct.unpack("!H", rao.router_alert_hopopts(68)[4:6]) == (68,)
+        ipv6.router_alert_hopopts(70000)
+    assert struct.unpack("!H", ipv6.router_alert_hopopts(68)[4:6]) == (68,)
 
 
 def test_forwarding_imports_nothing_once_the_agent_is_loaded():
@@ -113,14 +116,15 @@ def test_forwarding_imports_nothing_once_the_agent_is_loaded():
     code = """
 import sys
 import agents.rao_forwarder
-from mip6bench.net import rao
-core = rao.RaoForwarderCore(["a", "b"])
+from mip6bench import ipv6
+from mip6bench.pana import discovery
+core = discovery.RaoForwarderCore(["a", "b"])
 before = set(sys.modules)
-datagram = rao.udp_datagram("2001:db8:11::100", rao.DISCOVERY_GROUP, 716, 716, b"PCI")
-acts = core.receive(datagram, "2001:db8:11::100", rao.DISCOVERY_GROUP, "a", 16,
-                    rao.router_alert_hopopts(), 1.0)
+datagram = ipv6.udp_datagram("2001:db8:11::100", discovery.DISCOVERY_GROUP, 716, 716, b"PCI")
+acts = core.receive(datagram, "2001:db8:11::100", discovery.DISCOVERY_GROUP, "a", 16,
+                    ipv6.router_alert_hopopts(discovery.DISCOVERY_RAO), 1.0)
 assert any(getattr(a, "name", "") == "rao.forwarded" for a in acts), acts
-core.receive(datagram, "2001:db8:11::100", rao.DISCOVERY_GROUP, "c", 16, None, 2.0)
+core.receive(datagram, "2001:db8:11::100", discovery.DISCOVERY_GROUP, "c", 16, None, 2.0)
 print(sorted(set(sys.modules) - before))
 """
     root = Path(__file__).resolve().parents[2]

@@ -13,7 +13,7 @@ import pytest
 from mip6bench.errors import ParameterError
 from mip6bench.runtime import control
 from mip6bench.runtime.config import load_agent_config, parse_options
-from mip6bench.runtime.driver import CoreDriver
+from mip6bench.runtime.driver import CoreDriver, ManualClock
 from mip6bench.runtime.eventlog import EventLog, find, merge_logs, read_events
 from mip6bench.sansio import Effect, Event, StartTimer, StopTimer, Transmit
 
@@ -159,6 +159,99 @@ def test_core_driver_runs_timers_transmits_events_and_effects_in_order():
     assert events == [("hello", {"a": 1})]
     assert fired == ["first", "second"]
     assert applied == [1, 2, 3, 3]
+
+
+def test_core_driver_synchronous_mode_fires_timers_in_time_order_and_applies_inline():
+    clock = ManualClock(10.0)
+    sent, events, applied, fired = [], [], [], []
+
+    def on_timer(key, now):
+        fired.append((key, now))
+        if key == "a":       # a timer armed by a timer, due within the same advance
+            return [StartTimer("c", now + 0.5), Transmit(b"from-a", "2001:db8::1")]
+        return [Applied(key)]
+
+    driver = CoreDriver(send=sent.append, on_timer=on_timer, apply=lambda e: applied.append(e.n),
+                        emit=lambda name, **f: events.append(name), clock=clock)
+    driver.execute([StartTimer("b", 12.0), StartTimer("a", 11.0), StartTimer("x", 11.5),
+                    StopTimer("x"), Applied("now"), Event("e")])
+    assert applied == ["now"] and events == ["e"]          # effects applied inline
+    assert driver.next_timer() == 11.0
+    assert driver.run_timers() == 0                         # nothing due at 10.0
+    driver.execute([StartTimer("b", 12.0)])                 # re-armed: one firing only
+    assert driver.advance(13.0) == 3
+    assert fired == [("a", 11.0), ("c", 11.5), ("b", 12.0)]
+    assert sent == [Transmit(b"from-a", "2001:db8::1")] and applied == ["now", "c", "b"]
+    assert clock() == 13.0 and driver.next_timer() is None
+
+
+def test_core_driver_synchronous_mode_refuses_coroutine_effects_and_logs_failures():
+    events = []
+
+    async def apply(effect):
+        return None
+
+    driver = CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], apply=apply,
+                        emit=lambda name, **f: events.append((name, f)), clock=ManualClock())
+    driver.execute([Applied(1)])
+    assert events == [("effect.failed", {"effect": "Applied",
+                                         "error": "a synchronous driver cannot await an effect"})]
+    assert driver.errors == ["Applied: a synchronous driver cannot await an effect"]
+    with pytest.raises(RuntimeError):
+        CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
+                   apply=lambda e: None, clock=lambda: 0.0).advance(1.0)
+
+
+def test_core_driver_apply_batch_gets_one_calls_effects_after_its_transmits():
+    order = []
+    driver = CoreDriver(send=lambda t: order.append(t.data), on_timer=lambda k, n: [],
+                        apply_batch=lambda effects: order.append([e.n for e in effects]),
+                        emit=lambda name, **f: order.append(name), clock=ManualClock())
+    driver.execute([Applied(1), Transmit(b"x", "2001:db8::1"), Applied(2), Event("e")])
+    driver.execute([Transmit(b"y", "2001:db8::1")])          # no effects: no batch call
+    assert order == [b"x", "e", [1, 2], b"y"]
+    with pytest.raises(ValueError):
+        CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
+                   apply=lambda e: None, apply_batch=lambda es: None)
+
+
+def test_core_driver_failed_effect_is_logged_and_the_next_one_still_applied():
+    applied, events = [], []
+
+    async def main():
+        def apply(effect):
+            if effect.n == 1:
+                raise OSError("no such device")
+            applied.append(effect.n)
+
+        driver = CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], apply=apply,
+                            emit=lambda name, **f: events.append((name, f)))
+        driver.execute([Applied(1), Applied(2)])
+        assert applied == []                                 # asyncio mode: on the worker
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert applied == [2]
+    assert events == [("effect.failed", {"effect": "Applied", "error": "no such device"})]
+
+
+def test_core_driver_after_close_applies_nothing_and_arms_nothing():
+    applied, sent = [], []
+
+    async def main():
+        driver = CoreDriver(send=sent.append, on_timer=lambda k, n: [Applied("timer")],
+                            apply=applied.append, emit=lambda *a, **k: None,
+                            barriers=(Applied,))
+        driver.execute([Applied("queued"), StartTimer("t", driver.now())])
+        driver.close()               # the queued barrier is never applied ...
+        driver.execute([Applied("late"), StartTimer("t2", driver.now()),
+                        Transmit(b"x", "2001:db8::1")])
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    asyncio.run(main())
+    assert applied == [] and [t.data for t in sent] == [b"x"]   # ... nor waited for
 
 
 # ---------------------------------------------------------------- agent main

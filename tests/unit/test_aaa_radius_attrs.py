@@ -9,7 +9,7 @@ import pytest
 from pyrad import packet as pyrad_packet
 
 from mip6bench.codec import DecodeError
-from mip6bench.eap.radius_attrs import (
+from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT,
     ACCESS_REQUEST,
     EAP_MESSAGE,
