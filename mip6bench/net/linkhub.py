@@ -361,7 +361,7 @@ def _open_tap_link(args: list[str]) -> tuple:
     b = Endpoint.parse(a_args.b, "--b")
     p_ab, p_ba = params_from_args(a_args)
     carrier = a_args.carrier == "on"
-    fd_a, fd_b, info = create_link(a, b, up=a_args.up, carrier=carrier)
+    fd_a, fd_b, info = create_link(a, b, up=a_args.up, carrier=carrier, move=False)
     label = f"{a.name}>{b.name}"  # as linkemu labels it: same seed, same streams
     return (fd_a, fd_b, Shaper(p_ab, a_args.seed, label + "/ab"),
             Shaper(p_ba, a_args.seed, label + "/ba"), carrier, info)
