@@ -91,6 +91,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     params, topo_params = split_params(module, given)
     install_termination_handler()
     caps = detect()
+    if hasattr(module, "run_grid"):
+        return _run_grid(module, params, topo_params, out, capture, quiet, caps)
     testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture)
     if hasattr(module, "prepare"):  # settings the testbed needs before it starts
         module.prepare(testbed, params)
@@ -128,6 +130,38 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
 
 
 INCOMPLETE = "INCOMPLETE"  # in a run directory whose run did not finish
+
+
+def _run_grid(module: ModuleType, params: dict, topo_params: dict, out: str | None,
+              capture: bool, quiet: bool, caps) -> Path:
+    """An experiment that builds its own networks, one per point of a grid
+    (run_grid(params, topo_params, run_dir, capture, quiet) -> metrics): the same run
+    directory, manifest, metrics and report as any other."""
+    from mip6bench.testbed.registry import new_run_id
+
+    if hasattr(module, "check"):  # refuse what cannot run before anything is built
+        module.check(params, topo_params)
+    run_dir = Path(out) if out else REPO_ROOT / "results" / module.NAME / new_run_id(module.NAME)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    (run_dir / INCOMPLETE).write_text(f"{module.NAME} run started {time.ctime(started)}; it did "
+                                      "not finish, so its results are partial or missing\n")
+    metrics = module.run_grid(params, topo_params, run_dir, capture, quiet)
+    manifest = {
+        "experiment": module.NAME, "run_id": run_dir.name, "started": started,
+        "duration_s": round(time.time() - started, 3),
+        "parameters": params, "topology": topo_params, "seed": topo_params["seed"],
+        "capture": capture, "versions": _versions(), "git": _git_revision(),
+        "capabilities": caps.to_dict(), "argv": sys.argv,
+    }
+    write_json(run_dir / "manifest.json", manifest)
+    write_json(run_dir / "metrics.json", metrics)
+    write_report(module, manifest, metrics, run_dir)
+    (run_dir / INCOMPLETE).unlink()
+    if not quiet:
+        print(module.summarize(metrics))
+        print(f"results: {run_dir}")
+    return run_dir
 
 
 def write_json(path: Path, data) -> None:

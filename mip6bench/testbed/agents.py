@@ -33,6 +33,10 @@ class AgentProcess:
         return AGENTS_DIR / f"{self.role}.py"
 
     def start(self, timeout: float = 10.0) -> "AgentProcess":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "AgentProcess":
+        """Start the agent without waiting for its ready line (see wait_ready)."""
         # The options carry PSKs, keys and the RADIUS secret: 0600 from creation.
         write_secret_file(self.config_path, json.dumps({
             "node": self.node.name, "agent": self.agent, "control": self.control_path,
@@ -42,8 +46,12 @@ class AgentProcess:
                                             str(self.config_path)],
                                 f"agent {self.agent}", self.run,
                                 ready=lambda line: line.startswith('{"ready"'),
-                                log_path=self.stderr_path).start(timeout)
+                                log_path=self.stderr_path).launch()
         self.starts += 1
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> "AgentProcess":
+        self.proc.wait_ready(timeout)
         return self
 
     @property

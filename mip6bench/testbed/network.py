@@ -47,6 +47,7 @@ def preflight(plan, capture: bool) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
+    check_memory(len(plan.by_role("mn")))
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -70,6 +71,46 @@ def preflight(plan, capture: bool) -> None:
             raise EnvironmentProblem("links have delay/loss configured but the kernel has neither "
                                      "sch_netem nor TUN/TAP",
                                      "load sch_netem or tun, or set every *_delay_ms/_loss_pct to 0")
+
+
+# Memory a mobile node costs the machine, measured here (bootstrap, 2 foreign networks):
+# its agent (~27 MB RSS), its node's shell (mnexec + bash, ~4 MB) and its share of the
+# link hubs and of the kernel (namespace, 3 TAP pairs, bridge ports): ~33 MB. The rest of
+# the network (routers, servers, their agents) ~400 MB.
+MB_PER_MN = 33
+MB_FIXED = 400
+MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
+
+
+def available_memory_mb() -> int:
+    """MemAvailable from /proc/meminfo, in MB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def memory_estimate_mb(mns: int) -> int:
+    return MB_FIXED + MB_PER_MN * mns
+
+
+def largest_mns_that_fit(available_mb: int | None = None) -> int:
+    avail = available_memory_mb() if available_mb is None else available_mb
+    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // MB_PER_MN))
+
+
+def check_memory(mns: int, what: str = "mns", available_mb: int | None = None) -> None:
+    """Refuse (one line, with the estimate and the fix) a network that cannot fit in
+    memory, before anything is built: one agent process per MN."""
+    avail = available_memory_mb() if available_mb is None else available_mb
+    need = memory_estimate_mb(mns)
+    if need > avail * MEMORY_HEADROOM:
+        fit = largest_mns_that_fit(avail)
+        raise EnvironmentProblem(
+            f"{what}={mns} needs about {need / 1024:.1f} GB ({MB_PER_MN} MB per MN + "
+            f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
+            f"use at most {fit} MNs here; more need more memory (one agent process per MN)")
 
 
 def prefix_of(plan, network: str) -> str:
@@ -166,9 +207,31 @@ class Testbed:
             if role != "mn":
                 self.start_agent(node, role, role, options)
         self.bootstrap.start()
-        for node, role, options in mobility:
-            if role == "mn":
-                self.start_agent(node, role, role, options)
+        self.start_agents_parallel([(node, role, role, options)
+                                    for node, role, options in mobility if role == "mn"])
+
+    def start_agents_parallel(self, specs: list[tuple[str, str, str, dict[str, Any]]],
+                              window: int | None = None, timeout: float = 30.0) -> None:
+        """Start many agents at once, at most `window` starting at a time (default four
+        per core: an agent's start-up is mostly CPU, so more would only compete), each
+        waited for on its ready line; the first that does not come up ends the start."""
+        window = window or 4 * (os.cpu_count() or 1)
+        starting: list[tuple[AgentProcess, str, str]] = []
+
+        def settle(proc: AgentProcess, node: str, agent: str) -> None:
+            proc.wait_ready(timeout)
+            self.log.emit("agent.started", on=node, name=agent, pid=proc.pid,
+                          startup_ms=proc.startup_ms)
+
+        for node, agent, role, options in specs:
+            if len(starting) >= window:
+                settle(*starting.pop(0))
+            proc = AgentProcess(self.net[node], agent, role, options, self.run)
+            self.agents[(node, agent)] = proc
+            proc.launch()
+            starting.append((proc, node, agent))
+        for item in starting:
+            settle(*item)
 
     # ---------------------------------------------------------------- Mobile IPv6
     def mobility_agent_options(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -321,6 +384,8 @@ class Testbed:
         if self.net is not None:
             step("stop network", self.net.stop)
             self.net = None
+        from mip6bench.testbed.links import stop_link_hubs
+        step("stop link hubs", lambda: stop_link_hubs(self.run))
         step("clean run record", self.run.record.clean)
         self.timings["stop_s"] = time.monotonic() - t0
         if self.log:
