@@ -20,11 +20,14 @@ Per N, metrics.json "scale" "points" has:
     cpu_s, cpu_pct           CPU time (utime+stime from /proc/<pid>/stat) of the PAA, AAA,
                              HA and fw agents, and of the link hubs, from the trigger to the
                              end of the measurement; pct = cpu_s / window_s (100 = one core)
-    mem_mb_per_mn            RSS of the MN agents and of the MN nodes' shells, plus the link
-                             hubs' RSS, divided by N
+    mem_mb_per_mn            memory (Pss: shared pages counted once, split among their
+                             users) of the MN agents and of the MN nodes' shells, plus the
+                             link hubs', divided by N
     registered, lost         MNs that registered; MNs that did not (must be 0)
-    pinholes                 MNs whose NATFW CREATE the firewall verified (nsis=on)
-    error                    why this N did not complete (the grid stops there)
+    pinholes                 MNs whose NATFW CREATEs the firewall verified (nsis=on)
+    stalled                  registered MNs whose pinholes did not open in time (must be 0)
+    error                    why this N did not complete: the grid stops at an N where MNs
+                             did not register, and goes on past stalled pinholes
 "largest_completed": the largest N with every MN registered (and, with NSIS, every
 CREATE verified). A grid whose largest N cannot fit in memory (one agent process per MN,
 testbed.network.MB_PER_MN) is refused before anything starts.
@@ -99,14 +102,17 @@ def cpu_s(pid: int | None) -> float | None:
         return None
 
 
-def rss_kb(pid: int | None) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, TypeError):
-        pass
+def mem_kb(pid: int | None) -> int:
+    """The process's proportional set size (Pss: its private pages plus its share of
+    pages it shares, e.g. the interpreter and libraries), else its RSS."""
+    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
+        try:
+            with open(path) as f:
+                for line in f:
+                    if line.startswith(key):
+                        return int(line.split()[1])
+        except (OSError, TypeError):
+            continue
     return 0
 
 
@@ -147,13 +153,13 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
         mns = [node.name for node in tb.plan.by_role("mn")]
-        mn_rss = sum(rss_kb(tb.agents[(m, "mn")].pid) + rss_kb(tb.net[m].pid) for m in mns)
-        hub_rss = sum(rss_kb(pid) for pid in hubs)
+        mn_mem = sum(mem_kb(tb.agents[(m, "mn")].pid) + mem_kb(tb.net[m].pid) for m in mns)
+        hub_mem = sum(mem_kb(pid) for pid in hubs)
     point["stop_s"] = _r(tb.timings.get("stop_s"))
     point["wall_s"] = _r(time.monotonic() - t0)
-    point["mem_mb_per_mn"] = _r((mn_rss + hub_rss) / 1024 / n, 2)
-    point["mn_agent_and_shell_mb"] = _r(mn_rss / 1024 / n, 2)
-    point["hubs_mb"] = _r(hub_rss / 1024, 1)
+    point["mem_mb_per_mn"] = _r((mn_mem + hub_mem) / 1024 / n, 2)
+    point["mn_agent_and_shell_mb"] = _r(mn_mem / 1024 / n, 2)
+    point["hubs_mb"] = _r(hub_mem / 1024, 1)
     cpu = {name: _r(cpu1[name] - cpu0[name], 2) if None not in (cpu0[name], cpu1[name]) else None
            for name in pids}
     point["cpu_s"] = cpu
@@ -170,6 +176,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         "floor_ms": boot["floors"]["total_ms"], "ha_dad_ms": boot["ha_dad_ms"],
         "window_s": _r(window_s),
         "bootstraps_per_s": _r(len(totals) / window_s, 1) if window_s else None,
+        "pana_messages": sum(m["pana_messages"] or 0 for m in per_mn),
         "pana_msgs_per_s": _r(sum(m["pana_messages"] or 0 for m in per_mn) / window_s, 1)
         if window_s else None,
         "pci_retransmissions": sum(m["pci_retransmissions"] for m in per_mn),
@@ -183,7 +190,8 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     point["cpu_window_s"] = _r(window_cpu)
     if "nsis_create_verified" in boot:
         point["pinholes"] = boot["nsis_create_verified"]
-    if point["lost"] or ("pinholes" in point and point["pinholes"] != n):
+    point["stalled"] = n - point["pinholes"] if "pinholes" in point else 0
+    if point["lost"] or point["stalled"]:
         point["error"] = point["error"] or (f"{point['lost']} MNs did not register" if point["lost"]
                                             else f"{n - point['pinholes']} MNs' CREATEs not verified")
     return point
@@ -206,7 +214,9 @@ def run_grid(params, topo, run_dir: Path, capture: bool, quiet: bool) -> dict:
         if point["error"]:
             if steps:
                 steps.end(f"failed: {point['error']}")
-            break
+            if point.get("lost") != 0:
+                break  # MNs that did not even register: a larger N will not either
+            continue  # registered, but sessions stalled (NSIS): counted; the grid goes on
         largest = n
         if steps:
             steps.end(f"network {point['network_s']:.1f} s, up {point['start_s']:.1f} s, "
