@@ -495,6 +495,11 @@ class LinkHub:
             slot[0].set()
 
     def request(self, text: str, timeout: float = 10.0) -> dict:
+        return self.collect(self.send(text), text, timeout)
+
+    def send(self, text: str) -> list:
+        """Send a request without waiting; collect() its reply. Requests sent back to
+        back are pipelined: the hub works through them while the caller goes on."""
         import threading
         slot: list = [threading.Event(), None]
         with self._lock:
@@ -508,6 +513,11 @@ class LinkHub:
             except (BrokenPipeError, ValueError, OSError):
                 self._pending.pop(req, None)
                 raise LinkEmuError(f"link hub pid {self.pid} is gone") from None
+        slot.append(req)
+        return slot
+
+    def collect(self, slot: list, text: str, timeout: float = 10.0) -> dict:
+        req = slot[2]
         if not slot[0].wait(timeout):
             with self._lock:
                 self._pending.pop(req, None)
@@ -522,14 +532,27 @@ class LinkHub:
             *, ab: Any = None, ba: Any = None, seed: int = 0, carrier: bool = True,
             up: bool = True, timeout: float = 10.0) -> "HubLink":
         """Create a link (validated here first, as LinkRelay.start does)."""
+        return self.add_later(a_name, a_netns, b_name, b_netns, params, ab=ab, ba=ba,
+                              seed=seed, carrier=carrier, up=up)(timeout)
+
+    def add_later(self, a_name: str, a_netns: Any, b_name: str, b_netns: Any,
+                  params: Any = None, *, ab: Any = None, ba: Any = None, seed: int = 0,
+                  carrier: bool = True, up: bool = True) -> "Callable[..., HubLink]":
+        """Send the add request now; the returned function waits for the link (or
+        raises why there is none). Many adds sent first are pipelined."""
         from mip6bench.runtime.slowdown import scaled
         argv = relay_argv(a_name, a_netns, b_name, b_netns, params, ab=ab, ba=ba, seed=seed,
                           carrier=carrier, up=up, python="python")[3:]
-        reply = self.request("add " + shlex.join(argv), scaled(timeout))
-        if not reply.get("ok"):
-            raise LinkEmuError(f"link {a_name}<->{b_name}: {reply.get('error')}")
+        text = "add " + shlex.join(argv)
+        slot = self.send(text)
         self.count += 1
-        return HubLink(self, reply["link"], reply, f"{a_name}<->{b_name}")
+
+        def result(timeout: float = 10.0) -> HubLink:
+            reply = self.collect(slot, text, scaled(timeout))
+            if not reply.get("ok"):
+                raise LinkEmuError(f"link {a_name}<->{b_name}: {reply.get('error')}")
+            return HubLink(self, reply["link"], reply, f"{a_name}<->{b_name}")
+        return result
 
     def links(self) -> int:
         return self.request("links")["links"]
@@ -627,10 +650,13 @@ class HubPool:
         self.hubs: list[LinkHub] = []
 
     def add(self, *args: Any, **kw: Any) -> HubLink:
+        return self.add_later(*args, **kw)()
+
+    def add_later(self, *args: Any, **kw: Any) -> "Callable[..., HubLink]":
         if len(self.hubs) < self.size:
             self.hubs.append(LinkHub.start())
         hub = min(self.hubs, key=lambda h: h.count)
-        return hub.add(*args, **kw)
+        return hub.add_later(*args, **kw)
 
     @property
     def pids(self) -> list[int]:

@@ -33,7 +33,8 @@ class Ip6Intf(Intf):
         kernel = getattr(self.node, "kernel", None)
         if kernel is None:  # a node class without a Kernel: use Mininet's way
             return super().config(mac=mac, up=up)
-        if mac is None and up and getattr(self.link, "relay", None) is not None:
+        if mac is None and up and (getattr(self.link, "relay", None) is not None
+                                   or getattr(self.link, "_pending", None) is not None):
             return {}  # the link hub created this TAP up already: one netlink call less
         kernel.set_link(self.name, mac=mac, up=up)
         self.mac = mac or self.mac
@@ -93,6 +94,7 @@ class ShapedLink(Link):
         self.attached = attached
         self.backend = backend or choose_backend(shaping, emulation)
         self.relay = None  # a linkhub.HubLink for the relay backend
+        self._pending = None  # its add request, until finish()
         params.setdefault("intf", Ip6Intf)
         super().__init__(node1, node2, **params)
         if self.backend in ("netem", "tbf"):
@@ -113,13 +115,24 @@ class ShapedLink(Link):
         run = current_run()
         pool = link_hubs(run)
         known = set(pool.pids)
-        self.relay = pool.add(intfname1, node1.pid, intfname2, node2.pid,
-                              link_params(self.shaping), seed=self.seed, carrier=self.attached)
+        # Sent now, waited for in finish() (ParallelMininet calls it once every link is
+        # sent; the interfaces are not touched before): the hubs work through the adds
+        # while Mininet goes on.
+        self._pending = pool.add_later(intfname1, node1.pid, intfname2, node2.pid,
+                                       link_params(self.shaping), seed=self.seed,
+                                       carrier=self.attached)
         for pid in set(pool.pids) - known:
             run.record.add_process(pid, "link hub")
         return None
 
+    def finish(self) -> None:
+        """Wait for the hub's link (relay backend); a no-op for the others."""
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None:
+            self.relay = pending()
+
     def set_attached(self, attached: bool) -> None:
+        self.finish()
         """Layer-2 attach/detach: both ends see carrier on/off."""
         if self.relay is not None:
             self.relay.set_carrier(attached)
@@ -130,6 +143,7 @@ class ShapedLink(Link):
         self.attached = attached
 
     def stats(self) -> dict | None:
+        self.finish()
         return self.relay.stats() if self.relay is not None else None
 
     def describe(self) -> dict:
@@ -137,6 +151,10 @@ class ShapedLink(Link):
                 "attached": self.attached, **self.shaping.as_dict()}
 
     def stop(self):
+        try:
+            self.finish()
+        except Exception:
+            pass  # its add failed: nothing to stop
         if self.relay is not None:
             self.relay.stop()
             self.relay = None

@@ -141,9 +141,8 @@ class Testbed:
         preflight(self.plan, self.capture_enabled)
         if self.agents_enabled:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
-        from mininet.net import Mininet
-
-        from mip6bench.testbed.links import ShapedLink
+        from mip6bench.testbed.build import ParallelMininet
+        from mip6bench.testbed.links import Ip6Intf, ShapedLink
         from mip6bench.testbed.nodes import LanSegment, Mip6Node
         from mip6bench.testbed.topology import OperationalTopo
 
@@ -152,8 +151,9 @@ class Testbed:
         self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         self.log.emit("testbed.starting", run_id=self.run.run_id)
         try:
-            self.net = Mininet(topo=OperationalTopo(plan=self.plan), controller=None, build=False,
-                               switch=LanSegment, host=Mip6Node, link=ShapedLink)
+            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan), controller=None,
+                                       build=False, switch=LanSegment, host=Mip6Node,
+                                       link=ShapedLink, intf=Ip6Intf)
             self.net.build()
             self.net.start()
             self.timings["network_s"] = time.monotonic() - t0

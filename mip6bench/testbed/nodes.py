@@ -53,8 +53,17 @@ class Mip6Node(Node):
             self._kernel = Kernel(self.pid)
         return self._kernel
 
+    def links_ready(self) -> None:
+        """Wait for this node's links that a link hub is still creating (their add
+        requests are pipelined: testbed.links.ShapedLink.finish)."""
+        for intf in self.intfList():
+            finish = getattr(getattr(intf, "link", None), "finish", None)
+            if finish is not None:
+                finish()
+
     def config(self, **_params):
         """Addresses and routes from the plan (Mininet's IPv4 defaults are not used)."""
+        self.links_ready()
         k = self.kernel
         k.set_link("lo", up=True)
         for intf, cidr in self.spec.addresses:
@@ -152,6 +161,7 @@ class MobileNode(Mip6Node):
         return values
 
     def config(self, **_params):
+        self.links_ready()
         k = self.kernel
         k.set_link("lo", up=True)
         for intf in self.spec.extra["interfaces"].values():
@@ -186,6 +196,9 @@ class LanSegment(Switch):
         k = self.kernel
         k.add_bridge("br0")
         for intf in self.intfList():
+            finish = getattr(getattr(intf, "link", None), "finish", None)
+            if finish is not None:
+                finish()
             if intf.name != "lo":
                 # A detached veth link is detached by keeping this (LAN) end down.
                 link = intf.link

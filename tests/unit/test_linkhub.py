@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from mip6bench.fdwait import wait_readable
 from mip6bench.net.linkhub import Hub
 from mip6bench.net.shaping import LinkParams, Shaper
 
@@ -70,7 +71,8 @@ class Harness:
     def reply(self, req: str, timeout: float = 5.0) -> dict:
         deadline = time.monotonic() + timeout
         while req not in self._replies:
-            assert time.monotonic() < deadline, f"no reply to {req}"
+            left = deadline - time.monotonic()
+            assert left > 0 and wait_readable(self.out_r, left), f"no reply to {req}"
             chunk = os.read(self.out_r, 65536)
             self._buf += chunk
             *lines, self._buf = self._buf.split(b"\n")
