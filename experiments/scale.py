@@ -27,7 +27,8 @@ Per N, metrics.json "scale" "points" has:
     pinholes                 MNs whose NATFW CREATEs the firewall verified (nsis=on)
     stalled                  registered MNs whose pinholes did not open in time (must be 0)
     error                    why this N did not complete: the grid stops at an N where MNs
-                             did not register, and goes on past stalled pinholes
+                             did not bootstrap in time, and goes on past lost or stalled
+                             sessions (counted)
 "largest_completed": the largest N with every MN registered (and, with NSIS, every
 CREATE verified). A grid whose largest N cannot fit in memory (one agent process per MN,
 testbed.network.MB_PER_MN) is refused before anything starts.
@@ -214,9 +215,9 @@ def run_grid(params, topo, run_dir: Path, capture: bool, quiet: bool) -> dict:
         if point["error"]:
             if steps:
                 steps.end(f"failed: {point['error']}")
-            if point.get("lost") != 0:
-                break  # MNs that did not even register: a larger N will not either
-            continue  # registered, but sessions stalled (NSIS): counted; the grid goes on
+            if point.get("lost") is None:
+                break  # the bootstrap itself failed (MNs did not bootstrap in time): stop
+            continue  # sessions lost or stalled: counted; the grid goes on
         largest = n
         if steps:
             steps.end(f"network {point['network_s']:.1f} s, up {point['start_s']:.1f} s, "
