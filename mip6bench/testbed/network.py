@@ -73,11 +73,13 @@ def preflight(plan, capture: bool) -> None:
                                      "load sch_netem or tun, or set every *_delay_ms/_loss_pct to 0")
 
 
-# Memory a mobile node costs the machine, measured here (bootstrap, 2 foreign networks):
-# its agent (~27 MB RSS), its node's shell (mnexec + bash, ~4 MB) and its share of the
-# link hubs and of the kernel (namespace, 3 TAP pairs, bridge ports): ~33 MB. The rest of
-# the network (routers, servers, their agents) ~400 MB.
-MB_PER_MN = 33
+# Memory a mobile node costs the machine, measured here (experiment scale, bootstrap, 2
+# foreign networks): its agent, its node's shell (mnexec + bash) and its share of the
+# link hubs came to 21 MB Pss per MN at N=100 (shared pages counted once; the agent's own
+# RSS is ~27 MB), and MemAvailable fell by ~19 MB per MN at N=300 (kernel included: the
+# namespace, 3 TAP pairs, bridge ports). 24 MB leaves a margin. The rest of the network
+# (routers, servers, their agents) ~400 MB.
+MB_PER_MN = 24
 MB_FIXED = 400
 MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
 
