@@ -39,6 +39,8 @@ an access network with 1,000 attached MNs is 20,000 deliveries a second to agent
 are doing nothing else.
 
 scale.png: total_ms percentiles against N (with the floor), and the servers' CPU against N.
+With profile=fw,ha (agent names) those agents run under cProfile (MIP6BENCH_PROFILE) and
+each point's "profiles" (and report.md) list the functions they spent their time in.
 """
 from __future__ import annotations
 
@@ -61,7 +63,10 @@ SWEEP_METRICS = ["scale.largest_completed"]
 ESTIMATED_RUN_S = 600.0
 DEFAULT_GRID = "1,10,100,300,1000"
 _LONGER = {"timeout_s": 120.0, "registration_wait_s": 60.0}  # N MNs at once take longer
-PARAMS = [ParamSpec("grid", str, DEFAULT_GRID, "numbers of MNs, one network each, comma-separated")] + [
+PARAMS = [ParamSpec("grid", str, DEFAULT_GRID, "numbers of MNs, one network each, comma-separated"),
+          ParamSpec("profile", str, "", "agents to run under cProfile (e.g. fw,ha,paa; slows them "
+                    "down, so their times are not the unprofiled ones): the report lists where "
+                    "their time went")] + [
     dataclasses.replace(s, default=_LONGER[s.name]) if s.name in _LONGER else s
     for s in _bootstrap.PARAMS]
 TOPOLOGY_DEFAULTS = {"mipv6": "bootstrap", "ra_min_ms": 1000.0, "ra_max_ms": 3000.0}
@@ -117,6 +122,20 @@ def mem_kb(pid: int | None) -> int:
     return 0
 
 
+def top_functions(path: Path, n: int = 12) -> list[dict]:
+    """The functions an agent spent most time in (its own time, cProfile)."""
+    import pstats
+    try:
+        stats = pstats.Stats(str(path))
+    except (OSError, TypeError, ValueError, EOFError):
+        return []
+    total = stats.total_tt or 1.0
+    rows = sorted(stats.stats.items(), key=lambda kv: kv[1][2], reverse=True)[:n]
+    return [{"function": f"{Path(file).name}:{line}({name})", "calls": nc,
+             "own_s": round(tt, 3), "own_pct": round(100 * tt / total, 1), "cum_s": round(ct, 3)}
+            for (file, line, name), (_cc, nc, tt, ct, _callers) in rows]
+
+
 def _dist(values: list[float]) -> dict[str, float | None]:
     return {f"p{q}": _r(percentile(values, q)) for q in (50, 90, 99)} | \
         {"max": _r(max(values)) if values else None}
@@ -130,6 +149,9 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     """One network with n MNs, bootstrapped at once; the point's metrics."""
     from mip6bench.testbed.network import Testbed
 
+    from mip6bench.testbed.agents import PROFILE_ENV
+
+    os.environ[PROFILE_ENV] = params.get("profile", "")  # read as each agent starts
     tb = Testbed({**topo, "mns": n}, experiment=NAME, out_dir=out_dir, capture=False)
     _bootstrap.prepare(tb, params)
     point: dict = {"mns": n}
@@ -156,6 +178,9 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         mns = [node.name for node in tb.plan.by_role("mn")]
         mn_mem = sum(mem_kb(tb.agents[(m, "mn")].pid) + mem_kb(tb.net[m].pid) for m in mns)
         hub_mem = sum(mem_kb(pid) for pid in hubs)
+    os.environ.pop(PROFILE_ENV, None)
+    point["profiles"] = {path.name[:-len(".prof")]: top_functions(path)
+                         for path in sorted((out_dir / "logs").glob("*.prof"))}
     point["stop_s"] = _r(tb.timings.get("stop_s"))
     point["wall_s"] = _r(time.monotonic() - t0)
     point["mem_mb_per_mn"] = _r((mn_mem + hub_mem) / 1024 / n, 2)
@@ -296,6 +321,13 @@ def report(metrics: dict, run_dir: Path) -> None:
         fig.savefig(run_dir / "scale.png", dpi=100)
         plt.close(fig)
         lines += ['<img alt="latency percentiles and CPU against N" src="scale.png">', ""]
+    for p in s["points"]:
+        for agent, rows in (p.get("profiles") or {}).items():
+            lines += [f"Profile of {agent} at N={p['mns']} (own time, cProfile):", "",
+                      "| function | calls | own s | own % | cumulative s |", "|---|---|---|---|---|"]
+            lines += [f"| `{r['function']}` | {r['calls']} | {r['own_s']} | {r['own_pct']} | {r['cum_s']} |"
+                      for r in rows]
+            lines.append("")
     _write(run_dir / "report.md", "\n".join(lines) + "\n")
 
 
