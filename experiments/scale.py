@@ -56,6 +56,7 @@ from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.experiment import load
 from mip6bench.measure.probe import percentile
 from mip6bench.params import ParamSpec
+from mip6bench.runtime.control import ControlError
 
 NAME = "scale"
 _bootstrap = load("bootstrap")
@@ -170,9 +171,11 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         try:
             boot = _bootstrap.run(tb, params)["bootstrap"]
             point["error"] = None
-        except Mip6benchError as exc:
+        except (Mip6benchError, ControlError) as exc:  # e.g. an agent died under the load
             boot = None
-            point["error"] = str(exc)
+            dead = [f"{n}/{a}" for (n, a), p in tb.agents.items() if not p.alive()]
+            point["error"] = str(exc) + (f" (agents no longer running: {', '.join(dead)})"
+                                         if dead else "")
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
         mns = [node.name for node in tb.plan.by_role("mn")]

@@ -112,12 +112,20 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     metrics["testbed"].update({k: round(v, 3) for k, v in testbed.timings.items()})
     if testbed.teardown_errors:
         metrics["testbed"]["teardown_errors"] = testbed.teardown_errors
+    return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
+                       quiet, backends=backends)
+
+
+def _finish_run(module: ModuleType, run_dir: Path, started: float, params: dict,
+                topo_params: dict, capture: bool, caps, metrics: dict, quiet: bool,
+                **extra: Any) -> Path:
+    """manifest.json, metrics.json and the report; the run directory is complete then."""
     manifest = {
-        "experiment": name, "run_id": run_dir.name, "started": started,
+        "experiment": module.NAME, "run_id": run_dir.name, "started": started,
         "duration_s": round(time.time() - started, 3),
         "parameters": params, "topology": topo_params, "seed": topo_params["seed"],
         "capture": capture, "versions": _versions(), "git": _git_revision(),
-        "backends": backends, "capabilities": caps.to_dict(), "argv": sys.argv,
+        **extra, "capabilities": caps.to_dict(), "argv": sys.argv,
     }
     write_json(run_dir / "manifest.json", manifest)
     write_json(run_dir / "metrics.json", metrics)
@@ -147,21 +155,8 @@ def _run_grid(module: ModuleType, params: dict, topo_params: dict, out: str | No
     (run_dir / INCOMPLETE).write_text(f"{module.NAME} run started {time.ctime(started)}; it did "
                                       "not finish, so its results are partial or missing\n")
     metrics = module.run_grid(params, topo_params, run_dir, capture, quiet)
-    manifest = {
-        "experiment": module.NAME, "run_id": run_dir.name, "started": started,
-        "duration_s": round(time.time() - started, 3),
-        "parameters": params, "topology": topo_params, "seed": topo_params["seed"],
-        "capture": capture, "versions": _versions(), "git": _git_revision(),
-        "capabilities": caps.to_dict(), "argv": sys.argv,
-    }
-    write_json(run_dir / "manifest.json", manifest)
-    write_json(run_dir / "metrics.json", metrics)
-    write_report(module, manifest, metrics, run_dir)
-    (run_dir / INCOMPLETE).unlink()
-    if not quiet:
-        print(module.summarize(metrics))
-        print(f"results: {run_dir}")
-    return run_dir
+    return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
+                       quiet)
 
 
 def write_json(path: Path, data) -> None:

@@ -822,6 +822,17 @@ def relay_argv(a_name: str, a_netns: int | str | None, b_name: str,
     return argv
 
 
+def set_command(direction: str | None, params: Mapping[str, Any]) -> str:
+    """The `set` command line for LinkParams field values, for both directions (None) or
+    one ("ab", "ba"); validated here, so bad values fail in the caller."""
+    if direction not in (None, "ab", "ba"):
+        raise ParameterError(f"bad direction {direction!r}", "use None, 'ab' or 'ba'")
+    LinkParams().replace(**params)
+    fields = {v: k for k, v in PARAM_OPTIONS.items()}
+    prefix = f"{direction}-" if direction else ""
+    return "set " + " ".join(f"{prefix}{fields[k]}={v}" for k, v in params.items())
+
+
 class LinkRelay:
     """A running relay process, driven over its stdin/stdout.
 
@@ -986,13 +997,7 @@ class LinkRelay:
     def set(self, direction: str | None = None, **params: Any) -> dict[str, Any]:
         """Change parameters at run time (LinkParams field names), for both directions
         or for direction "ab" (A->B) / "ba" (B->A) only."""
-        if direction not in (None, "ab", "ba"):
-            raise ParameterError(f"bad direction {direction!r}", "use None, 'ab' or 'ba'")
-        LinkParams().replace(**{k: v for k, v in params.items()})  # validate locally
-        fields = {v: k for k, v in PARAM_OPTIONS.items()}
-        prefix = f"{direction}-" if direction else ""
-        words = [f"{prefix}{fields[k]}={v}" for k, v in params.items()]
-        return self._request("set " + " ".join(words))
+        return self._request(set_command(direction, params))
 
     def stop(self, timeout: float = 5.0) -> int:
         """Close stdin (the relay exits and its TAPs vanish); SIGKILL after timeout."""

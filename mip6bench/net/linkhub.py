@@ -618,15 +618,9 @@ class HubLink:
         return self._request(f"wait {condition} within={within:g}", timeout=within + scaled(5))
 
     def set(self, direction: str | None = None, **params: Any) -> dict:
-        from mip6bench.net.linkemu import PARAM_OPTIONS
-        from mip6bench.net.shaping import LinkParams
-        if direction not in (None, "ab", "ba"):
-            raise ParameterError(f"bad direction {direction!r}", "use None, 'ab' or 'ba'")
-        LinkParams().replace(**params)  # validate locally
-        fields = {v: k for k, v in PARAM_OPTIONS.items()}
-        prefix = f"{direction}-" if direction else ""
-        return self._request("set " + " ".join(f"{prefix}{fields[k]}={v}"
-                                               for k, v in params.items()))
+        """Change parameters at run time (see LinkRelay.set)."""
+        from mip6bench.net.linkemu import set_command
+        return self._request(set_command(direction, params))
 
     def stop(self, timeout: float = 10.0) -> int:
         """Delete the link (its TAPs vanish); 0, or 1 when the hub was already gone."""
