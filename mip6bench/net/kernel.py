@@ -109,6 +109,12 @@ class Kernel:
             self._index[name] = found[0]
         return self._index[name]
 
+    def learn_indexes(self) -> None:
+        """Every interface's index from one dump (ifindex() looks a name up with a dump
+        of all links: on a LAN with a thousand ports that is a thousand dumps)."""
+        for msg in self._ipr.get_links():
+            self._index[msg.get_attr("IFLA_IFNAME")] = msg["index"]
+
     def links(self) -> list[dict[str, Any]]:
         out = []
         for msg in self._ipr.get_links():

@@ -43,11 +43,12 @@ def resolve_tunnel_backend(params: dict[str, Any]) -> str | None:
     return choose_backend(params["tunnel"], probe_backends())
 
 
-def preflight(plan, capture: bool) -> None:
+def preflight(plan, capture: bool, agents: bool = True) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
-    check_memory(len(plan.by_role("mn")))
+    mn_agents = agents and plan.params.get("mipv6", "static") != "off"
+    check_memory(len(plan.by_role("mn")), per_mn=MB_PER_MN if mn_agents else MB_PER_MN_NODE_ONLY)
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -80,6 +81,7 @@ def preflight(plan, capture: bool) -> None:
 # namespace, 3 TAP pairs, bridge ports). 24 MB leaves a margin. The rest of the network
 # (routers, servers, their agents) ~400 MB.
 MB_PER_MN = 24
+MB_PER_MN_NODE_ONLY = 6  # without an MN agent (agents off, mipv6=off): shell and kernel
 MB_FIXED = 400
 MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
 
@@ -93,24 +95,25 @@ def available_memory_mb() -> int:
     return 0
 
 
-def memory_estimate_mb(mns: int) -> int:
-    return MB_FIXED + MB_PER_MN * mns
+def memory_estimate_mb(mns: int, per_mn: int = MB_PER_MN) -> int:
+    return MB_FIXED + per_mn * mns
 
 
-def largest_mns_that_fit(available_mb: int | None = None) -> int:
+def largest_mns_that_fit(available_mb: int | None = None, per_mn: int = MB_PER_MN) -> int:
     avail = available_memory_mb() if available_mb is None else available_mb
-    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // MB_PER_MN))
+    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // per_mn))
 
 
-def check_memory(mns: int, what: str = "mns", available_mb: int | None = None) -> None:
+def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
+                 per_mn: int = MB_PER_MN) -> None:
     """Refuse (one line, with the estimate and the fix) a network that cannot fit in
     memory, before anything is built: one agent process per MN."""
     avail = available_memory_mb() if available_mb is None else available_mb
-    need = memory_estimate_mb(mns)
+    need = memory_estimate_mb(mns, per_mn)
     if need > avail * MEMORY_HEADROOM:
-        fit = largest_mns_that_fit(avail)
+        fit = largest_mns_that_fit(avail, per_mn)
         raise EnvironmentProblem(
-            f"{what}={mns} needs about {need / 1024:.1f} GB ({MB_PER_MN} MB per MN + "
+            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN + "
             f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
             f"use at most {fit} MNs here; more need more memory (one agent process per MN)")
 
@@ -140,7 +143,7 @@ class Testbed:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
-        preflight(self.plan, self.capture_enabled)
+        preflight(self.plan, self.capture_enabled, self.agents_enabled)
         if self.agents_enabled:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
         from mip6bench.testbed.build import ParallelMininet
@@ -428,10 +431,15 @@ class Testbed:
                                  f"nodes: {', '.join(sorted(self.plan.nodes))}") from None
 
     def link(self, name: str):
-        for link in self.net.links:
-            if getattr(link, "spec", None) is not None and link.spec.name == name:
-                return link
-        raise Mip6benchError(f"no link {name!r}")
+        index = getattr(self, "_links_by_name", None)
+        if index is None or len(index[0]) != len(self.net.links):  # (re)built on first use
+            index = (list(self.net.links), {link.spec.name: link for link in self.net.links
+                                            if getattr(link, "spec", None) is not None})
+            self._links_by_name = index
+        try:
+            return index[1][name]
+        except KeyError:
+            raise Mip6benchError(f"no link {name!r}") from None
 
     def attached_network(self, mn: str) -> str | None:
         for net in self.plan.nodes[mn].extra["interfaces"]:
