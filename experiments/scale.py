@@ -123,6 +123,19 @@ def mem_kb(pid: int | None) -> int:
     return 0
 
 
+def _wait_exit(pid: int, timeout: float) -> None:
+    """Until process `pid` has exited (its pidfd turns readable), at most `timeout` s."""
+    from mip6bench.fdwait import wait_readable
+    try:
+        fd = os.pidfd_open(pid)
+    except (ProcessLookupError, OSError):
+        return  # already gone
+    try:
+        wait_readable(fd, timeout)
+    finally:
+        os.close(fd)
+
+
 def top_functions(path: Path, n: int = 12) -> list[dict]:
     """The functions an agent spent most time in (its own time, cProfile)."""
     import pstats
@@ -181,7 +194,11 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         mns = [node.name for node in tb.plan.by_role("mn")]
         mn_mem = sum(mem_kb(tb.agents[(m, "mn")].pid) + mem_kb(tb.net[m].pid) for m in mns)
         hub_mem = sum(mem_kb(pid) for pid in hubs)
+        profiled = [a.pid for (_n, name), a in tb.agents.items()
+                    if name in set(params.get("profile", "").split(",")) and a.pid]
     os.environ.pop(PROFILE_ENV, None)
+    for pid in profiled:  # cProfile writes its file as the agent exits: wait for the exit
+        _wait_exit(pid, 60.0)
     point["profiles"] = {path.name[:-len(".prof")]: top_functions(path)
                          for path in sorted((out_dir / "logs").glob("*.prof"))}
     point["stop_s"] = _r(tb.timings.get("stop_s"))
