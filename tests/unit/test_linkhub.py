@@ -43,7 +43,7 @@ class Harness:
         for s in (a_near, b_near):
             s.setblocking(False)
         for s in (a_far, b_far):
-            s.settimeout(3)
+            s.settimeout(10)
         self.socks += [a_far, b_far]
         # The hub owns (and closes) the near ends' descriptors.
         lid = self.hub.attach(a_near.detach(), b_near.detach(),
@@ -68,7 +68,7 @@ class Harness:
         os.write(self.ctl_w, f"{req} {text}\n".encode())
         return req
 
-    def reply(self, req: str, timeout: float = 5.0) -> dict:
+    def reply(self, req: str, timeout: float = 15.0) -> dict:
         deadline = time.monotonic() + timeout
         while req not in self._replies:
             left = deadline - time.monotonic()
@@ -214,13 +214,15 @@ def test_delete_closes_the_links_fds_and_fails_its_waits(h):
 
 
 def test_timer_heap_holds_at_most_one_live_entry_per_direction(h):
-    links = [h.link(delay_ms=50, label=f"m{i}") for i in range(100)]
+    # 3 s of delay: every frame is still queued when the heap is looked at, however
+    # slowly a loaded machine runs this test.
+    links = [h.link(delay_ms=3000, label=f"m{i}") for i in range(100)]
     h.start()
     for lid, a, _b in links:
         for k in range(5):
             a.send(bytes([k]))
     for lid, _a, _b in links:
-        h.request(f"{lid} wait ab-queued==5 within=5")
+        h.request(f"{lid} wait ab-rx>=5 within=5")
     live = [e for e in list(h.hub.heap) if e[2].scheduled == e[0]]
     assert len(live) == 100  # 500 queued frames, one timer per direction
     for lid, _a, b in links:
