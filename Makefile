@@ -76,6 +76,7 @@ bench: setup
 	$(PY) bench/pana_bench.py
 	$(PY) bench/natfw_bench.py
 	$(PY) bench/home_firewall_bench.py
+	$(PY) bench/fuzz_bench.py
 
 clean:
 	-$(VENV)/bin/mip6bench clean

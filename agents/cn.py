@@ -41,6 +41,7 @@ from mip6bench.errors import Mip6benchError
 from mip6bench.mipv6.cn import CorrespondentNode
 from mip6bench.mipv6.effects import InstallBinding, RemoveBinding
 from mip6bench.net import intercept, ro, tunnel
+from mip6bench.net.kernel import Kernel
 from mip6bench.net.intercept import InterceptRules, TunDevice, home_address_option_drop
 from mip6bench.runtime.agent import Agent, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, packed
@@ -123,16 +124,18 @@ class CorrespondentAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
 
     def _setup_kernel(self) -> None:
-        # Created on the worker thread: pyroute2 cannot start inside a running loop.
-        self.kernel = tunnel.MobilityKernel()
-        k = self.kernel
+        # On the kernel thread: pyroute2's synchronous calls run an event loop of their own.
+        self.kernel = k = Kernel()
         # No link-local address on the TUN device: nothing of the kernel's own (MLD, RS)
         # comes out of it, only what is routed there.
         k.sysctl({f"net/ipv6/conf/{self.tun.name}/addr_gen_mode": 1})
-        k.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), [
-            f"link set dev {self.tun.name} mtu {1500 - ro.RO_OVERHEAD} up",
-            tunnel.mark_rule_request(intercept.AGENT_MARK_PREF, intercept.AGENT_MARK, tunnel.RT_TABLE_MAIN),
-            f"rule add pref {intercept.RO_PREF} lookup {intercept.RO_TABLE}"], local_pref=None)
+
+        def apply():
+            k.set_link(self.tun.name, mtu=1500 - ro.RO_OVERHEAD, up=True)
+            tunnel.mark_rule(k)
+            k.add_rule(intercept.RO_PREF, intercept.RO_TABLE)
+        k.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), apply,
+                      local_pref=None, moved_local_pref=tunnel.LOCAL_PREF)
 
     async def stop(self) -> None:
         if self.nsis is not None:
@@ -145,8 +148,8 @@ class CorrespondentAgent(WaitableEvents, Agent):
         self.tun.close()  # its routes go with it
 
     def _teardown_kernel(self) -> None:
-        self.kernel.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), [],
-                                local_pref=None)
+        self.kernel.reconfigure((intercept.AGENT_MARK_PREF, intercept.RO_PREF), (intercept.RO_TABLE,), None,
+                                local_pref=None, moved_local_pref=tunnel.LOCAL_PREF)
         self.rules.remove()
 
     # ------------------------------------------------------------------ effects
@@ -157,11 +160,12 @@ class CorrespondentAgent(WaitableEvents, Agent):
             self.routes[hoa] = coa
             if fresh:
                 await self.io.kernel(lambda: self.kernel.add_route(
-                    f"{effect.hoa}/128", dev=self.tun.name, table=intercept.RO_TABLE))
+                    effect.hoa, dev=self.tun.name, table=intercept.RO_TABLE))
             self.emit("mipv6.cn.ro_route", hoa=effect.hoa, coa=effect.coa, new=fresh)
         elif isinstance(effect, RemoveBinding):
             if self.routes.pop(packed(effect.hoa), None) is not None:
-                await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.hoa}/128", intercept.RO_TABLE)
+                await self.io.kernel(lambda: self.kernel.del_route(effect.hoa, table=intercept.RO_TABLE,
+                                                                   missing_ok=True))
             self.emit("mipv6.cn.ro_route_removed", hoa=effect.hoa, reason=effect.reason)
         else:
             self.emit("mipv6.cn.effect_ignored", effect=type(effect).__name__)

@@ -10,8 +10,12 @@ the PAA pushes, removes revoked and expired ones, and fetches on demand: a Bindi
 whose SPI the agent does not know waits until the SA has been fetched from the PAA
 (sa=pull; in push mode it covers a BU that overtakes the push, or an HA restart); when
 the fetch fails the core rejects the BU with 146 as usual. A change applies from the
-next message; bindings an SA authorised stay when it goes, until they expire or are
-refreshed with the SA that replaced it.
+next message. A binding lives no longer than the SA that authorised it (the core caps
+the granted lifetime), and when an SA leaves the store (the PAA revokes it, it expires,
+`sa-remove`) the core ends the binding it authorised (HomeAgent.sa_revoked) and the
+agent removes tunnel, reverse-tunnel admission and proxy ND like on expiry; an SA the
+PAA revokes because re-authentication replaced it ("rekeyed") leaves the binding to its
+granted lifetime, which the MN refreshes with the new SA.
 
 Per accepted home registration the agent
   * defends the home address on the home link: proxy neighbour discovery (proxy_ndp,
@@ -23,13 +27,15 @@ Per accepted home registration the agent
   * admits reverse-tunnelled packets only from the registered CoA with the HoA as inner
     source: an nftables set of (CoA . HoA) pairs, everything else to the HA counted and
     dropped (`counters` shows both).
-When a binding is deregistered or expires, all of that is removed again.
+When a binding is deregistered or expires, all of that is removed again. An HA agent
+that was killed (no teardown) leaves it behind: the next one removes it at start
+(TunnelBackend.ha_purge, event mipv6.ha.purged), since it holds no bindings.
 
 Control commands (besides status, dump, events):
     bindings                      the binding cache and what the kernel holds for it
     sa-add {spi, key (hex), algorithm, replay, hoa, nai, lifetime, replace}
                                   add an SA (replace=true: also overwrite one with that SPI)
-    sa-remove {spi}               remove an SA (bindings it authorised stay until they expire)
+    sa-remove {spi}               remove an SA and end the binding it authorised
     sas                           the SAs (never their keys)
     sa-fetch {spi | hoa | nai}    fetch an SA from the PAA now (with sadist_peers)
     sa-list                       the SAs with their remaining lifetimes (with sadist_peers)
@@ -53,9 +59,10 @@ from mip6bench.errors import Mip6benchError
 from mip6bench.mipv6.effects import InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
 from mip6bench.mipv6.ha import HomeAgent
 from mip6bench.mipv6.sa import FetchWaitlist, SAStore
-from mip6bench.net import ndisc, rtnl, tunnel
+from mip6bench.net import ndisc, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
-from mip6bench.net.nft import Batch
+from mip6bench.net.kernel import Kernel
+from mip6bench.net.nft import Batch, LibNft
 from mip6bench.net.ro import strip_home_address_option
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
@@ -115,6 +122,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
         opts = self.options
         loop = asyncio.get_running_loop()
         now = loop.time()
+        # Binding Updates may arrive while the kernel is still being set up (MNs refresh
+        # with an HA that restarts); their effects wait for it.
+        self.kernel_ready = asyncio.Event()
+        self.dad_waiters: dict[str, asyncio.Future] = {}
         self.sa_store = SAStore()
         try:
             for spec in opts.sas:
@@ -148,9 +159,11 @@ class HomeAgentAgent(WaitableEvents, Agent):
             if self.sa_channel is not None:
                 await self.sa_channel.close()
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
+        if self.purged:
+            self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
         self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
-        self.dad_waiters: dict[str, asyncio.Future] = {}
+        self.kernel_ready.set()
         self._arm_sa_expiry()
         self.nsis = None
         if opts.nsis:
@@ -161,19 +174,25 @@ class HomeAgentAgent(WaitableEvents, Agent):
                   sadist_port=opts.sadist_port if self.sa_channel else None)
 
     def _setup_kernel(self) -> None:
-        # Created on the worker thread: pyroute2 cannot start inside a running loop.
+        # On the kernel thread: pyroute2's synchronous calls run an event loop of their own.
         self.backend.prepare("ha")
-        self.kernel = tunnel.MobilityKernel()
+        self.kernel = Kernel()
+        # The reverse-tunnel set changes with every new CoA: in-process (libnftables),
+        # no nft run per Binding Update.
+        self.elements = LibNft(None) if self.backend.kernel_reverse_check else None
         opts, k = self.options, self.kernel
         self.home_index = k.ifindex(opts.home_interface)
         self.home_mac = next(link["mac"] for link in k.links() if link["name"] == opts.home_interface)
         self.local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
+        # An earlier HA agent of this node that was killed left its bindings' state.
+        self.purged = self.backend.ha_purge(k, opts.home_prefix, opts.home_interface)
         k.sysctl({f"net/ipv6/conf/{opts.home_interface}/proxy_ndp": 1,
                   f"net/ipv6/neigh/{opts.home_interface}/proxy_delay": 0})
         self.backend.ha_setup(k, opts.address, self.local_addresses, opts.home_interface)
 
     def _install_rules(self) -> None:
-        local_addresses = sorted({a["address"] for a in rtnl.addresses() if a["scope"] == 0})
+        with Kernel() as k:
+            local_addresses = sorted({a["address"] for a in k.addresses() if a["scope"] == 0})
         decl, rules = self.backend.ha_nft_rules(NFT_TABLE, self.options.address)
         self.rules.install(rules + [home_address_option_drop(local_addresses)], decl)
 
@@ -184,7 +203,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         self.bu_spi = bu_spi
         self.sa_channel = SaChannelHa({paa: bytes.fromhex(psk) for paa, psk in opts.sadist_peers.items()},
                                       self.sa_store, emit=self.emit, port=opts.sadist_port,
-                                      on_change=lambda *_change: self._arm_sa_expiry())
+                                      on_change=self._on_sa_change)
         try:
             await self.sa_channel.open()
         except OSError as exc:
@@ -233,6 +252,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         await self.io.kernel(self._teardown_kernel)
         await self.io.kernel(self.backend.close)
         await self.io.kernel(self.kernel.close)
+        if self.elements is not None:
+            self.elements.close()
         self.io.shutdown_pool()
 
     def _teardown_kernel(self) -> None:
@@ -245,11 +266,18 @@ class HomeAgentAgent(WaitableEvents, Agent):
 
     # ------------------------------------------------------------------ effects
     async def apply(self, effect) -> None:
+        if not self.kernel_ready.is_set():
+            await self.kernel_ready.wait()
         if isinstance(effect, TunnelUp):
             t0 = time.monotonic()
-            await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
-            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote,
-                      kernel_ms=round((time.monotonic() - t0) * 1000, 3), backend=self.backend.name)
+            started, ended, parts = await self.io.kernel(self._tunnel_up, effect.hoa, effect.remote)
+            done = time.monotonic()
+            # kernel_ms: from the loop's request to its resumption; thread_wait_ms: until
+            # the kernel thread began; tunnel_ms + nft_ms: the thread's work; resume_ms:
+            # from its end until the loop went on.
+            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote, backend=self.backend.name,
+                      kernel_ms=round((done - t0) * 1000, 3), thread_wait_ms=round((started - t0) * 1000, 3),
+                      resume_ms=round((done - ended) * 1000, 3), **parts)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self._tunnel_down, effect.hoa)
             self.emit("mipv6.ha.tunnel_down", hoa=effect.hoa, reason=effect.reason)
@@ -273,21 +301,28 @@ class HomeAgentAgent(WaitableEvents, Agent):
         else:
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
-    def _tunnel_up(self, hoa: str, coa: str) -> None:
+    def _tunnel_up(self, hoa: str, coa: str) -> tuple[float, float, dict[str, float]]:
+        """On the kernel thread: when it began and ended (monotonic) and how long its
+        parts took (ms: tunnel, reverse-tunnel set)."""
+        started = time.monotonic()
         old = self.tunnelled.get(hoa)
+        t0 = time.perf_counter()
         self.backend.ha_bind(self.kernel, hoa, coa, self.options.address, self.options.uplink)
+        t1 = time.perf_counter()
         if self.backend.kernel_reverse_check:
             batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
             if old and old != coa:
                 batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
-            self.rules.nft.apply(Batch(batch))
+            self.elements.apply(Batch(batch).text())
         self.tunnelled[hoa] = coa
+        return started, time.monotonic(), {"tunnel_ms": round((t1 - t0) * 1000, 3),
+                                           "nft_ms": round((time.perf_counter() - t1) * 1000, 3)}
 
     def _tunnel_down(self, hoa: str) -> None:
         coa = self.tunnelled.pop(hoa, None)
         self.backend.ha_unbind(self.kernel, hoa)
         if coa and self.backend.kernel_reverse_check:
-            self.rules.nft.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]))
+            self.elements.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]).text())
 
     def _proxy(self, addresses: list[str]) -> None:
         for address in addresses:
@@ -306,6 +341,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
     # ------------------------------------------------------------------ DAD on behalf
     async def _dad(self, hoa: str) -> None:
         """RFC 4862 DAD for the HoA: one NS from ::, then listen for a defender."""
+        await self.kernel_ready.wait()      # the home link's socket and index
         loop = asyncio.get_running_loop()
         waiter = loop.create_future()
         self.dad_waiters[hoa] = waiter
@@ -384,6 +420,15 @@ class HomeAgentAgent(WaitableEvents, Agent):
         for deliver in waiting:           # without the SA the core answers 146
             deliver()
 
+    def _on_sa_change(self, kind: str, spi: int, sa, reason: str, effect) -> None:
+        """SA distribution changed the store: re-arm expiry; a removal (revoked, expired)
+        ends the binding it authorised unless re-authentication replaced the SA. A
+        removal the store refused (it holds that SPI for another HoA) changes nothing."""
+        self._arm_sa_expiry()
+        if kind == "remove" and (sa is not None or self.sa_store.lookup_spi(spi) is None):
+            self.io.execute(self.core.sa_revoked(spi, effect.hoa, reason, self.io.now(),
+                                                 successor=effect.successor))
+
     def _arm_sa_expiry(self) -> None:
         if self.sa_timer:
             self.sa_timer.cancel()
@@ -393,8 +438,10 @@ class HomeAgentAgent(WaitableEvents, Agent):
             self.sa_timer = asyncio.get_running_loop().call_at(at, self._expire_sas)
 
     def _expire_sas(self) -> None:
-        for sa in self.sa_store.expire(self.io.now()):
+        now = self.io.now()
+        for sa in self.sa_store.expire(now):
             self.emit("mipv6.sa_expired", spi=sa.spi, hoa=sa.hoa)
+            self.io.execute(self.core.sa_revoked(sa.spi, sa.hoa, "SA expired", now))
         self._arm_sa_expiry()
 
     # ------------------------------------------------------------------ control
@@ -452,6 +499,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise LookupError(f"no SA with SPI {spi}")
         self._arm_sa_expiry()
         self.emit("mipv6.sa_removed", spi=spi, hoa=sa.hoa)
+        self.io.execute(self.core.sa_revoked(spi, sa.hoa, "SA removed", self.io.now()))
         return {"spi": spi}
 
     async def cmd_sas(self, _req) -> list:

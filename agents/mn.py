@@ -62,7 +62,6 @@ import asyncio
 import dataclasses
 import ipaddress
 import os
-import struct
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -87,15 +86,13 @@ from mip6bench.mipv6.mn import MobileNode
 from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import intercept, ndisc, ro, tunnel
 from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_header_drop
-from mip6bench.net.kernel import RTMGRP_IPV6_IFADDR, RTMGRP_LINK, DadMode, rtnl_socket
+from mip6bench.net.kernel import DadMode, Kernel, LinkEvent, Monitor
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.slowdown import scaled
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
 ATTACHED_METRIC = 1   # our default route via the attached network's router beats RA-learned ones (1024)
-RTM_NEWLINK, RTM_DELLINK = 16, 17
-IFF_LOWER_UP = 0x10000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,20 +152,6 @@ def _check_home(hoa: str, ha: str, prefix: str) -> None:
     ipaddress.IPv6Address(ha)
 
 
-def parse_link_events(data: bytes) -> list[tuple[int, bool]]:
-    """(ifindex, lower_up) for every RTM_NEWLINK/RTM_DELLINK in a netlink datagram."""
-    out, pos = [], 0
-    while pos + 16 <= len(data):
-        length, kind = struct.unpack_from("=IH", data, pos)
-        if length < 16:
-            break
-        if kind in (RTM_NEWLINK, RTM_DELLINK) and pos + 32 <= len(data):
-            index, flags = struct.unpack_from("=iI", data, pos + 20)
-            out.append((index, kind == RTM_NEWLINK and bool(flags & IFF_LOWER_UP)))
-        pos += (length + 3) & ~3
-    return out
-
-
 def _is_gist(packet: bytes) -> bool:
     """A UDP datagram to the GIST port, with or without a Hop-by-Hop header first."""
     nh, pos = packet[6], 40
@@ -221,8 +204,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot open TUN device {intercept.TUN_NAME}: {exc.strerror}",
                                  "the kernel needs TUN/TAP (mip6bench doctor)") from None
         self.index_to_name: dict[int, str] = {}
-        # One thread for every kernel call: pyroute2 cannot run on the loop's thread,
-        # and one thread keeps the changes in order.
+        # One thread for every kernel call: pyroute2's synchronous calls run an event loop
+        # of their own, and one thread keeps the changes in order.
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
         kernel_ready = self.loop.run_in_executor(self.pool, self._open_kernel)
         if opts.pana is not None:   # its imports run while the kernel thread works
@@ -232,8 +215,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         except Exception as exc:
             self.tun.close()
             raise Mip6benchError(f"cannot prepare the access interfaces: {exc}") from None
-        self.monitor = rtnl_socket(None, RTMGRP_LINK | RTMGRP_IPV6_IFADDR)
-        self.monitor.setblocking(False)
+        self.monitor = Monitor()
         self.loop.add_reader(self.monitor.fileno(), self._on_netlink)
         if opts.nsis:
             await self._open_nsis()
@@ -280,7 +262,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         from mip6bench.runtime.natfw import NatfwService
 
         name = (self.options.nai or "mn").encode()
-        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()), c_mode=True)
+        self.gist = GistService(self, GistConfig(peer_identity=name, addresses=()), c_mode=True,
+                                egress=self._gist_egress)
         self.ni = NiCore(token=self.nsis_token)
         self.traversal = MobileTraversal(self.ni, lifetime=self.options.natfw_lifetime)
         self.nsis = NatfwService(self, self.gist, self.ni, apply=self._apply_natfw)
@@ -289,6 +272,15 @@ class MobileNodeAgent(WaitableEvents, Agent):
         except OSError as exc:
             raise Mip6benchError(f"cannot open the GIST sockets (UDP 270): {exc.strerror}") from None
 
+    def _gist_egress(self, source: str) -> int:
+        """GIST from the care-of address leaves by the attached interface (0 otherwise:
+        the home address's signalling is routed into the tunnel)."""
+        core = self.core
+        iface = getattr(self, "coa_interface", None)
+        if core is None or core.coa is None or iface != self.attached or packed(source) != packed(core.coa):
+            return 0
+        return self._egress_ifindex()
+
     def _nsis_addresses(self) -> None:
         """GIST signals from the CoA (and the HoA, reverse-tunnelled)."""
         if self.nsis is None or self.core is None:
@@ -296,20 +288,20 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.gist.set_addresses([a for a in (self.core.coa, self.core.hoa) if a])
 
     async def _apply_natfw(self, effect) -> None:
-        from mip6bench.natfw.core import DeliverNotify, DeliverResponse
+        from mip6bench.natfw.core import DeliverNotify, DeliverResponse, SessionFailed
         from mip6bench.natfw.mobile import PinholesReady
 
-        if isinstance(effect, (DeliverResponse, DeliverNotify)):
+        if isinstance(effect, (DeliverResponse, DeliverNotify, SessionFailed)):
             self.nsis.execute(self.traversal.on_ni_effect(effect, self.nsis.now()))
         elif isinstance(effect, PinholesReady) and self.core is not None:
             self.io.execute(self.core.pinholes_ready(effect.cn, effect.coa, effect.phase, effect.ok,
                                                      effect.reason, self.io.now()))
 
     def _open_kernel(self) -> None:
-        """On the worker thread (pyroute2 cannot start inside a running loop): the kernel
-        handle, and per-interface settings for fast movement detection, DAD as configured."""
+        """On the kernel thread: the kernel handle, and per-interface settings for fast
+        movement detection, DAD as configured."""
         self.backend.prepare("mn")
-        self.kernel = k = tunnel.MobilityKernel()
+        self.kernel = k = Kernel()
         dad = DadMode(self.options.dad)
         values: dict[str, int] = {"net/ipv6/conf/all/ignore_routes_with_linkdown": 1}
         for ifname in self.options.interfaces:
@@ -414,18 +406,14 @@ class MobileNodeAgent(WaitableEvents, Agent):
         for a in k.addresses():
             if a["address"] == hoa:
                 name = next((n for i, n in self.index_to_name.items() if i == a["index"]), "lo")
-                k.del_address(name, hoa, 128 if name == "lo" else plen)
+                k.del_address(name, hoa, 128 if name == "lo" else plen, missing_ok=True)
 
     # ------------------------------------------------------------------ movement detection
     def _on_netlink(self) -> None:
-        while True:
-            try:
-                data = self.monitor.recv(1 << 16)
-            except (BlockingIOError, InterruptedError):
-                break
-            for index, up in parse_link_events(data):
-                name = self.index_to_name.get(index)
-                if name is not None and not up:
+        for event in self.monitor.read():
+            if isinstance(event, LinkEvent) and (event.deleted or not event.lower_up):
+                name = self.index_to_name.get(event.index)
+                if name is not None:
                     self.ra.pop(name, None)  # an RA seen before this detach proves nothing now
         self._schedule_reconcile()
 
@@ -553,10 +541,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if attachment == self.default_pin:
             return
         if attachment is None:
-            self.kernel.run(f"route del default metric {ATTACHED_METRIC}", quiet=True)
+            self.kernel.del_route("default", metric=ATTACHED_METRIC, missing_ok=True)
         else:
             ifname, router = attachment
-            self.kernel.run(f"route replace default via {router} dev {ifname} metric {ATTACHED_METRIC}")
+            self.kernel.add_route("default", gateway=router, dev=ifname, metric=ATTACHED_METRIC)
         self.default_pin = attachment
 
     async def _pin_for_signalling(self) -> None:
@@ -564,7 +552,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         iface = getattr(self, "coa_interface", None)
         if iface is not None and iface in self.ra:
             _t, _prefix, router = self.ra[iface]
-            await self.io_kernel(self._pin_default_route, (iface, router))
+            if self.default_pin != (iface, router):   # (pinned already: no trip to the kernel thread)
+                await self.io_kernel(self._pin_default_route, (iface, router))
 
     def _pana_moved(self, address: str | None) -> None:
         """After a handover the PAA learns the new address from an authenticated ping."""
@@ -583,7 +572,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         else:
             name = getattr(self, "home_link_interface", None)
             if name:
-                k.del_address(name, hoa, plen)
+                k.del_address(name, hoa, plen, missing_ok=True)
 
     # ------------------------------------------------------------------ PANA bootstrapping
     def _on_bootstrap(self, update) -> None:
@@ -612,10 +601,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
             if update.kind == "closed":
                 self.nsis_token = None
                 self._restart_pana(update)
-            core = self.core
-            if core is not None and core.coa is not None and not core.home_registered \
-                    and self.sa_store.lookup_hoa(core.hoa, self.io.now()) is not None:
-                self.io.execute(core.register(self.io.now()))   # the SA we were waiting for
+            if self.core is not None:
+                # The SA we were waiting for, or a new one (re-authentication, a new
+                # session): the HA's binding lives only as long as the SA that signed it.
+                self.io.execute(self.core.security_associations_changed(self.io.now()))
             await self._notify()
 
     def _same_home(self, b) -> bool:
@@ -644,13 +633,20 @@ class MobileNodeAgent(WaitableEvents, Agent):
             return None
         return self.core.coa, self.core.ha
 
+    def _point(self, hoa: str, coa: str, ha: str, dev: str) -> float:
+        """On the kernel thread: the tunnel to the HA from `coa`; ms it took there."""
+        t0 = time.perf_counter()
+        self.backend.mn_point(self.kernel, hoa, coa, ha, dev)
+        return round((time.perf_counter() - t0) * 1000, 3)
+
     async def apply(self, effect) -> None:
         if isinstance(effect, TunnelUp):
             dev = self.coa_interface
             t0 = time.monotonic()
-            await self.io.kernel(self.backend.mn_point, self.kernel, effect.hoa, effect.local, effect.remote, dev)
+            point_ms = await self.io.kernel(self._point, effect.hoa, effect.local, effect.remote, dev)
             self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
-                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3))
+                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3),
+                      point_ms=point_ms)
         elif isinstance(effect, TunnelDown):
             await self.io.kernel(self.backend.mn_down, self.kernel)
             self.emit("mipv6.mn.tunnel_down", reason=effect.reason)
@@ -660,10 +656,11 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.ro_routes[cn] = coa
             if fresh:
                 await self.io.kernel(lambda: self.kernel.add_route(
-                    f"{effect.cn}/128", dev=self.tun.name, table=tunnel.TUNNEL_TABLE))
+                    effect.cn, dev=self.tun.name, table=tunnel.TUNNEL_TABLE))
         elif isinstance(effect, RouteOptimizationOff):
             if self.ro_routes.pop(packed(effect.cn), None) is not None:
-                await self.io.kernel(self.kernel.delete_route_quietly, f"{effect.cn}/128", tunnel.TUNNEL_TABLE)
+                await self.io.kernel(lambda: self.kernel.del_route(effect.cn, table=tunnel.TUNNEL_TABLE,
+                                                                   missing_ok=True))
             self.emit("mipv6.mn.ro_fallback", cn=effect.cn, reason=effect.reason)
         elif isinstance(effect, OpenPinholes):
             if self.nsis is None:
@@ -673,9 +670,10 @@ class MobileNodeAgent(WaitableEvents, Agent):
                 self._nsis_addresses()
                 if effect.phase == "inbound":
                     # Asked for together with the BU, right at the move: the BU leaves by
-                    # its own egress interface, GIST's Query by plain routing, which may
-                    # still point at the link just left until the default route is pinned
-                    # to the new router (the Query would be lost and wait T1 = 500 ms).
+                    # its own egress interface, and so does GIST from the CoA
+                    # (_gist_egress); EXT's path toward the HA is pinned to the new router
+                    # as well, as before (the "rr" round, asked at the move too, does not
+                    # wait for that kernel change).
                     await self._pin_for_signalling()
                 self.nsis.execute(self.traversal.open(effect.cn, effect.hoa, effect.coa, effect.phase,
                                                       self.nsis.now()))
@@ -782,8 +780,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         else:
             self.sa_store.add(sa)
         self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai)
-        if self.core is not None and self.core.coa is not None and not self.core.home_registered:
-            self.io.execute(self.core.register(self.io.now()))  # the SA we were waiting for
+        if self.core is not None:   # the SA we were waiting for, or a replacement
+            self.io.execute(self.core.security_associations_changed(self.io.now()))
         return describe_sa(sa, self.loop.time())
 
     async def cmd_sa_remove(self, req: dict) -> dict:

@@ -21,7 +21,8 @@ Phases per MN (events from the agents' logs, all CLOCK_MONOTONIC ns):
     total_ms            first PCI -> home_registered (null when the MN did not register)
     pana_messages       PANA messages the PaC sent and received up to and including PAN[C]
 
-floor_ms: sequential one-way trips times the configured delay of their path (d(a,b):
+floor_ms (mip6bench/measure/floors.py, bootstrap_floors): sequential one-way trips
+times the configured delay of their path (d(a,b):
 the sum of the link delays between the nodes; MN-PAA = access + backhaul + home_uplink +
 home_lan, PAA-AAA = 2 x home_lan, PAA-HA = home_lan, MN-HA = access + backhaul +
 home_uplink):
@@ -55,7 +56,7 @@ import time
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.params import ParamSpec
-from mip6bench.testbed.operational import path_delay_ms  # noqa: F401 (used here and by tests)
+from mip6bench.measure.floors import bootstrap_floors, format_phase_rows, phase_row
 from mip6bench.runtime.eventlog import read_events
 
 NAME = "bootstrap"
@@ -89,24 +90,6 @@ def prepare(tb, params) -> None:
     tb.bootstrap_settings = BootstrapSettings(aaa=params["aaa"], sa=params["sa"],
                                               discovery=params["discovery"], autostart=False,
                                               sa_lifetime=params["sa_lifetime"])
-
-
-# ---- floors ----------------------------------------------------------------------------
-
-def floors(plan, mn: str, sa_mode: str, ha_dad_ms: float = 0.0) -> dict[str, float]:
-    """ha_dad_ms: the HA's DAD wait for the new home address when it performs DAD (its
-    dad_timeout_ms: RetransTimer x DupAddrDetectTransmits 1), else 0."""
-    d_mp = path_delay_ms(plan, mn, "paa")
-    d_pa = path_delay_ms(plan, "paa", "aaa")
-    d_ph = path_delay_ms(plan, "paa", "ha")
-    d_mh = path_delay_ms(plan, mn, "ha")
-    out = {"discovery_ms": 2 * d_mp, "eap_ms": 6 * d_mp + 6 * d_pa}
-    out["pana_ms"] = out["discovery_ms"] + out["eap_ms"]
-    out["sa_push_ms"] = d_ph if sa_mode == "push" else 2 * d_ph
-    out["ha_registration_ms"] = 2 * d_mh + ha_dad_ms \
-        + (2 * d_ph if sa_mode == "pull" else 0.0)
-    out["total_ms"] = out["pana_ms"] + out["ha_registration_ms"]
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 # ---- running ---------------------------------------------------------------------------
@@ -178,7 +161,7 @@ def run(tb, params) -> dict:
     ha_dad = any(e["event"] == "mipv6.ha.dad_started" for e in events)
     # The wait as the HA is configured for it (its control socket), not a constant.
     ha_dad_ms = tb.mobility_agent("ha").request("status")["dad_timeout_ms"] if ha_dad else 0.0
-    floor = floors(tb.plan, mns[0], params["sa"], ha_dad_ms)
+    floor = bootstrap_floors(tb.plan, mns[0], params["sa"], ha_dad_ms)
     summary["floor_ms"] = floor["total_ms"]
     # The headline ratio leaves the HA's DAD wait out of both (a fixed protocol wait of
     # 1 s would otherwise divide every excess by about six).
@@ -274,19 +257,25 @@ def _measure(mn, by_node, t_trigger, sa_mode) -> dict:
                                        and e.get("retransmission"))}
 
 
+def phase_rows(b: dict) -> list[dict]:
+    """The bootstrap's phases against their floors; the HA's DAD wait (a fixed protocol
+    wait, as the HA is configured) left out of the ratio of the phases that hold it."""
+    f = b["floors"]
+    dad = b.get("ha_dad_ms") or 0.0
+    names = {"discovery_ms": "PAA discovery (PCI, PAR[S])", "eap_ms": "EAP-PSK through PANA",
+             "pana_ms": "PANA (discovery + EAP)", "sa_push_ms": "MIPv6 SA to the HA",
+             "ha_registration_ms": "home registration (BU/BA)", "total_ms": "total"}
+    return [phase_row(names[key], b[key], f.get(key), dad if key in ("ha_registration_ms", "total_ms") else 0.0)
+            for key in PHASES]
+
+
 def summarize(metrics: dict) -> str:
     b = metrics["bootstrap"]
-    f = b["floors"]
-    lines = [f"bootstrap: aaa={b['aaa']} discovery={b['discovery']} sa={b['sa']} mns={b['mns']}",
-             f"{'phase':<20} {'measured ms':>12} {'floor ms':>10} {'overhead ms':>12}"]
-    for key in PHASES:
-        value = "-" if b[key] is None else f"{b[key]:.3f}"
-        floor = "-" if f.get(key) is None else f"{f[key]:g}"
-        over = "-" if b[key] is None or f.get(key) is None else f"{b[key] - f[key]:.1f}"
-        lines.append(f"{key:<20} {value:>12} {floor:>10} {over:>12}")
-    ratio = "-" if b["ratio"] is None else f"{b['ratio']:.3f}"
+    lines = [f"bootstrap: aaa={b['aaa']} discovery={b['discovery']} sa={b['sa']} mns={b['mns']}"]
+    lines += format_phase_rows(phase_rows(b), width=30)
     dad = b.get("ha_dad_ms") or 0.0
-    lines.append(f"total/floor ratio {ratio}" + (f" (the HA's {dad:g} ms DAD left out of both)" if dad else "")
+    lines.append("times in ms (median over MNs); ratio = (measured - fixed waits) / (floor - fixed waits)"
+                 + (f": the HA's {dad:g} ms DAD left out of home registration and total" if dad else "")
                  + f"; PANA messages {b['pana_messages']}")
     if "nsis_create_verified" in b:
         lines.append(f"NSIS: the PANA token opened the firewall for {b['nsis_create_verified']}/{b['mns']} "

@@ -32,44 +32,24 @@ metrics.json:
 probes.csv in the run directory: the UDP stream, one row per probe (seq, sent_ns,
 arrival_ns; empty when lost).
 
-floor_ms (all one-way delays d_<segment> = configured delay - jitter, at least 0; l2_gap
-the gap as it happened):
-     d(MN,HA) = d_access + d_backhaul + d_home_uplink
-     d(MN,CN) = d_access + d_backhaul + d_cn_uplink + d_cn_lan
-     d(HA,CN) = d_home_uplink + d_cn_uplink + d_cn_lan
-     floor = l2_gap + d_access            the first RA may be sent the instant the link is
-                                          up (best case of the RA interval)
-           + DAD                          standard: DupAddrDetectTransmits x RetransTimer
-                                          of the new interface for a care-of address new
-                                          to the MN (the kernel keeps an address through
-                                          a carrier loss); optimistic, off: 0
-           + 2 d(MN,HA)                   BU to the HA and its BA
-       with NSIS and route optimisation:
-           + 4 d(MN,FW) + 4 d(FW,CN)      the CoA's NATFW sessions for the new flow: GIST
-                                          Query/Response with the firewall, CREATE in the
-                                          Confirm, the firewall's handshake with the CN
-                                          and the CREATE on, RESPONSE back to the MN
-                                          (2 d(MN,FW) + 2 d(FW,CN) for a care-of address
-                                          revisited while GIST still holds its routing
-                                          state: nsis_handshake false)
-       with route optimisation (the CN keeps sending to the old CoA until it has the new
-       binding):
-           + max(2 (d(MN,HA) + d(HA,CN)), 2 d(MN,CN))   HoTI/HoT via the HA, CoTI/CoT direct,
-                                          in parallel (the HoTI only when the home token
-                                          is stale; otherwise 2 d(MN,CN))
-           + d(MN,CN) + d(MN,CN)          BU to the CN, then its next probe to the new CoA
-       That is floor_sequential_ms, the steps one after the other as this MN takes them.
-       floor_ms is the best legal sequencing: RFC 6275 lets the CoTI go out while the
-       home Binding Update is in flight (and the HoTI right behind the BU, the HA having
-       the new binding when the HoT comes back); the CoA's NATFW sessions need only the
-       CoA. So, with route optimisation:
-           floor = l2_gap + d_access + DAD
-                 + max(2 d(MN,HA), [2 (d(MN,HA) + d(HA,CN)) if the home test runs],
-                       [NSIS re-signalling] + 2 d(MN,CN))
-                 + 2 d(MN,CN)
-       ratio = disruption / floor_ms (the best legal floor).
-       without it the floor ends with the HA's next tunnelled probe: the 2 d(MN,HA) above
-       already contains it (the HA forwards to the new CoA from the moment it has the BU).
+     floor_mn_ms            the floor of this MN's sequencing (the HoTI after the home BA);
+                            above floor_ms only when the home token was stale
+     floors                 each phase's own floor (movement_detection_ms, coa_ms,
+                            ha_registration_ms, nsis_ms, rr_ms, cn_binding_ms)
+
+The floors come from mip6bench/measure/floors.py (handover_floor_ms, handover_phase_floors,
+natfw_resignal_floor_ms; README.md "The floor model"): one-way delays are configured
+delay - jitter, the layer-2 gap the one that happened, DAD only for a care-of address new
+to the MN. floor_ms is the protocols' best legal sequencing: RFC 6275 lets the CoTI go out
+while the home BU is in flight (and the HoTI right behind the BU); the CoA's NATFW
+sessions need only the CoA. With route optimisation
+     floor = l2_gap + d_access + DAD
+           + max(2 d(MN,HA), [2 (d(MN,HA) + d(HA,CN)) if the home test runs],
+                 [NATFW re-signalling] + 2 d(MN,CN))
+           + 2 d(MN,CN)                   BU to the CN, then its next probe to the new CoA
+without it l2_gap + d_access + DAD + 2 d(MN,HA). The summary's table: every phase of
+every handover against its floor, overhead (measured - floor) and ratio with the fixed
+waits (the wait for the next RA, DAD, the layer-2 gap) left out of both.
 """
 from __future__ import annotations
 
@@ -80,6 +60,14 @@ import json
 import time
 
 from mip6bench.errors import Mip6benchError, ParameterError
+from mip6bench.measure.floors import (
+    format_phase_rows,
+    handover_floor_ms,
+    handover_phase_floors,
+    natfw_resignal_floor_ms,
+    one_way,
+    phase_row,
+)
 from mip6bench.measure.streams import TcpEcho, UdpStream
 from mip6bench.params import ParamSpec
 
@@ -96,49 +84,6 @@ PARAMS = [
     ParamSpec("settle_s", float, 10.0, "how long a handover may take before the run fails (s)", 1, 600),
 ]
 UDP_PORT, TCP_PORT = 9000, 9001
-
-
-def one_way(params: dict, segment: str) -> float:
-    return max(0.0, params[f"{segment}_delay_ms"] - params[f"{segment}_jitter_ms"])
-
-
-def nsis_floor_ms(topo: dict, handshake: bool = True) -> float:
-    """Re-signalling the care-of address's NATFW sessions after a move: a GIST handshake
-    for the new MRI with the firewall (Query, Response), the CREATE in the Confirm, the
-    firewall's handshake with the CN and the CREATE on, the RESPONSE back to the MN.
-    Without handshake (a care-of address revisited while GIST still holds routing state
-    for its flow) the CREATE goes straight to the firewall, on to the CN, and back."""
-    access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
-    cn_up, cn_lan = one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
-    mn_fw = access + backhaul + cn_up
-    return round((4 * mn_fw + 4 * cn_lan) if handshake else (2 * mn_fw + 2 * cn_lan), 3)
-
-
-def handover_floor_ms(topo: dict, gap_ms: float, dad_ms: float, route_optimization: bool,
-                      home_test: bool = True, nsis: bool = False, nsis_handshake: bool = True,
-                      sequential: bool = False) -> float:
-    """The best-case disruption of a handover (see the module docstring): with the
-    protocols' best legal sequencing, or (sequential) with the steps one after the
-    other as this MN takes them."""
-    access, backhaul = one_way(topo, "access"), one_way(topo, "backhaul")
-    home, cn_up, cn_lan = one_way(topo, "home_uplink"), one_way(topo, "cn_uplink"), one_way(topo, "cn_lan")
-    mn_ha = access + backhaul + home
-    mn_cn = access + backhaul + cn_up + cn_lan
-    ha_cn = home + cn_up + cn_lan
-    floor = gap_ms + access + dad_ms
-    if not route_optimization:
-        return round(floor + 2 * mn_ha, 3)
-    nsis_ms = nsis_floor_ms(topo, nsis_handshake) if nsis else 0.0
-    home_rr = 2 * (mn_ha + ha_cn) if home_test else 0.0   # HoTI/HoT via the HA
-    care_of_rr = 2 * mn_cn                                 # CoTI/CoT direct
-    if sequential:
-        floor += 2 * mn_ha + nsis_ms + max(home_rr, care_of_rr)
-    else:
-        # RFC 6275 lets the CoTI (and, once the BU to the HA is on its way, the HoTI
-        # behind it) go out while the home registration is in flight; the CoA's NATFW
-        # sessions need only the CoA. The BU to the CN waits for the slowest of them.
-        floor += max(2 * mn_ha, home_rr, nsis_ms + care_of_rr)
-    return round(floor + 2 * mn_cn, 3)
 
 
 def dad_ms(tb, mn: str, network: str) -> float:
@@ -183,7 +128,9 @@ def phases(events: list[dict], move: dict, until_ns: int | None, interface: str)
     coa = ready["coa"] if ready else None
     bu = _first(events, "mipv6.mn.home_bu_sent", attach, until_ns, coa=coa) if coa else None
     registered = _first(events, "mipv6.mn.home_registered", attach, until_ns, coa=coa) if coa else None
-    start = registered["t_ns"] if registered else attach
+    # The CoA's NATFW sessions and the CoTI go out with the home BU (mip6bench/mipv6/mn.py):
+    # the RR and NSIS phases are looked for from the attach on, not from the home BA.
+    start = attach
     tests = [e for e in (_first(events, "mipv6.mn.hoti_sent", start, until_ns),
                          _first(events, "mipv6.mn.coti_sent", start, until_ns)) if e]
     rr_start = min(tests, key=lambda e: e["t_ns"]) if tests else None
@@ -288,7 +235,9 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
             time.sleep(params["dwell_ms"] / 1000)
     finally:
         stream.stop()
-        tcp_result = tcp.finish()
+        # how long the TCP connection may take to deliver what is in flight (a long
+        # outage leaves TCP in retransmission backoff: its next try may be 30 s away)
+        tcp_result = tcp.finish(params.get("tcp_drain_s", 10.0))
     write_probes(tb.run.out_dir / PROBES_FILE, stream)
     events = _events(agent.events_path)
     out = []
@@ -304,8 +253,9 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         # The layer-2 gap as it happened (the controller's sleep can overshoot).
         gap = round((move["attach_ns"] - move["detach_ns"]) / 1e6, 3)
         floor = handover_floor_ms(tb.params, gap, dad, ro, p["home_test"], nsis, p["nsis_handshake"])
-        floor_sequential = handover_floor_ms(tb.params, gap, dad, ro, p["home_test"], nsis,
-                                             p["nsis_handshake"], sequential=True)
+        floor_mn = handover_floor_ms(tb.params, gap, dad, ro, p["home_test"], nsis, p["nsis_handshake"],
+                                     sequencing="mn")
+        phase_floors = handover_phase_floors(tb.params, dad, ro, p["home_test"], nsis, p["nsis_handshake"])
         disruption = outage.get("disruption_ms")
         out.append({
             "from": move["from"], "to": move["to"], "l2_gap_ms": move["l2_gap_ms"], "l2_gap_actual_ms": gap,
@@ -313,11 +263,11 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
             "ha_registration_ms": p["ha_registration_ms"], "rr_ms": p["rr_ms"] if ro else None,
             "cn_binding_ms": p["cn_binding_ms"] if ro else None,
             "nsis_ms": p["nsis_ms"] if ro and nsis else None,
-            "nsis_floor_ms": nsis_floor_ms(tb.params, p["nsis_handshake"]) if ro and nsis else None,
+            "nsis_floor_ms": natfw_resignal_floor_ms(tb.params, p["nsis_handshake"]) if ro and nsis else None,
             "nsis_handshake": p["nsis_handshake"] if ro and nsis else None,
             "nsis_data_ms": p["nsis_data_ms"] if ro and nsis else None,
             "disruption_ms": disruption, "lost_packets": outage.get("lost_packets"),
-            "floor_ms": floor, "floor_sequential_ms": floor_sequential,
+            "floor_ms": floor, "floor_mn_ms": floor_mn, "floors": phase_floors,
             "ratio": None if disruption is None else round(disruption / floor, 3),
             "dad_ms": dad, "home_test": p["home_test"], "handover_ms": p["handover_ms"], "coa": p["coa"],
             "detach_ns": move["detach_ns"], "attach_ns": move["attach_ns"], "done_ns": move["done_ns"],
@@ -333,24 +283,71 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         "nsis": nsis,
         "dad": tb.plan.nodes[mn].extra["dad"],
         "ra_interval_ms": [tb.params["ra_min_ms"], tb.params["ra_max_ms"]],
+        "access_ms": one_way(tb.params, "access"),   # movement detection's floor
     }
 
 
+HANDOVER_PHASES = (("movement detection (link up -> RA)", "movement_detection_ms"),
+                   ("CoA usable (DAD)", "coa_ms"), ("home registration (BU/BA)", "ha_registration_ms"),
+                   ("NATFW re-signalling", "nsis_ms"), ("return routability", "rr_ms"),
+                   ("BU/BA with the CN", "cn_binding_ms"))
+
+
+def phase_rows(h: dict, access_ms: float, index: int | None = None) -> list[dict]:
+    """One handover's phases and its disruption against their floors. Fixed waits, left
+    out of the ratios: the wait for the new access router's next RA (random within its
+    interval; the floor counts an RA the instant the link is up: measured only), DAD of a
+    new CoA, and in the disruption also the layer-2 gap as it happened."""
+    label = f"handover {index} " if index is not None else ""
+    floors = h.get("floors") or {}
+    ra_wait = max(0.0, (h["movement_detection_ms"] or 0.0) - access_ms)
+    rows = []
+    for name, key in HANDOVER_PHASES:
+        if h.get(key) is None and floors.get(key) is None:
+            continue
+        if key == "movement_detection_ms":
+            r = phase_row(f"{label}{name}", h[key], floors.get(key), ra_wait, floor_waits=0.0)
+            # All but the access link's delay is taken as the RA wait (the agent's share
+            # cannot be told from it here): no ratio.
+            r["ratio"] = None
+            rows.append(r)
+        elif key == "coa_ms":
+            rows.append(phase_row(f"{label}{name}", h[key], floors.get(key), h["dad_ms"]))
+        else:
+            rows.append(phase_row(f"{label}{name}", h.get(key), floors.get(key)))
+    waits = h.get("l2_gap_actual_ms", h["l2_gap_ms"]) + h["dad_ms"]
+    rows.append(phase_row(f"{label}{h['from']}->{h['to']}: disruption", h["disruption_ms"], h["floor_ms"],
+                          waits + ra_wait, floor_waits=waits))
+    return rows
+
+
+def mn_sequencing_note(handovers: list[dict]) -> str | None:
+    """Where this MN's sequencing has a higher floor than the best legal one (a stale home
+    token: the HoTI waits for the home BA), the line that says so with both numbers."""
+    differ = [(i, h) for i, h in enumerate(handovers, 1)
+              if h.get("floor_mn_ms") is not None and h["floor_mn_ms"] > h["floor_ms"]]
+    if not differ:
+        return None
+    return ("the home token was stale in handover " + ", ".join(str(i) for i, _ in differ)
+            + ": this MN sends the HoTI after the home BA (the HA forwards a reverse-tunnelled "
+            "packet only from the CoA it has bound, RFC 6275 10.4.5), floor "
+            + ", ".join(f"{h['floor_mn_ms']:g}" for _, h in differ) + " ms against the best legal "
+            + ", ".join(f"{h['floor_ms']:g}" for _, h in differ) + " ms (HoTI right behind the BU)")
+
+
 def summarize(metrics: dict) -> str:
-    lines = [f"{'move':<10} {'gap':>5} {'detect':>7} {'coa':>6} {'HA reg':>7} {'RR':>7} {'CN BU':>7} "
-             f"{'disrupt':>8} {'lost':>5} {'floor':>7} {'ratio':>6} {'seq.floor':>9}"]
-
-    def f(v, width=7):
-        return f"{'-':>{width}}" if v is None else f"{v:>{width}.1f}"
-
-    for h in metrics["handover"]:
-        lines.append(f"{h['from'] + '->' + h['to']:<10} {h['l2_gap_ms']:>5g} {f(h['movement_detection_ms'])} "
-                     f"{f(h['coa_ms'], 6)} {f(h['ha_registration_ms'])} {f(h['rr_ms'])} {f(h['cn_binding_ms'])} "
-                     f"{f(h['disruption_ms'], 8)} {'-' if h['lost_packets'] is None else h['lost_packets']:>5} "
-                     f"{f(h['floor_ms'])} {'-' if h['ratio'] is None else format(h['ratio'], '.2f'):>6} "
-                     f"{f(h.get('floor_sequential_ms'), 9)}")
-    lines.append("ms; floor: the best legal sequencing (ratio = disrupt / floor); seq.floor: with this "
-                 "MN's one-after-the-other sequencing")
+    access = metrics.get("access_ms", 0.0)
+    lines = []
+    for i, h in enumerate(metrics["handover"], 1):
+        lines.append(f"handover {i}: {h['from']} -> {h['to']}, layer-2 gap {h['l2_gap_ms']:g} ms "
+                     f"({h.get('l2_gap_actual_ms', h['l2_gap_ms']):g} as it happened), "
+                     f"{'-' if h['lost_packets'] is None else h['lost_packets']} probes lost")
+        lines += ["  " + x for x in format_phase_rows(phase_rows(h, access), width=36)]
+    lines.append("times in ms; floors: the best legal sequencing; ratio = (measured - fixed waits) / "
+                 "(floor - fixed waits): the wait for the next RA, DAD of a new CoA, the layer-2 gap")
+    note = mn_sequencing_note(metrics["handover"])
+    if note:
+        lines.append(note)
     t = metrics["tcp"]
     lines.append(f"TCP to the home address: {'survived' if metrics['tcp_survived'] else 'BROKEN'} "
                  f"({t['echoed']}/{t['sent']} messages echoed, longest gap {t['max_gap_ms']:.0f} ms"

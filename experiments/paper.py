@@ -34,6 +34,7 @@ import time
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.experiment import load
+from mip6bench.measure.floors import format_phase_rows, one_way, traversal_floors
 from mip6bench.measure.progress import Steps
 from mip6bench.params import ParamSpec
 
@@ -84,14 +85,14 @@ def run(tb, params) -> dict:
     fw_events = [e for e in _traversal._events(fw.events_path) if e["t_ns"] >= t0]
     trav = _traversal.with_nsis_phases(mn_events, fw_events, cn, status["hoa"], t0)
     pull = tb.params["nsis_authz"] == "pull"
-    trav_floors = _traversal.floors(tb.plan, mn, trav["via_home_agent"], pull)
+    trav_floors = traversal_floors(tb.plan, mn, trav["via_home_agent"], pull)
     steps.end(f"{trav['total_ms']:.0f} ms")
 
     moves = {**params, "route_optimization": True}
     ho = _handover.handovers(tb, mn, moves, on_move=lambda i, m: steps.end(
         f"{m['from']} -> {m['to']}", begin=f"handover {i + 1}"))
     return {"paper": {
-        "phases": phase_table(boot, trav, trav_floors, ho["handover"], _handover.one_way(tb.params, "access")),
+        "phases": phase_table(boot, trav, trav_floors, ho["handover"], one_way(tb.params, "access")),
         "bootstrap": boot, "traversal": {**trav, "floors": trav_floors},
         "handovers": ho["handover"], "tcp_survived": ho["tcp_survived"], "tcp": ho["tcp"],
         "udp": ho["udp"], "route_optimization": True, "authorization": "pull" if pull else "token",
@@ -101,45 +102,13 @@ def run(tb, params) -> dict:
 def phase_table(boot: dict, trav: dict, trav_floors: dict, handovers: list[dict],
                 access_ms: float) -> list[dict]:
     """One row per phase, in the order they happen (access_ms: the access link's one-way
-    delay, the movement detection's floor)."""
-    rows = []
-    bf = boot["floors"]
-    dad = boot.get("ha_dad_ms", 0.0)  # the HA's DAD for the HoA, as the HA is configured
-    for key, name, waits in (("discovery_ms", "PAA discovery (PCI, PAR[S])", 0.0),
-                             ("eap_ms", "EAP-PSK through PANA", 0.0),
-                             ("sa_push_ms", "MIPv6 SA to the HA", 0.0),
-                             ("ha_registration_ms", "home registration (BU/BA)", dad)):
-        rows.append(row(name, boot[key], bf[key], waits))
-    for key, name in (("gist_handshake_ms", "GIST handshake"), ("natfw_create_ms", "NATFW CREATE"),
-                      ("pinhole_install_ms", "pinhole install (nft)"),
-                      ("rr_ms", "return routability"), ("cn_binding_ms", "BU/BA with the CN"),
-                      ("natfw_data_ms", "NATFW data round")):
-        rows.append(row(name, trav[key], trav_floors[key], 0.0))
+    delay, the movement detection's floor): the rows of the bootstrap, traversal and
+    handover experiments' own tables (fixed waits left out of the ratios as there)."""
+    rows = [r for r in _bootstrap.phase_rows(boot) if r["phase"] not in ("PANA (discovery + EAP)", "total")]
+    rows += _traversal.phase_rows(trav, trav_floors, total=False)
     for i, h in enumerate(handovers, 1):
-        waits = h.get("l2_gap_actual_ms", h["l2_gap_ms"]) + h["dad_ms"]
-        # The wait for the new access router's next RA (random within its interval; the
-        # floor counts the best case, an RA the moment the link is up): measured only.
-        ra_wait = max(0.0, (h["movement_detection_ms"] or 0.0) - access_ms)
-        rows.append(row(f"handover {i} {h['from']}->{h['to']}: disruption", h["disruption_ms"],
-                        h["floor_ms"], waits + ra_wait, floor_waits=waits))
-        if h.get("nsis_ms") is not None:
-            rows.append(row(f"handover {i}: NATFW re-signalling", h["nsis_ms"], h["nsis_floor_ms"], 0.0))
+        rows += _handover.phase_rows(h, access_ms, index=i)
     return rows
-
-
-def row(name: str, measured: float | None, floor: float | None, waits: float,
-        floor_waits: float | None = None) -> dict:
-    """A phase: overhead = measured - floor; ratio = (measured - waits) / (floor -
-    floor_waits), the fixed protocol waits as they happened left out of both (the floor
-    holds floor_waits of them, by default all)."""
-    floor_waits = waits if floor_waits is None else floor_waits
-    out = {"phase": name, "measured_ms": measured, "floor_ms": floor, "waits_ms": round(waits, 3),
-           "floor_waits_ms": round(floor_waits, 3), "overhead_ms": None, "ratio": None}
-    if measured is not None and floor is not None:
-        out["overhead_ms"] = round(measured - floor, 3)
-        if floor - floor_waits > 0:
-            out["ratio"] = round((measured - waits) / (floor - floor_waits), 3)
-    return out
 
 
 def plot_delivery(probes, handovers: list[dict], out, plt, before_ms: float = 150.0,
@@ -194,25 +163,15 @@ def wire_cross_check(messages, handovers: list[dict], mn: str) -> list[dict]:
 
 def summarize(metrics: dict) -> str:
     p = metrics["paper"]
-    lines = [f"{'phase':<44} {'measured':>9} {'floor':>8} {'overhead':>9} {'ratio':>6}"]
-
-    def f(v, width):
-        return f"{'-':>{width}}" if v is None else f"{v:>{width}.1f}"
-
-    for r in p["phases"]:
-        ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
-        lines.append(f"{r['phase']:<44} {f(r['measured_ms'], 9)} {f(r['floor_ms'], 8)} "
-                     f"{f(r['overhead_ms'], 9)} {ratio:>6}")
+    lines = format_phase_rows(p["phases"])
     t = p["tcp"]
-    seq = [h.get("floor_sequential_ms") for h in p["handovers"]]
-    if any(v is not None for v in seq):
-        lines.append("handover floors follow the best legal sequencing (RFC 6275: the CoTI and the "
-                     "CoA's NATFW sessions while the home BU is in flight); this MN takes the steps "
-                     "one after the other, whose floors are " + ", ".join(f"{v:g}" for v in seq if v is not None)
-                     + " ms")
-    lines.append("times in ms; ratio = (measured - fixed waits) / (floor - fixed waits): the HA's "
-                 "DAD in the home registration; in a handover the layer-2 gap, DAD of a new care-of "
-                 "address and the wait for the next Router Advertisement (as it happened)")
+    lines.append("times in ms; floors: the best legal sequencing; ratio = (measured - fixed waits) / "
+                 "(floor - fixed waits): the HA's DAD in the home registration; in a handover the "
+                 "wait for the next Router Advertisement, DAD of a new care-of address and, in the "
+                 "disruption, the layer-2 gap (as they happened)")
+    note = _handover.mn_sequencing_note(p["handovers"])
+    if note:
+        lines.append(note)
     lines.append(f"TCP to the home address across {len(p['handovers'])} handovers: "
                  f"{'survived' if p['tcp_survived'] else 'BROKEN'} ({t['echoed']}/{t['sent']} echoed)")
     return "\n".join(lines)
@@ -241,7 +200,7 @@ def report(metrics: dict, run_dir) -> list[str]:
                 height=0.4, label="floor")
         ax.set_yticks(list(y), [r["phase"] for r in rows], fontsize=8)
         ax.invert_yaxis()
-        ax.set_xlabel("ms (fixed waits excluded: the HA's DAD, layer-2 gaps, DAD of new CoAs)")
+        ax.set_xlabel("ms (fixed waits excluded: the HA's DAD, layer-2 gaps, RA waits, DAD of new CoAs)")
         ax.set_title("mip6bench paper scenario: each phase against its floor")
         ax.legend(loc="lower right")
         fig.tight_layout()

@@ -28,12 +28,14 @@ metrics.json "traversal":
      cn_binding_ms       BU to the CN sent -> its BA received (the data round starts)
      natfw_data_ms       data round: OpenPinholes -> RESPONSE (handshake and CREATE)
      total_ms            OpenPinholes -> route optimisation on (data path switched)
-     floor_ms, ratio     total's floor, total / floor; phase floors in "floors"
+     floor_ms, ratio     total's floor, total / floor; phase floors in "floors"; the
+                         summary's table has every phase's overhead and ratio
      ro_established, pinholes (NSIS pinholes open at the firewall afterwards)
   without_nsis: ro_established false, fallback "tunnel", rr_timeout_ms (first HoTI/CoTI
      -> the MN gives up), firewall_drops (the firewall's "unsolicited" counter's growth)
 
-Floors (configured one-way delays d, from the plan's links): with P the path of the
+Floors (mip6bench/measure/floors.py, traversal_floors; configured one-way delays d
+minus jitter, from the plan's links): with P the path of the
 deciding session (d(P) = d(MN,HA) + d(HA,FW) for the home address, d(MN,FW) otherwise)
      gist_handshake   2 d(P)
      natfw_create     d(P) + 3 d(FW,CN) + d(FW,CN) + d(P)   Confirm+CREATE, Query/Response/
@@ -53,6 +55,7 @@ if __name__ == "__main__":  # run as a script: under the project's environment
 import time
 
 from mip6bench.errors import Mip6benchError
+from mip6bench.measure.floors import format_phase_rows, phase_row, traversal_floors
 from mip6bench.params import ParamSpec
 
 NAME = "traversal"
@@ -77,30 +80,6 @@ def prepare(tb, params) -> None:
     # The MN starts without NSIS (step 1) and turns it on by command (step 2).
     tb.mn_extra_options = {"firewall_traversal": False, "rr_max_attempts": params["rr_attempts"]}
     tb.traversal_t0 = time.monotonic_ns()     # events of this run only (a log may be reused)
-
-
-# ---- floors ----------------------------------------------------------------------------
-
-def floors(plan, mn: str, via_home_agent: bool, pull: bool = False) -> dict[str, float]:
-    from mip6bench.testbed.operational import path_delay_ms
-
-    d_mh = path_delay_ms(plan, mn, "ha")
-    d_hf = path_delay_ms(plan, "ha", "fw")
-    d_mf = path_delay_ms(plan, mn, "fw")
-    d_fc = path_delay_ms(plan, "fw", "cn")
-    d_mc = path_delay_ms(plan, mn, "cn")
-    d_hc = path_delay_ms(plan, "ha", "cn")
-    d_p = d_mh + d_hf if via_home_agent else d_mf
-    # Pull authorization: the firewall asks the PAA before it passes the CREATE on.
-    ask = 2 * path_delay_ms(plan, "fw", "paa") if pull else 0.0
-    out = {"gist_handshake_ms": 2 * d_p,
-           "natfw_create_ms": 2 * d_p + 4 * d_fc + ask,
-           "pinhole_install_ms": 0.0,
-           "rr_ms": max(2 * (d_mh + d_hc), 2 * d_mc),
-           "cn_binding_ms": 2 * d_mc,
-           "natfw_data_ms": 4 * d_mf + 4 * d_fc + ask}
-    out["total_ms"] = sum(out.values())
-    return {k: round(v, 3) for k, v in out.items()}
 
 
 # ---- events ----------------------------------------------------------------------------
@@ -196,7 +175,7 @@ def run(tb, params) -> dict:
     phases = with_nsis_phases(mn_events, fw_events, cn, hoa, t2)
     pull = tb.params["nsis_authz"] == "pull" or (tb.params["nsis_authz"] == "token-or-pull"
                                                   and not status.get("nsis_token"))
-    fl = floors(plan, mn, phases["via_home_agent"], pull)
+    fl = traversal_floors(plan, mn, phases["via_home_agent"], pull)
     pinholes = [p for p in fw.request("pinholes") if p.get("session")]
     total = phases["total_ms"]
     with_ = {**phases, "floor_ms": fl["total_ms"], "floors": fl,
@@ -205,25 +184,23 @@ def run(tb, params) -> dict:
     return {"traversal": {"with_nsis": with_, "without_nsis": without}}
 
 
+PHASE_NAMES = (("GIST handshake", "gist_handshake_ms"), ("NATFW CREATE", "natfw_create_ms"),
+               ("pinhole install (nft)", "pinhole_install_ms"), ("return routability", "rr_ms"),
+               ("BU/BA with the CN", "cn_binding_ms"), ("NATFW data round", "natfw_data_ms"))
+
+
+def phase_rows(with_nsis: dict, floors: dict, total: bool = True) -> list[dict]:
+    """The traversal's phases (with NSIS) against their floors (no fixed waits in them)."""
+    names = PHASE_NAMES + ((("total", "total_ms"),) if total else ())
+    return [phase_row(name, with_nsis.get(key), floors.get(key)) for name, key in names]
+
+
 def summarize(metrics: dict) -> str:
     t = metrics["traversal"]
     w, wo = t["with_nsis"], t["without_nsis"]
-    fl = w["floors"]
-
-    def row(name, key):
-        v = w.get(key)
-        floor = fl.get(key)
-        ratio = f"{v / floor:6.2f}" if v is not None and floor else "     -"
-        return f"  {name:<18} {'-' if v is None else format(v, '8.1f'):>8} {floor:8.1f} {ratio}"
-
-    lines = ["with NSIS (ms)       measured    floor  ratio"]
-    for name, key in (("GIST handshake", "gist_handshake_ms"), ("NATFW CREATE", "natfw_create_ms"),
-                      ("pinhole install", "pinhole_install_ms"), ("return routability", "rr_ms"),
-                      ("CN binding", "cn_binding_ms"), ("NATFW data round", "natfw_data_ms"),
-                      ("total", "total_ms")):
-        lines.append(row(name, key))
+    lines = ["with NSIS"] + format_phase_rows(phase_rows(w, w["floors"]), width=24)
     lines.append(f"  route optimisation: {'on' if w['ro_established'] else 'OFF'}, "
-                 f"{w['pinholes']} NSIS pinholes open")
+                 f"{w['pinholes']} NSIS pinholes open; times in ms")
     lines.append(f"without NSIS: RR timed out after {wo['rr_timeout_ms']} ms "
                  f"({wo['firewall_drops']} packets dropped at the firewall), fallback: {wo['fallback']}")
     return "\n".join(lines)

@@ -93,7 +93,10 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     caps = detect()
     if hasattr(module, "run_grid"):
         return _run_grid(module, params, topo_params, out, capture, quiet, caps)
-    testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture)
+    from mip6bench.measure.progress import StartupProgress
+
+    testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture,
+                      progress=None if quiet else StartupProgress())
     if hasattr(module, "prepare"):  # settings the testbed needs before it starts
         module.prepare(testbed, params)
     started = time.time()

@@ -112,15 +112,21 @@ log "kernel $release ready ($(elapsed))"
 # --- bytecode on the host: imports over 9p are slow and the guest cannot write any.
 .venv/bin/python -m compileall -q mip6bench agents experiments tests topologies > /dev/null 2>&1
 
+# --- which tunnel backends the host runs itself (the lane adds the others)
+HOST_HAS=$(.venv/bin/python -c '
+from mip6bench.net.capabilities import probe_seg6, probe_tap
+print(" ".join(name for name, probe in (("seg6", probe_seg6), ("userspace", probe_tap)) if probe()[0]))' 2>/dev/null)
+log "host runs itself: ${HOST_HAS:-no tunnel backend}"
+
 # --- boot and test
 rm -rf "$OUT" && mkdir -p "$OUT"
 BLACKLIST=ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button
 log "booting $release (this takes minutes: no KVM, every instruction emulated)"
-BUDGET=${KERNEL_LANE_BUDGET:-900}
+BUDGET=${KERNEL_LANE_BUDGET:-1200}
 # The guest interrupts pytest after BUDGET s; the host stops the VM if it outlives that.
 PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 360))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
     --rwdir "$OUT" --overlay-rwdir "$ROOT" -a "modprobe.blacklist=$BLACKLIST" \
-    --exec "env KERNEL_LANE_BUDGET=$BUDGET $ROOT/scripts/kernel-lane-guest.sh $ROOT $OUT $KDIR/boot/config-$release $SLOWDOWN ${*@Q}" \
+    --exec "env KERNEL_LANE_BUDGET=$BUDGET HOST_HAS='$HOST_HAS' $ROOT/scripts/kernel-lane-guest.sh $ROOT $OUT $KDIR/boot/config-$release $SLOWDOWN ${*@Q}" \
     < /dev/null 2>&1 | cat > "$OUT/guest.log"
 vng_rc=${PIPESTATUS[0]}
 rc=$(cat "$OUT/rc" 2>/dev/null)

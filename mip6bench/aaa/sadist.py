@@ -11,7 +11,10 @@ know), and revocations follow. Sans-I/O cores for both ends and a strict codec.
 
 The HA end's effects are ready for the HA agent's mipv6.sa.SAStore:
     SaInstall(sa: MobilitySA, source "push"|"pull", paa, session_id)  -> store.replace(sa)
-    SaRemove(spi, hoa, reason)  ("revoked: <why>", "expired")          -> store.remove(spi)
+    SaRemove(spi, hoa, reason, successor)  ("revoked: <why>", "expired") -> store.remove(spi)
+        successor: the PAA revoked it because re-authentication replaced it (REVOKE reason
+        "rekeyed", mip6bench.pana.effects.REKEYED): the MN's authorization goes on with
+        the new SA, so the HA keeps the binding; any other removal ends the authorization
     SaFetchFailed(selector, reason)                                    -> reject the BU
 SAs are short-lived: the HA end removes each one when its lifetime runs out (timer
 ("sadist-ha", "expire", spi)); PANA re-authentication brings a new SA (new SPI, pushed)
@@ -61,6 +64,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Mapping
 
 from mip6bench.codec import DecodeError, Reader
 from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
+from mip6bench.pana.effects import REKEYED
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
 if TYPE_CHECKING:  # imported where needed: mip6bench.mipv6 loads every MIPv6 core
@@ -395,6 +399,7 @@ class SaRemove(Effect):
     spi: int
     hoa: str | None
     reason: str
+    successor: bool = False   # replaced by re-authentication (REVOKE reason "rekeyed")
 
 
 @dataclass(frozen=True)
@@ -745,7 +750,7 @@ class SaDistHaCore(_End):
                 StopTimer(self._timer("expire", msg.spi)),
                 Event("sadist.sa_removed", {"role": "ha", "spi": msg.spi, "hoa": msg.hoa,
                                             "reason": reason}),
-                SaRemove(msg.spi, current[0].hoa, reason)]
+                SaRemove(msg.spi, current[0].hoa, reason, successor=msg.reason == REKEYED)]
 
     def _other_timer(self, key, now: float) -> list[Action]:
         if key[1] != "expire":

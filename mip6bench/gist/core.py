@@ -330,11 +330,15 @@ def _timer(kind: str, key) -> tuple:
     return ("gist", kind, key)
 
 
+MAX_FORMER_ADDRESSES = 64   # lost addresses remembered (an MN's earlier CoAs)
+
+
 class GistNode:
     def __init__(self, config: GistConfig, random_bytes: Callable[[int], bytes] | None = None):
         self.config = config
         self.random_bytes = random_bytes or os.urandom
         self.addresses: list[str] = [wire._norm_addr(a) for a in config.addresses]
+        self._former: dict[str, None] = {}     # addresses we had and lost, oldest first
         self._master = self.random_bytes(32)
         self.states: dict[tuple, RoutingState] = {}
         self.pending: dict[tuple, PendingQuery] = {}
@@ -344,7 +348,19 @@ class GistNode:
 
     # ------------------------------------------------------------ helpers
     def set_addresses(self, addresses: Iterable[str]) -> None:
-        self.addresses = [wire._norm_addr(a) for a in addresses]
+        """Our addresses from now on (an MN's current CoA and its HoA). Addresses we had
+        and lost are remembered (the last MAX_FORMER_ADDRESSES): routing state whose
+        near end is one of them is not refreshed any more (see handle_timer)."""
+        new = [wire._norm_addr(a) for a in addresses]
+        for gone in self.addresses:
+            if gone not in new:
+                self._former.pop(gone, None)
+                self._former[gone] = None
+        for back in new:
+            self._former.pop(back, None)
+        while len(self._former) > MAX_FORMER_ADDRESSES:
+            self._former.pop(next(iter(self._former)))
+        self.addresses = new
 
     def new_session_id(self) -> bytes:
         return self.random_bytes(wire.SESSION_ID_LEN)
@@ -513,6 +529,18 @@ class GistNode:
             state = self.states.get(rkey)
             if state is None or rkey in self.pending:
                 return []
+            mri = rkey[2]
+            near = mri.dst if mri.upstream else mri.src
+            if near in self._former:
+                # Our end of the flow is an address we no longer have (an MN that moved
+                # on): the refresh Query would carry another of our addresses in its NLI
+                # and point the peer's state for this flow there, so that a later answer
+                # for this flow, once we are back on that address, goes astray. Let the
+                # state run out instead; it still serves if the address comes back
+                # before that, and a new handshake follows after.
+                self.counters["refresh_skipped_address_gone"] += 1
+                return [Event("gist.refresh_skipped", {"nslp": rkey[0], "sid": rkey[1].hex(),
+                                                       "address": near})]
             return self._start_query(rkey, now, refresh=True, want_ma=state.ma is not None)
         if kind == "expire":
             state = self.states.get(rkey)

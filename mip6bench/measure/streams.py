@@ -16,6 +16,7 @@ came back in order and the connection never failed.
 """
 from __future__ import annotations
 
+import bisect
 import socket
 import struct
 import threading
@@ -197,6 +198,8 @@ class TcpEcho:
         self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.result = TcpEchoResult()
         self._stop = threading.Event()
+        self._echoed = threading.Condition()
+        self.echoes: list[tuple[int, int]] = []   # (send ns, arrival ns) of each message back
         self._threads = [threading.Thread(target=self._echo, name="tcp-echo", daemon=True),
                          threading.Thread(target=self._send, name="tcp-send", daemon=True),
                          threading.Thread(target=self._read, name="tcp-read", daemon=True)]
@@ -250,15 +253,34 @@ class TcpEcho:
                     expected = seq + 1
                     self.result.echoed += 1
                     self.result.rtts_ms.append((now - sent_ns) / 1e6)
+                    with self._echoed:
+                        self.echoes.append((sent_ns, now))
+                        self._echoed.notify_all()
                 self.result.max_gap_ms = max(self.result.max_gap_ms, (now - last) / 1e6)
                 last = now
         except OSError as exc:
             if not self._stop.is_set():
                 self._fail(f"client receive: {exc}")
 
+    def wait_echo(self, sent_after_ns: int, timeout: float) -> int | None:
+        """Block until a message sent at or after `sent_after_ns` (CLOCK_MONOTONIC) has
+        come back; the arrival time (ns) of the first such message, or None after
+        `timeout` seconds (or when the connection failed)."""
+        def first():
+            i = bisect.bisect_left(self.echoes, (sent_after_ns, 0))
+            return self.echoes[i][1] if i < len(self.echoes) else None
+
+        with self._echoed:
+            if not self._echoed.wait_for(lambda: first() is not None or self.result.error is not None,
+                                         timeout):
+                return None
+            return first()
+
     def _fail(self, why: str) -> None:
         if self.result.error is None:
             self.result.error = why
+        with self._echoed:
+            self._echoed.notify_all()
 
     def finish(self, timeout: float = 10.0) -> TcpEchoResult:
         """Stop sending, wait up to `timeout` for every echo, close cleanly."""

@@ -13,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from mip6bench.net.capabilities import which
+from mip6bench.runtime.slowdown import scaled
 
 DISSECTOR = Path(__file__).resolve().parents[2] / "wireshark" / "nsis.lua"
 TIMEOUT_S = 120.0
@@ -35,10 +36,12 @@ def tshark_command(pcap: str | os.PathLike, *args: str) -> list[str]:
     return [binary, "-n", "-X", f"lua_script:{DISSECTOR}", "-r", str(pcap), *args]
 
 
-def run_tshark(pcap: str | os.PathLike, *args: str, timeout: float = TIMEOUT_S) -> str:
-    """tshark's output for `pcap` read with `args` (display filter, -T fields, ...)."""
+def run_tshark(pcap: str | os.PathLike, *args: str, timeout: float | None = None) -> str:
+    """tshark's output for `pcap` read with `args` (display filter, -T fields, ...);
+    the default timeout (TIMEOUT_S) stretches with MIP6BENCH_SLOWDOWN (an emulated
+    machine, where tshark with the Lua dissector took over 120 s for one capture)."""
     proc = subprocess.run(tshark_command(pcap, *args), capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=scaled(TIMEOUT_S) if timeout is None else timeout)
     if proc.returncode != 0:
         raise TsharkError(f"tshark exited with {proc.returncode}: {proc.stderr.strip()}")
     if "Lua:" in proc.stderr:       # a dissector that failed to load; tshark carries on

@@ -22,10 +22,24 @@ A Binding Update is checked in this order, and rejected before any state changes
   6. sequence number against the cached entry, modulo 2**16 (135, with the last accepted
      sequence number in the BA).
   7. deregistration (lifetime 0 or CoA == HoA) without a home registration: 133.
-  8. capacity (130); lifetime capped to ``max_lifetime`` (the BA carries the capped value);
-     DAD for a new registration when ``perform_dad`` (RequestDAD, then 134 on failure).
+  8. capacity (130); DAD for a new registration when ``perform_dad`` (RequestDAD, then 134
+     on failure).
+Granted lifetime (RFC 6275 10.3.1 lets the HA shorten it; 6.1.8: the BA carries the granted one):
+min(requested, ``max_lifetime``, the remaining lifetime of the SA that authenticated the
+BU), in the wire's 4 s units rounded down. An SA with less than 4 s left still gets 4 s in
+the BA (the smallest lifetime the wire can say), but the entry ends when the SA does: a
+binding never outlives the SA that authorised it. The mobile node refreshes before the
+granted lifetime runs out, with the SA that replaced the old one.
+Authorization ends with the SA: ``sa_revoked(spi, hoa, reason, now, successor=...)`` is the
+runtime's report that an SA left the store (revoked by the PAA, expired, removed by the
+operator). Unless the SA was replaced by a successor of the same PANA session
+(re-authentication, ``successor=True``: the binding then lives out its granted lifetime,
+which the old SA capped, and the MN refreshes it with the new SA), the binding for that
+home address ends at once when it was authenticated with that SA, or with an SA that is
+gone too (the re-keyed predecessor of the revoked one); a binding a live SA authenticated
+(another session's, registered meanwhile) stays.
 Accepted registrations produce InstallBinding + TunnelUp (new entry or new CoA); removal
-(deregistration or expiry) produces RemoveBinding + TunnelDown. BAs are signed with the
+(deregistration, expiry, revocation) produces RemoveBinding + TunnelDown. BAs are signed with the
 SA's MN-HA key and carry the BU's timestamp. Timers: ("binding", hoa) expiry,
 ("brr", hoa) Binding Refresh Request ``brr_lead`` seconds before expiry, ("dad", hoa).
 """
@@ -38,6 +52,7 @@ from typing import Callable, Iterable
 
 from mip6bench.mipv6.constants import (
     AUTH_SUBTYPE_MN_HA,
+    LIFETIME_UNIT,
     BAStatus,
     ba_status_name,
 )
@@ -80,7 +95,7 @@ class _BindingRequest:
     hoa: str
     coa: str
     sa: MobilitySA
-    granted: int
+    requested: int          # the BU's lifetime capped to max_lifetime; the SA caps it at install
     timestamp: ReplayProtection | None
 
 
@@ -268,8 +283,18 @@ class HomeAgent(BindingCacheCore):
         if (not dereg and entry is None and pending is None and self.max_bindings is not None
                 and len(self.bindings) + len(self.pending_dad) >= self.max_bindings):
             raise _Reject(BAStatus.INSUFFICIENT_RESOURCES, "binding cache full")
-        granted = min(bu.lifetime, self.max_lifetime)
-        return _BindingRequest(bu, pkt, hoa, coa, sa, granted, timestamp)
+        requested = min(bu.lifetime, self.max_lifetime)
+        return _BindingRequest(bu, pkt, hoa, coa, sa, requested, timestamp)
+
+    def _grant(self, request: _BindingRequest, now: float) -> tuple[int, float]:
+        """(lifetime for the BA, when the entry expires): the request capped by the
+        remaining lifetime of the SA that authenticated it."""
+        granted, expires_at = request.requested, now + request.requested
+        sa_end = request.sa.expires_at
+        if sa_end is not None and sa_end < expires_at:
+            granted = max(LIFETIME_UNIT, wire_lifetime(sa_end - now))
+            expires_at = sa_end
+        return granted, expires_at
 
     # ------------------------------------------------------------------ outcomes
 
@@ -358,21 +383,52 @@ class HomeAgent(BindingCacheCore):
         self._record_timestamp(request)
         hoa, coa, bu = request.hoa, request.coa, request.bu
         old = self.bindings.get(hoa)
+        granted, expires_at = self._grant(request, now)
         entry = BindingCacheEntry(
-            hoa=hoa, coa=coa, seq=bu.seq, lifetime=request.granted, expires_at=now + request.granted,
+            hoa=hoa, coa=coa, seq=bu.seq, lifetime=granted, expires_at=expires_at,
             home_registration=True, local_address=request.pkt.dst, link_local=bu.link_local_compat,
             spi=request.sa.spi, registered_at=old.registered_at if old else now)
         self.bindings[hoa] = entry
         self.counters["bu.accepted"] += 1
-        actions: list[Action] = [InstallBinding(hoa, coa, request.granted, entry.expires_at, True,
+        actions: list[Action] = [InstallBinding(hoa, coa, granted, entry.expires_at, True,
                                                 bu.link_local_compat)]
         if old is None or old.coa != coa:
             actions.append(TunnelUp(hoa, entry.local_address, coa))
         actions += self._arm_binding_timers(entry)
         if bu.ack:
-            actions.append(self._binding_ack(BAStatus.ACCEPTED, bu.seq, request.granted, request.pkt,
+            actions.append(self._binding_ack(BAStatus.ACCEPTED, bu.seq, granted, request.pkt,
                                              hoa, coa, request.sa, request.timestamp))
         actions.append(Event("mipv6.ha.bu_accepted", {
-            "hoa": hoa, "coa": coa, "seq": bu.seq, "lifetime": request.granted,
-            "requested_lifetime": bu.lifetime, "new": old is None, "spi": request.sa.spi}))
+            "hoa": hoa, "coa": coa, "seq": bu.seq, "lifetime": granted,
+            "requested_lifetime": bu.lifetime, "new": old is None, "spi": request.sa.spi,
+            "sa_capped": expires_at < now + request.requested}))
+        return actions
+
+    # ------------------------------------------------------------------ SA revocation
+
+    def sa_revoked(self, spi: int, hoa: str | None, reason: str, now: float, *,
+                   successor: bool = False) -> list[Action]:
+        """The SA ``spi`` (bound to ``hoa``, None if unbound) has left the store: revoked,
+        expired or removed. Ends the binding it authorised (see the module docstring);
+        with ``successor`` (re-keyed by re-authentication) the binding stays."""
+        self.last_timestamp.pop(spi, None)
+        if successor:
+            return [Event("mipv6.ha.sa_rekeyed", {"spi": spi, "hoa": hoa, "reason": reason})]
+        try:
+            hoa = normalize_address(hoa) if hoa is not None else None
+        except (ValueError, TypeError):
+            return self._drop("bad_address")
+        if hoa is not None:
+            candidates = [hoa]
+        else:
+            candidates = [h for h, e in self.bindings.items() if e.spi == spi]
+        actions: list[Action] = []
+        for h in candidates:
+            entry = self.bindings.get(h)
+            if entry is None:
+                continue
+            if entry.spi != spi and self.sa_store.lookup_spi(entry.spi, now) is not None:
+                continue   # authenticated by a live SA (another session's): not ours to end
+            self.counters["binding.revoked"] += 1
+            actions += self._remove_entry(h, reason)
         return actions

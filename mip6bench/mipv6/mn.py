@@ -36,9 +36,22 @@ Indices and Binding Authorization Data, lifetime at most 420 s and at most the r
 home registration. RouteOptimizationOn when the CN accepts (or right away without
 ``cn_ack``); RouteOptimizationOff(reason) whenever the data must fall back to the tunnel:
 RR or BU timeout, a rejecting BA, a Binding Error (status 2 also disables RO with that CN
-for good), movement (RO is re-established after the new home registration), returning
+for good; status 1 while RO is on, a CN that lost our binding, starts RR again at once,
+RFC 6275 11.3.6), movement (RO is re-established for the new CoA, see below), returning
 home. On 136/137/138 the expired token(s) are fetched again. RO bindings are refreshed
 with a new RR at ``refresh_fraction`` of their lifetime.
+
+Handover sequencing: what may legally run in parallel with the home registration does
+(RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5: the CoTI goes directly, the HoTI
+through the HA). With the home BU for the new CoA go the CoA's NATFW "rr" pinholes (with
+``firewall_traversal``; they need only the CoA, the home address's sessions do not change)
+and, once granted, the CoTI. The HoTI, when the home token is stale, waits for the home
+BA: the HA forwards a reverse-tunnelled packet only from the care-of address it has bound
+(10.4.5). The BU to the CN waits for both tokens and the home BA (the CN is never bound to
+a CoA the HA may still refuse). In move_to's actions this signalling comes before the
+data path's fallback (RouteOptimizationOff, a kernel route change it does not depend on),
+as effects apply in order. A first registration (no binding at the HA) runs RR after its
+BA, as before: the home address's sessions are signalled through the tunnel then.
 
 Returning home: the tunnel goes down at once, every RO is switched off, the HA gets a
 deregistration (CoA = HoA, lifetime 0, sent from the HoA without HAO) and each CN that had a
@@ -49,8 +62,8 @@ Firewall traversal (seed paper 3.2, with ``firewall_traversal``): before return
 routability for a CoA, an OpenPinholes(cn, hoa, coa, "rr") effect asks the runtime's NSIS
 initiator to open the CN's firewall for HoTI/BU from the HoA and CoTI/BU from the CoA;
 RR starts when pinholes_ready(cn, coa, "rr", ok=True) comes back, and RO with that CN is
-switched off (to be retried after the next home registration) on a refusal or after
-``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
+switched off (to be retried after the next home registration) on a refusal (which also
+tears down that CoA's sessions of the round, ClosePinholes) or after ``traversal_timeout``. Once the CN accepted the BU, OpenPinholes(..., "data") opens the
 route-optimised data flow (from the CoA with a Home Address option); the data path
 switches (RouteOptimizationOn) only when that is granted, so no packet is dropped at the
 firewall meanwhile. Movement, returning home and stopping RO emit ClosePinholes for the
@@ -92,7 +105,13 @@ with the new CoA; returning home tears them down.
 A Binding Refresh Request from the HA triggers a re-registration; one from a CN with RO
 triggers a new RR. Timer keys: ("home", "retransmit" | "refresh" | "expire" |
 "traversal" | "traversal_retry") and
-("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire").
+("cn", cn_address, "hoti" | "coti" | "bu" | "refresh" | "expire" | "retry").
+
+RO that failed for a reason that may pass (a refused or unanswered firewall round, an
+unanswered RR or BU to the CN) falls back to the tunnel and is tried again while wanted,
+after a back-off doubling from INITIAL_BINDACK_TIMEOUT_FIRST_REG up to MAX_BINDACK_TIMEOUT,
+then every MAX_BINDACK_TIMEOUT with ``retransmit_forever`` or not at all without it
+(counters ro.retry, ro.retry_exhausted; event mipv6.mn.ro_retry).
 """
 from __future__ import annotations
 
@@ -162,6 +181,7 @@ class PendingBindingUpdate:
     dereg: bool
     timestamp: int | None = None   # home registration: RFC 4285 timestamp sent
     kbm: bytes | None = None       # correspondent registration: key of the BAD
+    spi: int | None = None         # home registration: the SA that signed it
 
 
 @dataclass
@@ -176,6 +196,7 @@ class HomeBinding:
     failure_reported: bool = False
     resyncs: int = 0
     registered_coa: str | None = None
+    registered_spi: int | None = None   # the SA that signed the accepted registration
     lifetime: float = 0.0
     expires_at: float = 0.0
     last_timestamp: int = -1       # last RFC 4285 timestamp sent
@@ -230,6 +251,8 @@ class CorrespondentBinding:
     traversal_pending: str | None = None
     data_coa: str | None = None
     data_lifetime: float = 0.0
+    # The wait before the next attempt after RO failed for a reason that may pass.
+    retry_backoff: float = INITIAL_BINDACK_TIMEOUT_FIRST_REG
 
 
 class MobileNode(MobilityCore):
@@ -334,19 +357,35 @@ class MobileNode(MobilityCore):
         if coa == self.coa:
             return []
         old, self.coa = self.coa, coa
+        # A handover: the HA holds a binding for the home address (a first registration
+        # or one after returning home has none).
+        handover = self.home.registered_coa is not None and self.home.registered_coa != self.hoa
         self.counters["movement"] += 1
         actions: list[Action] = [Event("mipv6.mn.movement", {"hoa": self.hoa, "old_coa": old, "coa": coa})]
+        data_path: list[Action] = []
         for entry in self.correspondents.values():
-            # Care-of tokens belong to the old CoA; RO resumes after the new home registration.
+            # Care-of tokens belong to the old CoA.
             entry.care_of_token = None
+            entry.retry_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
             actions += self._close_pinholes(entry, "movement to a new care-of address", moving=True)
             if entry.state == "dereg":
                 actions += self._reset_correspondent(entry)
             if entry.ro_on or entry.state in ("rr", "bu", "data"):
-                actions += self._ro_off(entry, "movement to a new care-of address", keep_wanted=True)
+                # Only the data path's switch goes to the end; the timers it stops are
+                # stopped here, before the new round below may start them again.
+                for action in self._ro_off(entry, "movement to a new care-of address", keep_wanted=True):
+                    (data_path if isinstance(action, RouteOptimizationOff) else actions).append(action)
         actions += self._open_inbound(old, coa)
         actions += self._start_home_registration(now)
-        return actions
+        if handover:
+            # What does not need the new home binding starts with the home BU (see
+            # _run_return_routability): the CoA's NATFW sessions, then the CoTI. It comes
+            # before the data path's fallback to the tunnel (a kernel route change the
+            # signalling for the new CoA does not depend on; effects apply in order).
+            for entry in self.correspondents.values():
+                if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
+                    actions += self._run_return_routability(entry, now)
+        return actions + data_path
 
     def return_home(self, now: float) -> list[Action]:
         """The MN is back on its home link (RFC 6275 11.5.4)."""
@@ -384,6 +423,36 @@ class MobileNode(MobilityCore):
         if self.coa is None and self.home.registered_coa is None and self.home.state == "idle":
             return []
         return self._start_home_registration(now)
+
+    def security_associations_changed(self, now: float) -> list[Action]:
+        """The SA store changed (an SA arrived, was replaced or removed): register if we
+        were waiting for an SA, and refresh an accepted registration at once when the SA
+        that signed it is no longer the one to sign with (PANA re-authentication brought
+        a new one, or a new session after the old one ended). The HA caps a binding by
+        the remaining lifetime of its SA and ends it when the SA is revoked, so a binding
+        lives on only through a Binding Update signed with the new SA."""
+        home = self.home
+        sa = self.sa_store.lookup_hoa(self.hoa, now)
+        if self.coa is None or sa is None:
+            return []
+        pending = home.pending
+        if pending is not None:
+            # A BU in flight signed with the old SA: its BA may never verify (the old SA
+            # is going) and its binding would end with that SA; send it again now.
+            if pending.dereg or pending.spi == sa.spi:
+                return []
+            old = pending.spi
+        elif home.state not in ("idle", "registered"):
+            return []   # waiting for the home firewall's pinholes: the BU follows
+        elif home.registered_coa is None:
+            return self._start_home_registration(now)
+        elif home.registered_spi == sa.spi:
+            return []
+        else:
+            old = home.registered_spi
+        self.counters["home.refresh_new_sa"] += 1
+        return [Event("mipv6.mn.refresh_new_sa", {"hoa": self.hoa, "old_spi": old,
+                                                  "spi": sa.spi})] + self._start_home_registration(now)
 
     def start_route_optimization(self, cn: str, now: float) -> list[Action]:
         cn = normalize_address(cn)
@@ -536,7 +605,8 @@ class MobileNode(MobilityCore):
                            link_local_compat=self.link_local_compat, options=tuple(options))
         src, hao = (self.hoa, None) if dereg else (coa, self.hoa)
         data = encode_with_mn_ha(bu, sa, coa, self.hoa, hao or src, self.ha)
-        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp)
+        home.pending = PendingBindingUpdate(home.seq, coa, lifetime, now, dereg, timestamp=timestamp,
+                                            spi=sa.spi)
         home.state = "deregistering" if dereg else "registering"
         return [self._send(bu, src, self.ha, data=data, hao=hao, via="direct"),
                 StartTimer(("home", "retransmit"), now + home.timeout),
@@ -618,6 +688,7 @@ class MobileNode(MobilityCore):
                                                  "home agent granted a zero lifetime")]
         moved = home.registered_coa != pending.coa
         home.state, home.registered_coa = "registered", pending.coa
+        home.registered_spi = pending.spi
         home.lifetime, home.expires_at = ba.lifetime, pending.sent_at + ba.lifetime
         refresh_in = ba.lifetime * self.refresh_fraction
         advice = ba.find(BindingRefreshAdvice)
@@ -635,6 +706,10 @@ class MobileNode(MobilityCore):
         if pending.coa == self.coa:
             for entry in self.correspondents.values():
                 if entry.wanted and entry.state == "idle" and not entry.disabled_reason:
+                    actions += self._run_return_routability(entry, now)
+                elif moved and entry.state == "rr":
+                    # Started with the BU (a handover): the HoTI and the BU to the CN
+                    # waited for this binding.
                     actions += self._run_return_routability(entry, now)
         return actions
 
@@ -731,6 +806,22 @@ class MobileNode(MobilityCore):
             RouteOptimizationOff(entry.cn, self.hoa, reason),
             Event("mipv6.mn.ro_off", {"cn": entry.cn, "reason": reason, "was_on": was_on})]
 
+    def _ro_failed(self, entry: CorrespondentBinding, reason: str, now: float) -> list[Action]:
+        """RO could not be (re-)established for a reason that may pass (a refused or
+        unanswered firewall round, e.g. a session the firewall let expire while a slow
+        handover delayed its refresh; an unanswered RR or BU): back to the tunnel, and
+        while RO is still wanted try again after a back-off that doubles from
+        INITIAL_BINDACK_TIMEOUT_FIRST_REG up to MAX_BINDACK_TIMEOUT, as the home
+        registration's firewall round does (a refused NSIS session is signalled again
+        under a fresh session ID, natfw/mobile.py). A move or RO coming on starts over."""
+        actions = self._ro_off(entry, reason, keep_wanted=True)
+        if entry.retry_backoff >= MAX_BINDACK_TIMEOUT and not self.retransmit_forever:
+            self.counters["ro.retry_exhausted"] += 1
+            return actions
+        actions.append(self._cn_timer(entry, "retry", now + entry.retry_backoff))
+        entry.retry_backoff = min(entry.retry_backoff * 2, MAX_BINDACK_TIMEOUT)
+        return actions
+
     def _home_token_fresh(self, entry: CorrespondentBinding, now: float) -> bool:
         return entry.home_token is not None and now - entry.home_token_at < MAX_TOKEN_LIFETIME
 
@@ -738,21 +829,37 @@ class MobileNode(MobilityCore):
         return (entry.care_of_token is not None and entry.care_of_token_coa == self.coa
                 and now - entry.care_of_token_at < MAX_TOKEN_LIFETIME)
 
+    def _home_bound(self) -> bool:
+        """The HA holds the binding for the current CoA (or the MN is at home): what goes
+        through the reverse tunnel can go. RFC 6275 10.4.5: the HA forwards a reverse-
+        tunnelled packet only when its outer source is the registered care-of address."""
+        return self.at_home or self.home.registered_coa == self.coa
+
     def _run_return_routability(self, entry: CorrespondentBinding, now: float) -> list[Action]:
-        """Fetch whatever keygen tokens are missing, then send the BU."""
+        """Fetch whatever keygen tokens are missing, then send the BU; idempotent (what is
+        outstanding is not sent again).
+
+        Sequencing after a handover (RFC 6275 11.6.1: HoTI and CoTI in parallel; 5.2.5:
+        the HoTI goes through the HA, the CoTI directly): what does not depend on the new
+        home binding does not wait for it. The CoA's NATFW sessions (they need only the
+        CoA) and then the CoTI go out while the home BU is in flight; the HoTI, reverse-
+        tunnelled, waits for the home BA (the HA drops it from a CoA it has not bound);
+        the BU to the CN waits for both tokens and the home BA (the CN is not bound to a
+        CoA the HA may still refuse)."""
         dereg = entry.state == "dereg"
         if not dereg:
             entry.state = "rr"
         actions: list[Action] = []
         if not dereg and self.firewall_traversal and entry.traversal_coa != self.coa:
             return self._open_rr_pinholes(entry, now)
-        if not self._home_token_fresh(entry, now) and entry.home_test is None:
+        bound = self._home_bound()
+        if not self._home_token_fresh(entry, now) and entry.home_test is None and bound:
             actions += self._send_test_init(entry, home=True, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
         if not dereg and not self._care_of_token_fresh(entry, now) and entry.care_of_test is None:
             actions += self._send_test_init(entry, home=False, now=now, attempts=1,
                                             timeout=INITIAL_BINDACK_TIMEOUT)
-        if entry.home_test is None and (dereg or entry.care_of_test is None):
+        if bound and entry.home_test is None and (dereg or entry.care_of_test is None):
             actions += self._send_correspondent_bu(entry, now)
         return actions
 
@@ -812,8 +919,8 @@ class MobileNode(MobilityCore):
             stop = self._cn_stop(entry, "traversal")
             if not ok:
                 self.counters["traversal.refused"] += 1
-                return [event] + stop + self._ro_off(entry, f"firewall traversal failed for data: {reason}",
-                                                     keep_wanted=True)
+                return [event] + stop + self._ro_failed(entry, f"firewall traversal failed for data: {reason}",
+                                                        now)
             self.counters["traversal.ready"] += 1
             return [event] + stop + self._ro_on(entry, coa, entry.data_lifetime)
         if entry is None or entry.traversal_pending != coa or coa != self.coa or entry.state != "rr":
@@ -823,7 +930,11 @@ class MobileNode(MobilityCore):
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
         if not ok:
             self.counters["traversal.refused"] += 1
-            return actions + self._ro_off(entry, f"firewall traversal failed: {reason}", keep_wanted=True)
+            # The round's other sessions for this CoA (still pending, with what was
+            # refused, e.g. the token) are torn down: the next try signals fresh ones,
+            # and their late answers cannot fail it.
+            return actions + [ClosePinholes(entry.cn, self.hoa, coa, f"firewall traversal failed: {reason}")] \
+                + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
         entry.traversal_coa = coa
         self.counters["traversal.ready"] += 1
         return actions + self._run_return_routability(entry, now)
@@ -863,7 +974,7 @@ class MobileNode(MobilityCore):
                 self.counters["cn.dereg_abandoned"] += 1
                 return self._reset_correspondent(entry) + [
                     Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": f"no {which}"})]
-            return self._ro_off(entry, f"return routability timed out: no {which}", keep_wanted=True)
+            return self._ro_failed(entry, f"return routability timed out: no {which}", now)
         self.counters["rr.retransmit"] += 1
         return self._send_test_init(entry, home=home, now=now, attempts=test.attempts + 1,
                                     timeout=min(test.timeout * 2, MAX_BINDACK_TIMEOUT), cookie=test.cookie)
@@ -963,6 +1074,7 @@ class MobileNode(MobilityCore):
 
     def _ro_on(self, entry: CorrespondentBinding, coa: str, lifetime: float) -> list[Action]:
         entry.state, entry.ro_on, entry.ro_coa = "on", True, coa
+        entry.retry_backoff = INITIAL_BINDACK_TIMEOUT_FIRST_REG
         self.counters["ro.on"] += 1
         return [RouteOptimizationOn(entry.cn, self.hoa, coa, lifetime, entry.expires_at),
                 Event("mipv6.mn.ro_on", {"cn": entry.cn, "coa": coa, "lifetime": lifetime})]
@@ -977,7 +1089,7 @@ class MobileNode(MobilityCore):
                 self.counters["cn.dereg_abandoned"] += 1
                 return self._reset_correspondent(entry) + [
                     Event("mipv6.mn.cn_dereg_abandoned", {"cn": entry.cn, "reason": "no binding acknowledgement"})]
-            return self._ro_off(entry, "no binding acknowledgement from the correspondent", keep_wanted=True)
+            return self._ro_failed(entry, "no binding acknowledgement from the correspondent", now)
         self.counters["cn.bu_retransmit"] += 1
         entry.bu_timeout = min(entry.bu_timeout * 2, MAX_BINDACK_TIMEOUT)
         return self._send_correspondent_bu(entry, now)
@@ -1053,11 +1165,18 @@ class MobileNode(MobilityCore):
         if what == "traversal":
             if entry.state == "data":
                 self.counters["traversal.timeout"] += 1
-                return self._ro_off(entry, "firewall traversal timed out for data", keep_wanted=True)
+                return self._ro_failed(entry, "firewall traversal timed out for data", now)
             if entry.traversal_pending is not None and entry.traversal_pending == self.coa:
                 self.counters["traversal.timeout"] += 1
                 entry.traversal_pending = None
-                return self._ro_off(entry, "firewall traversal timed out", keep_wanted=True)
+                return self._ro_failed(entry, "firewall traversal timed out", now)
+            return []
+        if what == "retry":
+            if (entry.wanted and entry.state == "idle" and not entry.disabled_reason and not self.at_home
+                    and self.coa is not None and self._home_bound()):
+                self.counters["ro.retry"] += 1
+                return [Event("mipv6.mn.ro_retry", {"cn": entry.cn, "coa": self.coa})] + \
+                    self._run_return_routability(entry, now)
             return []
         if what == "refresh":
             if entry.ro_on and entry.wanted and not self.at_home and entry.state == "on":
@@ -1107,6 +1226,8 @@ class MobileNode(MobilityCore):
         if entry is None:
             return self._drop("binding_error_from_unknown_node", src=pkt.src)
         self.counters[f"binding_error.correspondent.{msg.status}"] += 1
+        if msg.status == BEStatus.UNKNOWN_BINDING_FOR_HOME_ADDRESS_OPTION and entry.wanted:
+            return self._correspondent_lost_binding(entry, now)
         entry.has_binding = False
         if msg.status == BEStatus.UNRECOGNIZED_MH_TYPE:
             reason = "binding error: correspondent does not support Mobile IPv6 route optimization"
@@ -1116,6 +1237,25 @@ class MobileNode(MobilityCore):
         else:
             reason = f"binding error status {msg.status}"
         return self._ro_off(entry, reason, keep_wanted=False)
+
+    def _correspondent_lost_binding(self, entry: CorrespondentBinding, now: float) -> list[Action]:
+        """RFC 6275 11.3.6: a Binding Error with status 1 from a correspondent we have a
+        binding update list entry for (it lost our binding, e.g. it restarted): fall
+        back to the tunnel and run return routability again with fresh tokens (the CN's
+        old secret may be gone with it). Only while route optimisation is on: a Binding
+        Error is unauthenticated, so one during RR (which is on its way anyway) or for
+        a binding we do not think exists changes nothing."""
+        if not (entry.ro_on and entry.state == "on") or self.at_home or self.coa is None:
+            self.counters["binding_error.correspondent.ignored"] += 1
+            return [Event("mipv6.mn.binding_error", {"from": entry.cn, "status": 1, "ignored": True})]
+        entry.has_binding = False
+        self.counters["rr.after_binding_error"] += 1
+        actions = self._ro_off(entry, "binding error: correspondent has no binding for the home "
+                               "address; return routability again", keep_wanted=True)
+        entry.home_token = entry.care_of_token = None
+        return actions + [Event("mipv6.mn.binding_error", {"from": entry.cn, "status": 1,
+                                                            "rr_again": True})] \
+            + self._run_return_routability(entry, now)
 
     # ------------------------------------------------------------------ timers
 

@@ -40,13 +40,18 @@ Authorization (`authorization=`):
   "none"           no check (the default when no keys are given; tests and labs).
 Replay: a token is bound to at most `token_sessions` (default 1) open NSIS sessions at a
 time (a session torn down or expired frees its place); another session presenting it
-is refused "replayed token". Every refusal
+is refused "replayed token". A token travels in the clear, so whoever listens on the
+MN's link can present it too: once sessions from a care-of address are bound to it, a
+new session with another care-of address as its MN end is refused "token used from
+another address" (the MN itself moves its sessions, same session IDs, to a new CoA
+and so opens new ones from where its sessions are; its home address always passes);
+the listener can then only open flows from the MN's own addresses. Every refusal
 answers a RESPONSE upstream with the RFC 5973 information code, creates no pending state,
 installs nothing and is counted as counters["refused.<reason>"]:
   (0x5, 0x01) authentication failed: "forged", "malformed token";
   (0x5, 0x02) authorization failed: "no token", "expired", "another MN", "flow not
-              authorized", "replayed token", "pull denied", "authorization timeout",
-              "closed session";
+              authorized", "replayed token", "token used from another address", "pull
+              denied", "authorization timeout", "closed session";
   (0x4, 0x01) resources not available: "max sessions", "max pending", "max per source",
               "token store full";
   (0x7, 0x02) lifetime too big: "lifetime too big".
@@ -523,7 +528,7 @@ class NfCore:
         if why is None and not self._flow_allowed(claims, flow, ext):
             why = "flow not authorized"
         if why is None:
-            why = self._bind_token(sid, claims, wall)
+            why = self._bind_token(sid, claims, wall, flow.mri.destination if ext else flow.mri.source)
         return why, max(1, int(claims.end - wall))
 
     def _source_check(self, claims: AuthToken, flow: PinholeFlow,
@@ -553,13 +558,17 @@ class NfCore:
         ports = [m.destination_port] + ([m.destination_port + 1] if flow.sub_ports else [])
         return all(claims.allows(m.protocol, m.destination, p) for p in ports if p <= 0xFFFF)
 
-    def _bind_token(self, sid, claims: AuthToken, wall) -> str | None:
+    def _bind_token(self, sid, claims: AuthToken, wall, mn_end: str) -> str | None:
         key = (claims.key_id, claims.token_id)
         entry = self._tokens.get(key)
         if entry is not None:
             bound, end = entry
             if sid in bound:
                 return None
+            ends = self._care_of_ends(bound, claims.hoa)
+            if ends and ipaddress.IPv6Address(mn_end) != ipaddress.IPv6Address(claims.hoa) \
+                    and ipaddress.IPv6Address(mn_end) not in ends:
+                return "token used from another address"
             if len(bound) >= self.token_sessions:
                 return "replayed token"
             self._tokens[key] = (bound + (sid,), end)
@@ -573,6 +582,23 @@ class NfCore:
         self._tokens[key] = ((sid,), claims.end)
         self._token_of[sid] = key
         return None
+
+    def _care_of_ends(self, bound: tuple[bytes, ...], hoa: str) -> set:
+        """The care-of addresses (MN ends other than the token's home address) of the
+        open sessions bound to a token, as installed, pending or last authorized: where
+        the MN that holds the token signals from."""
+        home = ipaddress.IPv6Address(hoa)
+        ends = set()
+        for b in bound:
+            s = self.sessions.get(b)
+            if s is None:
+                continue
+            for flow in (s.flow, s.authorized_flow, s.pending[2] if s.pending else None):
+                if flow is not None:
+                    end = ipaddress.IPv6Address(flow.mri.destination if s.ext else flow.mri.source)
+                    if end != home:
+                        ends.add(end)
+        return ends
 
     # -- messages
 

@@ -4,7 +4,8 @@
     traversal = MobileTraversal(ni, lifetime=60, random_bytes=os.urandom)
     actions = traversal.open(cn, hoa, coa, phase, now)     # the MN core's OpenPinholes
     actions = traversal.close(cn, hoa, coa, reason, now, moving=False)   # ClosePinholes
-    actions = traversal.on_ni_effect(effect, now)          # DeliverResponse / DeliverNotify
+    actions = traversal.on_ni_effect(effect, now)          # DeliverResponse / DeliverNotify /
+                                                           # SessionFailed
 
 The MN core asks per correspondent and care-of address for a phase; this core turns a
 phase into NATFW sessions, one per flow (a pinhole is one flow), each with a role:
@@ -45,8 +46,9 @@ session whose flow changed). A close() while moving keeps them for that; any oth
 (returned home, RO stopped) tears them down (lifetime 0); unrefreshed state also expires
 at the firewall. When every session of a phase has a success RESPONSE the result is
 PinholesReady(cn, coa, phase, ok=True); the first refusal (or a NOTIFY that ends one of
-them) gives ok=False with the information code as the reason. Each answer is given once
-per open().
+them, or the initiator giving one up for want of an answer) gives ok=False with the
+information code (or "no response") as the reason; the next open() signals a new session
+in the failed one's place. Each answer is given once per open().
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from mip6bench.natfw import wire as w
-from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore
+from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore, SessionFailed
 from mip6bench.sansio import Action, Effect, Event
 
 IPPROTO_MH = 135
@@ -203,6 +205,13 @@ class MobileTraversal:
                 s.failed = describe(effect.info)
         elif isinstance(effect, DeliverNotify) and effect.info.pair == w.ERR_SESSION_TERMINATED:
             s.established, s.failed = False, describe(effect.info)
+        elif isinstance(effect, SessionFailed) and not s.failed:
+            # The initiator gave the session up (no answer to its retransmissions, e.g.
+            # on a lossy path): the phase fails now rather than at the MN's traversal
+            # timeout, and the next open() signals a new session instead of waiting
+            # for one that nobody sends any more.
+            s.established, s.failed = False, effect.reason if effect.info is None \
+                else describe(effect.info)
         return self._settle(now)
 
     def _settle(self, now: float) -> list[Action]:

@@ -15,6 +15,7 @@ import socket
 import struct
 import subprocess
 from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 from mip6bench.net.netns import in_fresh_netns
 
@@ -84,38 +85,42 @@ def _config_says(config: dict[str, str], key: str) -> bool | None:
     return config.get(key, "n") in ("y", "m")
 
 
-def _veth_pair() -> None:
-    for cmd in (("ip", "link", "add", "p0", "type", "veth", "peer", "name", "p1"),
-                ("ip", "link", "set", "p0", "up"), ("ip", "link", "set", "p1", "up"),
-                ("ip", "link", "set", "lo", "up")):
-        proc = _run(*cmd)
-        if proc.returncode:
-            raise OSError(proc.stderr.strip())
-
-
-def probe_link_kind(*args: str) -> tuple[bool, str]:
+def probe_netlink(fn: Callable, ok_detail: str) -> tuple[bool, str]:
+    """fn(kernel) in a fresh namespace through the netlink layer: (worked, what the
+    kernel said: its error and the request, or ok_detail)."""
     def probe():
-        proc = _run("ip", *args)
-        return proc.returncode == 0, proc.stderr.strip()
+        from mip6bench.net.kernel import Kernel, KernelError
+
+        with Kernel() as k:
+            try:
+                fn(k)
+            except KernelError as exc:
+                return False, f"{exc.strerror} ({errno.errorcode.get(exc.errno, exc.errno)})"
+        return True, ok_detail
     return in_fresh_netns(probe)
+
+
+def probe_link_kind(kind: str, **attributes: Any) -> tuple[bool, str]:
+    return probe_netlink(lambda k: k.add_link(f"{kind[:8]}0", kind, **attributes), kind)
 
 
 def probe_ip6tnl() -> tuple[bool, str]:
-    return probe_link_kind("link", "add", "t0", "type", "ip6tnl", "mode", "ip6ip6",
-                           "local", "2001:db8::1", "remote", "2001:db8::2")
+    from mip6bench.net.kernel import ip6tnl_request
+
+    return probe_netlink(lambda k: k.add_link("t0", **ip6tnl_request("2001:db8::1", "2001:db8::2")),
+                         "ip6tnl (ip6ip6)")
 
 
 def probe_seg6() -> tuple[bool, str]:
-    def probe():
-        _veth_pair()
-        proc = _run("ip", "-6", "route", "add", "2001:db8::1/128", "encap", "seg6", "mode",
-                    "encap.red", "segs", "2001:db8::2", "dev", "p0")
-        if proc.returncode:
-            return False, proc.stderr.strip()
-        proc = _run("ip", "-6", "route", "add", "2001:db8::3/128", "encap", "seg6local",
-                    "action", "End.DT6", "table", "254", "dev", "p0")
-        return proc.returncode == 0, proc.stderr.strip() or "encap.red + End.DT6"
-    return in_fresh_netns(probe)
+    def probe(k) -> None:
+        from mip6bench.net.kernel import seg6_encap, seg6local_dt6
+
+        k.add_link("p0", "veth", peer="p1")
+        for name in ("p0", "p1", "lo"):
+            k.set_link(name, up=True)
+        k.add_route("2001:db8::1", dev="p0", encap=seg6_encap("2001:db8::2"))
+        k.add_route("2001:db8::3", dev="p0", encap=seg6local_dt6(254))
+    return probe_netlink(probe, "encap.red + End.DT6")
 
 
 def probe_nftables() -> tuple[bool, str]:
@@ -250,8 +255,8 @@ def detect() -> Capabilities:
 
         record("netem", netem_probe())
         record("tbf", tbf_probe())
-        record("veth", probe_link_kind("link", "add", "v0", "type", "veth", "peer", "name", "v1"))
-        record("bridge", probe_link_kind("link", "add", "b0", "type", "bridge"))
+        record("veth", probe_link_kind("veth", peer="v1"))
+        record("bridge", probe_link_kind("bridge"))
         record("ip6tnl", probe_ip6tnl())
         record("seg6", probe_seg6())
         record("nftables", probe_nftables())

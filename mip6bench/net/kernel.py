@@ -1,20 +1,39 @@
-"""Kernel networking state of one network namespace, as the testbed (the controller
-process) configures it: links, bridges, addresses with a DAD mode, routes and sysctls,
-on pyroute2; plus `wait_for`, an event wait on rtnetlink notifications.
+"""The one netlink layer: kernel networking state of one network namespace, on pyroute2,
+for the testbed (the controller, configuring nodes) and the agents (changing their own
+namespace at run time) alike.
 
-Agents change the kernel at run time through mip6bench.net.tunnel.MobilityKernel
-instead (iproute2 batches for writes, the small rtnetlink reader in net/rtnl.py for
-reads): pyroute2 would add ~55 ms and 4-7 MB to every agent's start, against the
-150 ms / 30 MB budget of an agent.
+`Kernel` holds one rtnetlink socket (pyroute2's IPRoute) in its namespace and covers
+links (bridges, ip6tnl tunnels via pyroute2's ip6tnl link kind, their endpoints changed
+in place), addresses with a DAD mode, routes (plain, unreachable, local, and seg6 /
+seg6local lightweight tunnels via pyroute2's encap support), policy rules, neighbour
+proxy entries and the seg6 tunnel source (the SEG6 generic netlink family); sysctls are
+/proc/sys files resolved in the namespace. Every request is a netlink message: no `ip`
+subprocess anywhere, and a failure raises `KernelError`, an OSError carrying the
+kernel's error code and naming the request (never parsed from text).
+
+Reads are dumps (`links`, `addresses`, `routes`, `rules`). Events: `Monitor` is a
+non-blocking rtnetlink socket subscribed to link and IPv6 address notifications, whose
+datagrams `parse_events` turns into `LinkEvent` / `AddressEvent` with pyroute2's
+decoder; agents put it on their loop (`loop.add_reader`), `wait_for` blocks on it.
+
+Synchronous by design: one call is one request and its ack (~0.1-0.3 ms). pyroute2's
+synchronous API runs a private event loop, so it cannot be called on a thread whose
+loop is running; agents make their kernel calls on one worker thread (which also keeps
+them in order, mip6bench.runtime.mobility.MobilityIO.kernel).
 
 The request builders (`*_request`) are pure functions returning the keyword arguments
-handed to pyroute2, so the exact netlink requests are unit-tested without root.
+handed to pyroute2, so the exact requests are unit-tested without root.
 """
 from __future__ import annotations
 
 import enum
+import errno
+import ipaddress
+import os
 import socket
-from typing import Any
+import struct
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from mip6bench.net import netns as _netns
 
@@ -23,8 +42,19 @@ IFA_F_NODAD = 0x02
 IFA_F_OPTIMISTIC = 0x04
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
+IFF_UP, IFF_LOWER_UP = 0x1, 0x10000
+NTF_PROXY = 0x08
 RT_TABLE_MAIN = 254
 RT_TABLE_LOCAL = 255
+RTN_UNICAST = 1
+IPPROTO_IPV6 = 41
+IP6_TNL_F_IGN_ENCAP_LIMIT = 0x1
+IPV6_DEFAULT_TNL_ENCAP_LIMIT = 4
+SEG6_IPTUN_MODE_ENCAP_RED = 3      # linux/seg6_iptunnel.h
+RTMGRP_LINK = 0x1
+RTMGRP_IPV6_IFADDR = 0x100
+# Errors a deletion of something already gone answers with.
+GONE = frozenset({errno.ENOENT, errno.ESRCH, errno.ENODEV, errno.EADDRNOTAVAIL})
 
 
 class DadMode(str, enum.Enum):
@@ -46,6 +76,20 @@ class DadMode(str, enum.Enum):
             ) from None
 
 
+class KernelError(OSError):
+    """A netlink request failed: `errno` is the kernel's error code, `request` names
+    what was asked (e.g. "route replace 2001:db8::/64 table 138")."""
+
+    def __init__(self, code: int, request: str):
+        super().__init__(code, os.strerror(code))
+        self.request = request
+
+    def __str__(self) -> str:
+        return f"{self.request}: {self.strerror}"
+
+
+# ---------------------------------------------------------------- request builders
+
 def address_flags(dad: DadMode) -> int:
     return {DadMode.STANDARD: 0, DadMode.OPTIMISTIC: IFA_F_OPTIMISTIC, DadMode.OFF: IFA_F_NODAD}[dad]
 
@@ -63,36 +107,95 @@ def address_request(index: int, address: str, prefixlen: int, dad: DadMode = Dad
     return req
 
 
+def seg6_encap(segment: str) -> dict[str, Any]:
+    """IPv6-in-IPv6 toward `segment` with no SRH: seg6 encapsulation in reduced mode
+    with one segment (next header 41 right after the outer header)."""
+    return {"type": "seg6", "mode": "encap.red", "segs": [segment]}
+
+
+def seg6local_dt6(table: int) -> dict[str, Any]:
+    """Decapsulate and look the inner packet up in `table` (End.DT6)."""
+    return {"type": "seg6local", "action": "End.DT6", "table": table}
+
+
 def route_request(dst: str, *, gateway: str | None = None, oif: int | None = None,
                   table: int | None = None, metric: int | None = None, src: str | None = None,
-                  encap: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A route; `dst` is 'default' or 'prefix/len'."""
+                  encap: dict[str, Any] | None = None, kind: str | None = None) -> dict[str, Any]:
+    """A route; `dst` is 'default', an address or 'prefix/len'; kind 'unreachable' or
+    'local' for those route types (None: unicast)."""
     req: dict[str, Any] = dict(family=AF_INET6, dst="::/0" if dst == "default" else dst)
     if "/" not in req["dst"]:
         req["dst"] += "/128"
     for key, value in (("gateway", gateway), ("oif", oif), ("table", table),
-                       ("priority", metric), ("prefsrc", src), ("encap", encap)):
+                       ("priority", metric), ("prefsrc", src), ("encap", encap), ("type", kind)):
         if value is not None:
             req[key] = value
     return req
+
+
+def rule_request(priority: int, table: int, *, src: str | None = None, dst: str | None = None,
+                 ip_proto: int | None = None, fwmark: int | None = None) -> dict[str, Any]:
+    """A policy rule `pref priority [from src] [to dst] [ipproto p] [fwmark m] lookup table`
+    (src/dst: a host address)."""
+    req: dict[str, Any] = dict(family=AF_INET6, priority=priority, table=table)
+    for key, value in (("src", src), ("dst", dst), ("ip_proto", ip_proto), ("fwmark", fwmark)):
+        if value is not None:
+            req[key] = value
+    if src is not None:
+        req["src_len"] = 128
+    if dst is not None:
+        req["dst_len"] = 128
+    return req
+
+
+def ip6tnl_request(local: str, remote: str) -> dict[str, Any]:
+    """The ip6tnl link kind's IFLA_IP6TNL_* attributes for an ip6ip6 tunnel (proto 41)
+    without the RFC 2473 encapsulation limit option (which would put a Destination
+    Options header before the inner packet: flag IGN_ENCAP_LIMIT), hop limit 64. All of
+    them every time: the kernel's changelink takes what is absent as zero."""
+    return dict(kind="ip6tnl", ip6tnl_local=local, ip6tnl_remote=remote, ip6tnl_ttl=64,
+                ip6tnl_encap_limit=IPV6_DEFAULT_TNL_ENCAP_LIMIT,
+                ip6tnl_flags=IP6_TNL_F_IGN_ENCAP_LIMIT, ip6tnl_proto=IPPROTO_IPV6)
+
+
+def proxy_request(index: int, address: str) -> dict[str, Any]:
+    """A neighbour proxy entry (answer ND for `address` on the link)."""
+    return dict(family=AF_INET6, dst=address, ifindex=index, flags=NTF_PROXY)
+
+
+def _describe(kind: str, command: str, req: dict[str, Any]) -> str:
+    shown = " ".join(f"{k}={v}" for k, v in req.items() if k not in ("family", "encap"))
+    if "encap" in req:
+        shown += f" encap={req['encap'].get('type')}"
+    return f"{kind} {command} {shown}".strip()
+
+
+# ---------------------------------------------------------------- the kernel
+
+def _pyroute2():
+    from mip6bench.net.pyroute import IPRoute, NetlinkError
+
+    return IPRoute, NetlinkError
 
 
 class Kernel:
     """Networking state of one namespace (None: this process's)."""
 
     def __init__(self, netns: int | str | None = None):
-        from mip6bench.net.pyroute import IPRoute, NetlinkError
-
+        IPRoute, self.NetlinkError = _pyroute2()
         self.netns = netns
-        self.NetlinkError = NetlinkError
         # The socket is opened in the target namespace by a thread that joined it
         # (pyroute2's own netns support forks a helper process, which can hang when the
         # caller has other threads).
         self._ipr = IPRoute(use_socket=rtnl_socket(netns)) if netns is not None else IPRoute()
+        self._seg6 = None
         self._index: dict[str, int] = {}
 
     def close(self) -> None:
         self._ipr.close()
+        if self._seg6 is not None:
+            self._seg6.close()
+            self._seg6 = None
 
     def __enter__(self) -> "Kernel":
         return self
@@ -100,7 +203,18 @@ class Kernel:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # links
+    # --- the one place requests go out
+    def _call(self, kind: str, command: str, req: dict[str, Any], *, missing_ok: bool = False) -> Any:
+        """One rtnetlink request (kind: link, addr, route, rule, neigh); KernelError on
+        failure, or None for a deletion of something gone when `missing_ok`."""
+        try:
+            return getattr(self._ipr, kind)(command, **req)
+        except self.NetlinkError as exc:
+            if missing_ok and exc.code in GONE:
+                return None
+            raise KernelError(exc.code, _describe(kind, command, req)) from None
+
+    # --- links
     def ifindex(self, name: str) -> int:
         if name not in self._index:
             found = self._ipr.link_lookup(ifname=name)
@@ -109,6 +223,14 @@ class Kernel:
             self._index[name] = found[0]
         return self._index[name]
 
+    def has_link(self, name: str) -> bool:
+        self._index.pop(name, None)
+        try:
+            self.ifindex(name)
+            return True
+        except LookupError:
+            return False
+
     def learn_indexes(self) -> None:
         """Every interface's index from one dump (ifindex() looks a name up with a dump
         of all links: on a LAN with a thousand ports that is a thousand dumps)."""
@@ -116,17 +238,7 @@ class Kernel:
             self._index[msg.get_attr("IFLA_IFNAME")] = msg["index"]
 
     def links(self) -> list[dict[str, Any]]:
-        out = []
-        for msg in self._ipr.get_links():
-            out.append({
-                "name": msg.get_attr("IFLA_IFNAME"),
-                "index": msg["index"],
-                "up": bool(msg["flags"] & 1),
-                "carrier": bool(msg.get_attr("IFLA_CARRIER")),
-                "mac": msg.get_attr("IFLA_ADDRESS"),
-                "kind": (msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or ""),
-            })
-        return out
+        return [link_info(msg) for msg in self._ipr.get_links()]
 
     def set_link(self, name: str, *, up: bool | None = None, mac: str | None = None,
                  mtu: int | None = None, master: str | None = None) -> None:
@@ -139,16 +251,44 @@ class Kernel:
             req["mtu"] = mtu
         if master is not None:
             req["master"] = self.ifindex(master)
-        self._ipr.link("set", **req)
+        self._call("link", "set", req)
+
+    def add_link(self, name: str, kind: str, **attributes: Any) -> None:
+        """A new link of `kind` (veth: peer=name; ip6tnl: ip6tnl_request's attributes)."""
+        attributes.pop("kind", None)
+        self._call("link", "add", dict(ifname=name, kind=kind, **attributes))
 
     def add_bridge(self, name: str) -> None:
-        self._ipr.link("add", ifname=name, kind="bridge", br_mcast_snooping=0)
+        self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=0))
 
-    def delete_link(self, name: str) -> None:
-        self._ipr.link("del", index=self.ifindex(name))
+    def delete_link(self, name: str, *, missing_ok: bool = False) -> None:
+        try:
+            index = self.ifindex(name)
+        except LookupError:
+            if missing_ok:
+                return
+            raise
+        self._call("link", "del", {"index": index}, missing_ok=missing_ok)
         self._index.pop(name, None)
 
-    # addresses
+    def set_ip6tnl(self, name: str, local: str, remote: str) -> None:
+        """The ip6ip6 device `name` (local -> remote), up: its endpoints changed in
+        place where it exists (changelink: the device, its routes and link state stay; a
+        handover costs one request), else created."""
+        if self.has_link(name):
+            self._call("link", "set", dict(index=self.ifindex(name), state="up",
+                                           **ip6tnl_request(local, remote)))
+            return
+        self.add_link(name, **ip6tnl_request(local, remote))
+        # No IPv6 address generation on the device (addr_gen_mode 1, "none") before it
+        # comes up: the kernel would give it a link-local address and send router
+        # solicitations from it through the tunnel, which a firewall on the path drops as
+        # unsolicited or, outbound, lets open conntrack state for the tunnel before any
+        # signalling did. The tunnel carries only the home address.
+        self.sysctl({f"net/ipv6/conf/{name}/addr_gen_mode": 1})
+        self.set_link(name, up=True)
+
+    # --- addresses
     def add_address(self, ifname: str, address: str, prefixlen: int,
                     dad: DadMode = DadMode.OFF, replace: bool = False) -> None:
         dad = DadMode.parse(dad)
@@ -156,57 +296,157 @@ class Kernel:
             # The kernel honours IFA_F_OPTIMISTIC only where optimistic_dad is on.
             self.sysctl({f"net/ipv6/conf/{ifname}/optimistic_dad": 1})
         req = address_request(self.ifindex(ifname), address, prefixlen, dad)
-        self._ipr.addr("replace" if replace else "add", **req)
+        self._call("addr", "replace" if replace else "add", req)
 
-    def del_address(self, ifname: str, address: str, prefixlen: int) -> None:
-        self._ipr.addr("del", index=self.ifindex(ifname), family=AF_INET6,
-                       address=address, prefixlen=prefixlen)
+    def del_address(self, ifname: str, address: str, prefixlen: int, *, missing_ok: bool = False) -> None:
+        self._call("addr", "del", dict(index=self.ifindex(ifname), family=AF_INET6, address=address,
+                                       prefixlen=prefixlen), missing_ok=missing_ok)
 
     def addresses(self, ifname: str | None = None) -> list[dict[str, Any]]:
         kwargs: dict[str, Any] = {"family": AF_INET6}
         if ifname is not None:
             kwargs["index"] = self.ifindex(ifname)
-        out = []
-        for msg in self._ipr.get_addr(**kwargs):
-            flags = msg.get_attr("IFA_FLAGS") or msg["flags"]
-            out.append({
-                "address": msg.get_attr("IFA_ADDRESS"),
-                "prefixlen": msg["prefixlen"],
-                "index": msg["index"],
-                "scope": msg["scope"],
-                "tentative": bool(flags & IFA_F_TENTATIVE),
-                "optimistic": bool(flags & IFA_F_OPTIMISTIC),
-                "dadfailed": bool(flags & IFA_F_DADFAILED),
-            })
-        return out
+        return [address_info(msg) for msg in self._ipr.get_addr(**kwargs)]
 
-    # routes
+    # --- neighbour proxies
+    def add_proxy_ndp(self, ifname: str, address: str) -> None:
+        self._call("neigh", "replace", proxy_request(self.ifindex(ifname), address))
+
+    def del_proxy_ndp(self, ifname: str, address: str) -> None:
+        self._call("neigh", "del", proxy_request(self.ifindex(ifname), address), missing_ok=True)
+
+    def proxy_entries(self, ifname: str) -> list[str]:
+        """The proxy neighbour entries on `ifname`. The kernel lists them only for a dump
+        request whose ndm_flags say NTF_PROXY, which pyroute2's neigh dump does not send:
+        the request goes out on a socket of its own, the answers decode with ndmsg."""
+        from pyroute2.netlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR
+        from pyroute2.netlink.rtnl import RTM_GETNEIGH, RTM_NEWNEIGH
+        from pyroute2.netlink.rtnl.ndmsg import NTF_PROXY, ndmsg
+
+        index = self.ifindex(ifname)
+        request = ndmsg()
+        request["header"].update(type=RTM_GETNEIGH, flags=NLM_F_REQUEST | NLM_F_DUMP, sequence_number=1)
+        request["family"], request["flags"] = AF_INET6, NTF_PROXY
+        request.encode()
+        found: list[str] = []
+        with rtnl_socket(self.netns) as sock:
+            sock.send(request.data)
+            while True:
+                data, offset = sock.recv(1 << 16), 0
+                while offset + 16 <= len(data):
+                    length, kind = struct.unpack_from("=IH", data, offset)
+                    if kind == NLMSG_DONE:
+                        return found
+                    if kind == NLMSG_ERROR:
+                        code = -struct.unpack_from("=i", data, offset + 16)[0]
+                        raise KernelError(code, f"neigh dump proxy dev {ifname}")
+                    if kind == RTM_NEWNEIGH:
+                        entry = ndmsg(data[offset:offset + length])
+                        entry.decode()
+                        if entry["ifindex"] == index and entry.get_attr("NDA_DST"):
+                            found.append(entry.get_attr("NDA_DST"))
+                    if length < 16:
+                        raise KernelError(errno.EPROTO, f"neigh dump proxy dev {ifname}: torn message")
+                    offset += (length + 3) & ~3
+
+    # --- routes
     def add_route(self, dst: str, *, gateway: str | None = None, dev: str | None = None,
                   table: int | None = None, metric: int | None = None, src: str | None = None,
-                  encap: dict[str, Any] | None = None, replace: bool = False) -> None:
+                  encap: dict[str, Any] | None = None, kind: str | None = None,
+                  replace: bool = True) -> None:
         req = route_request(dst, gateway=gateway, oif=self.ifindex(dev) if dev else None,
-                            table=table, metric=metric, src=src, encap=encap)
-        self._ipr.route("replace" if replace else "add", **req)
+                            table=table, metric=metric, src=src, encap=encap, kind=kind)
+        self._call("route", "replace" if replace else "add", req)
 
     def del_route(self, dst: str, *, table: int | None = None, dev: str | None = None,
-                  metric: int | None = None) -> None:
+                  metric: int | None = None, kind: str | None = None, missing_ok: bool = False) -> None:
         req = route_request(dst, oif=self.ifindex(dev) if dev else None, table=table,
-                            metric=metric)
-        self._ipr.route("del", **req)
+                            metric=metric, kind=kind)
+        self._call("route", "del", req, missing_ok=missing_ok)
 
     def routes(self, table: int = RT_TABLE_MAIN) -> list[dict[str, Any]]:
         out = []
         for msg in self._ipr.get_routes(family=AF_INET6, table=table):
+            encap = msg.get_attr("RTA_ENCAP")
             out.append({
                 "dst": f"{msg.get_attr('RTA_DST') or '::'}/{msg['dst_len']}",
                 "gateway": msg.get_attr("RTA_GATEWAY"),
                 "oif": msg.get_attr("RTA_OIF"),
                 "table": msg.get_attr("RTA_TABLE"),
+                "type": msg["type"],
+                "metric": msg.get_attr("RTA_PRIORITY"),
                 "encap_type": msg.get_attr("RTA_ENCAP_TYPE"),
+                "encap": encap_info(encap) if encap is not None else None,
             })
         return out
 
-    # sysctls (not netlink: /proc/sys resolved in the namespace)
+    def flush_table(self, table: int) -> None:
+        for msg in self._ipr.get_routes(family=AF_INET6, table=table):
+            req = {"family": AF_INET6, "table": table, "dst_len": msg["dst_len"], "type": msg["type"]}
+            if msg.get_attr("RTA_DST"):
+                req["dst"] = msg.get_attr("RTA_DST")
+            if msg.get_attr("RTA_PRIORITY") is not None:
+                req["priority"] = msg.get_attr("RTA_PRIORITY")
+            if msg.get_attr("RTA_OIF") is not None:
+                req["oif"] = msg.get_attr("RTA_OIF")
+            self._call("route", "del", req, missing_ok=True)
+
+    # --- policy rules
+    def rules(self) -> list[dict[str, Any]]:
+        out = []
+        for msg in self._ipr.get_rules(family=AF_INET6):
+            out.append({"priority": msg.get_attr("FRA_PRIORITY") or 0,
+                        "table": msg.get_attr("FRA_TABLE") or msg["table"],
+                        "src": msg.get_attr("FRA_SRC"), "dst": msg.get_attr("FRA_DST"),
+                        "ip_proto": msg.get_attr("FRA_IP_PROTO"), "fwmark": msg.get_attr("FRA_FWMARK")})
+        return out
+
+    def rules_at(self, priority: int) -> list[dict[str, Any]]:
+        return [r for r in self.rules() if r["priority"] == priority]
+
+    def add_rule(self, priority: int, table: int, **match: Any) -> None:
+        self._call("rule", "add", rule_request(priority, table, **match))
+
+    def del_rule(self, priority: int, table: int, **match: Any) -> None:
+        self._call("rule", "del", rule_request(priority, table, **match), missing_ok=True)
+
+    def reconfigure(self, priorities: tuple[int, ...], tables: tuple[int, ...],
+                    apply: Callable[[], None] | None = None, local_pref: int | None = None,
+                    moved_local_pref: int | None = None) -> None:
+        """Start from a clean slate, then `apply()`: remove every rule at `priorities`
+        and flush `tables` (leftovers of an agent that was killed), and leave `lookup
+        local` at `local_pref` (None: back at pref 0, where the kernel puts it), taking
+        it away from `moved_local_pref` (where an earlier run may have put it) or 0."""
+        for rule in self.rules():
+            if rule["priority"] in priorities:
+                self.del_rule(rule["priority"], rule["table"])
+        for table in tables:
+            self.flush_table(table)
+        target = 0 if local_pref is None else local_pref
+        source = moved_local_pref if local_pref is None else 0
+        if not any(r["table"] == RT_TABLE_LOCAL for r in self.rules_at(target)):
+            self.add_rule(target, RT_TABLE_LOCAL)
+        if apply is not None:
+            apply()
+        if source is not None and source != target:
+            for rule in self.rules_at(source):
+                if rule["table"] == RT_TABLE_LOCAL:
+                    self.del_rule(source, RT_TABLE_LOCAL)
+
+    # --- seg6
+    def set_seg6_tunsrc(self, address: str) -> None:
+        """The namespace's seg6 tunnel source (the outer source of seg6 encapsulation;
+        '::' lets the kernel choose), through the SEG6 generic netlink family."""
+        if self._seg6 is None:
+            self._seg6 = _netns.in_netns(self.netns, Seg6Genl)
+        self._seg6.set_tunsrc(address)
+
+    def seg6_tunsrc(self) -> str:
+        if self._seg6 is None:
+            self._seg6 = _netns.in_netns(self.netns, Seg6Genl)
+        return self._seg6.get_tunsrc()
+
+    # --- sysctls (not netlink: /proc/sys resolved in the namespace)
     def sysctl(self, values: dict[str, str | int]) -> None:
         _netns.write_sysctls(self.netns, values)
 
@@ -214,8 +454,194 @@ class Kernel:
         return _netns.read_sysctl(self.netns, key)
 
 
-RTMGRP_LINK = 0x1
-RTMGRP_IPV6_IFADDR = 0x100
+class Seg6Genl:
+    """The SEG6 generic netlink family (linux/seg6_genl.h): the tunnel source address."""
+
+    CMD_SET_TUNSRC, CMD_GET_TUNSRC = 3, 4
+
+    def __init__(self):
+        from pyroute2.netlink import genlmsg
+        from pyroute2.netlink.generic import GenericNetlinkSocket
+
+        class seg6msg(genlmsg):
+            prefix = "SEG6_ATTR_"
+            nla_map = (("SEG6_ATTR_UNSPEC", "none"), ("SEG6_ATTR_DST", "ip6addr"))
+
+        self.msg_class = seg6msg
+        self.sock = GenericNetlinkSocket()
+        try:
+            self.sock.bind("SEG6", seg6msg)
+        except Exception:
+            self.sock.close()
+            raise
+
+    def _request(self, cmd: int, attrs: list, flags: int) -> list:
+        from pyroute2.netlink.exceptions import NetlinkError
+
+        msg = self.msg_class()
+        msg["cmd"], msg["version"], msg["attrs"] = cmd, 1, attrs
+        try:
+            return list(self.sock.nlm_request(msg, msg_type=self.sock.prid, msg_flags=flags))
+        except NetlinkError as exc:
+            raise KernelError(exc.code, f"seg6 {'set' if cmd == self.CMD_SET_TUNSRC else 'get'} tunsrc") from None
+
+    def set_tunsrc(self, address: str) -> None:
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+
+        self._request(self.CMD_SET_TUNSRC, [("SEG6_ATTR_DST", str(ipaddress.IPv6Address(address)))],
+                      NLM_F_REQUEST | NLM_F_ACK)
+
+    def get_tunsrc(self) -> str:
+        from pyroute2.netlink import NLM_F_REQUEST
+
+        [reply] = [m for m in self._request(self.CMD_GET_TUNSRC, [], NLM_F_REQUEST)
+                   if m.get_attr("SEG6_ATTR_DST") is not None]
+        return reply.get_attr("SEG6_ATTR_DST")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+# ---------------------------------------------------------------- decoded messages
+
+def link_info(msg) -> dict[str, Any]:
+    """A link message (dump or notification) as {name, index, up, carrier, mac, kind}."""
+    carrier = msg.get_attr("IFLA_CARRIER")
+    return {
+        "name": msg.get_attr("IFLA_IFNAME"),
+        "index": msg["index"],
+        "up": bool(msg["flags"] & IFF_UP),
+        "carrier": bool(carrier) if carrier is not None else bool(msg["flags"] & IFF_LOWER_UP),
+        "lower_up": bool(msg["flags"] & IFF_LOWER_UP),
+        "mac": msg.get_attr("IFLA_ADDRESS"),
+        "kind": msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND") or "",
+    }
+
+
+def address_info(msg) -> dict[str, Any]:
+    """An IPv6 address message as {address, prefixlen, index, scope, tentative,
+    optimistic, dadfailed}."""
+    flags = msg.get_attr("IFA_FLAGS")
+    if flags is None:
+        flags = msg["flags"]
+    return {
+        "address": msg.get_attr("IFA_ADDRESS") or msg.get_attr("IFA_LOCAL"),
+        "prefixlen": msg["prefixlen"],
+        "index": msg["index"],
+        "scope": msg["scope"],
+        "tentative": bool(flags & IFA_F_TENTATIVE),
+        "optimistic": bool(flags & IFA_F_OPTIMISTIC),
+        "dadfailed": bool(flags & IFA_F_DADFAILED),
+    }
+
+
+def encap_info(encap) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    srh = encap.get_attr("SEG6_IPTUNNEL_SRH")
+    if srh is not None:
+        out.update(type="seg6", mode=srh["encapmode"], segs=srh.get("segs"))
+    action = encap.get_attr("SEG6_LOCAL_ACTION")
+    if action is not None:
+        out.update(type="seg6local", action=action.get("value") if hasattr(action, "get") else action)
+        table = encap.get_attr("SEG6_LOCAL_TABLE")
+        if table is not None:
+            out["table"] = table.get("value") if hasattr(table, "get") else table
+    return out
+
+
+# ---------------------------------------------------------------- events
+
+@dataclass(frozen=True)
+class LinkEvent:
+    name: str
+    index: int
+    up: bool
+    carrier: bool
+    lower_up: bool
+    deleted: bool
+    mac: str | None = None
+
+
+@dataclass(frozen=True)
+class AddressEvent:
+    address: str
+    prefixlen: int
+    index: int
+    scope: int
+    tentative: bool
+    optimistic: bool
+    dadfailed: bool
+    deleted: bool
+
+
+_marshal = None
+
+
+def parse_events(data: bytes) -> list[LinkEvent | AddressEvent]:
+    """The link and IPv6 address notifications in one rtnetlink datagram, decoded by
+    pyroute2; anything else (other families, other message types, a torn message) is
+    left out."""
+    global _marshal
+    if _marshal is None:
+        from pyroute2.netlink.rtnl.marshal import MarshalRtnl
+
+        _marshal = MarshalRtnl()
+    out: list[LinkEvent | AddressEvent] = []
+    try:
+        messages = list(_marshal.parse(data))
+    except Exception:   # a torn datagram: nothing in it is trusted
+        return out
+    for msg in messages:
+        event = msg.get("event")
+        try:
+            if event in ("RTM_NEWLINK", "RTM_DELLINK"):
+                info = link_info(msg)
+                out.append(LinkEvent(info["name"], info["index"], info["up"], info["carrier"],
+                                     info["lower_up"], event == "RTM_DELLINK", info["mac"]))
+            elif event in ("RTM_NEWADDR", "RTM_DELADDR") and msg.get("family") == AF_INET6:
+                info = address_info(msg)
+                if info["address"] is None:
+                    continue
+                out.append(AddressEvent(**info, deleted=event == "RTM_DELADDR"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+class Monitor:
+    """A non-blocking rtnetlink socket in `netns`, subscribed to `groups` (link and IPv6
+    address changes by default). `read()` drains it and returns the events."""
+
+    def __init__(self, netns: int | str | None = None, groups: int = RTMGRP_LINK | RTMGRP_IPV6_IFADDR):
+        self.sock = rtnl_socket(netns, groups)
+        self.sock.setblocking(False)
+        self.overruns = 0
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> list[LinkEvent | AddressEvent]:
+        out: list[LinkEvent | AddressEvent] = []
+        while True:
+            try:
+                data = self.sock.recv(1 << 16)
+            except (BlockingIOError, InterruptedError):
+                return out
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:   # overrun: events lost, callers re-read state
+                    self.overruns += 1
+                    continue
+                raise
+            out.extend(parse_events(data))
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def rtnl_socket(netns: int | str | None, groups: int = 0) -> socket.socket:
@@ -239,33 +665,22 @@ def wait_for(netns: int | str | None, check, timeout: float, groups: int = RTMGR
     from mip6bench.fdwait import wait_readable
     from mip6bench.runtime.slowdown import scaled
 
-    with Kernel(netns) as kernel:
-        monitor = rtnl_socket(netns, groups)  # subscribed before checking: no lost wakeup
-        monitor.setblocking(False)
-        try:
-            deadline = time.monotonic() + scaled(timeout)
-            while True:
-                value = check(kernel)
-                if value:
-                    return value
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                readable = wait_readable(monitor, remaining)
-                while readable:  # drain; the check above reads the state itself
-                    try:
-                        monitor.recv(1 << 16)
-                    except BlockingIOError:
-                        break
-        finally:
-            monitor.close()
+    with Kernel(netns) as kernel, Monitor(netns, groups) as monitor:  # subscribed before checking
+        deadline = time.monotonic() + scaled(timeout)
+        while True:
+            value = check(kernel)
+            if value:
+                return value
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if wait_readable(monitor.sock, remaining):
+                monitor.read()   # drained; the check above reads the state itself
 
 
 def usable_address(kernel: Kernel, ifname: str, prefix: str) -> str | None:
     """A global address of `prefix` on ifname that can be used now (not tentative,
     or optimistic)."""
-    import ipaddress
-
     net = ipaddress.ip_network(prefix)
     for a in kernel.addresses(ifname):
         if ipaddress.ip_address(a["address"]) in net and not a["dadfailed"] and \

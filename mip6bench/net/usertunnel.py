@@ -282,10 +282,10 @@ def open_tun(name: str, within: float = 2.0) -> TunDevice:
     except OSError as exc:
         if exc.errno != errno.EBUSY:
             raise
-    from mip6bench.net.kernel import RTMGRP_LINK, rtnl_socket
+    from mip6bench.net.kernel import RTMGRP_LINK, Monitor
 
     deadline = time.monotonic() + within
-    with rtnl_socket(None, RTMGRP_LINK) as monitor:
+    with Monitor(None, RTMGRP_LINK) as monitor:
         poller = select.poll()
         poller.register(monitor, select.POLLIN)
         while True:
@@ -295,7 +295,7 @@ def open_tun(name: str, within: float = 2.0) -> TunDevice:
                 if exc.errno != errno.EBUSY or time.monotonic() >= deadline:
                     raise
             if poller.poll(max(0.0, deadline - time.monotonic()) * 1000):
-                monitor.recv(1 << 16)
+                monitor.read()
 
 
 DROP_ALL = [(0x06, 0, 0, 0)]   # classic BPF "ret #0": until the tunnel's address is known

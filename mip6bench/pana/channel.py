@@ -41,6 +41,11 @@ class RetransmitPolicy:
 # RFC 5191 section 9
 REQ_RETRANSMIT = RetransmitPolicy(irt=1.0, mrt=30.0, mrc=10, mrd=0.0)
 PCI_RETRANSMIT = RetransmitPolicy(irt=1.0, mrt=120.0, mrc=0, mrd=0.0)
+# The PaC's own PANA-Notification-Requests (ping, re-authentication request): the PAA
+# answers them at once, so silence means a PAA that lost the session (it restarted) or
+# is gone; give up after 3 retransmissions (~15 s) instead of REQ_MRC's ~4 minutes, so
+# the PaC discovers and authenticates again.
+PNR_RETRANSMIT = RetransmitPolicy(irt=1.0, mrt=30.0, mrc=3, mrd=0.0)
 
 
 class Backoff:

@@ -19,7 +19,8 @@ Both PaC and PAA
         A Mobile IPv6 MN-HA SA exists (after every successful (re-)authentication with the
         extension). PAA: push it to the HA. PaC: install it in the MN.
     MipSaRevoked(session_id, nai, hoa, spi, reason)
-        Remove an SA: replaced by re-keying ("rekeyed"), or its session ended.
+        Remove an SA: replaced by re-keying (reason REKEYED, "rekeyed": the session goes
+        on with a successor SA), or its session ended (any other reason).
 
 PaC only
     Mip6Bootstrapped(session_id, ha, home_prefix, prefix_len, hoa, hoa_prefix_len, nsis_token)
@@ -83,6 +84,9 @@ class MipSaEstablished(Effect):
                 f"hoa={self.hoa!r}, ha={self.ha!r}, spi={self.spi}, "
                 f"algorithm={self.algorithm!r}, replay={self.replay!r}, key=<{len(self.key)} "
                 f"bytes>, lifetime={self.lifetime})")
+
+
+REKEYED = "rekeyed"   # MipSaRevoked.reason of an SA that re-authentication replaced
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ from .channel import (REQ_RETRANSMIT, Channel, PanaSa, Peer, RetransmitPolicy, T
 from .crypto import (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128, PRF_HMAC_SHA1,
                      PRF_HMAC_SHA2_256, pana_auth_key)
 from .eap_interface import identity_from_response, identity_request, result_packet
-from .effects import (AaaCancel, MipSaEstablished, MipSaRevoked, PanaSessionClosed,
+from .effects import (REKEYED, AaaCancel, MipSaEstablished, MipSaRevoked, PanaSessionClosed,
                       PanaSessionOpen, SendToAAA)
 from .message import (AUTH, FLAG_C, FLAG_P, FLAG_R, FLAG_S, NONCE_LEN, NOTIFICATION,
                       PANA_AUTHENTICATION_REJECTED, PANA_AUTHORIZATION_REJECTED, PANA_PORT,
@@ -647,7 +647,7 @@ class PaaCore:
             session.mip_sa, session.pending_mip_sa = session.pending_mip_sa, None
             if old is not None:
                 actions.append(MipSaRevoked(session.session_id, session.nai, old.hoa, old.spi,
-                                            "rekeyed"))
+                                            REKEYED))
         elif session.mip_sa is not None:   # re-authenticated without a new SA
             old, session.mip_sa = session.mip_sa, None
             actions.append(MipSaRevoked(session.session_id, session.nai, old.hoa, old.spi,

@@ -28,7 +28,11 @@ sources are dropped ("unexpected source"). `ping(now, paa=...)` sends the livene
 test to another PANA agent (the PRE of the network the PaC moved to, or the PAA
 itself when that network has none) and talks to it from then on; the PAA follows the
 AUTH-verified ping. If nobody answers, the ping's retransmissions give up and the
-session closes ("PAA unreachable"), so the runtime discovers again.
+session closes ("PAA unreachable"), so the runtime discovers again. The PaC's own
+PANA-Notification-Requests (ping, re-authentication request), which the PAA answers at
+once, give up after `pnr_retransmit` (3 retransmissions, ~15 s; other requests keep
+REQ_MRC 10): a PAA that restarted has lost the session and drops them silently (RFC 5191
+5.2), and an MN should not wait four minutes to find that out.
 
 States (RFC 5609 names in brackets):
     IDLE              nothing started (a PAA-initiated PAR[S] is still answered)
@@ -57,12 +61,12 @@ from typing import Hashable
 from ..codec import DecodeError
 from ..sansio import Action, Event, Transmit
 from . import mip6
-from .channel import (PCI_RETRANSMIT, REQ_RETRANSMIT, Backoff, Channel, PanaSa, Peer, RetransmitPolicy,
+from .channel import (PCI_RETRANSMIT, PNR_RETRANSMIT, REQ_RETRANSMIT, Backoff, Channel, PanaSa, Peer, RetransmitPolicy,
                       TimerTable, auth_problem, describe)
 from .crypto import (AUTH_HMAC_SHA1_160, AUTH_HMAC_SHA2_256_128, INTEGRITY_ALGORITHMS,
                      PRF_DIGESTS, PRF_HMAC_SHA1, PRF_HMAC_SHA2_256, pana_auth_key)
 from .eap_interface import EapPeer, EapPeerFactory
-from .effects import (MipSaEstablished, MipSaRevoked, Mip6Bootstrapped, PanaSessionClosed,
+from .effects import (REKEYED, MipSaEstablished, MipSaRevoked, Mip6Bootstrapped, PanaSessionClosed,
                       PanaSessionOpen, StaticConfigFallback)
 from .message import (AUTH, FLAG_A, FLAG_C, FLAG_P, FLAG_R, FLAG_S, NONCE_LEN, NOTIFICATION,
                       PANA_AUTHENTICATION_REJECTED, PANA_AUTHORIZATION_REJECTED, PANA_PORT,
@@ -101,6 +105,7 @@ class PacConfig:
     auth_timeout: float = 60.0            # RFC 5609 FAILED_SESS_TIMEOUT
     pci_retransmit: RetransmitPolicy = PCI_RETRANSMIT
     req_retransmit: RetransmitPolicy = REQ_RETRANSMIT
+    pnr_retransmit: RetransmitPolicy = PNR_RETRANSMIT   # the PaC's pings and re-auth requests
 
     def __post_init__(self):
         if self.discovery not in ("unicast", "multicast"):
@@ -187,7 +192,8 @@ class PacCore:
                                     and out.flags & FLAG_P):
             return []
         actions = self._follow(target, "moved") if retarget else []
-        return actions + self._send_request(NOTIFICATION, FLAG_R | FLAG_P, [], now)
+        return actions + self._send_request(NOTIFICATION, FLAG_R | FLAG_P, [], now,
+                                            self.config.pnr_retransmit)
 
     def reauthenticate(self, now: float) -> list[Action]:
         """PaC-initiated re-authentication (PNR with A flag, RFC 5191 4.3)."""
@@ -195,7 +201,8 @@ class PacCore:
             return []
         self.state = PacState.REAUTHENTICATING
         return (self.timers.disarm(TIMER_REAUTH)
-                + self._send_request(NOTIFICATION, FLAG_R | FLAG_A, [], now)
+                + self._send_request(NOTIFICATION, FLAG_R | FLAG_A, [], now,
+                                     self.config.pnr_retransmit)
                 + [self._event("pana.reauth_requested")])
 
     def terminate(self, now: float, cause: int = TERMINATION_LOGOUT) -> list[Action]:
@@ -519,7 +526,7 @@ class PacCore:
             self._mip_sa = None
         if old is not None and (sa is None or old.spi != sa.spi):
             actions.append(MipSaRevoked(sid, self.config.nai, old.hoa, old.spi,
-                                        "rekeyed" if sa is not None else "not renewed"))
+                                        REKEYED if sa is not None else "not renewed"))
         missing = list(grant.missing(requested))
         if requested & mip6.REQUEST_MIP6_SA and sa is None and "mip6_sa" not in missing:
             missing.append("mip6_sa")
@@ -563,9 +570,10 @@ class PacCore:
                 self._event("pana.retransmit", message=out.name)]
 
     # ---- helpers
-    def _send_request(self, msg_type: int, flags: int, avps, now: float) -> list[Action]:
+    def _send_request(self, msg_type: int, flags: int, avps, now: float,
+                      policy: RetransmitPolicy | None = None) -> list[Action]:
         ch = self.channel
-        data = ch.request(msg_type, flags, avps, now, self.config.req_retransmit)
+        data = ch.request(msg_type, flags, avps, now, policy or self.config.req_retransmit)
         return [self._transmit(data), self.timers.arm(TIMER_RTX, ch.outstanding.backoff.deadline)]
 
     def _close(self, reason: str, now: float, cause: int | None = None) -> list[Action]:

@@ -71,7 +71,10 @@ Pitfalls (Linux; found or confirmed while building this)
 - Source selection: IPV6_PKTINFO's ipi6_addr makes the kernel route with that source,
   so source-based policy rules apply (a mobile node's home address goes into its tunnel,
   its care-of address out of the visited link), and sendmsg fails with EADDRNOTAVAIL for
-  an address the node no longer has (counted as io.send_error, logged). IPV6_HOPOPTS
+  an address the node no longer has (counted as io.send_error, logged). With `egress`
+  (a mobile node) ipi6_ifindex pins the egress interface of a source address: right
+  after a move the care-of address's packets leave by the new link even while the
+  kernel's default route still points at the link just left. IPV6_HOPOPTS
   ancillary data needs CAP_NET_RAW.
 - Not a socket matter, but it looked like one: right after a veth pair is created the
   first neighbour solicitation goes unanswered (the link is not ready until linkwatch
@@ -174,8 +177,14 @@ class GistService:
     def __init__(self, agent, config: GistConfig, intercept_interfaces: Iterable[str] = (),
                  random_bytes: Callable[[int], bytes] = os.urandom, *,
                  intercept_values: Iterable[int] | None = None, port: int = GIST_PORT,
-                 pass_through: bool = True, c_mode: bool = False):
+                 pass_through: bool = True, c_mode: bool = False,
+                 egress: Callable[[str], int] | None = None):
         self.agent = agent
+        # egress(source) -> the ifindex what we send from that address must leave by (0:
+        # routing decides): a mobile node's care-of address leaves by the interface it
+        # lives on, also right after a move, before the default route follows (the MH
+        # sender's oif does the same for the BU).
+        self.egress = egress
         # C-mode: messaging associations over TCP on the GIST port (runtime/gist_ma.py),
         # for NSLP messages sent reliably or too large for D-mode.
         self.c_mode = c_mode
@@ -431,8 +440,9 @@ class GistService:
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_HOPLIMIT,
                           struct.pack("@i", t.meta["hop_limit"])))
         if t.src is not None:
+            oif = self.egress(t.src) if self.egress is not None else 0
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_PKTINFO,
-                          ipaddress.IPv6Address(t.src).packed + struct.pack("@I", 0)))
+                          ipaddress.IPv6Address(t.src).packed + struct.pack("@I", oif)))
         try:
             self.udp.sock.sendmsg([t.data], cmsgs, 0, (t.dst, t.port or self.port))
         except OSError as exc:

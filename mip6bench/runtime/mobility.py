@@ -9,9 +9,11 @@
   * an agent may hold a Mobility Header back before the core sees it (``hold_mh``:
     the HA fetching the SA of an unknown SPI first) and deliver it later;
   * timers and events go through CoreDriver; effects go to the agent's ``apply``,
-    one at a time, in order. A Transmit that follows a state removal (RemoveBinding,
-    TunnelDown) waits until that removal is applied: a HA's Binding Ack to a MN back
-    home must not be tunnelled by the route it just deregistered;
+    one at a time, in order. A Transmit that follows a tunnel change or a state removal
+    (TunnelUp, RemoveBinding, TunnelDown) waits until that change is applied: a HA's
+    Binding Ack leaves once the tunnel points at the new care-of address (what the
+    MN sends after the Ack may come back through it at once), and a Binding Ack to a
+    MN back home must not be tunnelled by the route it just deregistered;
   * kernel calls run on one worker thread (`kernel(fn, ...)`): pyroute2's synchronous
     API cannot run on a thread whose event loop is running, and one thread keeps
     kernel changes in order.
@@ -29,7 +31,7 @@ from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
 from mip6bench.mipv6.constants import IPPROTO_DSTOPTS, IPPROTO_MH, IPPROTO_ROUTING
-from mip6bench.mipv6.effects import RemoveBinding, TunnelDown
+from mip6bench.mipv6.effects import RemoveBinding, TunnelDown, TunnelUp
 from mip6bench.mipv6.sa import MobilitySA
 from mip6bench.mipv6.wire import build_ipv6_packet, parse_ipv6_packet
 from mip6bench.net import ro
@@ -115,7 +117,8 @@ def packed(address: str) -> bytes:
 
 
 class _TransmitAfterRemoval(Effect):
-    """A Transmit queued behind a state removal (see the module docstring)."""
+    """A Transmit queued behind a tunnel change or state removal (see the module
+    docstring)."""
 
     __slots__ = ("transmit",)
 
@@ -123,7 +126,7 @@ class _TransmitAfterRemoval(Effect):
         self.transmit = transmit
 
 
-ORDERING_EFFECTS = (RemoveBinding, TunnelDown)
+ORDERING_EFFECTS = (TunnelUp, RemoveBinding, TunnelDown)
 
 
 class MobilityIO:

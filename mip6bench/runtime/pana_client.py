@@ -171,7 +171,7 @@ class BootstrapTracker:
                 self._sources["sa"] = "pana"
                 changed = True
             elif isinstance(a, fx.MipSaRevoked):
-                if a.reason == "rekeyed":
+                if a.reason == fx.REKEYED:
                     rekeyed_from = a.spi
                 else:
                     revoked = (a.spi, a.reason)
@@ -332,6 +332,7 @@ class PanaOptions:
     interface: str | None = None              # egress for multicast discovery
     request: list[str] = field(default_factory=lambda: list(REQUEST_NAMES))
     sa_lifetime: int = 0                      # proposal (0: no preference)
+    sa_replay: str = ""                       # proposal: "timestamp" | "sequence" ("": the PAA's choice)
     autostart: bool = True                    # start by itself (else: pana-start)
     port: int = PANA_PORT
     rao_value: int = rao.DISCOVERY_RAO
@@ -347,6 +348,9 @@ class PanaOptions:
         unknown = [r for r in self.request if r not in REQUEST_NAMES]
         if unknown:
             raise ParameterError(f"unknown request items {unknown}", f"known: {sorted(REQUEST_NAMES)}")
+        replay = {"": 0, "timestamp": mip6.REPLAY_TIMESTAMP, "sequence": mip6.REPLAY_SEQUENCE}
+        if self.sa_replay not in replay:
+            raise ParameterError(f"sa_replay={self.sa_replay!r}", "choose timestamp or sequence")
         flags = 0
         for name in self.request:
             flags |= REQUEST_NAMES[name]
@@ -356,7 +360,8 @@ class PanaOptions:
                 nai=self.nai, psk=psk, paa=self.paa, discovery=self.discovery,
                 interface=interface or self.interface, port=self.port, rao_value=self.rao_value,
                 hop_limit=self.hop_limit, request=flags,
-                sa_proposal=mip6.SaParameters(lifetime=self.sa_lifetime) if self.sa_lifetime else None,
+                sa_proposal=mip6.SaParameters(replay=replay[self.sa_replay], lifetime=self.sa_lifetime)
+                if self.sa_lifetime or self.sa_replay else None,
                 static=static, expected_server_id=self.expected_server_id,
                 reauth_fraction=self.reauth_fraction,
                 pci_retransmit=RetransmitPolicy(self.pci_irt, PCI_RETRANSMIT.mrt,

@@ -11,8 +11,10 @@ SAStore the HA's Mobile IPv6 core reads (mip6bench.mipv6.sa).
 
 What it does to the store: SaInstall -> store.replace(sa); SaRemove (revoked, expired)
 -> store.remove(spi) if the store still holds that SPI for the same HoA. `on_change(kind,
-spi, sa_or_None, reason)` (optional) is told after each change, e.g. for the HA agent
-to drop the binding of an MN whose SA was revoked.
+spi, sa, reason, effect)` (optional) is told after each change: kind "install" (sa the
+new SA) or "remove" (sa the SA taken out of the store, or None; effect the SaRemove with
+its hoa and `successor`), e.g. for the HA agent to end the binding of an MN whose SA was
+revoked (HomeAgent.sa_revoked).
 
 Pull on demand: `bu_spi(mh)` is the SPI of the MN-HA Authentication option of a Binding
 Update (None for anything else); an HA that gets a BU whose SPI its store lacks awaits
@@ -54,7 +56,7 @@ class SaChannelHa:
 
     def __init__(self, peers: dict[str, bytes], store: SAStore, *, emit: Callable[..., None],
                  port: int = SADIST_PORT, bind: str = "::", window: float = 30.0,
-                 on_change: Callable[[str, int, MobilitySA | None, str], None] | None = None,
+                 on_change: Callable[[str, int, MobilitySA | None, str, Effect], None] | None = None,
                  rng: random.Random | None = None, fetch_timeout: float | None = None):
         self.store = store
         self.emit = emit
@@ -151,13 +153,15 @@ class SaChannelHa:
             if effect.selector:
                 self._resolve(effect.selector, effect.sa)
             if self.on_change:
-                self.on_change("install", effect.sa.spi, effect.sa, effect.source)
+                self.on_change("install", effect.sa.spi, effect.sa, effect.source, effect)
         elif isinstance(effect, SaRemove):
             held = self.store.lookup_spi(effect.spi)
             if held is not None and (effect.hoa is None or held.hoa == effect.hoa):
                 self.store.remove(effect.spi)
+            else:
+                held = None
             if self.on_change:
-                self.on_change("remove", effect.spi, None, effect.reason)
+                self.on_change("remove", effect.spi, held, effect.reason, effect)
         elif isinstance(effect, SaFetchFailed):
             self._resolve(effect.selector, None)
 

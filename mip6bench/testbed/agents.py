@@ -91,8 +91,18 @@ class AgentProcess:
         return self.proc.stop(grace) if self.proc else None
 
     def restart(self, timeout: float = 10.0) -> "AgentProcess":
+        """Stop (SIGTERM, the agent tears its state down) and start again: the same
+        options, config file, node and log files; the new pid is recorded in the run."""
         self.stop()
         return self.start(timeout)
+
+    def kill(self) -> int | None:
+        """SIGKILL, as a crash: the agent tears nothing down, whatever it put into the
+        kernel stays; returns the pid it had. `start()` brings it back (a restart)."""
+        pid = self.pid
+        if self.proc is not None:
+            self.proc.kill()
+        return pid
 
     def rss_kb(self) -> int | None:
         try:

@@ -71,6 +71,7 @@ class BootstrapSettings:
     token_flows: list[str] = field(default_factory=lambda: ["mh:2001:db8:2::/64",
                                                             "any:2001:db8:2::/64"])
     extra_paa_options: dict[str, Any] = field(default_factory=dict)
+    pac_extra: dict[str, dict[str, Any]] = field(default_factory=dict)  # MN name -> PanaOptions fields
 
     def __post_init__(self):
         if self.aaa not in ("embedded", "radius"):

@@ -19,6 +19,7 @@ import subprocess
 
 from mininet.link import Intf, Link
 
+from mip6bench.errors import Mip6benchError
 from mip6bench.net.linkemu import netem_available, netem_commands, tbf_available, tbf_commands
 from mip6bench.net.shaping import LinkParams
 from mip6bench.testbed.context import current_run
@@ -141,6 +142,23 @@ class ShapedLink(Link):
             # is not on the node whose connectivity we are changing (the LAN side).
             self.intf2.node.kernel.set_link(self.intf2.name, up=attached)
         self.attached = attached
+
+    def set_loss(self, loss_pct: float) -> None:
+        """Change the link's loss (both directions) while it runs: on the relay with its
+        `set` command, on netem by replacing the qdisc with the new loss. Links without
+        emulation (veth, tbf) cannot lose packets: a one-line error naming the fix."""
+        params = link_params(self.shaping).replace(loss_pct=loss_pct)
+        self.finish()
+        if self.backend == "relay":
+            self.relay.set(loss_pct=loss_pct)
+        elif self.backend == "netem":
+            for intf in (self.intf1, self.intf2):
+                for argv in netem_commands(intf.name, params, intf.node.pid):
+                    subprocess.run(argv, check=True, capture_output=True)
+        else:
+            raise Mip6benchError(f"link {self.intf1}<->{self.intf2} has no loss emulation "
+                                 f"(backend {self.backend})",
+                                 "give its segment a delay (<segment>_delay_ms) or a loss at start")
 
     def stats(self) -> dict | None:
         self.finish()

@@ -127,8 +127,12 @@ class Testbed:
 
     def __init__(self, params: dict[str, Any] | Iterable[str] | None = None, *,
                  experiment: str = "cli", out_dir: str | os.PathLike | None = None,
-                 capture: bool = True, agents: bool = True):
+                 capture: bool = True, agents: bool = True, progress=None):
         self.params = parse_params(topology_params(), params or {})
+        # progress(what, total) at each start-up stage, (None, total) once up
+        # (mip6bench.measure.progress.StartupProgress prints them).
+        self.progress = progress
+        self._stages: dict[str, str] = {}
         self.plan = build_plan(self.params)
         self.experiment, self.out_dir = experiment, out_dir
         self.capture_enabled, self.agents_enabled = capture, agents
@@ -155,7 +159,17 @@ class Testbed:
         self.run = context.open_run(self.experiment, self.out_dir)
         self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         self.log.emit("testbed.starting", run_id=self.run.run_id)
+        mns = self.plan.by_role("mn")
+        stages = {"network": f"network: {len(self.plan.hosts())} nodes, {len(self.plan.lans())} LAN "
+                             f"segments, {len(self.plan.links)} links (namespaces, shaping, addresses, routes)",
+                  "capture": "packet capture on every interface" if self.capture_enabled else None,
+                  "agents": "agents: firewall, HA, CN, management plane, then the MNs"
+                            if self.agents_enabled else None,
+                  "addresses": f"{', '.join(m.name for m in mns)}: a usable address on the first link"
+                               if mns else None}
+        self._stages = {k: v for k, v in stages.items() if v is not None}
         try:
+            self._stage("network")
             self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan), controller=None,
                                        build=False, switch=LanSegment, host=Mip6Node,
                                        link=ShapedLink, intf=Ip6Intf)
@@ -163,18 +177,28 @@ class Testbed:
             self.net.start()
             self.timings["network_s"] = time.monotonic() - t0
             if self.capture_enabled:
+                self._stage("capture")
                 self.capture = Capture(self.run)
                 self.capture.start(self.net.hosts)
             if self.agents_enabled:
+                self._stage("agents")
                 self.start_agents()
-            for mn in self.plan.by_role("mn"):
+            if mns:
+                self._stage("addresses")
+            for mn in mns:
                 self.wait_address(mn.name)
         except BaseException:
             self.stop()
             raise
+        self._stage(None)
         self.timings["start_s"] = time.monotonic() - t0
         self.log.emit("testbed.started", **self.timings)
         return self
+
+    def _stage(self, key: str | None) -> None:
+        """Start-up stage `key` begins (None: the testbed is up): tell `progress`."""
+        if self.progress is not None:
+            self.progress(None if key is None else self._stages[key], len(self._stages))
 
     @classmethod
     def adopt(cls, net) -> "Testbed":
@@ -259,13 +283,16 @@ class Testbed:
         for node, role, options in out:
             if role == "mn":
                 options.update(getattr(self, "mn_extra_options", {}))
+            elif role == "ha":
+                options.update(getattr(self, "ha_extra_options", {}))
         if self.params["mipv6"] == "bootstrap":
             settings = self.bootstrap.settings
             channel = self.bootstrap.ha_channel_options()
             for node, role, options in out:
                 if role == "mn":
                     options["pana"] = self.bootstrap.pac_options(node, settings.discovery,
-                                                                 autostart=settings.autostart)
+                                                                 autostart=settings.autostart,
+                                                                 **settings.pac_extra.get(node, {}))
                 elif role == "ha":
                     options.update(sadist_peers=channel["peers"], sadist_port=channel["port"])
         return out
@@ -367,6 +394,56 @@ class Testbed:
         self.agents[(node, agent)] = proc
         self.log.emit("agent.started", on=node, name=agent, pid=proc.pid, startup_ms=proc.startup_ms)
         return proc
+
+    def agent(self, node: str, agent: str | None = None) -> AgentProcess:
+        """The AgentProcess of `agent` on `node` (default: the agent named like the
+        node's role, or like the node: ha, cn, fw, paa, aaa, mn for mn<k>)."""
+        if agent is None:
+            agent = "mn" if self.plan.nodes.get(node) is not None \
+                and self.plan.nodes[node].role == "mn" else node
+        try:
+            return self.agents[(node, agent)]
+        except KeyError:
+            running = ", ".join(f"{n}/{a}" for n, a in sorted(self.agents))
+            raise Mip6benchError(f"no agent {agent} runs on {node}", f"agents: {running}") from None
+
+    def crash_agent(self, node: str, agent: str | None = None) -> dict[str, Any]:
+        """kill -9 an agent: it tears nothing down (its kernel state stays, its peers
+        are not told). Returns {pid, t_ns} (CLOCK_MONOTONIC, like the event logs)."""
+        proc = self.agent(node, agent)
+        pid = proc.kill()
+        out = {"pid": pid, "t_ns": time.monotonic_ns()}
+        self.log.emit("agent.crashed", on=node, name=proc.agent, **out)
+        return out
+
+    def restart_agent(self, node: str, agent: str | None = None,
+                      timeout: float = 10.0) -> dict[str, Any]:
+        """Start an agent again after a crash (or stop it first if it runs): the same
+        options and config file, in the same node's namespace, its new pid recorded in
+        the run. Returns {pid, t_ns (the restart began), ready_ns, startup_ms}."""
+        proc = self.agent(node, agent)
+        if proc.alive():
+            proc.stop()
+        t_ns = time.monotonic_ns()
+        proc.start(timeout)
+        out = {"pid": proc.pid, "t_ns": t_ns, "ready_ns": proc.proc.ready_ns,
+               "startup_ms": proc.startup_ms}
+        self.log.emit("agent.restarted", on=node, name=proc.agent, starts=proc.starts, **out)
+        return out
+
+    def set_loss(self, loss_pct: float | None = None) -> list[str]:
+        """Every emulated link's loss, in both directions, while the network runs (None:
+        back to each link's configured loss); returns the links changed. A link
+        without emulation (no delay, jitter, loss or rate configured) cannot lose
+        packets and is left alone."""
+        changed = []
+        for link in self.net.links:
+            if getattr(link, "spec", None) is None or link.backend not in ("relay", "netem"):
+                continue
+            link.set_loss(link.shaping.loss_pct if loss_pct is None else loss_pct)
+            changed.append(link.spec.name)
+        self.log.emit("links.loss_set", loss_pct=loss_pct, links=changed)
+        return changed
 
     def stop(self) -> None:
         """Tear everything down; safe to call more than once and after failures."""

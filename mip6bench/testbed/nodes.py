@@ -71,7 +71,7 @@ class Mip6Node(Node):
             k.set_link(intf, up=True)
             k.add_address(intf, address, int(length), dad=DadMode.OFF)
         for dst, gateway, intf in self.spec.routes:
-            k.add_route(dst, gateway=gateway, dev=intf)
+            k.add_route(dst, gateway=gateway, dev=intf, replace=False)
         if is_firewall(self.spec):
             # The base stateful ruleset (default-deny inbound, established allowed) from
             # the start, whether or not a fw agent ever runs here.
@@ -231,4 +231,4 @@ class LanSegment(Switch):
 
 NODE_CLASSES = {"ha": AdvertisingRouter, "ar": AdvertisingRouter, "core": Router,
                 "fw": FirewallNode, "mn": MobileNode, "paa": Mip6Node, "aaa": Mip6Node,
-                "cn": Mip6Node}
+                "cn": Mip6Node, "atk": Mip6Node}

@@ -90,6 +90,9 @@ def topology_params() -> list[ParamSpec]:
                   "static operator service)", choices=("on", "off")),
         ParamSpec("tunnel", str, "auto", "HA-MN tunnel backend: auto (ip6tnl, else seg6, else "
                   "userspace), or force one", choices=("auto", "ip6tnl", "seg6", "userspace")),
+        ParamSpec("attacker", str, "off", "an attacker node (atk) attached to foreign network f1, "
+                  "the core and the home link, running nothing (the attacks experiment sends from "
+                  "it): off, or on", choices=("on", "off")),
     ]
     for seg, (delay, what) in SEGMENTS.items():
         specs += [
@@ -285,6 +288,9 @@ def build_plan(params: dict[str, Any]) -> Plan:
     nodes["core"] = NodeSpec("core", "core", forwarding=True, addresses=tuple(core_addrs),
                              routes=tuple(core_routes))
 
+    if params.get("attacker", "off") == "on":
+        add_attacker(plan)
+
     # Mobile nodes: attached to the first foreign network at start.
     networks = ["home"] + [f"f{i}" for i in range(1, params["foreign"] + 1)]
     for k in range(1, params["mns"] + 1):
@@ -300,6 +306,33 @@ def build_plan(params: dict[str, Any]) -> Plan:
         nodes[mn] = NodeSpec(mn, "mn", extra={"interfaces": intfs, "attached": "f1",
                                               "hoa": plan.hoa(k), "dad": params["dad"]})
     return plan
+
+
+ATTACKER_CORE_LINK = 9   # core link 2001:db8:ff:9::/64 (core ::1, atk ::2)
+ATTACKER_SUFFIX = 0xbad  # the attacker's own address on each LAN it joins
+
+
+def add_attacker(plan: Plan) -> None:
+    """The attacker node (attacker=on): one port on foreign network f1 (beside the MNs,
+    2001:db8:11::bad), one on the core (its own core link, 2001:db8:ff:9::2) and one on
+    the home link (2001:db8:1::bad). Undelayed links, no services, no agents; its
+    default route points at the core, its LANs are on-link. Nothing in the network
+    routes to it beyond its own links: what it sends with forged sources gets no answer
+    unless the forged address is its own."""
+    nodes, links = plan.nodes, plan.links
+    prefix = core_link_prefix(ATTACKER_CORE_LINK)
+    core = nodes["core"]
+    nodes["core"] = NodeSpec("core", "core", forwarding=True,
+                             addresses=core.addresses + (("core-atk", host(prefix, 1) + "/64"),),
+                             routes=core.routes)
+    links.append(LinkSpec("core-atk", "core", "core-atk", "atk", "atk-core", "backhaul", Shaping()))
+    f1 = foreign_prefix(1)
+    links.append(LinkSpec("f1-atk", "atk", "atk-f1", "f1", "f1-atk", "access", Shaping()))
+    links.append(LinkSpec("home-atk", "atk", "atk-home", "home", "home-atk", "home_lan", Shaping()))
+    nodes["atk"] = NodeSpec("atk", "atk", addresses=(
+        ("atk-core", host(prefix, 2) + "/64"), ("atk-f1", host(f1, ATTACKER_SUFFIX) + "/64"),
+        ("atk-home", host(HOME_PREFIX, ATTACKER_SUFFIX) + "/64")),
+        routes=(("default", host(prefix, 1), "atk-core"),))
 
 
 def foreign_firewall_extra(params: dict[str, Any], ar: str, lan: str) -> dict[str, Any]:

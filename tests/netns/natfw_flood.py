@@ -18,31 +18,12 @@ from collections import Counter
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from mip6bench.attack.natfw_attacker import MiniAgent  # noqa: E402
 from mip6bench.gist.core import GistConfig  # noqa: E402
 from mip6bench.natfw import wire as w  # noqa: E402
 from mip6bench.natfw.core import Mri, NiCore, SessionFailed, SessionReady  # noqa: E402
 from mip6bench.runtime.gist import GistService  # noqa: E402
 from mip6bench.runtime.natfw import NatfwService  # noqa: E402
-
-
-class MiniAgent:
-    """What GistService and NatfwService use of an Agent."""
-
-    def __init__(self):
-        self.counters: Counter = Counter()
-        self.tasks: set = set()
-
-    def emit(self, event: str, **fields) -> None:
-        pass
-
-    def count(self, name: str, n: int = 1) -> None:
-        self.counters[name] += n
-
-    def spawn(self, coro, name: str):
-        task = asyncio.get_running_loop().create_task(coro, name=name)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
 
 
 async def main(spec: dict) -> dict:

@@ -142,10 +142,19 @@ def test_reauthentication_rekeys_at_mn_and_ha_and_the_binding_stays(tb):
     assert wait_event(ha, "sadist.sa_removed", t0, spi=old)["reason"] == "revoked: rekeyed"
     assert wait_event(ha, "sadist.sa_installed", t0, spi=new)["source"] == "push"
     assert old not in mn_spis(mn) and old not in ha_sas(tb)
+    # The HA capped the binding by the SA's remaining lifetime (less than 4 s left: the
+    # BA says 4 s, the wire's least), and the MN refreshed it with the new SA at once.
+    first_bu = wait_event(ha, "mipv6.ha.bu_accepted", t_start, hoa=st["hoa"], spi=first)
+    assert first_bu["sa_capped"] is True and first_bu["lifetime"] == 4
+    refreshed = wait_event(mn, "mipv6.mn.refresh_new_sa", t0, spi=new)
+    assert refreshed["old_spi"] in (old, first)
+    assert wait_event(ha, "mipv6.ha.bu_accepted", t0, hoa=st["hoa"], spi=new)["new"] is False
     # The binding is untouched: same care-of address, no removal, still registered.
     assert binding(tb, st["hoa"])["coa"] == st["coa"]
-    assert not [e for e in events(tb, "ha", "ha", "mipv6.ha.binding_removed") if e["t_ns"] >= t0]
-    assert mn.request("status")["home_state"] == "registered"
+    # (The old agent's session ended when restart_mn stopped it, and its binding with it.)
+    assert not [e for e in events(tb, "ha", "ha", "mipv6.ha.binding_removed")
+                if e["t_ns"] >= first_bu["t_ns"]]
+    assert registered(mn, within=0.5)["coa"] == st["coa"]    # (a refresh may be in flight)
     # The next Binding Update is signed with the new SA, and the HA accepts it.
     t1 = time.monotonic_ns()
     mn.request("register")
@@ -155,14 +164,46 @@ def test_reauthentication_rekeys_at_mn_and_ha_and_the_binding_stays(tb):
     assert accepted["spi"] in since and accepted["spi"] != old and accepted["new"] is False
 
 
+def ha_route_to(tb, hoa) -> str:
+    """How the HA's kernel forwards a packet to `hoa`: through the tunnel (seg6 encap,
+    the ip6tnl device, the user-space forwarder's TUN) or onto the home link."""
+    return tb.node("ha").cmd(f"ip -6 route get {hoa}").strip()
+
+
+def tunnelled(route: str) -> bool:
+    return any(mark in route for mark in ("encap seg6", "dev m6t", "dev mip6tun"))
+
+
 def test_termination_revokes_the_sa_at_the_ha_and_the_mn_stays_out(tb):
-    mn, ha = tb.mobility_agent("mn2"), tb.mobility_agent("ha")
+    """RFC 5191 4.4: a terminated PANA session ends the authorization it gave; the HA
+    drops the binding its SA authorised at once (event-driven: the REVOKE), with tunnel,
+    reverse-tunnel admission and proxy ND, and traffic to the HoA is no longer
+    tunnelled to the old care-of address."""
+    mn, ha, node = tb.mobility_agent("mn2"), tb.mobility_agent("ha"), tb.node("ha")
+    st = registered(mn)
+    hoa = st["hoa"]
+    assert binding(tb, hoa)["coa"] == st["coa"] and tunnelled(ha_route_to(tb, hoa))
+    assert hoa in node.cmd("ip -6 neigh show proxy")
     t0 = time.monotonic_ns()
     mn.request("pana-terminate")
     closed = wait_event(mn, "bootstrap.closed", t0)
     assert closed["reason"] == "terminated" and closed["old_spi"] is not None
     removed = wait_event(ha, "sadist.sa_removed", t0, spi=closed["old_spi"])
     assert removed["reason"] == "revoked: terminated by PaC"
+    gone = wait_event(ha, "mipv6.ha.binding_removed", t0, hoa=hoa)
+    assert gone["reason"] == "revoked: terminated by PaC" and gone["coa"] == st["coa"]
+    # Kernel state is applied before these events are logged.
+    wait_event(ha, "mipv6.ha.tunnel_down", t0, hoa=hoa)
+    wait_event(ha, "mipv6.ha.binding_state_removed", t0, hoa=hoa)
+    assert binding(tb, hoa) is None
+    route = ha_route_to(tb, hoa)
+    assert not tunnelled(route) and "dev ha-home" in route, route
+    assert node.cmd(f"ip -6 route show {hoa}").strip() == ""
+    assert hoa not in node.cmd("ip -6 neigh show proxy")
+    if tb.tunnel_backend == "userspace":
+        assert ha.request("counters")["tunnel"]["bindings"] == len(ha.request("bindings"))
+    else:
+        assert hoa not in node.cmd("nft list set ip6 mip6bench_ha reverse_tunnel")
     status = mn.request("status")
     assert status["pana"]["state"] == "closed" and status["nsis_token"] is None
     assert mn_spis(mn) == []
@@ -180,6 +221,9 @@ def test_sa_of_a_vanished_mn_expires_at_the_ha(tb):
     mn.proc.popen.wait()
     removed = wait_event(ha, "sadist.sa_removed", t0, within=SA_LIFETIME + 3, spi=spi)
     assert removed["reason"] == "expired" and spi not in ha_sas(tb)
+    # ... and the binding it authorised went with it, not an hour later.
+    wait_event(ha, "mipv6.ha.binding_removed", t0, hoa=tb.plan.hoa(1))
+    assert binding(tb, tb.plan.hoa(1)) is None
 
 
 @pytest.mark.parametrize("case", ["wrong psk", "unknown nai"])
@@ -242,7 +286,11 @@ def test_a_session_the_paa_ends_starts_again_with_a_new_sa(tb):
     wait_event(ha, "sadist.sa_installed", t0, spi=ready["spi"])
     wait_event(ha, "sadist.sa_removed", t0, spi=before["bootstrap"]["spi"])
     assert before["bootstrap"]["spi"] not in ha_sas(tb)
-    assert binding(tb, st["hoa"])["coa"] == st["coa"]          # the binding stayed
+    # The ended session's binding ended with it; the MN registers again with the new SA.
+    gone = wait_event(ha, "mipv6.ha.binding_removed", t0, hoa=st["hoa"])
+    assert gone["reason"].startswith("revoked: ")
+    wait_event(ha, "mipv6.ha.bu_accepted", t0, within=10, hoa=st["hoa"], spi=ready["spi"])
+    assert binding(tb, st["hoa"])["coa"] == st["coa"]
 
 
 def test_after_a_handover_the_paa_learns_the_new_care_of_address(tb):
@@ -357,6 +405,11 @@ def test_a_newer_session_of_the_same_nai_supersedes_the_mn_with_a_ptr(tb):
     assert twin_closed["reason"] == "terminated by PAA" and twin_closed["cause"] == 4
     wait_event(ha, "sadist.sa_installed", t0, spi=ready["spi"])
     assert mn_spis(mn) == [ready["spi"]]
+    # The superseded session's binding ended with its SA; the MN registers again with
+    # its new session's SA (the twin never registered).
+    gone = wait_event(ha, "mipv6.ha.binding_removed", t0, hoa=st["hoa"])
+    assert gone["reason"] == "revoked: superseded"
+    wait_event(ha, "mipv6.ha.bu_accepted", t0, within=10, hoa=st["hoa"], spi=ready["spi"])
     assert binding(tb, st["hoa"])["coa"] == st["coa"]
     twin.stop()
 

@@ -137,6 +137,11 @@ def test_home_registration_installs_the_data_path(tb):
         assert "dev m6t" in ha_route and "default dev mip6tnl" in mn_route
         assert f"remote {st['coa']}" in ha.cmd("ip -6 tunnel show")
         assert f"remote {HA_ADDRESS} local {st['coa']}" in mn.cmd("ip -6 tunnel show mip6tnl")
+        # Neither end's tunnel device has a link-local address (it would send router
+        # solicitations of its own through the tunnel).
+        assert "fe80:" not in mn.cmd("ip -6 addr show dev mip6tnl")
+        assert not [line for line in ha.cmd("ip -o -6 addr show").splitlines()
+                    if " m6t" in line and "fe80:" in line]
     else:
         assert "dev mip6tun" in ha_route and "default dev mip6tnl" in mn_route
         assert counters(tb, "ha")["tunnel"]["bindings"] == 1

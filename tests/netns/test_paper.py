@@ -32,6 +32,10 @@ def test_main_job_writes_every_phase_report_and_plot(tmp_path):
     png = (tmp_path / "phases.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10000
     assert "[3/3] handover 1" in proc.stderr and "TCP to the home address" in proc.stdout
+    # Progress through the network's start-up too (network, capture, agents, addresses).
+    assert "[1/4] network: " in proc.stderr and "[3/4] agents: " in proc.stderr
+    # Every row of the table has its overhead and ratio columns; each handover phase a row.
+    assert "overhead" in proc.stdout and "handover 1 NATFW re-signalling" in names
     assert not (tmp_path / "INCOMPLETE").exists()
     # The probe stream around the handover, the whole report in one HTML file, every number as CSV.
     assert (tmp_path / "handovers.png").read_bytes()[:4] == b"\x89PNG"

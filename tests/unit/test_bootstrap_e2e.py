@@ -147,7 +147,7 @@ def test_reauthentication_rekeys_and_the_ha_swaps_the_sa():
     assert second.spi != first.spi and second.key != first.key
     ha = net.nodes["ha"]
     assert [e.sa.spi for e in ha.effects(SaInstall)] == [first.spi, second.spi]
-    assert ha.effects(SaRemove) == [SaRemove(first.spi, FIXED_HOA, "revoked: rekeyed")]
+    assert ha.effects(SaRemove) == [SaRemove(first.spi, FIXED_HOA, "revoked: rekeyed", successor=True)]
     assert set(net.ha.installed) == {second.spi}
 
 

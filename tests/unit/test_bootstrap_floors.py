@@ -1,46 +1,13 @@
-"""The bootstrap experiment's analytic floors (pure: the plan's configured delays)."""
+"""The bootstrap experiment: its settings and its summary table (the floors themselves:
+tests/unit/test_floors.py)."""
 from __future__ import annotations
 
 import os
 import sys
 
-from mip6bench.params import parse_params
-from mip6bench.testbed.operational import build_plan, topology_params
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from experiments import bootstrap  # noqa: E402
-
-
-def plan(**params):
-    return build_plan(parse_params(topology_params(), params))
-
-
-def test_path_delays_follow_the_configured_segments():
-    p = plan()
-    assert bootstrap.path_delay_ms(p, "mn1", "paa") == 2 + 5 + 10 + 1
-    assert bootstrap.path_delay_ms(p, "paa", "aaa") == 2
-    assert bootstrap.path_delay_ms(p, "paa", "ha") == 1
-    assert bootstrap.path_delay_ms(p, "mn1", "ha") == 17
-
-
-def test_jitter_comes_off_the_delay_so_floors_stay_lower_bounds():
-    p = plan(backhaul_jitter_ms=2, home_uplink_jitter_ms=30)
-    assert bootstrap.path_delay_ms(p, "mn1", "ha") == 2 + (5 - 2) + 0
-    assert bootstrap.path_delay_ms(p, "mn1", "paa") == 2 + 3 + 0 + 1
-
-
-def test_floor_counts_per_phase():
-    f = bootstrap.floors(plan(), "mn1", "push")
-    assert f == {"discovery_ms": 36, "eap_ms": 6 * 18 + 6 * 2, "pana_ms": 156,
-                 "sa_push_ms": 1, "ha_registration_ms": 34, "total_ms": 190}
-    # pull: the HA fetches on the Binding Update, one round trip to the PAA more
-    f = bootstrap.floors(plan(), "mn1", "pull", ha_dad_ms=1000.0)
-    assert f["sa_push_ms"] == 2 and f["ha_registration_ms"] == 34 + 1000 + 2
-    assert f["total_ms"] == 156 + 34 + 1000 + 2
-    ten = {f"{s}_delay_ms": 10 for s in ("access", "backhaul", "home_uplink", "home_lan")}
-    f = bootstrap.floors(plan(**ten), "mn1", "push")
-    assert f["pana_ms"] == 2 * 40 + 6 * 40 + 6 * 20 and f["sa_push_ms"] == 10
-    assert f["ha_registration_ms"] == 2 * 30
 
 
 def test_the_experiment_drives_bootstrapping_mn_agents_only():
@@ -61,3 +28,18 @@ def test_the_experiment_drives_bootstrapping_mn_agents_only():
     assert bootstrap.TOPOLOGY_DEFAULTS == {"mipv6": "bootstrap"}
     with pytest.raises(ParameterError, match="mipv6=bootstrap"):
         bootstrap.prepare(FakeTestbed("static"), params)
+
+
+def test_summary_table_has_overhead_and_ratio_with_the_dad_left_out():
+    b = {"aaa": "embedded", "discovery": "multicast", "sa": "push", "mns": 1, "pana_messages": 9,
+         "discovery_ms": 48.0, "eap_ms": 130.0, "pana_ms": 178.0, "sa_push_ms": 2.0,
+         "ha_registration_ms": 1051.0, "total_ms": 1229.0, "ha_dad_ms": 1000.0, "notes": [],
+         "floors": {"discovery_ms": 36, "eap_ms": 120, "pana_ms": 156, "sa_push_ms": 1,
+                    "ha_registration_ms": 1034, "total_ms": 1190}}
+    rows = {r["phase"]: r for r in bootstrap.phase_rows(b)}
+    reg = rows["home registration (BU/BA)"]
+    assert reg["overhead_ms"] == 17.0 and reg["ratio"] == round(51 / 34, 3)
+    assert rows["total"]["ratio"] == round(229 / 190, 3)
+    assert rows["PAA discovery (PCI, PAR[S])"]["ratio"] == round(48 / 36, 3)
+    text = bootstrap.summarize({"bootstrap": b})
+    assert "overhead" in text and "ratio" in text and "1000 ms DAD" in text

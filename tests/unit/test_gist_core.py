@@ -241,6 +241,29 @@ def test_new_care_of_address_is_a_new_routing_state():
     assert net.delivered[-1][2].peer == COA2
 
 
+def test_state_of_an_address_we_lost_is_not_refreshed_from_another():
+    """An MN that moved from MN to COA2 keeps GIST state for the old CoA's flow until it
+    expires; refreshing it would send a Query with COA2 in the NLI and point the CN's
+    state for the old flow at COA2 (issue 10 soak: back on the old network, the answers
+    to its CREATEs went to the other CoA). It is left to run out instead."""
+    net = pair(rs_validity_ms=10_000)
+    net.call("mn", "send_message", NSLP, SID, MRI, b"CRE1")
+    net.run(1.0)
+    mn, cn = net.nodes["mn"], net.nodes["cn"]
+    mn.set_addresses([COA2])
+    net.owner[COA2] = "mn"
+    net.run(30.0)
+    assert [at for at, _, _ in net.sent("mn", "Query")] == pytest.approx([0])
+    assert mn.counters["refresh_skipped_address_gone"] == 1
+    assert (NSLP, SID, MRI) not in mn.states and (NSLP, SID, MRI.inverted()) not in cn.states
+    # back on the old address: a new handshake, and the CN's state names it
+    mn.set_addresses([MN])
+    net.call("mn", "send_message", NSLP, SID, MRI, b"CRE2")
+    net.run(31.0)
+    assert cn.states[(NSLP, SID, MRI.inverted())].peer_address == MN
+    assert net.delivered[-1][2].data == b"CRE2"
+
+
 def test_data_without_state_or_from_another_peer_is_dropped():
     net = pair()
     cn = net.nodes["cn"]

@@ -139,3 +139,31 @@ def test_a_firewall_never_re_sends_what_it_does_not_handle():
     svc._reinject(packet(dport=5001), parse_router_alert_packet(packet(dport=5001)), "not_gist_port", "eth0")
     assert sent == []
     assert svc.counters()["io.drop.not_passed_through"] == 2
+
+
+def test_egress_pins_the_interface_of_a_source_address():
+    """A mobile node's GIST from its care-of address leaves by that address's interface
+    (IPV6_PKTINFO ipi6_ifindex), also before its default route follows a move; other
+    sources, and a service without `egress`, leave it to routing (ifindex 0)."""
+    import ipaddress
+    import socket
+    import struct
+
+    class Sock:
+        def __init__(self):
+            self.sent = []
+
+        def sendmsg(self, buffers, cmsgs, flags, address):
+            self.sent.append(dict(((level, kind), data) for level, kind, data in cmsgs))
+
+    def pktinfo_of(svc, src):
+        svc.udp = type("Udp", (), {"sock": Sock()})()
+        assert svc._send_d(Transmit(b"d" * 8, DST, src, 270, meta={"mode": "D"}))
+        info = svc.udp.sock.sent[0][(socket.IPPROTO_IPV6, rao.IPV6_PKTINFO)]
+        return str(ipaddress.IPv6Address(info[:16])), struct.unpack("@I", info[16:])[0]
+
+    _agent, svc = service(egress=lambda source: 7 if source == SRC else 0)
+    assert pktinfo_of(svc, SRC) == (SRC, 7)
+    assert pktinfo_of(svc, "2001:db8:1::1001") == ("2001:db8:1::1001", 0)
+    _agent, plain = service()
+    assert pktinfo_of(plain, SRC) == (SRC, 0)

@@ -1,5 +1,5 @@
-"""What the full-kernel lane found, checked without root: the ip6tnl backend changes a
-tunnel's endpoints in place, the testbed loads tun where /dev/net/tun is missing, MIP6
+"""What the full-kernel lane found, checked without root (the ip6tnl backend's in-place
+endpoint change: tests/unit/test_kernel_requests.py): the testbed loads tun where /dev/net/tun is missing, MIP6
 is probed through xfrm or a given kernel config, and waits stretch on a slow machine."""
 from __future__ import annotations
 
@@ -8,65 +8,8 @@ import subprocess
 import pytest
 
 from mip6bench.errors import EnvironmentProblem
-from mip6bench.net import capabilities, tunnel
+from mip6bench.net import capabilities
 from mip6bench.runtime import slowdown
-
-COA1, COA2, HA, HOA = "2001:db8:11::100", "2001:db8:12::100", "2001:db8:1::1", "2001:db8:1::1000"
-
-
-class RecordingKernel(tunnel.MobilityKernel):
-    def __init__(self):
-        super().__init__()
-        self.batches: list[tuple[str, ...]] = []
-
-    def run(self, *commands, quiet=False):
-        self.batches.append(commands)
-
-    def rules(self):
-        return []
-
-
-@pytest.fixture
-def devices(monkeypatch):
-    """Which interfaces 'exist' for the backend's existence check."""
-    existing: set[str] = set()
-
-    def if_nametoindex(name):
-        if name not in existing:
-            raise OSError(19, "No such device")
-        return 7
-    monkeypatch.setattr(tunnel.socket, "if_nametoindex", if_nametoindex)
-    return existing
-
-
-def commands(k):
-    return [c for batch in k.batches for c in batch]
-
-
-def test_mn_first_point_creates_the_device_and_a_handover_changes_it_in_place(devices):
-    k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
-    b.mn_point(k, HOA, COA1, HA, "mn1-f1")
-    assert commands(k)[0] == tunnel.ip6tnl_request(tunnel.MN_TUNNEL_DEVICE, COA1, HA)
-    devices.add(tunnel.MN_TUNNEL_DEVICE)
-    k.batches.clear()
-    b.mn_point(k, HOA, COA2, HA, "mn1-f2")
-    cmds = commands(k)
-    assert cmds[0] == (f"tunnel change {tunnel.MN_TUNNEL_DEVICE} mode ip6ip6 local {COA2} "
-                       f"remote {HA} encaplimit none ttl 64")
-    assert not any(c.startswith(("link del", "tunnel add")) for c in cmds), cmds
-    assert f"route replace default dev {tunnel.MN_TUNNEL_DEVICE} table {tunnel.TUNNEL_TABLE}" in cmds
-
-
-def test_ha_rebinding_follows_the_new_coa_in_place(devices):
-    k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
-    name = tunnel.ha_tunnel_device(HOA)
-    devices.add(name)
-    b.ha_bind(k, HOA, COA2, HA, "ha-eth0")
-    cmds = commands(k)
-    assert cmds[0] == f"tunnel change {name} mode ip6ip6 local {HA} remote {COA2} encaplimit none ttl 64"
-    assert not any(c.startswith("link del") for c in cmds)
-    assert f"route replace {HOA}/128 dev {name}" in cmds
-
 
 def test_ensure_tun_loads_the_module_where_the_device_is_missing(tmp_path, monkeypatch):
     path = tmp_path / "tun"

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import socket
-import struct
 from collections import Counter
 
 import pytest
@@ -156,17 +155,10 @@ def test_reverse_tunnel_rules_check_coa_and_inner_source():
     assert tunnel.reverse_tunnel_element("t", COA, HOA, add=False).startswith("delete element")
 
 
-def test_iproute2_requests():
-    assert tunnel.ip6tnl_request("mip6tnl", COA, HA) == \
-        f"tunnel add mip6tnl mode ip6ip6 local {COA} remote {HA} encaplimit none ttl 64"
+def test_tunnel_device_names():
     name = tunnel.ha_tunnel_device(HOA)
     assert len(name) <= 15 and name == tunnel.ha_tunnel_device("2001:DB8:1:0::1001")
     assert tunnel.ha_tunnel_device("2001:db8:1::1002") != name
-    assert tunnel.mark_rule_request(12, intercept.AGENT_MARK, 254) == "rule add pref 12 fwmark 0x6d36 lookup 254"
-    assert tunnel.seg6_encap_route("default", HA, "mn1-f1", 138) == \
-        f"route replace default encap seg6 mode encap.red segs {HA} dev mn1-f1 table 138"
-    assert tunnel.seg6local_dt6_route(f"{HA}/128", 254, "ha-home", 137) == \
-        f"route replace {HA}/128 encap seg6local action End.DT6 table 254 dev ha-home table 137"
 
 
 def test_backend_names():
@@ -292,13 +284,20 @@ def test_tap_dispatch_survives_garbage():
     assert io.counters["tap.malformed"] > 0 and all(name == "mipv6.drop" for name, _ in events)
 
 
-def test_link_event_parsing():
-    from agents.mn import IFF_LOWER_UP, RTM_NEWLINK, parse_link_events
+def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
+    """The HA's Binding Ack follows its TunnelUp (the tunnel re-pointed before the BA
+    leaves); a Transmit with nothing to wait for goes at once."""
+    from mip6bench.mipv6.effects import RemoveBinding, TunnelUp
+    from mip6bench.runtime.mobility import _TransmitAfterRemoval
+    from mip6bench.sansio import Transmit
 
-    def msg(kind, index, flags):
-        body = struct.pack("=BxHiII", 10, 1, index, flags, 0)
-        return struct.pack("=IHHII", 16 + len(body), kind, 0, 0, 0) + body
-
-    data = msg(RTM_NEWLINK, 7, IFF_LOWER_UP | 1) + msg(RTM_NEWLINK, 8, 1) + msg(20, 9, 0)
-    assert parse_link_events(data) == [(7, True), (8, False)]
-    assert parse_link_events(b"\x00" * 7) == []
+    io = MobilityIO.__new__(MobilityIO)
+    io._removals_pending = 0
+    ba = Transmit(b"ba", COA, HA)
+    assert io._ordered([ba]) == [ba]
+    up = TunnelUp(HOA, HA, COA)
+    out = io._ordered([up, ba])
+    assert out[0] is up and isinstance(out[1], _TransmitAfterRemoval) and out[1].transmit is ba
+    io._removals_pending = 0
+    out = io._ordered([RemoveBinding(HOA, COA, True, "expired"), ba])
+    assert isinstance(out[1], _TransmitAfterRemoval)

@@ -49,8 +49,9 @@ def test_full_lifecycle():
     assert effect_log(sim, t1) == [(5 * D, "cn", "InstallBinding"), (6 * D, "mn", "RouteOptimizationOn")]
     assert sim.cn.binding(HOA).coa == COA1
 
-    # 3. handover to a new CoA: RO off at once, home re-registration (2 trips), then only a
-    # CoTI/CoT (home token still fresh) and BU/BA with the CN (4 trips).
+    # 3. handover to a new CoA: RO off at once, home re-registration (2 trips) and, in
+    # parallel with it, only a CoTI/CoT (home token still fresh; RFC 6275 lets it go while
+    # the home BU is in flight); then BU/BA with the CN (2 trips more).
     t2 = sim.now
     sim.call("mn", "move_to", COA2)
     sim.run(1)
@@ -58,7 +59,7 @@ def test_full_lifecycle():
         (0.0, "mn", "RouteOptimizationOff"),
         (D, "ha", "InstallBinding"), (D, "ha", "TunnelUp"),
         (2 * D, "mn", "HomeRegistered"), (2 * D, "mn", "TunnelUp"),
-        (5 * D, "cn", "InstallBinding"), (6 * D, "mn", "RouteOptimizationOn")]
+        (3 * D, "cn", "InstallBinding"), (4 * D, "mn", "RouteOptimizationOn")]
     assert sim.last_effect("mn", RouteOptimizationOn).coa == COA2
     assert sim.last_effect("ha", TunnelUp) == TunnelUp(HOA, HA, COA2)
     assert sim.last_effect("mn", TunnelUp) == TunnelUp(HOA, COA2, HA)

@@ -458,3 +458,94 @@ def test_ha_constructor_validation():
     with pytest.raises(ValueError):
         HomeAgent(HA, [HOME_PREFIX], SAStore(), brr_lead=0)
 
+
+
+# ------------------------------------------------------------------ authorization: the SA bounds the binding
+
+def test_granted_lifetime_is_capped_by_the_remaining_lifetime_of_the_sa():
+    """RFC 6275 9.5.1: the HA may shorten the lifetime; a binding never outlives the SA
+    that authorised it (the BA says so, in 4 s units rounded down)."""
+    sa = make_sa(expires_at=T0 + 102.5)
+    ha = make_ha(sa)
+    actions = send(ha, bu_packet(sa, lifetime=400))
+    ba, _ = only_ba(actions)
+    assert ba.status == 0 and ba.lifetime == 100
+    assert ha.binding(HOA).expires_at == T0 + 102.5
+    assert StartTimer(("binding", HOA), T0 + 102.5) in actions
+    accepted = [a for a in actions if isinstance(a, Event) and a.name == "mipv6.ha.bu_accepted"]
+    assert accepted[0].fields["sa_capped"] is True and accepted[0].fields["lifetime"] == 100
+    removed = ha.handle_timer(("binding", HOA), T0 + 102.5)
+    assert effects(removed, RemoveBinding) == [RemoveBinding(HOA, COA1, True, "expired")]
+    # An SA that outlives the request does not change it.
+    long = make_sa(expires_at=T0 + 5000)
+    ha = make_ha(long)
+    assert only_ba(send(ha, bu_packet(long, lifetime=400)))[0].lifetime == 400
+    assert ha.binding(HOA).expires_at == T0 + 400
+
+
+def test_an_sa_with_less_than_one_lifetime_unit_left_gets_4_s_and_the_binding_ends_with_it():
+    sa = make_sa(expires_at=T0 + 2.5)
+    ha = make_ha(sa)
+    ba, _ = only_ba(send(ha, bu_packet(sa, lifetime=400)))
+    assert ba.status == 0 and ba.lifetime == 4      # the least the wire can say
+    assert ha.binding(HOA).expires_at == T0 + 2.5    # but the entry ends with the SA
+    assert effects(ha.handle_timer(("binding", HOA), T0 + 2.5), TunnelDown)
+
+
+def test_the_sa_cap_is_taken_when_the_binding_is_installed_after_dad():
+    sa = make_sa(expires_at=T0 + 10.5)
+    ha = make_ha(sa, perform_dad=True)
+    send(ha, bu_packet(sa, lifetime=400))
+    ba, _ = only_ba(ha.dad_completed(HOA, True, T0 + 1))
+    assert ba.lifetime == 8 and ha.binding(HOA).expires_at == T0 + 10.5
+
+
+def test_a_revoked_sa_ends_the_binding_it_authorised():
+    """PANA termination, a superseded session, an expired or removed SA: the binding and
+    with it tunnel and proxy ND end at once (RemoveBinding + TunnelDown)."""
+    ha = make_ha()
+    send(ha, bu_packet(lifetime=400))
+    assert ha.last_timestamp
+    ha.sa_store.remove(SPI)
+    actions = ha.sa_revoked(SPI, HOA, "revoked: terminated by PaC", T0 + 5)
+    assert effects(actions, RemoveBinding) == [RemoveBinding(HOA, COA1, True, "revoked: terminated by PaC")]
+    assert effects(actions, TunnelDown) == [TunnelDown(HOA, "revoked: terminated by PaC")]
+    assert StopTimer(("binding", HOA)) in actions and ha.binding(HOA) is None
+    assert ha.counters["binding.revoked"] == 1
+    assert SPI not in ha.last_timestamp               # per-SPI state goes with the SA
+    assert ha.sa_revoked(SPI, HOA, "revoked", T0 + 6) == []   # twice: nothing left to end
+
+
+def test_a_rekeyed_sa_leaves_the_binding_to_its_capped_lifetime():
+    sa = make_sa(expires_at=T0 + 100)
+    ha = make_ha(sa)
+    send(ha, bu_packet(sa, lifetime=400))
+    ha.sa_store.add(make_sa(spi=SPI + 1, key=b"N" * 16, expires_at=T0 + 180))
+    ha.sa_store.remove(SPI)
+    kept = ha.sa_revoked(SPI, HOA, "revoked: rekeyed", T0 + 80, successor=True)
+    assert not effects(kept, RemoveBinding) and ha.binding(HOA).expires_at == T0 + 100
+    # Re-keyed, then the session ends: the binding the predecessor signed ends too.
+    ha.sa_store.remove(SPI + 1)
+    ended = ha.sa_revoked(SPI + 1, HOA, "revoked: terminated", T0 + 90)
+    assert effects(ended, RemoveBinding) and ha.binding(HOA) is None
+
+
+def test_revoking_an_older_session_leaves_a_binding_a_live_sa_signed():
+    """A late REVOKE for the superseded session's SA must not end the binding the newer
+    session registered meanwhile."""
+    old, new = make_sa(), make_sa(spi=SPI + 7, key=b"M" * 16)
+    ha = make_ha(old, new)
+    send(ha, bu_packet(new, lifetime=400))
+    assert ha.binding(HOA).spi == SPI + 7
+    ha.sa_store.remove(SPI)
+    assert not effects(ha.sa_revoked(SPI, HOA, "revoked: superseded", T0 + 1), RemoveBinding)
+    assert ha.binding(HOA) is not None
+
+
+def test_an_unbound_sa_removed_ends_the_bindings_it_signed():
+    sa = make_sa(hoa=None, nai=None)
+    ha = make_ha(sa)
+    send(ha, bu_packet(sa, lifetime=400, nai=None))
+    ha.sa_store.remove(SPI)
+    actions = ha.sa_revoked(SPI, None, "SA removed", T0 + 1)
+    assert effects(actions, RemoveBinding) and ha.binding(HOA) is None

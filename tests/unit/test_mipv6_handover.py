@@ -1,5 +1,6 @@
-"""The handover experiment's arithmetic (floor, phases, outage), the plan's Mobile IPv6
-data, and two core fixes the agents rely on (found composing the cores in the testbed)."""
+"""The handover experiment's arithmetic (phases, outage, summary table; the floors
+themselves: tests/unit/test_floors.py), the plan's Mobile IPv6 data, and two core fixes
+the agents rely on (found composing the cores in the testbed)."""
 from __future__ import annotations
 
 import importlib.util
@@ -32,44 +33,21 @@ def topo(**given):
     return parse_params(topology_params(), given)
 
 
-def test_floor_with_route_optimization_uses_the_slower_test_path():
-    p = topo()  # access 2, backhaul 5, home uplink 10, cn uplink 10, cn lan 1
-    mn_ha, mn_cn, ha_cn = 17, 18, 21
-    expected = 50 + 2 + 0 + 2 * mn_ha + 2 * (mn_ha + ha_cn) + 2 * mn_cn
-    assert handover.handover_floor_ms(p, 50, 0, True, sequential=True) == expected == 198
-    # Home token still fresh: only the care-of test runs.
-    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False, sequential=True) == 50 + 2 + 34 + 36 + 36
-    # Best legal sequencing: the HoTI right behind the home BU, the CoTI at once; the BU to
-    # the CN after the slowest of home registration, home test and care-of test.
-    assert handover.handover_floor_ms(p, 50, 0, True) == 50 + 2 + 2 * (mn_ha + ha_cn) + 2 * mn_cn == 164
-    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False) == 50 + 2 + 36 + 36
+T, MS = 1_000_000_000, 1_000_000
 
 
-def test_floor_with_nsis_adds_the_coa_sessions_re_signalling():
-    p = topo()
-    mn_fw, fw_cn = 17, 1
-    assert handover.nsis_floor_ms(p) == 4 * mn_fw + 4 * fw_cn == 72
-    assert handover.handover_floor_ms(p, 50, 0, True, nsis=True, sequential=True) == 198 + 72
-    # Best legal: the CoA's sessions and then the CoTI, in parallel with the home side.
-    assert handover.handover_floor_ms(p, 50, 0, True, home_test=False, nsis=True) == 50 + 2 + 72 + 36 + 36
-    assert handover.handover_floor_ms(p, 50, 0, False, nsis=True) == 50 + 2 + 34   # no RO: no NSIS
-    # A revisited care-of address whose GIST routing state is still up: no handshake.
-    assert handover.nsis_floor_ms(p, handshake=False) == 2 * mn_fw + 2 * fw_cn == 36
-
-
-def test_floor_without_route_optimization_and_with_dad_and_jitter():
-    p = topo(access_delay_ms=4, access_jitter_ms=1, home_uplink_delay_ms=20)
-    # d(MN,HA) = 3 + 5 + 20; best case takes the jitter off each delay.
-    assert handover.handover_floor_ms(p, 0, 1000, False) == 3 + 1000 + 2 * 28
+def arrival() -> list[dict]:
+    """The events every handover log starts with: on f2 at +5 ms, CoA at +8, home BU at +9."""
+    return [
+        {"t_ns": T + 5 * MS, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
+        {"t_ns": T + 8 * MS, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
+        {"t_ns": T + 9 * MS, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+    ]
 
 
 def test_phases_from_an_event_log():
-    t = 1_000_000_000
-    ms = 1_000_000
-    events = [
-        {"t_ns": t + 5 * ms, "event": "mipv6.mn.movement_detected", "interface": "mn1-f2"},
-        {"t_ns": t + 8 * ms, "event": "mipv6.mn.coa_ready", "interface": "mn1-f2", "coa": "c2"},
-        {"t_ns": t + 9 * ms, "event": "mipv6.mn.home_bu_sent", "coa": "c2"},
+    t, ms = T, MS
+    events = arrival() + [
         {"t_ns": t + 45 * ms, "event": "mipv6.mn.home_registered", "coa": "c2"},
         {"t_ns": t + 46 * ms, "event": "mipv6.mn.coti_sent"},
         {"t_ns": t + 84 * ms, "event": "mipv6.mn.cn_bu_sent", "coa": "c2"},
@@ -82,6 +60,57 @@ def test_phases_from_an_event_log():
                  "nsis_handshake": False}      # (no NSIS events in this log)
     # Events of the next handover do not count for this one.
     assert handover.phases(events, {"attach_ns": t, "detach_ns": t}, t + 1, "mn1-f2")["coa"] is None
+
+
+def test_phases_when_the_coti_and_nsis_go_out_with_the_home_bu():
+    """The MN core starts the CoA's NATFW sessions and the CoTI with the home BU: the
+    phases are found before the home BA too."""
+    t, ms = T, MS
+    events = arrival() + [
+        {"t_ns": t + 9 * ms, "event": "mipv6.mn.traversal_started", "coa": "c2", "phase": "rr"},
+        {"t_ns": t + 30 * ms, "event": "nsis.gist_up"},
+        {"t_ns": t + 45 * ms, "event": "mipv6.mn.home_registered", "coa": "c2"},
+        {"t_ns": t + 81 * ms, "event": "mipv6.mn.traversal_done", "coa": "c2", "phase": "rr", "ok": True},
+        {"t_ns": t + 82 * ms, "event": "mipv6.mn.coti_sent"},
+        {"t_ns": t + 120 * ms, "event": "mipv6.mn.cn_bu_sent", "coa": "c2"},
+        {"t_ns": t + 160 * ms, "event": "mipv6.mn.ro_on", "coa": "c2"},
+    ]
+    p = handover.phases(events, {"attach_ns": t, "detach_ns": t - 50 * ms}, None, "mn1-f2")
+    assert (p["nsis_ms"], p["nsis_handshake"], p["rr_ms"], p["ha_registration_ms"]) == (72.0, True, 38.0, 36.0)
+
+
+def move_metrics(**over):
+    h = {"from": "f1", "to": "f2", "l2_gap_ms": 50.0, "l2_gap_actual_ms": 52.0, "dad_ms": 0.0,
+         "movement_detection_ms": 12.0, "coa_ms": 1.0, "ha_registration_ms": 36.0, "nsis_ms": 80.0,
+         "rr_ms": 40.0, "cn_binding_ms": 38.0, "disruption_ms": 230.0, "lost_packets": 200,
+         "floor_ms": 166.0, "floor_mn_ms": 166.0, "home_test": False,
+         "floors": {"movement_detection_ms": 2.0, "coa_ms": 0.0, "ha_registration_ms": 34.0,
+                    "nsis_ms": 72.0, "rr_ms": 36.0, "cn_binding_ms": 36.0}}
+    return {**h, **over}
+
+
+def test_handover_table_rows_overhead_and_ratio_per_phase():
+    rows = {r["phase"]: r for r in handover.phase_rows(move_metrics(), access_ms=2.0)}
+    assert list(rows) == ["movement detection (link up -> RA)", "CoA usable (DAD)",
+                          "home registration (BU/BA)", "NATFW re-signalling", "return routability",
+                          "BU/BA with the CN", "f1->f2: disruption"]
+    assert rows["NATFW re-signalling"]["overhead_ms"] == 8.0 and rows["NATFW re-signalling"]["ratio"] == 1.111
+    # The 10 ms waited for the next RA are no overhead of the agent's and no ratio.
+    assert rows["movement detection (link up -> RA)"]["ratio"] is None
+    d = rows["f1->f2: disruption"]
+    assert d["waits_ms"] == 52.0 + 10.0 and d["floor_waits_ms"] == 52.0
+    assert d["overhead_ms"] == 64.0 and d["ratio"] == round((230 - 62) / (166 - 52), 3)
+
+
+def test_handover_summary_says_where_the_mns_sequencing_differs():
+    metrics = {"handover": [move_metrics(), move_metrics(floor_mn_ms=200.0, home_test=True)],
+               "access_ms": 2.0, "tcp_survived": True, "udp": {"received": 9, "sent": 10, "rate": 1000.0},
+               "tcp": {"echoed": 5, "sent": 5, "max_gap_ms": 300.0, "error": None}}
+    text = handover.summarize(metrics)
+    assert text.count("overhead") == 2 and "disruption" in text
+    assert "stale in handover 2" in text and "200 ms against the best legal 166 ms" in text
+    metrics["handover"] = metrics["handover"][:1]
+    assert "stale" not in handover.summarize(metrics)
 
 
 def test_udp_outage_split_by_sequence_number():

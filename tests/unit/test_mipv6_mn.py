@@ -334,11 +334,14 @@ def test_rr_retransmission_then_fallback_to_tunnel():
     sim.call("mn", "start_route_optimization", CN)
     sim.run(60)
     hotis = sent_by(sim, "mn", HomeTestInit)
-    assert len(hotis) == 5                                   # rr_max_attempts
     gaps = [round(b[0] - a[0], 6) for a, b in zip(hotis, hotis[1:])]
-    assert gaps == [1.0, 2.0, 4.0, 8.0]
-    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert gaps[:4] == [1.0, 2.0, 4.0, 8.0]                 # rr_max_attempts 5
+    off_at, off = next((t, e) for t, n, e in sim.effects if isinstance(e, RouteOptimizationOff))
     assert off.cn == CN and "no home test" in off.reason
+    assert off_at == hotis[4][0] + 16.0
+    # RO is still wanted: a new round after the back-off, with a fresh cookie.
+    assert hotis[5][0] == off_at + 1.5 and hotis[5][2].cookie != hotis[0][2].cookie
+    assert sim.mn.counters["ro.retry"] >= 1
     assert not sim.mn.route_optimized(CN) and not sim.effects_of("mn", RouteOptimizationOn)
 
 
@@ -346,10 +349,14 @@ def test_cn_bu_retransmission_then_fallback():
     sim = registered_sim()
     sim.drop = lambda sender, tr: sender == "cn" and isinstance(decode_mh(tr.data), BindingAck)
     sim.call("mn", "start_route_optimization", CN)
-    sim.run(100)
-    assert len(sent_by(sim, "mn", BindingUpdate, since=T0 + 1)) == 5
-    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    sim.run(40)
+    bus = sent_by(sim, "mn", BindingUpdate, since=T0 + 1)
+    off_at, off = next((t, e) for t, n, e in sim.effects if isinstance(e, RouteOptimizationOff))
+    assert len([b for b in bus if b[0] < off_at]) == 5       # rr_max_attempts
     assert "no binding acknowledgement from the correspondent" in off.reason
+    # Still wanted: a new return routability round after the back-off, then another BU.
+    assert sim.mn.counters["ro.retry"] == 1
+    assert [b for b in bus if b[0] > off_at][0][0] >= off_at + 1.5
 
 
 def test_cn_without_ack_flag_turns_ro_on_at_once():
@@ -430,15 +437,36 @@ def test_cn_rejection_and_forged_ba():
     assert "administratively_prohibited" in off.reason and not sim.mn.correspondents[CN].wanted
 
 
-def test_binding_error_status_1_falls_back_to_tunnel():
+def test_binding_error_status_1_falls_back_and_runs_rr_again():
+    """RFC 6275 11.3.6: a CN that lost our binding (it restarted) says so with status 1;
+    the MN falls back to the tunnel and runs return routability again with fresh
+    tokens, without being asked."""
     sim = ro_sim()
+    hoti, coti = len(sent_by(sim, "mn", HomeTestInit)), len(sent_by(sim, "mn", CareOfTestInit))
     be = encode_mh(BindingError(1, HOA), CN, COA1)
     sim.apply("mn", sim.mn.receive(be, CN, COA1, sim.now))
     [off] = sim.effects_of("mn", RouteOptimizationOff)
     assert "no binding for the home address" in off.reason and not sim.mn.route_optimized(CN)
-    sim.call("mn", "start_route_optimization", CN)      # the runtime may try again
+    # fresh tokens: the old ones may come from a secret the CN no longer has
+    assert len(sent_by(sim, "mn", HomeTestInit)) == hoti + 1
+    assert len(sent_by(sim, "mn", CareOfTestInit)) == coti + 1
     sim.run(1)
     assert sim.mn.route_optimized(CN)
+    assert sim.mn.counters["rr.after_binding_error"] == 1
+
+
+def test_binding_error_status_1_without_route_optimization_changes_nothing():
+    """Binding Errors are unauthenticated: one while RR is still running (or for a
+    binding the MN does not think exists) neither stops nor restarts anything."""
+    sim = _pending_cn_bu_sim()
+    entry = sim.mn.correspondents[CN]
+    state, pending = entry.state, entry.pending
+    be = encode_mh(BindingError(1, HOA), CN, COA1)
+    actions = sim.mn.receive(be, CN, COA1, sim.now)
+    assert [a.name for a in actions] == ["mipv6.mn.binding_error"] and actions[0].fields["ignored"]
+    assert entry.state == state and entry.pending is pending and entry.wanted
+    assert not sim.effects_of("mn", RouteOptimizationOff)
+    assert sim.mn.counters["binding_error.correspondent.ignored"] == 1
 
 
 def test_binding_error_status_2_disables_ro_with_that_cn():
@@ -673,3 +701,71 @@ def test_return_home_before_any_ba_deregisters_even_on_133():
     assert sim.ha.counters["bu.rejected.133"] == 1
     assert sim.effects_of("mn", HomeDeregistered) == [HomeDeregistered(HA, HOA)]
     assert not sim.effects_of("mn", RegistrationFailed) and sim.mn.home.state == "idle"
+
+
+# ------------------------------------------------------------------ SA lifetime bounds the home binding
+
+def _short_sa_sim(lifetime: float) -> Sim:
+    """MN and HA share an SA that ends `lifetime` s after T0 (as PANA hands them out)."""
+    return registered_sim(sa=make_sa(expires_at=T0 + lifetime))
+
+
+def test_a_new_sa_refreshes_the_home_binding_at_once_and_the_binding_never_lapses():
+    """The HA caps the binding by the SA's remaining lifetime (here 10 s: BA 8 s); when
+    re-authentication brings a new SA, the MN refreshes with it at once, before the
+    shortened lifetime runs out, and the HA's binding goes on under the new SA."""
+    sim = _short_sa_sim(10.0)
+    [reg] = sim.effects_of("mn", HomeRegistered)
+    assert reg.lifetime == 8 and sim.ha.binding(HOA).expires_at == pytest.approx(T0 + 10.0)
+    sim.run_until(T0 + 6)                          # re-authentication, before the SA ends
+    new = make_sa(spi=SPI + 1, key=b"N" * 16, expires_at=T0 + 16)
+    sim.sa_ha.add(new)                             # pushed by the PAA
+    sim.sa_mn.add(new)                             # the PaC's new SA
+    sim.sa_mn.remove(SPI)
+    sim.apply("mn", sim.mn.security_associations_changed(sim.now))
+    [(t, tr, bu)] = sent_by(sim, "mn", BindingUpdate, since=T0 + 6)
+    assert t == T0 + 6 and bu.find(Authentication).spi == SPI + 1
+    assert sim.mn.counters["home.refresh_new_sa"] == 1
+    sim.run(0.5)
+    assert sim.ha.binding(HOA).spi == SPI + 1
+    assert sim.ha.binding(HOA).expires_at == pytest.approx(T0 + 16)
+    sim.sa_ha.remove(SPI)                          # the PAA revokes the old one: re-keyed
+    sim.apply("ha", sim.ha.sa_revoked(SPI, HOA, "revoked: rekeyed", sim.now, successor=True))
+    sim.run_until(T0 + 12)                         # past the first SA's end
+    assert sim.ha.binding(HOA) is not None and sim.mn.home_registered
+    assert not sim.effects_of("ha", TunnelDown)
+    # Nothing new changes nothing.
+    assert sim.mn.security_associations_changed(sim.now) == []
+
+
+def test_without_a_new_sa_the_binding_ends_with_the_sa_at_the_ha():
+    sim = _short_sa_sim(10.0)
+    sim.run_until(T0 + 10.5)
+    assert sim.ha.binding(HOA) is None
+    assert sim.effects_of("ha", TunnelDown)[0].reason == "expired"
+
+
+def test_security_associations_changed_registers_when_an_sa_arrives():
+    store = SAStore()
+    mn = MobileNode(HOA, HA, store)
+    mn.move_to(COA1, T0)
+    assert mn.security_associations_changed(T0 + 1) == []      # still no SA
+    store.add(make_sa(spi=0x2222))
+    bu = _bu_sent(mn.security_associations_changed(T0 + 2))
+    assert bu.find(Authentication).spi == 0x2222
+    assert mn.security_associations_changed(T0 + 2.1) == []    # a BU is outstanding
+
+
+def test_a_bu_in_flight_signed_with_the_old_sa_is_sent_again_with_the_new_one():
+    sim = registered_sim()
+    sim.call("mn", "register")                     # a refresh signed with SPI ...
+    assert sim.mn.home.pending is not None and sim.mn.home.pending.spi == SPI
+    new = make_sa(spi=SPI + 1, key=b"N" * 16)
+    sim.sa_ha.add(new)
+    sim.sa_mn.add(new)
+    sim.sa_mn.remove(SPI)
+    actions = sim.mn.security_associations_changed(sim.now)
+    assert _bu_sent(actions).find(Authentication).spi == SPI + 1
+    sim.apply("mn", actions)
+    sim.run(1)
+    assert sim.ha.binding(HOA).spi == SPI + 1 and sim.mn.home.registered_spi == SPI + 1

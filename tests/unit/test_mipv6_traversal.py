@@ -37,15 +37,50 @@ def test_rr_waits_for_the_rr_pinholes():
     assert on.coa == COA1 and sim.mn.route_optimized(CN)
 
 
-def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr():
+def test_refused_rr_pinholes_fall_back_to_the_tunnel_without_rr_and_are_asked_again():
     sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
+    refused_at = sim.now
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", False, "authorization failed")
-    sim.run(10)
+    sim.run(1)
     [off] = sim.effects_of("mn", RouteOptimizationOff)
     assert "firewall traversal failed: authorization failed" in off.reason
     assert not sent_by(sim, "mn", HomeTestInit)
     assert sim.mn.counters["traversal.refused"] == 1
+    # The refused round's sessions for the CoA are torn down (not kept for a move): a
+    # next try signals fresh ones, which late answers of this round cannot fail.
+    [close] = sim.effects_of("mn", ClosePinholes)
+    assert (close.cn, close.coa, close.moving) == (CN, COA1, False)
+    # RO is still wanted: the pinholes are asked for again after the back-off (a refused
+    # session is signalled under a fresh session ID then), and once granted RR runs.
+    sim.run(1)
+    first, again = opened(sim, "rr")
+    assert again.coa == COA1 and again_at(sim, again) == refused_at + 1.5
+    assert sim.mn.counters["ro.retry"] == 1
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    assert sent_by(sim, "mn", HomeTestInit) and sent_by(sim, "mn", CareOfTestInit)
+
+
+def again_at(sim, effect) -> float:
+    return next(t for t, n, e in sim.effects if e is effect)
+
+
+def rr_asks(forever: bool) -> tuple[list[float], object]:
+    sim = registered_sim(mn_kwargs={**TRAVERSAL["mn_kwargs"], "retransmit_forever": forever})
+    sim.call("mn", "start_route_optimization", CN)
+    sim.run(200)                   # nobody ever answers: each round times out after 5 s
+    asks = [again_at(sim, e) for e in opened(sim, "rr")]
+    return [round(b - a, 6) for a, b in zip(asks, asks[1:])], sim
+
+
+def test_rr_retries_back_off_up_to_the_maximum_then_stop_unless_forever():
+    gaps, sim = rr_asks(forever=False)
+    assert gaps == [6.5, 8.0, 11.0, 17.0, 29.0]      # 5 s timeout + 1.5, 3, 6, 12, 24
+    assert sim.mn.counters["ro.retry_exhausted"] == 1
+    gaps, sim = rr_asks(forever=True)                 # the MN's default
+    assert gaps[:7] == [6.5, 8.0, 11.0, 17.0, 29.0, 37.0, 37.0]
+    assert sim.mn.counters["ro.retry_exhausted"] == 0
 
 
 def test_unanswered_traversal_times_out():
@@ -62,13 +97,19 @@ def test_unanswered_traversal_times_out():
     assert sim.mn.counters["traversal.stale_answer"] == 1
 
 
-def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+def ro_traversal_sim():
+    """Registered at COA1 and route-optimised with the CN through the firewall."""
     sim = registered_sim(**TRAVERSAL)
     sim.call("mn", "start_route_optimization", CN)
     sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
     sim.run(1)
     sim.call("mn", "pinholes_ready", CN, COA1, "data", True, "")
     assert sim.mn.route_optimized(CN)
+    return sim
+
+
+def test_movement_closes_old_pinholes_and_signals_for_the_new_coa():
+    sim = ro_traversal_sim()
     sim.call("mn", "move_to", COA2)
     [close] = sim.effects_of("mn", ClosePinholes)
     assert (close.cn, close.coa) == (CN, COA1)

@@ -236,3 +236,39 @@ def test_a_torn_down_session_frees_its_place_on_the_token():
     assert len(net.of("nf", InstallPinhole)) == 2 and other in net.nf.sessions
     net.open(sid=b"\x04" * 16)                    # a second one at the same time is not
     assert net.nf.counters["refused.replayed token"] == 1
+
+
+def test_a_token_seen_on_the_wire_opens_nothing_from_another_address():
+    """The attacks experiment's create-stolen-token: a listener on the MN's link takes
+    the token from the MN's CREATE and presents it, in a session of its own, for a flow
+    from its own address naming the MN's home address. With the MN's CoA sessions bound
+    to the token that is refused; the MN's own new sessions from its CoA (and its home
+    address's) still pass, and after a handover (its sessions moved to the new CoA) so
+    do its new sessions from there."""
+    net = Net(tok(), token_sessions=8)
+    net.open(sid=SID)                                             # the MN, from its CoA
+    assert len(net.of("nf", InstallPinhole)) == 1
+    thief = Mri("2001:db8:11::bad", CN, 135)
+    net.open(mri=thief, mip6=MIP6, sid=b"\x0a" * 16)
+    assert net.nf.counters["refused.token used from another address"] == 1
+    assert b"\x0a" * 16 not in net.nf.sessions and len(net.of("nf", InstallPinhole)) == 1
+    net.open(mri=Mri(COA, CN, 135), mip6=MIP6, sid=b"\x0b" * 16)  # the MN's next session
+    net.open(mri=HOTI, mip6=None, sid=b"\x0c" * 16)                # and its home address's
+    assert len(net.of("nf", InstallPinhole)) == 3
+    new_coa = "2001:db8:12::5"
+    for sid in (SID, b"\x0b" * 16):                                 # handover: same sessions
+        net.open(mri=Mri(new_coa, CN, 135), mip6=MIP6, sid=sid)
+    net.open(mri=Mri(new_coa, CN, 135), mip6=MIP6, sid=b"\x0d" * 16)
+    assert b"\x0d" * 16 in net.nf.sessions
+    assert net.nf.counters["refused.token used from another address"] == 1
+
+
+def test_a_token_with_only_home_address_sessions_binds_the_first_care_of_address():
+    """Before any CoA session is bound there is no address to compare with: the first
+    one binds (the MN's own first CoA session comes before anyone can read the token
+    off the wire, whose first sight is that very CREATE or the HoA's)."""
+    net = Net(tok(), token_sessions=8)
+    net.open(mri=HOTI, mip6=None, sid=SID)
+    net.open(mri=COTI, mip6=MIP6, sid=b"\x0b" * 16)
+    assert len(net.of("nf", InstallPinhole)) == 2
+    assert net.nf.counters["refused.token used from another address"] == 0

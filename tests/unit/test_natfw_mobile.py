@@ -50,6 +50,29 @@ def test_a_refusal_fails_the_phase_once():
     assert answer(ni, tr, sends[1]) == []          # answered once per open()
 
 
+def test_a_session_nobody_answers_fails_the_phase_and_is_signalled_anew():
+    """Loss: the NI gives a CREATE up after its retransmissions (SessionFailed "no
+    response"); the phase fails at once, and the next open() signals a new session for
+    that flow (the others, established, are kept) instead of waiting for a dead one."""
+    ni, tr = make()
+    sends = sent(tr.open(CN, HOA, COA1, "rr", 0.0))
+    lost, rest = sends[0], sends[1:]
+    for s in rest:
+        assert answer(ni, tr, s) == []
+    readies, now = [], 1.0
+    while ni.sessions.get(lost.session_id) is not None and now < 600:
+        for effect in ni.handle_timer(("retransmit", lost.session_id), now):
+            readies += [a for a in tr.on_ni_effect(effect, now) if isinstance(a, PinholesReady)]
+        now += 1.0
+    [ready] = readies
+    assert not ready.ok and ready.reason == "no response"
+    again = sent(tr.open(CN, HOA, COA1, "rr", now))
+    [resent] = again
+    assert resent.session_id != lost.session_id and resent.mri == lost.mri
+    [ready] = answer(ni, tr, resent, now=now)
+    assert ready.ok
+
+
 def test_a_handover_resignals_the_coa_sessions_under_the_same_session_ids():
     ni, tr = make()
     sends = sent(tr.open(CN, HOA, COA1, "rr", 0.0))

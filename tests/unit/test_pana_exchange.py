@@ -262,25 +262,41 @@ def test_retransmission_backoff_and_giving_up():
     sim.filter = lambda src, dst, data: None      # the PAA vanishes
     t0 = 10.0
     sim.run(until=t0)
-    sim.call(PAC, "ping", t0)
+    sim.call(PAC, "terminate", t0)
     sim.run(until=t0 + 1000)
-    times = [round(t - t0, 6) for t in sim.sent_times(PAC, "PNR[P]")]
+    times = [round(t - t0, 6) for t in sim.sent_times(PAC, "PTR")]
     # RT = 1, 2, 4, 8, 16, then capped at REQ_MRT 30; REQ_MRC = 10 retransmissions.
     assert times == [0, 1, 3, 7, 15, 31, 61, 91, 121, 151, 181]
+    assert pac.core.state == PacState.CLOSED
+    assert pac.core.counters["retransmission"] == 10
+
+
+@pytest.mark.parametrize("call, name", [("ping", "PNR[P]"), ("reauthenticate", "PNR[A]")])
+def test_pac_notification_gives_up_after_three_retransmissions(call, name):
+    """A PAA that restarted has lost the session and drops the PaC's ping or re-auth
+    request silently: the PaC gives up after PNR_RETRANSMIT (3 retransmissions, 15 s)
+    rather than REQ_MRC's 10 (181 s), closes, and the runtime discovers again."""
+    sim, pac, paa = open_pair(rng_class=ZeroJitter)
+    sim.filter = lambda src, dst, data: None      # the PAA lost the session
+    t0 = 10.0
+    sim.run(until=t0)
+    sim.call(PAC, call, t0)
+    sim.run(until=t0 + 1000)
+    times = [round(t - t0, 6) for t in sim.sent_times(PAC, name)]
+    assert times == [0, 1, 3, 7]
     assert pac.core.state == PacState.CLOSED
     (closed,) = pac.effects(fx.PanaSessionClosed)
     assert closed.reason == "PAA unreachable"
     assert pac.events("pana.session_closed")[-1].fields["reason"] == "PAA unreachable"
-    assert pac.core.counters["retransmission"] == 10
 
 
 def test_retransmission_jitter_is_bounded():
     sim, pac, paa = open_pair(rng_class=random.Random, seed=7)
     sim.filter = lambda src, dst, data: None
     sim.run(until=10.0)
-    sim.call(PAC, "ping", 10.0)
+    sim.call(PAC, "terminate", 10.0)
     sim.run(until=1000)
-    times = sim.sent_times(PAC, "PNR[P]")
+    times = sim.sent_times(PAC, "PTR")
     gaps = [b - a for a, b in zip(times, times[1:])]
     assert len(gaps) == 10
     assert 0.9 <= gaps[0] <= 1.1
@@ -427,7 +443,9 @@ def test_lost_pta_is_answered_after_close():
 
 
 def test_session_lifetime_expiry():
-    sim, pac, paa = open_pair(paa_kwargs={"session_lifetime": 100}, rng_class=ZeroJitter)
+    # (40 s: the PaC's re-authentication request at 32 s gives up at 47 s, after the
+    # lifetime ran out; with a longer one the PaC would close first, "PAA unreachable")
+    sim, pac, paa = open_pair(paa_kwargs={"session_lifetime": 40}, rng_class=ZeroJitter)
     sim.run(until=10)
     sim.filter = lambda src, dst, data: None      # PaC and PAA lose each other
     sim.run(until=200)

@@ -87,3 +87,24 @@ def test_flatten_and_compare(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("paper.phases.EAP.measured_ms"))
     assert row.split()[-3:] == ["136", "140.5", "4.5"]
     assert "(2 numbers only in one of the runs)" in text
+
+
+def test_startup_progress_prints_each_stage_and_closes_it():
+    """`mip6bench run` shows the testbed's start-up stages (Testbed(progress=...))."""
+    import io
+
+    from rich.console import Console
+
+    from mip6bench.measure.progress import StartupProgress
+
+    out = io.StringIO()
+    progress = StartupProgress(Console(file=out, width=200, highlight=False, soft_wrap=True))
+    progress("network: 12 nodes", 3)
+    progress("agents", 3)
+    progress("mn1: a usable address", 3)
+    progress(None, 3)
+    lines = out.getvalue().splitlines()
+    assert [line.split(" (")[0].split(", about")[0] for line in lines] == [
+        "[1/3] network: 12 nodes ...", "[1/3] network: 12 nodes: done",
+        "[2/3] agents ...", "[2/3] agents: done",
+        "[3/3] mn1: a usable address ...", "[3/3] mn1: a usable address: done"]

@@ -52,9 +52,11 @@ def test_push_pull_and_revoke_over_loopback():
     async def scenario():
         ha_port, paa_port = free_port(), free_port()
         store, changes, events, woken = SAStore(), [], [], Woken()
+        effects = []
 
         def on_change(*args):
-            changes.append(args[:2] + args[3:])
+            changes.append(args[:2] + args[3:4])
+            effects.append(args)
             woken.set()
 
         channel = SaChannelHa({"::1": PSK}, store, emit=lambda n, **f: events.append(n),
@@ -98,6 +100,9 @@ def test_push_pull_and_revoke_over_loopback():
         send(paa.sa_revoked(RECORD.spi, RECORD.hoa, "terminated by PaC", time.monotonic()))
         await woken.until(lambda: store.lookup_spi(RECORD.spi) is None)
         assert ("remove", RECORD.spi, "revoked: terminated by PaC") in changes
+        # The HA agent learns which SA left the store and that nothing replaced it.
+        [(_, _, removed, _, effect)] = [a for a in effects if a[0] == "remove"]
+        assert removed.spi == RECORD.spi and effect.hoa == RECORD.hoa and effect.successor is False
         assert [c[0] for c in changes].count("install") == 2
         listing = channel.list()
         assert [s["spi"] for s in listing] == [0x5000] and "key" not in listing[0]

@@ -1,41 +1,11 @@
-"""The traversal experiment's floors follow the configured delays of the paths the
-signalling takes (experiments/traversal.py's docstring)."""
+"""The traversal experiment: its phases from the event logs and its summary table (the
+floors themselves: tests/unit/test_floors.py)."""
 from __future__ import annotations
 
-from experiments.traversal import floors, with_nsis_phases
+from experiments.traversal import summarize, with_nsis_phases
+from mip6bench.measure.floors import traversal_floors
 from mip6bench.params import parse_params
 from mip6bench.testbed.operational import build_plan, topology_params
-
-
-def plan(**params):
-    return build_plan(parse_params(topology_params(), params))
-
-
-def test_default_delays():
-    # d(MN,HA)=2+5+10=17, d(HA,FW)=10+10=20, d(MN,FW)=2+5+10=17, d(FW,CN)=1,
-    # d(MN,CN)=18, d(HA,CN)=21
-    f = floors(plan(), "mn1", via_home_agent=True)
-    assert f["gist_handshake_ms"] == 2 * 37
-    assert f["natfw_create_ms"] == 2 * 37 + 4 * 1
-    assert f["rr_ms"] == max(2 * (17 + 21), 2 * 18)
-    assert f["cn_binding_ms"] == 2 * 18
-    assert f["natfw_data_ms"] == 4 * 17 + 4 * 1
-    assert f["total_ms"] == 74 + 78 + 0 + 76 + 36 + 72
-    direct = floors(plan(), "mn1", via_home_agent=False)
-    assert direct["gist_handshake_ms"] == 34
-
-
-def test_pull_authorization_adds_the_round_trip_to_the_paa():
-    # d(FW,PAA) = cn_uplink 10 + home_uplink 10 + home_lan 1
-    pull = floors(plan(), "mn1", via_home_agent=True, pull=True)
-    assert pull["natfw_create_ms"] == 2 * 37 + 4 + 2 * 21
-    assert pull["natfw_data_ms"] == 4 * 17 + 4 + 2 * 21
-
-
-def test_floors_scale_with_the_cn_uplink():
-    slow = floors(plan(cn_uplink_delay_ms=50), "mn1", via_home_agent=False)
-    assert slow["gist_handshake_ms"] == 2 * (2 + 5 + 50)
-    assert slow["natfw_create_ms"] == 2 * 57 + 4
 
 
 def ev(t_ms, name, **fields):
@@ -61,3 +31,18 @@ def test_phases_from_events():
     assert p["gist_handshake_ms"] == 80 and p["natfw_create_ms"] == 80
     assert p["pinhole_install_ms"] == 2.5 and p["via_home_agent"]
     assert (p["rr_ms"], p["cn_binding_ms"], p["natfw_data_ms"], p["total_ms"]) == (80, 40, 80, 360)
+
+
+def test_summary_has_overhead_and_ratio_for_every_phase():
+    fl = traversal_floors(build_plan(parse_params(topology_params(), {})), "mn1", via_home_agent=True)
+    w = {"gist_handshake_ms": 100.0, "natfw_create_ms": 90.0, "pinhole_install_ms": 1.5, "rr_ms": 80.0,
+         "cn_binding_ms": 40.0, "natfw_data_ms": 84.0, "total_ms": 400.0, "floors": fl,
+         "ro_established": True, "pinholes": 5}
+    text = summarize({"traversal": {"with_nsis": w, "without_nsis": {
+        "rr_timeout_ms": 7000.0, "firewall_drops": 9, "fallback": "tunnel"}}})
+    lines = {line.split("  ")[0].strip(): line.split() for line in text.splitlines()}
+    assert "overhead" in text.splitlines()[1]
+    gist = next(v for k, v in lines.items() if k.startswith("GIST handshake"))
+    assert gist[-3:] == ["74.0", "26.0", "1.35"]
+    install = next(v for k, v in lines.items() if k.startswith("pinhole install"))
+    assert install[-3:] == ["0.0", "1.5", "-"]
