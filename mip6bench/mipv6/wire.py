@@ -35,11 +35,11 @@ Addresses are strings everywhere; they are normalised to the compressed form.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import ClassVar, Iterator, TypeVar
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
 from mip6bench.mipv6.constants import (
     AUTH_SUBTYPE_MN_HA,
@@ -89,15 +89,15 @@ class UnknownMHType(DecodeError):
 
 def normalize_address(addr: str) -> str:
     """The compressed text form of an IPv6 address; ValueError if it is not one."""
-    return str(ipaddress.IPv6Address(addr))
+    return ipaddr.text6(addr)
 
 
 def address_bytes(addr: str) -> bytes:
-    return ipaddress.IPv6Address(addr).packed
+    return ipaddr.packed6(addr)
 
 
 def _address_from(raw: bytes) -> str:
-    return str(ipaddress.IPv6Address(raw))
+    return ipaddr.text6(raw)
 
 
 def wire_lifetime(seconds: float) -> int:

@@ -85,7 +85,6 @@ Pitfalls (Linux; found or confirmed while building this)
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import socket
 import struct
@@ -93,6 +92,7 @@ from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable, Iterable
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
 from mip6bench.errors import EnvironmentProblem, ParameterError
 from mip6bench.gist.core import Forward, GistConfig, GistNode
@@ -127,8 +127,8 @@ def parse_router_alert_packet(packet: bytes) -> RouterAlertPacket:
         "!IHBB", r.take(8, "IPv6 header"))
     if first >> 28 != 6:
         raise DecodeError(f"IP version {first >> 28}")
-    src = str(ipaddress.IPv6Address(r.take(16, "IPv6 source")))
-    dst = str(ipaddress.IPv6Address(r.take(16, "IPv6 destination")))
+    src = ipaddr.text6(r.take(16, "IPv6 source"))
+    dst = ipaddr.text6(r.take(16, "IPv6 destination"))
     if payload_len != r.remaining:
         raise DecodeError(f"IPv6 payload length {payload_len}, {r.remaining} bytes follow")
     if next_header != rao.IPPROTO_HOPOPTS:
@@ -150,8 +150,8 @@ def parse_udp(src: str, dst: str, upper: bytes) -> tuple[int, int, bytes]:
     sport, dport, length, checksum = struct.unpack("!HHHH", upper[:8])
     if length != len(upper):
         raise DecodeError(f"UDP length {length}, {len(upper)} bytes")
-    pseudo = ipv6_pseudo_header(ipaddress.IPv6Address(src).packed,
-                                ipaddress.IPv6Address(dst).packed, length, rao.IPPROTO_UDP)
+    pseudo = ipv6_pseudo_header(ipaddr.packed6(src), ipaddr.packed6(dst), length,
+                                rao.IPPROTO_UDP)
     if checksum == 0 or inet_checksum(pseudo + upper) != 0:
         raise DecodeError("bad UDP checksum")
     return sport, dport, bytes(upper[8:])
@@ -442,7 +442,7 @@ class GistService:
         if t.src is not None:
             oif = self.egress(t.src) if self.egress is not None else 0
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_PKTINFO,
-                          ipaddress.IPv6Address(t.src).packed + struct.pack("@I", oif)))
+                          ipaddr.packed6(t.src) + struct.pack("@I", oif)))
         try:
             self.udp.sock.sendmsg([t.data], cmsgs, 0, (t.dst, t.port or self.port))
         except OSError as exc:
