@@ -33,6 +33,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from mip6bench.net.neighbours import table_stats  # noqa: E402
 from mip6bench.net.snapshot import nft, routes  # noqa: E402
 from mip6bench.testbed.bootstrap import BootstrapSettings  # noqa: E402
 from mip6bench.testbed.network import Testbed  # noqa: E402
@@ -69,6 +70,27 @@ def sample(tb) -> dict[str, float]:
     return out
 
 
+def agent_errors(out_dir: str) -> dict[str, tuple[int, str]]:
+    """Socket errors every agent logged (`<role>.io_error` events): count and the first
+    message per node/agent, reported beside the failures: a handover's transient (a send
+    before the new route exists) and a machine-wide problem (EINVAL from a full neighbour
+    table) both show here, and the report tells them apart."""
+    found: dict[str, tuple[int, str]] = {}
+    logs = os.path.join(out_dir, "logs")
+    for name in sorted(os.listdir(logs)) if os.path.isdir(logs) else []:
+        if not name.endswith(".events.jsonl"):
+            continue
+        with open(os.path.join(logs, name)) as f:
+            for line in f:
+                if '.io_error"' not in line:
+                    continue
+                event = json.loads(line)
+                where = f"{event.get('node')}/{event.get('agent')}"
+                count, first = found.get(where, (0, f"{event.get('what')}: {event.get('error')}"))
+                found[where] = (count + 1, first)
+    return found
+
+
 def slope_per_hour(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of (seconds, value), per hour."""
     if len(points) < 2:
@@ -96,6 +118,7 @@ def main() -> int:
                  out_dir=out_dir, capture=False)
     tb.bootstrap_settings = BootstrapSettings()
     tb.start()
+    fulls_before = table_stats().get("table_fulls", 0)
     cn = tb.plan.nodes["cn"].address()
     series: dict[str, list[tuple[float, float]]] = {}
     moves = reauths = failures = 0
@@ -134,6 +157,10 @@ def main() -> int:
         interrupted = True
     finally:
         tb.stop()
+    io_errors = agent_errors(out_dir)
+    # The kernel's one IPv6 neighbour table for all namespaces: when it is full a send
+    # fails with EINVAL, whichever testbed on the machine filled it.
+    table_fulls = table_stats().get("table_fulls", 0) - fulls_before
     elapsed = max(t for points in series.values() for t, _ in points) if series else 0.0
     summary = {"duration_s": round(elapsed, 1), "interrupted": interrupted,
                "moves": moves, "reauths": reauths, "failures": failures,
@@ -149,6 +176,11 @@ def main() -> int:
                                   "samples": len(points)}
         print(f"{key:<34} {points[0][1]:>10g} {points[-1][1]:>10g} "
               f"{'-' if slope is None else format(slope, '.2f'):>10}")
+    summary["io_errors"] = io_errors
+    summary["neighbour_table_fulls"] = table_fulls
+    print(f"kernel IPv6 neighbour table full during the run: {table_fulls} times")
+    for where, (count, first) in sorted(io_errors.items()):
+        print(f"io errors {where}: {count} (first: {first})")
     print(json.dumps(summary))
     return 0 if failures == 0 else 1
 

@@ -232,6 +232,8 @@ class PacCore:
         if key == TIMER_AUTH:
             if self.state in (PacState.DISCOVERING, PacState.AUTHENTICATING):
                 return self._close("authentication timeout", now)
+            if self.state == PacState.REAUTHENTICATING:
+                return self._close("re-authentication timeout", now)
             return []
         if key == TIMER_REAUTH:
             return self.reauthenticate(now)
@@ -380,6 +382,10 @@ class PacCore:
             if ch.outstanding is not None:  # RFC 5609: a PAR ends a pending ping/PNR[A]
                 ch.outstanding = None
                 actions += self.timers.disarm(TIMER_RTX)
+            # RFC 5609 SessionTimerReStart(FAILED_SESS_TIMEOUT): a re-authentication the
+            # PAA never finishes (its answers lost, e.g. sent to a care-of address the PaC
+            # has left) must end, not leave the session "reauthenticating" for its lifetime.
+            actions.append(self.timers.arm(TIMER_AUTH, now + self.config.auth_timeout))
             actions.append(self._event("pana.reauth_started", by=initiator))
         if msg.nonce is not None and phase.paa_nonce is None:
             phase.paa_nonce = msg.nonce
@@ -545,6 +551,10 @@ class PacCore:
             return actions + self._close("terminated", now)
         if msg.has(FLAG_P):
             return actions + [self._event("pana.ping_ok", rtt=now - out.first_sent)]
+        if self.state == PacState.REAUTHENTICATING and (self._phase is None or self._phase.done):
+            # PNA[A]: the PAA's PAR comes next; RFC 5609 restarts the session timer with
+            # FAILED_SESS_TIMEOUT here, so a PAR that never arrives ends the session.
+            actions.append(self.timers.arm(TIMER_AUTH, now + self.config.auth_timeout))
         return actions + [self._event("pana.reauth_accepted")]  # PNA[A]
 
     # ---- retransmission

@@ -98,8 +98,10 @@ class UdpSocket:
     def send(self, data: bytes, dst: str, port: int) -> bool:
         try:
             self.sock.sendto(data, (dst, port))
-        except OSError as exc:
-            self.on_error("send", exc)
+        except OSError as exc:   # the destination goes into the message: errors such as
+            # EINVAL depend on it (port 0, a path MTU, a route type), not on the socket
+            self.on_error("send", OSError(exc.errno, f"{exc.strerror} (to [{dst}]:{port}, "
+                                                     f"{len(data)} bytes)"))
             return False
         self.sent += 1
         return True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -159,6 +160,7 @@ class Testbed:
         self.run = context.open_run(self.experiment, self.out_dir)
         self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         self.log.emit("testbed.starting", run_id=self.run.run_id)
+        self._neighbour_capacity()
         mns = self.plan.by_role("mn")
         stages = {"network": f"network: {len(self.plan.hosts())} nodes, {len(self.plan.lans())} LAN "
                              f"segments, {len(self.plan.links)} links (namespaces, shaping, addresses, routes)",
@@ -194,6 +196,20 @@ class Testbed:
         self.timings["start_s"] = time.monotonic() - t0
         self.log.emit("testbed.started", **self.timings)
         return self
+
+    def _neighbour_capacity(self) -> None:
+        """The machine-wide IPv6 neighbour table must hold what other namespaces use now
+        plus this network's entries with room for churn (new care-of addresses): four
+        times the estimate. It is raised if lower, and the user is told in one line."""
+        from mip6bench.net.neighbours import ensure_capacity, table_stats
+        from mip6bench.testbed.operational import neighbour_entries
+
+        estimate = neighbour_entries(self.plan)
+        change = ensure_capacity(table_stats().get("entries", 0) + 4 * estimate)
+        if change is not None:
+            self.log.emit("testbed.neighbour_limit", estimate=estimate, before=change.before,
+                          after=change.after, problem=change.problem)
+            print(f"mip6bench: {change.describe()}", file=sys.stderr)
 
     def _stage(self, key: str | None) -> None:
         """Start-up stage `key` begins (None: the testbed is up): tell `progress`."""

@@ -188,6 +188,26 @@ class Plan:
         return host(HOME_PREFIX, HOA_BASE + k)
 
 
+def neighbour_entries(plan: Plan) -> int:
+    """About how many IPv6 neighbour cache entries the network holds at once: on a LAN
+    every host resolves its routers and every router resolves every member, each for a
+    global and a link-local address (4 per host-router pair); a point-to-point link 4.
+    Kernel-wide, not per namespace (mip6bench.net.neighbours)."""
+    members: dict[str, list[NodeSpec]] = {lan.name: [] for lan in plan.lans()}
+    entries = 0
+    for link in plan.links:
+        lan, host_ = ((link.a, link.b) if link.a in members else
+                      (link.b, link.a) if link.b in members else (None, None))
+        if lan is None:
+            entries += 4
+        else:
+            members[lan].append(plan.nodes[host_])
+    for hosts in members.values():
+        routers = sum(1 for n in hosts if n.forwarding)
+        entries += 4 * routers * max(len(hosts) - 1, 0)
+    return entries
+
+
 def shaping(params: dict[str, Any], segment: str) -> Shaping:
     return Shaping(params[f"{segment}_delay_ms"], params[f"{segment}_jitter_ms"],
                    params[f"{segment}_loss_pct"], params[f"{segment}_bw_mbit"])

@@ -402,6 +402,32 @@ def test_reauthentication_failure_closes_session():
     assert pac.effects(fx.PanaSessionClosed)[0].reason == "authentication rejected"
 
 
+@pytest.mark.parametrize("initiator", ["PaC", "PAA"])
+def test_unfinished_reauthentication_ends_after_failed_sess_timeout(initiator):
+    """RFC 5609 restarts the session timer with FAILED_SESS_TIMEOUT when a
+    re-authentication starts: if the PAA's PARs never arrive, the PaC closes the
+    session at that timeout instead of staying "reauthenticating" for the lifetime."""
+    sim, pac, paa = open_pair(pac_kwargs={"auth_timeout": 30.0})
+    if initiator == "PaC":
+        sim.call(PAC, "reauthenticate", 5.0)
+        # Let PNR[A]/PNA[A] through, then lose everything the PAA sends.
+        sim.filter = lambda src, dst, data: (
+            None if src == PAA and describe(m.decode_message(data)) != "PNA[A]" else data)
+    else:
+        sim.call(PAA, "reauthenticate", pac.core.session_id, 5.0)
+        sim.run(until=5.015)       # the first re-auth PAR reaches the PaC, nothing after
+        sim.filter = lambda src, dst, data: None if src == PAA else data
+    sim.run(until=34.0)
+    assert pac.core.state == PacState.REAUTHENTICATING
+    sim.run(until=36.0)
+    assert pac.core.state == PacState.CLOSED
+    assert pac.effects(fx.PanaSessionClosed)[0].reason == "re-authentication timeout"
+    if initiator == "PaC":
+        assert pac.events("pana.reauth_accepted") and not pac.events("pana.reauth_started")
+    else:
+        assert pac.events("pana.reauth_started")[0].fields["by"] == "PAA"
+
+
 def test_pac_terminates():
     sim, pac, paa = open_pair()
     sim.call(PAC, "terminate", 5.0)

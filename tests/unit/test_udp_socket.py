@@ -1,9 +1,29 @@
-"""UdpSocket's receive buffer: raised (never lowered) so a burst of signalling waits in
-the kernel instead of being dropped (Udp6RcvbufErrors) while the agent is busy."""
+"""runtime.udp.UdpSocket on loopback (no root): send errors name the destination; the
+receive buffer is raised (never lowered) so a burst of signalling waits in the kernel
+instead of being dropped (Udp6RcvbufErrors) while the agent is busy."""
 import asyncio
 import socket
 
 from mip6bench.runtime.udp import RECEIVE_BUFFER, UdpSocket, grow_receive_buffer
+
+
+def test_send_error_names_the_destination():
+    """A failed send is reported once, with the destination in the message (errors such
+    as EINVAL depend on it), and counted as not sent."""
+    errors = []
+
+    async def main():
+        sock = UdpSocket.bind("::1", 0, lambda *a: None,
+                              on_error=lambda what, exc: errors.append((what, exc)))
+        try:
+            return sock.send(b"x" * 7, "::1", 0)      # port 0: EINVAL from the kernel
+        finally:
+            sock.close()
+
+    assert asyncio.run(main()) is False
+    ((what, exc),) = errors
+    assert what == "send" and exc.errno == 22
+    assert "to [::1]:0, 7 bytes" in str(exc)
 
 
 def _allowed() -> int:
