@@ -123,6 +123,15 @@ def prefix_of(plan, network: str) -> str:
     return HOME_PREFIX if network == "home" else foreign_prefix(int(network[1:]))
 
 
+def _names(nodes, most: int = 4) -> str:
+    """Node names for a progress line: all of a few, the first and last of many (a
+    line naming 300 MNs says nothing)."""
+    names = [n.name for n in nodes]
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{names[0]} ... {names[-1]} ({len(names)} MNs)"
+
+
 class Testbed:
     __test__ = False  # not a pytest test class
 
@@ -167,7 +176,7 @@ class Testbed:
                   "capture": "packet capture on every interface" if self.capture_enabled else None,
                   "agents": "agents: firewall, HA, CN, management plane, then the MNs"
                             if self.agents_enabled else None,
-                  "addresses": f"{', '.join(m.name for m in mns)}: a usable address on the first link"
+                  "addresses": f"{_names(mns)}: a usable address on the first link"
                                if mns else None}
         self._stages = {k: v for k, v in stages.items() if v is not None}
         try:
