@@ -150,10 +150,16 @@ def run(tb, params) -> dict:
             _wait_event(agents[mn], "mipv6.mn.traversal_done", t_trigger,
                         max(0.0, deadline + params["registration_wait_s"] - time.monotonic()))
     events = _load_events(tb)
-    per_mn = [_measure(mn, events, t_trigger, params["sa"]) for mn in mns]
+    # Each node's events apart, once: looking an MN's events up in everybody's made the
+    # analysis quadratic in MNs (minutes at 300 MNs).
+    by_node: dict[str, list[dict]] = {}
+    for e in events:
+        by_node.setdefault(e["node"], []).append(e)
+    per_mn = [_measure(mn, by_node, t_trigger, params["sa"]) for mn in mns]
     if nsis:
+        refused = _first(by_node.get("fw", []), "fw", "fw", "natfw.refused", t_trigger)
         for m in per_mn:
-            m.update(_nsis_outcome(m["mn"], events, t_trigger))
+            m.update(_nsis_outcome(m["mn"], by_node.get(m["mn"], []), t_trigger, refused))
     summary = {}
     for key in PHASES + ("pana_messages",):
         values = [m[key] for m in per_mn if m.get(key) is not None]
@@ -187,12 +193,12 @@ def run(tb, params) -> dict:
     return {"bootstrap": summary}
 
 
-def _nsis_outcome(mn: str, events: list[dict], after: int) -> dict:
+def _nsis_outcome(mn: str, events: list[dict], after: int, refused: dict | None) -> dict:
     """Whether the MN's first NATFW CREATEs, carrying the token PANA gave it, were verified
-    and granted at the firewall (nsis_create_verified), and how long that took."""
+    and granted at the firewall (nsis_create_verified), and how long that took (events:
+    the MN's own; refused: the firewall's first natfw.refused after the trigger)."""
     done = _first(events, mn, "mn", "mipv6.mn.traversal_done", after, phase="rr")
     start = _first(events, mn, "mn", "mipv6.mn.traversal_started", after, phase="rr")
-    refused = _first(events, "fw", "fw", "natfw.refused", after)
     return {"nsis_create_verified": bool(done and done.get("ok")),
             "nsis_ms": _ms(start, done) if start and done else None,
             "nsis_refusal": None if done and done.get("ok") else
@@ -232,17 +238,20 @@ def _ms(a, b):
     return None if a is None or b is None else round((b["t_ns"] - a["t_ns"]) / 1e6, 3)
 
 
-def _measure(mn, events, t_trigger, sa_mode) -> dict:
+def _measure(mn, by_node, t_trigger, sa_mode) -> dict:
+    """One MN's phases; by_node: every node's events (time order), by node name."""
+    events = by_node.get(mn, [])
     pac = _first(events, mn, "mn", "pana.pci_sent", after=t_trigger, retransmission=False)
     handshake = _first(events, mn, "mn", "pana.handshake", after=t_trigger)
     opened = _first(events, mn, "mn", "pana.session_open", after=t_trigger)
     ready = _first(events, mn, "mn", "bootstrap.ready", after=t_trigger)
     spi = ready.get("spi") if ready else None
     if sa_mode == "push":
-        start = _first(events, "paa", "paa", "sadist.push_sent", spi=spi)
+        start = _first(by_node.get("paa", []), "paa", "paa", "sadist.push_sent", spi=spi)
     else:
-        start = _first(events, "ha", "ha", "sadist.fetch_sent", selector=f"spi={spi}")
-    installed = _first(events, "ha", "ha", "sadist.sa_installed", spi=spi)
+        start = _first(by_node.get("ha", []), "ha", "ha", "sadist.fetch_sent",
+                       selector=f"spi={spi}")
+    installed = _first(by_node.get("ha", []), "ha", "ha", "sadist.sa_installed", spi=spi)
     registered = _first(events, mn, "mn", "mipv6.mn.home_registered", after=ready["t_ns"]) \
         if ready else None
     return {"mn": mn, "spi": spi, "hoa": ready.get("hoa") if ready else None,

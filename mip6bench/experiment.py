@@ -92,6 +92,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     params, topo_params = split_params(module, given)
     install_termination_handler()
     caps = detect()
+    if hasattr(module, "run_grid"):
+        return _run_grid(module, params, topo_params, out, capture, quiet, caps)
     from mip6bench.measure.progress import StartupProgress
 
     testbed = Testbed(topo_params, experiment=name, out_dir=out, capture=capture,
@@ -114,12 +116,20 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     metrics["testbed"].update({k: round(v, 3) for k, v in testbed.timings.items()})
     if testbed.teardown_errors:
         metrics["testbed"]["teardown_errors"] = testbed.teardown_errors
+    return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
+                       quiet, backends=backends)
+
+
+def _finish_run(module: ModuleType, run_dir: Path, started: float, params: dict,
+                topo_params: dict, capture: bool, caps, metrics: dict, quiet: bool,
+                **extra: Any) -> Path:
+    """manifest.json, metrics.json and the report; the run directory is complete then."""
     manifest = {
-        "experiment": name, "run_id": run_dir.name, "started": started,
+        "experiment": module.NAME, "run_id": run_dir.name, "started": started,
         "duration_s": round(time.time() - started, 3),
         "parameters": params, "topology": topo_params, "seed": topo_params["seed"],
         "capture": capture, "versions": _versions(), "git": _git_revision(),
-        "backends": backends, "capabilities": caps.to_dict(), "argv": sys.argv,
+        **extra, "capabilities": caps.to_dict(), "argv": sys.argv,
     }
     write_json(run_dir / "manifest.json", manifest)
     write_json(run_dir / "metrics.json", metrics)
@@ -132,6 +142,25 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
 
 
 INCOMPLETE = "INCOMPLETE"  # in a run directory whose run did not finish
+
+
+def _run_grid(module: ModuleType, params: dict, topo_params: dict, out: str | None,
+              capture: bool, quiet: bool, caps) -> Path:
+    """An experiment that builds its own networks, one per point of a grid
+    (run_grid(params, topo_params, run_dir, capture, quiet) -> metrics): the same run
+    directory, manifest, metrics and report as any other."""
+    from mip6bench.testbed.registry import new_run_id
+
+    if hasattr(module, "check"):  # refuse what cannot run before anything is built
+        module.check(params, topo_params)
+    run_dir = Path(out) if out else REPO_ROOT / "results" / module.NAME / new_run_id(module.NAME)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    (run_dir / INCOMPLETE).write_text(f"{module.NAME} run started {time.ctime(started)}; it did "
+                                      "not finish, so its results are partial or missing\n")
+    metrics = module.run_grid(params, topo_params, run_dir, capture, quiet)
+    return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
+                       quiet)
 
 
 def write_json(path: Path, data) -> None:

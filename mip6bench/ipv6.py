@@ -13,11 +13,11 @@ reason.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass
 from typing import Iterator
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError, Reader, inet_checksum, ipv6_pseudo_header
 
 __all__ = [
@@ -53,17 +53,19 @@ OPT_PAD1, OPT_PADN, OPT_ROUTER_ALERT = 0, 1, 5
 
 # --------------------------------------------------------------------------- addresses, checksums
 
+# Memoised (mip6bench.ipaddr): the signalling codecs convert the same few addresses for
+# every message, and the standard library's parser dominated the firewall's CPU at scale.
 def normalize_address(addr: str) -> str:
     """The compressed text form of an IPv6 address; ValueError if it is not one."""
-    return str(ipaddress.IPv6Address(addr))
+    return ipaddr.text6(addr)
 
 
 def address_bytes(addr: str) -> bytes:
-    return ipaddress.IPv6Address(addr).packed
+    return ipaddr.packed6(addr)
 
 
 def address_text(raw: bytes) -> str:
-    return str(ipaddress.IPv6Address(raw))
+    return ipaddr.text6(raw)
 
 
 def upper_layer_checksum(src: bytes, dst: bytes, next_header: int, data: bytes) -> int:

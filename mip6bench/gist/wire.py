@@ -47,10 +47,10 @@ raise ValueError at construction or encoding.
 """
 from __future__ import annotations
 
-import ipaddress
 import struct
 from dataclasses import dataclass, field, replace
 
+from .. import ipaddr
 from ..codec import DecodeError, Reader, pad_len
 
 GIST_PORT = 270                 # UDP/TCP port for Q-mode (IANA, RFC 5971 section 9)
@@ -133,12 +133,8 @@ def _fail(reason: str, decoding: bool):
     raise ValueError(reason)
 
 
-def _ip(addr: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    return ipaddress.ip_address(addr)
-
-
-def _norm_addr(addr: str) -> str:
-    return str(_ip(addr))
+_ip = ipaddr.ip  # memoised: the same few addresses in every message
+_norm_addr = ipaddr.text
 
 
 def _words_value(value: bytes, what: str, decoding: bool, allow_empty: bool = False) -> None:
@@ -179,8 +175,8 @@ class Mri:
         if src.version != dst.version:
             raise ValueError("MRI source and destination of different IP versions")
         bits = src.max_prefixlen
-        object.__setattr__(self, "src", str(src))
-        object.__setattr__(self, "dst", str(dst))
+        object.__setattr__(self, "src", ipaddr.text(self.src))
+        object.__setattr__(self, "dst", ipaddr.text(self.dst))
         if self.src_prefix is None:
             object.__setattr__(self, "src_prefix", bits)
         if self.dst_prefix is None:
@@ -234,12 +230,12 @@ class Mri:
         if version not in (4, 6):
             raise DecodeError(f"MRI IP version {version}")
         alen = 4 if version == 4 else 16
-        src = ipaddress.ip_address(r.take(alen, "MRI source address"))
-        dst = ipaddress.ip_address(r.take(alen, "MRI destination address"))
+        src = ipaddr.text(r.take(alen, "MRI source address"))
+        dst = ipaddr.text(r.take(alen, "MRI destination address"))
         sp, dp, proto, ds = struct.unpack("!BBBB", r.take(4, "MRI prefixes"))
         if ds & 0x03:
             raise DecodeError("reserved bits after the DS field set")
-        values = dict(src=str(src), dst=str(dst), src_prefix=sp, dst_prefix=dp,
+        values = dict(src=src, dst=dst, src_prefix=sp, dst_prefix=dp,
                       upstream=bool(flags & _MRI_D), nat=bool(nbyte & _MRI_N))
         if flags & _MRI_P:
             values["protocol"] = proto
@@ -335,8 +331,8 @@ class Nli:
         pi = r.take(pi_len, "NLI peer identity")
         if any(r.take(pad_len(pi_len), "NLI peer identity padding")):
             raise DecodeError("non-zero NLI peer identity padding")
-        addr = ipaddress.ip_address(r.take(4 if version == 4 else 16, "NLI interface address"))
-        return cls(pi, ttl, validity, str(addr))
+        addr = ipaddr.text(r.take(4 if version == 4 else 16, "NLI interface address"))
+        return cls(pi, ttl, validity, addr)
 
 
 @dataclass(frozen=True)

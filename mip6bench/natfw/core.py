@@ -105,6 +105,7 @@ from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping
 
+from mip6bench import ipaddr
 from mip6bench.aaa.token import AuthToken, TokenError, verify_token
 from mip6bench.codec import Reader
 from mip6bench.natfw import wire as w
@@ -121,8 +122,8 @@ class Mri:
     destination_port: int = 0
 
     def __post_init__(self):
-        object.__setattr__(self, "source", str(ipaddress.IPv6Address(self.source)))
-        object.__setattr__(self, "destination", str(ipaddress.IPv6Address(self.destination)))
+        object.__setattr__(self, "source", ipaddr.text6(self.source))
+        object.__setattr__(self, "destination", ipaddr.text6(self.destination))
 
 
 @dataclass(frozen=True)
@@ -535,12 +536,12 @@ class NfCore:
                       ext: bool = False) -> str | None:
         """Is the MN's end of the flow (the source of a CREATE's flow, the destination
         of an EXT's) the token's home address, or a CoA the MIP6 flow object ties to it?"""
-        hoa = ipaddress.IPv6Address(claims.hoa)
+        hoa = ipaddr.ip6(claims.hoa)
         named = flow.mip6.home_address if flow.mip6 is not None else None
-        if named is not None and ipaddress.IPv6Address(named) != hoa:
+        if named is not None and ipaddr.ip6(named) != hoa:
             return "another MN"
         mn_end = flow.mri.destination if ext else flow.mri.source
-        if ipaddress.IPv6Address(mn_end) == hoa:
+        if ipaddr.ip6(mn_end) == hoa:
             return None
         if self.coa_binding and named is not None:
             return None                 # a CoA-sourced flow of the MN with this HoA
@@ -566,8 +567,8 @@ class NfCore:
             if sid in bound:
                 return None
             ends = self._care_of_ends(bound, claims.hoa)
-            if ends and ipaddress.IPv6Address(mn_end) != ipaddress.IPv6Address(claims.hoa) \
-                    and ipaddress.IPv6Address(mn_end) not in ends:
+            if ends and ipaddr.ip6(mn_end) != ipaddr.ip6(claims.hoa) \
+                    and ipaddr.ip6(mn_end) not in ends:
                 return "token used from another address"
             if len(bound) >= self.token_sessions:
                 return "replayed token"
@@ -587,7 +588,7 @@ class NfCore:
         """The care-of addresses (MN ends other than the token's home address) of the
         open sessions bound to a token, as installed, pending or last authorized: where
         the MN that holds the token signals from."""
-        home = ipaddress.IPv6Address(hoa)
+        home = ipaddr.ip6(hoa)
         ends = set()
         for b in bound:
             s = self.sessions.get(b)
@@ -595,7 +596,7 @@ class NfCore:
                 continue
             for flow in (s.flow, s.authorized_flow, s.pending[2] if s.pending else None):
                 if flow is not None:
-                    end = ipaddress.IPv6Address(flow.mri.destination if s.ext else flow.mri.source)
+                    end = ipaddr.ip6(flow.mri.destination if s.ext else flow.mri.source)
                     if end != home:
                         ends.add(end)
         return ends
@@ -626,7 +627,7 @@ class NfCore:
         return []
 
     def _is_inside(self, address: str) -> bool:
-        a = ipaddress.IPv6Address(address)
+        a = ipaddr.ip6(address)
         return any(a in net for net in self.inside or ())
 
     def _on_ext(self, sid, mri, msg, data, now, peer) -> list[Action]:

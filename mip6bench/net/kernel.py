@@ -231,6 +231,12 @@ class Kernel:
         except LookupError:
             return False
 
+    def learn_indexes(self) -> None:
+        """Every interface's index from one dump (ifindex() looks a name up with a dump
+        of all links: on a LAN with a thousand ports that is a thousand dumps)."""
+        for msg in self._ipr.get_links():
+            self._index[msg.get_attr("IFLA_IFNAME")] = msg["index"]
+
     def links(self) -> list[dict[str, Any]]:
         return [link_info(msg) for msg in self._ipr.get_links()]
 

@@ -69,7 +69,7 @@ if False:  # annotations only: `typing` costs ~2 ms of cold start
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.fdwait import select_compatible, wait_readable
 from mip6bench.net.shaping import DEFAULT_LIMIT, DISTRIBUTIONS, LinkParams, Shaper
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 
 # ---------------------------------------------------------------------------------
 # Kernel constants (linux/if_tun.h, linux/sched.h, linux/rtnetlink.h, linux/prctl.h)
@@ -314,11 +314,18 @@ def open_tap(ep: Endpoint, nsfd: int | None, *, up: bool, carrier: bool) -> tupl
         raise
 
 
-def create_link(a: Endpoint, b: Endpoint, *, up: bool = True,
-                carrier: bool = True) -> tuple[int, int, dict[str, Any]]:
+def create_link(a: Endpoint, b: Endpoint, *, up: bool = True, carrier: bool = True,
+                move: bool = True) -> tuple[int, int, dict[str, Any]]:
     """Check everything that can be checked, then create both TAPs.
 
     Returns (fd_a, fd_b, ready-line info). On any failure nothing is left behind.
+
+    move=True (the single-link relay): create in this process's namespace and move, so
+    the fds pin no node's namespace (see the module docstring); each move costs the
+    kernel a synchronize_net under the RTNL lock, ~18 ms here. move=False (the link
+    hub, mip6bench.net.linkhub): create each TAP from inside its target namespace
+    (setns there and back), no move: ~0.5 ms, but the fd holds that namespace until the
+    link is deleted, so a node that dies keeps its end until then.
     """
     try:
         os.close(os.open(TUN_PATH, os.O_RDWR | os.O_CLOEXEC))
@@ -363,7 +370,14 @@ def create_link(a: Endpoint, b: Endpoint, *, up: bool = True,
         macs = []
         for ep, nsfd in zip((a, b), nsfds):
             try:
-                fd, mac = open_tap(ep, nsfd, up=up, carrier=carrier)
+                if move or nsfd is None:
+                    fd, mac = open_tap(ep, nsfd, up=up, carrier=carrier)
+                else:
+                    _libc_call("setns", nsfd, CLONE_NEWNET)
+                    try:
+                        fd, mac = open_tap(ep, None, up=up, carrier=carrier)
+                    finally:
+                        _libc_call("setns", self_ns, CLONE_NEWNET)
             except OSError as exc:
                 raise EnvironmentProblem(f"cannot create TAP {ep.spec()}: {exc.strerror}",
                                          "check the namespace and the name") from None
@@ -808,6 +822,17 @@ def relay_argv(a_name: str, a_netns: int | str | None, b_name: str,
     return argv
 
 
+def set_command(direction: str | None, params: Mapping[str, Any]) -> str:
+    """The `set` command line for LinkParams field values, for both directions (None) or
+    one ("ab", "ba"); validated here, so bad values fail in the caller."""
+    if direction not in (None, "ab", "ba"):
+        raise ParameterError(f"bad direction {direction!r}", "use None, 'ab' or 'ba'")
+    LinkParams().replace(**params)
+    fields = {v: k for k, v in PARAM_OPTIONS.items()}
+    prefix = f"{direction}-" if direction else ""
+    return "set " + " ".join(f"{prefix}{fields[k]}={v}" for k, v in params.items())
+
+
 class LinkRelay:
     """A running relay process, driven over its stdin/stdout.
 
@@ -972,13 +997,7 @@ class LinkRelay:
     def set(self, direction: str | None = None, **params: Any) -> dict[str, Any]:
         """Change parameters at run time (LinkParams field names), for both directions
         or for direction "ab" (A->B) / "ba" (B->A) only."""
-        if direction not in (None, "ab", "ba"):
-            raise ParameterError(f"bad direction {direction!r}", "use None, 'ab' or 'ba'")
-        LinkParams().replace(**{k: v for k, v in params.items()})  # validate locally
-        fields = {v: k for k, v in PARAM_OPTIONS.items()}
-        prefix = f"{direction}-" if direction else ""
-        words = [f"{prefix}{fields[k]}={v}" for k, v in params.items()]
-        return self._request("set " + " ".join(words))
+        return self._request(set_command(direction, params))
 
     def stop(self, timeout: float = 5.0) -> int:
         """Close stdin (the relay exits and its TAPs vanish); SIGKILL after timeout."""

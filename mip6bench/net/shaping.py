@@ -131,11 +131,13 @@ class Shaper:
     The frame objects are opaque (the relay passes bytes; tests pass anything).
     Counters: rx (offered), tx (released), dropped_loss, dropped_queue,
     dropped_carrier (flushed or refused while the carrier is off), write_errors
-    (kept here for the relay, which counts frames the far TAP refused).
+    (kept here for the relay, which counts frames the far TAP refused), late_ns_total
+    and late_ns_max (how long after their departure time released frames were handed
+    out: the emulator's own delay error, from its wake-ups, not the configured delay).
     """
 
     __slots__ = ("params", "rx", "tx", "dropped_loss", "dropped_queue", "dropped_carrier",
-                 "write_errors", "_heap", "_seq", "_busy_until", "_loss_rng", "_delay_rng",
+                 "write_errors", "late_ns_total", "late_ns_max", "_heap", "_seq", "_busy_until", "_loss_rng", "_delay_rng",
                  "_delay_ns", "_jitter_ns", "_loss_p", "_rate_bps", "_limit", "_normal")
 
     def __init__(self, params: LinkParams, seed: int = 0, label: str = ""):
@@ -148,6 +150,7 @@ class Shaper:
         self._delay_rng = random.Random(f"{seed}/{label}/delay")
         self.rx = self.tx = 0
         self.dropped_loss = self.dropped_queue = self.dropped_carrier = self.write_errors = 0
+        self.late_ns_total = self.late_ns_max = 0
         self.configure(params)
 
     def configure(self, params: LinkParams) -> None:
@@ -204,7 +207,12 @@ class Shaper:
         heap = self._heap
         if heap and heap[0][0] <= now_ns:
             self.tx += 1
-            return heappop(heap)[2]
+            departure, _seq, frame = heappop(heap)
+            late = now_ns - departure
+            self.late_ns_total += late
+            if late > self.late_ns_max:
+                self.late_ns_max = late
+            return frame
         return None
 
     # -- carrier and bookkeeping --------------------------------------------------
@@ -230,4 +238,5 @@ class Shaper:
     def counters(self) -> dict[str, int]:
         return {"rx": self.rx, "tx": self.tx, "dropped_loss": self.dropped_loss,
                 "dropped_queue": self.dropped_queue, "dropped_carrier": self.dropped_carrier,
-                "write_errors": self.write_errors, "queued": len(self._heap)}
+                "write_errors": self.write_errors, "queued": len(self._heap),
+                "late_ns_total": self.late_ns_total, "late_ns_max": self.late_ns_max}

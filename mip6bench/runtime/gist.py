@@ -85,7 +85,6 @@ Pitfalls (Linux; found or confirmed while building this)
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 import socket
 import struct
@@ -93,7 +92,7 @@ from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable, Iterable
 
-from mip6bench import ipv6
+from mip6bench import ipaddr, ipv6
 from mip6bench.codec import DecodeError
 from mip6bench.errors import EnvironmentProblem, ParameterError
 from mip6bench.gist.core import Forward, GistConfig, GistNode, GistTransmit
@@ -390,7 +389,7 @@ class GistService:
         if t.src is not None:
             oif = self.egress(t.src) if self.egress is not None else 0
             cmsgs.append((socket.IPPROTO_IPV6, rao.IPV6_PKTINFO,
-                          ipaddress.IPv6Address(t.src).packed + struct.pack("@I", oif)))
+                          ipaddr.packed6(t.src) + struct.pack("@I", oif)))
         try:
             self.udp.sock.sendmsg([t.data], cmsgs, 0, (t.dst, t.port or self.port))
         except OSError as exc:

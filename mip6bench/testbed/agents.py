@@ -15,6 +15,14 @@ from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.process import NodeProcess
 
 AGENTS_DIR = REPO_ROOT / "agents"
+PROFILE_ENV = "MIP6BENCH_PROFILE"  # agent names to run under cProfile, e.g. "fw,ha"
+
+
+def profiled_agents() -> set[str]:
+    """The agents (by agent name: fw, ha, paa, aaa, mn, ...) that run under cProfile:
+    MIP6BENCH_PROFILE, comma-separated; each writes logs/<node>-<agent>.prof."""
+    import os
+    return {a.strip() for a in os.environ.get(PROFILE_ENV, "").split(",") if a.strip()}
 
 
 class AgentProcess:
@@ -25,6 +33,7 @@ class AgentProcess:
         self.control_path = str(run.state_dir / f"{stem}.sock")
         self.events_path = run.logs_dir / f"{stem}.events.jsonl"
         self.stderr_path = run.logs_dir / f"{stem}.stderr"
+        self.profile_path = run.logs_dir / f"{stem}.prof"
         self.proc: NodeProcess | None = None
         self.starts = 0
 
@@ -33,17 +42,30 @@ class AgentProcess:
         return AGENTS_DIR / f"{self.role}.py"
 
     def start(self, timeout: float = 10.0) -> "AgentProcess":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "AgentProcess":
+        """Start the agent without waiting for its ready line (see wait_ready)."""
         # The options carry PSKs, keys and the RADIUS secret: 0600 from creation.
         write_secret_file(self.config_path, json.dumps({
             "node": self.node.name, "agent": self.agent, "control": self.control_path,
             "events": str(self.events_path), "options": self.options}, indent=1),
             replace=True)
-        self.proc = NodeProcess(self.node, [sys.executable, str(self.script), "--config",
+        python = [sys.executable]
+        if self.agent in profiled_agents():
+            # cProfile writes the profile when the agent exits (also on SIGTERM: the agent
+            # returns from its main), next to its event log.
+            python += ["-m", "cProfile", "-o", str(self.profile_path)]
+        self.proc = NodeProcess(self.node, [*python, str(self.script), "--config",
                                             str(self.config_path)],
                                 f"agent {self.agent}", self.run,
                                 ready=lambda line: line.startswith('{"ready"'),
-                                log_path=self.stderr_path).start(timeout)
+                                log_path=self.stderr_path).launch()
         self.starts += 1
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> "AgentProcess":
+        self.proc.wait_ready(timeout)
         return self
 
     @property

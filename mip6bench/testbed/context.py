@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mip6bench import REPO_ROOT
 from mip6bench.testbed.registry import RunRecord, new_run_id
@@ -19,6 +20,7 @@ class RunContext:
     run_id: str
     record: RunRecord
     out_dir: Path  # artifacts: manifest, events, metrics, captures, logs
+    link_hubs: Any = None  # linkhub.HubPool of the run's relay links (testbed.links)
 
     @property
     def state_dir(self) -> Path:

@@ -5,8 +5,10 @@
   - tbf: only a rate configured, and the kernel has sch_tbf: veth + `tc qdisc tbf` on
     both ends (kernel path);
   - netem: where the kernel has sch_netem: veth + `tc qdisc netem` on both ends;
-  - relay: elsewhere: two TAP devices joined by a user-space relay process
-    (mip6bench.net.linkemu), which applies delay/jitter/loss/rate per direction.
+  - relay: elsewhere: two TAP devices joined in a user-space link hub
+    (mip6bench.net.linkhub: one process per core serves every relay link of the run,
+    each link with its own delay/jitter/loss/rate per direction, as the single-link
+    relay mip6bench.net.linkemu applies them).
 
 Every link can be detached and re-attached at layer 2 (`set_attached`): both ends lose
 carrier, as when a wireless station leaves its access point; handovers use this.
@@ -18,7 +20,7 @@ import subprocess
 from mininet.link import Intf, Link
 
 from mip6bench.errors import Mip6benchError
-from mip6bench.net.linkemu import LinkRelay, netem_available, netem_commands, tbf_available, tbf_commands
+from mip6bench.net.linkemu import netem_available, netem_commands, tbf_available, tbf_commands
 from mip6bench.net.shaping import LinkParams
 from mip6bench.testbed.context import current_run
 from mip6bench.testbed.operational import Shaping
@@ -32,6 +34,9 @@ class Ip6Intf(Intf):
         kernel = getattr(self.node, "kernel", None)
         if kernel is None:  # a node class without a Kernel: use Mininet's way
             return super().config(mac=mac, up=up)
+        if mac is None and up and (getattr(self.link, "relay", None) is not None
+                                   or getattr(self.link, "_pending", None) is not None):
+            return {}  # the link hub created this TAP up already: one netlink call less
         kernel.set_link(self.name, mac=mac, up=up)
         self.mac = mac or self.mac
         return {}
@@ -62,6 +67,22 @@ def choose_backend(shaping: Shaping, emulation: str = "auto") -> str:
     return "netem" if netem_available() else "relay"
 
 
+def link_hubs(run):
+    """The run's link hubs (one per core, started with the first relay link)."""
+    from mip6bench.net.linkhub import HubPool
+    if getattr(run, "link_hubs", None) is None:
+        run.link_hubs = HubPool()
+    return run.link_hubs
+
+
+def stop_link_hubs(run) -> None:
+    """End the run's hubs (their remaining links go with them, closed in parallel)."""
+    pool = getattr(run, "link_hubs", None)
+    if pool is not None:
+        pool.stop()
+        run.link_hubs = None
+
+
 class ShapedLink(Link):
     """A link between two nodes with optional shaping (see the module docstring)."""
 
@@ -73,7 +94,8 @@ class ShapedLink(Link):
         self.seed = seed
         self.attached = attached
         self.backend = backend or choose_backend(shaping, emulation)
-        self.relay: LinkRelay | None = None
+        self.relay = None  # a linkhub.HubLink for the relay backend
+        self._pending = None  # its add request, until finish()
         params.setdefault("intf", Ip6Intf)
         super().__init__(node1, node2, **params)
         if self.backend in ("netem", "tbf"):
@@ -91,13 +113,27 @@ class ShapedLink(Link):
         if self.backend != "relay":
             return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
                                         deleteIntfs=False)
-        self.relay = LinkRelay.start(intfname1, node1.pid, intfname2, node2.pid,
-                                     link_params(self.shaping), seed=self.seed,
-                                     carrier=self.attached)
-        current_run().record.add_process(self.relay.pid, f"link relay {intfname1}<->{intfname2}")
+        run = current_run()
+        pool = link_hubs(run)
+        known = set(pool.pids)
+        # Sent now, waited for in finish() (ParallelMininet calls it once every link is
+        # sent; the interfaces are not touched before): the hubs work through the adds
+        # while Mininet goes on.
+        self._pending = pool.add_later(intfname1, node1.pid, intfname2, node2.pid,
+                                       link_params(self.shaping), seed=self.seed,
+                                       carrier=self.attached)
+        for pid in set(pool.pids) - known:
+            run.record.add_process(pid, "link hub")
         return None
 
+    def finish(self) -> None:
+        """Wait for the hub's link (relay backend); a no-op for the others."""
+        pending, self._pending = getattr(self, "_pending", None), None
+        if pending is not None:
+            self.relay = pending()
+
     def set_attached(self, attached: bool) -> None:
+        self.finish()
         """Layer-2 attach/detach: both ends see carrier on/off."""
         if self.relay is not None:
             self.relay.set_carrier(attached)
@@ -112,6 +148,7 @@ class ShapedLink(Link):
         `set` command, on netem by replacing the qdisc with the new loss. Links without
         emulation (veth, tbf) cannot lose packets: a one-line error naming the fix."""
         params = link_params(self.shaping).replace(loss_pct=loss_pct)
+        self.finish()
         if self.backend == "relay":
             self.relay.set(loss_pct=loss_pct)
         elif self.backend == "netem":
@@ -124,6 +161,7 @@ class ShapedLink(Link):
                                  "give its segment a delay (<segment>_delay_ms) or a loss at start")
 
     def stats(self) -> dict | None:
+        self.finish()
         return self.relay.stats() if self.relay is not None else None
 
     def describe(self) -> dict:
@@ -131,6 +169,10 @@ class ShapedLink(Link):
                 "attached": self.attached, **self.shaping.as_dict()}
 
     def stop(self):
+        try:
+            self.finish()
+        except Exception:
+            pass  # its add failed: nothing to stop
         if self.relay is not None:
             self.relay.stop()
             self.relay = None

@@ -44,10 +44,12 @@ def resolve_tunnel_backend(params: dict[str, Any]) -> str | None:
     return choose_backend(params["tunnel"], probe_backends())
 
 
-def preflight(plan, capture: bool) -> None:
+def preflight(plan, capture: bool, agents: bool = True) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
+    mn_agents = agents and plan.params.get("mipv6", "static") != "off"
+    check_memory(len(plan.by_role("mn")), per_mn=MB_PER_MN if mn_agents else MB_PER_MN_NODE_ONLY)
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -73,8 +75,61 @@ def preflight(plan, capture: bool) -> None:
                                      "load sch_netem or tun, or set every *_delay_ms/_loss_pct to 0")
 
 
+# Memory a mobile node costs the machine, measured here (experiment scale, bootstrap, 2
+# foreign networks): its agent, its node's shell (mnexec + bash) and its share of the
+# link hubs came to 21 MB Pss per MN at N=100 (shared pages counted once; the agent's own
+# RSS is ~27 MB), and MemAvailable fell by ~19 MB per MN at N=300 (kernel included: the
+# namespace, 3 TAP pairs, bridge ports). 24 MB leaves a margin. The rest of the network
+# (routers, servers, their agents) ~400 MB.
+MB_PER_MN = 24
+MB_PER_MN_NODE_ONLY = 6  # without an MN agent (agents off, mipv6=off): shell and kernel
+MB_FIXED = 400
+MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
+
+
+def available_memory_mb() -> int:
+    """MemAvailable from /proc/meminfo, in MB."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def memory_estimate_mb(mns: int, per_mn: int = MB_PER_MN) -> int:
+    return MB_FIXED + per_mn * mns
+
+
+def largest_mns_that_fit(available_mb: int | None = None, per_mn: int = MB_PER_MN) -> int:
+    avail = available_memory_mb() if available_mb is None else available_mb
+    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // per_mn))
+
+
+def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
+                 per_mn: int = MB_PER_MN) -> None:
+    """Refuse (one line, with the estimate and the fix) a network that cannot fit in
+    memory, before anything is built: one agent process per MN."""
+    avail = available_memory_mb() if available_mb is None else available_mb
+    need = memory_estimate_mb(mns, per_mn)
+    if need > avail * MEMORY_HEADROOM:
+        fit = largest_mns_that_fit(avail, per_mn)
+        raise EnvironmentProblem(
+            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN + "
+            f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
+            f"use at most {fit} MNs here; more need more memory (one agent process per MN)")
+
+
 def prefix_of(plan, network: str) -> str:
     return HOME_PREFIX if network == "home" else foreign_prefix(int(network[1:]))
+
+
+def _names(nodes, most: int = 4) -> str:
+    """Node names for a progress line: all of a few, the first and last of many (a
+    line naming 300 MNs says nothing)."""
+    names = [n.name for n in nodes]
+    if len(names) <= most:
+        return ", ".join(names)
+    return f"{names[0]} ... {names[-1]} ({len(names)} MNs)"
 
 
 class Testbed:
@@ -102,12 +157,11 @@ class Testbed:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
-        preflight(self.plan, self.capture_enabled)
+        preflight(self.plan, self.capture_enabled, self.agents_enabled)
         if self.agents_enabled:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
-        from mininet.net import Mininet
-
-        from mip6bench.testbed.links import ShapedLink
+        from mip6bench.testbed.build import ParallelMininet
+        from mip6bench.testbed.links import Ip6Intf, ShapedLink
         from mip6bench.testbed.nodes import LanSegment, Mip6Node
         from mip6bench.testbed.topology import OperationalTopo
 
@@ -122,13 +176,14 @@ class Testbed:
                   "capture": "packet capture on every interface" if self.capture_enabled else None,
                   "agents": "agents: firewall, HA, CN, management plane, then the MNs"
                             if self.agents_enabled else None,
-                  "addresses": f"{', '.join(m.name for m in mns)}: a usable address on the first link"
+                  "addresses": f"{_names(mns)}: a usable address on the first link"
                                if mns else None}
         self._stages = {k: v for k, v in stages.items() if v is not None}
         try:
             self._stage("network")
-            self.net = Mininet(topo=OperationalTopo(plan=self.plan), controller=None, build=False,
-                               switch=LanSegment, host=Mip6Node, link=ShapedLink)
+            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan), controller=None,
+                                       build=False, switch=LanSegment, host=Mip6Node,
+                                       link=ShapedLink, intf=Ip6Intf)
             self.net.build()
             self.net.start()
             self.timings["network_s"] = time.monotonic() - t0
@@ -206,9 +261,31 @@ class Testbed:
             if role != "mn":
                 self.start_agent(node, role, role, options)
         self.bootstrap.start()
-        for node, role, options in mobility:
-            if role == "mn":
-                self.start_agent(node, role, role, options)
+        self.start_agents_parallel([(node, role, role, options)
+                                    for node, role, options in mobility if role == "mn"])
+
+    def start_agents_parallel(self, specs: list[tuple[str, str, str, dict[str, Any]]],
+                              window: int | None = None, timeout: float = 30.0) -> None:
+        """Start many agents at once, at most `window` starting at a time (default four
+        per core: an agent's start-up is mostly CPU, so more would only compete), each
+        waited for on its ready line; the first that does not come up ends the start."""
+        window = window or 4 * (os.cpu_count() or 1)
+        starting: list[tuple[AgentProcess, str, str]] = []
+
+        def settle(proc: AgentProcess, node: str, agent: str) -> None:
+            proc.wait_ready(timeout)
+            self.log.emit("agent.started", on=node, name=agent, pid=proc.pid,
+                          startup_ms=proc.startup_ms)
+
+        for node, agent, role, options in specs:
+            if len(starting) >= window:
+                settle(*starting.pop(0))
+            proc = AgentProcess(self.net[node], agent, role, options, self.run)
+            self.agents[(node, agent)] = proc
+            proc.launch()
+            starting.append((proc, node, agent))
+        for item in starting:
+            settle(*item)
 
     # ---------------------------------------------------------------- Mobile IPv6
     def mobility_agent_options(self) -> list[tuple[str, str, dict[str, Any]]]:
@@ -414,6 +491,8 @@ class Testbed:
         if self.net is not None:
             step("stop network", self.net.stop)
             self.net = None
+        from mip6bench.testbed.links import stop_link_hubs
+        step("stop link hubs", lambda: stop_link_hubs(self.run))
         step("clean run record", self.run.record.clean)
         self.timings["stop_s"] = time.monotonic() - t0
         if self.log:
@@ -454,10 +533,15 @@ class Testbed:
                                  f"nodes: {', '.join(sorted(self.plan.nodes))}") from None
 
     def link(self, name: str):
-        for link in self.net.links:
-            if getattr(link, "spec", None) is not None and link.spec.name == name:
-                return link
-        raise Mip6benchError(f"no link {name!r}")
+        index = getattr(self, "_links_by_name", None)
+        if index is None or len(index[0]) != len(self.net.links):  # (re)built on first use
+            index = (list(self.net.links), {link.spec.name: link for link in self.net.links
+                                            if getattr(link, "spec", None) is not None})
+            self._links_by_name = index
+        try:
+            return index[1][name]
+        except KeyError:
+            raise Mip6benchError(f"no link {name!r}") from None
 
     def attached_network(self, mn: str) -> str | None:
         for net in self.plan.nodes[mn].extra["interfaces"]:

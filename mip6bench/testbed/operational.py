@@ -64,7 +64,7 @@ SEGMENTS = {
 def topology_params() -> list[ParamSpec]:
     specs = [
         ParamSpec("foreign", int, 2, "number of foreign access networks", 1, 64),
-        ParamSpec("mns", int, 1, "number of mobile nodes", 1, 200),
+        ParamSpec("mns", int, 1, "number of mobile nodes (what fits in memory: about 24 MB each)", 1, 5000),
         ParamSpec("ra_min_ms", float, 30.0, "MinRtrAdvInterval of access routers", 30, 1800000),
         ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
         ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),

@@ -68,6 +68,11 @@ class NodeProcess:
         return self.popen.pid if self.popen else None
 
     def start(self, timeout: float = 10.0) -> "NodeProcess":
+        return self.launch().wait_ready(timeout)
+
+    def launch(self) -> "NodeProcess":
+        """Start the process without waiting for its ready line (wait_ready does):
+        many processes launched first, then waited for, start in parallel."""
         log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         stdout = subprocess.PIPE if (self.ready and self.ready_stream == "stdout") else log
         stderr = subprocess.PIPE if (self.ready and self.ready_stream == "stderr") else log
@@ -79,11 +84,16 @@ class NodeProcess:
             if log is not subprocess.DEVNULL:
                 log.close()
         self.run.record.add_process(self.popen.pid, f"{self.what} on {self.node.name}")
+        self._timeout_from = time.monotonic()
+        return self
+
+    def wait_ready(self, timeout: float = 10.0) -> "NodeProcess":
+        """Wait (up to `timeout` s from the launch) for the ready line."""
         if self.ready:
             stream = self.popen.stdout if self.ready_stream == "stdout" else self.popen.stderr
             seen: list[str] = []
             timeout = scaled(timeout)
-            line = read_line_until(stream, time.monotonic() + timeout, self.ready, seen)
+            line = read_line_until(stream, self._timeout_from + timeout, self.ready, seen)
             if line is None:
                 self.stop()
                 detail = self._log_tail() or " | ".join(seen[-3:]) or "no output"

@@ -32,7 +32,22 @@ def test_fixed_delay_is_exact():
         assert sh.pop_due(now + 10 * MS - 1) is None  # not a nanosecond early
         assert sh.pop_due(now + 10 * MS) == b"x"
     assert sh.counters() == {"rx": 4, "tx": 4, "dropped_loss": 0, "dropped_queue": 0,
-                             "dropped_carrier": 0, "write_errors": 0, "queued": 0}
+                             "dropped_carrier": 0, "write_errors": 0, "queued": 0,
+                             "late_ns_total": 0, "late_ns_max": 0}
+
+
+def test_lateness_counts_how_long_after_departure_frames_were_released():
+    sh = Shaper(LinkParams(delay_ms=10))
+    sh.offer(0, b"a")
+    sh.offer(1 * MS, b"b")
+    sh.offer(2 * MS, b"c")
+    assert sh.pop_due(10 * MS + 300) == b"a"        # 300 ns late
+    assert sh.pop_due(12 * MS + 50_000) == b"b"     # 1.05 ms late (released with c)
+    assert sh.pop_due(12 * MS + 50_000) == b"c"     # 50 us late
+    assert sh.pop_due(12 * MS + 50_000) is None     # nothing released: nothing counted
+    c = sh.counters()
+    assert c["late_ns_total"] == 300 + 1_050_000 + 50_000
+    assert c["late_ns_max"] == 1_050_000
 
 
 def test_fractional_delay_is_rounded_to_ns():

@@ -100,7 +100,10 @@ class _NoProcess:
     def __init__(self, *args, **kwargs):
         self.pid = None
 
-    def start(self, timeout):
+    def launch(self):
+        return self
+
+    def wait_ready(self, timeout):
         return self
 
 

@@ -1,0 +1,46 @@
+"""What the testbed and the scale experiment refuse before building anything (no root)."""
+import pytest
+
+from mip6bench.errors import EnvironmentProblem, ParameterError
+from mip6bench.experiment import load
+from mip6bench.testbed.network import (MB_FIXED, MB_PER_MN, check_memory, largest_mns_that_fit,
+                                       memory_estimate_mb)
+
+scale = load("scale")
+
+
+def test_memory_estimate_and_what_fits():
+    assert memory_estimate_mb(100) == MB_FIXED + 100 * MB_PER_MN
+    fit = largest_mns_that_fit(available_mb=10_000)
+    assert memory_estimate_mb(fit) <= 10_000 * 0.9 < memory_estimate_mb(fit + 1)
+    check_memory(fit, available_mb=10_000)  # fits: no error
+
+
+def test_too_many_mns_refused_with_the_estimate_and_the_fix():
+    with pytest.raises(EnvironmentProblem) as err:
+        check_memory(1000, available_mb=10_000)
+    text = str(err.value)
+    assert "mns=1000 needs about" in text and "9.8 GB available" in text
+    assert f"use at most {largest_mns_that_fit(available_mb=10_000)} MNs" in text
+    assert "\n" not in text
+
+
+@pytest.mark.parametrize("grid, word", [("a,b", "not a list of whole numbers"),
+                                         ("0,10", "at least 1"), ("", "at least 1")])
+def test_bad_grids_are_refused(grid, word):
+    with pytest.raises(ParameterError, match=word):
+        scale.parse_grid(grid)
+
+
+def test_grid_sorted_and_deduplicated():
+    assert scale.parse_grid("300, 10,1,10") == [1, 10, 300]
+
+
+def test_a_grid_that_cannot_fit_names_the_grid_that_can(monkeypatch):
+    import mip6bench.testbed.network as network
+    monkeypatch.setattr(network, "available_memory_mb", lambda: 4_000)
+    with pytest.raises(ParameterError) as err:
+        scale.check({"grid": "1,10,100,1000"}, {})
+    text = str(err.value)
+    assert "grid N=1000 needs about" in text and "grid=1,10,100;" in text
+    scale.check({"grid": "1,10,100"}, {})  # fits
