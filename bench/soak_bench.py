@@ -181,6 +181,10 @@ def main() -> int:
     print(f"kernel IPv6 neighbour table full during the run: {table_fulls} times")
     for where, (count, first) in sorted(io_errors.items()):
         print(f"io errors {where}: {count} (first: {first})")
+    # Every sample, for a look at the shape of a slope (levelling off or not).
+    with open(os.path.join(out_dir, "soak-series.json"), "w") as f:
+        json.dump(series, f)
+    print(f"samples: {os.path.join(out_dir, 'soak-series.json')}")
     print(json.dumps(summary))
     return 0 if failures == 0 else 1
 
