@@ -256,6 +256,25 @@ def test_loss_jitter_and_bandwidth_are_honoured(tmp_path, emulation):
         assert 25e6 <= bps <= 30.8e6, bps
 
 
+def _signal_state(pid: int) -> str:
+    """The process's signal masks and each thread's name and kernel wait channel."""
+    lines = []
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            lines += [l.strip() for l in f if l.startswith(("SigBlk", "SigIgn", "SigCgt", "SigPnd", "ShdPnd"))]
+        for tid in sorted(os.listdir(f"/proc/{pid}/task")):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                comm = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/wchan") as f:
+                wchan = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                blk = next((l.split()[1] for l in f if l.startswith("SigBlk")), "?")
+            lines.append(f"thread {tid} {comm} wchan={wchan} SigBlk={blk}")
+    except OSError as exc:
+        lines.append(f"({exc})")
+    return "\n".join(lines)
+
+
 def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     before = root_state()
     proc = subprocess.Popen([sys.executable, "-m", "mip6bench.cli", "run", "linkcheck", "--no-capture",
@@ -275,8 +294,15 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
         # kept probing, and the next SIGINT tore it down). A user presses Ctrl-C again;
         # so does this test, and says so in its output.
         print("first SIGINT lost; sending another")
+        print(_signal_state(proc.pid))     # for the defect: masks and what each thread waits in
         proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        state = _signal_state(proc.pid)
+        proc.terminate()                   # SIGTERM: the testbed's own teardown
+        proc.communicate(timeout=60)
+        pytest.fail(f"SIGINT lost twice; the process then:\n{state}")
     assert proc.returncode == 130 and "interrupted; the network was torn down" in err
     assert not run_dir.exists()
     assert_all_gone(pids, before)
