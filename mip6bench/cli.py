@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import signal
 import sys
 
 from mip6bench.errors import Mip6benchError
@@ -170,6 +171,10 @@ def script_main(experiment: str, argv: list[str] | None = None) -> int:
 
 def guarded(args) -> int:
     """Run a command; what a user can cause ends in one line and an exit status."""
+    # SIGINT tears the network down, also when the shell that started us ignored it (a
+    # non-interactive shell starts `cmd &` with SIGINT and SIGQUIT ignored, and Python
+    # then keeps ignoring it): `kill -INT` must end a run cleanly, never leave it going.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return args.fn(args)
     except Mip6benchError as exc:
