@@ -275,3 +275,6 @@ class CoreDriver:
         self._effects.clear()
         if self._worker is not None:
             self._worker.cancel()
+        # Nothing will be applied any more: idle now (a worker cancelled before it ran
+        # never reaches the finally that would say so, and drain() would wait for ever).
+        self._idle.set()

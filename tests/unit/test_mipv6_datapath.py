@@ -300,10 +300,12 @@ def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
     async def main():
         loop = asyncio.get_running_loop()
         gates = []
+        started = asyncio.Queue()       # an effect's apply began (the worker is inside it)
 
         async def apply(effect):
             gate = loop.create_future()
             gates.append(gate)
+            started.put_nowait(type(effect).__name__)
             await gate                  # the kernel change takes its time
             log.append(type(effect).__name__)
 
@@ -313,15 +315,13 @@ def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
         assert log == [b"ba0"]                                  # nothing to wait for
         driver.execute([TunnelUp(HOA, HA, COA), Transmit(b"ba1", COA, HA)])
         driver.execute([Transmit(b"ba2", COA, HA)])             # still behind the change
-        for _ in range(3):
-            await asyncio.sleep(0)
-        assert log == [b"ba0"]
+        assert await started.get() == "TunnelUp"               # the change is under way ...
+        assert log == [b"ba0"]                                  # ... and the BAs wait
         gates[0].set_result(None)
         await driver.drain()
         assert log == [b"ba0", "TunnelUp", b"ba1", b"ba2"]
         driver.execute([RemoveBinding(HOA, COA, True, "expired"), Transmit(b"ba3", COA, HA)])
-        for _ in range(3):
-            await asyncio.sleep(0)
+        assert await started.get() == "RemoveBinding"
         assert log[-1] == b"ba2"
         gates[1].set_result(None)
         await driver.drain()

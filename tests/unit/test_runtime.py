@@ -247,8 +247,10 @@ def test_core_driver_after_close_applies_nothing_and_arms_nothing():
         driver.close()               # the queued barrier is never applied ...
         driver.execute([Applied("late"), StartTimer("t2", driver.now()),
                         Transmit(b"x", "2001:db8::1")])
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await asyncio.wait_for(driver.drain(), 5)   # closed: idle at once (it hung before)
+        due = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_at(driver.now(), due.set_result, None)
+        await due                    # the timers' time has come (a live one fires before)
 
     asyncio.run(main())
     assert applied == [] and [t.data for t in sent] == [b"x"]   # ... nor waited for
