@@ -75,3 +75,24 @@ def test_table_stats_parse_the_kernel_counters(tmp_path):
     stat.write_text("entries  allocs table_fulls\n00000133 0000abcd 000055cc\n")
     assert table_stats(str(stat)) == {"entries": 0x133, "allocs": 0xabcd, "table_fulls": 0x55cc}
     assert table_stats(str(tmp_path / "missing")) == {}
+
+
+def test_the_testbed_asks_for_room_for_what_is_there_and_four_times_its_estimate(monkeypatch, capsys):
+    """Testbed start-up (its _neighbour_capacity step) asks the kernel for the entries
+    other namespaces hold now plus four times its own estimate, and says in one line
+    what it changed."""
+    from mip6bench.net import neighbours
+    from mip6bench.net.neighbours import CapacityChange
+    from mip6bench.testbed.network import Testbed
+
+    asked, logged = [], []
+    monkeypatch.setattr(neighbours, "table_stats", lambda: {"entries": 300})
+    monkeypatch.setattr(neighbours, "ensure_capacity",
+                        lambda needed: asked.append(needed) or CapacityChange(needed, 1024, needed))
+    tb = Testbed({"mns": 100, "foreign": 2}, capture=False)
+    tb.log = type("Log", (), {"emit": lambda self, name, **f: logged.append((name, f))})()
+    tb._neighbour_capacity()
+    assert asked == [300 + 4 * neighbour_entries(tb.plan)]
+    assert logged[0][0] == "testbed.neighbour_limit" and logged[0][1]["after"] == asked[0]
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"from 1024 to {asked[0]}" in err

@@ -12,7 +12,7 @@ from mip6bench.pana.pac import TIMER_RTX
 from mip6bench.sansio import Transmit
 
 from .test_pana_harness import (NAI, PAA, PAC, PSK, ScriptedAAA, ScriptedPeer, Sim, ZeroJitter,
-                                eap, make_pair)
+                                eap, lose_first, make_pair)
 
 
 def open_pair(**kwargs):
@@ -239,22 +239,15 @@ def test_sequence_numbers_replay_and_window():
 
 
 def test_lost_answer_is_resent_from_cache():
-    dropped = []
-
-    def lose_first_pan(src, dst, data):
-        if not dropped and describe(m.decode_message(data)) == "PAN":
-            dropped.append(data)
-            return None
-        return data
     sim, pac, paa = make_pair(rng_class=ZeroJitter)
-    sim.filter = lose_first_pan
+    sim.filter = lose_first("PAN")
     sim.call(PAC, "start", 0.0)
     sim.run(until=3.0)
     assert pac.core.state == PacState.OPEN
     assert pac.core.counters["request retransmission answered"] == 1
     pans = [data for _, s, _, data in sim.wire if s == PAC
             and describe(m.decode_message(data)) == "PAN"]
-    assert pans[0] == pans[1] == dropped[0]
+    assert pans[0] == pans[1] == sim.filter.lost[0]
 
 
 def test_retransmission_backoff_and_giving_up():
@@ -452,15 +445,8 @@ def test_paa_terminates():
 
 
 def test_lost_pta_is_answered_after_close():
-    lost = []
-
-    def lose_first_pta(src, dst, data):
-        if not lost and describe(m.decode_message(data)) == "PTA":
-            lost.append(data)
-            return None
-        return data
     sim, pac, paa = open_pair(rng_class=ZeroJitter)
-    sim.filter = lose_first_pta
+    sim.filter = lose_first("PTA")
     sim.call(PAC, "terminate", 5.0)
     sim.run(until=7.0)
     assert pac.core.state == PacState.CLOSED
@@ -489,15 +475,8 @@ def test_aaa_session_timeout_caps_lifetime():
 
 
 def test_duplicate_pci_while_handshaking():
-    lost = []
-
-    def lose_first_par_s(src, dst, data):
-        if not lost and describe(m.decode_message(data)) == "PAR[S]":
-            lost.append(data)
-            return None
-        return data
     sim, pac, paa = make_pair(rng_class=ZeroJitter)
-    sim.filter = lose_first_par_s
+    sim.filter = lose_first("PAR[S]")
     sim.call(PAC, "start", 0.0)
     sim.run(until=3.0)
     assert pac.core.state == PacState.OPEN and len(paa.core.sessions) == 1

@@ -12,7 +12,7 @@ from mip6bench.pana import message as m
 from mip6bench.pana.channel import describe
 from mip6bench.sansio import Event, Transmit
 
-from .test_pana_harness import PAA, PAC, ZeroJitter, make_pair
+from .test_pana_harness import PAA, PAC, ZeroJitter, lose_first, make_pair
 
 PCI = m.Message(m.PCI, 0, 0, 0).encode()
 
@@ -105,16 +105,8 @@ def test_a_conformant_pac_keeps_the_optimized_handshake():
 
 
 def test_one_pci_crossing_a_lost_par_s_does_not_fall_back():
-    lost = []
-
-    def lose_first_par_s(src, dst, data):
-        if not lost and describe(m.decode_message(data)) == "PAR[S]":
-            lost.append(data)
-            return None
-        return data
-
     sim, pac, paa = make_pair(rng_class=ZeroJitter)
-    sim.filter = lose_first_par_s
+    sim.filter = lose_first("PAR[S]")
     sim.call(PAC, "start", 0.0)
     sim.run(until=3.0)
     assert pac.core.state == PacState.OPEN

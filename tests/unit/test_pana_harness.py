@@ -222,6 +222,18 @@ NAI = "mn1@example.net"
 PSK = b"0123456789abcdef"
 
 
+def lose_first(name: str):
+    """A Sim filter that loses the first message described as `name` (e.g. "PAR[S]");
+    the lost datagram is kept in the filter's `lost` list."""
+    def filt(src, dst, data):
+        if not filt.lost and describe(decode_message(data)) == name:
+            filt.lost.append(data)
+            return None
+        return data
+    filt.lost = []
+    return filt
+
+
 def make_pair(sim=None, pac_kwargs=None, paa_kwargs=None, users=None, seed=1,
               rng_class=random.Random, aaa_kwargs=None):
     """A PaC and a PAA wired in `sim`; returns (sim, pac_node, paa_node)."""
@@ -243,5 +255,5 @@ def make_pair(sim=None, pac_kwargs=None, paa_kwargs=None, users=None, seed=1,
     return sim, pac_node, paa_node
 
 
-__all__ = ["ScriptedPeer", "ScriptedAAA", "ZeroJitter", "Sim", "Node", "make_pair", "eap",
+__all__ = ["ScriptedPeer", "ScriptedAAA", "ZeroJitter", "Sim", "Node", "make_pair", "lose_first", "eap",
            "PAC", "PAA", "PRE", "HA", "NAI", "PSK", "message_name"]
