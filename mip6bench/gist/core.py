@@ -140,7 +140,8 @@ C-mode (messaging associations, RFC 5971 sections 4.4.3, 5.7, A.3.4, A.3.5):
   request (R set, a non-zero Hello-ID from a sequence with a random start); if still
   nothing arrives within another hold time the MA is declared failed. A request is
   answered with its Hello-ID and R clear; a request with Hello-ID 0 is dropped and
-  counted (RFC 5971 5.2.2 wants an Object Value Error, and this node sends no Errors).
+  counted (RFC 5971 5.2.2 wants an Object Value Error; this node sends only the Error
+  below).
 - MA failure (ma_failed, ma_closed, connect timeout, silent peer): every message still
   queued for the MA is reported in SendFailed (per session, reason "messaging
   association failed: ..."); a routing state whose Confirm had not been sent yet is
@@ -157,7 +158,12 @@ idle and is closed after our hold time. Every dropped message is counted by reas
 Not implemented: TLS MAs (MA-Protocol-ID 2) and MA authentication (the peer of an MA is
 its address); a Response over an existing MA (Responses always go in D-mode; the
 querier reuses MAs); NAT traversal;
-Error messages are decoded and logged but never sent.
+Errors: a node sends one Error, "No Routing State" (Protocol-Error, code 5), to the
+sender of D-mode or C-mode Data for which it holds no routing state (its IP source, or
+the MA it came on), at most `error_rate` a second (burst `error_burst`; the rest are
+counted as "error_rate_limited"). A querier that receives it from the peer of its
+routing state drops the state and restarts the handshake (RFC 5971 Querying-SM, rule
+3: the Confirm was lost or the peer restarted). Other Errors are decoded and logged.
 """
 from __future__ import annotations
 
@@ -287,6 +293,9 @@ class GistConfig:
     d_mode_max: int = D_MODE_MAX               # longer messages go in C-mode
     max_mas: int = 256                         # messaging associations at once
     max_ma_queue: int = 64                     # messages waiting for an MA being set up
+    # Error messages we send (a token bucket: a stranger can make us answer, not flood)
+    error_rate: float = 20.0                   # Errors a second, sustained
+    error_burst: int = 20
 
 
 @dataclass
@@ -356,6 +365,8 @@ class GistNode:
         self.mas: dict[str, MessagingAssociation] = {}
         self._hello_seq = struct.unpack("!I", self.random_bytes(4))[0]
         self.counters: Counter = Counter()
+        self._error_tokens = float(config.error_burst)
+        self._error_refill_at: float | None = None
 
     # ------------------------------------------------------------ helpers
     def set_addresses(self, addresses: Iterable[str]) -> None:
@@ -1045,7 +1056,10 @@ class GistNode:
         key = (msg.nslp_id, msg.session_id, msg.mri.inverted())
         state = self.states.get(key)
         if state is None or state.expires_at <= now:
-            return self._drop("no_routing_state", src=src)
+            # The querier believes in a routing state we do not have (its Confirm was
+            # lost, or we restarted): tell it, so that it restarts the handshake.
+            return self._drop("no_routing_state", src=src) + self._error(
+                msg, data, wire.ERR_NO_ROUTING_STATE, src, dst, now, ma)
         if msg.nli is not None and msg.nli.peer_identity != state.peer.peer_identity:
             return self._drop("peer_mismatch", src=src)
         if (msg.nli is None or ma is not None) and src != state.peer_address:
@@ -1059,9 +1073,63 @@ class GistNode:
     def _on_error(self, msg, data, src, dst, now, ttl, ma) -> list[Action]:
         err = msg.error
         self.counters["error_received"] += 1
-        return [Event("gist.error_received", {"src": src, "class": err.error_class,
-                                              "code": err.code, "subcode": err.subcode,
-                                              "comment": err.comment})]
+        actions: list[Action] = [Event("gist.error_received", {
+            "src": src, "class": err.error_class, "code": err.code, "subcode": err.subcode,
+            "comment": err.comment})]
+        if err.error_class == wire.ERROR_CLASS_PROTOCOL \
+                and err.code == wire.ERR_NO_ROUTING_STATE:
+            actions += self._peer_lost_state(err, src, now)
+        return actions
+
+    def _peer_lost_state(self, err: wire.GistError, src: str, now: float) -> list[Action]:
+        """A "No Routing State" Error from the peer of one of our routing states: the
+        peer has none for the flow (our Confirm was lost, or it restarted). Our state
+        goes; a querier restarts the handshake, as RFC 5971's Querying-SM does, and NSLP
+        messages sent meanwhile wait for it. Only the state's own peer is believed."""
+        if err.session_id is None or err.mri is None:
+            return self._drop("error_without_session", src=src)
+        nslp_id = struct.unpack("!H", err.original_header[4:6])[0]
+        key = (nslp_id, err.session_id, err.mri)
+        state = self.states.get(key)
+        if state is None or src != state.peer_address:
+            return self._drop("error_not_from_peer", src=src)
+        want_ma, querier = state.ma is not None, state.refresh_at is not None
+        actions = self._remove_state(key, "peer lost state")
+        if not querier:                     # a responder has no handshake to restart
+            return actions
+        pending = self.pending.get(key)
+        if pending is not None:
+            pending.refresh = False         # its Response now creates the state anew
+            return actions
+        return actions + self._start_query(key, now, refresh=False, want_ma=want_ma)
+
+    def _error(self, msg: Message, data: bytes, code: int, src: str, dst: str, now: float,
+               ma: MessagingAssociation | None, subcode: int = 0) -> list[Action]:
+        """A Protocol-Error about `msg` back to its sender (RFC 5971 A.4): over the MA
+        it came on, else in D-mode to its IP source (not to an address its NLI merely
+        claims). Rate-limited, so that spoofed sources cannot make us a reflector."""
+        if self._error_refill_at is not None:
+            self._error_tokens = min(float(self.config.error_burst), self._error_tokens + (
+                now - self._error_refill_at) * self.config.error_rate)
+        self._error_refill_at = now
+        if self._error_tokens < 1.0:
+            self.counters["error_rate_limited"] += 1
+            return []
+        self._error_tokens -= 1.0
+        header = bytes(data[4:4 + wire.HEADER_LEN] if msg.q_mode else data[:wire.HEADER_LEN])
+        error = wire.GistError(wire.ERROR_CLASS_PROTOCOL, code, subcode, header,
+                               session_id=msg.session_id, mri=msg.mri,
+                               d_mode=ma is None, q_mode=msg.q_mode)
+        local = dst if dst in self.addresses else self._local_address(msg.mri)
+        nli = None if ma is not None else Nli(self.config.peer_identity, self.config.ip_ttl,
+                                               self.config.rs_validity_ms, local)
+        reply = Message(ERROR, msg.nslp_id, self.config.gist_hops, nli=nli, error=error)
+        self.counters["error_sent"] += 1
+        event = Event("gist.error_sent", {"to": src, "code": code, "subcode": subcode})
+        if ma is not None:
+            return [event] + self._ma_send(ma, QueuedMessage(reply.encode(), "Error", None, 0),
+                                           now)
+        return [event, self._d_transmit(reply, src, local, "Error")]
 
     def _on_ma_hello(self, msg, data, src, dst, now, ttl, ma) -> list[Action]:
         if ma is None:

@@ -268,6 +268,37 @@ def test_forwarder_not_serving_the_nslp_forwards_the_query(line, nodes):
 
 
 
+def test_restarted_responder_answers_no_routing_state_and_the_querier_starts_again(line, nodes):
+    """R restarts and forgets its routing state; Q's next D-mode Data gets a "No Routing
+    State" Error back over the wire, Q drops its state and runs the handshake again, and
+    what it sends next reaches the new R."""
+    q = nodes(line.q, identity="Q", addresses=[QA], nslps=[NATFW_NSLPID])
+    nodes(line.f, identity="F", addresses=[FA, FB], nslps=[], intercept=["fw-q"])
+    r = nodes(line.r, identity="R", addresses=[RA], nslps=[NATFW_NSLPID])
+    sid = secrets.token_hex(16)
+    q.send(sid, "0000000c")
+    q.effect("RoutingStateChanged", session_id=sid, status="up")
+    first = len(q.seen)                   # the first handshake's records are all before
+    r.effect("RecvMessage", session_id=sid)
+    r.stop()
+    r = nodes(line.r, identity="R", addresses=[RA], nslps=[NATFW_NSLPID])
+    q.send(sid, "0000000d")
+    sent = r.event("gist.error_sent", to=QA)
+    assert sent["code"] == 5
+    got = q.event("gist.error_received", src=RA)
+    assert (got["class"], got["code"]) == (2, 5)
+    q.expect(lambda rec: rec.get("effect") == "RoutingStateChanged"
+             and rec.get("session_id") == sid and rec.get("status") == "down",
+             what="the querier's state down")
+    q.expect(lambda rec: rec.get("event") == "gist.query" and rec.get("sid") == sid
+             and rec.get("refresh") is False, since=first, what="a new Query")
+    q.expect(lambda rec: rec.get("effect") == "RoutingStateChanged"
+             and rec.get("session_id") == sid and rec.get("status") == "up",
+             since=first, what="the handshake done again")
+    q.send(sid, "0000000e")
+    assert r.effect("RecvMessage", session_id=sid, data="0000000e")["peer"] == QA
+
+
 def test_query_leaves_from_the_address_and_with_the_hop_limit_the_core_chose(line, nodes):
     """Like a mobile node signalling for a flow from its home address: the address lives
     on lo, the kernel's own choice toward R would be the q0 address; IPV6_PKTINFO makes it
