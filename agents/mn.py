@@ -106,7 +106,7 @@ from mip6bench.net.intercept import InterceptRules, TunDevice, type2_routing_hea
 from mip6bench.net.kernel import DadMode, Kernel, LinkEvent, Monitor
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.driver import CoreDriver
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, packed, parse_sa
 
 NFT_TABLE = "mip6bench_mn"
