@@ -65,8 +65,8 @@ if False:  # annotations only
 from mip6bench.errors import Mip6benchError
 from mip6bench.net.linkemu.cli import EXIT_ENV, EXIT_OK, build_parser, params_from_args
 from mip6bench.net.linkemu.client import relay_argv, stop_child
-from mip6bench.net.linkemu.relay import (BATCH, FD_SETSIZE, READ_SIZE, Relay, TapGone,
-                                         _json_line, _PENDING)
+from mip6bench.net.linkemu.relay import (BATCH, FD_SETSIZE, READ_SIZE, Relay, TapGone, _json_line, _PENDING,
+                                         control_lines)
 from mip6bench.net.linkemu.tap import (PR_SET_TIMERSLACK, RELAY_NICE, Endpoint, LinkEmuError, _libc_call,
                                        create_link)
 from mip6bench.net.shaping import Shaper
@@ -222,14 +222,7 @@ class Hub:
         self._reply(req, {"ok": True, "link": link_id, **info})
 
     def _control(self) -> bool:
-        data = os.read(self.ctl_fd, 65536)
-        if not data:
-            return False
-        self._ctl_buf += data
-        *lines, self._ctl_buf = self._ctl_buf.split(b"\n")
-        for raw in lines:
-            self.handle_line(raw.decode(errors="replace"))
-        return True
+        return control_lines(self, self.handle_line)
 
     def poll_waits(self, now_ns: int) -> None:
         if not self.waits:

@@ -51,6 +51,18 @@ def _num(name: str, value: str) -> float:
                              f"give {name} as a plain number, e.g. {name}=10") from None
 
 
+def control_lines(owner, handle) -> bool:
+    """Read what `owner.ctl_fd` has and `handle` each complete line (the rest waits in
+    `owner._ctl_buf`); False on EOF."""
+    data = os.read(owner.ctl_fd, 65536)
+    if not data:
+        return False
+    *lines, owner._ctl_buf = (owner._ctl_buf + data).split(b"\n")
+    for raw in lines:
+        handle(raw.decode(errors="replace"))
+    return True
+
+
 _PENDING = object()   # Relay.command(): a wait that is not answered yet
 _WAIT_OPS = {">=": int.__ge__, "<=": int.__le__, "==": int.__eq__}
 WAIT_DEFAULT_S = 10.0
@@ -236,14 +248,7 @@ class Relay:
 
     def _control(self) -> bool:
         """Handle readable stdin; False on EOF (the parent is gone or done)."""
-        data = os.read(self.ctl_fd, 65536)
-        if not data:
-            return False
-        self._ctl_buf += data
-        *lines, self._ctl_buf = self._ctl_buf.split(b"\n")
-        for raw in lines:
-            self._handle_line(raw.decode(errors="replace"))
-        return True
+        return control_lines(self, self._handle_line)
 
     # -- the loop -----------------------------------------------------------------
 
