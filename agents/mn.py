@@ -2,14 +2,14 @@
 and control commands.
 
 Cores: the attachment core (mip6bench.mipv6.attachment: movement detection, the home /
-foreign / care-of address decision, DAD modes, bootstrap results, PANA restarts) on a
-CoreDriver, fed link and address events from rtnetlink, Router Advertisements from a raw
-ICMPv6 socket and the kernel's links and addresses when it asks (ObserveLinks); the
-MobileNode core (mip6bench.mipv6.mn: home registration, return routability, route
-optimisation) on MobilityIO once the home side is known. Kernel state (home address,
-tunnel, route-optimisation routes, the pinned default route) is
-mip6bench.net.mobile.MobileNodeKernel's, on one kernel thread; route-optimised packets are
-rewritten by mip6bench.net.ro between the TUN device and the wire.
+foreign / care-of address decision, DAD modes, bootstrap results, PANA restarts) on
+mip6bench.runtime.attachment.AttachmentIO (rtnetlink events, Router Advertisements, the
+kernel's links and addresses); the MobileNode core (mip6bench.mipv6.mn: home
+registration, return routability, route optimisation) on MobilityIO once the home side
+is known, its tunnel and route-optimisation effects and packets applied by
+mip6bench.runtime.mn_datapath. Kernel state (home address, tunnel, route-optimisation
+routes, the pinned default route) is mip6bench.net.mobile.MobileNodeKernel's, on one
+kernel thread.
 
 Home agent, home address, home prefix and SA: static options (home_agent, home_address,
 home_prefix, sas), or bootstrapped through PANA (option ``pana``: the fields of
@@ -44,7 +44,6 @@ import dataclasses
 import ipaddress
 import os
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 if __package__ in (None, ""):  # run as a script: agents/mn.py
@@ -55,12 +54,13 @@ from mip6bench.mipv6 import attachment as at
 from mip6bench.mipv6 import effects as fx
 from mip6bench.mipv6.mn import MobileNode
 from mip6bench.mipv6.sa import SAStore
-from mip6bench.net import intercept, ro, tunnel
+from mip6bench.net import intercept, tunnel
 from mip6bench.net.intercept import TunDevice
 from mip6bench.net.kernel import DadMode
 from mip6bench.net.mobile import MobileNodeKernel
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
 from mip6bench.runtime.attachment import AttachmentIO
+from mip6bench.runtime.mn_datapath import MobileNodeDataPath
 from mip6bench.runtime.mobility import (MobilityIO, WaitableEvents, add_sa, describe_sa, ntp_clock_offset, packed,
                                         parse_sa)
 from mip6bench.slowdown import scaled
@@ -135,8 +135,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.backend = tunnel.backend(opts.tunnel_backend)
         self.core: MobileNode | None = None
         self.io: MobilityIO | None = None
-        self.hoa_packed: bytes | None = None
-        self.ro_routes: dict[bytes, bytes] = {}         # packed CN -> packed CoA
         self.changed = asyncio.Condition()
         # Correspondents to route-optimise with (ro-start/ro-stop change the set).
         self.ro_wanted = {str(ipaddress.IPv6Address(cn)) for cn in opts.correspondents} \
@@ -150,6 +148,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot open TUN device {intercept.TUN_NAME}: {exc.strerror}",
                                  "the kernel needs TUN/TAP (mip6bench doctor)") from None
         self.net = MobileNodeKernel(self.backend, self.tun, opts.interfaces, opts.dad)
+        self.datapath = MobileNodeDataPath(self.net, self.tun, emit=self.emit, count=self.count,
+                                           backend=self.backend.name)
         # One thread for every kernel call: pyroute2's synchronous calls run an event loop
         # of their own, and one thread keeps the changes in order.
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
@@ -177,7 +177,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self._starting = self.loop.create_future() if static_home else None
         if opts.nsis:
             await self._open_nsis()
-        self.loop.add_reader(self.tun.fileno(), self._on_tun)
+        self.loop.add_reader(self.tun.fileno(), self.datapath.on_tun)
         self.attachment.start(self.loop.time())
         if self._starting is not None:   # a static home side is set up before start() returns
             await self._starting
@@ -219,7 +219,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
         first Binding Update does not wait for it: every later kernel call (the tunnel
         pointed on the Ack too) queues behind it on that thread."""
         o = self.options
-        self.hoa_packed = packed(hoa)
         self.core = MobileNode(hoa, ha, self.sa_store, nai=o.nai, home_lifetime=o.home_lifetime,
                                cn_lifetime=o.cn_lifetime, rr_max_attempts=o.rr_max_attempts,
                                clock_offset=ntp_clock_offset(self.loop.time()),
@@ -227,11 +226,12 @@ class MobileNodeAgent(WaitableEvents, Agent):
                                                        else o.firewall_traversal),
                                traversal_timeout=scaled(10.0), foreign_firewall=o.foreign_firewall,
                                home_traversal=o.home_traversal)
-        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
-                             tunnel_endpoints=self._tunnel_endpoints, executor=self.pool,
+        self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.datapath.on_data,
+                             tunnel_endpoints=self.datapath.tunnel_endpoints, executor=self.pool,
                              egress_ifindex=self._egress_ifindex)
+        self.datapath.activate(self.core, self.io)
         setup = asyncio.ensure_future(self.io.kernel(self.net.setup_home, hoa, ha))
-        self._want_route_optimization(self.io.now())
+        self.io.execute(self.core.want_route_optimization(self.ro_wanted, self.io.now()))
         return setup
 
     async def _activated(self, setup: asyncio.Future, hoa: str, ha: str, prefix: str) -> None:
@@ -251,12 +251,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self.fatal(f"cannot activate the home side: {exc}")
         else:
             self._starting.set_exception(exc)
-
-    def _want_route_optimization(self, now: float) -> None:
-        for cn in sorted(self.ro_wanted):
-            entry = self.core.correspondents.get(cn)
-            if entry is None or not entry.wanted:
-                self.io.execute(self.core.start_route_optimization(cn, now))
 
     async def stop(self) -> None:
         if self.nsis is not None:
@@ -293,7 +287,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
             self._nsis_addresses()
             # Returning home ended route optimisation for good; away again, ask for it
             # anew (the core runs it once the home registration for this CoA is accepted).
-            self._want_route_optimization(now)
+            self.io.execute(self.core.want_route_optimization(self.ro_wanted, now))
         elif isinstance(effect, at.ReturnHome):
             self.io.execute(self.core.return_home(now))
         elif isinstance(effect, at.Activate):
@@ -331,32 +325,9 @@ class MobileNodeAgent(WaitableEvents, Agent):
         await self._notify()
 
     # ------------------------------------------------------------------ MobileNode core
-    def _tunnel_endpoints(self) -> tuple[str, str] | None:
-        if self.core is None or self.core.coa is None:
-            return None
-        return self.core.coa, self.core.ha
-
     async def apply(self, effect) -> None:
-        if isinstance(effect, fx.TunnelUp):
-            dev = self.attach.coa_interface
-            t0 = time.monotonic()
-            point_ms = await self.io.kernel(self.net.point, effect.hoa, effect.local, effect.remote, dev)
-            self.emit("mipv6.mn.tunnel_up", coa=effect.local, ha=effect.remote, interface=dev,
-                      backend=self.backend.name, kernel_ms=round((time.monotonic() - t0) * 1000, 3),
-                      point_ms=point_ms)
-        elif isinstance(effect, fx.TunnelDown):
-            await self.io.kernel(self.net.tunnel_down)
-            self.emit("mipv6.mn.tunnel_down", reason=effect.reason)
-        elif isinstance(effect, fx.RouteOptimizationOn):
-            cn = packed(effect.cn)
-            fresh = cn not in self.ro_routes
-            self.ro_routes[cn] = packed(effect.coa)
-            if fresh:
-                await self.io.kernel(self.net.ro_route, effect.cn, True)
-        elif isinstance(effect, fx.RouteOptimizationOff):
-            if self.ro_routes.pop(packed(effect.cn), None) is not None:
-                await self.io.kernel(self.net.ro_route, effect.cn, False)
-            self.emit("mipv6.mn.ro_fallback", cn=effect.cn, reason=effect.reason)
+        if await self.datapath.apply(effect, self.attach.coa_interface):
+            pass   # the tunnel and route optimisation: the data path's
         elif isinstance(effect, fx.OpenPinholes):
             if self.nsis is None:
                 self.io.execute(self.core.pinholes_ready(effect.cn, effect.coa, effect.phase, False,
@@ -385,27 +356,6 @@ class MobileNodeAgent(WaitableEvents, Agent):
     async def _notify(self) -> None:
         async with self.changed:
             self.changed.notify_all()
-
-    # ------------------------------------------------------------------ data path
-    def _on_tun(self) -> None:
-        """What applications send from the home address to a route-optimised
-        correspondent (mip6bench.net.ro.mn_outbound decides how it leaves)."""
-        hoa = self.hoa_packed if self.io is not None else None
-        while (packet := self.tun.read()) is not None:
-            endpoints = self._tunnel_endpoints()
-            counter, out = ro.mn_outbound(packet, hoa, self.ro_routes,
-                                          endpoints and (packed(endpoints[0]), packed(endpoints[1])))
-            if out is None or self.io.send_packet(out) or counter != "ro.out":
-                self.count(counter)
-
-    def on_data(self, packet: bytes, _ifname: str) -> None:
-        counter, plain = ro.mn_inbound(packet, self.hoa_packed, self.core.coa and packed(self.core.coa))
-        if plain is not None:
-            try:
-                self.tun.write(plain)
-            except OSError:
-                counter = "ro.in_failed"
-        self.count(counter)
 
     # ------------------------------------------------------------------ control
     def commands(self):   # called before start(): the PANA client is looked up per request
@@ -511,7 +461,7 @@ class MobileNodeAgent(WaitableEvents, Agent):
         if self.core is None:
             return False
         cn = str(ipaddress.IPv6Address(req["cn"])) if until == "ro" else None
-        return self.core.holds(until, coa=req.get("coa"), cn=cn) and (cn is None or packed(cn) in self.ro_routes)
+        return self.core.holds(until, coa=req.get("coa"), cn=cn) and (cn is None or self.datapath.routed(cn))
 
     async def cmd_wait(self, req: dict) -> dict:
         until = req.get("until")

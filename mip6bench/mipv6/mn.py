@@ -498,6 +498,16 @@ class MobileNode(MobilityCore):
             actions += self._reset_correspondent(entry)
         return actions + self._run_return_routability(entry, now)
 
+    def want_route_optimization(self, cns, now: float) -> list[Action]:
+        """Route optimisation with each of `cns` not already wanted (after a move, or
+        once the core exists: returning home ended it for good)."""
+        actions: list[Action] = []
+        for cn in sorted(cns):
+            entry = self.correspondents.get(cn)
+            if entry is None or not entry.wanted:
+                actions += self.start_route_optimization(cn, now)
+        return actions
+
     def stop_route_optimization(self, cn: str, now: float) -> list[Action]:
         """Stop RO with ``cn``; deregister there if a fresh home token allows it."""
         cn = normalize_address(cn)
