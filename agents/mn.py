@@ -155,8 +155,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
         kernel_ready = self.loop.run_in_executor(self.pool, self.net.open)
         autostart = True
-        if opts.pana is not None:   # imported here, while the kernel thread works: a
-            # statically configured MN never loads PANA, EAP and their cryptography
+        if opts.pana is not None:   # a statically configured MN never loads PANA, EAP
+            # and their cryptography (commands() imported them already, with pana)
             from mip6bench.runtime.pana_client import open_for_mobile_node
 
             self.pana, pana_options = await open_for_mobile_node(
