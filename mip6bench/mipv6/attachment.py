@@ -202,6 +202,17 @@ class BootstrapResult:
     def complete(self) -> bool:
         return bool(self.ha and self.hoa and self.sa and self.home_prefix)
 
+    @classmethod
+    def from_update(cls, update, restart_delay: float | None = None) -> "BootstrapResult":
+        """From a BootstrapUpdate (kind, old_spi, reason, bootstrap: ha, hoa,
+        home_prefix, sa, token, sources, session_id or None)."""
+        b = update.bootstrap
+        if b is None:
+            return cls(update.kind, old_spi=update.old_spi, reason=update.reason, restart_delay=restart_delay)
+        return cls(update.kind, hoa=b.hoa, ha=b.ha, home_prefix=b.home_prefix, sa=b.sa, token=b.token,
+                   sources=dict(b.sources), session_id=b.session_id, old_spi=update.old_spi,
+                   reason=update.reason, restart_delay=restart_delay)
+
 
 _UNKNOWN = object()   # a kernel effect failed: what it set is not known
 

@@ -339,6 +339,31 @@ class MobileNode(MobilityCore):
         entry = self.correspondents.get(normalize_address(cn))
         return bool(entry and entry.ro_on)
 
+    def holds(self, until: str, *, coa: str | None = None, cn: str | None = None) -> bool:
+        """What a runtime waits for: "registered" (the home registration for the
+        current CoA, which is `coa` if given), "ro" (route optimisation with `cn`, for
+        `coa` if given) or "home" (back home and deregistered)."""
+        if until == "registered":
+            return (self.coa is not None and self.home_registered and self.home.registered_coa == self.coa
+                    and (coa is None or self.coa == coa))
+        if until == "ro":
+            entry = self.correspondents.get(cn)
+            return bool(entry and entry.ro_on and (coa is None or entry.ro_coa == coa))
+        if until == "home":
+            return self.at_home and self.home.state == "idle" and self.home.registered_coa is None
+        raise ValueError("until must be registered, ro or home")
+
+    def summary(self, correspondents: bool = False) -> dict:
+        """The state for status output (with `correspondents`: each one's too)."""
+        out = {"hoa": self.hoa, "ha": self.ha, "coa": self.coa, "at_home": self.at_home,
+               "home_state": self.home.state, "registered_coa": self.home.registered_coa,
+               "route_optimized": sorted(cn for cn, e in self.correspondents.items() if e.ro_on)}
+        if correspondents:
+            out["correspondents"] = {cn: {"state": e.state, "ro_on": e.ro_on, "ro_coa": e.ro_coa,
+                                          "disabled": e.disabled_reason}
+                                     for cn, e in self.correspondents.items()}
+        return out
+
     def _random_seq(self) -> int:
         return int.from_bytes(self.random_bytes(2), "big")
 
@@ -472,6 +497,16 @@ class MobileNode(MobilityCore):
             # replaces it (it would otherwise be sent as another deregistration).
             actions += self._reset_correspondent(entry)
         return actions + self._run_return_routability(entry, now)
+
+    def want_route_optimization(self, cns, now: float) -> list[Action]:
+        """Route optimisation with each of `cns` not already wanted (after a move, or
+        once the core exists: returning home ended it for good)."""
+        actions: list[Action] = []
+        for cn in sorted(cns):
+            entry = self.correspondents.get(cn)
+            if entry is None or not entry.wanted:
+                actions += self.start_route_optimization(cn, now)
+        return actions
 
     def stop_route_optimization(self, cn: str, now: float) -> list[Action]:
         """Stop RO with ``cn``; deregister there if a fresh home token allows it."""

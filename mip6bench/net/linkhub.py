@@ -62,11 +62,13 @@ import time
 if False:  # annotations only
     from typing import Any, Callable
 
-from mip6bench.errors import Mip6benchError, ParameterError
-from mip6bench.net.linkemu import (BATCH, EXIT_ENV, EXIT_OK, FD_SETSIZE, PR_SET_TIMERSLACK,
-                                   READ_SIZE, RELAY_NICE, WAIT_DEFAULT_S, Endpoint, LinkEmuError,
-                                   Relay, TapGone, _json_line, _libc_call, _PENDING, build_parser,
-                                   create_link, params_from_args, relay_argv)
+from mip6bench.errors import Mip6benchError
+from mip6bench.net.linkemu.cli import EXIT_ENV, EXIT_OK, build_parser, params_from_args
+from mip6bench.net.linkemu.client import relay_argv, stop_child
+from mip6bench.net.linkemu.relay import (BATCH, FD_SETSIZE, READ_SIZE, Relay, TapGone, _json_line, _PENDING,
+                                         control_lines)
+from mip6bench.net.linkemu.tap import (PR_SET_TIMERSLACK, RELAY_NICE, Endpoint, LinkEmuError, _libc_call,
+                                       create_link)
 from mip6bench.net.shaping import Shaper
 
 CLOSERS = 16           # threads that close deleted links' TAP fds (see the docstring)
@@ -220,14 +222,7 @@ class Hub:
         self._reply(req, {"ok": True, "link": link_id, **info})
 
     def _control(self) -> bool:
-        data = os.read(self.ctl_fd, 65536)
-        if not data:
-            return False
-        self._ctl_buf += data
-        *lines, self._ctl_buf = self._ctl_buf.split(b"\n")
-        for raw in lines:
-            self.handle_line(raw.decode(errors="replace"))
-        return True
+        return control_lines(self, self.handle_line)
 
     def poll_waits(self, now_ns: int) -> None:
         if not self.waits:
@@ -568,16 +563,7 @@ class LinkHub:
 
     def stop(self, timeout: float = 30.0) -> int:
         """Close stdin: the hub closes every link (in parallel) and exits."""
-        import subprocess
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            code = self.proc.returncode
+        code = stop_child(self.proc, timeout, self.kill)
         self._reader.join(5)
         for f in (self.proc.stdout, self.proc.stderr):
             try:

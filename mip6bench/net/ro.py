@@ -99,3 +99,46 @@ def strip_type2_routing_header(packet: bytes) -> tuple[bytes, bytes]:
 def encapsulate(packet: bytes, outer_src: bytes, outer_dst: bytes, hop_limit: int = 64) -> bytes:
     """IPv6-in-IPv6 (RFC 2473) without an encapsulation limit option."""
     return ipv6_header(outer_src, outer_dst, IPPROTO_IPV6, len(packet), hop_limit) + packet
+
+
+GIST_PORT = b"\x01\x0e"   # UDP 270
+
+
+def is_gist(packet: bytes) -> bool:
+    """A UDP datagram to the GIST port, with or without a Hop-by-Hop header first."""
+    nh, pos = packet[6], IPV6_HEADER_LEN
+    if nh == 0 and len(packet) >= 42:
+        nh, pos = packet[40], IPV6_HEADER_LEN + (packet[41] + 1) * 8
+    return nh == 17 and len(packet) >= pos + 4 and packet[pos + 2:pos + 4] == GIST_PORT
+
+
+def mn_outbound(packet: bytes, hoa: bytes | None, routes: dict[bytes, bytes],
+                tunnel: tuple[bytes, bytes] | None) -> tuple[str, bytes | None]:
+    """Mobile node out: a packet the kernel routed to the route-optimisation device.
+    `routes` maps a correspondent (16 bytes) to the care-of address its binding holds;
+    `tunnel` is (CoA, HA) while the MN is away, else None. Returns (counter, packet to
+    send or None): with a Home Address option to a route-optimised correspondent, else
+    reverse-tunnelled to the HA (RO ended after the kernel routed it here), else
+    dropped. Path-coupled signalling (GIST) for the home address's flows takes the
+    reverse tunnel, the path of HoTI and BU, not the route-optimised one."""
+    if hoa is None or len(packet) < IPV6_HEADER_LEN or packet[8:24] != hoa:
+        return "ro.out_not_from_home_address", None
+    coa = routes.get(packet[24:40])
+    if coa is not None and tunnel is not None and not is_gist(packet):
+        return "ro.out", add_home_address_option(packet, coa)
+    if tunnel is None:
+        return "ro.out_dropped", None
+    return "ro.out_tunnelled", encapsulate(packet, *tunnel)
+
+
+def mn_inbound(packet: bytes, hoa: bytes | None, coa: bytes | None) -> tuple[str, bytes | None]:
+    """Mobile node in (RFC 6275 11.3.3): a type 2 routing header must name our home
+    address, and the packet must be addressed to our care-of address. Returns (counter,
+    the plain packet for the home address, or None)."""
+    try:
+        rh_hoa, plain = strip_type2_routing_header(packet)
+    except DecodeError:
+        return "ro.in_malformed", None
+    if rh_hoa != hoa or coa is None or packet[24:40] != coa:
+        return "ro.in_not_for_us", None
+    return "ro.in", plain

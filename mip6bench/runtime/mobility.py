@@ -97,6 +97,17 @@ def parse_sa(spec: dict[str, Any], now: float) -> MobilitySA:
     return MobilitySA(spec["spi"], key, **kwargs)
 
 
+def add_sa(store, req: dict[str, Any], now: float) -> tuple[MobilitySA, MobilitySA | None]:
+    """The sa-add control command: the SA the request gives (parse_sa), added to `store`
+    (with "replace": true, replacing one with its SPI); returns it and the one it
+    replaced."""
+    sa = parse_sa({k: v for k, v in req.items() if k not in ("cmd", "replace")}, now)
+    if req.get("replace"):
+        return sa, store.replace(sa)
+    store.add(sa)
+    return sa, None
+
+
 def describe_sa(sa: MobilitySA, now: float) -> dict[str, Any]:
     """An SA for status output: never the key."""
     return {"spi": sa.spi, "algorithm": sa.algorithm, "replay": sa.replay, "hoa": sa.hoa, "nai": sa.nai,

@@ -225,3 +225,60 @@ async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
         await service.aclose()
         raise
     return service
+
+
+class MobileNsis:
+    """A mobile node's NSIS: GIST (C-mode; signals from the care-of and the home
+    address, `set_addresses`) and the NATFW initiator. MobileTraversal
+    (mip6bench.natfw.mobile) decides which sessions to signal for the MobileNode core's
+    OpenPinholes / ClosePinholes (`open`, `close`); its answers go back through
+    `ready(cn, coa, phase, ok, reason)`. `egress(source)` names the interface GIST from
+    `source` leaves by (0: routing decides)."""
+
+    def __init__(self, agent, *, identity: bytes, token: bytes | None, lifetime: int,
+                 egress: Callable[[str], int], ready: Callable[..., None]):
+        from mip6bench.gist.core import GistConfig
+        from mip6bench.natfw.mobile import MobileTraversal
+        from mip6bench.runtime.gist import GistService
+
+        self.gist = GistService(agent, GistConfig(peer_identity=identity, addresses=()), c_mode=True,
+                                egress=egress)
+        self.ni = nat.NiCore(token=token)
+        self.traversal = MobileTraversal(self.ni, lifetime=lifetime)
+        self.service = NatfwService(agent, self.gist, self.ni, apply=self._apply)
+        self._ready = ready
+
+    async def start(self) -> None:
+        await self.gist.start()
+
+    def set_addresses(self, addresses) -> None:
+        self.gist.set_addresses([a for a in addresses if a])
+
+    def set_token(self, token: bytes) -> None:
+        """The SESSION_AUTH token for the CREATEs from now on; ValueError if it is not one."""
+        from mip6bench.codec import DecodeError
+
+        try:
+            self.ni.set_token(token)
+        except (ValueError, DecodeError) as exc:
+            raise ValueError(f"not a SESSION_AUTH token: {exc}") from None
+
+    def open(self, cn: str, hoa: str, coa: str, phase: str) -> None:
+        self.service.execute(self.traversal.open(cn, hoa, coa, phase, self.service.now()))
+
+    def close(self, cn: str, hoa: str, coa: str, reason: str, moving: bool) -> None:
+        self.service.execute(self.traversal.close(cn, hoa, coa, reason, self.service.now(), moving=moving))
+
+    def counters(self) -> dict[str, Any]:
+        return {"natfw": dict(self.ni.counters), "gist": self.gist.counters()}
+
+    async def aclose(self) -> None:
+        await self.service.aclose()
+
+    def _apply(self, effect) -> None:
+        from mip6bench.natfw.mobile import PinholesReady
+
+        if isinstance(effect, (nat.DeliverResponse, nat.DeliverNotify, nat.SessionFailed)):
+            self.service.execute(self.traversal.on_ni_effect(effect, self.service.now()))
+        elif isinstance(effect, PinholesReady):
+            self._ready(effect.cn, effect.coa, effect.phase, effect.ok, effect.reason)

@@ -343,3 +343,30 @@ class _UdpTransport:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def open_for_mobile_node(spec: dict[str, Any], *, home: tuple[str | None, str | None, str | None],
+                               static_sa, interface: str, emit: Callable[..., None],
+                               on_update: Callable[[BootstrapUpdate], None]) -> tuple[PanaClient, PanaOptions]:
+    """The MN agent's PANA client from its ``pana`` option (PanaOptions as JSON), its
+    socket open. The static home configuration (ha, hoa, home prefix) and SA, where
+    given, fill in what the PAA does not grant."""
+    from mip6bench.errors import Mip6benchError
+    from mip6bench.runtime.config import parse_options
+
+    try:
+        options = parse_options(PanaOptions, spec)
+    except ParameterError as exc:
+        raise ParameterError(f"option 'pana': {exc}") from None
+    ha, hoa, prefix = home
+    static = None
+    if hoa is not None or static_sa is not None:
+        static = StaticMip6(ha, hoa, prefix, *((static_sa.spi, static_sa.key, static_sa.algorithm, static_sa.replay)
+                                               if static_sa else ()))
+    config = options.client_config(static, interface=interface)
+    client = PanaClient(config, emit=emit, on_update=on_update)
+    try:
+        await client.open()
+    except OSError as exc:
+        raise Mip6benchError(f"cannot open the PANA socket (UDP {config.port}): {exc.strerror}") from None
+    return client, options

@@ -50,7 +50,7 @@ from mip6bench.net import rao
 from mip6bench.net.capabilities import which
 from mip6bench.net.netns import in_netns
 from mip6bench.pana.message import PANA_PORT
-from mip6bench.runtime.slowdown import scaled
+from mip6bench.slowdown import scaled
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.operational import HOME_PREFIX
 

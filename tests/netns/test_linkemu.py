@@ -430,7 +430,7 @@ def test_missing_dev_net_tun(pair):
 @pytest.mark.timing
 def test_start_timeout_is_a_clear_error(pair, monkeypatch):
     # A "relay" that never becomes ready: the API kills it and says so.
-    import mip6bench.net.linkemu as le
+    import mip6bench.net.linkemu.client as le
     monkeypatch.setattr(le, "relay_argv", lambda *a, **k: [sys.executable, "-c",
                                                           "import signal; signal.pause()"])
     t0 = time.monotonic()

@@ -163,9 +163,9 @@ def test_loss_per_link_is_the_single_relays_sequence(h):
 
 def test_carrier_off_on_one_link_leaves_the_others_alone(h, monkeypatch):
     # TUNSETCARRIER is for TAPs (tests/netns/test_linkhub.py); socketpairs record it.
-    from mip6bench.net import linkemu
+    from mip6bench.net.linkemu import relay
     ioctls = []
-    monkeypatch.setattr(linkemu, "_ioctl_int", lambda fd, req, v: ioctls.append((fd, v)))
+    monkeypatch.setattr(relay, "_ioctl_int", lambda fd, req, v: ioctls.append((fd, v)))
     cut, a1, b1 = h.link(delay_ms=30, label="cut")
     keep, a2, b2 = h.link(delay_ms=30, label="keep")
     h.start()
