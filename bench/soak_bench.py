@@ -177,6 +177,8 @@ def main() -> int:
                 if baseline_at is not None:
                     for (node, name), agent in sorted(tb.agents.items()):
                         growth[f"{node}/{name}"] = agent.request("memory", timeout=120, top=25)
+                        growth[f"{node}/{name}"]["since_baseline_by_file"] = agent.request(
+                            "memory", timeout=120, top=25, by="filename")["since_baseline"]
                         if args.tracemalloc > 1:     # the callers of the growing lines
                             growth[f"{node}/{name}"]["since_baseline_traceback"] = agent.request(
                                 "memory", timeout=120, top=25, by="traceback")["since_baseline"]
@@ -234,7 +236,7 @@ def main() -> int:
                        "agents": growth}, f, indent=1)
         print(f"\ntraced memory since the baseline ({baseline_at[0]:.0f} s, move {baseline_at[1]}):")
         for where, memory in growth.items():
-            print(f"{where}: traced {memory['baseline_traced_kb']} -> {memory['traced_kb']} kB, "
+            print(f"{where}: traced {memory['traced_since_baseline_kb']:+.1f} kB since the baseline, "
                   f"RSS {memory['rss_kb']} kB")
             for stat in memory["since_baseline"][:8]:
                 if stat["size_diff_kb"]:

@@ -123,6 +123,8 @@ class MemoryProbe:
             if self.baseline is not None:
                 diff = snapshot.compare_to(self.baseline, by)
                 diff.sort(key=lambda s: abs(s.size_diff), reverse=True)
+                # What grew in all (the snapshots themselves left out, unlike traced_kb).
+                out["traced_since_baseline_kb"] = round(sum(s.size_diff for s in diff) / 1024, 1)
                 out["since_baseline"] = [_stat(s, True) for s in diff[:top]]
                 out["baseline_traced_kb"] = sum(t.size for t in self.baseline.traces) // 1024
             else:
