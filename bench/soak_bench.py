@@ -171,12 +171,12 @@ def main() -> int:
                       flush=True)
             if args.tracemalloc and baseline_at is None and now - t0 >= args.warmup:
                 for agent in tb.agents.values():
-                    agent.request("memory", timeout=60, baseline=True)
+                    agent.request("memory", timeout=60, baseline=True, collect=True)
                 baseline_at = (now - t0, moves)
             if now - t0 >= args.duration:
                 if baseline_at is not None:
                     for (node, name), agent in sorted(tb.agents.items()):
-                        growth[f"{node}/{name}"] = agent.request("memory", timeout=120, top=25)
+                        growth[f"{node}/{name}"] = agent.request("memory", timeout=120, top=25, collect=True)
                         growth[f"{node}/{name}"]["since_baseline_by_file"] = agent.request(
                             "memory", timeout=120, top=25, by="filename")["since_baseline"]
                         if args.tracemalloc > 1:     # the callers of the growing lines

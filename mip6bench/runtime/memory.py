@@ -5,7 +5,9 @@ agent's environment (1 or more: the frames kept per allocation; the testbed's ag
 inherit the environment) starts tracemalloc before the agent starts, and the `memory`
 control command answers:
 
-    memory {}                      totals: traced (current, peak), RSS, heap of the allocator
+    memory {}                      totals: traced (current, peak), RSS, heap of the allocator,
+                                   the cyclic collector's runs per generation
+    memory {collect: true, ...}    ... after a full collection (`collected`: objects freed)
     memory {baseline: true}        ... and keep a snapshot as the baseline
     memory {top: N, by: lineno|traceback}
                                    ... and the N largest allocation sites now, or, with a
@@ -13,10 +15,12 @@ control command answers:
 
 The totals say whether growth is Python objects (traced grows with RSS) or something
 tracemalloc does not see (RSS grows, traced does not: allocator fragmentation, C
-libraries' own allocations).
+libraries' own allocations). `malloc` is glibc's heap only: Python's small objects live
+in the interpreter's own arenas (mmap), which it does not count.
 """
 from __future__ import annotations
 
+import gc
 import os
 import tracemalloc
 from typing import Any
@@ -109,8 +113,14 @@ class MemoryProbe:
         by = req.get("by", "lineno")
         if by not in ("lineno", "traceback", "filename"):
             raise ValueError("by must be lineno, traceback or filename")
-        out: dict[str, Any] = {"tracing": tracemalloc.is_tracing(), "rss_kb": _rss_kb(),
-                               "malloc": _malloc_heap()}
+        out: dict[str, Any] = {}
+        if req.get("collect"):
+            # Cyclic garbage waits for the collector (pyroute2's messages, for one, are
+            # cycles): collected first, the figures say what is alive.
+            out["collected"] = gc.collect()
+        out.update(tracing=tracemalloc.is_tracing(), rss_kb=_rss_kb(), malloc=_malloc_heap(),
+                   gc=[{"collections": g["collections"], "collected": g["collected"]}
+                       for g in gc.get_stats()])
         if not tracemalloc.is_tracing():
             if req.get("baseline") or top:
                 raise ValueError(f"tracemalloc is off: start the agent with {ENV}=<frames>")

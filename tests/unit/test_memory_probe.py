@@ -28,7 +28,9 @@ def test_off_by_default_and_snapshots_refused_then():
         pytest.skip("the test run itself traces allocations")
     probe = MemoryProbe()
     out = run(probe)
-    assert out["tracing"] is False and out["rss_kb"] > 0
+    assert out["tracing"] is False and out["rss_kb"] > 0 and len(out["gc"]) == 3
+    assert "collected" not in out
+    assert isinstance(run(probe, collect=True)["collected"], int)
     with pytest.raises(ValueError, match="tracemalloc is off"):
         run(probe, baseline=True)
     assert probe.baseline is None
