@@ -216,14 +216,14 @@ def test_a_binding_update_during_kernel_setup_is_applied_after_it(monkeypatch):
             await asyncio.wait_for(dad_entered.wait(), 10)
             # The DAD effect has been entered: had it not waited for the set-up, it would
             # have run to its end (or failed) before this line.
-            assert agent.io.driver.errors == []
+            assert not agent.io.driver.errors
             assert world.names() == ["dad_effect_entered"], world.timeline
             world.release_setup.set()
             await asyncio.wait_for(starting, 10)
             await asyncio.wait_for(world.ba_sent.wait(), 10)
             await agent.io.driver.drain()
             names = world.names()
-            assert agent.io.driver.errors == []
+            assert not agent.io.driver.errors
             assert names.index("setup_done") < names.index("dad_probe") < names.index("tunnel") \
                 < names.index("mh"), world.timeline
             assert ("tunnel", (HOA, COA)) in world.timeline
