@@ -14,13 +14,25 @@ pana.reauth_done. Every `--sample` seconds it records, with CLOCK_MONOTONIC:
   nft_rules.<node>, routes.<node>             the node's nftables rules (every table) and
                                               routes (every table), mip6bench.net.snapshot
   bindings.ha, bindings.cn                    the HA's and the CN's binding caches
+  malloc_in_use_kb.<node>/<agent>,            the agent's C heap (glibc mallinfo2, the
+  malloc_free_kb.<node>/<agent>               `memory` control command): in use, and held
+                                              free (RSS growing with free, not in-use, is
+                                              allocator fragmentation)
+  traced_kb.<node>/<agent>,                   with --tracemalloc: what tracemalloc traces
+  tracemalloc_kb.<node>/<agent>               (the Python heap) and its own overhead
 and prints, per series, first and last value and the least-squares slope per hour
 (with the number of samples), then a JSON summary. A slope is the trend over the run;
 with a short run it is dominated by start-up effects (the first minutes' allocations),
 so read slopes of runs shorter than the default hour with that in mind. Needs root.
 
+With --tracemalloc FRAMES the agents run under tracemalloc (MIP6BENCH_TRACEMALLOC,
+mip6bench/runtime/memory.py); after --warmup seconds every agent keeps a snapshot, and
+at the end the bench prints, per agent, the allocation sites that grew since it (by
+line, and with FRAMES > 1 by call stack) and keeps them in soak-memory.json. Tracing
+costs time and memory (RSS is not comparable with a run without it).
+
     sudo .venv/bin/python bench/soak_bench.py [--duration 3600] [--interval 3]
-        [--reauth-every 1] [--sample 10]
+        [--reauth-every 1] [--sample 10] [--tracemalloc FRAMES [--warmup 150]]
 """
 from __future__ import annotations
 
@@ -35,6 +47,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mip6bench.net.neighbours import table_stats  # noqa: E402
 from mip6bench.net.snapshot import nft, routes  # noqa: E402
+from mip6bench.runtime.memory import ENV as MEMORY_ENV  # noqa: E402
 from mip6bench.testbed.bootstrap import BootstrapSettings  # noqa: E402
 from mip6bench.testbed.network import Testbed  # noqa: E402
 
@@ -61,6 +74,13 @@ def sample(tb) -> dict[str, float]:
             out[f"rss_kb.{node}/{name}"] = rss
         if fds is not None:
             out[f"fds.{node}/{name}"] = fds
+        memory = agent.request("memory")
+        if memory.get("tracing"):
+            out[f"traced_kb.{node}/{name}"] = memory["traced_kb"]
+            out[f"tracemalloc_kb.{node}/{name}"] = memory["tracemalloc_kb"]
+        if memory.get("malloc"):
+            out[f"malloc_in_use_kb.{node}/{name}"] = memory["malloc"]["in_use_kb"]
+            out[f"malloc_free_kb.{node}/{name}"] = memory["malloc"]["free_kb"]
     for node in KERNEL_NODES:
         pid = tb.node(node).pid
         out[f"nft_rules.{node}"] = sum(1 for item in nft(pid) if " rule " in item)
@@ -110,9 +130,19 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=3.0, help="seconds between handovers")
     ap.add_argument("--reauth-every", type=int, default=1, help="re-authenticate every N handovers (0: never)")
     ap.add_argument("--sample", type=float, default=10.0, help="seconds between samples")
+    ap.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
+                    help="run the agents under tracemalloc (FRAMES per allocation), sample their "
+                         "traced memory, take a baseline after --warmup and report the top "
+                         "allocation sites' growth since it at the end")
+    ap.add_argument("--warmup", type=float, default=150.0,
+                    help="seconds before the tracemalloc baseline (default 150)")
     args = ap.parse_args()
     if args.duration <= 0 or args.interval <= 0 or args.sample <= 0 or args.reauth_every < 0:
         ap.error("durations must be positive, --reauth-every at least 0")
+    if not 0 <= args.tracemalloc <= 100 or args.warmup < 0:
+        ap.error("--tracemalloc takes 0-100 frames, --warmup at least 0")
+    if args.tracemalloc:
+        os.environ[MEMORY_ENV] = str(args.tracemalloc)   # the agents inherit it
     out_dir = tempfile.mkdtemp(prefix="soak-")
     tb = Testbed({"foreign": 2, "mns": 1, "mipv6": "bootstrap", "nsis": "on"}, experiment="bench-soak",
                  out_dir=out_dir, capture=False)
@@ -123,6 +153,8 @@ def main() -> int:
     series: dict[str, list[tuple[float, float]]] = {}
     moves = reauths = failures = 0
     interrupted = False
+    baseline_at = None
+    growth: dict[str, dict] = {}
     try:
         mn = tb.mobility_agent("mn1")
         mn.request("wait", timeout=32, until="registered", within=30)
@@ -137,7 +169,19 @@ def main() -> int:
                 next_sample += args.sample
                 print(f"{now - t0:7.0f} s  moves {moves}  reauths {reauths}  failures {failures}",
                       flush=True)
+            if args.tracemalloc and baseline_at is None and now - t0 >= args.warmup:
+                for agent in tb.agents.values():
+                    agent.request("memory", timeout=60, baseline=True, collect=True)
+                baseline_at = (now - t0, moves)
             if now - t0 >= args.duration:
+                if baseline_at is not None:
+                    for (node, name), agent in sorted(tb.agents.items()):
+                        growth[f"{node}/{name}"] = agent.request("memory", timeout=120, top=25, collect=True)
+                        growth[f"{node}/{name}"]["since_baseline_by_file"] = agent.request(
+                            "memory", timeout=120, top=25, by="filename")["since_baseline"]
+                        if args.tracemalloc > 1:     # the callers of the growing lines
+                            growth[f"{node}/{name}"]["since_baseline_traceback"] = agent.request(
+                                "memory", timeout=120, top=25, by="traceback")["since_baseline"]
                 break
             target = "f2" if tb.attached_network("mn1") == "f1" else "f1"
             move = tb.move("mn1", target, gap_ms=20)
@@ -185,6 +229,19 @@ def main() -> int:
     with open(os.path.join(out_dir, "soak-series.json"), "w") as f:
         json.dump(series, f)
     print(f"samples: {os.path.join(out_dir, 'soak-series.json')}")
+    if growth:
+        # Where the traced memory grew between the baseline and the end, per agent.
+        with open(os.path.join(out_dir, "soak-memory.json"), "w") as f:
+            json.dump({"baseline_at_s": baseline_at[0], "baseline_moves": baseline_at[1],
+                       "agents": growth}, f, indent=1)
+        print(f"\ntraced memory since the baseline ({baseline_at[0]:.0f} s, move {baseline_at[1]}):")
+        for where, memory in growth.items():
+            print(f"{where}: traced {memory['traced_since_baseline_kb']:+.1f} kB since the baseline, "
+                  f"RSS {memory['rss_kb']} kB")
+            for stat in memory["since_baseline"][:8]:
+                if stat["size_diff_kb"]:
+                    print(f"    {stat['size_diff_kb']:+9.1f} kB {stat['count_diff']:+7d}  {stat['where']}")
+        print(f"allocation sites: {os.path.join(out_dir, 'soak-memory.json')}")
     print(json.dumps(summary))
     return 0 if failures == 0 else 1
 

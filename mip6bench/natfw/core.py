@@ -63,7 +63,8 @@ Bounds (every piece of state a stranger can create is bounded):
                          (`peer=` given to receive) or else the MRI source address, so
                          one flooding source exhausts its own share and not what other
                          MNs need;
-  replay_memory  (65536) remembered token bindings (entries leave at token END_TIME);
+  replay_memory  (65536) remembered token bindings (entries leave when no open session
+                 is bound to the token, or at its END_TIME);
   closed_memory   (4096) recently closed session ids (a CREATE reusing one is refused).
 Pending and authorizing state is further bounded in time by `pending_timeout` and
 `auth_timeout`, installed state by the lifetime (at most `max_lifetime`, the AAA's
@@ -488,10 +489,17 @@ class NfCore:
         out: list[Action] = [StopTimer(("expire", sid)), StopTimer(("pending", sid))]
         # A closed session no longer counts against its token's sessions (the session id
         # itself can never come back: it is remembered as closed).
+        # A token no open session is bound to is forgotten: binding it again is what
+        # binding it the first time is (every re-authentication brings a new token, and
+        # the store kept each until it filled).
         key = self._token_of.pop(sid, None)
         if key in self._tokens:
             bound, end = self._tokens[key]
-            self._tokens[key] = (tuple(b for b in bound if b != sid), end)
+            bound = tuple(b for b in bound if b != sid)
+            if bound:
+                self._tokens[key] = (bound, end)
+            else:
+                del self._tokens[key]
         if s is None:
             return out
         if self._is_pending(s):

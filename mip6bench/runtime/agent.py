@@ -29,6 +29,7 @@ from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.runtime.config import AgentConfig, load_agent_config, parse_options
 from mip6bench.runtime.control import ControlServer, Handler
 from mip6bench.runtime.eventlog import EventLog
+from mip6bench.runtime.memory import MemoryProbe, start_from_env
 
 RECENT_EVENTS = 200
 
@@ -45,6 +46,7 @@ class Agent:
         self.counters: dict[str, int] = {}
         self.started_ns = time.monotonic_ns()
         self._fatal: asyncio.Future | None = None
+        self._memory = MemoryProbe()
 
     # --- for subclasses -------------------------------------------------------
     async def start(self) -> None:
@@ -100,7 +102,7 @@ class Agent:
             n = int(req.get("n", 20))
             return list(self.recent)[-n:]
 
-        return {"status": status, "dump": dump, "events": events}
+        return {"status": status, "dump": dump, "events": events, "memory": self._memory.command}
 
 
 def forwarded_commands(names: Iterable[str], component: Callable[[], Any]) -> dict[str, Handler]:
@@ -167,6 +169,10 @@ def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
     try:
         config = load_agent_config(args.config)
         prefix = f"{agent_cls.role} agent {config.agent}@{config.node}"
+        try:
+            start_from_env()    # MIP6BENCH_TRACEMALLOC: the `memory` command's snapshots
+        except ValueError as exc:
+            raise ParameterError(str(exc)) from None
         with asyncio.Runner(loop_factory=precise_event_loop) as runner:
             return runner.run(_main(agent_cls, config, t0_ns))
     except ParameterError as exc:

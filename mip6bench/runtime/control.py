@@ -3,7 +3,8 @@
 Request:  {"cmd": "status", ...arguments}
 Response: {"ok": true, "result": ...} or {"ok": false, "error": "..."}
 
-Every agent answers `status`, `dump` and `events` (recent entries), plus its own
+Every agent answers `status`, `dump`, `events` (recent entries) and `memory`
+(runtime/memory.py: tracemalloc snapshots when started with MIP6BENCH_TRACEMALLOC), plus its own
 commands. The testbed and the Mininet CLI talk to agents with `request()`.
 """
 from __future__ import annotations

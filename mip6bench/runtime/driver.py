@@ -48,6 +48,7 @@ from typing import Any, Awaitable, Callable, Hashable, Iterable
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
 
 Actions = Iterable[Action]
+ERRORS_KEPT = 32
 
 
 class ManualClock:
@@ -83,7 +84,10 @@ class CoreDriver:
         self._apply, self._apply_batch = apply, apply_batch
         self._barriers = tuple(barriers)
         self._barriers_pending = 0
-        self.errors: list[str] = []
+        # The last failed effects (the event log has each): an effect that fails on every
+        # handover must not grow the driver; errors_total counts them all.
+        self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
+        self.errors_total = 0
         self.synchronous = clock is not None
         if self.synchronous:
             self.loop = None
@@ -187,6 +191,7 @@ class CoreDriver:
     def _failed(self, effect, exc: BaseException) -> None:
         name = type(effect).__name__
         self.errors.append(f"{name}: {exc}")
+        self.errors_total += 1
         self._emit("effect.failed", effect=name, error=str(exc))
 
     # ------------------------------------------------------------------ timers

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from typing import Any, Callable
 
 from mip6bench.gist import core as gist_core
@@ -30,6 +31,10 @@ from mip6bench.runtime.driver import CoreDriver
 
 NSLPID = w.NSLPID
 TOKEN_SESSIONS = 8     # NATFW sessions one token may authorize at the firewall
+# When the message that leads to a pinhole install arrived, per session (for the
+# install's latency): taken by the install, dropped with the pinhole, and at most this
+# many (the oldest go first, counted in natfw.receive_times_evicted).
+RECEIVE_TIMES_KEPT = 4096
 
 
 def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
@@ -50,7 +55,7 @@ class NatfwService:
         self.pinholes = pinholes                 # mip6bench.net.pinholes.PinholeTable (NF)
         self.reliable = reliable
         self._installs: dict[bytes, asyncio.Future] = {}
-        self._received_at: dict[bytes, float] = {}
+        self._received_at: OrderedDict[bytes, float] = OrderedDict()
         self.authz = None                        # NsisAuthzClient (NF in pull mode)
         on_timer = getattr(core, "handle_timer", None) or (lambda _key, _now: [])   # NR: no timers
         self.driver = CoreDriver(send=self._no_transmit, on_timer=on_timer,
@@ -81,7 +86,8 @@ class NatfwService:
         now = self.now()
         if isinstance(effect, gist_core.RecvMessage):
             mri = natfw_mri(effect.mri)
-            self._received_at[effect.session_id] = time.monotonic()
+            if self.pinholes is not None:      # only a pinhole install reads it
+                self._note_received(effect.session_id)
             if isinstance(self.core, nat.NfCore):
                 # The per-source bound keys on the GIST peer, whose address the
                 # handshake proved (not on a source the MRI merely claims).
@@ -121,6 +127,7 @@ class NatfwService:
             future.add_done_callback(lambda _f, sid=effect.session_id: self._install_done(sid, _f))
             return
         if isinstance(effect, nat.RemovePinhole) and self.pinholes is not None:
+            self._received_at.pop(effect.session_id, None)
             pending = self._installs.get(effect.session_id)
             if pending is not None:
                 await asyncio.wait([pending])
@@ -140,6 +147,13 @@ class NatfwService:
             result = self._apply_other(effect)
             if asyncio.iscoroutine(result):
                 await result
+
+    def _note_received(self, sid: bytes) -> None:
+        self._received_at[sid] = time.monotonic()
+        self._received_at.move_to_end(sid)
+        while len(self._received_at) > RECEIVE_TIMES_KEPT:
+            self._received_at.popitem(last=False)
+            self.agent.count("natfw.receive_times_evicted")
 
     def _source_of(self, sid: bytes) -> str | None:
         session = getattr(self.core, "sessions", {}).get(sid)
@@ -167,7 +181,7 @@ class NatfwService:
         sid = effect.session_id.hex()
         flow = effect.flow
         await self.pinholes.install_flow(sid, flow, effect.lifetime)
-        started = self._received_at.get(effect.session_id)
+        started = self._received_at.pop(effect.session_id, None)
         self.agent.emit("nsis.pinhole_installed", session=sid, lifetime=effect.lifetime,
                         install_ms=round((time.monotonic() - started) * 1000, 3) if started else None,
                         flow=flow_description(flow)["text"])

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
@@ -115,6 +116,10 @@ class PanaClientConfig:
         if not 1 <= self.paa_port <= 65535:
             raise ValueError(f"paa_port {self.paa_port} is not a UDP port")
 
+
+# The last bootstrap updates the client keeps (for a look in a debugger or a test): one
+# comes with every re-authentication, so they are bounded; `updates_total` counts all.
+UPDATES_KEPT = 8
 
 REQUEST_NAMES = {"ha_info": mip6.REQUEST_HA_INFO, "home_address": mip6.REQUEST_HOME_ADDRESS,
                  "mip6_sa": mip6.REQUEST_MIP6_SA, "nsis_token": mip6.REQUEST_NSIS_TOKEN}
@@ -195,7 +200,8 @@ class PanaClient:
             rng=rng)
         self.tracker = BootstrapTracker(config.nai, config.static)
         self.restarts = RestartPolicy(irt=config.pci_retransmit.irt)
-        self.updates: list[BootstrapUpdate] = []
+        self.updates: deque[BootstrapUpdate] = deque(maxlen=UPDATES_KEPT)
+        self.updates_total = 0
         self.sent = self.received = 0
         self._session_messages = 0
         self._driver = None
@@ -255,7 +261,7 @@ class PanaClient:
         return {"state": self.core.state.value, "session_id": self.core.session_id,
                 "paa": self.core.paa.address if self.core.paa else None,
                 "bootstrap": self.bootstrap.summary() if self.bootstrap else None,
-                "sent": self.sent, "received": self.received,
+                "sent": self.sent, "received": self.received, "updates": self.updates_total,
                 "superseded": self.restarts.superseded,
                 "drops": dict(self.core.counters)}
 
@@ -304,6 +310,7 @@ class PanaClient:
             self.restarts.opened(now)
         for update in self.tracker.apply(effects, now):
             self.updates.append(update)
+            self.updates_total += 1
             b = update.bootstrap
             fields = {"reason": update.reason or None, "old_spi": update.old_spi,
                       "messages": self._session_messages}

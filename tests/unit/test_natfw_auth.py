@@ -272,3 +272,32 @@ def test_a_token_with_only_home_address_sessions_binds_the_first_care_of_address
     net.open(mri=COTI, mip6=MIP6, sid=b"\x0b" * 16)
     assert len(net.of("nf", InstallPinhole)) == 2
     assert net.nf.counters["refused.token used from another address"] == 0
+
+
+def test_tokens_of_closed_sessions_are_forgotten():
+    """The soak's pattern: every re-authentication brings a new token, every handover new
+    sessions that later close. Forgetting a token no open session is bound to changes no
+    decision (binding it again is binding it the first time), and keeps the token store
+    at the size of what is open instead of one entry per re-authentication."""
+    from mip6bench.natfw.core import RemovePinhole
+
+    from .memory_bounds import container_sizes, grown
+
+    net = Net(None)
+    roots = {"nf": net.nf}
+
+    def reauthenticate_and_move(i):
+        net.ni = type(net.ni)(tok(token_id=i.to_bytes(8, "big")), msn_start=100)
+        sid = i.to_bytes(16, "big")
+        net.open(sid=sid)
+        net.apply("ni", net.ni.teardown(sid, net.now))
+
+    for i in range(1, 6):
+        reauthenticate_and_move(i)
+    before = container_sizes(roots)
+    for i in range(6, 46):
+        reauthenticate_and_move(i)
+    assert len(net.of("nf", InstallPinhole)) == len(net.of("nf", RemovePinhole)) == 45
+    assert not net.nf._tokens
+    # The closed sessions' ids are remembered (bounded by closed_memory): all that grows.
+    assert set(grown(before, container_sizes(roots), 20)) == {"nf._closed"}

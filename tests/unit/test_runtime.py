@@ -196,7 +196,13 @@ def test_core_driver_synchronous_mode_refuses_coroutine_effects_and_logs_failure
     driver.execute([Applied(1)])
     assert events == [("effect.failed", {"effect": "Applied",
                                          "error": "a synchronous driver cannot await an effect"})]
-    assert driver.errors == ["Applied: a synchronous driver cannot await an effect"]
+    assert list(driver.errors) == ["Applied: a synchronous driver cannot await an effect"]
+    # An effect that fails every time (on every handover, say) does not grow the driver.
+    from mip6bench.runtime.driver import ERRORS_KEPT
+    for _ in range(3 * ERRORS_KEPT):
+        driver.execute([Applied(2)])
+    assert len(driver.errors) == ERRORS_KEPT and driver.errors_total == 1 + 3 * ERRORS_KEPT
+    assert len(events) == driver.errors_total          # each one is in the event log
     with pytest.raises(RuntimeError):
         CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
                    apply=lambda e: None, clock=lambda: 0.0).advance(1.0)
