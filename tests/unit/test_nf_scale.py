@@ -1,0 +1,107 @@
+"""What the firewall needs to keep up with many MNs arriving at once (issue 12, item 4):
+its NfCore admits a burst of 1,000 MNs' CREATEs, the shortcuts taken for speed give the
+same results as the long way (inverted MRIs, parsed tokens, bucket chains), and token
+verification still refuses what it refused before."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from mip6bench.aaa.token import Flow, TokenError, TokenIssuer, decode_token, verify_token
+from mip6bench.gist.wire import Mri as GistMri
+from mip6bench.natfw.core import Mri, NiCore, SendNslp
+from mip6bench.natfw.mobile import phase_flows
+from mip6bench.net.pinholes import Entry, Op, bucket_name, build_batch
+from mip6bench.runtime.natfw import NF_MAX_PENDING, NF_MAX_SESSIONS, forwarder_core
+
+KEY = bytes(range(32))
+CN = "2001:db8:2::10"
+FLOWS = (Flow(135, "2001:db8:2::/64"),)
+
+
+def test_the_firewall_core_admits_a_thousand_mns_arriving_at_once():
+    """4,000 CREATEs (four "rr" sessions from each of 1,000 MNs, tokens checked) all
+    wait for the NR at the same time: none is refused "max pending" / "max sessions"."""
+    t0 = 1_800_000_000.0
+    issuer = TokenIssuer(KEY, 1, 3600.0, FLOWS)
+    nf = forwarder_core({1: KEY}, offset=t0)
+    ni = NiCore(msn_start=1)
+    forwarded = 0
+    for k in range(1000):
+        hoa, coa = f"2001:db8:1::{0x1000 + k:x}", f"2001:db8:5::{0x1000 + k:x}"
+        token = issuer.mint(f"mn{k}@example", hoa, t0)
+        for _role, fs in phase_flows(CN, hoa, coa, "rr"):
+            sid = k.to_bytes(4, "big") + fs.mip6.mh_type.to_bytes(2, "big") + \
+                fs.source.encode()[-10:]
+            send = next(a for a in ni.create(sid, Mri(fs.source, fs.destination, fs.protocol),
+                                             600, 0.0, mip6=fs.mip6, token=token)
+                        if isinstance(a, SendNslp))
+            out = nf.receive(sid, send.mri, send.data, 0.0, peer=fs.source)
+            forwarded += sum(1 for a in out if isinstance(a, SendNslp) and not a.upstream)
+    refused = {k: v for k, v in nf.counters.items() if k.startswith("refused")}
+    assert refused == {} and forwarded == 4000 and len(nf.sessions) == 4000
+    assert NF_MAX_PENDING >= 4000 and NF_MAX_SESSIONS >= 5 * 1000 * 2
+
+
+def test_inverted_mri_equals_the_replaced_one_and_leaves_the_original():
+    mri = GistMri("2001:DB8::0001", "2001:db8:2:0::10", protocol=135, src_port=None,
+                  dst_port=7, upstream=False)
+    up = mri.inverted()
+    assert up == dataclasses.replace(mri, upstream=True) and up.upstream is True
+    assert mri.upstream is False and up.src == "2001:db8::1" and up.dst_prefix == 128
+    assert up.inverted() == mri and hash(up.inverted()) == hash(mri)
+    assert up.downstream() == mri and mri.downstream() is mri
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        up.upstream = False
+
+
+def test_a_parsed_token_is_still_verified_every_time():
+    now = time.time()
+    issuer = TokenIssuer(KEY, 1, 60.0, FLOWS)
+    good = issuer.mint("mn1@example", "2001:db8:1::1001", now)
+    claims = verify_token(good, {1: KEY}, now, hoa="2001:DB8:1::1001")
+    assert verify_token(good, {1: KEY}, now) == claims and decode_token(good) == decode_token(good)
+    forged = bytearray(good)
+    forged[-1] ^= 1                         # same claims, the HMAC no longer verifies
+    for _ in range(2):
+        with pytest.raises(TokenError, match="bad signature"):
+            verify_token(bytes(forged), {1: KEY}, now)
+    with pytest.raises(TokenError, match="unknown key id"):
+        verify_token(good, {2: KEY}, now)
+    with pytest.raises(TokenError, match="bad signature"):
+        verify_token(good, {1: bytes(32)}, now)
+    with pytest.raises(TokenError, match="expired"):
+        verify_token(good, {1: KEY}, now + 3600)     # the cached parse, a later time
+    with pytest.raises(TokenError, match="address mismatch"):
+        verify_token(good, {1: KEY}, now, hoa="2001:db8:1::1002")
+    for _ in range(2):                          # malformed: refused each time, not kept
+        with pytest.raises(TokenError, match="malformed"):
+            decode_token(good[:-4])
+    assert claims.allows(135, "2001:db8:2::10") and not claims.allows(135, "2001:db8:3::1")
+    assert not claims.allows(17, "2001:db8:2::10")
+
+
+def test_buckets_of_many_pairs_hold_exactly_their_sessions():
+    def entry(session, pair, verdict="accept"):
+        return Entry(session, ("meta l4proto 135",), verdict, pair,
+                     {"source": pair[0], "destination": pair[1]}, 30)
+
+    pairs = [(f"2001:db8:5::{k:x}", CN) for k in range(1, 40)]
+    committed = {f"s{k}": entry(f"s{k}", pairs[k % len(pairs)]) for k in range(200)}
+    ops = [Op(f"n{k}", entry(f"n{k}", pairs[k % 3], "drop" if k % 2 else "accept"))
+           for k in range(6)] + [Op("s1", None)]
+    lines = build_batch(committed, ops).text.splitlines()
+    for pair in pairs[:3]:
+        bucket = bucket_name(pair)
+        jumps = [line.rsplit(" ", 1)[1] for line in lines
+                 if line.startswith(f"add rule inet mip6bench {bucket} jump")]
+        state = {**committed, **{op.session: op.entry for op in ops if op.entry}}
+        state.pop("s1")
+        want = [e for e in state.values() if e.pair == pair]
+        want = sorted(want, key=lambda e: e.verdict != "drop")
+        assert jumps == [f"nsis-{e.session}" for e in want]
+        assert f"flush chain inet mip6bench {bucket}" in lines      # it existed: flushed
+    untouched = bucket_name(pairs[10])
+    assert not any(untouched in line for line in lines)
