@@ -83,6 +83,22 @@ def thread_cpu(pid: int) -> dict[str, float]:
     return out
 
 
+def socket_drops(ns: str) -> dict[str, int]:
+    """Datagrams the namespace's sockets dropped for want of buffer: UDP
+    (Udp6RcvbufErrors) and raw (the drops column of /proc/net/raw6: Router Alert
+    interception)."""
+    snmp = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/snmp6", "/proc/net/raw6"],
+                          capture_output=True, text=True).stdout
+    out = {"udp": 0, "raw": 0}
+    for line in snmp.splitlines():
+        fields = line.split()
+        if fields[:1] == ["Udp6RcvbufErrors"]:
+            out["udp"] = int(fields[1])
+        elif len(fields) > 5 and fields[0].rstrip(":").isdigit():
+            out["raw"] += int(fields[-1])
+    return out
+
+
 def runq_wait(pid: int) -> float:
     """Seconds the process's threads waited for a CPU (/proc/<pid>/task/*/schedstat):
     on a shared machine, the time other jobs took from it."""
@@ -276,6 +292,7 @@ def one_run(args, tag: str) -> dict:
         c1 = proc_cpu(fw.agent_pid), proc_cpu(cn.agent_pid), runq_wait(fw.agent_pid)
         t1 = thread_cpu(fw.agent_pid)
         result["fw_loop_cpu_s"] = round(t1.get("main", 0) - t0.get("main", 0), 3)
+        result["fw_socket_drops"] = socket_drops(ns["fw"])
         gen.wait(timeout=30)
         fw_s, cn_s = c1[0] - c0[0], c1[1] - c0[1]
         ok = result["ok"]
@@ -333,7 +350,8 @@ def main() -> int:
               f"latency p50 {res['p50_ms']} p99 {res['p99_ms']} max {res['max_ms']} ms; "
               f"fw CPU {res['fw_cpu_s']} s = {res['fw_cpu_ms_per_create']} ms/CREATE "
               f"({res['fw_create_per_cpu_s']}/CPU-s), waited for a CPU {res['fw_runq_wait_s']} s, event loop thread {res['fw_loop_cpu_s']} s; cn {res['cn_cpu_s']} s, gen "
-              f"{res['gen_cpu_s']} s; retransmits {res['retransmits']}", flush=True)
+              f"{res['gen_cpu_s']} s; retransmits {res['retransmits']}; fw socket drops "
+              f"{res['fw_socket_drops']}", flush=True)
     if args.profile:
         print_profile(args.profile)
     summary = {"runs": runs}

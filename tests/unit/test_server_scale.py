@@ -125,3 +125,45 @@ def test_a_parsed_radius_packet_is_the_same_and_its_authenticators_still_checked
     for _ in range(2):                        # malformed: refused each time
         with pytest.raises(ra.DecodeError):
             ra.parse_radius_packet(signed[:-3])    # Length says more than arrived
+
+
+def test_the_nr_answer_to_an_earlier_retransmission_completes_the_create():
+    """Under load the NR's answer can come after the NI retransmitted (with a new MSN):
+    the NF installs on the answer to any MSN it forwarded for the same request (answers
+    only to the newest MSN left every session of a 1,000-MN burst pending), but not on
+    one to a request that has since changed."""
+    from mip6bench.natfw import wire as w
+    from mip6bench.natfw.core import InstallPinhole, NfCore, NrCore, SessionReady
+
+    from .natfw_harness import COA, COTI, HOA, SID, T0, tok
+
+    def sends(actions, upstream=None):
+        return [a for a in actions if isinstance(a, SendNslp)
+                and (upstream is None or a.upstream == upstream)]
+
+    for changed in (False, True):
+        nf, ni, nr = NfCore({1: KEY}, wall_clock=lambda now: T0 + now), NiCore(tok(), msn_start=100), NrCore()
+        mip6 = w.Mip6Flow(w.MIP6_MH, 2, HOA)
+        (c1,) = sends(ni.create(SID, COTI, 60, 0.0, mip6=mip6))
+        (f1,) = sends(nf.receive(SID, c1.mri, c1.data, 0.0, peer=COA), upstream=False)
+        if changed:   # the NI asks for another lifetime before the answer comes
+            (c2,) = sends(ni.create(SID, COTI, 30, 0.4, mip6=mip6))
+        else:         # its retransmission timer fires: the same request, a new MSN
+            (c2,) = sends(ni.handle_timer(("retransmit", SID), 0.5))
+        assert w.decode(c2.data).msn == 101
+        (f2,) = sends(nf.receive(SID, c2.mri, c2.data, 0.5, peer=COA), upstream=False)
+        (a1,) = sends(nr.receive(SID, f1.mri, f1.data, 0.6))       # answers MSN 100, late
+        out = nf.receive(SID, a1.mri, a1.data, 0.7, upstream=True)
+        if changed:
+            assert out == [] and nf.counters["unmatched_response"] == 1
+            (a2,) = sends(nr.receive(SID, f2.mri, f2.data, 0.8))
+            out = nf.receive(SID, a2.mri, a2.data, 0.9, upstream=True)
+        installs = [a for a in out if isinstance(a, InstallPinhole)]
+        assert len(installs) == 1 and nf.counters["pinholes_installed"] == 1
+        (up,) = sends(out, upstream=True)
+        assert w.decode(up.data).msn == (101 if changed else 100)
+        assert any(isinstance(a, SessionReady) for a in ni.receive(SID, up.mri, up.data, 1.0))
+        if not changed:   # the answer to the retransmission finds nothing pending
+            (a2,) = sends(nr.receive(SID, f2.mri, f2.data, 0.8))
+            assert nf.receive(SID, a2.mri, a2.data, 1.1, upstream=True) == []
+            assert nf.counters["pinholes_installed"] == 1
