@@ -75,6 +75,7 @@ bench: setup
 	$(PY) bench/mipv6_bench.py
 	$(PY) bench/pana_bench.py
 	$(PY) bench/natfw_bench.py
+	$(PY) bench/nf_load_bench.py
 	$(PY) bench/home_firewall_bench.py
 	$(PY) bench/fuzz_bench.py
 	$(PY) bench/agent_budget_bench.py

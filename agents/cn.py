@@ -116,7 +116,10 @@ class CorrespondentAgent(WaitableEvents, Agent):
         self.consent = self.options.natfw_consent
         self.gist = GistService(self, GistConfig(peer_identity=b"cn", addresses=tuple(self.options.addresses),
                                                  nslps=frozenset({w.NSLPID})), c_mode=True)
-        self.nr = NrCore(policy=lambda _sid, _mri, _msg: None if self.consent else w.ERR_POLICY_DENIED)
+        from mip6bench.runtime.natfw import NF_MAX_SESSIONS
+        # as many sessions as the firewall in front of it admits (1,000 MNs' burst)
+        self.nr = NrCore(policy=lambda _sid, _mri, _msg: None if self.consent else w.ERR_POLICY_DENIED,
+                         max_sessions=NF_MAX_SESSIONS)
         self.nsis = NatfwService(self, self.gist, self.nr)
         try:
             await self.gist.start()

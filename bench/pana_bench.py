@@ -23,6 +23,10 @@ bootstrap latency against its floor.
 Prints human-readable lines, then one JSON summary line.
 Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
 (--keep: keep the testbed runs' result directories)
+       python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH]
+(part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
+"local": EAP server inside the PAA; reports completed/stalled sessions and the
+generator's CPU too; --profile: the PAA under cProfile)
 """
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ from mip6bench.eap.peer import psk_peer_factory  # noqa: E402
 from mip6bench.pana import mip6  # noqa: E402
 from mip6bench.pana.paa import PaaConfig  # noqa: E402
 from mip6bench.pana.pac import PacConfig, PacCore, PacState  # noqa: E402
-from mip6bench.sansio import Transmit  # noqa: E402
+from mip6bench.sansio import StartTimer, StopTimer, Transmit  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 REPO = Path(__file__).resolve().parent.parent
@@ -137,7 +141,12 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent") -> dict:
+def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", *,
+            cpus: tuple[str, str] | None = None, profile: str | None = None,
+            backend: str = "radius") -> dict:
+    """`cpus` (F, G): the PAA and AAA agents pinned to CPU F, this load generator to G;
+    `profile`: the PAA runs under cProfile into that file; `backend` "radius" (the AAA
+    agent behind the PAA) or "local" (EAP server inside the PAA)."""
     from mip6bench.net.netns import in_fresh_netns
 
     def body():
@@ -153,22 +162,36 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent") 
             cfg.write_text(json.dumps({"node": "bench", "agent": role,
                                        "control": str(work / f"{role}.sock"),
                                        "events": None, "options": options}))
-            p = subprocess.Popen([sys.executable, str(REPO / "agents" / f"{role}.py"),
-                                  "--config", str(cfg)], stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE)
+            argv = [sys.executable]
+            if profile and role == "paa":
+                argv += ["-m", "cProfile", "-o", profile]
+            argv += [str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
+            if cpus:
+                argv = ["taskset", "-c", cpus[0]] + argv
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             line = p.stdout.readline()
             assert line.startswith(b'{"ready"'), p.stderr.read()
             procs.append(p)
             return p
 
         try:
-            aaa = agent("aaa", {"credentials": str(work / "creds"), "clients": {"::1": secret},
-                                "port": 18120})
-            paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
-                                "backend": "radius", "radius_server": "::1",
-                                "radius_port": 18120, "radius_secret": secret,
-                                "port": 7160, "token_key": "00" * 32})
-            return asyncio.run(load(users, concurrency, paa.pid, aaa.pid))
+            if backend == "radius":
+                aaa = agent("aaa", {"credentials": str(work / "creds"),
+                                    "clients": {"::1": secret}, "port": 18120})
+                paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
+                                    "backend": "radius", "radius_server": "::1",
+                                    "radius_port": 18120, "radius_secret": secret,
+                                    "port": 7160, "token_key": "00" * 32})
+            else:
+                aaa = None
+                paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
+                                    "backend": "local", "credentials": str(work / "creds"),
+                                    "port": 7160, "token_key": "00" * 32})
+            if cpus:
+                os.sched_setaffinity(0, {int(cpus[1])})
+            out = asyncio.run(load(users, concurrency, agent_pid(paa),
+                                   agent_pid(aaa) if aaa else None))
+            return dict(out, backend=backend)
         finally:
             for p in procs:
                 p.terminate()
@@ -178,14 +201,24 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent") 
     return in_fresh_netns(body)
 
 
-async def load(users, concurrency, paa_pid, aaa_pid) -> dict:
+def agent_pid(p: subprocess.Popen) -> int:
+    """The agent's own pid (under taskset/cProfile the Popen is the agent's process too:
+    taskset execs it)."""
+    return p.pid
+
+
+async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0) -> dict:
     """`concurrency` PaCs in flight, each on its own UDP socket (the PAA tells PaCs apart
-    by address and port), a new one started as soon as one is authenticated."""
+    by address and port), a new one started as soon as one is authenticated. A session
+    not open `stall_s` after the last one completed is counted as stalled (the run ends
+    there)."""
     loop = asyncio.get_running_loop()
     pending = list(users)
     done = asyncio.Event()
     completed = 0
     in_flight = 0
+    last_done = [time.perf_counter()]
+    retransmits = [0]
 
     def launch():
         nonlocal in_flight
@@ -202,18 +235,43 @@ async def load(users, concurrency, paa_pid, aaa_pid) -> dict:
             self.pac = PacCore(PacConfig("::1", psk_peer_factory(user.nai, user.psk),
                                          nai=user.nai, paa_port=7160,
                                          mip6_request=mip6.REQUEST_ALL))
+            self.timers: dict = {}
+            self.closed = False
             loop.add_reader(self.sock.fileno(), self.readable)
             self.run(self.pac.start(loop.time()))
 
+        def fire(self, key):
+            self.timers.pop(key, None)
+            if not self.closed:
+                if "rtx" in str(key):
+                    retransmits[0] += 1
+                self.run(self.pac.handle_timer(key, loop.time()))
+
         def run(self, actions):
+            # the PaC's timers too (its retransmissions), as the MN agent's driver runs them
             nonlocal completed, in_flight
+            if self.closed:
+                return
             for a in actions:
                 if isinstance(a, Transmit):
                     self.sock.sendto(a.data, ("::1", a.port or 7160))
+                elif isinstance(a, StartTimer):
+                    old = self.timers.pop(a.key, None)
+                    if old:
+                        old.cancel()
+                    self.timers[a.key] = loop.call_at(a.at, self.fire, a.key)
+                elif isinstance(a, StopTimer):
+                    old = self.timers.pop(a.key, None)
+                    if old:
+                        old.cancel()
             if self.pac.state is PacState.OPEN:
+                self.closed = True
+                for h in self.timers.values():
+                    h.cancel()
                 loop.remove_reader(self.sock.fileno())
                 self.sock.close()
                 completed += 1
+                last_done[0] = time.perf_counter()
                 in_flight -= 1
                 if completed == len(users):
                     done.set()
@@ -227,17 +285,30 @@ async def load(users, concurrency, paa_pid, aaa_pid) -> dict:
                 return
             self.run(self.pac.receive(data, "::1", loop.time(), addr[1]))
 
-    c0 = (proc_cpu(paa_pid), proc_cpu(aaa_pid))
+    def agents_cpu():
+        return (proc_cpu(paa_pid), proc_cpu(aaa_pid) if aaa_pid else 0.0)
+
+    c0, g0 = agents_cpu(), os.times()
     t0 = time.perf_counter()
     launch()
-    await asyncio.wait_for(done.wait(), timeout=120)
-    wall = time.perf_counter() - t0
-    c1 = (proc_cpu(paa_pid), proc_cpu(aaa_pid))
-    n = len(users)
-    return {"n": n, "concurrency": concurrency, "auth_per_s": round(n / wall, 1),
-            "paa_cpu_ms_per_auth": round(1000 * (c1[0] - c0[0]) / n, 3),
-            "aaa_cpu_ms_per_auth": round(1000 * (c1[1] - c0[1]) / n, 3),
-            "paa_auth_per_cpu_s": round(n / max(1e-9, c1[0] - c0[0]), 1)}
+    seen = -1
+    while not done.is_set() and completed != seen:   # progress within stall_s, or stop
+        seen = completed
+        try:
+            await asyncio.wait_for(done.wait(), timeout=stall_s)
+        except asyncio.TimeoutError:
+            pass
+    wall = last_done[0] - t0
+    c1, g1 = agents_cpu(), os.times()
+    n = completed
+    return {"n": len(users), "completed": n, "stalled": len(users) - n,
+            "concurrency": concurrency, "auth_per_s": round(n / wall, 1),
+            "pac_retransmits": retransmits[0],
+            "paa_cpu_ms_per_auth": round(1000 * (c1[0] - c0[0]) / max(1, n), 3),
+            "aaa_cpu_ms_per_auth": round(1000 * (c1[1] - c0[1]) / max(1, n), 3),
+            "paa_auth_per_cpu_s": round(n / max(1e-9, c1[0] - c0[0]), 1),
+            "gen_cpu_ms_per_auth": round(1000 * (g1.user + g1.system - g0.user - g0.system)
+                                         / max(1, n), 3)}
 
 
 # ---- 3. testbed ---------------------------------------------------------------------------
@@ -262,7 +333,30 @@ def testbed(aaa: str) -> dict:
             "floors": m["floors"]}
 
 
+def sockets_only(spec: str) -> int:
+    """--sockets N,C[,F,G][,local]: only part 2, N authentications with C in flight (agents
+    on CPU F, generator on G); --profile PATH runs the PAA under cProfile."""
+    parts = spec.split(",")
+    backend = "local" if "local" in parts else "radius"
+    parts = [x for x in parts if x != "local"]
+    n, c = int(parts[0]), int(parts[1])
+    cpus = (parts[2], parts[3]) if len(parts) >= 4 else None
+    profile = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
+    r = sockets(n, c, cpus=cpus, profile=profile, backend=backend)
+    print(f"sockets ({backend}, {n} PaCs, {c} in flight): {r['auth_per_s']:.1f} auth/s, "
+          f"completed {r['completed']} stalled {r['stalled']} (PaC retransmits {r['pac_retransmits']}); PAA {r['paa_cpu_ms_per_auth']:.3f} "
+          f"ms CPU/auth ({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} "
+          f"ms, generator {r['gen_cpu_ms_per_auth']:.3f} ms")
+    print(json.dumps(r))
+    if profile:
+        import pstats
+        pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+    return 0
+
+
 def main() -> int:
+    if "--sockets" in sys.argv:
+        return sockets_only(sys.argv[sys.argv.index("--sockets") + 1])
     summary: dict = {}
     n = 100 if QUICK else 1000
     for backend in ("local", "radius"):

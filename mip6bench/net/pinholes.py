@@ -296,11 +296,18 @@ def build_batch(committed: dict[str, Entry], ops: list[Op], *, family: str = FAM
         if old is None or old.verdict != new.verdict or old.pair != new.pair:
             touched[new.pair] = None
 
+    # The touched pairs' members, in one pass over the sessions (a pass per pair made
+    # every commit cost touched pairs x sessions: quadratic in MNs when many arrive).
+    members_of: dict[tuple[str, str], list[Entry]] = {pair: [] for pair in touched}
+    for e in state.values():
+        bucket_members = members_of.get(e.pair)
+        if bucket_members is not None:
+            bucket_members.append(e)
+    had_pairs = {e.pair for e in committed.values() if e.pair in members_of}
     for pair in touched:
         bucket = bucket_name(pair)
-        members = sorted((e for e in state.values() if e.pair == pair),
-                         key=lambda e: e.verdict != "drop")  # deny first, else in order
-        had = any(e.pair == pair for e in committed.values())
+        members = sorted(members_of[pair], key=lambda e: e.verdict != "drop")  # deny first
+        had = pair in had_pairs
         key = f"{pair[0]} . {pair[1]}"
         if members:
             add(f"{'flush' if had else 'add'} chain {t} {bucket}")

@@ -35,6 +35,18 @@ TOKEN_SESSIONS = 8     # NATFW sessions one token may authorize at the firewall
 # install's latency): taken by the install, dropped with the pinhole, and at most this
 # many (the oldest go first, counted in natfw.receive_times_evicted).
 RECEIVE_TIMES_KEPT = 4096
+# The firewall's state bounds, sized for issue 12's burst: 1,000 MNs arriving within a
+# second, each signalling up to five sessions (natfw.mobile) and re-signalling after a
+# handover. NfCore's defaults (1024 sessions, 256 pending) refused most of such a burst
+# "max pending" (0x4, 0x01: 744 of 1,000 CREATEs from 250 MNs in bench/nf_load_bench.py)
+# and the NIs' retransmissions then doubled the firewall's work. The per-source bound
+# (16) still keeps one flooding source to its share; a session costs the core ~1 kB.
+NF_MAX_SESSIONS = 16384
+NF_MAX_PENDING = 4096
+# GIST at the firewall: every NATFW session holds two routing states (upstream peer, NR
+# side) and, while its CREATE waits for the NR, one pending Query toward the NR.
+NF_GIST_MAX_ROUTING_STATES = 2 * NF_MAX_SESSIONS + 1024
+NF_GIST_MAX_PENDING_QUERIES = NF_MAX_PENDING
 
 
 def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
@@ -194,6 +206,19 @@ class NatfwService:
             self.agent.emit("nsis.pinhole_install_failed", session=sid.hex(), error=str(future.exception()))
 
 
+def forwarder_core(token_keys: dict[int, bytes], *, offset: float, max_lifetime: int = 3600,
+                   authorization: str = "token",
+                   edge: tuple[str, ...] | None = None) -> nat.NfCore:
+    """The firewall's NfCore as open_forwarder runs it: `offset` maps the loop's clock to
+    Unix seconds (token times), the bounds are NF_MAX_SESSIONS / NF_MAX_PENDING."""
+    # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one
+    # token PANA gave it; each binds the token once (a sixth, other session is a replay).
+    return nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,
+                      authorization=authorization, token_sessions=TOKEN_SESSIONS,
+                      max_sessions=NF_MAX_SESSIONS, max_pending=NF_MAX_PENDING,
+                      inside=tuple(edge) if edge else None)
+
+
 async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
                          token_keys: dict[int, bytes],
                          pinholes, authorization: str = "token", authz: dict | None = None,
@@ -220,14 +245,13 @@ async def open_forwarder(agent, *, addresses, intercept: str | tuple[str, ...],
     identity = (getattr(getattr(agent, "config", None), "node", None) or "fw").encode()
     gist = GistService(agent, GistConfig(peer_identity=identity, addresses=tuple(addresses),
                                          nslps=frozenset({NSLPID}),
-                                         upstream_only=frozenset({NSLPID}) if edge else frozenset()),
+                                         upstream_only=frozenset({NSLPID}) if edge else frozenset(),
+                                         max_routing_states=NF_GIST_MAX_ROUTING_STATES,
+                                         max_pending_queries=NF_GIST_MAX_PENDING_QUERIES),
                        intercept_interfaces=(intercept,) if isinstance(intercept, str) else tuple(intercept),
                        pass_through=edge is not None, c_mode=True)
-    # A mobile node signals up to five sessions (mip6bench.natfw.mobile) with the one
-    # token PANA gave it; each binds the token once (a sixth, other session is a replay).
-    nf = nat.NfCore(token_keys, wall_clock=lambda now: now + offset, max_lifetime=max_lifetime,
-                    authorization=authorization, token_sessions=TOKEN_SESSIONS,
-                    inside=tuple(edge) if edge else None)
+    nf = forwarder_core(token_keys, offset=offset, max_lifetime=max_lifetime,
+                        authorization=authorization, edge=edge)
     service = NatfwService(agent, gist, nf, pinholes=pinholes)
     try:
         if authorization != "token":

@@ -17,6 +17,25 @@ from .test_pana_harness import HA, NAI, PAA, PAC, PSK, ScriptedPeer, make_pair
 PREFIX = "2001:db8:1::/64"
 
 
+@pytest.fixture(autouse=True)
+def paa_indexes_agree_with_the_sessions(monkeypatch):
+    """After every call into a PaaCore in these scenarios (bootstrap, superseding,
+    re-keying, termination, expiry), its indexes of the live sessions (by NAI, Home
+    Address, SPI) say what a scan of the sessions says."""
+    from mip6bench.pana.paa import PaaCore
+
+    for name in ("receive", "aaa_result", "reauthenticate", "terminate", "handle_timer",
+                 "start_session", "ping"):
+        original = getattr(PaaCore, name)
+
+        def checked(self, *args, _original=original, _name=name, **kwargs):
+            out = _original(self, *args, **kwargs)
+            assert self._index_problems() == [], f"after {_name}"
+            return out
+
+        monkeypatch.setattr(PaaCore, name, checked)
+
+
 def h(text):
     return bytes.fromhex("".join(text.split()))
 
