@@ -185,6 +185,37 @@ def _describe(kind: str, command: str, req: dict[str, Any]) -> str:
 ACK_TIMEOUT_S = 10.0
 
 
+def exchange(sock: socket.socket, data: bytes, acked: set[int]) -> tuple[dict[int, int], list[bytes]]:
+    """Send netlink messages (one datagram) and read until every sequence number in
+    `acked` was answered: ({seq: error code, 0 for an ack}, the other replies to those
+    sequence numbers as raw messages). For requests the kernel answers at once; OSError
+    (ETIMEDOUT) when it does not within ACK_TIMEOUT_S."""
+    from mip6bench.net.pyroute import NLMSG_ERROR
+
+    sock.settimeout(ACK_TIMEOUT_S)
+    waiting = set(acked)
+    errors: dict[int, int] = {}
+    replies: list[bytes] = []
+    try:
+        sock.send(data)
+        while waiting:
+            datagram, offset = sock.recv(1 << 16), 0
+            while offset + 16 <= len(datagram):
+                length, kind, _flags, seq = struct.unpack_from("=IHHI", datagram, offset)
+                if length < 16:
+                    raise OSError(errno.EPROTO, "netlink: torn answer")
+                if seq in acked:
+                    if kind == NLMSG_ERROR:
+                        errors[seq] = -struct.unpack_from("=i", datagram, offset + 16)[0]
+                        waiting.discard(seq)
+                    else:
+                        replies.append(datagram[offset:offset + length])
+                offset += (length + 3) & ~3
+    except socket.timeout:
+        raise OSError(errno.ETIMEDOUT, "netlink: no answer") from None
+    return errors, replies
+
+
 class Kernel:
     """Networking state of one namespace (None: this process's)."""
 
@@ -245,47 +276,32 @@ class Kernel:
         if pending:
             self._send(pending)
 
-    def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]]) -> list:
+    def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]]) -> list[bytes]:
         """Send the requests in one datagram and read the kernel's answers: the replies
         (other than acks) as raw messages, in order; KernelError for the first failure."""
-        from mip6bench.net.pyroute import NLMSG_ERROR, compile_request
+        from mip6bench.net.pyroute import compile_request
 
         with self._lock:
             if self._requests is None:
                 self._requests = rtnl_socket(self.netns)
-                self._requests.settimeout(ACK_TIMEOUT_S)
             pending: dict[int, tuple[str, str, dict[str, Any], bool]] = {}
             data = bytearray()
             for request in requests:
                 self._seq = self._seq % 0x7FFFFFFF + 1
                 pending[self._seq] = request
                 data += compile_request(request[0], request[1], request[2], self._seq)
-            replies: list[bytes] = []
-            failure: KernelError | None = None
             try:
-                self._requests.send(data)
-                while pending:
-                    datagram, offset = self._requests.recv(1 << 16), 0
-                    while offset + 16 <= len(datagram):
-                        length, kind, _flags, seq = struct.unpack_from("=IHHI", datagram, offset)
-                        if length < 16:
-                            raise KernelError(errno.EPROTO, "rtnetlink: torn answer")
-                        if kind == NLMSG_ERROR and seq in pending:
-                            code = -struct.unpack_from("=i", datagram, offset + 16)[0]
-                            what, command, req, missing_ok = pending.pop(seq)
-                            if code and not (missing_ok and code in GONE) and failure is None:
-                                failure = KernelError(code, _describe(what, command, req))
-                        elif seq in pending:
-                            replies.append(datagram[offset:offset + length])
-                        offset += (length + 3) & ~3
-            except socket.timeout:
-                # The answers may still come: a fresh socket for the next request.
+                errors, replies = exchange(self._requests, bytes(data), set(pending))
+            except OSError as exc:
+                # Answers may still come: a fresh socket for the next request.
                 self._requests.close()
                 self._requests = None
-                raise KernelError(errno.ETIMEDOUT, _describe(*requests[0][:3])) from None
-            if failure is not None:
-                raise failure
-            return replies
+                raise KernelError(exc.errno or errno.EIO, _describe(*requests[0][:3])) from None
+        for seq, (kind, command, req, missing_ok) in pending.items():
+            code = errors.get(seq, 0)
+            if code and not (missing_ok and code in GONE):
+                raise KernelError(code, _describe(kind, command, req))
+        return replies
 
     # --- links
     def ifindex(self, name: str) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 try:
     from pyroute2 import IPRoute
     from pyroute2.iproute.linux import get_arguments_processor
-    from pyroute2.netlink import NLMSG_DONE, NLMSG_ERROR
+    from pyroute2.netlink import NLMSG_ERROR
     from pyroute2.netlink.exceptions import NetlinkError
     from pyroute2.netlink.nlsocket import NetlinkRequest
     from pyroute2.netlink.rtnl import (RTM_DELADDR, RTM_DELLINK, RTM_DELNEIGH, RTM_DELROUTE, RTM_DELRULE,
@@ -86,5 +86,5 @@ def compile_request(kind: str, command: str, request: dict, seq: int = 0) -> byt
     return bytes(msg.data)
 
 
-__all__ = ["COMMANDS", "IPRoute", "NLMSG_DONE", "NLMSG_ERROR", "NetlinkError", "compile_request",
+__all__ = ["COMMANDS", "IPRoute", "NLMSG_ERROR", "NetlinkError", "compile_request",
            "RTM_NEWLINK_REPLY", "ifinfmsg"]
