@@ -232,7 +232,7 @@ class Kernel:
         self._requests: socket.socket | None = None     # opened by the first request
         self._lock = threading.Lock()
         self._seq = 0
-        self._batch: list | None = None
+        self._batches = threading.local()     # a batch collects its own thread's requests
 
     def close(self) -> None:
         self._ipr.close()
@@ -254,25 +254,26 @@ class Kernel:
         """One rtnetlink request (kind: link, addr, route, rule, neigh); KernelError on
         failure; a deletion of something gone is no failure when `missing_ok`. Inside
         `batch()` it goes out with the batch."""
-        if self._batch is not None:
-            self._batch.append((kind, command, req, missing_ok))
+        batch = getattr(self._batches, "requests", None)
+        if batch is not None:
+            batch.append((kind, command, req, missing_ok))
             return
         self._send([(kind, command, req, missing_ok)])
 
     @contextlib.contextmanager
     def batch(self):
-        """The requests made inside go to the kernel in one datagram when it ends (the
-        kernel handles them in order and answers each); the first failure is raised
-        then, after every answer was read."""
-        if self._batch is not None:       # nested: part of the outer batch
+        """The requests this thread makes inside go to the kernel in one datagram when
+        it ends (the kernel handles them in order and answers each); the first failure
+        is raised then, after every answer was read."""
+        if getattr(self._batches, "requests", None) is not None:    # nested: part of the outer one
             yield
             return
-        self._batch = []
+        pending: list = []
+        self._batches.requests = pending
         try:
             yield
-            pending = self._batch
         finally:
-            self._batch = None
+            self._batches.requests = None
         if pending:
             self._send(pending)
 
