@@ -81,9 +81,7 @@ def run(tunnel: str, moves: int) -> dict:
                "ha_kernel_change_ms": [e["kernel_ms"] for e in ha_up],
                "mn_tunnel_switch_ms": [e["kernel_ms"] for e in mn_up]}
     # Where the kernel thread's time went, where the agents report it.
-    for key, source, field in (("ha_thread_wait_ms", ha_up, "thread_wait_ms"),
-                               ("ha_tunnel_ms", ha_up, "tunnel_ms"), ("ha_nft_ms", ha_up, "nft_ms"),
-                               ("ha_resume_ms", ha_up, "resume_ms"),
+    for key, source, field in (("ha_tunnel_ms", ha_up, "tunnel_ms"), ("ha_nft_ms", ha_up, "nft_ms"),
                                ("mn_point_ms", mn_up, "point_ms")):
         if any(field in e for e in source):
             samples[key] = [e[field] for e in source if field in e]

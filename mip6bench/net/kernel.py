@@ -16,22 +16,30 @@ non-blocking rtnetlink socket subscribed to link and IPv6 address notifications,
 datagrams `parse_events` turns into `LinkEvent` / `AddressEvent` with pyroute2's
 decoder; agents put it on their loop (`loop.add_reader`), `wait_for` blocks on it.
 
-Synchronous by design: one call is one request and its ack (~0.1-0.3 ms). pyroute2's
-synchronous API runs a private event loop, so it cannot be called on a thread whose
-loop is running; agents make their kernel calls on one worker thread (which also keeps
-them in order, mip6bench.runtime.mobility.MobilityIO.kernel).
+Synchronous by design. Requests (every change, and looking an interface up by name) are
+messages pyroute2 compiles (its request processing and encoding, `compile_request`)
+that `Kernel` sends on a netlink socket of its own and whose acks it reads at once: no
+event loop, ~0.05-0.2 ms of Python per request, so they may be made from any thread,
+also one whose event loop is running (the HA changes a binding's tunnel on its loop,
+before the Binding Ack leaves). `batch()` sends the requests made inside it as one
+datagram (one round to the kernel, which answers each). Dumps go through pyroute2's
+synchronous IPRoute, which runs a private event loop per call, so they must not be
+made on a thread whose loop is running: agents make them (set-up, purge, teardown) on
+their kernel worker thread (mip6bench.runtime.mobility.MobilityIO.kernel).
 
 The request builders (`*_request`) are pure functions returning the keyword arguments
 handed to pyroute2, so the exact requests are unit-tested without root.
 """
 from __future__ import annotations
 
+import contextlib
 import enum
 import errno
 import ipaddress
 import os
 import socket
 import struct
+import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -172,27 +180,65 @@ def _describe(kind: str, command: str, req: dict[str, Any]) -> str:
 
 # ---------------------------------------------------------------- the kernel
 
-def _pyroute2():
-    from mip6bench.net.pyroute import IPRoute, NetlinkError
+# How long a request waits for the kernel's answer (it answers at once; this bounds a
+# kernel that does not).
+ACK_TIMEOUT_S = 10.0
 
-    return IPRoute, NetlinkError
+
+def exchange(sock: socket.socket, data: bytes, acked: set[int]) -> tuple[dict[int, int], list[bytes]]:
+    """Send netlink messages (one datagram) and read until every sequence number in
+    `acked` was answered: ({seq: error code, 0 for an ack}, the other replies to those
+    sequence numbers as raw messages). For requests the kernel answers at once; OSError
+    (ETIMEDOUT) when it does not within ACK_TIMEOUT_S."""
+    from mip6bench.net.pyroute import NLMSG_ERROR
+
+    sock.settimeout(ACK_TIMEOUT_S)
+    waiting = set(acked)
+    errors: dict[int, int] = {}
+    replies: list[bytes] = []
+    try:
+        sock.send(data)
+        while waiting:
+            datagram, offset = sock.recv(1 << 16), 0
+            while offset + 16 <= len(datagram):
+                length, kind, _flags, seq = struct.unpack_from("=IHHI", datagram, offset)
+                if length < 16:
+                    raise OSError(errno.EPROTO, "netlink: torn answer")
+                if seq in acked:
+                    if kind == NLMSG_ERROR:
+                        errors[seq] = -struct.unpack_from("=i", datagram, offset + 16)[0]
+                        waiting.discard(seq)
+                    else:
+                        replies.append(datagram[offset:offset + length])
+                offset += (length + 3) & ~3
+    except socket.timeout:
+        raise OSError(errno.ETIMEDOUT, "netlink: no answer") from None
+    return errors, replies
 
 
 class Kernel:
     """Networking state of one namespace (None: this process's)."""
 
     def __init__(self, netns: int | str | None = None):
-        IPRoute, self.NetlinkError = _pyroute2()
+        from mip6bench.net.pyroute import IPRoute
+
         self.netns = netns
-        # The socket is opened in the target namespace by a thread that joined it
+        # The sockets are opened in the target namespace by a thread that joined it
         # (pyroute2's own netns support forks a helper process, which can hang when the
         # caller has other threads).
         self._ipr = IPRoute(use_socket=rtnl_socket(netns)) if netns is not None else IPRoute()
         self._seg6 = None
         self._index: dict[str, int] = {}
+        self._requests: socket.socket | None = None     # opened by the first request
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._batches = threading.local()     # a batch collects its own thread's requests
 
     def close(self) -> None:
         self._ipr.close()
+        if self._requests is not None:
+            self._requests.close()
+            self._requests = None
         if self._seg6 is not None:
             self._seg6.close()
             self._seg6 = None
@@ -204,23 +250,80 @@ class Kernel:
         self.close()
 
     # --- the one place requests go out
-    def _call(self, kind: str, command: str, req: dict[str, Any], *, missing_ok: bool = False) -> Any:
+    def _call(self, kind: str, command: str, req: dict[str, Any], *, missing_ok: bool = False) -> None:
         """One rtnetlink request (kind: link, addr, route, rule, neigh); KernelError on
-        failure, or None for a deletion of something gone when `missing_ok`."""
+        failure; a deletion of something gone is no failure when `missing_ok`. Inside
+        `batch()` it goes out with the batch."""
+        batch = getattr(self._batches, "requests", None)
+        if batch is not None:
+            batch.append((kind, command, req, missing_ok))
+            return
+        self._send([(kind, command, req, missing_ok)])
+
+    @contextlib.contextmanager
+    def batch(self):
+        """The requests this thread makes inside go to the kernel in one datagram when
+        it ends (the kernel handles them in order and answers each); the first failure
+        is raised then, after every answer was read."""
+        if getattr(self._batches, "requests", None) is not None:    # nested: part of the outer one
+            yield
+            return
+        pending: list = []
+        self._batches.requests = pending
         try:
-            return getattr(self._ipr, kind)(command, **req)
-        except self.NetlinkError as exc:
-            if missing_ok and exc.code in GONE:
-                return None
-            raise KernelError(exc.code, _describe(kind, command, req)) from None
+            yield
+        finally:
+            self._batches.requests = None
+        if pending:
+            self._send(pending)
+
+    def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]]) -> list[bytes]:
+        """Send the requests in one datagram and read the kernel's answers: the replies
+        (other than acks) as raw messages, in order; KernelError for the first failure."""
+        from mip6bench.net.pyroute import compile_request
+
+        with self._lock:
+            if self._requests is None:
+                self._requests = rtnl_socket(self.netns)
+            pending: dict[int, tuple[str, str, dict[str, Any], bool]] = {}
+            data = bytearray()
+            for request in requests:
+                self._seq = self._seq % 0x7FFFFFFF + 1
+                pending[self._seq] = request
+                data += compile_request(request[0], request[1], request[2], self._seq)
+            try:
+                errors, replies = exchange(self._requests, bytes(data), set(pending))
+            except OSError as exc:
+                # Answers may still come: a fresh socket for the next request.
+                self._requests.close()
+                self._requests = None
+                raise KernelError(exc.errno or errno.EIO, _describe(*requests[0][:3])) from None
+        for seq, (kind, command, req, missing_ok) in pending.items():
+            code = errors.get(seq, 0)
+            if code and not (missing_ok and code in GONE):
+                raise KernelError(code, _describe(kind, command, req))
+        return replies
 
     # --- links
     def ifindex(self, name: str) -> int:
+        """The interface's index (asked of the kernel once: a request, not a dump)."""
         if name not in self._index:
-            found = self._ipr.link_lookup(ifname=name)
-            if not found:
+            from mip6bench.net.pyroute import RTM_NEWLINK_REPLY, ifinfmsg
+
+            try:
+                replies = self._send([("link", "get", {"ifname": name}, False)])
+            except KernelError as exc:
+                if exc.errno in GONE:
+                    raise LookupError(f"no interface {name!r} in namespace {self.netns}") from None
+                raise
+            for raw in replies:
+                if struct.unpack_from("=H", raw, 4)[0] == RTM_NEWLINK_REPLY:
+                    msg = ifinfmsg(raw)
+                    msg.decode()
+                    self._index[name] = msg["index"]
+                    break
+            else:
                 raise LookupError(f"no interface {name!r} in namespace {self.netns}")
-            self._index[name] = found[0]
         return self._index[name]
 
     def has_link(self, name: str) -> bool:
@@ -274,11 +377,17 @@ class Kernel:
     def set_ip6tnl(self, name: str, local: str, remote: str) -> None:
         """The ip6ip6 device `name` (local -> remote), up: its endpoints changed in
         place where it exists (changelink: the device, its routes and link state stay; a
-        handover costs one request), else created."""
-        if self.has_link(name):
-            self._call("link", "set", dict(index=self.ifindex(name), state="up",
-                                           **ip6tnl_request(local, remote)))
-            return
+        handover costs one request, two the first time the name is looked up), else
+        created."""
+        if name in self._index or self.has_link(name):
+            try:
+                self._call("link", "set", dict(index=self.ifindex(name), state="up",
+                                               **ip6tnl_request(local, remote)))
+                return
+            except KernelError as exc:   # an index kept from a device gone since
+                if exc.errno not in GONE:
+                    raise
+                self._index.pop(name, None)
         self.add_link(name, **ip6tnl_request(local, remote))
         # No IPv6 address generation on the device (addr_gen_mode 1, "none") before it
         # comes up: the kernel would give it a link-local address and send router

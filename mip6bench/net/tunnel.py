@@ -31,8 +31,9 @@ On the HA, which CoA may send which HoA's packets is enforced in netfilter (see
 `reverse_tunnel_rules`): a set of (CoA . inner source) pairs, one element per binding.
 Every kernel change is a netlink request through mip6bench.net.kernel.Kernel (routes with
 seg6 / seg6local encapsulation, rules, ip6tnl links, the seg6 tunnel source): no `ip`
-subprocess. The calls are synchronous (one request and its ack each); agents run them
-on their one kernel thread.
+subprocess. The calls are synchronous (one request and its ack each). Set-up, purge and
+teardown read the kernel's state (dumps) and run on the agents' kernel thread; the HA's
+per-binding calls (ha_bind, ha_unbind) make requests only and run on its event loop.
 """
 from __future__ import annotations
 
@@ -98,6 +99,11 @@ class TunnelBackend:
     kernel_reverse_check = True
     home_rule = False       # the MN's home address rule and last-resort route are in place
 
+    def __init__(self):
+        # HA: the home addresses whose route this backend has put in place (ip6tnl,
+        # userspace: the route names a device that stays, so a new CoA leaves it alone).
+        self.routed: set[str] = set()
+
     # --- nftables rules the agents install in their intercept table
     def ha_nft_rules(self, table: str, ha_address: str) -> tuple[list[str], list[str]]:
         return reverse_tunnel_rules(table, ha_address)
@@ -150,7 +156,15 @@ class TunnelBackend:
         raise NotImplementedError
 
     def ha_bind(self, k: Kernel, hoa: str, coa: str, ha_address: str, uplink: str) -> None:
+        """Tunnel what is sent to `hoa` to `coa`: the HA calls it on its event loop, for
+        every new binding and new CoA, before the Binding Ack leaves, so a new CoA costs
+        the fewest requests the backend can make (one, or the forwarder's command)."""
         raise NotImplementedError
+
+    def _route_once(self, k: Kernel, hoa: str, dev: str) -> None:
+        if hoa not in self.routed:
+            k.add_route(hoa, dev=dev)
+            self.routed.add(hoa)
 
     def ha_unbind(self, k: Kernel, hoa: str) -> None:
         raise NotImplementedError
@@ -247,15 +261,17 @@ class Ip6tnlBackend(TunnelBackend):
         # A new CoA changes the device's remote end in place (one request).
         name = ha_tunnel_device(hoa)
         k.set_ip6tnl(name, ha_address, coa)
-        k.add_route(hoa, dev=name)
+        self._route_once(k, hoa, name)
 
     def ha_unbind(self, k, hoa):
         k.delete_link(ha_tunnel_device(hoa), missing_ok=True)  # takes its route with it
+        self.routed.discard(hoa)
 
     def ha_teardown(self, k, local_addresses):
         for link in k.links():
             if link["name"].startswith("m6t"):
                 k.delete_link(link["name"], missing_ok=True)
+        self.routed.clear()
         self._reset(k)
 
     def mn_setup(self, k, ha_address, decap_dev):
@@ -288,6 +304,7 @@ class UserspaceBackend(TunnelBackend):
     kernel_reverse_check = False
 
     def __init__(self):
+        super().__init__()
         self.forwarder = None
         self.mtu: int | None = None
 
@@ -351,15 +368,17 @@ class UserspaceBackend(TunnelBackend):
     def ha_bind(self, k, hoa, coa, ha_address, uplink):
         mtu = self._set_mtu(k, uplink)
         self.forwarder.request("bind", hoa=hoa, coa=coa, mtu=mtu)
-        k.add_route(hoa, dev=self.forwarder.tun_name)
+        self._route_once(k, hoa, self.forwarder.tun_name)
 
     def ha_unbind(self, k, hoa):
         k.del_route(hoa, missing_ok=True)
+        self.routed.discard(hoa)
         if self.forwarder is not None:
             self.forwarder.request("unbind", hoa=hoa)
 
     def ha_teardown(self, k, local_addresses):
         self._stop()   # the TUN device goes with the process, and its routes with it
+        self.routed.clear()
         self._reset(k)
 
     def mn_setup(self, k, ha_address, decap_dev):

@@ -16,9 +16,11 @@
     care-of address (what the MN sends after the Ack may come back through it at once),
     and a Binding Ack to a MN back home must not be tunnelled by the route it just
     deregistered;
-  * kernel calls run on one worker thread (`kernel(fn, ...)`): pyroute2's synchronous
-    API cannot run on a thread whose event loop is running, and one thread keeps
-    kernel changes in order.
+  * kernel work that reads the kernel's state (set-up, purge, teardown: dumps through
+    pyroute2's synchronous API, which runs an event loop of its own and so cannot run
+    on a thread whose loop is running) runs on one worker thread (`kernel(fn, ...)`),
+    which keeps it in order; netlink requests alone (mip6bench.net.kernel.Kernel sends
+    them itself) may be made on the loop, as the HA does for a binding's changes.
 
 `parse_sa` turns an SA given as JSON (agent options, control commands) into a
 MobilitySA, with errors that name the field.

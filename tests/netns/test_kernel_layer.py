@@ -137,6 +137,50 @@ def test_errors_are_structured_with_the_kernel_code():
     assert duplicate.errno == errno.EEXIST and duplicate.request.startswith("addr add")
 
 
+def test_a_batch_is_one_round_and_reports_its_first_failure_after_every_answer():
+    """batch(): the requests go out together, the kernel answers each; a failure in the
+    middle does not stop the ones after it, and the socket stays in step (the next
+    request reads its own answer)."""
+    def body(k):
+        other = "2001:db8:11::77"
+        with pytest.raises(kn.KernelError) as exc:
+            with k.batch():
+                k.add_proxy_ndp("d0", HOA)
+                k.add_address("d0", COA, 64)          # already there: EEXIST
+                k.add_proxy_ndp("d0", other)
+        listed = sorted(k.proxy_entries("d0"))
+        with k.batch():
+            k.del_proxy_ndp("d0", HOA)
+            k.del_proxy_ndp("d0", HOA)                # gone already: quiet (missing_ok)
+        return exc.value, listed, k.proxy_entries("d0"), other
+
+    error, listed, after, other = fresh(body)
+    assert error.errno == errno.EEXIST and error.request.startswith("addr add")
+    assert listed == sorted([HOA, other]) and after == [other]
+
+
+def test_requests_need_no_event_loop_of_their_own():
+    """Requests may be made on a thread whose asyncio loop is running (the HA changes a
+    binding's tunnel on its loop); interfaces are looked up by a request too."""
+    import asyncio
+
+    def body(k):
+        async def on_the_loop():
+            k._index.clear()
+            k.add_route(HOA, dev="d0")
+            k.add_proxy_ndp("d0", HOA)
+            with pytest.raises(LookupError):
+                k.ifindex("nosuch0")
+            return k.has_link("d0"), k.has_link("nosuch0")
+
+        found = asyncio.run(on_the_loop())
+        return found, [r["dst"] for r in k.routes() if r["oif"] == k.ifindex("d0")], k.proxy_entries("d0")
+
+    (has_d0, has_none), routes, proxies = fresh(body)
+    assert has_d0 and not has_none
+    assert f"{HOA}/128" in routes and proxies == [HOA]
+
+
 def test_link_and_address_events_parsed_from_the_kernels_own_notifications():
     """Raw datagrams as the kernel sent them to a monitor socket (kept as bytes), then
     parsed: a link going down and up, an address added with DAD running and deleted."""

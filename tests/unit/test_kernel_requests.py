@@ -1,6 +1,6 @@
 """The netlink layer without root: the exact requests pyroute2 puts on the wire for it
-(compiled by pyroute2's IPBatch, which sends nothing) walked with an independent
-attribute parser and the numbers of the kernel's uapi headers; events parsed from
+(compiled by pyroute2's IPBatch, which sends nothing; Kernel's own compilation gives the
+same bytes) walked with an independent attribute parser and the numbers of the kernel's uapi headers; events parsed from
 messages built here byte by byte; and what the tunnel backends ask of the kernel
 (a recording Kernel)."""
 from __future__ import annotations
@@ -128,6 +128,50 @@ def test_proxy_neighbour_request():
     assert (family, ifindex, ndm_flags) == (socket.AF_INET6, 3, kn.NTF_PROXY)
 
 
+# Every form of request the project makes (net/kernel.py, net/tunnel.py, the testbed).
+REQUEST_FORMS = [
+    ("route", "replace", kn.route_request(HOA, oif=3, encap=kn.seg6_encap(COA1))),
+    ("route", "replace", kn.route_request(f"{HA}/128", oif=2, table=137, encap=kn.seg6local_dt6(254))),
+    ("route", "replace", kn.route_request("default", kind="unreachable", metric=0xFFFFFFFF, table=138)),
+    ("route", "replace", kn.route_request(HA, oif=1, kind="local", table=254)),
+    ("route", "replace", kn.route_request("default", gateway="fe80::1", oif=3, metric=1024)),
+    ("route", "add", kn.route_request("2001:db8:5::/64", oif=3, src=HA)),
+    ("route", "del", kn.route_request(HOA)),
+    ("route", "del", kn.route_request(HA, kind="local", table=254)),
+    ("rule", "add", kn.rule_request(10, 137, dst=HA, ip_proto=41)),
+    ("rule", "add", kn.rule_request(20, 138, src=HOA)),
+    ("rule", "add", kn.rule_request(5, 254, fwmark=0x6D36)),
+    ("rule", "del", kn.rule_request(0, 255)),
+    ("neigh", "replace", kn.proxy_request(3, HOA)),
+    ("neigh", "del", kn.proxy_request(3, HOA)),
+    ("link", "add", dict(ifname="m6tx", **kn.ip6tnl_request(HA, COA1))),
+    ("link", "set", dict(index=7, state="up", **kn.ip6tnl_request(HA, COA2))),
+    ("link", "set", dict(index=7, state="down", mtu=1400, address="02:00:00:00:00:01", master=4)),
+    ("link", "add", dict(ifname="v0", kind="veth", peer="v1")),
+    ("link", "add", dict(ifname="br0", kind="bridge", br_mcast_snooping=0)),
+    ("link", "del", dict(index=7)),
+    ("link", "get", dict(ifname="lo")),
+    ("addr", "add", kn.address_request(3, HOA, 64, kn.DadMode.OPTIMISTIC)),
+    ("addr", "replace", kn.address_request(3, HOA, 64, kn.DadMode.OFF, preferred=10, valid=20)),
+    ("addr", "del", dict(index=3, family=socket.AF_INET6, address=HOA, prefixlen=64)),
+]
+
+
+@pytest.mark.parametrize("kind,command,req", REQUEST_FORMS,
+                         ids=[f"{k}-{c}-{i}" for i, (k, c, _r) in enumerate(REQUEST_FORMS)])
+def test_kernel_sends_what_pyroute2_would(kind, command, req):
+    """Kernel sends its requests itself (no pyroute2 event loop), compiled by pyroute2's
+    request processing: byte for byte what pyroute2's IPRoute sends for the same call
+    (its IPBatch compiler), type and flags included; only the sequence number is ours."""
+    from mip6bench.net.pyroute import compile_request
+
+    mtype, flags, body = compiled(kind, command, req)
+    data = compile_request(kind, command, req, seq=41)
+    length, our_type, our_flags, seq, _pid = struct.unpack_from("=IHHII", data)
+    assert (length, our_type, our_flags, seq) == (len(data), mtype, flags, 41)
+    assert data[16:] == body
+
+
 def test_route_request_forms():
     assert kn.route_request("default", table=138)["dst"] == "::/0"
     assert kn.route_request("2001:db8::/64")["dst"] == "2001:db8::/64"
@@ -237,6 +281,29 @@ def test_ha_rebinding_follows_the_new_coa_in_place():
     b.ha_bind(k, HOA, COA2, HA, "ha-eth0")
     assert k.calls == [("link", "set", dict(index=7, state="up", **kn.ip6tnl_request(HA, COA2))),
                        ("route", "replace", kn.route_request(HOA, oif=7))]
+
+
+def test_a_new_coa_costs_one_request_on_ip6tnl_and_seg6():
+    """The HA re-points a binding on its loop before the Binding Ack: ip6tnl changes the
+    device's remote end (its route names the device and stays), seg6 replaces the route."""
+    name = tunnel.ha_tunnel_device(HOA)
+    k, b = RecordingKernel(), tunnel.Ip6tnlBackend()
+    b.ha_bind(k, HOA, COA1, HA, "ha-eth0")
+    assert [c[:2] for c in k.calls if c[0] != "sysctl"] == [("link", "add"), ("link", "set"), ("route", "replace")]
+    k.existing.add(name)
+    k.calls.clear()
+    b.ha_bind(k, HOA, COA2, HA, "ha-eth0")
+    assert k.calls == [("link", "set", dict(index=7, state="up", **kn.ip6tnl_request(HA, COA2)))]
+    b.ha_unbind(k, HOA)          # the device goes, and its route with it: set again next time
+    k.existing.discard(name)
+    k.calls.clear()
+    b.ha_bind(k, HOA, COA1, HA, "ha-eth0")
+    assert ("route", "replace", kn.route_request(HOA, oif=3)) in k.calls
+    k, b = RecordingKernel(), tunnel.Seg6Backend()
+    for coa in (COA1, COA2):
+        k.calls.clear()
+        b.ha_bind(k, HOA, coa, HA, "ha-eth0")
+        assert k.calls == [("route", "replace", kn.route_request(HOA, oif=3, encap=kn.seg6_encap(coa)))]
 
 
 def test_seg6_ha_bind_is_one_route_and_the_mn_point_one_route_without_the_tunnel_source():
