@@ -276,8 +276,8 @@ class MobileNodeAgent(WaitableEvents, Agent):
         """PanaClient's on_update (synchronous, on the loop): the attachment core decides,
         its effects apply in the order PANA produced the updates."""
         delay = self.pana.restart_delay(update) if update.kind == "closed" else None
-        self.attachment.execute(self.attach.bootstrap(at.BootstrapResult.from_update(update, delay),
-                                                         self.loop.time()))
+        result = at.BootstrapResult.from_update(update, delay)
+        self.attachment.execute(self.attach.bootstrap(result, self.loop.time()))
 
     async def _apply_attachment(self, effect) -> None:
         """The attachment core's effects other than its kernel ones (AttachmentIO's)."""
