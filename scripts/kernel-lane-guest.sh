@@ -29,7 +29,8 @@ if [ $# -eq 0 ]; then
     # and the two other RFC 4487 scenarios over ip6tnl: the HA behind its home firewall
     # and the MN behind its foreign network's firewall (what the tunnel device itself
     # sends must not open or hit the firewalls). seg6 and the user-space tunnel run here
-    # only when the host cannot run them itself (test-kernel.sh says so in HOST_HAS).
+    # only when the host cannot run them itself (test-kernel.sh says so in HOST_HAS),
+    # seg6 with the netlink layer's seg6 routes and tunnel source.
     # The netlink layer's ip6tnl device (created, endpoints changed in place, attributes
     # read back) too. Name other tests to run them here (e.g. -m backends).
     select="(ip6tnl and (home_registration or tunnel_carries or packet_too_big or three_handovers))"
@@ -43,7 +44,7 @@ if [ $# -eq 0 ]; then
     for backend in seg6 userspace; do
         case " $HOST_HAS " in
             *" $backend "*) ;;
-            *) select="$select or ($backend and (home_registration or tunnel_carries))" ;;
+            *) select="$select or ($backend and (home_registration or tunnel_carries or test_kernel_layer))" ;;
         esac
     done
     set -- tests/netns/test_mipv6_stack.py tests/netns/test_testbed.py tests/netns/test_nsis_traversal.py \

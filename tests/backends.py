@@ -34,6 +34,20 @@ def tunnel_backends() -> list:
     return out
 
 
+def needs_tunnel_backend(name: str) -> pytest.MarkDecorator:
+    """Mark for a test of one backend's kernel support (seg6 routes, say): a skip naming
+    the missing kernel option where this kernel lacks it. Such tests also carry the
+    `backends` marker; the full-kernel lane selects them by name."""
+    from mip6bench.net.tunnel import BACKEND_NEEDS
+
+    if os.geteuid() != 0:
+        return pytest.mark.backends
+    ok, detail = _tunnel_probes()[name]
+    if ok:
+        return pytest.mark.backends
+    return pytest.mark.skip(reason=f"tunnel backend {name}: kernel lacks {BACKEND_NEEDS[name]} ({detail})")
+
+
 @functools.lru_cache(maxsize=None)
 def _netem_probe() -> tuple[bool, str]:
     from mip6bench.net.linkemu import netem_probe

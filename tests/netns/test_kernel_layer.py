@@ -14,6 +14,7 @@ from mip6bench.fdwait import wait_readable
 from mip6bench.net import kernel as kn
 from mip6bench.net.netns import in_fresh_netns
 from mip6bench.slowdown import scaled
+from ..backends import needs_tunnel_backend
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -33,6 +34,8 @@ def fresh(fn):
     return in_fresh_netns(body)
 
 
+@pytest.mark.backends
+@needs_tunnel_backend("seg6")
 def test_seg6_encap_route_is_reduced_ip6ip6_toward_its_segment():
     def body(k):
         k.add_route(HOA, dev="d0", encap=kn.seg6_encap(COA), table=138)
@@ -45,6 +48,8 @@ def test_seg6_encap_route_is_reduced_ip6ip6_toward_its_segment():
     assert route["encap"]["segs"] == [COA]
 
 
+@pytest.mark.backends
+@needs_tunnel_backend("seg6")
 def test_seg6local_end_dt6_and_the_decap_rule():
     def body(k):
         k.add_route(f"{HA}/128", dev="d0", encap=kn.seg6local_dt6(kn.RT_TABLE_MAIN), table=137)
@@ -58,6 +63,8 @@ def test_seg6local_end_dt6_and_the_decap_rule():
     assert rules == [{"priority": 10, "table": 137, "src": None, "dst": HA, "ip_proto": 41, "fwmark": None}]
 
 
+@pytest.mark.backends
+@needs_tunnel_backend("seg6")
 def test_seg6_tunnel_source_set_and_read_back():
     def body(k):
         k.set_seg6_tunsrc(COA)
