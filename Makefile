@@ -79,6 +79,7 @@ bench: setup
 	$(PY) bench/home_firewall_bench.py
 	$(PY) bench/fuzz_bench.py
 	$(PY) bench/agent_budget_bench.py
+	$(PY) bench/sa_push_bench.py
 
 clean:
 	-$(VENV)/bin/mip6bench clean

@@ -60,10 +60,11 @@ import random
 import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping
 
 from mip6bench.codec import DecodeError, Reader
 from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
+from mip6bench.ipaddr import text6
 from mip6bench.pana.effects import REKEYED
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
@@ -90,6 +91,11 @@ REPLAY_CODES = {v: k for k, v in REPLAYS.items()}
 KDF_INFO = b"mip6bench SA distribution v1"
 REPLAY_WINDOW = 64
 MAX_DATAGRAM = 2048
+# Compiled once: the struct module's format cache costs a lookup per call.
+_HEADER = struct.Struct("!BBBBQQ")                 # version .. sequence (HEADER_LEN)
+_MESSAGE_HEADER = struct.Struct("!QI")             # timestamp, transaction id
+_RECORD_FIXED = struct.Struct("!IBBI16s16sIB")     # SA record up to its key length
+_NONCE = struct.Struct("!IQ")                      # 0(32) | sequence(64)
 
 
 class SaDistError(DecodeError):
@@ -123,16 +129,15 @@ class SaRecord:
 
     @classmethod
     def decode(cls, r: Reader) -> "SaRecord":
-        spi, alg, replay, ms = struct.unpack("!IBBI", r.take(10, "SA record"))
+        spi, alg, replay, ms, hoa, ha, session_id, key_len = \
+            _RECORD_FIXED.unpack(r.take(_RECORD_FIXED.size, "SA record"))
         if spi < 256:
             raise SaDistError(f"SPI {spi} is reserved")
         if alg not in ALGORITHMS:
             raise SaDistError(f"unknown algorithm {alg}")
         if replay not in REPLAYS:
             raise SaDistError(f"unknown replay mode {replay}")
-        hoa = str(ipaddress.IPv6Address(r.take(16, "hoa")))
-        ha = str(ipaddress.IPv6Address(r.take(16, "ha")))
-        session_id, key_len = struct.unpack("!IB", r.take(5, "SA record"))
+        hoa, ha = text6(hoa), text6(ha)
         if key_len == 0:
             raise SaDistError("empty SA key")
         key = r.take(key_len, "SA key")
@@ -145,10 +150,23 @@ class SaRecord:
                    session_id)
 
     def mobility_sa(self, now: float) -> "MobilitySA":
-        from mip6bench.mipv6.sa import MobilitySA
-        return MobilitySA.with_lifetime(self.spi, self.key, self.lifetime, now,
+        return _mobility_sa_class().with_lifetime(self.spi, self.key, self.lifetime, now,
                                         algorithm=self.algorithm, replay=self.replay,
                                         hoa=self.hoa, nai=self.nai)
+
+
+def _mobility_sa_class() -> type:
+    """mip6bench.mipv6.sa.MobilitySA, imported on first use (mip6bench.mipv6 loads every
+    MIPv6 core) and then kept: an import statement in a function costs a lookup each
+    time, tens of microseconds when the process has been idle."""
+    global _MobilitySA
+    if _MobilitySA is None:
+        from mip6bench.mipv6.sa import MobilitySA
+        _MobilitySA = MobilitySA
+    return _MobilitySA
+
+
+_MobilitySA = None
 
 
 # ---- messages ---------------------------------------------------------------------------
@@ -167,7 +185,7 @@ class Message:
     reason: str = ""                    # REVOKE
 
     def plaintext(self) -> bytes:
-        out = struct.pack("!QI", self.timestamp_ms, self.txid)
+        out = _MESSAGE_HEADER.pack(self.timestamp_ms, self.txid)
         if self.type == PUSH:
             return out + self.record.encode()
         if self.type == REVOKE:
@@ -193,7 +211,7 @@ class Message:
     @classmethod
     def parse(cls, msg_type: int, data: bytes) -> "Message":
         r = Reader(data)
-        ts, txid = struct.unpack("!QI", r.take(12, "message header"))
+        ts, txid = _MESSAGE_HEADER.unpack(r.take(_MESSAGE_HEADER.size, "message header"))
         kw: dict = {}
         if msg_type == PUSH:
             kw["record"] = SaRecord.decode(r)
@@ -249,7 +267,7 @@ class Header:
     seq: int
 
     def encode(self) -> bytes:
-        return struct.pack("!BBBBQQ", VERSION, self.type, self.role, 0, self.epoch, self.seq)
+        return _HEADER.pack(VERSION, self.type, self.role, 0, self.epoch, self.seq)
 
     @classmethod
     def decode(cls, data: bytes) -> "Header":
@@ -257,8 +275,7 @@ class Header:
             raise SaDistError(f"datagram of {len(data)} bytes is too short")
         if len(data) > MAX_DATAGRAM:
             raise SaDistError(f"datagram of {len(data)} bytes is too long")
-        version, msg_type, role, reserved, epoch, seq = struct.unpack("!BBBBQQ",
-                                                                      data[:HEADER_LEN])
+        version, msg_type, role, reserved, epoch, seq = _HEADER.unpack_from(data)
         if version != VERSION:
             raise SaDistError(f"version {version}")
         if msg_type not in KNOWN_TYPES:
@@ -273,22 +290,31 @@ class Header:
 
 
 def _nonce(seq: int) -> bytes:
-    return b"\0\0\0\0" + struct.pack("!Q", seq)
+    return _NONCE.pack(0, seq)
 
 
 class Sealer:
-    """The sending half of one end: epoch, sequence numbers and per-peer keys."""
+    """The sending half of one end: epoch, sequence numbers and per-peer keys. The keys
+    of `psks` (the configured peers') are derived now, not on the first datagram: an
+    end that has been idle pays the key derivation and cipher set-up cold (~0.1 ms),
+    and its first datagram is often the one that is timed (the HA's first ACK)."""
 
-    def __init__(self, role: int, rng: random.Random):
+    def __init__(self, role: int, rng: random.Random, psks: Iterable[bytes] = ()):
         self.role = role
         self.epoch = rng.getrandbits(64)
         self.seq = 0
         self._keys: dict[bytes, Aes128Gcm] = {}
+        for psk in psks:
+            self._key(psk)
 
-    def seal(self, psk: bytes, msg: Message) -> bytes:
+    def _key(self, psk: bytes) -> Aes128Gcm:
         aead = self._keys.get(psk)
         if aead is None:
             aead = self._keys[psk] = Aes128Gcm(derive_key(psk, self.epoch, self.role))
+        return aead
+
+    def seal(self, psk: bytes, msg: Message) -> bytes:
+        aead = self._key(psk)
         self.seq += 1
         header = Header(msg.type, self.role, self.epoch, self.seq).encode()
         return header + aead.encrypt(_nonce(self.seq), msg.plaintext(), header)
@@ -374,6 +400,9 @@ def open_datagram(peers: Mapping[str, bytes], opener: Opener, data: bytes, src: 
                   now: float, wall_ms: int) -> tuple[str, Message]:
     """(peer address, message) of a datagram from a configured peer that passes `opener`;
     SaDistError (or DecodeError) with the reason to drop it otherwise."""
+    psk = peers.get(src)
+    if psk is not None:          # the kernel's text of an address is the canonical one
+        return src, opener.open(psk, src, bytes(data), now, wall_ms)
     try:
         peer = str(ipaddress.IPv6Address(src.split("%", 1)[0]))
     except ValueError:
@@ -454,7 +483,7 @@ class _End:
         self.config = config
         self.rng = rng or random.SystemRandom()
         self.counters: Counter[str] = Counter()
-        self._sealer = Sealer(self.role, self.rng)
+        self._sealer = Sealer(self.role, self.rng, config.peers.values())
         self._opener = Opener(self.peer_role, config.window)
         self._outstanding: dict[int, _Outstanding] = {}
         self._answers: OrderedDict[tuple[str, int], tuple[bytes, float]] = OrderedDict()
@@ -708,26 +737,27 @@ class SaDistHaCore(_End):
                                                                 "reason": "not found",
                                                                 **out.what}),
                                   SaFetchFailed(out.what["selector"], "not found")]
-            problem = self._check(msg.record)
+            sa, problem = self._check(msg.record, now)
             if problem:
                 return actions + self._drop(problem, spi=msg.record.spi) + \
                     [SaFetchFailed(out.what["selector"], problem)]
             return actions + [Event("sadist.fetch_done", {"role": "ha", "rtt_ms": rtt,
                                                           "spi": msg.record.spi, **out.what})] \
-                + self._install(peer, msg.record, "pull", now, out.what["selector"])
+                + self._install(peer, msg.record, sa, "pull", out.what["selector"]) \
+                + [self._expiry(sa)]
         return self._drop("unexpected message", type=TYPE_NAMES[msg.type])
 
-    def _check(self, record: SaRecord) -> str:
+    def _check(self, record: SaRecord, now: float) -> tuple["MobilitySA | None", str]:
+        """The MobilitySA of a record received at `now`, or why it cannot be installed."""
         if record.lifetime <= 0:
-            return "SA already expired"
+            return None, "SA already expired"
         try:
-            record.mobility_sa(0.0)
+            return record.mobility_sa(now), ""
         except ValueError as err:
-            return f"unusable SA: {err}"
-        return ""
+            return None, f"unusable SA: {err}"
 
     def _on_push(self, peer: str, port: int, msg: Message, now: float) -> list[Action]:
-        problem = self._check(msg.record)
+        sa, problem = self._check(msg.record, now)
         if problem:
             return self._drop(problem, spi=msg.record.spi) + \
                 [self._answer(peer, port, msg, ACK, now, status=ACK_REFUSED)]
@@ -736,20 +766,23 @@ class SaDistHaCore(_End):
             # An SPI names one MN: a push may refresh it, never move it to another HoA.
             return self._drop("SPI bound to another HoA", spi=msg.record.spi) + \
                 [self._answer(peer, port, msg, ACK, now, status=ACK_REFUSED)]
-        # Installed, then acknowledged: an ACK says the HA holds the SA.
-        return self._install(peer, msg.record, "push", now) + \
-            [self._answer(peer, port, msg, ACK, now, status=ACK_OK)]
+        # Installed, then acknowledged: an ACK says the HA holds the SA. The expiry
+        # timer is armed after the ACK has left (it is due in minutes).
+        return self._install(peer, msg.record, sa, "push") + \
+            [self._answer(peer, port, msg, ACK, now, status=ACK_OK), self._expiry(sa)]
 
-    def _install(self, peer: str, record: SaRecord, source: str, now: float,
+    def _install(self, peer: str, record: SaRecord, sa: "MobilitySA", source: str,
                  selector: str = "") -> list[Action]:
-        sa = record.mobility_sa(now)
+        """The install's event and effect; the caller adds the expiry timer (_expiry)."""
         self.installed[record.spi] = (record, sa.expires_at, peer)
-        return [StartTimer(self._timer("expire", record.spi), sa.expires_at),
-                Event("sadist.sa_installed", {"role": "ha", "spi": record.spi,
+        return [Event("sadist.sa_installed", {"role": "ha", "spi": record.spi,
                                               "hoa": record.hoa, "nai": record.nai,
                                               "source": source, "lifetime": record.lifetime,
                                               "session_id": record.session_id}),
                 SaInstall(sa, source, peer, record.session_id, selector)]
+
+    def _expiry(self, sa: "MobilitySA") -> StartTimer:
+        return StartTimer(self._timer("expire", sa.spi), sa.expires_at)
 
     def _on_revoke(self, peer: str, port: int, msg: Message, now: float) -> list[Action]:
         current = self.installed.get(msg.spi)
@@ -796,3 +829,25 @@ def record_from_effect(effect, lifetime: float | None = None) -> SaRecord:
     return SaRecord(effect.spi, effect.algorithm, effect.replay,
                     float(effect.lifetime if lifetime is None else lifetime), effect.hoa,
                     effect.ha, effect.key, effect.nai, effect.session_id)
+
+
+def warm_up() -> bool:
+    """One push and its ACK between a throwaway pair of ends, in memory (nothing is sent
+    or kept); True when the push was acknowledged. The HA agent's SA channel runs it when
+    it opens: a process's first pass through this code (the codec, the MobilitySA, the
+    ACK) costs more than a later one, and the first push of a bootstrap is timed (see
+    README, "SA push at the home agent")."""
+    paa_address, ha_address = "2001:db8::2", "2001:db8::1"
+    psk = bytes(16)
+    paa = SaDistPaaCore(SaDistConfig({ha_address: psk}))
+    ha = SaDistHaCore(SaDistConfig({paa_address: psk}))
+    record = SaRecord(0x100, "hmac-sha1-96", "timestamp", 1.0, "2001:db8::100", ha_address,
+                      bytes(20), "warm-up@invalid")
+    acked = False
+    for action in paa.sa_established(record, 0.0):
+        if isinstance(action, Transmit):
+            for answer in ha.receive(action.data, paa_address, SADIST_PORT, 0.0):
+                if isinstance(answer, Transmit):
+                    acked |= any(isinstance(a, Event) and a.name == "sadist.acked"
+                                 for a in paa.receive(answer.data, ha_address, SADIST_PORT, 0.0))
+    return acked

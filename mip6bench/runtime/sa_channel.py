@@ -27,7 +27,7 @@ import random
 from typing import Any, Callable
 
 from mip6bench.aaa.sadist import (SADIST_PORT, SaDistConfig, SaDistHaCore, SaFetchFailed,
-                                  SaInstall, SaRemove)
+                                  SaInstall, SaRemove, warm_up)
 from mip6bench.mipv6.sa import MobilitySA, SAStore
 from mip6bench.sansio import Action, Effect, Event, Transmit
 
@@ -83,6 +83,7 @@ class SaChannelHa:
         self._sock = UdpSocket.bind(self.bind, self.port, self._datagram,
                                     on_error=lambda what, exc: self.emit(
                                         "sadist.io_error", what=what, error=str(exc)))
+        warm_up()   # the first push is not the process's first pass through the code
 
     async def close(self) -> None:
         for futures in self._waiters.values():

@@ -130,8 +130,47 @@ def test_push_is_logged_before_it_is_sent_and_acknowledged_after_the_install():
     kinds = [type(a).__name__ for a in sent if isinstance(a, (Event, Transmit))]
     assert kinds == ["Event", "Transmit"]
     at_ha = p.to_ha(sent, 0.001)
-    order = [type(a).__name__ for a in at_ha if isinstance(a, (Event, Transmit, SaInstall))]
-    assert order == ["Event", "SaInstall", "Transmit"]
+    order = [type(a).__name__ for a in at_ha if isinstance(a, (Event, Transmit, SaInstall, StartTimer))]
+    # The expiry timer (due in minutes) is armed after the ACK has left.
+    assert order == ["Event", "SaInstall", "Transmit", "StartTimer"]
+
+
+def test_an_end_derives_its_own_keys_when_it_starts(monkeypatch):
+    """Each end derives its sending keys for the configured peers when it is made, so the
+    HA's ACK to the first push costs no key derivation; on the push itself the HA derives
+    only the key of the PAA's epoch, once, and builds the SA once."""
+    derived, built = [], []
+    real_derive, real_build = sd.derive_key, SaRecord.mobility_sa
+    monkeypatch.setattr(sd, "derive_key", lambda *a: derived.append(a[1:]) or real_derive(*a))
+    monkeypatch.setattr(SaRecord, "mobility_sa", lambda self, now: built.append(self.spi)
+                        or real_build(self, now))
+    p = Pair()
+    assert sorted(derived) == sorted([(p.paa._sealer.epoch, sd.ROLE_PAA),
+                                      (p.ha._sealer.epoch, sd.ROLE_HA)])
+    derived.clear()
+    sent = p.paa.sa_established(RECORD, 0.0)
+    at_ha = p.to_ha(sent, 0.001)
+    assert derived == [(p.paa._sealer.epoch, sd.ROLE_PAA)] and built == [RECORD.spi]
+    derived.clear()
+    assert [e.name for e in p.to_paa(at_ha, 0.002) if isinstance(e, Event)] == ["sadist.acked"]
+    assert derived == [(p.ha._sealer.epoch, sd.ROLE_HA)]     # the PAA opens the HA's epoch
+    assert p.store.lookup_spi(RECORD.spi).expires_at == pytest.approx(0.001 + RECORD.lifetime)
+
+
+@pytest.mark.parametrize("src, accepted", [("2001:db8:1::2", True), ("2001:DB8:1:0:0::2", True),
+                                           ("2001:db8:1::2%eth0", True), ("2001:db8:1::3", False),
+                                           ("not an address", False)])
+def test_the_peer_is_known_by_its_address_in_any_text_form(src, accepted):
+    p = Pair()
+    push = tx(p.paa.sa_established(RECORD, 0.0))[0]
+    out = p.ha.receive(push.data, src, sd.SADIST_PORT, 0.001)
+    assert bool(effects(out, SaInstall)) is accepted
+    if not accepted:
+        assert [e.fields["reason"] for e in out if isinstance(e, Event)] == ["unknown peer"]
+
+
+def test_warm_up_runs_a_push_and_its_ack_through_throwaway_ends():
+    assert sd.warm_up() is True and sd.warm_up() is True
 
 
 def test_lost_ack_means_retransmission_and_no_second_install():
