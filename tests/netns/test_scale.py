@@ -1,6 +1,7 @@
-"""The scale experiment end to end at small N (root): `mip6bench run scale` over a grid
-of 1 and 3 MNs, every MN bootstrapped, registered and its CREATE verified at the
-firewall; the metrics, table and plot written; memory refused before anything is built."""
+"""The scale experiment end to end (root): `mip6bench run scale` over a grid of 1 and 3
+MNs, and 200 MNs at once, every MN bootstrapped, registered and its CREATE verified at
+the firewall; the metrics, table and plot written; memory refused before anything is
+built."""
 import json
 import subprocess
 import sys
@@ -57,4 +58,19 @@ def test_a_grid_that_cannot_fit_is_refused_in_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "grid N=1000000 needs about" in lines[0] and "grid=1" in lines[0]
     assert not (tmp_path / "no").exists()  # nothing built, nothing written
+    assert root_state() == before
+
+
+def test_two_hundred_mns_bootstrap_register_and_open_their_pinholes(tmp_path):
+    """Issue 12's namespace test: 200 MNs arriving at once, every one authenticated,
+    registered with the HA and its firewall pinholes opened (CREATE verified at the NF),
+    none lost or stalled; then nothing left behind."""
+    before = root_state()
+    out = tmp_path / "scale200"
+    proc = run_scale("grid=200", out=out, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [point] = json.loads((out / "metrics.json").read_text())["scale"]["points"]
+    assert point["error"] is None, point
+    assert (point["mns"], point["registered"], point["pinholes"]) == (200, 200, 200)
+    assert point["lost"] == 0 and point["stalled"] == 0
     assert root_state() == before
