@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -143,6 +144,9 @@ def main() -> int:
         ap.error("--tracemalloc takes 0-100 frames, --warmup at least 0")
     if args.tracemalloc:
         os.environ[MEMORY_ENV] = str(args.tracemalloc)   # the agents inherit it
+    # Ctrl-C / kill -INT reports what was sampled and tears the network down, also when
+    # the starting shell ignored SIGINT (`cmd &` from a non-interactive shell).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     out_dir = tempfile.mkdtemp(prefix="soak-")
     tb = Testbed({"foreign": 2, "mns": 1, "mipv6": "bootstrap", "nsis": "on"}, experiment="bench-soak",
                  out_dir=out_dir, capture=False)

@@ -120,7 +120,7 @@ class MemoryProbe:
             out["collected"] = gc.collect()
         out.update(tracing=tracemalloc.is_tracing(), rss_kb=_rss_kb(), malloc=_malloc_heap(),
                    gc=[{"collections": g["collections"], "collected": g["collected"]}
-                       for g in gc.get_stats()])
+                       for g in gc.get_stats()], gc_frozen=gc.get_freeze_count())
         if not tracemalloc.is_tracing():
             if req.get("baseline") or top:
                 raise ValueError(f"tracemalloc is off: start the agent with {ENV}=<frames>")

@@ -33,13 +33,8 @@ from mip6bench.runtime.config import AgentConfig
 from mip6bench.runtime.eventlog import EventLog
 from mip6bench.runtime.mobility import NTP_UNIX_OFFSET
 
-HA = "2001:db8:1::1"
-HOA = "2001:db8:1::100"
-COA = "2001:db8:2::100"
-PREFIX = "2001:db8:1::/64"
-NAI = "mn1@example.net"
-KEY = bytes(range(16))
-SPI = 0x1000
+from .test_mipv6_harness import COA1 as COA, HA, HOA, HOME_PREFIX as PREFIX, KEY, NAI, SPI
+
 HOME_IF, UPLINK = "ha-home", "ha-core"
 ICMPV6 = 58
 

@@ -327,6 +327,9 @@ def test_agent_prints_ready_serves_control_and_stops_on_sigterm(demo_agent, tmp_
     status = control.request(sock, "status")
     assert status["role"] == "demo" and status["counters"] == {"adds": 1}
     assert [e["event"] for e in control.request(sock, "events")] == ["agent.ready"]
+    # What start-up left alive is frozen out of the cyclic collector's way (settle_heap).
+    memory = control.request(sock, "memory")
+    assert memory["gc_frozen"] > 1000 and memory["rss_kb"] > 0 and memory["tracing"] is False
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     events = [e["event"] for e in read_events(tmp_path / "demo.jsonl")]
