@@ -74,6 +74,7 @@ bench: setup
 	$(PY) bench/foundation_bench.py --linkemu
 	$(PY) bench/mipv6_bench.py
 	$(PY) bench/pana_bench.py
+	$(PY) bench/pana_latency_bench.py
 	$(PY) bench/natfw_bench.py
 	$(PY) bench/nf_load_bench.py
 	$(PY) bench/home_firewall_bench.py
