@@ -68,7 +68,8 @@ from mip6bench.net.kernel import Kernel
 from mip6bench.net.nft import Batch, LibNft
 from mip6bench.net.ro import strip_home_address_option
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
-from mip6bench.runtime.mobility import MobilityIO, WaitableEvents, describe_sa, ntp_clock_offset, parse_sa
+from mip6bench.runtime.mobility import (MobilityIO, WaitableEvents, add_sa, describe_sa, ntp_clock_offset,
+                                        parse_sa)
 
 NFT_TABLE = "mip6bench_ha"
 # How long past its DAD wait the core waits for the probe to have been sent before it
@@ -434,13 +435,7 @@ class HomeAgentAgent(WaitableEvents, Agent):
         return self._bindings()
 
     async def cmd_sa_add(self, req: dict) -> dict:
-        spec = {k: v for k, v in req.items() if k not in ("cmd", "replace")}
-        sa = parse_sa(spec, self.io.now())
-        if req.get("replace"):
-            old = self.sa_store.replace(sa)
-        else:
-            self.sa_store.add(sa)
-            old = None
+        sa, old = add_sa(self.sa_store, req, self.io.now())
         self.io.execute(self.core.sa_store_changed(self.io.now()))
         self.emit("mipv6.sa_added", spi=sa.spi, hoa=sa.hoa, nai=sa.nai, replaced=old is not None)
         return describe_sa(sa, self.io.now())
