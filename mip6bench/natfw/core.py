@@ -41,7 +41,9 @@ Authorization (`authorization=`):
   "none"           no check (the default when no keys are given; tests and labs).
 Replay: a token is bound to at most `token_sessions` (default 1) open NSIS sessions at a
 time (a session torn down or expired frees its place); another session presenting it
-is refused "replayed token". A token travels in the clear, so whoever listens on the
+is refused "replayed token". A retransmission of a pending request (same session,
+newer MSN, same flow, the same token bytes, its key still configured, its END_TIME not
+passed) is not verified again: counted "retransmissions_recognised". A token travels in the clear, so whoever listens on the
 MN's link can present it too: once sessions from a care-of address are bound to it, a
 new session with another care-of address as its MN end is refused "token used from
 another address" (the MN itself moves its sessions, same session IDs, to a new CoA
@@ -416,6 +418,10 @@ class _NfSession:
     held: tuple | None = None          # (msg, msn, lifetime) waiting for the AAA
     forwarded: bool = False            # a CREATE went downstream (the NR may hold state)
     ext: bool = False                  # an EXT session handled here as the edge
+    # the token the pending request was authorized with: (SESSION_AUTH object, its key,
+    # END_TIME); a retransmission of that request with the very same token is not
+    # verified again (see _retransmission)
+    verified: tuple | None = None
 
 
 PENDING_MSNS = 8    # MSNs of one pending request an NR answer may carry (NI: 1 + 4 retries)
@@ -526,26 +532,49 @@ class NfCore:
     # -- authorization
 
     def _token_check(self, sid, msg, flow: PinholeFlow, now,
-                     ext: bool = False) -> tuple[str | None, int | None]:
-        """(refusal reason or None, lifetime cap from the token's END_TIME)."""
+                     ext: bool = False) -> tuple[str | None, int | None, tuple | None]:
+        """(refusal reason or None, lifetime cap from the token's END_TIME, what
+        _retransmission needs to recognise the same token again)."""
         auth = msg.get(w.SessionAuth)
         if auth is None:
-            return "no token", None
+            return "no token", None, None
         wall = self.wall_clock(now)
         try:
             claims = verify_token(w.encode_object(auth), self.keys, wall)
         except TokenError as err:
             if err.reason in ("unknown key id", "bad signature"):
-                return "forged", None
+                return "forged", None, None
             if err.reason in ("expired", "not yet valid"):
-                return "expired", None
-            return "malformed token", None
+                return "expired", None, None
+            return "malformed token", None, None
         why = self._source_check(claims, flow, ext)
         if why is None and not self._flow_allowed(claims, flow, ext):
             why = "flow not authorized"
         if why is None:
             why = self._bind_token(sid, claims, wall, flow.mri.destination if ext else flow.mri.source)
-        return why, max(1, int(claims.end - wall))
+        return why, max(1, int(claims.end - wall)), (auth, claims.key_id,
+                                                     self.keys.get(claims.key_id), claims.end)
+
+    def _retransmission(self, s: "_NfSession | None", msg, flow: PinholeFlow,
+                        now) -> int | None:
+        """The lifetime cap when this CREATE is a retransmission of the request `s` has
+        pending (the NI's retries under the same session ID carry new MSNs: RFC 5973
+        3.5), with the same flow and the same token that was verified for it, whose
+        key is still configured and whose END_TIME has not passed; else None (verify it
+        in full). Nothing it skips could decide otherwise: the token's HMAC, claims and
+        flow allowances are those of the same bytes and flow, the source check is the
+        flow's, and the session is already one of those bound to the token."""
+        v = s.verified if s is not None and s.pending is not None and not s.ext else None
+        if v is None or s.pending[2] != flow:
+            return None
+        auth, key_id, key, end = v
+        if msg.get(w.SessionAuth) != auth or self.keys.get(key_id) is not key:
+            return None
+        wall = self.wall_clock(now)
+        if wall >= end:
+            return None
+        self.counters["retransmissions_recognised"] += 1
+        return max(1, int(end - wall))
 
     def _source_check(self, claims: AuthToken, flow: PinholeFlow,
                       ext: bool = False) -> str | None:
@@ -701,9 +730,11 @@ class NfCore:
             self.authorization == "token-or-pull" and msg.get(w.SessionAuth) is not None)
         pull = self.authorization == "pull" or (
             self.authorization == "token-or-pull" and not use_token)
-        cap = None
-        if use_token:
-            why, cap = self._token_check(sid, msg, flow, now, ext)
+        cap = verified = None
+        if use_token and (cap := self._retransmission(s, msg, flow, now)) is not None:
+            verified = s.verified
+        elif use_token:
+            why, cap, verified = self._token_check(sid, msg, flow, now, ext)
             if why is not None:
                 pair = w.ERR_AUTHENTICATION_FAILED if why in _AUTHN else (
                     w.ERR_RESOURCES_UNAVAILABLE if why == "token store full"
@@ -717,6 +748,7 @@ class NfCore:
         s.authorized_flow = flow
         if use_token:
             s.cap = cap
+        s.verified = verified
         return self._proceed(sid, s, msg, msn, lifetime, flow, now)
 
     def _pull(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:

@@ -47,8 +47,11 @@ session whose flow changed). A close() while moving keeps them for that; any oth
 at the firewall. When every session of a phase has a success RESPONSE the result is
 PinholesReady(cn, coa, phase, ok=True); the first refusal (or a NOTIFY that ends one of
 them, or the initiator giving one up for want of an answer) gives ok=False with the
-information code (or "no response") as the reason; the next open() signals a new session
-in the failed one's place. Each answer is given once per open().
+information code (or "no response") as the reason. The next open() signals a session
+refused or ended by the network anew under a new session ID; one the initiator gave up
+for want of an answer is signalled again under its own session ID (RFC 5973 3.5: the
+same signalling session, the next MSN), so retries never multiply the sessions a firewall
+binds to the MN's token. Each answer is given once per open().
 """
 from __future__ import annotations
 
@@ -61,6 +64,7 @@ from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore, Se
 from mip6bench.sansio import Action, Effect, Event
 
 IPPROTO_MH = 135
+NO_RESPONSE = "no response"       # NiCore's reason when it gave a session up unanswered
 IPPROTO_IPV6 = 41
 MH_HOTI, MH_COTI, MH_BU = 1, 2, 5
 
@@ -156,7 +160,15 @@ class MobileTraversal:
         sids = []
         for role, flow in phase_flows(cn, hoa, coa, phase):
             s = self.sessions.get((cn, role))
-            if s is None or s.failed:
+            if s is not None and s.failed == NO_RESPONSE:
+                # Nobody refused it, nobody answered: the same session is signalled
+                # again (same session ID, the next MSN). The firewall may still hold it
+                # pending, and its token keeps the one place that session took there
+                # (a new ID per retry took another each time: under a burst some MNs
+                # used up the sessions their token may bind and were refused).
+                s.flow, s.established, s.failed = flow, False, None
+                actions += self._signal(s, now)
+            elif s is None or s.failed:
                 if s is not None:
                     self.by_sid.pop(s.sid, None)
                 s = _Session(self.random_bytes(16), flow)
@@ -208,8 +220,8 @@ class MobileTraversal:
         elif isinstance(effect, SessionFailed) and not s.failed:
             # The initiator gave the session up (no answer to its retransmissions, e.g.
             # on a lossy path): the phase fails now rather than at the MN's traversal
-            # timeout, and the next open() signals a new session instead of waiting
-            # for one that nobody sends any more.
+            # timeout, and the next open() signals the session again instead of
+            # waiting for one that nobody sends any more.
             s.established, s.failed = False, effect.reason if effect.info is None \
                 else describe(effect.info)
         return self._settle(now)

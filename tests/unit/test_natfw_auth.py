@@ -301,3 +301,57 @@ def test_tokens_of_closed_sessions_are_forgotten():
     assert not net.nf._tokens
     # The closed sessions' ids are remembered (bounded by closed_memory): all that grows.
     assert set(grown(before, container_sizes(roots), 20)) == {"nf._closed"}
+
+
+def _nr_silent(frm, to, msg):
+    return to == "nr"                             # the NR never hears: requests stay pending
+
+
+def test_a_retransmission_of_the_pending_request_is_not_verified_again(monkeypatch):
+    from mip6bench.natfw import core
+
+    calls = []
+    real = core.verify_token
+    monkeypatch.setattr(core, "verify_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    net = Net(tok(), drop=_nr_silent)
+    net.open(sid=SID)
+    net.run(until=2)                              # 0.5 s and 1.5 s: two retransmissions
+    creates = [m for f, t, m in net.wire if f == "nf" and t == "nr"]
+    assert len(creates) == 3 and len({m.msn for m in creates}) == 3   # each forwarded
+    assert len(calls) == 1 and net.nf.counters["retransmissions_recognised"] == 2
+    assert net.nf.pending_count == 1 and list(net.nf._tokens.values())[0][0] == (SID,)
+
+
+@pytest.mark.parametrize("change", ["token", "flow", "key", "expired"])
+def test_a_retransmission_that_differs_is_verified_in_full(change, monkeypatch):
+    from mip6bench.natfw import core
+
+    calls = []
+    real = core.verify_token
+    monkeypatch.setattr(core, "verify_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    other = tok(token_id=b"\x08" * 8)
+    net = Net(tok(), drop=_nr_silent)
+    net.open(sid=SID)
+    if change == "token":
+        net.open(sid=SID, token=other)            # same session, another token
+    elif change == "flow":
+        net.open(sid=SID, mri=Mri("2001:db8:11::6", CN, 135))
+    elif change == "key":
+        net.nf.keys = {1: bytes(32)}              # the key was replaced meanwhile
+        net.run(until=0.6)
+    else:
+        net.nf.wall_clock = lambda now: T0 + 700  # past the token's END_TIME
+        net.run(until=0.6)
+    assert net.nf.counters["retransmissions_recognised"] == 0 and len(calls) == 2
+    refused = {"token": None, "flow": None, "key": "forged", "expired": "expired"}[change]
+    if refused:
+        assert net.nf.counters[f"refused.{refused}"] == 1
+
+
+def test_an_installed_session_refreshes_with_a_full_check():
+    net = Net(tok())
+    net.open(sid=SID)
+    assert len(net.of("nf", InstallPinhole)) == 1
+    net.run(until=31)                             # the NI's refresh: nothing pending
+    assert len(net.of("nf", InstallPinhole)) == 2
+    assert net.nf.counters["retransmissions_recognised"] == 0

@@ -52,8 +52,9 @@ def test_a_refusal_fails_the_phase_once():
 
 def test_a_session_nobody_answers_fails_the_phase_and_is_signalled_anew():
     """Loss: the NI gives a CREATE up after its retransmissions (SessionFailed "no
-    response"); the phase fails at once, and the next open() signals a new session for
-    that flow (the others, established, are kept) instead of waiting for a dead one."""
+    response"); the phase fails at once, and the next open() signals that session again
+    (same session ID, a newer MSN: RFC 5973 3.5; the others, established, are kept)
+    instead of waiting for a dead one."""
     ni, tr = make()
     sends = sent(tr.open(CN, HOA, COA1, "rr", 0.0))
     lost, rest = sends[0], sends[1:]
@@ -68,7 +69,8 @@ def test_a_session_nobody_answers_fails_the_phase_and_is_signalled_anew():
     assert not ready.ok and ready.reason == "no response"
     again = sent(tr.open(CN, HOA, COA1, "rr", now))
     [resent] = again
-    assert resent.session_id != lost.session_id and resent.mri == lost.mri
+    assert resent.session_id == lost.session_id and resent.mri == lost.mri
+    assert w.serial_newer(w.decode(resent.data).msn, w.decode(lost.data).msn)
     [ready] = answer(ni, tr, resent, now=now)
     assert ready.ok
 
