@@ -41,9 +41,16 @@ Authorization (`authorization=`):
   "none"           no check (the default when no keys are given; tests and labs).
 Replay: a token is bound to at most `token_sessions` (default 1) open NSIS sessions at a
 time (a session torn down or expired frees its place); another session presenting it
-is refused "replayed token". A retransmission of a pending request (same session,
-newer MSN, same flow, the same token bytes, its key still configured, its END_TIME not
-passed) is not verified again: counted "retransmissions_recognised". A token travels in the clear, so whoever listens on the
+is refused "replayed token". A CREATE of an open session with the same token bytes
+for the same flow as its last authorization (a retransmission or a refresh; its key
+still configured, its END_TIME not passed) is not verified again ("token_check_skipped").
+Retransmissions (the NI retries with the same session ID and newer MSNs, RFC 5973 3.5):
+one repeating the pending request is forwarded only if the request went downstream
+`reforward_after` (2 s) ago or more, else only its MSN is noted
+("retransmissions_absorbed": the NR's answer to an earlier MSN completes the NI); one
+repeating a request the NR has just granted (within RETRANSMISSION_WINDOW, at most a
+quarter of the lifetime) is answered by the NF with the lifetime left
+("retransmissions_answered"). A token travels in the clear, so whoever listens on the
 MN's link can present it too: once sessions from a care-of address are bound to it, a
 new session with another care-of address as its MN end is refused "token used from
 another address" (the MN itself moves its sessions, same session IDs, to a new CoA
@@ -418,13 +425,20 @@ class _NfSession:
     held: tuple | None = None          # (msg, msn, lifetime) waiting for the AAA
     forwarded: bool = False            # a CREATE went downstream (the NR may hold state)
     ext: bool = False                  # an EXT session handled here as the edge
-    # the token the pending request was authorized with: (SESSION_AUTH object, its key,
-    # END_TIME); a retransmission of that request with the very same token is not
-    # verified again (see _retransmission)
+    # the token and flow the session was last authorized for: (SESSION_AUTH object,
+    # key id, key, END_TIME, flow); the same token for the same flow is not verified
+    # again (see _same_token)
     verified: tuple | None = None
+    forwarded_at: float = 0.0          # when the pending request last went downstream
+    answered: tuple | None = None      # (when, lifetime asked, flow) of the NR's last success
 
 
 PENDING_MSNS = 8    # MSNs of one pending request an NR answer may carry (NI: 1 + 4 retries)
+# How long after the NR's success a CREATE repeating the request is taken for a
+# retransmission and answered by the NF (at most a quarter of the lifetime granted, so a
+# refresh, sent at half of it, always goes to the NR): NiCore's defaults give up 15.5 s
+# after the first CREATE.
+RETRANSMISSION_WINDOW = 16.0
 
 
 class NfCore:
@@ -439,7 +453,8 @@ class NfCore:
                  max_lifetime: int = 3600, pending_timeout: float = 30.0,
                  auth_timeout: float = 5.0, coa_binding: bool = True,
                  token_sessions: int = 1, replay_memory: int = 65536,
-                 closed_memory: int = 4096, inside: "tuple[str, ...] | None" = None):
+                 closed_memory: int = 4096, inside: "tuple[str, ...] | None" = None,
+                 reforward_after: float = 2.0):
         if authorization is None:
             authorization = "none" if keys is None else "token"
         if authorization not in AUTH_MODES:
@@ -456,6 +471,7 @@ class NfCore:
         self.max_lifetime, self.pending_timeout = max_lifetime, pending_timeout
         self.auth_timeout, self.coa_binding = auth_timeout, coa_binding
         self.token_sessions, self.replay_memory = token_sessions, replay_memory
+        self.reforward_after = reforward_after
         # the prefixes behind this NF when it is the edge of a network (EXT handled here)
         self.inside = None if inside is None else tuple(
             ipaddress.IPv6Network(p, strict=False) for p in inside)
@@ -553,27 +569,28 @@ class NfCore:
         if why is None:
             why = self._bind_token(sid, claims, wall, flow.mri.destination if ext else flow.mri.source)
         return why, max(1, int(claims.end - wall)), (auth, claims.key_id,
-                                                     self.keys.get(claims.key_id), claims.end)
+                                                     self.keys.get(claims.key_id), claims.end,
+                                                     flow)
 
-    def _retransmission(self, s: "_NfSession | None", msg, flow: PinholeFlow,
-                        now) -> int | None:
-        """The lifetime cap when this CREATE is a retransmission of the request `s` has
-        pending (the NI's retries under the same session ID carry new MSNs: RFC 5973
-        3.5), with the same flow and the same token that was verified for it, whose
-        key is still configured and whose END_TIME has not passed; else None (verify it
-        in full). Nothing it skips could decide otherwise: the token's HMAC, claims and
-        flow allowances are those of the same bytes and flow, the source check is the
-        flow's, and the session is already one of those bound to the token."""
-        v = s.verified if s is not None and s.pending is not None and not s.ext else None
-        if v is None or s.pending[2] != flow:
+    def _same_token(self, s: "_NfSession | None", msg, flow: PinholeFlow, now) -> int | None:
+        """The lifetime cap when this CREATE of an open session carries the very token
+        its last authorization verified, for the same flow, its key still configured and
+        its END_TIME not passed (a retransmission: the NI's retries under the same
+        session ID carry new MSNs, RFC 5973 3.5; or a refresh); else None: verify it in
+        full. Nothing skipped could decide otherwise: the HMAC, the claims and the flow
+        allowances are those of the same bytes and flow, and the session is already one
+        of those bound to the token (its binding leaves only with the session)."""
+        v = s.verified if s is not None and not s.ext else None
+        if v is None:
             return None
-        auth, key_id, key, end = v
-        if msg.get(w.SessionAuth) != auth or self.keys.get(key_id) is not key:
+        auth, key_id, key, end, verified_flow = v
+        if verified_flow != flow or msg.get(w.SessionAuth) != auth \
+                or self.keys.get(key_id) is not key:
             return None
         wall = self.wall_clock(now)
         if wall >= end:
             return None
-        self.counters["retransmissions_recognised"] += 1
+        self.counters["token_check_skipped"] += 1
         return max(1, int(end - wall))
 
     def _source_check(self, claims: AuthToken, flow: PinholeFlow,
@@ -731,7 +748,7 @@ class NfCore:
         pull = self.authorization == "pull" or (
             self.authorization == "token-or-pull" and not use_token)
         cap = verified = None
-        if use_token and (cap := self._retransmission(s, msg, flow, now)) is not None:
+        if use_token and (cap := self._same_token(s, msg, flow, now)) is not None:
             verified = s.verified
         elif use_token:
             why, cap, verified = self._token_check(sid, msg, flow, now, ext)
@@ -820,13 +837,34 @@ class NfCore:
     def _forward(self, sid, s: _NfSession, msg, msn, lifetime, flow, now) -> list[Action]:
         caps = [lifetime, self.max_lifetime] + ([s.cap] if s.cap is not None else [])
         lt = min(caps)
+        same = s.pending is not None and s.pending[1:] == (lt, flow)
+        # A retransmission (same request, newer MSN) of a request forwarded moments ago
+        # is not forwarded again: the NR's answer to the MSN forwarded completes the NI,
+        # which still waits for every MSN it sent. Under a burst whose answers come
+        # later than the NIs' timeout, forwarding each one multiplied the work of the
+        # firewall and the NR (4,000 CREATEs of 1,000 MNs: ~12,000 retransmissions).
+        # One forwarded longer ago is sent again (the first may have been lost).
+        if same and now - s.forwarded_at < self.reforward_after:
+            s.msn = msn
+            self.counters["retransmissions_absorbed"] += 1
+            return []
+        # The same, arriving after the NR's success was forwarded: answered here, with
+        # the lifetime that state has left (the NI refreshes from that).
+        a = s.answered
+        if a is not None and s.pending is None and s.installed and a[1:] == (lt, flow) \
+                and now - a[0] < min(RETRANSMISSION_WINDOW, (s.expires - a[0]) / 4):
+            s.msn = msn
+            self.counters["retransmissions_answered"] += 1
+            left = max(1, int(s.expires - now))
+            return [_send(sid, s.mri, w.response(msn, w.InfoCode.of(w.INFO_SUCCESS), left),
+                          upstream=True)]
         if lt != lifetime:
             msg = w.NslpMessage(w.CREATE, tuple(w.Lifetime(lt) if isinstance(o, w.Lifetime)
                                                 else o for o in msg.objects), msg.proxy)
         before = self._is_pending(s)
-        same = s.pending is not None and s.pending[1:] == (lt, flow)
         s.pending_msns = (s.pending_msns + (msn,))[-PENDING_MSNS:] if same else (msn,)
         s.pending, s.msn, s.forwarded = (msn, lt, flow), msn, True
+        s.forwarded_at = now
         self._track(s, before)
         self.counters["creates_forwarded"] += 1
         return [StartTimer(("pending", sid), now + self.pending_timeout),
@@ -857,6 +895,7 @@ class NfCore:
         if granted < 1:
             granted = 1
         s.installed, s.expires, s.flow, s.mri = True, now + granted, flow, flow.mri
+        s.answered = (now, asked, flow)
         self.counters["pinholes_installed"] += 1
         fwd = w.response(msg.msn, msg.info, granted)
         return out + [InstallPinhole(sid, s.flow, granted), StartTimer(("expire", sid), s.expires),

@@ -307,28 +307,60 @@ def _nr_silent(frm, to, msg):
     return to == "nr"                             # the NR never hears: requests stay pending
 
 
-def test_a_retransmission_of_the_pending_request_is_not_verified_again(monkeypatch):
+def _counting_verify(monkeypatch):
     from mip6bench.natfw import core
 
     calls = []
     real = core.verify_token
     monkeypatch.setattr(core, "verify_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+def test_retransmissions_of_a_pending_request_are_neither_verified_nor_forwarded_again(monkeypatch):
+    """The NI retries under the same session ID with newer MSNs (0.5, 1.5, 3.5, 7.5 s):
+    the token is verified once; a retry within 2 s of the last forward only moves the
+    session's MSN on, later ones go downstream again (each with its own MSN)."""
+    calls = _counting_verify(monkeypatch)
     net = Net(tok(), drop=_nr_silent)
     net.open(sid=SID)
-    net.run(until=2)                              # 0.5 s and 1.5 s: two retransmissions
-    creates = [m for f, t, m in net.wire if f == "nf" and t == "nr"]
-    assert len(creates) == 3 and len({m.msn for m in creates}) == 3   # each forwarded
-    assert len(calls) == 1 and net.nf.counters["retransmissions_recognised"] == 2
+    net.run(until=8)
+    sent = [m.msn for f, t, m in net.wire if f == "ni"]
+    forwarded = [m.msn for f, t, m in net.wire if f == "nf" and t == "nr"]
+    assert len(sent) == 5 and forwarded == [sent[0], sent[3], sent[4]]
+    assert net.nf.counters["retransmissions_absorbed"] == 2
+    assert len(calls) == 1 and net.nf.counters["token_check_skipped"] == 4
+    assert net.nf.sessions[SID].msn == sent[-1]
     assert net.nf.pending_count == 1 and list(net.nf._tokens.values())[0][0] == (SID,)
+
+
+def test_the_nr_answer_to_an_earlier_msn_completes_an_absorbed_retransmission():
+    answers = []
+    net = Net(tok(), drop=lambda f, t, m: t == "ni" and not answers.append(m) and len(answers) == 1)
+    net.nf.reforward_after = 10.0
+    net.open(sid=SID)                             # the NR's RESPONSE to it is lost upstream
+    first = net.wire[0][2].msn
+    net.run(until=0.6)                            # the retry is answered by the NF itself
+    assert len(net.of("ni", SessionReady)) == 1 and len(net.of("nf", InstallPinhole)) == 1
+    assert net.nf.counters["retransmissions_answered"] == 1
+    assert [m.msn for f, t, m in net.wire if t == "nr"] == [first]
+    (ready,) = net.of("ni", SessionReady)
+    assert 1 <= ready.lifetime <= 60
+
+
+def test_a_lost_forward_is_sent_again_by_a_later_retransmission():
+    lost = []
+    net = Net(tok(), drop=lambda f, t, m: t == "nr" and not lost and not lost.append(m))
+    net.open(sid=SID)                             # the NF's CREATE to the NR is lost
+    net.run(until=1.6)                            # retries at 0.5 and 1.5 s: absorbed
+    assert net.of("ni", SessionReady) == []
+    net.run(until=3.6)                            # 3.5 s: forwarded again, answered
+    assert len(net.of("ni", SessionReady)) == 1 and len(net.of("nf", InstallPinhole)) == 1
+    assert net.nf.counters["retransmissions_absorbed"] == 2
 
 
 @pytest.mark.parametrize("change", ["token", "flow", "key", "expired"])
 def test_a_retransmission_that_differs_is_verified_in_full(change, monkeypatch):
-    from mip6bench.natfw import core
-
-    calls = []
-    real = core.verify_token
-    monkeypatch.setattr(core, "verify_token", lambda *a, **k: calls.append(1) or real(*a, **k))
+    calls = _counting_verify(monkeypatch)
     other = tok(token_id=b"\x08" * 8)
     net = Net(tok(), drop=_nr_silent)
     net.open(sid=SID)
@@ -342,16 +374,18 @@ def test_a_retransmission_that_differs_is_verified_in_full(change, monkeypatch):
     else:
         net.nf.wall_clock = lambda now: T0 + 700  # past the token's END_TIME
         net.run(until=0.6)
-    assert net.nf.counters["retransmissions_recognised"] == 0 and len(calls) == 2
+    assert net.nf.counters["token_check_skipped"] == 0 and len(calls) == 2
     refused = {"token": None, "flow": None, "key": "forged", "expired": "expired"}[change]
     if refused:
         assert net.nf.counters[f"refused.{refused}"] == 1
 
 
-def test_an_installed_session_refreshes_with_a_full_check():
+def test_a_refresh_goes_to_the_nr_with_the_token_check_skipped(monkeypatch):
+    calls = _counting_verify(monkeypatch)
     net = Net(tok())
     net.open(sid=SID)
     assert len(net.of("nf", InstallPinhole)) == 1
-    net.run(until=31)                             # the NI's refresh: nothing pending
+    net.run(until=31)                             # the NI's refresh at half the lifetime
     assert len(net.of("nf", InstallPinhole)) == 2
-    assert net.nf.counters["retransmissions_recognised"] == 0
+    assert len([1 for f, t, m in net.wire if t == "nr"]) == 2
+    assert net.nf.counters["retransmissions_answered"] == 0 and len(calls) == 1
