@@ -27,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError
 from mip6bench.mipv6.constants import BINDING_ERROR_MIN_INTERVAL, BEStatus
 from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown
@@ -52,7 +53,7 @@ def seq_newer(received: int, last: int) -> bool:
 
 
 def is_unicast_routable(addr: str) -> bool:
-    a = ipaddress.IPv6Address(addr)
+    a = ipaddr.ip6(addr)                  # memoised: checked twice per Binding Update
     return not (a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local)
 
 

@@ -42,6 +42,7 @@ from mip6bench.mipv6.wire import (
     encode_mh,
     mh_body,
     option_offset,
+    with_checksum,
 )
 
 KCN_LEN = 20       # RFC 6275 5.2.1: Kcn is 20 octets
@@ -166,11 +167,13 @@ def encode_with_mn_ha(msg: MobilityMessage, sa, care_of_address: str, home_addre
     placeholder = dataclasses.replace(
         msg, options=_without(msg, Authentication)
         + (Authentication(sa.spi, bytes(length), AUTH_SUBTYPE_MN_HA),))
+    body = mh_body(placeholder)
     auth = mn_ha_authenticator(sa.key, sa.algorithm, care_of_address, home_address,
-                               mn_ha_mh_data(mh_body(placeholder)))
-    final = dataclasses.replace(
-        placeholder, options=placeholder.options[:-1] + (Authentication(sa.spi, auth, AUTH_SUBTYPE_MN_HA),))
-    return encode_mh(final, src, dst)
+                               mn_ha_mh_data(body))
+    # The authenticator goes where the placeholder's zeros are (after the option's
+    # subtype and SPI): the message encoded once, not again with the final option.
+    start = option_offset(body, OptionType.AUTHENTICATION) + 7
+    return with_checksum(body[:start] + auth + body[start + length:], src, dst)
 
 
 def verify_mn_ha(raw_mh: bytes, sa, care_of_address: str, home_address: str) -> bool:

@@ -75,6 +75,7 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from mip6bench import ipaddr
 from mip6bench.mipv6.constants import (
     AUTH_SUBTYPE_MN_HA,
     LIFETIME_UNIT,
@@ -230,7 +231,7 @@ class HomeAgent(BindingCacheCore):
         return {BindingUpdate: self._on_binding_update}
 
     def on_home_link(self, addr: str) -> bool:
-        a = ipaddress.IPv6Address(addr)
+        a = ipaddr.ip6(addr)               # memoised: once per Binding Update
         return any(a in net for net in self.home_prefixes)
 
     # ------------------------------------------------------------------ BU processing

@@ -670,7 +670,11 @@ def _checksum(body: bytes, src: str, dst: str) -> int:
 def encode_mh(msg: MobilityMessage, src: str, dst: str) -> bytes:
     """Encode with the checksum over the pseudo-header (src = HoA if a HAO is sent,
     dst = the type 2 routing header address if one is sent)."""
-    body = mh_body(msg)
+    return with_checksum(mh_body(msg), src, dst)
+
+
+def with_checksum(body: bytes, src: str, dst: str) -> bytes:
+    """An encoded Mobility Header whose checksum field is zero, with its checksum."""
     return body[:4] + struct.pack("!H", _checksum(body, src, dst)) + body[6:]
 
 

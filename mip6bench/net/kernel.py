@@ -280,7 +280,7 @@ class Kernel:
     def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]]) -> list[bytes]:
         """Send the requests in one datagram and read the kernel's answers: the replies
         (other than acks) as raw messages, in order; KernelError for the first failure."""
-        from mip6bench.net.pyroute import compile_request
+        from mip6bench.net.pyroute import compile_request_cached as compile_request
 
         with self._lock:
             if self._requests is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 
 
@@ -120,5 +121,72 @@ def compile_request(kind: str, command: str, request: dict, seq: int = 0) -> byt
     return bytes(msg.data)
 
 
-__all__ = ["COMMANDS", "IPRoute", "NLMSG_ERROR", "NetlinkError", "compile_request",
+# Requests of one shape differ only in their addresses (a home agent's proxy entry and
+# route per home address): pyroute2's request processing took ~0.35 ms a request, most
+# of a registration's CPU at the HA (2,000 MNs registering). compile_request_cached
+# compiles a shape once, with stand-in addresses, and patches each request's address
+# bytes and sequence number into a copy. A shape is only kept when every stand-in's
+# 16 bytes occur exactly once in the message (else the request is compiled in full);
+# the cached bytes are those compile_request gives (unit-tested).
+_TEMPLATES: dict = {}
+TEMPLATE_CACHE = 256
+_STAND_IN = "2001:db8:f00d:%x:5ca1:ab1e:c0de:%x"
+
+
+def _address_fields(request: dict) -> list[tuple[str, bytes, str]]:
+    """(key, the address's 16 bytes, '/len' or '') of the top-level IPv6 address values."""
+    found = []
+    for key, value in request.items():
+        if isinstance(value, str) and ":" in value:
+            address, _, plen = value.partition("/")
+            try:
+                packed = socket.inet_pton(socket.AF_INET6, address)
+            except OSError:
+                continue
+            if any(packed):                       # "::" may be left out: part of the shape
+                found.append((key, packed, "/" + plen if plen else ""))
+    return found
+
+
+def compile_request_cached(kind: str, command: str, request: dict, seq: int = 0) -> bytes:
+    """compile_request's bytes, from a template per request shape (see above)."""
+    fields = _address_fields(request)
+    if not fields:
+        return compile_request(kind, command, request, seq)
+    shape = {k: v for k, v in request.items() if k not in {f[0] for f in fields}}
+    try:
+        key = (kind, command, tuple(sorted((k, repr(v)) for k, v in shape.items())),
+               tuple((f[0], f[2]) for f in fields))
+    except TypeError:
+        return compile_request(kind, command, request, seq)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        stand_ins = {f[0]: (_STAND_IN % (i + 1, i + 1)) + f[2] for i, f in enumerate(fields)}
+        data = compile_request(kind, command, {**request, **stand_ins}, 0)
+        offsets = []
+        for i, f in enumerate(fields):
+            packed = socket.inet_pton(socket.AF_INET6, _STAND_IN % (i + 1, i + 1))
+            if data.count(packed) != 1:
+                return compile_request(kind, command, request, seq)
+            offsets.append(data.index(packed))
+        template = (data, tuple(offsets))
+        full = compile_request(kind, command, request, seq)
+        if _patch(template, fields, seq) != full:     # a shape this does not fit
+            return full
+        if len(_TEMPLATES) >= TEMPLATE_CACHE:
+            _TEMPLATES.pop(next(iter(_TEMPLATES)))
+        _TEMPLATES[key] = template
+    return _patch(template, fields, seq)
+
+
+def _patch(template: tuple, fields: list, seq: int) -> bytes:
+    data, offsets = template
+    out = bytearray(data)
+    for offset, f in zip(offsets, fields):
+        out[offset:offset + 16] = f[1]
+    out[8:12] = seq.to_bytes(4, sys.byteorder)       # nlmsghdr sequence number (host order)
+    return bytes(out)
+
+
+__all__ = ["COMMANDS", "IPRoute", "NLMSG_ERROR", "NetlinkError", "compile_request", "compile_request_cached",
            "RTM_NEWLINK_REPLY", "ifinfmsg"]

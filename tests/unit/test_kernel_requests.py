@@ -172,6 +172,45 @@ def test_kernel_sends_what_pyroute2_would(kind, command, req):
     assert data[16:] == body
 
 
+@pytest.mark.parametrize("kind,command,req", REQUEST_FORMS,
+                         ids=[f"{k}-{c}-{i}" for i, (k, c, _r) in enumerate(REQUEST_FORMS)])
+def test_a_cached_request_shape_gives_the_same_bytes(kind, command, req):
+    """compile_request_cached (a template per request shape, addresses and sequence
+    number patched in) gives compile_request's bytes, for the first request of a shape
+    and for others of the same shape with other addresses."""
+    import ipaddress
+
+    from mip6bench.net import pyroute
+
+    pyroute._TEMPLATES.clear()
+    for i, seq in enumerate((41, 7, 0x12345678)):
+        other = {}
+        for key, value in req.items():
+            address, sep, plen = value.partition("/") if isinstance(value, str) else ("", "", "")
+            try:
+                a = ipaddress.IPv6Address(address)
+            except ValueError:
+                a = None                          # not an address (a MAC, a name)
+            if a is not None and a != ipaddress.IPv6Address("::"):
+                value = str(a + 0x1000 * i) + sep + plen
+            other[key] = value
+        assert pyroute.compile_request_cached(kind, command, other, seq) == \
+            pyroute.compile_request(kind, command, other, seq)
+
+
+def test_the_home_agents_requests_are_compiled_once_per_shape():
+    from mip6bench.net import pyroute
+
+    pyroute._TEMPLATES.clear()
+    for k in range(50):
+        hoa = f"2001:db8:1::{0x1000 + k:x}"
+        for kind, command, req in (("neigh", "replace", kn.proxy_request(4, hoa)),
+                                   ("route", "replace", kn.route_request(hoa, oif=9, table=136))):
+            assert pyroute.compile_request_cached(kind, command, req, k + 1) == \
+                pyroute.compile_request(kind, command, req, k + 1)
+    assert len(pyroute._TEMPLATES) == 2
+
+
 def test_route_request_forms():
     assert kn.route_request("default", table=138)["dst"] == "::/0"
     assert kn.route_request("2001:db8::/64")["dst"] == "2001:db8::/64"

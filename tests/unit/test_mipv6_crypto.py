@@ -190,3 +190,34 @@ def test_algorithm_names():
     assert canonical_algorithm("hmac-sha1-96") == "hmac-sha1-96"
     with pytest.raises(ValueError):
         canonical_algorithm("md5")
+
+
+def test_mn_ha_encoding_is_the_option_filled_in_after_encoding_once():
+    """encode_with_mn_ha patches the authenticator into the message it encoded once: the
+    same bytes as encoding the message again with the final option (what it did
+    before), for BUs and BAs with and without other options, and every algorithm."""
+    import dataclasses
+
+    from mip6bench.mipv6.constants import AUTH_SUBTYPE_MN_HA
+    from mip6bench.mipv6.crypto import encode_with_mn_ha, mn_ha_authenticator, mn_ha_mh_data
+    from mip6bench.mipv6.sa import MobilitySA
+    from mip6bench.mipv6.wire import (AlternateCareOfAddress, Authentication, BindingAck,
+                                      BindingUpdate, MobileNodeIdentifier, ReplayProtection,
+                                      encode_mh, mh_body)
+
+    coa, hoa, ha = "2001:db8:5::7", "2001:db8:1::1000", "2001:db8:1::1"
+    messages = [BindingUpdate(7, 600, ack=True, home_registration=True),
+                BindingUpdate(8, 600, ack=True, home_registration=True,
+                              options=(AlternateCareOfAddress(coa), MobileNodeIdentifier.from_nai("mn@x.example"),
+                                       ReplayProtection(0x0123456789ABCDEF))),
+                BindingAck(0, 7, 600), BindingAck(129, 9, 0, options=(ReplayProtection(42),))]
+    for algorithm in ("hmac-sha1-96", "hmac-sha256-128"):
+        sa = MobilitySA(0x1234, bytes(range(20)), algorithm=algorithm)
+        for msg in messages:
+            length = len(mn_ha_authenticator(sa.key, sa.algorithm, coa, hoa, b""))
+            placeholder = dataclasses.replace(msg, options=msg.options + (
+                Authentication(sa.spi, bytes(length), AUTH_SUBTYPE_MN_HA),))
+            auth = mn_ha_authenticator(sa.key, sa.algorithm, coa, hoa, mn_ha_mh_data(mh_body(placeholder)))
+            final = dataclasses.replace(placeholder, options=msg.options + (
+                Authentication(sa.spi, auth, AUTH_SUBTYPE_MN_HA),))
+            assert encode_with_mn_ha(msg, sa, coa, hoa, coa, ha) == encode_mh(final, coa, ha)
