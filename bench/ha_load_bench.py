@@ -23,7 +23,8 @@ does not process) and retransmits a BU without an Ack after 1.5 s, doubling, 3 t
 Reported per round: BUs accepted, refused (by BA status) and lost (no Ack after the
 retransmissions); BU/s (accepted over the time from the first BU to the last Ack); BA
 latency p50/p99/max (first transmission to its Ack: queueing at the HA included); the CPU
-seconds of the HA agent (whole process and its event-loop thread, /proc/<pid>/stat,
+seconds of the HA agent (whole process with the processes it started, such as the
+user-space tunnel forwarder, and its event-loop thread, /proc/<pid>/stat,
 between the generator's start and its last Ack) and its CPU per BU; the time its threads
 waited for a CPU (what other jobs took from it); the packets its tap dropped. With
 --cpus F,G the HA is pinned to CPU F and the generator to G; --profile PATH runs the HA
@@ -233,6 +234,34 @@ def build(tag: str, n: int, rounds: int) -> dict[str, str]:
     return ns
 
 
+def descendants(pid: int) -> list[int]:
+    """The process's children, theirs, and so on (/proc/<pid>/task/*/children): the
+    HA's user-space tunnel forwarder is one (its work is the HA's)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for tid in os.listdir(f"/proc/{p}/task") if os.path.isdir(f"/proc/{p}/task") else ():
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except OSError:
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
+def ha_cpu_all(pid: int) -> float:
+    """CPU seconds of the HA agent and every process it started."""
+    total = proc_cpu(pid)
+    for child in descendants(pid):
+        try:
+            total += proc_cpu(child)
+        except OSError:
+            pass
+    return total
+
+
 def one_run(args, tag: str) -> list[dict]:
     from mip6bench.runtime.control import request
 
@@ -268,11 +297,11 @@ def one_run(args, tag: str) -> list[dict]:
             if not line.startswith('{"round_ready"'):
                 raise SystemExit(f"generator: {line.strip() or 'exited'}")
             io0 = request(control, "dump")["io_counters"]
-            c0 = proc_cpu(ha.agent_pid), runq_wait(ha.agent_pid), thread_cpu(ha.agent_pid)
+            c0 = ha_cpu_all(ha.agent_pid), runq_wait(ha.agent_pid), thread_cpu(ha.agent_pid)
             gen.stdin.write("go\n")
             gen.stdin.flush()
             res = json.loads(gen.stdout.readline())
-            c1 = proc_cpu(ha.agent_pid), runq_wait(ha.agent_pid), thread_cpu(ha.agent_pid)
+            c1 = ha_cpu_all(ha.agent_pid), runq_wait(ha.agent_pid), thread_cpu(ha.agent_pid)
             io1 = request(control, "dump")["io_counters"]
             cpu = c1[0] - c0[0]
             res.update(mns=args.mns, window_s=args.window, backend=backend, dad=args.dad,
