@@ -17,7 +17,7 @@ first transmissions spread evenly over `--window` s; round 0 registers N new bin
 every further round moves all N to a new care-of address (the HA re-points each tunnel).
 The BUs of a round are built (timestamps included) just before it starts, so the
 generator offers far more than 5,000 BU/s. It reads the Binding Acks off its link (they carry a type 2 routing header its kernel
-does not process) and retransmits a BU without an Ack after 1.5 s, doubling, 3 times
+does not process), verifies their MN-HA authenticator as the MN does, and retransmits a BU without an Ack after 1.5 s, doubling, 3 times
 (RFC 6275's InitialBindackTimeoutFirstReg), with a fresh timestamp.
 
 Reported per round: BUs accepted, refused (by BA status) and lost (no Ack after the
@@ -88,7 +88,7 @@ async def generate(spec: dict) -> None:
     from mip6bench.ipv6 import build_ipv6_packet, parse_ipv6_packet
     from mip6bench.mipv6 import MobilitySA
     from mip6bench.mipv6.constants import IPPROTO_MH
-    from mip6bench.mipv6.crypto import encode_with_mn_ha, ntp_timestamp
+    from mip6bench.mipv6.crypto import encode_with_mn_ha, ntp_timestamp, verify_mn_ha
     from mip6bench.mipv6.wire import (AlternateCareOfAddress, BindingAck, BindingUpdate,
                                       MobileNodeIdentifier, ReplayProtection, decode_mh)
     from mip6bench.net.intercept import PacketTap
@@ -150,6 +150,9 @@ async def generate(spec: dict) -> None:
             if not isinstance(ba, BindingAck) or k is None or ba.seq != state["round"] + 1 \
                     or k in state["answered"]:
                 continue
+            if not verify_mn_ha(pkt.payload, sas[k], coa(k, state["round"]), sas[k].hoa):
+                state["bad_auth"] += 1             # as an MN: not the HA's answer
+                continue
             now = time.monotonic()
             state["answered"][k] = (now - state["sent_at"][k], ba.status)
             state["last"] = now
@@ -166,7 +169,7 @@ async def generate(spec: dict) -> None:
         print(json.dumps({"round_ready": r}), flush=True)
         await loop.run_in_executor(None, sys.stdin.readline)     # the harness samples CPU
         state.update(round=r, answered={}, sent_at={}, timers={}, lost=0, retransmits=0,
-                     send_failed=0, malformed=0, last=0.0, done=asyncio.Event())
+                     send_failed=0, malformed=0, bad_auth=0, last=0.0, done=asyncio.Event())
         cpu0 = os.times()
         t0 = time.monotonic()
         for k in range(n):
@@ -187,7 +190,7 @@ async def generate(spec: dict) -> None:
         print(json.dumps({
             "round": r, "kind": "register" if r == 0 else "move", "bus": n, "accepted": len(accepted),
             "refused": refused, "lost": n - len(state["answered"]), "retransmits": state["retransmits"],
-            "send_failed": state["send_failed"], "wall_s": round(wall, 3),
+            "send_failed": state["send_failed"], "ba_bad_auth": state["bad_auth"], "wall_s": round(wall, 3),
             "bu_per_s": round(len(accepted) / wall, 1) if wall > 0 else None,
             "p50_ms": percentile(accepted, 0.5), "p99_ms": percentile(accepted, 0.99),
             "max_ms": percentile(accepted, 1.0),
