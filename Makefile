@@ -77,6 +77,7 @@ bench: setup
 	$(PY) bench/pana_latency_bench.py
 	$(PY) bench/natfw_bench.py
 	$(PY) bench/nf_load_bench.py
+	$(PY) bench/ha_load_bench.py
 	$(PY) bench/home_firewall_bench.py
 	$(PY) bench/fuzz_bench.py
 	$(PY) bench/agent_budget_bench.py
