@@ -131,7 +131,9 @@ def test_the_nr_answer_to_an_earlier_retransmission_completes_the_create():
     """Under load the NR's answer can come after the NI retransmitted (with a new MSN):
     the NF installs on the answer to any MSN it forwarded for the same request (answers
     only to the newest MSN left every session of a 1,000-MN burst pending), but not on
-    one to a request that has since changed."""
+    one to a request that has since changed. A retransmission within `reforward_after`
+    of the forward is not forwarded at all (absorbed): the answer to the first completes
+    it the same way."""
     from mip6bench.natfw import wire as w
     from mip6bench.natfw.core import InstallPinhole, NfCore, NrCore, SessionReady
 
@@ -141,8 +143,9 @@ def test_the_nr_answer_to_an_earlier_retransmission_completes_the_create():
         return [a for a in actions if isinstance(a, SendNslp)
                 and (upstream is None or a.upstream == upstream)]
 
-    for changed in (False, True):
-        nf, ni, nr = NfCore({1: KEY}, wall_clock=lambda now: T0 + now), NiCore(tok(), msn_start=100), NrCore()
+    for changed, reforward in ((False, 0.0), (True, 2.0), (False, 2.0)):
+        nf = NfCore({1: KEY}, wall_clock=lambda now: T0 + now, reforward_after=reforward)
+        ni, nr = NiCore(tok(), msn_start=100), NrCore()
         mip6 = w.Mip6Flow(w.MIP6_MH, 2, HOA)
         (c1,) = sends(ni.create(SID, COTI, 60, 0.0, mip6=mip6))
         (f1,) = sends(nf.receive(SID, c1.mri, c1.data, 0.0, peer=COA), upstream=False)
@@ -151,7 +154,11 @@ def test_the_nr_answer_to_an_earlier_retransmission_completes_the_create():
         else:         # its retransmission timer fires: the same request, a new MSN
             (c2,) = sends(ni.handle_timer(("retransmit", SID), 0.5))
         assert w.decode(c2.data).msn == 101
-        (f2,) = sends(nf.receive(SID, c2.mri, c2.data, 0.5, peer=COA), upstream=False)
+        forwarded = sends(nf.receive(SID, c2.mri, c2.data, 0.5, peer=COA), upstream=False)
+        absorbed = not changed and reforward > 0.5
+        assert len(forwarded) == (0 if absorbed else 1)
+        assert nf.counters["retransmissions_absorbed"] == (1 if absorbed else 0)
+        f2 = forwarded[0] if forwarded else None
         (a1,) = sends(nr.receive(SID, f1.mri, f1.data, 0.6))       # answers MSN 100, late
         out = nf.receive(SID, a1.mri, a1.data, 0.7, upstream=True)
         if changed:
@@ -163,7 +170,7 @@ def test_the_nr_answer_to_an_earlier_retransmission_completes_the_create():
         (up,) = sends(out, upstream=True)
         assert w.decode(up.data).msn == (101 if changed else 100)
         assert any(isinstance(a, SessionReady) for a in ni.receive(SID, up.mri, up.data, 1.0))
-        if not changed:   # the answer to the retransmission finds nothing pending
+        if f2 is not None and not changed:   # the answer to the retransmission finds nothing pending
             (a2,) = sends(nr.receive(SID, f2.mri, f2.data, 0.8))
             assert nf.receive(SID, a2.mri, a2.data, 1.1, upstream=True) == []
             assert nf.counters["pinholes_installed"] == 1
