@@ -55,8 +55,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from nf_load_bench import (nsx, print_profile, proc_cpu, runq_wait, sh, start_agent,  # noqa: E402
-                           teardown, thread_cpu)
+from nf_load_bench import (namespaces, nsx, print_profile, proc_cpu, runq_wait,  # noqa: E402
+                           start_agent, teardown, thread_cpu)
 
 HA = "2001:db8:1::1"
 HOME = ipaddress.IPv6Network("2001:db8:1::/64")
@@ -202,20 +202,8 @@ async def generate(spec: dict) -> None:
 
 # ------------------------------------------------------------------ harness (root)
 def build(tag: str, n: int, rounds: int) -> dict[str, str]:
-    ns = {role: f"hab{tag}-{role}" for role in ("gen", "ha", "home")}
-    for name in ns.values():
-        sh("ip", "netns", "add", name)
-    sh("ip", "link", "add", "ha-up", "netns", ns["ha"], "type", "veth", "peer", "gen-eth0",
-       "netns", ns["gen"])
-    sh("ip", "link", "add", "ha-home", "netns", ns["ha"], "type", "veth", "peer", "home-eth0",
-       "netns", ns["home"])
-    for role, intfs in (("gen", ["gen-eth0"]), ("ha", ["ha-up", "ha-home"]), ("home", ["home-eth0"])):
-        nsx(ns[role], "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
-            "net.ipv6.conf.default.accept_dad=0")
-        nsx(ns[role], "ip", "link", "set", "lo", "up")
-        for intf in intfs:
-            nsx(ns[role], "sysctl", "-qw", f"net.ipv6.conf.{intf}.accept_dad=0")
-            nsx(ns[role], "ip", "link", "set", intf, "up")
+    ns = namespaces(f"hab{tag}", ("gen", "ha", "home"),
+                    [("ha", "ha-up", "gen", "gen-eth0"), ("ha", "ha-home", "home", "home-eth0")])
     nsx(ns["ha"], "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
     nsx(ns["ha"], "ip", "-6", "addr", "add", f"{HA_UP}/64", "dev", "ha-up", "nodad")
     nsx(ns["ha"], "ip", "-6", "addr", "add", f"{HA}/64", "dev", "ha-home", "nodad")

@@ -205,21 +205,33 @@ def nsx(ns: str, *args: str) -> None:
     sh("ip", "netns", "exec", ns, *args)
 
 
-def build(tag: str, n: int) -> dict[str, str]:
-    ns = {role: f"nfb{tag}-{role}" for role in ("gen", "fw", "cn")}
+def namespaces(prefix: str, roles: tuple[str, ...],
+               links: list[tuple[str, str, str, str]]) -> dict[str, str]:
+    """A namespace per role (named prefix-role), veth pairs (role, interface, peer role,
+    peer interface), every interface and lo up, DAD off (the benchmarks' addresses are
+    configured nodad and must be usable at once)."""
+    ns = {role: f"{prefix}-{role}" for role in roles}
     for name in ns.values():
         sh("ip", "netns", "add", name)
-    sh("ip", "link", "add", "fw-out", "netns", ns["fw"], "type", "veth", "peer", "gen-eth0",
-       "netns", ns["gen"])
-    sh("ip", "link", "add", "fw-in", "netns", ns["fw"], "type", "veth", "peer", "cn-eth0",
-       "netns", ns["cn"])
-    for role, intfs in (("gen", ["gen-eth0"]), ("fw", ["fw-out", "fw-in"]), ("cn", ["cn-eth0"])):
+    intfs: dict[str, list[str]] = {role: [] for role in roles}
+    for role, intf, peer_role, peer in links:
+        sh("ip", "link", "add", intf, "netns", ns[role], "type", "veth", "peer", peer,
+           "netns", ns[peer_role])
+        intfs[role].append(intf)
+        intfs[peer_role].append(peer)
+    for role in roles:
         nsx(ns[role], "sysctl", "-qw", "net.ipv6.conf.all.accept_dad=0",
             "net.ipv6.conf.default.accept_dad=0")
         nsx(ns[role], "ip", "link", "set", "lo", "up")
-        for intf in intfs:
+        for intf in intfs[role]:
             nsx(ns[role], "sysctl", "-qw", f"net.ipv6.conf.{intf}.accept_dad=0")
             nsx(ns[role], "ip", "link", "set", intf, "up")
+    return ns
+
+
+def build(tag: str, n: int) -> dict[str, str]:
+    ns = namespaces(f"nfb{tag}", ("gen", "fw", "cn"),
+                    [("fw", "fw-out", "gen", "gen-eth0"), ("fw", "fw-in", "cn", "cn-eth0")])
     nsx(ns["fw"], "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
     nsx(ns["fw"], "ip", "-6", "addr", "add", f"{FW_OUT}/64", "dev", "fw-out", "nodad")
     nsx(ns["fw"], "ip", "-6", "addr", "add", f"{FW_IN}/64", "dev", "fw-in", "nodad")
