@@ -550,7 +550,7 @@ class NfCore:
     def _token_check(self, sid, msg, flow: PinholeFlow, now,
                      ext: bool = False) -> tuple[str | None, int | None, tuple | None]:
         """(refusal reason or None, lifetime cap from the token's END_TIME, what
-        _retransmission needs to recognise the same token again)."""
+        _same_token needs to recognise the same token again)."""
         auth = msg.get(w.SessionAuth)
         if auth is None:
             return "no token", None, None

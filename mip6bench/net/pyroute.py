@@ -13,6 +13,7 @@ import importlib.util
 import os
 import socket
 import sys
+import threading
 
 
 def _enter_package_lazily() -> None:
@@ -129,6 +130,7 @@ def compile_request(kind: str, command: str, request: dict, seq: int = 0) -> byt
 # 16 bytes occur exactly once in the message (else the request is compiled in full);
 # the cached bytes are those compile_request gives (unit-tested).
 _TEMPLATES: dict = {}
+_TEMPLATES_LOCK = threading.Lock()
 TEMPLATE_CACHE = 256
 _STAND_IN = "2001:db8:f00d:%x:5ca1:ab1e:c0de:%x"
 
@@ -154,11 +156,11 @@ def compile_request_cached(kind: str, command: str, request: dict, seq: int = 0)
     if not fields:
         return compile_request(kind, command, request, seq)
     shape = {k: v for k, v in request.items() if k not in {f[0] for f in fields}}
-    try:
-        key = (kind, command, tuple(sorted((k, repr(v)) for k, v in shape.items())),
-               tuple((f[0], f[2]) for f in fields))
-    except TypeError:
+    if not all(v is None or isinstance(v, (int, float, str)) for v in shape.values()):
+        # Nested values (a seg6 encap's segments: the care-of address) would make every
+        # request a shape of its own: compiled in full, as before.
         return compile_request(kind, command, request, seq)
+    key = (kind, command, tuple(sorted(shape.items())), tuple((f[0], f[2]) for f in fields))
     template = _TEMPLATES.get(key)
     if template is None:
         stand_ins = {f[0]: (_STAND_IN % (i + 1, i + 1)) + f[2] for i, f in enumerate(fields)}
@@ -173,9 +175,10 @@ def compile_request_cached(kind: str, command: str, request: dict, seq: int = 0)
         full = compile_request(kind, command, request, seq)
         if _patch(template, fields, seq) != full:     # a shape this does not fit
             return full
-        if len(_TEMPLATES) >= TEMPLATE_CACHE:
-            _TEMPLATES.pop(next(iter(_TEMPLATES)))
-        _TEMPLATES[key] = template
+        with _TEMPLATES_LOCK:                         # Kernel objects on several threads
+            if len(_TEMPLATES) >= TEMPLATE_CACHE:
+                _TEMPLATES.pop(next(iter(_TEMPLATES)))
+            _TEMPLATES[key] = template
     return _patch(template, fields, seq)
 
 
