@@ -5,6 +5,7 @@ firewall's authorization pull (mip6bench.aaa.authz) on the same port.
     svc = PaaService(PaaServiceConfig(...), rng=None)
     svc.receive(data, src, port, now, via="pana" | "radius" | "sadist")
     svc.handle_timer(key, now)                     # every timer any part armed
+    svc.start(now)                                 # when the agent starts: the SA distribution's HELLOs
     svc.terminate(session_id, now) / svc.reauthenticate(session_id, now) / ...
 
 The effects the parts produce for each other are consumed inside (SendToAAA ->
@@ -151,6 +152,13 @@ class PaaService:
         if owner == "sadist-paa" and self.sadist is not None:
             return self._process(self.sadist.handle_timer(key, now), "sadist", now)
         return []
+
+    def start(self, now: float) -> list[Action]:
+        """What the service sends when it starts: a HELLO to each HA of the SA
+        distribution (see mip6bench.aaa.sadist, HELLO)."""
+        if self.sadist is None:
+            return []
+        return self._tag(self.sadist.hello(now), "sadist")
 
     # ---- commands (PaaCore's)
     def terminate(self, session_id: int, now: float) -> list[Action]:
