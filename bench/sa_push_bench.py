@@ -67,6 +67,7 @@ async def _serve(events_path: str) -> None:
     await channel.open()
     crypto.warm_up()
     loop = asyncio.get_running_loop()
+    log.write_after_callback(loop)      # as the agents' event logs
     stop = loop.create_future()
     loop.add_reader(sys.stdin.fileno(), lambda: stop.done() or stop.set_result(None))
     sys.stdout.write(json.dumps({"port": channel._sock.port}) + "\n")
