@@ -53,6 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Hashable, Mapping
 
+from mip6bench import ipaddr
 from mip6bench.aaa.authz import AuthzConfig, AuthzPaaCore, is_authz_datagram
 from mip6bench.aaa.radius_client import (RadiusAnswer, RadiusClientConfig, RadiusClientCore,
                                          RadiusTimeout)
@@ -330,7 +331,7 @@ class PaaService:
         if isinstance(done, EapSucceeded):
             nai = attrs.get("nai")   # authenticated; PaaCore refuses a success without
             if hoa and nai:
-                if self._network is not None and ipaddress.IPv6Address(hoa) in self._network:
+                if self._network is not None and ipaddr.ip6(hoa) in self._network:
                     self._aaa_hoa[nai] = hoa
                 else:
                     events.append(Event("paa.bad_aaa_hoa", {"session_id": sid, "hoa": hoa}))

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping
 
 from mip6bench.codec import DecodeError, Reader
 from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
-from mip6bench.ipaddr import text6
+from mip6bench.ipaddr import packed6, text6
 from mip6bench.pana.effects import REKEYED
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
@@ -131,7 +131,7 @@ class SaRecord:
         ms = max(0, min(int(self.lifetime * 1000), 0xFFFFFFFF))
         return (struct.pack("!IBBI", self.spi, ALGORITHM_CODES[self.algorithm],
                             REPLAY_CODES[self.replay], ms)
-                + ipaddress.IPv6Address(self.hoa).packed + ipaddress.IPv6Address(self.ha).packed
+                + packed6(self.hoa) + packed6(self.ha)
                 + struct.pack("!IB", self.session_id, len(self.key)) + self.key
                 + bytes([len(nai)]) + nai)
 
@@ -198,7 +198,7 @@ class Message:
             return out + self.record.encode()
         if self.type == REVOKE:
             reason = self.reason.encode("utf-8")[:255]
-            return out + struct.pack("!I", self.spi) + ipaddress.IPv6Address(self.hoa).packed \
+            return out + struct.pack("!I", self.spi) + packed6(self.hoa) \
                 + bytes([len(reason)]) + reason
         if self.type == ACK:
             return out + bytes([self.status])
@@ -208,7 +208,7 @@ class Message:
             if self.selector == SEL_SPI:
                 return out + struct.pack("!BI", SEL_SPI, self.spi)
             if self.selector == SEL_HOA:
-                return out + bytes([SEL_HOA]) + ipaddress.IPv6Address(self.hoa).packed
+                return out + bytes([SEL_HOA]) + packed6(self.hoa)
             nai = self.nai.encode("utf-8")
             if not 1 <= len(nai) <= 255:
                 raise ValueError("NAI must be 1..255 bytes")
@@ -227,7 +227,7 @@ class Message:
             kw["record"] = SaRecord.decode(r)
         elif msg_type == REVOKE:
             kw["spi"] = r.u32("spi")
-            kw["hoa"] = str(ipaddress.IPv6Address(r.take(16, "hoa")))
+            kw["hoa"] = text6(r.take(16, "hoa"))
             try:
                 kw["reason"] = r.take(r.u8("reason length"), "reason").decode("utf-8")
             except UnicodeDecodeError:
@@ -243,7 +243,7 @@ class Message:
             if sel == SEL_SPI:
                 kw["spi"] = r.u32("spi")
             elif sel == SEL_HOA:
-                kw["hoa"] = str(ipaddress.IPv6Address(r.take(16, "hoa")))
+                kw["hoa"] = text6(r.take(16, "hoa"))
             elif sel == SEL_NAI:
                 size = r.u8("nai length")
                 if size == 0:
