@@ -142,7 +142,8 @@ async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
-    control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()})
+    control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()},
+                            before_reply=log.flush)
     started = False
     try:
         await agent.start()

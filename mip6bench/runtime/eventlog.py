@@ -24,8 +24,10 @@ class EventLog:
     loop's current callback has returned: an agent handling a message sends its answer
     before it encodes and writes that message's events (json and a write(2) cost 20-100
     us per event here, several events per message), and every callback's entries go out
-    in one write before the loop waits again. An agent killed inside a callback loses
-    that callback's entries; close() writes what is pending."""
+    in one write before the loop waits again, and before any control reply (the agent's
+    ControlServer calls flush()), so what happened before an answer is in the file when
+    the answer arrives. An agent killed inside a callback loses that callback's entries;
+    close() writes what is pending."""
 
     def __init__(self, path: str | os.PathLike | None, node: str, agent: str):
         self.node, self.agent = node, agent

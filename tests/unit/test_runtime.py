@@ -152,6 +152,33 @@ def test_control_socket_dispatches_and_reports_errors(tmp_path):
         control.request(path, "echo")
 
 
+def test_control_reply_follows_the_event_log_write(tmp_path):
+    """An agent's control replies are written after its pending event log entries: what
+    happened before an answer is in the file when the answer arrives."""
+    path, events = str(tmp_path / "c.sock"), tmp_path / "e.jsonl"
+    log = EventLog(events, "mn1", "mn")
+
+    async def mark(req):
+        log.emit("mipv6.mn.ro_on", cn=req["cn"])
+        return {"logged": True}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        log.write_after_callback(loop)
+        server = control.ControlServer(path, {"mark": mark}, before_reply=log.flush)
+        await server.start()
+        try:
+            def ask_then_read():
+                control.request(path, "mark", cn="2001:db8:2::10")
+                return [e["event"] for e in read_events(events)]
+            return await loop.run_in_executor(None, ask_then_read)
+        finally:
+            await server.close()
+
+    assert asyncio.run(main()) == ["mipv6.mn.ro_on"]
+    log.close()
+
+
 # ---------------------------------------------------------------- core driver
 class Applied(Effect):
     def __init__(self, n):
