@@ -172,6 +172,7 @@ class PaaAgent(WaitableEvents, Agent):
         self.emit("paa.listening", port=o.port, group=o.group if o.interface else None,
                   backend=o.backend, aaa=o.aaa_kind, sa_mode=o.sa_mode, mip6=o.mip6,
                   token=issuer is not None, authz_peers=sorted(authz.peers) if authz else [])
+        self._run(self.service.start(self.driver.now()))
 
     async def stop(self) -> None:
         for sock in self.sockets.values():

@@ -27,6 +27,10 @@ Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
 (part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
 "local": EAP server inside the PAA; reports completed/stalled sessions and the
 generator's CPU too; --profile: the PAA under cProfile)
+       python bench/pana_bench.py --per-message
+(part 1's cores, one authentication hop by hop: the thread CPU each message costs the
+core that receives it, medians of 300, both backends; see README, "PANA at zero link
+delay")
 """
 from __future__ import annotations
 
@@ -38,6 +42,7 @@ import resource
 import secrets
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +61,7 @@ from mip6bench.eap.peer import psk_peer_factory  # noqa: E402
 from mip6bench.pana import mip6  # noqa: E402
 from mip6bench.pana.paa import PaaConfig  # noqa: E402
 from mip6bench.pana.pac import PacConfig, PacCore, PacState  # noqa: E402
-from mip6bench.sansio import StartTimer, StopTimer, Transmit  # noqa: E402
+from mip6bench.sansio import Event, StartTimer, StopTimer, Transmit  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 REPO = Path(__file__).resolve().parent.parent
@@ -71,7 +76,10 @@ def cpu() -> float:
 
 # ---- 1. in-process ------------------------------------------------------------------------
 
-def inproc(n: int, backend: str) -> dict:
+def inproc(n: int, backend: str, per_message: dict | None = None) -> dict:
+    """`per_message`, if given, gets the thread CPU (ns) of every message's handling,
+    keyed (step, receiving core and message, events the core logged for it), step 1
+    the PCI's: the cores' share of one authentication's critical path, hop by hop."""
     users = [Credential(f"mn{k}@bench", secrets.token_bytes(16)) for k in range(n)]
     creds = {u.nai: u.psk for u in users}
     secret, sapsk = b"bench secret", secrets.token_bytes(32)
@@ -91,11 +99,13 @@ def inproc(n: int, backend: str) -> dict:
         pac = PacCore(PacConfig(PAA, psk_peer_factory(user.nai, user.psk), nai=user.nai,
                                 mip6_request=mip6.REQUEST_ALL), rng=random.Random(k))
         queue = [("pac", a) for a in pac.start(now)]
+        step = 0
         while queue:
             who, action = queue.pop(0)
             if not isinstance(action, Transmit):
                 continue
             c0 = cpu()
+            t0 = time.thread_time_ns()
             via = action.via if isinstance(action, ServiceTransmit) else None
             if who == "pac":
                 out = [("paa", a) for a in svc.receive(action.data, addr, 716, now, "pana")]
@@ -122,6 +132,14 @@ def inproc(n: int, backend: str) -> dict:
                         paa_cpu += cpu() - c1
             if c0 is not None:
                 paa_cpu += cpu() - c0
+            if per_message is not None:
+                step += 1
+                spent = time.thread_time_ns() - t0
+                receiver = {"pac": "PAA <- PANA", "pana": "PaC <- PANA",
+                            "radius": "AAA <- RADIUS, PAA <- its answer",
+                            "sadist": "HA <- SA PUSH, PAA <- its ACK"}[via or who]
+                events = sum(1 for _, a in out if isinstance(a, Event))
+                per_message.setdefault((step, receiver, events), []).append(spent)
             queue += out
         if pac.state is PacState.OPEN:
             done += 1
@@ -354,9 +372,30 @@ def sockets_only(spec: str) -> int:
     return 0
 
 
+def per_message_only() -> int:
+    """The cores' CPU per message of one authentication (both backends, 300 each):
+    median thread CPU per step in microseconds, and their sum."""
+    out = {}
+    for backend in ("radius", "local"):
+        steps: dict = {}
+        inproc(300, backend, steps)
+        rows = [(key, statistics.median(v) / 1000) for key, v in sorted(steps.items())]
+        print(f"{backend}: step, receiver, events the core logged, median CPU us")
+        for (step, receiver, events), us in rows:
+            print(f"  {step:3d} {receiver:34s} {events:2d} {us:8.1f}")
+        total = round(sum(us for _, us in rows), 1)
+        print(f"  sum {total} us (all cores, one authentication, warm, in one thread)")
+        out[backend] = {"steps": [[k[0], k[1], k[2], round(us, 1)] for k, us in rows],
+                        "sum_us": total}
+    print(json.dumps({"per_message": out}))
+    return 0
+
+
 def main() -> int:
     if "--sockets" in sys.argv:
         return sockets_only(sys.argv[sys.argv.index("--sockets") + 1])
+    if "--per-message" in sys.argv:
+        return per_message_only()
     summary: dict = {}
     n = 100 if QUICK else 1000
     for backend in ("local", "radius"):

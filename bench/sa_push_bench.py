@@ -8,8 +8,10 @@ file, the HA's Mobile IPv6 core told of each change as agents/ha.py does), after
 agents' crypto warm-up. This process plays the PAA: it pushes one SA every `gap-ms`
 (idle time between pushes: 200 ms by default, about what the HA has been idle when the
 bootstrap's push arrives), each from a fresh PAA epoch unless --same-epoch (in the
-default scenario the push is the first datagram of the PAA's run: the HA derives that
-epoch's key on it). Per push:
+default scenario the push is the first PUSH of the PAA's run). A fresh PAA end first sends
+its HELLO, as the PAA agent does when it starts, and waits for the ACK, so the HA holds
+the epoch's key before the push; with --no-hello it does not (the HA derives that key on
+the push, as before HELLO existed). Per push:
 
   * push -> SA installed: from just before the push's sendto to the HA's
     sadist.sa_installed event (CLOCK_MONOTONIC in both processes);
@@ -65,6 +67,7 @@ async def _serve(events_path: str) -> None:
     await channel.open()
     crypto.warm_up()
     loop = asyncio.get_running_loop()
+    log.write_after_callback(loop)      # as the agents' event logs
     stop = loop.create_future()
     loop.add_reader(sys.stdin.fileno(), lambda: stop.done() or stop.set_result(None))
     sys.stdout.write(json.dumps({"port": channel._sock.port}) + "\n")
@@ -95,11 +98,32 @@ def _realtime_offset_ns() -> int:
     return best[1]
 
 
-def run(pushes: int, gap_ms: float, same_epoch: bool) -> dict:
+def _await_ack(sock: socket.socket, paa, what: str) -> int | None:
+    """Receive the HA end's ACK on sock, hand it to the PAA end; its kernel receive time
+    (CLOCK_REALTIME ns), or None."""
+    from mip6bench.measure.streams import kernel_stamp
+    from mip6bench.sansio import Event
+
+    data, anc, _flags, addr = sock.recvmsg(4096, 256)
+    out = paa.receive(data, addr[0], addr[1], time.monotonic())
+    if not any(isinstance(a, Event) and a.name == "sadist.acked" and a.fields["status"] == 0
+               for a in out):
+        raise SystemExit(f"{what}: no ACK ok from the HA end: {out}")
+    return kernel_stamp(anc)
+
+
+def _exchange(sock: socket.socket, paa, actions: list, what: str) -> None:
+    from mip6bench.sansio import Transmit
+    push = next(a for a in actions if isinstance(a, Transmit))
+    sock.sendto(push.data, (push.dst, push.port))
+    _await_ack(sock, paa, what)
+
+
+def run(pushes: int, gap_ms: float, same_epoch: bool, hello: bool = True) -> dict:
     from mip6bench.aaa.sadist import SaDistConfig, SaDistPaaCore, SaRecord
-    from mip6bench.measure.streams import SO_TIMESTAMPNS, kernel_stamp
+    from mip6bench.measure.streams import SO_TIMESTAMPNS
     from mip6bench.runtime.eventlog import read_events
-    from mip6bench.sansio import Event, Transmit
+    from mip6bench.sansio import Transmit
 
     with tempfile.TemporaryDirectory(prefix="sa-push-bench-") as tmp:
         events_path = os.path.join(tmp, "ha.events.jsonl")
@@ -122,6 +146,8 @@ def run(pushes: int, gap_ms: float, same_epoch: bool) -> dict:
                 if paa is None or not same_epoch:
                     paa = SaDistPaaCore(SaDistConfig({LOOPBACK: PSK}, port=port,
                                                      wall_offset=time.time() - time.monotonic()))
+                    if hello:
+                        _exchange(sock, paa, paa.hello(time.monotonic()), "HELLO")
                 spi = 0x10000 + i
                 record = SaRecord(spi, "hmac-sha1-96", "timestamp", 600.0,
                                   f"2001:db8:1::{0x1000 + i:x}", LOOPBACK, os.urandom(20),
@@ -131,13 +157,7 @@ def run(pushes: int, gap_ms: float, same_epoch: bool) -> dict:
                 push = next(a for a in paa.sa_established(record, now) if isinstance(a, Transmit))
                 t0 = time.monotonic_ns()
                 sock.sendto(push.data, (push.dst, push.port))
-                data, anc, _flags, addr = sock.recvmsg(4096, 256)
-                stamp = kernel_stamp(anc)
-                out = paa.receive(data, addr[0], addr[1], time.monotonic())
-                ok = any(isinstance(a, Event) and a.name == "sadist.acked" and a.fields["status"] == 0
-                         for a in out)
-                if not ok:
-                    raise SystemExit(f"push {i}: no ACK ok from the HA end: {out}")
+                stamp = _await_ack(sock, paa, f"push {i}")
                 sent[spi] = t0
                 if stamp is not None:
                     acked[spi] = stamp - offset - t0
@@ -149,7 +169,7 @@ def run(pushes: int, gap_ms: float, same_epoch: bool) -> dict:
                      if e["event"] == "sadist.sa_installed"}
     to_install = [(installed[spi] - t0) / 1000 for spi, t0 in sent.items() if spi in installed]
     to_ack = [v / 1000 for v in acked.values()]
-    return {"pushes": pushes, "gap_ms": gap_ms, "fresh_epoch": not same_epoch,
+    return {"pushes": pushes, "gap_ms": gap_ms, "fresh_epoch": not same_epoch, "hello": hello,
             "push_to_installed_us": summary(to_install), "push_to_ack_us": summary(to_ack)}
 
 
@@ -159,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gap-ms", type=float, default=200.0, help="idle time before each push")
     parser.add_argument("--same-epoch", action="store_true",
                         help="one PAA epoch for all pushes (the HA derives its key once)")
+    parser.add_argument("--no-hello", action="store_true",
+                        help="no HELLO from a fresh PAA end before its push")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--serve", metavar="EVENTS", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -166,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         return serve(args.serve)
     if args.pushes < 1 or args.gap_ms < 0:
         parser.error("--pushes must be >= 1 and --gap-ms >= 0")
-    result = run(args.pushes, args.gap_ms, args.same_epoch)
+    result = run(args.pushes, args.gap_ms, args.same_epoch, hello=not args.no_hello)
     if args.json:
         print(json.dumps(result))
     else:
@@ -174,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             s = result[key]
             print(f"{key:22s} median {s.get('median')} p90 {s.get('p90')} min {s.get('min')} "
                   f"max {s.get('max')} (n={s['n']}, gap {args.gap_ms:g} ms, "
-                  f"{'fresh epoch each' if not args.same_epoch else 'one epoch'})")
+                  f"{'fresh epoch each' if not args.same_epoch else 'one epoch'}"
+                  f"{', no HELLO' if args.no_hello else ''})")
     return 0
 
 

@@ -5,6 +5,7 @@ firewall's authorization pull (mip6bench.aaa.authz) on the same port.
     svc = PaaService(PaaServiceConfig(...), rng=None)
     svc.receive(data, src, port, now, via="pana" | "radius" | "sadist")
     svc.handle_timer(key, now)                     # every timer any part armed
+    svc.start(now)                                 # when the agent starts: the SA distribution's HELLOs
     svc.terminate(session_id, now) / svc.reauthenticate(session_id, now) / ...
 
 The effects the parts produce for each other are consumed inside (SendToAAA ->
@@ -52,6 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Callable, Hashable, Mapping
 
+from mip6bench import ipaddr
 from mip6bench.aaa.authz import AuthzConfig, AuthzPaaCore, is_authz_datagram
 from mip6bench.aaa.radius_client import (RadiusAnswer, RadiusClientConfig, RadiusClientCore,
                                          RadiusTimeout)
@@ -151,6 +153,13 @@ class PaaService:
         if owner == "sadist-paa" and self.sadist is not None:
             return self._process(self.sadist.handle_timer(key, now), "sadist", now)
         return []
+
+    def start(self, now: float) -> list[Action]:
+        """What the service sends when it starts: a HELLO to each HA of the SA
+        distribution (see mip6bench.aaa.sadist, HELLO)."""
+        if self.sadist is None:
+            return []
+        return self._tag(self.sadist.hello(now), "sadist")
 
     # ---- commands (PaaCore's)
     def terminate(self, session_id: int, now: float) -> list[Action]:
@@ -322,7 +331,7 @@ class PaaService:
         if isinstance(done, EapSucceeded):
             nai = attrs.get("nai")   # authenticated; PaaCore refuses a success without
             if hoa and nai:
-                if self._network is not None and ipaddress.IPv6Address(hoa) in self._network:
+                if self._network is not None and ipaddr.ip6(hoa) in self._network:
                     self._aaa_hoa[nai] = hoa
                 else:
                     events.append(Event("paa.bad_aaa_hoa", {"session_id": sid, "hoa": hoa}))

@@ -44,6 +44,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError
 from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, CALLING_STATION_ID,
@@ -151,7 +152,7 @@ class RadiusClientCore:
     # ---- input
     def receive(self, data: bytes, src: str, port: int, now: float) -> list[Action]:
         try:
-            address = str(ipaddress.ip_address(src.split("%", 1)[0]))
+            address = ipaddr.text(src.split("%", 1)[0])
         except ValueError:
             return self._drop("unexpected source", src=src)
         if address != self.config.server or port != self.config.port:
@@ -245,7 +246,7 @@ class RadiusClientCore:
             attrs.append((USER_NAME, params["user_name"].encode("utf-8")[:253]))
         attrs.append((NAS_IDENTIFIER, cfg.nas_identifier.encode("utf-8")[:253]))
         if cfg.nas_address:
-            attrs.append((NAS_IPV6_ADDRESS, ipaddress.IPv6Address(cfg.nas_address).packed))
+            attrs.append((NAS_IPV6_ADDRESS, ipaddr.packed6(cfg.nas_address)))
         if params["calling_station"]:
             attrs.append((CALLING_STATION_ID, params["calling_station"].encode()[:253]))
         attrs += [(EAP_MESSAGE, v) for v in split_eap_message(eap)]
@@ -283,7 +284,7 @@ def _attributes(packet) -> dict[str, Any]:
         out["session_timeout"] = int.from_bytes(timeout[0], "big")
     framed = packet.values(FRAMED_IPV6_ADDRESS)
     if framed:
-        out["framed_ipv6_address"] = str(ipaddress.IPv6Address(framed[0]))
+        out["framed_ipv6_address"] = ipaddr.text6(framed[0])
     reply = packet.values(REPLY_MESSAGE)
     if reply:
         out["reply_message"] = b"".join(reply).decode("utf-8", "replace")

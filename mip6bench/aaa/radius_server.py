@@ -49,6 +49,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping
 
+from mip6bench import ipaddr
 from mip6bench.codec import DecodeError
 from mip6bench.eap.actions import EapFailed, EapStatus, EapSucceeded, SendEap
 from mip6bench.eap.packet import EapCode, EapType, decode_eap_packet, failure
@@ -116,7 +117,7 @@ class RadiusServerCore:
     # ---- input
     def receive(self, data: bytes, src: str, port: int, now: float) -> list[Action]:
         try:
-            client = str(ipaddress.ip_address(src.split("%", 1)[0]))
+            client = ipaddr.text(src.split("%", 1)[0])
         except ValueError:
             return self._drop("unknown client", src=src)
         secret = self.config.clients.get(client)
@@ -241,7 +242,7 @@ class RadiusServerCore:
                 attrs.append((SESSION_TIMEOUT, self.config.session_timeout.to_bytes(4, "big")))
             hoa = self.config.fixed_hoa(user) if user else None
             if hoa:
-                attrs.append((FRAMED_IPV6_ADDRESS, ipaddress.IPv6Address(hoa).packed))
+                attrs.append((FRAMED_IPV6_ADDRESS, ipaddr.packed6(hoa)))
                 fields["hoa"] = hoa
             raw = b"".join(mppe_key_attributes(msk, secret, request.authenticator, self.rng))
             fields["user"] = user

@@ -39,11 +39,17 @@ Plaintext, after a common part timestamp(64, Unix ms) | transaction id(32):
     3 ACK      status(8): 0 ok, 1 unknown SPI, 2 refused     HA -> PAA
     4 FETCH    selector(8): 1 spi(32), 2 hoa(128), 3 nai len(8) | nai    HA -> PAA
     5 REPLY    status(8): 0 found + SA record, 1 not found                PAA -> HA
+    8 HELLO    (nothing more)                   PAA -> HA, answered by ACK
     6 AUTHZ-REQUEST, 7 AUTHZ-ANSWER: firewall <-> PAA, the NATFW authorization pull
       (mip6bench.aaa.authz: same framing, keys and replay protection, its own PSK)
     SA record: spi(32) | algorithm(8) (2 hmac-sha1-96, 3 hmac-sha256: the MIP6-SA
       AVP code points) | replay(8) (1 sequence, 2 timestamp) | remaining lifetime(32, ms)
       | hoa(128) | ha(128) | PANA session id(32) | key len(8) | key | nai len(8) | nai
+HELLO: the PAA end sends one to each HA when it starts (`SaDistPaaCore.hello`), so that
+the HA has derived the key of the PAA's new epoch (HKDF and the AES-GCM set-up, ~0.13
+ms in an HA idle for a while) before the first PUSH, whose arrival -> install is a
+timed bootstrap phase; the ACK does the same for the PAA with the HA's epoch. Nothing
+depends on it: a PUSH of an epoch the HA has not seen is opened as before.
 Replay protection: a datagram is accepted only from a configured peer, in the opposite
 role, if it decrypts, its timestamp is within `window` seconds of the receiver's clock,
 and its sequence number is new for that (peer, epoch) (a 64-entry sliding window, as
@@ -64,7 +70,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable, Mapping
 
 from mip6bench.codec import DecodeError, Reader
 from mip6bench.crypto import Aes128Gcm, InvalidTag, hkdf_sha256
-from mip6bench.ipaddr import text6
+from mip6bench.ipaddr import packed6, text6
 from mip6bench.pana.effects import REKEYED
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
 
@@ -79,7 +85,9 @@ ANSWERS_KEPT = 4096   # answers kept for repeated requests (besides their answer
 ROLE_PAA, ROLE_HA, ROLE_FW = 1, 2, 3
 PUSH, REVOKE, ACK, FETCH, REPLY = 1, 2, 3, 4, 5
 AUTHZ_REQUEST, AUTHZ_ANSWER = 6, 7      # firewall <-> PAA, see mip6bench.aaa.authz
-TYPE_NAMES = {PUSH: "PUSH", REVOKE: "REVOKE", ACK: "ACK", FETCH: "FETCH", REPLY: "REPLY"}
+HELLO = 8
+TYPE_NAMES = {PUSH: "PUSH", REVOKE: "REVOKE", ACK: "ACK", FETCH: "FETCH", REPLY: "REPLY",
+              HELLO: "HELLO"}
 KNOWN_TYPES = {**TYPE_NAMES, AUTHZ_REQUEST: "AUTHZ-REQUEST", AUTHZ_ANSWER: "AUTHZ-ANSWER"}
 ACK_OK, ACK_UNKNOWN_SPI, ACK_REFUSED = 0, 1, 2
 FOUND, NOT_FOUND = 0, 1
@@ -123,7 +131,7 @@ class SaRecord:
         ms = max(0, min(int(self.lifetime * 1000), 0xFFFFFFFF))
         return (struct.pack("!IBBI", self.spi, ALGORITHM_CODES[self.algorithm],
                             REPLAY_CODES[self.replay], ms)
-                + ipaddress.IPv6Address(self.hoa).packed + ipaddress.IPv6Address(self.ha).packed
+                + packed6(self.hoa) + packed6(self.ha)
                 + struct.pack("!IB", self.session_id, len(self.key)) + self.key
                 + bytes([len(nai)]) + nai)
 
@@ -190,15 +198,17 @@ class Message:
             return out + self.record.encode()
         if self.type == REVOKE:
             reason = self.reason.encode("utf-8")[:255]
-            return out + struct.pack("!I", self.spi) + ipaddress.IPv6Address(self.hoa).packed \
+            return out + struct.pack("!I", self.spi) + packed6(self.hoa) \
                 + bytes([len(reason)]) + reason
         if self.type == ACK:
             return out + bytes([self.status])
+        if self.type == HELLO:
+            return out
         if self.type == FETCH:
             if self.selector == SEL_SPI:
                 return out + struct.pack("!BI", SEL_SPI, self.spi)
             if self.selector == SEL_HOA:
-                return out + bytes([SEL_HOA]) + ipaddress.IPv6Address(self.hoa).packed
+                return out + bytes([SEL_HOA]) + packed6(self.hoa)
             nai = self.nai.encode("utf-8")
             if not 1 <= len(nai) <= 255:
                 raise ValueError("NAI must be 1..255 bytes")
@@ -217,7 +227,7 @@ class Message:
             kw["record"] = SaRecord.decode(r)
         elif msg_type == REVOKE:
             kw["spi"] = r.u32("spi")
-            kw["hoa"] = str(ipaddress.IPv6Address(r.take(16, "hoa")))
+            kw["hoa"] = text6(r.take(16, "hoa"))
             try:
                 kw["reason"] = r.take(r.u8("reason length"), "reason").decode("utf-8")
             except UnicodeDecodeError:
@@ -226,12 +236,14 @@ class Message:
             kw["status"] = r.u8("status")
             if kw["status"] not in (ACK_OK, ACK_UNKNOWN_SPI, ACK_REFUSED):
                 raise SaDistError(f"unknown ACK status {kw['status']}")
+        elif msg_type == HELLO:
+            pass
         elif msg_type == FETCH:
             kw["selector"] = sel = r.u8("selector")
             if sel == SEL_SPI:
                 kw["spi"] = r.u32("spi")
             elif sel == SEL_HOA:
-                kw["hoa"] = str(ipaddress.IPv6Address(r.take(16, "hoa")))
+                kw["hoa"] = text6(r.take(16, "hoa"))
             elif sel == SEL_NAI:
                 size = r.u8("nai length")
                 if size == 0:
@@ -608,6 +620,15 @@ class SaDistPaaCore(_End):
         return [Event("sadist.push_sent", {"role": "paa", **what, "nai": record.nai})] + \
             self._request(record.ha, PUSH, now, what, record=record)
 
+    def hello(self, now: float) -> list[Action]:
+        """A HELLO to every HA (the PAA agent sends them when it starts): each HA derives
+        this end's epoch key now rather than on the first PUSH."""
+        actions: list[Action] = []
+        for ha in self.config.peers:
+            actions += [Event("sadist.hello_sent", {"role": "paa", "ha": ha})] + \
+                self._request(ha, HELLO, now, {"ha": ha})
+        return actions
+
     def sa_revoked(self, spi: int, hoa: str, reason: str, now: float) -> list[Action]:
         entry = self.table.pop(spi, None)
         was_fetched = spi in self.fetched
@@ -719,12 +740,15 @@ class SaDistHaCore(_End):
         if isinstance(opened, list):
             return opened
         peer, msg = opened
-        if msg.type in (PUSH, REVOKE):
+        if msg.type in (PUSH, REVOKE, HELLO):
             cached = self._cached_answer(peer, port, msg, now)
             if cached is not None:
                 return cached
             if msg.type == PUSH:
                 return self._on_push(peer, port, msg, now)
+            if msg.type == HELLO:
+                return [self._answer(peer, port, msg, ACK, now, status=ACK_OK),
+                        Event("sadist.hello", {"role": "ha", "paa": peer})]
             return self._on_revoke(peer, port, msg, now)
         if msg.type == REPLY:
             out = self._complete(msg, peer)

@@ -185,7 +185,7 @@ def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow
              + _attr(X_AUTH_ENT_ID, SUB_HMAC_SIGNED,
                      struct.pack("!HH", 0, TRANSFORM_HMAC_SHA2_256_128))
              + _attr(X_SESSION_ID, 0, token_id + nai_raw)
-             + _attr(X_SOURCE_ADDR, SUB_IPV6, ipaddress.IPv6Address(hoa).packed)
+             + _attr(X_SOURCE_ADDR, SUB_IPV6, ipaddr.packed6(hoa))
              + b"".join(_attr(X_DEST_ADDR, SUB_FLOW, f.encode()) for f in flows)
              + _attr(X_START_TIME, SUB_NTP, _ntp(start)) + _attr(X_END_TIME, SUB_NTP, _ntp(end))
              + _attr(X_NSLP_OBJECT_LIST, 0, struct.pack("!HH", 1, T_SESSION_AUTH)))

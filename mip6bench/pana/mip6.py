@@ -77,6 +77,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from ..codec import DecodeError
+from ..ipaddr import packed6, text6
 from .crypto import PRF_HMAC_SHA2_256, prf_plus
 from .message import Avp, Message
 
@@ -118,11 +119,11 @@ def request_names(flags: int) -> tuple[str, ...]:
 
 
 def _ipv6(value: bytes) -> str:
-    return str(ipaddress.IPv6Address(value))
+    return text6(value)
 
 
 def _packed(address: str) -> bytes:
-    return ipaddress.IPv6Address(address).packed
+    return packed6(address)
 
 
 @dataclass(frozen=True)

@@ -75,12 +75,12 @@ the SA is revoked with the session.
 from __future__ import annotations
 
 import enum
-import ipaddress
 import random
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
+from .. import ipaddr
 from ..codec import DecodeError
 from ..sansio import Action, Event, Transmit
 from . import mip6
@@ -113,7 +113,7 @@ class PaaState(str, enum.Enum):
 
 def _normal(address: str) -> str:
     try:
-        return ipaddress.ip_address(address).compressed
+        return ipaddr.text(address)
     except ValueError:
         return address
 

@@ -137,11 +137,13 @@ async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
     log = EventLog(config.events, config.node, config.agent)
     agent = agent_cls(config, options, log)
     loop = asyncio.get_running_loop()
+    log.write_after_callback(loop)   # a message's events are written after its answer left
     agent._fatal = loop.create_future()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
-    control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()})
+    control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()},
+                            before_reply=log.flush)
     started = False
     try:
         await agent.start()
@@ -155,6 +157,7 @@ async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
         await control.start()
         startup_ms = (time.monotonic_ns() - t0_ns) / 1e6
         agent.emit("agent.ready", role=agent_cls.role, pid=os.getpid(), startup_ms=round(startup_ms, 3))
+        log.flush()     # in the file before the ready line: the testbed may read it then
         sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
                                      "agent": config.agent, "control": config.control}) + "\n")
         sys.stdout.flush()

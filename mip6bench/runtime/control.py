@@ -24,9 +24,13 @@ class ControlError(RuntimeError):
 
 
 class ControlServer:
-    def __init__(self, path: str, handlers: dict[str, Handler]):
+    def __init__(self, path: str, handlers: dict[str, Handler],
+                 before_reply: Callable[[], None] | None = None):
         self.path = path
         self.handlers = handlers
+        # Called before every reply is written: an agent writes out its pending event
+        # log entries, so whoever asked finds in the file what happened before the answer.
+        self.before_reply = before_reply
         self._server: asyncio.base_events.Server | None = None
 
     async def start(self) -> None:
@@ -52,7 +56,10 @@ class ControlServer:
                     break
                 if not line:
                     break
-                await self._reply(writer, await self._dispatch(line))
+                response = await self._dispatch(line)
+                if self.before_reply is not None:
+                    self.before_reply()
+                await self._reply(writer, response)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:

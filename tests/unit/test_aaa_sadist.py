@@ -75,6 +75,7 @@ class Pair:
     sd.Message(sd.FETCH, 6, 1000, selector=sd.SEL_NAI, nai="mn2@x"),
     sd.Message(sd.REPLY, 7, 1000, status=sd.FOUND, record=RECORD),
     sd.Message(sd.REPLY, 8, 1000, status=sd.NOT_FOUND),
+    sd.Message(sd.HELLO, 9, 1000),
 ])
 def test_plaintext_round_trip(msg):
     assert sd.Message.parse(msg.type, msg.plaintext()) == msg
@@ -155,6 +156,44 @@ def test_an_end_derives_its_own_keys_when_it_starts(monkeypatch):
     assert [e.name for e in p.to_paa(at_ha, 0.002) if isinstance(e, Event)] == ["sadist.acked"]
     assert derived == [(p.ha._sealer.epoch, sd.ROLE_HA)]     # the PAA opens the HA's epoch
     assert p.store.lookup_spi(RECORD.spi).expires_at == pytest.approx(0.001 + RECORD.lifetime)
+
+
+def test_hello_has_the_ha_derive_the_paa_epoch_before_the_first_push(monkeypatch):
+    """The PAA's HELLO (sent when its agent starts) is acknowledged and leaves the HA
+    holding the key of the PAA's epoch: the first PUSH then derives nothing at the HA,
+    and the PAA holds the HA's epoch key for the PUSH's ACK; nothing is installed."""
+    derived = []
+    real_derive = sd.derive_key
+    monkeypatch.setattr(sd, "derive_key", lambda *a: derived.append(a[1:]) or real_derive(*a))
+    p = Pair()
+    derived.clear()
+    hello = p.paa.hello(0.0)
+    assert [e.name for e in hello if isinstance(e, Event)] == ["sadist.hello_sent"]
+    assert len(tx(hello)) == 1 and len(timers(hello)) == 1    # retransmitted until ACKed
+    at_ha = p.to_ha(hello, 0.001)
+    assert [e.name for e in at_ha if isinstance(e, Event)] == ["sadist.hello"]
+    assert effects(at_ha, SaInstall) == [] and len(p.store) == 0
+    acked = p.to_paa(at_ha, 0.002)
+    assert [(e.name, e.fields["type"], e.fields["status"]) for e in acked
+            if isinstance(e, Event)] == [("sadist.acked", "HELLO", sd.ACK_OK)]
+    assert p.paa._outstanding == {}
+    assert derived == [(p.paa._sealer.epoch, sd.ROLE_PAA), (p.ha._sealer.epoch, sd.ROLE_HA)]
+    derived.clear()
+    at_ha = p.to_ha(p.paa.sa_established(RECORD, 1.0), 1.001)
+    assert len(effects(at_ha, SaInstall)) == 1
+    assert [e.name for e in p.to_paa(at_ha, 1.002) if isinstance(e, Event)] == ["sadist.acked"]
+    assert derived == []
+
+
+def test_a_repeated_hello_is_answered_from_the_cache():
+    p = Pair()
+    hello = p.paa.hello(0.0)
+    p.to_ha(hello, 0.001)
+    rtx = p.paa.handle_timer(timers(hello)[0].key, 0.5)       # its ACK was lost
+    again = p.to_ha(rtx, 0.501)
+    assert [e for e in again if isinstance(e, Event)] == [] and len(tx(again)) == 1
+    assert p.ha.counters["repeated request answered"] == 1
+    assert [e.name for e in p.to_paa(again, 0.502) if isinstance(e, Event)] == ["sadist.acked"]
 
 
 @pytest.mark.parametrize("src, accepted", [("2001:db8:1::2", True), ("2001:DB8:1:0:0::2", True),

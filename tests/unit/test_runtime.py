@@ -32,6 +32,40 @@ def test_event_log_lines_are_json_with_monotonic_time(tmp_path):
     assert log.counts == {"bu.sent": 1, "ba.received": 1}
 
 
+def test_event_log_writes_after_the_callback_with_times_of_the_emits(tmp_path):
+    """With write_after_callback (the agents) a callback's entries reach the file when it
+    has returned, in one write, each stamped when it was emitted; close() writes what is
+    still pending."""
+    path = tmp_path / "a.jsonl"
+    log = EventLog(path, "paa", "paa")
+    seen = {}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        log.write_after_callback(loop)
+        done = loop.create_future()
+
+        def handler():
+            first = log.emit("pana.request", seq=1)
+            second = log.emit("pana.answer", seq=1)
+            seen["during"] = path.read_text()
+            seen["stamps"] = [first["t_ns"], second["t_ns"]]
+            loop.call_soon(lambda: done.set_result(path.read_text()))
+
+        loop.call_soon(handler)
+        seen["after"] = await done
+        log.emit("agent.stopped")
+
+    asyncio.run(main())
+    assert seen["during"] == ""
+    assert [json.loads(line)["event"] for line in seen["after"].splitlines()] == \
+        ["pana.request", "pana.answer"]
+    assert [json.loads(line)["t_ns"] for line in seen["after"].splitlines()] == seen["stamps"]
+    log.close()
+    assert [e["event"] for e in read_events(path)] == ["pana.request", "pana.answer",
+                                                       "agent.stopped"]
+
+
 def test_event_log_refuses_reserved_field_names(tmp_path):
     log = EventLog(None, "n", "a")
     with pytest.raises(ValueError):
@@ -116,6 +150,33 @@ def test_control_socket_dispatches_and_reports_errors(tmp_path):
     asyncio.run(main())
     with pytest.raises(control.ControlError, match="cannot reach"):
         control.request(path, "echo")
+
+
+def test_control_reply_follows_the_event_log_write(tmp_path):
+    """An agent's control replies are written after its pending event log entries: what
+    happened before an answer is in the file when the answer arrives."""
+    path, events = str(tmp_path / "c.sock"), tmp_path / "e.jsonl"
+    log = EventLog(events, "mn1", "mn")
+
+    async def mark(req):
+        log.emit("mipv6.mn.ro_on", cn=req["cn"])
+        return {"logged": True}
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        log.write_after_callback(loop)
+        server = control.ControlServer(path, {"mark": mark}, before_reply=log.flush)
+        await server.start()
+        try:
+            def ask_then_read():
+                control.request(path, "mark", cn="2001:db8:2::10")
+                return [e["event"] for e in read_events(events)]
+            return await loop.run_in_executor(None, ask_then_read)
+        finally:
+            await server.close()
+
+    assert asyncio.run(main()) == ["mipv6.mn.ro_on"]
+    log.close()
 
 
 # ---------------------------------------------------------------- core driver
