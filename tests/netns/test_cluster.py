@@ -22,7 +22,7 @@ from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.registry import RUN_ROOT, process_start, wait_exit
 
 from .bootstrap_util import topology
-from .loopback_sshd import LoopbackSshd, sshd_available
+from mip6bench.testbed.loopback_sshd import LoopbackSshd, sshd_available
 
 SERVERS = "127.0.0.1,127.0.0.2"
 
