@@ -128,13 +128,12 @@ class Layout:
         return lan if server == 0 else segment_name(lan, server)
 
     def per_server(self) -> list[dict[str, int]]:
-        counts = [dict() for _ in self.servers]
-        roles = {name: server for name, server in self.node_server.items()}
-        for name, server in roles.items():
-            kind = "mn" if name.startswith("mn") and name[2:].isdigit() else "other"
+        """How many MNs, LAN segments and other nodes each server runs."""
+        counts: list[dict[str, int]] = [{} for _ in self.servers]
+        for name, server in self.node_server.items():
+            kind = ("lan segments" if name in self.segments else
+                    "mn" if name.startswith("mn") and name[2:].isdigit() else "other")
             counts[server][kind] = counts[server].get(kind, 0) + 1
-        for seg, (_lan, server) in self.segments.items():
-            counts[server]["lan segments"] = counts[server].get("lan segments", 0) + 1
         return counts
 
 

@@ -3,7 +3,8 @@ reached through an sshd the test starts on a free high port (tests/netns/loopbac
 keys and configurations in the test's directory, stopped by pid). The network builds
 with the infrastructure on the first server and two MNs on the second, whose shells
 run under that sshd and whose LAN segments are joined to the LANs by ssh Ethernet
-tunnels; both MNs bootstrap with PANA and register with the HA; the teardown leaves
+tunnels; both MNs bootstrap with PANA and register with the HA, their attachments keep
+their emulated delay, and one hands over to the other foreign network; the teardown leaves
 nothing on either server: no recorded process (by pid and start time), no sshd
 session, no interface in the root namespace, no nftables table. Bad input (a server
 nobody answers on, no ssh client, a bad list) ends in one line before anything
@@ -119,8 +120,19 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
             assert st["hoa"] == tb.plan.hoa(k) and st["coa"].startswith("2001:db8:11:")
             binding = next(b for b in ha.request("bindings") if b["hoa"] == tb.plan.hoa(k))
             assert binding["coa"] == st["coa"]
-        # The MNs' access links keep their emulation on their server (link hub).
+        # The MNs' access links keep their emulation on their server: from ar1 (first
+        # server) to mn1 (second) a round trip is at least twice the access delay,
+        # whatever the trunk adds.
         assert tb.link("f1-mn1").backend in ("relay", "netem")
+        coa = tb.wait_registered("mn1")["coa"]
+        out = nodes["ar1"].cmd(f"ping -6 -n -c 3 -i 0.2 -W 2 {coa}")
+        rtts = [float(t.split("time=")[1].split()[0]) for t in out.splitlines() if "time=" in t]
+        assert len(rtts) == 3 and min(rtts) >= 2 * tb.params["access_delay_ms"], out
+        # A handover between two LAN segments on the second server, each trunked to its
+        # LAN on the first: carrier control per attachment, a new CoA, registered again.
+        moved = tb.move("mn1", "f2", gap_ms=20)
+        assert moved["address"].startswith("2001:db8:12:")
+        assert tb.wait_registered("mn1", coa=moved["address"], timeout=20)["coa"] == moved["address"]
     finally:
         tb.stop()
     assert tb.teardown_errors == []
