@@ -34,6 +34,7 @@ import re
 import shlex
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -344,19 +345,38 @@ class TrunkLink(RemoteLink):
     Ethernet tunnel over ssh (`ssh -w`, TAP at both ends, moved into the two segments'
     namespaces and renamed), as RemoteLink.makeTunnel makes it, with the testbed's ssh
     options, free TAP numbers, the ssh process recorded by pid, and no TAP left behind
-    on failure. Carries no emulation: the attachments on either side have theirs."""
+    on failure. Carries no emulation: the attachments on either side have theirs.
+
+    The trunks are made in parallel (each waits on a fresh ssh connection): the request
+    goes to a thread pool when Mininet creates the link, `finish` (called before a LAN
+    segment enslaves its ports, and by ParallelMininet once every link is sent) waits."""
 
     backend = "tunnel"
+    _pool: ThreadPoolExecutor | None = None
 
     def __init__(self, node1, node2, **params):
         self.spec, self.shaping, self.attached = None, None, True
         self.tunnel_pid: int | None = None
+        self._pending = None
         super().__init__(node1, node2, **params)
 
-    def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None):
+    def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None,
+                     node1=None, node2=None, deleteIntfs=True):
         from mip6bench.testbed.context import current_run
 
-        run = current_run()
+        node1, node2 = node1 or self.node1, node2 or self.node2
+        if TrunkLink._pool is None:
+            TrunkLink._pool = ThreadPoolExecutor(8, thread_name_prefix="trunk")
+        self._pending = TrunkLink._pool.submit(self.makeTunnel, node1, node2, intfname1,
+                                               intfname2, addr1, addr2, current_run())
+        return None
+
+    def finish(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self.tunnel = pending.result()
+
+    def makeTunnel(self, node1, node2, intfname1, intfname2, addr1=None, addr2=None, run=None):
         ssh: Ssh = node2.ssh
         made: list[tuple[Any, str]] = []  # (node whose server has it in its root ns, tap)
         try:
@@ -364,8 +384,10 @@ class TrunkLink(RemoteLink):
             n2 = _free_tap(node2, made)
             # The remote command lives as long as the connection (cat ends at EOF when
             # the ssh process goes), and so does the tunnel.
-            cmd = ssh.argv(node2.server_index, False, "-o", "Tunnel=Ethernet",
-                           "-w", f"{n1}:{n2}", mux=False) + ["echo @; exec cat"]
+            # ExitOnForwardFailure: a server that refuses the tunnel ends the connection
+            # before the command's "@".
+            cmd = ssh.argv(node2.server_index, False, "-o", "Tunnel=Ethernet", "-o",
+                           "ExitOnForwardFailure=yes", "-w", f"{n1}:{n2}", mux=False) + ["echo @; exec cat"]
             tunnel = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                       stdin=subprocess.PIPE, start_new_session=True)
             run.record.add_process(tunnel.pid, f"trunk {intfname1}")
@@ -373,18 +395,22 @@ class TrunkLink(RemoteLink):
             fd = tunnel.stdout.fileno()
             ok = wait_readable(fd, TUNNEL_TIMEOUT_S) and os.read(fd, 1) == b"@"
             if not ok:
+                try:
+                    tunnel.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
                 err = _last_line(tunnel.stderr, tunnel)
                 raise EnvironmentProblem(
                     f"cluster: tunnel {intfname1} to {node2.server} failed: {err or 'no answer'}",
                     "the server's sshd needs `PermitTunnel ethernet` (or yes) and root logins")
             for node, tap, name, addr in ((node1, f"tap{n1}", intfname1, addr1),
                                           (node2, f"tap{n2}", intfname2, addr2)):
-                _server_cmd(node, f"ip link set {tap} netns {node.pid}")
-                made.remove((node, tap))
+                # Into the segment's namespace and renamed there, in one round trip
+                # through the server's root shell (the node's own shell may be busy).
                 rename = f"ip link set {tap} name {name}" + (f" address {addr}" if addr else "")
-                out = node.cmd(rename)
-                if out.strip():
-                    raise Mip6benchError(f"cluster: renaming {tap} on {node.name}: {out.strip()}")
+                _server_cmd(node, f"ip link set {tap} netns {node.pid} && "
+                                  f"nsenter -t {node.pid} -n {rename}")
+                made.remove((node, tap))
             return tunnel
         except BaseException:
             for node, tap in made:
@@ -405,10 +431,14 @@ class TrunkLink(RemoteLink):
 
     def stop(self):
         # The TAPs go with their segments' namespaces; the ssh process goes now.
+        try:
+            self.finish()
+        except Exception:
+            pass  # it failed: makeTunnel cleaned up after itself
         self._end_tunnel()
 
     def delete(self):
-        self._end_tunnel()
+        self.stop()
 
     def describe(self) -> dict:
         return {"name": f"{self.intf1}<->{self.intf2}", "backend": self.backend,
@@ -423,12 +453,13 @@ def _server_cmd(node, command: str) -> None:
 
 def _free_tap(node, made: list) -> int:
     """Create tap<n> (the first free n from TAP_BASE) in the root namespace of node's
-    server; returns n. Servers that share a kernel share the names, so it is tried."""
-    for n in range(TAP_BASE, TAP_BASE + 4096):
-        out = node.rcmd(f"ip tuntap add dev tap{n} mode tap")
-        if not out.strip():
-            made.append((node, f"tap{n}"))
-            return n
-        if "busy" not in out.lower() and "exists" not in out.lower():
-            raise Mip6benchError(f"cluster: cannot create a TAP on {node.server}: {out.strip()}")
-    raise Mip6benchError(f"cluster: no free TAP number on {node.server}")
+    server, in one round trip; returns n. Servers that share a kernel share the names,
+    so each number is tried (`ip tuntap add` fails on a name that exists)."""
+    script = (f"for n in $(seq {TAP_BASE} {TAP_BASE + 4095}); do "
+              "ip tuntap add dev tap$n mode tap 2>/dev/null && { echo $n; exit 0; }; done; "
+              "echo none")
+    out = node.rcmd(f"sh -c {shlex.quote(script)}").strip()
+    if not out.isdigit():
+        raise Mip6benchError(f"cluster: cannot create a TAP on {node.server}: {out or 'no answer'}")
+    made.append((node, f"tap{out}"))
+    return int(out)

@@ -51,8 +51,10 @@ def _secret(path: Path, text: str) -> None:
 
 
 class LoopbackSshd:
-    def __init__(self, directory: Path, addresses=("127.0.0.1", "127.0.0.2")):
+    def __init__(self, directory: Path, addresses=("127.0.0.1", "127.0.0.2"),
+                 permit_tunnel: str = "ethernet"):
         self.dir, self.addresses = Path(directory), list(addresses)
+        self.permit_tunnel = permit_tunnel  # "no": a server that refuses ssh -w
         self.proc: subprocess.Popen | None = None
         self.port = 0
         self._made_privsep = False
@@ -77,7 +79,7 @@ StrictModes no
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
-PermitTunnel ethernet
+PermitTunnel {self.permit_tunnel}
 AllowTcpForwarding no
 X11Forwarding no
 UseDNS no

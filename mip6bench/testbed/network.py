@@ -205,7 +205,8 @@ class Testbed:
                 topo_args = {"layout": where, "ssh": ssh}
                 self.log.emit("cluster.layout", servers=where.servers, per_server=where.per_server(),
                               trunks=[t.lan_intf for t in where.trunks])
-            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan, **topo_args), controller=None,
+            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan, **topo_args),
+                                       controller=None,
                                        build=False, switch=LanSegment, host=Mip6Node,
                                        link=ShapedLink, intf=Ip6Intf)
             self.net.build()

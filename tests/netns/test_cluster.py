@@ -167,3 +167,24 @@ def test_cli_one_line_for_an_unreachable_server(sshd, clean_host):
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach 127.0.0.3" in lines[0], done.stderr
+
+
+def test_a_server_that_refuses_tunnels(tmp_path_factory, tmp_path):
+    """Its sshd has `PermitTunnel no`: the first trunk fails in one line naming the
+    setting, after the nodes were built; the teardown leaves nothing (no TAP either)."""
+    refusing = LoopbackSshd(tmp_path_factory.mktemp("refusing") / "ssh", permit_tunnel="no").start()
+    before = (root_links(), nft_tables(), runs())
+    try:
+        tb = Testbed({"mns": 1, "foreign": 1}, experiment="test-cluster", out_dir=tmp_path / "run",
+                     capture=False, agents=False, cluster=SERVERS, ssh_config=str(refusing.ssh_config))
+        with pytest.raises(EnvironmentProblem) as err:
+            tb.start()
+        text = str(err.value)
+        assert "Tunnel forwarding failed" in text and "PermitTunnel" in text and "\n" not in text
+        assert tb.run is None and tb.teardown_errors == []
+        for pid in refusing.children():
+            assert wait_exit(pid, 10.0)
+        assert refusing.children() == []
+        assert (root_links(), nft_tables(), runs()) == before
+    finally:
+        refusing.stop()
