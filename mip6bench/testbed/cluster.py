@@ -45,6 +45,8 @@ from mininet.node import Node
 from mip6bench.errors import EnvironmentProblem, Mip6benchError, ParameterError
 from mip6bench.fdwait import wait_readable
 from mip6bench.net.capabilities import which
+from mip6bench.testbed.process import read_line_until
+from mip6bench.testbed.registry import process_start, terminate
 
 MAX_SERVERS = 64
 # A host name, an IPv4 address or an IPv6 literal; never anything ssh could read as an
@@ -197,8 +199,9 @@ class Ssh:
             master = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True)
             record.add_process(master.pid, f"ssh master {self.servers[server]}")
-            line = _read_line(master.stdout, TUNNEL_TIMEOUT_S)
-            if line != "ready":
+            line = read_line_until(master.stdout, time.monotonic() + TUNNEL_TIMEOUT_S,
+                                   lambda text: text.strip() == "ready", [])
+            if line is None:
                 err = _last_line(master.stderr, master)
                 master.kill()
                 master.wait()
@@ -208,32 +211,16 @@ class Ssh:
 
     def close(self) -> None:
         for master in self.masters.values():
-            if master.poll() is None:
-                try:
-                    master.stdin.close()
-                except OSError:
-                    pass
-                try:
-                    master.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    master.kill()
-                    master.wait()
+            end_process(master)
         self.masters.clear()
 
 
-def _read_line(stream, timeout: float) -> str | None:
-    deadline = time.monotonic() + timeout
-    buf = b""
-    fd = stream.fileno()
-    while b"\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0 or not wait_readable(fd, left):
-            return None
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return buf.decode(errors="replace").strip() or None
-        buf += chunk
-    return buf.split(b"\n", 1)[0].decode(errors="replace").strip()
+def end_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    """End a process this module started (by pid: SIGTERM, then SIGKILL after `grace`)
+    and reap it."""
+    if proc.poll() is None:
+        terminate(proc.pid, process_start(proc.pid), grace)
+    proc.wait()
 
 
 def _last_line(stream, proc) -> str:
@@ -420,13 +407,8 @@ class TrunkLink(RemoteLink):
 
     def _end_tunnel(self) -> None:
         tunnel = getattr(self, "tunnel", None)
-        if tunnel is not None and tunnel.poll() is None:
-            tunnel.terminate()
-            try:
-                tunnel.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                tunnel.kill()
-                tunnel.wait()
+        if tunnel is not None:
+            end_process(tunnel)
         self.tunnel = None
 
     def stop(self):

@@ -13,7 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from mip6bench.fdwait import wait_readable
+from mip6bench.testbed.cluster import end_process
+from mip6bench.testbed.process import read_line_until
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (compiled-in path)
@@ -104,22 +105,13 @@ MaxStartups 200
                                      stderr=subprocess.PIPE)
         # Ready once it says it listens on every address (its log on stderr).
         waiting = {f"Server listening on {a} port {self.port}." for a in self.addresses}
-        deadline, buf, seen = time.monotonic() + timeout, b"", []
+        seen: list[str] = []
+
+        def all_listening(line: str) -> bool:
+            waiting.discard(line.strip())
+            return not waiting
         fd = self.proc.stderr.fileno()
-        while waiting:
-            left = deadline - time.monotonic()
-            if left <= 0 or not wait_readable(fd, left):
-                break
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                break
-            buf += chunk
-            *lines, buf = buf.split(b"\n")
-            for line in lines:
-                text = line.decode(errors="replace").strip()
-                seen.append(text)
-                waiting.discard(text)
-        if waiting:
+        if read_line_until(self.proc.stderr, time.monotonic() + timeout, all_listening, seen) is None:
             self.stop()
             raise RuntimeError(f"test sshd did not start: {' | '.join(seen[-3:]) or 'no output'}")
         log = open(self.dir / "sshd.log", "ab")
@@ -148,13 +140,8 @@ MaxStartups 200
         return out
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            end_process(self.proc, grace=10.0)
         if self._made_privsep:
             try:
                 PRIVSEP_DIR.rmdir()

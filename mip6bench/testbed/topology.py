@@ -18,6 +18,10 @@ class OperationalTopo(Topo):
         the trunks join those segments to the LANs."""
         self.plan = plan or build_plan(parse_params(topology_params(), params))
         self.layout = layout
+        if layout is None and self.plan.params.get("cluster"):
+            from mip6bench.errors import ParameterError
+            raise ParameterError("cluster= needs the testbed's own runner (it places the nodes)",
+                                 "use `mip6bench run|cli --cluster ...`, not `mn --topo`")
 
         def placed(cls, name):
             if layout is None:

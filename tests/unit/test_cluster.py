@@ -134,3 +134,9 @@ def test_cli_bad_list_is_one_line(capsys):
     assert main(["run", "linkcheck", "--cluster", "a,,b"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "empty server name" in err[0]
+
+
+def test_mininets_own_runner_refuses_cluster_mode():
+    from mip6bench.testbed.topology import OperationalTopo
+    with pytest.raises(ParameterError, match="testbed's own runner"):
+        OperationalTopo(cluster="a,b")
