@@ -17,13 +17,14 @@ Reports per run:
   tunnels     ssh Ethernet tunnels (trunks)
 Needs root and openssh-server. Prints a table and a JSON line per run.
 
-    sudo .venv/bin/python bench/cluster_bench.py --servers 0,1,2,3 --mns 2,20,50
+    sudo .venv/bin/python bench/cluster_bench.py --servers 0,1,2,3 --mns 2,20,50 [--reps 3]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -109,6 +110,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--servers", default="0,2", help="server counts (0: no cluster mode)")
     ap.add_argument("--mns", default="2,20", help="numbers of MNs")
+    ap.add_argument("--reps", type=int, default=1, help="runs per point, interleaved (medians reported)")
     args = ap.parse_args()
     why = sshd_available()
     if why:
@@ -123,17 +125,27 @@ def main() -> int:
         try:
             print(f"{'servers':>7} {'mns':>4} {'network_s':>9} {'start_s':>7} {'register_s':>10} "
                   f"{'stop_s':>6} {'ssh_pss_mb':>10} {'ssh_cpu_s':>9} {'tunnels':>7}")
-            for s in counts:
-                for n in sizes:
-                    row = one_run(s, n, sshd, Path(tmp) / f"run-{s}-{n}")
-                    rows.append(row)
-                    print(f"{s:>7} {n:>4} {row['network_s']:>9} {row['start_s']:>7} "
-                          f"{row['register_s']:>10} {row['stop_s']:>6} {row['ssh_pss_mb']:>10} "
-                          f"{row['ssh_cpu_s']:>9} {row['tunnels']:>7}", flush=True)
+            # Repetitions interleaved (every point once, then again): load that changes
+            # over the minutes spreads over all points alike.
+            for rep in range(args.reps):
+                for s in counts:
+                    for n in sizes:
+                        row = one_run(s, n, sshd, Path(tmp) / f"run-{s}-{n}-{rep}")
+                        rows.append(row)
+                        print(f"{s:>7} {n:>4} {row['network_s']:>9} {row['start_s']:>7} "
+                              f"{row['register_s']:>10} {row['stop_s']:>6} {row['ssh_pss_mb']:>10} "
+                              f"{row['ssh_cpu_s']:>9} {row['tunnels']:>7}", flush=True)
         finally:
             sshd.stop()
         for row in rows:
             print(json.dumps(row))
+        if args.reps > 1:
+            keys = ("network_s", "start_s", "register_s", "stop_s", "ssh_pss_mb", "ssh_cpu_s")
+            for s in counts:
+                for n in sizes:
+                    mine = [r for r in rows if r["servers"] == s and r["mns"] == n]
+                    print(json.dumps({"servers": s, "mns": n, "runs": len(mine), "median": {
+                        k: statistics.median(r[k] for r in mine) for k in keys}}))
     return 0
 
 
