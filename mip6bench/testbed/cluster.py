@@ -30,6 +30,7 @@ another machine's namespaces only through a per-server helper that does not exis
 from __future__ import annotations
 
 import os
+import random
 import re
 import shlex
 import subprocess
@@ -54,7 +55,7 @@ MAX_SERVERS = 64
 _HOST = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45})$")
 CHECK_TIMEOUT_S = 20.0
 TUNNEL_TIMEOUT_S = 20.0
-TAP_BASE = 7000  # ssh -w numbers: tap<TAP_BASE + n>, a range nothing else here uses
+TAP_BASE, TAP_SPAN = 7000, 50000  # ssh -w numbers: tap7000 .. tap56999
 
 
 def parse_servers(text: str) -> list[str]:
@@ -299,13 +300,17 @@ class ClusterNodeMixin(RemoteMixin):
         self.shell, self.pid = None, None
         super(RemoteMixin, self).__init__(name, **params)  # the node class, past RemoteMixin
 
+    def rrun(self, command: str) -> subprocess.CompletedProcess:
+        """A command in the server's root namespace: judge it by its exit status (a
+        server's login shell may print on its own, e.g. its profile's warnings)."""
+        return subprocess.run(self.ssh.argv(self.server_index) + [command], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
+
     def rcmd(self, *cmd, **_opts) -> str:
-        """A command in the server's root namespace; its output (stdout and stderr)."""
-        line = " ".join(cmd)
-        done = subprocess.run(self.ssh.argv(self.server_index) + [line], stdin=subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=CHECK_TIMEOUT_S)
-        return done.stdout
+        """RemoteMixin's: a command in the server's root namespace, its output (stdout
+        and stderr)."""
+        done = self.rrun(" ".join(cmd))
+        return done.stdout + done.stderr
 
     def _popen(self, cmd, sudo=True, tt=True, **params):
         if isinstance(cmd, str):
@@ -401,7 +406,7 @@ class TrunkLink(RemoteLink):
             return tunnel
         except BaseException:
             for node, tap in made:
-                node.rcmd(f"ip link del {tap}")
+                node.rrun(f"ip link del {tap}")
             self._end_tunnel()
             raise
 
@@ -428,20 +433,26 @@ class TrunkLink(RemoteLink):
 
 
 def _server_cmd(node, command: str) -> None:
-    out = node.rcmd(command)
-    if out.strip():
-        raise Mip6benchError(f"cluster: `{command}` on {node.server}: {out.strip()}")
+    done = node.rrun(command)
+    if done.returncode != 0:
+        err = [line for line in done.stderr.splitlines() if line.strip()]
+        raise Mip6benchError(f"cluster: `{command}` on {node.server} failed: "
+                             f"{err[-1] if err else 'exit status ' + str(done.returncode)}")
 
 
 def _free_tap(node, made: list) -> int:
-    """Create tap<n> (the first free n from TAP_BASE) in the root namespace of node's
-    server, in one round trip; returns n. Servers that share a kernel share the names,
-    so each number is tried (`ip tuntap add` fails on a name that exists)."""
-    script = (f"for n in $(seq {TAP_BASE} {TAP_BASE + 4095}); do "
-              "ip tuntap add dev tap$n mode tap 2>/dev/null && { echo $n; exit 0; }; done; "
-              "echo none")
-    out = node.rcmd(f"sh -c {shlex.quote(script)}").strip()
-    if not out.isdigit():
-        raise Mip6benchError(f"cluster: cannot create a TAP on {node.server}: {out or 'no answer'}")
-    made.append((node, f"tap{out}"))
-    return int(out)
+    """Create tap<n> in the root namespace of node's server, n picked here at random in
+    TAP_BASE .. TAP_BASE + TAP_SPAN (so the name is known before it exists, and a TAP the
+    server made is always in `made`, to be removed on failure); returns n. Servers that
+    share a kernel share the names: a taken one is tried again with another n."""
+    for _ in range(20):
+        n = random.randrange(TAP_BASE, TAP_BASE + TAP_SPAN)
+        done = node.rrun(f"ip tuntap add dev tap{n} mode tap")
+        if done.returncode == 0:
+            made.append((node, f"tap{n}"))
+            return n
+        if "busy" not in done.stderr.lower() and "exists" not in done.stderr.lower():
+            err = [line for line in done.stderr.splitlines() if line.strip()]
+            raise Mip6benchError(f"cluster: cannot create a TAP on {node.server}: "
+                                 f"{err[-1] if err else 'exit status ' + str(done.returncode)}")
+    raise Mip6benchError(f"cluster: no free TAP name on {node.server} after 20 tries")

@@ -140,3 +140,33 @@ def test_mininets_own_runner_refuses_cluster_mode():
     from mip6bench.testbed.topology import OperationalTopo
     with pytest.raises(ParameterError, match="testbed's own runner"):
         OperationalTopo(cluster="a,b")
+
+
+class FakeServerNode:
+    """A node whose server answers `ip tuntap add` from a script; its login shell is
+    noisy on stderr (as a profile's warnings are), which must not count as failure."""
+    server = "10.0.0.2"
+
+    def __init__(self, answers):
+        self.answers, self.commands = list(answers), []
+
+    def rrun(self, command):
+        self.commands.append(command)
+        rc, err = self.answers.pop(0)
+        return subprocess.CompletedProcess([], rc, "", "pyenv: cannot rehash\n" + err)
+
+
+def test_tap_names_taken_are_tried_again_and_every_made_tap_is_known():
+    node = FakeServerNode([(1, "ioctl(TUNSETIFF): Device or resource busy\n"), (0, "")])
+    made = []
+    n = cluster._free_tap(node, made)
+    assert made == [(node, f"tap{n}")] and node.commands[-1] == f"ip tuntap add dev tap{n} mode tap"
+    assert cluster.TAP_BASE <= n < cluster.TAP_BASE + cluster.TAP_SPAN and len(f"tap{n}") <= 15
+    with pytest.raises(cluster.Mip6benchError, match="Operation not permitted"):
+        cluster._free_tap(FakeServerNode([(1, "open: Operation not permitted\n")]), [])
+
+
+def test_server_commands_judged_by_exit_status_not_output():
+    cluster._server_cmd(FakeServerNode([(0, "")]), "ip link set tap7001 netns 1")  # noise only
+    with pytest.raises(cluster.Mip6benchError, match="Cannot find device"):
+        cluster._server_cmd(FakeServerNode([(1, 'Cannot find device "tap7001"\n')]), "ip link set x")
