@@ -250,7 +250,7 @@ def check_servers(ssh: Ssh) -> None:
     here = _boot_id()
     probe = ("command -v mnexec >/dev/null || echo missing mnexec; "
              "command -v ip >/dev/null || echo missing ip; "
-             "echo boot $(cat /proc/sys/kernel/random/boot_id); id -u")
+             "echo boot $(cat /proc/sys/kernel/random/boot_id); echo uid $(id -u)")
     for i, host in enumerate(ssh.servers):
         try:
             done = ssh.run(i, probe)
@@ -268,7 +268,7 @@ def check_servers(ssh: Ssh) -> None:
                 tool = line.split()[1]
                 raise EnvironmentProblem(f"cluster: {tool} is missing on {host}",
                                          f"install Mininet there (apt install mininet)")
-        if lines[-2 if lines[-1] == "" else -1].strip() != "0":
+        if "uid 0" not in (line.strip() for line in lines):
             raise EnvironmentProblem(f"cluster: ssh to {host} does not log in as root",
                                      "log in as root (User root in the ssh config): nodes need namespaces")
         boot = next(line.split()[1] for line in lines if line.startswith("boot "))

@@ -87,16 +87,16 @@ class FakeSsh(cluster.Ssh):
 
 
 BOOT = cluster._boot_id()
-GOOD = (0, f"boot {BOOT}\n0\n", "")
+GOOD = (0, f"motd noise\nboot {BOOT}\nuid 0\n", "")
 
 
 @pytest.mark.parametrize("answer,words", [
     ((255, "", "ssh: connect to host 10.0.0.2 port 22: Connection refused\n"), "Connection refused"),
     ((255, "", "root@10.0.0.2: Permission denied (publickey).\n"), "Permission denied"),
     ("timeout", "did not answer"),
-    ((0, f"missing mnexec\nboot {BOOT}\n0\n", ""), "mnexec is missing on 10.0.0.2"),
-    ((0, f"boot {BOOT}\n1000\n", ""), "does not log in as root"),
-    ((0, "boot 00000000-0000-0000-0000-000000000000\n0\n", ""), "is another machine"),
+    ((0, f"missing mnexec\nboot {BOOT}\nuid 0\n", ""), "mnexec is missing on 10.0.0.2"),
+    ((0, f"boot {BOOT}\nuid 1000\n", ""), "does not log in as root"),
+    ((0, "boot 00000000-0000-0000-0000-000000000000\nuid 0\n", ""), "is another machine"),
 ])
 def test_preflight_errors_are_one_line_and_name_the_server(answer, words):
     with pytest.raises(EnvironmentProblem) as err:
