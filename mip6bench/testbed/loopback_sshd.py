@@ -3,7 +3,8 @@ on a free high port bound to loopback addresses only (127.0.0.1 and 127.0.0.2 by
 default, each a "server"), with its host key, the client key, authorized_keys and both
 configurations generated in a directory of the test (0700, files 0600 from creation).
 Started and stopped by pid; the machine's own sshd configuration and ~/.ssh are never
-read or written (the client runs with `ssh -F <dir>/ssh_config`). Used by tests/netns/test_cluster.py and bench/cluster_bench.py."""
+read or written (the client runs with `ssh -F <dir>/ssh_config`). Used by
+tests/netns/test_cluster.py and bench/cluster_bench.py."""
 from __future__ import annotations
 
 import os

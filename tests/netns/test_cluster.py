@@ -1,5 +1,5 @@
 """Cluster mode on one machine: two "servers", 127.0.0.1 and 127.0.0.2, both this host
-reached through an sshd the test starts on a free high port (tests/netns/loopback_sshd:
+reached through an sshd the test starts on a free high port (mip6bench/testbed/loopback_sshd.py:
 keys and configurations in the test's directory, stopped by pid). The network builds
 with the infrastructure on the first server and two MNs on the second, whose shells
 run under that sshd and whose LAN segments are joined to the LANs by ssh Ethernet
