@@ -38,7 +38,7 @@ def cmd_run(args) -> int:
     from mip6bench.experiment import run_experiment
 
     raise_fd_limit()
-    run_experiment(args.experiment, args.param, out=args.out, capture=not args.no_capture)
+    run_experiment(args.experiment, cluster_params(args), out=args.out, capture=not args.no_capture)
     return 0
 
 
@@ -71,7 +71,7 @@ def cmd_cli(args) -> int:
 
     install_termination_handler()
     raise_fd_limit()
-    with Testbed(args.param, experiment="cli", out_dir=args.out, capture=not args.no_capture) as tb:
+    with Testbed(cluster_params(args), experiment="cli", out_dir=args.out, capture=not args.no_capture) as tb:
         TestbedCLI(tb.net, testbed=tb)
     return 0
 
@@ -108,6 +108,21 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="experiment or topology parameter (repeatable)")
     p.add_argument("--out", help="result directory (default results/<experiment>/<run-id>)")
     p.add_argument("--no-capture", action="store_true", help="do not capture packets")
+    p.add_argument("--cluster", metavar="HOST1,HOST2,...",
+                   help="spread the network over these servers (Mininet cluster mode; the topology "
+                   "parameter cluster=)")
+    p.add_argument("--ssh-config", metavar="FILE",
+                   help="ssh client config for --cluster (the topology parameter cluster_ssh=)")
+
+
+def cluster_params(args) -> list[str]:
+    """--param values plus what --cluster / --ssh-config set."""
+    out = list(args.param)
+    if getattr(args, "cluster", None) is not None:
+        out.append(f"cluster={args.cluster}")
+    if getattr(args, "ssh_config", None) is not None:
+        out.append(f"cluster_ssh={args.ssh_config}")
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:

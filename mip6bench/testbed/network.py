@@ -137,13 +137,27 @@ class Testbed:
 
     def __init__(self, params: dict[str, Any] | Iterable[str] | None = None, *,
                  experiment: str = "cli", out_dir: str | os.PathLike | None = None,
-                 capture: bool = True, agents: bool = True, progress=None):
-        self.params = parse_params(topology_params(), params or {})
+                 capture: bool = True, agents: bool = True, progress=None,
+                 cluster: str | None = None, ssh_config: str | None = None):
+        given = params or {}
+        if cluster is not None or ssh_config is not None:  # the arguments win over params
+            extra = {k: v for k, v in (("cluster", cluster), ("cluster_ssh", ssh_config))
+                     if v is not None}
+            given = ({**given, **extra} if isinstance(given, dict)
+                     else [*given, *(f"{k}={v}" for k, v in extra.items())])
+        self.params = parse_params(topology_params(), given)
         # progress(what, total) at each start-up stage, (None, total) once up
         # (mip6bench.measure.progress.StartupProgress prints them).
         self.progress = progress
         self._stages: dict[str, str] = {}
         self.plan = build_plan(self.params)
+        self.cluster = None  # (cluster.Layout, cluster.Ssh) in cluster mode
+        if self.params["cluster"]:
+            from mip6bench.testbed.cluster import Ssh, layout, parse_servers
+
+            servers = parse_servers(self.params["cluster"])
+            self.cluster = (layout(self.plan, servers),
+                            Ssh(servers, os.path.expanduser(self.params["cluster_ssh"]) or None))
         self.experiment, self.out_dir = experiment, out_dir
         self.capture_enabled, self.agents_enabled = capture, agents
         self.net = None
@@ -158,6 +172,9 @@ class Testbed:
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
         preflight(self.plan, self.capture_enabled, self.agents_enabled)
+        if self.cluster is not None:
+            from mip6bench.testbed.cluster import check_servers
+            check_servers(self.cluster[1])
         if self.agents_enabled:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
         from mip6bench.testbed.build import ParallelMininet
@@ -181,7 +198,15 @@ class Testbed:
         self._stages = {k: v for k, v in stages.items() if v is not None}
         try:
             self._stage("network")
-            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan), controller=None,
+            topo_args = {}
+            if self.cluster is not None:
+                where, ssh = self.cluster
+                ssh.open(self.run.state_dir / "ssh", self.run.record)
+                topo_args = {"layout": where, "ssh": ssh}
+                self.log.emit("cluster.layout", servers=where.servers, per_server=where.per_server(),
+                              trunks=[t.lan_intf for t in where.trunks])
+            self.net = ParallelMininet(topo=OperationalTopo(plan=self.plan, **topo_args),
+                                       controller=None,
                                        build=False, switch=LanSegment, host=Mip6Node,
                                        link=ShapedLink, intf=Ip6Intf)
             self.net.build()
@@ -493,6 +518,8 @@ class Testbed:
             self.net = None
         from mip6bench.testbed.links import stop_link_hubs
         step("stop link hubs", lambda: stop_link_hubs(self.run))
+        if self.cluster is not None:
+            step("close ssh connections", self.cluster[1].close)
         step("clean run record", self.run.record.clean)
         self.timings["stop_s"] = time.monotonic() - t0
         if self.log:

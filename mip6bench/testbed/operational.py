@@ -93,6 +93,11 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("attacker", str, "off", "an attacker node (atk) attached to foreign network f1, "
                   "the core and the home link, running nothing (the attacks experiment sends from "
                   "it): off, or on", choices=("on", "off")),
+        ParamSpec("cluster", str, "", "servers to spread the network over with Mininet's cluster "
+                  "support (host names or addresses, comma-separated; the first holds the "
+                  "infrastructure, the others the MNs; README, Cluster mode); empty: this machine"),
+        ParamSpec("cluster_ssh", str, "", "ssh client config file for cluster mode (ssh -F: keys, "
+                  "port, known hosts); empty: ssh's own defaults"),
     ]
     for seg, (delay, what) in SEGMENTS.items():
         specs += [

@@ -1,0 +1,151 @@
+"""An sshd of the test's own, for cluster mode on one machine: Debian's openssh-server
+on a free high port bound to loopback addresses only (127.0.0.1 and 127.0.0.2 by
+default, each a "server"), with its host key, the client key, authorized_keys and both
+configurations generated in a directory of the test (0700, files 0600 from creation).
+Started and stopped by pid; the machine's own sshd configuration and ~/.ssh are never
+read or written (the client runs with `ssh -F <dir>/ssh_config`). Used by
+tests/netns/test_cluster.py and bench/cluster_bench.py."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from mip6bench.testbed.cluster import end_process
+from mip6bench.testbed.process import read_line_until
+
+SSHD = "/usr/sbin/sshd"
+PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (compiled-in path)
+
+
+def sshd_available() -> str | None:
+    """None if the test can run its own sshd, else why not (one line)."""
+    if not os.path.exists(SSHD):
+        return "openssh-server is not installed (apt install openssh-server; .ci/run installs it)"
+    if not shutil.which("ssh") or not shutil.which("ssh-keygen"):
+        return "openssh-client is not installed"
+    return None
+
+
+def free_port(addresses) -> int:
+    """A TCP port free on every address (asked of the kernel, then checked on each)."""
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind((addresses[0], 0))
+            port = s.getsockname()[1]
+        try:
+            for address in addresses[1:]:
+                with socket.socket() as s:
+                    s.bind((address, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port on the loopback addresses")
+
+
+def _secret(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+class LoopbackSshd:
+    def __init__(self, directory: Path, addresses=("127.0.0.1", "127.0.0.2"),
+                 permit_tunnel: str = "ethernet"):
+        self.dir, self.addresses = Path(directory), list(addresses)
+        self.permit_tunnel = permit_tunnel  # "no": a server that refuses ssh -w
+        self.proc: subprocess.Popen | None = None
+        self.port = 0
+        self._made_privsep = False
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    def start(self, timeout: float = 10.0) -> "LoopbackSshd":
+        os.mkdir(self.dir, 0o700)
+        for key in ("host_key", "user_key"):
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"mip6bench-test-{key}",
+                            "-f", str(self.dir / key)], check=True, capture_output=True)
+        _secret(self.dir / "authorized_keys", (self.dir / "user_key.pub").read_text())
+        self.port = free_port(self.addresses)
+        listen = "".join(f"ListenAddress {a}:{self.port}\n" for a in self.addresses)
+        _secret(self.dir / "sshd_config", listen + f"""HostKey {self.dir}/host_key
+AuthorizedKeysFile {self.dir}/authorized_keys
+PidFile none
+PermitRootLogin prohibit-password
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitTunnel {self.permit_tunnel}
+AllowTcpForwarding no
+X11Forwarding no
+UseDNS no
+MaxSessions 1000
+MaxStartups 200
+""")
+        _secret(self.ssh_config, f"""Host {' '.join(self.addresses)}
+  Port {self.port}
+  User root
+  IdentityFile {self.dir}/user_key
+  IdentitiesOnly yes
+  UserKnownHostsFile {self.dir}/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking accept-new
+  UpdateHostKeys no
+""")
+        if not PRIVSEP_DIR.exists():
+            PRIVSEP_DIR.mkdir(mode=0o755)
+            self._made_privsep = True
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        # Ready once it says it listens on every address (its log on stderr).
+        waiting = {f"Server listening on {a} port {self.port}." for a in self.addresses}
+        seen: list[str] = []
+
+        def all_listening(line: str) -> bool:
+            waiting.discard(line.strip())
+            return not waiting
+        fd = self.proc.stderr.fileno()
+        if read_line_until(self.proc.stderr, time.monotonic() + timeout, all_listening, seen) is None:
+            self.stop()
+            raise RuntimeError(f"test sshd did not start: {' | '.join(seen[-3:]) or 'no output'}")
+        log = open(self.dir / "sshd.log", "ab")
+        import threading
+
+        def drain():  # keep its log flowing (it must never block on a full pipe)
+            with log:
+                while chunk := os.read(fd, 65536):
+                    log.write(chunk)
+        threading.Thread(target=drain, daemon=True).start()
+        return self
+
+    def children(self) -> list[int]:
+        """Processes whose parent is this sshd (its sessions)."""
+        if self.proc is None:
+            return []
+        out = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = Path(f"/proc/{entry}/stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
+                    out.append(int(entry))
+        return out
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            end_process(self.proc, grace=10.0)
+        if self._made_privsep:
+            try:
+                PRIVSEP_DIR.rmdir()
+            except OSError:
+                pass
+            self._made_privsep = False

@@ -1,0 +1,190 @@
+"""Cluster mode on one machine: two "servers", 127.0.0.1 and 127.0.0.2, both this host
+reached through an sshd the test starts on a free high port (mip6bench/testbed/loopback_sshd.py:
+keys and configurations in the test's directory, stopped by pid). The network builds
+with the infrastructure on the first server and two MNs on the second, whose shells
+run under that sshd and whose LAN segments are joined to the LANs by ssh Ethernet
+tunnels; both MNs bootstrap with PANA and register with the HA, their attachments keep
+their emulated delay, and one hands over to the other foreign network; the teardown leaves
+nothing on either server: no recorded process (by pid and start time), no sshd
+session, no interface in the root namespace, no nftables table. Bad input (a server
+nobody answers on, no ssh client, a bad list) ends in one line before anything
+exists."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from mip6bench.errors import EnvironmentProblem
+from mip6bench.testbed import cluster
+from mip6bench.testbed.network import Testbed
+from mip6bench.testbed.registry import RUN_ROOT, process_start, wait_exit
+
+from .bootstrap_util import topology
+from mip6bench.testbed.loopback_sshd import LoopbackSshd, sshd_available
+
+SERVERS = "127.0.0.1,127.0.0.2"
+
+why = sshd_available()
+pytestmark = pytest.mark.skipif(why is not None, reason=why or "")
+
+
+def root_links() -> set[str]:
+    """This test's kind of interface in the root namespace: the tunnels' TAPs (before
+    they move) and trunk ends (other helpers' interfaces may come and go meanwhile)."""
+    out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+    names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
+    return {n for n in names if n.startswith("tap") or "-s2" in n or n.endswith("-up")}
+
+
+def nft_tables() -> list[str]:
+    """The testbed's tables in the root namespace (it makes them only in nodes)."""
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "mip6bench" in line]
+
+
+def runs() -> set[str]:
+    return {p.name for p in RUN_ROOT.iterdir() if p.name.startswith("test-cluster")} \
+        if RUN_ROOT.exists() else set()
+
+
+def live_netns() -> set[int]:
+    """The network namespaces (inode numbers) some process is in now."""
+    out = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                out.add(os.stat(f"/proc/{entry}/ns/net").st_ino)
+            except OSError:
+                pass
+    return out
+
+
+def ancestors(pid: int) -> list[int]:
+    out = []
+    while pid > 1:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+        out.append(pid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory):
+    server = LoopbackSshd(tmp_path_factory.mktemp("cluster") / "ssh").start()
+    yield server
+    server.stop()
+    assert server.proc.poll() is not None
+
+
+@pytest.fixture
+def clean_host(sshd):
+    """What the host had before; after the test, the same, and no sshd session left."""
+    before = (root_links(), nft_tables(), runs())
+    yield
+    for pid in sshd.children():  # sessions end when their client goes: wait on each
+        assert wait_exit(pid, 10.0), f"sshd session {pid} still runs"
+    assert sshd.children() == []
+    assert root_links() == before[0]
+    assert nft_tables() == before[1]
+    assert runs() == before[2]
+
+
+def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, tmp_path):
+    tb = Testbed(topology("bootstrap", mns=2, foreign=2, nsis="off"), experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=False, cluster=SERVERS,
+                 ssh_config=str(sshd.ssh_config))
+    try:
+        tb.start()
+        pids = [(r["pid"], r["start"]) for r in tb.run.record.resources() if r["kind"] == "process"]
+        nodes = {n.name: n for n in tb.net.hosts + tb.net.switches}
+        namespaces = {os.stat(f"/proc/{n.pid}/ns/net").st_ino for n in nodes.values()}
+        assert len(namespaces) == len(nodes)
+        assert {n for n, node in nodes.items() if node.server == "127.0.0.2"} == \
+            {"mn1", "mn2", "homes2", "f1s2", "f2s2"}
+        # Every node's shell is a session of the test's sshd (on its server), not a child
+        # of this process.
+        for name in ("mn1", "ha", "f1s2"):
+            assert sshd.proc.pid in ancestors(nodes[name].pid), name
+            assert nodes[name].shell.args[-1].startswith("mnexec")
+        trunks = [link for link in tb.net.links if getattr(link, "backend", None) == "tunnel"]
+        assert sorted(str(t.intf1) for t in trunks) == ["f1-s2", "f2-s2", "home-s2"]
+        assert all(t.tunnel.poll() is None for t in trunks)
+        ha = tb.mobility_agent("ha")
+        for k in (1, 2):
+            st = tb.wait_registered(f"mn{k}", timeout=20)
+            pana = tb.mobility_agent(f"mn{k}").request("pana-status")
+            assert pana["state"] == "open" and set(pana["bootstrap"]["sources"].values()) == {"pana"}
+            assert st["hoa"] == tb.plan.hoa(k) and st["coa"].startswith("2001:db8:11:")
+            binding = next(b for b in ha.request("bindings") if b["hoa"] == tb.plan.hoa(k))
+            assert binding["coa"] == st["coa"]
+        # The MNs' access links keep their emulation on their server: from ar1 (first
+        # server) to mn1 (second) a round trip is at least twice the access delay,
+        # whatever the trunk adds.
+        assert tb.link("f1-mn1").backend in ("relay", "netem")
+        coa = tb.wait_registered("mn1")["coa"]
+        out = nodes["ar1"].cmd(f"ping -6 -n -c 3 -i 0.2 -W 2 {coa}")
+        rtts = [float(t.split("time=")[1].split()[0]) for t in out.splitlines() if "time=" in t]
+        assert len(rtts) == 3 and min(rtts) >= 2 * tb.params["access_delay_ms"], out
+        # A handover between two LAN segments on the second server, each trunked to its
+        # LAN on the first: carrier control per attachment, a new CoA, registered again.
+        moved = tb.move("mn1", "f2", gap_ms=20)
+        assert moved["address"].startswith("2001:db8:12:")
+        assert tb.wait_registered("mn1", coa=moved["address"], timeout=20)["coa"] == moved["address"]
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    assert [p for p, s in pids if process_start(p) == s] == []
+    assert namespaces & live_netns() == set()
+
+
+def test_a_server_nobody_answers_on(sshd, clean_host, tmp_path):
+    tb = Testbed({"mns": 1}, experiment="test-cluster", out_dir=tmp_path / "run", capture=False,
+                 agents=False, cluster="127.0.0.1,127.0.0.3", ssh_config=str(sshd.ssh_config))
+    with pytest.raises(EnvironmentProblem) as err:
+        tb.start()
+    text = str(err.value)
+    assert "cannot reach 127.0.0.3 over ssh" in text and "\n" not in text and "BatchMode" in text
+    assert tb.run is None and not (tmp_path / "run").exists()
+
+
+def test_without_the_ssh_client(sshd, clean_host, tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, "which", lambda _b: None)
+    tb = Testbed({"mns": 1}, experiment="test-cluster", out_dir=tmp_path / "run", capture=False,
+                 agents=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    with pytest.raises(EnvironmentProblem, match="ssh client, and it is missing"):
+        tb.start()
+    assert tb.run is None
+
+
+def test_cli_one_line_for_an_unreachable_server(sshd, clean_host):
+    done = subprocess.run([os.path.join(os.path.dirname(os.sys.executable), "mip6bench"), "run",
+                           "linkcheck", "--no-capture", "--cluster", "127.0.0.1,127.0.0.3",
+                           "--ssh-config", str(sshd.ssh_config)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot reach 127.0.0.3" in lines[0], done.stderr
+
+
+def test_a_server_that_refuses_tunnels(tmp_path_factory, tmp_path):
+    """Its sshd has `PermitTunnel no`: the first trunk fails in one line naming the
+    setting, after the nodes were built; the teardown leaves nothing (no TAP either)."""
+    refusing = LoopbackSshd(tmp_path_factory.mktemp("refusing") / "ssh", permit_tunnel="no").start()
+    before = (root_links(), nft_tables(), runs())
+    try:
+        tb = Testbed({"mns": 1, "foreign": 1}, experiment="test-cluster", out_dir=tmp_path / "run",
+                     capture=False, agents=False, cluster=SERVERS, ssh_config=str(refusing.ssh_config))
+        with pytest.raises(EnvironmentProblem) as err:
+            tb.start()
+        text = str(err.value)
+        assert "Tunnel forwarding failed" in text and "PermitTunnel" in text and "\n" not in text
+        assert tb.run is None and tb.teardown_errors == []
+        for pid in refusing.children():
+            assert wait_exit(pid, 10.0)
+        assert refusing.children() == []
+        assert (root_links(), nft_tables(), runs()) == before
+    finally:
+        refusing.stop()
