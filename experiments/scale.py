@@ -123,6 +123,18 @@ def mem_kb(pid: int | None) -> int:
     return 0
 
 
+def children(pid: int) -> list[int]:
+    """The process's children (from its threads' /proc children lists)."""
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
+
+
 def _wait_exit(pid: int, timeout: float) -> None:
     """Until process `pid` has exited (its pidfd turns readable), at most `timeout` s."""
     from mip6bench.fdwait import wait_readable
@@ -192,7 +204,13 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
         mns = [node.name for node in tb.plan.by_role("mn")]
-        mn_mem = sum(mem_kb(tb.agents[(m, "mn")].pid) + mem_kb(tb.net[m].pid) for m in mns)
+        # The processes the MNs cost: their agents (an MN host's pid once, however many
+        # MNs it hosts) with their children (user-space tunnel forwarders), and the
+        # nodes' shells.
+        mn_pids = {tb.agents[(m, "mn")].pid for m in mns} - {None}
+        mn_procs = mn_pids | {c for pid in mn_pids for c in children(pid)}
+        mn_mem = sum(mem_kb(pid) for pid in mn_procs) + sum(mem_kb(tb.net[m].pid) for m in mns)
+        mn_cpu = sum(cpu_s(pid) or 0.0 for pid in mn_procs)
         hub_mem = sum(mem_kb(pid) for pid in hubs)
         profiled = [a.pid for (_n, name), a in tb.agents.items()
                     if name in set(params.get("profile", "").split(",")) and a.pid]
@@ -206,6 +224,10 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     point["mem_mb_per_mn"] = _r((mn_mem + hub_mem) / 1024 / n, 2)
     point["mn_agent_and_shell_mb"] = _r(mn_mem / 1024 / n, 2)
     point["hubs_mb"] = _r(hub_mem / 1024, 1)
+    point["mn_processes"] = len(mn_pids)
+    point["mn_hosts"] = len(tb.mn_hosts)
+    # CPU of the MN agents (their hosts) from their start to the end of the run, per MN.
+    point["mn_cpu_ms_per_mn"] = _r(1000 * mn_cpu / n, 1)
     cpu = {name: _r(cpu1[name] - cpu0[name], 2) if None not in (cpu0[name], cpu1[name]) else None
            for name in pids}
     point["cpu_s"] = cpu

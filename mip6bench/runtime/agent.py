@@ -133,14 +133,34 @@ def forwarded_commands(names: Iterable[str], component: Callable[[], Any]) -> di
 
 
 async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
-    options = parse_options(agent_cls.Options, config.options)
-    log = EventLog(config.events, config.node, config.agent)
-    agent = agent_cls(config, options, log)
     loop = asyncio.get_running_loop()
-    agent._fatal = loop.create_future()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+
+    def ready(agent: Agent) -> None:
+        sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
+                                     "agent": config.agent, "control": config.control}) + "\n")
+        sys.stdout.flush()
+        # Nothing else goes to stdout: the testbed stops reading after the ready line.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+    return await serve_agent(agent_cls, config, t0_ns, stop, ready)
+
+
+async def serve_agent(agent_cls: type[Agent], config: AgentConfig, t0_ns: int, stop: asyncio.Future,
+                      ready: Callable[[Agent], None], settle: bool = True) -> int:
+    """One agent on the running loop, from its options to its teardown: start it, open
+    its control socket, call ready(agent), serve until `stop` has a result (a signal
+    number) or the agent calls fatal(); then close and stop it. One process runs one
+    (run) or, in an MN host (runtime/host.py), many, each on its own loop and thread;
+    settle=False leaves the heap's settling to the host, once for all."""
+    options = parse_options(agent_cls.Options, config.options)
+    log = EventLog(config.events, config.node, config.agent)
+    agent = agent_cls(config, options, log)
+    agent._fatal = asyncio.get_running_loop().create_future()
     control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()})
     started = False
     try:
@@ -151,17 +171,12 @@ async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
             # An agent that uses the cryptographic primitives pays their first-use set-up
             # (OpenSSL's algorithm fetches: 1-3 ms) now, not on its first message.
             crypto.warm_up()
-        settle_heap()
+        if settle:
+            settle_heap()
         await control.start()
         startup_ms = (time.monotonic_ns() - t0_ns) / 1e6
         agent.emit("agent.ready", role=agent_cls.role, pid=os.getpid(), startup_ms=round(startup_ms, 3))
-        sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
-                                     "agent": config.agent, "control": config.control}) + "\n")
-        sys.stdout.flush()
-        # Nothing else goes to stdout: the testbed stops reading after the ready line.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
+        ready(agent)
         done, _ = await asyncio.wait({stop, agent._fatal}, return_when=asyncio.FIRST_COMPLETED)
         if agent._fatal.done():
             raise Mip6benchError(agent._fatal.result())

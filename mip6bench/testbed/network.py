@@ -154,6 +154,7 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
+        self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
@@ -261,8 +262,41 @@ class Testbed:
             if role != "mn":
                 self.start_agent(node, role, role, options)
         self.bootstrap.start()
-        self.start_agents_parallel([(node, role, role, options)
-                                    for node, role, options in mobility if role == "mn"])
+        mns = [(node, role, role, options) for node, role, options in mobility if role == "mn"]
+        from mip6bench.testbed.operational import mns_per_agent
+
+        per = mns_per_agent(self.params)
+        if per > 1:
+            self.start_mn_hosts(mns, per)
+        else:
+            self.start_agents_parallel(mns)
+
+    def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,
+                       timeout: float = 30.0) -> list:
+        """The MN agents in MN hosts of up to `per` MNs each (runtime/host.py), all
+        launched at once, then each waited for (its MNs start in parallel inside it);
+        the first host that does not come up ends the start. Returns the hosts."""
+        from mip6bench.testbed.agents import AgentHost, HostedAgent
+
+        hosts = []
+        for i in range(0, len(specs), per):
+            members = []
+            for node, agent, role, options in specs[i:i + per]:
+                member = HostedAgent(self.net[node], agent, role, options, self.run)
+                self.agents[(node, agent)] = member
+                members.append(member)
+            hosts.append(AgentHost(len(hosts) + 1, members, self.run))
+        for host in hosts:
+            host.launch()
+            self.log.emit("agent.host_launched", host=host.index, pid=host.proc.pid, nodes=host.nodes)
+        for host in hosts:
+            # An MN's start is ~20-40 ms of CPU: a host of many MNs gets time for them.
+            host.wait_ready(timeout + 0.1 * len(host.members))
+            for m in host.members:
+                self.log.emit("agent.started", on=m.node.name, name=m.agent, pid=host.proc.pid,
+                              startup_ms=m.startup_ms, host=host.index)
+        self.mn_hosts = hosts
+        return hosts
 
     def start_agents_parallel(self, specs: list[tuple[str, str, str, dict[str, Any]]],
                               window: int | None = None, timeout: float = 30.0) -> None:
@@ -436,7 +470,7 @@ class Testbed:
         """kill -9 an agent: it tears nothing down (its kernel state stays, its peers
         are not told). Returns {pid, t_ns} (CLOCK_MONOTONIC, like the event logs)."""
         proc = self.agent(node, agent)
-        pid = proc.kill()
+        pid = proc.kill()   # an MN in a host refuses: its host runs other MNs
         out = {"pid": pid, "t_ns": time.monotonic_ns()}
         self.log.emit("agent.crashed", on=node, name=proc.agent, **out)
         return out
@@ -447,6 +481,10 @@ class Testbed:
         options and config file, in the same node's namespace, its new pid recorded in
         the run. Returns {pid, t_ns (the restart began), ready_ns, startup_ms}."""
         proc = self.agent(node, agent)
+        from mip6bench.testbed.agents import HostedAgent
+
+        if isinstance(proc, HostedAgent):
+            proc.restart()   # refused in one line: its host runs other MNs
         if proc.alive():
             proc.stop()
         t_ns = time.monotonic_ns()
