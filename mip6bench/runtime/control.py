@@ -55,6 +55,8 @@ class ControlServer:
                 await self._reply(writer, await self._dispatch(line))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass   # the agent is stopping with this connection open: nothing to report
         finally:
             writer.close()
 

@@ -112,8 +112,12 @@ class Instance:
         t0_ns = time.monotonic_ns()
         try:
             enter_netns(self.netns)
-            with asyncio.Runner(loop_factory=precise_event_loop) as runner:
-                rc = runner.run(self._serve(t0_ns))
+            try:
+                with asyncio.Runner(loop_factory=precise_event_loop) as runner:
+                    rc = runner.run(self._serve(t0_ns))
+            finally:
+                with self._lock:
+                    self._loop = None   # closed: stop() has nothing left to ask
             self._report(self, "ended", rc)
         except ParameterError as exc:
             self._report(self, "failed", f"{self.name}: config error: {exc}")
