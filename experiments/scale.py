@@ -30,8 +30,8 @@ Per N, metrics.json "scale" "points" has:
                              did not bootstrap in time, and goes on past lost or stalled
                              sessions (counted)
 "largest_completed": the largest N with every MN registered (and, with NSIS, every
-CREATE verified). A grid whose largest N cannot fit in memory (one agent process per MN,
-testbed.network.MB_PER_MN) is refused before anything starts.
+CREATE verified). A grid whose largest N cannot fit in memory (testbed.network.mn_memory_mb:
+an agent process per MN, or MN hosts from 21 MNs on) is refused before anything starts.
 
 Router Advertisements default to every 1-3 s here (ra_min_ms/ra_max_ms), not the testbed's
 30-70 ms: this experiment is about arrival, not movement detection, and a 30-70 ms RA on
@@ -92,9 +92,10 @@ def check(params, topo) -> None:
 
     grid = parse_grid(params["grid"])
     try:
-        check_memory(grid[-1], "grid N")
+        check_memory(grid[-1], "grid N", params=topo)
     except Mip6benchError as exc:
-        fit = [n for n in grid if n <= largest_mns_that_fit()]
+        most = largest_mns_that_fit(params=topo)
+        fit = [n for n in grid if n <= most]
         raise ParameterError(f"scale: {exc.args[0]}",
                              f"drop the larger N: grid={','.join(map(str, fit)) or '1'}; going past "
                              "one machine's memory needs several (not built yet)") from None

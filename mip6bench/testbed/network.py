@@ -48,8 +48,8 @@ def preflight(plan, capture: bool, agents: bool = True) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
-    mn_agents = agents and plan.params.get("mipv6", "static") != "off"
-    check_memory(len(plan.by_role("mn")), per_mn=MB_PER_MN if mn_agents else MB_PER_MN_NODE_ONLY)
+    mns = len(plan.by_role("mn"))
+    check_memory(mns, per_mn=mn_memory_mb(mns, plan.params, agents), params=plan.params)
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -76,12 +76,14 @@ def preflight(plan, capture: bool, agents: bool = True) -> None:
 
 
 # Memory a mobile node costs the machine, measured here (experiment scale, bootstrap, 2
-# foreign networks): its agent, its node's shell (mnexec + bash) and its share of the
-# link hubs came to 21 MB Pss per MN at N=100 (shared pages counted once; the agent's own
-# RSS is ~27 MB), and MemAvailable fell by ~19 MB per MN at N=300 (kernel included: the
-# namespace, 3 TAP pairs, bridge ports). 24 MB leaves a margin. The rest of the network
-# (routers, servers, their agents) ~400 MB.
+# foreign networks). With an agent process of its own (mns_per_agent=1): its agent, its
+# node's shell (mnexec + bash) and its share of the link hubs came to 21 MB Pss per MN at
+# N=100 (shared pages counted once; the agent's own RSS is ~27 MB), and MemAvailable fell
+# by ~19 MB per MN at N=300 (kernel included: the namespace, 3 TAP pairs, bridge ports).
+# 24 MB leaves a margin. In MN hosts (mns_per_agent > 1; README: Scale): HOSTED_NOTE.
+# The rest of the network (routers, servers, their agents) ~400 MB.
 MB_PER_MN = 24
+MB_PER_MN_HOSTED = 10
 MB_PER_MN_NODE_ONLY = 6  # without an MN agent (agents off, mipv6=off): shell and kernel
 MB_FIXED = 400
 MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
@@ -96,27 +98,51 @@ def available_memory_mb() -> int:
     return 0
 
 
-def memory_estimate_mb(mns: int, per_mn: int = MB_PER_MN) -> int:
-    return MB_FIXED + per_mn * mns
+def mn_memory_mb(mns: int, params: dict[str, Any] | None = None, agents: bool = True) -> int:
+    """What one of `mns` MNs costs with these topology parameters: an agent process of
+    its own, a share of an MN host (mns_per_agent, automatic for many MNs), or no agent."""
+    from mip6bench.testbed.operational import mns_per_agent
+
+    if not agents or (params or {}).get("mipv6") == "off":
+        return MB_PER_MN_NODE_ONLY
+    return MB_PER_MN_HOSTED if mns_per_agent({**(params or {}), "mns": mns}) > 1 else MB_PER_MN
 
 
-def largest_mns_that_fit(available_mb: int | None = None, per_mn: int = MB_PER_MN) -> int:
+def memory_estimate_mb(mns: int, per_mn: int | None = None, params: dict[str, Any] | None = None) -> int:
+    return MB_FIXED + (mn_memory_mb(mns, params) if per_mn is None else per_mn) * mns
+
+
+def largest_mns_that_fit(available_mb: int | None = None, per_mn: int | None = None,
+                         params: dict[str, Any] | None = None) -> int:
     avail = available_memory_mb() if available_mb is None else available_mb
-    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // per_mn))
+    budget = avail * MEMORY_HEADROOM - MB_FIXED
+    if per_mn is not None:
+        return max(0, int(budget // per_mn))
+    # The most MNs whose own estimate fits (hosting, and so the cost per MN, depends on N).
+    best = 0
+    for cost in {MB_PER_MN, MB_PER_MN_HOSTED, MB_PER_MN_NODE_ONLY}:
+        n = max(0, int(budget // cost))
+        if n and memory_estimate_mb(n, params=params) <= budget + MB_FIXED:
+            best = max(best, n)
+    return best
 
 
 def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
-                 per_mn: int = MB_PER_MN) -> None:
+                 per_mn: int | None = None, params: dict[str, Any] | None = None) -> None:
     """Refuse (one line, with the estimate and the fix) a network that cannot fit in
-    memory, before anything is built: one agent process per MN."""
+    memory, before anything is built."""
     avail = available_memory_mb() if available_mb is None else available_mb
+    per_mn = mn_memory_mb(mns, params) if per_mn is None else per_mn
     need = memory_estimate_mb(mns, per_mn)
     if need > avail * MEMORY_HEADROOM:
-        fit = largest_mns_that_fit(avail, per_mn)
+        fit = largest_mns_that_fit(avail, params=params) if per_mn != MB_PER_MN_NODE_ONLY \
+            else largest_mns_that_fit(avail, per_mn)
+        hosted = per_mn == MB_PER_MN_HOSTED
         raise EnvironmentProblem(
             f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN + "
             f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
-            f"use at most {fit} MNs here; more need more memory (one agent process per MN)")
+            f"use at most {fit} MNs here; more need more memory"
+            + ("" if hosted else " (or MN hosts: mns_per_agent > 1 or 0)"))
 
 
 def prefix_of(plan, network: str) -> str:
