@@ -196,26 +196,41 @@ def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"mip6bench {agent_cls.role} agent")
     parser.add_argument("--config", required=True, help="agent config file (JSON)")
     args = parser.parse_args(argv)
-    prefix = f"{agent_cls.role} agent"
-    try:
+    prefix = [f"{agent_cls.role} agent"]
+
+    def body() -> int:
         config = load_agent_config(args.config)
-        prefix = f"{agent_cls.role} agent {config.agent}@{config.node}"
-        try:
-            start_from_env()    # MIP6BENCH_TRACEMALLOC: the `memory` command's snapshots
-        except ValueError as exc:
-            raise ParameterError(str(exc)) from None
+        prefix[0] = f"{agent_cls.role} agent {config.agent}@{config.node}"
+        start_tracing()
         with asyncio.Runner(loop_factory=precise_event_loop) as runner:
             return runner.run(_main(agent_cls, config, t0_ns))
+
+    return exit_status(lambda: prefix[0], body)
+
+
+def start_tracing() -> None:
+    """MIP6BENCH_TRACEMALLOC: the `memory` command's snapshots (a bad value is a config error)."""
+    try:
+        start_from_env()
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def exit_status(prefix: Callable[[], str], body: Callable[[], int]) -> int:
+    """body()'s exit status; a failure is one line on stderr after prefix(): 2 for a
+    bad config, 1 for an error, 0 after Ctrl-C."""
+    try:
+        return body()
     except ParameterError as exc:
-        print(f"{prefix}: config error: {exc}", file=sys.stderr)
+        print(f"{prefix()}: config error: {exc}", file=sys.stderr)
         return 2
     except Mip6benchError as exc:
-        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        print(f"{prefix()}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # last resort: still one line, still non-zero
-        print(f"{prefix}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prefix()}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

@@ -37,45 +37,27 @@ from typing import Any
 
 from mip6bench.errors import Mip6benchError, ParameterError
 from mip6bench.net.netns import enter_netns
-from mip6bench.runtime.agent import Agent, _process_start_ns, precise_event_loop, serve_agent, settle_heap
-from mip6bench.runtime.config import AgentConfig, COMMON_KEYS
-
-HOST_KEYS = COMMON_KEYS | {"netns"}
-
+from mip6bench.runtime.agent import (Agent, _process_start_ns, exit_status, precise_event_loop, serve_agent,
+                                     settle_heap, start_tracing)
+from mip6bench.runtime.config import AgentConfig, agent_config_from, read_config_file
 
 def load_host_config(path: str) -> list[tuple[AgentConfig, str | None]]:
     """The agents of a host config: (AgentConfig, netns path or None) each."""
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except OSError as exc:
-        raise ParameterError(f"cannot read config {path}: {exc.strerror}", "check the path") from None
-    except json.JSONDecodeError as exc:
-        raise ParameterError(f"config {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+    data = read_config_file(path)
     agents = data.get("agents") if isinstance(data, dict) else None
     if not isinstance(agents, list) or not agents:
         raise ParameterError(f"config {path}: 'agents' must be a non-empty list")
     out, controls = [], set()
     for i, entry in enumerate(agents):
-        if not isinstance(entry, dict):
-            raise ParameterError(f"config {path}: agents[{i}] must be an object")
-        unknown = set(entry) - HOST_KEYS
-        if unknown:
-            raise ParameterError(f"config {path}: agents[{i}]: unknown keys {sorted(unknown)}")
-        for key in ("node", "agent", "control"):
-            if not isinstance(entry.get(key), str) or not entry[key]:
-                raise ParameterError(f"config {path}: agents[{i}]: {key!r} must be a non-empty string")
-        if entry["control"] in controls:
-            raise ParameterError(f"config {path}: agents[{i}]: control socket {entry['control']} used twice")
-        controls.add(entry["control"])
+        where = f"config {path}: agents[{i}]"
+        config = agent_config_from(entry, where, frozenset({"netns"}))
+        if config.control in controls:
+            raise ParameterError(f"{where}: control socket {config.control} used twice")
+        controls.add(config.control)
         netns = entry.get("netns")
         if netns is not None and not isinstance(netns, str):
-            raise ParameterError(f"config {path}: agents[{i}]: 'netns' must be a path")
-        options = entry.get("options", {})
-        if not isinstance(options, dict):
-            raise ParameterError(f"config {path}: agents[{i}]: 'options' must be an object")
-        out.append((AgentConfig(node=entry["node"], agent=entry["agent"], control=entry["control"],
-                                events=entry.get("events"), options=options), netns))
+            raise ParameterError(f"{where}: 'netns' must be a path")
+        out.append((config, netns))
     return out
 
 
@@ -221,17 +203,12 @@ def run_host(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"mip6bench {agent_cls.role} agent host")
     parser.add_argument("--config", required=True, help="host config file (JSON)")
     args = parser.parse_args(argv)
-    prefix = f"{agent_cls.role} agent host"
-    try:
+
+    def body() -> int:
         entries = load_host_config(args.config)
+        start_tracing()
         raise_fd_limit()
         with asyncio.Runner() as runner:
             return runner.run(_host_main(agent_cls, entries, t0_ns))
-    except ParameterError as exc:
-        print(f"{prefix}: config error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 0
-    except Exception as exc:  # last resort: still one line, still non-zero
-        print(f"{prefix}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+
+    return exit_status(lambda: f"{agent_cls.role} agent host", body)
