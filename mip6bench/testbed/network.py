@@ -80,10 +80,15 @@ def preflight(plan, capture: bool, agents: bool = True) -> None:
 # node's shell (mnexec + bash) and its share of the link hubs came to 21 MB Pss per MN at
 # N=100 (shared pages counted once; the agent's own RSS is ~27 MB), and MemAvailable fell
 # by ~19 MB per MN at N=300 (kernel included: the namespace, 3 TAP pairs, bridge ports).
-# 24 MB leaves a margin. In MN hosts (mns_per_agent > 1; README: Scale): HOSTED_NOTE.
-# The rest of the network (routers, servers, their agents) ~400 MB.
+# 24 MB leaves a margin. In MN hosts (mns_per_agent > 1; README: Scale, "MN hosts"): a
+# host's own interpreter and modules ~28 MB Pss, each hosted MN with its node's shell
+# ~0.8 MB more (8 hosts: 2.98 MB/MN at N=100, 0.98 at N=1000), and MemAvailable fell by
+# ~1.7 GB for the whole network of 1,000 MNs: 4 MB per hosted MN and 40 MB per host leave
+# a margin for kernels whose namespaces cost more. The rest of the network (routers,
+# servers, their agents) ~400 MB.
 MB_PER_MN = 24
-MB_PER_MN_HOSTED = 10
+MB_PER_MN_HOSTED = 4
+MB_PER_HOST = 40
 MB_PER_MN_NODE_ONLY = 6  # without an MN agent (agents off, mipv6=off): shell and kernel
 MB_FIXED = 400
 MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
@@ -100,31 +105,38 @@ def available_memory_mb() -> int:
 
 def mn_memory_mb(mns: int, params: dict[str, Any] | None = None, agents: bool = True) -> int:
     """What one of `mns` MNs costs with these topology parameters: an agent process of
-    its own, a share of an MN host (mns_per_agent, automatic for many MNs), or no agent."""
-    from mip6bench.testbed.operational import mns_per_agent
-
+    its own, a share of an MN host (mns_per_agent, automatic for many MNs), or no agent
+    (the hosts' own memory comes on top: mn_hosts)."""
     if not agents or (params or {}).get("mipv6") == "off":
         return MB_PER_MN_NODE_ONLY
-    return MB_PER_MN_HOSTED if mns_per_agent({**(params or {}), "mns": mns}) > 1 else MB_PER_MN
+    return MB_PER_MN_HOSTED if mn_hosts(mns, params) else MB_PER_MN
+
+
+def mn_hosts(mns: int, params: dict[str, Any] | None = None) -> int:
+    """How many MN hosts `mns` MNs get with these parameters (0: a process per MN)."""
+    from mip6bench.testbed.operational import mns_per_agent
+
+    per = mns_per_agent({**(params or {}), "mns": mns})
+    return -(-mns // per) if per > 1 else 0
 
 
 def memory_estimate_mb(mns: int, per_mn: int | None = None, params: dict[str, Any] | None = None) -> int:
-    return MB_FIXED + (mn_memory_mb(mns, params) if per_mn is None else per_mn) * mns
+    per = mn_memory_mb(mns, params) if per_mn is None else per_mn
+    hosts = mn_hosts(mns, params) if per == MB_PER_MN_HOSTED else 0
+    return MB_FIXED + per * mns + MB_PER_HOST * hosts
 
 
 def largest_mns_that_fit(available_mb: int | None = None, per_mn: int | None = None,
                          params: dict[str, Any] | None = None) -> int:
     avail = available_memory_mb() if available_mb is None else available_mb
-    budget = avail * MEMORY_HEADROOM - MB_FIXED
+    budget = avail * MEMORY_HEADROOM
     if per_mn is not None:
-        return max(0, int(budget // per_mn))
-    # The most MNs whose own estimate fits (hosting, and so the cost per MN, depends on N).
-    best = 0
-    for cost in {MB_PER_MN, MB_PER_MN_HOSTED, MB_PER_MN_NODE_ONLY}:
-        n = max(0, int(budget // cost))
-        if n and memory_estimate_mb(n, params=params) <= budget + MB_FIXED:
-            best = max(best, n)
-    return best
+        return max(0, int((budget - MB_FIXED) // per_mn))
+    # Hosting, and so the cost per MN, depends on N: the largest N whose own estimate fits.
+    n = max(0, int((budget - MB_FIXED) // min(MB_PER_MN, MB_PER_MN_HOSTED)))
+    while n and memory_estimate_mb(n, params=params) > budget:
+        n -= 1
+    return n
 
 
 def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
@@ -133,16 +145,17 @@ def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
     memory, before anything is built."""
     avail = available_memory_mb() if available_mb is None else available_mb
     per_mn = mn_memory_mb(mns, params) if per_mn is None else per_mn
-    need = memory_estimate_mb(mns, per_mn)
+    need = memory_estimate_mb(mns, per_mn, params)
     if need > avail * MEMORY_HEADROOM:
+        hosted = per_mn == MB_PER_MN_HOSTED
         fit = largest_mns_that_fit(avail, params=params) if per_mn != MB_PER_MN_NODE_ONLY \
             else largest_mns_that_fit(avail, per_mn)
-        hosted = per_mn == MB_PER_MN_HOSTED
+        hosts = f", {MB_PER_HOST} MB per MN host x {mn_hosts(mns, params)}" if hosted else ""
         raise EnvironmentProblem(
-            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN + "
+            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN{hosts} + "
             f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
             f"use at most {fit} MNs here; more need more memory"
-            + ("" if hosted else " (or MN hosts: mns_per_agent > 1 or 0)"))
+            + ("" if hosted or per_mn == MB_PER_MN_NODE_ONLY else " (or MN hosts: mns_per_agent 0 or > 1)"))
 
 
 def prefix_of(plan, network: str) -> str:

@@ -3,8 +3,8 @@ import pytest
 
 from mip6bench.errors import EnvironmentProblem, ParameterError
 from mip6bench.experiment import load
-from mip6bench.testbed.network import (MB_FIXED, MB_PER_MN, MB_PER_MN_HOSTED, check_memory, largest_mns_that_fit,
-                                       memory_estimate_mb, mn_memory_mb)
+from mip6bench.testbed.network import (MB_FIXED, MB_PER_HOST, MB_PER_MN, MB_PER_MN_HOSTED, check_memory,
+                                       largest_mns_that_fit, memory_estimate_mb, mn_hosts, mn_memory_mb)
 from mip6bench.testbed.operational import mns_per_agent
 
 scale = load("scale")
@@ -20,7 +20,11 @@ def test_mns_are_hosted_from_21_on_unless_told():
 
 def test_memory_estimate_and_what_fits():
     assert memory_estimate_mb(10) == MB_FIXED + 10 * MB_PER_MN
-    assert memory_estimate_mb(100) == MB_FIXED + 100 * MB_PER_MN_HOSTED
+    hosts = mn_hosts(100)
+    assert hosts == -(-100 // mns_per_agent({"mns": 100})) > 1
+    assert memory_estimate_mb(100) == MB_FIXED + 100 * MB_PER_MN_HOSTED + hosts * MB_PER_HOST
+    # Hosts of two MNs each: the hosts' own memory counts.
+    assert memory_estimate_mb(100, params={"mns_per_agent": 2}) == MB_FIXED + 100 * MB_PER_MN_HOSTED + 50 * MB_PER_HOST
     fit = largest_mns_that_fit(available_mb=10_000)
     assert memory_estimate_mb(fit) <= 10_000 * 0.9 < memory_estimate_mb(fit + 1)
     check_memory(fit, available_mb=10_000)  # fits: no error
@@ -30,9 +34,9 @@ def test_memory_estimate_and_what_fits():
 
 def test_too_many_mns_refused_with_the_estimate_and_the_fix():
     with pytest.raises(EnvironmentProblem) as err:
-        check_memory(1000, available_mb=10_000)
+        check_memory(3000, available_mb=10_000)
     text = str(err.value)
-    assert f"mns=1000 needs about" in text and f"({MB_PER_MN_HOSTED} MB per MN" in text
+    assert f"mns=3000 needs about" in text and f"({MB_PER_MN_HOSTED} MB per MN, {MB_PER_HOST} MB per MN host" in text
     assert "9.8 GB available" in text
     assert f"use at most {largest_mns_that_fit(available_mb=10_000)} MNs" in text
     assert "\n" not in text
