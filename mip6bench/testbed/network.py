@@ -560,6 +560,11 @@ class Testbed:
             except Exception as exc:  # keep tearing down; report at the end
                 errors.append(f"{what}: {type(exc).__name__}: {exc}")
 
+        # Every MN host tears its MNs down at once (each waited for below), not one
+        # host after another.
+        for host in self.mn_hosts:
+            if host.proc is not None:
+                step(f"signal MN host {host.index}", lambda h=host: h.proc.signal(signal.SIGTERM))
         for key, agent in list(self.agents.items()):
             step(f"stop agent {key}", agent.stop)
         if self.capture:
