@@ -30,8 +30,8 @@ Per N, metrics.json "scale" "points" has:
                              did not bootstrap in time, and goes on past lost or stalled
                              sessions (counted)
 "largest_completed": the largest N with every MN registered (and, with NSIS, every
-CREATE verified). A grid whose largest N cannot fit in memory (one agent process per MN,
-testbed.network.MB_PER_MN) is refused before anything starts.
+CREATE verified). A grid whose largest N cannot fit in memory (testbed.network.mn_memory_mb:
+an agent process per MN, or MN hosts from 21 MNs on) is refused before anything starts.
 
 Router Advertisements default to every 1-3 s here (ra_min_ms/ra_max_ms), not the testbed's
 30-70 ms: this experiment is about arrival, not movement detection, and a 30-70 ms RA on
@@ -92,9 +92,10 @@ def check(params, topo) -> None:
 
     grid = parse_grid(params["grid"])
     try:
-        check_memory(grid[-1], "grid N")
+        check_memory(grid[-1], "grid N", params=topo)
     except Mip6benchError as exc:
-        fit = [n for n in grid if n <= largest_mns_that_fit()]
+        most = largest_mns_that_fit(params=topo)
+        fit = [n for n in grid if n <= most]
         raise ParameterError(f"scale: {exc.args[0]}",
                              f"drop the larger N: grid={','.join(map(str, fit)) or '1'}; going past "
                              "one machine's memory needs several (not built yet)") from None
@@ -121,6 +122,18 @@ def mem_kb(pid: int | None) -> int:
         except (OSError, TypeError):
             continue
     return 0
+
+
+def children(pid: int) -> list[int]:
+    """The process's children (from its threads' /proc children lists)."""
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out += [int(c) for c in f.read().split()]
+    except (OSError, ValueError):
+        pass
+    return out
 
 
 def _wait_exit(pid: int, timeout: float) -> None:
@@ -192,7 +205,13 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
         mns = [node.name for node in tb.plan.by_role("mn")]
-        mn_mem = sum(mem_kb(tb.agents[(m, "mn")].pid) + mem_kb(tb.net[m].pid) for m in mns)
+        # The processes the MNs cost: their agents (an MN host's pid once, however many
+        # MNs it hosts) with their children (user-space tunnel forwarders), and the
+        # nodes' shells.
+        mn_pids = {tb.agents[(m, "mn")].pid for m in mns} - {None}
+        mn_procs = mn_pids | {c for pid in mn_pids for c in children(pid)}
+        mn_mem = sum(mem_kb(pid) for pid in mn_procs) + sum(mem_kb(tb.net[m].pid) for m in mns)
+        mn_cpu = sum(cpu_s(pid) or 0.0 for pid in mn_procs)
         hub_mem = sum(mem_kb(pid) for pid in hubs)
         profiled = [a.pid for (_n, name), a in tb.agents.items()
                     if name in set(params.get("profile", "").split(",")) and a.pid]
@@ -206,6 +225,10 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     point["mem_mb_per_mn"] = _r((mn_mem + hub_mem) / 1024 / n, 2)
     point["mn_agent_and_shell_mb"] = _r(mn_mem / 1024 / n, 2)
     point["hubs_mb"] = _r(hub_mem / 1024, 1)
+    point["mn_processes"] = len(mn_pids)
+    point["mn_hosts"] = len(tb.mn_hosts)
+    # CPU of the MN agents (their hosts) from their start to the end of the run, per MN.
+    point["mn_cpu_ms_per_mn"] = _r(1000 * mn_cpu / n, 1)
     cpu = {name: _r(cpu1[name] - cpu0[name], 2) if None not in (cpu0[name], cpu1[name]) else None
            for name in pids}
     point["cpu_s"] = cpu

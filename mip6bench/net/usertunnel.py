@@ -464,6 +464,21 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
     return True
 
 
+# "process": every Forwarder is a process of its own (a busy tunnel never delays the
+# agent's signalling); "thread": a thread of the agent's process (an MN host sets this:
+# hundreds of MNs, no data traffic to speak of, one process).
+FORWARDER_MODE = "process"
+
+
+def _serve_in_thread(ctrl: socket.socket, role: str, tun_name: str) -> None:
+    try:
+        serve(ctrl, role, tun_name)
+    except OSError:
+        pass   # the agent sees the forwarder gone on its next request
+    finally:
+        ctrl.close()
+
+
 class ForwarderError(OSError):
     """The forwarder could not start or refused a command; the message says why."""
 
@@ -479,13 +494,22 @@ class Forwarder:
         self.tun_name = tun_name
         self._lock = threading.Lock()
         self.ifindex: int | None = None
+        self.proc: subprocess.Popen | None = None
+        self.thread: threading.Thread | None = None
+        self.sock = parent
+        if FORWARDER_MODE == "thread":
+            # A thread of this process: started from the calling thread, it is in that
+            # thread's network namespace (the agent's kernel thread, in an MN host).
+            self.thread = threading.Thread(target=_serve_in_thread, args=(child, role, tun_name),
+                                           name=f"forwarder:{tun_name}", daemon=True)
+            self.thread.start()
+            return
         argv = [sys.executable, "-m", "mip6bench.net.usertunnel", "--fd", str(child.fileno()),
                 "--role", role, "--tun", tun_name, "--nice", str(nice)]
         try:
             self.proc = subprocess.Popen(argv, pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL)
         finally:
             child.close()
-        self.sock = parent
 
     def wait_ready(self) -> None:
         """Block until the forwarder has its TUN device and sockets (ForwarderError if
@@ -505,7 +529,7 @@ class Forwarder:
 
     @property
     def pid(self) -> int:
-        return self.proc.pid
+        return self.proc.pid if self.proc is not None else os.getpid()
 
     def request(self, op: str, **fields) -> dict:
         self.wait_ready()
@@ -522,6 +546,9 @@ class Forwarder:
     def close(self) -> None:
         """Close the control socket (the forwarder exits on it) and reap the process."""
         self.sock.close()
+        if self.thread is not None:
+            self.thread.join(REQUEST_TIMEOUT_S)
+            return
         try:
             self.proc.wait(timeout=REQUEST_TIMEOUT_S)
         except subprocess.TimeoutExpired:

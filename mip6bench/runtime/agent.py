@@ -133,15 +133,36 @@ def forwarded_commands(names: Iterable[str], component: Callable[[], Any]) -> di
 
 
 async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
+    loop = asyncio.get_running_loop()
+    stop = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+
+    def ready(agent: Agent) -> None:
+        sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
+                                     "agent": config.agent, "control": config.control}) + "\n")
+        sys.stdout.flush()
+        # Nothing else goes to stdout: the testbed stops reading after the ready line.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+
+    return await serve_agent(agent_cls, config, t0_ns, stop, ready)
+
+
+async def serve_agent(agent_cls: type[Agent], config: AgentConfig, t0_ns: int, stop: asyncio.Future,
+                      ready: Callable[[Agent], None], settle: bool = True) -> int:
+    """One agent on the running loop, from its options to its teardown: start it, open
+    its control socket, call ready(agent), serve until `stop` has a result (a signal
+    number) or the agent calls fatal(); then close and stop it. One process runs one
+    (run) or, in an MN host (runtime/host.py), many, each on its own loop and thread;
+    settle=False leaves the heap's settling to the host, once for all."""
     options = parse_options(agent_cls.Options, config.options)
     log = EventLog(config.events, config.node, config.agent)
     agent = agent_cls(config, options, log)
     loop = asyncio.get_running_loop()
     log.write_after_callback(loop)   # a message's events are written after its answer left
     agent._fatal = loop.create_future()
-    stop = loop.create_future()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
     control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()},
                             before_reply=log.flush)
     started = False
@@ -153,18 +174,13 @@ async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
             # An agent that uses the cryptographic primitives pays their first-use set-up
             # (OpenSSL's algorithm fetches: 1-3 ms) now, not on its first message.
             crypto.warm_up()
-        settle_heap()
+        if settle:
+            settle_heap()
         await control.start()
         startup_ms = (time.monotonic_ns() - t0_ns) / 1e6
         agent.emit("agent.ready", role=agent_cls.role, pid=os.getpid(), startup_ms=round(startup_ms, 3))
         log.flush()     # in the file before the ready line: the testbed may read it then
-        sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
-                                     "agent": config.agent, "control": config.control}) + "\n")
-        sys.stdout.flush()
-        # Nothing else goes to stdout: the testbed stops reading after the ready line.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
+        ready(agent)
         done, _ = await asyncio.wait({stop, agent._fatal}, return_when=asyncio.FIRST_COMPLETED)
         if agent._fatal.done():
             raise Mip6benchError(agent._fatal.result())
@@ -184,26 +200,41 @@ def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=f"mip6bench {agent_cls.role} agent")
     parser.add_argument("--config", required=True, help="agent config file (JSON)")
     args = parser.parse_args(argv)
-    prefix = f"{agent_cls.role} agent"
-    try:
+    prefix = [f"{agent_cls.role} agent"]
+
+    def body() -> int:
         config = load_agent_config(args.config)
-        prefix = f"{agent_cls.role} agent {config.agent}@{config.node}"
-        try:
-            start_from_env()    # MIP6BENCH_TRACEMALLOC: the `memory` command's snapshots
-        except ValueError as exc:
-            raise ParameterError(str(exc)) from None
+        prefix[0] = f"{agent_cls.role} agent {config.agent}@{config.node}"
+        start_tracing()
         with asyncio.Runner(loop_factory=precise_event_loop) as runner:
             return runner.run(_main(agent_cls, config, t0_ns))
+
+    return exit_status(lambda: prefix[0], body)
+
+
+def start_tracing() -> None:
+    """MIP6BENCH_TRACEMALLOC: the `memory` command's snapshots (a bad value is a config error)."""
+    try:
+        start_from_env()
+    except ValueError as exc:
+        raise ParameterError(str(exc)) from None
+
+
+def exit_status(prefix: Callable[[], str], body: Callable[[], int]) -> int:
+    """body()'s exit status; a failure is one line on stderr after prefix(): 2 for a
+    bad config, 1 for an error, 0 after Ctrl-C."""
+    try:
+        return body()
     except ParameterError as exc:
-        print(f"{prefix}: config error: {exc}", file=sys.stderr)
+        print(f"{prefix()}: config error: {exc}", file=sys.stderr)
         return 2
     except Mip6benchError as exc:
-        print(f"{prefix}: error: {exc}", file=sys.stderr)
+        print(f"{prefix()}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0
     except Exception as exc:  # last resort: still one line, still non-zero
-        print(f"{prefix}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prefix()}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
 
 

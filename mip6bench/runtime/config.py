@@ -25,28 +25,38 @@ class AgentConfig:
     options: dict[str, Any]
 
 
-def load_agent_config(path: str) -> AgentConfig:
+def read_config_file(path: str) -> Any:
+    """The JSON document of a config file; a ParameterError naming the problem."""
     try:
         with open(path) as f:
-            data = json.load(f)
+            return json.load(f)
     except OSError as exc:
         raise ParameterError(f"cannot read config {path}: {exc.strerror}", "check the path") from None
     except json.JSONDecodeError as exc:
         raise ParameterError(f"config {path} is not JSON: {exc.msg} at line {exc.lineno}") from None
+
+
+def agent_config_from(data: Any, where: str, extra_keys: frozenset[str] = frozenset()) -> AgentConfig:
+    """An agent's config from its JSON object (`where` names it in errors; `extra_keys`
+    are allowed besides the common ones, for the caller to read)."""
     if not isinstance(data, dict):
-        raise ParameterError(f"config {path} must be a JSON object")
-    unknown = set(data) - COMMON_KEYS
+        raise ParameterError(f"{where} must be a JSON object")
+    unknown = set(data) - COMMON_KEYS - extra_keys
     if unknown:
-        raise ParameterError(f"config {path}: unknown keys {sorted(unknown)}",
-                             f"known keys: {sorted(COMMON_KEYS)}")
+        raise ParameterError(f"{where}: unknown keys {sorted(unknown)}",
+                             f"known keys: {sorted(COMMON_KEYS | extra_keys)}")
     for key in ("node", "agent", "control"):
         if not isinstance(data.get(key), str) or not data[key]:
-            raise ParameterError(f"config {path}: {key!r} must be a non-empty string")
+            raise ParameterError(f"{where}: {key!r} must be a non-empty string")
     options = data.get("options", {})
     if not isinstance(options, dict):
-        raise ParameterError(f"config {path}: 'options' must be an object")
+        raise ParameterError(f"{where}: 'options' must be an object")
     return AgentConfig(node=data["node"], agent=data["agent"], control=data["control"],
                        events=data.get("events"), options=options)
+
+
+def load_agent_config(path: str) -> AgentConfig:
+    return agent_config_from(read_config_file(path), f"config {path}")
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:

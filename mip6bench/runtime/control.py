@@ -62,6 +62,8 @@ class ControlServer:
                 await self._reply(writer, response)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass   # the agent is stopping with this connection open: nothing to report
         finally:
             writer.close()
 

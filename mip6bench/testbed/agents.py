@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mip6bench import REPO_ROOT
+from mip6bench.errors import Mip6benchError
 from mip6bench.runtime import control
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.slowdown import scaled
@@ -113,3 +114,100 @@ class AgentProcess:
         except (OSError, TypeError):
             return None
         return None
+
+
+class AgentHost:
+    """One MN host process (agents/mnhost.py) running the agents of several MN nodes,
+    each in its node's namespace: launched inside the first node's namespace, recorded
+    in the run by pid (with the nodes it hosts), waited for on its one ready line."""
+
+    SCRIPT = AGENTS_DIR / "mnhost.py"
+
+    def __init__(self, index: int, members: list["HostedAgent"], run: RunContext):
+        self.index, self.members, self.run = index, members, run
+        stem = f"mnhost{index}"
+        self.config_path = run.state_dir / f"{stem}.json"
+        self.stderr_path = run.logs_dir / f"{stem}.stderr"
+        self.profile_path = run.logs_dir / f"{stem}.prof"
+        self.proc: NodeProcess | None = None
+        self.ready: dict[str, Any] | None = None
+        for m in members:
+            m.host = self
+
+    @property
+    def nodes(self) -> list[str]:
+        return [m.node.name for m in self.members]
+
+    def launch(self) -> "AgentHost":
+        write_secret_file(self.config_path, json.dumps({"agents": [
+            {"node": m.node.name, "agent": m.agent, "control": m.control_path,
+             "events": str(m.events_path), "options": m.options,
+             "netns": f"/proc/{m.node.pid}/ns/net"} for m in self.members]}, indent=1), replace=True)
+        python = [sys.executable]
+        if "mn" in profiled_agents():
+            python += ["-m", "cProfile", "-o", str(self.profile_path)]
+        first, last = self.nodes[0], self.nodes[-1]
+        self.proc = NodeProcess(self.members[0].node, [*python, str(self.SCRIPT), "--config",
+                                                       str(self.config_path)],
+                                f"MN host {self.index} ({first}..{last}, {len(self.members)} MNs)", self.run,
+                                ready=lambda line: line.startswith('{"ready"'),
+                                log_path=self.stderr_path).launch()
+        return self
+
+    def wait_ready(self, timeout: float) -> "AgentHost":
+        self.proc.wait_ready(timeout)
+        self.ready = json.loads(self.proc.ready_line)
+        return self
+
+    def startup_ms(self, node: str) -> float | None:
+        for entry in (self.ready or {}).get("agents", []):
+            if entry["node"] == node:
+                return entry["startup_ms"]
+        return None
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        # Every MN in it tears its own state down; a host needs longer than one MN.
+        return self.proc.stop(grace + 0.05 * len(self.members)) if self.proc else None
+
+
+class HostedAgent(AgentProcess):
+    """An MN agent that runs in an AgentHost: the same config, control socket and event
+    log as an agent process of its own; its pid is its host's. Stopping it stops the
+    host (every MN in it); it cannot be killed or restarted on its own."""
+
+    host: AgentHost
+
+    def launch(self) -> "AgentProcess":
+        raise Mip6benchError(f"the MN agent on {self.node.name} runs in an MN host; it starts with its host")
+
+    def wait_ready(self, timeout: float = 10.0) -> "AgentProcess":
+        self.host.wait_ready(timeout)
+        return self
+
+    @property
+    def startup_ms(self) -> float | None:
+        return self.host.startup_ms(self.node.name)
+
+    @property
+    def pid(self) -> int | None:
+        return self.host.proc.pid if self.host.proc else None
+
+    def alive(self) -> bool:
+        return self.host.proc is not None and self.host.proc.alive()
+
+    def stop(self, grace: float = 5.0) -> int | None:
+        return self.host.stop(grace)
+
+    def _alone(self, what: str):
+        raise Mip6benchError(f"cannot {what} the MN agent on {self.node.name} alone: it runs in MN host "
+                             f"{self.host.index} with {len(self.host.members) - 1} other MNs",
+                             "run with mns_per_agent=1 (one process per MN)")
+
+    def restart(self, timeout: float = 10.0) -> "AgentProcess":
+        self._alone("restart")
+
+    def start(self, timeout: float = 10.0) -> "AgentProcess":
+        self._alone("start")
+
+    def kill(self) -> int | None:
+        self._alone("kill")

@@ -48,8 +48,8 @@ def preflight(plan, capture: bool, agents: bool = True) -> None:
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
-    mn_agents = agents and plan.params.get("mipv6", "static") != "off"
-    check_memory(len(plan.by_role("mn")), per_mn=MB_PER_MN if mn_agents else MB_PER_MN_NODE_ONLY)
+    mns = len(plan.by_role("mn"))
+    check_memory(mns, per_mn=mn_memory_mb(mns, plan.params, agents), params=plan.params)
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -76,12 +76,19 @@ def preflight(plan, capture: bool, agents: bool = True) -> None:
 
 
 # Memory a mobile node costs the machine, measured here (experiment scale, bootstrap, 2
-# foreign networks): its agent, its node's shell (mnexec + bash) and its share of the
-# link hubs came to 21 MB Pss per MN at N=100 (shared pages counted once; the agent's own
-# RSS is ~27 MB), and MemAvailable fell by ~19 MB per MN at N=300 (kernel included: the
-# namespace, 3 TAP pairs, bridge ports). 24 MB leaves a margin. The rest of the network
-# (routers, servers, their agents) ~400 MB.
+# foreign networks). With an agent process of its own (mns_per_agent=1): its agent, its
+# node's shell (mnexec + bash) and its share of the link hubs came to 21 MB Pss per MN at
+# N=100 (shared pages counted once; the agent's own RSS is ~27 MB), and MemAvailable fell
+# by ~19 MB per MN at N=300 (kernel included: the namespace, 3 TAP pairs, bridge ports).
+# 24 MB leaves a margin. In MN hosts (mns_per_agent > 1; README: Scale, "MN hosts"): a
+# host's own interpreter and modules ~28 MB Pss, each hosted MN with its node's shell
+# ~0.8 MB more (8 hosts: 2.98 MB/MN at N=100, 0.98 at N=1000), and MemAvailable fell by
+# ~1.7 GB for the whole network of 1,000 MNs: 4 MB per hosted MN and 40 MB per host leave
+# a margin for kernels whose namespaces cost more. The rest of the network (routers,
+# servers, their agents) ~400 MB.
 MB_PER_MN = 24
+MB_PER_MN_HOSTED = 4
+MB_PER_HOST = 40
 MB_PER_MN_NODE_ONLY = 6  # without an MN agent (agents off, mipv6=off): shell and kernel
 MB_FIXED = 400
 MEMORY_HEADROOM = 0.9  # of MemAvailable: leave the rest to the kernel and the controller
@@ -96,27 +103,59 @@ def available_memory_mb() -> int:
     return 0
 
 
-def memory_estimate_mb(mns: int, per_mn: int = MB_PER_MN) -> int:
-    return MB_FIXED + per_mn * mns
+def mn_memory_mb(mns: int, params: dict[str, Any] | None = None, agents: bool = True) -> int:
+    """What one of `mns` MNs costs with these topology parameters: an agent process of
+    its own, a share of an MN host (mns_per_agent, automatic for many MNs), or no agent
+    (the hosts' own memory comes on top: mn_hosts)."""
+    if not agents or (params or {}).get("mipv6") == "off":
+        return MB_PER_MN_NODE_ONLY
+    return MB_PER_MN_HOSTED if mn_hosts(mns, params) else MB_PER_MN
 
 
-def largest_mns_that_fit(available_mb: int | None = None, per_mn: int = MB_PER_MN) -> int:
+def mn_hosts(mns: int, params: dict[str, Any] | None = None) -> int:
+    """How many MN hosts `mns` MNs get with these parameters (0: a process per MN)."""
+    from mip6bench.testbed.operational import mns_per_agent
+
+    per = mns_per_agent({**(params or {}), "mns": mns})
+    return -(-mns // per) if per > 1 else 0
+
+
+def memory_estimate_mb(mns: int, per_mn: int | None = None, params: dict[str, Any] | None = None) -> int:
+    per = mn_memory_mb(mns, params) if per_mn is None else per_mn
+    hosts = mn_hosts(mns, params) if per == MB_PER_MN_HOSTED else 0
+    return MB_FIXED + per * mns + MB_PER_HOST * hosts
+
+
+def largest_mns_that_fit(available_mb: int | None = None, per_mn: int | None = None,
+                         params: dict[str, Any] | None = None) -> int:
     avail = available_memory_mb() if available_mb is None else available_mb
-    return max(0, int((avail * MEMORY_HEADROOM - MB_FIXED) // per_mn))
+    budget = avail * MEMORY_HEADROOM
+    if per_mn is not None:
+        return max(0, int((budget - MB_FIXED) // per_mn))
+    # Hosting, and so the cost per MN, depends on N: the largest N whose own estimate fits.
+    n = max(0, int((budget - MB_FIXED) // min(MB_PER_MN, MB_PER_MN_HOSTED)))
+    while n and memory_estimate_mb(n, params=params) > budget:
+        n -= 1
+    return n
 
 
 def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
-                 per_mn: int = MB_PER_MN) -> None:
+                 per_mn: int | None = None, params: dict[str, Any] | None = None) -> None:
     """Refuse (one line, with the estimate and the fix) a network that cannot fit in
-    memory, before anything is built: one agent process per MN."""
+    memory, before anything is built."""
     avail = available_memory_mb() if available_mb is None else available_mb
-    need = memory_estimate_mb(mns, per_mn)
+    per_mn = mn_memory_mb(mns, params) if per_mn is None else per_mn
+    need = memory_estimate_mb(mns, per_mn, params)
     if need > avail * MEMORY_HEADROOM:
-        fit = largest_mns_that_fit(avail, per_mn)
+        hosted = per_mn == MB_PER_MN_HOSTED
+        fit = largest_mns_that_fit(avail, params=params) if per_mn != MB_PER_MN_NODE_ONLY \
+            else largest_mns_that_fit(avail, per_mn)
+        hosts = f", {MB_PER_HOST} MB per MN host x {mn_hosts(mns, params)}" if hosted else ""
         raise EnvironmentProblem(
-            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN + "
+            f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN{hosts} + "
             f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
-            f"use at most {fit} MNs here; more need more memory (one agent process per MN)")
+            f"use at most {fit} MNs here; more need more memory"
+            + ("" if hosted or per_mn == MB_PER_MN_NODE_ONLY else " (or MN hosts: mns_per_agent 0 or > 1)"))
 
 
 def prefix_of(plan, network: str) -> str:
@@ -168,6 +207,7 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
+        self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
@@ -286,8 +326,41 @@ class Testbed:
             if role != "mn":
                 self.start_agent(node, role, role, options)
         self.bootstrap.start()
-        self.start_agents_parallel([(node, role, role, options)
-                                    for node, role, options in mobility if role == "mn"])
+        mns = [(node, role, role, options) for node, role, options in mobility if role == "mn"]
+        from mip6bench.testbed.operational import mns_per_agent
+
+        per = mns_per_agent(self.params)
+        if per > 1:
+            self.start_mn_hosts(mns, per)
+        else:
+            self.start_agents_parallel(mns)
+
+    def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,
+                       timeout: float = 30.0) -> list:
+        """The MN agents in MN hosts of up to `per` MNs each (runtime/host.py), all
+        launched at once, then each waited for (its MNs start in parallel inside it);
+        the first host that does not come up ends the start. Returns the hosts."""
+        from mip6bench.testbed.agents import AgentHost, HostedAgent
+
+        hosts = []
+        for i in range(0, len(specs), per):
+            members = []
+            for node, agent, role, options in specs[i:i + per]:
+                member = HostedAgent(self.net[node], agent, role, options, self.run)
+                self.agents[(node, agent)] = member
+                members.append(member)
+            hosts.append(AgentHost(len(hosts) + 1, members, self.run))
+        for host in hosts:
+            host.launch()
+            self.log.emit("agent.host_launched", host=host.index, pid=host.proc.pid, nodes=host.nodes)
+        for host in hosts:
+            # An MN's start is ~20-40 ms of CPU: a host of many MNs gets time for them.
+            host.wait_ready(timeout + 0.1 * len(host.members))
+            for m in host.members:
+                self.log.emit("agent.started", on=m.node.name, name=m.agent, pid=host.proc.pid,
+                              startup_ms=m.startup_ms, host=host.index)
+        self.mn_hosts = hosts
+        return hosts
 
     def start_agents_parallel(self, specs: list[tuple[str, str, str, dict[str, Any]]],
                               window: int | None = None, timeout: float = 30.0) -> None:
@@ -461,7 +534,7 @@ class Testbed:
         """kill -9 an agent: it tears nothing down (its kernel state stays, its peers
         are not told). Returns {pid, t_ns} (CLOCK_MONOTONIC, like the event logs)."""
         proc = self.agent(node, agent)
-        pid = proc.kill()
+        pid = proc.kill()   # an MN in a host refuses: its host runs other MNs
         out = {"pid": pid, "t_ns": time.monotonic_ns()}
         self.log.emit("agent.crashed", on=node, name=proc.agent, **out)
         return out
@@ -472,6 +545,10 @@ class Testbed:
         options and config file, in the same node's namespace, its new pid recorded in
         the run. Returns {pid, t_ns (the restart began), ready_ns, startup_ms}."""
         proc = self.agent(node, agent)
+        from mip6bench.testbed.agents import HostedAgent
+
+        if isinstance(proc, HostedAgent):
+            proc.restart()   # refused in one line: its host runs other MNs
         if proc.alive():
             proc.stop()
         t_ns = time.monotonic_ns()
@@ -508,6 +585,11 @@ class Testbed:
             except Exception as exc:  # keep tearing down; report at the end
                 errors.append(f"{what}: {type(exc).__name__}: {exc}")
 
+        # Every MN host tears its MNs down at once (each waited for below), not one
+        # host after another.
+        for host in self.mn_hosts:
+            if host.proc is not None:
+                step(f"signal MN host {host.index}", lambda h=host: h.proc.signal(signal.SIGTERM))
         for key, agent in list(self.agents.items()):
             step(f"stop agent {key}", agent.stop)
         if self.capture:

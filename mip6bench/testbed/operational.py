@@ -64,7 +64,10 @@ SEGMENTS = {
 def topology_params() -> list[ParamSpec]:
     specs = [
         ParamSpec("foreign", int, 2, "number of foreign access networks", 1, 64),
-        ParamSpec("mns", int, 1, "number of mobile nodes (what fits in memory: about 24 MB each)", 1, 5000),
+        ParamSpec("mns", int, 1, "number of mobile nodes (what fits in memory: see mns_per_agent and README Scale)", 1, 5000),
+        ParamSpec("mns_per_agent", int, 0, "MN agents per agent process: 1 (a process per MN), "
+                  "k > 1 (MN hosts of up to k MNs each, every MN in its own namespace), or 0 "
+                  "(auto: 1 up to 20 MNs, else k = mns / (4 x cores), rounded up)", 0, 5000),
         ParamSpec("ra_min_ms", float, 30.0, "MinRtrAdvInterval of access routers", 30, 1800000),
         ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
         ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),
@@ -496,3 +499,19 @@ def path_delay_ms(plan, a: str, b: str) -> float:
                 best[nxt] = dist + delay
                 heapq.heappush(queue, (dist + delay, nxt))
     raise Mip6benchError(f"no path from {a} to {b} in the plan")
+
+
+AUTO_HOSTED_FROM = 21   # mns_per_agent=0: MN hosts from this many MNs on
+
+
+def mns_per_agent(params: dict[str, Any], cpus: int | None = None) -> int:
+    """MN agents per process for these parameters (mns_per_agent; 0: automatic)."""
+    import math
+    import os
+
+    given, mns = params.get("mns_per_agent", 0), params.get("mns", 1)
+    if given:
+        return given
+    if mns < AUTO_HOSTED_FROM:
+        return 1
+    return math.ceil(mns / (4 * (cpus or os.cpu_count() or 1)))

@@ -1,5 +1,5 @@
 """The scale experiment end to end (root): `mip6bench run scale` over a grid of 1 and 3
-MNs, and 200 MNs at once, every MN bootstrapped, registered and its CREATE verified at
+MNs (a process each), and 200 MNs at once (in MN hosts), every MN bootstrapped, registered and its CREATE verified at
 the firewall; the metrics, table and plot written; memory refused before anything is
 built."""
 import json
@@ -40,6 +40,9 @@ def test_three_mns_at_once(tmp_path):
         assert cpu["paa"] + cpu["aaa"] + cpu["ha"] + cpu["fw"] > 0
         assert len([k for k in point["cpu_s"] if k.startswith("hub")]) >= 1
         assert 5 < point["mem_mb_per_mn"] < 200
+        # Up to 20 MNs: an agent process per MN, no MN hosts.
+        assert (point["mn_hosts"], point["mn_processes"]) == (0, n)
+        assert point["mn_cpu_ms_per_mn"] > 0
         assert point["pana_msgs_per_s"] > 0
     # Three MNs send three times the PANA messages of one (same exchange each).
     one, three = s["points"]
@@ -73,4 +76,7 @@ def test_two_hundred_mns_bootstrap_register_and_open_their_pinholes(tmp_path):
     assert point["error"] is None, point
     assert (point["mns"], point["registered"], point["pinholes"]) == (200, 200, 200)
     assert point["lost"] == 0 and point["stalled"] == 0
+    # 200 MNs run in MN hosts (mns_per_agent automatic): a few processes, not 200.
+    assert 1 < point["mn_hosts"] == point["mn_processes"] < 200
+    assert 0 < point["mem_mb_per_mn"] < 24
     assert root_state() == before
