@@ -43,7 +43,6 @@ import hmac
 import ipaddress
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -55,8 +54,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from nf_load_bench import (namespaces, nsx, print_profile, proc_cpu, runq_wait,  # noqa: E402
-                           start_agent, teardown, thread_cpu)
+from nf_load_bench import (clean_up, namespaces, nsx, print_profile, proc_cpu, runq_wait,  # noqa: E402
+                           start_agent, thread_cpu)
 
 HA = "2001:db8:1::1"
 HOME = ipaddress.IPv6Network("2001:db8:1::/64")
@@ -305,18 +304,7 @@ def one_run(args, tag: str) -> list[dict]:
         gen.wait(timeout=30)
         return results
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-        teardown(ns)
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        clean_up(procs, ns, work, args.keep)
 
 
 def main() -> int:

@@ -316,18 +316,25 @@ def one_run(args, tag: str) -> dict:
                       fw_create_per_cpu_s=round(ok / fw_s, 1) if fw_s else None)
         return result
     finally:
-        for p in reversed(procs):
+        clean_up(procs, ns, work, args.keep)
+
+
+
+def clean_up(procs: list, ns, work: str, keep: bool) -> None:
+    """End the processes this bench started (last first, by pid), remove its namespaces and,
+    unless kept, its work directory."""
+    for p in reversed(procs):
+        if p.poll() is None:
             p.terminate()
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 p.kill()
-        teardown(ns)
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-
+    teardown(ns)
+    if keep:
+        print(f"kept {work}", file=sys.stderr)
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 def print_profile(path: str, top: int = 25) -> None:
     import pstats
