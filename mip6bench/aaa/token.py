@@ -53,6 +53,7 @@ import ipaddress
 import os
 import struct
 from dataclasses import dataclass
+from collections import OrderedDict
 from functools import lru_cache
 from typing import Callable, Iterable, Mapping
 
@@ -207,17 +208,39 @@ _SUBS = {X_AUTH_ENT_ID: {SUB_FQDN, SUB_HMAC_SIGNED}, X_SESSION_ID: {0},
 # address) cost the firewall more than the HMAC. Parsing is a function of the bytes
 # alone and its result is immutable; verify_token still checks the HMAC, the validity
 # times and the identity on every call. Malformed tokens are not kept (TokenError
-# propagates each time); the cache holds at most TOKEN_CACHE tokens whatever is sent.
+# propagates each time); the cache holds at most TOKEN_CACHE tokens whatever is sent
+# (least recently used first out), and a user that knows a token is done with (the
+# firewall, when no open session is bound to it any more) drops it with forget_token:
+# every re-authentication brings a new token, and in the hour soak the cache of ~1 kB a
+# token grew the firewall's RSS until it filled.
 TOKEN_CACHE = 4096
+_parsed: OrderedDict[bytes, tuple[AuthToken, bytes, bytes]] = OrderedDict()
 
 
 def decode_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
     """Parse without checking the HMAC: (claims, the object with the HMAC zeroed, HMAC)."""
-    return _decode_token(bytes(token))
+    token = bytes(token)
+    parsed = _parsed.get(token)
+    if parsed is not None:
+        _parsed.move_to_end(token)
+        return parsed
+    parsed = _parse_token(token)
+    _parsed[token] = parsed
+    if len(_parsed) > TOKEN_CACHE:
+        _parsed.popitem(last=False)
+    return parsed
 
 
-@lru_cache(maxsize=TOKEN_CACHE)
-def _decode_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
+def forget_token(token: bytes) -> None:
+    """Drop a token's parse from the cache (nothing if it is not there)."""
+    _parsed.pop(bytes(token), None)
+
+
+def cached_tokens() -> int:
+    return len(_parsed)
+
+
+def _parse_token(token: bytes) -> tuple[AuthToken, bytes, bytes]:
     try:
         r = Reader(token)
         otype, words = r.u16("object header"), r.u16("object header")

@@ -117,7 +117,7 @@ from dataclasses import dataclass
 from typing import Callable, Hashable, Mapping
 
 from mip6bench import ipaddr
-from mip6bench.aaa.token import AuthToken, TokenError, verify_token
+from mip6bench.aaa.token import AuthToken, TokenError, forget_token, verify_token
 from mip6bench.codec import Reader
 from mip6bench.natfw import wire as w
 from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer
@@ -482,6 +482,7 @@ class NfCore:
         self._closed_memory = closed_memory
         # (key id, token id) -> (session ids bound, token end as Unix time)
         self._tokens: OrderedDict[tuple, tuple[tuple[bytes, ...], float]] = OrderedDict()
+        self._token_bytes: dict[tuple, bytes] = {}   # a bound token's bytes: its parse is dropped with it
         self._token_of: dict[bytes, tuple] = {}     # session -> the token it is bound to
         self._requests: dict[int, bytes] = {}
         self._next_request = 1
@@ -529,6 +530,7 @@ class NfCore:
                 self._tokens[key] = (bound, end)
             else:
                 del self._tokens[key]
+                forget_token(self._token_bytes.pop(key, b""))
         if s is None:
             return out
         if self._is_pending(s):
@@ -556,7 +558,8 @@ class NfCore:
             return "no token", None, None
         wall = self.wall_clock(now)
         try:
-            claims = verify_token(w.encode_object(auth), self.keys, wall)
+            raw = w.encode_object(auth)
+            claims = verify_token(raw, self.keys, wall)
         except TokenError as err:
             if err.reason in ("unknown key id", "bad signature"):
                 return "forged", None, None
@@ -568,6 +571,8 @@ class NfCore:
             why = "flow not authorized"
         if why is None:
             why = self._bind_token(sid, claims, wall, flow.mri.destination if ext else flow.mri.source)
+            if why is None:
+                self._token_bytes.setdefault((claims.key_id, claims.token_id), raw)
         return why, max(1, int(claims.end - wall)), (auth, claims.key_id,
                                                      self.keys.get(claims.key_id), claims.end,
                                                      flow)
@@ -639,6 +644,7 @@ class NfCore:
         if len(self._tokens) >= self.replay_memory:
             for k in [k for k, (_, end) in self._tokens.items() if end <= wall]:
                 del self._tokens[k]
+                forget_token(self._token_bytes.pop(k, b""))
             if len(self._tokens) >= self.replay_memory:
                 return "token store full"
         self._tokens[key] = ((sid,), claims.end)

@@ -298,9 +298,47 @@ def test_tokens_of_closed_sessions_are_forgotten():
     for i in range(6, 46):
         reauthenticate_and_move(i)
     assert len(net.of("nf", InstallPinhole)) == len(net.of("nf", RemovePinhole)) == 45
-    assert not net.nf._tokens
+    assert not net.nf._tokens and not net.nf._token_bytes
     # The closed sessions' ids are remembered (bounded by closed_memory): all that grows.
     assert set(grown(before, container_sizes(roots), 20)) == {"nf._closed"}
+
+
+def test_the_parse_of_a_token_goes_with_its_last_session():
+    """The process-wide parse cache (aaa/token.py) keeps a token only while an open
+    session is bound to it: the hour soak's firewall grew ~1 kB per re-authentication
+    while every old token's parse stayed cached until 4,096 had piled up."""
+    from mip6bench.aaa import token as tokens
+
+    net = Net(None)
+    held = []
+    for i in range(1, 4):
+        raw = tok(token_id=(1000 + i).to_bytes(8, "big"))
+        held.append(raw)
+        net.ni = type(net.ni)(raw, msn_start=100)
+        sid = (1000 + i).to_bytes(16, "big")
+        net.open(sid=sid)
+        assert bytes(raw) in tokens._parsed, "parsed while its session is open"
+        net.apply("ni", net.ni.teardown(sid, net.now))
+        assert bytes(raw) not in tokens._parsed, "dropped with its last session"
+    # A token still bound to an open session keeps its parse.
+    raw = tok(token_id=(2000).to_bytes(8, "big"))
+    net.ni = type(net.ni)(raw, msn_start=100)
+    net.open(sid=(2000).to_bytes(16, "big"))
+    assert bytes(raw) in tokens._parsed
+
+
+def test_the_token_parse_cache_is_bounded(monkeypatch):
+    from mip6bench.aaa import token as tokens
+
+    monkeypatch.setattr(tokens, "TOKEN_CACHE", 3)
+    monkeypatch.setattr(tokens, "_parsed", tokens.OrderedDict())
+    raws = [tok(token_id=(3000 + i).to_bytes(8, "big")) for i in range(5)]
+    for raw in raws:
+        tokens.decode_token(raw)
+    assert list(tokens._parsed) == [bytes(r) for r in raws[2:]]
+    tokens.decode_token(raws[2])                   # used: now the most recent
+    tokens.decode_token(raws[0])
+    assert list(tokens._parsed) == [bytes(r) for r in (raws[4], raws[2], raws[0])]
 
 
 def _nr_silent(frm, to, msg):
