@@ -475,9 +475,13 @@ def test_agent_loop_long_timers_are_not_late_by_the_kernels_slack():
         await fut
         return loop.time() - target
 
+    # The best of up to ten: one wait that meets the deadline shows the mechanism (a busy
+    # machine can delay any single wake-up; a loop that sleeps the whole 0.5 s never does).
     loop = precise_event_loop()
+    lateness = []
     try:
-        lateness = [loop.run_until_complete(late_by()) for _ in range(3)]
+        while len(lateness) < 10 and not (lateness and 0 <= min(lateness) < 0.0003):
+            lateness.append(loop.run_until_complete(late_by()))
     finally:
         loop.close()
     assert 0 <= min(lateness) < 0.0003, lateness
