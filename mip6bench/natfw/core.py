@@ -519,18 +519,7 @@ class NfCore:
         out: list[Action] = [StopTimer(("expire", sid)), StopTimer(("pending", sid))]
         # A closed session no longer counts against its token's sessions (the session id
         # itself can never come back: it is remembered as closed).
-        # A token no open session is bound to is forgotten: binding it again is what
-        # binding it the first time is (every re-authentication brings a new token, and
-        # the store kept each until it filled).
-        key = self._token_of.pop(sid, None)
-        if key in self._tokens:
-            bound, end = self._tokens[key]
-            bound = tuple(b for b in bound if b != sid)
-            if bound:
-                self._tokens[key] = (bound, end)
-            else:
-                del self._tokens[key]
-                forget_token(self._token_bytes.pop(key, b""))
+        self._unbind_token(sid)
         if s is None:
             return out
         if self._is_pending(s):
@@ -625,6 +614,21 @@ class NfCore:
         ports = [m.destination_port] + ([m.destination_port + 1] if flow.sub_ports else [])
         return all(claims.allows(m.protocol, m.destination, p) for p in ports if p <= 0xFFFF)
 
+    def _unbind_token(self, sid) -> None:
+        """The session no longer counts against the token it was bound to. A token no open
+        session is bound to is forgotten, its parse too: binding it again is what binding
+        it the first time is (every re-authentication brings a new token, and the store
+        kept each until it filled)."""
+        key = self._token_of.pop(sid, None)
+        if key in self._tokens:
+            bound, end = self._tokens[key]
+            bound = tuple(b for b in bound if b != sid)
+            if bound:
+                self._tokens[key] = (bound, end)
+            else:
+                del self._tokens[key]
+                forget_token(self._token_bytes.pop(key, b""))
+
     def _bind_token(self, sid, claims: AuthToken, wall, mn_end: str) -> str | None:
         key = (claims.key_id, claims.token_id)
         entry = self._tokens.get(key)
@@ -638,6 +642,7 @@ class NfCore:
                 return "token used from another address"
             if len(bound) >= self.token_sessions:
                 return "replayed token"
+            self._unbind_token(sid)     # a session re-authorized by a newer token leaves the old
             self._tokens[key] = (bound + (sid,), end)
             self._token_of[sid] = key
             return None
@@ -647,6 +652,7 @@ class NfCore:
                 forget_token(self._token_bytes.pop(k, b""))
             if len(self._tokens) >= self.replay_memory:
                 return "token store full"
+        self._unbind_token(sid)
         self._tokens[key] = ((sid,), claims.end)
         self._token_of[sid] = key
         return None
