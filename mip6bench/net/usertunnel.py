@@ -70,6 +70,8 @@ HA_DEVICE = "mip6tun"
 MN_DEVICE = "mip6tnl"
 BATCH = 256            # packets read from one source before looking at the others
 START_TIMEOUT_S = 10.0
+MAX_MESSAGE = 1 << 18   # control messages (SEQPACKET: a longer one would be cut)
+MAX_BINDS = 512         # bindings in one "binds" request (~100 bytes each)
 REQUEST_TIMEOUT_S = 5.0
 
 SEND, DELIVER = "send", "deliver"
@@ -424,7 +426,7 @@ def serve(ctrl: socket.socket, role: str, tun_name: str) -> int:
 def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bool:
     """One control message; False when the agent closed its end."""
     try:
-        data = ctrl.recv(65536)
+        data = ctrl.recv(MAX_MESSAGE)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError:
@@ -444,6 +446,18 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
             if "mtu" in req:
                 state.set_mtu(req["mtu"])
             state.bind(req["hoa"], req["coa"])
+        elif op == "binds":
+            # Several bindings in one message (the HA's changes of one wake-up); each
+            # stands alone: one that fails is reported by its index, the others hold.
+            if "mtu" in req:
+                state.set_mtu(req["mtu"])
+            failed = {}
+            for i, (hoa, coa) in enumerate(req["binds"]):
+                try:
+                    state.bind(hoa, coa)
+                except (ValueError, TypeError) as exc:
+                    failed[i] = f"{type(exc).__name__}: {exc}"
+            reply["failed"] = failed
         elif op == "unbind":
             state.unbind(req["hoa"])
         elif op == "point":
@@ -536,12 +550,31 @@ class Forwarder:
         with self._lock:
             try:
                 self.sock.send(json.dumps({"op": op, **fields}).encode())
-                reply = json.loads(self.sock.recv(65536) or b"{}")
+                reply = json.loads(self.sock.recv(MAX_MESSAGE) or b"{}")
             except (OSError, ValueError) as exc:
                 raise ForwarderError(f"user-space tunnel forwarder: {op}: {exc}") from None
         if not reply.get("ok"):
             raise ForwarderError(f"user-space tunnel forwarder: {op}: {reply.get('error', 'no answer')}")
         return reply
+
+    def bind_many(self, binds: list[tuple[str, str]], mtu: int | None = None) -> list[ForwarderError | None]:
+        """Bind every (hoa, coa), MAX_BINDS a message: each one's ForwarderError or
+        None, in order (one refused takes no other with it; a failed exchange fails
+        every binding it carried)."""
+        out: list[ForwarderError | None] = []
+        for i in range(0, len(binds), MAX_BINDS):
+            chunk = binds[i:i + MAX_BINDS]
+            fields: dict = {"binds": chunk}
+            if mtu is not None:
+                fields["mtu"] = mtu
+            try:
+                failed = self.request("binds", **fields)["failed"]
+            except ForwarderError as exc:
+                out += [exc] * len(chunk)
+                continue
+            out += [ForwarderError(f"user-space tunnel forwarder: bind: {failed[str(j)]}")
+                    if str(j) in failed else None for j in range(len(chunk))]
+        return out
 
     def close(self) -> None:
         """Close the control socket (the forwarder exits on it) and reap the process."""

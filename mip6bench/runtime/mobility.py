@@ -10,7 +10,9 @@
   * an agent may hold a Mobility Header back before the core sees it (``hold_mh``:
     the HA fetching the SA of an unknown SPI first) and deliver it later;
   * the core runs on a CoreDriver: effects go to the agent's ``apply``, one at a
-    time, in order; ORDERING_EFFECTS are the driver's barriers: a Transmit that follows
+    time, in order (or, given ``apply_many`` and ``batch_key``, those queued together
+    in batches, see CoreDriver: the HA folds the kernel work of the Binding Updates
+    of one wake-up); ORDERING_EFFECTS are the driver's barriers: a Transmit that follows
     a tunnel change or a state removal (TunnelUp, RemoveBinding, TunnelDown) waits until
     that change is applied: a HA's Binding Ack leaves once the tunnel points at the new
     care-of address (what the MN sends after the Ack may come back through it at once),
@@ -139,7 +141,9 @@ class MobilityIO:
                  on_data: DataHandler | None = None, tap_ifname: str | None = None,
                  tunnel_endpoints: Callable[[], tuple[str, str] | None] | None = None,
                  executor: ThreadPoolExecutor | None = None, hold_mh: MhHold | None = None,
-                 egress_ifindex: Callable[[], int] | None = None):
+                 egress_ifindex: Callable[[], int] | None = None,
+                 apply_many: Callable[[list], Any] | None = None,
+                 batch_key: Callable[[Any], Any] | None = None):
         self.loop = asyncio.get_running_loop()
         # Where this node's own packets must leave (an MN: its care-of address's
         # interface), or None to let the routing table decide.
@@ -152,7 +156,8 @@ class MobilityIO:
         self.counters: Counter[str] = Counter()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
         self.driver = CoreDriver(send=self.transmit, apply=apply, emit=emit,
-                                 on_timer=core.handle_timer, barriers=ORDERING_EFFECTS)
+                                 on_timer=core.handle_timer, barriers=ORDERING_EFFECTS,
+                                 apply_many=apply_many, batch_key=batch_key)
         self.sender = RawSender()
         self.mh = MHSocket()
         self.tap = PacketTap(tap_ifname)

@@ -303,6 +303,80 @@ def test_core_driver_failed_effect_is_logged_and_the_next_one_still_applied():
     assert events == [("effect.failed", {"effect": "Applied", "error": "no such device"})]
 
 
+@dataclass(frozen=True)
+class Keyed(Effect):
+    key: str | None
+    n: int
+
+
+def _batching_driver(log, fail=()):
+    """A driver with barriers and apply_many; `log` records batches, lone effects,
+    transmits and failures in order."""
+    def apply(effect):
+        log.append(("alone", effect.n))
+
+    async def apply_many(effects):
+        log.append(("batch", [e.n for e in effects]))
+        return [OSError(f"change {e.n} failed") if e.n in fail else None for e in effects]
+
+    return CoreDriver(send=lambda t: log.append(("sent", t.data)), on_timer=lambda k, n: [],
+                      apply=apply, apply_many=apply_many, batch_key=lambda e: e.key,
+                      emit=lambda name, **f: log.append((name, f.get("error"))), barriers=(Keyed,))
+
+
+def test_core_driver_applies_the_effects_queued_together_in_one_batch_and_then_their_transmits():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log)
+        # Three Binding Updates served in one wake-up: each one's effects, then its Ack.
+        for k, key in enumerate(("h1", "h2", "h3")):
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), "2001:db8::1")])
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert log == [("batch", [0, 1, 2, 3, 4, 5]), ("sent", b"ba0"), ("sent", b"ba1"), ("sent", b"ba2")]
+
+
+def test_core_driver_batch_failure_is_the_failing_effects_alone():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log, fail={3})
+        for k, key in enumerate(("h1", "h2", "h3")):
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), "2001:db8::1")])
+        await driver.drain()
+        assert list(driver.errors) == ["Keyed: change 3 failed"]
+        driver.close()
+
+    asyncio.run(main())
+    # Every Ack still leaves (as when an effect applied alone fails), after the batch.
+    assert log == [("batch", [0, 1, 2, 3, 4, 5]), ("effect.failed", "change 3 failed"),
+                   ("sent", b"ba0"), ("sent", b"ba1"), ("sent", b"ba2")]
+
+
+def test_core_driver_keeps_one_keys_effects_in_order_around_its_transmits():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log)
+        driver.execute([Keyed("h1", 1), Transmit(b"ba1", "2001:db8::1"),
+                        Keyed("h2", 2), Keyed("h2", 3),
+                        Keyed("h1", 4), Transmit(b"ba4", "2001:db8::1"),  # h1 again, after its Ack: next batch
+                        Keyed("h3", 5), Keyed(None, 6), Keyed("h3", 7)])   # no key: alone, in its place
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert log == [("batch", [1, 2, 3]), ("sent", b"ba1"),
+                   ("batch", [4, 5]), ("sent", b"ba4"),
+                   ("alone", 6), ("batch", [7])]
+    with pytest.raises(ValueError):
+        CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
+                   apply=lambda e: None, apply_many=lambda es: [])      # no batch_key
+
+
 def test_core_driver_after_close_applies_nothing_and_arms_nothing():
     applied, sent = [], []
 

@@ -184,3 +184,22 @@ def test_backend_choice_prefers_ip6tnl_then_seg6_then_userspace_and_names_the_fi
         choose_backend("auto", {name: (False, "no") for name in BACKENDS})
     with pytest.raises(ParameterError):
         choose_backend("gre", every)
+
+
+def test_forwarder_binds_several_in_one_message_and_reports_each_failure_alone():
+    import json
+    import socket
+
+    from mip6bench.net.usertunnel import _command
+
+    state = TunnelState("ha", "2001:db8:1::1")
+    agent, forwarder = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with agent, forwarder:
+        agent.send(json.dumps({"op": "binds", "mtu": 1400, "binds": [
+            ["2001:db8:1::100", "2001:db8:5::100"], ["not an address", "2001:db8:5::101"],
+            ["2001:db8:1::102", "2001:db8:5::102"]]}).encode())
+        assert _command(forwarder, state, None, lambda: None)
+        reply = json.loads(agent.recv(65536))
+    assert reply["ok"] and list(reply["failed"]) == ["1"]
+    assert state.mtu == 1400
+    assert set(state.bindings) == {packed("2001:db8:1::100"), packed("2001:db8:1::102")}
