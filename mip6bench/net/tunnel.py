@@ -329,6 +329,7 @@ class UserspaceBackend(TunnelBackend):
         super().__init__()
         self.forwarder = None
         self.mtu: int | None = None
+        self._mtu_sock = None     # the socket _set_mtu asks the link's MTU on
 
     @staticmethod
     def _drop_rule(match: str) -> str:
@@ -360,7 +361,11 @@ class UserspaceBackend(TunnelBackend):
         kernel answers forwarded packets that do not fit) and in the forwarder."""
         from mip6bench.net.usertunnel import IPV6_HEADER_LEN, MIN_MTU, link_mtu
 
-        mtu = max(MIN_MTU, link_mtu(egress) - IPV6_HEADER_LEN)
+        if self._mtu_sock is None:      # kept: the HA asks once per batch of bindings
+            import socket
+
+            self._mtu_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        mtu = max(MIN_MTU, link_mtu(egress, self._mtu_sock) - IPV6_HEADER_LEN)
         if mtu != self.mtu:
             k.set_link(self.forwarder.tun_name, up=True, mtu=mtu)
             self.mtu = mtu
@@ -370,6 +375,9 @@ class UserspaceBackend(TunnelBackend):
         if self.forwarder is not None:
             self.forwarder.close()
             self.forwarder = None
+        if self._mtu_sock is not None:
+            self._mtu_sock.close()
+            self._mtu_sock = None
 
     def counters(self) -> dict[str, int]:
         return self.forwarder.request("counters")["counters"] if self.forwarder else {}

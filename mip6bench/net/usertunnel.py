@@ -335,10 +335,13 @@ class _Sockets:
 
 
 
-def link_mtu(ifname: str) -> int:
-    """The MTU of an interface of this process's namespace."""
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        reply = fcntl.ioctl(s, SIOCGIFMTU, struct.pack("16s16x", ifname.encode()))
+def link_mtu(ifname: str, sock: socket.socket | None = None) -> int:
+    """The MTU of an interface of the namespace `sock` (a datagram socket the caller
+    keeps for asking again) was opened in; without one, of this thread's namespace."""
+    if sock is None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            return link_mtu(ifname, s)
+    reply = fcntl.ioctl(sock, SIOCGIFMTU, struct.pack("16s16x", ifname.encode()))
     return struct.unpack_from("i", reply, 16)[0]
 
 

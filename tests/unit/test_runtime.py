@@ -66,6 +66,53 @@ def test_event_log_writes_after_the_callback_with_times_of_the_emits(tmp_path):
                                                        "agent.stopped"]
 
 
+def test_event_log_on_the_agent_loop_writes_a_wake_ups_entries_once_before_it_waits(tmp_path):
+    """write_before_wait (the agents' loop): the entries of the callbacks that run
+    without the loop waiting in between go out in one write when it is about to wait;
+    at most MAX_DEFERRED wait for that."""
+    from mip6bench.runtime import eventlog
+    from mip6bench.runtime.agent import precise_event_loop
+
+    path = tmp_path / "a.jsonl"
+    log = EventLog(path, "ha", "ha")
+    writes, seen = [], {}
+    real_write = log._file.write
+    log._file.write = lambda text: (writes.append(text.count("\n")), real_write(text))[1]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        log.write_before_wait(loop, loop.before_wait)
+        done = loop.create_future()
+
+        def answer():                       # a wake-up: two callbacks, no wait between
+            log.emit("mipv6.ha.bu_accepted", seq=1)
+            loop.call_soon(change)
+
+        def change():
+            log.emit("mipv6.ha.tunnel_up", seq=1)
+            seen["during"] = path.read_text()
+            loop.call_later(0.01, burst)    # the loop waits before this one
+
+        def burst():
+            seen["before_burst"] = list(writes)
+            for i in range(eventlog.MAX_DEFERRED + 1):
+                log.emit("x", i=i)
+            loop.call_soon(lambda: done.set_result(list(writes)))   # no wait before it
+
+        loop.call_soon(answer)
+        seen["after_burst"] = await done
+
+    runner = asyncio.Runner(loop_factory=precise_event_loop)
+    with runner:
+        runner.run(main())
+    log.close()
+    assert seen["during"] == ""
+    assert seen["before_burst"] == [2]
+    # MAX_DEFERRED pending: written after that callback, the loop did not wait for it.
+    assert seen["after_burst"] == [2, eventlog.MAX_DEFERRED + 1]
+    assert [e["event"] for e in read_events(path)][:2] == ["mipv6.ha.bu_accepted", "mipv6.ha.tunnel_up"]
+
+
 def test_event_log_refuses_reserved_field_names(tmp_path):
     log = EventLog(None, "n", "a")
     with pytest.raises(ValueError):
