@@ -36,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
-from mip6bench.ipv6 import IPPROTO_DSTOPTS, IPPROTO_ROUTING, build_ipv6_packet, parse_ipv6_packet
+from mip6bench.ipv6 import (HOME_ADDRESS_OPTION_TYPE, IPPROTO_DSTOPTS, IPPROTO_ROUTING, OPT_PADN, address_text,
+                            build_ipv6_packet, parse_ipv6_packet)
 from mip6bench.mipv6.constants import IPPROTO_MH
 from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown, TunnelUp
 from mip6bench.mipv6.sa import MobilitySA
@@ -134,6 +135,9 @@ def packed(address: str) -> bytes:
 
 
 ORDERING_EFFECTS = (TunnelUp, RemoveBinding, TunnelDown)
+# A Destination Options header of 24 bytes before a Mobility Header: PadN of 2, then the
+# Home Address option (type 201, 16 bytes), the layout RFC 6275 6.3 and home_address_destopts give.
+HAO_THEN_MH = bytes((IPPROTO_MH, 2, OPT_PADN, 2, 0, 0, HOME_ADDRESS_OPTION_TYPE, 16))
 
 
 class MobilityIO:
@@ -229,6 +233,13 @@ class MobilityIO:
                 self.counters["tap.data_ignored"] += 1
                 return
             self.on_data(packet, ifname)
+            return
+        if packet[40:48] == HAO_THEN_MH and packet[6] == IPPROTO_DSTOPTS and packet[0] >> 4 == 6 \
+                and len(packet) >= 64 and (packet[4] << 8 | packet[5]) == len(packet) - 40:
+            # The common case, a Mobility Header with one Home Address option (a BU), as
+            # every MN sends it: what parse_ipv6_packet would find, without its walk.
+            self._receive_mh(packet[64:], address_text(packet[8:24]), address_text(packet[24:40]),
+                             hao=address_text(packet[48:64]), rh2=None)
             return
         try:
             pkt = parse_ipv6_packet(packet)
