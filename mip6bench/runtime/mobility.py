@@ -135,6 +135,7 @@ def packed(address: str) -> bytes:
 
 
 ORDERING_EFFECTS = (TunnelUp, RemoveBinding, TunnelDown)
+TAP_BURST = 128      # packets read from the packet tap per wake-up
 # A Destination Options header of 24 bytes before a Mobility Header: PadN of 2, then the
 # Home Address option (type 201, 16 bytes), the layout RFC 6275 6.3 and home_address_destopts give.
 HAO_THEN_MH = bytes((IPPROTO_MH, 2, OPT_PADN, 2, 0, 0, HOME_ADDRESS_OPTION_TYPE, 16))
@@ -219,7 +220,13 @@ class MobilityIO:
             self._receive_mh(data, src, dst, verify_checksum=False)
 
     def _on_tap(self) -> None:
-        while (item := self.tap.recv()) is not None:
+        # At most TAP_BURST packets a wake-up: what is left wakes the loop again at once,
+        # after the effects (kernel changes, Binding Acks) of these were applied, so a
+        # queue of thousands of BUs is answered in batches, not after the last one.
+        for _ in range(TAP_BURST):
+            item = self.tap.recv()
+            if item is None:
+                return
             self.handle_tap_packet(*item)
 
     def handle_tap_packet(self, packet: bytes, ifname: str) -> None:
