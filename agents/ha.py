@@ -160,7 +160,11 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
         if self.purged:
             self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
-        self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
+        # multicast_loop off: the NAs it sends for each new home address must not come
+        # back to it (a registration burst woke it for every one of its own NAs; a
+        # defender of an address under DAD is another node).
+        self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface,
+                                     multicast_loop=False)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
         self.kernel_ready.set()
         self.io.execute(self.core.sa_store_changed(self.io.now()))   # SA expiry
