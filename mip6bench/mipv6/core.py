@@ -21,6 +21,7 @@ HA and CN also offer
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections import Counter
@@ -52,8 +53,11 @@ def seq_newer(received: int, last: int) -> bool:
     return (last - received) % SEQ_MODULUS > 32768
 
 
+@functools.lru_cache(maxsize=ipaddr.CACHE)
 def is_unicast_routable(addr: str) -> bool:
-    a = ipaddr.ip6(addr)                  # memoised: checked twice per Binding Update
+    """Memoised (twice per Binding Update; ipaddress's properties are slow): bounded, and
+    a bad address raises each time."""
+    a = ipaddr.ip6(addr)
     return not (a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local)
 
 

@@ -448,8 +448,18 @@ class MobilityMessage:
         _set(self, "options", opts)
 
     def find(self, option_class: type[OptionT]) -> OptionT | None:
-        """The first option of that class, or None."""
-        for opt in self.options:
+        """The first option of that class, or None. (The first of each type is looked up
+        once per message: a home agent asks a Binding Update for four of them, some twice.)"""
+        first = self.__dict__.get("_first")
+        if first is None:
+            first = {}
+            for opt in self.options:
+                first.setdefault(type(opt), opt)
+            _set(self, "_first", first)
+        found = first.get(option_class)
+        if found is not None:
+            return found
+        for opt in self.options:       # a base class, or none of that class
             if isinstance(opt, option_class):
                 return opt
         return None
