@@ -79,7 +79,12 @@ SIOCGIFMTU = 0x8921
 
 
 def packed(address: str) -> bytes:
-    return ipaddress.IPv6Address(address).packed
+    """The 16 bytes of an IPv6 address in text (inet_pton: the forwarder binds a batch
+    of them per message); ValueError if it is not one."""
+    try:
+        return socket.inet_pton(socket.AF_INET6, address)
+    except (OSError, TypeError):
+        raise ValueError(f"not an IPv6 address: {address!r}") from None
 
 
 def outer_header(src: bytes, dst: bytes, payload_len: int) -> bytes:
@@ -157,8 +162,9 @@ class TunnelState:
 
     def bind(self, hoa: str, coa: str) -> None:
         self._need("ha")
-        self.bindings[packed(hoa)] = packed(coa)
-        self.routes[packed(hoa)] = (self._tail(self.local, packed(coa)), str(ipaddress.IPv6Address(coa)))
+        h, c = packed(hoa), packed(coa)
+        self.bindings[h] = c
+        self.routes[h] = (self._tail(self.local, c), socket.inet_ntop(socket.AF_INET6, c))
 
     def unbind(self, hoa: str) -> None:
         self._need("ha")
