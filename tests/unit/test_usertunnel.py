@@ -203,3 +203,24 @@ def test_forwarder_binds_several_in_one_message_and_reports_each_failure_alone()
     assert reply["ok"] and list(reply["failed"]) == ["1"]
     assert state.mtu == 1400
     assert set(state.bindings) == {packed("2001:db8:1::100"), packed("2001:db8:1::102")}
+
+
+def test_bind_many_splits_into_messages_and_maps_each_failure_to_its_binding(monkeypatch):
+    from mip6bench.net import usertunnel
+
+    monkeypatch.setattr(usertunnel, "MAX_BINDS", 3)
+    requests = []
+
+    def request(op, **fields):
+        requests.append((op, len(fields["binds"]), fields.get("mtu")))
+        if len(requests) == 2:
+            raise usertunnel.ForwarderError("user-space tunnel forwarder: binds: timed out")
+        return {"ok": True, "failed": {"1": "ValueError: not an IPv6 address: 'x'"}}
+
+    forwarder = usertunnel.Forwarder.__new__(usertunnel.Forwarder)
+    forwarder.request = request
+    binds = [(f"2001:db8:1::{i}", f"2001:db8:5::{i}") for i in range(7)]
+    errors = forwarder.bind_many(binds, 1400)
+    assert requests == [("binds", 3, 1400), ("binds", 3, 1400), ("binds", 1, 1400)]
+    assert [None if e is None else str(e).split(": ")[-1] for e in errors] == [
+        None, "'x'", None, "timed out", "timed out", "timed out", None]
