@@ -329,7 +329,11 @@ class HomeAgentAgent(WaitableEvents, Agent):
             ups = [i for i in grouped if isinstance(effects[i], TunnelUp)]
             for indexes, fn in ((installs, self._install_many), (ups, self._tunnel_up_many)):
                 if indexes:
-                    for i, error in zip(indexes, fn([effects[i] for i in indexes])):
+                    try:
+                        errors = fn([effects[i] for i in indexes])
+                    except Exception as exc:   # noqa: BLE001 - that group failed, not the other
+                        errors = [exc] * len(indexes)
+                    for i, error in zip(indexes, errors):
                         results[i] = error
             grouped.clear()
             pending.clear()
@@ -367,14 +371,16 @@ class HomeAgentAgent(WaitableEvents, Agent):
         results: list[Exception | None] = []
         for start, end, fresh in spans:
             error = outcome.first_error(start, end)
+            if error is None and fresh:
+                self.proxied.update(fresh)
+                try:
+                    for address in fresh:
+                        self.icmp.send_multicast(ndisc.neighbor_advert(address, self.home_mac),
+                                                 ndisc.ALL_NODES, self.home_index)
+                except OSError as exc:     # that binding's NA (its proxy entry stands)
+                    error = exc
+                self.emit("mipv6.ha.defending", addresses=fresh)
             results.append(error)
-            if error is not None or not fresh:
-                continue
-            self.proxied.update(fresh)
-            for address in fresh:
-                self.icmp.send_multicast(ndisc.neighbor_advert(address, self.home_mac),
-                                         ndisc.ALL_NODES, self.home_index)
-            self.emit("mipv6.ha.defending", addresses=fresh)
         return results
 
     def _tunnel_up_many(self, effects: list[TunnelUp]) -> list[Exception | None]:

@@ -10,6 +10,7 @@ as a wake-up that finds several queued delivers them."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import time
 
 import agents.ha as ha_agent
@@ -47,7 +48,7 @@ def binding_update(sa: MobilitySA, care_of: str, seq: int) -> bytes:
                              hao=sa.hoa)
 
 
-async def run_rounds(monkeypatch, failing: set[str]):
+async def run_rounds(monkeypatch, failing: set[str], na_failing: set[str] = frozenset()):
     """Two rounds (N registrations, then N moves), each round's BUs in one callback.
     The backend refuses to bind the home addresses in `failing`. Returns the world, the
     batches the backend saw, the driver's errors and, per round, the Acks by HoA."""
@@ -71,7 +72,13 @@ async def run_rounds(monkeypatch, failing: set[str]):
     monkeypatch.setattr(ha_agent, "Kernel", fake["Kernel"])
     monkeypatch.setattr(ha_agent, "InterceptRules", fake["Rules"])
     monkeypatch.setattr(ha_agent.tunnel, "backend", lambda _name: Backend())
-    monkeypatch.setattr(ha_agent.ndisc, "IcmpSocket", fake["IcmpSocket"])
+    class IcmpSocket(fake["IcmpSocket"]):
+        def send_multicast(self, body, dst, ifindex):
+            if str(ipaddress.IPv6Address(body[8:24])) in na_failing:
+                raise OSError(f"no buffer space for the NA of {ipaddress.IPv6Address(body[8:24])}")
+            super().send_multicast(body, dst, ifindex)
+
+    monkeypatch.setattr(ha_agent.ndisc, "IcmpSocket", IcmpSocket)
     monkeypatch.setattr(mobility, "RawSender", fake["RawSender"])
     monkeypatch.setattr(mobility, "MHSocket", fake["Descriptor"])
     monkeypatch.setattr(mobility, "PacketTap", fake["Descriptor"])
@@ -140,3 +147,13 @@ def test_a_failing_change_fails_alone_and_every_other_binding_update_is_answered
         assert all(ba.status == 0 and ba.seq == r + 1 for ba in acks.values())
     assert sick not in tunnelled
     assert tunnelled == {sa.hoa: coa(k, 1) for k, sa in enumerate(sas) if sa.hoa != sick}
+
+
+def test_a_failing_neighbor_advertisement_fails_its_own_binding_only(monkeypatch):
+    sick = mn(1).hoa
+    world, batches, errors, rounds, sas, tunnelled = asyncio.run(
+        run_rounds(monkeypatch, set(), na_failing={sick}))
+    assert errors == [f"InstallBinding: no buffer space for the NA of {sick}"]
+    assert all(sorted(acks) == sorted(sa.hoa for sa in sas) for acks in rounds)
+    assert tunnelled == {sa.hoa: coa(k, 1) for k, sa in enumerate(sas)}
+    assert world.names().count("icmp.na") == N - 1
