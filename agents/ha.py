@@ -59,7 +59,8 @@ if __package__ in (None, ""):  # run as a script: agents/ha.py
 
 from mip6bench.codec import DecodeError
 from mip6bench.errors import Mip6benchError
-from mip6bench.mipv6.effects import FetchSA, InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
+from mip6bench.mipv6.effects import (FetchSA, InstallBinding, MhTransmit, RemoveBinding, RequestDAD, TunnelDown,
+                                     TunnelUp)
 from mip6bench.mipv6.ha import HomeAgent
 from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import ndisc, tunnel
@@ -305,10 +306,13 @@ class HomeAgentAgent(WaitableEvents, Agent):
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
     @staticmethod
-    def batch_key(effect):
-        """The driver's batch_key: a binding's effects are keyed by its home address
-        (FetchSA, keyed by nothing, is applied alone)."""
-        return None if isinstance(effect, FetchSA) else getattr(effect, "hoa", None)
+    def batch_key(item):
+        """The driver's batch_key: a binding's effects and Mobility Headers are keyed by
+        its home address (a BA carries it in its type 2 routing header, or goes to it);
+        FetchSA, keyed by nothing, is applied alone."""
+        if isinstance(item, MhTransmit):
+            return item.rh2 or item.dst
+        return None if isinstance(item, FetchSA) else getattr(item, "hoa", None)
 
     async def apply_many(self, effects: list) -> list[Exception | None]:
         """The driver's apply_many: the effects of the Binding Updates served in one

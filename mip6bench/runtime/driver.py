@@ -26,12 +26,14 @@ of a batch (so glue can fold their kernel work: one netlink datagram, one messag
 forwarder), which returns each effect's exception or None in order (or an awaitable of
 that list); a failed effect is logged like any other and takes no other with it. The
 queued Transmits between them are sent after the batch: never before an effect queued
-ahead of them, as above. A batch holds effects with keys only (batch_key None: applied
-alone, with `apply`), and each key's effects consecutive and before any Transmit that
-follows them: an effect whose key appeared earlier in the batch, separated from it by
-another key's effect or a Transmit, starts the next batch. So the effects of one key
-(the HA: one home address) keep their order relative to each other and to the
-Transmits between them, and glue may regroup a batch's effects across keys. At most
+ahead of them, as above. `batch_key` keys effects and Transmits alike (the HA: the home
+address a change or a Binding Ack is for). A batch holds effects with keys only
+(batch_key None: applied alone, with `apply`), and each key's effects consecutive and
+before any Transmit of that key that follows them: an effect whose key appeared earlier
+in the batch, separated from it by another key's effect or by a Transmit, or whose key
+is that of a Transmit taken, starts the next batch; a Transmit without a key ends the
+batch. So the effects of one key keep their order relative to each other and to that
+key's Transmits, and glue may regroup a batch's effects across keys. At most
 `max_batch` effects a batch.
 
 `apply_batch(effects)` instead of `apply`: the effects of one execute() call go
@@ -196,16 +198,23 @@ class CoreDriver:
     def _take_batch(self) -> tuple[list, list[_AfterBarrier]]:
         """From the head of the queue: the effects of the next batch and the Transmits
         queued among them (see the module docstring); ([], []) when the head is an
-        effect to apply alone."""
+        effect to apply alone. Transmits at the head (their effects were applied) are
+        sent at once."""
+        queue, key_of = self._effects, self._batch_key
+        while queue and isinstance(queue[0], _AfterBarrier):
+            self._transmit(queue.popleft().transmit)
         effects: list = []
         transmits: list[_AfterBarrier] = []
         seen: set = set()
         last = None          # the key of the effect just taken (None after a Transmit)
-        queue, key_of = self._effects, self._batch_key
         while queue and len(effects) < self._max_batch:
             item = queue[0]
             if isinstance(item, _AfterBarrier):
                 transmits.append(queue.popleft())
+                key = key_of(item.transmit)
+                if key is None:      # a Transmit of no key: nothing after it joins
+                    break
+                seen.add(key)
                 last = None
                 continue
             key = key_of(item)

@@ -366,8 +366,11 @@ def _batching_driver(log, fail=()):
         log.append(("batch", [e.n for e in effects]))
         return [OSError(f"change {e.n} failed") if e.n in fail else None for e in effects]
 
+    def key(item):      # a Transmit's key: its destination here (None: "any")
+        return (None if item.dst == "any" else item.dst) if isinstance(item, Transmit) else item.key
+
     return CoreDriver(send=lambda t: log.append(("sent", t.data)), on_timer=lambda k, n: [],
-                      apply=apply, apply_many=apply_many, batch_key=lambda e: e.key,
+                      apply=apply, apply_many=apply_many, batch_key=key,
                       emit=lambda name, **f: log.append((name, f.get("error"))), barriers=(Keyed,))
 
 
@@ -378,7 +381,7 @@ def test_core_driver_applies_the_effects_queued_together_in_one_batch_and_then_t
         driver = _batching_driver(log)
         # Three Binding Updates served in one wake-up: each one's effects, then its Ack.
         for k, key in enumerate(("h1", "h2", "h3")):
-            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), "2001:db8::1")])
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), key)])
         await driver.drain()
         driver.close()
 
@@ -392,7 +395,7 @@ def test_core_driver_batch_failure_is_the_failing_effects_alone():
     async def main():
         driver = _batching_driver(log, fail={3})
         for k, key in enumerate(("h1", "h2", "h3")):
-            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), "2001:db8::1")])
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), key)])
         await driver.drain()
         assert list(driver.errors) == ["Keyed: change 3 failed"]
         driver.close()
@@ -408,17 +411,21 @@ def test_core_driver_keeps_one_keys_effects_in_order_around_its_transmits():
 
     async def main():
         driver = _batching_driver(log)
-        driver.execute([Keyed("h1", 1), Transmit(b"ba1", "2001:db8::1"),
+        driver.execute([Keyed("h1", 1), Transmit(b"ba1", "h1"),
                         Keyed("h2", 2), Keyed("h2", 3),
-                        Keyed("h1", 4), Transmit(b"ba4", "2001:db8::1"),  # h1 again, after its Ack: next batch
-                        Keyed("h3", 5), Keyed(None, 6), Keyed("h3", 7)])   # no key: alone, in its place
+                        Keyed("h1", 4), Transmit(b"ba4", "h1"),   # h1 again, after its Ack: next batch
+                        Keyed("h3", 5), Keyed(None, 6), Keyed("h3", 7),   # no key: alone, in its place
+                        Transmit(b"to-h4", "h4"), Keyed("h4", 8),  # a Transmit to h4 before h4's change
+                        Keyed("h5", 9), Transmit(b"any", "any"), Keyed("h6", 10)])   # no key: ends a batch
         await driver.drain()
         driver.close()
 
     asyncio.run(main())
     assert log == [("batch", [1, 2, 3]), ("sent", b"ba1"),
                    ("batch", [4, 5]), ("sent", b"ba4"),
-                   ("alone", 6), ("batch", [7])]
+                   ("alone", 6), ("batch", [7]), ("sent", b"to-h4"),
+                   ("batch", [8, 9]), ("sent", b"any"),
+                   ("batch", [10])]
     with pytest.raises(ValueError):
         CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
                    apply=lambda e: None, apply_many=lambda es: [])      # no batch_key
