@@ -70,8 +70,9 @@ HA_DEVICE = "mip6tun"
 MN_DEVICE = "mip6tnl"
 BATCH = 256            # packets read from one source before looking at the others
 START_TIMEOUT_S = 10.0
-MAX_MESSAGE = 1 << 18   # control messages (SEQPACKET: a longer one would be cut)
-MAX_BINDS = 512         # bindings in one "binds" request (~100 bytes each)
+MAX_MESSAGE = 1 << 16   # control messages (SEQPACKET: a longer one would be cut)
+MAX_BINDS = 256         # bindings in one "binds" request (at most ~90 bytes each, and
+                        # each failure's reason in the answer at most ~120)
 REQUEST_TIMEOUT_S = 5.0
 
 SEND, DELIVER = "send", "deliver"
