@@ -59,12 +59,13 @@ if __package__ in (None, ""):  # run as a script: agents/ha.py
 
 from mip6bench.codec import DecodeError
 from mip6bench.errors import Mip6benchError
-from mip6bench.mipv6.effects import FetchSA, InstallBinding, RemoveBinding, RequestDAD, TunnelDown, TunnelUp
+from mip6bench.mipv6.effects import (FetchSA, InstallBinding, MhTransmit, RemoveBinding, RequestDAD, TunnelDown,
+                                     TunnelUp)
 from mip6bench.mipv6.ha import HomeAgent
 from mip6bench.mipv6.sa import SAStore
 from mip6bench.net import ndisc, tunnel
 from mip6bench.net.intercept import InterceptRules, home_address_option_drop
-from mip6bench.net.kernel import Kernel
+from mip6bench.net.kernel import BatchOutcome, Kernel
 from mip6bench.net.nft import Batch, LibNft
 from mip6bench.net.ro import strip_home_address_option
 from mip6bench.runtime.agent import Agent, forwarded_commands, run
@@ -147,7 +148,8 @@ class HomeAgentAgent(WaitableEvents, Agent):
         if opts.sadist_peers:
             await self._open_sa_channel()
         self.io = MobilityIO(self.core, apply=self.apply, emit=self.emit, on_data=self.on_data,
-                             hold_mh=self._hold_for_sa if opts.sadist_peers else None)
+                             hold_mh=self._hold_for_sa if opts.sadist_peers else None,
+                             apply_many=self.apply_many, batch_key=self.batch_key)
         t0 = time.monotonic()
         try:
             # nftables and routing are independent: set them up side by side.
@@ -159,7 +161,11 @@ class HomeAgentAgent(WaitableEvents, Agent):
             raise Mip6benchError(f"cannot set up the kernel data path: {exc}") from None
         if self.purged:
             self.emit("mipv6.ha.purged", removed=self.purged, reason="left by an earlier agent")
-        self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface)
+        # multicast_loop off: the NAs it sends for each new home address must not come
+        # back to it (a registration burst woke it for every one of its own NAs; a
+        # defender of an address under DAD is another node).
+        self.icmp = ndisc.IcmpSocket((ndisc.ND_NEIGHBOR_SOLICIT, ndisc.ND_NEIGHBOR_ADVERT), opts.home_interface,
+                                     multicast_loop=False)
         loop.add_reader(self.icmp.fileno(), self._on_icmp)
         self.kernel_ready.set()
         self.io.execute(self.core.sa_store_changed(self.io.now()))   # SA expiry
@@ -271,25 +277,16 @@ class HomeAgentAgent(WaitableEvents, Agent):
         # kernel answers at once (Kernel sends them itself, no thread hop), applied in the
         # core's order by the driver, which holds the Binding Ack back until the tunnel
         # points at the new care-of address.
-        if isinstance(effect, TunnelUp):
-            t0 = time.perf_counter()
-            parts = self._tunnel_up(effect.hoa, effect.remote)
-            # kernel_ms: the whole change; tunnel_ms + nft_ms: its parts.
-            self.emit("mipv6.ha.tunnel_up", hoa=effect.hoa, coa=effect.remote, backend=self.backend.name,
-                      kernel_ms=round((time.perf_counter() - t0) * 1000, 3), **parts)
+        self._apply_now(effect)
+
+    def _apply_now(self, effect) -> None:
+        if isinstance(effect, (TunnelUp, InstallBinding)):
+            error = (self._tunnel_up_many if isinstance(effect, TunnelUp) else self._install_many)([effect])[0]
+            if error is not None:
+                raise error
         elif isinstance(effect, TunnelDown):
             self._tunnel_down(effect.hoa)
             self.emit("mipv6.ha.tunnel_down", hoa=effect.hoa, reason=effect.reason)
-        elif isinstance(effect, InstallBinding):
-            addresses = [effect.hoa] + ([self._link_local(effect.hoa)] if effect.link_local else [])
-            fresh = [a for a in addresses if a not in self.proxied]
-            if fresh:
-                self._proxy(fresh)
-                for address in fresh:
-                    # RFC 6275 10.4.1: tell the home link the HA now receives for it.
-                    self.icmp.send_multicast(ndisc.neighbor_advert(address, self.home_mac),
-                                             ndisc.ALL_NODES, self.home_index)
-                self.emit("mipv6.ha.defending", addresses=fresh)
         elif isinstance(effect, RemoveBinding):
             addresses = [a for a in (effect.hoa, self._link_local(effect.hoa)) if a in self.proxied]
             if addresses:
@@ -308,31 +305,135 @@ class HomeAgentAgent(WaitableEvents, Agent):
         else:
             self.emit("mipv6.ha.effect_ignored", effect=type(effect).__name__)
 
-    def _tunnel_up(self, hoa: str, coa: str) -> dict[str, float]:
-        """How long its parts took (ms: tunnel, reverse-tunnel set)."""
-        old = self.tunnelled.get(hoa)
+    @staticmethod
+    def batch_key(item):
+        """The driver's batch_key: a binding's effects and Mobility Headers are keyed by
+        its home address (a BA carries it in its type 2 routing header, or goes to it);
+        FetchSA, keyed by nothing, is applied alone."""
+        if isinstance(item, MhTransmit):
+            return item.rh2 or item.dst
+        return None if isinstance(item, FetchSA) else getattr(item, "hoa", None)
+
+    async def apply_many(self, effects: list) -> list[Exception | None]:
+        """The driver's apply_many: the effects of the Binding Updates served in one
+        wake-up, distinct home addresses (see CoreDriver). Their new proxy ND entries go
+        to the kernel in one netlink datagram, their tunnel changes in one call of the
+        backend (userspace: one forwarder message and one datagram with the new routes);
+        the other effects are applied one by one. A home address's effects keep their
+        order (its grouped work is done before any other effect of it); each effect's
+        error or None."""
+        if not self.kernel_ready.is_set():
+            await self.kernel_ready.wait()
+        results: list[Exception | None] = [None] * len(effects)
+        grouped: list[int] = []            # InstallBinding and TunnelUp, by index
+        pending: set[str] = set()          # their home addresses
+
+        def flush() -> None:
+            installs = [i for i in grouped if isinstance(effects[i], InstallBinding)]
+            ups = [i for i in grouped if isinstance(effects[i], TunnelUp)]
+            for indexes, fn in ((installs, self._install_many), (ups, self._tunnel_up_many)):
+                if indexes:
+                    try:
+                        errors = fn([effects[i] for i in indexes])
+                    except Exception as exc:   # noqa: BLE001 - that group failed, not the other
+                        errors = [exc] * len(indexes)
+                    for i, error in zip(indexes, errors):
+                        results[i] = error
+            grouped.clear()
+            pending.clear()
+
+        for i, effect in enumerate(effects):
+            if isinstance(effect, (InstallBinding, TunnelUp)):
+                grouped.append(i)
+                pending.add(effect.hoa)
+                continue
+            if getattr(effect, "hoa", None) in pending:
+                flush()
+            try:
+                self._apply_now(effect)
+            except Exception as exc:   # noqa: BLE001 - that effect's failure, logged by the driver
+                results[i] = exc
+        flush()
+        return results
+
+    def _install_many(self, effects: list[InstallBinding]) -> list[Exception | None]:
+        """Proxy ND for each binding's home address (and link-local) not yet defended, in
+        one netlink datagram; then an unsolicited NA for each (RFC 6275 10.4.1: tell the
+        home link the HA now receives for it)."""
+        outcome = BatchOutcome()
+        spans: list[tuple[int, int, list[str]]] = []
+        taken: set[str] = set()
+        with self.kernel.batch(outcome):
+            for effect in effects:
+                addresses = [effect.hoa] + ([self._link_local(effect.hoa)] if effect.link_local else [])
+                fresh = [a for a in addresses if a not in self.proxied and a not in taken]
+                taken.update(fresh)
+                start = outcome.made()
+                for address in fresh:
+                    self.kernel.add_proxy_ndp(self.options.home_interface, address)
+                spans.append((start, outcome.made(), fresh))
+        results: list[Exception | None] = []
+        for start, end, fresh in spans:
+            error = outcome.first_error(start, end)
+            if error is None and fresh:
+                self.proxied.update(fresh)
+                try:
+                    for address in fresh:
+                        self.icmp.send_multicast(ndisc.neighbor_advert(address, self.home_mac),
+                                                 ndisc.ALL_NODES, self.home_index)
+                except OSError as exc:     # that binding's NA (its proxy entry stands)
+                    error = exc
+                self.emit("mipv6.ha.defending", addresses=fresh)
+            results.append(error)
+        return results
+
+    def _tunnel_up_many(self, effects: list[TunnelUp]) -> list[Exception | None]:
+        """Point each home address's tunnel at its care-of address: one backend call for
+        all, then (kernel backends) the reverse-tunnel set in one nftables batch. Every
+        change's event (mipv6.ha.tunnel_up) says how long the whole batch took (kernel_ms;
+        tunnel_ms + nft_ms its parts) and how many changes it made (batch)."""
         t0 = time.perf_counter()
-        self.backend.ha_bind(self.kernel, hoa, coa, self.options.address, self.options.uplink)
+        binds = [(e.hoa, e.remote) for e in effects]
+        try:
+            errors = self.backend.ha_bind_many(self.kernel, binds, self.options.address, self.options.uplink)
+        except Exception as exc:   # noqa: BLE001 - nothing of the batch is known to be in place
+            errors = [exc] * len(binds)
         t1 = time.perf_counter()
         if self.backend.kernel_reverse_check:
-            batch = [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)]
-            if old and old != coa:
-                batch.insert(0, tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False))
-            self.elements.apply(Batch(batch).text())
-        self.tunnelled[hoa] = coa
-        return {"tunnel_ms": round((t1 - t0) * 1000, 3), "nft_ms": round((time.perf_counter() - t1) * 1000, 3)}
+            elements: list[list[str]] = []
+            current = dict(self.tunnelled)
+            for (hoa, coa), error in zip(binds, errors):
+                if error is not None:
+                    elements.append([])
+                    continue
+                old = current.get(hoa)
+                elements.append(([tunnel.reverse_tunnel_element(NFT_TABLE, old, hoa, add=False)]
+                                 if old and old != coa else []) + [tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa)])
+                current[hoa] = coa
+            try:
+                if any(elements):
+                    self.elements.apply(Batch([e for each in elements for e in each]).text())
+            except Exception:   # noqa: BLE001 - then one by one, to tell whose change failed
+                for i, each in enumerate(elements):
+                    if each:
+                        try:
+                            self.elements.apply(Batch(each).text())
+                        except Exception as exc:   # noqa: BLE001
+                            errors[i] = exc
+        t2 = time.perf_counter()
+        timing = {"kernel_ms": round((t2 - t0) * 1000, 3), "tunnel_ms": round((t1 - t0) * 1000, 3),
+                  "nft_ms": round((t2 - t1) * 1000, 3), "batch": len(binds)}
+        for (hoa, coa), error in zip(binds, errors):
+            if error is None:
+                self.tunnelled[hoa] = coa
+                self.emit("mipv6.ha.tunnel_up", hoa=hoa, coa=coa, backend=self.backend.name, **timing)
+        return errors
 
     def _tunnel_down(self, hoa: str) -> None:
         coa = self.tunnelled.pop(hoa, None)
         self.backend.ha_unbind(self.kernel, hoa)
         if coa and self.backend.kernel_reverse_check:
             self.elements.apply(Batch([tunnel.reverse_tunnel_element(NFT_TABLE, coa, hoa, add=False)]).text())
-
-    def _proxy(self, addresses: list[str]) -> None:
-        with self.kernel.batch():          # one round for the HoA and its link-local
-            for address in addresses:
-                self.kernel.add_proxy_ndp(self.options.home_interface, address)
-        self.proxied.update(addresses)
 
     def _unproxy(self, address: str) -> None:
         self.kernel.del_proxy_ndp(self.options.home_interface, address)

@@ -21,6 +21,7 @@ HA and CN also offer
 """
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 from collections import Counter
@@ -52,8 +53,11 @@ def seq_newer(received: int, last: int) -> bool:
     return (last - received) % SEQ_MODULUS > 32768
 
 
+@functools.lru_cache(maxsize=ipaddr.CACHE)
 def is_unicast_routable(addr: str) -> bool:
-    a = ipaddr.ip6(addr)                  # memoised: checked twice per Binding Update
+    """Memoised (twice per Binding Update; ipaddress's properties are slow): bounded, and
+    a bad address raises each time."""
+    a = ipaddr.ip6(addr)
     return not (a.is_multicast or a.is_unspecified or a.is_loopback or a.is_link_local)
 
 
@@ -162,6 +166,7 @@ class BindingCacheEntry:
     link_local: bool = False
     spi: int | None = None      # HA: SPI of the SA that authenticated the registration
     registered_at: float = 0.0
+    timer_at: float | None = None   # when the armed ("binding", hoa) timer fires
 
 
 class BindingCacheCore(MobilityCore):
@@ -200,11 +205,20 @@ class BindingCacheCore(MobilityCore):
     def _default_local_address(self) -> str:
         raise NotImplementedError
 
-    def _arm_binding_timers(self, entry: BindingCacheEntry) -> list[Action]:
-        actions: list[Action] = [StartTimer(("binding", entry.hoa), entry.expires_at)]
+    def _arm_binding_timers(self, entry: BindingCacheEntry, old: BindingCacheEntry | None = None) -> list[Action]:
+        """The timers of `entry`, which replaces `old` (None: a new binding). A refresh
+        that ends no earlier than the armed expiry timer leaves it armed: when it fires,
+        handle_timer finds the entry refreshed and arms it again for the new end (a
+        burst of refreshes does not cancel and re-arm a timer each)."""
+        actions: list[Action] = []
+        if old is not None and old.timer_at is not None and old.timer_at <= entry.expires_at:
+            entry.timer_at = old.timer_at
+        else:
+            entry.timer_at = entry.expires_at
+            actions.append(StartTimer(("binding", entry.hoa), entry.expires_at))
         if self.brr_lead is not None and entry.lifetime > self.brr_lead:
             actions.append(StartTimer(("brr", entry.hoa), entry.expires_at - self.brr_lead))
-        else:
+        elif self.brr_lead is not None:      # (without brr_lead none was ever armed)
             actions.append(StopTimer(("brr", entry.hoa)))
         return actions
 
@@ -231,6 +245,7 @@ class BindingCacheCore(MobilityCore):
             return []
         if kind == "binding":
             if now < entry.expires_at:  # refreshed since the timer was armed
+                entry.timer_at = entry.expires_at
                 return [StartTimer(("binding", hoa), entry.expires_at)]
             self.counters["binding.expired"] += 1
             return self._remove_entry(hoa, "expired")

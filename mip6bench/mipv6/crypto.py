@@ -41,6 +41,7 @@ from mip6bench.mipv6.wire import (
     address_bytes,
     encode_mh,
     mh_body,
+    mh_body_with_options,
     option_offset,
     with_checksum,
 )
@@ -151,7 +152,7 @@ def mn_ha_authenticator(key: bytes, algorithm: str, care_of_address: str, home_a
                         mh_data: bytes) -> bytes:
     digest, length = AUTH_ALGORITHMS[canonical_algorithm(algorithm)]
     data = address_bytes(care_of_address) + address_bytes(home_address) + mh_data
-    return hmac.new(key, data, digest).digest()[:length]
+    return hmac.digest(key, data, digest)[:length]     # one-shot: OpenSSL's HMAC in one call
 
 
 def mn_aaa_authenticator(key: bytes, care_of_address: str, home_address: str, mh_data: bytes) -> bytes:
@@ -164,15 +165,13 @@ def encode_with_mn_ha(msg: MobilityMessage, sa, care_of_address: str, home_addre
                       src: str, dst: str) -> bytes:
     """Append an MN-HA Authentication option (last) computed with ``sa`` (a MobilitySA)."""
     length = authenticator_length(sa.algorithm)
-    placeholder = dataclasses.replace(
-        msg, options=_without(msg, Authentication)
-        + (Authentication(sa.spi, bytes(length), AUTH_SUBTYPE_MN_HA),))
-    body = mh_body(placeholder)
-    auth = mn_ha_authenticator(sa.key, sa.algorithm, care_of_address, home_address,
-                               mn_ha_mh_data(body))
+    body, offset = mh_body_with_options(
+        msg, _without(msg, Authentication) + (Authentication(sa.spi, bytes(length), AUTH_SUBTYPE_MN_HA),))
+    # MH data (section 5): up to and including the SPI, checksum zero (it is, in body).
+    start = offset + 7
+    auth = mn_ha_authenticator(sa.key, sa.algorithm, care_of_address, home_address, body[:start])
     # The authenticator goes where the placeholder's zeros are (after the option's
     # subtype and SPI): the message encoded once, not again with the final option.
-    start = option_offset(body, OptionType.AUTHENTICATION) + 7
     return with_checksum(body[:start] + auth + body[start + length:], src, dst)
 
 
@@ -190,8 +189,9 @@ def verify_mn_ha(raw_mh: bytes, sa, care_of_address: str, home_address: str) -> 
     received = raw_mh[offset + 7:offset + 2 + olen]
     if len(received) != authenticator_length(sa.algorithm):
         return False
+    # MH data (mn_ha_mh_data, the option found once): up to the SPI, checksum zeroed.
     expected = mn_ha_authenticator(sa.key, sa.algorithm, care_of_address, home_address,
-                                   mn_ha_mh_data(raw_mh))
+                                   raw_mh[:4] + b"\x00\x00" + raw_mh[6:offset + 7])
     return hmac.compare_digest(received, expected)
 
 

@@ -466,7 +466,7 @@ class HomeAgent(BindingCacheCore):
                                                 bu.link_local_compat)]
         if old is None or old.coa != coa:
             actions.append(TunnelUp(hoa, entry.local_address, coa))
-        actions += self._arm_binding_timers(entry)
+        actions += self._arm_binding_timers(entry, old)
         if bu.ack:
             actions.append(self._binding_ack(BAStatus.ACCEPTED, bu.seq, granted, request.pkt,
                                              hoa, coa, request.sa, request.timestamp))

@@ -373,8 +373,13 @@ _LAST_OPTIONS = (BindingAuthorizationData, Authentication)
 
 
 def _encode_options(options: tuple[MobilityOption, ...], start: int) -> bytes:
+    return _encode_options_at(options, start)[0]
+
+
+def _encode_options_at(options: tuple[MobilityOption, ...], start: int) -> tuple[bytes, int]:
+    """The encoded options and where the last one starts (offset from the MH's start)."""
     out = bytearray()
-    pos = start
+    pos = last = start
     for i, opt in enumerate(options):
         if not isinstance(opt, MobilityOption):
             raise ValueError(f"not a mobility option: {opt!r}")
@@ -384,11 +389,12 @@ def _encode_options(options: tuple[MobilityOption, ...], start: int) -> bytes:
         pad = (y - pos) % x
         out += pad_options(pad)
         pos += pad
+        last = pos
         encoded = opt.encode()
         out += encoded
         pos += len(encoded)
     out += pad_options((-pos) % 8)
-    return bytes(out)
+    return bytes(out), last
 
 
 def _decode_options(data: bytes, start: int, end: int) -> tuple[MobilityOption, ...]:
@@ -442,8 +448,18 @@ class MobilityMessage:
         _set(self, "options", opts)
 
     def find(self, option_class: type[OptionT]) -> OptionT | None:
-        """The first option of that class, or None."""
-        for opt in self.options:
+        """The first option of that class, or None. (The first of each type is looked up
+        once per message: a home agent asks a Binding Update for four of them, some twice.)"""
+        first = self.__dict__.get("_first")
+        if first is None:
+            first = {}
+            for opt in self.options:
+                first.setdefault(type(opt), opt)
+            _set(self, "_first", first)
+        found = first.get(option_class)
+        if found is not None:
+            return found
+        for opt in self.options:       # a base class, or none of that class
             if isinstance(opt, option_class):
                 return opt
         return None
@@ -651,16 +667,23 @@ _MESSAGE_CLASSES: dict[int, type[MobilityMessage]] = {
 
 def mh_body(msg: MobilityMessage) -> bytes:
     """The encoded Mobility Header with the checksum field zero (the form MACs cover)."""
+    return mh_body_with_options(msg, getattr(msg, "options", ()))[0]
+
+
+def mh_body_with_options(msg: MobilityMessage, options: tuple[MobilityOption, ...]) -> tuple[bytes, int]:
+    """mh_body of `msg` carrying `options` instead of its own (checked as the encoder
+    checks a message's own), and the offset of the last option: what the MACs need
+    without building a second message (dataclasses.replace re-validates every field)."""
     if not isinstance(msg, MobilityMessage):
         raise ValueError(f"not a mobility message: {msg!r}")
     fixed = msg._fixed()
     assert len(fixed) == msg.FIXED_LEN
-    options = _encode_options(msg.options, MH_HEADER_LEN + len(fixed))
-    total = MH_HEADER_LEN + len(fixed) + len(options)
+    encoded, last = _encode_options_at(tuple(options), MH_HEADER_LEN + len(fixed))
+    total = MH_HEADER_LEN + len(fixed) + len(encoded)
     units = total // 8 - 1
     if units > 255:
         raise ValueError(f"mobility header too long ({total} bytes)")
-    return struct.pack("!BBBBH", IPPROTO_NONE, units, msg.MH_TYPE, 0, 0) + fixed + options
+    return struct.pack("!BBBBH", IPPROTO_NONE, units, msg.MH_TYPE, 0, 0) + fixed + encoded, last
 
 
 def _checksum(body: bytes, src: str, dst: str) -> int:

@@ -216,6 +216,23 @@ def exchange(sock: socket.socket, data: bytes, acked: set[int]) -> tuple[dict[in
     return errors, replies
 
 
+class BatchOutcome:
+    """What `Kernel.batch(outcome)` fills in: the requests made inside the batch and,
+    once it ended, each one's KernelError or None (``errors``, in the same order)."""
+
+    def __init__(self):
+        self.requests: list = []
+        self.errors: list[KernelError | None] = []
+
+    def made(self) -> int:
+        """How many requests the batch holds so far."""
+        return len(self.requests)
+
+    def first_error(self, start: int, end: int) -> "KernelError | None":
+        """The first failure among requests start..end-1 (as made()'s counts said)."""
+        return next((e for e in self.errors[start:end] if e is not None), None)
+
+
 class Kernel:
     """Networking state of one namespace (None: this process's)."""
 
@@ -261,25 +278,36 @@ class Kernel:
         self._send([(kind, command, req, missing_ok)])
 
     @contextlib.contextmanager
-    def batch(self):
+    def batch(self, outcome: "BatchOutcome | None" = None):
         """The requests this thread makes inside go to the kernel in one datagram when
         it ends (the kernel handles them in order and answers each); the first failure
-        is raised then, after every answer was read."""
+        is raised then, after every answer was read. With `outcome` nothing is raised:
+        every request's own result lands in ``outcome.errors`` (a KernelError or None,
+        in the order made; ``outcome.made()`` counts the requests made so far, so a
+        caller can tell whose requests failed)."""
         if getattr(self._batches, "requests", None) is not None:    # nested: part of the outer one
+            if outcome is not None:
+                raise RuntimeError("a batch with an outcome cannot be nested")
             yield
             return
         pending: list = []
         self._batches.requests = pending
+        if outcome is not None:
+            outcome.requests = pending
         try:
             yield
         finally:
             self._batches.requests = None
         if pending:
-            self._send(pending)
+            if outcome is None:
+                self._send(pending)
+            else:
+                outcome.errors = self._send(pending, each=True)
 
-    def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]]) -> list[bytes]:
+    def _send(self, requests: list[tuple[str, str, dict[str, Any], bool]], each: bool = False):
         """Send the requests in one datagram and read the kernel's answers: the replies
-        (other than acks) as raw messages, in order; KernelError for the first failure."""
+        (other than acks) as raw messages, in order; KernelError for the first failure.
+        With `each`: nothing raised, the list of every request's KernelError or None."""
         from mip6bench.net.pyroute import compile_request_cached as compile_request
 
         with self._lock:
@@ -297,7 +325,13 @@ class Kernel:
                 # Answers may still come: a fresh socket for the next request.
                 self._requests.close()
                 self._requests = None
+                if each:
+                    return [KernelError(exc.errno or errno.EIO, _describe(*r[:3])) for r in requests]
                 raise KernelError(exc.errno or errno.EIO, _describe(*requests[0][:3])) from None
+        if each:
+            return [KernelError(errors[seq], _describe(kind, command, req))
+                    if errors.get(seq, 0) and not (missing_ok and errors[seq] in GONE) else None
+                    for seq, (kind, command, req, missing_ok) in pending.items()]
         for seq, (kind, command, req, missing_ok) in pending.items():
             code = errors.get(seq, 0)
             if code and not (missing_ok and code in GONE):

@@ -106,9 +106,13 @@ def neighbor_target(data: bytes) -> tuple[int, str] | None:
 class IcmpSocket:
     """A raw ICMPv6 socket that receives only `types`; recv() -> (body, src, ifindex, hoplimit)."""
 
-    def __init__(self, types: tuple[int, ...], ifname: str | None = None):
+    def __init__(self, types: tuple[int, ...], ifname: str | None = None, multicast_loop: bool = True):
+        """multicast_loop=False: what it sends to a multicast group does not come back to
+        this node's sockets (this one included)."""
         self.sock = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
         try:
+            if not multicast_loop:
+                self.sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP, 0)
             words = [0xFFFFFFFF] * 8
             for t in types:
                 words[t >> 5] &= ~(1 << (t & 31))

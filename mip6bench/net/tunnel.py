@@ -41,8 +41,8 @@ import hashlib
 import ipaddress
 
 from mip6bench.net.intercept import AGENT_MARK, AGENT_MARK_PREF
-from mip6bench.net.kernel import (IPPROTO_IPV6, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST, Kernel, seg6_encap,
-                                  seg6local_dt6)
+from mip6bench.net.kernel import (IPPROTO_IPV6, RT_TABLE_LOCAL, RT_TABLE_MAIN, RTN_UNICAST, BatchOutcome, Kernel,
+                                  seg6_encap, seg6local_dt6)
 
 DECAP_TABLE = 137
 TUNNEL_TABLE = 138
@@ -161,6 +161,21 @@ class TunnelBackend:
         the fewest requests the backend can make (one, or the forwarder's command)."""
         raise NotImplementedError
 
+    def ha_bind_many(self, k: Kernel, binds: list[tuple[str, str]], ha_address: str,
+                     uplink: str) -> list[Exception | None]:
+        """ha_bind for every (hoa, coa) of one batch (distinct home addresses): each
+        one's error or None, in order; one that fails leaves the others in place. Here
+        one call each; backends that can, group them (seg6: one netlink datagram;
+        userspace: one forwarder message)."""
+        out: list[Exception | None] = []
+        for hoa, coa in binds:
+            try:
+                self.ha_bind(k, hoa, coa, ha_address, uplink)
+                out.append(None)
+            except Exception as exc:   # noqa: BLE001 - reported for that binding alone
+                out.append(exc)
+        return out
+
     def _route_once(self, k: Kernel, hoa: str, dev: str) -> None:
         if hoa not in self.routed:
             k.add_route(hoa, dev=dev)
@@ -225,6 +240,13 @@ class Seg6Backend(TunnelBackend):
 
     def ha_bind(self, k, hoa, coa, ha_address, uplink):
         k.add_route(hoa, dev=uplink, encap=seg6_encap(coa))
+
+    def ha_bind_many(self, k, binds, ha_address, uplink):
+        outcome = BatchOutcome()
+        with k.batch(outcome):           # one request each, one datagram for all
+            for hoa, coa in binds:
+                self.ha_bind(k, hoa, coa, ha_address, uplink)
+        return list(outcome.errors)
 
     def ha_unbind(self, k, hoa):
         k.del_route(hoa, missing_ok=True)
@@ -307,6 +329,7 @@ class UserspaceBackend(TunnelBackend):
         super().__init__()
         self.forwarder = None
         self.mtu: int | None = None
+        self._mtu_sock = None     # the socket _set_mtu asks the link's MTU on
 
     @staticmethod
     def _drop_rule(match: str) -> str:
@@ -338,7 +361,11 @@ class UserspaceBackend(TunnelBackend):
         kernel answers forwarded packets that do not fit) and in the forwarder."""
         from mip6bench.net.usertunnel import IPV6_HEADER_LEN, MIN_MTU, link_mtu
 
-        mtu = max(MIN_MTU, link_mtu(egress) - IPV6_HEADER_LEN)
+        if self._mtu_sock is None:      # kept: the HA asks once per batch of bindings
+            import socket
+
+            self._mtu_sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        mtu = max(MIN_MTU, link_mtu(egress, self._mtu_sock) - IPV6_HEADER_LEN)
         if mtu != self.mtu:
             k.set_link(self.forwarder.tun_name, up=True, mtu=mtu)
             self.mtu = mtu
@@ -348,6 +375,9 @@ class UserspaceBackend(TunnelBackend):
         if self.forwarder is not None:
             self.forwarder.close()
             self.forwarder = None
+        if self._mtu_sock is not None:
+            self._mtu_sock.close()
+            self._mtu_sock = None
 
     def counters(self) -> dict[str, int]:
         return self.forwarder.request("counters")["counters"] if self.forwarder else {}
@@ -369,6 +399,23 @@ class UserspaceBackend(TunnelBackend):
         mtu = self._set_mtu(k, uplink)
         self.forwarder.request("bind", hoa=hoa, coa=coa, mtu=mtu)
         self._route_once(k, hoa, self.forwarder.tun_name)
+
+    def ha_bind_many(self, k, binds, ha_address, uplink):
+        # One forwarder message for every binding, then one netlink datagram with the
+        # route of each new home address into the TUN device.
+        errors: list[Exception | None] = list(self.forwarder.bind_many(binds, self._set_mtu(k, uplink)))
+        fresh = [i for i, (hoa, _coa) in enumerate(binds) if errors[i] is None and hoa not in self.routed]
+        if fresh:
+            outcome = BatchOutcome()
+            with k.batch(outcome):
+                for i in fresh:
+                    k.add_route(binds[i][0], dev=self.forwarder.tun_name)
+            for i, error in zip(fresh, outcome.errors):
+                if error is None:
+                    self.routed.add(binds[i][0])
+                else:
+                    errors[i] = error
+        return errors
 
     def ha_unbind(self, k, hoa):
         k.del_route(hoa, missing_ok=True)

@@ -70,6 +70,9 @@ HA_DEVICE = "mip6tun"
 MN_DEVICE = "mip6tnl"
 BATCH = 256            # packets read from one source before looking at the others
 START_TIMEOUT_S = 10.0
+MAX_MESSAGE = 1 << 16   # control messages (SEQPACKET: a longer one would be cut)
+MAX_BINDS = 256         # bindings in one "binds" request (at most ~90 bytes each, and
+                        # each failure's reason in the answer at most ~120)
 REQUEST_TIMEOUT_S = 5.0
 
 SEND, DELIVER = "send", "deliver"
@@ -77,7 +80,12 @@ SIOCGIFMTU = 0x8921
 
 
 def packed(address: str) -> bytes:
-    return ipaddress.IPv6Address(address).packed
+    """The 16 bytes of an IPv6 address in text (inet_pton: the forwarder binds a batch
+    of them per message); ValueError if it is not one."""
+    try:
+        return socket.inet_pton(socket.AF_INET6, address)
+    except (OSError, TypeError):
+        raise ValueError(f"not an IPv6 address: {address!r}") from None
 
 
 def outer_header(src: bytes, dst: bytes, payload_len: int) -> bytes:
@@ -155,8 +163,9 @@ class TunnelState:
 
     def bind(self, hoa: str, coa: str) -> None:
         self._need("ha")
-        self.bindings[packed(hoa)] = packed(coa)
-        self.routes[packed(hoa)] = (self._tail(self.local, packed(coa)), str(ipaddress.IPv6Address(coa)))
+        h, c = packed(hoa), packed(coa)
+        self.bindings[h] = c
+        self.routes[h] = (self._tail(self.local, c), socket.inet_ntop(socket.AF_INET6, c))
 
     def unbind(self, hoa: str) -> None:
         self._need("ha")
@@ -333,10 +342,13 @@ class _Sockets:
 
 
 
-def link_mtu(ifname: str) -> int:
-    """The MTU of an interface of this process's namespace."""
-    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        reply = fcntl.ioctl(s, SIOCGIFMTU, struct.pack("16s16x", ifname.encode()))
+def link_mtu(ifname: str, sock: socket.socket | None = None) -> int:
+    """The MTU of an interface of the namespace `sock` (a datagram socket the caller
+    keeps for asking again) was opened in; without one, of this thread's namespace."""
+    if sock is None:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            return link_mtu(ifname, s)
+    reply = fcntl.ioctl(sock, SIOCGIFMTU, struct.pack("16s16x", ifname.encode()))
     return struct.unpack_from("i", reply, 16)[0]
 
 
@@ -424,7 +436,7 @@ def serve(ctrl: socket.socket, role: str, tun_name: str) -> int:
 def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bool:
     """One control message; False when the agent closed its end."""
     try:
-        data = ctrl.recv(65536)
+        data = ctrl.recv(MAX_MESSAGE)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError:
@@ -444,6 +456,18 @@ def _command(ctrl: socket.socket, state: TunnelState, io: _Sockets, drain) -> bo
             if "mtu" in req:
                 state.set_mtu(req["mtu"])
             state.bind(req["hoa"], req["coa"])
+        elif op == "binds":
+            # Several bindings in one message (the HA's changes of one wake-up); each
+            # stands alone: one that fails is reported by its index, the others hold.
+            if "mtu" in req:
+                state.set_mtu(req["mtu"])
+            failed = {}
+            for i, (hoa, coa) in enumerate(req["binds"]):
+                try:
+                    state.bind(hoa, coa)
+                except (ValueError, TypeError) as exc:
+                    failed[i] = f"{type(exc).__name__}: {exc}"
+            reply["failed"] = failed
         elif op == "unbind":
             state.unbind(req["hoa"])
         elif op == "point":
@@ -536,12 +560,31 @@ class Forwarder:
         with self._lock:
             try:
                 self.sock.send(json.dumps({"op": op, **fields}).encode())
-                reply = json.loads(self.sock.recv(65536) or b"{}")
+                reply = json.loads(self.sock.recv(MAX_MESSAGE) or b"{}")
             except (OSError, ValueError) as exc:
                 raise ForwarderError(f"user-space tunnel forwarder: {op}: {exc}") from None
         if not reply.get("ok"):
             raise ForwarderError(f"user-space tunnel forwarder: {op}: {reply.get('error', 'no answer')}")
         return reply
+
+    def bind_many(self, binds: list[tuple[str, str]], mtu: int | None = None) -> list[ForwarderError | None]:
+        """Bind every (hoa, coa), MAX_BINDS a message: each one's ForwarderError or
+        None, in order (one refused takes no other with it; a failed exchange fails
+        every binding it carried)."""
+        out: list[ForwarderError | None] = []
+        for i in range(0, len(binds), MAX_BINDS):
+            chunk = binds[i:i + MAX_BINDS]
+            fields: dict = {"binds": chunk}
+            if mtu is not None:
+                fields["mtu"] = mtu
+            try:
+                failed = self.request("binds", **fields)["failed"]
+            except ForwarderError as exc:
+                out += [exc] * len(chunk)
+                continue
+            out += [ForwarderError(f"user-space tunnel forwarder: bind: {failed[str(j)]}")
+                    if str(j) in failed else None for j in range(len(chunk))]
+        return out
 
     def close(self) -> None:
         """Close the control socket (the forwarder exits on it) and reap the process."""

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import gc
 import json
+import logging
 import os
 import select
 import selectors
@@ -161,7 +162,11 @@ async def serve_agent(agent_cls: type[Agent], config: AgentConfig, t0_ns: int, s
     log = EventLog(config.events, config.node, config.agent)
     agent = agent_cls(config, options, log)
     loop = asyncio.get_running_loop()
-    log.write_after_callback(loop)   # a message's events are written after its answer left
+    hooks = getattr(loop, "before_wait", None)
+    if hooks is not None:            # written when the loop is about to wait (one write
+        log.write_before_wait(loop, hooks)   # for all a wake-up served), after the answers
+    else:
+        log.write_after_callback(loop)   # a message's events are written after its answer left
     agent._fatal = loop.create_future()
     control = ControlServer(config.control, {**agent._builtin_commands(), **agent.commands()},
                             before_reply=log.flush)
@@ -251,7 +256,19 @@ class PreciseEpollSelector(selectors.EpollSelector):
     then epoll hands over what is ready. Waits without a timeout, polls and an epoll
     descriptor above select's range go to epoll as before."""
 
+    def __init__(self):
+        super().__init__()
+        # Called before every wait that may block (timeout None or positive), in order:
+        # the event log's write (EventLog.write_before_wait).
+        self.before_wait: list[Callable[[], None]] = []
+
     def select(self, timeout: float | None = None):
+        if self.before_wait and (timeout is None or timeout > 0):
+            for hook in self.before_wait:
+                try:
+                    hook()
+                except Exception:   # as a failing loop callback: reported, the loop goes on
+                    logging.getLogger("asyncio").exception("before-wait hook %r failed", hook)
         if timeout is not None and timeout > 0:
             fd = self._selector.fileno()
             if fd < FD_SETSIZE:
@@ -262,7 +279,10 @@ class PreciseEpollSelector(selectors.EpollSelector):
 
 def precise_event_loop() -> asyncio.AbstractEventLoop:
     """The event loop every agent runs on (PreciseEpollSelector)."""
-    return asyncio.SelectorEventLoop(PreciseEpollSelector())
+    selector = PreciseEpollSelector()
+    loop = asyncio.SelectorEventLoop(selector)
+    loop.before_wait = selector.before_wait     # for serve_agent's event log
+    return loop
 
 
 def _process_start_ns() -> int:

@@ -20,6 +20,22 @@ once it has been applied. (The HA's Binding Ack leaves only after the tunnel poi
 the new care-of address; a Binding Ack to a MN back home is not tunnelled by the route
 it just deregistered.)
 
+`apply_many(effects)` besides `apply` (asyncio mode), with `batch_key(effect)`: the
+effects queued when the worker gets to them are applied in batches, one call for all
+of a batch (so glue can fold their kernel work: one netlink datagram, one message to a
+forwarder), which returns each effect's exception or None in order (or an awaitable of
+that list); a failed effect is logged like any other and takes no other with it. The
+queued Transmits between them are sent after the batch: never before an effect queued
+ahead of them, as above. `batch_key` keys effects and Transmits alike (the HA: the home
+address a change or a Binding Ack is for). A batch holds effects with keys only
+(batch_key None: applied alone, with `apply`), and each key's effects consecutive and
+before any Transmit of that key that follows them: an effect whose key appeared earlier
+in the batch, separated from it by another key's effect or by a Transmit, or whose key
+is that of a Transmit taken, starts the next batch; a Transmit without a key ends the
+batch. So the effects of one key keep their order relative to each other and to that
+key's Transmits, and glue may regroup a batch's effects across keys. At most
+`max_batch` effects a batch.
+
 `apply_batch(effects)` instead of `apply`: the effects of one execute() call go
 together, synchronously, to one call (after that call's transmits, timers and events),
 for glue that folds them (the PaC's bootstrap tracker: a re-authentication's new SA and
@@ -76,12 +92,18 @@ class CoreDriver:
                  emit: Callable[..., None],
                  apply: Callable[[Any], Awaitable[None] | None] | None = None,
                  apply_batch: Callable[[list], None] | None = None,
+                 apply_many: Callable[[list], Any] | None = None,
+                 batch_key: Callable[[Any], Hashable] | None = None,
+                 max_batch: int = 256,
                  barriers: tuple[type, ...] = (),
                  clock: Callable[[], float] | None = None):
         if apply is not None and apply_batch is not None:
             raise ValueError("give apply or apply_batch, not both")
+        if apply_many is not None and (apply is None or batch_key is None or clock is not None):
+            raise ValueError("apply_many needs apply and batch_key, and the asyncio mode")
         self._send, self._on_timer, self._emit = send, on_timer, emit
         self._apply, self._apply_batch = apply, apply_batch
+        self._apply_many, self._batch_key, self._max_batch = apply_many, batch_key, max_batch
         self._barriers = tuple(barriers)
         self._barriers_pending = 0
         # The last failed effects (the event log has each): an effect that fails on every
@@ -173,9 +195,65 @@ class CoreDriver:
         finally:
             self._finish(effect)
 
+    def _take_batch(self) -> tuple[list, list[_AfterBarrier]]:
+        """From the head of the queue: the effects of the next batch and the Transmits
+        queued among them (see the module docstring); ([], []) when the head is an
+        effect to apply alone. Transmits at the head (their effects were applied) are
+        sent at once."""
+        queue, key_of = self._effects, self._batch_key
+        while queue and isinstance(queue[0], _AfterBarrier):
+            self._transmit(queue.popleft().transmit)
+        effects: list = []
+        transmits: list[_AfterBarrier] = []
+        seen: set = set()
+        last = None          # the key of the effect just taken (None after a Transmit)
+        while queue and len(effects) < self._max_batch:
+            item = queue[0]
+            if isinstance(item, _AfterBarrier):
+                transmits.append(queue.popleft())
+                key = key_of(item.transmit)
+                if key is None:      # a Transmit of no key: nothing after it joins
+                    break
+                seen.add(key)
+                last = None
+                continue
+            key = key_of(item)
+            if key is None or (key in seen and key != last):
+                break
+            effects.append(queue.popleft())
+            seen.add(key)
+            last = key
+        return effects, transmits
+
+    async def _run_many(self) -> bool:
+        """Apply the next batch; False when the head of the queue is not batched."""
+        effects, transmits = self._take_batch()
+        if not effects:
+            for t in transmits:
+                self._transmit(t.transmit)
+            return bool(transmits)
+        try:
+            try:
+                results = self._apply_many(effects)
+                if inspect.isawaitable(results):
+                    results = await results
+            except Exception as exc:   # the whole call failed: every effect did
+                results = [exc] * len(effects)
+            for effect, error in zip(effects, results):
+                if error is not None:
+                    self._failed(effect, error)
+        finally:
+            for effect in effects:
+                self._finish(effect)
+        for t in transmits:
+            self._transmit(t.transmit)
+        return True
+
     async def _run_effects(self) -> None:
         try:
             while self._effects:
+                if self._apply_many is not None and await self._run_many():
+                    continue
                 effect = self._effects.popleft()
                 try:
                     result = self._start(effect)

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 RESERVED = ("t_ns", "node", "agent", "event")
+_RESERVED = frozenset(RESERVED)
+MAX_DEFERRED = 512   # entries held for the loop's next wait, at most
 # One encoder for every entry (json.dumps with arguments builds one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
 
@@ -27,7 +29,13 @@ class EventLog:
     in one write before the loop waits again, and before any control reply (the agent's
     ControlServer calls flush()), so what happened before an answer is in the file when
     the answer arrives. An agent killed inside a callback loses that callback's entries;
-    close() writes what is pending."""
+    close() writes what is pending.
+
+    After `write_before_wait(loop, hooks)` instead (the agents, on their
+    PreciseEpollSelector): the entries wait until the loop is about to wait for its next
+    event, so the several callbacks that serve one wake-up (a burst of Binding Updates:
+    the core's answers, then the kernel changes' events) make one write; and at most
+    MAX_DEFERRED entries wait while the loop has work without waiting in between."""
 
     def __init__(self, path: str | os.PathLike | None, node: str, agent: str):
         self.node, self.agent = node, agent
@@ -35,16 +43,22 @@ class EventLog:
         self._file = open(self.path, "a", buffering=1) if self.path else None
         self.counts: dict[str, int] = {}
         self._loop = None
+        self._hold = 1          # pending entries that make emit schedule a write
         self._pending: list[dict[str, Any]] = []
 
     def write_after_callback(self, loop) -> None:
         """Write entries when `loop`'s current callback has returned (see the class)."""
-        self._loop = loop
+        self._loop, self._hold = loop, 1
+
+    def write_before_wait(self, loop, hooks: list) -> None:
+        """Write entries when `loop` is about to wait: `hooks` are the functions its
+        selector calls then (PreciseEpollSelector.before_wait); see the class."""
+        self._loop, self._hold = loop, MAX_DEFERRED
+        hooks.append(self.flush)
 
     def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
-        clash = [k for k in fields if k in RESERVED]
-        if clash:
-            raise ValueError(f"event fields may not be named {clash}")
+        if not _RESERVED.isdisjoint(fields):
+            raise ValueError(f"event fields may not be named {[k for k in fields if k in _RESERVED]}")
         entry = {"t_ns": time.monotonic_ns() if t_ns is None else t_ns,
                  "node": self.node, "agent": self.agent, "event": event, **fields}
         self.counts[event] = self.counts.get(event, 0) + 1
@@ -52,9 +66,9 @@ class EventLog:
             if self._loop is None or self._loop.is_closed():
                 self._file.write(_ENCODER.encode(entry) + "\n")
             else:
-                if not self._pending:
-                    self._loop.call_soon(self.flush)
                 self._pending.append(entry)
+                if len(self._pending) == self._hold:
+                    self._loop.call_soon(self.flush)
         return entry
 
     def flush(self) -> None:

@@ -10,7 +10,9 @@
   * an agent may hold a Mobility Header back before the core sees it (``hold_mh``:
     the HA fetching the SA of an unknown SPI first) and deliver it later;
   * the core runs on a CoreDriver: effects go to the agent's ``apply``, one at a
-    time, in order; ORDERING_EFFECTS are the driver's barriers: a Transmit that follows
+    time, in order (or, given ``apply_many`` and ``batch_key``, those queued together
+    in batches, see CoreDriver: the HA folds the kernel work of the Binding Updates
+    of one wake-up); ORDERING_EFFECTS are the driver's barriers: a Transmit that follows
     a tunnel change or a state removal (TunnelUp, RemoveBinding, TunnelDown) waits until
     that change is applied: a HA's Binding Ack leaves once the tunnel points at the new
     care-of address (what the MN sends after the Ack may come back through it at once),
@@ -34,7 +36,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
-from mip6bench.ipv6 import IPPROTO_DSTOPTS, IPPROTO_ROUTING, build_ipv6_packet, parse_ipv6_packet
+from mip6bench.ipv6 import (HOME_ADDRESS_OPTION_TYPE, IPPROTO_DSTOPTS, IPPROTO_ROUTING, OPT_PADN, address_text,
+                            build_ipv6_packet, parse_ipv6_packet)
 from mip6bench.mipv6.constants import IPPROTO_MH
 from mip6bench.mipv6.effects import MhTransmit, RemoveBinding, TunnelDown, TunnelUp
 from mip6bench.mipv6.sa import MobilitySA
@@ -132,6 +135,10 @@ def packed(address: str) -> bytes:
 
 
 ORDERING_EFFECTS = (TunnelUp, RemoveBinding, TunnelDown)
+TAP_BURST = 128      # packets read from the packet tap per wake-up
+# A Destination Options header of 24 bytes before a Mobility Header: PadN of 2, then the
+# Home Address option (type 201, 16 bytes), the layout RFC 6275 6.3 and home_address_destopts give.
+HAO_THEN_MH = bytes((IPPROTO_MH, 2, OPT_PADN, 2, 0, 0, HOME_ADDRESS_OPTION_TYPE, 16))
 
 
 class MobilityIO:
@@ -139,7 +146,9 @@ class MobilityIO:
                  on_data: DataHandler | None = None, tap_ifname: str | None = None,
                  tunnel_endpoints: Callable[[], tuple[str, str] | None] | None = None,
                  executor: ThreadPoolExecutor | None = None, hold_mh: MhHold | None = None,
-                 egress_ifindex: Callable[[], int] | None = None):
+                 egress_ifindex: Callable[[], int] | None = None,
+                 apply_many: Callable[[list], Any] | None = None,
+                 batch_key: Callable[[Any], Any] | None = None):
         self.loop = asyncio.get_running_loop()
         # Where this node's own packets must leave (an MN: its care-of address's
         # interface), or None to let the routing table decide.
@@ -152,7 +161,8 @@ class MobilityIO:
         self.counters: Counter[str] = Counter()
         self._pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="kernel")
         self.driver = CoreDriver(send=self.transmit, apply=apply, emit=emit,
-                                 on_timer=core.handle_timer, barriers=ORDERING_EFFECTS)
+                                 on_timer=core.handle_timer, barriers=ORDERING_EFFECTS,
+                                 apply_many=apply_many, batch_key=batch_key)
         self.sender = RawSender()
         self.mh = MHSocket()
         self.tap = PacketTap(tap_ifname)
@@ -210,7 +220,13 @@ class MobilityIO:
             self._receive_mh(data, src, dst, verify_checksum=False)
 
     def _on_tap(self) -> None:
-        while (item := self.tap.recv()) is not None:
+        # At most TAP_BURST packets a wake-up: what is left wakes the loop again at once,
+        # after the effects (kernel changes, Binding Acks) of these were applied, so a
+        # queue of thousands of BUs is answered in batches, not after the last one.
+        for _ in range(TAP_BURST):
+            item = self.tap.recv()
+            if item is None:
+                return
             self.handle_tap_packet(*item)
 
     def handle_tap_packet(self, packet: bytes, ifname: str) -> None:
@@ -224,6 +240,13 @@ class MobilityIO:
                 self.counters["tap.data_ignored"] += 1
                 return
             self.on_data(packet, ifname)
+            return
+        if packet[40:48] == HAO_THEN_MH and packet[6] == IPPROTO_DSTOPTS and packet[0] >> 4 == 6 \
+                and len(packet) >= 64 and (packet[4] << 8 | packet[5]) == len(packet) - 40:
+            # The common case, a Mobility Header with one Home Address option (a BU), as
+            # every MN sends it: what parse_ipv6_packet would find, without its walk.
+            self._receive_mh(packet[64:], address_text(packet[8:24]), address_text(packet[24:40]),
+                             hao=address_text(packet[48:64]), rh2=None)
             return
         try:
             pkt = parse_ipv6_packet(packet)

@@ -116,7 +116,7 @@ def fakes(world: World):
         def del_proxy_ndp(self, ifname, address):
             pass
 
-        def batch(self):                 # requests go one by one here
+        def batch(self, outcome=None):   # requests go one by one here (none fail)
             return contextlib.nullcontext()
 
         def close(self):
@@ -144,6 +144,11 @@ def fakes(world: World):
 
         def ha_bind(self, kernel, hoa, coa, address, uplink):
             world.saw("tunnel", (hoa, coa))
+
+        def ha_bind_many(self, kernel, binds, address, uplink):
+            for hoa, coa in binds:
+                self.ha_bind(kernel, hoa, coa, address, uplink)
+            return [None] * len(binds)
 
         def ha_unbind(self, kernel, hoa):
             pass
@@ -196,11 +201,18 @@ def test_a_binding_update_during_kernel_setup_is_applied_after_it(monkeypatch):
         dad_entered = asyncio.Event()
 
         class Agent(ha_agent.HomeAgentAgent):
-            async def apply(self, effect):
-                if isinstance(effect, RequestDAD):
+            def entered(self, effects):
+                if any(isinstance(effect, RequestDAD) for effect in effects):
                     world.saw("dad_effect_entered")
                     dad_entered.set()
+
+            async def apply(self, effect):        # effects applied alone
+                self.entered([effect])
                 await super().apply(effect)
+
+            async def apply_many(self, effects):  # a batch of them
+                self.entered(effects)
+                return await super().apply_many(effects)
 
         options = ha_agent.Options(address=HA, home_prefix=PREFIX, home_interface=HOME_IF, uplink=UPLINK,
                                    sas=[{"spi": SPI, "key": KEY.hex(), "hoa": HOA, "nai": NAI}],

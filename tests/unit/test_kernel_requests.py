@@ -5,6 +5,7 @@ messages built here byte by byte; and what the tunnel backends ask of the kernel
 (a recording Kernel)."""
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 
@@ -379,3 +380,38 @@ def test_kernel_errors_name_the_request_and_keep_the_code():
     err = kn.KernelError(17, kn._describe("route", "replace", kn.route_request(HOA, table=138)))
     assert err.errno == 17 and isinstance(err, OSError) and err.strerror == "File exists"
     assert str(err) == f"route replace dst={HOA}/128 table=138: File exists"
+
+
+def test_a_batch_with_an_outcome_reports_each_requests_failure_and_raises_none(monkeypatch):
+    """Kernel.batch(outcome): one datagram; each request's own KernelError (or None) in
+    order, a deletion of something gone is no failure, nothing raised; without an
+    outcome the first failure is raised as before."""
+    sent = []
+
+    def exchange(sock, data, acked):
+        sent.append((len(data), sorted(acked)))
+        seqs = sorted(acked)
+        return {seqs[1]: errno.EEXIST, seqs[2]: errno.ENOENT}, []
+
+    monkeypatch.setattr(kn, "exchange", exchange)
+    monkeypatch.setattr(kn, "rtnl_socket", lambda netns: socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM))
+    k = kn.Kernel.__new__(kn.Kernel)        # no pyroute2 socket: requests only
+    k.netns, k._requests, k._seq, k._index = None, None, 0, {"eth0": 2}
+    import threading
+    k._lock, k._batches = threading.Lock(), threading.local()
+    outcome = kn.BatchOutcome()
+    with k.batch(outcome):
+        k.add_route("2001:db8:1::100", dev="eth0")
+        assert outcome.made() == 1
+        k.add_proxy_ndp("eth0", "2001:db8:1::100")
+        k.del_proxy_ndp("eth0", "2001:db8:1::101")        # gone: no failure
+        k.add_route("2001:db8:1::102", dev="eth0")
+    assert len(sent) == 1 and len(sent[0][1]) == 4
+    assert [type(e).__name__ if e else None for e in outcome.errors] == [None, "KernelError", None, None]
+    assert outcome.errors[1].errno == errno.EEXIST and "neigh replace" in str(outcome.errors[1])
+    assert outcome.first_error(0, 1) is None and outcome.first_error(1, 4) is outcome.errors[1]
+    with pytest.raises(kn.KernelError):
+        with k.batch():
+            for hoa in ("2001:db8:1::1", "2001:db8:1::2", "2001:db8:1::3"):
+                k.add_proxy_ndp("eth0", hoa)
+    k._requests.close()

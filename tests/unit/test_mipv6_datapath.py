@@ -331,3 +331,46 @@ def test_a_transmit_after_a_tunnel_change_or_removal_waits_for_it():
         driver.close()
 
     asyncio.run(main())
+
+
+class _TapStub:
+    """What MobilityIO.handle_tap_packet uses of its instance: where it hands MHs."""
+
+    def __init__(self):
+        self.counters: Counter[str] = Counter()
+        self.on_data = None
+        self.got: list = []
+        self.events: list = []
+
+    def _receive_mh(self, mh, src, dst, **kwargs):
+        self.got.append((mh, src, dst, kwargs))
+
+    def emit(self, event, **fields):
+        self.events.append(event)
+
+
+def _tap(packet: bytes) -> _TapStub:
+    stub = _TapStub()
+    MobilityIO.handle_tap_packet(stub, packet, "eth0")
+    return stub
+
+
+@pytest.mark.parametrize("mh_len", [8, 48, 64])
+def test_tap_fast_path_for_a_binding_update_finds_what_the_full_parse_finds(mh_len):
+    from mip6bench.ipv6 import parse_ipv6_packet
+
+    mh = bytes([59, mh_len // 8 - 1, 5]) + bytes(mh_len - 3)
+    packet = build_ipv6_packet("2001:db8:5::1001", "2001:db8:1::1", 135, mh, hao="2001:db8:1::0:100")
+    pkt = parse_ipv6_packet(packet)
+    assert _tap(packet).got == [(pkt.payload, pkt.src, pkt.dst, {"hao": pkt.home_address, "rh2": None})]
+    assert pkt.home_address == "2001:db8:1::100"
+    # Not exactly that layout (a payload length that does not match, a routing header
+    # too): the full parse decides, as before.
+    torn = packet[:4] + (len(packet) - 39).to_bytes(2, "big") + packet[6:]
+    stub = _tap(torn)
+    assert stub.got == [] and stub.counters["tap.malformed"] == 1
+    both = build_ipv6_packet("2001:db8:5::1001", "2001:db8:1::1", 135, mh, hao="2001:db8:1::100",
+                             rh2="2001:db8:1::100")
+    full = parse_ipv6_packet(both)
+    assert _tap(both).got == [(full.payload, full.src, full.dst, {"hao": full.home_address,
+                                                                 "rh2": full.rh2_address})]

@@ -384,8 +384,16 @@ def test_refresh_moves_the_expiry():
     ha = make_ha()
     send(ha, bu_packet(seq=1, lifetime=400))
     actions = send(ha, bu_packet(seq=2, lifetime=400, now=T0 + 300), T0 + 300)
-    assert StartTimer(("binding", HOA), T0 + 700) in actions
+    # The timer armed for T0 + 400 stays (no re-arming per refresh) ...
+    assert not [a for a in actions if isinstance(a, (StartTimer, StopTimer))]
+    assert ha.binding(HOA).expires_at == T0 + 700
+    # ... and when it fires, the refreshed entry arms it for its new end.
     assert ha.handle_timer(("binding", HOA), T0 + 400) == [StartTimer(("binding", HOA), T0 + 700)]
+    # A refresh that ends before the armed timer arms it anew.
+    actions = send(ha, bu_packet(seq=3, lifetime=100, now=T0 + 500), T0 + 500)
+    assert StartTimer(("binding", HOA), T0 + 600) in actions
+    assert ha.handle_timer(("binding", HOA), T0 + 600)[0] == StopTimer(("binding", HOA))
+    assert ha.binding(HOA) is None
 
 
 def test_binding_refresh_request_before_expiry():

@@ -66,6 +66,53 @@ def test_event_log_writes_after_the_callback_with_times_of_the_emits(tmp_path):
                                                        "agent.stopped"]
 
 
+def test_event_log_on_the_agent_loop_writes_a_wake_ups_entries_once_before_it_waits(tmp_path):
+    """write_before_wait (the agents' loop): the entries of the callbacks that run
+    without the loop waiting in between go out in one write when it is about to wait;
+    at most MAX_DEFERRED wait for that."""
+    from mip6bench.runtime import eventlog
+    from mip6bench.runtime.agent import precise_event_loop
+
+    path = tmp_path / "a.jsonl"
+    log = EventLog(path, "ha", "ha")
+    writes, seen = [], {}
+    real_write = log._file.write
+    log._file.write = lambda text: (writes.append(text.count("\n")), real_write(text))[1]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        log.write_before_wait(loop, loop.before_wait)
+        done = loop.create_future()
+
+        def answer():                       # a wake-up: two callbacks, no wait between
+            log.emit("mipv6.ha.bu_accepted", seq=1)
+            loop.call_soon(change)
+
+        def change():
+            log.emit("mipv6.ha.tunnel_up", seq=1)
+            seen["during"] = path.read_text()
+            loop.call_later(0.01, burst)    # the loop waits before this one
+
+        def burst():
+            seen["before_burst"] = list(writes)
+            for i in range(eventlog.MAX_DEFERRED + 1):
+                log.emit("x", i=i)
+            loop.call_soon(lambda: done.set_result(list(writes)))   # no wait before it
+
+        loop.call_soon(answer)
+        seen["after_burst"] = await done
+
+    runner = asyncio.Runner(loop_factory=precise_event_loop)
+    with runner:
+        runner.run(main())
+    log.close()
+    assert seen["during"] == ""
+    assert seen["before_burst"] == [2]
+    # MAX_DEFERRED pending: written after that callback, the loop did not wait for it.
+    assert seen["after_burst"] == [2, eventlog.MAX_DEFERRED + 1]
+    assert [e["event"] for e in read_events(path)][:2] == ["mipv6.ha.bu_accepted", "mipv6.ha.tunnel_up"]
+
+
 def test_event_log_refuses_reserved_field_names(tmp_path):
     log = EventLog(None, "n", "a")
     with pytest.raises(ValueError):
@@ -301,6 +348,87 @@ def test_core_driver_failed_effect_is_logged_and_the_next_one_still_applied():
     asyncio.run(main())
     assert applied == [2]
     assert events == [("effect.failed", {"effect": "Applied", "error": "no such device"})]
+
+
+@dataclass(frozen=True)
+class Keyed(Effect):
+    key: str | None
+    n: int
+
+
+def _batching_driver(log, fail=()):
+    """A driver with barriers and apply_many; `log` records batches, lone effects,
+    transmits and failures in order."""
+    def apply(effect):
+        log.append(("alone", effect.n))
+
+    async def apply_many(effects):
+        log.append(("batch", [e.n for e in effects]))
+        return [OSError(f"change {e.n} failed") if e.n in fail else None for e in effects]
+
+    def key(item):      # a Transmit's key: its destination here (None: "any")
+        return (None if item.dst == "any" else item.dst) if isinstance(item, Transmit) else item.key
+
+    return CoreDriver(send=lambda t: log.append(("sent", t.data)), on_timer=lambda k, n: [],
+                      apply=apply, apply_many=apply_many, batch_key=key,
+                      emit=lambda name, **f: log.append((name, f.get("error"))), barriers=(Keyed,))
+
+
+def test_core_driver_applies_the_effects_queued_together_in_one_batch_and_then_their_transmits():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log)
+        # Three Binding Updates served in one wake-up: each one's effects, then its Ack.
+        for k, key in enumerate(("h1", "h2", "h3")):
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), key)])
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert log == [("batch", [0, 1, 2, 3, 4, 5]), ("sent", b"ba0"), ("sent", b"ba1"), ("sent", b"ba2")]
+
+
+def test_core_driver_batch_failure_is_the_failing_effects_alone():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log, fail={3})
+        for k, key in enumerate(("h1", "h2", "h3")):
+            driver.execute([Keyed(key, 2 * k), Keyed(key, 2 * k + 1), Transmit(f"ba{k}".encode(), key)])
+        await driver.drain()
+        assert list(driver.errors) == ["Keyed: change 3 failed"]
+        driver.close()
+
+    asyncio.run(main())
+    # Every Ack still leaves (as when an effect applied alone fails), after the batch.
+    assert log == [("batch", [0, 1, 2, 3, 4, 5]), ("effect.failed", "change 3 failed"),
+                   ("sent", b"ba0"), ("sent", b"ba1"), ("sent", b"ba2")]
+
+
+def test_core_driver_keeps_one_keys_effects_in_order_around_its_transmits():
+    log = []
+
+    async def main():
+        driver = _batching_driver(log)
+        driver.execute([Keyed("h1", 1), Transmit(b"ba1", "h1"),
+                        Keyed("h2", 2), Keyed("h2", 3),
+                        Keyed("h1", 4), Transmit(b"ba4", "h1"),   # h1 again, after its Ack: next batch
+                        Keyed("h3", 5), Keyed(None, 6), Keyed("h3", 7),   # no key: alone, in its place
+                        Transmit(b"to-h4", "h4"), Keyed("h4", 8),  # a Transmit to h4 before h4's change
+                        Keyed("h5", 9), Transmit(b"any", "any"), Keyed("h6", 10)])   # no key: ends a batch
+        await driver.drain()
+        driver.close()
+
+    asyncio.run(main())
+    assert log == [("batch", [1, 2, 3]), ("sent", b"ba1"),
+                   ("batch", [4, 5]), ("sent", b"ba4"),
+                   ("alone", 6), ("batch", [7]), ("sent", b"to-h4"),
+                   ("batch", [8, 9]), ("sent", b"any"),
+                   ("batch", [10])]
+    with pytest.raises(ValueError):
+        CoreDriver(send=lambda t: None, on_timer=lambda k, n: [], emit=lambda *a, **k: None,
+                   apply=lambda e: None, apply_many=lambda es: [])      # no batch_key
 
 
 def test_core_driver_after_close_applies_nothing_and_arms_nothing():

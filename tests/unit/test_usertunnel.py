@@ -184,3 +184,43 @@ def test_backend_choice_prefers_ip6tnl_then_seg6_then_userspace_and_names_the_fi
         choose_backend("auto", {name: (False, "no") for name in BACKENDS})
     with pytest.raises(ParameterError):
         choose_backend("gre", every)
+
+
+def test_forwarder_binds_several_in_one_message_and_reports_each_failure_alone():
+    import json
+    import socket
+
+    from mip6bench.net.usertunnel import _command
+
+    state = TunnelState("ha", "2001:db8:1::1")
+    agent, forwarder = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with agent, forwarder:
+        agent.send(json.dumps({"op": "binds", "mtu": 1400, "binds": [
+            ["2001:db8:1::100", "2001:db8:5::100"], ["not an address", "2001:db8:5::101"],
+            ["2001:db8:1::102", "2001:db8:5::102"]]}).encode())
+        assert _command(forwarder, state, None, lambda: None)
+        reply = json.loads(agent.recv(65536))
+    assert reply["ok"] and list(reply["failed"]) == ["1"]
+    assert state.mtu == 1400
+    assert set(state.bindings) == {packed("2001:db8:1::100"), packed("2001:db8:1::102")}
+
+
+def test_bind_many_splits_into_messages_and_maps_each_failure_to_its_binding(monkeypatch):
+    from mip6bench.net import usertunnel
+
+    monkeypatch.setattr(usertunnel, "MAX_BINDS", 3)
+    requests = []
+
+    def request(op, **fields):
+        requests.append((op, len(fields["binds"]), fields.get("mtu")))
+        if len(requests) == 2:
+            raise usertunnel.ForwarderError("user-space tunnel forwarder: binds: timed out")
+        return {"ok": True, "failed": {"1": "ValueError: not an IPv6 address: 'x'"}}
+
+    forwarder = usertunnel.Forwarder.__new__(usertunnel.Forwarder)
+    forwarder.request = request
+    binds = [(f"2001:db8:1::{i}", f"2001:db8:5::{i}") for i in range(7)]
+    errors = forwarder.bind_many(binds, 1400)
+    assert requests == [("binds", 3, 1400), ("binds", 3, 1400), ("binds", 1, 1400)]
+    assert [None if e is None else str(e).split(": ")[-1] for e in errors] == [
+        None, "'x'", None, "timed out", "timed out", "timed out", None]
