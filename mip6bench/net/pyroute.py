@@ -9,7 +9,6 @@ segment gives plain IPv6-in-IPv6 without an SRH) is added to its mode table here
 """
 from __future__ import annotations
 
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
@@ -58,9 +57,11 @@ def _enter_package_lazily() -> None:
 LAZY_MODULES = ("pyroute2.netlink.rtnl.tcmsg.", "difflib")
 
 
-class _LazyFinder(importlib.abc.MetaPathFinder):
-    """Finds LAZY_MODULES (names, or prefixes ending in '.') as the import system would,
-    with their loaders wrapped in LazyLoader. Installed only while pyroute2 is imported."""
+class _LazyFinder:
+    """A meta path finder (the protocol is find_spec alone; importlib.abc's base class
+    would import importlib.resources): LAZY_MODULES (names, or prefixes ending in '.')
+    found as the import system would, with their loaders wrapped in LazyLoader.
+    Installed only while pyroute2 is imported."""
 
     def find_spec(self, name, path, target=None):
         if not any(name == m or (m.endswith(".") and name.startswith(m)) for m in LAZY_MODULES):
