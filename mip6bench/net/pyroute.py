@@ -54,6 +54,9 @@ def _enter_package_lazily() -> None:
 # deferred this way: a second `import x` of a lazy module runs it (the import statement
 # reads its __spec__), and so does any attribute, such as the `mock.Mock()` pyroute2's
 # iprsocket.py makes when imported, which is why unittest itself cannot be deferred.
+# (Python 3.11's lazy modules take no lock when first touched: none of these is used by
+# the project, on any thread; a tc message decoded for the first time on two threads at
+# once could see its plugin half-run.)
 LAZY_MODULES = ("pyroute2.netlink.rtnl.tcmsg.", "difflib")
 
 
