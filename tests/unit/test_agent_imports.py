@@ -12,7 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 AGENTS = sorted(p.stem for p in (ROOT / "agents").glob("*.py") if p.stem != "__init__")
-HEAVY = ("scapy", "matplotlib", "rich", "pyroute2.ndb", "pyroute2.ipdb", "sqlite3")
+HEAVY = ("scapy", "matplotlib", "rich", "pyroute2.ndb", "pyroute2.ipdb", "sqlite3",
+         "tracemalloc",            # only when tracing is asked for (runtime/memory.py)
+         "importlib.resources")    # what importlib.abc brings (net/pyroute.py's finder does without)
 
 
 def loaded_after(code: str) -> list[str]:
