@@ -9,6 +9,7 @@ segment gives plain IPv6-in-IPv6 without an SRH) is added to its mode table here
 """
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import os
 import socket
@@ -43,7 +44,41 @@ def _enter_package_lazily() -> None:
     sys.modules["pyroute2"] = package
 
 
+# Modules pyroute2 imports unconditionally that no agent runs: every tc qdisc, classifier
+# and action plugin (pyroute2.netlink.rtnl.tcmsg imports them all for its `plugins` table)
+# and difflib (unittest.case's, for assertion messages; iprsocket.py imports unittest for
+# its mock). They are imported lazily (the standard library's importlib.util.LazyLoader):
+# each is bound where it is imported and runs on first use, so tc messages still decode
+# with their plugins. About 0.7 MB per process (README "Budgets").
+# Only modules that are imported once, by name, and not touched at import time can be
+# deferred this way: a second `import x` of a lazy module runs it (the import statement
+# reads its __spec__), and so does any attribute, such as the `mock.Mock()` pyroute2's
+# iprsocket.py makes when imported, which is why unittest itself cannot be deferred.
+# (Python 3.11's lazy modules take no lock when first touched: none of these is used by
+# the project, on any thread; a tc message decoded for the first time on two threads at
+# once could see its plugin half-run.)
+LAZY_MODULES = ("pyroute2.netlink.rtnl.tcmsg.", "difflib")
+
+
+class _LazyFinder:
+    """A meta path finder (the protocol is find_spec alone; importlib.abc's base class
+    would import importlib.resources): LAZY_MODULES (names, or prefixes ending in '.')
+    found as the import system would, with their loaders wrapped in LazyLoader.
+    Installed only while pyroute2 is imported."""
+
+    def find_spec(self, name, path, target=None):
+        if not any(name == m or (m.endswith(".") and name.startswith(m)) for m in LAZY_MODULES):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.loader is None or spec.submodule_search_locations is not None:
+            return spec                                  # packages load as usual
+        spec.loader = importlib.util.LazyLoader(spec.loader)
+        return spec
+
+
 _enter_package_lazily()
+_lazy_finder = _LazyFinder()
+sys.meta_path.insert(0, _lazy_finder)
 
 try:
     from pyroute2.iproute import IPRoute
@@ -63,6 +98,8 @@ except ImportError:  # pragma: no cover - a broken installation
     from mip6bench.errors import EnvironmentProblem
 
     raise EnvironmentProblem("pyroute2 is not installed", "run `make setup`") from None
+finally:
+    sys.meta_path.remove(_lazy_finder)
 
 SEG6_IPTUN_MODE_ENCAP_RED = 3
 _srh = rtmsg.seg6_encap_info.ipv6_sr_hdr

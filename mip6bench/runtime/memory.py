@@ -22,8 +22,13 @@ from __future__ import annotations
 
 import gc
 import os
-import tracemalloc
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import tracemalloc
+
+# tracemalloc (with the pickle and fnmatch it imports) is imported when tracing is asked
+# for, by the environment or the `memory` command: every agent imports this module.
 
 ENV = "MIP6BENCH_TRACEMALLOC"
 MAX_TOP = 200
@@ -41,6 +46,7 @@ def start_from_env(environ=os.environ) -> bool:
         raise ValueError(f"{ENV} must be a number of frames (1-100), not {value!r}") from None
     if not 1 <= frames <= 100:
         raise ValueError(f"{ENV} must be a number of frames (1-100), not {value!r}")
+    import tracemalloc
     if not tracemalloc.is_tracing():
         tracemalloc.start(frames)
     return True
@@ -104,12 +110,14 @@ class MemoryProbe:
 
     @staticmethod
     def _filtered(snapshot: tracemalloc.Snapshot) -> tracemalloc.Snapshot:
+        import tracemalloc
         return snapshot.filter_traces((tracemalloc.Filter(False, tracemalloc.__file__),))
 
     async def command(self, req: dict[str, Any]) -> dict[str, Any]:
         top = int(req.get("top", 0))
         if not 0 <= top <= MAX_TOP:
             raise ValueError(f"top must be 0-{MAX_TOP}")
+        import tracemalloc
         by = req.get("by", "lineno")
         if by not in ("lineno", "traceback", "filename"):
             raise ValueError("by must be lineno, traceback or filename")
