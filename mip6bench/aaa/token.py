@@ -92,7 +92,7 @@ class Flow:
             raise ValueError("flow protocol is 0..255 and port 0..65535")
 
     def encode(self) -> bytes:
-        net = ipaddress.IPv6Network(self.destination)
+        net = _network(self.destination)
         return struct.pack("!BBH", self.protocol, net.prefixlen, self.port) + \
             net.network_address.packed
 

@@ -33,7 +33,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ..codec import DecodeError, Reader, pad_len
+from ..codec import DecodeError, pad_len
 
 PANA_PORT = 716          # the UDP port IANA assigned to PANA
 HEADER_LEN = 16
@@ -316,18 +316,17 @@ def encode_message(msg: Message) -> bytes:
                        msg.session_id, msg.seq) + body
 
 
+_HEADER = struct.Struct("!HHHHII")
+_AVP_HEADER = struct.Struct("!HHHH")
+_U32 = struct.Struct("!I")
+
+
 def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
     """Decode one PANA message; raise DecodeError with a reason for anything malformed."""
     data = bytes(data)
     if len(data) < HEADER_LEN:
         raise DecodeError(f"message of {len(data)} bytes is shorter than the PANA header")
-    r = Reader(data)
-    reserved = r.u16()
-    length = r.u16()
-    flags = r.u16()
-    msg_type = r.u16()
-    session_id = r.u32()
-    seq = r.u32()
+    reserved, length, flags, msg_type, session_id, seq = _HEADER.unpack_from(data)
     if length != len(data):
         raise DecodeError(f"length field {length} does not match datagram size {len(data)}")
     if strict_reserved and reserved:
@@ -349,41 +348,42 @@ def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
         raise DecodeError(f"{message_name(msg_type, flags)} with non-zero session id or sequence")
 
     avps = []
-    while r.remaining:
-        avps.append(_decode_avp(r, strict_reserved))
+    pos, end = HEADER_LEN, len(data)
+    while pos < end:
+        avp, pos = _decode_avp(data, pos, end, strict_reserved)
+        avps.append(avp)
     msg = Message(msg_type, flags, session_id, seq, tuple(avps), raw=data)
     _check_avps(msg)
     return msg
 
 
-def _decode_avp(r: Reader, strict_reserved: bool) -> Avp:
-    if r.remaining < AVP_HEADER_LEN:
-        raise DecodeError(f"truncated AVP header: {r.remaining} bytes left")
-    code = r.u16()
-    avp_flags = r.u16()
-    length = r.u16()
-    reserved = r.u16()
+def _decode_avp(data: bytes, pos: int, end: int, strict_reserved: bool) -> tuple[Avp, int]:
+    """The AVP at `pos` and where the next one starts."""
+    if end - pos < AVP_HEADER_LEN:
+        raise DecodeError(f"truncated AVP header: {end - pos} bytes left")
+    code, avp_flags, length, reserved = _AVP_HEADER.unpack_from(data, pos)
+    pos += AVP_HEADER_LEN
     if strict_reserved and avp_flags & ~AVP_FLAG_V:
         raise DecodeError(f"reserved flag bits set in AVP {code}")
     if strict_reserved and reserved:
         raise DecodeError(f"reserved field of AVP {code} is not zero")
     vendor_id = None
     if avp_flags & AVP_FLAG_V:
-        if r.remaining < 4:
+        if end - pos < 4:
             raise DecodeError(f"AVP {code} has the V flag but no Vendor-Id")
-        vendor_id = r.u32()
-    if length > r.remaining:
+        vendor_id = _U32.unpack_from(data, pos)[0]
+        pos += 4
+    if length > end - pos:
         raise DecodeError(f"AVP {code} value of {length} bytes overruns the message")
-    offset = r.pos
-    value = r.take(length)
+    offset = pos
+    value = data[pos:pos + length]
+    pos += length
     padding = pad_len(length)
-    if padding > r.remaining:
+    if padding > end - pos:
         raise DecodeError(f"AVP {code} is missing its padding")
-    if strict_reserved and any(r.take(padding)):
+    if strict_reserved and padding and any(data[pos:pos + padding]):
         raise DecodeError(f"non-zero padding after AVP {code}")
-    elif not strict_reserved:
-        r.take(padding)
-    return Avp(code, value, vendor_id, offset)
+    return Avp(code, value, vendor_id, offset), pos + padding
 
 
 def _check_avps(msg: Message) -> None:

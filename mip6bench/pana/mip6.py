@@ -74,6 +74,7 @@ import ipaddress
 import random
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Mapping
 
 from ..codec import DecodeError
@@ -370,9 +371,16 @@ class Mip6Policy:
     default_lifetime: int = 3600
     max_lifetime: int = 86400
 
-    @property
+    @cached_property
     def network(self) -> ipaddress.IPv6Network:
         return ipaddress.IPv6Network(self.home_prefix)
+
+    @cached_property
+    def agent_info_avp(self) -> Avp:
+        """MIP6-Agent-Info: the HA and the home prefix, the same in every grant."""
+        network = self.network
+        return AgentInfo(self.ha_address, str(network.network_address),
+                         network.prefixlen).to_avp()
 
     def hoa_assigner(self) -> HoaAssigner:
         return self.assign_hoa or table_or_random_hoa(self.home_prefix)

@@ -793,8 +793,7 @@ class PaaCore:
         avps, actions = [], []
         network = policy.network
         if request & mip6.REQUEST_HA_INFO:
-            avps.append(mip6.AgentInfo(policy.ha_address, str(network.network_address),
-                                       network.prefixlen).to_avp())
+            avps.append(policy.agent_info_avp)
         wants_hoa = request & (mip6.REQUEST_HOME_ADDRESS | mip6.REQUEST_MIP6_SA)
         if wants_hoa and session.hoa is None:
             # the Home Addresses live sessions hold (this one holds none yet): a view
