@@ -110,6 +110,13 @@ _SINGLE = (AVP_AUTH, AVP_EAP_PAYLOAD, AVP_KEY_ID, AVP_NONCE, AVP_RESULT_CODE,
            AVP_RELAYED_MESSAGE)
 
 
+_HEADER = struct.Struct("!HHHHII")
+_AVP_HEADER = struct.Struct("!HHHH")
+_VENDOR_AVP_HEADER = struct.Struct("!HHHHI")
+_U32 = struct.Struct("!I")
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")    # by the value's length mod 4
+
+
 @dataclass(frozen=True)
 class Avp:
     """One AVP. `vendor_id` is None for IETF AVPs (V flag clear)."""
@@ -136,11 +143,11 @@ class Avp:
         if len(self.value) > 0xFFFF:
             raise ValueError("AVP value longer than 65535 bytes")
         if self.vendor_id is None:
-            head = struct.pack("!HHHH", self.code, 0, len(self.value), 0)
+            head = _AVP_HEADER.pack(self.code, 0, len(self.value), 0)
         else:
-            head = struct.pack("!HHHHI", self.code, AVP_FLAG_V, len(self.value), 0,
-                               self.vendor_id)
-        return head + self.value + b"\0" * pad_len(len(self.value))
+            head = _VENDOR_AVP_HEADER.pack(self.code, AVP_FLAG_V, len(self.value), 0,
+                                           self.vendor_id)
+        return head + self.value + _PADDING[len(self.value) & 3]
 
 
 @dataclass(frozen=True)
@@ -312,13 +319,7 @@ def encode_message(msg: Message) -> bytes:
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
         raise ValueError(f"PANA message of {length} bytes exceeds 65535")
-    return struct.pack("!HHHHII", 0, length, msg.flags, msg.type,
-                       msg.session_id, msg.seq) + body
-
-
-_HEADER = struct.Struct("!HHHHII")
-_AVP_HEADER = struct.Struct("!HHHH")
-_U32 = struct.Struct("!I")
+    return _HEADER.pack(0, length, msg.flags, msg.type, msg.session_id, msg.seq) + body
 
 
 def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
