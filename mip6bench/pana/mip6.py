@@ -331,6 +331,7 @@ def table_or_random_hoa(home_prefix: str, table: Mapping[str, str] | None = None
     table = dict(table or {})
     reserved = {str(ipaddress.IPv6Address(a)) for a in table.values()}
     host_bits = 128 - network.prefixlen
+    base = int(network.network_address)
 
     def assign(nai: str, live: frozenset, rng: random.Random) -> str | None:
         if nai in table:
@@ -341,7 +342,7 @@ def table_or_random_hoa(home_prefix: str, table: Mapping[str, str] | None = None
         for _ in range(attempts):
             # Interface id 0 is the subnet-router anycast address (RFC 4291 2.6.1).
             iid = rng.randrange(1, 1 << host_bits)
-            hoa = str(network.network_address + iid)
+            hoa = text6((base + iid).to_bytes(16, "big"))   # the compressed text
             if hoa not in live and hoa not in reserved:
                 return hoa
         return None

@@ -72,3 +72,32 @@ def test_text6_takes_the_c_library_only_where_it_agrees_with_ipaddress():
         cases += [packed, text, compressed, compressed + rng.choice([":", ":1", "::", ".1", "g"])]
     for case in cases:
         assert _ours(case) == _reference(case), case
+
+
+def _packed_reference(addr):
+    try:
+        return ipaddress.IPv6Address(addr).packed
+    except ValueError:
+        return ValueError
+
+
+def _packed_ours(addr):
+    try:
+        return ipaddr.packed6(addr)
+    except ValueError:
+        return ValueError
+
+
+def test_packed6_takes_the_c_library_only_for_canonical_text():
+    """packed6 parses with inet_pton where the text is what inet_ntop writes back (the
+    canonical form, which ipaddress reads the same), else as ipaddress does: the same
+    bytes, or the same refusal, for tricky input and generated addresses."""
+    import random
+    rng = random.Random(11)
+    cases = [c for c in TRICKY if isinstance(c, str)]
+    for _ in range(2000):
+        packed = bytes(rng.choice([0, 0, 1, rng.getrandbits(8)]) for _ in range(16))
+        canonical = str(ipaddress.IPv6Address(packed))
+        cases += [canonical, canonical.upper(), canonical + rng.choice([":", ":1", "g"])]
+    for case in cases:
+        assert _packed_ours(case) == _packed_reference(case), case
