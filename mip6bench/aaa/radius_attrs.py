@@ -40,7 +40,7 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
 from mip6bench.codec import DecodeError, Reader
@@ -93,7 +93,16 @@ class RadiusPacket:
     offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def values(self, attr_type: int) -> list[bytes]:
-        return [value for t, value in self.attributes if t == attr_type]
+        return list(self._by_type.get(attr_type, ()))
+
+    @cached_property
+    def _by_type(self) -> dict[int, list[bytes]]:
+        """The values of each attribute type, in order (a response is asked for several
+        types, and parsed packets are shared: parse_radius_packet's cache)."""
+        out: dict[int, list[bytes]] = {}
+        for attr_type, value in self.attributes:
+            out.setdefault(attr_type, []).append(value)
+        return out
 
 
 def parse_radius_packet(data: bytes) -> RadiusPacket:
