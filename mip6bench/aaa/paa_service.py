@@ -63,12 +63,13 @@ from mip6bench.eap.passthrough import EapPassThrough
 from mip6bench.pana import effects as fx
 from mip6bench.pana.mip6 import table_or_random_hoa
 from mip6bench.pana.paa import PaaConfig, PaaCore, PaaState
-from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit, quick_init
 
 if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
     from mip6bench.eap.server import EapServer
 
 
+@quick_init
 @dataclass(frozen=True)
 class ServiceTransmit(Transmit):
     """A datagram of the PAA service; `via` names the socket it leaves from."""

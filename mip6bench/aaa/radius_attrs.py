@@ -44,6 +44,7 @@ from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
 from mip6bench.codec import DecodeError, Reader
+from mip6bench.sansio import quick_init
 
 HEADER_LEN = 20
 MAX_PACKET_LEN = 4096
@@ -82,6 +83,7 @@ MS_MPPE_SEND_KEY = 16
 MS_MPPE_RECV_KEY = 17
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusPacket:
     code: int

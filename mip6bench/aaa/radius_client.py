@@ -52,12 +52,14 @@ from mip6bench.aaa.radius_attrs import (
     REPLY_MESSAGE, SESSION_TIMEOUT, STATE, USER_NAME, check_radius_packet,
     encode_signed_packet, join_eap_message, mppe_keys_from_radius, parse_radius_packet,
     split_eap_message, verify_message_authenticator, verify_response_authenticator)
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import (Action, Effect, Event, StartTimer, StopTimer, Transmit,
+                               quick_init)
 
 RADIUS_AUTH_PORT = 1812
 _CODES = {ACCESS_CHALLENGE: "challenge", ACCESS_ACCEPT: "accept", ACCESS_REJECT: "reject"}
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusAnswer(Effect):
     key: Hashable
@@ -68,6 +70,7 @@ class RadiusAnswer(Effect):
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusTimeout(Effect):
     key: Hashable

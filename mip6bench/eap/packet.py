@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from mip6bench.codec import DecodeError, Reader
+from mip6bench.sansio import quick_init
 
 HEADER_LEN = 4
 # RFC 3748 section 3.1: lower layers carry at least 1020 bytes; the Length field
@@ -49,6 +50,7 @@ class EapType(IntEnum):
     EXPERIMENTAL = 255
 
 
+@quick_init
 @dataclass(frozen=True)
 class EapPacket:
     code: int

@@ -34,6 +34,7 @@ import struct
 from dataclasses import dataclass, field
 
 from ..codec import DecodeError, pad_len
+from ..sansio import quick_init
 
 PANA_PORT = 716          # the UDP port IANA assigned to PANA
 HEADER_LEN = 16
@@ -117,6 +118,7 @@ _U32 = struct.Struct("!I")
 _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")    # by the value's length mod 4
 
 
+@quick_init
 @dataclass(frozen=True)
 class Avp:
     """One AVP. `vendor_id` is None for IETF AVPs (V flag clear)."""
@@ -167,6 +169,7 @@ class PacInformation:
         return cls(str(ipaddress.ip_address(value[:-2])), struct.unpack("!H", value[-2:])[0])
 
 
+@quick_init
 @dataclass(frozen=True)
 class Message:
     """A PANA message. `raw` holds the received bytes (empty for locally built ones)."""
