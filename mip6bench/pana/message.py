@@ -318,7 +318,7 @@ def message_name(msg_type: int, flags: int) -> str:
 
 
 def encode_message(msg: Message) -> bytes:
-    body = b"".join(avp.encode() for avp in msg.avps)
+    body = b"".join([avp.encode() for avp in msg.avps])
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
         raise ValueError(f"PANA message of {length} bytes exceeds 65535")
@@ -353,41 +353,36 @@ def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
 
     avps = []
     pos, end = HEADER_LEN, len(data)
-    while pos < end:
-        avp, pos = _decode_avp(data, pos, end, strict_reserved)
-        avps.append(avp)
+    unpack_avp_header = _AVP_HEADER.unpack_from
+    while pos < end:   # the AVPs (RFC 5191 6.3), one after the other
+        if end - pos < AVP_HEADER_LEN:
+            raise DecodeError(f"truncated AVP header: {end - pos} bytes left")
+        code, avp_flags, length, reserved = unpack_avp_header(data, pos)
+        pos += AVP_HEADER_LEN
+        if strict_reserved and avp_flags & ~AVP_FLAG_V:
+            raise DecodeError(f"reserved flag bits set in AVP {code}")
+        if strict_reserved and reserved:
+            raise DecodeError(f"reserved field of AVP {code} is not zero")
+        vendor_id = None
+        if avp_flags & AVP_FLAG_V:
+            if end - pos < 4:
+                raise DecodeError(f"AVP {code} has the V flag but no Vendor-Id")
+            vendor_id = _U32.unpack_from(data, pos)[0]
+            pos += 4
+        if length > end - pos:
+            raise DecodeError(f"AVP {code} value of {length} bytes overruns the message")
+        offset = pos
+        pos += length
+        padding = -length & 3
+        if padding > end - pos:
+            raise DecodeError(f"AVP {code} is missing its padding")
+        if strict_reserved and padding and any(data[pos:pos + padding]):
+            raise DecodeError(f"non-zero padding after AVP {code}")
+        avps.append(Avp(code, data[offset:pos], vendor_id, offset))
+        pos += padding
     msg = Message(msg_type, flags, session_id, seq, tuple(avps), raw=data)
     _check_avps(msg)
     return msg
-
-
-def _decode_avp(data: bytes, pos: int, end: int, strict_reserved: bool) -> tuple[Avp, int]:
-    """The AVP at `pos` and where the next one starts."""
-    if end - pos < AVP_HEADER_LEN:
-        raise DecodeError(f"truncated AVP header: {end - pos} bytes left")
-    code, avp_flags, length, reserved = _AVP_HEADER.unpack_from(data, pos)
-    pos += AVP_HEADER_LEN
-    if strict_reserved and avp_flags & ~AVP_FLAG_V:
-        raise DecodeError(f"reserved flag bits set in AVP {code}")
-    if strict_reserved and reserved:
-        raise DecodeError(f"reserved field of AVP {code} is not zero")
-    vendor_id = None
-    if avp_flags & AVP_FLAG_V:
-        if end - pos < 4:
-            raise DecodeError(f"AVP {code} has the V flag but no Vendor-Id")
-        vendor_id = _U32.unpack_from(data, pos)[0]
-        pos += 4
-    if length > end - pos:
-        raise DecodeError(f"AVP {code} value of {length} bytes overruns the message")
-    offset = pos
-    value = data[pos:pos + length]
-    pos += length
-    padding = pad_len(length)
-    if padding > end - pos:
-        raise DecodeError(f"AVP {code} is missing its padding")
-    if strict_reserved and padding and any(data[pos:pos + padding]):
-        raise DecodeError(f"non-zero padding after AVP {code}")
-    return Avp(code, value, vendor_id, offset), pos + padding
 
 
 def _check_avps(msg: Message) -> None:
