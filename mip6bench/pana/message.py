@@ -33,7 +33,7 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ..codec import DecodeError, pad_len
+from ..codec import DecodeError
 from ..sansio import quick_init
 
 PANA_PORT = 716          # the UDP port IANA assigned to PANA

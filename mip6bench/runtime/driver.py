@@ -280,7 +280,8 @@ class CoreDriver:
                     self._wake_at(at)
 
     def next_timer(self) -> float | None:
-        """Synchronous mode: when the next armed timer is due (None: none armed)."""
+        """When the next armed timer is due (None: none armed); stale heap entries on the
+        way are dropped."""
         while self._heap:
             at, seq, key = self._heap[0]
             if self._armed.get(key) == (at, seq):
