@@ -104,6 +104,11 @@ def _hex(name: str, text: str, minimum: int) -> bytes:
     return raw
 
 
+# effects the PAA service returns that the agent has nothing to do with (both classes
+# have no subclasses: compared by class, not isinstance, on every action)
+_INFORMATIVE = frozenset((fx.PanaSessionOpen, fx.PanaSessionClosed))
+
+
 class PaaAgent(WaitableEvents, Agent):
     role = "paa"
     Options = Options
@@ -192,8 +197,7 @@ class PaaAgent(WaitableEvents, Agent):
 
     def _run(self, actions) -> None:
         # PanaSessionOpen/Closed only inform; PaaCore has logged them as events.
-        self.driver.execute([a for a in actions
-                             if not isinstance(a, (fx.PanaSessionOpen, fx.PanaSessionClosed))])
+        self.driver.execute([a for a in actions if a.__class__ not in _INFORMATIVE])
 
     def _send(self, tx) -> None:
         via = tx.via

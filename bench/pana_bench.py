@@ -26,7 +26,7 @@ Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
        python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH]
 (part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
 "local": EAP server inside the PAA; reports completed/stalled sessions and the
-generator's CPU too; --profile: the PAA under cProfile)
+generator's CPU too; --profile: the PAA under cProfile, the AAA then on CPU G)
        python bench/pana_bench.py --per-message
 (part 1's cores, one authentication hop by hop: the thread CPU each message costs the
 core that receives it, medians of 300, both backends; see README, "PANA at zero link
@@ -185,7 +185,10 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
                 argv += ["-m", "cProfile", "-o", profile]
             argv += [str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
             if cpus:
-                argv = ["taskset", "-c", cpus[0]] + argv
+                # cProfile times the wall clock: profiled, the PAA keeps its CPU to itself,
+                # or its sendto would include the AAA it wakes on the same CPU
+                cpu = cpus[1] if profile and role == "aaa" else cpus[0]
+                argv = ["taskset", "-c", cpu] + argv
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             line = p.stdout.readline()
             assert line.startswith(b'{"ready"'), p.stderr.read()

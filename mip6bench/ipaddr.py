@@ -80,5 +80,14 @@ def text6(addr):
 
 @_memoised
 def packed6(addr):
-    """The 16 bytes of an IPv6 address (text)."""
+    """The 16 bytes of an IPv6 address (text). The C library's inet_pton for text in
+    the canonical form (what inet_ntop writes back from the bytes is the text given):
+    a new MN's Home Address goes into its MIP6 AVP and its token on first sight."""
+    if isinstance(addr, str) and "." not in addr and "%" not in addr:
+        try:
+            packed = inet_pton(AF_INET6, addr)
+        except OSError:
+            packed = None
+        if packed is not None and _ntop6(packed) == addr:
+            return packed
     return ipaddress.IPv6Address(addr).packed

@@ -63,12 +63,13 @@ from mip6bench.eap.passthrough import EapPassThrough
 from mip6bench.pana import effects as fx
 from mip6bench.pana.mip6 import table_or_random_hoa
 from mip6bench.pana.paa import PaaConfig, PaaCore, PaaState
-from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit
+from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit, quick_init
 
 if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
     from mip6bench.eap.server import EapServer
 
 
+@quick_init
 @dataclass(frozen=True)
 class ServiceTransmit(Transmit):
     """A datagram of the PAA service; `via` names the socket it leaves from."""
@@ -191,54 +192,69 @@ class PaaService:
 
     def _process(self, actions: list[Action], via: str, now: float) -> list[Action]:
         out: list[Action] = []
+        routes = _ROUTES
         for action in actions:
-            if isinstance(action, Transmit):
+            route = routes.get(action.__class__) or _route_of(action.__class__)
+            if route is _OUT:                   # timers, other effects: the runtime's
+                out.append(action)
+            elif route is _TRANSMIT:
                 out.append(ServiceTransmit(action.data, action.dst, action.src, action.port,
                                            via=via))
-            elif isinstance(action, Event) and self.authz is not None and \
-                    action.name in ("pana.pac_address_changed", "pana.superseded"):
-                if action.name == "pana.superseded":
-                    self.authz.session_closed(action.fields["session_id"])
-                else:
-                    self.authz.session_moved(action.fields["session_id"], action.fields["new"])
-                out.append(action)
-            elif isinstance(action, (StartTimer, StopTimer, Event)):
-                out.append(action)
-            elif isinstance(action, fx.SendToAAA):
-                out += self._to_backend(action, now)
-            elif isinstance(action, fx.AaaCancel):
-                out += self._cancel(action.session_id)
-            elif isinstance(action, (RadiusAnswer, RadiusTimeout)):
-                out += self._from_radius(action, now)
-            elif isinstance(action, fx.MipSaEstablished):
-                out.append(Event("paa.sa_established", {
-                    "session_id": action.session_id, "nai": action.nai, "hoa": action.hoa,
-                    "ha": action.ha, "spi": action.spi, "lifetime": action.lifetime,
-                    "algorithm": action.algorithm}))
-                if self.sadist is not None:
-                    out += self._tag(self.sadist.sa_established(record_from_effect(action),
-                                                                now), "sadist")
-            elif isinstance(action, fx.MipSaRevoked):
-                out.append(Event("paa.sa_revoked", {"session_id": action.session_id,
-                                                    "spi": action.spi, "reason": action.reason}))
-                if self.sadist is not None:
-                    out += self._tag(self.sadist.sa_revoked(action.spi, action.hoa,
-                                                            action.reason, now), "sadist")
-            elif isinstance(action, fx.PanaSessionOpen):
-                if self.authz is not None:
-                    session = self.paa.sessions.get(action.session_id)
-                    out += self.authz.session_open(action.session_id, action.nai,
-                                                   session.hoa if session else None,
-                                                   action.peer, action.lifetime, now)
-                out.append(action)
-            elif isinstance(action, fx.PanaSessionClosed):
-                self._forget(action.session_id)
-                if self.authz is not None:
-                    self.authz.session_closed(action.session_id)
+            elif route is _EVENT:
+                if self.authz is not None and action.name in _AUTHZ_EVENTS:
+                    if action.name == "pana.superseded":
+                        self.authz.session_closed(action.fields["session_id"])
+                    else:
+                        self.authz.session_moved(action.fields["session_id"],
+                                                 action.fields["new"])
                 out.append(action)
             else:
-                out.append(action)   # other effects: the runtime's
+                route(self, action, via, now, out)
         return out
+
+    # what _process does with each kind of action the parts return (by class, see _ROUTES)
+    def _on_send_to_aaa(self, action: fx.SendToAAA, via: str, now: float, out: list) -> None:
+        out += self._to_backend(action, now)
+
+    def _on_aaa_cancel(self, action: fx.AaaCancel, via: str, now: float, out: list) -> None:
+        out += self._cancel(action.session_id)
+
+    def _on_radius(self, action, via: str, now: float, out: list) -> None:
+        out += self._from_radius(action, now)
+
+    def _on_sa_established(self, action: fx.MipSaEstablished, via: str, now: float,
+                           out: list) -> None:
+        out.append(Event("paa.sa_established", {
+            "session_id": action.session_id, "nai": action.nai, "hoa": action.hoa,
+            "ha": action.ha, "spi": action.spi, "lifetime": action.lifetime,
+            "algorithm": action.algorithm}))
+        if self.sadist is not None:
+            out += self._tag(self.sadist.sa_established(record_from_effect(action), now),
+                             "sadist")
+
+    def _on_sa_revoked(self, action: fx.MipSaRevoked, via: str, now: float,
+                       out: list) -> None:
+        out.append(Event("paa.sa_revoked", {"session_id": action.session_id,
+                                            "spi": action.spi, "reason": action.reason}))
+        if self.sadist is not None:
+            out += self._tag(self.sadist.sa_revoked(action.spi, action.hoa, action.reason,
+                                                    now), "sadist")
+
+    def _on_session_open(self, action: fx.PanaSessionOpen, via: str, now: float,
+                         out: list) -> None:
+        if self.authz is not None:
+            session = self.paa.sessions.get(action.session_id)
+            out += self.authz.session_open(action.session_id, action.nai,
+                                           session.hoa if session else None,
+                                           action.peer, action.lifetime, now)
+        out.append(action)
+
+    def _on_session_closed(self, action: fx.PanaSessionClosed, via: str, now: float,
+                           out: list) -> None:
+        self._forget(action.session_id)
+        if self.authz is not None:
+            self.authz.session_closed(action.session_id)
+        out.append(action)
 
     def _session_live(self, session_id: int) -> bool:
         session = self.paa.sessions.get(session_id)
@@ -354,6 +370,27 @@ class PaaService:
             self.counters["AAA User-Name differs from ID_P"] += 1
             return None
         return id_p or user_name
+
+
+# _process's routes, by the action's class: the first of these bases it derives from
+# (subclasses included, as isinstance would), looked up once per class.
+_OUT, _TRANSMIT, _EVENT = "out", "transmit", "event"
+_AUTHZ_EVENTS = ("pana.pac_address_changed", "pana.superseded")
+_ROUTE_BASES = ((Transmit, _TRANSMIT), (Event, _EVENT), (StartTimer, _OUT), (StopTimer, _OUT),
+                (fx.SendToAAA, PaaService._on_send_to_aaa),
+                (fx.AaaCancel, PaaService._on_aaa_cancel),
+                (RadiusAnswer, PaaService._on_radius), (RadiusTimeout, PaaService._on_radius),
+                (fx.MipSaEstablished, PaaService._on_sa_established),
+                (fx.MipSaRevoked, PaaService._on_sa_revoked),
+                (fx.PanaSessionOpen, PaaService._on_session_open),
+                (fx.PanaSessionClosed, PaaService._on_session_closed))
+_ROUTES: dict[type, object] = {}
+
+
+def _route_of(cls: type):
+    route = next((r for base, r in _ROUTE_BASES if issubclass(cls, base)), _OUT)
+    _ROUTES[cls] = route
+    return route
 
 
 def _bytes_from(rng: random.Random) -> Callable[[int], bytes]:

@@ -39,11 +39,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import Callable, Iterable
 
 from mip6bench.codec import DecodeError, Reader
+from mip6bench.sansio import quick_init
 
 HEADER_LEN = 20
 MAX_PACKET_LEN = 4096
@@ -82,15 +83,28 @@ MS_MPPE_SEND_KEY = 16
 MS_MPPE_RECV_KEY = 17
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusPacket:
     code: int
     identifier: int
     authenticator: bytes
     attributes: tuple[tuple[int, bytes], ...]
+    # Where each attribute's value starts in the packet (the Message-Authenticator check
+    # zeroes its value there); () for a packet not made by parse_radius_packet.
+    offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def values(self, attr_type: int) -> list[bytes]:
-        return [value for t, value in self.attributes if t == attr_type]
+        return list(self._by_type.get(attr_type, ()))
+
+    @cached_property
+    def _by_type(self) -> dict[int, list[bytes]]:
+        """The values of each attribute type, in order (a response is asked for several
+        types, and parsed packets are shared: parse_radius_packet's cache)."""
+        out: dict[int, list[bytes]] = {}
+        for attr_type, value in self.attributes:
+            out.setdefault(attr_type, []).append(value)
+        return out
 
 
 def parse_radius_packet(data: bytes) -> RadiusPacket:
@@ -103,24 +117,37 @@ def parse_radius_packet(data: bytes) -> RadiusPacket:
 # the PAA's time under load). The result is immutable; malformed input is not kept.
 @lru_cache(maxsize=64)
 def _parse_radius_packet(data: bytes) -> RadiusPacket:
-    reader = Reader(data)
-    code = reader.u8("RADIUS Code")
-    identifier = reader.u8("RADIUS Identifier")
-    length = reader.u16("RADIUS Length")
-    authenticator = reader.take(AUTHENTICATOR_LEN, "RADIUS Authenticator")
+    if len(data) < HEADER_LEN:   # raises, naming the field cut short
+        reader = Reader(data)
+        reader.u8("RADIUS Code")
+        reader.u8("RADIUS Identifier")
+        reader.u16("RADIUS Length")
+        reader.take(AUTHENTICATOR_LEN, "RADIUS Authenticator")
+    code, identifier, length = _HEADER.unpack_from(data)
     if not HEADER_LEN <= length <= MAX_PACKET_LEN:
         raise DecodeError(f"RADIUS Length {length} outside 20..4096")
     if length > len(data):
         raise DecodeError(f"RADIUS Length {length} exceeds the {len(data)} bytes received")
-    body = Reader(reader.data, HEADER_LEN, length)
-    attributes = []
-    while body.remaining:
-        attr_type = body.u8("attribute Type")
-        attr_len = body.u8("attribute Length")
+    attributes, offsets = [], []
+    pos = HEADER_LEN
+    while pos < length:
+        if pos + 2 > length:
+            raise DecodeError("truncated attribute Length: need 1 bytes, have 0")
+        attr_type, attr_len = data[pos], data[pos + 1]
         if attr_len < 2:
             raise DecodeError(f"RADIUS attribute {attr_type} with Length {attr_len}")
-        attributes.append((attr_type, body.take(attr_len - 2, f"attribute {attr_type}")))
-    return RadiusPacket(code, identifier, authenticator, tuple(attributes))
+        end = pos + attr_len
+        if end > length:
+            raise DecodeError(f"truncated attribute {attr_type}: need {attr_len - 2} bytes, "
+                              f"have {length - pos - 2}")
+        attributes.append((attr_type, data[pos + 2:end]))
+        offsets.append(pos + 2)
+        pos = end
+    return RadiusPacket(code, identifier, data[4:HEADER_LEN], tuple(attributes),
+                        tuple(offsets))
+
+
+_HEADER = struct.Struct("!BBH")
 
 
 def check_radius_packet(packet: RadiusPacket) -> RadiusPacket:
@@ -182,14 +209,8 @@ def build_response(code: int, identifier: int, request_authenticator: bytes, sec
     then `raw_attributes` (already encoded, e.g. MS-MPPE keys), then a
     Message-Authenticator; the Message-Authenticator is computed with the Request
     Authenticator in place, then the Response Authenticator is filled in."""
-    attrs = list(attributes)
-    body = b"".join(encode_attribute(t, v) for t, v in attrs) + raw_attributes \
-        + encode_attribute(MESSAGE_AUTHENTICATOR, bytes(16))
-    length = HEADER_LEN + len(body)
-    if length > MAX_PACKET_LEN:
-        raise ValueError(f"RADIUS packet of {length} bytes exceeds 4096")
-    unsigned = struct.pack("!BBH", code, identifier, length) + request_authenticator + body
-    signed = sign_message_authenticator(unsigned, secret)
+    signed = encode_signed_packet(code, identifier, request_authenticator, attributes, secret,
+                                  raw_attributes)
     auth = response_authenticator(signed, secret, request_authenticator)
     return signed[:4] + auth + signed[HEADER_LEN:]
 
@@ -234,32 +255,34 @@ def _message_authenticator_input(data: bytes,
     """The packet with Message-Authenticator zeroed (and the Request Authenticator
     put in for a response), and the offset of the Message-Authenticator value."""
     packet = parse_radius_packet(data)
-    length = struct.unpack("!H", data[2:4])[0]
-    buf = bytearray(data[:length])
-    if request_authenticator is not None:
-        if len(request_authenticator) != AUTHENTICATOR_LEN:
-            raise ValueError("Request Authenticator must be 16 bytes")
-        buf[4:HEADER_LEN] = request_authenticator
-    offset, found = HEADER_LEN, None
-    for attr_type, value in packet.attributes:
+    found = None
+    for (attr_type, value), offset in zip(packet.attributes, packet.offsets):
         if attr_type == MESSAGE_AUTHENTICATOR:
             if found is not None:
                 raise DecodeError("more than one Message-Authenticator")
             if len(value) != 16:
                 raise DecodeError(f"Message-Authenticator of {len(value)} bytes, must be 16")
-            found = offset + 2
-        offset += 2 + len(value)
+            found = offset
     if found is None:
         raise DecodeError("no Message-Authenticator attribute")
-    buf[found:found + 16] = bytes(16)
-    return bytes(buf), found
+    length = struct.unpack_from("!H", data, 2)[0]
+    if request_authenticator is None:
+        head = data[:found]
+    else:
+        if len(request_authenticator) != AUTHENTICATOR_LEN:
+            raise ValueError("Request Authenticator must be 16 bytes")
+        head = data[:4] + request_authenticator + data[HEADER_LEN:found]
+    return bytes(head) + _ZERO16 + bytes(data[found + 16:length]), found
+
+
+_ZERO16 = bytes(16)
 
 
 def compute_message_authenticator(data: bytes, secret: bytes,
                                   request_authenticator: bytes | None = None) -> bytes:
     """HMAC-MD5 over the packet as RFC 3579 section 3.2 defines it."""
     zeroed, _ = _message_authenticator_input(data, request_authenticator)
-    return hmac.new(secret, zeroed, hashlib.md5).digest()
+    return hmac.digest(secret, zeroed, "md5")
 
 
 def sign_message_authenticator(data: bytes, secret: bytes,
@@ -267,9 +290,33 @@ def sign_message_authenticator(data: bytes, secret: bytes,
     """The packet with its Message-Authenticator value filled in (the attribute
     must be present, any value). The Authenticator field is left as it was."""
     length = struct.unpack("!H", data[2:4])[0]
-    _, offset = _message_authenticator_input(data, request_authenticator)
-    mac = compute_message_authenticator(data, secret, request_authenticator)
+    zeroed, offset = _message_authenticator_input(data, request_authenticator)
+    mac = hmac.digest(secret, zeroed, "md5")
     return bytes(data[:offset]) + mac + bytes(data[offset + 16:length])
+
+
+def encode_signed_packet(code: int, identifier: int, authenticator: bytes,
+                         attributes: Iterable[tuple[int, bytes]], secret: bytes,
+                         raw_attributes: bytes = b"") -> bytes:
+    """encode_radius_packet with `raw_attributes` (already encoded) and a
+    Message-Authenticator appended, signed over the packet as built (the Authenticator
+    given is the one the MAC covers: a request's own, or for a response the Request
+    Authenticator it answers). The same bytes as sign_message_authenticator gives for
+    that packet, without walking it again to find the attribute: it is the last."""
+    body = b"".join([encode_attribute(t, v) for t, v in attributes]) + raw_attributes \
+        + _MA_HEADER + _ZERO16
+    length = HEADER_LEN + len(body)
+    if length > MAX_PACKET_LEN:
+        raise ValueError(f"RADIUS packet of {length} bytes exceeds 4096")
+    if not 0 <= identifier <= 255:
+        raise ValueError("RADIUS Identifier must be 0..255")
+    if len(authenticator) != AUTHENTICATOR_LEN:
+        raise ValueError("RADIUS Authenticator must be 16 bytes")
+    unsigned = _HEADER.pack(code, identifier, length) + authenticator + body
+    return unsigned[:-16] + hmac.digest(secret, unsigned, "md5")
+
+
+_MA_HEADER = bytes([MESSAGE_AUTHENTICATOR, 18])
 
 
 def verify_message_authenticator(data: bytes, secret: bytes,
@@ -279,7 +326,7 @@ def verify_message_authenticator(data: bytes, secret: bytes,
         zeroed, offset = _message_authenticator_input(data, request_authenticator)
     except DecodeError:
         return False
-    expected = hmac.new(secret, zeroed, hashlib.md5).digest()
+    expected = hmac.digest(secret, zeroed, "md5")
     return hmac.compare_digest(expected, bytes(data[offset:offset + 16]))
 
 
@@ -291,8 +338,9 @@ def _mppe_stream(secret: bytes, request_authenticator: bytes, salt: bytes,
     chain = request_authenticator + salt
     for i in range(0, len(data), 16):
         block = data[i:i + 16]
-        pad = hashlib.md5(secret + chain).digest()
-        result = bytes(a ^ b for a, b in zip(block, pad))
+        pad = hashlib.md5(secret + chain).digest()[:len(block)]
+        result = (int.from_bytes(block, "big") ^ int.from_bytes(pad, "big")).to_bytes(
+            len(block), "big")
         out += result
         # b(i) chains on the ciphertext block c(i-1) in both directions.
         chain = result if encrypt else block

@@ -50,15 +50,16 @@ from mip6bench.aaa.radius_attrs import (
     ACCESS_ACCEPT, ACCESS_CHALLENGE, ACCESS_REJECT, ACCESS_REQUEST, CALLING_STATION_ID,
     EAP_MESSAGE, FRAMED_IPV6_ADDRESS, MESSAGE_AUTHENTICATOR, NAS_IDENTIFIER, NAS_IPV6_ADDRESS,
     REPLY_MESSAGE, SESSION_TIMEOUT, STATE, USER_NAME, check_radius_packet,
-    encode_radius_packet, join_eap_message, mppe_keys_from_radius, parse_radius_packet,
-    sign_message_authenticator, split_eap_message, verify_message_authenticator,
-    verify_response_authenticator)
-from mip6bench.sansio import Action, Effect, Event, StartTimer, StopTimer, Transmit
+    encode_signed_packet, join_eap_message, mppe_keys_from_radius, parse_radius_packet,
+    split_eap_message, verify_message_authenticator, verify_response_authenticator)
+from mip6bench.sansio import (Action, Effect, Event, StartTimer, StopTimer, Transmit,
+                               quick_init)
 
 RADIUS_AUTH_PORT = 1812
 _CODES = {ACCESS_CHALLENGE: "challenge", ACCESS_ACCEPT: "accept", ACCESS_REJECT: "reject"}
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusAnswer(Effect):
     key: Hashable
@@ -69,6 +70,7 @@ class RadiusAnswer(Effect):
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
+@quick_init
 @dataclass(frozen=True)
 class RadiusTimeout(Effect):
     key: Hashable
@@ -125,6 +127,10 @@ class RadiusClientCore:
         self._queue: deque[tuple[Hashable, bytes, dict]] = deque()
         self._next_id = random.Random(rng(8)).randrange(256) if first_identifier is None \
             else first_identifier % 256
+        # the attributes every request carries the same, encoded once
+        self._nas_attributes = [(NAS_IDENTIFIER, config.nas_identifier.encode("utf-8")[:253])]
+        if config.nas_address:
+            self._nas_attributes.append((NAS_IPV6_ADDRESS, ipaddr.packed6(config.nas_address)))
 
     # ---- commands
     def request(self, key: Hashable, eap: bytes, now: float, *, user_name: str | None = None,
@@ -244,17 +250,14 @@ class RadiusClientCore:
         attrs: list[tuple[int, bytes]] = []
         if params["user_name"]:
             attrs.append((USER_NAME, params["user_name"].encode("utf-8")[:253]))
-        attrs.append((NAS_IDENTIFIER, cfg.nas_identifier.encode("utf-8")[:253]))
-        if cfg.nas_address:
-            attrs.append((NAS_IPV6_ADDRESS, ipaddr.packed6(cfg.nas_address)))
+        attrs += self._nas_attributes
         if params["calling_station"]:
             attrs.append((CALLING_STATION_ID, params["calling_station"].encode()[:253]))
         attrs += [(EAP_MESSAGE, v) for v in split_eap_message(eap)]
         if params["state"]:
             attrs.append((STATE, params["state"]))
-        attrs.append((MESSAGE_AUTHENTICATOR, bytes(16)))
-        data = sign_message_authenticator(
-            encode_radius_packet(ACCESS_REQUEST, ident, authenticator, attrs), cfg.secret)
+        # the Message-Authenticator last, signed as the packet is built
+        data = encode_signed_packet(ACCESS_REQUEST, ident, authenticator, attrs, cfg.secret)
         self.outstanding[ident] = _Pending(key, ident, authenticator, data, cfg.irt, 1, now)
         self._by_key[key] = ident
         return [Transmit(data, dst=cfg.server, port=cfg.port),

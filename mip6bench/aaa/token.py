@@ -92,7 +92,7 @@ class Flow:
             raise ValueError("flow protocol is 0..255 and port 0..65535")
 
     def encode(self) -> bytes:
-        net = ipaddress.IPv6Network(self.destination)
+        net = _network(self.destination)
         return struct.pack("!BBH", self.protocol, net.prefixlen, self.port) + \
             net.network_address.packed
 
@@ -157,6 +157,9 @@ def _attr(x_type: int, sub_type: int, value: bytes) -> bytes:
     return struct.pack("!HBB", length, x_type, sub_type) + value + b"\0" * pad_len(length)
 
 
+_NSLP_OBJECT_LIST_ATTR = _attr(X_NSLP_OBJECT_LIST, 0, struct.pack("!HH", 1, T_SESSION_AUTH))
+
+
 def _object(attrs: bytes) -> bytes:
     return struct.pack("!HH", (AB_FORWARD << 14) | T_SESSION_AUTH, len(attrs) // 4) + attrs
 
@@ -182,20 +185,32 @@ def mint_token(key: bytes, key_id: int, nai: str, hoa: str, flows: Iterable[Flow
     token_id = os.urandom(8) if token_id is None else token_id
     if len(token_id) != 8:
         raise ValueError("token id is 8 bytes")
-    attrs = (_attr(X_AUTH_ENT_ID, SUB_FQDN, issuer_raw)
-             + _attr(X_AUTH_ENT_ID, SUB_HMAC_SIGNED,
-                     struct.pack("!HH", 0, TRANSFORM_HMAC_SHA2_256_128))
+    attrs = (_issuer_attrs(issuer_raw)
              + _attr(X_SESSION_ID, 0, token_id + nai_raw)
              + _attr(X_SOURCE_ADDR, SUB_IPV6, ipaddr.packed6(hoa))
-             + b"".join(_attr(X_DEST_ADDR, SUB_FLOW, f.encode()) for f in flows)
+             + _flow_attrs(flows)
              + _attr(X_START_TIME, SUB_NTP, _ntp(start)) + _attr(X_END_TIME, SUB_NTP, _ntp(end))
-             + _attr(X_NSLP_OBJECT_LIST, 0, struct.pack("!HH", 1, T_SESSION_AUTH)))
+             + _NSLP_OBJECT_LIST_ATTR)
     auth = _attr(X_AUTHENTICATION_DATA, 0, struct.pack("!I", key_id) + bytes(HMAC_LEN))
     unsigned = _object(attrs + auth)
     if len(unsigned) > 4096:
         raise ValueError("token longer than 4096 bytes")
-    mac = hmac.new(key, unsigned, hashlib.sha256).digest()[:HMAC_LEN]
+    mac = hmac.digest(key, unsigned, "sha256")[:HMAC_LEN]
     return unsigned[:-HMAC_LEN] + mac
+
+
+# The attributes an issuer puts in every token it mints, encoded once per issuer and flow
+# list (a PAA mints one token per authentication, always with the same ones).
+@lru_cache(maxsize=64)
+def _issuer_attrs(issuer_raw: bytes) -> bytes:
+    return (_attr(X_AUTH_ENT_ID, SUB_FQDN, issuer_raw)
+            + _attr(X_AUTH_ENT_ID, SUB_HMAC_SIGNED,
+                    struct.pack("!HH", 0, TRANSFORM_HMAC_SHA2_256_128)))
+
+
+@lru_cache(maxsize=64)
+def _flow_attrs(flows: tuple[Flow, ...]) -> bytes:
+    return b"".join(_attr(X_DEST_ADDR, SUB_FLOW, f.encode()) for f in flows)
 
 
 _SUBS = {X_AUTH_ENT_ID: {SUB_FQDN, SUB_HMAC_SIGNED}, X_SESSION_ID: {0},

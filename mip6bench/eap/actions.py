@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from mip6bench.sansio import Action, Effect, Event
+from mip6bench.sansio import Action, Effect, Event, quick_init
 
 
 class EapStatus(StrEnum):
@@ -31,16 +31,19 @@ class EapStatus(StrEnum):
     FAILURE = "failure"
 
 
+@quick_init
 @dataclass(frozen=True)
 class SendEap(Action):
     packet: bytes
 
 
+@quick_init
 @dataclass(frozen=True)
 class RelayToBackend(Action):
     packet: bytes
 
 
+@quick_init
 @dataclass(frozen=True)
 class EapSucceeded(Effect):
     msk: bytes | None = field(repr=False)
@@ -48,6 +51,7 @@ class EapSucceeded(Effect):
     peer_id: str | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class EapFailed(Effect):
     reason: str

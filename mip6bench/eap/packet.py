@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 
 from mip6bench.codec import DecodeError, Reader
+from mip6bench.sansio import quick_init
 
 HEADER_LEN = 4
 # RFC 3748 section 3.1: lower layers carry at least 1020 bytes; the Length field
@@ -49,6 +50,7 @@ class EapType(IntEnum):
     EXPERIMENTAL = 255
 
 
+@quick_init
 @dataclass(frozen=True)
 class EapPacket:
     code: int
@@ -85,12 +87,18 @@ class EapPacket:
                            self.type) + self.type_data
 
 
+_HEADER = struct.Struct("!BBH")
+
+
 def decode_eap_packet(data: bytes, *, allow_padding: bool = True) -> EapPacket:
     """Decode one EAP packet; raise DecodeError with the reason if malformed."""
-    reader = Reader(bytes(data))
-    code = reader.u8("EAP Code")
-    identifier = reader.u8("EAP Identifier")
-    length = reader.u16("EAP Length")
+    data = bytes(data)
+    if len(data) < HEADER_LEN:   # raises, naming the field cut short
+        reader = Reader(data)
+        reader.u8("EAP Code")
+        reader.u8("EAP Identifier")
+        reader.u16("EAP Length")
+    code, identifier, length = _HEADER.unpack_from(data)
     if code not in (1, 2, 3, 4):
         # RFC 3748 section 4: unknown Codes are silently discarded.
         raise DecodeError(f"unknown EAP Code {code}")
@@ -100,7 +108,6 @@ def decode_eap_packet(data: bytes, *, allow_padding: bool = True) -> EapPacket:
         raise DecodeError(f"EAP Length {length} exceeds the {len(data)} bytes received")
     if length < len(data) and not allow_padding:
         raise DecodeError(f"{len(data) - length} bytes after the EAP Length")
-    body = Reader(reader.data, HEADER_LEN, length)
 
     if code in (EapCode.SUCCESS, EapCode.FAILURE):
         if length != HEADER_LEN:
@@ -109,8 +116,8 @@ def decode_eap_packet(data: bytes, *, allow_padding: bool = True) -> EapPacket:
 
     if length == HEADER_LEN:
         raise DecodeError(f"EAP {EapCode(code).name.title()} without a Type")
-    eap_type = body.u8("EAP Type")
-    type_data = body.rest()
+    eap_type = data[HEADER_LEN]
+    type_data = data[HEADER_LEN + 1:length]
     if eap_type == 0:
         raise DecodeError("EAP Type 0 is reserved")
     if eap_type == EapType.NAK:

@@ -119,7 +119,7 @@ class EapPassThrough:
             self.identity = packet.type_data.decode("utf-8", "replace")
         elif packet.type == EapType.PSK:
             self._note_psk_id(packet)
-        return [RelayToBackend(packet.encode())]
+        return [RelayToBackend(_as_received(data, packet))]
 
     def _note_psk_id(self, packet) -> None:
         try:
@@ -154,7 +154,7 @@ class EapPassThrough:
                     return [discard(ROLE, "backend gave a verdict with an EAP Request")]
                 self._outstanding_id = packet.identifier
                 self._forwarded = False
-                return [SendEap(packet.encode())]
+                return [SendEap(_as_received(data, packet))]
         if self._outstanding_id is not None:
             identifier = self._outstanding_id
         if identifier is None:
@@ -198,3 +198,10 @@ class EapPassThrough:
                                          accept=server.status is EapStatus.SUCCESS,
                                          msk=server.msk, emsk=server.emsk)
         return out
+
+
+def _as_received(data: bytes, packet) -> bytes:
+    """The bytes to relay for `packet`, decoded from `data`: `data` itself when it is
+    exactly the packet (what encode() would build again), else the packet re-encoded
+    without the bytes past its EAP Length."""
+    return bytes(data) if len(data) == packet.length else packet.encode()

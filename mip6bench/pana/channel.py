@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Callable, Hashable
 
-from ..sansio import Action, StartTimer, StopTimer
+from ..sansio import Action, StartTimer, StopTimer, quick_init
 from .crypto import sign, verify
 from .message import FLAG_A, FLAG_C, FLAG_P, FLAG_S, Avp, Message, message_name
 
@@ -79,6 +79,7 @@ class Backoff:
         return self.deadline
 
 
+@quick_init
 @dataclass(frozen=True)
 class Peer:
     """Where the other end is: its address/port, and the relay (PRE) in between if any."""
@@ -88,6 +89,7 @@ class Peer:
     relay: tuple[str, int] | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class PanaSa:
     """A PANA security association (RFC 5191 5.3)."""

@@ -59,7 +59,7 @@ def prf(algorithm: int, key: bytes, data: bytes) -> bytes:
         digest = PRF_DIGESTS[algorithm]
     except KeyError:
         raise ValueError(f"unsupported PRF algorithm {algorithm}") from None
-    return hmac.new(key, data, digest).digest()
+    return hmac.digest(key, data, digest)
 
 
 def prf_plus(algorithm: int, key: bytes, seed: bytes, length: int) -> bytes:
@@ -93,7 +93,7 @@ def pana_auth_key(prf_alg: int, integrity_alg: int, msk: bytes, i_par: bytes, i_
 def auth_value(key: bytes, integrity_alg: int, zeroed_message: bytes) -> bytes:
     """PANA_AUTH_HASH(PANA_AUTH_KEY, PANA_PDU) with the AUTH value already zeroed."""
     alg = integrity_algorithm(integrity_alg)
-    return hmac.new(key, zeroed_message, alg.digest).digest()[:alg.output_len]
+    return hmac.digest(key, zeroed_message, alg.digest)[:alg.output_len]
 
 
 def sign(msg: Message, key: bytes, integrity_alg: int) -> bytes:

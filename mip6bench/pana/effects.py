@@ -33,9 +33,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..sansio import Effect
+from ..sansio import Effect, quick_init
 
 
+@quick_init
 @dataclass(frozen=True)
 class SendToAAA(Effect):
     session_id: int
@@ -43,11 +44,13 @@ class SendToAAA(Effect):
     pac_address: str = ""
 
 
+@quick_init
 @dataclass(frozen=True)
 class AaaCancel(Effect):
     session_id: int
 
 
+@quick_init
 @dataclass(frozen=True)
 class PanaSessionOpen(Effect):
     session_id: int
@@ -58,6 +61,7 @@ class PanaSessionOpen(Effect):
     reauthentication: bool = False
 
 
+@quick_init
 @dataclass(frozen=True)
 class PanaSessionClosed(Effect):
     session_id: int
@@ -67,6 +71,7 @@ class PanaSessionClosed(Effect):
     cause: int | None = None
 
 
+@quick_init
 @dataclass(frozen=True)
 class MipSaEstablished(Effect):
     session_id: int
@@ -89,6 +94,7 @@ class MipSaEstablished(Effect):
 REKEYED = "rekeyed"   # MipSaRevoked.reason of an SA that re-authentication replaced
 
 
+@quick_init
 @dataclass(frozen=True)
 class MipSaRevoked(Effect):
     session_id: int

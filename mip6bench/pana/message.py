@@ -33,7 +33,8 @@ import ipaddress
 import struct
 from dataclasses import dataclass, field
 
-from ..codec import DecodeError, Reader, pad_len
+from ..codec import DecodeError
+from ..sansio import quick_init
 
 PANA_PORT = 716          # the UDP port IANA assigned to PANA
 HEADER_LEN = 16
@@ -110,6 +111,14 @@ _SINGLE = (AVP_AUTH, AVP_EAP_PAYLOAD, AVP_KEY_ID, AVP_NONCE, AVP_RESULT_CODE,
            AVP_RELAYED_MESSAGE)
 
 
+_HEADER = struct.Struct("!HHHHII")
+_AVP_HEADER = struct.Struct("!HHHH")
+_VENDOR_AVP_HEADER = struct.Struct("!HHHHI")
+_U32 = struct.Struct("!I")
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")    # by the value's length mod 4
+
+
+@quick_init
 @dataclass(frozen=True)
 class Avp:
     """One AVP. `vendor_id` is None for IETF AVPs (V flag clear)."""
@@ -136,11 +145,11 @@ class Avp:
         if len(self.value) > 0xFFFF:
             raise ValueError("AVP value longer than 65535 bytes")
         if self.vendor_id is None:
-            head = struct.pack("!HHHH", self.code, 0, len(self.value), 0)
+            head = _AVP_HEADER.pack(self.code, 0, len(self.value), 0)
         else:
-            head = struct.pack("!HHHHI", self.code, AVP_FLAG_V, len(self.value), 0,
-                               self.vendor_id)
-        return head + self.value + b"\0" * pad_len(len(self.value))
+            head = _VENDOR_AVP_HEADER.pack(self.code, AVP_FLAG_V, len(self.value), 0,
+                                           self.vendor_id)
+        return head + self.value + _PADDING[len(self.value) & 3]
 
 
 @dataclass(frozen=True)
@@ -160,6 +169,7 @@ class PacInformation:
         return cls(str(ipaddress.ip_address(value[:-2])), struct.unpack("!H", value[-2:])[0])
 
 
+@quick_init
 @dataclass(frozen=True)
 class Message:
     """A PANA message. `raw` holds the received bytes (empty for locally built ones)."""
@@ -308,12 +318,11 @@ def message_name(msg_type: int, flags: int) -> str:
 
 
 def encode_message(msg: Message) -> bytes:
-    body = b"".join(avp.encode() for avp in msg.avps)
+    body = b"".join([avp.encode() for avp in msg.avps])
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
         raise ValueError(f"PANA message of {length} bytes exceeds 65535")
-    return struct.pack("!HHHHII", 0, length, msg.flags, msg.type,
-                       msg.session_id, msg.seq) + body
+    return _HEADER.pack(0, length, msg.flags, msg.type, msg.session_id, msg.seq) + body
 
 
 def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
@@ -321,13 +330,7 @@ def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
     data = bytes(data)
     if len(data) < HEADER_LEN:
         raise DecodeError(f"message of {len(data)} bytes is shorter than the PANA header")
-    r = Reader(data)
-    reserved = r.u16()
-    length = r.u16()
-    flags = r.u16()
-    msg_type = r.u16()
-    session_id = r.u32()
-    seq = r.u32()
+    reserved, length, flags, msg_type, session_id, seq = _HEADER.unpack_from(data)
     if length != len(data):
         raise DecodeError(f"length field {length} does not match datagram size {len(data)}")
     if strict_reserved and reserved:
@@ -349,41 +352,37 @@ def decode_message(data: bytes, *, strict_reserved: bool = True) -> Message:
         raise DecodeError(f"{message_name(msg_type, flags)} with non-zero session id or sequence")
 
     avps = []
-    while r.remaining:
-        avps.append(_decode_avp(r, strict_reserved))
+    pos, end = HEADER_LEN, len(data)
+    unpack_avp_header = _AVP_HEADER.unpack_from
+    while pos < end:   # the AVPs (RFC 5191 6.3), one after the other
+        if end - pos < AVP_HEADER_LEN:
+            raise DecodeError(f"truncated AVP header: {end - pos} bytes left")
+        code, avp_flags, length, reserved = unpack_avp_header(data, pos)
+        pos += AVP_HEADER_LEN
+        if strict_reserved and avp_flags & ~AVP_FLAG_V:
+            raise DecodeError(f"reserved flag bits set in AVP {code}")
+        if strict_reserved and reserved:
+            raise DecodeError(f"reserved field of AVP {code} is not zero")
+        vendor_id = None
+        if avp_flags & AVP_FLAG_V:
+            if end - pos < 4:
+                raise DecodeError(f"AVP {code} has the V flag but no Vendor-Id")
+            vendor_id = _U32.unpack_from(data, pos)[0]
+            pos += 4
+        if length > end - pos:
+            raise DecodeError(f"AVP {code} value of {length} bytes overruns the message")
+        offset = pos
+        pos += length
+        padding = -length & 3
+        if padding > end - pos:
+            raise DecodeError(f"AVP {code} is missing its padding")
+        if strict_reserved and padding and any(data[pos:pos + padding]):
+            raise DecodeError(f"non-zero padding after AVP {code}")
+        avps.append(Avp(code, data[offset:pos], vendor_id, offset))
+        pos += padding
     msg = Message(msg_type, flags, session_id, seq, tuple(avps), raw=data)
     _check_avps(msg)
     return msg
-
-
-def _decode_avp(r: Reader, strict_reserved: bool) -> Avp:
-    if r.remaining < AVP_HEADER_LEN:
-        raise DecodeError(f"truncated AVP header: {r.remaining} bytes left")
-    code = r.u16()
-    avp_flags = r.u16()
-    length = r.u16()
-    reserved = r.u16()
-    if strict_reserved and avp_flags & ~AVP_FLAG_V:
-        raise DecodeError(f"reserved flag bits set in AVP {code}")
-    if strict_reserved and reserved:
-        raise DecodeError(f"reserved field of AVP {code} is not zero")
-    vendor_id = None
-    if avp_flags & AVP_FLAG_V:
-        if r.remaining < 4:
-            raise DecodeError(f"AVP {code} has the V flag but no Vendor-Id")
-        vendor_id = r.u32()
-    if length > r.remaining:
-        raise DecodeError(f"AVP {code} value of {length} bytes overruns the message")
-    offset = r.pos
-    value = r.take(length)
-    padding = pad_len(length)
-    if padding > r.remaining:
-        raise DecodeError(f"AVP {code} is missing its padding")
-    if strict_reserved and any(r.take(padding)):
-        raise DecodeError(f"non-zero padding after AVP {code}")
-    elif not strict_reserved:
-        r.take(padding)
-    return Avp(code, value, vendor_id, offset)
 
 
 def _check_avps(msg: Message) -> None:

@@ -74,6 +74,7 @@ import ipaddress
 import random
 import struct
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Callable, Mapping
 
 from ..codec import DecodeError
@@ -330,6 +331,7 @@ def table_or_random_hoa(home_prefix: str, table: Mapping[str, str] | None = None
     table = dict(table or {})
     reserved = {str(ipaddress.IPv6Address(a)) for a in table.values()}
     host_bits = 128 - network.prefixlen
+    base = int(network.network_address)
 
     def assign(nai: str, live: frozenset, rng: random.Random) -> str | None:
         if nai in table:
@@ -340,7 +342,7 @@ def table_or_random_hoa(home_prefix: str, table: Mapping[str, str] | None = None
         for _ in range(attempts):
             # Interface id 0 is the subnet-router anycast address (RFC 4291 2.6.1).
             iid = rng.randrange(1, 1 << host_bits)
-            hoa = str(network.network_address + iid)
+            hoa = text6((base + iid).to_bytes(16, "big"))   # the compressed text
             if hoa not in live and hoa not in reserved:
                 return hoa
         return None
@@ -370,9 +372,16 @@ class Mip6Policy:
     default_lifetime: int = 3600
     max_lifetime: int = 86400
 
-    @property
+    @cached_property
     def network(self) -> ipaddress.IPv6Network:
         return ipaddress.IPv6Network(self.home_prefix)
+
+    @cached_property
+    def agent_info_avp(self) -> Avp:
+        """MIP6-Agent-Info: the HA and the home prefix, the same in every grant."""
+        network = self.network
+        return AgentInfo(self.ha_address, str(network.network_address),
+                         network.prefixlen).to_avp()
 
     def hoa_assigner(self) -> HoaAssigner:
         return self.assign_hoa or table_or_random_hoa(self.home_prefix)

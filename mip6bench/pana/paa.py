@@ -254,6 +254,10 @@ class PaaCore:
         policy = self.config.mip6
         self._assign_hoa = policy.hoa_assigner() if policy else None
         self._relays = frozenset(_normal(a) for a in self.config.relays)
+        # the algorithms offered in every PAR[S], as AVPs
+        self._algorithm_avps = \
+            [prf_algorithm_avp(a) for a in self.config.prf_algorithms] + \
+            [integrity_algorithm_avp(a) for a in self.config.integrity_algorithms]
         # Hosts whose PaC completed only the plain handshake after ignoring EAP in PAR[S]
         # ("auto"), by (address, relay address): a PaC's port is often ephemeral (OpenPANA's
         # is), so it changes when the PaC restarts. Insertion-ordered, the oldest
@@ -415,8 +419,7 @@ class PaaCore:
         if session.eap_in_start:
             avps.append(eap_payload_avp(self._identity_request(session)))
         if self.config.offer_pana_sa:
-            avps += [prf_algorithm_avp(a) for a in self.config.prf_algorithms]
-            avps += [integrity_algorithm_avp(a) for a in self.config.integrity_algorithms]
+            avps += self._algorithm_avps
         actions = self._request(session, AUTH, FLAG_R | FLAG_S, avps, now,
                                 policy=self.config.handshake_retransmit)
         session.i_par = session.channel.outstanding.data
@@ -793,8 +796,7 @@ class PaaCore:
         avps, actions = [], []
         network = policy.network
         if request & mip6.REQUEST_HA_INFO:
-            avps.append(mip6.AgentInfo(policy.ha_address, str(network.network_address),
-                                       network.prefixlen).to_avp())
+            avps.append(policy.agent_info_avp)
         wants_hoa = request & (mip6.REQUEST_HOME_ADDRESS | mip6.REQUEST_MIP6_SA)
         if wants_hoa and session.hoa is None:
             # the Home Addresses live sessions hold (this one holds none yet): a view

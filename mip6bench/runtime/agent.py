@@ -49,6 +49,7 @@ class Agent:
         self.started_ns = time.monotonic_ns()
         self._fatal: asyncio.Future | None = None
         self._memory = MemoryProbe()
+        self._event_waiter: asyncio.Event | None = None   # set on every emit, if any
 
     # --- for subclasses -------------------------------------------------------
     async def start(self) -> None:
@@ -69,6 +70,8 @@ class Agent:
     # --- services -------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
         self.recent.append(self._log.emit(event, **fields))
+        if self._event_waiter is not None:   # WaitableEvents' wait-event command
+            self._event_waiter.set()
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n

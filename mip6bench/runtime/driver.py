@@ -44,7 +44,8 @@ the old one's revocation make one update).
 Two clocks:
     asyncio (default)    the running loop's clock, `loop.time()` = time.monotonic(), i.e.
                          CLOCK_MONOTONIC, the clock the event log stamps, so a core's
-                         `now` and the log agree; timers are loop.call_at; coroutine
+                         `now` and the log agree; timers wait in a heap and one
+                         loop.call_at, for the earliest, fires the due ones; coroutine
                          effects run on a worker task (`drain()` waits for them).
     synchronous          `CoreDriver(..., clock=fn)`: no event loop. Effects are applied
                          inline (apply must not be a coroutine); timers wait in a heap
@@ -58,6 +59,8 @@ import asyncio
 import heapq
 import inspect
 import itertools
+import math
+import time
 from collections import deque
 from typing import Any, Awaitable, Callable, Hashable, Iterable
 
@@ -86,6 +89,24 @@ class _AfterBarrier:
         self.transmit = transmit
 
 
+# What execute() does with an action, by the action's class (subclasses of Transmit and
+# Event included): looked up once per class, then by a dict lookup instead of a chain of
+# isinstance checks per action.
+_TRANSMIT, _START, _STOP, _EVENT, _EFFECT = "transmit", "start", "stop", "event", "effect"
+_KINDS: dict[type, str] = {}
+
+
+def _kind_of(cls: type) -> str:
+    for base, kind in ((Transmit, _TRANSMIT), (StartTimer, _START), (StopTimer, _STOP),
+                       (Event, _EVENT)):
+        if issubclass(cls, base):
+            break
+    else:
+        kind = _EFFECT
+    _KINDS[cls] = kind
+    return kind
+
+
 class CoreDriver:
     def __init__(self, *, send: Callable[[Transmit], None],
                  on_timer: Callable[[Hashable, float], Actions],
@@ -111,16 +132,24 @@ class CoreDriver:
         self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
         self.errors_total = 0
         self.synchronous = clock is not None
+        # Armed timers: key -> (deadline, sequence number), and a heap of the same entries
+        # (a re-armed or stopped timer's old entry stays in the heap until it comes up or
+        # the heap is compacted, and is skipped).
+        self._heap: list[tuple[float, int, Hashable]] = []
+        self._armed: dict[Hashable, tuple[float, int]] = {}
+        self._seq = itertools.count()
         if self.synchronous:
             self.loop = None
             self._clock = clock
-            self._heap: list[tuple[float, int, Hashable]] = []
-            self._armed: dict[Hashable, tuple[float, int]] = {}
-            self._seq = itertools.count()
         else:
             self.loop = asyncio.get_running_loop()
             self._clock = self.loop.time
-            self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+            # One loop timer, for the earliest deadline: arming and stopping a timer is a
+            # heap push or a dict update, not an asyncio TimerHandle each (a PAA under a
+            # burst arms ~9 timers an authentication and stops most of them).
+            self._wakeup: asyncio.TimerHandle | None = None
+            self._wakeup_at = math.inf
+            self._resolution = time.get_clock_info("monotonic").resolution
             self._effects: deque = deque()
             self._idle = asyncio.Event()
             self._idle.set()
@@ -133,17 +162,19 @@ class CoreDriver:
     # ------------------------------------------------------------------ executing
     def execute(self, actions: Actions) -> None:
         batch = [] if self._apply_batch is not None else None
+        kinds = _KINDS
         for action in actions:
-            if isinstance(action, Transmit):
+            kind = kinds.get(action.__class__) or _kind_of(action.__class__)
+            if kind is _TRANSMIT:
                 if self._barriers_pending and not self._closed:
                     self._effect(_AfterBarrier(action))
                 else:
-                    self._transmit(action)
-            elif isinstance(action, StartTimer):
+                    self._send(action)
+            elif kind is _START:
                 self._arm(action.key, action.at)
-            elif isinstance(action, StopTimer):
+            elif kind is _STOP:
                 self._disarm(action.key)
-            elif isinstance(action, Event):
+            elif kind is _EVENT:
                 self._emit(action.name, **action.fields)
             elif batch is not None:
                 batch.append(action)
@@ -156,9 +187,6 @@ class CoreDriver:
                 self._apply_batch(batch)
             except Exception as exc:  # glue that fails is logged, not fatal
                 self._failed(batch[0], exc)
-
-    def _transmit(self, t: Transmit) -> None:
-        self._send(t)
 
     def _effect(self, effect) -> None:
         if self._closed:                # as the worker it had: nothing is applied after close
@@ -174,7 +202,7 @@ class CoreDriver:
     def _start(self, effect):
         """Apply `effect` (a queued Transmit: send it); an awaitable result is the rest."""
         if isinstance(effect, _AfterBarrier):
-            self._transmit(effect.transmit)
+            self._send(effect.transmit)
             return None
         if self._apply is None:
             raise TypeError("this driver takes no effects")
@@ -276,30 +304,62 @@ class CoreDriver:
     def _arm(self, key: Hashable, at: float) -> None:
         if self._closed:
             return
-        if self.synchronous:
-            seq = next(self._seq)
-            self._armed[key] = (at, seq)
-            heapq.heappush(self._heap, (at, seq, key))
-            return
-        old = self._timers.pop(key, None)
-        if old:
-            old.cancel()
-        self._timers[key] = self.loop.call_at(at, self._fire, key)
+        seq = next(self._seq)
+        self._armed[key] = (at, seq)
+        heapq.heappush(self._heap, (at, seq, key))
+        if len(self._heap) > 2 * len(self._armed) + 64:
+            self._compact()
+        if not self.synchronous and at < self._wakeup_at:
+            self._wake_at(at)
 
     def _disarm(self, key: Hashable) -> None:
-        if self.synchronous:
-            self._armed.pop(key, None)      # its heap entry is skipped when it comes up
-            return
-        handle = self._timers.pop(key, None)
-        if handle:
-            handle.cancel()
+        self._armed.pop(key, None)      # its heap entry is skipped when it comes up
 
-    def _fire(self, key: Hashable) -> None:
-        self._timers.pop(key, None)
-        self.execute(self._on_timer(key, self.loop.time()))
+    def _compact(self) -> None:
+        """Drop the heap entries of timers re-armed or stopped since (timers re-armed far
+        ahead, again and again, must not grow the heap)."""
+        self._heap = [(at, seq, key) for key, (at, seq) in self._armed.items()]
+        heapq.heapify(self._heap)
+
+    def _wake_at(self, at: float) -> None:
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+        self._wakeup = self.loop.call_at(at, self._fire_due)
+        self._wakeup_at = at
+
+    def _fire_due(self) -> None:
+        """The loop timer: fire every timer due (as the loop would have fired their own
+        handles: due within the clock's resolution), earliest first, then wait for the
+        next. A timer whose glue raises is reported as a failed loop callback is, and the
+        others still fire."""
+        self._wakeup, self._wakeup_at = None, math.inf
+        end = self.loop.time() + self._resolution
+        heap, armed = self._heap, self._armed
+        try:
+            while heap and not self._closed:
+                at, seq, key = heap[0]
+                if armed.get(key) != (at, seq):
+                    heapq.heappop(heap)
+                    continue
+                if at > end:
+                    break
+                heapq.heappop(heap)
+                del armed[key]
+                try:
+                    self.execute(self._on_timer(key, self.loop.time()))
+                except Exception as exc:
+                    self.loop.call_exception_handler({
+                        "message": f"timer {key!r} failed", "exception": exc})
+                heap = self._heap       # a compaction (a timer armed above) replaces it
+        finally:
+            if not self._closed:
+                at = self.next_timer()
+                if at is not None and at < self._wakeup_at:
+                    self._wake_at(at)
 
     def next_timer(self) -> float | None:
-        """Synchronous mode: when the next armed timer is due (None: none armed)."""
+        """When the next armed timer is due (None: none armed); stale heap entries on the
+        way are dropped."""
         while self._heap:
             at, seq, key = self._heap[0]
             if self._armed.get(key) == (at, seq):
@@ -348,13 +408,13 @@ class CoreDriver:
         """Cancel the timers and drop the effects not yet applied; from now on effects and
         timers are ignored (Transmits still go to `send`)."""
         self._closed = True
+        self._heap.clear()
+        self._armed.clear()
         if self.synchronous:
-            self._heap.clear()
-            self._armed.clear()
             return
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        if self._wakeup is not None:
+            self._wakeup.cancel()
+            self._wakeup, self._wakeup_at = None, math.inf
         self._effects.clear()
         if self._worker is not None:
             self._worker.cancel()

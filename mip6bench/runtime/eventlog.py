@@ -58,7 +58,8 @@ class EventLog:
 
     def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> dict[str, Any]:
         if not _RESERVED.isdisjoint(fields):
-            raise ValueError(f"event fields may not be named {[k for k in fields if k in _RESERVED]}")
+            clash = [k for k in fields if k in _RESERVED]
+            raise ValueError(f"event fields may not be named {clash}")
         entry = {"t_ns": time.monotonic_ns() if t_ns is None else t_ns,
                  "node": self.node, "agent": self.agent, "event": event, **fields}
         self.counts[event] = self.counts.get(event, 0) + 1

@@ -294,13 +294,9 @@ class WaitableEvents:
     """
 
     def _init_waitable(self) -> None:
-        self._event_logged = asyncio.Event()
-
-    def emit(self, event: str, **fields: Any) -> None:
-        super().emit(event, **fields)
-        waiter = getattr(self, "_event_logged", None)
-        if waiter is not None:
-            waiter.set()
+        # Agent.emit sets it on every event logged (an emit override here cost every
+        # event another call with its fields packed again)
+        self._event_logged = self._event_waiter = asyncio.Event()
 
     def _find_event(self, name: str, match: dict, after_ns: int) -> dict | None:
         for entry in self.recent:

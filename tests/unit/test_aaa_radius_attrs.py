@@ -21,6 +21,8 @@ from mip6bench.aaa.radius_attrs import (
     decrypt_mppe_key,
     eap_from_radius,
     encode_attribute,
+    encode_radius_packet,
+    encode_signed_packet,
     encrypt_mppe_key,
     join_eap_message,
     mppe_key_attributes,
@@ -134,6 +136,29 @@ def test_message_authenticator_we_sign_verifies_in_pyrad():
     zeroed = radius(ACCESS_REQUEST, 4, REQUEST_AUTH, attrs)
     # User-Name takes bytes 20..26, so the Message-Authenticator value is 29..44.
     assert signed[29:45] == hmac.new(SECRET, zeroed, hashlib.md5).digest()
+
+
+def test_a_packet_signed_as_it_is_encoded_equals_one_signed_after_encoding():
+    attrs = [(1, b"alice"), (32, b"paa")] + \
+        [(EAP_MESSAGE, v) for v in split_eap_message(eap_packet(300))]
+    raw = vendor_attribute(VENDOR_MICROSOFT, MS_MPPE_RECV_KEY, bytes(34))
+    signed = encode_signed_packet(ACCESS_REQUEST, 9, REQUEST_AUTH, attrs, SECRET, raw)
+    unsigned = encode_radius_packet(ACCESS_REQUEST, 9, REQUEST_AUTH, attrs)
+    unsigned = unsigned[:2] + struct.pack("!H", len(unsigned) + len(raw) + 18) + \
+        unsigned[4:] + raw + encode_attribute(MESSAGE_AUTHENTICATOR, bytes(16))
+    assert signed == sign_message_authenticator(unsigned, SECRET)
+    assert verify_message_authenticator(signed, SECRET)
+    assert pyrad_packet.AuthPacket(packet=signed, secret=SECRET).verify_message_authenticator()
+    # the parse says where every value is: the Message-Authenticator check zeroes it there
+    packet = parse_radius_packet(signed)
+    assert len(packet.offsets) == len(packet.attributes) == len(attrs) + 2
+    for (_, value), offset in zip(packet.attributes, packet.offsets):
+        assert signed[offset:offset + len(value)] == value
+    with pytest.raises(ValueError, match="Identifier"):
+        encode_signed_packet(ACCESS_REQUEST, 256, REQUEST_AUTH, attrs, SECRET)
+    with pytest.raises(ValueError, match="exceeds 4096"):
+        encode_signed_packet(ACCESS_REQUEST, 1, REQUEST_AUTH, [(EAP_MESSAGE, bytes(253))] * 17,
+                             SECRET)
 
 
 def test_message_authenticator_of_a_reply_uses_the_request_authenticator():

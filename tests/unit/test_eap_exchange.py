@@ -690,6 +690,20 @@ def test_pass_through_without_start_relays_the_backend_first_request():
     assert sent(relay.from_peer(identity_response(9, b"a").encode())) == []
 
 
+def test_pass_through_relays_packets_as_received_without_trailing_bytes():
+    relay = EapPassThrough(rng=lambda n: b"\x04" * n)
+    relay.start()
+    response = identity_response(4, b"alice").encode()
+    (relayed,) = relay.from_peer(response + b"\0\0")       # bytes past the EAP Length
+    assert relayed.packet == response
+    request = identity_request(7).encode()
+    assert sent(relay.from_backend(request)) == [request]
+    (relayed,) = relay.from_peer(identity_response(7, b"alice").encode())
+    assert relayed.packet == identity_response(7, b"alice").encode()
+    assert sent(relay.from_backend(identity_request(8).encode() + b"pad")) == [
+        identity_request(8).encode()]
+
+
 @pytest.mark.parametrize("packet, accept, msk, expected_code, status", [
     (success(3).encode(), True, bytes(64), EapCode.SUCCESS, EapStatus.SUCCESS),
     (success(3).encode(), None, bytes(64), EapCode.SUCCESS, EapStatus.SUCCESS),

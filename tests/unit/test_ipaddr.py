@@ -40,18 +40,20 @@ TRICKY = ["1:2:3:4:5:6:7::", "::1:2:3:4:5:6:7", "::1:2:3:4:5:6:7:8", "1::2::3", 
           "2001:db8::1:0:0:1"]
 
 
-def _reference(addr):
+def _outcome(fn, addr):
+    """fn(addr), or ValueError if it refuses addr."""
     try:
-        return str(ipaddress.IPv6Address(addr))
+        return fn(addr)
     except ValueError:
         return ValueError
+
+
+def _reference(addr):
+    return _outcome(lambda a: str(ipaddress.IPv6Address(a)), addr)
 
 
 def _ours(addr):
-    try:
-        return ipaddr.text6(addr)
-    except ValueError:
-        return ValueError
+    return _outcome(ipaddr.text6, addr)
 
 
 def test_text6_takes_the_c_library_only_where_it_agrees_with_ipaddress():
@@ -72,3 +74,19 @@ def test_text6_takes_the_c_library_only_where_it_agrees_with_ipaddress():
         cases += [packed, text, compressed, compressed + rng.choice([":", ":1", "::", ".1", "g"])]
     for case in cases:
         assert _ours(case) == _reference(case), case
+
+
+def test_packed6_takes_the_c_library_only_for_canonical_text():
+    """packed6 parses with inet_pton where the text is what inet_ntop writes back (the
+    canonical form, which ipaddress reads the same), else as ipaddress does: the same
+    bytes, or the same refusal, for tricky input and generated addresses."""
+    import random
+    rng = random.Random(11)
+    cases = [c for c in TRICKY if isinstance(c, str)]
+    for _ in range(2000):
+        packed = bytes(rng.choice([0, 0, 1, rng.getrandbits(8)]) for _ in range(16))
+        canonical = str(ipaddress.IPv6Address(packed))
+        cases += [canonical, canonical.upper(), canonical + rng.choice([":", ":1", "g"])]
+    for case in cases:
+        assert _outcome(ipaddr.packed6, case) == \
+            _outcome(lambda a: ipaddress.IPv6Address(a).packed, case), case

@@ -269,6 +269,49 @@ def test_core_driver_runs_timers_transmits_events_and_effects_in_order():
     assert applied == [1, 2, 3, 3]
 
 
+def test_core_driver_loop_timers_fire_in_order_once_and_survive_a_failing_one():
+    """The asyncio mode keeps its timers in a heap behind one loop timer: a re-armed
+    timer fires once, at its new time; a stopped one never; an earlier one armed while
+    a later one is awaited fires first; glue that raises leaves the other timers firing;
+    re-arming far ahead again and again does not grow the heap."""
+    fired, errors = [], []
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _loop, ctx: errors.append(ctx["exception"]))
+        done = loop.create_future()
+
+        def on_timer(key, now):
+            fired.append(key)
+            assert now >= deadlines[key]
+            if key == "boom":
+                raise RuntimeError("glue failed")
+            if key == "last":
+                done.set_result(None)
+            return []
+
+        driver = CoreDriver(send=lambda t: None, on_timer=on_timer, emit=lambda *a, **k: None)
+        t = driver.now()
+        deadlines = {"late": t + 0.06, "moved": t + 0.04, "boom": t + 0.02,
+                     "after-boom": t + 0.02, "last": t + 0.08, "early": t + 0.01}
+        driver.execute([StartTimer("late", deadlines["late"]),
+                        StartTimer("moved", t + 0.005), StartTimer("stopped", t + 0.03),
+                        StartTimer("last", deadlines["last"])])
+        driver.execute([StartTimer("moved", deadlines["moved"]), StopTimer("stopped"),
+                        StartTimer("boom", deadlines["boom"]),
+                        StartTimer("after-boom", deadlines["after-boom"]),
+                        StartTimer("early", deadlines["early"])])
+        for k in range(1000):                # one key re-armed far ahead, again and again
+            driver.execute([StartTimer("far", t + 3600 + k)])
+        assert len(driver._heap) <= 2 * len(driver._armed) + 64
+        await asyncio.wait_for(done, 5)
+        driver.close()
+
+    asyncio.run(main())
+    assert fired == ["early", "boom", "after-boom", "moved", "late", "last"]
+    assert [str(e) for e in errors] == ["glue failed"]
+
+
 def test_core_driver_synchronous_mode_fires_timers_in_time_order_and_applies_inline():
     clock = ManualClock(10.0)
     sent, events, applied, fired = [], [], [], []
