@@ -230,7 +230,7 @@ class CoreDriver:
         sent at once."""
         queue, key_of = self._effects, self._batch_key
         while queue and isinstance(queue[0], _AfterBarrier):
-            self._transmit(queue.popleft().transmit)
+            self._send(queue.popleft().transmit)
         effects: list = []
         transmits: list[_AfterBarrier] = []
         seen: set = set()
@@ -258,7 +258,7 @@ class CoreDriver:
         effects, transmits = self._take_batch()
         if not effects:
             for t in transmits:
-                self._transmit(t.transmit)
+                self._send(t.transmit)
             return bool(transmits)
         try:
             try:
@@ -274,7 +274,7 @@ class CoreDriver:
             for effect in effects:
                 self._finish(effect)
         for t in transmits:
-            self._transmit(t.transmit)
+            self._send(t.transmit)
         return True
 
     async def _run_effects(self) -> None:
