@@ -216,6 +216,9 @@ def exchange(sock: socket.socket, data: bytes, acked: set[int]) -> tuple[dict[in
     return errors, replies
 
 
+SNOOPING_RESPONSE_CS = 100   # a bridge querier's query response interval, centiseconds (1 s)
+
+
 class Kernel:
     """Networking state of one namespace (None: this process's)."""
 
@@ -361,8 +364,19 @@ class Kernel:
         attributes.pop("kind", None)
         self._call("link", "add", dict(ifname=name, kind=kind, **attributes))
 
-    def add_bridge(self, name: str) -> None:
-        self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=0))
+    def add_bridge(self, name: str, *, snooping: bool = False) -> None:
+        """A bridge; with `snooping`, MLD snooping with the bridge as the querier, so
+        that multicast reaches only the ports whose hosts reported the group (see
+        LanSegment), and a query response interval of SNOOPING_RESPONSE_CS: the kernel
+        floods for that long after the querier starts (10 s by default)."""
+        if not snooping:
+            self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=0))
+            return
+        self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=1,
+                                       br_mcast_query_response_intvl=SNOOPING_RESPONSE_CS))
+        # A request of its own: enabling the querier arms the flooding delay with the
+        # response interval in force, and one request applies the querier first.
+        self._call("link", "set", dict(index=self.ifindex(name), kind="bridge", br_mcast_querier=1))
 
     def delete_link(self, name: str, *, missing_ok: bool = False) -> None:
         try:

@@ -149,6 +149,8 @@ REQUEST_FORMS = [
     ("link", "set", dict(index=7, state="down", mtu=1400, address="02:00:00:00:00:01", master=4)),
     ("link", "add", dict(ifname="v0", kind="veth", peer="v1")),
     ("link", "add", dict(ifname="br0", kind="bridge", br_mcast_snooping=0)),
+    ("link", "add", dict(ifname="br0", kind="bridge", br_mcast_snooping=1, br_mcast_query_response_intvl=100)),
+    ("link", "set", dict(index=4, kind="bridge", br_mcast_querier=1)),
     ("link", "del", dict(index=7)),
     ("link", "get", dict(ifname="lo")),
     ("addr", "add", kn.address_request(3, HOA, 64, kn.DadMode.OPTIMISTIC)),
