@@ -222,13 +222,15 @@ def _nsis_outcome(mn: str, events: list[dict], after: int) -> dict:
         name = e["event"]
         if name == "mipv6.mn.traversal_started" and e.get("phase") == "rr":
             rounds.append(e)
+        elif not rounds:
+            continue          # ends count from the first round on
         elif name == "mipv6.mn.traversal_done" and e.get("phase") == "rr":
             ends.append((e, "ok" if e.get("ok") else (e.get("reason") or "refused")))
         elif name == "mipv6.mn.ro_off" and e.get("reason") == NSIS_TIMED_OUT:
             ends.append((e, "timed out"))
     first_start = rounds[0] if rounds else None
     done = next((e for e, what in ends if what == "ok"), None)
-    first = ends[0][1] if ends and first_start else "pending"
+    first = ends[0][1] if ends else "pending"
     last = ends[-1][1] if ends else None
     return {"nsis_create_verified": done is not None,
             "nsis_ms": _ms(first_start, done) if first_start and done else None,
