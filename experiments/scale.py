@@ -32,6 +32,8 @@ Per N, metrics.json "scale" "points" has:
                              response": the NI gave up unanswered; "timed out": the MN's
                              traversal timeout came first; an information code: refused;
                              "pending": no answer by the end), nsis_ms_p50/max
+    fw_loop_cpu_s            of cpu_s["fw"], its event loop's (main thread) share; the rest is
+                             its other threads' (pinhole commits through libnftables)
     fw_counters              the firewall's NATFW/GIST counters at the end of the bootstrap
                              (refusals by reason, retransmissions absorbed/answered, drops)
     stalled                  registered MNs whose pinholes did not open in time (must be 0)
@@ -110,9 +112,10 @@ def check(params, topo) -> None:
                              "one machine's memory needs several (not built yet)") from None
 
 
-def cpu_s(pid: int | None) -> float | None:
+def cpu_s(pid: int | None, thread: int | None = None) -> float | None:
+    """utime + stime of process `pid` (all its threads), or of its thread `thread`."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     except (OSError, TypeError, ValueError, IndexError):
@@ -219,6 +222,9 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         pids = {name: (a.pid if a else None) for name, a in servers.items()}
         pids.update({f"hub{i}": pid for i, pid in enumerate(hubs)})
         cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        # The firewall's event loop (its main thread) apart from its other threads
+        # (pinhole commits through libnftables run in a worker thread).
+        fw_loop0 = cpu_s(pids["fw"], pids["fw"])
         t_cpu0 = time.monotonic()
         try:
             boot = _bootstrap.run(tb, params)["bootstrap"]
@@ -230,6 +236,8 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
                                          if dead else "")
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
+        fw_loop1 = cpu_s(pids["fw"], pids["fw"])
+        point["fw_loop_cpu_s"] = _r(fw_loop1 - fw_loop0, 2) if None not in (fw_loop0, fw_loop1) else None
         point["fw_counters"] = _fw_counters(servers["fw"])
         mns = [node.name for node in tb.plan.by_role("mn")]
         # The processes the MNs cost: their agents (an MN host's pid once, however many
