@@ -167,6 +167,7 @@ class SendNslp(Effect):
     reliable: bool = True
     upstream: bool = False
     discover: bool = False      # upstream: GIST may discover the upstream peer (EXT)
+    supersede: bool = False     # replaces the session's messages still queued in GIST (NI)
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,9 @@ class NiCore:
         msg = w.NslpMessage(w.EXT if s.ext else w.CREATE, (w.Lifetime(lt), efi, w.Msn(s.msn),
                                                           *rest))
         self.counters["ext_sent" if s.ext else "create_sent"] += 1
-        # EXT travels upstream, toward the data sender; GIST discovers that peer
-        return [_send(sid, s.mri, msg, upstream=s.ext, discover=s.ext)]
+        # EXT travels upstream, toward the data sender; GIST discovers that peer. Each
+        # message supersedes the session's earlier ones (the next MSN, the newest state).
+        return [SendNslp(sid, s.mri, msg.encode(), True, s.ext, s.ext, supersede=True)]
 
     def _arm(self, sid, s: _NiSession, now, first: bool) -> list[Action]:
         if first:
