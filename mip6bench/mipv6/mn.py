@@ -167,6 +167,7 @@ from mip6bench.mipv6.wire import (
     normalize_address,
     wire_lifetime,
 )
+from mip6bench.natfw.mobile import NO_RESPONSE as TRAVERSAL_UNANSWERED  # not a refusal
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer
 
 
@@ -963,6 +964,14 @@ class MobileNode(MobilityCore):
             return [event]
         entry.traversal_pending = None
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
+        if not ok and reason == TRAVERSAL_UNANSWERED:
+            # Nobody refused anything: a session went unanswered (a lossy path, or a
+            # firewall slower than the initiator's retransmissions under a burst). The
+            # round's granted and still pending sessions are kept, so the next try
+            # signals only the unanswered one again (natfw.mobile: same session ID),
+            # instead of tearing the others down to signal them all anew.
+            self.counters["traversal.unanswered"] += 1
+            return actions + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
         if not ok:
             self.counters["traversal.refused"] += 1
             # The round's other sessions for this CoA (still pending, with what was
