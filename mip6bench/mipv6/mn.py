@@ -138,6 +138,7 @@ from mip6bench.mipv6.crypto import (
     verify_mn_ha,
 )
 from mip6bench.mipv6.effects import (
+    PINHOLES_UNANSWERED,
     ClosePinholes,
     HomeDeregistered,
     OpenPinholes,
@@ -167,7 +168,6 @@ from mip6bench.mipv6.wire import (
     normalize_address,
     wire_lifetime,
 )
-from mip6bench.natfw.mobile import NO_RESPONSE as TRAVERSAL_UNANSWERED  # not a refusal
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer
 
 
@@ -964,7 +964,7 @@ class MobileNode(MobilityCore):
             return [event]
         entry.traversal_pending = None
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
-        if not ok and reason == TRAVERSAL_UNANSWERED:
+        if not ok and reason == PINHOLES_UNANSWERED:
             # Nobody refused anything: a session went unanswered (a lossy path, or a
             # firewall slower than the initiator's retransmissions under a burst). The
             # round's granted and still pending sessions are kept, so the next try
