@@ -100,12 +100,14 @@ def prepare(tb, params) -> None:
 
 # ---- running ---------------------------------------------------------------------------
 
-def _wait_event(agent, event: str, after_ns: int, within: float) -> dict | None:
-    """The first `event` the agent logs at or after `after_ns`, or None after `within` s."""
+def _wait_event(agent, event: str, after_ns: int, within: float,
+                match: dict | None = None) -> dict | None:
+    """The first `event` (with the fields of `match`) the agent logs at or after
+    `after_ns`, or None after `within` s."""
     from mip6bench.runtime.control import ControlError
     try:
         return agent.request("wait-event", timeout=within + 5, event=event, after_ns=after_ns,
-                             within=within)
+                             within=within, **({"match": match} if match else {}))
     except ControlError:
         return None
 
@@ -145,10 +147,13 @@ def run(tb, params) -> dict:
     nsis = tb.params["nsis"] == "on"
     if nsis:
         # The token from PANA, carried to the firewall: each MN's first CREATEs (before
-        # return routability with the CN) are verified there, or refused.
+        # return routability with the CN) are verified there, or refused. An MN whose
+        # first round failed (unanswered, refused, or timed out at the MN) retries on
+        # its own back-off: wait for a granted round, up to the same deadline.
         for mn in mns:
             _wait_event(agents[mn], "mipv6.mn.traversal_done", t_trigger,
-                        max(0.0, deadline + params["registration_wait_s"] - time.monotonic()))
+                        max(0.0, deadline + params["registration_wait_s"] - time.monotonic()),
+                        match={"phase": "rr", "ok": True})
     events = _load_events(tb)
     # Each node's events apart, once: looking an MN's events up in everybody's made the
     # analysis quadratic in MNs (minutes at 300 MNs).
@@ -157,9 +162,8 @@ def run(tb, params) -> dict:
         by_node.setdefault(e["node"], []).append(e)
     per_mn = [_measure(mn, by_node, t_trigger, params["sa"]) for mn in mns]
     if nsis:
-        refused = _first(by_node.get("fw", []), "fw", "fw", "natfw.refused", t_trigger)
         for m in per_mn:
-            m.update(_nsis_outcome(m["mn"], by_node.get(m["mn"], []), t_trigger, refused))
+            m.update(_nsis_outcome(m["mn"], by_node.get(m["mn"], []), t_trigger))
     summary = {}
     for key in PHASES + ("pana_messages",):
         values = [m[key] for m in per_mn if m.get(key) is not None]
@@ -188,21 +192,72 @@ def run(tb, params) -> dict:
     summary["trigger_spread_ms"] = round((time.monotonic_ns() - t_trigger) / 1e6, 3)
     if nsis:
         summary["nsis_create_verified"] = sum(1 for m in per_mn if m.get("nsis_create_verified"))
+        summary["nsis"] = nsis_summary(per_mn)
     summary["agents"] = {f"{n}/{a}": {"startup_ms": p.startup_ms, "rss_kb": p.rss_kb()}
                          for (n, a), p in tb.agents.items()}
     return {"bootstrap": summary}
 
 
-def _nsis_outcome(mn: str, events: list[dict], after: int, refused: dict | None) -> dict:
-    """Whether the MN's first NATFW CREATEs, carrying the token PANA gave it, were verified
-    and granted at the firewall (nsis_create_verified), and how long that took (events:
-    the MN's own; refused: the firewall's first natfw.refused after the trigger)."""
-    done = _first(events, mn, "mn", "mipv6.mn.traversal_done", after, phase="rr")
-    start = _first(events, mn, "mn", "mipv6.mn.traversal_started", after, phase="rr")
-    return {"nsis_create_verified": bool(done and done.get("ok")),
-            "nsis_ms": _ms(start, done) if start and done else None,
-            "nsis_refusal": None if done and done.get("ok") else
-            (done.get("reason") if done else (refused or {}).get("reason", "no answer"))}
+NSIS_TIMED_OUT = "firewall traversal timed out"   # the MN core's ro_off reason
+
+
+def _nsis_outcome(mn: str, events: list[dict], after: int) -> dict:
+    """Whether the MN's NATFW CREATEs for return routability (phase "rr"), carrying the
+    token PANA gave it, were verified and granted at the firewall, in its first round
+    or in a retry, and how long that took (events: the MN's own).
+
+        nsis_create_verified  a round was granted (traversal_done ok) within the wait
+        nsis_ms               first traversal_started -> the first granted round
+        nsis_rounds           rounds the MN started (traversal_started, phase rr)
+        nsis_first            how the first round ended: "ok"; "no response" (the NI
+                              gave a session up unanswered); the refusal's information
+                              code; "timed out" (the MN's own traversal timeout came
+                              first: it retries later); "pending" (nothing by the end)
+        nsis_refusal          not verified: why (the last round's end, as above)
+    """
+    rounds, ends = [], []
+    for e in events:
+        if e["t_ns"] < after or e["node"] != mn or e["agent"] != "mn":
+            continue
+        name = e["event"]
+        if name == "mipv6.mn.traversal_started" and e.get("phase") == "rr":
+            rounds.append(e)
+        elif not rounds:
+            continue          # ends count from the first round on
+        elif name == "mipv6.mn.traversal_done" and e.get("phase") == "rr":
+            ends.append((e, "ok" if e.get("ok") else (e.get("reason") or "refused")))
+        elif name == "mipv6.mn.ro_off" and e.get("reason") == NSIS_TIMED_OUT:
+            ends.append((e, "timed out"))
+    first_start = rounds[0] if rounds else None
+    done = next((e for e, what in ends if what == "ok"), None)
+    first = ends[0][1] if ends else "pending"
+    last = ends[-1][1] if ends else None
+    return {"nsis_create_verified": done is not None,
+            "nsis_ms": _ms(first_start, done) if first_start and done else None,
+            "nsis_rounds": len(rounds),
+            "nsis_first": first,
+            "nsis_refusal": None if done else (last or "pending")}
+
+
+def nsis_summary(per_mn: list[dict]) -> dict:
+    """Per-MN NSIS outcomes counted: granted in the first round, granted after retries
+    (with how long those took), and not granted, by why."""
+    from collections import Counter
+
+    from mip6bench.measure.probe import percentile
+
+    first_ok = [m for m in per_mn if m.get("nsis_first") == "ok"]
+    retried = [m for m in per_mn if m.get("nsis_create_verified") and m.get("nsis_first") != "ok"]
+    never = [m for m in per_mn if not m.get("nsis_create_verified")]
+    ms = sorted(m["nsis_ms"] for m in per_mn if m.get("nsis_ms") is not None)
+    retried_ms = sorted(m["nsis_ms"] for m in retried if m.get("nsis_ms") is not None)
+    return {"verified_first_round": len(first_ok), "verified_after_retry": len(retried),
+            "not_verified": len(never),
+            "first_round_failures": dict(Counter(m["nsis_first"] for m in per_mn
+                                                 if m.get("nsis_first") not in (None, "ok"))),
+            "not_verified_reasons": dict(Counter(m["nsis_refusal"] for m in never)),
+            "nsis_ms_p50": percentile(ms, 50), "nsis_ms_max": ms[-1] if ms else None,
+            "retried_ms_p50": percentile(retried_ms, 50), "retried_ms_max": retried_ms[-1] if retried_ms else None}
 
 
 def _warm_up(tb, mns, svc) -> list[str]:

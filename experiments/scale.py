@@ -24,7 +24,18 @@ Per N, metrics.json "scale" "points" has:
                              users) of the MN agents and of the MN nodes' shells, plus the
                              link hubs', divided by N
     registered, lost         MNs that registered; MNs that did not (must be 0)
-    pinholes                 MNs whose NATFW CREATEs the firewall verified (nsis=on)
+    pinholes                 MNs whose NATFW CREATEs the firewall verified (nsis=on), in
+                             their first round or in a retry, within the wait
+    nsis                     how: verified_first_round, verified_after_retry (with
+                             retried_ms_p50/max: first CREATE -> granted), not_verified,
+                             first_round_failures and not_verified_reasons by reason ("no
+                             response": the NI gave up unanswered; "timed out": the MN's
+                             traversal timeout came first; an information code: refused;
+                             "pending": no answer by the end), nsis_ms_p50/max
+    fw_loop_cpu_s            of cpu_s["fw"], its event loop's (main thread) share; the rest is
+                             its other threads' (pinhole commits through libnftables)
+    fw_counters              the firewall's NATFW/GIST counters at the end of the bootstrap
+                             (refusals by reason, retransmissions absorbed/answered, drops)
     stalled                  registered MNs whose pinholes did not open in time (must be 0)
     error                    why this N did not complete: the grid stops at an N where MNs
                              did not bootstrap in time, and goes on past lost or stalled
@@ -101,9 +112,10 @@ def check(params, topo) -> None:
                              "one machine's memory needs several (not built yet)") from None
 
 
-def cpu_s(pid: int | None) -> float | None:
+def cpu_s(pid: int | None, thread: int | None = None) -> float | None:
+    """utime + stime of process `pid` (all its threads), or of its thread `thread`."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
+        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
     except (OSError, TypeError, ValueError, IndexError):
@@ -163,6 +175,23 @@ def top_functions(path: Path, n: int = 12) -> list[dict]:
             for (file, line, name), (_cc, nc, tt, ct, _callers) in rows]
 
 
+def _fw_counters(agent) -> dict | None:
+    """The firewall's NATFW and GIST counters at the end of the bootstrap (refusals by
+    reason, retransmissions absorbed or answered, GIST drops), or None without NSIS."""
+    if agent is None:
+        return None
+    try:
+        status = agent.request("status", timeout=30)
+    except (ControlError, OSError):
+        return None
+    natfw, gist = status.get("natfw") or {}, status.get("gist") or {}
+    if not natfw:
+        return None
+    return {"natfw": natfw.get("counters"), "sessions": natfw.get("sessions"),
+            "gist": gist.get("counters"), "gist_routing_states": gist.get("routing_states"),
+            "gist_pending_queries": gist.get("pending_queries")}
+
+
 def _dist(values: list[float]) -> dict[str, float | None]:
     return {f"p{q}": _r(percentile(values, q)) for q in (50, 90, 99)} | \
         {"max": _r(max(values)) if values else None}
@@ -193,6 +222,9 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         pids = {name: (a.pid if a else None) for name, a in servers.items()}
         pids.update({f"hub{i}": pid for i, pid in enumerate(hubs)})
         cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        # The firewall's event loop (its main thread) apart from its other threads
+        # (pinhole commits through libnftables run in a worker thread).
+        fw_loop0 = cpu_s(pids["fw"], pids["fw"])
         t_cpu0 = time.monotonic()
         try:
             boot = _bootstrap.run(tb, params)["bootstrap"]
@@ -204,6 +236,9 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
                                          if dead else "")
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
+        fw_loop1 = cpu_s(pids["fw"], pids["fw"])
+        point["fw_loop_cpu_s"] = _r(fw_loop1 - fw_loop0, 2) if None not in (fw_loop0, fw_loop1) else None
+        point["fw_counters"] = _fw_counters(servers["fw"])
         mns = [node.name for node in tb.plan.by_role("mn")]
         # The processes the MNs cost: their agents (an MN host's pid once, however many
         # MNs it hosts) with their children (user-space tunnel forwarders), and the
@@ -259,6 +294,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     point["cpu_window_s"] = _r(window_cpu)
     if "nsis_create_verified" in boot:
         point["pinholes"] = boot["nsis_create_verified"]
+        point["nsis"] = boot.get("nsis")
     point["stalled"] = n - point["pinholes"] if "pinholes" in point else 0
     if point["lost"] or point["stalled"]:
         point["error"] = point["error"] or (f"{point['lost']} MNs did not register" if point["lost"]
@@ -302,7 +338,7 @@ def _mem_total_mb() -> int:
 def table(metrics: dict) -> str:
     s = metrics["scale"]
     head = ("| N | network s | up s | p50 ms | p90 ms | p99 ms | max ms | floor ms | boot/s | "
-            "PANA msg/s | CPU s PAA | AAA | HA | fw | hubs | MB/MN | lost |")
+            "PANA msg/s | CPU s PAA | AAA | HA | fw | hubs | MB/MN | pinholes 1st / retry / not | lost |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for p in s["points"]:
         t = p.get("total_ms") or {}
@@ -316,9 +352,17 @@ def table(metrics: dict) -> str:
                     f"{f(p.get('floor_ms'))} | {f(p.get('bootstraps_per_s'), '{:.1f}')} | "
                     f"{f(p.get('pana_msgs_per_s'))} | {f(c.get('paa'), '{:.2f}')} | "
                     f"{f(c.get('aaa'), '{:.2f}')} | {f(c.get('ha'), '{:.2f}')} | {f(c.get('fw'), '{:.2f}')} | "
-                    f"{hubs:.2f} | {f(p.get('mem_mb_per_mn'), '{:.1f}')} | "
+                    f"{hubs:.2f} | {f(p.get('mem_mb_per_mn'), '{:.1f}')} | {_pinholes(p)} | "
                     f"{f(p.get('lost'))}{' (' + p['error'] + ')' if p.get('error') else ''} |")
     return "\n".join(rows)
+
+
+def _pinholes(point: dict) -> str:
+    """Verified in the first round / after retries / not verified (nsis=on), else -."""
+    n = point.get("nsis")
+    if not n:
+        return "-"
+    return f"{n['verified_first_round']} / {n['verified_after_retry']} / {n['not_verified']}"
 
 
 def summarize(metrics: dict) -> str:

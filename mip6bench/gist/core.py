@@ -438,12 +438,16 @@ class GistNode:
     # ------------------------------------------------------------ NSLP API
     def send_message(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes, now: float,
                      *, reliable: bool = False, lifetime: float | None = None,
-                     discover: bool = False) -> list[Action]:
+                     discover: bool = False, supersede: bool = False) -> list[Action]:
         """Send an NSLP message along the flow: downstream (mri.upstream False) or
         upstream (True). `lifetime` bounds how long it may wait for a handshake.
         `reliable` (or a message too long for D-mode) sends it in C-mode. `discover`:
         an upstream message without routing state starts upstream discovery (a Query
-        toward the flow's source) instead of failing."""
+        toward the flow's source) instead of failing. `supersede`: the message makes
+        the NSLP's earlier ones for this session and flow obsolete (a NATFW
+        retransmission, refresh or teardown carries the next MSN): those still queued
+        for the handshake are dropped (counted "superseded"), so a handshake that took
+        several retransmission intervals delivers one message, not each of them."""
         key = (nslp_id, bytes(session_id), mri)
         if len(data) % 4 or not data:
             raise ValueError("NSLP data must be a non-empty multiple of 4 bytes")
@@ -478,6 +482,9 @@ class GistNode:
             pre = stale
         pending = self.pending.get(key)
         if pending is not None:
+            if supersede and pending.queue:
+                self.counters["superseded"] += len(pending.queue)
+                pending.queue.clear()
             if len(pending.queue) >= self.config.max_queued:
                 self.counters["queue_full"] += 1
                 return pre + [SendFailed(nslp_id, key[1], mri, "queue full", 1)]

@@ -136,6 +136,11 @@ class RouteOptimizationOff(Effect):
     reason: str
 
 
+# pinholes_ready's reason when the NSIS initiator gave a session up for want of an
+# answer (natfw.mobile.NO_RESPONSE): nobody refused anything.
+PINHOLES_UNANSWERED = "no response"
+
+
 @dataclass(frozen=True)
 class OpenPinholes(Effect):
     """Firewall traversal (NSIS NATFW): open the firewall in front of `cn` for `phase`

@@ -138,6 +138,7 @@ from mip6bench.mipv6.crypto import (
     verify_mn_ha,
 )
 from mip6bench.mipv6.effects import (
+    PINHOLES_UNANSWERED,
     ClosePinholes,
     HomeDeregistered,
     OpenPinholes,
@@ -963,6 +964,14 @@ class MobileNode(MobilityCore):
             return [event]
         entry.traversal_pending = None
         actions: list[Action] = [event] + self._cn_stop(entry, "traversal")
+        if not ok and reason == PINHOLES_UNANSWERED:
+            # Nobody refused anything: a session went unanswered (a lossy path, or a
+            # firewall slower than the initiator's retransmissions under a burst). The
+            # round's granted and still pending sessions are kept, so the next try
+            # signals only the unanswered one again (natfw.mobile: same session ID),
+            # instead of tearing the others down to signal them all anew.
+            self.counters["traversal.unanswered"] += 1
+            return actions + self._ro_failed(entry, f"firewall traversal failed: {reason}", now)
         if not ok:
             self.counters["traversal.refused"] += 1
             # The round's other sessions for this CoA (still pending, with what was

@@ -9,8 +9,9 @@ path state of the session).
 NI (`NiCore`). `create()` sends CREATE (lifetime, EFI, MSN, the optional MIPv6 flow
 object 0x7D0 and the optional SESSION_AUTH token). The first MSN is random (RFC 5973
 section 3.5) and every message sent takes the next one. Without an answer the CREATE is
-sent again (new MSN) after `rto`, doubling, `max_retransmit` times; then the session
-fails (`SessionFailed`, reason "no response"). A success RESPONSE gives `SessionReady`
+sent again (new MSN) after `rto`, doubling, `max_retransmit` times (by default GIST's
+Query schedule: NI_MAX_RETRANSMIT, NI_MAX_RTO); then the session fails (`SessionFailed`,
+reason "no response"). A success RESPONSE gives `SessionReady`
 with the granted lifetime and arms a refresh at `refresh_fraction` of it; an error
 RESPONSE or a NOTIFY "session terminated" gives `SessionFailed` with the information
 code. `teardown()` sends lifetime 0. `state(session_id)` is "pending", "ready" or None.
@@ -167,6 +168,7 @@ class SendNslp(Effect):
     reliable: bool = True
     upstream: bool = False
     discover: bool = False      # upstream: GIST may discover the upstream peer (EXT)
+    supersede: bool = False     # replaces the session's messages still queued in GIST (NI)
 
 
 @dataclass(frozen=True)
@@ -229,12 +231,24 @@ class _NiSession:
     ext: bool = False                 # an EXT session (this node receives the flow)
 
 
+# The NI's retransmission schedule, GIST's for its Query (RFC 5971 T1 = 500 ms, doubling,
+# given up when the interval would pass T2 = 64 s): sends at 0, 0.5, 1.5, 3.5, 7.5, 15.5,
+# 31.5 and 63.5 s, failure at 127.5 s. It was 4 retransmissions capped at 8 s (failure
+# at 15.5 s): under the 1,000-MN burst, where the firewall answered tens of seconds late,
+# each session was given up and signalled again (back at 0.5 s) several times a minute
+# (~20 CREATEs per session a minute against 7 now), and those retransmissions were most
+# of the firewall's work.
+NI_MAX_RETRANSMIT = 7
+NI_MAX_RTO = 64.0
+
+
 class NiCore:
     """NATFW initiator (the MN); see the module docstring."""
 
     def __init__(self, token: bytes | None = None, msn_start: int | None = None,
                  refresh_fraction: float = 0.5, *, rng: random.Random | None = None,
-                 rto: float = 0.5, max_retransmit: int = 4, max_rto: float = 8.0):
+                 rto: float = 0.5, max_retransmit: int = NI_MAX_RETRANSMIT,
+                 max_rto: float = NI_MAX_RTO):
         if not 0 < refresh_fraction < 1:
             raise ValueError("refresh_fraction is in (0, 1)")
         self.token = self._token_object(token)
@@ -278,8 +292,9 @@ class NiCore:
         msg = w.NslpMessage(w.EXT if s.ext else w.CREATE, (w.Lifetime(lt), efi, w.Msn(s.msn),
                                                           *rest))
         self.counters["ext_sent" if s.ext else "create_sent"] += 1
-        # EXT travels upstream, toward the data sender; GIST discovers that peer
-        return [_send(sid, s.mri, msg, upstream=s.ext, discover=s.ext)]
+        # EXT travels upstream, toward the data sender; GIST discovers that peer. Each
+        # message supersedes the session's earlier ones (the next MSN, the newest state).
+        return [SendNslp(sid, s.mri, msg.encode(), True, s.ext, s.ext, supersede=True)]
 
     def _arm(self, sid, s: _NiSession, now, first: bool) -> list[Action]:
         if first:

@@ -59,12 +59,14 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable
 
+from mip6bench.mipv6.effects import PINHOLES_UNANSWERED
 from mip6bench.natfw import wire as w
 from mip6bench.natfw.core import DeliverNotify, DeliverResponse, Mri, NiCore, SessionFailed
 from mip6bench.sansio import Action, Effect, Event
 
 IPPROTO_MH = 135
-NO_RESPONSE = "no response"       # NiCore's reason when it gave a session up unanswered
+# NiCore's reason when it gave a session up unanswered, as the MN core knows it
+NO_RESPONSE = PINHOLES_UNANSWERED
 IPPROTO_IPV6 = 41
 MH_HOTI, MH_COTI, MH_BU = 1, 2, 5
 

@@ -216,6 +216,9 @@ def exchange(sock: socket.socket, data: bytes, acked: set[int]) -> tuple[dict[in
     return errors, replies
 
 
+SNOOPING_RESPONSE_CS = 100   # a bridge querier's query response interval, centiseconds (1 s)
+
+
 class BatchOutcome:
     """What `Kernel.batch(outcome)` fills in: the requests made inside the batch and,
     once it ended, each one's KernelError or None (``errors``, in the same order)."""
@@ -395,8 +398,22 @@ class Kernel:
         attributes.pop("kind", None)
         self._call("link", "add", dict(ifname=name, kind=kind, **attributes))
 
-    def add_bridge(self, name: str) -> None:
-        self._call("link", "add", dict(ifname=name, kind="bridge", br_mcast_snooping=0))
+    def add_bridge(self, name: str, *, snooping: bool = False) -> None:
+        """A bridge; with `snooping`, MLD snooping with a query response interval of
+        SNOOPING_RESPONSE_CS (the kernel floods for that long after its querier starts;
+        10 s by default), to be made the querier by start_querier() once it is up with
+        its link-local address (see LanSegment)."""
+        attrs = dict(br_mcast_snooping=1, br_mcast_query_response_intvl=SNOOPING_RESPONSE_CS) \
+            if snooping else dict(br_mcast_snooping=0)
+        self._call("link", "add", dict(ifname=name, kind="bridge", **attrs))
+
+    def start_querier(self, name: str) -> None:
+        """Make bridge `name` its LAN's MLD querier. A request of its own, once the bridge
+        is up with a usable link-local address: its first query goes out at once, and a
+        query it cannot give a source address to turns its IPv6 querier off until the
+        next (31 s later); enabling it also arms the kernel's flooding delay with the
+        response interval in force."""
+        self._call("link", "set", dict(index=self.ifindex(name), kind="bridge", br_mcast_querier=1))
 
     def delete_link(self, name: str, *, missing_ok: bool = False) -> None:
         try:

@@ -188,12 +188,13 @@ class GistService:
 
     def send(self, nslp_id: int, session_id: bytes, mri: Mri, data: bytes,
              reliable: bool = False, lifetime: float | None = None,
-             discover: bool = False) -> None:
+             discover: bool = False, supersede: bool = False) -> None:
         """core.send_message, executed; its SendFailed effects reach the NSLP's handler.
-        `discover`: an upstream message may start upstream discovery (EXT)."""
+        `discover`: an upstream message may start upstream discovery (EXT);
+        `supersede`: it replaces the session's messages still waiting for the handshake."""
         self._execute(self.core.send_message(nslp_id, session_id, mri, data, self._now(),
                                              reliable=reliable, lifetime=lifetime,
-                                             discover=discover))
+                                             discover=discover, supersede=supersede))
 
     def set_addresses(self, addresses: Iterable[str]) -> None:
         self.core.set_addresses(addresses)

@@ -175,7 +175,8 @@ class NatfwService:
     def _send(self, effect: nat.SendNslp) -> None:
         self.gist.send(NSLPID, effect.session_id, gist_mri(effect.mri, effect.upstream), effect.data,
                        reliable=self.reliable and effect.reliable,
-                       discover=getattr(effect, "discover", False))
+                       discover=getattr(effect, "discover", False),
+                       supersede=getattr(effect, "supersede", False))
 
     async def _send_after(self, install: asyncio.Future, effect: nat.SendNslp) -> None:
         await asyncio.wait([install])

@@ -318,3 +318,92 @@ def test_unshaped_links_are_veth_and_detached_ones_stay_detached(tmp_path):
         tb.move("mn1", "f2")
         carrier = {l["name"]: l["carrier"] for l in tb.node("mn1").kernel.links()}
         assert carrier == {"lo": True, "mn1-f1": False, "mn1-f2": True, "mn1-home": False}
+
+
+def _solicited_node(address: str) -> str:
+    """RFC 4291 2.7.1: ff02::1:ff00:0/104 with the address's low 24 bits."""
+    import ipaddress
+    low = int(ipaddress.IPv6Address(address)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address((0xFF0200000000000000000001FF << 24) | low))
+
+
+def _link_local(tb, node: str, intf: str) -> str:
+    for entry in json.loads(tb.node(node).cmd(f"ip -6 -j addr show dev {intf} scope link")):
+        for a in entry.get("addr_info", []):
+            if "local" in a:
+                return a["local"]
+    raise AssertionError(f"{node} has no link-local address on {intf}")
+
+
+def _wait_for_group(lan, port: str, group: str, within: float = 10.0) -> None:
+    """Until the LAN's bridge has learned `group` on `port` (its MDB; `bridge monitor`
+    events, after a dump for what it learned before)."""
+    import select as select_mod
+    mon = lan.popen(["bridge", "monitor", "mdb"], stdout=subprocess.PIPE, text=True)
+    try:
+        def known(text: str) -> bool:
+            return any(f"port {port} grp {group}" in line for line in text.splitlines())
+        if known(lan.cmd("bridge mdb show")):
+            return
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            if select_mod.select([mon.stdout], [], [], left)[0] and known(mon.stdout.readline()):
+                return
+        raise AssertionError(f"the LAN never learned {group} on {port}")
+    finally:
+        mon.terminate()
+        mon.wait()
+
+
+def _frames_until_marker(sock, marker: bytes, within: float = 5.0) -> list[bytes]:
+    """Frames a packet socket reads up to and including the one that carries `marker`."""
+    frames, deadline = [], time.monotonic() + within
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        frame = sock.recv(65535)
+        frames.append(frame)
+        if marker in frame:
+            return frames
+    raise AssertionError("the marker never arrived")
+
+
+def test_a_lan_delivers_a_group_only_to_the_ports_that_reported_it(tmp_path):
+    """MLD snooping on the LAN (LanSegment): a datagram to MN 1's solicited-node group
+    (what a Neighbor Solicitation for its address is sent to) reaches MN 1 and not MN 2,
+    while one to all nodes, sent after it on the same path, reaches both."""
+    import socket
+
+    from mip6bench.net.netns import in_netns
+
+    with Testbed({"foreign": 1, "mns": 2, "mipv6": "off"}, experiment="test", out_dir=tmp_path,
+                 capture=False) as tb:
+        group = _solicited_node(_link_local(tb, "mn1", "mn1-f1"))
+        assert group != _solicited_node(_link_local(tb, "mn2", "mn2-f1"))
+        _wait_for_group(tb.net["f1"], "f1-mn1", group)
+        # The kernel floods for a fixed time after the querier starts (no event marks
+        # its end; the LAN notes when it is over), then forwards by group.
+        time.sleep(max(0.0, tb.net["f1"].snooping_from - time.monotonic()) + 0.1)
+
+        def packet_socket(intf):
+            s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
+            s.bind((intf, 0))
+            return s
+        mn1 = in_netns(tb.node("mn1").pid, lambda: packet_socket("mn1-f1"))
+        mn2 = in_netns(tb.node("mn2").pid, lambda: packet_socket("mn2-f1"))
+
+        def send():
+            s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            index = socket.if_nametoindex("ar1-f1")
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+            s.sendto(b"to-the-group", (group, 9, 0, index))
+            s.sendto(b"to-all-nodes", ("ff02::1", 9, 0, index))
+            s.close()
+        try:
+            in_netns(tb.node("ar1").pid, send)
+            at_mn2 = _frames_until_marker(mn2, b"to-all-nodes")
+            at_mn1 = _frames_until_marker(mn1, b"to-all-nodes")
+        finally:
+            mn1.close()
+            mn2.close()
+        assert any(b"to-the-group" in f for f in at_mn1)
+        assert not any(b"to-the-group" in f for f in at_mn2)

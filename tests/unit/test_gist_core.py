@@ -335,3 +335,21 @@ def test_intercepted_non_gist_datagram_goes_on_untouched():
     (fwd,) = fw.receive(junk, MN, CN, 0.0, q_mode=True, ttl=10)
     assert isinstance(fwd, core.Forward) and fwd.data == junk and fwd.hop_limit == 9
     assert fw.receive(junk, MN, FW, 0.0, q_mode=True, ttl=10)[0].fields["reason"] == "malformed"
+
+
+def test_a_superseding_message_replaces_what_waits_for_the_handshake():
+    """A NATFW NI's retransmissions (each the next MSN) while the Query is unanswered:
+    with supersede only the newest goes out after the handshake; without, every one."""
+    net = pair()
+    net.drop = lambda who, t: t.kind == "Query" and net.now < 1.0   # the first two lost
+    for i in range(3):
+        net.call("mn", "send_message", NSLP, SID, MRI, b"CRE%d" % i, supersede=True)
+        net.run(net.now + 0.5)
+    net.run(5.0)
+    assert [r.data for _, _, r in net.delivered] == [b"CRE2"]
+    assert net.nodes["mn"].counters["superseded"] == 2
+    assert kinds(net, "mn").count("Data") == 0                  # it rode in the Confirm
+    # Once the state is up nothing is queued: each message goes (D-mode Data).
+    net.call("mn", "send_message", NSLP, SID, MRI, b"CRE3", supersede=True)
+    net.run(6.0)
+    assert [r.data for _, _, r in net.delivered] == [b"CRE2", b"CRE3"]

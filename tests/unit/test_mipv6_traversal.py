@@ -205,3 +205,24 @@ def test_both_firewalls_make_one_data_round_and_a_refusal_falls_back():
     sim.call("mn", "pinholes_ready", CN, COA1, "data_inbound", False, "EXT refused")
     [off] = sim.effects_of("mn", RouteOptimizationOff)
     assert "EXT refused" in off.reason and not sim.mn.route_optimized(CN)
+
+
+def test_an_unanswered_rr_round_keeps_its_sessions_and_is_asked_again():
+    """The initiator gave a session up for want of an answer (nobody refused): the
+    round's sessions are not torn down (the next round signals only what went
+    unanswered, under the same session ID), RO falls back and is tried again."""
+    sim = registered_sim(**TRAVERSAL)
+    sim.call("mn", "start_route_optimization", CN)
+    failed_at = sim.now
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", False, "no response")
+    sim.run(1)
+    assert not sim.effects_of("mn", ClosePinholes)
+    [off] = sim.effects_of("mn", RouteOptimizationOff)
+    assert off.reason == "firewall traversal failed: no response"
+    assert sim.mn.counters["traversal.unanswered"] == 1 and sim.mn.counters["traversal.refused"] == 0
+    sim.run(1)
+    first, again = opened(sim, "rr")
+    assert again.coa == COA1 and again_at(sim, again) == failed_at + 1.5
+    sim.call("mn", "pinholes_ready", CN, COA1, "rr", True, "")
+    sim.run(1)
+    assert sent_by(sim, "mn", HomeTestInit) and sent_by(sim, "mn", CareOfTestInit)

@@ -124,11 +124,11 @@ def test_lost_creates_are_retransmitted_with_new_msns_then_the_session_fails():
     sent = [(m.msn) for f, _, m in net.wire if f == "ni"]
     assert sent == [100, 101, 102] and net.ni.counters["retransmits"] == 2
     assert len(net.of("nf", InstallPinhole)) == 1
-    # a path that never answers: 1 + max_retransmit tries, backoff 0.5 1 2 4 8 s
+    # a path that never answers: 1 + max_retransmit tries, backoff 0.5 1 2 4 8 16 32 64 s
     net2 = Net(tok(), drop=lambda f, t, m: f == "ni")
     net2.open()
-    net2.run(until=100)
-    assert len(net2.wire) == 5 and net2.ni.counters["retransmits"] == 4
+    net2.run(until=200)
+    assert len(net2.wire) == 8 and net2.ni.counters["retransmits"] == 7
     (failed,) = net2.of("ni", SessionFailed)
     assert failed.info is None and failed.reason == "no response"
     assert net2.ni.state(SID) is None
@@ -139,11 +139,13 @@ def test_retransmission_backoff_times():
     out = ni.create(SID, COTI, 30, 0.0)
     (t,) = [a for a in out if isinstance(a, StartTimer)]
     times = [t.at]
-    for _ in range(4):
+    for _ in range(7):
         out = ni.handle_timer(t.key, times[-1])
         (t,) = [a for a in out if isinstance(a, StartTimer)]
         times.append(t.at)
-    assert times == [0.5, 1.5, 3.5, 7.5, 15.5]
+    # GIST's Query schedule (RFC 5971 T1, T2): the last wait ends at 127.5 s
+    assert times == [0.5, 1.5, 3.5, 7.5, 15.5, 31.5, 63.5, 127.5]
+    assert "SessionFailed" in [type(a).__name__ for a in ni.handle_timer(t.key, times[-1])]
 
 
 def test_initial_msn_is_random_and_wraps():
