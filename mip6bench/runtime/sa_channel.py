@@ -159,16 +159,19 @@ class SaChannelHa:
         pending: list[Action] = []
         for action in actions:
             if isinstance(action, Effect):
-                self._driver.execute(pending)
-                pending = []
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
                 self._apply(action, changes)
             elif isinstance(action, AfterInstall):
-                self._driver.execute(pending)
-                pending = []
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
                 self._execute(action.step(), changes)
             else:
                 pending.append(action)
-        self._driver.execute(pending)
+        if pending:
+            self._driver.execute(pending)
 
     def _apply_all(self, effects: list[Effect]) -> None:
         """The driver's apply_batch (for actions that reach it other than through _run)."""
