@@ -163,6 +163,11 @@ class SaChannelHa:
                     self._driver.execute(pending)
                     pending = []
                 self._apply(action, changes)
+            elif isinstance(action, Event):    # logged here, in order, as the driver would
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
+                self.emit(action.name, **action.fields)
             elif isinstance(action, AfterInstall):
                 if pending:
                     self._driver.execute(pending)
