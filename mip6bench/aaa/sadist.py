@@ -11,6 +11,12 @@ know), and revocations follow. Sans-I/O cores for both ends and a strict codec.
 
 The HA end's effects are ready for the HA agent's mipv6.sa.SAStore:
     SaInstall(sa: MobilitySA, source "push"|"pull", paa, session_id)  -> store.replace(sa)
+        followed by its event, sadist.sa_installed; a PUSH's ACK comes after both (the
+        ACK says the HA holds the SA). `receive(..., staged=True)` (the HA agent's
+        runtime) returns the ACK and the expiry timer as AfterInstall(step): the runtime
+        applies the install and logs its event, then calls step() for the rest, so the
+        ACK is sealed after the install, not ahead of it; without staged (synchronous
+        callers) the same actions come in that order in one list
     SaRemove(spi, hoa, reason, successor)  ("revoked: <why>", "expired") -> store.remove(spi)
         successor: the PAA revoked it because re-authentication replaced it (REVOKE reason
         "rekeyed", mip6bench.pana.effects.REKEYED): the MN's authorization goes on with
@@ -137,30 +143,52 @@ class SaRecord:
 
     @classmethod
     def decode(cls, r: Reader) -> "SaRecord":
-        spi, alg, replay, ms, hoa, ha, session_id, key_len = \
-            _RECORD_FIXED.unpack(r.take(_RECORD_FIXED.size, "SA record"))
-        if spi < 256:
-            raise SaDistError(f"SPI {spi} is reserved")
-        if alg not in ALGORITHMS:
-            raise SaDistError(f"unknown algorithm {alg}")
-        if replay not in REPLAYS:
-            raise SaDistError(f"unknown replay mode {replay}")
-        hoa, ha = text6(hoa), text6(ha)
-        if key_len == 0:
-            raise SaDistError("empty SA key")
-        key = r.take(key_len, "SA key")
-        nai_len = r.u8("nai length")
-        try:
-            nai = r.take(nai_len, "nai").decode("utf-8") or None
-        except UnicodeDecodeError:
-            raise SaDistError("NAI is not UTF-8") from None
-        return cls(spi, ALGORITHMS[alg], REPLAYS[replay], ms / 1000, hoa, ha, key, nai,
-                   session_id)
+        record, r.pos = _record_at(r.data, r.pos, r.end)
+        return record
 
     def mobility_sa(self, now: float) -> "MobilitySA":
-        return _mobility_sa_class().with_lifetime(self.spi, self.key, self.lifetime, now,
-                                        algorithm=self.algorithm, replay=self.replay,
-                                        hoa=self.hoa, nai=self.nai)
+        """The MobilitySA, expiring `lifetime` after `now` (MobilitySA.with_lifetime,
+        without its keyword arguments: this is the HA's timed path)."""
+        return _mobility_sa_class()(self.spi, self.key, self.algorithm, self.replay,
+                                    now + self.lifetime, self.hoa, self.nai)
+
+
+def _truncated(what: str, need: int, have: int) -> SaDistError:
+    return SaDistError(f"truncated {what}: need {need} bytes, have {have}")
+
+
+def _record_at(data: bytes, pos: int, end: int) -> tuple[SaRecord, int]:
+    """The SA record at data[pos:end] and where it ends: unpacked in place rather than
+    through a Reader (the HA's PUSH is a timed path, run cold; fewer calls, fewer
+    objects), with the Reader's errors."""
+    fixed = pos + _RECORD_FIXED.size
+    if fixed > end:
+        raise _truncated("SA record", _RECORD_FIXED.size, end - pos)
+    spi, alg, replay, ms, hoa, ha, session_id, key_len = _RECORD_FIXED.unpack_from(data, pos)
+    if spi < 256:
+        raise SaDistError(f"SPI {spi} is reserved")
+    algorithm = ALGORITHMS.get(alg)
+    if algorithm is None:
+        raise SaDistError(f"unknown algorithm {alg}")
+    replay_mode = REPLAYS.get(replay)
+    if replay_mode is None:
+        raise SaDistError(f"unknown replay mode {replay}")
+    if key_len == 0:
+        raise SaDistError("empty SA key")
+    key_end = fixed + key_len
+    if key_end > end:
+        raise _truncated("SA key", key_len, end - fixed)
+    if key_end >= end:
+        raise _truncated("nai length", 1, 0)
+    nai_end = key_end + 1 + data[key_end]
+    if nai_end > end:
+        raise _truncated("nai", data[key_end], end - key_end - 1)
+    try:
+        nai = data[key_end + 1:nai_end].decode("utf-8") or None
+    except UnicodeDecodeError:
+        raise SaDistError("NAI is not UTF-8") from None
+    return SaRecord(spi, algorithm, replay_mode, ms / 1000, text6(hoa), text6(ha),
+                    data[fixed:key_end], nai, session_id), nai_end
 
 
 def _mobility_sa_class() -> type:
@@ -220,12 +248,19 @@ class Message:
 
     @classmethod
     def parse(cls, msg_type: int, data: bytes) -> "Message":
+        if msg_type == PUSH:     # the HA's timed path: no Reader, no keyword arguments
+            size = len(data)
+            if size < _MESSAGE_HEADER.size:
+                raise _truncated("message header", _MESSAGE_HEADER.size, size)
+            ts, txid = _MESSAGE_HEADER.unpack_from(data)
+            record, end = _record_at(data, _MESSAGE_HEADER.size, size)
+            if end != size:
+                raise DecodeError(f"{size - end} trailing bytes after PUSH")
+            return cls(PUSH, txid, ts, record)
         r = Reader(data)
         ts, txid = _MESSAGE_HEADER.unpack(r.take(_MESSAGE_HEADER.size, "message header"))
         kw: dict = {}
-        if msg_type == PUSH:
-            kw["record"] = SaRecord.decode(r)
-        elif msg_type == REVOKE:
+        if msg_type == REVOKE:
             kw["spi"] = r.u32("spi")
             kw["hoa"] = text6(r.take(16, "hoa"))
             try:
@@ -283,22 +318,28 @@ class Header:
 
     @classmethod
     def decode(cls, data: bytes) -> "Header":
-        if len(data) < HEADER_LEN + TAG_LEN:
-            raise SaDistError(f"datagram of {len(data)} bytes is too short")
-        if len(data) > MAX_DATAGRAM:
-            raise SaDistError(f"datagram of {len(data)} bytes is too long")
-        version, msg_type, role, reserved, epoch, seq = _HEADER.unpack_from(data)
-        if version != VERSION:
-            raise SaDistError(f"version {version}")
-        if msg_type not in KNOWN_TYPES:
-            raise SaDistError(f"unknown message type {msg_type}")
-        if role not in (ROLE_PAA, ROLE_HA, ROLE_FW):
-            raise SaDistError(f"unknown sender role {role}")
-        if reserved:
-            raise SaDistError("reserved byte not zero")
-        if seq == 0:
-            raise SaDistError("sequence number 0")
-        return cls(msg_type, role, epoch, seq)
+        return cls(*_header_fields(data))
+
+
+def _header_fields(data: bytes) -> tuple[int, int, int, int]:
+    """(type, role, epoch, sequence) of a datagram's header, checked: Header.decode
+    without the object (Opener.open, on the HA's timed PUSH path)."""
+    if len(data) < HEADER_LEN + TAG_LEN:
+        raise SaDistError(f"datagram of {len(data)} bytes is too short")
+    if len(data) > MAX_DATAGRAM:
+        raise SaDistError(f"datagram of {len(data)} bytes is too long")
+    version, msg_type, role, reserved, epoch, seq = _HEADER.unpack_from(data)
+    if version != VERSION:
+        raise SaDistError(f"version {version}")
+    if msg_type not in KNOWN_TYPES:
+        raise SaDistError(f"unknown message type {msg_type}")
+    if role not in (ROLE_PAA, ROLE_HA, ROLE_FW):
+        raise SaDistError(f"unknown sender role {role}")
+    if reserved:
+        raise SaDistError("reserved byte not zero")
+    if seq == 0:
+        raise SaDistError("sequence number 0")
+    return msg_type, role, epoch, seq
 
 
 def _nonce(seq: int) -> bytes:
@@ -352,33 +393,33 @@ class Opener:
         self._keys: dict[tuple[bytes, int], Aes128Gcm] = {}
 
     def open(self, psk: bytes, peer: str, data: bytes, now: float, wall_ms: int) -> Message:
-        header = Header.decode(data)
-        if header.role != self.role:
+        msg_type, role, epoch, seq = _header_fields(data)
+        if role != self.role:
             raise SaDistError("wrong sender role")
-        ident = (peer, header.epoch)
+        ident = (peer, epoch)
         state = self._epochs.get(ident)
-        if state is not None and self._seen(state, header.seq):
+        if state is not None and self._seen(state, seq):
             raise SaDistError("replayed sequence number")
-        aead = self._keys.get((psk, header.epoch))
+        aead = self._keys.get((psk, epoch))
         fresh = aead is None
         if fresh:
-            aead = Aes128Gcm(derive_key(psk, header.epoch, header.role))
+            aead = Aes128Gcm(derive_key(psk, epoch, role))
         try:
-            plain = aead.decrypt(_nonce(header.seq), data[HEADER_LEN:], data[:HEADER_LEN])
+            plain = aead.decrypt(_NONCE.pack(0, seq), data[HEADER_LEN:], data[:HEADER_LEN])
         except InvalidTag:
             raise SaDistError("authentication failed") from None
         if fresh:   # only authenticated epochs get a cached key
             if len(self._keys) > 4 * self.max_epochs:
                 self._keys.clear()
-            self._keys[(psk, header.epoch)] = aead
-        msg = self.parse(header.type, plain)
+            self._keys[(psk, epoch)] = aead
+        msg = self.parse(msg_type, plain)
         if abs(msg.timestamp_ms - wall_ms) > self.window * 1000:
             raise SaDistError("timestamp outside the window")
         if state is None:
             state = self._epochs[ident] = _EpochState()
             self._evict(now)
         self._epochs.move_to_end(ident)
-        self._mark(state, header.seq)
+        self._mark(state, seq)
         state.last_seen = now
         return msg
 
@@ -442,6 +483,25 @@ class SaRemove(Effect):
     hoa: str | None
     reason: str
     successor: bool = False   # replaced by re-authentication (REVOKE reason "rekeyed")
+
+
+@dataclass(frozen=True)
+class AfterInstall(Action):
+    """The rest of a PUSH's handling at the HA (its ACK and the SA's expiry timer): a
+    runtime that asked for staged actions applies what comes before this (the SaInstall
+    and its event) and then executes `step()`'s actions. The decision is the core's and
+    already made; only the sealing of the ACK waits."""
+    step: Callable[[], list[Action]]
+
+
+def expand(actions: list[Action]) -> list[Action]:
+    """`actions` with every AfterInstall replaced by its step's actions, in place."""
+    if not any(isinstance(a, AfterInstall) for a in actions):
+        return actions
+    out: list[Action] = []
+    for action in actions:
+        out += expand(action.step()) if isinstance(action, AfterInstall) else [action]
+    return out
 
 
 @dataclass(frozen=True)
@@ -735,7 +795,10 @@ class SaDistHaCore(_End):
         return self._request(paa, FETCH, now, {"selector": selector}, **kw) + \
             [Event("sadist.fetch_sent", {"role": "ha", "selector": selector, "paa": paa})]
 
-    def receive(self, data: bytes, src: str, port: int, now: float) -> list[Action]:
+    def receive(self, data: bytes, src: str, port: int, now: float, *,
+                staged: bool = False) -> list[Action]:
+        """The actions for one datagram; with `staged`, a PUSH's ACK and expiry timer
+        come as AfterInstall after the install (see the module's docstring)."""
         opened = self._open(data, src, port, now)
         if isinstance(opened, list):
             return opened
@@ -745,7 +808,8 @@ class SaDistHaCore(_End):
             if cached is not None:
                 return cached
             if msg.type == PUSH:
-                return self._on_push(peer, port, msg, now)
+                actions = self._on_push(peer, port, msg, now)
+                return actions if staged else expand(actions)
             if msg.type == HELLO:
                 return [self._answer(peer, port, msg, ACK, now, status=ACK_OK),
                         Event("sadist.hello", {"role": "ha", "paa": peer})]
@@ -790,20 +854,22 @@ class SaDistHaCore(_End):
             # An SPI names one MN: a push may refresh it, never move it to another HoA.
             return self._drop("SPI bound to another HoA", spi=msg.record.spi) + \
                 [self._answer(peer, port, msg, ACK, now, status=ACK_REFUSED)]
-        # Installed, then acknowledged: an ACK says the HA holds the SA. The expiry
+        # Installed, then acknowledged: an ACK says the HA holds the SA. The ACK is
+        # sealed once the install is applied and logged (AfterInstall); the expiry
         # timer is armed after the ACK has left (it is due in minutes).
-        return self._install(peer, msg.record, sa, "push") + \
-            [self._answer(peer, port, msg, ACK, now, status=ACK_OK), self._expiry(sa)]
+        return self._install(peer, msg.record, sa, "push") + [AfterInstall(
+            lambda: [self._answer(peer, port, msg, ACK, now, status=ACK_OK), self._expiry(sa)])]
 
     def _install(self, peer: str, record: SaRecord, sa: "MobilitySA", source: str,
                  selector: str = "") -> list[Action]:
-        """The install's event and effect; the caller adds the expiry timer (_expiry)."""
+        """The install's effect, then its event (logged once the SA is in the store); the
+        caller adds the expiry timer (_expiry)."""
         self.installed[record.spi] = (record, sa.expires_at, peer)
-        return [Event("sadist.sa_installed", {"role": "ha", "spi": record.spi,
+        return [SaInstall(sa, source, peer, record.session_id, selector),
+                Event("sadist.sa_installed", {"role": "ha", "spi": record.spi,
                                               "hoa": record.hoa, "nai": record.nai,
                                               "source": source, "lifetime": record.lifetime,
-                                              "session_id": record.session_id}),
-                SaInstall(sa, source, peer, record.session_id, selector)]
+                                              "session_id": record.session_id})]
 
     def _expiry(self, sa: "MobilitySA") -> StartTimer:
         return StartTimer(self._timer("expire", sa.spi), sa.expires_at)

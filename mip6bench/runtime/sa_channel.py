@@ -11,10 +11,16 @@ SAStore the HA's Mobile IPv6 core reads (mip6bench.mipv6.sa).
 
 What it does to the store: SaInstall -> store.replace(sa); SaRemove (revoked, expired)
 -> store.remove(spi) if the store still holds that SPI for the same HoA. `on_change(kind,
-spi, sa, reason, effect)` (optional) is told after each change: kind "install" (sa the
-new SA) or "remove" (sa the SA taken out of the store, or None; effect the SaRemove with
-its hoa and `successor`), e.g. for the HA agent to end the binding of an MN whose SA was
-revoked (HomeAgent.sa_revoked).
+spi, sa, reason, effect)` (optional) is told of each change once the datagram's (or
+timer's) actions are done, its answer sent: kind "install" (sa the new SA) or "remove"
+(sa the SA taken out of the store, or None; effect the SaRemove with its hoa and
+`successor`), e.g. for the HA agent to end the binding of an MN whose SA was revoked
+(HomeAgent.sa_revoked).
+
+A pushed SA, in this order: into the store, `sadist.sa_installed` logged, the ACK sealed
+and sent (the core's AfterInstall), the expiry timer armed, `on_change`. What precedes
+the event is what the install needs, so the event is the install's time; the bootstrap
+times the push by it (see README, "SA push at the home agent").
 
 Pull on demand: `bu_spi(mh)` is the SPI of the MN-HA Authentication option of a Binding
 Update (None for anything else); an HA that gets a BU whose SPI its store lacks awaits
@@ -26,8 +32,8 @@ import asyncio
 import random
 from typing import Any, Callable
 
-from mip6bench.aaa.sadist import (SADIST_PORT, SaDistConfig, SaDistHaCore, SaFetchFailed,
-                                  SaInstall, SaRemove, warm_up)
+from mip6bench.aaa.sadist import (SADIST_PORT, AfterInstall, SaDistConfig, SaDistHaCore,
+                                  SaFetchFailed, SaInstall, SaRemove, warm_up)
 from mip6bench.mipv6.sa import MobilitySA, SAStore
 from mip6bench.sansio import Action, Effect, Event, Transmit
 
@@ -133,45 +139,68 @@ class SaChannelHa:
 
     # ---- plumbing
     def _datagram(self, data: bytes, src: str, port: int) -> None:
-        self._run(self.core.receive(data, src, port, self._driver.now()))
+        self._run(self.core.receive(data, src, port, self._driver.now(), staged=True))
 
     def _send(self, tx: Transmit) -> None:
         self._sock.send(tx.data, tx.dst, tx.port)
 
     def _run(self, actions: list[Action]) -> None:
-        """In the core's order, effects included: an SA is in the store before the ACK
-        the core puts after its SaInstall leaves (the driver would apply a batch of
-        effects after the call's transmits)."""
+        """In the core's order, effects included (the driver would apply a batch of
+        effects after the call's transmits): an SA is in the store before its event is
+        logged and before the ACK after it is sealed (AfterInstall). The store changes
+        are reported to on_change after all of it."""
+        changes: list[tuple] = []
+        self._execute(actions, changes)
+        if self.on_change:
+            for change in changes:
+                self.on_change(*change)
+
+    def _execute(self, actions: list[Action], changes: list[tuple]) -> None:
         pending: list[Action] = []
         for action in actions:
             if isinstance(action, Effect):
-                self._driver.execute(pending)
-                pending = []
-                self._apply(action)
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
+                self._apply(action, changes)
+            elif isinstance(action, Event):    # logged here, in order, as the driver would
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
+                self.emit(action.name, **action.fields)
+            elif isinstance(action, AfterInstall):
+                if pending:
+                    self._driver.execute(pending)
+                    pending = []
+                self._execute(action.step(), changes)
             else:
                 pending.append(action)
-        self._driver.execute(pending)
+        if pending:
+            self._driver.execute(pending)
 
     def _apply_all(self, effects: list[Effect]) -> None:
         """The driver's apply_batch (for actions that reach it other than through _run)."""
+        changes: list[tuple] = []
         for effect in effects:
-            self._apply(effect)
+            self._apply(effect, changes)
+        if self.on_change:
+            for change in changes:
+                self.on_change(*change)
 
-    def _apply(self, effect: Effect) -> None:
+    def _apply(self, effect: Effect, changes: list[tuple]) -> None:
+        """The effect on the store; the change for on_change goes to `changes`."""
         if isinstance(effect, SaInstall):
             self.store.replace(effect.sa)
             if effect.selector:
                 self._resolve(effect.selector, effect.sa)
-            if self.on_change:
-                self.on_change("install", effect.sa.spi, effect.sa, effect.source, effect)
+            changes.append(("install", effect.sa.spi, effect.sa, effect.source, effect))
         elif isinstance(effect, SaRemove):
             held = self.store.lookup_spi(effect.spi)
             if held is not None and (effect.hoa is None or held.hoa == effect.hoa):
                 self.store.remove(effect.spi)
             else:
                 held = None
-            if self.on_change:
-                self.on_change("remove", effect.spi, held, effect.reason, effect)
+            changes.append(("remove", effect.spi, held, effect.reason, effect))
         elif isinstance(effect, SaFetchFailed):
             self._resolve(effect.selector, None)
 

@@ -95,6 +95,32 @@ def test_record_layout_and_strictness():
             r.expect_end()
 
 
+def test_push_parse_is_strict_at_every_length():
+    """A PUSH's plaintext is decoded in place (no Reader): every truncation and any
+    trailing byte is a DecodeError, and only the whole plaintext parses."""
+    msg = sd.Message(sd.PUSH, 7, 1234, RECORD)
+    raw = msg.plaintext()
+    assert sd.Message.parse(sd.PUSH, raw) == msg
+    for cut in range(len(raw)):
+        with pytest.raises(sd.DecodeError, match="truncated"):
+            sd.Message.parse(sd.PUSH, raw[:cut])
+    with pytest.raises(sd.DecodeError, match="trailing"):
+        sd.Message.parse(sd.PUSH, raw + b"\0")
+    bad_nai = raw[:-len(RECORD.nai)] + b"\xff" * len(RECORD.nai)
+    with pytest.raises(sd.DecodeError, match="UTF-8"):
+        sd.Message.parse(sd.PUSH, bad_nai)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=160))
+def test_push_parse_raises_only_decode_errors(data):
+    try:
+        msg = sd.Message.parse(sd.PUSH, data)
+    except sd.DecodeError:
+        return
+    assert msg.type == sd.PUSH and msg.record.spi >= 256 and msg.record.key
+
+
 def test_key_derivation_is_hkdf_sha256():
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -132,8 +158,45 @@ def test_push_is_logged_before_it_is_sent_and_acknowledged_after_the_install():
     assert kinds == ["Event", "Transmit"]
     at_ha = p.to_ha(sent, 0.001)
     order = [type(a).__name__ for a in at_ha if isinstance(a, (Event, Transmit, SaInstall, StartTimer))]
-    # The expiry timer (due in minutes) is armed after the ACK has left.
-    assert order == ["Event", "SaInstall", "Transmit", "StartTimer"]
+    # The install, its event, the ACK; the expiry timer (due in minutes) after the ACK.
+    assert order == ["SaInstall", "Event", "Transmit", "StartTimer"]
+
+
+def test_staged_push_seals_the_ack_only_after_the_install():
+    """Staged (the HA agent's runtime): the core returns the install and its event, and
+    the ACK and expiry timer as AfterInstall; nothing is sealed until its step runs, and
+    the step's actions are those the unstaged call returns after the event."""
+    p, q = Pair(), Pair()
+    push = tx(p.paa.sa_established(RECORD, 0.0))[0]
+    staged = p.ha.receive(push.data, PAA, sd.SADIST_PORT, 0.001, staged=True)
+    assert [type(a).__name__ for a in staged] == ["SaInstall", "Event", "AfterInstall"]
+    assert staged[1].name == "sadist.sa_installed" and staged[1].fields["spi"] == RECORD.spi
+    assert p.ha._sealer.seq == 0                      # no ACK sealed yet
+    rest = staged[2].step()
+    assert [type(a).__name__ for a in rest] == ["Transmit", "StartTimer"]
+    assert p.ha._sealer.seq == 1
+    # The PAA retransmits before the ACK arrives: answered from the cache, not installed again.
+    (txid,) = p.paa._outstanding
+    again = tx(p.paa._retransmit(txid, 0.5))[0]
+    assert [type(a).__name__ for a in
+            p.ha.receive(again.data, PAA, sd.SADIST_PORT, 0.5, staged=True)] == ["Transmit"]
+    acked = p.to_paa(rest, 0.502)
+    assert [(e.name, e.fields["status"]) for e in acked if isinstance(e, Event)] == \
+        [("sadist.acked", sd.ACK_OK)]
+    # Unstaged, the same push gives the same actions in one list (q's ends are seeded
+    # as p's: the same epochs, so the same bytes).
+    push_q = tx(q.paa.sa_established(RECORD, 0.0))[0]
+    whole = q.ha.receive(push_q.data, PAA, sd.SADIST_PORT, 0.001)
+    assert whole == staged[:2] + rest
+
+
+def test_expand_runs_the_steps_in_place():
+    calls = []
+    later = sd.AfterInstall(lambda: calls.append(1) or [StartTimer("t", 1.0)])
+    assert sd.expand([Event("a"), later, Event("b")]) == [Event("a"), StartTimer("t", 1.0), Event("b")]
+    assert calls == [1]
+    plain = [Event("a")]
+    assert sd.expand(plain) is plain
 
 
 def test_an_end_derives_its_own_keys_when_it_starts(monkeypatch):

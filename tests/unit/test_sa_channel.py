@@ -123,19 +123,31 @@ def test_bu_spi():
     assert bu_spi(b"\x00garbage") is None
 
 
-def test_the_ack_of_a_push_leaves_once_the_sa_is_in_the_store():
+def test_a_push_is_stored_then_logged_then_acknowledged_then_reported():
+    """The HA's order for a pushed SA: into the store, sadist.sa_installed logged (the
+    time the bootstrap's SA phase ends on), only then the ACK sealed and sent, and the
+    HA's Mobile IPv6 side told (on_change) last."""
     async def scenario():
         store = SAStore()
-        channel = SaChannelHa({"::1": PSK}, store, emit=lambda n, **f: None,
-                              port=free_port(), bind="::1")
-        held_when_sent = []
-        channel._send = lambda tx: held_when_sent.append(store.lookup_spi(RECORD.spi) is not None)
+        steps = []
+        channel = None
+
+        def emit(name, **fields):
+            if name == "sadist.sa_installed":
+                steps.append(("event", store.lookup_spi(RECORD.spi) is not None,
+                              channel.core._sealer.seq))
+
+        channel = SaChannelHa({"::1": PSK}, store, emit=emit, port=free_port(), bind="::1",
+                              on_change=lambda kind, *a: steps.append(("change", kind)))
+        channel._send = lambda tx: steps.append(("send", store.lookup_spi(RECORD.spi) is not None,
+                                                 channel.core._sealer.seq))
         await channel.open()
         paa = SaDistPaaCore(SaDistConfig({"::1": PSK}, wall_offset=time.time() - time.monotonic()),
                             rng=random.Random(1))
         push = next(a for a in paa.sa_established(RECORD, time.monotonic()) if isinstance(a, Transmit))
         channel._datagram(push.data, "::1", 7716)
         await channel.close()
-        return held_when_sent
+        return steps
 
-    assert asyncio.run(scenario()) == [True]
+    # seq: the HA end's datagrams sealed so far (none before the event, the ACK after)
+    assert asyncio.run(scenario()) == [("event", True, 0), ("send", True, 1), ("change", "install")]
