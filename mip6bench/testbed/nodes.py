@@ -8,14 +8,13 @@ sysctls, addresses, routes, and their standard services. That keeps
 """
 from __future__ import annotations
 
-import time
 import zlib
 from pathlib import Path
 
 from mininet.node import Node, Switch
 
 from mip6bench.net.firewall import Firewall
-from mip6bench.net.kernel import SNOOPING_RESPONSE_CS, DadMode, Kernel, wait_for
+from mip6bench.net.kernel import DadMode, Kernel, wait_for
 from mip6bench.net.netns import write_sysctls
 from mip6bench.testbed.context import current_run
 from mip6bench.testbed.operational import NodeSpec, is_firewall
@@ -247,16 +246,13 @@ class LanSegment(Switch):
                               input="\n".join(lines) + "\n", capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"LAN {self.name}: ip -batch failed: {done.stderr.strip()}")
-        self.snooping_from = None
         if not snooping:
             return
         # The querier once br0 has its link-local address (Kernel.start_querier); should
         # it not come, the querier starts anyway and the LAN floods until a query goes out.
         wait_for(self.pid, lambda kernel: any(a["address"].startswith("fe80:") and not a["tentative"]
                                               for a in kernel.addresses("br0")), 5.0)
-        k.start_querier("br0")
-        # From then on the kernel forwards by group (its delay: the response interval).
-        self.snooping_from = time.monotonic() + SNOOPING_RESPONSE_CS / 100
+        k.start_querier("br0")   # the kernel forwards by group one response interval later
 
     def stop(self, deleteIntfs=True):
         # The namespace, the bridge and its ports vanish with the segment's shell.
