@@ -45,7 +45,6 @@ from mip6bench.net import ro
 from mip6bench.net.intercept import PacketTap
 from mip6bench.net.mh_socket import MHSocket, RawSender
 from mip6bench.runtime.driver import CoreDriver
-from mip6bench.sansio import Transmit
 
 DataHandler = Callable[[bytes, str], None]
 # hold_mh(mh, deliver) -> True when the agent keeps the MH and calls deliver() later.
