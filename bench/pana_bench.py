@@ -23,10 +23,11 @@ bootstrap latency against its floor.
 Prints human-readable lines, then one JSON summary line.
 Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
 (--keep: keep the testbed runs' result directories)
-       python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH]
+       python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH] [--events]
 (part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
 "local": EAP server inside the PAA; reports completed/stalled sessions and the
-generator's CPU too; --profile: the PAA under cProfile, the AAA then on CPU G)
+generator's CPU too; --profile: the PAA under cProfile, the AAA then on CPU G;
+--events: the PAA writes its event log as in the testbed, entries and bytes per auth.)
        python bench/pana_bench.py --per-message
 (part 1's cores, one authentication hop by hop: the thread CPU each message costs the
 core that receives it, medians of 300, both backends; see README, "PANA at zero link
@@ -154,17 +155,24 @@ def inproc(n: int, backend: str, per_message: dict | None = None) -> dict:
 # ---- 2. real sockets in a namespace ---------------------------------------------------------
 
 def proc_cpu(pid: int) -> float:
+    return sum(proc_cpu_split(pid))
+
+
+def proc_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
 def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", *,
             cpus: tuple[str, str] | None = None, profile: str | None = None,
-            backend: str = "radius") -> dict:
+            backend: str = "radius", events: bool = False) -> dict:
     """`cpus` (F, G): the PAA and AAA agents pinned to CPU F, this load generator to G;
     `profile`: the PAA runs under cProfile into that file; `backend` "radius" (the AAA
-    agent behind the PAA) or "local" (EAP server inside the PAA)."""
+    agent behind the PAA) or "local" (EAP server inside the PAA); `events`: the PAA writes
+    its event log to a file, as it does in the testbed (else it keeps no file), and the
+    result says how many entries and bytes an authentication wrote."""
     from mip6bench.net.netns import in_fresh_netns
 
     def body():
@@ -179,7 +187,9 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
             cfg = work / f"{role}.json"
             cfg.write_text(json.dumps({"node": "bench", "agent": role,
                                        "control": str(work / f"{role}.sock"),
-                                       "events": None, "options": options}))
+                                       "events": str(work / f"{role}.events.jsonl")
+                                       if events and role == "paa" else None,
+                                       "options": options}))
             argv = [sys.executable]
             if profile and role == "paa":
                 argv += ["-m", "cProfile", "-o", profile]
@@ -210,8 +220,18 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
                                     "port": 7160, "token_key": "00" * 32})
             if cpus:
                 os.sched_setaffinity(0, {int(cpus[1])})
+            log = work / "paa.events.jsonl"
+            before = log.stat().st_size if events else 0
+            lines_before = log.read_bytes().count(b"\n") if events else 0
             out = asyncio.run(load(users, concurrency, agent_pid(paa),
                                    agent_pid(aaa) if aaa else None))
+            if events:
+                # the entries are written before the PAA's loop waits again: by the time
+                # the last PaC is done, the last answer's events are in the file
+                done = max(1, out["completed"])
+                out["paa_events_per_auth"] = round(
+                    (log.read_bytes().count(b"\n") - lines_before) / done, 2)
+                out["paa_event_bytes_per_auth"] = round((log.stat().st_size - before) / done)
             return dict(out, backend=backend)
         finally:
             for p in procs:
@@ -307,7 +327,8 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0) -> d
             self.run(self.pac.receive(data, "::1", loop.time(), addr[1]))
 
     def agents_cpu():
-        return (proc_cpu(paa_pid), proc_cpu(aaa_pid) if aaa_pid else 0.0)
+        return (proc_cpu(paa_pid), proc_cpu(aaa_pid) if aaa_pid else 0.0,
+                proc_cpu_split(paa_pid)[1])
 
     c0, g0 = agents_cpu(), os.times()
     t0 = time.perf_counter()
@@ -328,6 +349,7 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0) -> d
             "paa_cpu_ms_per_auth": round(1000 * (c1[0] - c0[0]) / max(1, n), 3),
             "aaa_cpu_ms_per_auth": round(1000 * (c1[1] - c0[1]) / max(1, n), 3),
             "paa_auth_per_cpu_s": round(n / max(1e-9, c1[0] - c0[0]), 1),
+            "paa_sys_ms_per_auth": round(1000 * (c1[2] - c0[2]) / max(1, n), 3),
             "gen_cpu_ms_per_auth": round(1000 * (g1.user + g1.system - g0.user - g0.system)
                                          / max(1, n), 3)}
 
@@ -356,14 +378,16 @@ def testbed(aaa: str) -> dict:
 
 def sockets_only(spec: str) -> int:
     """--sockets N,C[,F,G][,local]: only part 2, N authentications with C in flight (agents
-    on CPU F, generator on G); --profile PATH runs the PAA under cProfile."""
+    on CPU F, generator on G); --profile PATH runs the PAA under cProfile; --events: the
+    PAA writes its event log (as in the testbed)."""
     parts = spec.split(",")
     backend = "local" if "local" in parts else "radius"
     parts = [x for x in parts if x != "local"]
     n, c = int(parts[0]), int(parts[1])
     cpus = (parts[2], parts[3]) if len(parts) >= 4 else None
     profile = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
-    r = sockets(n, c, cpus=cpus, profile=profile, backend=backend)
+    r = sockets(n, c, cpus=cpus, profile=profile, backend=backend,
+                events="--events" in sys.argv)
     print(f"sockets ({backend}, {n} PaCs, {c} in flight): {r['auth_per_s']:.1f} auth/s, "
           f"completed {r['completed']} stalled {r['stalled']} (PaC retransmits {r['pac_retransmits']}); PAA {r['paa_cpu_ms_per_auth']:.3f} "
           f"ms CPU/auth ({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} "

@@ -4,20 +4,47 @@ Each entry: `t_ns` (CLOCK_MONOTONIC in ns: every network namespace shares that c
 so times compare across nodes exactly), `node`, `agent`, `event` and the event's own
 fields (ids such as a PANA session, a binding or an NSIS session go in fields).
 Experiments compute phases as differences between events.
+
+Entries whose fields are all plain scalars (str, int, float, bool, None: nearly all of
+them) are encoded by orjson (about a tenth of the standard library's time: a PAA writes
+13 entries per authentication); any other entry, and one orjson refuses (an integer past
+64 bits, a string that is not valid Unicode), by the standard library's encoder with
+`default=str`, as every entry was before. Both write the same fields with the same
+values; orjson writes non-ASCII text as UTF-8 where the standard library escapes it.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Iterator
+
+import orjson
 
 RESERVED = ("t_ns", "node", "agent", "event")
 _RESERVED = frozenset(RESERVED)
 MAX_DEFERRED = 512   # entries held for the loop's next wait, at most
 # One encoder for every entry (json.dumps with arguments builds one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+# what orjson encodes exactly as _ENCODER does (by class: an enum or another subclass
+# of these goes to _ENCODER, as containers do)
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def encode_entry(entry: dict[str, Any]) -> bytes:
+    """One entry as a JSON line (UTF-8, newline-terminated); see the module docstring."""
+    for value in entry.values():
+        cls = value.__class__
+        if cls not in _SCALARS and (cls is not float or not math.isfinite(value)):
+            break           # NaN and infinities: the standard library's tokens, as before
+    else:
+        try:
+            return orjson.dumps(entry, option=orjson.OPT_APPEND_NEWLINE)
+        except orjson.JSONEncodeError:
+            pass
+    return (_ENCODER.encode(entry) + "\n").encode()
 
 
 class EventLog:
@@ -40,7 +67,7 @@ class EventLog:
     def __init__(self, path: str | os.PathLike | None, node: str, agent: str):
         self.node, self.agent = node, agent
         self.path = Path(path) if path else None
-        self._file = open(self.path, "a", buffering=1) if self.path else None
+        self._file = open(self.path, "ab", buffering=0) if self.path else None
         self.counts: dict[str, int] = {}
         self._loop = None
         self._hold = 1          # pending entries that make emit schedule a write
@@ -65,7 +92,7 @@ class EventLog:
         self.counts[event] = self.counts.get(event, 0) + 1
         if self._file:
             if self._loop is None or self._loop.is_closed():
-                self._file.write(_ENCODER.encode(entry) + "\n")
+                self._write(encode_entry(entry))
             else:
                 self._pending.append(entry)
                 if len(self._pending) == self._hold:
@@ -76,7 +103,12 @@ class EventLog:
         """Write the entries emitted since the last write."""
         if self._pending and self._file:
             pending, self._pending = self._pending, []
-            self._file.write("".join(_ENCODER.encode(e) + "\n" for e in pending))
+            self._write(b"".join([encode_entry(e) for e in pending]))
+
+    def _write(self, data: bytes) -> None:
+        written = self._file.write(data)
+        while written < len(data):   # an unbuffered write may be short; the rest follows
+            written += self._file.write(data[written:])
 
     def close(self) -> None:
         if self._file:

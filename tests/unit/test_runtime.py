@@ -77,7 +77,7 @@ def test_event_log_on_the_agent_loop_writes_a_wake_ups_entries_once_before_it_wa
     log = EventLog(path, "ha", "ha")
     writes, seen = [], {}
     real_write = log._file.write
-    log._file.write = lambda text: (writes.append(text.count("\n")), real_write(text))[1]
+    log._file.write = lambda data: (writes.append(data.count(b"\n")), real_write(data))[1]
 
     async def main():
         loop = asyncio.get_running_loop()
