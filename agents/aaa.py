@@ -55,7 +55,8 @@ class AaaAgent(Agent):
             raise ParameterError(f"bad RADIUS client list: {exc}") from None
         self.core = RadiusServerCore(config)
         self.driver = CoreDriver(send=self._send, on_timer=self.core.handle_timer,
-                                 apply=lambda effect: None, emit=self.emit)
+                                 apply=lambda effect: None, emit=self.emit,
+                                 emit_fields=self.emit_fields)
         self.sock = UdpSocket.bind(o.bind, o.port, self._datagram, on_error=self._io_error)
         self.emit("aaa.listening", port=o.port, users=len(creds), clients=sorted(config.clients))
 

@@ -162,7 +162,8 @@ class PaaAgent(WaitableEvents, Agent):
         except ValueError as exc:
             raise ParameterError(str(exc)) from None
         self.driver = CoreDriver(send=self._send, on_timer=self._on_timer,
-                                 apply=lambda effect: None, emit=self.emit)
+                                 apply=lambda effect: None, emit=self.emit,
+                                 emit_fields=self.emit_fields)
         self.sockets = {}
         self.sockets["pana"] = UdpSocket.bind("::", o.port, self._on("pana"),
                                               on_error=self._io_error)
@@ -186,9 +187,14 @@ class PaaAgent(WaitableEvents, Agent):
 
     # ---- plumbing
     def _on(self, via: str):
+        # looked up once: one datagram after another in a burst (the clock is the loop's,
+        # CoreDriver.now(): the event loop's time is time.monotonic)
+        receive, run, clock = self.service.receive, self._run, time.monotonic
+
         def handler(data: bytes, src: str, port: int) -> None:
-            self._run(self.service.receive(data, src.split("%", 1)[0], port,
-                                           self.driver.now(), via=via))
+            if "%" in src:            # a link-local source's zone
+                src = src.split("%", 1)[0]
+            run(receive(data, src, port, clock(), via=via))
         return handler
 
     def _on_timer(self, key, now: float):

@@ -69,7 +69,12 @@ class Agent:
 
     # --- services -------------------------------------------------------------
     def emit(self, event: str, **fields: Any) -> None:
-        self.recent.append(self._log.emit(event, **fields))
+        self.emit_fields(event, fields)
+
+    def emit_fields(self, event: str, fields: dict[str, Any]) -> None:
+        """emit() with the fields as a dict (not kept), as a core's Event holds them: what
+        CoreDriver(emit_fields=...) calls."""
+        self.recent.append(self._log.emit_fields(event, fields))
         if self._event_waiter is not None:   # WaitableEvents' wait-event command
             self._event_waiter.set()
 

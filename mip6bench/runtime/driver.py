@@ -8,7 +8,9 @@ For every action, in the order the core returned them:
                          fields saying how: MhTransmit.via, GistTransmit.mode, ...)
     StartTimer/StopTimer arm / cancel; a timer that fires calls `on_timer(key, now)`,
                          whose actions are executed the same way
-    Event                `emit(name, **fields)` into the agent's event log
+    Event                `emit(name, **fields)` into the agent's event log (or
+                         `emit_fields(name, fields)` when given: Agent.emit_fields, the
+                         Event's dict passed as it is, not unpacked into keywords)
     anything else        an effect: `apply(effect)` (a function or a coroutine function)
 
 Ordering of effects. Effects are applied one at a time in the order they were returned,
@@ -111,6 +113,7 @@ class CoreDriver:
     def __init__(self, *, send: Callable[[Transmit], None],
                  on_timer: Callable[[Hashable, float], Actions],
                  emit: Callable[..., None],
+                 emit_fields: Callable[[str, dict], None] | None = None,
                  apply: Callable[[Any], Awaitable[None] | None] | None = None,
                  apply_batch: Callable[[list], None] | None = None,
                  apply_many: Callable[[list], Any] | None = None,
@@ -123,6 +126,7 @@ class CoreDriver:
         if apply_many is not None and (apply is None or batch_key is None or clock is not None):
             raise ValueError("apply_many needs apply and batch_key, and the asyncio mode")
         self._send, self._on_timer, self._emit = send, on_timer, emit
+        self._emit_fields = emit_fields
         self._apply, self._apply_batch = apply, apply_batch
         self._apply_many, self._batch_key, self._max_batch = apply_many, batch_key, max_batch
         self._barriers = tuple(barriers)
@@ -175,7 +179,10 @@ class CoreDriver:
             elif kind is _STOP:
                 self._disarm(action.key)
             elif kind is _EVENT:
-                self._emit(action.name, **action.fields)
+                if self._emit_fields is not None:
+                    self._emit_fields(action.name, action.fields)
+                else:
+                    self._emit(action.name, **action.fields)
             elif batch is not None:
                 batch.append(action)
             else:

@@ -119,6 +119,37 @@ def test_event_log_refuses_reserved_field_names(tmp_path):
         log.emit("x", node="other")
 
 
+def test_event_log_emit_fields_writes_what_emit_writes_and_keeps_no_reference(tmp_path):
+    path = tmp_path / "a.jsonl"
+    log = EventLog(path, "paa", "paa")
+    fields = {"session_id": 5, "nai": "mn1@x"}
+    entry = log.emit_fields("pana.session_open", fields, t_ns=10)
+    assert entry is not fields and fields == {"session_id": 5, "nai": "mn1@x"}
+    log.emit("pana.session_open", t_ns=10, session_id=5, nai="mn1@x")
+    with pytest.raises(ValueError):
+        log.emit_fields("x", {"node": "other"})
+    log.close()
+    first, second = read_events(path)
+    assert first == second == {"t_ns": 10, "node": "paa", "agent": "paa",
+                               "event": "pana.session_open", "session_id": 5, "nai": "mn1@x"}
+    assert log.counts == {"pana.session_open": 2}
+
+
+def test_core_driver_passes_an_events_fields_dict_to_emit_fields_when_given():
+    got = []
+    driver = CoreDriver(send=lambda t: None, on_timer=lambda k, n: [],
+                        emit=lambda name, **f: got.append(("emit", name, f)),
+                        emit_fields=lambda name, f: got.append(("fields", name, f)),
+                        clock=ManualClock())
+    event = Event("a.b", {"x": 1})
+    driver.execute([event])
+    assert got == [("fields", "a.b", {"x": 1})] and got[0][2] is event.fields
+    plain = CoreDriver(send=lambda t: None, on_timer=lambda k, n: [],
+                       emit=lambda name, **f: got.append(("emit", name, f)), clock=ManualClock())
+    plain.execute([event])
+    assert got[1] == ("emit", "a.b", {"x": 1})
+
+
 def test_reader_skips_a_torn_last_line_and_merge_orders_by_time(tmp_path):
     a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     a.write_text('{"t_ns": 3, "event": "c"}\n{"t_ns": 1, "event": "a"}\n{"t_ns": 5, "ev')
