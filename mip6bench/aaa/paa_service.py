@@ -63,6 +63,7 @@ from mip6bench.eap.passthrough import EapPassThrough
 from mip6bench.pana import effects as fx
 from mip6bench.pana.mip6 import table_or_random_hoa
 from mip6bench.pana.paa import PaaConfig, PaaCore, PaaState
+from mip6bench.randompool import PooledSystemRandom
 from mip6bench.sansio import Action, Event, StartTimer, StopTimer, Transmit, quick_init
 
 if TYPE_CHECKING:  # imported on first use: only the local backend needs the EAP server
@@ -104,7 +105,9 @@ class PaaServiceConfig:
 class PaaService:
     def __init__(self, config: PaaServiceConfig, rng: random.Random | None = None):
         self.config = config
-        self.rng = rng or random.SystemRandom()
+        # identifiers, nonces, authenticators and jitter, no keys: from a pool of the
+        # kernel's random bytes (mip6bench.randompool), not one getrandom(2) a value
+        self.rng = rng or PooledSystemRandom()
         self.counters: Counter[str] = Counter()
         self._aaa_hoa: dict[str, str] = {}
         paa_cfg = replace(config.paa, first_eap_request=self._first_eap_request)
@@ -394,6 +397,8 @@ def _route_of(cls: type):
 
 
 def _bytes_from(rng: random.Random) -> Callable[[int], bytes]:
+    if isinstance(rng, PooledSystemRandom):
+        return rng.bytes_source()
     if isinstance(rng, random.SystemRandom):
         return os.urandom
     return lambda n: rng.getrandbits(8 * n).to_bytes(n, "big") if n else b""
