@@ -12,7 +12,9 @@ and hands each byte out once, in order; the bytes are the kernel's, unchanged.
 For values that are public or go on the wire (identifiers, nonces, authenticators,
 jitter): what the pool has read ahead stays in the process's memory until it is handed
 out, so keys are not drawn from it. A child forked from the process starts with an
-empty pool (it must not hand out its parent's next bytes again).
+empty pool (it must not hand out its parent's next bytes again). A pool is for one
+thread (each PaaService makes its own): two threads taking from one could get the same
+bytes.
 """
 from __future__ import annotations
 
