@@ -83,6 +83,22 @@ def stop_link_hubs(run) -> None:
         run.link_hubs = None
 
 
+def remote_relay_later(helper, a: str, a_pid: int, b: str, b_pid: int, params: LinkParams,
+                       seed: int, carrier: bool):
+    """A relay link made by a server's link hubs through its helper (testbed.serverd):
+    sent now, the returned function waits for it (a serverd.RemoteHubLink)."""
+    from mip6bench.testbed.serverd import RemoteHubLink
+
+    slot = helper.send("hub_add", a=a, a_pid=a_pid, b=b, b_pid=b_pid, seed=seed, carrier=carrier,
+                       params={f: getattr(params, f) for f in LinkParams.FIELDS})
+
+    def result(timeout: float = 30.0):
+        from mip6bench.slowdown import scaled
+        reply = helper.collect(slot, scaled(timeout))
+        return RemoteHubLink(helper, reply["link"], reply, f"{a}<->{b}")
+    return result
+
+
 class ShapedLink(Link):
     """A link between two nodes with optional shaping (see the module docstring)."""
 
@@ -94,6 +110,11 @@ class ShapedLink(Link):
         self.seed = seed
         self.attached = attached
         self.backend = backend or choose_backend(shaping, emulation)
+        # A link on another server (cluster mode: both ends are there) is made by that
+        # server's helper; netem and tbf are set by pid on this kernel, so it relays.
+        self.helper = getattr(node1, "helper", None)
+        if self.helper is not None and self.backend in ("netem", "tbf"):
+            self.backend = "relay"
         self.relay = None  # a linkhub.HubLink for the relay backend
         self._pending = None  # its add request, until finish()
         params.setdefault("intf", Ip6Intf)
@@ -113,6 +134,10 @@ class ShapedLink(Link):
         if self.backend != "relay":
             return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
                                         deleteIntfs=False)
+        if self.helper is not None:
+            self._pending = remote_relay_later(self.helper, intfname1, node1.pid, intfname2, node2.pid,
+                                               link_params(self.shaping), self.seed, self.attached)
+            return None
         run = current_run()
         pool = link_hubs(run)
         known = set(pool.pids)

@@ -88,7 +88,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "hub_link": {"link": (_INT, True), "command": (_STR, True), "within": (_NUM, False)},
     "hubs_stop": {},
     "agent_start": {"key": (_STR, True), "pid": (_INT, True), "script": (_STR, True),
-                    "config": ((dict,), True), "streams": ((list,), False),
+                    "config": ((dict,), True), "streams": ((list,), False), "files": ((dict,), False),
                     "ready_prefix": (_STR, False), "timeout": (_NUM, False)},
     "agent_stop": {"key": (_STR, True), "grace": (_NUM, False)},
     "agent_kill": {"key": (_STR, True)},
@@ -274,6 +274,7 @@ class ServerHelper:
         self.kernels: dict[int, Any] = {}
         self.hubs = None
         self.hub_links: dict[int, Any] = {}
+        self._hub_lock = threading.Lock()
         self.agents: dict[str, Any] = {}
         self.agent_streams: dict[str, list[str]] = {}
         self.streams = Streams(self.dir, self.send)
@@ -418,14 +419,18 @@ class ServerHelper:
             shaping = LinkParams(**params)
         except (TypeError, ValueError) as exc:
             raise RequestError(f"hub_add: link parameters: {exc}") from None
-        if self.hubs is None:
-            self.hubs = HubPool()
-        known = set(self.hubs.pids)
-        link = self.hubs.add(_ifname(a), a_pid, _ifname(b), b_pid, shaping, seed=seed, carrier=carrier)
-        for pid in set(self.hubs.pids) - known:
-            self.record.add_process(pid, "link hub")
-        handle = len(self.hub_links) + 1
-        self.hub_links[handle] = link
+        with self._hub_lock:   # requests run on several threads; the pool is not theirs
+            if self.hubs is None:
+                self.hubs = HubPool()
+            known = set(self.hubs.pids)
+            pending = self.hubs.add_later(_ifname(a), a_pid, _ifname(b), b_pid, shaping, seed=seed,
+                                          carrier=carrier)
+            for pid in set(self.hubs.pids) - known:
+                self.record.add_process(pid, "link hub")
+        link = pending()
+        with self._hub_lock:
+            handle = len(self.hub_links) + 1
+            self.hub_links[handle] = link
         return {"link": handle, "hub_pid": link.pid, **{k: link.ready.get(k) for k in ("a", "b")}}
 
     def op_hub_link(self, link: int, command: str, within: float = 10.0) -> dict:
@@ -435,17 +440,19 @@ class ServerHelper:
         if not HUB_COMMANDS.match(command):
             raise RequestError(f"hub command {command!r} is not one of carrier, stats, set, wait, del")
         if command == "del":
-            self.hub_links.pop(link)
+            with self._hub_lock:
+                self.hub_links.pop(link, None)
             return {"ok": True, "code": hub_link.stop()}
         return hub_link.hub.request(f"{hub_link.id} {command}", min(float(within), 600.0))
 
     def op_hubs_stop(self) -> list:
-        pool, self.hubs = self.hubs, None
-        self.hub_links.clear()
+        with self._hub_lock:
+            pool, self.hubs = self.hubs, None
+            self.hub_links.clear()
         return pool.stop() if pool is not None else []
 
     def op_agent_start(self, key: str, pid: int, script: str, config: dict, streams: list | None = None,
-                       ready_prefix: str = '{"ready"', timeout: float = 30.0) -> dict:
+                       files: dict | None = None, ready_prefix: str = '{"ready"', timeout: float = 30.0) -> dict:
         from mip6bench.secretfiles import write_secret_file
         from mip6bench.testbed.process import NodeProcess
 
@@ -456,6 +463,11 @@ class ServerHelper:
             raise RequestError("agent_start: streams are plain file names")
         if key in self.agents and self.agents[key].alive():
             raise RequestError(f"agent {key} runs already")
+        files = files or {}
+        if not all(_NAME.match(n) and isinstance(v, str) for n, v in files.items()):
+            raise RequestError("agent_start: files are {plain name: text}")
+        for name, text in files.items():   # keys and secrets its options name: 0600
+            write_secret_file(self.dir / name, text, replace=True)
         for name in names:   # created empty (0600) and watched before the agent writes
             path = self.dir / name
             if not path.exists():
@@ -612,6 +624,7 @@ class Helper:
         self._dead: str | None = None
         self._reader: threading.Thread | None = None
         self.forwards: set[str] = set()
+        self.forwarding_checked = False
         self._files: list = []
 
     def start(self, record, timeout: float = 60.0) -> "Helper":
@@ -623,7 +636,7 @@ class Helper:
         record.add_process(self.proc.pid, f"ssh to the helper on {self.host}")
         self._reader = threading.Thread(target=self._read_loop, name=f"helper-{self.host}", daemon=True)
         self._reader.start()
-        self.hello = self.request("hello", timeout=scaled(timeout))
+        self.hello = self.request("hello", reply_s=scaled(timeout))
         if self.hello.get("protocol") != PROTOCOL:
             raise Mip6benchError(f"cluster: the helper on {self.host} speaks protocol "
                                  f"{self.hello.get('protocol')}, this controller {PROTOCOL}",
@@ -693,8 +706,15 @@ class Helper:
         if early:
             sink(early)
 
-    def request(self, op: str, timeout: float = 30.0, **args: Any) -> Any:
-        slot: list = [threading.Event(), None]
+    def request(self, op: str, reply_s: float = 30.0, **args: Any) -> Any:
+        """Send request `op` with its fields; its result, or a one-line error (refused,
+        no answer within reply_s seconds, the helper gone)."""
+        return self.collect(self.send(op, **args), reply_s)
+
+    def send(self, op: str, **args: Any) -> list:
+        """Send a request without waiting (collect() its result): requests sent back to
+        back are worked through by the helper while the caller goes on."""
+        slot: list = [threading.Event(), None, op]
         with self._lock:
             if self._dead:
                 raise Mip6benchError(f"cluster: the helper on {self.host} is gone ({self._dead})")
@@ -707,10 +727,15 @@ class Helper:
                 self._pending.pop(rid, None)
                 raise Mip6benchError(f"cluster: the helper on {self.host} is gone") from None
             self.requests += 1
-        if not slot[0].wait(timeout):
+        slot.append(rid)
+        return slot
+
+    def collect(self, slot: list, reply_s: float = 30.0) -> Any:
+        op, rid = slot[2], slot[3]
+        if not slot[0].wait(reply_s):
             with self._lock:
                 self._pending.pop(rid, None)
-            raise Mip6benchError(f"cluster: the helper on {self.host} did not answer {op} within {timeout:g} s")
+            raise Mip6benchError(f"cluster: the helper on {self.host} did not answer {op} within {reply_s:g} s")
         reply = slot[1]
         if reply is None:
             raise Mip6benchError(f"cluster: the helper on {self.host} is gone ({self._dead})")
@@ -719,7 +744,7 @@ class Helper:
         return reply.get("result")
 
     def measure_offset(self, samples: int = 16) -> ClockOffset:
-        self.offset = estimate_offset(lambda: self.request("clock", timeout=10.0)["t_ns"],
+        self.offset = estimate_offset(lambda: self.request("clock", reply_s=10.0)["t_ns"],
                                       samples=samples)
         return self.offset
 
@@ -734,8 +759,23 @@ class Helper:
             err = done.stderr.strip().splitlines()
             raise Mip6benchError(f"cluster: cannot forward {remote} from {self.host}: "
                                  f"{err[-1] if err else 'exit status ' + str(done.returncode)}",
-                                 "the server's sshd needs AllowStreamLocalForwarding yes (the default)")
+                                 "the server's sshd needs AllowTcpForwarding and AllowStreamLocalForwarding yes or local")
         self.forwards.add(local)
+
+    def check_forwarding(self, local: str) -> None:
+        """Once per server: an agent answers through a forwarded socket (ssh accepts the
+        local connection either way; a server whose sshd forbids the forward resets it)."""
+        if self.forwarding_checked:
+            return
+        from mip6bench.runtime import control
+        try:
+            control.request(local, "status", timeout=20.0)
+        except (OSError, control.ControlError) as exc:
+            raise Mip6benchError(f"cluster: agents' control sockets on {self.host} cannot be reached "
+                                 f"through ssh: {exc}",
+                                 "the server's sshd needs AllowTcpForwarding and AllowStreamLocalForwarding "
+                                 "yes or local") from None
+        self.forwarding_checked = True
 
     def remote_path(self, name: str) -> str:
         return f"{self.hello['dir']}/{name}"
@@ -747,7 +787,7 @@ class Helper:
             return
         try:
             if self.proc.poll() is None and not self._dead:
-                self.request("shutdown", timeout=timeout)
+                self.request("shutdown", reply_s=timeout)
         finally:
             try:
                 self.proc.stdin.close()
@@ -766,6 +806,22 @@ class Helper:
             self._files.clear()
 
 
+def remote_config(config: Any, state_dir: Path, files: dict[str, str]) -> Any:
+    """An agent's config for a server's helper: paths of files in the run's state
+    directory (keys, credentials) become DIR_TOKEN names, their contents go in `files`."""
+    if isinstance(config, dict):
+        return {k: remote_config(v, state_dir, files) for k, v in config.items()}
+    if isinstance(config, list):
+        return [remote_config(v, state_dir, files) for v in config]
+    if isinstance(config, str) and config.startswith(f"{state_dir}/"):
+        path = Path(config)
+        if path.is_file():
+            name = "-".join(path.relative_to(state_dir).parts)
+            files[name] = path.read_text()
+            return DIR_TOKEN + name
+    return config
+
+
 class RemoteKernel:
     """What the node classes call on `Kernel` for a node on another server, as `kernel`
     requests to its helper (the same Kernel methods run there)."""
@@ -773,10 +829,10 @@ class RemoteKernel:
     def __init__(self, helper: Helper, pid: int):
         self.helper, self.pid = helper, pid
 
-    def _call(self, name: str, **kwargs: Any) -> Any:
+    def _call(self, _method: str, **kwargs: Any) -> Any:
         if "dad" in kwargs and kwargs["dad"] is not None:
-            kwargs["dad"] = kwargs["dad"].name.lower()
-        return self.helper.request("kernel", pid=self.pid, calls=[[name, kwargs]])[0]
+            kwargs["dad"] = kwargs["dad"].value
+        return self.helper.request("kernel", pid=self.pid, calls=[[_method, kwargs]])[0]
 
     def set_link(self, name: str, **kw: Any) -> None:
         self._call("set_link", name=name, **kw)
@@ -810,7 +866,7 @@ class RemoteHubLink:
         self.deleted = False
 
     def _request(self, command: str, timeout: float = 10.0) -> dict:
-        reply = self.helper.request("hub_link", timeout=timeout + 5, link=self.id, command=command,
+        reply = self.helper.request("hub_link", reply_s=timeout + 5, link=self.id, command=command,
                                     within=timeout)
         if not reply.get("ok"):
             raise Mip6benchError(f"link {self.label} (hub on {self.helper.host}) refused {command!r}: "
@@ -850,9 +906,9 @@ class RemoteProcess:
     alive, stop, kill). Its config goes as data, its paths under DIR_TOKEN."""
 
     def __init__(self, helper: Helper, node, key: str, script: str, config: dict,
-                 streams: list[str], what: str):
+                 streams: list[str], what: str, files: dict[str, str] | None = None):
         self.helper, self.node, self.key, self.script = helper, node, key, script
-        self.config, self.streams, self.what = config, streams, what
+        self.config, self.streams, self.what, self.files = config, streams, what, files or {}
         self.pid: int | None = None
         self.start_ns = self.ready_ns = 0
         self.ready_line: str | None = None
@@ -867,7 +923,7 @@ class RemoteProcess:
             pool = self.helper._launcher = ThreadPoolExecutor(8, thread_name_prefix="remote-agent")
         self._future = pool.submit(self.helper.request, "agent_start", 120.0, key=self.key,
                                    pid=self.node.pid, script=self.script, config=self.config,
-                                   streams=self.streams)
+                                   streams=self.streams, files=self.files)
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> "RemoteProcess":
@@ -902,7 +958,7 @@ class RemoteProcess:
                 return None
         if self.pid is None:
             return None
-        return self.helper.request("agent_stop", timeout=grace + 20, key=self.key, grace=grace)["status"]
+        return self.helper.request("agent_stop", reply_s=grace + 20, key=self.key, grace=grace)["status"]
 
     def signal(self, sig: int) -> None:
         if sig == signal.SIGKILL:

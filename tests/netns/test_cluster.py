@@ -11,6 +11,7 @@ nobody answers on, no ssh client, a bad list) ends in one line before anything
 exists."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -112,6 +113,26 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         trunks = [link for link in tb.net.links if getattr(link, "backend", None) == "tunnel"]
         assert sorted(str(t.intf1) for t in trunks) == ["f1-s2", "f2-s2", "home-s2"]
         assert all(t.tunnel.poll() is None for t in trunks)
+        # Everything on the second server went through its helper (testbed.serverd), not
+        # through this process's pids: the MN agents are the helper's children, recorded
+        # in its own run record (0700) with the nodes' shells and its link hubs, and none
+        # of them in the controller's.
+        helper = tb.cluster[1].helpers[1]
+        record = Path(helper.hello["dir"])
+        assert record.name == f"{tb.run.run_id}-server2" and (record.stat().st_mode & 0o777) == 0o700
+        theirs = {r["pid"]: r["what"] for r in map(json.loads, (record / "resources.jsonl").read_text().splitlines())}
+        ours = {r["pid"] for r in tb.run.record.resources() if r["kind"] == "process"}
+        for k in (1, 2):
+            agent = tb.agent(f"mn{k}")
+            assert helper.hello["pid"] in ancestors(agent.pid) and agent.pid in theirs and agent.pid not in ours
+            assert theirs[nodes[f"mn{k}"].pid] == f"node mn{k}" and nodes[f"mn{k}"].pid not in ours
+        assert "link hub" in theirs.values()
+        assert tb.link("f1-mn1").relay.__class__.__name__ == "RemoteHubLink"
+        assert helper.requests > 20
+        # One kernel: the measured offset of its clock is zero within its uncertainty.
+        clocks = tb.cluster_info()["clocks"]
+        assert clocks[1]["server"] == "127.0.0.2" and clocks[1]["samples"] >= 8
+        assert abs(clocks[1]["offset_ns"]) <= clocks[1]["uncertainty_ns"] < 50_000_000
         ha = tb.mobility_agent("ha")
         for k in (1, 2):
             st = tb.wait_registered(f"mn{k}", timeout=20)
@@ -137,7 +158,25 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         tb.stop()
     assert tb.teardown_errors == []
     assert [p for p, s in pids if process_start(p) == s] == []
+    assert [p for p in theirs if os.path.exists(f"/proc/{p}")] == [] and not record.exists()
     assert namespaces & live_netns() == set()
+    # The MNs' events came back through the helper's streams into the run's event log.
+    events = [json.loads(line) for line in (tb.run_dir / "events.jsonl").read_text().splitlines()]
+    mine = [e for e in events if e["node"] == "mn1"]
+    assert any(e["event"].startswith("pana.") for e in mine)
+    assert any(e["event"] == "testbed.stopped" for e in events)
+
+
+def test_a_server_without_the_checkout(sshd, clean_host, tmp_path, monkeypatch):
+    import mip6bench
+    monkeypatch.setattr(mip6bench, "REPO_ROOT", tmp_path / "elsewhere")
+    tb = Testbed({"mns": 1}, experiment="test-cluster", out_dir=tmp_path / "run", capture=False,
+                 agents=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    with pytest.raises(EnvironmentProblem) as err:
+        tb.start()
+    text = str(err.value)
+    assert "127.0.0.2 has no checkout of mip6bench" in text and "make setup" in text and "\n" not in text
+    assert tb.run is None
 
 
 def test_a_server_nobody_answers_on(sshd, clean_host, tmp_path):
