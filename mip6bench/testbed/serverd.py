@@ -856,9 +856,13 @@ class RemoteKernel:
         pass   # the helper's netlink socket for this namespace closes with the helper
 
 
-class RemoteHubLink:
-    """A relay link served by a link hub on another server (HubLink's operations, as
-    `hub_link` requests)."""
+from mip6bench.net.linkhub import HubLink  # noqa: E402 (the controller's side only)
+
+
+class RemoteHubLink(HubLink):
+    """A relay link served by a link hub on another server: HubLink's operations, each
+    a `hub_link` request to the server's helper; times it reports (carrier changes) on
+    the controller's clock."""
 
     def __init__(self, helper: Helper, handle: int, ready: dict, label: str):
         self.helper, self.id, self.ready, self.label = helper, handle, ready, label
@@ -878,17 +882,8 @@ class RemoteHubLink:
         return not self.deleted
 
     def set_carrier(self, on: bool) -> int:
-        return self._request(f"carrier {'on' if on else 'off'}")["t_ns"]
-
-    def stats(self) -> dict:
-        return self._request("stats")
-
-    def wait(self, condition: str, within: float = 10.0) -> dict:
-        return self._request(f"wait {condition} within={within:g}", timeout=within + 5)
-
-    def set(self, direction: str | None = None, **params: Any) -> dict:
-        from mip6bench.net.linkemu import set_command
-        return self._request(set_command(direction, params))
+        offset = self.helper.offset.offset_ns if self.helper.offset else 0
+        return super().set_carrier(on) - offset
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.deleted:

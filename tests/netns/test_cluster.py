@@ -227,3 +227,33 @@ def test_a_server_that_refuses_tunnels(tmp_path_factory, tmp_path):
         assert (root_links(), nft_tables(), runs()) == before
     finally:
         refusing.stop()
+
+
+def test_the_helper_cleans_up_when_the_controller_vanishes(sshd, clean_host, tmp_path):
+    """The helper's stdin ends, as when the controller dies (its end of the pipe to the
+    ssh client closes) or its connection goes: the helper ends every process it
+    recorded and removes its directory, with no request from anyone."""
+    import sys
+
+    from mip6bench.testbed.registry import RunRecord
+    from mip6bench.testbed.serverd import Helper
+
+    record = RunRecord("test-cluster-vanish", tmp_path).create("test")
+    ssh = cluster.Ssh(SERVERS.split(","), str(sshd.ssh_config))
+    ssh.open(tmp_path / "ssh", record)
+    # stands for a process the helper started on its server (an agent, a link hub)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        helper = Helper(ssh, 1, "test-cluster-vanish").start(record)
+        directory = Path(helper.hello["dir"])
+        assert directory.name == "test-cluster-vanish-server2" and directory.exists()
+        helper.request("track", pid=child.pid, what="stand-in")
+        helper.proc.stdin.close()
+        assert wait_exit(helper.hello["pid"], 20.0)
+        assert child.wait(20) is not None
+        assert not directory.exists()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        ssh.close()
