@@ -275,6 +275,7 @@ class ServerHelper:
         self.hubs = None
         self.hub_links: dict[int, Any] = {}
         self._hub_lock = threading.Lock()
+        self.kernel_thread = ThreadPoolExecutor(1, thread_name_prefix="kernel")
         self.agents: dict[str, Any] = {}
         self.agent_streams: dict[str, list[str]] = {}
         self.streams = Streams(self.dir, self.send)
@@ -302,7 +303,9 @@ class ServerHelper:
             return self.send({"id": exc.rid, "ok": False, "error": str(exc)})
         except RequestError as exc:
             return self.send({"id": None, "ok": False, "error": str(exc)})
-        if op in ("clock", "hello"):   # answered at once: the offset estimate times them
+        if op in ("clock", "hello", "shutdown"):
+            # answered at once: the offset estimate times the clock; nothing after a
+            # shutdown is served
             return self._answer(rid, op, args)
         self.pool.submit(self._answer, rid, op, args)
 
@@ -375,6 +378,11 @@ class ServerHelper:
             if "dad" in kwargs:
                 kwargs["dad"] = DadMode.parse(kwargs["dad"])
             checked.append((call[0], kwargs))
+        # A node's netlink socket (pyroute2) belongs to the thread that made it: every
+        # Kernel call runs on the one kernel thread.
+        return self.kernel_thread.submit(self._kernel_calls, pid, checked).result()
+
+    def _kernel_calls(self, pid: int, checked: list) -> list:
         kernel = self._kernel(pid)
         out = []
         for name, kwargs in checked:
@@ -537,7 +545,12 @@ class ServerHelper:
             if self.closed:
                 return
             self.closed = True
-            for key, proc in list(self.agents.items()):
+            for proc in self.agents.values():   # all told first: they tear down in parallel
+                try:
+                    proc.signal(signal.SIGTERM)
+                except Exception:
+                    pass
+            for proc in self.agents.values():
                 try:
                     proc.stop(5.0)
                 except Exception:
@@ -546,17 +559,24 @@ class ServerHelper:
                 self.op_hubs_stop()
             except Exception:
                 pass
-            for kernel in self.kernels.values():
-                try:
-                    kernel.close()
-                except Exception:
-                    pass
-            self.kernels.clear()
+            def close_kernels():
+                for kernel in self.kernels.values():
+                    try:
+                        kernel.close()
+                    except Exception:
+                        pass
+                self.kernels.clear()
+            try:
+                self.kernel_thread.submit(close_kernels).result(30)
+            except Exception:
+                pass
+            self.kernel_thread.shutdown(wait=False, cancel_futures=True)
             try:
                 self.streams.close()
             except Exception:
                 pass
             self.record.clean()
+            self.pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- the controller's side
@@ -651,7 +671,12 @@ class Helper:
                 buf += chunk
                 *lines, buf = buf.split(b"\n")
                 for raw in lines:
-                    msg = json.loads(raw)
+                    try:
+                        msg = json.loads(raw)
+                    except ValueError:
+                        continue   # not the helper's (a login script's output)
+                    if not isinstance(msg, dict):
+                        continue
                     if "stream" in msg:
                         self._stream(msg["stream"], msg["lines"])
                         continue
@@ -852,6 +877,9 @@ class RemoteKernel:
     def addresses(self, ifname: str | None = None) -> list:
         return self._call("addresses", ifname=ifname)
 
+    def links(self) -> list:
+        return self._call("links")
+
     def close(self) -> None:
         pass   # the helper's netlink socket for this namespace closes with the helper
 
@@ -989,7 +1017,10 @@ def main(argv: list[str] | None = None) -> int:
         helper.serve()
     finally:
         helper.cleanup()
-    return 0
+    # A request still waiting on the pool (a netlink wait, an agent's start) must not
+    # hold the exit: everything it could leave is removed already.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

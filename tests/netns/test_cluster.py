@@ -146,6 +146,10 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         # whatever the trunk adds.
         assert tb.link("f1-mn1").backend in ("relay", "netem")
         coa = tb.wait_registered("mn1")["coa"]
+        # What the CLI shows of a remote node comes through its helper too.
+        assert coa in {a["address"] for a in nodes["mn1"].kernel.addresses()}
+        assert "mn1-f1" in {link["name"] for link in nodes["mn1"].kernel.links()}
+        assert tb.link("f1-mn1").stats()["ok"]
         out = nodes["ar1"].cmd(f"ping -6 -n -c 3 -i 0.2 -W 2 {coa}")
         rtts = [float(t.split("time=")[1].split()[0]) for t in out.splitlines() if "time=" in t]
         assert len(rtts) == 3 and min(rtts) >= 2 * tb.params["access_delay_ms"], out
