@@ -474,6 +474,7 @@ class ServerHelper:
         files = files or {}
         if not all(_NAME.match(n) and isinstance(v, str) for n, v in files.items()):
             raise RequestError("agent_start: files are {plain name: text}")
+        placed = self._place(config)   # refused here, before any file is written
         for name, text in files.items():   # keys and secrets its options name: 0600
             write_secret_file(self.dir / name, text, replace=True)
         for name in names:   # created empty (0600) and watched before the agent writes
@@ -482,7 +483,7 @@ class ServerHelper:
                 write_secret_file(path, b"")
             self.streams.add(name)
         path = self.dir / f"{key}.json"
-        write_secret_file(path, json.dumps(self._place(config), indent=1), replace=True)
+        write_secret_file(path, json.dumps(placed, indent=1), replace=True)
         proc = NodeProcess(_Node(pid, key), [sys.executable, str(REPO_ROOT / script), "--config", str(path)],
                            f"agent {key}", self.run, ready=lambda line: line.startswith(ready_prefix),
                            log_path=self.dir / f"{key}.stderr")
