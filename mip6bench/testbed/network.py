@@ -658,6 +658,20 @@ class Testbed:
             raise Mip6benchError(f"no node {name!r}",
                                  f"nodes: {', '.join(sorted(self.plan.nodes))}") from None
 
+    def node_pid(self, name: str) -> int:
+        """The pid of node `name`, for what the controller does in its namespace itself
+        (experiments' probe traffic, memory figures): a node on this kernel, or on a
+        cluster server that shares it (loopback). A node on another machine is refused
+        in one line: its pid means nothing here (README, Cluster mode)."""
+        node = self.node(name)
+        helper = getattr(node, "helper", None)
+        if helper is not None and helper.hello.get("boot_id") != _boot_id():
+            raise Mip6benchError(f"{name} runs on {helper.host}, another machine, and this "
+                                 "experiment reaches its namespace by pid from the controller",
+                                 "run it without --cluster, or with every server on this machine "
+                                 "(README, Cluster mode)")
+        return node.pid
+
     def link(self, name: str):
         index = getattr(self, "_links_by_name", None)
         if index is None or len(index[0]) != len(self.net.links):  # (re)built on first use
@@ -716,6 +730,11 @@ class Testbed:
     def firewall(self, node: str = "fw"):
         """The nftables firewall of firewall node `node` (default: the CN's)."""
         return self.net[node].firewall
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
 
 
 class Terminated(SystemExit):

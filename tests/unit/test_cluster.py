@@ -171,3 +171,23 @@ def test_server_commands_judged_by_exit_status_not_output():
     cluster._server_cmd(FakeServerNode([(0, "")]), "ip link set tap7001 netns 1")  # noise only
     with pytest.raises(cluster.Mip6benchError, match="Cannot find device"):
         cluster._server_cmd(FakeServerNode([(1, 'Cannot find device "tap7001"\n')]), "ip link set x")
+
+
+def test_node_pid_refuses_a_node_on_another_machine():
+    """Experiments that reach a node's namespace by pid from the controller (probe
+    traffic) get its pid on this kernel, and a one-line refusal for another machine."""
+    from types import SimpleNamespace
+
+    from mip6bench.errors import Mip6benchError
+    from mip6bench.testbed import network
+
+    here = network._boot_id()
+    nodes = {"ha": SimpleNamespace(pid=11, helper=None),
+             "mn1": SimpleNamespace(pid=22, helper=SimpleNamespace(host="127.0.0.2", hello={"boot_id": here})),
+             "mn2": SimpleNamespace(pid=33, helper=SimpleNamespace(host="10.0.0.2", hello={"boot_id": "other"}))}
+    tb = SimpleNamespace(node=nodes.__getitem__)
+    assert network.Testbed.node_pid(tb, "ha") == 11
+    assert network.Testbed.node_pid(tb, "mn1") == 22
+    with pytest.raises(Mip6benchError) as err:
+        network.Testbed.node_pid(tb, "mn2")
+    assert "mn2 runs on 10.0.0.2, another machine" in str(err.value) and "\n" not in str(err.value)
