@@ -134,8 +134,11 @@ class AgentProcess:
         return pid
 
     def rss_kb(self) -> int | None:
-        if self.helper is not None:
-            return None   # its pid is on another server
+        if self.helper is not None:   # its pid is on another server: asked there
+            try:
+                return self.helper.request("rss", pid=self.pid) if self.pid else None
+            except Mip6benchError:
+                return None
         try:
             with open(f"/proc/{self.pid}/status") as f:
                 for line in f:

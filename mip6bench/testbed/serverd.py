@@ -93,6 +93,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_stop": {"key": (_STR, True), "grace": (_NUM, False)},
     "agent_kill": {"key": (_STR, True)},
     "agent_alive": {"key": (_STR, True)},
+    "rss": {"pid": (_INT, True)},
     "shutdown": {},
 }
 
@@ -529,6 +530,19 @@ class ServerHelper:
         pid = proc.pid
         proc.kill()
         return {"pid": pid}
+
+    def op_rss(self, pid: int) -> int | None:
+        """VmRSS (kB) of a process this helper recorded (an agent, a link hub), or None."""
+        if pid not in {r["pid"] for r in self.record.resources() if r["kind"] == "process"}:
+            raise RequestError(f"pid {pid} is not one this helper recorded")
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except OSError:
+            return None
+        return None
 
     def op_agent_alive(self, key: str) -> bool:
         return self._agent(key).alive()

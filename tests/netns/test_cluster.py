@@ -126,6 +126,7 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
             agent = tb.agent(f"mn{k}")
             assert helper.hello["pid"] in ancestors(agent.pid) and agent.pid in theirs and agent.pid not in ours
             assert theirs[nodes[f"mn{k}"].pid] == f"node mn{k}" and nodes[f"mn{k}"].pid not in ours
+            assert agent.rss_kb() > 10_000   # asked of the helper
         assert "link hub" in theirs.values()
         assert tb.link("f1-mn1").relay.__class__.__name__ == "RemoteHubLink"
         assert helper.requests > 20

@@ -109,7 +109,8 @@ def test_the_helper_answers_bad_input_with_an_error_line_and_keeps_going(helper)
             {"op": "agent_start", "key": "x", "pid": os.getpid(), "script": "agents/mn.py",
              "config": {"events": "@dir/../../etc/passwd"}},
             {"op": "hub_link", "link": 3, "command": "stats"},
-            {"op": "agent_stop", "key": "nobody"}], start=2):
+            {"op": "agent_stop", "key": "nobody"},
+            {"op": "rss", "pid": os.getpid()}], start=2):   # not a process it recorded
         reply = ask(helper, rid, **req)
         assert reply["ok"] is False and "\n" not in reply["error"] and "Traceback" not in reply["error"], reply
     assert sorted(os.listdir(helper.dir)) == before
