@@ -17,6 +17,7 @@ class Capture:
         self.dir = run.out_dir / "captures"
         self.procs: list[NodeProcess] = []
         self.files: list[Path] = []
+        self.remote: list = []   # (helper, node, local path) of captures on other servers
         for binary, package in (("dumpcap", "wireshark-common"), ("mergecap", "wireshark-common")):
             if not which(binary):
                 raise EnvironmentProblem(f"{binary} is missing",
@@ -24,17 +25,20 @@ class Capture:
 
     def start(self, nodes, timeout: float = 10.0) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.skipped = []
         for node in nodes:
-            if getattr(node, "helper", None) is not None:
-                # A node on another server (cluster mode): its dumpcap would write there;
-                # not captured in this version (README, Cluster mode).
-                self.skipped.append(node.name)
-                continue
             intfs = [i.name for i in node.intfList() if i.name != "lo"]
             if not intfs:
                 continue
             path = self.dir / f"{node.name}.pcapng"
+            helper = getattr(node, "helper", None)
+            if helper is not None:
+                # A node on another server (cluster mode): its helper runs the dumpcap
+                # there; the file comes back at stop.
+                helper.request("capture_start", reply_s=timeout + 30, key=node.name, pid=node.pid,
+                               intfs=intfs)
+                self.remote.append((helper, node.name, path))
+                self.files.append(path)
+                continue
             argv = [which("dumpcap"), "-q", "-n"]  # -n: pcapng, interface names kept
             for intf in intfs:
                 argv += ["-i", intf]
@@ -50,6 +54,9 @@ class Capture:
         for proc in self.procs:
             proc.stop()
         self.procs.clear()
+        for helper, node, path in self.remote:
+            helper.fetch_capture(node, path)
+        self.remote.clear()
         files = [str(f) for f in self.files if f.exists() and f.stat().st_size > 0]
         if not files:
             return None

@@ -65,6 +65,7 @@ KERNEL_CALLS = {"set_link", "add_address", "add_route", "add_bridge", "start_que
 HUB_COMMANDS = re.compile(r"^(carrier (on|off)|stats|del|set [A-Za-z0-9_.=, -]{1,200}"
                           r"|wait [A-Za-z0-9_.= -]{1,100})$")
 MAX_LINE = 1 << 20
+CAPTURE_CHUNK = 1 << 19   # bytes of a capture file per reply (base64 on the wire)
 
 
 class RequestError(Exception):
@@ -94,6 +95,9 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_kill": {"key": (_STR, True)},
     "agent_alive": {"key": (_STR, True)},
     "rss": {"pid": (_INT, True)},
+    "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
+    "capture_stop": {"key": (_STR, True)},
+    "capture_read": {"key": (_STR, True), "offset": (_INT, True)},
     "shutdown": {},
 }
 
@@ -279,6 +283,7 @@ class ServerHelper:
         self.kernel_thread = ThreadPoolExecutor(1, thread_name_prefix="kernel")
         self.agents: dict[str, Any] = {}
         self.agent_streams: dict[str, list[str]] = {}
+        self.captures: dict[str, Any] = {}
         self.streams = Streams(self.dir, self.send)
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="op")
         self.closed = False
@@ -544,6 +549,48 @@ class ServerHelper:
             return None
         return None
 
+    def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
+        """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says
+        it captures on every one (as testbed.capture starts it locally)."""
+        from mip6bench.net.capabilities import which
+        from mip6bench.testbed.process import NodeProcess
+
+        if not intfs or not all(isinstance(i, str) for i in intfs):
+            raise RequestError("capture_start: give the node's interface names")
+        dumpcap = which("dumpcap")
+        if dumpcap is None:
+            raise RequestError("dumpcap is missing on this server (apt install wireshark-common)")
+        argv = [dumpcap, "-q", "-n"]
+        for intf in intfs:
+            argv += ["-i", _ifname(intf)]
+        argv += ["-w", str(self.dir / f"{key}.pcapng")]
+        proc = NodeProcess(_Node(pid, key), argv, f"capture {key}", self.run,
+                           ready=lambda line: line.startswith("Capturing on"), ready_stream="stderr",
+                           log_path=self.dir / f"{key}.capture.log")
+        self.captures[key] = proc
+        try:
+            proc.start(30.0)
+        except Mip6benchError as exc:
+            raise RequestError(str(exc)) from None
+        return {"pid": proc.pid}
+
+    def op_capture_stop(self, key: str) -> dict:
+        if key not in self.captures:
+            raise RequestError(f"no capture {key}")
+        self.captures[key].stop()
+        path = self.dir / f"{key}.pcapng"
+        return {"size": path.stat().st_size if path.exists() else 0}
+
+    def op_capture_read(self, key: str, offset: int) -> dict:
+        """Up to CHUNK bytes of a stopped capture's file from `offset`, base64."""
+        import base64
+
+        if key not in self.captures or self.captures[key].alive():
+            raise RequestError(f"no stopped capture {key}")
+        with open(self.dir / f"{key}.pcapng", "rb") as f:
+            f.seek(max(0, offset))
+            return {"data": base64.b64encode(f.read(CAPTURE_CHUNK)).decode()}
+
     def op_agent_alive(self, key: str) -> bool:
         return self._agent(key).alive()
 
@@ -560,6 +607,11 @@ class ServerHelper:
             if self.closed:
                 return
             self.closed = True
+            for proc in self.captures.values():
+                try:
+                    proc.stop()
+                except Exception:
+                    pass
             for proc in self.agents.values():   # all told first: they tear down in parallel
                 try:
                     proc.signal(signal.SIGTERM)
@@ -816,6 +868,19 @@ class Helper:
                                  "the server's sshd needs AllowTcpForwarding and AllowStreamLocalForwarding "
                                  "yes or local") from None
         self.forwarding_checked = True
+
+    def fetch_capture(self, key: str, path: Path) -> int:
+        """Stop capture `key` and copy its file to `path` here; its size."""
+        import base64
+
+        size = self.request("capture_stop", key=key)["size"]
+        with open(path, "wb") as out:
+            while out.tell() < size:
+                chunk = base64.b64decode(self.request("capture_read", key=key, offset=out.tell())["data"])
+                if not chunk:
+                    break
+                out.write(chunk)
+            return out.tell()
 
     def remote_path(self, name: str) -> str:
         return f"{self.hello['dir']}/{name}"

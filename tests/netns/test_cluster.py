@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -262,3 +263,27 @@ def test_the_helper_cleans_up_when_the_controller_vanishes(sshd, clean_host, tmp
             child.kill()
         child.wait()
         ssh.close()
+
+
+def test_capture_on_the_second_server_comes_back(sshd, clean_host, tmp_path):
+    """Packet capture on every node, the second server's through its helper (dumpcap
+    there, the file copied back at stop): mn1's capture holds the echo requests ar1
+    sent it, and capture.pcap merges it with the rest."""
+    tb = Testbed({"mns": 1, "foreign": 1, "mipv6": "off", "nsis": "off"}, experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=True, agents=False, cluster=SERVERS,
+                 ssh_config=str(sshd.ssh_config))
+    try:
+        tb.start()
+        assert [r[1] for r in tb.capture.remote] == ["mn1"]
+        address = tb.wait_address("mn1")
+        out = tb.node("ar1").cmd(f"ping -6 -n -c 2 -i 0.2 -W 5 {address}")
+        assert "2 received" in out, out
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    mine = tmp_path / "run" / "captures" / "mn1.pcapng"
+    out = subprocess.run(["tshark", "-r", str(mine), "-Y", "icmpv6.type == 128"], capture_output=True,
+                         text=True) if shutil.which("tshark") else None
+    assert mine.stat().st_size > 0 and (tmp_path / "run" / "capture.pcap").stat().st_size > mine.stat().st_size
+    if out is not None:
+        assert out.stdout.count("Echo (ping) request") == 2, out.stdout

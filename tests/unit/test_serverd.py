@@ -110,7 +110,9 @@ def test_the_helper_answers_bad_input_with_an_error_line_and_keeps_going(helper)
              "config": {"events": "@dir/../../etc/passwd"}},
             {"op": "hub_link", "link": 3, "command": "stats"},
             {"op": "agent_stop", "key": "nobody"},
-            {"op": "rss", "pid": os.getpid()}], start=2):   # not a process it recorded
+            {"op": "rss", "pid": os.getpid()},   # not a process it recorded
+            {"op": "capture_start", "key": "mn1", "pid": os.getpid(), "intfs": ["eth0 -w /etc/x"]},
+            {"op": "capture_read", "key": "mn1", "offset": 0}], start=2):
         reply = ask(helper, rid, **req)
         assert reply["ok"] is False and "\n" not in reply["error"] and "Traceback" not in reply["error"], reply
     assert sorted(os.listdir(helper.dir)) == before
