@@ -95,6 +95,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_kill": {"key": (_STR, True)},
     "agent_alive": {"key": (_STR, True)},
     "rss": {"pid": (_INT, True)},
+    "qdisc": {"pid": (_INT, True), "intf": (_STR, True), "kind": (_STR, True), "params": ((dict,), True)},
     "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
     "capture_stop": {"key": (_STR, True)},
     "capture_read": {"key": (_STR, True), "offset": (_INT, True)},
@@ -345,9 +346,33 @@ class ServerHelper:
 
     # -- operations
     def op_hello(self) -> dict:
+        from mip6bench.net.linkemu import netem_available, tbf_available
+
         return {"protocol": PROTOCOL, "pid": os.getpid(), "dir": str(self.dir),
                 "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
-                "repo": str(REPO_ROOT), "python": sys.executable}
+                "repo": str(REPO_ROOT), "python": sys.executable,
+                "qdiscs": {"netem": netem_available(), "tbf": tbf_available()}}
+
+    def op_qdisc(self, pid: int, intf: str, kind: str, params: dict) -> None:
+        """A link end's netem or tbf qdisc (testbed.links, as it sets them locally)."""
+        from mip6bench.net.linkemu import netem_commands, tbf_commands
+        from mip6bench.net.shaping import LinkParams
+
+        try:
+            shaping = LinkParams(**params)
+        except (TypeError, ValueError) as exc:
+            raise RequestError(f"qdisc: link parameters: {exc}") from None
+        if kind == "netem":
+            commands = netem_commands(_ifname(intf), shaping, pid)
+        elif kind == "tbf":
+            commands = tbf_commands(_ifname(intf), shaping.rate_mbit, pid)
+        else:
+            raise RequestError(f"qdisc: kind {kind!r} is not netem or tbf")
+        for argv in commands:
+            done = subprocess.run(argv, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise RequestError(f"{' '.join(argv[argv.index('tc'):][:4])}: "
+                                   f"{(done.stderr.strip().splitlines() or ['exit ' + str(done.returncode)])[-1]}")
 
     def op_clock(self) -> dict:
         return {"t_ns": time.monotonic_ns()}

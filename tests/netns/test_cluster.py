@@ -38,7 +38,9 @@ def root_links() -> set[str]:
     they move) and trunk ends (other helpers' interfaces may come and go meanwhile)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    return {n for n in names if n.startswith("tap") or "-s2" in n or n.endswith("-up")}
+    def ours(name: str) -> bool:   # the trunks' TAP numbers, not other jobs' tap0
+        return name[3:].isdigit() and cluster.TAP_BASE <= int(name[3:]) < cluster.TAP_BASE + cluster.TAP_SPAN
+    return {n for n in names if (n.startswith("tap") and ours(n)) or "-s2" in n or n.endswith("-up")}
 
 
 def nft_tables() -> list[str]:
@@ -287,3 +289,22 @@ def test_capture_on_the_second_server_comes_back(sshd, clean_host, tmp_path):
     assert mine.stat().st_size > 0 and (tmp_path / "run" / "capture.pcap").stat().st_size > mine.stat().st_size
     if out is not None:
         assert out.stdout.count("Echo (ping) request") == 2, out.stdout
+
+
+def test_a_rate_only_link_on_the_second_server_gets_its_tbf_there(sshd, clean_host, tmp_path):
+    """Qdiscs follow the server's kernel (its helper probed netem and tbf): an MN's
+    attachment with only a bandwidth gets tbf on its server, set by the helper."""
+    tb = Testbed({"mns": 1, "foreign": 1, "mipv6": "off", "nsis": "off", "access_delay_ms": 0,
+                  "access_bw_mbit": 50}, experiment="test-cluster", out_dir=tmp_path / "run",
+                 capture=False, agents=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    try:
+        tb.start()
+        assert tb.cluster[1].helpers[1].hello["qdiscs"]["tbf"] is True
+        link = tb.link("f1-mn1")
+        assert link.backend == "tbf" and link.helper is not None
+        assert "tbf" in tb.node("mn1").cmd("tc qdisc show dev mn1-f1")
+        with pytest.raises(Exception, match="no loss emulation"):
+            link.set_loss(5)
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []

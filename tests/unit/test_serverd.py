@@ -112,7 +112,10 @@ def test_the_helper_answers_bad_input_with_an_error_line_and_keeps_going(helper)
             {"op": "agent_stop", "key": "nobody"},
             {"op": "rss", "pid": os.getpid()},   # not a process it recorded
             {"op": "capture_start", "key": "mn1", "pid": os.getpid(), "intfs": ["eth0 -w /etc/x"]},
-            {"op": "capture_read", "key": "mn1", "offset": 0}], start=2):
+            {"op": "capture_read", "key": "mn1", "offset": 0},
+            {"op": "qdisc", "pid": os.getpid(), "intf": "eth0", "kind": "sfq", "params": {}},
+            {"op": "qdisc", "pid": os.getpid(), "intf": "eth0", "kind": "netem", "params": {"delay_ms": -1}}],
+            start=2):
         reply = ask(helper, rid, **req)
         assert reply["ok"] is False and "\n" not in reply["error"] and "Traceback" not in reply["error"], reply
     assert sorted(os.listdir(helper.dir)) == before
