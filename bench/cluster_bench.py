@@ -15,6 +15,8 @@ Reports per run:
   ssh_pss_mb  Pss of the ssh clients and sshd sessions while up (what cluster mode adds)
   ssh_cpu_s   CPU time of the sshd sessions while up (server side of the shells/tunnels)
   tunnels     ssh Ethernet tunnels (trunks)
+  helper_pss_mb, helper_cpu_s  Pss and CPU time of the servers' helpers (testbed.serverd)
+              while up (their agents and link hubs not included)
 Needs root and openssh-server. Prints a table and a JSON line per run.
 
     sudo .venv/bin/python bench/cluster_bench.py --servers 0,1,2,3 --mns 2,20,50 [--reps 3]
@@ -56,7 +58,8 @@ def _pss_kb(pid: int) -> int:
 
 
 def ssh_usage(sshd_pid: int) -> tuple[float, float]:
-    """(Pss MB, sshd-session CPU s) of ssh clients under this process and sshd sessions."""
+    """(Pss MB, sshd-session CPU s) of ssh clients under this process and sshd sessions,
+    and (Pss MB, CPU s) of the servers' helpers (testbed.serverd, under the sshd)."""
     me, table = os.getpid(), {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -72,14 +75,24 @@ def ssh_usage(sshd_pid: int) -> tuple[float, float]:
                 return True
         return False
 
-    pss = cpu = 0
+    pss = cpu = helper_pss = helper_cpu = 0
     for pid, (comm, _ppid, ut, st) in table.items():
         if comm == "ssh" and under(pid, me):
             pss += _pss_kb(pid)
         elif comm.startswith("sshd") and under(pid, sshd_pid):
             pss += _pss_kb(pid)
             cpu += ut + st
-    return pss / 1024, cpu / TICK
+        elif under(pid, sshd_pid) and _is_helper(pid):
+            helper_pss += _pss_kb(pid)
+            helper_cpu += ut + st
+    return pss / 1024, cpu / TICK, helper_pss / 1024, helper_cpu / TICK
+
+
+def _is_helper(pid: int) -> bool:
+    try:
+        return b"mip6bench.testbed.serverd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
 
 
 def one_run(servers: int, mns: int, sshd: LoopbackSshd, out: Path) -> dict:
@@ -96,8 +109,10 @@ def one_run(servers: int, mns: int, sshd: LoopbackSshd, out: Path) -> dict:
         row["register_s"] = round(time.monotonic() - t0, 2)
         row["network_s"] = round(tb.timings["network_s"], 2)
         row["start_s"] = round(tb.timings["start_s"], 2)
-        pss, cpu = ssh_usage(sshd.proc.pid)
+        pss, cpu, helper_pss, helper_cpu = ssh_usage(sshd.proc.pid)
         row["ssh_pss_mb"], row["ssh_cpu_s"] = round(pss, 1), round(cpu, 2)
+        row["helper_pss_mb"], row["helper_cpu_s"] = round(helper_pss, 1), round(helper_cpu, 2)
+        row["helper_requests"] = sum(h.requests for h in tb.cluster[1].helpers.values()) if cluster else 0
         row["tunnels"] = sum(1 for link in tb.net.links if getattr(link, "backend", None) == "tunnel")
     finally:
         tb.stop()
@@ -124,7 +139,8 @@ def main() -> int:
         rows = []
         try:
             print(f"{'servers':>7} {'mns':>4} {'network_s':>9} {'start_s':>7} {'register_s':>10} "
-                  f"{'stop_s':>6} {'ssh_pss_mb':>10} {'ssh_cpu_s':>9} {'tunnels':>7}")
+                  f"{'stop_s':>6} {'ssh_pss_mb':>10} {'ssh_cpu_s':>9} {'tunnels':>7} {'helper_mb':>9} "
+                  f"{'helper_cpu_s':>12}")
             # Repetitions interleaved (every point once, then again): load that changes
             # over the minutes spreads over all points alike.
             for rep in range(args.reps):
@@ -134,13 +150,15 @@ def main() -> int:
                         rows.append(row)
                         print(f"{s:>7} {n:>4} {row['network_s']:>9} {row['start_s']:>7} "
                               f"{row['register_s']:>10} {row['stop_s']:>6} {row['ssh_pss_mb']:>10} "
-                              f"{row['ssh_cpu_s']:>9} {row['tunnels']:>7}", flush=True)
+                              f"{row['ssh_cpu_s']:>9} {row['tunnels']:>7} {row['helper_pss_mb']:>9} "
+                              f"{row['helper_cpu_s']:>12}", flush=True)
         finally:
             sshd.stop()
         for row in rows:
             print(json.dumps(row))
         if args.reps > 1:
-            keys = ("network_s", "start_s", "register_s", "stop_s", "ssh_pss_mb", "ssh_cpu_s")
+            keys = ("network_s", "start_s", "register_s", "stop_s", "ssh_pss_mb", "ssh_cpu_s",
+                    "helper_pss_mb", "helper_cpu_s")
             for s in counts:
                 for n in sizes:
                     mine = [r for r in rows if r["servers"] == s and r["mns"] == n]

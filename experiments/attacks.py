@@ -633,7 +633,7 @@ def natfw_creates(ctx: Ctx, tokens: dict) -> dict:
 
     spec = {"source": ctx.atk_f1, "cn": _addresses(ctx)["cn"], "home_address": ctx.victim["hoa"],
             "within": 8, "tokens": tokens}
-    proc = subprocess.run(["nsenter", "-t", str(ctx.tb.node("atk").pid), "-n", sys.executable, "-m",
+    proc = subprocess.run(["nsenter", "-t", str(ctx.tb.node_pid("atk")), "-n", sys.executable, "-m",
                            "mip6bench.attack.natfw_attacker", json.dumps(spec)],
                           capture_output=True, text=True, timeout=30, cwd=str(REPO_ROOT))
     if proc.returncode != 0:
@@ -650,10 +650,10 @@ def run(tb, params) -> dict:
     ctx = Ctx(tb, params)
     ctx.atk_f1 = tb.plan.nodes["atk"].address("atk-f1")
     a_paa = tb.plan.nodes["paa"].address()
-    f1, home = tb.node("f1").pid, tb.node("home").pid
+    f1, home = tb.node_pid("f1"), tb.node_pid("home")
     ctx.taps = {"mn1": Tap(f1, "f1-mn1", _keep), "mn2": Tap(f1, "f1-mn2", _keep),
                 "paa": Tap(home, "home-paa", _keep)}
-    ctx.attacker = Attacker(tb.node("atk").pid)
+    ctx.attacker = Attacker(tb.node_pid("atk"))
     try:
         boot = _bootstrap.run(tb, {**params, "sa": "push"})["bootstrap"]
         if any(m.get("total_ms") is None for m in boot["per_mn"]):
@@ -662,9 +662,9 @@ def run(tb, params) -> dict:
         cn = tb.plan.nodes["cn"].address()
         agent.request("wait", timeout=22, until="ro", cn=cn, within=20)
         learn(ctx, a_paa)
-        ctx.stream = UdpStream(tb.node("cn").pid, cn, tb.node(ctx.mn1).pid, ctx.victim["hoa"],
+        ctx.stream = UdpStream(tb.node_pid("cn"), cn, tb.node_pid(ctx.mn1), ctx.victim["hoa"],
                                UDP_PORT, params["rate"]).start()
-        ctx.tcp = TcpEcho(tb.node("cn").pid, cn, tb.node(ctx.mn1).pid, ctx.victim["hoa"], TCP_PORT,
+        ctx.tcp = TcpEcho(tb.node_pid("cn"), cn, tb.node_pid(ctx.mn1), ctx.victim["hoa"], TCP_PORT,
                           0.02).start()
         rows = []
         try:

@@ -322,7 +322,7 @@ def crash_one(tb, agent: str, mn: str, params, tcp=None) -> dict:
     if not _wait_steady(tb, mn, cn, within):
         out["note"] = f"{mn} was not registered and route-optimised before the crash"
         return out
-    pid = tb.node(node).pid
+    pid = tb.node_pid(node)
     before = snapshot(pid)
     crash = tb.crash_agent(node)
     restart = tb.restart_agent(node)
@@ -392,7 +392,7 @@ def crash_part(tb, params) -> dict:
         raise Mip6benchError(f"{mn} is not registered and route-optimised with the CN",
                              f"see {mn}-mn.events.jsonl in the run's logs")
     hoa = agent.request("status")["hoa"]
-    tcp = TcpEcho(tb.node("cn").pid, cn, tb.node(mn).pid, hoa, TCP_PORT_CRASH, 0.05).start()
+    tcp = TcpEcho(tb.node_pid("cn"), cn, tb.node_pid(mn), hoa, TCP_PORT_CRASH, 0.05).start()
     results = []
     try:
         for name in _crash_list(params["crash"]):

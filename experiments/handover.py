@@ -213,8 +213,8 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
     networks = [n for n in plan.nodes[mn].extra["interfaces"] if n != "home"]
     if len(networks) < 2:
         raise ParameterError("a handover needs at least two foreign networks", "set foreign=2 or more")
-    stream = UdpStream(tb.node("cn").pid, cn, tb.node(mn).pid, hoa, UDP_PORT, params["rate"]).start()
-    tcp = TcpEcho(tb.node("cn").pid, cn, tb.node(mn).pid, hoa, TCP_PORT,
+    stream = UdpStream(tb.node_pid("cn"), cn, tb.node_pid(mn), hoa, UDP_PORT, params["rate"]).start()
+    tcp = TcpEcho(tb.node_pid("cn"), cn, tb.node_pid(mn), hoa, TCP_PORT,
                   params["tcp_interval_ms"] / 1000).start()
     moves = []
     try:

@@ -245,7 +245,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         # nodes' shells.
         mn_pids = {tb.agents[(m, "mn")].pid for m in mns} - {None}
         mn_procs = mn_pids | {c for pid in mn_pids for c in children(pid)}
-        mn_mem = sum(mem_kb(pid) for pid in mn_procs) + sum(mem_kb(tb.net[m].pid) for m in mns)
+        mn_mem = sum(mem_kb(pid) for pid in mn_procs) + sum(mem_kb(tb.node_pid(m)) for m in mns)
         mn_cpu = sum(cpu_s(pid) or 0.0 for pid in mn_procs)
         hub_mem = sum(mem_kb(pid) for pid in hubs)
         profiled = [a.pid for (_n, name), a in tb.agents.items()

@@ -108,6 +108,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         (run_dir / INCOMPLETE).write_text(f"{name} run started {time.ctime(started)}; it did not "
                                           "finish, so its results are partial or missing\n")
         backends = testbed.backends
+        cluster = testbed.cluster_info()   # servers and their clock offsets (cluster mode)
         if not quiet:
             print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
                   f"(results in {run_dir})", flush=True)
@@ -117,7 +118,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     if testbed.teardown_errors:
         metrics["testbed"]["teardown_errors"] = testbed.teardown_errors
     return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
-                       quiet, backends=backends)
+                       quiet, backends=backends, **({"cluster": cluster} if cluster else {}))
 
 
 def _finish_run(module: ModuleType, run_dir: Path, started: float, params: dict,

@@ -45,8 +45,15 @@ class AgentProcess:
     def start(self, timeout: float = 10.0) -> "AgentProcess":
         return self.launch().wait_ready(timeout)
 
+    @property
+    def helper(self):
+        """The helper of the node's server (cluster mode), or None: this kernel."""
+        return getattr(self.node, "helper", None)
+
     def launch(self) -> "AgentProcess":
         """Start the agent without waiting for its ready line (see wait_ready)."""
+        if self.helper is not None:
+            return self._launch_remote()
         # The options carry PSKs, keys and the RADIUS secret: 0600 from creation.
         write_secret_file(self.config_path, json.dumps({
             "node": self.node.name, "agent": self.agent, "control": self.control_path,
@@ -65,8 +72,29 @@ class AgentProcess:
         self.starts += 1
         return self
 
+    def _launch_remote(self) -> "AgentProcess":
+        """The agent on another server, started by its helper: the same config (as data,
+        its files with it), its control socket forwarded to control_path here, its event
+        log streamed into events_path here."""
+        from mip6bench.testbed.serverd import DIR_TOKEN, RemoteProcess, remote_config
+
+        stem, files = f"{self.node.name}-{self.agent}", {}
+        config = remote_config({"node": self.node.name, "agent": self.agent,
+                                "control": f"{DIR_TOKEN}{stem}.sock",
+                                "events": f"{DIR_TOKEN}{stem}.events.jsonl",
+                                "options": self.options}, self.run.state_dir, files)
+        self.helper.stream_to(f"{stem}.events.jsonl", self.events_path)
+        self.proc = RemoteProcess(self.helper, self.node, stem, f"agents/{self.role}.py", config,
+                                  [f"{stem}.events.jsonl"], f"agent {self.agent}", files).launch()
+        self.starts += 1
+        return self
+
     def wait_ready(self, timeout: float = 10.0) -> "AgentProcess":
         self.proc.wait_ready(timeout)
+        if self.helper is not None:
+            stem = f"{self.node.name}-{self.agent}"
+            self.helper.forward(self.control_path, self.helper.remote_path(f"{stem}.sock"))
+            self.helper.check_forwarding(self.control_path)
         return self
 
     @property
@@ -106,6 +134,11 @@ class AgentProcess:
         return pid
 
     def rss_kb(self) -> int | None:
+        if self.helper is not None:   # its pid is on another server: asked there
+            try:
+                return self.helper.request("rss", pid=self.pid) if self.pid else None
+            except Mip6benchError:
+                return None
         try:
             with open(f"/proc/{self.pid}/status") as f:
                 for line in f:
@@ -139,6 +172,9 @@ class AgentHost:
         return [m.node.name for m in self.members]
 
     def launch(self) -> "AgentHost":
+        helper = getattr(self.members[0].node, "helper", None)
+        if helper is not None:
+            return self._launch_remote(helper)
         write_secret_file(self.config_path, json.dumps({"agents": [
             {"node": m.node.name, "agent": m.agent, "control": m.control_path,
              "events": str(m.events_path), "options": m.options,
@@ -154,9 +190,35 @@ class AgentHost:
                                 log_path=self.stderr_path).launch()
         return self
 
+    def _launch_remote(self, helper) -> "AgentHost":
+        """The host on another server (every member there), started by its helper."""
+        from mip6bench.testbed.serverd import DIR_TOKEN, RemoteProcess, remote_config
+
+        files: dict[str, str] = {}
+        agents, streams = [], []
+        for m in self.members:
+            stem = f"{m.node.name}-{m.agent}"
+            agents.append({"node": m.node.name, "agent": m.agent, "control": f"{DIR_TOKEN}{stem}.sock",
+                           "events": f"{DIR_TOKEN}{stem}.events.jsonl", "options": m.options,
+                           "netns": f"/proc/{m.node.pid}/ns/net"})
+            streams.append(f"{stem}.events.jsonl")
+            helper.stream_to(f"{stem}.events.jsonl", m.events_path)
+        config = remote_config({"agents": agents}, self.run.state_dir, files)
+        first, last = self.nodes[0], self.nodes[-1]
+        self.proc = RemoteProcess(helper, self.members[0].node, f"mnhost{self.index}", "agents/mnhost.py",
+                                  config, streams, f"MN host {self.index} ({first}..{last})", files).launch()
+        return self
+
     def wait_ready(self, timeout: float) -> "AgentHost":
+        if self.ready is not None:
+            return self
         self.proc.wait_ready(timeout)
         self.ready = json.loads(self.proc.ready_line)
+        helper = getattr(self.members[0].node, "helper", None)
+        if helper is not None:
+            for m in self.members:
+                helper.forward(m.control_path, helper.remote_path(f"{m.node.name}-{m.agent}.sock"))
+            helper.check_forwarding(self.members[0].control_path)
         return self
 
     def startup_ms(self, node: str) -> float | None:

@@ -17,6 +17,7 @@ class Capture:
         self.dir = run.out_dir / "captures"
         self.procs: list[NodeProcess] = []
         self.files: list[Path] = []
+        self.remote: list = []   # (helper, node, local path) of captures on other servers
         for binary, package in (("dumpcap", "wireshark-common"), ("mergecap", "wireshark-common")):
             if not which(binary):
                 raise EnvironmentProblem(f"{binary} is missing",
@@ -29,6 +30,15 @@ class Capture:
             if not intfs:
                 continue
             path = self.dir / f"{node.name}.pcapng"
+            helper = getattr(node, "helper", None)
+            if helper is not None:
+                # A node on another server (cluster mode): its helper runs the dumpcap
+                # there; the file comes back at stop.
+                helper.request("capture_start", reply_s=timeout + 30, key=node.name, pid=node.pid,
+                               intfs=intfs)
+                self.remote.append((helper, node.name, path))
+                self.files.append(path)
+                continue
             argv = [which("dumpcap"), "-q", "-n"]  # -n: pcapng, interface names kept
             for intf in intfs:
                 argv += ["-i", intf]
@@ -44,6 +54,9 @@ class Capture:
         for proc in self.procs:
             proc.stop()
         self.procs.clear()
+        for helper, node, path in self.remote:
+            helper.fetch_capture(node, path)
+        self.remote.clear()
         files = [str(f) for f in self.files if f.exists() and f.stat().st_size > 0]
         if not files:
             return None

@@ -19,13 +19,20 @@ Nodes are Mininet's remote nodes (`ClusterNodeMixin`, from RemoteMixin): each no
 shell is `mnexec` over ssh on its server (one multiplexed ssh connection per server),
 and interfaces are moved and renamed through it.
 
-What this version needs (checked by `check_servers` before anything is built): every
-server reachable with `ssh` as root without a password (BatchMode), Mininet's `mnexec`
-and `ip` there, and every server on the controller's own kernel (same boot id): the
-testbed still configures namespaces (netlink, sysctls, nftables), runs the link hubs
-and starts and talks to agents from the controller by process id, which reaches
-another machine's namespaces only through a per-server helper that does not exist yet
-(README, "Cluster mode").
+The controller is the first server and does there what it does without cluster mode,
+by process id on its own kernel. Every other server gets a helper (testbed.serverd),
+started over its master connection from the same checkout path, which does there what
+the controller would do by pid: node configuration (sysctls, netlink, `ip -batch`,
+netlink waits), the link hubs of the links there, the agents (their event logs streamed
+back, their times moved onto the controller's clock by an offset measured at start),
+and the cleanup of all of it. Agents' control sockets are forwarded to the controller by
+the master connection (`ssh -O forward -L`), so control commands work unchanged. Nothing
+assumes a shared kernel or file system beyond the checkout at the same path, so a
+server on this machine (loopback) takes the same path as another machine.
+
+What it needs (checked by `check_servers` before anything is built): every server
+reachable with `ssh` as root without a password (BatchMode), Mininet's `mnexec` and `ip`
+there, and on every server but the first this checkout at the same path with its .venv.
 """
 from __future__ import annotations
 
@@ -169,6 +176,7 @@ class Ssh:
     config: str | None = None
     control_dir: Path | None = None
     masters: dict[int, subprocess.Popen] = field(default_factory=dict)
+    helpers: dict[int, Any] = field(default_factory=dict)   # server -> serverd.Helper
 
     def argv(self, server: int, tty: bool = False, *options: str, mux: bool = True) -> list[str]:
         """ssh to server index `server`, over its master connection if `mux` (a tunnel
@@ -194,9 +202,11 @@ class Ssh:
         control_dir.mkdir(mode=0o700, exist_ok=True)
         self.control_dir = control_dir
         for server in range(len(self.servers)):
+            # StreamLocalBindUnlink: the agents' control sockets forwarded through it
+            # (serverd.Helper.forward) replace a stale file at their local path.
             cmd = self.argv(server) [:-1] + [
                 "-M", "-o", f"ControlPath={control_dir / str(server)}", "-o", "ControlPersist=no",
-                self.servers[server], "echo ready; exec cat"]
+                "-o", "StreamLocalBindUnlink=yes", self.servers[server], "echo ready; exec cat"]
             master = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, start_new_session=True)
             record.add_process(master.pid, f"ssh master {self.servers[server]}")
@@ -210,10 +220,50 @@ class Ssh:
                                          f"{err or 'no answer'}", _ssh_fix(self, server))
             self.masters[server] = master
 
+    def start_helpers(self, run_id: str, record, log=None) -> None:
+        """The helper (testbed.serverd) of every server but the first (the controller's
+        own), in parallel, each over its master connection; then each one's clock offset
+        against the controller's (log: the testbed's event log, which gets it)."""
+        from mip6bench.testbed.serverd import Helper
+
+        def one(server: int):
+            helper = Helper(self, server, run_id)
+            self.helpers[server] = helper
+            helper.start(record)
+            helper.measure_offset()
+            return helper
+
+        with ThreadPoolExecutor(8, thread_name_prefix="helper") as pool:
+            for helper in pool.map(one, range(1, len(self.servers))):
+                if log is not None:
+                    log.emit("cluster.helper", server=helper.host, pid=helper.hello["pid"],
+                             dir=helper.hello["dir"], **helper.offset.as_dict())
+
+    def clocks(self) -> list[dict]:
+        """Every server's clock against the controller's (the first server is it)."""
+        out = [{"server": self.servers[0], "offset_ns": 0, "uncertainty_ns": 0, "controller": True}]
+        for server, helper in sorted(self.helpers.items()):
+            if helper.offset is not None:
+                out.append({"server": helper.host, **helper.offset.as_dict()})
+        return out
+
+    def close_helpers(self) -> list[str]:
+        """Each helper stops what it started and removes its directory; the errors."""
+        errors = []
+        for helper in self.helpers.values():
+            try:
+                helper.close()
+            except Exception as exc:
+                errors.append(f"helper on {helper.host}: {exc}")
+        return errors
+
     def close(self) -> None:
+        errors = self.close_helpers()
         for master in self.masters.values():
             end_process(master)
         self.masters.clear()
+        if errors:
+            raise Mip6benchError("; ".join(errors))
 
 
 def end_process(proc: subprocess.Popen, grace: float = 5.0) -> None:
@@ -247,9 +297,13 @@ def check_servers(ssh: Ssh) -> None:
     if ssh.config and not os.path.isfile(ssh.config):
         raise ParameterError(f"cluster_ssh={ssh.config}: no such file",
                              "give an ssh client config file (ssh -F), or leave it empty")
-    here = _boot_id()
+    from mip6bench import REPO_ROOT
+
+    python = shlex.quote(str(REPO_ROOT / ".venv" / "bin" / "python"))
+    helper = shlex.quote(str(REPO_ROOT / "mip6bench" / "testbed" / "serverd.py"))
     probe = ("command -v mnexec >/dev/null || echo missing mnexec; "
              "command -v ip >/dev/null || echo missing ip; "
+             f"test -x {python} || echo nocheckout; test -f {helper} || echo nocheckout; "
              "echo boot $(cat /proc/sys/kernel/random/boot_id); echo uid $(id -u)")
     for i, host in enumerate(ssh.servers):
         try:
@@ -271,17 +325,11 @@ def check_servers(ssh: Ssh) -> None:
         if "uid 0" not in (line.strip() for line in lines):
             raise EnvironmentProblem(f"cluster: ssh to {host} does not log in as root",
                                      "log in as root (User root in the ssh config): nodes need namespaces")
-        boot = next(line.split()[1] for line in lines if line.startswith("boot "))
-        if boot != here:
+        if i > 0 and "nocheckout" in lines:
             raise EnvironmentProblem(
-                f"cluster: {host} is another machine; this version drives every node's namespace "
-                "from the controller and needs all servers on its own kernel",
-                "use this machine's addresses (e.g. 127.0.0.1,127.0.0.2) until the per-server "
-                "helper exists (README, Cluster mode)")
-
-
-def _boot_id() -> str:
-    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+                f"cluster: {host} has no checkout of mip6bench with its .venv at {REPO_ROOT} "
+                "(its helper and agents start from there)",
+                f"clone the same revision to {REPO_ROOT} on {host} and run `make setup` there")
 
 
 # ----------------------------------------------------------------------------- nodes
@@ -293,6 +341,9 @@ class ClusterNodeMixin(RemoteMixin):
 
     def __init__(self, name, server: int = 0, ssh: Ssh | None = None, **params):
         self.ssh, self.server_index = ssh, server
+        # The server's helper (testbed.serverd); None on the controller's own server,
+        # whose namespaces the controller reaches by pid.
+        self.helper = ssh.helpers.get(server)
         self.server = self.serverIP = self.dest = ssh.servers[server]
         self.user, self.controlPath, self.splitInit = "root", None, False
         self.isRemote = True
@@ -311,6 +362,41 @@ class ClusterNodeMixin(RemoteMixin):
         and stderr)."""
         done = self.rrun(" ".join(cmd))
         return done.stdout + done.stderr
+
+    # What LocalOps does by pid, through the server's helper (testbed.serverd).
+    def record_self(self, what: str) -> None:
+        if self.helper is None:
+            return super().record_self(what)
+        self.helper.request("track", pid=self.pid, what=what)
+
+    def set_sysctls(self, values: dict[str, int]) -> None:
+        if self.helper is None:
+            return super().set_sysctls(values)
+        self.helper.request("sysctls", pid=self.pid, values=values)
+
+    def ip_batch(self, lines: list[str]) -> None:
+        if self.helper is None:
+            return super().ip_batch(lines)
+        self.helper.request("ip_batch", pid=self.pid, lines=lines)
+
+    def wait_usable_address(self, intf: str, prefix: str, timeout: float) -> str | None:
+        if self.helper is None:
+            return super().wait_usable_address(intf, prefix, timeout)
+        return self.helper.request("wait", reply_s=timeout + 20, pid=self.pid, condition="usable_address",
+                                   intf=intf, prefix=prefix, timeout=timeout)
+
+    def wait_link_local(self, intf: str, timeout: float) -> bool:
+        if self.helper is None:
+            return super().wait_link_local(intf, timeout)
+        return bool(self.helper.request("wait", reply_s=timeout + 20, pid=self.pid, condition="link_local",
+                                        intf=intf, timeout=timeout))
+
+    @property
+    def kernel(self):
+        if self.helper is None:
+            return super().kernel
+        from mip6bench.testbed.serverd import RemoteKernel
+        return RemoteKernel(self.helper, self.pid)
 
     def _popen(self, cmd, sudo=True, tt=True, **params):
         if isinstance(cmd, str):

@@ -53,18 +53,20 @@ def link_params(shaping: Shaping) -> LinkParams:
                       loss_pct=shaping.loss_pct, rate_mbit=shaping.bw_mbit)
 
 
-def choose_backend(shaping: Shaping, emulation: str = "auto") -> str:
+def choose_backend(shaping: Shaping, emulation: str = "auto", netem: bool | None = None,
+                   tbf: bool | None = None) -> str:
     """veth for an unshaped link; a forced `emulation` (netem, relay) for every shaped
     one; under auto tbf for bandwidth only, else netem where the kernel has it, else the
-    relay."""
+    relay. `netem`/`tbf`: what the link's kernel has, when it is not this one (cluster
+    mode: its server's helper probed it)."""
     if not shaping.active:
         return "veth"
     if emulation != "auto":
         return emulation
     rate_only = not (shaping.delay_ms or shaping.jitter_ms or shaping.loss_pct)
-    if rate_only and tbf_available():
+    if rate_only and (tbf_available() if tbf is None else tbf):
         return "tbf"
-    return "netem" if netem_available() else "relay"
+    return "netem" if (netem_available() if netem is None else netem) else "relay"
 
 
 def link_hubs(run):
@@ -83,6 +85,22 @@ def stop_link_hubs(run) -> None:
         run.link_hubs = None
 
 
+def remote_relay_later(helper, a: str, a_pid: int, b: str, b_pid: int, params: LinkParams,
+                       seed: int, carrier: bool):
+    """A relay link made by a server's link hubs through its helper (testbed.serverd):
+    sent now, the returned function waits for it (a serverd.RemoteHubLink)."""
+    from mip6bench.testbed.serverd import RemoteHubLink
+
+    slot = helper.send("hub_add", a=a, a_pid=a_pid, b=b, b_pid=b_pid, seed=seed, carrier=carrier,
+                       params={f: getattr(params, f) for f in LinkParams.FIELDS})
+
+    def result(timeout: float = 30.0):
+        from mip6bench.slowdown import scaled
+        reply = helper.collect(slot, scaled(timeout))
+        return RemoteHubLink(helper, reply["link"], reply, f"{a}<->{b}")
+    return result
+
+
 class ShapedLink(Link):
     """A link between two nodes with optional shaping (see the module docstring)."""
 
@@ -93,26 +111,42 @@ class ShapedLink(Link):
         self.shaping = shaping
         self.seed = seed
         self.attached = attached
-        self.backend = backend or choose_backend(shaping, emulation)
+        # A link on another server (cluster mode: both ends are there) is made by that
+        # server's helper, with the qdiscs that server's kernel has.
+        self.helper = getattr(node1, "helper", None)
+        kernel = self.helper.hello.get("qdiscs", {}) if self.helper is not None else {}
+        self.backend = backend or choose_backend(shaping, emulation, **kernel)
         self.relay = None  # a linkhub.HubLink for the relay backend
         self._pending = None  # its add request, until finish()
         params.setdefault("intf", Ip6Intf)
         super().__init__(node1, node2, **params)
         if self.backend in ("netem", "tbf"):
-            for intf in (self.intf1, self.intf2):
-                commands = (netem_commands(intf.name, link_params(shaping), intf.node.pid)
-                            if self.backend == "netem" else
-                            tbf_commands(intf.name, shaping.bw_mbit, intf.node.pid))
-                for argv in commands:
-                    subprocess.run(argv, check=True, capture_output=True)
+            self._qdiscs(link_params(shaping))
         if not attached and self.backend != "relay":
             self.set_attached(False)
+
+    def _qdiscs(self, params: LinkParams) -> None:
+        """The backend's qdisc (netem, or tbf for the rate) on both ends, by pid here or
+        by the helper of the link's server."""
+        for intf in (self.intf1, self.intf2):
+            if self.helper is not None:
+                self.helper.request("qdisc", pid=intf.node.pid, intf=intf.name, kind=self.backend,
+                                    params={f: getattr(params, f) for f in LinkParams.FIELDS})
+                continue
+            commands = (netem_commands(intf.name, params, intf.node.pid) if self.backend == "netem"
+                        else tbf_commands(intf.name, params.rate_mbit, intf.node.pid))
+            for argv in commands:
+                subprocess.run(argv, check=True, capture_output=True)
 
     def makeIntfPair(self, intfname1, intfname2, addr1=None, addr2=None,
                      node1=None, node2=None, deleteIntfs=True):
         if self.backend != "relay":
             return super().makeIntfPair(intfname1, intfname2, addr1, addr2, node1, node2,
                                         deleteIntfs=False)
+        if self.helper is not None:
+            self._pending = remote_relay_later(self.helper, intfname1, node1.pid, intfname2, node2.pid,
+                                               link_params(self.shaping), self.seed, self.attached)
+            return None
         run = current_run()
         pool = link_hubs(run)
         known = set(pool.pids)
@@ -152,9 +186,7 @@ class ShapedLink(Link):
         if self.backend == "relay":
             self.relay.set(loss_pct=loss_pct)
         elif self.backend == "netem":
-            for intf in (self.intf1, self.intf2):
-                for argv in netem_commands(intf.name, params, intf.node.pid):
-                    subprocess.run(argv, check=True, capture_output=True)
+            self._qdiscs(params)
         else:
             raise Mip6benchError(f"link {self.intf1}<->{self.intf2} has no loss emulation "
                                  f"(backend {self.backend})",

@@ -82,7 +82,9 @@ PasswordAuthentication no
 KbdInteractiveAuthentication no
 UsePAM no
 PermitTunnel {self.permit_tunnel}
-AllowTcpForwarding no
+AllowTcpForwarding local
+AllowStreamLocalForwarding local
+PermitListen none
 X11Forwarding no
 UseDNS no
 MaxSessions 1000

@@ -23,7 +23,6 @@ from typing import Any, Iterable
 
 from mip6bench.errors import EnvironmentProblem, Mip6benchError
 from mip6bench.net.capabilities import BINARIES, ensure_tun, which
-from mip6bench.net.kernel import usable_address, wait_for
 from mip6bench.params import parse_params
 from mip6bench.runtime.eventlog import EventLog, merge_logs
 from mip6bench.testbed import context
@@ -242,6 +241,9 @@ class Testbed:
             if self.cluster is not None:
                 where, ssh = self.cluster
                 ssh.open(self.run.state_dir / "ssh", self.run.record)
+                # Every server but this one gets its helper (testbed.serverd): nodes,
+                # link hubs and agents there go through it, whatever kernel it runs.
+                ssh.start_helpers(self.run.run_id, self.run.record, self.log)
                 topo_args = {"layout": where, "ssh": ssh}
                 self.log.emit("cluster.layout", servers=where.servers, per_server=where.per_server(),
                               trunks=[t.lan_intf for t in where.trunks])
@@ -343,9 +345,14 @@ class Testbed:
         from mip6bench.testbed.agents import AgentHost, HostedAgent
 
         hosts = []
-        for i in range(0, len(specs), per):
+        # A host runs on one server (cluster mode): its MNs are grouped per server.
+        by_server: dict[int, list] = {}
+        for spec in specs:
+            by_server.setdefault(getattr(self.net[spec[0]], "server_index", 0), []).append(spec)
+        chunks = [group[i:i + per] for group in by_server.values() for i in range(0, len(group), per)]
+        for chunk in chunks:
             members = []
-            for node, agent, role, options in specs[i:i + per]:
+            for node, agent, role, options in chunk:
                 member = HostedAgent(self.net[node], agent, role, options, self.run)
                 self.agents[(node, agent)] = member
                 members.append(member)
@@ -620,6 +627,16 @@ class Testbed:
         self.stop()
 
     # ---------------------------------------------------------------- access
+    def cluster_info(self) -> dict[str, Any] | None:
+        """Cluster mode: the servers, where the nodes are, and every server's clock
+        against the controller's (offset and its uncertainty, ns: event times from a
+        server are moved onto the controller's clock by that offset), for manifest.json."""
+        if self.cluster is None:
+            return None
+        where, ssh = self.cluster
+        return {"servers": where.servers, "per_server": where.per_server(),
+                "trunks": len(where.trunks), "clocks": ssh.clocks()}
+
     @property
     def backends(self) -> dict[str, Any]:
         """What carries this run's data: the HA-MN tunnel, the links (how many links of
@@ -640,6 +657,20 @@ class Testbed:
         except KeyError:
             raise Mip6benchError(f"no node {name!r}",
                                  f"nodes: {', '.join(sorted(self.plan.nodes))}") from None
+
+    def node_pid(self, name: str) -> int:
+        """The pid of node `name`, for what the controller does in its namespace itself
+        (experiments' probe traffic, memory figures): a node on this kernel, or on a
+        cluster server that shares it (loopback). A node on another machine is refused
+        in one line: its pid means nothing here (README, Cluster mode)."""
+        node = self.node(name)
+        helper = getattr(node, "helper", None)
+        if helper is not None and helper.hello.get("boot_id") != _boot_id():
+            raise Mip6benchError(f"{name} runs on {helper.host}, another machine, and this "
+                                 "experiment reaches its namespace by pid from the controller",
+                                 "run it without --cluster, or with every server on this machine "
+                                 "(README, Cluster mode)")
+        return node.pid
 
     def link(self, name: str):
         index = getattr(self, "_links_by_name", None)
@@ -665,7 +696,7 @@ class Testbed:
             raise Mip6benchError(f"{mn} is not attached to any network")
         intf = self.plan.nodes[mn].extra["interfaces"][network]
         prefix = prefix_of(self.plan, network)
-        address = wait_for(self.net[mn].pid, lambda k: usable_address(k, intf, prefix), timeout)
+        address = self.net[mn].wait_usable_address(intf, prefix, timeout)
         if not address:
             raise Mip6benchError(f"{mn} got no usable address on {intf} ({prefix}) within {timeout:g} s",
                                  "check that radvd runs on the access router (logs/*-radvd.log)")
@@ -699,6 +730,11 @@ class Testbed:
     def firewall(self, node: str = "fw"):
         """The nftables firewall of firewall node `node` (default: the CN's)."""
         return self.net[node].firewall
+
+
+def _boot_id() -> str:
+    with open("/proc/sys/kernel/random/boot_id") as f:
+        return f.read().strip()
 
 
 class Terminated(SystemExit):

@@ -14,7 +14,7 @@ from pathlib import Path
 from mininet.node import Node, Switch
 
 from mip6bench.net.firewall import Firewall
-from mip6bench.net.kernel import DadMode, Kernel, wait_for
+from mip6bench.net.kernel import DadMode, Kernel, usable_address, wait_for
 from mip6bench.net.netns import write_sysctls
 from mip6bench.testbed.context import current_run
 from mip6bench.testbed.operational import NodeSpec, is_firewall
@@ -22,7 +22,36 @@ from mip6bench.testbed.process import NodeProcess
 from mip6bench.testbed.services import RouterAdvertising
 
 
-class Mip6Node(Node):
+class LocalOps:
+    """What the testbed does to a node's namespace, by its pid on the controller's own
+    kernel. A node on another server (cluster mode) does the same through that server's
+    helper instead (testbed.cluster.ClusterNodeMixin, testbed.serverd)."""
+
+    def record_self(self, what: str) -> None:
+        current_run().record.add_process(self.pid, what)
+
+    def set_sysctls(self, values: dict[str, int]) -> None:
+        write_sysctls(self.pid, values)
+
+    def ip_batch(self, lines: list[str]) -> None:
+        """`ip -batch` of link commands in the node's namespace (one process, one
+        netlink socket)."""
+        import subprocess
+        done = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "ip", "-batch", "-"],
+                              input="\n".join(lines) + "\n", capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{self.name}: ip -batch failed: {done.stderr.strip()}")
+
+    def wait_usable_address(self, intf: str, prefix: str, timeout: float) -> str | None:
+        """A usable (not tentative) address in `prefix` on `intf`, waited for on netlink."""
+        return wait_for(self.pid, lambda k: usable_address(k, intf, prefix), timeout)
+
+    def wait_link_local(self, intf: str, timeout: float) -> bool:
+        return bool(wait_for(self.pid, lambda kernel: any(
+            a["address"].startswith("fe80:") and not a["tentative"] for a in kernel.addresses(intf)), timeout))
+
+
+class Mip6Node(LocalOps, Node):
     """A node in its own network namespace that speaks IPv6 only."""
 
     def __init__(self, name: str, spec: NodeSpec | None = None, **params):
@@ -31,9 +60,9 @@ class Mip6Node(Node):
         self._kernel: Kernel | None = None
         params.pop("inNamespace", None)
         super().__init__(name, inNamespace=True, **params)
-        current_run().record.add_process(self.pid, f"node {name}")
+        self.record_self(f"node {name}")
         # Before any interface arrives: interfaces created later inherit "default".
-        write_sysctls(self.pid, self.initial_sysctls())
+        self.set_sysctls(self.initial_sysctls())
 
     def initial_sysctls(self) -> dict[str, int]:
         forwarding = int(self.spec.forwarding)
@@ -172,7 +201,7 @@ class MobileNode(Mip6Node):
         return {}
 
 
-class LanSegment(Switch):
+class LanSegment(LocalOps, Switch):
     """A LAN: a Linux bridge in its own network namespace, with IPv6 off there except
     on the bridge device itself, which is the segment's MLD querier.
 
@@ -198,8 +227,8 @@ class LanSegment(Switch):
         params.pop("inNamespace", None)
         dpid = params.pop("dpid", None) or f"{zlib.crc32(name.encode()):016x}"
         super().__init__(name, dpid=dpid, inNamespace=True, **params)
-        current_run().record.add_process(self.pid, f"lan {name}")
-        write_sysctls(self.pid, {"net/ipv6/conf/all/disable_ipv6": 1,
+        self.record_self(f"lan {name}")
+        self.set_sysctls({"net/ipv6/conf/all/disable_ipv6": 1,
                                  "net/ipv6/conf/default/disable_ipv6": 1,
                                  "net/ipv6/conf/all/accept_dad": 0,
                                  "net/ipv6/icmp/echo_ignore_all": 1})
@@ -224,7 +253,7 @@ class LanSegment(Switch):
         k.add_bridge("br0", snooping=snooping)
         if snooping:
             # The querier's link-local address (see the class docstring), nothing else.
-            write_sysctls(self.pid, {"net/ipv6/conf/br0/accept_dad": 0, "net/ipv6/conf/br0/accept_ra": 0,
+            self.set_sysctls({"net/ipv6/conf/br0/accept_dad": 0, "net/ipv6/conf/br0/accept_ra": 0,
                                      "net/ipv6/conf/br0/router_solicitations": 0,
                                      "net/ipv6/conf/br0/disable_ipv6": 0})
         for intf in self.intfList():  # the hubs' TAPs exist before the index dump
@@ -241,17 +270,12 @@ class LanSegment(Switch):
                 up = getattr(link, "attached", True) or getattr(link, "relay", None) is not None
                 lines.append(f"link set dev {intf.name} master br0 {'up' if up else 'down'}")
         lines.append("link set dev br0 up")
-        import subprocess
-        done = subprocess.run(["nsenter", "-t", str(self.pid), "-n", "ip", "-batch", "-"],
-                              input="\n".join(lines) + "\n", capture_output=True, text=True)
-        if done.returncode != 0:
-            raise RuntimeError(f"LAN {self.name}: ip -batch failed: {done.stderr.strip()}")
+        self.ip_batch(lines)
         if not snooping:
             return
         # The querier once br0 has its link-local address (Kernel.start_querier); should
         # it not come, the querier starts anyway and the LAN floods until a query goes out.
-        wait_for(self.pid, lambda kernel: any(a["address"].startswith("fe80:") and not a["tentative"]
-                                              for a in kernel.addresses("br0")), 5.0)
+        self.wait_link_local("br0", 5.0)
         k.start_querier("br0")   # the kernel forwards by group one response interval later
 
     def stop(self, deleteIntfs=True):

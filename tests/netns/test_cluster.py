@@ -11,7 +11,9 @@ nobody answers on, no ssh client, a bad list) ends in one line before anything
 exists."""
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -36,7 +38,9 @@ def root_links() -> set[str]:
     they move) and trunk ends (other helpers' interfaces may come and go meanwhile)."""
     out = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
     names = {line.split(":")[1].strip().split("@")[0] for line in out.splitlines()}
-    return {n for n in names if n.startswith("tap") or "-s2" in n or n.endswith("-up")}
+    def ours(name: str) -> bool:   # the trunks' TAP numbers, not other jobs' tap0
+        return name[3:].isdigit() and cluster.TAP_BASE <= int(name[3:]) < cluster.TAP_BASE + cluster.TAP_SPAN
+    return {n for n in names if (n.startswith("tap") and ours(n)) or "-s2" in n or n.endswith("-up")}
 
 
 def nft_tables() -> list[str]:
@@ -112,6 +116,27 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         trunks = [link for link in tb.net.links if getattr(link, "backend", None) == "tunnel"]
         assert sorted(str(t.intf1) for t in trunks) == ["f1-s2", "f2-s2", "home-s2"]
         assert all(t.tunnel.poll() is None for t in trunks)
+        # Everything on the second server went through its helper (testbed.serverd), not
+        # through this process's pids: the MN agents are the helper's children, recorded
+        # in its own run record (0700) with the nodes' shells and its link hubs, and none
+        # of them in the controller's.
+        helper = tb.cluster[1].helpers[1]
+        record = Path(helper.hello["dir"])
+        assert record.name == f"{tb.run.run_id}-server2" and (record.stat().st_mode & 0o777) == 0o700
+        theirs = {r["pid"]: r["what"] for r in map(json.loads, (record / "resources.jsonl").read_text().splitlines())}
+        ours = {r["pid"] for r in tb.run.record.resources() if r["kind"] == "process"}
+        for k in (1, 2):
+            agent = tb.agent(f"mn{k}")
+            assert helper.hello["pid"] in ancestors(agent.pid) and agent.pid in theirs and agent.pid not in ours
+            assert theirs[nodes[f"mn{k}"].pid] == f"node mn{k}" and nodes[f"mn{k}"].pid not in ours
+            assert agent.rss_kb() > 10_000   # asked of the helper
+        assert "link hub" in theirs.values()
+        assert tb.link("f1-mn1").relay.__class__.__name__ == "RemoteHubLink"
+        assert helper.requests > 20
+        # One kernel: the measured offset of its clock is zero within its uncertainty.
+        clocks = tb.cluster_info()["clocks"]
+        assert clocks[1]["server"] == "127.0.0.2" and clocks[1]["samples"] >= 8
+        assert abs(clocks[1]["offset_ns"]) <= clocks[1]["uncertainty_ns"] < 50_000_000
         ha = tb.mobility_agent("ha")
         for k in (1, 2):
             st = tb.wait_registered(f"mn{k}", timeout=20)
@@ -125,6 +150,10 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         # whatever the trunk adds.
         assert tb.link("f1-mn1").backend in ("relay", "netem")
         coa = tb.wait_registered("mn1")["coa"]
+        # What the CLI shows of a remote node comes through its helper too.
+        assert coa in {a["address"] for a in nodes["mn1"].kernel.addresses()}
+        assert "mn1-f1" in {link["name"] for link in nodes["mn1"].kernel.links()}
+        assert tb.link("f1-mn1").stats()["ok"]
         out = nodes["ar1"].cmd(f"ping -6 -n -c 3 -i 0.2 -W 2 {coa}")
         rtts = [float(t.split("time=")[1].split()[0]) for t in out.splitlines() if "time=" in t]
         assert len(rtts) == 3 and min(rtts) >= 2 * tb.params["access_delay_ms"], out
@@ -137,7 +166,25 @@ def test_two_mns_on_the_second_server_bootstrap_and_register(sshd, clean_host, t
         tb.stop()
     assert tb.teardown_errors == []
     assert [p for p, s in pids if process_start(p) == s] == []
+    assert [p for p in theirs if os.path.exists(f"/proc/{p}")] == [] and not record.exists()
     assert namespaces & live_netns() == set()
+    # The MNs' events came back through the helper's streams into the run's event log.
+    events = [json.loads(line) for line in (tb.run_dir / "events.jsonl").read_text().splitlines()]
+    mine = [e for e in events if e["node"] == "mn1"]
+    assert any(e["event"].startswith("pana.") for e in mine)
+    assert any(e["event"] == "testbed.stopped" for e in events)
+
+
+def test_a_server_without_the_checkout(sshd, clean_host, tmp_path, monkeypatch):
+    import mip6bench
+    monkeypatch.setattr(mip6bench, "REPO_ROOT", tmp_path / "elsewhere")
+    tb = Testbed({"mns": 1}, experiment="test-cluster", out_dir=tmp_path / "run", capture=False,
+                 agents=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    with pytest.raises(EnvironmentProblem) as err:
+        tb.start()
+    text = str(err.value)
+    assert "127.0.0.2 has no checkout of mip6bench" in text and "make setup" in text and "\n" not in text
+    assert tb.run is None
 
 
 def test_a_server_nobody_answers_on(sshd, clean_host, tmp_path):
@@ -188,3 +235,76 @@ def test_a_server_that_refuses_tunnels(tmp_path_factory, tmp_path):
         assert (root_links(), nft_tables(), runs()) == before
     finally:
         refusing.stop()
+
+
+def test_the_helper_cleans_up_when_the_controller_vanishes(sshd, clean_host, tmp_path):
+    """The helper's stdin ends, as when the controller dies (its end of the pipe to the
+    ssh client closes) or its connection goes: the helper ends every process it
+    recorded and removes its directory, with no request from anyone."""
+    import sys
+
+    from mip6bench.testbed.registry import RunRecord
+    from mip6bench.testbed.serverd import Helper
+
+    record = RunRecord("test-cluster-vanish", tmp_path).create("test")
+    ssh = cluster.Ssh(SERVERS.split(","), str(sshd.ssh_config))
+    ssh.open(tmp_path / "ssh", record)
+    # stands for a process the helper started on its server (an agent, a link hub)
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        helper = Helper(ssh, 1, "test-cluster-vanish").start(record)
+        directory = Path(helper.hello["dir"])
+        assert directory.name == "test-cluster-vanish-server2" and directory.exists()
+        helper.request("track", pid=child.pid, what="stand-in")
+        helper.proc.stdin.close()
+        assert wait_exit(helper.hello["pid"], 20.0)
+        assert child.wait(20) is not None
+        assert not directory.exists()
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        ssh.close()
+
+
+def test_capture_on_the_second_server_comes_back(sshd, clean_host, tmp_path):
+    """Packet capture on every node, the second server's through its helper (dumpcap
+    there, the file copied back at stop): mn1's capture holds the echo requests ar1
+    sent it, and capture.pcap merges it with the rest."""
+    tb = Testbed({"mns": 1, "foreign": 1, "mipv6": "off", "nsis": "off"}, experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=True, agents=False, cluster=SERVERS,
+                 ssh_config=str(sshd.ssh_config))
+    try:
+        tb.start()
+        assert [r[1] for r in tb.capture.remote] == ["mn1"]
+        address = tb.wait_address("mn1")
+        out = tb.node("ar1").cmd(f"ping -6 -n -c 2 -i 0.2 -W 5 {address}")
+        assert "2 received" in out, out
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    mine = tmp_path / "run" / "captures" / "mn1.pcapng"
+    out = subprocess.run(["tshark", "-r", str(mine), "-Y", "icmpv6.type == 128"], capture_output=True,
+                         text=True) if shutil.which("tshark") else None
+    assert mine.stat().st_size > 0 and (tmp_path / "run" / "capture.pcap").stat().st_size > mine.stat().st_size
+    if out is not None:
+        assert out.stdout.count("Echo (ping) request") == 2, out.stdout
+
+
+def test_a_rate_only_link_on_the_second_server_gets_its_tbf_there(sshd, clean_host, tmp_path):
+    """Qdiscs follow the server's kernel (its helper probed netem and tbf): an MN's
+    attachment with only a bandwidth gets tbf on its server, set by the helper."""
+    tb = Testbed({"mns": 1, "foreign": 1, "mipv6": "off", "nsis": "off", "access_delay_ms": 0,
+                  "access_bw_mbit": 50}, experiment="test-cluster", out_dir=tmp_path / "run",
+                 capture=False, agents=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    try:
+        tb.start()
+        assert tb.cluster[1].helpers[1].hello["qdiscs"]["tbf"] is True
+        link = tb.link("f1-mn1")
+        assert link.backend == "tbf" and link.helper is not None
+        assert "tbf" in tb.node("mn1").cmd("tc qdisc show dev mn1-f1")
+        with pytest.raises(Exception, match="no loss emulation"):
+            link.set_loss(5)
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []

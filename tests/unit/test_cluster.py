@@ -86,7 +86,7 @@ class FakeSsh(cluster.Ssh):
         return subprocess.CompletedProcess([], rc, out, err)
 
 
-BOOT = cluster._boot_id()
+BOOT = "5f1e0c2a-0000-4000-8000-000000000001"
 GOOD = (0, f"motd noise\nboot {BOOT}\nuid 0\n", "")
 
 
@@ -96,7 +96,7 @@ GOOD = (0, f"motd noise\nboot {BOOT}\nuid 0\n", "")
     ("timeout", "did not answer"),
     ((0, f"missing mnexec\nboot {BOOT}\nuid 0\n", ""), "mnexec is missing on 10.0.0.2"),
     ((0, f"boot {BOOT}\nuid 1000\n", ""), "does not log in as root"),
-    ((0, "boot 00000000-0000-0000-0000-000000000000\nuid 0\n", ""), "is another machine"),
+    ((0, f"nocheckout\nboot {BOOT}\nuid 0\n", ""), "10.0.0.2 has no checkout of mip6bench"),
 ])
 def test_preflight_errors_are_one_line_and_name_the_server(answer, words):
     with pytest.raises(EnvironmentProblem) as err:
@@ -105,8 +105,9 @@ def test_preflight_errors_are_one_line_and_name_the_server(answer, words):
     assert words in text and "\n" not in text and "(" in text  # the fix in parentheses
 
 
-def test_preflight_passes_servers_on_this_kernel():
-    cluster.check_servers(FakeSsh([GOOD, GOOD]))
+def test_preflight_passes_servers_on_another_kernel():
+    """Another machine (another boot id) is driven through its helper: accepted."""
+    cluster.check_servers(FakeSsh([GOOD, (0, "boot 00000000-0000-0000-0000-000000000000\nuid 0\n", "")]))
 
 
 def test_preflight_without_the_ssh_client(monkeypatch):
@@ -170,3 +171,23 @@ def test_server_commands_judged_by_exit_status_not_output():
     cluster._server_cmd(FakeServerNode([(0, "")]), "ip link set tap7001 netns 1")  # noise only
     with pytest.raises(cluster.Mip6benchError, match="Cannot find device"):
         cluster._server_cmd(FakeServerNode([(1, 'Cannot find device "tap7001"\n')]), "ip link set x")
+
+
+def test_node_pid_refuses_a_node_on_another_machine():
+    """Experiments that reach a node's namespace by pid from the controller (probe
+    traffic) get its pid on this kernel, and a one-line refusal for another machine."""
+    from types import SimpleNamespace
+
+    from mip6bench.errors import Mip6benchError
+    from mip6bench.testbed import network
+
+    here = network._boot_id()
+    nodes = {"ha": SimpleNamespace(pid=11, helper=None),
+             "mn1": SimpleNamespace(pid=22, helper=SimpleNamespace(host="127.0.0.2", hello={"boot_id": here})),
+             "mn2": SimpleNamespace(pid=33, helper=SimpleNamespace(host="10.0.0.2", hello={"boot_id": "other"}))}
+    tb = SimpleNamespace(node=nodes.__getitem__)
+    assert network.Testbed.node_pid(tb, "ha") == 11
+    assert network.Testbed.node_pid(tb, "mn1") == 22
+    with pytest.raises(Mip6benchError) as err:
+        network.Testbed.node_pid(tb, "mn2")
+    assert "mn2 runs on 10.0.0.2, another machine" in str(err.value) and "\n" not in str(err.value)
