@@ -261,10 +261,9 @@ def start_agent(ns: str, role: str, work: Path, options: dict, cpu: str | None,
     cfg = work / f"{role}.json"
     cfg.write_text(json.dumps({"node": role, "agent": role, "control": str(work / f"{role}.sock"),
                                "events": str(work / f"{role}.events"), "options": options}))
-    argv = [sys.executable]
-    if profile:
-        argv += ["-m", "cProfile", "-o", profile]
-    argv += [str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
+    argv = [sys.executable, str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
+    if profile:          # written when the agent is told to stop (its teardown left out)
+        argv += ["--profile", profile]
     if cpu is not None:
         argv = ["taskset", "-c", cpu] + argv
     p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=subprocess.PIPE,
