@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any, Callable
 
 from mip6bench.gist import core as gist_core
@@ -128,8 +129,9 @@ class NatfwService:
             install = self._installs.get(effect.session_id)
             if install is not None:
                 # The RESPONSE after an install (upstream for a CREATE, downstream for an
-                # EXT at the edge) leaves once that install is committed.
-                self.agent.spawn(self._send_after(install, effect), "natfw send after install")
+                # EXT at the edge) leaves once that install is committed (a callback of
+                # the install, not a task of its own: one per session under a burst).
+                install.add_done_callback(partial(self._send_after, effect))
                 return
             self._send(effect)
             return
@@ -178,15 +180,19 @@ class NatfwService:
                        discover=getattr(effect, "discover", False),
                        supersede=getattr(effect, "supersede", False))
 
-    async def _send_after(self, install: asyncio.Future, effect: nat.SendNslp) -> None:
-        await asyncio.wait([install])
-        if install.exception() is None:
-            self._send(effect)
-            return
-        # The pinhole could not be installed: no success RESPONSE goes upstream.
-        handler = getattr(self.core, "install_failed", None)
-        if handler is not None:
-            self.execute(handler(effect.session_id, str(install.exception()), self.now()))
+    def _send_after(self, effect: nat.SendNslp, install: asyncio.Future) -> None:
+        try:
+            if install.cancelled():      # the service is closing
+                return
+            if install.exception() is None:
+                self._send(effect)
+                return
+            # The pinhole could not be installed: no success RESPONSE goes upstream.
+            handler = getattr(self.core, "install_failed", None)
+            if handler is not None:
+                self.execute(handler(effect.session_id, str(install.exception()), self.now()))
+        except Exception as exc:          # as an agent task's failure would: fatal
+            self.agent.fatal(f"natfw send after install failed: {type(exc).__name__}: {exc}")
 
     async def _install(self, effect: nat.InstallPinhole) -> None:
         from mip6bench.net.pinholes import flow_description
