@@ -50,14 +50,37 @@ NF_GIST_MAX_ROUTING_STATES = 2 * NF_MAX_SESSIONS + 1024
 NF_GIST_MAX_PENDING_QUERIES = NF_MAX_PENDING
 
 
+# The two MRI forms of a flow, converted once per flow and direction (both frozen): every
+# NATFW message of a session crosses between them (at most MRI_CACHE of each, the oldest
+# dropped first).
+MRI_CACHE = 8192
+_to_gist: dict[tuple, GistMri] = {}
+_to_natfw: dict[GistMri, nat.Mri] = {}
+
+
+def _kept(cache: dict, key, value):
+    if len(cache) >= MRI_CACHE:
+        del cache[next(iter(cache))]
+    cache[key] = value
+    return value
+
+
 def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
-    return GistMri(mri.source, mri.destination, protocol=mri.protocol or None,
-                   src_port=mri.source_port or None, dst_port=mri.destination_port or None,
-                   upstream=upstream)
+    out = _to_gist.get((mri, upstream))
+    if out is None:
+        out = _kept(_to_gist, (mri, upstream), GistMri(
+            mri.source, mri.destination, protocol=mri.protocol or None,
+            src_port=mri.source_port or None, dst_port=mri.destination_port or None,
+            upstream=upstream))
+    return out
 
 
 def natfw_mri(mri: GistMri) -> nat.Mri:
-    return nat.Mri(mri.src, mri.dst, mri.protocol or 0, mri.src_port or 0, mri.dst_port or 0)
+    out = _to_natfw.get(mri)
+    if out is None:
+        out = _kept(_to_natfw, mri, nat.Mri(mri.src, mri.dst, mri.protocol or 0,
+                                            mri.src_port or 0, mri.dst_port or 0))
+    return out
 
 
 class NatfwService:

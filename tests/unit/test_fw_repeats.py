@@ -259,3 +259,44 @@ def test_malformed_value_is_refused_every_time():
     for _ in range(2):
         with pytest.raises(DecodeError, match="reserved MRI bits"):
             wire.decode_message(bytes(q))
+
+
+# ---------------------------------------------------------------- re-forwarding under load
+
+def test_retransmissions_are_forwarded_again_after_the_time_answers_take():
+    """The NF forwards a retransmitted request again once `reforward_wait` has passed:
+    2 s while the NR's answers come at once, longer while they take longer to be handled
+    (a burst queued at the firewall), back to 2 s when they are quick again."""
+    from mip6bench.natfw.core import NrCore
+
+    nf_, nr = nf(), NrCore()
+    mri = NMri(COA, CN, 135)
+
+    def session(k: int, start: float, answer_after: float | None, retry_at: float):
+        sid = bytes([k]) * 16
+        ni = NiCore(tok(token_id=bytes([k]) * 8), msn_start=100)
+        (c,) = [a for a in ni.create(sid, mri, 60, start, mip6=w.Mip6Flow(w.MIP6_MH, 2, HOA))
+                if isinstance(a, SendNslp)]
+        peer = f"2001:db8:11::{k:x}"                # each its own source (max per source)
+        (fwd,) = [a for a in nf_.receive(sid, mri, c.data, start, peer=peer)
+                  if isinstance(a, SendNslp)]
+        assert not fwd.upstream
+        retry = next(a for a in ni.handle_timer(("retransmit", sid), retry_at)
+                     if isinstance(a, SendNslp))
+        again = [a for a in nf_.receive(sid, mri, retry.data, retry_at, peer=peer)
+                 if isinstance(a, SendNslp)]
+        if answer_after is not None:
+            (ans,) = [a for a in nr.receive(sid, mri, fwd.data, start) if isinstance(a, SendNslp)]
+            nf_.receive(sid, mri, ans.data, start + answer_after, upstream=True)
+        return len(again)
+
+    assert nf_.reforward_wait == 2.0
+    assert session(1, 0.0, None, 3.5) == 1          # no answer yet: forwarded again
+    for k in range(2, 6):                           # answers taking 6 s (retries absorbed)
+        assert session(k, 5.0 * k, 6.0, 5.0 * k + 0.5) == 0
+    assert 6.0 < nf_.reforward_wait <= nf_.pending_timeout / 2
+    assert session(6, 30.0, None, 33.5) == 0        # 3.5 s: absorbed now
+    for k in range(7, 60):                          # quick answers again
+        session(k, 5.0 * k, 0.01, 5.0 * k + 0.5)
+    assert nf_.reforward_wait == 2.0
+    assert session(60, 300.0, None, 303.5) == 1
