@@ -250,8 +250,9 @@ class Mri:
         if version not in (4, 6):
             raise DecodeError(f"MRI IP version {version}")
         alen = 4 if version == 4 else 16
-        src = ipaddr.text(r.take(alen, "MRI source address"))
-        dst = ipaddr.text(r.take(alen, "MRI destination address"))
+        to_text = ipaddr.text if version == 4 else ipaddr.text6
+        src = to_text(r.take(alen, "MRI source address"))
+        dst = to_text(r.take(alen, "MRI destination address"))
         sp, dp, proto, ds = struct.unpack("!BBBB", r.take(4, "MRI prefixes"))
         if ds & 0x03:
             raise DecodeError("reserved bits after the DS field set")
@@ -284,10 +285,20 @@ class Mri:
                 values["dst_port"] = dport
             elif dport:
                 raise DecodeError("destination port set without the B flag")
+        # The addresses are the canonical text of their bytes and of one version, so
+        # what __post_init__ would parse again is known: only the field checks remain.
+        mri = object.__new__(cls)
+        mri.__dict__.update(_MRI_ABSENT)
+        mri.__dict__.update(values)
         try:
-            return cls(**values)
+            _check_mri_fields(mri, alen * 8)
         except ValueError as exc:
             raise DecodeError(str(exc)) from None
+        return mri
+
+
+_MRI_ABSENT = dict(protocol=None, ds_field=None, flow_label=None, spi=None, src_port=None,
+                   dst_port=None)
 
 
 def _check_mri_fields(m: Mri, bits: int) -> None:
@@ -358,8 +369,14 @@ class Nli:
         pi = r.take(pi_len, "NLI peer identity")
         if any(r.take(pad_len(pi_len), "NLI peer identity padding")):
             raise DecodeError("non-zero NLI peer identity padding")
-        addr = ipaddr.text(r.take(4 if version == 4 else 16, "NLI interface address"))
-        return cls(pi, ttl, validity, addr)
+        addr = (ipaddr.text(r.take(4, "NLI interface address")) if version == 4
+                else ipaddr.text6(r.take(16, "NLI interface address")))
+        # every field is in range by its width (the identity's length checked above) and
+        # the address is canonical text: nothing for __post_init__ to check or normalise
+        nli = object.__new__(cls)
+        nli.__dict__.update(peer_identity=pi, ip_ttl=ttl, rs_validity_ms=validity,
+                            interface_address=addr)
+        return nli
 
 
 @dataclass(frozen=True)
