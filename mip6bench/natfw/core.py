@@ -51,8 +51,9 @@ one repeating the pending request is forwarded only if the request went downstre
 the NR's answer to an earlier MSN completes the NI). `reforward_wait` is
 `reforward_after` (2 s) or, when answers take longer, the time the NR's answers take
 to be handled here, as TCP's RTO follows the round trip (RFC 6298: smoothed time plus
-four times its variation, from answers to requests forwarded once only, at most half
-of `pending_timeout`): under a burst that time is this node's own queue, where a
+four times its variation, from answers to requests forwarded once only, at most
+`reforward_max` (8 s) and half of `pending_timeout`, so that a forward that was lost
+is still sent again in time): under a burst that time is this node's own queue, where a
 request forwarded again only adds to it (~3,000 of 7,000 forwards for 4,000 sessions
 in nf_load_bench with 1,000 MNs, each answered by the NR for nothing); one
 repeating a request the NR has just granted (within RETRANSMISSION_WINDOW, at most a
@@ -478,7 +479,7 @@ class NfCore:
                  auth_timeout: float = 5.0, coa_binding: bool = True,
                  token_sessions: int = 1, replay_memory: int = 65536,
                  closed_memory: int = 4096, inside: "tuple[str, ...] | None" = None,
-                 reforward_after: float = 2.0):
+                 reforward_after: float = 2.0, reforward_max: float = 8.0):
         if authorization is None:
             authorization = "none" if keys is None else "token"
         if authorization not in AUTH_MODES:
@@ -496,6 +497,9 @@ class NfCore:
         self.auth_timeout, self.coa_binding = auth_timeout, coa_binding
         self.token_sessions, self.replay_memory = token_sessions, replay_memory
         self.reforward_after = reforward_after
+        # at most this long: a forward that was lost (a routing state toward the NR that
+        # went down under the same load, say) is sent again by then
+        self.reforward_max = reforward_max
         self._answer_srtt: float | None = None   # the NR's answers (see reforward_wait)
         self._answer_rttvar = 0.0
         # the prefixes behind this NF when it is the edge of a network (EXT handled here)
@@ -523,7 +527,7 @@ class NfCore:
         if self._answer_srtt is None:
             return self.reforward_after
         rto = self._answer_srtt + 4 * self._answer_rttvar
-        return max(self.reforward_after, min(rto, self.pending_timeout / 2))
+        return max(self.reforward_after, min(rto, self.reforward_max, self.pending_timeout / 2))
 
     def _answer_time(self, sample: float) -> None:
         """RFC 6298's estimator (alpha 1/8, beta 1/4) over the NR's answer times."""

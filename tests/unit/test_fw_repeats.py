@@ -294,7 +294,7 @@ def test_retransmissions_are_forwarded_again_after_the_time_answers_take():
     assert session(1, 0.0, None, 3.5) == 1          # no answer yet: forwarded again
     for k in range(2, 6):                           # answers taking 6 s (retries absorbed)
         assert session(k, 5.0 * k, 6.0, 5.0 * k + 0.5) == 0
-    assert 6.0 < nf_.reforward_wait <= nf_.pending_timeout / 2
+    assert 6.0 < nf_.reforward_wait <= nf_.reforward_max == 8.0
     assert session(6, 30.0, None, 33.5) == 0        # 3.5 s: absorbed now
     for k in range(7, 60):                          # quick answers again
         session(k, 5.0 * k, 0.01, 5.0 * k + 0.5)
