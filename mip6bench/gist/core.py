@@ -65,7 +65,12 @@ Roles (one node plays all of them, per session):
   stored under the MRI with the D flag set) is created ONLY by a Confirm whose cookie
   verifies; it lives for the RS validity time this node advertised, renewed by every
   valid Confirm. NSLP data in a Query is delivered at once; data in a Confirm after the
-  state is installed.
+  state is installed. A retransmitted Query (the same bytes from the same IP source to
+  the same destination) is answered with the Response the first one got, without a
+  decode (counted "query_repeats_answered"), while the cookie generation, our addresses,
+  the settings a Response depends on and the NSLP being served are unchanged: the
+  answer is a function of those and the bytes. At most `query_answer_cache` Responses
+  are kept (the oldest go first); a Query that carries NSLP data is not kept.
 - Forwarding: an intercepted Q-mode message (Query or Q-mode Data) for an NSLP this node
   does not serve gives a Forward verdict (GIST hops - 1; dropped when that reaches 0);
   an intercepted datagram that does not decode (no magic number, say) is forwarded
