@@ -20,7 +20,9 @@ Reported: sessions answered OK, refused, and lost (no answer when the generator 
 CREATE to the last answer); latency p50/p99/max (CREATE sent to RESPONSE received); the
 CPU seconds of the fw agent, the CN agent and the generator (/proc/<pid>/stat, from just
 before the first CREATE to the last answer) and the fw's CPU ms per CREATE; its
-retransmissions. With --cpus F,G the fw agent is pinned to CPU F and the generator and CN
+retransmissions, and what the fw did with the repeats (from its status: Queries answered
+again from the kept Response, CREATEs forwarded, CREATEs taken without a decode,
+retransmissions absorbed or answered, NR answers no longer matched). With --cpus F,G the fw agent is pinned to CPU F and the generator and CN
 to G (taskset). With --profile PATH the fw agent runs under cProfile and its top
 functions are printed (slower: its rate is not the unprofiled one).
 
@@ -261,10 +263,9 @@ def start_agent(ns: str, role: str, work: Path, options: dict, cpu: str | None,
     cfg = work / f"{role}.json"
     cfg.write_text(json.dumps({"node": role, "agent": role, "control": str(work / f"{role}.sock"),
                                "events": str(work / f"{role}.events"), "options": options}))
-    argv = [sys.executable]
-    if profile:
-        argv += ["-m", "cProfile", "-o", profile]
-    argv += [str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
+    argv = [sys.executable, str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
+    if profile:          # written when the agent is told to stop (its teardown left out)
+        argv += ["--profile", profile]
     if cpu is not None:
         argv = ["taskset", "-c", cpu] + argv
     p = subprocess.Popen(["ip", "netns", "exec", ns] + argv, stdout=subprocess.PIPE,
@@ -304,6 +305,7 @@ def one_run(args, tag: str) -> dict:
         c1 = proc_cpu(fw.agent_pid), proc_cpu(cn.agent_pid), runq_wait(fw.agent_pid)
         t1 = thread_cpu(fw.agent_pid)
         result["fw_loop_cpu_s"] = round(t1.get("main", 0) - t0.get("main", 0), 3)
+        result["fw_repeats"] = fw_repeat_counters(work / "fw.sock")
         result["fw_socket_drops"] = socket_drops(ns["fw"])
         gen.wait(timeout=30)
         fw_s, cn_s = c1[0] - c0[0], c1[1] - c0[1]
@@ -318,6 +320,21 @@ def one_run(args, tag: str) -> dict:
     finally:
         clean_up(procs, ns, work, args.keep)
 
+
+
+def fw_repeat_counters(sock: Path) -> dict[str, int]:
+    """The firewall's counts of repeated signalling and of what it did with them (its
+    status command: GIST and NATFW core counters)."""
+    from mip6bench.runtime import control
+
+    status = control.request(str(sock), "status", timeout=30)
+    gist, natfw = status["gist"]["counters"], status["natfw"]["counters"]
+    return {"queries_answered_again": gist.get("query_repeats_answered", 0),
+            "creates_forwarded": natfw.get("creates_forwarded", 0),
+            "creates_decoded_fast": natfw.get("create_repeats_decoded_fast", 0),
+            "retransmissions_absorbed": natfw.get("retransmissions_absorbed", 0),
+            "retransmissions_answered": natfw.get("retransmissions_answered", 0),
+            "unmatched_responses": natfw.get("unmatched_response", 0)}
 
 
 def clean_up(procs: list, ns, work: str, keep: bool) -> None:
@@ -370,7 +387,7 @@ def main() -> int:
               f"fw CPU {res['fw_cpu_s']} s = {res['fw_cpu_ms_per_create']} ms/CREATE "
               f"({res['fw_create_per_cpu_s']}/CPU-s), waited for a CPU {res['fw_runq_wait_s']} s, event loop thread {res['fw_loop_cpu_s']} s; cn {res['cn_cpu_s']} s, gen "
               f"{res['gen_cpu_s']} s; retransmits {res['retransmits']}; fw socket drops "
-              f"{res['fw_socket_drops']}", flush=True)
+              f"{res['fw_socket_drops']}; fw {res['fw_repeats']}", flush=True)
     if args.profile:
         print_profile(args.profile)
     summary = {"runs": runs}

@@ -251,7 +251,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         profiled = [a.pid for (_n, name), a in tb.agents.items()
                     if name in set(params.get("profile", "").split(",")) and a.pid]
     os.environ.pop(PROFILE_ENV, None)
-    for pid in profiled:  # cProfile writes its file as the agent exits: wait for the exit
+    for pid in profiled:  # written on the stop signal; wait for the exit all the same
         _wait_exit(pid, 60.0)
     point["profiles"] = {path.name[:-len(".prof")]: top_functions(path)
                          for path in sorted((out_dir / "logs").glob("*.prof"))}

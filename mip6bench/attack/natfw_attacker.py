@@ -38,6 +38,9 @@ class MiniAgent:
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
 
+    def fatal(self, message: str) -> None:
+        raise RuntimeError(message)
+
     def spawn(self, coro, name: str):
         task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)

@@ -65,7 +65,12 @@ Roles (one node plays all of them, per session):
   stored under the MRI with the D flag set) is created ONLY by a Confirm whose cookie
   verifies; it lives for the RS validity time this node advertised, renewed by every
   valid Confirm. NSLP data in a Query is delivered at once; data in a Confirm after the
-  state is installed.
+  state is installed. A retransmitted Query (the same bytes from the same IP source to
+  the same destination) is answered with the Response the first one got, without a
+  decode (counted "query_repeats_answered"), while the cookie generation, our addresses,
+  the settings a Response depends on and the NSLP being served are unchanged: the
+  answer is a function of those and the bytes. At most `query_answer_cache` Responses
+  are kept (the oldest go first); a Query that carries NSLP data is not kept.
 - Forwarding: an intercepted Q-mode message (Query or Q-mode Data) for an NSLP this node
   does not serve gives a Forward verdict (GIST hops - 1; dropped when that reaches 0);
   an intercepted datagram that does not decode (no magic number, say) is forwarded
@@ -296,6 +301,8 @@ class GistConfig:
     # Error messages we send (a token bucket: a stranger can make us answer, not flood)
     error_rate: float = 20.0                   # Errors a second, sustained
     error_burst: int = 20
+    # Responses kept for retransmitted Queries (see receive): at most this many; 0: none
+    query_answer_cache: int = 4096
 
 
 @dataclass
@@ -346,6 +353,17 @@ class MessagingAssociation:
     users: set = field(default_factory=set)    # routing keys bound to this MA
 
 
+@dataclass(frozen=True)
+class _QueryAnswer:
+    """The Response this node sent for a Query, kept to answer its retransmissions."""
+    generation: int            # of the Responder-Cookie in it
+    settings: tuple            # GistNode._answer_settings() when it was made
+    nslp_id: int
+    upstream: bool             # the Query's D flag
+    transmit: Transmit
+    event: Event
+
+
 def _timer(kind: str, key) -> tuple:
     return ("gist", kind, key)
 
@@ -367,6 +385,9 @@ class GistNode:
         self.counters: Counter = Counter()
         self._error_tokens = float(config.error_burst)
         self._error_refill_at: float | None = None
+        # (Query bytes, IP source, IP destination) -> _QueryAnswer: see receive
+        self._query_answers: dict[tuple, _QueryAnswer] = {}
+        self._nlis: dict[str, Nli] = {}        # our NLI per local address (_nli)
 
     # ------------------------------------------------------------ helpers
     def set_addresses(self, addresses: Iterable[str]) -> None:
@@ -383,6 +404,7 @@ class GistNode:
         while len(self._former) > MAX_FORMER_ADDRESSES:
             self._former.pop(next(iter(self._former)))
         self.addresses = new
+        self._query_answers.clear()            # their NLI names a local address
 
     def new_session_id(self) -> bytes:
         return self.random_bytes(wire.SESSION_ID_LEN)
@@ -398,8 +420,16 @@ class GistNode:
         return self.addresses[0]
 
     def _nli(self, mri: Mri) -> Nli:
-        return Nli(self.config.peer_identity, self.config.ip_ttl, self.config.rs_validity_ms,
-                   self._local_address(mri))
+        local = self._local_address(mri)
+        c = self.config
+        nli = self._nlis.get(local)
+        if nli is None or (nli.peer_identity, nli.ip_ttl, nli.rs_validity_ms) != (
+                c.peer_identity, c.ip_ttl, c.rs_validity_ms):
+            # one object per local address (frozen; its encoding is kept with it)
+            if len(self._nlis) >= 2 * MAX_FORMER_ADDRESSES:
+                self._nlis.clear()
+            nli = self._nlis[local] = Nli(c.peer_identity, c.ip_ttl, c.rs_validity_ms, local)
+        return nli
 
     def _d_transmit(self, msg: Message, dst: str, src: str, kind: str) -> Transmit:
         return GistTransmit(msg.encode(), dst, src, GIST_PORT, mode="D",
@@ -831,6 +861,17 @@ class GistNode:
                     return pre
             ma.last_rx = now
             ma.probing = False
+        elif q_mode and self._query_answers:
+            answer = self._query_answers.get((data if type(data) is bytes else bytes(data),
+                                              src, dst))
+            if answer is not None and self._still_valid(answer, now):
+                # A retransmitted Query (the same bytes from the same querier): the
+                # Response is the one the first got, as a decode would have built it
+                # again (the responder keeps no per-Query state, RFC 5971: its answer
+                # depends on the Query's bytes, our settings and the cookie generation,
+                # all checked here). A Query differing in any byte is decoded.
+                self.counters["query_repeats_answered"] += 1
+                return [answer.transmit, answer.event]
         try:
             msg = wire.decode_message(data, q_mode=q_mode)
         except DecodeError as err:
@@ -888,16 +929,40 @@ class GistNode:
                        mri=msg.mri.inverted(), session_id=msg.session_id,
                        nli=self._nli(rkey[2]), query_cookie=msg.query_cookie,
                        responder_cookie=cookie, stack_proposal=sp, stack_config=scd)
-        actions: list[Action] = [
-            self._d_transmit(resp, nli.interface_address, self._local_address(rkey[2]),
-                             "Response"),
-            Event("gist.response", {"nslp": msg.nslp_id, "sid": msg.session_id.hex(),
-                                    "querier": nli.interface_address,
-                                    "ma_offered": sp is not None})]
+        transmit = self._d_transmit(resp, nli.interface_address, self._local_address(rkey[2]),
+                                    "Response")
+        event = Event("gist.response", {"nslp": msg.nslp_id, "sid": msg.session_id.hex(),
+                                        "querier": nli.interface_address,
+                                        "ma_offered": sp is not None})
+        actions: list[Action] = [transmit, event]
         if msg.nslp_data is not None:
             actions.append(RecvMessage(msg.nslp_id, msg.session_id, msg.mri, msg.nslp_data,
                                        nli.interface_address, self._hop_count(nli, ttl)))
+        elif self.config.query_answer_cache > 0:
+            # kept for its retransmissions (a Query with NSLP data is not: that data
+            # goes to the NSLP each time)
+            answers = self._query_answers
+            while len(answers) >= self.config.query_answer_cache:
+                del answers[next(iter(answers))]
+            answers[(msg.raw, src, dst)] = _QueryAnswer(
+                self._generation(now), self._answer_settings(), msg.nslp_id, msg.mri.upstream,
+                transmit, Event("gist.response", {**event.fields, "repeat": True}))
         return actions
+
+    def _answer_settings(self) -> tuple:
+        """What a Response depends on besides the Query, our addresses (set_addresses
+        forgets the kept answers) and the cookie generation."""
+        c = self.config
+        return (c.peer_identity, c.ip_ttl, c.rs_validity_ms, c.gist_hops, c.ma_port,
+                c.ma_hold_time_ms)
+
+    def _still_valid(self, answer: _QueryAnswer, now: float) -> bool:
+        """Would the Query of this kept answer get the same Response now?"""
+        nslps = self.config.nslps
+        return (answer.generation == self._generation(now)
+                and answer.nslp_id in nslps
+                and not (answer.nslp_id in self.config.upstream_only and not answer.upstream)
+                and answer.settings == self._answer_settings())
 
     def _offered_port(self, msg: Message) -> int | None:
         """The responder's Forwards-TCP port from a Response (None: no usable offer)."""
@@ -989,12 +1054,14 @@ class GistNode:
                 confirm = Message(CONFIRM, key[0], self.config.gist_hops, mri=key[2],
                                   session_id=key[1], nli=self._nli(key[2]),
                                   responder_cookie=msg.responder_cookie, nslp_data=first)
-                if first is not None and len(confirm.encode()) > self.config.d_mode_max:
+                encoded = confirm.encode()
+                if first is not None and len(encoded) > self.config.d_mode_max:
                     # the cookie made it too long for D-mode: the message follows as Data
-                    confirm = replace(confirm, nslp_data=None)
+                    encoded = replace(confirm, nslp_data=None).encode()
                     queue.insert(0, (first, False))
-                actions.append(self._d_transmit(confirm, state.peer_address,
-                                                self._local_address(key[2]), "Confirm"))
+                actions.append(GistTransmit(encoded, state.peer_address,
+                                            self._local_address(key[2]), GIST_PORT, mode="D",
+                                            hop_limit=self.config.ip_ttl, kind="Confirm"))
             actions += [self._data(key, state, item) for item, _ in queue]
         if key not in self.states:        # an MA refusal removed it again
             return actions

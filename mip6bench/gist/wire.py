@@ -201,10 +201,20 @@ class Mri:
         # re-parsed both addresses each time, ~7 % of the firewall's time under load).
         new = object.__new__(Mri)
         new.__dict__.update(self.__dict__)
+        new.__dict__.pop("_value", None)        # the copy's encoding differs (D flag)
         object.__setattr__(new, "upstream", bool(upstream))
         return new
 
     def encode_value(self) -> bytes:
+        # Encoded once per object (it is frozen): the GIST core encodes the same MRI
+        # for every message of a session, its cookie included.
+        value = self.__dict__.get("_value")
+        if value is None:
+            value = self._encode_value()
+            object.__setattr__(self, "_value", value)
+        return value
+
+    def _encode_value(self) -> bytes:
         flags = self.ip_version << 12
         flags |= _MRI_P if self.protocol is not None else 0
         flags |= _MRI_T if self.ds_field is not None else 0
@@ -240,8 +250,9 @@ class Mri:
         if version not in (4, 6):
             raise DecodeError(f"MRI IP version {version}")
         alen = 4 if version == 4 else 16
-        src = ipaddr.text(r.take(alen, "MRI source address"))
-        dst = ipaddr.text(r.take(alen, "MRI destination address"))
+        to_text = ipaddr.text if version == 4 else ipaddr.text6
+        src = to_text(r.take(alen, "MRI source address"))
+        dst = to_text(r.take(alen, "MRI destination address"))
         sp, dp, proto, ds = struct.unpack("!BBBB", r.take(4, "MRI prefixes"))
         if ds & 0x03:
             raise DecodeError("reserved bits after the DS field set")
@@ -274,10 +285,20 @@ class Mri:
                 values["dst_port"] = dport
             elif dport:
                 raise DecodeError("destination port set without the B flag")
+        # The addresses are the canonical text of their bytes and of one version, so
+        # what __post_init__ would parse again is known: only the field checks remain.
+        mri = object.__new__(cls)
+        mri.__dict__.update(_MRI_ABSENT)
+        mri.__dict__.update(values)
         try:
-            return cls(**values)
+            _check_mri_fields(mri, alen * 8)
         except ValueError as exc:
             raise DecodeError(str(exc)) from None
+        return mri
+
+
+_MRI_ABSENT = dict(protocol=None, ds_field=None, flow_label=None, spi=None, src_port=None,
+                   dst_port=None)
 
 
 def _check_mri_fields(m: Mri, bits: int) -> None:
@@ -322,6 +343,13 @@ class Nli:
         object.__setattr__(self, "interface_address", _norm_addr(self.interface_address))
 
     def encode_value(self) -> bytes:
+        value = self.__dict__.get("_value")     # once per (frozen) object, as Mri's
+        if value is None:
+            value = self._encode_value()
+            object.__setattr__(self, "_value", value)
+        return value
+
+    def _encode_value(self) -> bytes:
         addr = _ip(self.interface_address)
         pi = self.peer_identity
         return (struct.pack("!BBHI", len(pi), self.ip_ttl, addr.version << 12,
@@ -341,8 +369,14 @@ class Nli:
         pi = r.take(pi_len, "NLI peer identity")
         if any(r.take(pad_len(pi_len), "NLI peer identity padding")):
             raise DecodeError("non-zero NLI peer identity padding")
-        addr = ipaddr.text(r.take(4 if version == 4 else 16, "NLI interface address"))
-        return cls(pi, ttl, validity, addr)
+        addr = (ipaddr.text(r.take(4, "NLI interface address")) if version == 4
+                else ipaddr.text6(r.take(16, "NLI interface address")))
+        # every field is in range by its width (the identity's length checked above) and
+        # the address is canonical text: nothing for __post_init__ to check or normalise
+        nli = object.__new__(cls)
+        nli.__dict__.update(peer_identity=pi, ip_ttl=ttl, rs_validity_ms=validity,
+                            interface_address=addr)
+        return nli
 
 
 @dataclass(frozen=True)
@@ -616,15 +650,18 @@ def encode_message(msg: Message) -> bytes:
         raise ValueError("Hello-ID out of range")
     objects = _objects(msg)
     _check_values(msg, decoding=False)
-    _check_order([t for t, _ in objects], msg.type, decoding=False)
+    _checked_order([t for t, _ in objects], msg.type, decoding=False)
     _check_header_flags(msg, decoding=False)
-    body = b""
-    for index, (otype, value) in enumerate(objects):
+    if not msg.extensions:
+        body = b"".join([_tlv(otype, value, AB_MANDATORY) for otype, value in objects])
+    else:
+        body = b""
+        for index, (otype, value) in enumerate(objects):
+            body += b"".join(_tlv(e.type, e.value, e.ab) for e in msg.extensions
+                             if e.position == index)
+            body += _tlv(otype, value, AB_MANDATORY)
         body += b"".join(_tlv(e.type, e.value, e.ab) for e in msg.extensions
-                         if e.position == index)
-        body += _tlv(otype, value, AB_MANDATORY)
-    body += b"".join(_tlv(e.type, e.value, e.ab) for e in msg.extensions
-                     if not 0 <= e.position < len(objects))
+                         if not 0 <= e.position < len(objects))
     words = len(body) // 4
     if words > MAX_MESSAGE_WORDS:
         raise ValueError("GIST message too long")
@@ -735,11 +772,61 @@ _OBJECT_DECODERS = {
     OBJ_NSLP_DATA: lambda r: r.rest(),
     OBJ_NAT_TRAVERSAL: lambda r: r.rest(),
 }
+# objects whose value is kept as bytes (checked by _check_values)
+_RAW_OBJECTS = frozenset({OBJ_SESSION_ID, OBJ_QUERY_COOKIE, OBJ_RESPONDER_COOKIE,
+                          OBJ_NSLP_DATA, OBJ_NAT_TRAVERSAL})
 _FIELDS = {OBJ_MRI: "mri", OBJ_SESSION_ID: "session_id", OBJ_NLI: "nli",
            OBJ_STACK_PROPOSAL: "stack_proposal", OBJ_STACK_CONFIG: "stack_config",
            OBJ_QUERY_COOKIE: "query_cookie", OBJ_RESPONDER_COOKIE: "responder_cookie",
            OBJ_NAT_TRAVERSAL: "nat_traversal", OBJ_NSLP_DATA: "nslp_data",
            OBJ_ERROR: "error", OBJ_HELLO_ID: "hello_id"}
+
+
+# Decoded MRI and NLI values by their bytes. Decoding is a function of the bytes alone
+# and the objects are frozen, so a value seen before is taken from here: every message
+# of a session carries the same MRI and the same peer's NLI (a firewall under a burst
+# decodes each several times: Query, its retransmissions, Confirm, Data). Only values
+# that decoded are kept; at most VALUE_CACHE of each, the oldest dropped first.
+VALUE_CACHE = 8192
+_value_caches: dict[int, dict[bytes, object]] = {OBJ_MRI: {}, OBJ_NLI: {}}
+# The object orders (message type, object types) that passed _check_order: a message
+# with the same order passes again without the walk through the grammar.
+_orders_ok: set[tuple[int, tuple[int, ...]]] = set()
+_unpack_header = struct.Struct("!BBHHBB").unpack_from
+_unpack_object_header = struct.Struct("!HH").unpack_from
+
+
+def _checked_order(types: list[int], msg_type: int, decoding: bool) -> None:
+    key = (msg_type, tuple(types))
+    if key in _orders_ok:
+        return
+    _check_order(types, msg_type, decoding)
+    if len(_orders_ok) < 1024:          # a handful in practice; bounded whatever comes
+        _orders_ok.add(key)
+
+
+def _decode_object(otype: int, data: bytes, start: int, end: int):
+    """The decoded value of a known object (DecodeError if it does not decode)."""
+    cache = _value_caches.get(otype)
+    if cache is not None:
+        value = data[start:end]
+        obj = cache.get(value)
+        if obj is not None:
+            return obj
+    sub = Reader(data, start, end)
+    try:
+        obj = _OBJECT_DECODERS[otype](sub)
+    except ValueError as exc:       # dataclass validation of decoded values
+        if isinstance(exc, DecodeError):
+            raise
+        raise DecodeError(f"{OBJECT_NAMES[otype]}: {exc}") from None
+    if sub.remaining:
+        raise DecodeError(f"{sub.remaining} trailing bytes in {OBJECT_NAMES[otype]}")
+    if cache is not None:
+        if len(cache) >= VALUE_CACHE:
+            del cache[next(iter(cache))]
+        cache[value] = obj
+    return obj
 
 
 def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
@@ -750,17 +837,16 @@ def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
     version 1, never with 0x4e).
     """
     data = bytes(data)
-    r = Reader(data)
+    size = len(data)
     is_q = data[:4] == MAGIC_BYTES
     if q_mode is not None and q_mode != is_q:
         raise DecodeError("Q-mode message without the magic number" if q_mode
                           else "magic number on a message that did not arrive in Q-mode")
-    if is_q:
-        r.take(4)
-    if r.remaining < HEADER_LEN:
-        raise DecodeError(f"{r.remaining} bytes is shorter than the GIST common header")
-    version, hops, words, nslp_id, type_byte, flags = struct.unpack(
-        "!BBHHBB", r.take(HEADER_LEN))
+    pos = 4 if is_q else 0
+    if size - pos < HEADER_LEN:
+        raise DecodeError(f"{size - pos} bytes is shorter than the GIST common header")
+    version, hops, words, nslp_id, type_byte, flags = _unpack_header(data, pos)
+    pos += HEADER_LEN
     if version != VERSION:
         raise DecodeError(f"unknown GIST version {version}")
     msg_type = type_byte & 0x7F
@@ -768,43 +854,39 @@ def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
         raise DecodeError(f"unknown GIST message type {msg_type}")
     if flags & 0x1F:
         raise DecodeError("reserved common header bits set")
-    if words * 4 != r.remaining:
-        raise DecodeError(f"message length {words} words does not match {r.remaining} bytes")
+    if words * 4 != size - pos:
+        raise DecodeError(f"message length {words} words does not match {size - pos} bytes")
     c_flag = bool(type_byte & FLAG_C)
     if c_flag != is_q:
         raise DecodeError("C flag and magic number disagree")
     values: dict = {}
     types: list[int] = []
     extensions = []
-    while r.remaining:
-        if r.remaining < OBJECT_HEADER_LEN:
+    while pos < size:
+        if size - pos < OBJECT_HEADER_LEN:
             raise DecodeError("truncated object header")
-        first, second = r.u16(), r.u16()
+        first, second = _unpack_object_header(data, pos)
+        pos += OBJECT_HEADER_LEN
         ab, otype = first >> 14, first & 0x0FFF
         if first & 0x3000 or second & 0xF000:
             raise DecodeError(f"reserved bits set in the header of object {otype}")
         if ab == AB_INVALID:
             raise DecodeError(f"object {otype} with extensibility flags AB=11")
         length = (second & 0x0FFF) * 4
-        if length > r.remaining:
+        if length > size - pos:
             raise DecodeError(f"object {otype} of {length} bytes overruns the message")
-        sub = r.sub(length, "object")
-        decoder = _OBJECT_DECODERS.get(otype)
-        if decoder is None:
+        start, pos = pos, pos + length
+        if otype not in _OBJECT_DECODERS:
             if ab == AB_MANDATORY:
                 raise DecodeError(f"unknown mandatory object type {otype}")
-            extensions.append(RawObject(otype, sub.rest(), ab, len(types)))
+            extensions.append(RawObject(otype, data[start:pos], ab, len(types)))
             continue
         if ab != AB_MANDATORY:
             raise DecodeError(f"{OBJECT_NAMES[otype]} with AB flags {ab:02b}")
-        try:
-            obj = decoder(sub)
-        except ValueError as exc:       # dataclass validation of decoded values
-            if isinstance(exc, DecodeError):
-                raise
-            raise DecodeError(f"{OBJECT_NAMES[otype]}: {exc}") from None
-        if sub.remaining:
-            raise DecodeError(f"{sub.remaining} trailing bytes in {OBJECT_NAMES[otype]}")
+        if otype in _RAW_OBJECTS:
+            obj = data[start:pos]
+        else:
+            obj = _decode_object(otype, data, start, pos)
         if otype in types:
             raise DecodeError(f"duplicate {OBJECT_NAMES[otype]} in {MESSAGE_NAMES[msg_type]}")
         types.append(otype)
@@ -812,7 +894,7 @@ def decode_message(data: bytes, *, q_mode: bool | None = None) -> Message:
     msg = Message(msg_type, nslp_id, hops, bool(flags & FLAG_S), bool(flags & FLAG_R),
                   bool(flags & FLAG_E), is_q, extensions=tuple(extensions), raw=data,
                   **values)
-    _check_order(types, msg_type, decoding=True)
+    _checked_order(types, msg_type, decoding=True)
     _check_values(msg, decoding=True)
     _check_header_flags(msg, decoding=True)
     return msg

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from mip6bench.codec import DecodeError, Reader, pad_len
@@ -483,18 +483,40 @@ def encode_object(obj) -> bytes:
     return struct.pack("!HH", (ab << 14) | object_type(obj), words) + body
 
 
+_unpack_object_header = struct.Struct("!HH").unpack_from
+# Decoded objects by their bytes (header included: a SESSION_AUTH keeps its A/B bits).
+# Decoding is a function of the bytes and the objects are frozen, so the lifetime, flow
+# information, MIPv6 flow and token an NI repeats in every CREATE of a session (its
+# retransmissions and refreshes) are decoded once. Not the MSN and nonce, new in each
+# message. Only objects that decoded are kept; at most OBJECT_CACHE, the oldest dropped
+# first.
+OBJECT_CACHE = 8192
+_objects_seen: dict[bytes, object] = {}
+_UNCACHED = frozenset({T_MSN, T_NONCE})
+
+
 def decode_object(r: Reader):
-    first, second = r.u16("object header"), r.u16("object header")
+    if r.remaining < 4:
+        r.take(4, "object header")          # the truncation error
+    first, second = _unpack_object_header(r.data, r.pos)
     ab, otype = first >> 14, first & 0x0FFF
     if first & 0x3000 or second & 0xF000:
         _fail("reserved bits set in object header", ERR_UNKNOWN_FIELD_VALUE, otype)
     if ab == 3:
         _fail(f"reserved A/B value on object {otype:#x}", ERR_UNKNOWN_FIELD_VALUE, otype)
     n = (second & 0x0FFF) * 4
-    if n > r.remaining:
-        _fail(f"object {otype:#x} of {n} bytes, {r.remaining} left", ERR_WRONG_MESSAGE_LENGTH,
+    if n > r.remaining - 4:
+        _fail(f"object {otype:#x} of {n} bytes, {r.remaining - 4} left", ERR_WRONG_MESSAGE_LENGTH,
               otype)
-    body = r.sub(n, "object body")
+    start = r.pos
+    r.pos += 4 + n
+    cacheable = otype not in _UNCACHED
+    if cacheable:
+        whole = r.data[start:r.pos]
+        obj = _objects_seen.get(whole)
+        if obj is not None:
+            return obj
+    body = Reader(r.data, start + 4, r.pos)
     parser = _PARSERS.get(otype)
     if parser is None:
         return UnknownObject(otype, ab, body.rest())
@@ -513,6 +535,10 @@ def decode_object(r: Reader):
         _fail(f"object {otype:#x}: {err.reason}", ERR_WRONG_OBJECT_LENGTH, otype)
     except ValueError as err:
         _fail(f"object {otype:#x}: {err}", ERR_UNKNOWN_FIELD_VALUE, otype)
+    if cacheable:
+        if len(_objects_seen) >= OBJECT_CACHE:
+            del _objects_seen[next(iter(_objects_seen))]
+        _objects_seen[whole] = obj
     return obj
 
 
@@ -525,6 +551,7 @@ OPTIONAL = {CREATE: {T_NONCE, T_ICMP_TYPES, T_SESSION_AUTH, T_MIP6_FLOW},
             EXT: {T_NONCE, T_ICMP_TYPES, T_SESSION_AUTH, T_MIP6_FLOW},
             RESPONSE: {T_LT, T_NONCE, T_EXTERNAL_IP, T_EXTERNAL_BINDING, T_SESSION_AUTH},
             NOTIFY: {T_SESSION_AUTH}}
+ALLOWED = {t: frozenset(MANDATORY[t] | OPTIONAL[t]) for t in MANDATORY}
 
 
 @dataclass(frozen=True)
@@ -532,6 +559,9 @@ class NslpMessage:
     msg_type: int
     objects: tuple = ()
     proxy: bool = False
+    # The bytes it was decoded from when they are its encoding (decode() sets it unless
+    # it dropped an object): a node forwarding it unchanged sends them as they came.
+    raw: bytes = field(default=b"", compare=False, repr=False)
 
     def __post_init__(self):
         _set(self, "objects", tuple(self.objects))
@@ -600,6 +630,7 @@ def decode(data: bytes) -> NslpMessage:
     if flags & ~FLAG_PROXY or resv:
         _fail("reserved header bits set", ERR_BAD_FLAGS)
     objects, seen = [], set()
+    dropped = False
     while r.remaining:
         obj = decode_object(r)
         t = object_type(obj)
@@ -607,12 +638,13 @@ def decode(data: bytes) -> NslpMessage:
             if obj.ab == AB_MANDATORY:
                 _fail(f"unknown mandatory object {t:#x}", ERR_UNKNOWN_OBJECT, t)
             if obj.ab == AB_IGNORE:
+                dropped = True
                 continue
             objects.append(obj)
             continue
         if t in seen:
             _fail(f"duplicate object {t:#x}", ERR_DUPLICATE_OBJECT, t)
-        if t not in MANDATORY[mtype] | OPTIONAL[mtype]:
+        if t not in ALLOWED[mtype]:
             _fail(f"object {t:#x} not allowed in {MSG_NAMES[mtype]}", ERR_ILLEGAL_OBJECT, t)
         seen.add(t)
         objects.append(obj)
@@ -620,7 +652,36 @@ def decode(data: bytes) -> NslpMessage:
     if missing:
         t = min(missing)
         _fail(f"{MSG_NAMES[mtype]} without object {t:#x}", ERR_MANDATORY_OBJECT_MISSING, t)
-    return NslpMessage(mtype, tuple(objects), bool(flags & FLAG_PROXY))
+    return NslpMessage(mtype, tuple(objects), bool(flags & FLAG_PROXY),
+                       b"" if dropped else data)
+
+
+def msn_offset(data: bytes) -> int | None:
+    """Where the value of the MSN object starts in `data`, a message that decode()
+    took (None: it has no MSN object)."""
+    pos = 4
+    while pos + 4 <= len(data):
+        first, second = _unpack_object_header(data, pos)
+        if first == T_MSN:                  # A/B 00, the reserved bits clear
+            return pos + 4
+        pos += 4 + (second & 0x0FFF) * 4
+    return None
+
+
+def with_other_msn(known: bytes, msg: NslpMessage, offset: int,
+                   data: bytes) -> NslpMessage | None:
+    """decode(data), when `data` is `known` (which decoded to `msg`, its MSN value at
+    `offset`, see msn_offset) with only the MSN's value changed: a retransmission or a
+    refresh of the same request (RFC 5973: each carries the next MSN). Decoding depends
+    on the bytes alone and every 32-bit MSN is valid, so the result is `msg` with the
+    new MSN, byte for byte what a decode gives. None if any other byte differs (then
+    decode it)."""
+    if len(data) != len(known) or data[offset + 4:] != known[offset + 4:] \
+            or data[:offset] != known[:offset]:
+        return None
+    msn = Msn(int.from_bytes(data[offset:offset + 4], "big"))
+    return NslpMessage(msg.msg_type, tuple(msn if type(o) is Msn else o for o in msg.objects),
+                       msg.proxy, data if msg.raw else b"")
 
 
 def serial_newer(a: int, b: int) -> bool:

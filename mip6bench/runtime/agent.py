@@ -10,6 +10,12 @@ log, prints one JSON line `{"ready": true, ...}` on stdout (the testbed waits on
 line, so nobody has to guess start-up time) and closes stdout. SIGTERM/SIGINT stop it
 cleanly (agent.stop(), then exit 0). A fatal error ends it with a one-line message on
 stderr and exit status 1 (2 for a bad config).
+
+`--profile PATH` runs the agent under cProfile from its start to the stop signal and
+writes the statistics to PATH as soon as the signal arrives, before the teardown: an
+agent busy with a backlog may take longer to tear down than its stopper's grace and be
+killed (a scale run's firewall under `-p profile=fw` left no profile that way when
+cProfile wrote it at exit). The teardown is not in the profile.
 """
 from __future__ import annotations
 
@@ -141,11 +147,20 @@ def forwarded_commands(names: Iterable[str], component: Callable[[], Any]) -> di
     return {name: forward(name) for name in names}
 
 
-async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int) -> int:
+async def _main(agent_cls: type[Agent], config: AgentConfig, t0_ns: int,
+                on_stop: Callable[[], None] | None = None) -> int:
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
+
+    def stopped(sig: int) -> None:
+        if stop.done():
+            return
+        stop.set_result(sig)
+        if on_stop is not None:     # at once, before the teardown (see --profile)
+            on_stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: stop.done() or stop.set_result(s))
+        loop.add_signal_handler(sig, stopped, sig)
 
     def ready(agent: Agent) -> None:
         sys.stdout.write(json.dumps({"ready": True, "pid": os.getpid(), "node": config.node,
@@ -212,17 +227,54 @@ def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
     t0_ns = _process_start_ns()
     parser = argparse.ArgumentParser(description=f"mip6bench {agent_cls.role} agent")
     parser.add_argument("--config", required=True, help="agent config file (JSON)")
+    parser.add_argument("--profile", metavar="PATH",
+                        help="run under cProfile; its statistics go to PATH when the stop "
+                             "signal arrives (or at exit, whichever comes first)")
     args = parser.parse_args(argv)
     prefix = [f"{agent_cls.role} agent"]
+    profile = Profiling(args.profile) if args.profile else None
 
     def body() -> int:
         config = load_agent_config(args.config)
         prefix[0] = f"{agent_cls.role} agent {config.agent}@{config.node}"
         start_tracing()
         with asyncio.Runner(loop_factory=precise_event_loop) as runner:
-            return runner.run(_main(agent_cls, config, t0_ns))
+            return runner.run(_main(agent_cls, config, t0_ns,
+                                    on_stop=profile.write if profile else None))
 
-    return exit_status(lambda: prefix[0], body)
+    if profile is None:
+        return exit_status(lambda: prefix[0], body)
+    profile.start()
+    try:
+        return exit_status(lambda: prefix[0], body)
+    finally:
+        profile.write()
+
+
+class Profiling:
+    """cProfile over an agent's life until write(), which stops it and writes the
+    statistics to `path` (once: later calls do nothing). A file that cannot be written
+    is one line on stderr; the agent goes on stopping."""
+
+    def __init__(self, path: str):
+        import cProfile
+
+        self.path = path
+        self.profiler = cProfile.Profile()
+        self.written = False
+
+    def start(self) -> None:
+        self.profiler.enable()
+
+    def write(self) -> None:
+        if self.written:
+            return
+        self.written = True
+        self.profiler.disable()
+        try:
+            self.profiler.dump_stats(self.path)
+        except OSError as exc:
+            print(f"cannot write the profile {self.path}: {exc.strerror or exc}", file=sys.stderr)
 
 
 def start_tracing() -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
+from functools import partial
 from typing import Any, Callable
 
 from mip6bench.gist import core as gist_core
@@ -49,14 +50,37 @@ NF_GIST_MAX_ROUTING_STATES = 2 * NF_MAX_SESSIONS + 1024
 NF_GIST_MAX_PENDING_QUERIES = NF_MAX_PENDING
 
 
+# The two MRI forms of a flow, converted once per flow and direction (both frozen): every
+# NATFW message of a session crosses between them (at most MRI_CACHE of each, the oldest
+# dropped first).
+MRI_CACHE = 8192
+_to_gist: dict[tuple, GistMri] = {}
+_to_natfw: dict[GistMri, nat.Mri] = {}
+
+
+def _kept(cache: dict, key, value):
+    if len(cache) >= MRI_CACHE:
+        del cache[next(iter(cache))]
+    cache[key] = value
+    return value
+
+
 def gist_mri(mri: nat.Mri, upstream: bool) -> GistMri:
-    return GistMri(mri.source, mri.destination, protocol=mri.protocol or None,
-                   src_port=mri.source_port or None, dst_port=mri.destination_port or None,
-                   upstream=upstream)
+    out = _to_gist.get((mri, upstream))
+    if out is None:
+        out = _kept(_to_gist, (mri, upstream), GistMri(
+            mri.source, mri.destination, protocol=mri.protocol or None,
+            src_port=mri.source_port or None, dst_port=mri.destination_port or None,
+            upstream=upstream))
+    return out
 
 
 def natfw_mri(mri: GistMri) -> nat.Mri:
-    return nat.Mri(mri.src, mri.dst, mri.protocol or 0, mri.src_port or 0, mri.dst_port or 0)
+    out = _to_natfw.get(mri)
+    if out is None:
+        out = _kept(_to_natfw, mri, nat.Mri(mri.src, mri.dst, mri.protocol or 0,
+                                            mri.src_port or 0, mri.dst_port or 0))
+    return out
 
 
 class NatfwService:
@@ -128,8 +152,9 @@ class NatfwService:
             install = self._installs.get(effect.session_id)
             if install is not None:
                 # The RESPONSE after an install (upstream for a CREATE, downstream for an
-                # EXT at the edge) leaves once that install is committed.
-                self.agent.spawn(self._send_after(install, effect), "natfw send after install")
+                # EXT at the edge) leaves once that install is committed (a callback of
+                # the install, not a task of its own: one per session under a burst).
+                install.add_done_callback(partial(self._send_after, effect))
                 return
             self._send(effect)
             return
@@ -178,15 +203,19 @@ class NatfwService:
                        discover=getattr(effect, "discover", False),
                        supersede=getattr(effect, "supersede", False))
 
-    async def _send_after(self, install: asyncio.Future, effect: nat.SendNslp) -> None:
-        await asyncio.wait([install])
-        if install.exception() is None:
-            self._send(effect)
-            return
-        # The pinhole could not be installed: no success RESPONSE goes upstream.
-        handler = getattr(self.core, "install_failed", None)
-        if handler is not None:
-            self.execute(handler(effect.session_id, str(install.exception()), self.now()))
+    def _send_after(self, effect: nat.SendNslp, install: asyncio.Future) -> None:
+        try:
+            if install.cancelled():      # the service is closing
+                return
+            if install.exception() is None:
+                self._send(effect)
+                return
+            # The pinhole could not be installed: no success RESPONSE goes upstream.
+            handler = getattr(self.core, "install_failed", None)
+            if handler is not None:
+                self.execute(handler(effect.session_id, str(install.exception()), self.now()))
+        except Exception as exc:          # as an agent task's failure would: fatal
+            self.agent.fatal(f"natfw send after install failed: {type(exc).__name__}: {exc}")
 
     async def _install(self, effect: nat.InstallPinhole) -> None:
         from mip6bench.net.pinholes import flow_description

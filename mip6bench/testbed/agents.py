@@ -59,13 +59,13 @@ class AgentProcess:
             "node": self.node.name, "agent": self.agent, "control": self.control_path,
             "events": str(self.events_path), "options": self.options}, indent=1),
             replace=True)
-        python = [sys.executable]
+        profile = []
         if self.agent in profiled_agents():
-            # cProfile writes the profile when the agent exits (also on SIGTERM: the agent
-            # returns from its main), next to its event log.
-            python += ["-m", "cProfile", "-o", str(self.profile_path)]
-        self.proc = NodeProcess(self.node, [*python, str(self.script), "--config",
-                                            str(self.config_path)],
+            # The agent writes its profile next to its event log when the stop signal
+            # arrives, before its teardown (which may outlast the stop's grace under load).
+            profile = ["--profile", str(self.profile_path)]
+        self.proc = NodeProcess(self.node, [sys.executable, str(self.script), "--config",
+                                            str(self.config_path), *profile],
                                 f"agent {self.agent}", self.run,
                                 ready=lambda line: line.startswith('{"ready"'),
                                 log_path=self.stderr_path).launch()

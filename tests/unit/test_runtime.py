@@ -555,6 +555,9 @@ AGENT = textwrap.dedent('''
 
         async def stop(self):
             self.emit("demo.cleanup")
+            if self.options.mode == "hang-stop":   # a teardown that outlasts any grace
+                print("tearing down", file=sys.stderr, flush=True)
+                await asyncio.get_running_loop().create_future()
 
         def commands(self):
             async def add(req):
@@ -573,10 +576,10 @@ def demo_agent(tmp_path):
     script = tmp_path / "demo_agent.py"
     script.write_text(AGENT)
 
-    def start(mode="ok", **extra):
+    def start(mode="ok", *args, **extra):
         cfg = write_config(tmp_path, node="n1", agent="demo", control=str(tmp_path / "demo.sock"),
                            events=str(tmp_path / "demo.jsonl"), options={"mode": mode, **extra})
-        return subprocess.Popen([sys.executable, str(script), "--config", cfg],
+        return subprocess.Popen([sys.executable, str(script), "--config", cfg, *args],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     return start
 
@@ -598,6 +601,46 @@ def test_agent_prints_ready_serves_control_and_stops_on_sigterm(demo_agent, tmp_
     events = [e["event"] for e in read_events(tmp_path / "demo.jsonl")]
     assert events == ["agent.ready", "agent.stopping", "demo.cleanup", "agent.stopped"]
     assert not os.path.exists(sock)
+
+
+def profiled_functions(path) -> set[str]:
+    import pstats
+    return {name for _file, _line, name in pstats.Stats(str(path)).stats}
+
+
+def test_profiled_agent_writes_its_profile_on_the_stop_signal_before_its_teardown(
+        demo_agent, tmp_path):
+    """A profiled agent whose teardown never ends (as a busy one may outlast the
+    testbed's grace and be killed) has written its profile by the time it tears down."""
+    prof = tmp_path / "demo.prof"
+    proc = demo_agent("hang-stop", "--profile", str(prof))
+    try:
+        json.loads(proc.stdout.readline())
+        assert control.request(str(tmp_path / "demo.sock"), "add", a=1, b=2) == 3
+        assert not prof.exists()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stderr.readline() == "tearing down\n"      # in its stop(), hanging
+        assert {"start", "add", "serve_agent"} <= profiled_functions(prof)
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_profiled_agent_that_stops_cleanly_leaves_its_profile(demo_agent, tmp_path):
+    prof = tmp_path / "demo.prof"
+    proc = demo_agent("ok", "--profile", str(prof))
+    json.loads(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0
+    assert "start" in profiled_functions(prof)
+    # a profile that cannot be written: one line, the agent still stops cleanly
+    proc = demo_agent("ok", "--profile", str(tmp_path / "missing" / "demo.prof"))
+    json.loads(proc.stdout.readline())
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 0
+    assert err.strip().splitlines() == [
+        f"cannot write the profile {tmp_path}/missing/demo.prof: No such file or directory"]
 
 
 @pytest.mark.parametrize("mode,status,message", [
