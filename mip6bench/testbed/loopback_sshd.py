@@ -30,20 +30,72 @@ def sshd_available() -> str | None:
     return None
 
 
+def _family(address: str) -> int:
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
 def free_port(addresses) -> int:
     """A TCP port free on every address (asked of the kernel, then checked on each)."""
     for _ in range(50):
-        with socket.socket() as s:
+        with socket.socket(_family(addresses[0])) as s:
             s.bind((addresses[0], 0))
             port = s.getsockname()[1]
         try:
             for address in addresses[1:]:
-                with socket.socket() as s:
+                with socket.socket(_family(address)) as s:
                     s.bind((address, port))
         except OSError:
             continue
         return port
     raise RuntimeError("no free port on the loopback addresses")
+
+
+def listen_address(address: str, port: int) -> str:
+    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+def sshd_config(addresses, port: int, host_key: Path, authorized_keys: Path,
+                permit_tunnel: str = "ethernet") -> str:
+    """An sshd configuration of the testbed's own: root logins by key only, Ethernet
+    tunnels (ssh -w) as asked, many sessions per connection (one per node shell)."""
+    listen = "".join(f"ListenAddress {listen_address(a, port)}\n" for a in addresses)
+    return listen + f"""HostKey {host_key}
+AuthorizedKeysFile {authorized_keys}
+PidFile none
+PermitRootLogin prohibit-password
+StrictModes no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+PermitTunnel {permit_tunnel}
+AllowTcpForwarding no
+X11Forwarding no
+UseDNS no
+MaxSessions 1000
+MaxStartups 200
+"""
+
+
+def ssh_client_config(hosts, user_key: Path, known_hosts: Path, check: str = "accept-new") -> str:
+    """`ssh -F` file for the servers in `hosts`: (addresses, port) pairs, all logged into
+    as root with `user_key`; host keys in `known_hosts` only (`check`: accept-new, or yes
+    where known_hosts was written beforehand)."""
+    return "".join(f"""Host {' '.join(addresses)}
+  Port {port}
+  User root
+  IdentityFile {user_key}
+  IdentitiesOnly yes
+  UserKnownHostsFile {known_hosts}
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking {check}
+  UpdateHostKeys no
+""" for addresses, port in hosts)
+
+
+def make_key(path: Path, comment: str) -> None:
+    """A new ed25519 key pair at `path` (0600) and `path`.pub, without a passphrase."""
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                   check=True, capture_output=True)
 
 
 def _secret(path: Path, text: str) -> None:
@@ -68,36 +120,13 @@ class LoopbackSshd:
     def start(self, timeout: float = 10.0) -> "LoopbackSshd":
         os.mkdir(self.dir, 0o700)
         for key in ("host_key", "user_key"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"mip6bench-test-{key}",
-                            "-f", str(self.dir / key)], check=True, capture_output=True)
+            make_key(self.dir / key, f"mip6bench-test-{key}")
         _secret(self.dir / "authorized_keys", (self.dir / "user_key.pub").read_text())
         self.port = free_port(self.addresses)
-        listen = "".join(f"ListenAddress {a}:{self.port}\n" for a in self.addresses)
-        _secret(self.dir / "sshd_config", listen + f"""HostKey {self.dir}/host_key
-AuthorizedKeysFile {self.dir}/authorized_keys
-PidFile none
-PermitRootLogin prohibit-password
-StrictModes no
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-UsePAM no
-PermitTunnel {self.permit_tunnel}
-AllowTcpForwarding no
-X11Forwarding no
-UseDNS no
-MaxSessions 1000
-MaxStartups 200
-""")
-        _secret(self.ssh_config, f"""Host {' '.join(self.addresses)}
-  Port {self.port}
-  User root
-  IdentityFile {self.dir}/user_key
-  IdentitiesOnly yes
-  UserKnownHostsFile {self.dir}/known_hosts
-  GlobalKnownHostsFile /dev/null
-  StrictHostKeyChecking accept-new
-  UpdateHostKeys no
-""")
+        _secret(self.dir / "sshd_config", sshd_config(self.addresses, self.port, self.dir / "host_key",
+                                                      self.dir / "authorized_keys", self.permit_tunnel))
+        _secret(self.ssh_config, ssh_client_config([(self.addresses, self.port)], self.dir / "user_key",
+                                                   self.dir / "known_hosts"))
         if not PRIVSEP_DIR.exists():
             PRIVSEP_DIR.mkdir(mode=0o755)
             self._made_privsep = True

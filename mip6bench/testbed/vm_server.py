@@ -1,0 +1,435 @@
+"""A second server for cluster mode that is really another machine: a throw-away QEMU VM
+running Debian's 6.1 kernel (the full-kernel lane's kernel and virtme-ng), with its own
+kernel, boot id and clocks, reached from this host over an emulated Ethernet link.
+
+    with VmServer().start() as vm:
+        vm.ssh_config            # ssh -F file for both servers (root, key auth only)
+        vm.host_address, vm.vm_address    # --cluster {host_address},{vm_address}
+        vm.ssh("uname -r")
+
+    python -m mip6bench.testbed.vm_server [--check] [-- COMMAND ...]   (README, Cluster mode)
+
+What it builds, all recorded in a run record (/run/mip6bench/vm-server-*/, 0700) as it
+is made, so that `mip6bench clean` removes what a killed launcher left, and removed by
+`stop()` (also on failure and Ctrl-C):
+- a bridge of its own (`m6vm<hex>`) with a private IPv4 /30 (for ssh) and an IPv6 ULA
+  /64, both picked at random among prefixes the host does not route yet;
+- an sshd on this host bound to the bridge's addresses only (a free port; the controller
+  reaches the first server through it), from `loopback_sshd`;
+- the VM: `vng --disable-kvm --force-9p` (QEMU without KVM: DESIGN.md, "Full-kernel
+  lane"), the host's / shared read-only (so this checkout, its .venv, mnexec and sshd are
+  at the same paths inside), a virtio NIC on a TAP that QEMU creates and
+  `scripts/vm-server-ifup` puts on the bridge (QEMU's bridge helper would need an
+  `allow` line in /etc/qemu/bridge.conf; the TAP goes with QEMU), and
+  `scripts/vm-server-guest.sh` as its only command: addresses on the NIC, then its own
+  sshd (`PermitRootLogin prohibit-password`, `PermitTunnel ethernet`, `MaxSessions
+  1000`) in the foreground. Host keys, the client key and authorized_keys are made here,
+  in the run directory, which the guest sees read-only (vng --rodir).
+Ready when the guest's sshd says it listens on both addresses (its log arrives on vng's
+output) and `ssh -F <cfg> -o BatchMode=yes <vm> true` works; each wait is bounded and
+fails with one line naming what did not happen.
+
+The kernel, vng and QEMU come from the full-kernel lane's cache (.cache/kernel-lane, or
+KERNEL_LANE_CACHE), installed by scripts/kernel-lane-prepare.sh (`make test-vm` runs it).
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import random
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mip6bench.errors import EnvironmentProblem, Mip6benchError
+from mip6bench.secretfiles import write_secret_file
+from mip6bench.testbed.loopback_sshd import LoopbackSshd, make_key, sshd_available, sshd_config, \
+    ssh_client_config
+from mip6bench.testbed.process import read_line_until
+from mip6bench.testbed.registry import RunRecord, new_run_id, process_start, terminate
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+GUEST_SCRIPT = CHECKOUT / "scripts" / "vm-server-guest.sh"
+IFUP_SCRIPT = CHECKOUT / "scripts" / "vm-server-ifup"
+VM_SSH_PORT = 22
+BOOT_TIMEOUT_S = 300.0   # TCG: ~20 s on a quiet 2-core host, minutes under load
+SSH_TIMEOUT_S = 60.0
+# Drivers the guest does not need (udev loading them costs seconds under TCG), as the lane.
+BLACKLIST = ("ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,"
+             "serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button")
+PREPARE = "scripts/kernel-lane-prepare.sh (make test-vm runs it)"
+
+
+def lane_cache() -> Path:
+    return Path(os.environ.get("KERNEL_LANE_CACHE") or CHECKOUT / ".cache" / "kernel-lane")
+
+
+def lane_tools(cache: Path | None = None) -> tuple[Path, Path]:
+    """(vng, kernel image) from the full-kernel lane's cache, or EnvironmentProblem
+    naming what is missing."""
+    cache = cache or lane_cache()
+    vng = cache / "venv" / "bin" / "vng"
+    if not os.access(vng, os.X_OK):
+        raise EnvironmentProblem(f"vm server: virtme-ng is not installed ({vng} missing)", f"run {PREPARE}")
+    abi = (cache / "kernel-abi").read_text().strip() if (cache / "kernel-abi").exists() else ""
+    boot = cache / f"linux-6.1.0-{abi}-amd64" / "boot"
+    for image in (boot / f"vmlinux-6.1.0-{abi}-amd64", boot / f"vmlinuz-6.1.0-{abi}-amd64"):
+        if abi and image.is_file():
+            return vng, image
+    raise EnvironmentProblem(f"vm server: no Debian 6.1 kernel in {cache}", f"run {PREPARE}")
+
+
+def unavailable() -> str | None:
+    """None if a VM server can be started here, else why not (one line)."""
+    if os.geteuid() != 0:
+        return "needs root (a bridge, a TAP, sshd)"
+    if not shutil.which("qemu-system-x86_64"):
+        return f"qemu-system-x86_64 is missing (run {PREPARE})"
+    why = sshd_available()
+    if why:
+        return why
+    try:
+        lane_tools()
+    except EnvironmentProblem as err:
+        return str(err)
+    if not os.path.exists("/dev/net/tun"):
+        return "no /dev/net/tun on this host (QEMU's TAP needs it: modprobe tun)"
+    return None
+
+
+def _taken_networks() -> list:
+    """Every prefix the host's root namespace has an address or route in."""
+    from pyroute2 import IPRoute
+
+    out = []
+    with IPRoute() as ipr:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            for msg in ipr.get_addr(family=family):
+                out.append(ipaddress.ip_interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}").network)
+            for msg in ipr.get_routes(family=family, table=254):
+                dst = msg.get_attr("RTA_DST")
+                if dst:
+                    out.append(ipaddress.ip_network(f"{dst}/{msg['dst_len']}", strict=False))
+    return out
+
+
+def pick_link_prefixes(rng: random.Random | None = None, taken=None) -> tuple:
+    """(IPv4 /30, IPv6 /64) for the host-VM link: random within 10.200.0.0/16 and a ULA
+    /48 (RFC 4193), not overlapping anything the host already has."""
+    rng = rng or random.Random()
+    taken = _taken_networks() if taken is None else taken
+    for _ in range(100):
+        v4 = ipaddress.ip_network(f"10.200.{rng.randrange(256)}.{4 * rng.randrange(64)}/30")
+        ula = ipaddress.ip_network(f"fd{rng.randrange(256):02x}:{rng.randrange(65536):04x}:"
+                                   f"{rng.randrange(65536):04x}:{rng.randrange(65536):04x}::/64")
+        if not any(n.version == v.version and n.overlaps(v) for v in (v4, ula) for n in taken):
+            return v4, ula
+    raise EnvironmentProblem("vm server: no free private /30 in 10.200.0.0/16 on this host",
+                             "remove unused addresses or routes in 10.200.0.0/16")
+
+
+class VmServer:
+    """A VM that is a second cluster server (see the module's docstring)."""
+
+    def __init__(self, *, memory: str = "2G", cpus: int = 2, boot_timeout: float = BOOT_TIMEOUT_S,
+                 log=None):
+        self.memory, self.cpus, self.boot_timeout = memory, cpus, boot_timeout
+        self.log = log or (lambda text: None)
+        self.record: RunRecord | None = None
+        self.bridge = self.tap = ""
+        self.host_address = self.vm_address = self.host_address6 = self.vm_address6 = ""
+        self.mac = ""
+        self.host_sshd: LoopbackSshd | None = None
+        self.vng: subprocess.Popen | None = None
+        self.qemu_pid: int | None = None
+        self.qemu_start: int | None = None
+        self.guest_lines: list[str] = []
+        self.timings: dict[str, float] = {}
+        self._drain: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def dir(self) -> Path:
+        return self.record.dir
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh_config"
+
+    @property
+    def servers(self) -> str:
+        """The --cluster list: this host first, the VM second."""
+        return f"{self.host_address},{self.vm_address}"
+
+    # ------------------------------------------------------------------ start
+    def start(self) -> "VmServer":
+        why = unavailable()
+        if why:
+            raise EnvironmentProblem(f"vm server: {why}")
+        vng, kernel = lane_tools()
+        try:
+            self.record = RunRecord(new_run_id("vm-server")).create("vm server")
+            self._make_keys()
+            self._make_bridge()
+            self.host_sshd = LoopbackSshd(self.dir / "host-sshd",
+                                          addresses=(self.host_address, self.host_address6)).start()
+            self.record.add_process(self.host_sshd.proc.pid, "vm server: host sshd")
+            self._write_configs()
+            self._boot(vng, kernel)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _make_keys(self) -> None:
+        make_key(self.dir / "vm_host_key", "mip6bench-vm-server-host-key")
+
+    def _make_bridge(self) -> None:
+        from mip6bench.net.kernel import Kernel
+
+        v4, v6 = pick_link_prefixes()
+        suffix = os.urandom(3).hex()
+        self.bridge, self.tap = f"m6vm{suffix}", f"m6vm{suffix}t"
+        self.host_address, self.vm_address = str(v4[1]), str(v4[2])
+        self.host_address6, self.vm_address6 = str(v6[1]), str(v6[2])
+        self.mac = "52:54:00:" + ":".join(f"{b:02x}" for b in os.urandom(3))
+        self.record.add("link", name=self.bridge, netns=None)
+        self.record.add("link", name=self.tap, netns=None)
+        try:
+            with Kernel() as k:
+                k.add_bridge(self.bridge)
+                # No router solicitations or SLAAC on the host's side of a private link.
+                k.sysctl({f"net/ipv6/conf/{self.bridge}/accept_ra": 0})
+                k.add_address(self.bridge, self.host_address, 30)
+                k.add_address(self.bridge, self.host_address6, 64)
+                k.set_link(self.bridge, up=True)
+        except OSError as err:
+            raise EnvironmentProblem(f"vm server: cannot create bridge {self.bridge}: {err}",
+                                     "the host needs the bridge module (modprobe bridge)") from None
+
+    def _write_configs(self) -> None:
+        d = self.dir
+        host_sshd = self.host_sshd
+        # The VM's sshd trusts the host sshd's client key; its host key is its own.
+        write_secret_file(d / "vm_sshd_config", sshd_config(
+            (self.vm_address, self.vm_address6), VM_SSH_PORT, d / "vm_host_key",
+            host_sshd.dir / "authorized_keys"))
+        host_key = (host_sshd.dir / "host_key.pub").read_text().split()[:2]
+        vm_key = (d / "vm_host_key.pub").read_text().split()[:2]
+        port = host_sshd.port
+        write_secret_file(d / "known_hosts",
+                          f"[{self.host_address}]:{port},[{self.host_address6}]:{port} {' '.join(host_key)}\n"
+                          f"{self.vm_address},{self.vm_address6} {' '.join(vm_key)}\n")
+        write_secret_file(self.ssh_config, ssh_client_config(
+            [((self.host_address, self.host_address6), port),
+             ((self.vm_address, self.vm_address6), VM_SSH_PORT)],
+            host_sshd.dir / "user_key", d / "known_hosts", check="yes"))
+
+    def _boot(self, vng: Path, kernel: Path) -> None:
+        d = self.dir
+        pidfile = d / "qemu.pid"
+        qemu = (f"-netdev tap,id=m6vm,ifname={self.tap},script={IFUP_SCRIPT},downscript=no "
+                f"-device virtio-net-pci,netdev=m6vm,mac={self.mac} -pidfile {pidfile}")
+        guest = shlex.join([str(GUEST_SCRIPT), str(d), self.mac, f"{self.vm_address}/30",
+                            f"{self.vm_address6}/64"])
+        argv = [str(vng), "--disable-kvm", "--force-9p", "--run", str(kernel), "--user", "root",
+                "-m", self.memory, "-p", str(self.cpus), "--rodir", str(d),
+                "-a", f"modprobe.blacklist={BLACKLIST}", "--exec", guest, f"--qemu-opts={qemu}"]
+        env = dict(os.environ, PATH=f"{vng.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+                   VM_SERVER_BRIDGE=self.bridge)
+        self.log(f"booting the VM (Debian {kernel.name.split('-', 1)[1]}, TCG: this takes a while)")
+        t0 = time.monotonic()
+        # Its own session: a Ctrl-C at the terminal reaches the launcher, which stops it in order.
+        self.vng = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        self.record.add_process(self.vng.pid, "vm server: vng")
+        waiting = {f"Server listening on {a} port {VM_SSH_PORT}." for a in (self.vm_address, self.vm_address6)}
+
+        def listening(line: str) -> bool:
+            if self.qemu_pid is None:
+                self._learn_qemu_pid()
+            waiting.discard(line.strip())
+            return not waiting
+        found = read_line_until(self.vng.stdout, t0 + self.boot_timeout, listening, self.guest_lines)
+        self._learn_qemu_pid()
+        if found is None:
+            raise EnvironmentProblem(self._boot_failure())
+        self.timings["boot_to_sshd_s"] = time.monotonic() - t0
+        self._drain = threading.Thread(target=self._keep_draining, daemon=True)
+        self._drain.start()
+        t1 = time.monotonic()
+        done = self.ssh("true", timeout=SSH_TIMEOUT_S)
+        if done.returncode != 0:
+            err = [line for line in done.stderr.splitlines() if line.strip()]
+            raise EnvironmentProblem(f"vm server: the VM's sshd listens but `ssh -F {self.ssh_config} "
+                                     f"{self.vm_address} true` failed: {err[-1] if err else done.returncode}")
+        self.timings["first_ssh_s"] = time.monotonic() - t1
+        self.timings["boot_to_ssh_ready_s"] = time.monotonic() - t0
+
+    def _boot_failure(self) -> str:
+        last = next((line.strip() for line in reversed(self.guest_lines) if line.strip()), "no output")
+        if self.vng.poll() is not None:
+            what = f"the VM exited (vng exit {self.vng.returncode}) before its sshd listened"
+        elif any("vm-server-guest:" in line for line in self.guest_lines):
+            what = f"the VM booted but its sshd did not listen within {self.boot_timeout:g} s"
+        else:
+            what = f"the VM did not boot within {self.boot_timeout:g} s"
+        return f"vm server: {what}; last line: {last}"
+
+    def _learn_qemu_pid(self) -> None:
+        try:
+            pid = int((self.dir / "qemu.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if self.qemu_pid is None:
+            self.qemu_pid = pid
+            self.qemu_start = process_start(pid)
+            self.record.add_process(pid, "vm server: qemu")
+
+    def _keep_draining(self) -> None:
+        """The VM's console (sshd's log, kernel messages) into guest.log until it ends:
+        vng must never block on a full pipe."""
+        with open(self.dir / "guest.log", "ab") as out:
+            out.write(("\n".join(self.guest_lines) + "\n").encode())
+            fd = self.vng.stdout.fileno()
+            while True:
+                try:
+                    chunk = os.read(fd, 65536)
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                out.write(chunk)
+                out.flush()
+
+    # ------------------------------------------------------------------ use
+    def ssh_argv(self, *options: str, host: str | None = None) -> list[str]:
+        return ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+                *options, host or self.vm_address]
+
+    def ssh(self, command: str, timeout: float = SSH_TIMEOUT_S, host: str | None = None) \
+            -> subprocess.CompletedProcess:
+        """`command` on the VM (or `host`) over ssh; its exit status and output."""
+        try:
+            return subprocess.run(self.ssh_argv(host=host) + [command], capture_output=True, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess([], 255, "", f"ssh: no answer within {timeout:g} s")
+
+    # ------------------------------------------------------------------ stop
+    def stop(self) -> list[str]:
+        """Tear everything down (VM, host sshd, bridge, run directory); safe to call twice
+        and after a failed start. Returns what could not be removed."""
+        problems: list[str] = []
+        if self.vng is not None:
+            if self.qemu_pid is None:
+                self._learn_qemu_pid()
+            if self.qemu_pid is not None:
+                terminate(self.qemu_pid, self.qemu_start, grace=10.0)
+            # vng returns once QEMU has gone; if QEMU never started, its group goes.
+            try:
+                self.vng.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(self.vng.pid, signal.SIGKILL)  # our child, not yet reaped: its pid is ours
+                except ProcessLookupError:
+                    pass
+                self.vng.wait()
+            if self._drain is not None:
+                self._drain.join(timeout=5)
+            self.vng.stdout.close()
+            self.vng = None
+        if self.host_sshd is not None:
+            self.host_sshd.stop()
+            self.host_sshd = None
+        if self.bridge:
+            from mip6bench.net.kernel import Kernel
+
+            with Kernel() as k:
+                for name in (self.tap, self.bridge):
+                    try:
+                        k.delete_link(name, missing_ok=True)
+                    except OSError as err:
+                        problems.append(f"link {name}: {err}")
+            self.bridge = ""
+        if self.record is not None:
+            shutil.rmtree(self.record.dir, ignore_errors=True)
+            self.record = None
+        return problems
+
+    def __enter__(self) -> "VmServer":
+        return self if self.record is not None else self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---------------------------------------------------------------------- command line
+
+def facts(vm: VmServer) -> list[str]:
+    """What shows the VM is another machine, one line each (--check)."""
+    out = []
+    here = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    probe = ("echo $(uname -r) $(cat /proc/sys/kernel/random/boot_id) "
+             "$(python3 -c 'import time; print(time.clock_gettime(time.CLOCK_MONOTONIC))')")
+    t0 = time.monotonic()
+    done = vm.ssh(probe)
+    host_mono = (t0 + time.monotonic()) / 2
+    release, boot, mono = done.stdout.split()
+    out.append(f"kernel: host {os.uname().release}, vm {release}")
+    out.append(f"boot_id: host {here}, vm {boot} ({'differ' if boot != here else 'SAME'})")
+    out.append(f"CLOCK_MONOTONIC: host {host_mono:.3f} s, vm {float(mono):.3f} s "
+               f"(offset {host_mono - float(mono):+.3f} s)")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mip6bench.testbed.vm_server",
+        description="Boot a QEMU VM (Debian 6.1 kernel) as a second cluster server, run COMMAND "
+                    "with VM_SERVERS (host,vm) and VM_SSH_CONFIG set (or wait for Ctrl-C), tear down.")
+    parser.add_argument("--memory", default="2G")
+    parser.add_argument("--cpus", type=int, default=2)
+    parser.add_argument("--check", action="store_true", help="print boot id, clocks and round trips, then stop")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS...] (a shell command)")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    vm = VmServer(memory=args.memory, cpus=args.cpus, log=lambda text: print(f"vm server: {text}", flush=True))
+    try:
+        vm.start()
+        print(f"vm server: ready in {vm.timings['boot_to_ssh_ready_s']:.1f} s: host {vm.host_address} "
+              f"(port {vm.host_sshd.port}), vm {vm.vm_address}; ssh -F {vm.ssh_config} {vm.vm_address}",
+              flush=True)
+        if args.check:
+            for line in facts(vm):
+                print(f"vm server: {line}", flush=True)
+        if command:
+            env = dict(os.environ, VM_SERVERS=vm.servers, VM_SSH_CONFIG=str(vm.ssh_config))
+            return subprocess.run(" ".join(command), shell=True, env=env).returncode
+        if not args.check:
+            print("vm server: Ctrl-C stops it", flush=True)
+            signal.pause()
+        return 0
+    except KeyboardInterrupt:
+        print("vm server: interrupted, tearing down", file=sys.stderr)
+        return 130
+    except Mip6benchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        vm.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
