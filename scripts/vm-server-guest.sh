@@ -28,6 +28,12 @@ ip -6 addr add "$V6" dev "$ifname" nodad || exit 1
 ip link set "$ifname" up || exit 1
 say "$ifname up with $V4 $V6"
 mkdir -p -m 0755 /run/sshd
+# root gets a fresh home of its own, as on a machine of its own: the host's /root (seen
+# through the share) has a .bashrc that bash reads for every ssh command, and the host's
+# (pyenv init) takes ~10 s per command under TCG. /root stays visible (the project's
+# Python may live there). /etc is a throw-away overlay in the guest.
+mkdir -p -m 0700 /run/vm-server-root
+sed -i 's#^\(root:[^:]*:0:0:[^:]*:\)[^:]*:#\1/run/vm-server-root:#' /etc/passwd || say "cannot give root a home"
 # virtme-ng locks every account ('!' in its generated /etc/shadow), which sshd refuses even
 # for key logins; root gets '*' (no password, not locked), as on a Debian host.
 (umask 077 && sed 's/^root:![^:]*:/root:*:/' /etc/shadow > /run/vm-server-shadow) \

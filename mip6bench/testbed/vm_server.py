@@ -77,13 +77,13 @@ def lane_tools(cache: Path | None = None) -> tuple[Path, Path]:
     cache = cache or lane_cache()
     vng = cache / "venv" / "bin" / "vng"
     if not os.access(vng, os.X_OK):
-        raise EnvironmentProblem(f"vm server: virtme-ng is not installed ({vng} missing)", f"run {PREPARE}")
+        raise EnvironmentProblem(f"virtme-ng is not installed ({vng} missing)", f"run {PREPARE}")
     abi = (cache / "kernel-abi").read_text().strip() if (cache / "kernel-abi").exists() else ""
     boot = cache / f"linux-6.1.0-{abi}-amd64" / "boot"
     for image in (boot / f"vmlinux-6.1.0-{abi}-amd64", boot / f"vmlinuz-6.1.0-{abi}-amd64"):
         if abi and image.is_file():
             return vng, image
-    raise EnvironmentProblem(f"vm server: no Debian 6.1 kernel in {cache}", f"run {PREPARE}")
+    raise EnvironmentProblem(f"no Debian 6.1 kernel in {cache}", f"run {PREPARE}")
 
 
 def unavailable() -> str | None:
@@ -371,23 +371,170 @@ class VmServer:
         self.stop()
 
 
-# ---------------------------------------------------------------------- command line
+# ---------------------------------------------------------------------- checks
+# What shows the VM is a genuine second server, and what it costs (--check, tests/vm).
 
-def facts(vm: VmServer) -> list[str]:
-    """What shows the VM is another machine, one line each (--check)."""
-    out = []
-    here = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+def boot_ids_and_clocks(vm: VmServer) -> dict:
+    """Kernel release, boot id and CLOCK_MONOTONIC (s) here and on the VM (the host's
+    read half-way through the ssh round trip that read the VM's)."""
     probe = ("echo $(uname -r) $(cat /proc/sys/kernel/random/boot_id) "
-             "$(python3 -c 'import time; print(time.clock_gettime(time.CLOCK_MONOTONIC))')")
-    t0 = time.monotonic()
+             "$(cut -d' ' -f1 /proc/uptime)")
+    t0 = time.clock_gettime(time.CLOCK_MONOTONIC)
     done = vm.ssh(probe)
-    host_mono = (t0 + time.monotonic()) / 2
-    release, boot, mono = done.stdout.split()
-    out.append(f"kernel: host {os.uname().release}, vm {release}")
-    out.append(f"boot_id: host {here}, vm {boot} ({'differ' if boot != here else 'SAME'})")
-    out.append(f"CLOCK_MONOTONIC: host {host_mono:.3f} s, vm {float(mono):.3f} s "
-               f"(offset {host_mono - float(mono):+.3f} s)")
+    t1 = time.clock_gettime(time.CLOCK_MONOTONIC)
+    release, boot, uptime = done.stdout.split()
+    # /proc/uptime is CLOCK_BOOTTIME; the guest never suspends, so it is its monotonic clock.
+    return {"host": {"release": os.uname().release, "boot_id": _boot_id(), "monotonic": (t0 + t1) / 2},
+            "vm": {"release": release, "boot_id": boot, "monotonic": float(uptime)},
+            "uncertainty_s": (t1 - t0) / 2}
+
+
+def _boot_id() -> str:
+    return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+
+
+def ping_rtts(output: str) -> list[float]:
+    """Round-trip times (ms) in ping's output."""
+    return [float(line.split("time=")[1].split()[0]) for line in output.splitlines() if "time=" in line]
+
+
+def ping(vm: VmServer, target: str, *, from_vm: bool = False, count: int = 5) -> list[float]:
+    command = f"ping -n -c {count} -i 0.2 -W 5 {target}"
+    if from_vm:
+        out = vm.ssh(command).stdout
+    else:
+        out = subprocess.run(command.split(), capture_output=True, text=True, timeout=60).stdout
+    return ping_rtts(out)
+
+
+def ssh_round_trips(vm: VmServer, count: int = 5) -> list[float]:
+    """Seconds for `ssh <vm> true`, a new connection each (what cluster mode's checks and
+    each trunk cost)."""
+    out = []
+    for _ in range(count):
+        t0 = time.monotonic()
+        if vm.ssh("true").returncode == 0:
+            out.append(time.monotonic() - t0)
     return out
+
+
+def _tap_of(pid: int) -> str | None:
+    """The TAP a process holds open (its tun file descriptor's fdinfo names it)."""
+    for fd in os.listdir(f"/proc/{pid}/fdinfo"):
+        try:
+            for line in Path(f"/proc/{pid}/fdinfo/{fd}").read_text().splitlines():
+                if line.startswith("iff:"):
+                    return line.split()[1]
+        except OSError:
+            continue
+    return None
+
+
+class EthernetTunnel:
+    """`ssh -o Tunnel=Ethernet -w any:any <vm>` held open: a TAP on each side (the host's
+    found through the ssh client's tun descriptor, the VM's as the VM's only TAP), with
+    the two ends of a private /30 on them."""
+
+    def __init__(self, vm: VmServer):
+        self.vm = vm
+        self.proc: subprocess.Popen | None = None
+        self.host_tap = self.vm_tap = self.host_address = self.vm_address = ""
+
+    def __enter__(self) -> "EthernetTunnel":
+        from mip6bench.fdwait import wait_readable
+        from mip6bench.net.kernel import Kernel
+
+        vm = self.vm
+        self.proc = subprocess.Popen(vm.ssh_argv("-o", "Tunnel=Ethernet", "-o", "ExitOnForwardFailure=yes",
+                                                 "-w", "any:any") + ["echo @; exec cat"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+        try:
+            fd = self.proc.stdout.fileno()
+            if not (wait_readable(fd, SSH_TIMEOUT_S) and os.read(fd, 1) == b"@"):
+                raise Mip6benchError(f"vm server: ssh -w to {vm.vm_address} failed: "
+                                     f"{self.proc.stderr.read1(4096).decode(errors='replace').strip() if self.proc.poll() is not None else 'no answer'}")
+            self.host_tap = _tap_of(self.proc.pid) or ""
+            out = vm.ssh("ip -o -d link show | grep 'tun type tap' | cut -d: -f2").stdout.split()
+            self.vm_tap = out[0] if len(out) == 1 else ""
+            if not self.host_tap or not self.vm_tap:
+                raise Mip6benchError(f"vm server: ssh -w made no TAP (host {self.host_tap or '-'}, "
+                                     f"vm {out or '-'})")
+            v4, _ = pick_link_prefixes()
+            self.host_address, self.vm_address = str(v4[1]), str(v4[2])
+            with Kernel() as k:
+                k.add_address(self.host_tap, self.host_address, 30)
+                k.set_link(self.host_tap, up=True)
+            done = vm.ssh(f"ip addr add {self.vm_address}/30 dev {self.vm_tap} && ip link set {self.vm_tap} up")
+            if done.returncode != 0:
+                raise Mip6benchError(f"vm server: cannot address {self.vm_tap} on the VM: {done.stderr.strip()}")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc is not None:
+            self.proc.stdin.close()   # the remote cat ends, and the connection with it
+            try:
+                self.proc.wait(timeout=SSH_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                terminate(self.proc.pid, process_start(self.proc.pid))
+                self.proc.wait()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                stream.close()
+            self.proc = None
+
+
+def check(vm: VmServer) -> list[str]:
+    """Every check of a genuine second server, one line each (raises on a failed one)."""
+    lines = []
+    ids = boot_ids_and_clocks(vm)
+    host, guest = ids["host"], ids["vm"]
+    lines.append(f"kernel: host {host['release']}, vm {guest['release']}")
+    lines.append(f"boot_id: host {host['boot_id']}, vm {guest['boot_id']}")
+    lines.append(f"CLOCK_MONOTONIC: host {host['monotonic']:.3f} s, vm {guest['monotonic']:.3f} s "
+                 f"(+-{ids['uncertainty_s'] * 1000:.0f} ms)")
+    if host["boot_id"] == guest["boot_id"]:
+        raise Mip6benchError("vm server: the VM has the host's boot id")
+    for label, rtts in (("ping host -> vm", ping(vm, vm.vm_address)),
+                        ("ping vm -> host", ping(vm, vm.host_address, from_vm=True)),
+                        ("ping6 host -> vm", ping(vm, vm.vm_address6))):
+        if not rtts:
+            raise Mip6benchError(f"vm server: {label}: no answer")
+        lines.append(f"{label}: median {_median(rtts):.2f} ms ({len(rtts)} replies)")
+    trips = ssh_round_trips(vm)
+    lines.append(f"ssh {vm.vm_address} true (new connection): median {_median(trips) * 1000:.0f} ms "
+                 f"of {len(trips)}")
+    with EthernetTunnel(vm) as tunnel:
+        rtts = ping(vm, tunnel.vm_address)
+        if not rtts:
+            raise Mip6benchError("vm server: no ping through the ssh Ethernet tunnel")
+        lines.append(f"ssh -w any:any: host {tunnel.host_tap} <-> vm {tunnel.vm_tap}; ping through it: "
+                     f"median {_median(rtts):.2f} ms ({len(rtts)} replies)")
+    done = vm.ssh("mnexec -n ip -o link show | cut -d: -f2")
+    if done.stdout.split() != ["lo"]:
+        raise Mip6benchError(f"vm server: mnexec -n on the VM: {done.stdout.strip() or done.stderr.strip()}")
+    lines.append("mnexec -n on the vm: a new namespace with only lo")
+    t0 = time.monotonic()
+    done = vm.ssh(f"{CHECKOUT}/.venv/bin/python -c 'import mip6bench, mininet.examples.cluster; "
+                  "print(mip6bench.__file__)'", timeout=300)
+    if done.stdout.strip() != str(CHECKOUT / "mip6bench" / "__init__.py"):
+        raise Mip6benchError(f"vm server: the checkout's Python on the VM: {done.stderr.strip()[-200:]}")
+    lines.append(f"{CHECKOUT}/.venv/bin/python imports mip6bench and mininet on the vm "
+                 f"({time.monotonic() - t0:.1f} s over ssh)")
+    done = vm.ssh(f"touch /run/.vm-w /tmp/.vm-w && rm /run/.vm-w /tmp/.vm-w && "
+                  f"! touch {CHECKOUT}/.vm-w 2>/dev/null && echo ok")
+    if done.stdout.strip() != "ok":
+        raise Mip6benchError("vm server: /run and /tmp must be writable and the checkout read-only on the VM")
+    lines.append("on the vm /run and /tmp are writable, the checkout is read-only")
+    return lines
+
+
+def _median(values) -> float:
+    import statistics
+
+    return statistics.median(values) if values else float("nan")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +559,9 @@ def main(argv: list[str] | None = None) -> int:
               f"(port {vm.host_sshd.port}), vm {vm.vm_address}; ssh -F {vm.ssh_config} {vm.vm_address}",
               flush=True)
         if args.check:
-            for line in facts(vm):
+            print(f"vm server: boot to sshd listening {vm.timings['boot_to_sshd_s']:.1f} s, first ssh "
+                  f"{vm.timings['first_ssh_s']:.1f} s", flush=True)
+            for line in check(vm):
                 print(f"vm server: {line}", flush=True)
         if command:
             env = dict(os.environ, VM_SERVERS=vm.servers, VM_SSH_CONFIG=str(vm.ssh_config))
