@@ -244,7 +244,8 @@ class VmServer:
                 "-a", f"modprobe.blacklist={BLACKLIST}", "--exec", guest, f"--qemu-opts={qemu}"]
         env = dict(os.environ, PATH=f"{vng.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
                    VM_SERVER_BRIDGE=self.bridge)
-        self.log(f"booting the VM (Debian {kernel.name.split('-', 1)[1]}, TCG: this takes a while)")
+        self.log(f"booting the VM (Debian {kernel.name.split('-', 1)[1]}, TCG: this takes a while); "
+                 f"bridge {self.bridge}, run directory {d}")
         t0 = time.monotonic()
         # Its own session: a Ctrl-C at the terminal reaches the launcher, which stops it in order.
         self.vng = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
