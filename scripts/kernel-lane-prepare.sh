@@ -13,11 +13,12 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
     set -uo pipefail
     cd "$(dirname "$0")/.."
     ROOT=$PWD
-    T0=$(date +%s)
-    skip() { echo "kernel-lane: skipped: $*"; exit 0; }
-    log() { echo "kernel-lane: $*" >&2; }
-    elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
 fi
+# The caller's messages, or these (prefixed with LANE_NAME).
+T0=${T0:-$(date +%s)}
+declare -F skip > /dev/null || skip() { echo "${LANE_NAME:-kernel-lane}: skipped: $*"; exit 0; }
+declare -F log > /dev/null || log() { echo "${LANE_NAME:-kernel-lane}: $*" >&2; }
+declare -F elapsed > /dev/null || elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
 CACHE=${KERNEL_LANE_CACHE:-$ROOT/.cache/kernel-lane}
 VNG_VERSION=1.42
 [ "$(id -u)" = 0 ] || skip "needs root"

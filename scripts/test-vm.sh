@@ -15,11 +15,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-T0=$(date +%s)
-skip() { echo "test-vm: skipped: $*"; exit 0; }
-log() { echo "test-vm: $*" >&2; }
-elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
-
+LANE_NAME=test-vm
 . scripts/kernel-lane-prepare.sh
 if ! installed openssh-server || ! installed openssh-client; then
     log "installing openssh-server openssh-client"

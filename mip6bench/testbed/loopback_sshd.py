@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from mip6bench.testbed.cluster import end_process
-from mip6bench.testbed.process import read_line_until
+from mip6bench.testbed.process import read_line_until, signals_deferred
 
 SSHD = "/usr/sbin/sshd"
 PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it (compiled-in path)
@@ -130,9 +130,10 @@ class LoopbackSshd:
         if not PRIVSEP_DIR.exists():
             PRIVSEP_DIR.mkdir(mode=0o755)
             self._made_privsep = True
-        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        with signals_deferred():  # never an sshd whose pid is lost to a Ctrl-C
+            self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
         # Ready once it says it listens on every address (its log on stderr).
         waiting = {f"Server listening on {a} port {self.port}." for a in self.addresses}
         seen: list[str] = []

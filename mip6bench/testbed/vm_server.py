@@ -52,7 +52,7 @@ from mip6bench.errors import EnvironmentProblem, Mip6benchError
 from mip6bench.secretfiles import write_secret_file
 from mip6bench.testbed.loopback_sshd import LoopbackSshd, make_key, sshd_available, sshd_config, \
     ssh_client_config
-from mip6bench.testbed.process import read_line_until
+from mip6bench.testbed.process import read_line_until, signals_deferred
 from mip6bench.testbed.registry import RunRecord, new_run_id, process_start, terminate
 
 CHECKOUT = Path(__file__).resolve().parents[2]
@@ -148,6 +148,7 @@ class VmServer:
         self.mac = ""
         self.host_sshd: LoopbackSshd | None = None
         self.vng: subprocess.Popen | None = None
+        self.master: subprocess.Popen | None = None
         self.qemu_pid: int | None = None
         self.qemu_start: int | None = None
         self.guest_lines: list[str] = []
@@ -178,8 +179,9 @@ class VmServer:
             self.record = RunRecord(new_run_id("vm-server")).create("vm server")
             self._make_keys()
             self._make_bridge()
-            self.host_sshd = LoopbackSshd(self.dir / "host-sshd",
-                                          addresses=(self.host_address, self.host_address6)).start()
+            # Known before it starts, so that an interrupt during its start stops it.
+            self.host_sshd = LoopbackSshd(self.dir / "host-sshd", addresses=(self.host_address, self.host_address6))
+            self.host_sshd.start()
             self.record.add_process(self.host_sshd.proc.pid, "vm server: host sshd")
             self._write_configs()
             self._boot(vng, kernel)
@@ -248,9 +250,10 @@ class VmServer:
                  f"bridge {self.bridge}, run directory {d}")
         t0 = time.monotonic()
         # Its own session: a Ctrl-C at the terminal reaches the launcher, which stops it in order.
-        self.vng = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        self.record.add_process(self.vng.pid, "vm server: vng")
+        with signals_deferred():
+            self.vng = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.record.add_process(self.vng.pid, "vm server: vng")
         waiting = {f"Server listening on {a} port {VM_SSH_PORT}." for a in (self.vm_address, self.vm_address6)}
 
         def listening(line: str) -> bool:
@@ -273,6 +276,21 @@ class VmServer:
                                      f"{self.vm_address} true` failed: {err[-1] if err else done.returncode}")
         self.timings["first_ssh_s"] = time.monotonic() - t1
         self.timings["boot_to_ssh_ready_s"] = time.monotonic() - t0
+        self._open_master()
+
+    def _open_master(self) -> None:
+        """One multiplexed connection for the launcher's own commands on the VM (`ssh()`):
+        a new connection costs seconds under TCG (sshd re-executes itself, key exchange),
+        a session over an open one a fraction of that."""
+        with signals_deferred():
+            self.master = subprocess.Popen(
+                self.ssh_argv("-M", "-o", f"ControlPath={self.dir / 'mux'}", "-o", "ControlPersist=no",
+                              mux=False) + ["echo ready; exec cat"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+            self.record.add_process(self.master.pid, "vm server: ssh master")
+        if read_line_until(self.master.stdout, time.monotonic() + SSH_TIMEOUT_S,
+                           lambda line: line.strip() == "ready", []) is None:
+            raise EnvironmentProblem(f"vm server: no multiplexed ssh connection to {self.vm_address}")
 
     def _boot_failure(self) -> str:
         last = next((line.strip() for line in reversed(self.guest_lines) if line.strip()), "no output")
@@ -311,15 +329,19 @@ class VmServer:
                 out.flush()
 
     # ------------------------------------------------------------------ use
-    def ssh_argv(self, *options: str, host: str | None = None) -> list[str]:
-        return ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
-                *options, host or self.vm_address]
+    def ssh_argv(self, *options: str, host: str | None = None, mux: bool = True) -> list[str]:
+        """ssh to the VM (or `host`); over the launcher's open connection if `mux` (an
+        Ethernet tunnel, ssh -w, needs a connection of its own)."""
+        cmd = ["ssh", "-F", str(self.ssh_config), "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]
+        if mux and self.master is not None and host in (None, self.vm_address):
+            cmd += ["-o", f"ControlPath={self.dir / 'mux'}", "-o", "ControlMaster=no"]
+        return cmd + [*options, host or self.vm_address]
 
-    def ssh(self, command: str, timeout: float = SSH_TIMEOUT_S, host: str | None = None) \
-            -> subprocess.CompletedProcess:
+    def ssh(self, command: str, timeout: float = SSH_TIMEOUT_S, host: str | None = None,
+            mux: bool = True) -> subprocess.CompletedProcess:
         """`command` on the VM (or `host`) over ssh; its exit status and output."""
         try:
-            return subprocess.run(self.ssh_argv(host=host) + [command], capture_output=True, text=True,
+            return subprocess.run(self.ssh_argv(host=host, mux=mux) + [command], capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return subprocess.CompletedProcess([], 255, "", f"ssh: no answer within {timeout:g} s")
@@ -329,12 +351,26 @@ class VmServer:
         """Tear everything down (VM, host sshd, bridge, run directory); safe to call twice
         and after a failed start. Returns what could not be removed."""
         problems: list[str] = []
+        if self.master is not None:
+            self.master.stdin.close()   # its remote cat ends, and the connection with it
+            try:
+                self.master.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                terminate(self.master.pid, process_start(self.master.pid))
+                self.master.wait()
+            self.master.stdout.close()
+            self.master.stderr.close()
+            self.master = None
         if self.vng is not None:
             if self.qemu_pid is None:
                 self._learn_qemu_pid()
             if self.qemu_pid is not None:
-                terminate(self.qemu_pid, self.qemu_start, grace=10.0)
-            # vng returns once QEMU has gone; if QEMU never started, its group goes.
+                terminate(self.qemu_pid, self.qemu_start, grace=10.0)   # returns once it is gone
+            elif self.vng.poll() is None:
+                # QEMU not known yet (no pidfile): vng's whole group, which holds it if it
+                # exists (our child, not yet reaped: the group id is still ours).
+                os.killpg(self.vng.pid, signal.SIGTERM)
+            # vng returns once QEMU has gone.
             try:
                 self.vng.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -408,13 +444,14 @@ def ping(vm: VmServer, target: str, *, from_vm: bool = False, count: int = 5) ->
     return ping_rtts(out)
 
 
-def ssh_round_trips(vm: VmServer, count: int = 5) -> list[float]:
-    """Seconds for `ssh <vm> true`, a new connection each (what cluster mode's checks and
-    each trunk cost)."""
+def ssh_round_trips(vm: VmServer, count: int = 5, mux: bool = False) -> list[float]:
+    """Seconds for `ssh <vm> true`: a new connection each (what cluster mode's checks and
+    each trunk cost), or a session over the open connection (`mux`: what a node's
+    command costs over cluster mode's per-server master)."""
     out = []
     for _ in range(count):
         t0 = time.monotonic()
-        if vm.ssh("true").returncode == 0:
+        if vm.ssh("true", mux=mux).returncode == 0:
             out.append(time.monotonic() - t0)
     return out
 
@@ -447,7 +484,7 @@ class EthernetTunnel:
 
         vm = self.vm
         self.proc = subprocess.Popen(vm.ssh_argv("-o", "Tunnel=Ethernet", "-o", "ExitOnForwardFailure=yes",
-                                                 "-w", "any:any") + ["echo @; exec cat"],
+                                                 "-w", "any:any", mux=False) + ["echo @; exec cat"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      start_new_session=True)
         try:
@@ -504,9 +541,10 @@ def check(vm: VmServer) -> list[str]:
         if not rtts:
             raise Mip6benchError(f"vm server: {label}: no answer")
         lines.append(f"{label}: median {_median(rtts):.2f} ms ({len(rtts)} replies)")
-    trips = ssh_round_trips(vm)
-    lines.append(f"ssh {vm.vm_address} true (new connection): median {_median(trips) * 1000:.0f} ms "
-                 f"of {len(trips)}")
+    for label, mux in (("new connection", False), ("over an open connection", True)):
+        trips = ssh_round_trips(vm, mux=mux)
+        lines.append(f"ssh {vm.vm_address} true ({label}): median {_median(trips) * 1000:.0f} ms "
+                     f"of {len(trips)}")
     with EthernetTunnel(vm) as tunnel:
         rtts = ping(vm, tunnel.vm_address)
         if not rtts:
@@ -578,7 +616,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:
+        t0 = time.monotonic()
+        started = vm.record is not None
         vm.stop()
+        if started:
+            print(f"vm server: torn down in {time.monotonic() - t0:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -59,8 +59,11 @@ def vm_state(vm: VmServer) -> dict:
              "echo netns $(ip netns list | sort); echo nft $(nft list tables 2>/dev/null | sort); "
              "echo runs $(ls /run/mip6bench 2>/dev/null); "
              "echo sessions $(pgrep -c -P $(pgrep -o -x sshd)); "
-             "echo procs $(ps -e -o comm= | grep -v -e '^sshd$' -e '^ps$' -e '^bash$' -e '^grep$' "
-             "-e '^sort$' -e '^kworker' -e '^pgrep$' | sort | uniq -c | tr -s ' ' | tr '\\n' ,)")
+             # Processes, not kernel threads (children of kthreadd), nor udev's passing
+             # workers, nor this probe's own commands.
+             "echo procs $(ps --ppid 2 -p 2 --deselect -o comm= | grep -v -e '^sshd$' -e '^ps$' "
+             "-e '^bash$' -e '^grep$' -e '^sort$' -e '^uniq$' -e '^tr$' -e '^pgrep$' -e 'udev' "
+             "| sort | uniq -c | tr -s ' ' | tr '\\n' ,)")
     done = vm.ssh(probe)
     assert done.returncode == 0, done.stderr
     return {line.split(" ", 1)[0]: line.partition(" ")[2] for line in done.stdout.splitlines()}
@@ -153,9 +156,12 @@ def test_cluster_mode_refuses_the_vm_in_one_line_and_leaves_nothing(vm, tmp_path
     assert vm_state(vm) == before
 
 
-def test_two_mns_on_the_vm_bootstrap_register_and_leave_nothing(vm, tmp_path):
+def test_two_mns_on_the_vm_bootstrap_register_and_leave_nothing(vm, tmp_path, monkeypatch):
     """The remote path (cluster6): the infrastructure here, two MNs and their LAN
     segments on the VM."""
+    # The MNs' agents run under TCG (their imports alone take tens of seconds there):
+    # the testbed's waits stretched as in the full-kernel lane, timing not asserted.
+    monkeypatch.setenv("MIP6BENCH_SLOWDOWN", "16")
     ssh = cluster.Ssh([vm.host_address, vm.vm_address], str(vm.ssh_config))
     try:
         cluster.check_servers(ssh)
@@ -214,4 +220,6 @@ def test_ctrl_c_while_booting_leaves_nothing(tmp_path):
     assert proc.returncode == 130 and "Traceback" not in err, err
     assert {n for n in host_links() - before if n.startswith("m6vm")} == set()
     assert not run_dir.exists()
-    assert processes_mentioning(run_dir.name) == []
+    # QEMU, if it had started, was signalled as a member of vng's group: it may still be
+    # exiting (freeing its memory); it must go.
+    assert [pid for pid in processes_mentioning(run_dir.name) if not wait_exit(pid, 30.0)] == []
