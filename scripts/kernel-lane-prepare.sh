@@ -24,7 +24,7 @@ VNG_VERSION=1.42
 [ "$(id -u)" = 0 ] || skip "needs root"
 [ "$(uname -m)" = x86_64 ] || skip "needs an x86_64 host (the guest is Debian's amd64 kernel)"
 command -v apt-get > /dev/null && command -v dpkg-deb > /dev/null || skip "needs apt-get and dpkg-deb (Debian or Ubuntu)"
-[ -x .venv/bin/python ] || { echo "test-kernel: run 'make setup' first (no .venv)" >&2; exit 2; }
+[ -x .venv/bin/python ] || { log "run 'make setup' first (no .venv)"; exit 2; }
 mkdir -p "$CACHE"
 
 # apt waits for another apt/dpkg (another engineer's install) up to this long, then fails.
