@@ -111,7 +111,6 @@ class LoopbackSshd:
         self.permit_tunnel = permit_tunnel  # "no": a server that refuses ssh -w
         self.proc: subprocess.Popen | None = None
         self.port = 0
-        self._made_privsep = False
 
     @property
     def ssh_config(self) -> Path:
@@ -127,9 +126,7 @@ class LoopbackSshd:
                                                       self.dir / "authorized_keys", self.permit_tunnel))
         _secret(self.ssh_config, ssh_client_config([(self.addresses, self.port)], self.dir / "user_key",
                                                    self.dir / "known_hosts"))
-        if not PRIVSEP_DIR.exists():
-            PRIVSEP_DIR.mkdir(mode=0o755)
-            self._made_privsep = True
+        PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
         with signals_deferred():  # never an sshd whose pid is lost to a Ctrl-C
             self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(self.dir / "sshd_config")],
                                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -152,6 +149,7 @@ class LoopbackSshd:
             with log:
                 while chunk := os.read(fd, 65536):
                     log.write(chunk)
+                    log.flush()  # readable while it runs (a failing test prints it)
         threading.Thread(target=drain, daemon=True).start()
         return self
 
@@ -173,9 +171,8 @@ class LoopbackSshd:
     def stop(self) -> None:
         if self.proc is not None:
             end_process(self.proc, grace=10.0)
-        if self._made_privsep:
-            try:
-                PRIVSEP_DIR.rmdir()
-            except OSError:
-                pass
-            self._made_privsep = False
+        # /run/sshd stays: every sshd on the host needs it (each connection's child
+        # checks it), including other tests' and sessions' running now; removing the one
+        # this instance made broke theirs ("Missing privilege separation directory", the
+        # client seeing its connection reset). Debian's own sshd service creates it too.
+

@@ -144,7 +144,8 @@ def drives_another_machine(vm: VmServer) -> bool:
     except EnvironmentProblem as err:
         if "another machine" in str(err):
             return False
-        raise
+        log = vm.host_sshd.dir / "sshd.log"
+        raise AssertionError(f"{err}; host sshd log: {log.read_text()[-2000:] if log.exists() else '-'}") from None
     return True
 
 
