@@ -344,7 +344,21 @@ class VmServer:
             return subprocess.run(self.ssh_argv(host=host, mux=mux) + [command], capture_output=True, text=True,
                                   timeout=timeout, stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
-            return subprocess.CompletedProcess([], 255, "", f"ssh: no answer within {timeout:g} s")
+            return subprocess.CompletedProcess([], 255, "", f"ssh: no answer within {timeout:g} s"
+                                               f"{'' if self.running() else ' (the VM is gone: ' + self.gone() + ')'}")
+
+    def running(self) -> bool:
+        """Whether the VM's QEMU still runs."""
+        return self.qemu_pid is not None and process_start(self.qemu_pid) == self.qemu_start
+
+    def gone(self) -> str:
+        """Why the VM stopped, from the end of its console (one line)."""
+        try:
+            lines = (self.dir / "guest.log").read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        last = next((line.strip() for line in reversed(lines) if line.strip()), "no output")
+        return f"vng exit {self.vng.poll() if self.vng else '-'}, last console line: {last}"
 
     # ------------------------------------------------------------------ stop
     def stop(self) -> list[str]:

@@ -67,6 +67,7 @@ def vm_state(vm: VmServer) -> dict:
              "| sort | uniq -c | tr -s ' ' | tr '\\n' ,)")
     done = vm.ssh(probe)
     assert done.returncode == 0, done.stderr
+    assert vm.running(), vm.gone()
     return {line.split(" ", 1)[0]: line.partition(" ")[2] for line in done.stdout.splitlines()}
 
 
@@ -86,6 +87,15 @@ def vm():
     assert process_start(host_sshd) is None
     assert bridge not in host_links() and f"{bridge}t" not in host_links()
     assert not run_dir.exists()
+
+
+@pytest.fixture(autouse=True)
+def vm_still_runs(request):
+    """After each test on the module's VM: it must still run (else say why it stopped)."""
+    yield
+    if "vm" in request.fixturenames:
+        server = request.getfixturevalue("vm")
+        assert server.running(), f"the VM stopped: {server.gone()}"
 
 
 def test_the_vm_is_another_machine_with_its_own_kernel_and_clock(vm):
