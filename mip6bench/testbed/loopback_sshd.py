@@ -110,6 +110,7 @@ class LoopbackSshd:
         self.dir, self.addresses = Path(directory), list(addresses)
         self.permit_tunnel = permit_tunnel  # "no": a server that refuses ssh -w
         self.proc: subprocess.Popen | None = None
+        self._drain = None
         self.port = 0
 
     @property
@@ -150,7 +151,8 @@ class LoopbackSshd:
                 while chunk := os.read(fd, 65536):
                     log.write(chunk)
                     log.flush()  # readable while it runs (a failing test prints it)
-        threading.Thread(target=drain, daemon=True).start()
+        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain.start()
         return self
 
     def children(self) -> list[int]:
@@ -171,6 +173,10 @@ class LoopbackSshd:
     def stop(self) -> None:
         if self.proc is not None:
             end_process(self.proc, grace=10.0)
+        if self._drain is not None:
+            # Its pipe ends with sshd and its sessions; until then the thread must keep
+            # the pipe (a Popen dropped meanwhile would close the descriptor under it).
+            self._drain.join(timeout=10.0)
         # /run/sshd stays: every sshd on the host needs it (each connection's child
         # checks it), including other tests' and sessions' running now; removing the one
         # this instance made broke theirs ("Missing privilege separation directory", the
