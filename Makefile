@@ -15,7 +15,7 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps requirements test test-kernel test-container unit netns run doctor bench clean distclean
+.PHONY: setup deps requirements test test-kernel test-vm test-container unit netns run doctor bench clean distclean
 
 setup: deps $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
@@ -57,6 +57,11 @@ test-container:
 # Debian's generic 6.1 kernel in a throw-away VM; skips with one line where it cannot run.
 test-kernel: setup
 	scripts/test-kernel.sh
+
+# A QEMU VM with Debian's 6.1 kernel as a real second server for cluster mode, and the
+# tests against it (tests/vm); skips with one line where it cannot run. ~3-5 min.
+test-vm: setup
+	scripts/test-vm.sh
 
 unit: setup
 	$(PY) -m pytest -m "not netns"

@@ -6,6 +6,7 @@ from mip6bench import slowdown
 
 
 def pytest_configure(config):
+    config.addinivalue_line("markers", "vm: runs against a QEMU VM as a second server (tests/vm; make test-vm)")
     config.addinivalue_line("markers", "timing: asserts measured times; skipped where MIP6BENCH_SLOWDOWN > 1 "
                             "(the full-kernel lane)")
 
@@ -30,6 +31,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.netns)
         if f"{os.sep}interop{os.sep}" in path:
             item.add_marker(pytest.mark.interop)
+        if f"{os.sep}vm{os.sep}" in path:   # root, a bridge, a VM (make test-vm)
+            item.add_marker(pytest.mark.netns)
+            item.add_marker(pytest.mark.vm)
     if not slowdown.timing_meaningful():
         skip_timing = pytest.mark.skip(reason=slowdown.timing_skip_reason())
         for item in items:

@@ -104,8 +104,14 @@ def address_flags(dad: DadMode) -> int:
 
 def address_request(index: int, address: str, prefixlen: int, dad: DadMode = DadMode.OFF,
                     preferred: int | None = None, valid: int | None = None) -> dict[str, Any]:
-    req: dict[str, Any] = dict(index=index, family=AF_INET6, address=address,
-                               prefixlen=prefixlen, flags=address_flags(dad))
+    """An address on interface `index`: IPv6 with its DAD mode, or IPv4 (no DAD there;
+    e.g. the VM server's ssh link)."""
+    if ipaddress.ip_address(address).version == 4:
+        req: dict[str, Any] = dict(index=index, family=socket.AF_INET, address=address,
+                                   prefixlen=prefixlen)
+    else:
+        req = dict(index=index, family=AF_INET6, address=address, prefixlen=prefixlen,
+                   flags=address_flags(dad))
     if preferred is not None or valid is not None:
         req["IFA_CACHEINFO"] = {
             "ifa_preferred": 0xFFFFFFFF if preferred is None else preferred,

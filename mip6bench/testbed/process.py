@@ -5,6 +5,7 @@ readiness line it prints (never on a fixed time), and ended by pid.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -22,6 +23,31 @@ from mip6bench.testbed.registry import process_start, terminate
 
 class ProcessStartError(Mip6benchError):
     pass
+
+
+@contextlib.contextmanager
+def signals_deferred(signals=(signal.SIGINT, signal.SIGTERM)):
+    """Hold Ctrl-C and SIGTERM back while a process is started and written down: an
+    interrupt between its fork and the assignment of its Popen would leave a process
+    nobody knows the pid of. A signal that came meanwhile is handled as the block ends
+    (by the handler that was in place). Only the main thread receives them; elsewhere a
+    no-op. (Not the signal mask: a child would inherit it across exec.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for signum in caught[:1]:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
 
 
 def read_line_until(stream, deadline: float, want: Callable[[str], bool],

@@ -80,6 +80,11 @@ def test_address_requests_carry_the_dad_mode():
         k.DadMode.parse("maybe")
 
 
+def test_an_ipv4_address_request_has_its_family_and_no_dad_flags():
+    assert k.address_request(4, "10.200.3.1", 30) == {
+        "index": 4, "family": 2, "address": "10.200.3.1", "prefixlen": 30}
+
+
 def test_route_requests():
     assert k.route_request("default", gateway="fe80::1", oif=3) == {
         "family": 10, "dst": "::/0", "gateway": "fe80::1", "oif": 3}
