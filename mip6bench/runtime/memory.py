@@ -52,9 +52,10 @@ def start_from_env(environ=os.environ) -> bool:
     return True
 
 
-def _rss_kb() -> int | None:
+def rss_kb(pid: int | str = "self") -> int | None:
+    """VmRSS (kB) of a process on this kernel (this one by default), or None if it is gone."""
     try:
-        with open("/proc/self/status") as f:
+        with open(f"/proc/{pid}/status") as f:
             for line in f:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
@@ -126,7 +127,7 @@ class MemoryProbe:
             # Cyclic garbage waits for the collector (pyroute2's messages, for one, are
             # cycles): collected first, the figures say what is alive.
             out["collected"] = gc.collect()
-        out.update(tracing=tracemalloc.is_tracing(), rss_kb=_rss_kb(), malloc=_malloc_heap(),
+        out.update(tracing=tracemalloc.is_tracing(), rss_kb=rss_kb(), malloc=_malloc_heap(),
                    gc=[{"collections": g["collections"], "collected": g["collected"]}
                        for g in gc.get_stats()], gc_frozen=gc.get_freeze_count())
         if not tracemalloc.is_tracing():

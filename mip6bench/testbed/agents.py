@@ -139,14 +139,8 @@ class AgentProcess:
                 return self.helper.request("rss", pid=self.pid) if self.pid else None
             except Mip6benchError:
                 return None
-        try:
-            with open(f"/proc/{self.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except (OSError, TypeError):
-            return None
-        return None
+        from mip6bench.runtime.memory import rss_kb
+        return rss_kb(self.pid) if self.pid else None
 
 
 class AgentHost:

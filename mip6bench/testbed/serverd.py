@@ -565,14 +565,8 @@ class ServerHelper:
         """VmRSS (kB) of a process this helper recorded (an agent, a link hub), or None."""
         if pid not in {r["pid"] for r in self.record.resources() if r["kind"] == "process"}:
             raise RequestError(f"pid {pid} is not one this helper recorded")
-        try:
-            with open(f"/proc/{pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        return int(line.split()[1])
-        except OSError:
-            return None
-        return None
+        from mip6bench.runtime.memory import rss_kb
+        return rss_kb(pid)
 
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
         """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says
