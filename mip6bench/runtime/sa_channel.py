@@ -19,8 +19,9 @@ timer's) actions are done, its answer sent: kind "install" (sa the new SA) or "r
 
 A pushed SA, in this order: into the store, `sadist.sa_installed` logged, the ACK sealed
 and sent (the core's AfterInstall), the expiry timer armed, `on_change`. What precedes
-the event is what the install needs, so the event is the install's time; the bootstrap
-times the push by it (see README, "SA push at the home agent").
+the event is what the install needs, and the event carries the time read as the SA went
+into the store (`emit(name, t_ns=..., **fields)`), not the later moment it is logged:
+the bootstrap times the push by it (see README, "SA push at the home agent").
 
 Pull on demand: `bu_spi(mh)` is the SPI of the MN-HA Authentication option of a Binding
 Update (None for anything else); an HA that gets a BU whose SPI its store lacks awaits
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from typing import Any, Callable
 
 from mip6bench.aaa.sadist import (SADIST_PORT, AfterInstall, SaDistConfig, SaDistHaCore,
@@ -75,10 +77,9 @@ class SaChannelHa:
         self._driver = None
         self._waiters: dict[str, list[asyncio.Future]] = {}
         self.fetch_timeout = fetch_timeout
+        self._installed_ns: int | None = None   # when the last SaInstall hit the store
 
     async def open(self) -> None:
-        import time
-
         from mip6bench.runtime.driver import CoreDriver
         from mip6bench.runtime.udp import UdpSocket
         loop = asyncio.get_running_loop()
@@ -167,7 +168,13 @@ class SaChannelHa:
                 if pending:
                     self._driver.execute(pending)
                     pending = []
-                self.emit(action.name, **action.fields)
+                if action.name == "sadist.sa_installed" and self._installed_ns is not None:
+                    # The core puts the install's event right after its SaInstall: its
+                    # time is the store change's (_apply), not this later call's.
+                    self.emit(action.name, t_ns=self._installed_ns, **action.fields)
+                    self._installed_ns = None
+                else:
+                    self.emit(action.name, **action.fields)
             elif isinstance(action, AfterInstall):
                 if pending:
                     self._driver.execute(pending)
@@ -183,6 +190,7 @@ class SaChannelHa:
         changes: list[tuple] = []
         for effect in effects:
             self._apply(effect, changes)
+        self._installed_ns = None   # the driver logs these effects' events itself
         if self.on_change:
             for change in changes:
                 self.on_change(*change)
@@ -191,6 +199,7 @@ class SaChannelHa:
         """The effect on the store; the change for on_change goes to `changes`."""
         if isinstance(effect, SaInstall):
             self.store.replace(effect.sa)
+            self._installed_ns = time.monotonic_ns()
             if effect.selector:
                 self._resolve(effect.selector, effect.sa)
             changes.append(("install", effect.sa.spi, effect.sa, effect.source, effect))

@@ -245,3 +245,105 @@ def test_bad_requests_are_answered_not_fatal(h, line, word):
     reply = h.reply(line.split()[0])
     assert reply["ok"] is False and word in reply["error"]
     assert h.request("links")["links"] == 1  # still serving
+
+
+class _CountingEpoll:
+    """The hub's epoll set, with its non-blocking polls counted."""
+
+    def __init__(self, ep):
+        self.ep, self.polls = ep, 0
+
+    def poll(self, timeout, maxevents):
+        self.polls += 1
+        return self.ep.poll(timeout, maxevents)
+
+    def __getattr__(self, name):
+        return getattr(self.ep, name)
+
+
+def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_the_writes(monkeypatch):
+    """Injected clock and select: a frame found readable at t0 leaves at t0 + delay, and
+    the wakeup that ends the hub's wait for it (select's timeout, nothing readable) does
+    no epoll_wait and no reads ahead of the write; a wakeup past the departure sends at
+    once, its lateness counted. Without a kernel receive time on a TAP read, t0 is the
+    time read just after the wakeup that found the frame."""
+    import select as select_module
+
+    import mip6bench.net.linkhub as linkhub
+
+    ctl_r, ctl_w = os.pipe()
+    out_r, out_w = os.pipe()
+    hub = Hub(ctl_fd=ctl_r, out_fd=out_w)
+    a_far, a_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b_far, b_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for s in (a_near, b_near):
+        s.setblocking(False)
+    lid = hub.attach(a_near.detach(), b_near.detach(), Shaper(LinkParams(delay_ms=1), 1, "x/ab"),
+                     Shaper(LinkParams(delay_ms=1), 1, "x/ba"))
+    hub.ep = counting = _CountingEpoll(hub.ep)
+    t0 = 5_000 * MS
+    clock = [t0]
+    waits = []          # (timeout asked for, epoll polls so far, frames b has received)
+    received = []
+
+    def drain_b():
+        b_far.setblocking(False)
+        try:
+            while True:
+                received.append((b_far.recv(100), clock[0]))
+        except BlockingIOError:
+            pass
+
+    # Each select call: what the test does at that wakeup (the time it ends at, and
+    # whether a descriptor is readable then).
+    def wake_1(timeout):        # a frame arrives; the hub wakes at t0 and reads it
+        a_far.send(b"one")
+        return True
+
+    def wake_2(timeout):        # the timer, 30 us late
+        clock[0] = t0 + MS + 30_000
+        return False
+
+    def wake_3(timeout):        # a second frame; the hub, busy, finds it 5 ms later
+        a_far.send(b"two")
+        clock[0] = t0 + 2 * MS
+        return True
+
+    def wake_4(timeout):        # its timer, far too late: the frame leaves at once
+        clock[0] = t0 + 7 * MS
+        return False
+
+    def wake_5(timeout):        # stdin EOF ends the hub
+        os.close(ctl_w)
+        return True
+
+    script = [wake_1, wake_2, wake_3, wake_4, wake_5]
+
+    def fake_select(rlist, wlist, xlist, timeout=None):
+        drain_b()
+        waits.append((timeout, counting.polls, len(received)))
+        readable = script.pop(0)(timeout)
+        return (list(rlist) if readable else [], [], [])
+
+    monkeypatch.setattr(select_module, "select", fake_select)
+    monkeypatch.setattr(linkhub.time, "monotonic_ns", lambda: clock[0])
+    hub.run()
+    drain_b()
+    stats = hub.links[lid].relay.ab
+    try:
+        assert [frame for frame, _t in received] == [b"one", b"two"]
+        # wake 2 waited 1 ms from the stamp of wake 1; wake 2 (the timer) polled nothing
+        # and wrote the frame; wake 4 likewise.
+        assert waits[0] == (None, 0, 0)
+        assert waits[1] == (pytest.approx(0.001), 1, 0)
+        assert waits[2] == (None, 1, 1)
+        assert waits[3] == (pytest.approx(0.001), 2, 1)
+        assert waits[4] == (None, 2, 2)
+        assert received[0][1] == t0 + MS + 30_000 and received[1][1] == t0 + 7 * MS
+        assert stats.late_ns_total == 30_000 + 4 * MS and stats.late_ns_max == 4 * MS
+    finally:
+        hub.close()
+        for fd in (ctl_r, out_r, out_w):
+            os.close(fd)
+        a_far.close()
+        b_far.close()

@@ -151,3 +151,37 @@ def test_a_push_is_stored_then_logged_then_acknowledged_then_reported():
 
     # seq: the HA end's datagrams sealed so far (none before the event, the ACK after)
     assert asyncio.run(scenario()) == [("event", True, 0), ("send", True, 1), ("change", "install")]
+
+
+def test_the_install_event_carries_the_time_the_sa_went_into_the_store(monkeypatch):
+    """sadist.sa_installed is stamped by the clock read right after the store change, not
+    when it is logged later (the bootstrap's SA phase ends on this time); other events are
+    stamped by the log as before."""
+    import mip6bench.runtime.sa_channel as sa_channel
+
+    async def scenario():
+        store = SAStore()
+        reads = []      # per clock read: did the store hold the SA then?
+
+        def clock():
+            reads.append(store.lookup_spi(RECORD.spi) is not None)
+            return 1000 + len(reads)
+
+        monkeypatch.setattr(sa_channel.time, "monotonic_ns", clock)
+        logged = []
+        channel = SaChannelHa({"::1": PSK}, store, port=free_port(), bind="::1",
+                              emit=lambda name, **f: logged.append((name, f.get("t_ns"), len(reads))))
+        channel._send = lambda tx: None
+        await channel.open()
+        paa = SaDistPaaCore(SaDistConfig({"::1": PSK}, wall_offset=time.time() - time.monotonic()),
+                            rng=random.Random(1))
+        hello = next(a for a in paa.hello(time.monotonic()) if isinstance(a, Transmit))
+        channel._datagram(hello.data, "::1", 7716)
+        push = next(a for a in paa.sa_established(RECORD, time.monotonic()) if isinstance(a, Transmit))
+        channel._datagram(push.data, "::1", 7716)
+        await channel.close()
+        return logged, reads
+
+    logged, reads = asyncio.run(scenario())
+    assert reads == [True]      # one read, once the SA was in the store
+    assert logged == [("sadist.hello", None, 0), ("sadist.sa_installed", 1001, 1)]
