@@ -26,6 +26,17 @@ def profiled_agents() -> set[str]:
     return {a.strip() for a in os.environ.get(PROFILE_ENV, "").split(",") if a.strip()}
 
 
+def to_local_clock(reply: Any, offset_ns: int) -> Any:
+    """A control reply from an agent whose clock is the controller's + offset_ns, with
+    every event time (`t_ns`, at any depth) moved onto the controller's clock."""
+    if isinstance(reply, dict):
+        return {k: (v - offset_ns if k == "t_ns" and isinstance(v, int) else to_local_clock(v, offset_ns))
+                for k, v in reply.items()}
+    if isinstance(reply, list):
+        return [to_local_clock(v, offset_ns) for v in reply]
+    return reply
+
+
 class AgentProcess:
     def __init__(self, node, agent: str, role: str, options: dict[str, Any], run: RunContext):
         self.node, self.agent, self.role, self.options, self.run = node, agent, role, options, run
@@ -114,7 +125,16 @@ class AgentProcess:
         # Deadlines of waits for events (`within`) and of the answer stretch on a slow machine.
         if isinstance(args.get("within"), (int, float)):
             args["within"] = scaled(args["within"])
-        return control.request(self.control_path, cmd, timeout=scaled(timeout), **args)
+        offset = self.helper.offset.offset_ns if self.helper is not None and self.helper.offset else 0
+        if not offset:
+            return control.request(self.control_path, cmd, timeout=scaled(timeout), **args)
+        # An agent on another machine keeps its events on its own clock: a time asked
+        # about goes onto it, and the times in the answer come back onto the controller's
+        # (as its streamed event log does).
+        if isinstance(args.get("after_ns"), int):
+            args["after_ns"] += offset
+        return to_local_clock(control.request(self.control_path, cmd, timeout=scaled(timeout), **args),
+                              offset)
 
     def stop(self, grace: float = 5.0) -> int | None:
         return self.proc.stop(grace) if self.proc else None

@@ -590,6 +590,27 @@ def _median(values) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+COMMAND_TEARDOWN_S = 180.0   # a testbed's teardown over ssh to the VM, under TCG
+
+
+def run_command(command: str, env: dict) -> int:
+    """The user's command with the VM up, in a process group of its own. Interrupted,
+    it gets the SIGINT first and its own teardown (which still needs the VM: its nodes,
+    helper and agents there) before the VM goes; only a command that outlasts that is
+    killed, its whole group."""
+    proc = subprocess.Popen(command, shell=True, env=env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(COMMAND_TEARDOWN_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        raise
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mip6bench.testbed.vm_server",
@@ -618,7 +639,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"vm server: {line}", flush=True)
         if command:
             env = dict(os.environ, VM_SERVERS=vm.servers, VM_SSH_CONFIG=str(vm.ssh_config))
-            return subprocess.run(" ".join(command), shell=True, env=env).returncode
+            return run_command(" ".join(command), env)
         if not args.check:
             print("vm server: Ctrl-C stops it", flush=True)
             signal.pause()

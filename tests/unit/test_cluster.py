@@ -191,3 +191,30 @@ def test_node_pid_refuses_a_node_on_another_machine():
     with pytest.raises(Mip6benchError) as err:
         network.Testbed.node_pid(tb, "mn2")
     assert "mn2 runs on 10.0.0.2, another machine" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_control_requests_to_an_agent_on_another_clock_are_translated(monkeypatch, tmp_path):
+    """An agent on a server whose CLOCK_MONOTONIC runs 5 s ahead of the controller's: the
+    `after_ns` asked goes onto its clock, the event times answered come back onto ours."""
+    from types import SimpleNamespace
+
+    from mip6bench.runtime import control
+    from mip6bench.testbed import agents
+
+    sent = {}
+
+    def fake_request(path, cmd, timeout, **args):
+        sent.update(args, cmd=cmd)
+        return {"t_ns": 5_000_000_100, "event": "x", "nested": [{"t_ns": 5_000_000_200}], "n": 7}
+
+    monkeypatch.setattr(control, "request", fake_request)
+    node = SimpleNamespace(name="mn1", helper=SimpleNamespace(offset=SimpleNamespace(offset_ns=5_000_000_000)))
+    run = SimpleNamespace(state_dir=tmp_path, logs_dir=tmp_path)
+    agent = agents.AgentProcess(node, "mn", "mn", {}, run)
+    reply = agent.request("wait-event", event="x", after_ns=42, within=1.0)
+    assert sent["after_ns"] == 5_000_000_042
+    assert reply == {"t_ns": 100, "event": "x", "nested": [{"t_ns": 200}], "n": 7}
+    # Without a helper (this kernel) nothing is moved.
+    local = agents.AgentProcess(SimpleNamespace(name="ha"), "ha", "ha", {}, run)
+    assert local.request("wait-event", event="x", after_ns=42)["t_ns"] == 5_000_000_100
+    assert sent["after_ns"] == 42

@@ -13,6 +13,7 @@ MIP6BENCH_VM_LANE=1); skipped with one line elsewhere.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -207,10 +208,26 @@ def test_two_mns_on_the_vm_bootstrap_register_and_leave_nothing(vm, tmp_path, mo
             assert st["hoa"] == tb.plan.hoa(k)
             binding = next(b for b in ha.request("bindings") if b["hoa"] == tb.plan.hoa(k))
             assert binding["coa"] == st["coa"]
+        clocks = tb.cluster_info()["clocks"]
     finally:
         tb.stop()
     assert tb.teardown_errors == []
     assert [p for p, s in pids if process_start(p) == s] == []
+    # Another kernel, another clock: its offset was measured, and the MNs' events,
+    # moved onto this clock by it, keep cause before effect around the PAA's (the PAC's
+    # PCI before the PAA's session, that session before the PAC's handshake).
+    vm_clock = next(c for c in clocks if c["server"] == vm.vm_address)
+    assert vm_clock["samples"] >= 8 and vm_clock["uncertainty_ns"] < 50_000_000
+    slack = vm_clock["uncertainty_ns"]
+    events = [json.loads(line) for line in (tb.run_dir / "events.jsonl").read_text().splitlines()]
+    for k in (1, 2):
+        mine = [e for e in events if e["node"] == f"mn{k}"]
+        pci = next(e["t_ns"] for e in mine if e["event"] == "pana.pci_sent")
+        handshake = next(e for e in mine if e["event"] == "pana.handshake")
+        created = next(e["t_ns"] for e in events if e["node"] == "paa"
+                       and e["event"] == "pana.session_created"
+                       and e["session_id"] == handshake["session_id"])
+        assert pci - slack <= created <= handshake["t_ns"] + slack
     for pid in vm.host_sshd.children():
         assert wait_exit(pid, 10.0), f"host sshd session {pid} still runs"
     assert vm_state(vm) == before
