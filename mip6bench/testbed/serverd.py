@@ -1022,6 +1022,9 @@ class RemoteHubLink(HubLink):
             return 1
 
 
+REMOTE_READY_S = 30.0   # an agent's start on its server, up to its ready line
+
+
 class RemoteProcess:
     """An agent (or MN host) run by a server's helper in a node there: NodeProcess's
     interface (pid, start_ns/ready_ns on the controller's clock, ready_line, wait_ready,
@@ -1039,24 +1042,29 @@ class RemoteProcess:
     def launch(self) -> "RemoteProcess":
         from concurrent.futures import ThreadPoolExecutor
 
+        from mip6bench.slowdown import scaled
+
         self.start_ns = time.monotonic_ns()
         pool = getattr(self.helper, "_launcher", None)
         if pool is None:
             pool = self.helper._launcher = ThreadPoolExecutor(8, thread_name_prefix="remote-agent")
-        self._future = pool.submit(self.helper.request, "agent_start", 120.0, key=self.key,
+        # The server's wait for the ready line stretches with MIP6BENCH_SLOWDOWN as the
+        # controller's own waits do (a slow server: its agents' imports under emulation).
+        ready_s = min(scaled(REMOTE_READY_S), 600.0)
+        self._future = pool.submit(self.helper.request, "agent_start", ready_s + 90.0, key=self.key,
                                    pid=self.node.pid, script=self.script, config=self.config,
-                                   streams=self.streams, files=self.files)
+                                   streams=self.streams, files=self.files, timeout=ready_s)
         return self
 
     def wait_ready(self, timeout: float = 10.0) -> "RemoteProcess":
-        from mip6bench.slowdown import scaled
         from mip6bench.testbed.process import ProcessStartError
 
         if self._future is None:
             return self
         future, self._future = self._future, None
         try:
-            reply = future.result(scaled(timeout) + 10)
+            # Bounded by the request's own deadline (the server's ready wait + 90 s).
+            reply = future.result()
         except Mip6benchError as exc:
             raise ProcessStartError(f"{self.what} on {self.node.name}: {exc}") from None
         self.pid, self.ready_line = reply["pid"], reply["ready_line"]
