@@ -74,13 +74,15 @@ class Agent:
         return {}
 
     # --- services -------------------------------------------------------------
-    def emit(self, event: str, **fields: Any) -> None:
-        self.emit_fields(event, fields)
+    def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> None:
+        """Log an event, at `t_ns` when given (a time read when the thing happened,
+        e.g. the SA channel's install), else now."""
+        self.emit_fields(event, fields, t_ns)
 
-    def emit_fields(self, event: str, fields: dict[str, Any]) -> None:
+    def emit_fields(self, event: str, fields: dict[str, Any], t_ns: int | None = None) -> None:
         """emit() with the fields as a dict (not kept), as a core's Event holds them: what
         CoreDriver(emit_fields=...) calls."""
-        self.recent.append(self._log.emit_fields(event, fields))
+        self.recent.append(self._log.emit_fields(event, fields, t_ns))
         if self._event_waiter is not None:   # WaitableEvents' wait-event command
             self._event_waiter.set()
 

@@ -135,6 +135,26 @@ def test_event_log_emit_fields_writes_what_emit_writes_and_keeps_no_reference(tm
     assert log.counts == {"pana.session_open": 2}
 
 
+def test_an_agents_event_keeps_the_time_it_is_given(tmp_path):
+    """Agent.emit(t_ns=...) logs the time read when the thing happened (the SA channel
+    stamps an install with the moment the SA went into the store), not the time of the
+    call; without one, the time of the call."""
+    from mip6bench.runtime.agent import Agent
+    from mip6bench.runtime.config import AgentConfig
+
+    path = tmp_path / "ha.jsonl"
+    config = AgentConfig(node="ha", agent="ha", control="unused", events=str(path), options={})
+    agent = Agent(config, None, EventLog(path, "ha", "ha"))
+    agent.emit("sadist.sa_installed", t_ns=12345, spi=7)
+    agent.emit_fields("sadist.sa_installed", {"spi": 8}, t_ns=23456)
+    agent.emit("mipv6.ha.started", address="2001:db8:1::1")
+    agent._log.close()
+    first, second, third = read_events(path)
+    assert (first["t_ns"], first["spi"], second["t_ns"], second["spi"]) == (12345, 7, 23456, 8)
+    assert third["t_ns"] > 23456 and "t_ns" not in {k for k in first if k != "t_ns"}
+    assert [e["t_ns"] for e in agent.recent] == [12345, 23456, third["t_ns"]]
+
+
 def test_core_driver_passes_an_events_fields_dict_to_emit_fields_when_given():
     got = []
     driver = CoreDriver(send=lambda t: None, on_timer=lambda k, n: [],
