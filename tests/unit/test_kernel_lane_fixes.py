@@ -68,7 +68,10 @@ def test_slowdown_stretches_agent_requests(monkeypatch):
     monkeypatch.setattr(agents.control, "request", lambda path, cmd, timeout, **args: seen.update(
         timeout=timeout, **args))
     monkeypatch.setenv(slowdown.ENV, "16")
+    from types import SimpleNamespace
+
     agent = agents.AgentProcess.__new__(agents.AgentProcess)
     agent.control_path = "/nonexistent"
+    agent.node = SimpleNamespace(name="mn1")   # on this kernel: no cluster helper
     agent.request("wait", timeout=12, until="ro", within=10)
     assert seen == {"timeout": 192, "until": "ro", "within": 160}
