@@ -102,14 +102,23 @@ def check(params, topo) -> None:
     from mip6bench.testbed.network import check_memory, largest_mns_that_fit
 
     grid = parse_grid(params["grid"])
+    if topo.get("cluster"):  # per machine, as the servers report their memory over ssh
+        from mip6bench.testbed.network import Testbed
+
+        try:
+            Testbed({**topo, "mns": grid[-1]}, experiment=NAME, capture=False).preflight()
+        except Mip6benchError as exc:
+            raise ParameterError(f"scale: grid N={grid[-1]}: {exc.args[0]}", exc.fix) from None
+        return
     try:
         check_memory(grid[-1], "grid N", params=topo)
     except Mip6benchError as exc:
         most = largest_mns_that_fit(params=topo)
         fit = [n for n in grid if n <= most]
         raise ParameterError(f"scale: {exc.args[0]}",
-                             f"drop the larger N: grid={','.join(map(str, fit)) or '1'}; going past "
-                             "one machine's memory needs several (not built yet)") from None
+                             f"drop the larger N: grid={','.join(map(str, fit)) or '1'}, or spread "
+                             "the MNs over more machines: --cluster HOST1,HOST2,... (README: Cluster "
+                             "mode)") from None
 
 
 def cpu_s(pid: int | None, thread: int | None = None) -> float | None:

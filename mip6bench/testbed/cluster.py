@@ -46,6 +46,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from typing import Any
 
 from mininet.examples.cluster import RemoteLink, RemoteMixin
 from mininet.node import Node
@@ -288,9 +289,11 @@ def _ssh_fix(ssh: Ssh, server: int) -> str:
             "without a password (README, Cluster mode)")
 
 
-def check_servers(ssh: Ssh) -> None:
+def check_servers(ssh: Ssh) -> list[dict[str, Any]]:
     """Before anything is built: ssh present, every server reachable as root without a
-    password, mnexec and ip there, and on this kernel. One-line errors naming the fix."""
+    password, mnexec and ip there, and the checkout on every server but the first.
+    One-line errors naming the fix. Per server, what the memory check needs: its
+    machine's boot id (servers that are one machine share its memory) and MemAvailable."""
     if not which("ssh"):
         raise EnvironmentProblem("cluster mode needs the ssh client, and it is missing",
                                  "apt install openssh-client")
@@ -304,7 +307,9 @@ def check_servers(ssh: Ssh) -> None:
     probe = ("command -v mnexec >/dev/null || echo missing mnexec; "
              "command -v ip >/dev/null || echo missing ip; "
              f"test -x {python} || echo nocheckout; test -f {helper} || echo nocheckout; "
-             "echo boot $(cat /proc/sys/kernel/random/boot_id); echo uid $(id -u)")
+             "echo boot $(cat /proc/sys/kernel/random/boot_id); echo uid $(id -u); "
+             "echo mem $(awk '/^MemAvailable:/ {print $2}' /proc/meminfo)")
+    found = []
     for i, host in enumerate(ssh.servers):
         try:
             done = ssh.run(i, probe)
@@ -330,6 +335,11 @@ def check_servers(ssh: Ssh) -> None:
                 f"cluster: {host} has no checkout of mip6bench with its .venv at {REPO_ROOT} "
                 "(its helper and agents start from there)",
                 f"clone the same revision to {REPO_ROOT} on {host} and run `make setup` there")
+        words = dict(line.split(" ", 1) for line in lines if line.startswith(("boot ", "mem ")))
+        mem = words.get("mem", "").strip()
+        found.append({"boot_id": words["boot"].strip(),
+                      "mem_available_mb": int(mem) // 1024 if mem.isdigit() else None})
+    return found
 
 
 # ----------------------------------------------------------------------------- nodes

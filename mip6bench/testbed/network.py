@@ -43,12 +43,15 @@ def resolve_tunnel_backend(params: dict[str, Any]) -> str | None:
     return choose_backend(params["tunnel"], probe_backends())
 
 
-def preflight(plan, capture: bool, agents: bool = True) -> None:
+def preflight(plan, capture: bool, agents: bool = True, memory: bool = True) -> None:
+    """What refuses a run on this machine before anything is built. `memory=False`: the
+    memory check is cluster mode's, per machine (check_cluster_memory)."""
     if os.geteuid() != 0:
         raise EnvironmentProblem("the testbed needs root (network namespaces, nftables)",
                                  "run it with sudo")
-    mns = len(plan.by_role("mn"))
-    check_memory(mns, per_mn=mn_memory_mb(mns, plan.params, agents), params=plan.params)
+    if memory:
+        mns = len(plan.by_role("mn"))
+        check_memory(mns, per_mn=mn_memory_mb(mns, plan.params, agents), params=plan.params)
     ensure_tun()  # the MN and CN agents' TUN devices and the link relay need /dev/net/tun
     needed = list(REQUIRED_BINARIES) + (["dumpcap", "mergecap"] if capture else [])
     for binary in needed:
@@ -139,7 +142,8 @@ def largest_mns_that_fit(available_mb: int | None = None, per_mn: int | None = N
 
 
 def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
-                 per_mn: int | None = None, params: dict[str, Any] | None = None) -> None:
+                 per_mn: int | None = None, params: dict[str, Any] | None = None,
+                 machine: str = "this machine") -> None:
     """Refuse (one line, with the estimate and the fix) a network that cannot fit in
     memory, before anything is built."""
     avail = available_memory_mb() if available_mb is None else available_mb
@@ -152,9 +156,24 @@ def check_memory(mns: int, what: str = "mns", available_mb: int | None = None,
         hosts = f", {MB_PER_HOST} MB per MN host x {mn_hosts(mns, params)}" if hosted else ""
         raise EnvironmentProblem(
             f"{what}={mns} needs about {need / 1024:.1f} GB ({per_mn} MB per MN{hosts} + "
-            f"{MB_FIXED} MB), this machine has {avail / 1024:.1f} GB available",
-            f"use at most {fit} MNs here; more need more memory"
+            f"{MB_FIXED} MB), {machine} has {avail / 1024:.1f} GB available",
+            f"use at most {fit} MNs {'here' if machine == 'this machine' else 'there'}; more need "
+            "more memory or more servers (--cluster, README: Cluster mode)"
             + ("" if hosted or per_mn == MB_PER_MN_NODE_ONLY else " (or MN hosts: mns_per_agent 0 or > 1)"))
+
+
+def check_cluster_memory(plan, where, found: list[dict[str, Any]], agents: bool = True) -> None:
+    """Cluster mode's memory check: each machine must hold the MNs placed on its servers.
+    Servers that are one machine (the same boot id, e.g. loopback addresses of this
+    host) share its memory; `found` is what cluster.check_servers read on each."""
+    machines: dict[str, tuple[list[str], int, int | None]] = {}
+    for host, counts, info in zip(where.servers, where.per_server(), found):
+        hosts, mns, avail = machines.get(info["boot_id"], ([], 0, info["mem_available_mb"]))
+        machines[info["boot_id"]] = ([*hosts, host], mns + counts.get("mn", 0), avail)
+    for hosts, mns, avail in machines.values():
+        if mns and avail is not None:
+            check_memory(mns, "mns", available_mb=avail, per_mn=mn_memory_mb(mns, plan.params, agents),
+                         params=plan.params, machine=f"the machine of server {'/'.join(hosts)}")
 
 
 def prefix_of(plan, network: str) -> str:
@@ -209,11 +228,18 @@ class Testbed:
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
 
     # ---------------------------------------------------------------- lifecycle
-    def start(self) -> "Testbed":
-        preflight(self.plan, self.capture_enabled, self.agents_enabled)
+    def preflight(self) -> None:
+        """Everything that refuses this network before anything is built: privileges,
+        tools, kernel features, and memory (in cluster mode per machine, as each server
+        reports it over ssh)."""
+        preflight(self.plan, self.capture_enabled, self.agents_enabled, memory=self.cluster is None)
         if self.cluster is not None:
             from mip6bench.testbed.cluster import check_servers
-            check_servers(self.cluster[1])
+            found = check_servers(self.cluster[1])
+            check_cluster_memory(self.plan, self.cluster[0], found, self.agents_enabled)
+
+    def start(self) -> "Testbed":
+        self.preflight()
         if self.agents_enabled:
             self.tunnel_backend = resolve_tunnel_backend(self.params)
         from mip6bench.testbed.build import ParallelMininet

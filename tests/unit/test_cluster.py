@@ -218,3 +218,33 @@ def test_control_requests_to_an_agent_on_another_clock_are_translated(monkeypatc
     local = agents.AgentProcess(SimpleNamespace(name="ha"), "ha", "ha", {}, run)
     assert local.request("wait-event", event="x", after_ns=42)["t_ns"] == 5_000_000_100
     assert sent["after_ns"] == 42
+
+
+def test_preflight_reports_each_servers_machine_and_memory():
+    found = cluster.check_servers(FakeSsh([(0, f"boot {BOOT}\nuid 0\nmem 2048000\n", ""),
+                                           (0, "boot 00000000-0000-0000-0000-000000000000\nuid 0\nmem\n", "")]))
+    assert found == [{"boot_id": BOOT, "mem_available_mb": 2000},
+                     {"boot_id": "00000000-0000-0000-0000-000000000000", "mem_available_mb": None}]
+
+
+def test_memory_is_checked_per_machine_with_the_mns_placed_there():
+    """1,000 MNs over two MN servers: each machine holds its share; when the servers are
+    one machine (one boot id) it needs the sum, and the error names that machine."""
+    from mip6bench.testbed.network import check_cluster_memory, memory_estimate_mb
+
+    p = plan(mns=1000)
+    where = cluster.layout(p, ["s1", "s2", "s3"])
+    shares = [counts.get("mn", 0) for counts in where.per_server()]
+    assert sum(shares) == 1000 and shares[1] and shares[2]
+    room = memory_estimate_mb(max(shares), params=p.params) + 100  # either share, not both
+    assert memory_estimate_mb(1000, params=p.params) > room / 0.9
+    apart = [{"boot_id": b, "mem_available_mb": room / 0.9 + 1} for b in "abc"]
+    check_cluster_memory(p, where, apart)
+    together = [{"boot_id": "a", "mem_available_mb": room / 0.9 + 1}] * 3
+    with pytest.raises(EnvironmentProblem) as err:
+        check_cluster_memory(p, where, together)
+    text = str(err.value)
+    assert "mns=1000 needs about" in text and "server s1/s2/s3" in text and "--cluster" in text
+    assert "\n" not in text
+    unknown = [{"boot_id": b, "mem_available_mb": None} for b in "abc"]
+    check_cluster_memory(p, where, unknown)  # a server that cannot say is not refused here

@@ -62,6 +62,13 @@ def test_a_grid_that_cannot_fit_names_the_grid_that_can(monkeypatch):
     with pytest.raises(ParameterError) as err:
         scale.check({"grid": "1,10,100,1000"}, {"mns_per_agent": 1})
     text = str(err.value)
-    assert "grid N=1000 needs about" in text and "grid=1,10,100;" in text
+    assert "grid N=1000 needs about" in text and "grid=1,10,100, or spread" in text
     scale.check({"grid": "1,10,100"}, {"mns_per_agent": 1})  # fits
     scale.check({"grid": "1,10,100,300"}, {})  # fits in MN hosts
+
+
+def test_a_grid_beyond_one_machine_names_cluster_mode(monkeypatch):
+    import mip6bench.testbed.network as network
+    monkeypatch.setattr(network, "available_memory_mb", lambda: 4_000)
+    with pytest.raises(ParameterError, match=r"--cluster HOST1,HOST2"):
+        scale.check({"grid": "1,1000"}, {})
