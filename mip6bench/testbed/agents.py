@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from mip6bench import REPO_ROOT
 from mip6bench.errors import Mip6benchError
@@ -26,14 +26,14 @@ def profiled_agents() -> set[str]:
     return {a.strip() for a in os.environ.get(PROFILE_ENV, "").split(",") if a.strip()}
 
 
-def to_local_clock(reply: Any, offset_ns: int) -> Any:
-    """A control reply from an agent whose clock is the controller's + offset_ns, with
-    every event time (`t_ns`, at any depth) moved onto the controller's clock."""
+def to_local_clock(reply: Any, to_local: Callable[[int], int]) -> Any:
+    """A control reply from an agent on another clock, with every event time (`t_ns`,
+    at any depth) moved onto the controller's by `to_local`."""
     if isinstance(reply, dict):
-        return {k: (v - offset_ns if k == "t_ns" and isinstance(v, int) else to_local_clock(v, offset_ns))
+        return {k: (to_local(v) if k == "t_ns" and isinstance(v, int) else to_local_clock(v, to_local))
                 for k, v in reply.items()}
     if isinstance(reply, list):
-        return [to_local_clock(v, offset_ns) for v in reply]
+        return [to_local_clock(v, to_local) for v in reply]
     return reply
 
 
@@ -125,16 +125,15 @@ class AgentProcess:
         # Deadlines of waits for events (`within`) and of the answer stretch on a slow machine.
         if isinstance(args.get("within"), (int, float)):
             args["within"] = scaled(args["within"])
-        offset = self.helper.offset.offset_ns if self.helper is not None and self.helper.offset else 0
-        if not offset:
+        if self.helper is None or self.helper.clock is None:
             return control.request(self.control_path, cmd, timeout=scaled(timeout), **args)
-        # An agent on another machine keeps its events on its own clock: a time asked
+        # An agent on another server keeps its events on its own clock: a time asked
         # about goes onto it, and the times in the answer come back onto the controller's
         # (as its streamed event log does).
         if isinstance(args.get("after_ns"), int):
-            args["after_ns"] += offset
+            args["after_ns"] = self.helper.to_remote(args["after_ns"])
         return to_local_clock(control.request(self.control_path, cmd, timeout=scaled(timeout), **args),
-                              offset)
+                              self.helper.to_local)
 
     def stop(self, grace: float = 5.0) -> int | None:
         return self.proc.stop(grace) if self.proc else None

@@ -232,6 +232,7 @@ class Ssh:
             self.helpers[server] = helper
             helper.start(record)
             helper.measure_offset()
+            helper.track_clock()
             return helper
 
         with ThreadPoolExecutor(8, thread_name_prefix="helper") as pool:
@@ -244,8 +245,8 @@ class Ssh:
         """Every server's clock against the controller's (the first server is it)."""
         out = [{"server": self.servers[0], "offset_ns": 0, "uncertainty_ns": 0, "controller": True}]
         for server, helper in sorted(self.helpers.items()):
-            if helper.offset is not None:
-                out.append({"server": helper.host, **helper.offset.as_dict()})
+            if helper.clock is not None:
+                out.append({"server": helper.host, **helper.clock.as_dict()})
         return out
 
     def close_helpers(self) -> list[str]:

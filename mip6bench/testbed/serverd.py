@@ -670,11 +670,13 @@ class ServerHelper:
 @dataclass(frozen=True)
 class ClockOffset:
     """A server's CLOCK_MONOTONIC against the controller's: remote = local + offset_ns,
-    within +- uncertainty_ns (half the round trip of the sample it came from)."""
+    within +- uncertainty_ns (half the round trip of the sample it came from), as it was
+    at the controller's time at_ns (that round trip's midpoint)."""
     offset_ns: int
     uncertainty_ns: int
     rtt_ns: int
     samples: int
+    at_ns: int = 0
 
     def as_dict(self) -> dict:
         return {"offset_ns": self.offset_ns, "uncertainty_ns": self.uncertainty_ns,
@@ -689,16 +691,75 @@ def estimate_offset(ask: Callable[[], int], local: Callable[[], int] = time.mono
     of it)."""
     if samples < 1:
         raise ValueError("at least one sample")
-    best: tuple[int, int] | None = None
+    best: tuple[int, int, int] | None = None
     for _ in range(samples):
         t0 = local()
         remote = ask()
         t1 = local()
         rtt = t1 - t0
         if best is None or rtt < best[0]:
-            best = (rtt, remote - (t0 + t1) // 2)
-    rtt, offset = best
-    return ClockOffset(offset, (rtt + 1) // 2, rtt, samples)
+            best = (rtt, remote - (t0 + t1) // 2, (t0 + t1) // 2)
+    rtt, offset, at = best
+    return ClockOffset(offset, (rtt + 1) // 2, rtt, samples, at)
+
+
+RESAMPLE_S = 10.0        # how often a helper's clock is measured again during a run
+RESAMPLE_SAMPLES = 8     # round trips per measurement (the best one counts)
+FIT_SPAN_NS = 1_000_000_000  # samples closer together than this give no rate
+
+
+class ClockTrack:
+    """A server's clock against the controller's over a whole run. One offset measured
+    at start goes wrong by the clocks' relative rate times the time since: crystals
+    differ by tens of ppm and NTP slews CLOCK_MONOTONIC, and 50 ppm is 3 ms a minute.
+    So the offset is measured again every RESAMPLE_S and times are converted with the
+    straight line through the measurements (least squares over those whose round trip
+    was at most twice the best one's, so a measurement delayed by load is left out).
+    With one measurement, or all within FIT_SPAN_NS, the offset is that of the best."""
+
+    def __init__(self, first: ClockOffset):
+        self.measured: list[ClockOffset] = [first]
+        self._line = (first.offset_ns, 0.0, first.at_ns)   # offset at t_ref, rate, t_ref
+        self._lock = threading.Lock()
+
+    def add(self, measured: ClockOffset) -> None:
+        with self._lock:
+            self.measured.append(measured)
+            self._line = self._fit()
+
+    def _fit(self) -> tuple[int, float, int]:
+        best = min(self.measured, key=lambda m: m.rtt_ns)
+        used = [m for m in self.measured if m.rtt_ns <= 2 * best.rtt_ns + 20_000]
+        if max(m.at_ns for m in used) - min(m.at_ns for m in used) < FIT_SPAN_NS:
+            return best.offset_ns, 0.0, best.at_ns
+        t_ref = sum(m.at_ns for m in used) // len(used)
+        o_ref = sum(m.offset_ns for m in used) / len(used)
+        var = sum((m.at_ns - t_ref) ** 2 for m in used)
+        rate = sum((m.at_ns - t_ref) * (m.offset_ns - o_ref) for m in used) / var
+        return round(o_ref), rate, t_ref
+
+    def offset_at(self, t_local: int) -> int:
+        """remote - local at the controller's time t_local."""
+        o_ref, rate, t_ref = self._line
+        return o_ref + round(rate * (t_local - t_ref))
+
+    def to_local(self, t_remote: int) -> int:
+        """A time read on the server's clock, on the controller's."""
+        o_ref, _rate, _t = self._line
+        return t_remote - self.offset_at(t_remote - o_ref)
+
+    def to_remote(self, t_local: int) -> int:
+        return t_local + self.offset_at(t_local)
+
+    def as_dict(self) -> dict:
+        """The first measurement (as before) and what the run's measurements gave."""
+        with self._lock:
+            measured, (_o, rate, _t) = list(self.measured), self._line
+        used_best = min(measured, key=lambda m: m.rtt_ns)
+        return {**measured[0].as_dict(), "measurements": len(measured),
+                "drift_ppm": round(rate * 1e6, 3),
+                "best_uncertainty_ns": used_best.uncertainty_ns,
+                "last_offset_ns": measured[-1].offset_ns}
 
 
 def helper_command(run_id: str, server: int) -> str:
@@ -720,7 +781,9 @@ class Helper:
         self.host = ssh.servers[server]
         self.proc: subprocess.Popen | None = None
         self.hello: dict = {}
-        self.offset: ClockOffset | None = None
+        self.offset: ClockOffset | None = None   # measured at start
+        self.clock: ClockTrack | None = None     # and every RESAMPLE_S since
+        self._tracking = threading.Event()       # set: stop measuring
         self.requests = 0
         self._lock = threading.Lock()
         self._next = 0
@@ -794,7 +857,6 @@ class Helper:
     def stream_to(self, name: str, path: Path) -> None:
         """Write stream `name`'s lines into `path` (appended), each event's t_ns moved
         onto the controller's clock."""
-        offset = self.offset.offset_ns if self.offset else 0
         out = open(path, "a", buffering=1)
         self._files.append(out)
 
@@ -804,7 +866,7 @@ class Helper:
                 try:
                     entry = json.loads(line)
                     if isinstance(entry, dict) and isinstance(entry.get("t_ns"), int):
-                        entry["t_ns"] -= offset
+                        entry["t_ns"] = self.to_local(entry["t_ns"])
                         line = json.dumps(entry, separators=(",", ":"), default=str)
                 except ValueError:
                     pass
@@ -857,7 +919,26 @@ class Helper:
     def measure_offset(self, samples: int = 16) -> ClockOffset:
         self.offset = estimate_offset(lambda: self.request("clock", reply_s=10.0)["t_ns"],
                                       samples=samples)
+        self.clock = ClockTrack(self.offset)
         return self.offset
+
+    def track_clock(self, every_s: float = RESAMPLE_S) -> None:
+        """Measure the offset again every `every_s` until close (ClockTrack: drift)."""
+        def loop() -> None:
+            while not self._tracking.wait(every_s):
+                try:
+                    self.clock.add(estimate_offset(
+                        lambda: self.request("clock", reply_s=10.0)["t_ns"], samples=RESAMPLE_SAMPLES))
+                except Mip6benchError:
+                    return   # the helper is gone: what was measured stays
+        threading.Thread(target=loop, name=f"clock-{self.host}", daemon=True).start()
+
+    def to_local(self, t_remote: int) -> int:
+        """A time on this server's clock, on the controller's."""
+        return self.clock.to_local(t_remote) if self.clock else t_remote
+
+    def to_remote(self, t_local: int) -> int:
+        return self.clock.to_remote(t_local) if self.clock else t_local
 
     def forward(self, local: str, remote: str) -> None:
         """The Unix socket `remote` on the server reachable at `local` here, forwarded by
@@ -909,6 +990,7 @@ class Helper:
         ssh session ends."""
         if self.proc is None:
             return
+        self._tracking.set()
         try:
             if self.proc.poll() is None and not self._dead:
                 self.request("shutdown", reply_s=timeout)
@@ -1009,8 +1091,7 @@ class RemoteHubLink(HubLink):
         return not self.deleted
 
     def set_carrier(self, on: bool) -> int:
-        offset = self.helper.offset.offset_ns if self.helper.offset else 0
-        return super().set_carrier(on) - offset
+        return self.helper.to_local(super().set_carrier(on))
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.deleted:
@@ -1068,8 +1149,7 @@ class RemoteProcess:
         except Mip6benchError as exc:
             raise ProcessStartError(f"{self.what} on {self.node.name}: {exc}") from None
         self.pid, self.ready_line = reply["pid"], reply["ready_line"]
-        offset = self.helper.offset.offset_ns if self.helper.offset else 0
-        self.ready_ns = reply["ready_ns"] - offset
+        self.ready_ns = self.helper.to_local(reply["ready_ns"])
         return self
 
     def alive(self) -> bool:

@@ -208,7 +208,11 @@ def test_control_requests_to_an_agent_on_another_clock_are_translated(monkeypatc
         return {"t_ns": 5_000_000_100, "event": "x", "nested": [{"t_ns": 5_000_000_200}], "n": 7}
 
     monkeypatch.setattr(control, "request", fake_request)
-    node = SimpleNamespace(name="mn1", helper=SimpleNamespace(offset=SimpleNamespace(offset_ns=5_000_000_000)))
+    from mip6bench.testbed.serverd import ClockOffset, ClockTrack
+
+    track = ClockTrack(ClockOffset(offset_ns=5_000_000_000, uncertainty_ns=0, rtt_ns=0, samples=1))
+    node = SimpleNamespace(name="mn1", helper=SimpleNamespace(clock=track, to_local=track.to_local,
+                                                              to_remote=track.to_remote))
     run = SimpleNamespace(state_dir=tmp_path, logs_dir=tmp_path)
     agent = agents.AgentProcess(node, "mn", "mn", {}, run)
     reply = agent.request("wait-event", event="x", after_ns=42, within=1.0)

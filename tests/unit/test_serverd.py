@@ -15,7 +15,7 @@ import pytest
 
 from mip6bench.testbed import serverd
 from mip6bench.testbed.registry import process_start, wait_exit
-from mip6bench.testbed.serverd import ClockOffset, RequestError, ServerHelper, estimate_offset, parse_request
+from mip6bench.testbed.serverd import ClockOffset, ClockTrack, RequestError, ServerHelper, estimate_offset, parse_request
 
 
 class Out:
@@ -194,7 +194,7 @@ def test_placed_paths_stay_in_the_helpers_directory(helper):
 def test_the_controller_writes_streamed_events_on_its_own_clock(tmp_path):
     h = serverd.Helper.__new__(serverd.Helper)
     serverd.Helper.__init__(h, type("S", (), {"servers": ["a", "b"]})(), 1, "r")
-    h.offset = ClockOffset(offset_ns=1_000, uncertainty_ns=5, rtt_ns=10, samples=4)
+    h.clock = ClockTrack(ClockOffset(offset_ns=1_000, uncertainty_ns=5, rtt_ns=10, samples=4))
     h._stream("x.events.jsonl", ['{"t_ns":5000,"event":"early"}'])   # before its sink exists
     h.stream_to("x.events.jsonl", tmp_path / "x.jsonl")
     h._stream("x.events.jsonl", ['{"t_ns":7000,"event":"late"}', "torn"])
@@ -242,5 +242,51 @@ def test_offset_exact_with_symmetric_trips_and_zero_on_one_clock():
     est = estimate_offset(ask, local, samples=1)
     assert abs(est.offset_ns) <= est.uncertainty_ns == 500
     assert est.as_dict() == {"offset_ns": est.offset_ns, "uncertainty_ns": 500, "rtt_ns": 1000, "samples": 1}
+    assert est.at_ns == 1_000_000 + 500  # the controller's time at that round trip's midpoint
     with pytest.raises(ValueError):
         estimate_offset(ask, local, samples=0)
+
+
+def test_drift_between_the_clocks_is_followed_not_frozen_at_start():
+    """The server's clock runs 50 ppm fast: one offset from the start is 3 ms wrong a
+    minute later; the track, measured every 10 s, converts within a few microseconds,
+    and a measurement delayed by load (a long round trip) does not bend the line."""
+    ppm, base = 50e-6, -37_747_800_000_000
+    now = [10**12]
+
+    def local() -> int:
+        return now[0]
+
+    def server_at(t: int) -> int:
+        return t + base + round((t - 10**12) * ppm)
+
+    trip = [(200, 200)]
+
+    def ask() -> int:
+        out, back = trip[0]
+        now[0] += out
+        remote = server_at(now[0])
+        now[0] += back
+        return remote
+
+    track = ClockTrack(estimate_offset(ask, local, samples=4))
+    for minute_tenth in range(1, 7):          # six more measurements, 10 s apart
+        now[0] = 10**12 + minute_tenth * 10**10
+        trip[0] = (200, 200) if minute_tenth != 3 else (40_000_000, 200)   # one delayed by load
+        track.add(estimate_offset(ask, local, samples=1 if minute_tenth == 3 else 4))
+    t = 10**12 + 65 * 10**9                  # 65 s after the start, 5 s past the last
+    start_only = ClockTrack(track.measured[0])
+    assert abs(start_only.to_local(server_at(t)) - t) > 3_000_000
+    assert abs(track.to_local(server_at(t)) - t) < 5_000
+    assert abs(track.to_remote(t) - server_at(t)) < 5_000
+    d = track.as_dict()
+    assert d["measurements"] == 7 and abs(d["drift_ppm"] - 50) < 0.1
+    assert d["offset_ns"] == track.measured[0].offset_ns
+
+
+def test_a_track_without_time_between_measurements_has_no_rate():
+    first = ClockOffset(offset_ns=7_000, uncertainty_ns=50, rtt_ns=100, samples=8, at_ns=1_000)
+    track = ClockTrack(first)
+    track.add(ClockOffset(offset_ns=9_000, uncertainty_ns=60, rtt_ns=120, samples=8, at_ns=2_000))
+    assert track.to_remote(10**12) == 10**12 + 7_000   # the better of the two, no slope
+    assert track.as_dict()["drift_ppm"] == 0.0
