@@ -62,6 +62,8 @@ MAX_SERVERS = 64
 # option (a leading "-") or a shell could expand.
 _HOST = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9.-]{0,252}|[0-9A-Fa-f:.]{2,45})$")
 CHECK_TIMEOUT_S = 20.0
+SERVER_ALIVE_S = 5      # ssh keep-alive probes (ServerAliveInterval)
+SERVER_SILENCE_S = 15   # unanswered this long, a server's connections end
 TUNNEL_TIMEOUT_S = 20.0
 TAP_BASE, TAP_SPAN = 7000, 50000  # ssh -w numbers: tap7000 .. tap56999
 
@@ -185,7 +187,12 @@ class Ssh:
         cmd = ["ssh"]
         if self.config:
             cmd += ["-F", self.config]
-        cmd += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+        cmd += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+                # A server that stops answering (gone, frozen, cut off) ends its connections
+                # within SERVER_SILENCE_S, and with them every request to its helper: the
+                # teardown then goes on without it instead of waiting out each request.
+                "-o", f"ServerAliveInterval={SERVER_ALIVE_S}",
+                "-o", f"ServerAliveCountMax={SERVER_SILENCE_S // SERVER_ALIVE_S}"]
         if not mux:
             cmd += ["-o", "ControlPath=none"]
         elif self.control_dir is not None and server in self.masters:

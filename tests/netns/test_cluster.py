@@ -267,6 +267,80 @@ def test_the_helper_cleans_up_when_the_controller_vanishes(sshd, clean_host, tmp
         ssh.close()
 
 
+def descendants(pid: int) -> list[int]:
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    out, todo = [], [pid]
+    while todo:
+        out += kids.get(todo[0], [])
+        todo = todo[1:] + kids.get(todo[0], [])
+    return out
+
+
+def serves(pid: int, address: str, port: int) -> bool:
+    """Whether process `pid` holds a TCP socket whose local end is address:port."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    except OSError:
+        return False
+    local = "%08X:%04X" % (int.from_bytes(bytes(map(int, address.split("."))), "little"), port)
+    return any(f[1] == local and f[9] in inodes
+               for f in (line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]))
+
+
+def test_a_server_that_stops_answering_does_not_hold_up_the_teardown(sshd, clean_host, tmp_path):
+    """The second server freezes (every sshd connection to 127.0.0.2 and everything
+    under it stopped: its helper, its node shells, its MN agents) while the network is
+    up. Its connections end after ssh's keep-alives go unanswered, so the teardown's
+    requests to it fail at once ("is gone") instead of each waiting out its deadline
+    ("did not answer ... within"; 222 s in all before); the first server's part is torn
+    down as usual. When the server answers again its helper finds its connection gone
+    and cleans up after itself; nothing is left on either."""
+    import signal
+
+    tb = Testbed(topology("bootstrap", mns=2, foreign=2, nsis="off"), experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=False, cluster=SERVERS,
+                 ssh_config=str(sshd.ssh_config))
+    frozen: list[int] = []
+    try:
+        tb.start()
+        run_id, helper_pid = tb.run.run_id, tb.cluster[1].helpers[1].hello["pid"]
+        connections = [p for p in descendants(sshd.proc.pid)
+                       if p in ancestors(helper_pid) or serves(p, "127.0.0.2", sshd.port)]
+        assert connections
+        for pid in {q for p in connections for q in [p, *descendants(p)]}:
+            os.kill(pid, signal.SIGSTOP)
+            frozen.append(pid)
+        tb.stop()
+        gone = [e for e in tb.teardown_errors if "127.0.0.2" in e]
+        assert gone and all("is gone" in e for e in gone), tb.teardown_errors
+        assert not [e for e in tb.teardown_errors if "did not answer" in e]
+        assert not [e for e in tb.teardown_errors if "127.0.0.2" not in e], tb.teardown_errors
+    finally:
+        for pid in frozen:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        if tb.run is not None:   # it failed before the teardown
+            tb.stop()
+    assert wait_exit(helper_pid, 30.0), "the helper did not end when its server answered again"
+    assert not (RUN_ROOT / f"{run_id}-server2").exists()
+
+
 def test_capture_on_the_second_server_comes_back(sshd, clean_host, tmp_path):
     """Packet capture on every node, the second server's through its helper (dumpcap
     there, the file copied back at stop): mn1's capture holds the echo requests ar1
