@@ -207,6 +207,7 @@ class Testbed:
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
+        self.cpu_share: dict[str, Any] | None = None  # mn_cpu_share as applied (cpushare)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> "Testbed":
@@ -333,9 +334,38 @@ class Testbed:
 
         per = mns_per_agent(self.params)
         if per > 1:
-            self.start_mn_hosts(mns, per)
+            hosts = self.start_mn_hosts(mns, per)
         else:
             self.start_agents_parallel(mns)
+        if mns:
+            self.share_cpu(per > 1, [h.proc.pid for h in hosts] if per > 1 else
+                           [self.agents[(node, agent)].pid for node, agent, _r, _o in mns])
+
+    def share_cpu(self, hosted: bool, pids: list[int]) -> None:
+        """The MN processes' CPU share against the infrastructure (mn_cpu_share; README
+        Scale, "CPU share"): decided, applied to each MN process by pid, recorded in the
+        run (testbed.cpu_share event, `self.cpu_share` for manifest.json). A process it
+        cannot be applied to is named in one line; the run goes on at the fair share."""
+        from mip6bench.testbed import cpushare
+
+        share = cpushare.decide(self.params.get("mn_cpu_share", "auto"), hosted,
+                                cpushare.autogroup_enabled())
+        applied, problems = [], []
+        for pid in pids if self.cluster is None else []:  # (another server's pids: not here)
+            try:
+                what = cpushare.apply(pid, share)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{pid}: {exc}")
+                continue
+            if what:
+                applied.append({"pid": pid, "done": what})
+        self.cpu_share = {**share.as_dict(), "mn_processes": applied, "problems": problems}
+        if self.cluster is not None and share.mechanism != "none":
+            self.cpu_share["problems"].append("cluster mode: not applied (MN processes on other servers)")
+        self.log.emit("testbed.cpu_share", **self.cpu_share)
+        if problems:
+            print(f"mip6bench: MN CPU share ({share.mechanism}, nice {share.mn_nice}) not applied to "
+                  f"{len(problems)} MN process(es): {problems[0]}", file=sys.stderr)
 
     def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,
                        timeout: float = 30.0) -> list:
