@@ -35,8 +35,8 @@ Per N, metrics.json "scale" "points" has:
     runq_wait_s, run_s       of the same agents and hubs, from the trigger to the end: the
                              time their threads waited for a CPU while runnable, and ran
                              (/proc/<pid>/task/*/schedstat)
-    cpu_share                the MN processes' CPU share as applied (mn_cpu_share, testbed
-                             cpushare: mechanism, nice, the processes)
+    cpu_share                the infrastructure's CPU share as applied (topology parameter
+                             cpu_share, testbed cpushare: mechanism, nice, the processes)
     fw_loop_cpu_s            of cpu_s["fw"], its event loop's (main thread) share; the rest is
                              its other threads' (pinhole commits through libnftables)
     fw_counters              the firewall's NATFW/GIST counters at the end of the bootstrap
@@ -237,7 +237,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     t0 = time.monotonic()
     with tb:
         point["network_s"] = _r(tb.timings["network_s"])
-        point["cpu_share"] = tb.cpu_share   # the MN processes' CPU share (mn_cpu_share)
+        point["cpu_share"] = tb.cpu_share   # the infrastructure's CPU share (cpu_share)
         point["start_s"] = _r(tb.timings["start_s"])
         servers = {name: tb.agents.get(key) for name, key in
                    (("paa", ("paa", "paa")), ("aaa", ("aaa", "aaa")), ("ha", ("ha", "ha")),
@@ -358,7 +358,7 @@ def run_grid(params, topo, run_dir: Path, capture: bool, quiet: bool) -> dict:
         if steps:
             steps.end(f"network {point['network_s']:.1f} s, up {point['start_s']:.1f} s, "
                       f"p50 {point['total_ms']['p50']:.0f} ms, lost {point['lost']}")
-    shares = {p["mns"]: {k: v for k, v in p["cpu_share"].items() if k != "mn_processes"}
+    shares = {p["mns"]: {k: v for k, v in p["cpu_share"].items() if k != "processes"}
               for p in points if p.get("cpu_share")}
     return {"scale": {"grid": grid, "points": points, "largest_completed": largest,
                       "cores": os.cpu_count(), "mem_total_mb": _mem_total_mb()},

@@ -1,47 +1,52 @@
-"""The CPU share of the MN agents against the infrastructure on the one shared machine.
+"""The CPU share of the infrastructure against the MN agents on the one shared machine.
 
-In a real network the PAA, AAA, HA, firewall and routers are machines of their own and
-every MN is a device of its own. Here they all share this machine's cores, and the
-kernel's scheduler decides who runs: with `sched_autogroup` on (kernel.sched_autogroup_enabled
-= 1, the default of most distributions), every session is one scheduling group of equal
-weight, and every process the testbed starts is a session of its own (mnexec -d calls
-setsid). Under a burst of 1,000 MNs the eight MN hosts then weigh as much as eight
-firewalls: the firewall got ~13 % of a core while its pinhole installs waited 10-29 s
-for the CPU, which is the emulation and not the firewall.
+In a real network the PAA, AAA, HA, firewall, CN and routers are machines of their own,
+the links are hardware, and every MN is a device of its own. Here they all share this
+machine's cores, and the kernel's scheduler decides who runs: with `sched_autogroup` on
+(kernel.sched_autogroup_enabled = 1, the default of most distributions), every session
+is one scheduling group of equal weight, and every process the testbed starts is a
+session of its own (mnexec -d calls setsid; the link hubs start their own). Under a
+burst of 1,000 MNs the eight MN hosts then weigh as much as eight firewalls: the
+firewall got ~13 % of a core while its pinhole installs waited 10-29 s for the CPU,
+which is the emulation and not the firewall.
 
-`mn_cpu_share` (topology parameter) says what the MN processes get:
+`cpu_share` (topology parameter) says what the infrastructure gets:
 
-- fair: nothing changes (every session weighs the same),
-- lower: the MN processes' scheduling weight is lowered to nice MN_NICE: their autogroup's
-  nice where sched_autogroup is on (/proc/<pid>/autogroup, needs no cgroup; the group
-  ends with its processes, so nothing is left to undo), else the processes' own nice
-  (each thread they start inherits it),
-- auto (the default): lower where the MNs run in MN hosts (from 21 MNs on: the scale
+- infra: the scheduling groups of the infrastructure's processes (every agent but the
+  MNs', and the link hubs) get nice INFRA_NICE, weight 9,548 against 1,024 for every
+  other group (an MN host, another job): they run when they have work, as on machines of
+  their own, and the MNs get what is left. Where sched_autogroup is on that is the
+  group's nice (/proc/<pid>/autogroup, no cgroup needed; the group ends with its
+  processes, so nothing is left to undo), else the processes' own nice (their threads;
+  threads they start later inherit it). The MN processes are not touched, so their share
+  against other jobs on the machine is what it was (lowering them instead starved their
+  control sockets on a machine shared with other jobs).
+- fair: nothing changes (every session weighs the same).
+- auto (the default): infra where the MNs run in MN hosts (from 21 MNs on: the scale
   runs), fair otherwise, so single-MN runs and the tests' small networks are as before.
 
 The decision is pure (`decide`); `apply` does it for one process and says what it did.
-The infrastructure's processes are never touched, nor the controller's own group (an
-MN process that shares it, e.g. not yet in its own session, is refused).
+The controller's own group is never changed: a process that shares it is refused.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
 
-MN_NICE = 10   # weight 110 against 1,024 for every other group: 8 MN hosts ~ 0.9 server
+INFRA_NICE = -10
 AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
-CHOICES = ("auto", "lower", "fair")
+CHOICES = ("auto", "infra", "fair")
 
 
 @dataclass(frozen=True)
 class CpuShare:
-    setting: str        # the parameter: auto, lower, fair
+    setting: str        # the parameter: auto, infra, fair
     mechanism: str      # autogroup, nice, or none
-    mn_nice: int        # the nice given to the MN processes (their group's, or their own)
+    infra_nice: int     # the nice given to the infrastructure (its groups', or its own)
     reason: str
 
     def as_dict(self) -> dict:
-        return {"setting": self.setting, "mechanism": self.mechanism, "mn_nice": self.mn_nice,
+        return {"setting": self.setting, "mechanism": self.mechanism, "infra_nice": self.infra_nice,
                 "reason": self.reason}
 
 
@@ -54,18 +59,18 @@ def autogroup_enabled(path: str = AUTOGROUP_SWITCH) -> bool:
 
 
 def decide(setting: str, hosted: bool, autogroup: bool) -> CpuShare:
-    """What the MN processes get: `setting` (auto, lower, fair), whether the MNs run in MN
-    hosts, whether the kernel groups sessions (sched_autogroup)."""
+    """What the infrastructure gets: `setting` (auto, infra, fair), whether the MNs run in
+    MN hosts, whether the kernel groups sessions (sched_autogroup)."""
     if setting not in CHOICES:
-        raise ValueError(f"mn_cpu_share={setting!r}: one of {', '.join(CHOICES)}")
+        raise ValueError(f"cpu_share={setting!r}: one of {', '.join(CHOICES)}")
     if setting == "fair" or (setting == "auto" and not hosted):
-        why = "asked for (mn_cpu_share=fair)" if setting == "fair" else \
-            "auto: a process per MN (no MN hosts), as on separate devices"
+        why = "asked for (cpu_share=fair)" if setting == "fair" else \
+            "auto: a process per MN (no MN hosts)"
         return CpuShare(setting, "none", 0, why)
-    how = ("sched_autogroup on: the MN processes' session groups" if autogroup else
-           "sched_autogroup off: the MN processes' own nice")
-    why = "auto: MNs in MN hosts" if setting == "auto" else "asked for (mn_cpu_share=lower)"
-    return CpuShare(setting, "autogroup" if autogroup else "nice", MN_NICE, f"{why}; {how}")
+    how = ("sched_autogroup on: the infrastructure processes' session groups" if autogroup else
+           "sched_autogroup off: the infrastructure processes' own nice")
+    why = "auto: MNs in MN hosts" if setting == "auto" else "asked for (cpu_share=infra)"
+    return CpuShare(setting, "autogroup" if autogroup else "nice", INFRA_NICE, f"{why}; {how}")
 
 
 def parse_autogroup(text: str) -> tuple[str, int]:
@@ -82,9 +87,9 @@ def read_autogroup(pid: int | str) -> tuple[str, int]:
 
 
 def apply(pid: int, share: CpuShare) -> str | None:
-    """Give process `pid` (an MN agent or MN host) the share decided; returns what was done
-    (None: nothing to do). Raises OSError, or ValueError when the process is in the
-    controller's own scheduling group (its nice would be the controller's too)."""
+    """Give infrastructure process `pid` the share decided; returns what was done (None:
+    nothing to do). Raises OSError, or ValueError when the process is in the controller's
+    own scheduling group (its nice would be the controller's too)."""
     if share.mechanism == "none":
         return None
     if share.mechanism == "autogroup":
@@ -93,12 +98,12 @@ def apply(pid: int, share: CpuShare) -> str | None:
         if group == own:
             raise ValueError(f"process {pid} shares the controller's scheduling group {group}")
         with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(share.mn_nice))
-        return f"{group} nice {share.mn_nice}"
+            f.write(str(share.infra_nice))
+        return f"{group} nice {share.infra_nice}"
     # No autogroup: the process's threads (those it starts later inherit the nice).
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
-            os.setpriority(os.PRIO_PROCESS, int(task), share.mn_nice)
+            os.setpriority(os.PRIO_PROCESS, int(task), share.infra_nice)
         except ProcessLookupError:
             continue  # a thread that ended meanwhile
-    return f"nice {share.mn_nice} on {pid}'s threads"
+    return f"nice {share.infra_nice} on {pid}'s threads"

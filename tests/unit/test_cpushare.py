@@ -1,6 +1,8 @@
-"""The MN processes' CPU share (mip6bench.testbed.cpushare): the decision from the
+"""The infrastructure's CPU share (mip6bench.testbed.cpushare): the decision from the
 parameter, the hosting and the kernel, and the autogroup line parser. Applying it to
 processes is tested over a real network in tests/netns/test_cpu_share.py."""
+import os
+
 import pytest
 
 from mip6bench.errors import ParameterError
@@ -9,26 +11,26 @@ from mip6bench.testbed import cpushare
 from mip6bench.testbed.operational import topology_params
 
 
-def test_auto_lowers_the_mn_hosts_only():
+def test_auto_raises_the_infrastructure_when_mns_are_hosted_only():
     hosted = cpushare.decide("auto", hosted=True, autogroup=True)
-    assert (hosted.mechanism, hosted.mn_nice) == ("autogroup", cpushare.MN_NICE) and cpushare.MN_NICE > 0
+    assert (hosted.mechanism, hosted.infra_nice) == ("autogroup", cpushare.INFRA_NICE) and cpushare.INFRA_NICE < 0
     # A process per MN (single-MN runs, the small networks of the tests): as before.
     alone = cpushare.decide("auto", hosted=False, autogroup=True)
-    assert (alone.mechanism, alone.mn_nice) == ("none", 0)
+    assert (alone.mechanism, alone.infra_nice) == ("none", 0)
 
 
-def test_lower_and_fair_are_what_they_say_whatever_the_hosting():
+def test_infra_and_fair_are_what_they_say_whatever_the_hosting():
     for hosted in (True, False):
-        assert cpushare.decide("lower", hosted, autogroup=True).mn_nice == cpushare.MN_NICE
+        assert cpushare.decide("infra", hosted, autogroup=True).infra_nice == cpushare.INFRA_NICE
         assert cpushare.decide("fair", hosted, autogroup=True).mechanism == "none"
-        assert cpushare.decide("fair", hosted, autogroup=False).mn_nice == 0
+        assert cpushare.decide("fair", hosted, autogroup=False).infra_nice == 0
 
 
 def test_without_autogroup_the_processes_own_nice():
     share = cpushare.decide("auto", hosted=True, autogroup=False)
-    assert (share.mechanism, share.mn_nice) == ("nice", cpushare.MN_NICE)
+    assert (share.mechanism, share.infra_nice) == ("nice", cpushare.INFRA_NICE)
     assert "sched_autogroup off" in share.reason
-    assert share.as_dict() == {"setting": "auto", "mechanism": "nice", "mn_nice": cpushare.MN_NICE,
+    assert share.as_dict() == {"setting": "auto", "mechanism": "nice", "infra_nice": cpushare.INFRA_NICE,
                                "reason": share.reason}
 
 
@@ -36,8 +38,8 @@ def test_unknown_setting_refused():
     with pytest.raises(ValueError):
         cpushare.decide("high", hosted=True, autogroup=True)
     with pytest.raises(ParameterError):   # the topology parameter refuses it in one line
-        parse_params(topology_params(), {"mn_cpu_share": "high"})
-    assert parse_params(topology_params(), {})["mn_cpu_share"] == "auto"
+        parse_params(topology_params(), {"cpu_share": "high"})
+    assert parse_params(topology_params(), {})["cpu_share"] == "auto"
 
 
 def test_autogroup_line():
@@ -61,10 +63,9 @@ def test_nothing_applied_for_none():
 
 
 def test_the_controllers_own_group_is_refused():
-    import os
-    share = cpushare.decide("lower", hosted=True, autogroup=True)
     if not os.path.exists("/proc/self/autogroup"):
         pytest.skip("kernel without sched_autogroup")
+    share = cpushare.decide("infra", hosted=True, autogroup=True)
     before = cpushare.read_autogroup("self")
     with pytest.raises(ValueError):
         cpushare.apply(os.getpid(), share)   # this process is in its own group: refused
