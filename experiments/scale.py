@@ -31,7 +31,7 @@ Per N, metrics.json "scale" "points" has:
                              first_round_failures and not_verified_reasons by reason ("no
                              response": the NI gave up unanswered; "timed out": the MN's
                              traversal timeout came first; an information code: refused;
-                             "pending": no answer by the end), nsis_ms_p50/max
+                             "pending": no answer by the end), nsis_ms_p50/p90/max
     runq_wait_s, run_s       of the same agents and hubs, from the trigger to the end: the
                              time their threads waited for a CPU while runnable, and ran
                              (/proc/<pid>/task/*/schedstat)
