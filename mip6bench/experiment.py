@@ -109,7 +109,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
                                           "finish, so its results are partial or missing\n")
         backends = testbed.backends
         cluster = testbed.cluster_info()   # servers and their clock offsets (cluster mode)
-        # The MN processes' CPU share against the infrastructure, as applied (cpushare).
+        # The infrastructure's CPU share against the MNs, as applied (testbed.cpushare).
         cpu_share = {"cpu_share": testbed.cpu_share} if testbed.cpu_share else {}
         if not quiet:
             print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "

@@ -357,9 +357,9 @@ class Testbed:
         from mip6bench.testbed import cpushare
 
         share = cpushare.decide(self.params.get("cpu_share", "auto"), hosted, cpushare.autogroup_enabled())
-        applied, problems = [], []
+        applied, problems, notes = [], [], []
         if share.mechanism != "none" and self.cluster is not None:
-            problems.append("cluster mode: not applied (the processes are on several servers)")
+            notes.append("cluster mode: not applied (the processes are on several servers)")
         for name, pid in self.infrastructure_pids().items() if self.cluster is None else []:
             try:
                 what = cpushare.apply(pid, share)
@@ -368,7 +368,7 @@ class Testbed:
                 continue
             if what:
                 applied.append({"process": name, "pid": pid, "done": what})
-        self.cpu_share = {**share.as_dict(), "processes": applied, "problems": problems}
+        self.cpu_share = {**share.as_dict(), "processes": applied, "problems": problems, "notes": notes}
         self.log.emit("testbed.cpu_share", **self.cpu_share)
         if problems:
             print(f"mip6bench: infrastructure CPU share ({share.mechanism}, nice {share.infra_nice}) "
