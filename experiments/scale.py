@@ -31,7 +31,12 @@ Per N, metrics.json "scale" "points" has:
                              first_round_failures and not_verified_reasons by reason ("no
                              response": the NI gave up unanswered; "timed out": the MN's
                              traversal timeout came first; an information code: refused;
-                             "pending": no answer by the end), nsis_ms_p50/max
+                             "pending": no answer by the end), nsis_ms_p50/p90/max
+    runq_wait_s, run_s       of the same agents and hubs, from the trigger to the end: the
+                             time their threads waited for a CPU while runnable, and ran
+                             (/proc/<pid>/task/*/schedstat)
+    cpu_share                the infrastructure's CPU share as applied (topology parameter
+                             cpu_share, testbed cpushare: mechanism, nice, the processes)
     fw_loop_cpu_s            of cpu_s["fw"], its event loop's (main thread) share; the rest is
                              its other threads' (pinhole commits through libnftables)
     fw_counters              the firewall's NATFW/GIST counters at the end of the bootstrap
@@ -131,6 +136,24 @@ def cpu_s(pid: int | None, thread: int | None = None) -> float | None:
         return None
 
 
+def sched_s(pid: int | None) -> tuple[float, float] | None:
+    """(time on a CPU, time runnable but waiting for one) of process `pid`, all its
+    threads, in s (/proc/<pid>/task/*/schedstat: the scheduler's own accounting)."""
+    run = wait = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except (OSError, TypeError):
+        return None
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                r, w, _slices = f.read().split()
+        except (OSError, ValueError):
+            continue  # a thread that ended meanwhile
+        run, wait = run + int(r), wait + int(w)
+    return run / 1e9, wait / 1e9
+
+
 def mem_kb(pid: int | None) -> int:
     """The process's proportional set size (Pss: its private pages plus its share of
     pages it shares, e.g. the interpreter and libraries), else its RSS."""
@@ -223,6 +246,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     t0 = time.monotonic()
     with tb:
         point["network_s"] = _r(tb.timings["network_s"])
+        point["cpu_share"] = tb.cpu_share   # the infrastructure's CPU share (cpu_share)
         point["start_s"] = _r(tb.timings["start_s"])
         servers = {name: tb.agents.get(key) for name, key in
                    (("paa", ("paa", "paa")), ("aaa", ("aaa", "aaa")), ("ha", ("ha", "ha")),
@@ -231,6 +255,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         pids = {name: (a.pid if a else None) for name, a in servers.items()}
         pids.update({f"hub{i}": pid for i, pid in enumerate(hubs)})
         cpu0 = {name: cpu_s(pid) for name, pid in pids.items()}
+        sched0 = {name: sched_s(pid) for name, pid in pids.items()}
         # The firewall's event loop (its main thread) apart from its other threads
         # (pinhole commits through libnftables run in a worker thread).
         fw_loop0 = cpu_s(pids["fw"], pids["fw"])
@@ -245,6 +270,13 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
                                          if dead else "")
         window_cpu = time.monotonic() - t_cpu0
         cpu1 = {name: cpu_s(pid) for name, pid in pids.items()}
+        sched1 = {name: sched_s(pid) for name, pid in pids.items()}
+        # Time each server spent runnable but not running (waiting for a CPU), against
+        # its time running: how much the shared machine held it back.
+        point["runq_wait_s"] = {name: _r(sched1[name][1] - sched0[name][1], 2)
+                                for name in pids if sched0[name] and sched1[name]}
+        point["run_s"] = {name: _r(sched1[name][0] - sched0[name][0], 2)
+                          for name in pids if sched0[name] and sched1[name]}
         fw_loop1 = cpu_s(pids["fw"], pids["fw"])
         point["fw_loop_cpu_s"] = _r(fw_loop1 - fw_loop0, 2) if None not in (fw_loop0, fw_loop1) else None
         point["fw_counters"] = _fw_counters(servers["fw"])
@@ -335,8 +367,11 @@ def run_grid(params, topo, run_dir: Path, capture: bool, quiet: bool) -> dict:
         if steps:
             steps.end(f"network {point['network_s']:.1f} s, up {point['start_s']:.1f} s, "
                       f"p50 {point['total_ms']['p50']:.0f} ms, lost {point['lost']}")
+    shares = {p["mns"]: {k: v for k, v in p["cpu_share"].items() if k != "processes"}
+              for p in points if p.get("cpu_share")}
     return {"scale": {"grid": grid, "points": points, "largest_completed": largest,
-                      "cores": os.cpu_count(), "mem_total_mb": _mem_total_mb()}}
+                      "cores": os.cpu_count(), "mem_total_mb": _mem_total_mb()},
+            "manifest": {"cpu_share": shares}}
 
 
 def _mem_total_mb() -> int:
@@ -347,7 +382,7 @@ def _mem_total_mb() -> int:
 def table(metrics: dict) -> str:
     s = metrics["scale"]
     head = ("| N | network s | up s | p50 ms | p90 ms | p99 ms | max ms | floor ms | boot/s | "
-            "PANA msg/s | CPU s PAA | AAA | HA | fw | hubs | MB/MN | pinholes 1st / retry / not | lost |")
+            "PANA msg/s | CPU s PAA | AAA | HA | fw | fw waited s | hubs | MB/MN | pinholes 1st / retry / not | lost |")
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for p in s["points"]:
         t = p.get("total_ms") or {}
@@ -361,6 +396,7 @@ def table(metrics: dict) -> str:
                     f"{f(p.get('floor_ms'))} | {f(p.get('bootstraps_per_s'), '{:.1f}')} | "
                     f"{f(p.get('pana_msgs_per_s'))} | {f(c.get('paa'), '{:.2f}')} | "
                     f"{f(c.get('aaa'), '{:.2f}')} | {f(c.get('ha'), '{:.2f}')} | {f(c.get('fw'), '{:.2f}')} | "
+                    f"{f((p.get('runq_wait_s') or {}).get('fw'), '{:.2f}')} | "
                     f"{hubs:.2f} | {f(p.get('mem_mb_per_mn'), '{:.1f}')} | {_pinholes(p)} | "
                     f"{f(p.get('lost'))}{' (' + p['error'] + ')' if p.get('error') else ''} |")
     return "\n".join(rows)

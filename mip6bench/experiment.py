@@ -109,6 +109,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
                                           "finish, so its results are partial or missing\n")
         backends = testbed.backends
         cluster = testbed.cluster_info()   # servers and their clock offsets (cluster mode)
+        # The infrastructure's CPU share against the MNs, as applied (testbed.cpushare).
+        cpu_share = {"cpu_share": testbed.cpu_share} if testbed.cpu_share else {}
         if not quiet:
             print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
                   f"(results in {run_dir})", flush=True)
@@ -118,7 +120,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     if testbed.teardown_errors:
         metrics["testbed"]["teardown_errors"] = testbed.teardown_errors
     return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
-                       quiet, backends=backends, **({"cluster": cluster} if cluster else {}))
+                       quiet, backends=backends, **cpu_share, **({"cluster": cluster} if cluster else {}))
 
 
 def _finish_run(module: ModuleType, run_dir: Path, started: float, params: dict,
@@ -160,8 +162,10 @@ def _run_grid(module: ModuleType, params: dict, topo_params: dict, out: str | No
     (run_dir / INCOMPLETE).write_text(f"{module.NAME} run started {time.ctime(started)}; it did "
                                       "not finish, so its results are partial or missing\n")
     metrics = module.run_grid(params, topo_params, run_dir, capture, quiet)
+    # What the module's networks recorded for the manifest (e.g. scale: the CPU share).
+    extra = metrics.pop("manifest", {})
     return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
-                       quiet)
+                       quiet, **extra)
 
 
 def write_json(path: Path, data) -> None:

@@ -100,7 +100,10 @@ def request(path: str, cmd: str, timeout: float = 5.0, **args: Any) -> Any:
         s.sendall(json.dumps({"cmd": cmd, **args}).encode() + b"\n")
         buf = b""
         while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                raise ControlError(f"agent at {path} did not answer {cmd!r} within {timeout:g} s") from None
             if not chunk:
                 raise ControlError(f"agent at {path} closed the connection")
             buf += chunk

@@ -226,6 +226,7 @@ class Testbed:
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
+        self.cpu_share: dict[str, Any] | None = None  # cpu_share as applied (cpushare)
 
     # ---------------------------------------------------------------- lifecycle
     def preflight(self) -> None:
@@ -362,6 +363,43 @@ class Testbed:
             self.start_mn_hosts(mns, per)
         else:
             self.start_agents_parallel(mns)
+        self.share_cpu(per > 1 and bool(mns))
+
+    def infrastructure_pids(self) -> dict[str, int]:
+        """The processes that stand for the infrastructure's machines and links: every
+        agent but the MNs' (servers, CN, routers' agents), and the link hubs."""
+        pids = {f"{node}/{agent}": a.pid for (node, agent), a in self.agents.items()
+                if agent != "mn" and a.pid}
+        hubs = getattr(self.run, "link_hubs", None)
+        pids.update({f"link hub {i}": pid for i, pid in enumerate(getattr(hubs, "pids", None) or [])})
+        return pids
+
+    def share_cpu(self, hosted: bool) -> None:
+        """The infrastructure's CPU share against the MNs on this shared machine (topology
+        parameter cpu_share; README Scale, "CPU share"): decided, applied to each
+        infrastructure process by pid, recorded in the run (testbed.cpu_share event,
+        `self.cpu_share` for manifest.json). A process it cannot be applied to is named
+        in one line and keeps the fair share; the run goes on."""
+        from mip6bench.testbed import cpushare
+
+        share = cpushare.decide(self.params.get("cpu_share", "auto"), hosted, cpushare.autogroup_enabled())
+        applied, problems, notes = [], [], []
+        if share.mechanism != "none" and self.cluster is not None:
+            notes.append("cluster mode: not applied (the processes are on several servers)")
+        for name, pid in self.infrastructure_pids().items() if self.cluster is None else []:
+            try:
+                what = cpushare.apply(pid, share)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{name} (pid {pid}): {exc}")
+                continue
+            if what:
+                applied.append({"process": name, "pid": pid, "done": what})
+        self.cpu_share = {**share.as_dict(), "processes": applied, "problems": problems, "notes": notes}
+        self.log.emit("testbed.cpu_share", **self.cpu_share)
+        if problems:
+            print(f"mip6bench: infrastructure CPU share ({share.mechanism}, nice {share.infra_nice}) "
+                  f"not applied: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                  file=sys.stderr)
 
     def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,
                        timeout: float = 30.0) -> list:

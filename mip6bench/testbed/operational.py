@@ -68,6 +68,11 @@ def topology_params() -> list[ParamSpec]:
         ParamSpec("mns_per_agent", int, 0, "MN agents per agent process: 1 (a process per MN), "
                   "k > 1 (MN hosts of up to k MNs each, every MN in its own namespace), or 0 "
                   "(auto: 1 up to 20 MNs, else k = mns / (4 x cores), rounded up)", 0, 5000),
+        ParamSpec("cpu_share", str, "auto", "the infrastructure's CPU share on this shared machine "
+                  "against the MNs (servers, CN, routers' agents, link hubs: machines and links of "
+                  "their own in a real network): infra (their scheduling groups at nice -10), fair "
+                  "(every process group weighs the same), auto (infra when MNs run in MN hosts, "
+                  "else fair)", choices=("auto", "infra", "fair")),
         ParamSpec("ra_min_ms", float, 30.0, "MinRtrAdvInterval of access routers", 30, 1800000),
         ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
         ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),

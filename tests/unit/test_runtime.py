@@ -250,6 +250,18 @@ def test_control_socket_dispatches_and_reports_errors(tmp_path):
         control.request(path, "echo")
 
 
+def test_control_request_to_an_agent_that_does_not_answer_is_one_error(tmp_path):
+    """An agent that accepts the request and never answers (a starved or stuck loop):
+    a ControlError naming the command and the time waited, not a socket timeout."""
+    import socket
+    path = str(tmp_path / "mute.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
+        listener.bind(path)
+        listener.listen(1)   # the kernel accepts the connection; nobody reads or answers
+        with pytest.raises(control.ControlError, match="did not answer 'pana-start' within 0.2 s"):
+            control.request(path, "pana-start", timeout=0.2)
+
+
 def test_control_reply_follows_the_event_log_write(tmp_path):
     """An agent's control replies are written after its pending event log entries: what
     happened before an answer is in the file when the answer arrives."""

@@ -1,0 +1,109 @@
+"""The CPU share of the infrastructure against the MN agents on the one shared machine.
+
+In a real network the PAA, AAA, HA, firewall, CN and routers are machines of their own,
+the links are hardware, and every MN is a device of its own. Here they all share this
+machine's cores, and the kernel's scheduler decides who runs: with `sched_autogroup` on
+(kernel.sched_autogroup_enabled = 1, the default of most distributions), every session
+is one scheduling group of equal weight, and every process the testbed starts is a
+session of its own (mnexec -d calls setsid; the link hubs start their own). Under a
+burst of 1,000 MNs the eight MN hosts then weigh as much as eight firewalls: the
+firewall got ~13 % of a core while its pinhole installs waited 10-29 s for the CPU,
+which is the emulation and not the firewall.
+
+`cpu_share` (topology parameter) says what the infrastructure gets:
+
+- infra: the scheduling groups of the infrastructure's processes (every agent but the
+  MNs', and the link hubs) get nice INFRA_NICE, weight 9,548 against 1,024 for every
+  other group (an MN host, another job): they run when they have work, as on machines of
+  their own, and the MNs get what is left. Where sched_autogroup is on that is the
+  group's nice (/proc/<pid>/autogroup, no cgroup needed; the group ends with its
+  processes, so nothing is left to undo), else the processes' own nice (their threads;
+  threads they start later inherit it). The MN processes are not touched, so their share
+  against other jobs on the machine is what it was (lowering them instead starved their
+  control sockets on a machine shared with other jobs).
+- fair: nothing changes (every session weighs the same).
+- auto (the default): infra where the MNs run in MN hosts (from 21 MNs on: the scale
+  runs), fair otherwise, so single-MN runs and the tests' small networks are as before.
+
+The decision is pure (`decide`); `apply` does it for one process and says what it did.
+The controller's own group is never changed: a process that shares it is refused.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+INFRA_NICE = -10
+AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
+CHOICES = ("auto", "infra", "fair")
+
+
+@dataclass(frozen=True)
+class CpuShare:
+    setting: str        # the parameter: auto, infra, fair
+    mechanism: str      # autogroup, nice, or none
+    infra_nice: int     # the nice given to the infrastructure (its groups', or its own)
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"setting": self.setting, "mechanism": self.mechanism, "infra_nice": self.infra_nice,
+                "reason": self.reason}
+
+
+def autogroup_enabled(path: str = AUTOGROUP_SWITCH) -> bool:
+    try:
+        with open(path) as f:
+            return f.read().strip() == "1"
+    except OSError:
+        return False
+
+
+def decide(setting: str, hosted: bool, autogroup: bool) -> CpuShare:
+    """What the infrastructure gets: `setting` (auto, infra, fair), whether the MNs run in
+    MN hosts, whether the kernel groups sessions (sched_autogroup)."""
+    if setting not in CHOICES:
+        raise ValueError(f"cpu_share={setting!r}: one of {', '.join(CHOICES)}")
+    if setting == "fair" or (setting == "auto" and not hosted):
+        why = "asked for (cpu_share=fair)" if setting == "fair" else \
+            "auto: a process per MN (no MN hosts)"
+        return CpuShare(setting, "none", 0, why)
+    how = ("sched_autogroup on: the infrastructure processes' session groups" if autogroup else
+           "sched_autogroup off: the infrastructure processes' own nice")
+    why = "auto: MNs in MN hosts" if setting == "auto" else "asked for (cpu_share=infra)"
+    return CpuShare(setting, "autogroup" if autogroup else "nice", INFRA_NICE, f"{why}; {how}")
+
+
+def parse_autogroup(text: str) -> tuple[str, int]:
+    """/proc/<pid>/autogroup ("/autogroup-123 nice 0") -> ("/autogroup-123", 0)."""
+    parts = text.split()
+    if len(parts) != 3 or parts[1] != "nice":
+        raise ValueError(f"unexpected autogroup line {text.strip()!r}")
+    return parts[0], int(parts[2])
+
+
+def read_autogroup(pid: int | str) -> tuple[str, int]:
+    with open(f"/proc/{pid}/autogroup") as f:
+        return parse_autogroup(f.read())
+
+
+def apply(pid: int, share: CpuShare) -> str | None:
+    """Give infrastructure process `pid` the share decided; returns what was done (None:
+    nothing to do). Raises OSError, or ValueError when the process is in the controller's
+    own scheduling group (its nice would be the controller's too)."""
+    if share.mechanism == "none":
+        return None
+    if share.mechanism == "autogroup":
+        group, _ = read_autogroup(pid)
+        own, _ = read_autogroup("self")
+        if group == own:
+            raise ValueError(f"process {pid} shares the controller's scheduling group {group}")
+        with open(f"/proc/{pid}/autogroup", "w") as f:
+            f.write(str(share.infra_nice))
+        return f"{group} nice {share.infra_nice}"
+    # No autogroup: the process's threads (those it starts later inherit the nice).
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(task), share.infra_nice)
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
+    return f"nice {share.infra_nice} on {pid}'s threads"
