@@ -99,6 +99,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_kill": {"key": (_STR, True)},
     "agent_alive": {"key": (_STR, True)},
     "rss": {"pid": (_INT, True)},
+    "proc_stats": {"pids": ((list,), True), "hubs": (_BOOL, False)},
     "qdisc": {"pid": (_INT, True), "intf": (_STR, True), "kind": (_STR, True), "params": ((dict,), True)},
     "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
     "capture_stop": {"key": (_STR, True)},
@@ -586,6 +587,23 @@ class ServerHelper:
             raise RequestError(f"pid {pid} is not one this helper recorded")
         from mip6bench.runtime.memory import rss_kb
         return rss_kb(pid)
+
+    def op_proc_stats(self, pids: list, hubs: bool = False) -> dict:
+        """What processes it recorded cost, with their children (an agent's user-space
+        tunnel forwarders): memory (Pss, else RSS, kB) and CPU (s); with `hubs`, the
+        memory of its link hubs apart."""
+        from mip6bench.runtime.procstat import children, cpu_s, mem_kb
+
+        recorded = {r["pid"] for r in self.record.resources() if r["kind"] == "process"}
+        if not all(isinstance(p, int) and not isinstance(p, bool) for p in pids) or len(pids) > 100000:
+            raise RequestError("proc_stats: pids are process ids")
+        strangers = [p for p in pids if p not in recorded]
+        if strangers:
+            raise RequestError(f"proc_stats: pid {strangers[0]} is not one this helper recorded")
+        procs = set(pids) | {c for p in pids for c in children(p)}
+        hub_pids = list(self.hubs.pids) if hubs and self.hubs is not None else []
+        return {"mem_kb": sum(mem_kb(p) for p in procs), "cpu_s": sum(cpu_s(p) or 0.0 for p in procs),
+                "processes": len(procs), "hubs_mem_kb": sum(mem_kb(p) for p in hub_pids)}
 
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
         """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says

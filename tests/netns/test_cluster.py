@@ -401,3 +401,33 @@ def test_linkcheck_with_the_mn_on_the_second_server_through_its_helper(sshd, cle
         assert l["measured_rtt_ms"] >= 2 * delay, l
     r = metrics["reachability"]
     assert r["violations"] == [] and r["ok"] == r["expected"] > 0, r
+
+
+def test_scale_point_with_mns_on_the_second_server_counts_their_memory_there(sshd, clean_host, tmp_path,
+                                                                             monkeypatch):
+    """One scale point (2 MNs, both on the second "server", taken as another machine):
+    the MNs' memory and CPU and the link hubs' memory there are read by that server's
+    helper (proc_stats), not by pid from the controller."""
+    from mip6bench.testbed import serverd
+
+    scale, params = _experiment("scale", {"grid": "2"})
+    monkeypatch.setattr(Testbed, "endpoints_through_helpers", True)
+    seen: list[dict] = []
+    request = serverd.Helper.request
+
+    def counting(self, op, reply_s=30.0, **args):
+        result = request(self, op, reply_s, **args)
+        if op == "proc_stats":
+            seen.append({"args": args, "result": result})
+        return result
+
+    monkeypatch.setattr(serverd.Helper, "request", counting)
+    topo = {**scale.TOPOLOGY_DEFAULTS, "nsis": "off", "cluster": SERVERS, "cluster_ssh": str(sshd.ssh_config)}
+    point = scale.run_point(2, params, topo, tmp_path / "n2")
+    assert point["error"] is None and point["registered"] == 2 and point["lost"] == 0, point
+    [stats] = seen
+    # the two MN shells and their two agents, with the agents' children
+    assert len(stats["args"]["pids"]) == 4 and stats["args"]["hubs"] is True
+    assert stats["result"]["processes"] >= 4 and stats["result"]["mem_kb"] > 4 * 1000
+    assert stats["result"]["hubs_mem_kb"] > 0 and stats["result"]["cpu_s"] > 0
+    assert 5 < point["mem_mb_per_mn"] < 200 and point["mn_processes"] == 2
