@@ -28,7 +28,14 @@ metrics.json:
                             arrival times from the kernel (SO_TIMESTAMPNS)
      lost_packets           sequence numbers lost in between
      floor_ms, ratio        the best the configuration allows, and disruption / floor
+     clock_uncertainty_ms   an MN on another server: +- this much in the figures that pair
+                            the controller's move with the MN's events (movement_detection_ms,
+                            handover_ms); the disruption is taken on the receiver's clock alone
   "tcp_survived": the TCP connection delivered and echoed every message, in order.
+  "mn_clock": an MN on another server (cluster mode): its clock's offset at the start and
+     at the end, the drift between them, the uncertainty above, and whether its ends of
+     the stream and the connection ran in its server's helper ("helper") or were reached
+     by pid (a server on this kernel).
 probes.csv in the run directory: the UDP stream, one row per probe (seq, sent_ns,
 arrival_ns; empty when lost).
 
