@@ -221,7 +221,7 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
     if len(networks) < 2:
         raise ParameterError("a handover needs at least two foreign networks", "set foreign=2 or more")
     # The MN's ends (UDP receiver, TCP echo server) in its namespace: from here by pid, or
-    # on another machine by its server's helper (mip6bench.measure.remote).
+    # on another machine by its server's helper (mip6bench.testbed.remote_endpoints).
     mn_ns = tb.node_ns(mn)
     stream = UdpStream(tb.node_pid("cn"), cn, mn_ns, hoa, UDP_PORT, params["rate"])
     try:

@@ -18,102 +18,19 @@ from __future__ import annotations
 
 import bisect
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
-from mip6bench.net.netns import in_netns
-
-DATAGRAM = struct.Struct("!IQ")   # sequence number, send time (CLOCK_MONOTONIC ns)
-TIMESPEC = struct.Struct("@qq")   # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-DATAGRAM_SIZE = 64
-MESSAGE = struct.Struct("!IQ")
-MESSAGE_SIZE = 64
-
-
-def _socket(ns, kind: int, bind: tuple | None = None) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, kind)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if kind == socket.SOCK_DGRAM:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        if bind is not None:
-            s.bind(bind)
-        return s
-
-    return in_netns(ns, make)
+from mip6bench.net.endpoints import (  # noqa: F401 (kernel_stamp, SO_TIMESTAMPNS: imported from here)
+    DATAGRAM, DATAGRAM_SIZE, MESSAGE, MESSAGE_SIZE, SO_TIMESTAMPNS, TcpEchoServer, UdpReceiver, _socket,
+    kernel_stamp)
 
 
 def is_remote(ns) -> bool:
-    """A node on another server (mip6bench.measure.remote.RemoteNs): its end of a flow
+    """A node on another server (mip6bench.testbed.remote_endpoints.RemoteNs): its end of a flow
     runs in that server's helper."""
     return getattr(ns, "helper", None) is not None
-
-
-class Arrivals:
-    """What a UdpStream's receiver records: (sequence number, arrival ns) in order of
-    arrival, and a wait for the first arrival after a moment."""
-
-    def __init__(self):
-        self.kernel_stamps = 0   # arrivals timed by the kernel (the rest: by the thread)
-        self.arrivals: list[tuple[int, int]] = []
-        self._arrived = threading.Condition()
-
-    def add(self, arrivals: list[tuple[int, int]]) -> None:
-        with self._arrived:
-            self.arrivals.extend(arrivals)
-            self._arrived.notify_all()
-
-    def first_arrival_after(self, t_ns: int, timeout: float) -> int | None:
-        with self._arrived:
-            self._arrived.wait_for(lambda: self.arrivals and self.arrivals[-1][1] > t_ns, timeout)
-            return next((t for _seq, t in self.arrivals if t > t_ns), None)
-
-
-class UdpReceiver(Arrivals):
-    """The receiving end of a UdpStream, in node `ns`: every arrival (sequence number,
-    CLOCK_MONOTONIC ns of this kernel) in `arrivals`, timed by the kernel where it can."""
-
-    def __init__(self, ns, address: str, port: int):
-        super().__init__()
-        self.sock = _socket(ns, socket.SOCK_DGRAM, (address, port))
-        self.sock.settimeout(0.1)
-        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self._stop = threading.Event()
-        self._receiving_until = float("inf")
-        self._thread = threading.Thread(target=self._receive, name="udp-recv", daemon=True)
-
-    def start(self) -> "UdpReceiver":
-        self._thread.start()
-        return self
-
-    def _receive(self) -> None:
-        # SO_TIMESTAMPNS stamps with CLOCK_REALTIME; the offset to CLOCK_MONOTONIC is
-        # taken once (a stream lasts seconds; the testbed does not step the clock).
-        offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
-        while not self._stop.is_set() or time.monotonic() < self._receiving_until:
-            try:
-                data, ancdata, _flags, _addr = self.sock.recvmsg(2048, 64)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            now = time.monotonic_ns()
-            if len(data) >= DATAGRAM.size:
-                stamp = kernel_stamp(ancdata)
-                if stamp is not None:
-                    now = stamp - offset
-                    self.kernel_stamps += 1
-                self.add([(DATAGRAM.unpack_from(data)[0], now)])
-
-    def stop(self, linger: float = 0.5) -> None:
-        """Let stragglers arrive for `linger` seconds, close."""
-        self._receiving_until = time.monotonic() + linger
-        self._stop.set()
-        self._thread.join()
-        self.sock.close()
 
 
 class UdpStream:
@@ -129,7 +46,7 @@ class UdpStream:
             raise ValueError("a UdpStream sends from a node on the controller's server")
         self.rate = rate
         if is_remote(dst_ns):
-            from mip6bench.measure.remote import RemoteUdpReceiver
+            from mip6bench.testbed.remote_endpoints import RemoteUdpReceiver
             self.receiver = RemoteUdpReceiver(dst_ns, dst, port)
         else:
             self.receiver = UdpReceiver(dst_ns, dst, port)
@@ -219,15 +136,6 @@ def outage(arrivals: list[tuple[int, int]], sent: list[int], detach_ns: int) -> 
             "last_seq": last, "first_seq": first}
 
 
-def kernel_stamp(ancdata) -> int | None:
-    """The SCM_TIMESTAMPNS receive time (CLOCK_REALTIME ns) in recvmsg's ancillary data."""
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
-            sec, nsec = TIMESPEC.unpack_from(data)
-            return sec * 1_000_000_000 + nsec
-    return None
-
-
 @dataclass
 class TcpEchoResult:
     sent: int = 0
@@ -236,47 +144,6 @@ class TcpEchoResult:
     error: str | None = None
     max_gap_ms: float = 0.0
     rtts_ms: list[float] = field(default_factory=list)
-
-
-class TcpEchoServer:
-    """The server end of a TcpEcho, in node `ns`: accepts one connection and echoes what
-    it reads until the client closes."""
-
-    def __init__(self, ns, address: str, port: int, accept_s: float = 10.0):
-        self.listener = _socket(ns, socket.SOCK_STREAM, (address, port))
-        self.listener.listen(1)
-        self.listener.settimeout(accept_s)
-        self.conn: socket.socket | None = None
-        self.error: str | None = None
-        self.echoed = 0            # bytes
-        self._thread = threading.Thread(target=self._serve, name="tcp-echo", daemon=True)
-
-    def start(self) -> "TcpEchoServer":
-        self._thread.start()
-        return self
-
-    def _serve(self) -> None:
-        try:
-            self.conn, _ = self.listener.accept()
-            self.conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.conn.settimeout(None)
-            while True:
-                data = self.conn.recv(65536)
-                if not data:
-                    return
-                self.conn.sendall(data)
-                self.echoed += len(data)
-        except OSError as exc:
-            self.error = f"server: {exc}"
-
-    def close(self, timeout: float = 10.0) -> dict:
-        """Wait up to `timeout` s for the client's end (it closes first), close; what
-        it did."""
-        self._thread.join(timeout)
-        for s in (self.conn, self.listener):
-            if s is not None:
-                s.close()
-        return {"echoed_bytes": self.echoed, "error": self.error}
 
 
 class TcpEcho:
@@ -288,7 +155,7 @@ class TcpEcho:
             raise ValueError("a TcpEcho's client runs on the controller's server")
         self.interval = interval
         if is_remote(server_ns):
-            from mip6bench.measure.remote import RemoteTcpEchoServer
+            from mip6bench.testbed.remote_endpoints import RemoteTcpEchoServer
             self.server = RemoteTcpEchoServer(server_ns, server, port)
         else:
             self.server = TcpEchoServer(server_ns, server, port).start()

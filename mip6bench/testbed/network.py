@@ -684,7 +684,7 @@ class Testbed:
         helper = getattr(node, "helper", None)
         if helper is not None and (self.endpoints_through_helpers
                                    or helper.hello.get("boot_id") != _boot_id()):
-            from mip6bench.measure.remote import RemoteNs
+            from mip6bench.testbed.remote_endpoints import RemoteNs
             return RemoteNs(helper, node.pid, name)
         return node.pid
 

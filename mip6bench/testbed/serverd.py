@@ -118,6 +118,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "shutdown": {},
 }
 MAX_PROBE_FLOWS = 10000
+REPLY_S = 30.0            # the controller's default wait for a reply (scaled by MIP6BENCH_SLOWDOWN)
 ARRIVALS_EVERY_S = 0.05   # a UDP receiver's new arrivals go to the controller this often
 
 
@@ -647,7 +648,7 @@ class ServerHelper:
             f.seek(max(0, offset))
             return {"data": base64.b64encode(f.read(CAPTURE_CHUNK)).decode()}
 
-    # -- traffic endpoints in a node (the controller's side: mip6bench.measure.remote)
+    # -- traffic endpoints in a node (the controller's side: mip6bench.testbed.remote_endpoints)
     def _recorded_pid(self, pid: int) -> int:
         if pid not in {r["pid"] for r in self.record.resources() if r["kind"] == "process"}:
             raise RequestError(f"pid {pid} is not a node this helper recorded")
@@ -690,7 +691,7 @@ class ServerHelper:
         return endpoint
 
     def op_udp_recv_start(self, key: str, pid: int, address: str, port: int) -> dict:
-        from mip6bench.measure.streams import UdpReceiver
+        from mip6bench.net.endpoints import UdpReceiver
 
         args = (self._recorded_pid(pid), self._address(address), self._port(port))
         receiver = self._add_endpoint(key, lambda: _PumpedReceiver(UdpReceiver(*args), key, self.send))
@@ -705,14 +706,14 @@ class ServerHelper:
         return receiver.stop(linger)
 
     def op_tcp_echo_start(self, key: str, pid: int, address: str, port: int) -> dict:
-        from mip6bench.measure.streams import TcpEchoServer
+        from mip6bench.net.endpoints import TcpEchoServer
 
         args = (self._recorded_pid(pid), self._address(address), self._port(port))
         self._add_endpoint(key, lambda: TcpEchoServer(*args).start())
         return {}
 
     def op_tcp_echo_stop(self, key: str, timeout: float = 10.0) -> dict:
-        from mip6bench.measure.streams import TcpEchoServer
+        from mip6bench.net.endpoints import TcpEchoServer
 
         server = self._endpoint(key, TcpEchoServer)
         self.endpoints.pop(key, None)
@@ -732,7 +733,7 @@ class ServerHelper:
         return out
 
     def op_probe_open(self, key: str, echoes: list, senders: list) -> dict:
-        from mip6bench.measure.probe import ProbeSide
+        from mip6bench.net.endpoints import ProbeSide
 
         e, s = self._probe_ends("echoes", echoes), self._probe_ends("senders", senders)
         if not e and not s:
@@ -741,7 +742,7 @@ class ServerHelper:
         return {"ports": {str(i): port for i, port in side.ports().items()}}
 
     def op_probe_start(self, key: str, targets: dict, count: int, interval: float, linger: float) -> dict:
-        from mip6bench.measure.probe import ProbeSide
+        from mip6bench.net.endpoints import ProbeSide
 
         side = self._endpoint(key, ProbeSide)
         if side._thread is not None:
@@ -761,12 +762,12 @@ class ServerHelper:
         return {}
 
     def op_probe_wait(self, key: str, timeout: float) -> bool:
-        from mip6bench.measure.probe import ProbeSide
+        from mip6bench.net.endpoints import ProbeSide
 
         return self._endpoint(key, ProbeSide).wait(min(max(float(timeout), 0.0), 3600.0))
 
     def op_probe_close(self, key: str) -> dict:
-        from mip6bench.measure.probe import ProbeSide
+        from mip6bench.net.endpoints import ProbeSide
 
         side = self._endpoint(key, ProbeSide)
         self.endpoints.pop(key, None)
@@ -1030,9 +1031,11 @@ class Helper:
 
         self.on_stream(name, sink)
 
-    def request(self, op: str, reply_s: float = 30.0, **args: Any) -> Any:
+    def request(self, op: str, reply_s: float | None = None, **args: Any) -> Any:
         """Send request `op` with its fields; its result, or a one-line error (refused,
-        no answer within reply_s seconds, the helper gone)."""
+        no answer within reply_s seconds, by default REPLY_S stretched by
+        MIP6BENCH_SLOWDOWN as the controller's own waits are: a server under emulation
+        or load answers a netlink call in tens of seconds; the helper gone)."""
         return self.collect(self.send(op, **args), reply_s)
 
     def send(self, op: str, **args: Any) -> list:
@@ -1054,7 +1057,10 @@ class Helper:
         slot.append(rid)
         return slot
 
-    def collect(self, slot: list, reply_s: float = 30.0) -> Any:
+    def collect(self, slot: list, reply_s: float | None = None) -> Any:
+        if reply_s is None:
+            from mip6bench.slowdown import scaled
+            reply_s = scaled(REPLY_S)
         op, rid = slot[2], slot[3]
         if not slot[0].wait(reply_s):
             with self._lock:

@@ -1,4 +1,4 @@
-"""Traffic endpoints in a node on another server (mip6bench/measure/remote.py, the
+"""Traffic endpoints in a node on another server (mip6bench/testbed/remote_endpoints.py, the
 serverd requests udp_recv_*, tcp_echo_*, probe_*): request validation (refused in one
 line, nothing made), arrival times moved onto the controller's clock by the server's
 offset, the handover's clock figures (offset, drift, uncertainty), and, as root, the
@@ -18,7 +18,7 @@ import pytest
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.measure.probe import Flow, probe_flows
-from mip6bench.measure.remote import RemoteNs, RemoteUdpReceiver, to_controller
+from mip6bench.testbed.remote_endpoints import RemoteNs, RemoteUdpReceiver, to_controller
 from mip6bench.measure.streams import TcpEcho, UdpStream
 from mip6bench.testbed.serverd import ClockOffset, ServerHelper
 

@@ -1,5 +1,5 @@
 """The controller's side of traffic endpoints in a node on another server: the same
-endpoint classes (mip6bench.measure.streams, mip6bench.measure.probe) run there inside
+endpoint classes (mip6bench.net.endpoints) run there inside
 the server's helper (mip6bench.testbed.serverd, requests `udp_recv_*`, `tcp_echo_*`,
 `probe_*`), and these proxies give the controller their interface.
 
@@ -14,7 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from mip6bench.measure.streams import Arrivals
+from mip6bench.net.endpoints import Arrivals
 
 _keys = itertools.count(1)
 
