@@ -167,6 +167,8 @@ def layout(plan, servers: list[str]) -> Layout:
 
 # ----------------------------------------------------------------------------- ssh
 
+CONNECT_TIMEOUT_S = 5   # ssh's ConnectTimeout, stretched by MIP6BENCH_SLOWDOWN
+
 @dataclass
 class Ssh:
     """How the controller reaches the servers: the ssh client, an optional config file
@@ -184,7 +186,11 @@ class Ssh:
         cmd = ["ssh"]
         if self.config:
             cmd += ["-F", self.config]
-        cmd += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"]
+        # A slow server (MIP6BENCH_SLOWDOWN: an emulated one) may take longer than 5 s to
+        # send its banner, the more so under load.
+        from mip6bench.slowdown import scaled
+        cmd += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={round(scaled(CONNECT_TIMEOUT_S))}",
+                "-o", "LogLevel=ERROR"]
         if not mux:
             cmd += ["-o", "ControlPath=none"]
         elif self.control_dir is not None and server in self.masters:
