@@ -14,6 +14,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
+from mip6bench.errors import Mip6benchError
 from mip6bench.net.endpoints import Arrivals
 
 _keys = itertools.count(1)
@@ -77,8 +78,8 @@ class RemoteUdpReceiver(Arrivals):
         done = self.helper.request("udp_recv_stop", reply_s=linger + 30, key=self.key, linger=linger)
         self.kernel_stamps = done["kernel_stamps"]
         if done["arrivals"] != len(self.arrivals):
-            raise RuntimeError(f"{self.helper.host}: {done['arrivals']} arrivals recorded, "
-                               f"{len(self.arrivals)} came back")
+            raise Mip6benchError(f"cluster: the UDP receiver on {self.helper.host} recorded "
+                                 f"{done['arrivals']} arrivals, {len(self.arrivals)} came back")
 
 
 class RemoteTcpEchoServer:

@@ -120,7 +120,7 @@ def test_streamed_arrivals_come_onto_the_controllers_clock_and_the_outage_with_t
     stream.receiver.stop(0.2)
     assert stream.kernel_stamps == 5 and fake.calls[-1][0] == "udp_recv_stop"
     fake.answers["udp_recv_stop"] = {"arrivals": 6, "kernel_stamps": 6}   # one never came back
-    with pytest.raises(RuntimeError, match="6 arrivals recorded, 5 came back"):
+    with pytest.raises(Mip6benchError, match="recorded 6 arrivals, 5 came back"):
         stream.receiver.stop(0.2)
     assert to_controller("3,1000", 400) == (3, 600) and to_controller("x,1", 0) is None
 
