@@ -28,7 +28,14 @@ metrics.json:
                             arrival times from the kernel (SO_TIMESTAMPNS)
      lost_packets           sequence numbers lost in between
      floor_ms, ratio        the best the configuration allows, and disruption / floor
+     clock_uncertainty_ms   an MN on another server: +- this much in the figures that pair
+                            the controller's move with the MN's events (movement_detection_ms,
+                            handover_ms); the disruption is taken on the receiver's clock alone
   "tcp_survived": the TCP connection delivered and echoed every message, in order.
+  "mn_clock": an MN on another server (cluster mode): its clock's offset at the start and
+     at the end, the drift between them, the uncertainty above, and whether its ends of
+     the stream and the connection ran in its server's helper ("helper") or were reached
+     by pid (a server on this kernel).
 probes.csv in the run directory: the UDP stream, one row per probe (seq, sent_ns,
 arrival_ns; empty when lost).
 
@@ -213,9 +220,17 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
     networks = [n for n in plan.nodes[mn].extra["interfaces"] if n != "home"]
     if len(networks) < 2:
         raise ParameterError("a handover needs at least two foreign networks", "set foreign=2 or more")
-    stream = UdpStream(tb.node_pid("cn"), cn, tb.node_pid(mn), hoa, UDP_PORT, params["rate"]).start()
-    tcp = TcpEcho(tb.node_pid("cn"), cn, tb.node_pid(mn), hoa, TCP_PORT,
-                  params["tcp_interval_ms"] / 1000).start()
+    # The MN's ends (UDP receiver, TCP echo server) in its namespace: from here by pid, or
+    # on another machine by its server's helper (mip6bench.testbed.remote_endpoints).
+    mn_ns = tb.node_ns(mn)
+    stream = UdpStream(tb.node_pid("cn"), cn, mn_ns, hoa, UDP_PORT, params["rate"])
+    try:
+        tcp = TcpEcho(tb.node_pid("cn"), cn, mn_ns, hoa, TCP_PORT, params["tcp_interval_ms"] / 1000)
+    except BaseException:
+        stream.stop(0)
+        raise
+    stream.start()
+    tcp.start()
     moves = []
     try:
         time.sleep(params["dwell_ms"] / 1000)
@@ -239,6 +254,8 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         # outage leaves TCP in retransmission backoff: its next try may be 30 s away)
         tcp_result = tcp.finish(params.get("tcp_drain_s", 10.0))
     write_probes(tb.run.out_dir / PROBES_FILE, stream)
+    clocks = mn_clock(tb, mn)
+    cross = clocks["uncertainty_ms"] if clocks else 0.0
     events = _events(agent.events_path)
     out = []
     for i, move in enumerate(moves):
@@ -271,6 +288,9 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
             "ratio": None if disruption is None else round(disruption / floor, 3),
             "dad_ms": dad, "home_test": p["home_test"], "handover_ms": p["handover_ms"], "coa": p["coa"],
             "detach_ns": move["detach_ns"], "attach_ns": move["attach_ns"], "done_ns": move["done_ns"],
+            # +- this much in the figures that pair a time taken here (the move) with one
+            # on the MN's server (its events); the disruption is taken on one clock.
+            "clock_uncertainty_ms": {k: cross for k in CROSS_CLOCK} if cross else {},
         })
     return {
         "handover": out,
@@ -284,7 +304,38 @@ def handovers(tb, mn: str, params: dict, on_move=None) -> dict:
         "dad": tb.plan.nodes[mn].extra["dad"],
         "ra_interval_ms": [tb.params["ra_min_ms"], tb.params["ra_max_ms"]],
         "access_ms": one_way(tb.params, "access"),   # movement detection's floor
+        **({"mn_clock": clocks} if clocks else {}),
     }
+
+
+# Figures that subtract a time taken on the controller (the layer-2 move) from one on
+# the MN's server (its agent's events, moved onto the controller's clock).
+CROSS_CLOCK = ("movement_detection_ms", "handover_ms")
+
+
+def mn_clock(tb, mn: str) -> dict | None:
+    """An MN on another server: its clock against the controller's, measured at the
+    start and again now (drift: how far it moved); the uncertainty of a figure that
+    pairs a time here with one there is the larger of the two estimates' plus how far
+    the helper's clock track (what the times were moved by) is from the offset now.
+    None for an MN on the controller's server."""
+    from mip6bench.testbed.serverd import estimate_offset
+
+    helper = getattr(tb.node(mn), "helper", None)
+    if helper is None or helper.offset is None:
+        return None
+    start = helper.offset
+    now = estimate_offset(lambda: helper.request("clock", reply_s=10.0)["t_ns"], samples=8)
+    drift = abs(now.offset_ns - start.offset_ns)
+    # Times were moved by the helper's clock track (re-measured every 10 s, drift
+    # followed): what is left is how far the track is off now, not the whole drift.
+    track = getattr(helper, "clock", None)
+    off = abs(now.offset_ns - track.offset_at(now.at_ns)) if track is not None else drift
+    return {"server": helper.host, "offset_ns": start.offset_ns,
+            "uncertainty_ns": start.uncertainty_ns, "offset_now_ns": now.offset_ns,
+            "uncertainty_now_ns": now.uncertainty_ns, "drift_ns": drift, "track_error_ns": off,
+            "uncertainty_ms": round((max(start.uncertainty_ns, now.uncertainty_ns) + off) / 1e6, 3),
+            "endpoints": "helper" if not isinstance(tb.node_ns(mn), int) else "pid"}
 
 
 HANDOVER_PHASES = (("movement detection (link up -> RA)", "movement_detection_ms"),
@@ -343,6 +394,13 @@ def summarize(metrics: dict) -> str:
                      f"({h.get('l2_gap_actual_ms', h['l2_gap_ms']):g} as it happened), "
                      f"{'-' if h['lost_packets'] is None else h['lost_packets']} probes lost")
         lines += ["  " + x for x in format_phase_rows(phase_rows(h, access), width=36)]
+    clock = metrics.get("mn_clock")
+    if clock:
+        lines.append(f"the MN runs on {clock['server']} (its end of the UDP stream and TCP connection "
+                     f"{'in its helper' if clock.get('endpoints') == 'helper' else 'reached by pid'}); "
+                     f"its clock {clock['offset_ns'] / 1e6:+.3f} ms from the controller's: movement "
+                     f"detection and handover times +- {clock['uncertainty_ms']:g} ms, disruption on "
+                     "the receiver's clock alone")
     lines.append("times in ms; floors: the best legal sequencing; ratio = (measured - fixed waits) / "
                  "(floor - fixed waits): the wait for the next RA, DAD of a new CoA, the layer-2 gap")
     note = mn_sequencing_note(metrics["handover"])

@@ -40,7 +40,7 @@ def measure_links(tb, params, specs, mn_addresses) -> list[dict]:
     for spec in specs:
         a, a_addr, b, b_addr = spec.probe
         b_addr = b_addr or mn_addresses[b]
-        flows.append(Flow(spec.name, tb.node_pid(a), a_addr, tb.node_pid(b), b_addr))
+        flows.append(Flow(spec.name, tb.node_ns(a), a_addr, tb.node_ns(b), b_addr))
     results = probe_flows(flows, count=params["probes"], interval=params["interval_ms"] / 1000,
                           linger=max(1.0, 4 * max((s.shaping.delay_ms + s.shaping.jitter_ms)
                                                   for s in specs) / 1000))
@@ -97,7 +97,7 @@ def reachability(tb, params, mn_addresses) -> dict:
     """Expected outcomes: (src, dst, expect_delivered, expect_answered, why)."""
     names = [n.name for n in tb.plan.hosts()]
     cases = [(a, b, *expected_reach(tb.plan, a, b)) for a in names for b in names if a != b]
-    flows = [Flow(f"{a}->{b}", tb.node_pid(a), _address(tb, a, mn_addresses), tb.node_pid(b),
+    flows = [Flow(f"{a}->{b}", tb.node_ns(a), _address(tb, a, mn_addresses), tb.node_ns(b),
                   _address(tb, b, mn_addresses)) for a, b, _, _ in cases]
     results = probe_flows(flows, count=params["reach_probes"], interval=0.01, linger=1.0)
     violations, ok = [], 0

@@ -73,6 +73,7 @@ from mip6bench.experiment import load
 from mip6bench.measure.probe import percentile
 from mip6bench.params import ParamSpec
 from mip6bench.runtime.control import ControlError
+from mip6bench.runtime.procstat import children, cpu_s, mem_kb, sched_s
 
 NAME = "scale"
 _bootstrap = load("bootstrap")
@@ -88,7 +89,6 @@ PARAMS = [ParamSpec("grid", str, DEFAULT_GRID, "numbers of MNs, one network each
     for s in _bootstrap.PARAMS]
 TOPOLOGY_DEFAULTS = {"mipv6": "bootstrap", "ra_min_ms": 1000.0, "ra_max_ms": 3000.0}
 SERVERS = (("paa", "paa"), ("aaa", "aaa"), ("ha", "ha"), ("fw", "fw"))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def parse_grid(text: str) -> list[int]:
@@ -124,60 +124,6 @@ def check(params, topo) -> None:
                              f"drop the larger N: grid={','.join(map(str, fit)) or '1'}, or spread "
                              "the MNs over more machines: --cluster HOST1,HOST2,... (README: Cluster "
                              "mode)") from None
-
-
-def cpu_s(pid: int | None, thread: int | None = None) -> float | None:
-    """utime + stime of process `pid` (all its threads), or of its thread `thread`."""
-    try:
-        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-    except (OSError, TypeError, ValueError, IndexError):
-        return None
-
-
-def sched_s(pid: int | None) -> tuple[float, float] | None:
-    """(time on a CPU, time runnable but waiting for one) of process `pid`, all its
-    threads, in s (/proc/<pid>/task/*/schedstat: the scheduler's own accounting)."""
-    run = wait = 0
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except (OSError, TypeError):
-        return None
-    for task in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
-                r, w, _slices = f.read().split()
-        except (OSError, ValueError):
-            continue  # a thread that ended meanwhile
-        run, wait = run + int(r), wait + int(w)
-    return run / 1e9, wait / 1e9
-
-
-def mem_kb(pid: int | None) -> int:
-    """The process's proportional set size (Pss: its private pages plus its share of
-    pages it shares, e.g. the interpreter and libraries), else its RSS."""
-    for path, key in ((f"/proc/{pid}/smaps_rollup", "Pss:"), (f"/proc/{pid}/status", "VmRSS:")):
-        try:
-            with open(path) as f:
-                for line in f:
-                    if line.startswith(key):
-                        return int(line.split()[1])
-        except (OSError, TypeError):
-            continue
-    return 0
-
-
-def children(pid: int) -> list[int]:
-    """The process's children (from its threads' /proc children lists)."""
-    out = []
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                out += [int(c) for c in f.read().split()]
-    except (OSError, ValueError):
-        pass
-    return out
 
 
 def _wait_exit(pid: int, timeout: float) -> None:
@@ -233,6 +179,37 @@ def _r(v, nd=3):
     return None if v is None else round(v, nd)
 
 
+def mn_costs(tb, mns: list[str]) -> tuple[int, float, set, int]:
+    """(memory kB, CPU s) of the MNs' agents with their children and of their nodes'
+    shells, the agents' pids (one per process, on whichever server), and the memory (kB)
+    of the link hubs on the other servers: read here for a node on this kernel, asked of
+    its server's helper (proc_stats) otherwise."""
+    mem, cpu, hub_mem = 0, 0.0, 0
+    agent_pids: set = set()   # (helper or None, pid)
+    remote: dict = {}         # helper -> pids there
+    for m in mns:
+        agent = tb.agents[(m, "mn")]
+        ns = tb.node_ns(m)
+        if isinstance(ns, int):
+            mem += mem_kb(ns)
+            if agent.pid is not None and (None, agent.pid) not in agent_pids:
+                agent_pids.add((None, agent.pid))
+                procs = [agent.pid, *children(agent.pid)]
+                mem += sum(mem_kb(pid) for pid in procs)
+                cpu += sum(cpu_s(pid) or 0.0 for pid in procs)
+        else:
+            remote.setdefault(ns.helper, set()).add(ns.pid)
+            if agent.pid is not None:
+                agent_pids.add((ns.helper, agent.pid))
+                remote[ns.helper].add(agent.pid)
+    for helper in ([] if tb.cluster is None else tb.cluster[1].helpers.values()):
+        stats = helper.request("proc_stats", pids=sorted(remote.get(helper, ())), hubs=True)
+        mem += stats["mem_kb"]
+        cpu += stats["cpu_s"]
+        hub_mem += stats["hubs_mem_kb"]
+    return mem, cpu, agent_pids, hub_mem
+
+
 def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
     """One network with n MNs, bootstrapped at once; the point's metrics."""
     from mip6bench.testbed.network import Testbed
@@ -283,12 +260,10 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         mns = [node.name for node in tb.plan.by_role("mn")]
         # The processes the MNs cost: their agents (an MN host's pid once, however many
         # MNs it hosts) with their children (user-space tunnel forwarders), and the
-        # nodes' shells.
-        mn_pids = {tb.agents[(m, "mn")].pid for m in mns} - {None}
-        mn_procs = mn_pids | {c for pid in mn_pids for c in children(pid)}
-        mn_mem = sum(mem_kb(pid) for pid in mn_procs) + sum(mem_kb(tb.node_pid(m)) for m in mns)
-        mn_cpu = sum(cpu_s(pid) or 0.0 for pid in mn_procs)
-        hub_mem = sum(mem_kb(pid) for pid in hubs)
+        # nodes' shells; MNs on another machine, and the link hubs of every other
+        # server, as their server's helper reads them there.
+        mn_mem, mn_cpu, mn_pids, hub_mem = mn_costs(tb, mns)
+        hub_mem += sum(mem_kb(pid) for pid in hubs)
         profiled = [a.pid for (_n, name), a in tb.agents.items()
                     if name in set(params.get("profile", "").split(",")) and a.pid]
     os.environ.pop(PROFILE_ENV, None)

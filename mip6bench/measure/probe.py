@@ -5,20 +5,16 @@ in the destination's (sockets keep the namespace they were created in), so one
 single-threaded poll(2) loop measures many flows at once, with no process per probe.
 A probe carries its flow, sequence number and send time; the echo socket returns it
 at once. For every flow we learn what was sent, what reached the destination
-(`delivered`) and what came back (`answered`), and each answered probe's RTT.
+(`delivered`) and what came back (`answered`), and each answered probe's RTT. The
+sockets of one server's ends are a ProbeSide (mip6bench.net.endpoints); ends in a node on
+another server are its helper's ProbeSide (mip6bench.testbed.remote_endpoints).
 """
 from __future__ import annotations
 
-import socket
-import struct
-import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from mip6bench.fdwait import ReadWaiter
-from mip6bench.net.netns import in_netns
-
-PROBE = struct.Struct("!IIQ")  # flow index, sequence number, send time (ns)
-PAD = 64 - PROBE.size
+from mip6bench.net.endpoints import ProbeSide
 
 
 @dataclass(frozen=True)
@@ -54,82 +50,42 @@ class FlowResult:
         return 1 - (self.answered / self.sent) ** 0.5
 
 
-def _udp_socket(ns, address: str) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.bind((address, 0))
-        s.setblocking(False)
-        return s
-
-    return in_netns(ns, make)
-
-
 def probe_flows(flows: list[Flow], count: int = 20, interval: float = 0.01,
                 linger: float = 1.0) -> list[FlowResult]:
     """Send `count` probes per flow, `interval` s apart (all flows interleaved), then
     wait for stragglers until every probe is answered or nothing has arrived for
-    `linger` s (counted from the last packet, so a loop that was itself descheduled
-    still reads what waited for it before giving up)."""
-    senders, echoes, results = [], [], [FlowResult(f.name) for f in flows]
+    `linger` s. An end on another server (RemoteNs) is served by that server's helper
+    (a ProbeSide there): RTTs are taken on the sender's clock alone, so no clock offset
+    enters them."""
+    from mip6bench.testbed.remote_endpoints import RemoteProbeSide, place_of
+
+    places: dict[Any, tuple[list, list]] = {}
+    for i, f in enumerate(flows):
+        places.setdefault(place_of(f.dst_ns), ([], []))[0].append((i, f.dst_ns, f.dst))
+        places.setdefault(place_of(f.src_ns), ([], []))[1].append((i, f.src_ns, f.src))
+    sides = []
     try:
-        for f in flows:
-            echoes.append(_udp_socket(f.dst_ns, f.dst))
-            senders.append(_udp_socket(f.src_ns, f.src))
-        targets = [(f.dst, e.getsockname()[1]) for f, e in zip(flows, echoes)]
-        by_fd = {s.fileno(): ("sender", i, s) for i, s in enumerate(senders)}
-        by_fd.update({e.fileno(): ("echo", i, e) for i, e in enumerate(echoes)})
-        waiter = ReadWaiter(by_fd)  # poll(2): socket descriptors may be above 1023
-        next_send, seq = time.monotonic(), 0
-        end = None
-        while True:
-            now = time.monotonic()
-            if seq < count and now >= next_send:
-                for i, s in enumerate(senders):
-                    try:
-                        s.sendto(PROBE.pack(i, seq, time.monotonic_ns()) + bytes(PAD), targets[i])
-                        results[i].sent += 1
-                    except OSError:
-                        results[i].sent += 1  # e.g. no route: counts as sent, never answered
-                seq += 1
-                next_send += interval
-                if seq == count:
-                    end = time.monotonic() + linger
-            if end is not None and all(r.answered == r.sent for r in results):
-                break
-            wake = next_send if seq < count else end
-            readable = waiter.wait(max(0.0, wake - time.monotonic()))
-            if end is not None:
-                if not readable and time.monotonic() >= end:
-                    break
-                if readable:
-                    end = time.monotonic() + linger
-            for fd in readable:
-                role, i, sock = by_fd[fd]
-                while True:
-                    try:
-                        data, peer = sock.recvfrom(2048)
-                    except (BlockingIOError, InterruptedError):
-                        break
-                    except OSError:  # ICMP errors surface here (e.g. unreachable)
-                        break
-                    if len(data) < PROBE.size:
-                        continue
-                    flow, _seq, t_ns = PROBE.unpack_from(data)
-                    if flow != i:
-                        continue
-                    if role == "echo":
-                        results[i].delivered += 1
-                        try:
-                            sock.sendto(data, peer)
-                        except OSError:
-                            pass
-                    else:
-                        results[i].answered += 1
-                        results[i].rtts_ms.append((time.monotonic_ns() - t_ns) / 1e6)
+        for place, (echoes, senders) in places.items():
+            sides.append(ProbeSide(echoes, senders) if place is None
+                         else RemoteProbeSide(place, echoes, senders))
+        targets = {}
+        for side in sides:
+            targets.update({i: (flows[i].dst, port) for i, port in side.ports().items()})
+        for side in sides:
+            side.start({i: targets[i] for i in side.senders}, count, interval, linger)
+        # Every side has sent and heard back (a lost probe: given up after `linger` idle).
+        for side in sides:
+            side.wait(count * interval + linger + 60 + 10 * linger)
     finally:
-        for s in senders + echoes:
-            s.close()
+        figures = [side.close() for side in sides]
+    results = [FlowResult(f.name) for f in flows]
+    for side, numbers in zip(sides, figures):
+        for i, r in numbers.items():
+            if i in side.senders:
+                results[i].sent, results[i].answered = r["sent"], r["answered"]
+                results[i].rtts_ms = list(r["rtts_ms"])
+            if i in side.echoes:
+                results[i].delivered = r["delivered"]
     return results
 
 

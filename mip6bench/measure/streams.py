@@ -18,59 +18,57 @@ from __future__ import annotations
 
 import bisect
 import socket
-import struct
 import threading
 import time
 from dataclasses import dataclass, field
 
-from mip6bench.net.netns import in_netns
-
-DATAGRAM = struct.Struct("!IQ")   # sequence number, send time (CLOCK_MONOTONIC ns)
-TIMESPEC = struct.Struct("@qq")   # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
-DATAGRAM_SIZE = 64
-MESSAGE = struct.Struct("!IQ")
-MESSAGE_SIZE = 64
+from mip6bench.net.endpoints import (  # noqa: F401 (kernel_stamp, SO_TIMESTAMPNS: imported from here)
+    DATAGRAM, DATAGRAM_SIZE, MESSAGE, MESSAGE_SIZE, SO_TIMESTAMPNS, TcpEchoServer, UdpReceiver, _socket,
+    kernel_stamp)
 
 
-def _socket(ns, kind: int, bind: tuple | None = None) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET6, kind)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if kind == socket.SOCK_DGRAM:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        if bind is not None:
-            s.bind(bind)
-        return s
-
-    return in_netns(ns, make)
+def is_remote(ns) -> bool:
+    """A node on another server (mip6bench.testbed.remote_endpoints.RemoteNs): its end of a flow
+    runs in that server's helper."""
+    return getattr(ns, "helper", None) is not None
 
 
 class UdpStream:
-    """`rate` datagrams per second from (src_ns, src) to (dst_ns, dst, port)."""
+    """`rate` datagrams per second from (src_ns, src) to (dst_ns, dst, port). A
+    destination on another server (RemoteNs) has its receiver run by that server's
+    helper, its arrival times moved onto this clock (`receiver.clock`: the offset and
+    its uncertainty)."""
 
     def __init__(self, src_ns, src: str, dst_ns, dst: str, port: int, rate: float):
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if is_remote(src_ns):
+            raise ValueError("a UdpStream sends from a node on the controller's server")
         self.rate = rate
-        self.receiver = _socket(dst_ns, socket.SOCK_DGRAM, (dst, port))
-        self.receiver.settimeout(0.1)
-        self.receiver.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        self.kernel_stamps = 0   # arrivals timed by the kernel (the rest: by the thread)
-        self.sender = _socket(src_ns, socket.SOCK_DGRAM, (src, 0))
+        if is_remote(dst_ns):
+            from mip6bench.testbed.remote_endpoints import RemoteUdpReceiver
+            self.receiver = RemoteUdpReceiver(dst_ns, dst, port)
+        else:
+            self.receiver = UdpReceiver(dst_ns, dst, port)
+        self.arrivals = self.receiver.arrivals           # (seq, arrival ns), the receiver's list
+        try:
+            self.sender = _socket(src_ns, socket.SOCK_DGRAM, (src, 0))
+        except BaseException:
+            self.receiver.stop(0)
+            raise
         self.target = (dst, port)
         self.sent: list[int] = []                        # send time of seq i
-        self.arrivals: list[tuple[int, int]] = []        # (seq, arrival ns)
         self.send_errors = 0
         self._stop = threading.Event()
-        self._arrived = threading.Condition()
-        self._receiving_until = float("inf")
-        self._threads = [threading.Thread(target=self._send, name="udp-send", daemon=True),
-                         threading.Thread(target=self._receive, name="udp-recv", daemon=True)]
+        self._thread = threading.Thread(target=self._send, name="udp-send", daemon=True)
+
+    @property
+    def kernel_stamps(self) -> int:
+        return self.receiver.kernel_stamps
 
     def start(self) -> "UdpStream":
-        for t in self._threads:
-            t.start()
+        self.receiver.start()
+        self._thread.start()
         return self
 
     def _send(self) -> None:
@@ -93,42 +91,17 @@ class UdpStream:
             elif delay < -0.1:  # far behind (the controller stalled): do not burst
                 next_at = time.monotonic()
 
-    def _receive(self) -> None:
-        # SO_TIMESTAMPNS stamps with CLOCK_REALTIME; the offset to CLOCK_MONOTONIC is
-        # taken once (a stream lasts seconds; the testbed does not step the clock).
-        offset = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
-        while not self._stop.is_set() or time.monotonic() < self._receiving_until:
-            try:
-                data, ancdata, _flags, _addr = self.receiver.recvmsg(2048, 64)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            now = time.monotonic_ns()
-            if len(data) >= DATAGRAM.size:
-                stamp = kernel_stamp(ancdata)
-                if stamp is not None:
-                    now = stamp - offset
-                    self.kernel_stamps += 1
-                with self._arrived:
-                    self.arrivals.append((DATAGRAM.unpack_from(data)[0], now))
-                    self._arrived.notify_all()
-
     def first_arrival_after(self, t_ns: int, timeout: float) -> int | None:
         """The arrival time of the first datagram that arrived after `t_ns`, waiting up to
         `timeout` seconds for it (None: nothing arrived)."""
-        with self._arrived:
-            self._arrived.wait_for(lambda: self.arrivals and self.arrivals[-1][1] > t_ns, timeout)
-            return next((t for _seq, t in self.arrivals if t > t_ns), None)
+        return self.receiver.first_arrival_after(t_ns, timeout)
 
     def stop(self, linger: float = 0.5) -> None:
         """Stop sending, let stragglers arrive for `linger` seconds, close."""
         self._stop.set()
-        self._threads[0].join()
-        self._receiving_until = time.monotonic() + linger
-        self._threads[1].join()
+        self._thread.join()
         self.sender.close()
-        self.receiver.close()
+        self.receiver.stop(linger)
 
     def outage(self, detach_ns: int) -> dict | None:
         """The interruption around a handover whose old link went down at `detach_ns`,
@@ -163,15 +136,6 @@ def outage(arrivals: list[tuple[int, int]], sent: list[int], detach_ns: int) -> 
             "last_seq": last, "first_seq": first}
 
 
-def kernel_stamp(ancdata) -> int | None:
-    """The SCM_TIMESTAMPNS receive time (CLOCK_REALTIME ns) in recvmsg's ancillary data."""
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
-            sec, nsec = TIMESPEC.unpack_from(data)
-            return sec * 1_000_000_000 + nsec
-    return None
-
-
 @dataclass
 class TcpEchoResult:
     sent: int = 0
@@ -183,41 +147,37 @@ class TcpEchoResult:
 
 
 class TcpEcho:
-    """A TCP connection from (client_ns, client) to (server_ns, server, port)."""
+    """A TCP connection from (client_ns, client) to (server_ns, server, port). A server
+    on another server (RemoteNs) is that server's helper's TcpEchoServer."""
 
     def __init__(self, client_ns, client: str, server_ns, server: str, port: int, interval: float = 0.01):
+        if is_remote(client_ns):
+            raise ValueError("a TcpEcho's client runs on the controller's server")
         self.interval = interval
-        self.listener = _socket(server_ns, socket.SOCK_STREAM, (server, port))
-        self.listener.listen(1)
-        self.client = _socket(client_ns, socket.SOCK_STREAM, (client, 0))
-        self.client.settimeout(10)
-        self.client.connect((server, port))
-        self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.listener.settimeout(10)
-        self.server, _ = self.listener.accept()
-        self.server.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if is_remote(server_ns):
+            from mip6bench.testbed.remote_endpoints import RemoteTcpEchoServer
+            self.server = RemoteTcpEchoServer(server_ns, server, port)
+        else:
+            self.server = TcpEchoServer(server_ns, server, port).start()
+        try:
+            self.client = _socket(client_ns, socket.SOCK_STREAM, (client, 0))
+            self.client.settimeout(10)
+            self.client.connect((server, port))
+            self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except BaseException:
+            self.server.close(0)
+            raise
         self.result = TcpEchoResult()
         self._stop = threading.Event()
         self._echoed = threading.Condition()
         self.echoes: list[tuple[int, int]] = []   # (send ns, arrival ns) of each message back
-        self._threads = [threading.Thread(target=self._echo, name="tcp-echo", daemon=True),
-                         threading.Thread(target=self._send, name="tcp-send", daemon=True),
+        self._threads = [threading.Thread(target=self._send, name="tcp-send", daemon=True),
                          threading.Thread(target=self._read, name="tcp-read", daemon=True)]
 
     def start(self) -> "TcpEcho":
         for t in self._threads:
             t.start()
         return self
-
-    def _echo(self) -> None:
-        try:
-            while True:
-                data = self.server.recv(65536)
-                if not data:
-                    return
-                self.server.sendall(data)
-        except OSError as exc:
-            self._fail(f"server: {exc}")
 
     def _send(self) -> None:
         seq = 0
@@ -285,7 +245,7 @@ class TcpEcho:
     def finish(self, timeout: float = 10.0) -> TcpEchoResult:
         """Stop sending, wait up to `timeout` for every echo, close cleanly."""
         self._stop.set()
-        self._threads[1].join()
+        self._threads[0].join()
         deadline = time.monotonic() + timeout
         while self.result.echoed < self.result.sent and self.result.error is None \
                 and time.monotonic() < deadline:
@@ -294,10 +254,11 @@ class TcpEcho:
             self.client.shutdown(socket.SHUT_WR)
         except OSError:
             pass
-        self._threads[0].join(timeout=max(0.1, deadline - time.monotonic()))
-        for s in (self.client, self.server, self.listener):
-            s.close()
-        self._threads[2].join(timeout=1)
+        server = self.server.close(max(0.1, deadline - time.monotonic()))
+        if server.get("error"):
+            self._fail(server["error"])
+        self.client.close()
+        self._threads[1].join(timeout=1)
         return self.result
 
     def survived(self) -> bool:

@@ -170,6 +170,8 @@ def layout(plan, servers: list[str]) -> Layout:
 
 # ----------------------------------------------------------------------------- ssh
 
+CONNECT_TIMEOUT_S = 5   # ssh's ConnectTimeout, stretched by MIP6BENCH_SLOWDOWN
+
 @dataclass
 class Ssh:
     """How the controller reaches the servers: the ssh client, an optional config file
@@ -187,11 +189,15 @@ class Ssh:
         cmd = ["ssh"]
         if self.config:
             cmd += ["-F", self.config]
-        cmd += ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+        # A slow server (MIP6BENCH_SLOWDOWN: an emulated one) may take longer than 5 s to
+        # send its banner, the more so under load.
+        from mip6bench.slowdown import scaled
+        cmd += ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={round(scaled(CONNECT_TIMEOUT_S))}",
+                "-o", "LogLevel=ERROR",
                 # A server that stops answering (gone, frozen, cut off) ends its connections
-                # within SERVER_SILENCE_S, and with them every request to its helper: the
-                # teardown then goes on without it instead of waiting out each request.
-                "-o", f"ServerAliveInterval={SERVER_ALIVE_S}",
+                # within SERVER_SILENCE_S (stretched likewise), and with them every request to
+                # its helper: the teardown goes on without it instead of waiting out each one.
+                "-o", f"ServerAliveInterval={round(scaled(SERVER_ALIVE_S))}",
                 "-o", f"ServerAliveCountMax={SERVER_SILENCE_S // SERVER_ALIVE_S}"]
         if not mux:
             cmd += ["-o", "ControlPath=none"]

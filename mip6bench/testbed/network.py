@@ -736,6 +736,22 @@ class Testbed:
                                  "(README, Cluster mode)")
         return node.pid
 
+    # Tests set it to take the helper's path to a node on another server even where that
+    # server shares this kernel (the loopback cluster), as on separate machines.
+    endpoints_through_helpers = False
+
+    def node_ns(self, name: str):
+        """Node `name`'s namespace as the traffic endpoints (mip6bench.measure.streams,
+        .probe) take it: its pid on this kernel, or, for a node on another machine, a
+        RemoteNs whose end of a flow that server's helper runs."""
+        node = self.node(name)
+        helper = getattr(node, "helper", None)
+        if helper is not None and (self.endpoints_through_helpers
+                                   or helper.hello.get("boot_id") != _boot_id()):
+            from mip6bench.testbed.remote_endpoints import RemoteNs
+            return RemoteNs(helper, node.pid, name)
+        return node.pid
+
     def link(self, name: str):
         index = getattr(self, "_links_by_name", None)
         if index is None or len(index[0]) != len(self.net.links):  # (re)built on first use

@@ -20,7 +20,11 @@ link-local address on an interface, waited for on netlink), `hub_add` / `hub_lin
 `hubs_stop` (a link hub pool there: mip6bench.net.linkhub), `agent_start` /
 `agent_stop` / `agent_kill` / `agent_alive` (an agent in a node, by its script under
 agents/ and its config given as data; its event log files are streamed back line by
-line as they grow), `shutdown`.
+line as they grow), `rss`, `proc_stats`, `qdisc`, `capture_*`, traffic endpoints in a
+node (`udp_recv_start` / `udp_recv_stop`: a UDP stream's receiver, its arrivals
+streamed back as "seq,t_ns" lines on this server's clock; `tcp_echo_start` /
+`tcp_echo_stop`; `probe_open` / `probe_start` / `probe_wait` / `probe_close`: the
+ends of UDP probe flows), `shutdown`.
 
 Everything it creates is recorded in a run record of its own (RunRecord
 `<run-id>-server<K>` under /run/mip6bench: a 0700 directory, distinct per server even
@@ -95,12 +99,27 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_kill": {"key": (_STR, True)},
     "agent_alive": {"key": (_STR, True)},
     "rss": {"pid": (_INT, True)},
+    "proc_stats": {"pids": ((list,), True), "hubs": (_BOOL, False)},
     "qdisc": {"pid": (_INT, True), "intf": (_STR, True), "kind": (_STR, True), "params": ((dict,), True)},
     "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
     "capture_stop": {"key": (_STR, True)},
     "capture_read": {"key": (_STR, True), "offset": (_INT, True)},
+    # Traffic endpoints in a node (mip6bench.measure: the controller's RemoteUdpReceiver,
+    # RemoteTcpEchoServer, RemoteProbeSide): the same classes the controller runs locally.
+    "udp_recv_start": {"key": (_STR, True), "pid": (_INT, True), "address": (_STR, True), "port": (_INT, True)},
+    "udp_recv_stop": {"key": (_STR, True), "linger": (_NUM, False)},
+    "tcp_echo_start": {"key": (_STR, True), "pid": (_INT, True), "address": (_STR, True), "port": (_INT, True)},
+    "tcp_echo_stop": {"key": (_STR, True), "timeout": (_NUM, False)},
+    "probe_open": {"key": (_STR, True), "echoes": ((list,), True), "senders": ((list,), True)},
+    "probe_start": {"key": (_STR, True), "targets": ((dict,), True), "count": (_INT, True),
+                    "interval": (_NUM, True), "linger": (_NUM, True)},
+    "probe_wait": {"key": (_STR, True), "timeout": (_NUM, True)},
+    "probe_close": {"key": (_STR, True)},
     "shutdown": {},
 }
+MAX_PROBE_FLOWS = 10000
+REPLY_S = 30.0            # the controller's default wait for a reply (scaled by MIP6BENCH_SLOWDOWN)
+ARRIVALS_EVERY_S = 0.05   # a UDP receiver's new arrivals go to the controller this often
 
 
 def parse_request(line: str | bytes) -> tuple[Any, str, dict[str, Any]]:
@@ -285,6 +304,8 @@ class ServerHelper:
         self.agents: dict[str, Any] = {}
         self.agent_streams: dict[str, list[str]] = {}
         self.captures: dict[str, Any] = {}
+        self.endpoints: dict[str, Any] = {}   # key -> UdpReceiver / TcpEchoServer / ProbeSide
+        self._endpoint_lock = threading.Lock()
         self.streams = Streams(self.dir, self.send)
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="op")
         self.closed = False
@@ -568,6 +589,23 @@ class ServerHelper:
         from mip6bench.runtime.memory import rss_kb
         return rss_kb(pid)
 
+    def op_proc_stats(self, pids: list, hubs: bool = False) -> dict:
+        """What processes it recorded cost, with their children (an agent's user-space
+        tunnel forwarders): memory (Pss, else RSS, kB) and CPU (s); with `hubs`, the
+        memory of its link hubs apart."""
+        from mip6bench.runtime.procstat import children, cpu_s, mem_kb
+
+        recorded = {r["pid"] for r in self.record.resources() if r["kind"] == "process"}
+        if not all(isinstance(p, int) and not isinstance(p, bool) for p in pids) or len(pids) > 100000:
+            raise RequestError("proc_stats: pids are process ids")
+        strangers = [p for p in pids if p not in recorded]
+        if strangers:
+            raise RequestError(f"proc_stats: pid {strangers[0]} is not one this helper recorded")
+        procs = set(pids) | {c for p in pids for c in children(p)}
+        hub_pids = list(self.hubs.pids) if hubs and self.hubs is not None else []
+        return {"mem_kb": sum(mem_kb(p) for p in procs), "cpu_s": sum(cpu_s(p) or 0.0 for p in procs),
+                "processes": len(procs), "hubs_mem_kb": sum(mem_kb(p) for p in hub_pids)}
+
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
         """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says
         it captures on every one (as testbed.capture starts it locally)."""
@@ -610,6 +648,143 @@ class ServerHelper:
             f.seek(max(0, offset))
             return {"data": base64.b64encode(f.read(CAPTURE_CHUNK)).decode()}
 
+    # -- traffic endpoints in a node (the controller's side: mip6bench.testbed.remote_endpoints)
+    def _recorded_pid(self, pid: int) -> int:
+        if pid not in {r["pid"] for r in self.record.resources() if r["kind"] == "process"}:
+            raise RequestError(f"pid {pid} is not a node this helper recorded")
+        return pid
+
+    @staticmethod
+    def _address(address: str) -> str:
+        import ipaddress
+        try:
+            return str(ipaddress.IPv6Address(address))
+        except ValueError:
+            raise RequestError(f"{address!r} is not an IPv6 address") from None
+
+    @staticmethod
+    def _port(port: int) -> int:
+        if not 1 <= port <= 65535:
+            raise RequestError(f"port {port} is not in 1..65535")
+        return port
+
+    def _add_endpoint(self, key: str, make: Callable[[], Any]) -> Any:
+        with self._endpoint_lock:
+            if key in self.endpoints:
+                raise RequestError(f"endpoint {key} exists already")
+            self.endpoints[key] = None   # reserved while it is made
+        try:
+            endpoint = make()
+        except RequestError:
+            self.endpoints.pop(key, None)
+            raise
+        except (OSError, ValueError) as exc:
+            self.endpoints.pop(key, None)
+            raise RequestError(f"{key}: {exc}") from None
+        self.endpoints[key] = endpoint
+        return endpoint
+
+    def _endpoint(self, key: str, kind: type) -> Any:
+        endpoint = self.endpoints.get(key)
+        if not isinstance(endpoint, kind):
+            raise RequestError(f"no {kind.__name__} {key}")
+        return endpoint
+
+    def op_udp_recv_start(self, key: str, pid: int, address: str, port: int) -> dict:
+        from mip6bench.net.endpoints import UdpReceiver
+
+        args = (self._recorded_pid(pid), self._address(address), self._port(port))
+        receiver = self._add_endpoint(key, lambda: _PumpedReceiver(UdpReceiver(*args), key, self.send))
+        receiver.start()
+        return {}
+
+    def op_udp_recv_stop(self, key: str, linger: float = 0.5) -> dict:
+        receiver = self._endpoint(key, _PumpedReceiver)
+        if not 0 <= linger <= 60:
+            raise RequestError("udp_recv_stop: linger must be in [0, 60] s")
+        self.endpoints.pop(key, None)
+        return receiver.stop(linger)
+
+    def op_tcp_echo_start(self, key: str, pid: int, address: str, port: int) -> dict:
+        from mip6bench.net.endpoints import TcpEchoServer
+
+        args = (self._recorded_pid(pid), self._address(address), self._port(port))
+        self._add_endpoint(key, lambda: TcpEchoServer(*args).start())
+        return {}
+
+    def op_tcp_echo_stop(self, key: str, timeout: float = 10.0) -> dict:
+        from mip6bench.net.endpoints import TcpEchoServer
+
+        server = self._endpoint(key, TcpEchoServer)
+        self.endpoints.pop(key, None)
+        return server.close(min(max(float(timeout), 0.0), 120.0))
+
+    def _probe_ends(self, what: str, ends: list) -> list[tuple[int, int, str]]:
+        out = []
+        for end in ends:
+            if (not isinstance(end, list) or len(end) != 3 or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                                    for v in end[:2])
+                    or not isinstance(end[2], str) or not 0 <= end[0] < MAX_PROBE_FLOWS):
+                raise RequestError(f"probe_open: {what} are [flow, pid, address] with a flow "
+                                   f"in 0..{MAX_PROBE_FLOWS - 1}")
+            out.append((end[0], self._recorded_pid(end[1]), self._address(end[2])))
+        if len({i for i, _p, _a in out}) != len(out):
+            raise RequestError(f"probe_open: a flow is given twice in {what}")
+        return out
+
+    def op_probe_open(self, key: str, echoes: list, senders: list) -> dict:
+        from mip6bench.net.endpoints import ProbeSide
+
+        e, s = self._probe_ends("echoes", echoes), self._probe_ends("senders", senders)
+        if not e and not s:
+            raise RequestError("probe_open: no flow ends")
+        side = self._add_endpoint(key, lambda: ProbeSide(e, s))
+        return {"ports": {str(i): port for i, port in side.ports().items()}}
+
+    def op_probe_start(self, key: str, targets: dict, count: int, interval: float, linger: float) -> dict:
+        from mip6bench.net.endpoints import ProbeSide
+
+        side = self._endpoint(key, ProbeSide)
+        if side._thread is not None:
+            raise RequestError(f"probe {key} runs already")
+        if not 1 <= count <= 1_000_000 or not 0 < interval <= 60 or not 0 <= linger <= 60:
+            raise RequestError("probe_start: count 1..1000000, interval (0, 60] s, linger [0, 60] s")
+        checked = {}
+        for i, target in targets.items():
+            if not (i.isdigit() and int(i) in side.senders and isinstance(target, list) and len(target) == 2
+                    and isinstance(target[0], str) and isinstance(target[1], int)):
+                raise RequestError(f"probe_start: target {i!r} is not [address, port] of a sender's flow")
+            checked[int(i)] = (self._address(target[0]), self._port(target[1]))
+        try:
+            side.start(checked, count, float(interval), float(linger))
+        except ValueError as exc:
+            raise RequestError(f"probe_start: {exc}") from None
+        return {}
+
+    def op_probe_wait(self, key: str, timeout: float) -> bool:
+        from mip6bench.net.endpoints import ProbeSide
+
+        return self._endpoint(key, ProbeSide).wait(min(max(float(timeout), 0.0), 3600.0))
+
+    def op_probe_close(self, key: str) -> dict:
+        from mip6bench.net.endpoints import ProbeSide
+
+        side = self._endpoint(key, ProbeSide)
+        self.endpoints.pop(key, None)
+        return {str(i): r for i, r in side.close().items()}
+
+    def _close_endpoints(self) -> None:
+        with self._endpoint_lock:
+            endpoints, self.endpoints = self.endpoints, {}
+        for endpoint in endpoints.values():
+            try:
+                if hasattr(endpoint, "stop"):
+                    endpoint.stop(0)
+                elif endpoint is not None:
+                    endpoint.close(1.0)
+            except Exception:
+                pass
+
     def op_agent_alive(self, key: str) -> bool:
         return self._agent(key).alive()
 
@@ -631,6 +806,7 @@ class ServerHelper:
                     proc.stop()
                 except Exception:
                     pass
+            self._close_endpoints()
             for proc in self.agents.values():   # all told first: they tear down in parallel
                 try:
                     proc.signal(signal.SIGTERM)
@@ -663,6 +839,39 @@ class ServerHelper:
                 pass
             self.record.clean()
             self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _PumpedReceiver:
+    """A UdpReceiver whose new arrivals go to the controller every ARRIVALS_EVERY_S as
+    {"stream": key, "lines": ["seq,t_ns", ...]} (this server's clock), the last ones
+    before its stop is answered."""
+
+    def __init__(self, receiver, key: str, send: Callable[[dict], None]):
+        self.receiver, self.key, self.send = receiver, key, send
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name=f"pump-{key}", daemon=True)
+
+    def start(self) -> None:
+        self.receiver.start()
+        self._thread.start()
+
+    def _flush(self) -> None:
+        new = self.receiver.arrivals[self.sent:]
+        if new:
+            self.sent += len(new)
+            self.send({"stream": self.key, "lines": [f"{seq},{t}" for seq, t in new]})
+
+    def _pump(self) -> None:
+        while not self._stop.wait(ARRIVALS_EVERY_S):
+            self._flush()
+
+    def stop(self, linger: float) -> dict:
+        self.receiver.stop(linger)
+        self._stop.set()
+        self._thread.join()
+        self._flush()
+        return {"arrivals": self.sent, "kernel_stamps": self.receiver.kernel_stamps}
 
 
 # --------------------------------------------------------------------------- the controller's side
@@ -854,6 +1063,15 @@ class Helper:
         else:
             sink(lines)
 
+    def on_stream(self, name: str, sink: Callable[[list[str]], None]) -> None:
+        """Give stream `name`'s lines (those that came already, then as they come) to
+        `sink`, on the reader's thread."""
+        with self._lock:
+            self._sinks[name] = sink
+            early = self._early.pop(name, [])
+        if early:
+            sink(early)
+
     def stream_to(self, name: str, path: Path) -> None:
         """Write stream `name`'s lines into `path` (appended), each event's t_ns moved
         onto the controller's clock."""
@@ -873,15 +1091,13 @@ class Helper:
                 text.append(line + "\n")
             out.write("".join(text))
 
-        with self._lock:
-            self._sinks[name] = sink
-            early = self._early.pop(name, [])
-        if early:
-            sink(early)
+        self.on_stream(name, sink)
 
-    def request(self, op: str, reply_s: float = 30.0, **args: Any) -> Any:
+    def request(self, op: str, reply_s: float | None = None, **args: Any) -> Any:
         """Send request `op` with its fields; its result, or a one-line error (refused,
-        no answer within reply_s seconds, the helper gone)."""
+        no answer within reply_s seconds, by default REPLY_S stretched by
+        MIP6BENCH_SLOWDOWN as the controller's own waits are: a server under emulation
+        or load answers a netlink call in tens of seconds; the helper gone)."""
         return self.collect(self.send(op, **args), reply_s)
 
     def send(self, op: str, **args: Any) -> list:
@@ -903,7 +1119,10 @@ class Helper:
         slot.append(rid)
         return slot
 
-    def collect(self, slot: list, reply_s: float = 30.0) -> Any:
+    def collect(self, slot: list, reply_s: float | None = None) -> Any:
+        if reply_s is None:
+            from mip6bench.slowdown import scaled
+            reply_s = scaled(REPLY_S)
         op, rid = slot[2], slot[3]
         if not slot[0].wait(reply_s):
             with self._lock:

@@ -382,3 +382,126 @@ def test_a_rate_only_link_on_the_second_server_gets_its_tbf_there(sshd, clean_ho
     finally:
         tb.stop()
     assert tb.teardown_errors == []
+
+
+def _experiment(name: str, given: dict):
+    from mip6bench.experiment import load
+    from mip6bench.params import parse_params
+
+    module = load(name)
+    return module, parse_params(module.PARAMS, given)
+
+
+def _ops(helper, monkeypatch) -> list[str]:
+    """The ops the controller asks of `helper` from now on."""
+    seen: list[str] = []
+    send = helper.send
+
+    def counting(op, **args):
+        seen.append(op)
+        return send(op, **args)
+
+    monkeypatch.setattr(helper, "send", counting)
+    return seen
+
+
+def test_handover_with_the_mn_on_the_second_server_through_its_helper(sshd, clean_host, tmp_path, monkeypatch):
+    """The handover experiment with mn1 on the second "server", its end of the UDP probe
+    stream (kernel receive timestamps) and of the TCP connection run by that server's
+    helper, as on a separate machine (the loopback cluster shares the kernel: the test
+    forces the helper's path): every move gives a probe outage split by sequence number,
+    the TCP connection survives, the figures that pair the two clocks carry the offset's
+    uncertainty."""
+    handover, params = _experiment("handover", {"moves": 2, "dwell_ms": 400, "rate": 200,
+                                                "tcp_interval_ms": 20})
+    tb = Testbed(topology("static", mns=1, foreign=2, nsis="off"), experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    tb.endpoints_through_helpers = True
+    try:
+        tb.start()
+        helper = tb.cluster[1].helpers[1]
+        assert tb.node("mn1").helper is helper
+        ops = _ops(helper, monkeypatch)
+        metrics = handover.run(tb, params)
+        remote = Path(helper.hello["dir"])
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    assert {"udp_recv_start", "udp_recv_stop", "tcp_echo_start", "tcp_echo_stop"} <= set(ops)
+    assert not remote.exists()
+    moves = metrics["handover"]
+    assert [(m["from"], m["to"]) for m in moves] == [("f1", "f2"), ("f2", "f1")]
+    for m in moves:
+        assert m["disruption_ms"] is not None and m["lost_packets"] is not None, m
+        assert m["disruption_ms"] >= m["l2_gap_actual_ms"] and m["ratio"] >= 1.0, m
+        assert m["ha_registration_ms"] > 0 and m["rr_ms"] is not None
+        assert set(m["clock_uncertainty_ms"]) == {"movement_detection_ms", "handover_ms"}
+    assert metrics["tcp_survived"], metrics["tcp"]
+    assert metrics["tcp"]["echoed"] == metrics["tcp"]["sent"] > 0
+    udp = metrics["udp"]
+    assert udp["received"] > 0 and udp["kernel_timestamps"] == udp["received"]
+    clock = metrics["mn_clock"]
+    assert clock["server"] == "127.0.0.2" and clock["endpoints"] == "helper"
+    # One kernel: the offset is zero within its uncertainty, and the uncertainty is what
+    # the cross-clock figures carry.
+    assert abs(clock["offset_ns"]) <= clock["uncertainty_ns"]
+    assert moves[0]["clock_uncertainty_ms"]["handover_ms"] == clock["uncertainty_ms"] > 0
+    assert "the MN runs on 127.0.0.2" in handover.summarize(metrics)
+    probes = (tb.run_dir / "probes.csv").read_text().splitlines()
+    assert len(probes) == udp["sent"] + 1
+
+
+def test_linkcheck_with_the_mn_on_the_second_server_through_its_helper(sshd, clean_host, tmp_path, monkeypatch):
+    """linkcheck with mn1 on the second "server": its ends of the link probes and of the
+    reachability matrix run in that server's helper (forced, as above); its access
+    links keep their configured delay, and reachability holds as on one machine."""
+    linkcheck, params = _experiment("linkcheck", {"probes": 40, "interval_ms": 5, "reach_probes": 3})
+    tb = Testbed(topology("off", mns=1, foreign=2, nsis="off"), experiment="test-cluster",
+                 out_dir=tmp_path / "run", capture=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    tb.endpoints_through_helpers = True
+    try:
+        tb.start()
+        ops = _ops(tb.cluster[1].helpers[1], monkeypatch)
+        metrics = linkcheck.run(tb, params)
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    assert {"probe_open", "probe_start", "probe_wait", "probe_close"} <= set(ops)
+    links = {l["name"]: l for l in metrics["links"]}
+    delay = tb.params["access_delay_ms"]
+    for name in ("f1-mn1", "f2-mn1"):
+        l = links[name]
+        assert l["answered"] == l["probes"] == 40, l
+        assert l["measured_rtt_ms"] >= 2 * delay, l
+    r = metrics["reachability"]
+    assert r["violations"] == [] and r["ok"] == r["expected"] > 0, r
+
+
+def test_scale_point_with_mns_on_the_second_server_counts_their_memory_there(sshd, clean_host, tmp_path,
+                                                                             monkeypatch):
+    """One scale point (2 MNs, both on the second "server", taken as another machine):
+    the MNs' memory and CPU and the link hubs' memory there are read by that server's
+    helper (proc_stats), not by pid from the controller."""
+    from mip6bench.testbed import serverd
+
+    scale, params = _experiment("scale", {"grid": "2"})
+    monkeypatch.setattr(Testbed, "endpoints_through_helpers", True)
+    seen: list[dict] = []
+    request = serverd.Helper.request
+
+    def counting(self, op, reply_s=30.0, **args):
+        result = request(self, op, reply_s, **args)
+        if op == "proc_stats":
+            seen.append({"args": args, "result": result})
+        return result
+
+    monkeypatch.setattr(serverd.Helper, "request", counting)
+    topo = {**scale.TOPOLOGY_DEFAULTS, "nsis": "off", "cluster": SERVERS, "cluster_ssh": str(sshd.ssh_config)}
+    point = scale.run_point(2, params, topo, tmp_path / "n2")
+    assert point["error"] is None and point["registered"] == 2 and point["lost"] == 0, point
+    [stats] = seen
+    # the two MN shells and their two agents, with the agents' children
+    assert len(stats["args"]["pids"]) == 4 and stats["args"]["hubs"] is True
+    assert stats["result"]["processes"] >= 4 and stats["result"]["mem_kb"] > 4 * 1000
+    assert stats["result"]["hubs_mem_kb"] > 0 and stats["result"]["cpu_s"] > 0
+    assert 5 < point["mem_mb_per_mn"] < 200 and point["mn_processes"] == 2
