@@ -153,6 +153,15 @@ def test_the_handovers_clock_figures_carry_the_offsets_uncertainty_and_drift():
     assert 2.9 * ms <= clock["drift_ns"] <= 3.1 * ms
     assert clock["uncertainty_ms"] >= 1.0 + clock["drift_ns"] / ms - 0.001
     assert handover.mn_clock(SimpleNamespace(node=lambda name: SimpleNamespace(pid=5)), "mn1") is None
+    # With the helper's clock track, which followed that drift (measured 20 and 10 s ago),
+    # the times were moved right: only the track's error now is added, not the drift.
+    from mip6bench.testbed.serverd import ClockTrack
+    now = time.monotonic_ns()
+    fake.clock = ClockTrack(ClockOffset(5_000 * ms, 1 * ms, 2 * ms, 8, now - 20_000 * ms))
+    fake.clock.add(ClockOffset(5_001_500_000, 1 * ms, 2 * ms, 8, now - 10_000 * ms))
+    tracked = handover.mn_clock(tb, "mn1")
+    assert 2.9 * ms <= tracked["drift_ns"] <= 3.1 * ms and tracked["track_error_ns"] < 0.1 * ms
+    assert tracked["uncertainty_ms"] < 1.1
     metrics = {"handover": [], "tcp": {"echoed": 1, "sent": 1, "max_gap_ms": 1, "error": None},
                "tcp_survived": True, "udp": {"received": 1, "sent": 1, "rate": 1}, "mn_clock": clock}
     text = handover.summarize(metrics)
