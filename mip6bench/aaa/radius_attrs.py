@@ -95,12 +95,13 @@ class RadiusPacket:
     offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def values(self, attr_type: int) -> list[bytes]:
-        return list(self._by_type.get(attr_type, ()))
+        return list(self.by_type.get(attr_type, ()))
 
     @cached_property
-    def _by_type(self) -> dict[int, list[bytes]]:
+    def by_type(self) -> dict[int, list[bytes]]:
         """The values of each attribute type, in order (a response is asked for several
-        types, and parsed packets are shared: parse_radius_packet's cache)."""
+        types, and parsed packets are shared: parse_radius_packet's cache). Read it, do
+        not change it: `values` gives a copy."""
         out: dict[int, list[bytes]] = {}
         for attr_type, value in self.attributes:
             out.setdefault(attr_type, []).append(value)
