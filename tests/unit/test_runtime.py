@@ -750,3 +750,23 @@ def test_agent_loop_long_timers_are_not_late_by_the_kernels_slack():
     finally:
         loop.close()
     assert 0 <= min(lateness) < 0.0003, lateness
+
+
+def test_core_driver_skips_the_classes_it_is_told_to_ignore_by_exact_class():
+    class Informs(Effect):
+        pass
+
+    class InformsMore(Informs):
+        pass
+
+    applied, sent = [], []
+    driver = CoreDriver(send=sent.append, on_timer=lambda k, n: [], apply=applied.append,
+                        emit=lambda *a, **k: None, ignore=(Informs,), clock=ManualClock())
+    tx = Transmit(b"x", "::1", port=1)
+    a, b = Informs(), InformsMore()
+    driver.execute([a, tx, b, a])
+    assert sent == [tx] and applied == [b]      # a subclass is not ignored
+    other = CoreDriver(send=sent.append, on_timer=lambda k, n: [], apply=applied.append,
+                       emit=lambda *a, **k: None, clock=ManualClock())
+    other.execute([a])                          # the ignore list is the driver's own
+    assert applied == [b, a]
