@@ -194,7 +194,7 @@ class PaaAgent(WaitableEvents, Agent):
         def handler(data: bytes, src: str, port: int) -> None:
             if "%" in src:            # a link-local source's zone
                 src = src.split("%", 1)[0]
-            execute(receive(data, src, port, clock(), via=via))
+            execute(receive(data, src, port, clock(), via))
         return handler
 
     def _on_timer(self, key, now: float):
