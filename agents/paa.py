@@ -104,9 +104,9 @@ def _hex(name: str, text: str, minimum: int) -> bytes:
     return raw
 
 
-# effects the PAA service returns that the agent has nothing to do with (both classes
-# have no subclasses: compared by class, not isinstance, on every action)
-_INFORMATIVE = frozenset((fx.PanaSessionOpen, fx.PanaSessionClosed))
+# effects the PAA service returns that the agent has nothing to do with (PaaCore has
+# logged them as events): the driver skips them (CoreDriver(ignore=...), by class)
+_INFORMATIVE = (fx.PanaSessionOpen, fx.PanaSessionClosed)
 
 
 class PaaAgent(WaitableEvents, Agent):
@@ -163,7 +163,7 @@ class PaaAgent(WaitableEvents, Agent):
             raise ParameterError(str(exc)) from None
         self.driver = CoreDriver(send=self._send, on_timer=self._on_timer,
                                  apply=lambda effect: None, emit=self.emit,
-                                 emit_fields=self.emit_fields)
+                                 emit_fields=self.emit_fields, ignore=_INFORMATIVE)
         self.sockets = {}
         self.sockets["pana"] = UdpSocket.bind("::", o.port, self._on("pana"),
                                               on_error=self._io_error)
@@ -189,21 +189,19 @@ class PaaAgent(WaitableEvents, Agent):
     def _on(self, via: str):
         # looked up once: one datagram after another in a burst (the clock is the loop's,
         # CoreDriver.now(): the event loop's time is time.monotonic)
-        receive, run, clock = self.service.receive, self._run, time.monotonic
+        receive, execute, clock = self.service.receive, self.driver.execute, time.monotonic
 
         def handler(data: bytes, src: str, port: int) -> None:
             if "%" in src:            # a link-local source's zone
                 src = src.split("%", 1)[0]
-            run(receive(data, src, port, clock(), via=via))
+            execute(receive(data, src, port, clock(), via))
         return handler
 
     def _on_timer(self, key, now: float):
-        self._run(self.service.handle_timer(key, now))
-        return []
+        return self.service.handle_timer(key, now)   # the driver executes them
 
     def _run(self, actions) -> None:
-        # PanaSessionOpen/Closed only inform; PaaCore has logged them as events.
-        self.driver.execute([a for a in actions if a.__class__ not in _INFORMATIVE])
+        self.driver.execute(actions)
 
     def _send(self, tx) -> None:
         via = tx.via

@@ -24,10 +24,13 @@ Prints human-readable lines, then one JSON summary line.
 Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
 (--keep: keep the testbed runs' result directories)
        python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH] [--events]
+                                  [--callgrind PATH]
 (part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
 "local": EAP server inside the PAA; reports completed/stalled sessions and the
 generator's CPU too; --profile: the PAA under cProfile, the AAA then on CPU G;
---events: the PAA writes its event log as in the testbed, entries and bytes per auth.)
+--events: the PAA writes its event log as in the testbed, entries and bytes per auth;
+--callgrind: the PAA under valgrind's callgrind, its instructions counted: two runs of
+different N give the instructions per authentication.)
        python bench/pana_bench.py --per-message
 (part 1's cores, one authentication hop by hop: the thread CPU each message costs the
 core that receives it, medians of 300, both backends; see README, "PANA at zero link
@@ -60,6 +63,7 @@ from mip6bench.aaa.sadist import SaDistConfig, SaDistHaCore  # noqa: E402
 from mip6bench.aaa.token import TokenIssuer  # noqa: E402
 from mip6bench.eap.peer import psk_peer_factory  # noqa: E402
 from mip6bench.pana import mip6  # noqa: E402
+from mip6bench.pana.channel import RetransmitPolicy  # noqa: E402
 from mip6bench.pana.paa import PaaConfig  # noqa: E402
 from mip6bench.pana.pac import PacConfig, PacCore, PacState  # noqa: E402
 from mip6bench.sansio import Event, StartTimer, StopTimer, Transmit  # noqa: E402
@@ -167,12 +171,16 @@ def proc_cpu_split(pid: int) -> tuple[float, float]:
 
 def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", *,
             cpus: tuple[str, str] | None = None, profile: str | None = None,
-            backend: str = "radius", events: bool = False) -> dict:
+            backend: str = "radius", events: bool = False,
+            callgrind: str | None = None) -> dict:
     """`cpus` (F, G): the PAA and AAA agents pinned to CPU F, this load generator to G;
     `profile`: the PAA runs under cProfile into that file; `backend` "radius" (the AAA
     agent behind the PAA) or "local" (EAP server inside the PAA); `events`: the PAA writes
     its event log to a file, as it does in the testbed (else it keeps no file), and the
-    result says how many entries and bytes an authentication wrote."""
+    result says how many entries and bytes an authentication wrote; `callgrind`: the PAA
+    runs under valgrind's callgrind, its instruction counts written to that file when it
+    ends (start-up included: compare two runs of different N for a per-authentication
+    count; hash seed fixed)."""
     from mip6bench.net.netns import in_fresh_netns
 
     def body():
@@ -191,6 +199,11 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
                                        if events and role == "paa" else None,
                                        "options": options}))
             argv = [sys.executable]
+            env = None
+            if callgrind and role == "paa":
+                argv = ["valgrind", "--tool=callgrind", "--quiet",
+                        f"--callgrind-out-file={callgrind}"] + argv
+                env = dict(os.environ, PYTHONHASHSEED="0")
             if profile and role == "paa":
                 argv += ["-m", "cProfile", "-o", profile]
             argv += [str(REPO / "agents" / f"{role}.py"), "--config", str(cfg)]
@@ -199,7 +212,7 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
                 # or its sendto would include the AAA it wakes on the same CPU
                 cpu = cpus[1] if profile and role == "aaa" else cpus[0]
                 argv = ["taskset", "-c", cpu] + argv
-            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             line = p.stdout.readline()
             assert line.startswith(b'{"ready"'), p.stderr.read()
             procs.append(p)
@@ -212,7 +225,9 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
                 paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
                                     "backend": "radius", "radius_server": "::1",
                                     "radius_port": 18120, "radius_secret": secret,
-                                    "port": 7160, "token_key": "00" * 32})
+                                    "port": 7160, "token_key": "00" * 32,
+                                    # under callgrind: no RADIUS retransmission either
+                                    "radius_irt": 8.0 if callgrind else 1.0})
             else:
                 aaa = None
                 paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
@@ -224,7 +239,8 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
             before = log.stat().st_size if events else 0
             lines_before = log.read_bytes().count(b"\n") if events else 0
             out = asyncio.run(load(users, concurrency, agent_pid(paa),
-                                   agent_pid(aaa) if aaa else None))
+                                   agent_pid(aaa) if aaa else None,
+                                   slow_rtx=callgrind is not None))
             if events:
                 # the entries are written before the PAA's loop waits again: by the time
                 # the last PaC is done, the last answer's events are in the file
@@ -236,7 +252,7 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
         finally:
             for p in procs:
                 p.terminate()
-                p.wait(timeout=5)
+                p.wait(timeout=60 if callgrind else 5)
             shutil.rmtree(work, ignore_errors=True)
 
     return in_fresh_netns(body)
@@ -248,11 +264,15 @@ def agent_pid(p: subprocess.Popen) -> int:
     return p.pid
 
 
-async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0) -> dict:
+async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
+               slow_rtx: bool = False) -> dict:
     """`concurrency` PaCs in flight, each on its own UDP socket (the PAA tells PaCs apart
     by address and port), a new one started as soon as one is authenticated. A session
     not open `stall_s` after the last one completed is counted as stalled (the run ends
-    there)."""
+    there). `slow_rtx`: the PaCs retransmit after 60 s, not 1 s (a PAA under callgrind is
+    ~70 times slower: every authentication then has the same datagrams)."""
+    rtx = {"pci_retransmit": RetransmitPolicy(60.0, 120.0, 0, 0.0),
+           "req_retransmit": RetransmitPolicy(60.0, 120.0, 10, 0.0)} if slow_rtx else {}
     loop = asyncio.get_running_loop()
     pending = list(users)
     done = asyncio.Event()
@@ -275,7 +295,7 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0) -> d
             self.sock.setblocking(False)
             self.pac = PacCore(PacConfig("::1", psk_peer_factory(user.nai, user.psk),
                                          nai=user.nai, paa_port=7160,
-                                         mip6_request=mip6.REQUEST_ALL))
+                                         mip6_request=mip6.REQUEST_ALL, **rtx))
             self.timers: dict = {}
             self.closed = False
             loop.add_reader(self.sock.fileno(), self.readable)
@@ -386,17 +406,30 @@ def sockets_only(spec: str) -> int:
     n, c = int(parts[0]), int(parts[1])
     cpus = (parts[2], parts[3]) if len(parts) >= 4 else None
     profile = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
+    callgrind = sys.argv[sys.argv.index("--callgrind") + 1] \
+        if "--callgrind" in sys.argv else None
     r = sockets(n, c, cpus=cpus, profile=profile, backend=backend,
-                events="--events" in sys.argv)
+                events="--events" in sys.argv, callgrind=callgrind)
     print(f"sockets ({backend}, {n} PaCs, {c} in flight): {r['auth_per_s']:.1f} auth/s, "
           f"completed {r['completed']} stalled {r['stalled']} (PaC retransmits {r['pac_retransmits']}); PAA {r['paa_cpu_ms_per_auth']:.3f} "
           f"ms CPU/auth ({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} "
           f"ms, generator {r['gen_cpu_ms_per_auth']:.3f} ms")
     print(json.dumps(r))
+    if callgrind:
+        print(f"callgrind: {callgrind_instructions(callgrind):,} instructions in the PAA "
+              f"(start-up and {r['completed']} authentications)")
     if profile:
         import pstats
         pstats.Stats(profile).sort_stats("tottime").print_stats(25)
     return 0
+
+
+def callgrind_instructions(path: str) -> int:
+    """The total instruction count of a callgrind output file."""
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise ValueError(f"{path}: no summary line")
 
 
 def per_message_only() -> int:

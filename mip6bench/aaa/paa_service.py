@@ -265,8 +265,10 @@ class PaaService:
             session.state not in (PaaState.TERMINATING, PaaState.WAIT_FAIL_PAN)
 
     def _tag(self, actions: list[Action], via: str) -> list[Action]:
+        # the parts' datagrams are plain Transmits (by class: no isinstance per action)
         return [ServiceTransmit(a.data, a.dst, a.src, a.port, via=via)
-                if isinstance(a, Transmit) else a for a in actions]
+                if a.__class__ is Transmit or isinstance(a, Transmit) else a
+                for a in actions]
 
     def _forget(self, session_id: int) -> None:
         self._passthrough.pop(session_id, None)
@@ -289,9 +291,7 @@ class PaaService:
         pt = self._passthrough.get(sid)
         if pt is None:
             return self._fail(sid, "no pass-through state", now)
-        relayed = pt.from_peer(effect.eap_payload)
-        packets = [a.packet for a in relayed if isinstance(a, RelayToBackend)]
-        events = [a for a in relayed if isinstance(a, Event)]
+        packets, events, _ = _split(pt.from_peer(effect.eap_payload), RelayToBackend)
         if not packets:
             return events + self._fail(sid, "EAP response discarded", now)
         if self.config.backend == "local":
@@ -338,9 +338,7 @@ class PaaService:
 
     def _verdict(self, sid: int, result: list[Action], attrs: dict, now: float
                  ) -> list[Action]:
-        packets = [a.packet for a in result if isinstance(a, SendEap)]
-        events = [a for a in result if isinstance(a, Event)]
-        done = next((a for a in result if isinstance(a, (EapSucceeded, EapFailed))), None)
+        packets, events, done = _split(result, SendEap)
         if not packets:
             return events + self._fail(sid, "AAA answer without usable EAP", now)
         if done is None:
@@ -394,6 +392,29 @@ def _route_of(cls: type):
     route = next((r for base, r in _ROUTE_BASES if issubclass(cls, base)), _OUT)
     _ROUTES[cls] = route
     return route
+
+
+def _split(actions: list[Action], packet_class: type) -> tuple[list[bytes], list[Event],
+                                                                Action | None]:
+    """One pass over an EAP authenticator's actions: the packets of `packet_class`
+    (SendEap or RelayToBackend), the Events, and the first verdict (EapSucceeded or
+    EapFailed), or None."""
+    packets: list[bytes] = []
+    events: list[Event] = []
+    done = None
+    for a in actions:
+        cls = a.__class__
+        if cls is packet_class:
+            packets.append(a.packet)
+        elif cls is Event:
+            events.append(a)
+        elif isinstance(a, packet_class):
+            packets.append(a.packet)
+        elif isinstance(a, Event):
+            events.append(a)
+        elif done is None and isinstance(a, (EapSucceeded, EapFailed)):
+            done = a
+    return packets, events, done
 
 
 def _bytes_from(rng: random.Random) -> Callable[[int], bytes]:

@@ -95,12 +95,13 @@ class RadiusPacket:
     offsets: tuple[int, ...] = field(default=(), compare=False, repr=False)
 
     def values(self, attr_type: int) -> list[bytes]:
-        return list(self._by_type.get(attr_type, ()))
+        return list(self.by_type.get(attr_type, ()))
 
     @cached_property
-    def _by_type(self) -> dict[int, list[bytes]]:
+    def by_type(self) -> dict[int, list[bytes]]:
         """The values of each attribute type, in order (a response is asked for several
-        types, and parsed packets are shared: parse_radius_packet's cache)."""
+        types, and parsed packets are shared: parse_radius_packet's cache). Read it, do
+        not change it: `values` gives a copy."""
         out: dict[int, list[bytes]] = {}
         for attr_type, value in self.attributes:
             out.setdefault(attr_type, []).append(value)
@@ -129,6 +130,7 @@ def _parse_radius_packet(data: bytes) -> RadiusPacket:
     if length > len(data):
         raise DecodeError(f"RADIUS Length {length} exceeds the {len(data)} bytes received")
     attributes, offsets = [], []
+    by_type: dict[int, list[bytes]] = {}
     pos = HEADER_LEN
     while pos < length:
         if pos + 2 > length:
@@ -140,11 +142,21 @@ def _parse_radius_packet(data: bytes) -> RadiusPacket:
         if end > length:
             raise DecodeError(f"truncated attribute {attr_type}: need {attr_len - 2} bytes, "
                               f"have {length - pos - 2}")
-        attributes.append((attr_type, data[pos + 2:end]))
+        value = data[pos + 2:end]
+        attributes.append((attr_type, value))
         offsets.append(pos + 2)
+        values = by_type.get(attr_type)
+        if values is None:
+            by_type[attr_type] = [value]
+        else:
+            values.append(value)
         pos = end
-    return RadiusPacket(code, identifier, data[4:HEADER_LEN], tuple(attributes),
-                        tuple(offsets))
+    packet = RadiusPacket(code, identifier, data[4:HEADER_LEN], tuple(attributes),
+                          tuple(offsets))
+    # by_type made in the same walk, stored where the cached_property keeps its value
+    # (its __get__ takes a lock on every first access in Python 3.11)
+    packet.__dict__["by_type"] = by_type
+    return packet
 
 
 _HEADER = struct.Struct("!BBH")

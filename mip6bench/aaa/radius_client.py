@@ -175,14 +175,15 @@ class RadiusClientCore:
         secret = self.config.secret
         if not verify_response_authenticator(data, secret, pending.authenticator):
             return self._drop("bad Response Authenticator", id=packet.identifier)
-        has_eap = bool(packet.values(EAP_MESSAGE))
-        if has_eap or packet.values(MESSAGE_AUTHENTICATOR):
+        by_type = packet.by_type      # each type's values, read here, not copied
+        eap_values = by_type.get(EAP_MESSAGE)
+        if eap_values or MESSAGE_AUTHENTICATOR in by_type:
             if not verify_message_authenticator(data, secret, pending.authenticator):
                 return self._drop("bad Message-Authenticator", id=packet.identifier)
         eap = None
-        if has_eap:
+        if eap_values:
             try:
-                eap = join_eap_message(packet.values(EAP_MESSAGE))
+                eap = join_eap_message(eap_values)
             except DecodeError as err:
                 return self._drop("malformed", detail=err.reason, id=packet.identifier)
         code = _CODES[packet.code]
@@ -197,8 +198,8 @@ class RadiusClientCore:
                 detail = err.reason
             else:
                 detail = ""
-        attributes = _attributes(packet)
-        state = packet.values(STATE)
+        attributes = _attributes(by_type)
+        state = by_type.get(STATE)
         del self.outstanding[packet.identifier]
         self._by_key.pop(pending.key, None)
         actions: list[Action] = [StopTimer(_timer(packet.identifier))]
@@ -277,18 +278,20 @@ class RadiusClientCore:
         return [Event("radius.drop", {"role": "client", "reason": reason, **fields})]
 
 
-def _attributes(packet) -> dict[str, Any]:
+def _attributes(by_type: dict[int, list[bytes]]) -> dict[str, Any]:
+    """What the PAA uses of an answer's attributes (RadiusPacket.by_type)."""
     out: dict[str, Any] = {}
-    user = packet.values(USER_NAME)
+    get = by_type.get
+    user = get(USER_NAME)
     if user:
         out["user_name"] = user[0].decode("utf-8", "replace")
-    timeout = packet.values(SESSION_TIMEOUT)
+    timeout = get(SESSION_TIMEOUT)
     if timeout:
         out["session_timeout"] = int.from_bytes(timeout[0], "big")
-    framed = packet.values(FRAMED_IPV6_ADDRESS)
+    framed = get(FRAMED_IPV6_ADDRESS)
     if framed:
         out["framed_ipv6_address"] = ipaddr.text6(framed[0])
-    reply = packet.values(REPLY_MESSAGE)
+    reply = get(REPLY_MESSAGE)
     if reply:
         out["reply_message"] = b"".join(reply).decode("utf-8", "replace")
     return out

@@ -318,7 +318,22 @@ def message_name(msg_type: int, flags: int) -> str:
 
 
 def encode_message(msg: Message) -> bytes:
-    body = b"".join([avp.encode() for avp in msg.avps])
+    # Avp.encode's checks and layout, inline: one loop, no call per AVP
+    parts = []
+    append = parts.append
+    ietf_head, vendor_head, padding = _AVP_HEADER.pack, _VENDOR_AVP_HEADER.pack, _PADDING
+    for avp in msg.avps:
+        code, value, vendor_id = avp.code, avp.value, avp.vendor_id
+        size = len(value)
+        if not 0 <= code <= 0xFFFF:
+            raise ValueError(f"AVP code {code} out of range")
+        if size > 0xFFFF:
+            raise ValueError("AVP value longer than 65535 bytes")
+        append(ietf_head(code, 0, size, 0) if vendor_id is None else
+               vendor_head(code, AVP_FLAG_V, size, 0, vendor_id))
+        append(value)
+        append(padding[size & 3])
+    body = b"".join(parts)
     length = HEADER_LEN + len(body)
     if length > MAX_MESSAGE_LEN:
         raise ValueError(f"PANA message of {length} bytes exceeds 65535")

@@ -55,7 +55,7 @@ class Agent:
         self.started_ns = time.monotonic_ns()
         self._fatal: asyncio.Future | None = None
         self._memory = MemoryProbe()
-        self._event_waiter: asyncio.Event | None = None   # set on every emit, if any
+        self._event_waiter: asyncio.Event | None = None   # set on every emit while one waits
 
     # --- for subclasses -------------------------------------------------------
     async def start(self) -> None:

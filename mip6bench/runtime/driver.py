@@ -12,6 +12,8 @@ For every action, in the order the core returned them:
                          `emit_fields(name, fields)` when given: Agent.emit_fields, the
                          Event's dict passed as it is, not unpacked into keywords)
     anything else        an effect: `apply(effect)` (a function or a coroutine function)
+    a class in `ignore`  nothing (effects that only inform, which the core has logged as
+                         events already: the PAA's PanaSessionOpen/Closed), by exact class
 
 Ordering of effects. Effects are applied one at a time in the order they were returned,
 each to its end (an awaited apply included) before the next, because kernel changes must
@@ -95,18 +97,15 @@ class _AfterBarrier:
 # Event included): looked up once per class, then by a dict lookup instead of a chain of
 # isinstance checks per action.
 _TRANSMIT, _START, _STOP, _EVENT, _EFFECT = "transmit", "start", "stop", "event", "effect"
-_KINDS: dict[type, str] = {}
+_IGNORE = "ignore"
 
 
 def _kind_of(cls: type) -> str:
     for base, kind in ((Transmit, _TRANSMIT), (StartTimer, _START), (StopTimer, _STOP),
                        (Event, _EVENT)):
         if issubclass(cls, base):
-            break
-    else:
-        kind = _EFFECT
-    _KINDS[cls] = kind
-    return kind
+            return kind
+    return _EFFECT
 
 
 class CoreDriver:
@@ -120,6 +119,7 @@ class CoreDriver:
                  batch_key: Callable[[Any], Hashable] | None = None,
                  max_batch: int = 256,
                  barriers: tuple[type, ...] = (),
+                 ignore: Iterable[type] = (),
                  clock: Callable[[], float] | None = None):
         if apply is not None and apply_batch is not None:
             raise ValueError("give apply or apply_batch, not both")
@@ -131,6 +131,8 @@ class CoreDriver:
         self._apply_many, self._batch_key, self._max_batch = apply_many, batch_key, max_batch
         self._barriers = tuple(barriers)
         self._barriers_pending = 0
+        # what execute() does with each class of action, filled as classes come
+        self._kinds: dict[type, str] = {cls: _IGNORE for cls in ignore}
         # The last failed effects (the event log has each): an effect that fails on every
         # handover must not grow the driver; errors_total counts them all.
         self.errors: deque[str] = deque(maxlen=ERRORS_KEPT)
@@ -166,9 +168,11 @@ class CoreDriver:
     # ------------------------------------------------------------------ executing
     def execute(self, actions: Actions) -> None:
         batch = [] if self._apply_batch is not None else None
-        kinds = _KINDS
+        kinds = self._kinds
         for action in actions:
-            kind = kinds.get(action.__class__) or _kind_of(action.__class__)
+            kind = kinds.get(action.__class__)
+            if kind is None:
+                kind = kinds[action.__class__] = _kind_of(action.__class__)
             if kind is _TRANSMIT:
                 if self._barriers_pending and not self._closed:
                     self._effect(_AfterBarrier(action))
@@ -183,6 +187,8 @@ class CoreDriver:
                     self._emit_fields(action.name, action.fields)
                 else:
                     self._emit(action.name, **action.fields)
+            elif kind is _IGNORE:
+                continue
             elif batch is not None:
                 batch.append(action)
             else:

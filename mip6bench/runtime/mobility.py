@@ -293,9 +293,11 @@ class WaitableEvents:
     """
 
     def _init_waitable(self) -> None:
-        # Agent.emit sets it on every event logged (an emit override here cost every
-        # event another call with its fields packed again)
-        self._event_logged = self._event_waiter = asyncio.Event()
+        # Agent.emit sets it on every event logged while a wait-event command waits (an
+        # emit override here cost every event another call with its fields packed
+        # again; setting it with nobody waiting, a call on every event)
+        self._event_logged = asyncio.Event()
+        self._event_waiters = 0
 
     def _find_event(self, name: str, match: dict, after_ns: int) -> dict | None:
         for entry in self.recent:
@@ -323,7 +325,14 @@ class WaitableEvents:
             if remaining <= 0:
                 raise LookupError(f"no {name} event matching {match} within {req.get('within', 10.0)} s")
             self._event_logged.clear()
+            # no await between the search above and here: no event can slip in between
+            self._event_waiters += 1
+            self._event_waiter = self._event_logged     # Agent.emit_fields sets it
             try:
                 await asyncio.wait_for(self._event_logged.wait(), remaining)
             except asyncio.TimeoutError:
                 pass
+            finally:
+                self._event_waiters -= 1
+                if not self._event_waiters:
+                    self._event_waiter = None

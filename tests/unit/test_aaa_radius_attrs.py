@@ -87,6 +87,20 @@ def test_parse_radius_packet_and_padding():
     assert parsed.attributes == ((24, b"st"), (1, b""))
 
 
+def test_a_parsed_packets_values_by_type_are_those_of_its_attributes():
+    # parse_radius_packet makes by_type in its walk; a packet built from fields makes it
+    # on first use: the same values, in order, and values() hands out copies
+    attrs = encode_attribute(79, b"a") + encode_attribute(24, b"st") + \
+        encode_attribute(79, b"b") + encode_attribute(1, b"")
+    parsed = parse_radius_packet(radius(ACCESS_ACCEPT, 3, REQUEST_AUTH, attrs))
+    built = type(parsed)(parsed.code, parsed.identifier, parsed.authenticator,
+                         parsed.attributes)
+    assert parsed.by_type == built.by_type == {79: [b"a", b"b"], 24: [b"st"], 1: [b""]}
+    copy = parsed.values(79)
+    copy.append(b"c")
+    assert parsed.values(79) == [b"a", b"b"] and parsed.values(18) == []
+
+
 @pytest.mark.parametrize("data, reason", [
     (b"\x01\x01\x00", "truncated RADIUS Length"),
     (struct.pack("!BBH", 1, 1, 19) + bytes(16), "RADIUS Length 19 outside 20..4096"),

@@ -30,9 +30,16 @@ def test_plain_entries_decode_to_what_the_standard_encoder_wrote():
     assert list(json.loads(line)) == list(entry)           # same field order
 
 
+def test_flat_lists_of_plain_scalars_are_written_as_the_standard_encoder_did():
+    for entry in ({"peers": ["a", "b"]}, {"when": (1, 2)}, {"none": []},
+                  {"mixed": ["x", 1, 2.5, True, None], "n": 3}):
+        assert encode_entry(entry) == old(entry), entry
+
+
 def test_entries_orjson_would_write_otherwise_take_the_standard_encoder():
-    for entry in ({"state": Color.RED}, {"level": Level.HIGH}, {"peers": ["a", "b"]},
-                  {"sub": {"x": 1}}, {"raw": b"\x00\x01"}, {"n": 2 ** 70},
+    for entry in ({"state": Color.RED}, {"level": Level.HIGH}, {"peers": ["a", b"b"]},
+                  {"sub": {"x": 1}}, {"nested": [[1]]}, {"odd": [Color.RED]},
+                  {"nan": [float("nan")]}, {"raw": b"\x00\x01"}, {"n": 2 ** 70},
                   {"v": float("nan")}, {"v": float("inf")}, {"s": "\ud800"},
                   {"when": (1, 2)}):
         assert encode_entry(entry) == old(entry), entry

@@ -217,3 +217,27 @@ def test_encode_refuses_oversized_messages():
     with pytest.raises(ValueError):
         m.Message(m.AUTH, m.FLAG_R, 1, 1, tuple(m.Avp(99, b"x" * 60000) for _ in range(2))
                   ).encode()
+
+
+def test_encode_message_lays_out_each_avp_as_avp_encode_does():
+    # encode_message writes the AVPs inline: the same bytes as Avp.encode, one by one
+    # (IETF and vendor AVPs, every padding length, an empty value)
+    avps = (m.Avp(m.AVP_NONCE, b"n" * 20), m.Avp(m.AVP_EAP_PAYLOAD, b"\1\2\0\5\1"),
+            m.Avp(7, b"ab", vendor_id=32473), m.Avp(8, b"abc", vendor_id=32473),
+            m.Avp(99, b""), m.Avp.u32(m.AVP_KEY_ID, 0xDEADBEEF))
+    msg = m.Message(m.AUTH, m.FLAG_R, 0x01020304, 77, avps)
+    body = b"".join(a.encode() for a in avps)
+    assert msg.encode() == m._HEADER.pack(0, m.HEADER_LEN + len(body), msg.flags, m.AUTH,
+                                          0x01020304, 77) + body
+    decoded = m.decode_message(msg.encode(), strict_reserved=True)
+    assert [(a.code, a.value, a.vendor_id) for a in decoded.avps] == \
+        [(a.code, a.value, a.vendor_id) for a in avps]
+
+
+@pytest.mark.parametrize("avp", [m.Avp(0x10000, b"x"), m.Avp(-1, b"x"),
+                                 m.Avp(2, b"x" * 0x10000)])
+def test_encode_message_refuses_what_avp_encode_refuses(avp):
+    with pytest.raises(ValueError):
+        avp.encode()
+    with pytest.raises(ValueError):
+        m.Message(m.AUTH, m.FLAG_R, 1, 1, (avp,)).encode()

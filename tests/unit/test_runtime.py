@@ -762,3 +762,65 @@ def test_agent_loop_long_timers_are_not_late_by_the_kernels_slack():
     finally:
         loop.close()
     assert 0 <= min(lateness) < 0.0003, lateness
+
+
+def test_core_driver_skips_the_classes_it_is_told_to_ignore_by_exact_class():
+    class Informs(Effect):
+        pass
+
+    class InformsMore(Informs):
+        pass
+
+    applied, sent = [], []
+    driver = CoreDriver(send=sent.append, on_timer=lambda k, n: [], apply=applied.append,
+                        emit=lambda *a, **k: None, ignore=(Informs,), clock=ManualClock())
+    tx = Transmit(b"x", "::1", port=1)
+    a, b = Informs(), InformsMore()
+    driver.execute([a, tx, b, a])
+    assert sent == [tx] and applied == [b]      # a subclass is not ignored
+    other = CoreDriver(send=sent.append, on_timer=lambda k, n: [], apply=applied.append,
+                       emit=lambda *a, **k: None, clock=ManualClock())
+    other.execute([a])                          # the ignore list is the driver's own
+    assert applied == [b, a]
+
+
+def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(tmp_path):
+    """WaitableEvents: two wait-event commands at once, each woken by the event it waits
+    for as it is logged; with no command waiting, emitting an event sets no asyncio.Event
+    (Agent._event_waiter is None)."""
+    from mip6bench.runtime.agent import Agent
+    from mip6bench.runtime.config import AgentConfig
+    from mip6bench.runtime.mobility import WaitableEvents
+
+    class Waiting(WaitableEvents, Agent):
+        pass
+
+    async def body():
+        path = tmp_path / "w.jsonl"
+        config = AgentConfig(node="n", agent="w", control="unused", events=str(path),
+                             options={})
+        agent = Waiting(config, None, EventLog(path, "n", "w"))
+        agent._init_waitable()
+        agent.emit("noise", k=0)
+        assert agent._event_waiter is None
+        first = asyncio.ensure_future(agent.cmd_wait_event({"event": "a", "match": {"k": 1},
+                                                            "after_ns": 0, "within": 5}))
+        second = asyncio.ensure_future(agent.cmd_wait_event({"event": "b", "after_ns": 0,
+                                                             "within": 5}))
+        await asyncio.sleep(0)                  # one loop turn: both commands run to their wait
+        assert agent._event_waiter is agent._event_logged and agent._event_waiters == 2
+        agent.emit("a", k=2)                    # not the one asked for
+        await asyncio.sleep(0)                  # a loop turn: neither is answered by it
+        assert not first.done() and not second.done()
+        agent.emit("a", k=1)
+        assert (await first)["k"] == 1 and not second.done()
+        assert agent._event_waiters == 1
+        agent.emit("b")
+        assert (await second)["event"] == "b"
+        assert agent._event_waiter is None and agent._event_waiters == 0
+        agent._event_logged.clear()
+        agent.emit("noise", k=3)
+        assert not agent._event_logged.is_set()
+        agent._log.close()
+
+    asyncio.run(body())
