@@ -82,6 +82,27 @@ from mip6bench.net.shaping import Shaper
 
 CLOSERS = 16           # threads that close deleted links' TAP fds (see the docstring)
 MAX_EVENTS = 1024      # epoll events taken per wakeup
+# How long before a frame's departure the hub's sleep ends (ns): the rest it waits out
+# polling (epoll_wait with no timeout, reading what arrives, writing what is due), so a
+# vCPU's late wake-up from the timer (0-116 us measured here) is not added to the
+# emulated delay. Never while nothing is due. MIP6BENCH_HUB_EARLY_US overrides it
+# (0: no polling, the sleep ends at the departure time).
+EARLY_NS = 120_000
+
+
+def early_ns() -> int:
+    """EARLY_NS, or MIP6BENCH_HUB_EARLY_US (0-1000 us) when set."""
+    text = os.environ.get("MIP6BENCH_HUB_EARLY_US")
+    if text is None:
+        return EARLY_NS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise Mip6benchError(f"MIP6BENCH_HUB_EARLY_US={text!r} is not a time in us from 0 to 1000",
+                             "unset it for the default (120)")
+    return int(value * 1000)
 
 
 class _Dir:
@@ -114,7 +135,7 @@ class Hub:
 
     def __init__(self, ctl_fd: int | None = 0, out_fd: int = 1,
                  open_link: "Callable[[list[str]], tuple] | None" = None,
-                 closer: "Callable[[int], Any] | None" = None):
+                 closer: "Callable[[int], Any] | None" = None, early: int | None = None):
         self.ctl_fd, self.out_fd = ctl_fd, out_fd
         self.open_link = open_link
         self.close_fd = closer or os.close
@@ -129,6 +150,8 @@ class Hub:
         if ctl_fd is not None:
             self.ep.register(ctl_fd, select.EPOLLIN)
         self.gone = 0  # links removed because a TAP vanished
+        self.early_ns = EARLY_NS if early is None else early
+        self.polls = 0  # non-blocking polls made while a departure was near (the spin)
 
     # -- links --------------------------------------------------------------------
 
@@ -190,7 +213,8 @@ class Hub:
                 return self._add(req, shlex.split(words[2]) if len(words) > 2 else [])
             if words[1] == "links":
                 return self._reply(req, {"ok": True, "links": len(self.links),
-                                         "gone": self.gone})
+                                         "gone": self.gone, "early_us": self.early_ns / 1000,
+                                         "polls": self.polls})
             try:
                 link = self.links[int(words[1])]
             except (ValueError, KeyError):
@@ -323,12 +347,17 @@ class Hub:
         epfd = ep.fileno()
         precise = epfd < FD_SETSIZE
         sel = select.select
+        early = self.early_ns
         while True:
             due = self.next_due()
             if due is None:
                 timeout = None
             else:
-                wait = due - now_ns()
+                # Before a frame's departure (not a `wait`'s deadline) the sleep ends
+                # `early` ahead of it; from there the loop polls (timeout 0: reads what
+                # arrives, writes what is due) until the departure has come, so the
+                # timer's late wake-up is not added to the delay.
+                wait = due - now_ns() - (early if self.heap and self.heap[0][0] == due else 0)
                 timeout = wait / 1e9 if wait > 0 else 0
             if precise:
                 if timeout != 0 and not sel((epfd,), (), (), timeout)[0]:  # microsecond timeout
@@ -340,6 +369,8 @@ class Hub:
                     if self.waits:
                         self.poll_waits(now)
                     continue
+                if timeout == 0:
+                    self.polls += 1
                 events = ep.poll(0, MAX_EVENTS)
             else:
                 events = ep.poll(-1 if timeout is None else timeout, MAX_EVENTS)
@@ -404,7 +435,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
     closers = ThreadPoolExecutor(CLOSERS, thread_name_prefix="close")
-    hub = Hub(open_link=_open_tap_link, closer=lambda fd: closers.submit(os.close, fd))
+    try:
+        early = early_ns()
+    except Mip6benchError as exc:
+        print(f"linkhub: error: {exc}", file=sys.stderr)
+        return 2
+    hub = Hub(open_link=_open_tap_link, closer=lambda fd: closers.submit(os.close, fd), early=early)
     code = EXIT_OK
     try:
         os.write(1, _json_line({"ready": True, "pid": os.getpid()}))
