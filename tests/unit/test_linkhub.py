@@ -261,6 +261,31 @@ class _CountingEpoll:
         return getattr(self.ep, name)
 
 
+def _one_link_hub(early: int):
+    """A hub (control and output on pipes, polls counted) with one 1 ms link between two
+    datagram socketpairs; returns hub, link id, the counting epoll, the four pipe fds
+    and the link's two far ends."""
+    ctl_r, ctl_w = os.pipe()
+    out_r, out_w = os.pipe()
+    hub = Hub(ctl_fd=ctl_r, out_fd=out_w, early=early)
+    a_far, a_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    b_far, b_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for s in (a_near, b_near):
+        s.setblocking(False)
+    lid = hub.attach(a_near.detach(), b_near.detach(), Shaper(LinkParams(delay_ms=1), 1, "x/ab"),
+                     Shaper(LinkParams(delay_ms=1), 1, "x/ba"))
+    hub.ep = counting = _CountingEpoll(hub.ep)
+    return hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far)
+
+
+def _close_hub(hub, fds, socks) -> None:
+    hub.close()
+    for fd in fds:
+        os.close(fd)
+    for s in socks:
+        s.close()
+
+
 def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_the_writes(monkeypatch):
     """Injected clock and select: a frame found readable at t0 leaves at t0 + delay, and
     the wakeup that ends the hub's wait for it (select's timeout, nothing readable) does
@@ -272,16 +297,7 @@ def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_th
 
     import mip6bench.net.linkhub as linkhub
 
-    ctl_r, ctl_w = os.pipe()
-    out_r, out_w = os.pipe()
-    hub = Hub(ctl_fd=ctl_r, out_fd=out_w, early=0)
-    a_far, a_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    b_far, b_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for s in (a_near, b_near):
-        s.setblocking(False)
-    lid = hub.attach(a_near.detach(), b_near.detach(), Shaper(LinkParams(delay_ms=1), 1, "x/ab"),
-                     Shaper(LinkParams(delay_ms=1), 1, "x/ba"))
-    hub.ep = counting = _CountingEpoll(hub.ep)
+    hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far) = _one_link_hub(early=0)
     t0 = 5_000 * MS
     clock = [t0]
     waits = []          # (timeout asked for, epoll polls so far, frames b has received)
@@ -343,11 +359,7 @@ def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_th
         assert received[0][1] == t0 + MS + 30_000 and received[1][1] == t0 + 7 * MS
         assert stats.late_ns_total == 30_000 + 4 * MS and stats.late_ns_max == 4 * MS
     finally:
-        hub.close()
-        for fd in (ctl_r, out_r, out_w):
-            os.close(fd)
-        a_far.close()
-        b_far.close()
+        _close_hub(hub, (ctl_r, out_r, out_w), (a_far, b_far))
 
 
 def test_the_hub_wakes_early_and_polls_until_the_departure_only_while_a_frame_is_due(monkeypatch):
@@ -361,16 +373,7 @@ def test_the_hub_wakes_early_and_polls_until_the_departure_only_while_a_frame_is
     import mip6bench.net.linkhub as linkhub
 
     early = 120_000
-    ctl_r, ctl_w = os.pipe()
-    out_r, out_w = os.pipe()
-    hub = Hub(ctl_fd=ctl_r, out_fd=out_w, early=early)
-    a_far, a_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    b_far, b_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-    for s in (a_near, b_near):
-        s.setblocking(False)
-    lid = hub.attach(a_near.detach(), b_near.detach(), Shaper(LinkParams(delay_ms=1), 1, "x/ab"),
-                     Shaper(LinkParams(delay_ms=1), 1, "x/ba"))
-    hub.ep = counting = _CountingEpoll(hub.ep)
+    hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far) = _one_link_hub(early=early)
     t0 = 5_000 * MS
     clock = [t0]
     selects = []
@@ -418,11 +421,7 @@ def test_the_hub_wakes_early_and_polls_until_the_departure_only_while_a_frame_is
         assert 1 <= received[0][2] <= 10 and counting.polls >= received[0][2]
         assert received[0][1] >= t0 + MS and stats.late_ns_max <= 10_000
     finally:
-        hub.close()
-        for fd in (ctl_r, out_r, out_w):
-            os.close(fd)
-        a_far.close()
-        b_far.close()
+        _close_hub(hub, (ctl_r, out_r, out_w), (a_far, b_far))
 
 
 def test_the_early_margin_from_the_environment_is_checked(monkeypatch):
