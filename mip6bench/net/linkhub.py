@@ -85,9 +85,14 @@ MAX_EVENTS = 1024      # epoll events taken per wakeup
 # How long before a frame's departure the hub's sleep ends (ns): the rest it waits out
 # polling (epoll_wait with no timeout, reading what arrives, writing what is due), so a
 # vCPU's late wake-up from the timer (0-116 us measured here) is not added to the
-# emulated delay. Never while nothing is due. MIP6BENCH_HUB_EARLY_US overrides it
-# (0: no polling, the sleep ends at the departure time).
+# emulated delay. Never while nothing is due; each poll first yields the CPU to anything
+# else runnable on it (without that, two hubs at nice -10 polling on this 2-vCPU VM kept
+# agents waiting: the MN's Binding Update left ~1.5 ms later). MIP6BENCH_HUB_EARLY_US
+# overrides it (0: no polling, the sleep ends at the departure time).
 EARLY_NS = 120_000
+
+
+yield_cpu = os.sched_yield
 
 
 def early_ns() -> int:
@@ -370,7 +375,11 @@ class Hub:
                         self.poll_waits(now)
                     continue
                 if timeout == 0:
+                    # Polling out the margin: give the CPU to anything else runnable on
+                    # it first (an agent woken meanwhile runs; the hub at nice -10 would
+                    # otherwise keep it waiting), and come straight back when nothing is.
                     self.polls += 1
+                    yield_cpu()
                 events = ep.poll(0, MAX_EVENTS)
             else:
                 events = ep.poll(-1 if timeout is None else timeout, MAX_EVENTS)
