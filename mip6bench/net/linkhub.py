@@ -31,7 +31,9 @@ found its TAP readable (the one stamp for everything read then), the earliest mo
 the hub can know of it: a TAP read gives no kernel receive time, so the hub's wake-up
 latency after the frame arrived (1-30 us on an idle machine, more when the hub is busy
 or its vCPU halted) cannot be taken off. A frame whose departure has passed when the
-hub gets to it leaves at once (`late_ns_*` in `stats`).
+hub gets to it leaves at once (`late_ns_*` in `stats`). With MIP6BENCH_HUB_EARLY_US
+(EARLY_NS, off by default) the sleep before a departure ends early and the rest is
+polled out, yielding the CPU between polls.
 
 Closing a TAP's last fd deletes the interface, which costs the kernel ~20 ms of
 synchronize_net each; in one thread 3,000 links would take a minute to go. Deleted
@@ -87,9 +89,11 @@ MAX_EVENTS = 1024      # epoll events taken per wakeup
 # vCPU's late wake-up from the timer (0-116 us measured here) is not added to the
 # emulated delay. Never while nothing is due; each poll first yields the CPU to anything
 # else runnable on it (without that, two hubs at nice -10 polling on this 2-vCPU VM kept
-# agents waiting: the MN's Binding Update left ~1.5 ms later). MIP6BENCH_HUB_EARLY_US
-# overrides it (0: no polling, the sleep ends at the departure time).
-EARLY_NS = 120_000
+# agents waiting: the MN's Binding Update left ~1.5 ms later). Off by default (0: the
+# sleep ends at the departure time): on this 2-vCPU VM it made the link check more
+# faithful but no bootstrap phase reliably faster, and with the yield the SA push was
+# later under load (README, "Link emulation"). MIP6BENCH_HUB_EARLY_US=120 turns it on.
+EARLY_NS = 0
 
 
 yield_cpu = os.sched_yield
@@ -106,7 +110,7 @@ def early_ns() -> int:
         value = -1.0
     if not 0 <= value <= 1000:
         raise Mip6benchError(f"MIP6BENCH_HUB_EARLY_US={text!r} is not a time in us from 0 to 1000",
-                             "unset it for the default (120)")
+                             "unset it for the default (0: off)")
     return int(value * 1000)
 
 
