@@ -78,7 +78,7 @@ NAME = "attacks"
 ESTIMATED_RUN_S = 45.0
 SWEEP_METRICS = ["accepted_total", "disturbed_total"]
 _bootstrap = load("bootstrap")
-PARAMS = [s for s in _bootstrap.PARAMS if s.name != "sa"] + [
+PARAMS = [s for s in _bootstrap.PARAMS if s.name not in ("sa", "plain_probes")] + [
     ParamSpec("flood_sources", int, 16, "PCI flood: spoofed source addresses", 1, 2048),
     ParamSpec("flood_per_source", int, 8, "PCI flood: PCIs per source (each from its own port)", 1, 16),
     ParamSpec("rate", float, 200.0, "UDP probes per second, CN to mn1's home address", 1, 5000),
@@ -655,7 +655,7 @@ def run(tb, params) -> dict:
                 "paa": Tap(home, "home-paa", _keep)}
     ctx.attacker = Attacker(tb.node_pid("atk"))
     try:
-        boot = _bootstrap.run(tb, {**params, "sa": "push"})["bootstrap"]
+        boot = _bootstrap.run(tb, {**params, "sa": "push"}, plain=False)["bootstrap"]
         if any(m.get("total_ms") is None for m in boot["per_mn"]):
             raise Mip6benchError(f"the MNs did not bootstrap and register: {boot['notes']}")
         agent = tb.mobility_agent(ctx.mn1)

@@ -63,7 +63,7 @@ from mip6bench.runtime.eventlog import read_events
 
 NAME = "bootstrap"
 SWEEP_METRICS = ["bootstrap.pana_ms", "bootstrap.total_ms"]
-ESTIMATED_RUN_S = 10.0  # for sweeps: one run, network start and teardown included
+ESTIMATED_RUN_S = 14.0  # for sweeps: one run, network start and teardown included
 PARAMS = [
     ParamSpec("aaa", str, "embedded", "AAA server: embedded agent or hostapd (RADIUS)",
               choices=("embedded", "radius")),
@@ -77,6 +77,9 @@ PARAMS = [
     ParamSpec("registration_wait_s", float, 10.0, "how long to wait for each HA registration "
               "once bootstrapped", 0, 600),
     ParamSpec("sa_lifetime", int, 600, "MIPv6 SA lifetime the PAA grants (s)", 1, 86400),
+    ParamSpec("plain_probes", int, 3, "plain-path probes after the bootstrap (push): bare UDP "
+              "datagrams PAA -> HA over the same path, each after the HA agent's idle gap "
+              "before the push (0: none)", 0, 20),
     ParamSpec("warmup", bool, True, "ping MN->PAA, PAA->AAA, PAA->HA and across every router link first so that "
               "neighbour caches are warm (false: cold start, Neighbour Discovery included)"),
 ]
@@ -112,7 +115,9 @@ def _wait_event(agent, event: str, after_ns: int, within: float,
         return None
 
 
-def run(tb, params) -> dict:
+def run(tb, params, plain: bool = True) -> dict:
+    """The bootstrap of every MN, measured; then (plain, sa=push) the plain path PAA -> HA
+    (`plain_path`; the paper's scenario runs it at its end instead)."""
     mns = [n.name for n in tb.plan.by_role("mn")]
     agents = {mn: tb.mobility_agent(mn) for mn in mns}
     notes: list[str] = []
@@ -193,9 +198,31 @@ def run(tb, params) -> dict:
     if nsis:
         summary["nsis_create_verified"] = sum(1 for m in per_mn if m.get("nsis_create_verified"))
         summary["nsis"] = nsis_summary(per_mn)
+    if plain:
+        summary["sa_plain_path"] = plain_path(tb, summary, params, events)
     summary["agents"] = {f"{n}/{a}": {"startup_ms": p.startup_ms, "rss_kb": p.rss_kb()}
                          for (n, a), p in tb.agents.items()}
     return {"bootstrap": summary}
+
+
+def plain_path(tb, b: dict, params, events: list[dict] | None = None) -> dict | None:
+    """The SA push's plain path in this run (sa=push, plain_probes > 0; else None): bare
+    UDP datagrams from the PAA's namespace to the HA's address over the same emulated
+    path, each received by a minimal receiver in the HA's namespace after the idle gap
+    the HA agent had before the push (mip6bench/measure/plainpath.py), next to the
+    phase as measured and its floor."""
+    from mip6bench.measure import plainpath
+
+    count = params.get("plain_probes", 0)
+    if params["sa"] != "push" or not count or b.get("sa_push_ms") is None:
+        return None
+    events = _load_events(tb) if events is None else events
+    push = next((e for e in events if e["event"] == "sadist.push_sent" and e["node"] == "paa"), None)
+    gap = plainpath.probe_gap_ms(plainpath.idle_gap_ms(events, "ha", "ha", push["t_ns"])
+                                 if push else None)
+    svc = tb.bootstrap
+    samples = plainpath.probe(tb, "paa", svc.paa_address, "ha", svc.ha_address, gap / 1e3, count)
+    return plainpath.summarize(samples, b["floors"]["sa_push_ms"], b["sa_push_ms"], gap, count)
 
 
 NSIS_TIMED_OUT = "firewall traversal timed out"   # the MN core's ro_off reason
@@ -343,6 +370,9 @@ def summarize(metrics: dict) -> str:
     if "nsis_create_verified" in b:
         lines.append(f"NSIS: the PANA token opened the firewall for {b['nsis_create_verified']}/{b['mns']} "
                      "MNs (CREATE verified at the NF)")
+    if b.get("sa_plain_path"):
+        from mip6bench.measure.plainpath import format_line
+        lines.append(format_line(b["sa_plain_path"]))
     for note in b["notes"]:
         lines.append(f"note: {note}")
     return "\n".join(lines)

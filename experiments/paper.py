@@ -69,7 +69,7 @@ def run(tb, params) -> dict:
 
     steps.begin("bootstrap: PANA (EAP-PSK), SA to the HA, home registration")
     t0 = time.monotonic_ns()
-    boot = _bootstrap.run(tb, params)["bootstrap"]
+    boot = _bootstrap.run(tb, params, plain=False)["bootstrap"]
     if boot["total_ms"] is None:
         raise Mip6benchError(f"{mn} did not bootstrap and register: {boot['notes']}")
     steps.end(f"{boot['total_ms']:.0f} ms")
@@ -91,6 +91,9 @@ def run(tb, params) -> dict:
     moves = {**params, "route_optimization": True}
     ho = _handover.handovers(tb, mn, moves, on_move=lambda i, m: steps.end(
         f"{m['from']} -> {m['to']}", begin=f"handover {i + 1}"))
+    # The SA push's plain path, at the end: the network quiet again, the HA's idle gap
+    # before the push given to the receiver (experiments/bootstrap.py, plain_path).
+    boot["sa_plain_path"] = _bootstrap.plain_path(tb, boot, params)
     return {"paper": {
         "phases": phase_table(boot, trav, trav_floors, ho["handover"], one_way(tb.params, "access")),
         "bootstrap": boot, "traversal": {**trav, "floors": trav_floors},
@@ -169,6 +172,9 @@ def summarize(metrics: dict) -> str:
                  "(floor - fixed waits): the HA's DAD in the home registration; in a handover the "
                  "wait for the next Router Advertisement, DAD of a new care-of address and, in the "
                  "disruption, the layer-2 gap (as they happened)")
+    if p["bootstrap"].get("sa_plain_path"):
+        from mip6bench.measure.plainpath import format_line
+        lines.append(format_line(p["bootstrap"]["sa_plain_path"]))
     note = _handover.mn_sequencing_note(p["handovers"])
     if note:
         lines.append(note)

@@ -86,7 +86,7 @@ PARAMS = [ParamSpec("grid", str, DEFAULT_GRID, "numbers of MNs, one network each
                     "down, so their times are not the unprofiled ones): the report lists where "
                     "their time went")] + [
     dataclasses.replace(s, default=_LONGER[s.name]) if s.name in _LONGER else s
-    for s in _bootstrap.PARAMS]
+    for s in _bootstrap.PARAMS if s.name != "plain_probes"]
 TOPOLOGY_DEFAULTS = {"mipv6": "bootstrap", "ra_min_ms": 1000.0, "ra_max_ms": 3000.0}
 SERVERS = (("paa", "paa"), ("aaa", "aaa"), ("ha", "ha"), ("fw", "fw"))
 
@@ -238,7 +238,7 @@ def run_point(n: int, params: dict, topo: dict, out_dir: Path) -> dict:
         fw_loop0 = cpu_s(pids["fw"], pids["fw"])
         t_cpu0 = time.monotonic()
         try:
-            boot = _bootstrap.run(tb, params)["bootstrap"]
+            boot = _bootstrap.run(tb, params, plain=False)["bootstrap"]
             point["error"] = None
         except (Mip6benchError, ControlError) as exc:  # e.g. an agent died under the load
             boot = None

@@ -31,7 +31,9 @@ found its TAP readable (the one stamp for everything read then), the earliest mo
 the hub can know of it: a TAP read gives no kernel receive time, so the hub's wake-up
 latency after the frame arrived (1-30 us on an idle machine, more when the hub is busy
 or its vCPU halted) cannot be taken off. A frame whose departure has passed when the
-hub gets to it leaves at once (`late_ns_*` in `stats`).
+hub gets to it leaves at once (`late_ns_*` in `stats`). With MIP6BENCH_HUB_EARLY_US
+(EARLY_NS, off by default) the sleep before a departure ends early and the rest is
+polled out, yielding the CPU between polls.
 
 Closing a TAP's last fd deletes the interface, which costs the kernel ~20 ms of
 synchronize_net each; in one thread 3,000 links would take a minute to go. Deleted
@@ -82,6 +84,34 @@ from mip6bench.net.shaping import Shaper
 
 CLOSERS = 16           # threads that close deleted links' TAP fds (see the docstring)
 MAX_EVENTS = 1024      # epoll events taken per wakeup
+# How long before a frame's departure the hub's sleep ends (ns): the rest it waits out
+# polling (epoll_wait with no timeout, reading what arrives, writing what is due), so a
+# vCPU's late wake-up from the timer (0-116 us measured here) is not added to the
+# emulated delay. Never while nothing is due; each poll first yields the CPU to anything
+# else runnable on it (without that, two hubs at nice -10 polling on this 2-vCPU VM kept
+# agents waiting: the MN's Binding Update left ~1.5 ms later). Off by default (0: the
+# sleep ends at the departure time): on this 2-vCPU VM it made the link check more
+# faithful but no bootstrap phase reliably faster, and with the yield the SA push was
+# later under load (README, "Link emulation"). MIP6BENCH_HUB_EARLY_US=120 turns it on.
+EARLY_NS = 0
+
+
+yield_cpu = os.sched_yield
+
+
+def early_ns() -> int:
+    """EARLY_NS, or MIP6BENCH_HUB_EARLY_US (0-1000 us) when set."""
+    text = os.environ.get("MIP6BENCH_HUB_EARLY_US")
+    if text is None:
+        return EARLY_NS
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1000:
+        raise Mip6benchError(f"MIP6BENCH_HUB_EARLY_US={text!r} is not a time in us from 0 to 1000",
+                             "unset it for the default (0: off)")
+    return int(value * 1000)
 
 
 class _Dir:
@@ -114,7 +144,7 @@ class Hub:
 
     def __init__(self, ctl_fd: int | None = 0, out_fd: int = 1,
                  open_link: "Callable[[list[str]], tuple] | None" = None,
-                 closer: "Callable[[int], Any] | None" = None):
+                 closer: "Callable[[int], Any] | None" = None, early: int | None = None):
         self.ctl_fd, self.out_fd = ctl_fd, out_fd
         self.open_link = open_link
         self.close_fd = closer or os.close
@@ -129,6 +159,8 @@ class Hub:
         if ctl_fd is not None:
             self.ep.register(ctl_fd, select.EPOLLIN)
         self.gone = 0  # links removed because a TAP vanished
+        self.early_ns = EARLY_NS if early is None else early
+        self.polls = 0  # non-blocking polls made while a departure was near (the spin)
 
     # -- links --------------------------------------------------------------------
 
@@ -190,7 +222,8 @@ class Hub:
                 return self._add(req, shlex.split(words[2]) if len(words) > 2 else [])
             if words[1] == "links":
                 return self._reply(req, {"ok": True, "links": len(self.links),
-                                         "gone": self.gone})
+                                         "gone": self.gone, "early_us": self.early_ns / 1000,
+                                         "polls": self.polls})
             try:
                 link = self.links[int(words[1])]
             except (ValueError, KeyError):
@@ -323,12 +356,17 @@ class Hub:
         epfd = ep.fileno()
         precise = epfd < FD_SETSIZE
         sel = select.select
+        early = self.early_ns
         while True:
             due = self.next_due()
             if due is None:
                 timeout = None
             else:
-                wait = due - now_ns()
+                # Before a frame's departure (not a `wait`'s deadline) the sleep ends
+                # `early` ahead of it; from there the loop polls (timeout 0: reads what
+                # arrives, writes what is due) until the departure has come, so the
+                # timer's late wake-up is not added to the delay.
+                wait = due - now_ns() - (early if self.heap and self.heap[0][0] == due else 0)
                 timeout = wait / 1e9 if wait > 0 else 0
             if precise:
                 if timeout != 0 and not sel((epfd,), (), (), timeout)[0]:  # microsecond timeout
@@ -340,6 +378,12 @@ class Hub:
                     if self.waits:
                         self.poll_waits(now)
                     continue
+                if timeout == 0:
+                    # Polling out the margin: give the CPU to anything else runnable on
+                    # it first (an agent woken meanwhile runs; the hub at nice -10 would
+                    # otherwise keep it waiting), and come straight back when nothing is.
+                    self.polls += 1
+                    yield_cpu()
                 events = ep.poll(0, MAX_EVENTS)
             else:
                 events = ep.poll(-1 if timeout is None else timeout, MAX_EVENTS)
@@ -404,7 +448,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError:
         pass
     closers = ThreadPoolExecutor(CLOSERS, thread_name_prefix="close")
-    hub = Hub(open_link=_open_tap_link, closer=lambda fd: closers.submit(os.close, fd))
+    try:
+        early = early_ns()
+    except Mip6benchError as exc:
+        print(f"linkhub: error: {exc}", file=sys.stderr)
+        return 2
+    hub = Hub(open_link=_open_tap_link, closer=lambda fd: closers.submit(os.close, fd), early=early)
     code = EXIT_OK
     try:
         os.write(1, _json_line({"ready": True, "pid": os.getpid()}))

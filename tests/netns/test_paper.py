@@ -26,6 +26,10 @@ def test_main_job_writes_every_phase_report_and_plot(tmp_path):
     # The parts add up: discovery + EAP is the bootstrap's PANA phase.
     b = paper["bootstrap"]
     assert abs(b["discovery_ms"] + b["eap_ms"] - b["pana_ms"]) < 0.01
+    # The SA push against its plain path, measured at the run's end.
+    plain = b["sa_plain_path"]
+    assert plain["answered"] >= 1 and plain["awake_ms"] >= plain["kernel_ms"] >= plain["floor_ms"]
+    assert "the implementation over the plain path" in proc.stdout
     assert paper["tcp_survived"] and paper["traversal"]["ro_established"]
     report = (tmp_path / "report.md").read_text()
     assert "PAA discovery" in report and "phases.png" in report

@@ -261,19 +261,13 @@ class _CountingEpoll:
         return getattr(self.ep, name)
 
 
-def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_the_writes(monkeypatch):
-    """Injected clock and select: a frame found readable at t0 leaves at t0 + delay, and
-    the wakeup that ends the hub's wait for it (select's timeout, nothing readable) does
-    no epoll_wait and no reads ahead of the write; a wakeup past the departure sends at
-    once, its lateness counted. Without a kernel receive time on a TAP read, t0 is the
-    time read just after the wakeup that found the frame."""
-    import select as select_module
-
-    import mip6bench.net.linkhub as linkhub
-
+def _one_link_hub(early: int):
+    """A hub (control and output on pipes, polls counted) with one 1 ms link between two
+    datagram socketpairs; returns hub, link id, the counting epoll, the four pipe fds
+    and the link's two far ends."""
     ctl_r, ctl_w = os.pipe()
     out_r, out_w = os.pipe()
-    hub = Hub(ctl_fd=ctl_r, out_fd=out_w)
+    hub = Hub(ctl_fd=ctl_r, out_fd=out_w, early=early)
     a_far, a_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     b_far, b_near = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     for s in (a_near, b_near):
@@ -281,6 +275,29 @@ def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_th
     lid = hub.attach(a_near.detach(), b_near.detach(), Shaper(LinkParams(delay_ms=1), 1, "x/ab"),
                      Shaper(LinkParams(delay_ms=1), 1, "x/ba"))
     hub.ep = counting = _CountingEpoll(hub.ep)
+    return hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far)
+
+
+def _close_hub(hub, fds, socks) -> None:
+    hub.close()
+    for fd in fds:
+        os.close(fd)
+    for s in socks:
+        s.close()
+
+
+def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_the_writes(monkeypatch):
+    """Injected clock and select: a frame found readable at t0 leaves at t0 + delay, and
+    the wakeup that ends the hub's wait for it (select's timeout, nothing readable) does
+    no epoll_wait and no reads ahead of the write; a wakeup past the departure sends at
+    once, its lateness counted. Without a kernel receive time on a TAP read, t0 is the
+    time read just after the wakeup that found the frame. (Without the early wake-up:
+    early=0; the next test has it.)"""
+    import select as select_module
+
+    import mip6bench.net.linkhub as linkhub
+
+    hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far) = _one_link_hub(early=0)
     t0 = 5_000 * MS
     clock = [t0]
     waits = []          # (timeout asked for, epoll polls so far, frames b has received)
@@ -342,8 +359,82 @@ def test_delay_runs_from_the_wakeup_stamp_and_a_timer_wakeup_goes_straight_to_th
         assert received[0][1] == t0 + MS + 30_000 and received[1][1] == t0 + 7 * MS
         assert stats.late_ns_total == 30_000 + 4 * MS and stats.late_ns_max == 4 * MS
     finally:
-        hub.close()
-        for fd in (ctl_r, out_r, out_w):
-            os.close(fd)
-        a_far.close()
-        b_far.close()
+        _close_hub(hub, (ctl_r, out_r, out_w), (a_far, b_far))
+
+
+def test_the_hub_wakes_early_and_polls_until_the_departure_only_while_a_frame_is_due(monkeypatch):
+    """Injected clock and select: with a frame due at t0 + 1 ms the sleep ends `early`
+    before it; the timer, 40 us late even so, leaves the hub 80 us ahead of the
+    departure, which it polls out (non-blocking epoll_wait, no write) and then writes the
+    frame at its departure time exactly (no lateness). With nothing due the sleep has no
+    timeout and nothing polls."""
+    import select as select_module
+
+    import mip6bench.net.linkhub as linkhub
+
+    early = 120_000
+    hub, lid, counting, (ctl_r, ctl_w, out_r, out_w), (a_far, b_far) = _one_link_hub(early=early)
+    t0 = 5_000 * MS
+    clock = [t0]
+    selects = []
+    received = []
+    b_far.setblocking(False)
+
+    def now():
+        # Every clock read while polling moves time on by 10 us (the loop's own cost).
+        if hub.polls and clock[0] < t0 + MS:
+            clock[0] += 10_000
+        return clock[0]
+
+    def wake_1(timeout):        # a frame arrives; the hub wakes at t0 and reads it
+        a_far.send(b"one")
+        return True
+
+    def wake_2(timeout):        # the timer: asked for t0 + 1 ms - early, 40 us late
+        clock[0] = t0 + MS - early + 40_000
+        return False
+
+    def wake_3(timeout):        # nothing due: stdin EOF ends the hub
+        try:
+            received.append((b_far.recv(100), clock[0], hub.polls))
+        except BlockingIOError:
+            pass
+        os.close(ctl_w)
+        return True
+
+    script = [wake_1, wake_2, wake_3]
+
+    def fake_select(rlist, wlist, xlist, timeout=None):
+        selects.append(timeout)
+        return (list(rlist) if script.pop(0)(timeout) else [], [], [])
+
+    monkeypatch.setattr(select_module, "select", fake_select)
+    monkeypatch.setattr(linkhub.time, "monotonic_ns", now)
+    hub.run()
+    stats = hub.links[lid].relay.ab
+    try:
+        assert selects[0] is None and selects[2] is None            # nothing due: no timeout
+        assert selects[1] == pytest.approx((MS - early) / 1e9)      # the sleep ends early
+        assert len(received) == 1 and received[0][0] == b"one"
+        # Polled out the 80 us left (about 8 polls at 10 us each), written at the
+        # departure: no lateness counted.
+        assert 1 <= received[0][2] <= 10 and counting.polls >= received[0][2]
+        assert received[0][1] >= t0 + MS and stats.late_ns_max <= 10_000
+    finally:
+        _close_hub(hub, (ctl_r, out_r, out_w), (a_far, b_far))
+
+
+def test_the_early_margin_from_the_environment_is_checked(monkeypatch):
+    from mip6bench.errors import Mip6benchError
+    from mip6bench.net.linkhub import EARLY_NS, early_ns
+
+    monkeypatch.delenv("MIP6BENCH_HUB_EARLY_US", raising=False)
+    assert early_ns() == EARLY_NS
+    monkeypatch.setenv("MIP6BENCH_HUB_EARLY_US", "0")
+    assert early_ns() == 0
+    monkeypatch.setenv("MIP6BENCH_HUB_EARLY_US", "50.5")
+    assert early_ns() == 50_500
+    for bad in ("-1", "5000", "soon"):
+        monkeypatch.setenv("MIP6BENCH_HUB_EARLY_US", bad)
+        with pytest.raises(Mip6benchError):
+            early_ns()
