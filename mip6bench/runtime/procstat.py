@@ -60,3 +60,18 @@ def sched_s(pid: int | None) -> tuple[float, float] | None:
             continue  # a thread that ended meanwhile
         run, wait = run + int(r), wait + int(w)
     return run / 1e9, wait / 1e9
+
+
+def children_by_parent() -> dict[int, list[int]]:
+    """Every process's children, from one scan of /proc/*/stat (what `children` cannot
+    give: the children of processes that are not ours to list task by task)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue   # ended meanwhile
+            kids.setdefault(parent, []).append(int(entry))
+    return kids

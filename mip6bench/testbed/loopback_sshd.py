@@ -161,18 +161,9 @@ class LoopbackSshd:
 
     def children(self) -> list[int]:
         """Processes whose parent is this sshd (its sessions)."""
-        if self.proc is None:
-            return []
-        out = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    stat = Path(f"/proc/{entry}/stat").read_text()
-                except OSError:
-                    continue
-                if int(stat.rsplit(")", 1)[1].split()[1]) == self.proc.pid:
-                    out.append(int(entry))
-        return out
+        from mip6bench.runtime.procstat import children_by_parent
+
+        return [] if self.proc is None else children_by_parent().get(self.proc.pid, [])
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -268,14 +268,9 @@ def test_the_helper_cleans_up_when_the_controller_vanishes(sshd, clean_host, tmp
 
 
 def descendants(pid: int) -> list[int]:
-    kids: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            kids.setdefault(int(stat.rsplit(")", 1)[1].split()[1]), []).append(int(entry))
+    from mip6bench.runtime.procstat import children_by_parent
+
+    kids = children_by_parent()
     out, todo = [], [pid]
     while todo:
         out += kids.get(todo[0], [])
