@@ -338,19 +338,37 @@ def _link_local(tb, node: str, intf: str) -> str:
 
 
 def _wait_for_group(lan, port: str, group: str, within: float = 10.0) -> None:
-    """Until the LAN's bridge has learned `group` on `port` (its MDB; `bridge monitor`
-    events, after a dump for what it learned before)."""
+    """Until the LAN's bridge has learned `group` on `port` (its MDB). `bridge monitor`
+    (line-buffered: to a pipe it would hold its events back) reports what is learned
+    from its subscription on, and a dump what was learned before; the dump is made only
+    once the monitor has reported a static entry the test adds (and removes) for a
+    group nobody joins, so an entry learned in between cannot be in neither. The entry
+    is added again while the monitor has not seen it (it may not have subscribed yet)."""
     import select as select_mod
-    mon = lan.popen(["bridge", "monitor", "mdb"], stdout=subprocess.PIPE, text=True)
+    mon = lan.popen(["stdbuf", "-oL", "bridge", "monitor", "mdb"], stdout=subprocess.PIPE, text=True)
+    marker = "ff0e::6d36:6265:6e63"
+    deadline = time.monotonic() + within
     try:
-        def known(text: str) -> bool:
-            return any(f"port {port} grp {group}" in line for line in text.splitlines())
-        if known(lan.cmd("bridge mdb show")):
+        def has(text: str, grp: str) -> bool:
+            return any(f"port {port} grp {grp}" in line for line in text.splitlines())
+
+        def lines(until: float):
+            while (left := min(until, deadline) - time.monotonic()) > 0 and \
+                    select_mod.select([mon.stdout], [], [], left)[0]:
+                yield mon.stdout.readline()
+        learned = listening = False
+        while not listening and time.monotonic() < deadline:
+            lan.cmd(f"bridge mdb add dev br0 port {port} grp {marker} permanent")
+            for line in lines(time.monotonic() + 0.5):
+                learned = learned or has(line, group)
+                if has(line, marker):
+                    listening = True
+                    break
+            lan.cmd(f"bridge mdb del dev br0 port {port} grp {marker}")
+        if learned or (listening and has(lan.cmd("bridge mdb show"), group)):
             return
-        deadline = time.monotonic() + within
-        while (left := deadline - time.monotonic()) > 0:
-            if select_mod.select([mon.stdout], [], [], left)[0] and known(mon.stdout.readline()):
-                return
+        if any(has(line, group) for line in lines(deadline)):
+            return
         raise AssertionError(f"the LAN never learned {group} on {port}")
     finally:
         mon.terminate()
