@@ -915,6 +915,7 @@ def estimate_offset(ask: Callable[[], int], local: Callable[[], int] = time.mono
 RESAMPLE_S = 10.0        # how often a helper's clock is measured again during a run
 RESAMPLE_SAMPLES = 8     # round trips per measurement (the best one counts)
 FIT_SPAN_NS = 1_000_000_000  # samples closer together than this give no rate
+MAX_RATE_ERROR = 5e-6        # a rate is used only once the span makes it this exact
 
 
 class ClockTrack:
@@ -924,11 +925,14 @@ class ClockTrack:
     So the offset is measured again every RESAMPLE_S and times are converted with the
     straight line through the measurements (least squares over those whose round trip
     was at most twice the best one's, so a measurement delayed by load is left out).
-    With one measurement, or all within FIT_SPAN_NS, the offset is that of the best."""
+    A rate is used only once the measurements span long enough for it to be known
+    within MAX_RATE_ERROR (2 x the best's uncertainty / the span: 20 s on loopback,
+    ~7 min over an emulated machine's 1 ms): a rate fitted to noise would carry the
+    noise forward. Until then the offset is that of the best measurement."""
 
     def __init__(self, first: ClockOffset):
         self.measured: list[ClockOffset] = [first]
-        self._line = (first.offset_ns, 0.0, first.at_ns)   # offset at t_ref, rate, t_ref
+        self._line = (first.offset_ns, None, first.at_ns)   # offset at t_ref, rate (None: none yet), t_ref
         self._lock = threading.Lock()
 
     def add(self, measured: ClockOffset) -> None:
@@ -936,11 +940,12 @@ class ClockTrack:
             self.measured.append(measured)
             self._line = self._fit()
 
-    def _fit(self) -> tuple[int, float, int]:
+    def _fit(self) -> tuple[int, float | None, int]:
         best = min(self.measured, key=lambda m: m.rtt_ns)
         used = [m for m in self.measured if m.rtt_ns <= 2 * best.rtt_ns + 20_000]
-        if max(m.at_ns for m in used) - min(m.at_ns for m in used) < FIT_SPAN_NS:
-            return best.offset_ns, 0.0, best.at_ns
+        span = max(m.at_ns for m in used) - min(m.at_ns for m in used)
+        if span < FIT_SPAN_NS or 2 * best.uncertainty_ns > MAX_RATE_ERROR * span:
+            return best.offset_ns, None, best.at_ns
         t_ref = sum(m.at_ns for m in used) // len(used)
         o_ref = sum(m.offset_ns for m in used) / len(used)
         var = sum((m.at_ns - t_ref) ** 2 for m in used)
@@ -950,7 +955,7 @@ class ClockTrack:
     def offset_at(self, t_local: int) -> int:
         """remote - local at the controller's time t_local."""
         o_ref, rate, t_ref = self._line
-        return o_ref + round(rate * (t_local - t_ref))
+        return o_ref if rate is None else o_ref + round(rate * (t_local - t_ref))
 
     def to_local(self, t_remote: int) -> int:
         """A time read on the server's clock, on the controller's."""
@@ -966,7 +971,7 @@ class ClockTrack:
             measured, (_o, rate, _t) = list(self.measured), self._line
         used_best = min(measured, key=lambda m: m.rtt_ns)
         return {**measured[0].as_dict(), "measurements": len(measured),
-                "drift_ppm": round(rate * 1e6, 3),
+                "drift_ppm": None if rate is None else round(rate * 1e6, 3),
                 "best_uncertainty_ns": used_best.uncertainty_ns,
                 "last_offset_ns": measured[-1].offset_ns}
 

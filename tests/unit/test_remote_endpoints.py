@@ -157,8 +157,8 @@ def test_the_handovers_clock_figures_carry_the_offsets_uncertainty_and_drift():
     # the times were moved right: only the track's error now is added, not the drift.
     from mip6bench.testbed.serverd import ClockTrack
     now = time.monotonic_ns()
-    fake.clock = ClockTrack(ClockOffset(5_000 * ms, 1 * ms, 2 * ms, 8, now - 20_000 * ms))
-    fake.clock.add(ClockOffset(5_001_500_000, 1 * ms, 2 * ms, 8, now - 10_000 * ms))
+    fake.clock = ClockTrack(ClockOffset(5_000 * ms, 10_000, 20_000, 8, now - 20_000 * ms))
+    fake.clock.add(ClockOffset(5_001_500_000, 10_000, 20_000, 8, now - 10_000 * ms))
     tracked = handover.mn_clock(tb, "mn1")
     assert 2.9 * ms <= tracked["drift_ns"] <= 3.1 * ms and tracked["track_error_ns"] < 0.1 * ms
     assert tracked["uncertainty_ms"] < 1.1

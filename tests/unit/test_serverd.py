@@ -289,4 +289,9 @@ def test_a_track_without_time_between_measurements_has_no_rate():
     track = ClockTrack(first)
     track.add(ClockOffset(offset_ns=9_000, uncertainty_ns=60, rtt_ns=120, samples=8, at_ns=2_000))
     assert track.to_remote(10**12) == 10**12 + 7_000   # the better of the two, no slope
-    assert track.as_dict()["drift_ppm"] == 0.0
+    assert track.as_dict()["drift_ppm"] is None
+    # 30 s apart but each +-1 ms (an emulated server): a rate from them would be noise.
+    noisy = ClockTrack(ClockOffset(offset_ns=0, uncertainty_ns=1_000_000, rtt_ns=2_000_000, samples=8, at_ns=0))
+    noisy.add(ClockOffset(offset_ns=800_000, uncertainty_ns=1_100_000, rtt_ns=2_200_000, samples=8,
+                          at_ns=30 * 10**9))
+    assert noisy.offset_at(60 * 10**9) == 0 and noisy.as_dict()["drift_ppm"] is None
