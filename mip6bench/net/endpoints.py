@@ -56,6 +56,11 @@ class Arrivals:
             self.arrivals.extend(arrivals)
             self._arrived.notify_all()
 
+    def wait_arrivals(self, count: int, timeout: float) -> bool:
+        """Until `count` datagrams have arrived (False if not within `timeout`)."""
+        with self._arrived:
+            return self._arrived.wait_for(lambda: len(self.arrivals) >= count, timeout)
+
     def first_arrival_after(self, t_ns: int, timeout: float) -> int | None:
         with self._arrived:
             self._arrived.wait_for(lambda: self.arrivals and self.arrivals[-1][1] > t_ns, timeout)

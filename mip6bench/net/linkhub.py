@@ -359,6 +359,7 @@ class Hub:
         early = self.early_ns
         while True:
             due = self.next_due()
+            margin = False   # inside a frame's early margin, its departure still to come
             if due is None:
                 timeout = None
             else:
@@ -366,8 +367,11 @@ class Hub:
                 # `early` ahead of it; from there the loop polls (timeout 0: reads what
                 # arrives, writes what is due) until the departure has come, so the
                 # timer's late wake-up is not added to the delay.
-                wait = due - now_ns() - (early if self.heap and self.heap[0][0] == due else 0)
-                timeout = wait / 1e9 if wait > 0 else 0
+                left = due - now_ns()
+                if early and self.heap and self.heap[0][0] == due:
+                    margin = 0 < left <= early
+                    left -= early
+                timeout = left / 1e9 if left > 0 else 0
             if precise:
                 if timeout != 0 and not sel((epfd,), (), (), timeout)[0]:  # microsecond timeout
                     # The timer, nothing readable: straight to the due frames (no
@@ -378,10 +382,11 @@ class Hub:
                     if self.waits:
                         self.poll_waits(now)
                     continue
-                if timeout == 0:
+                if margin:
                     # Polling out the margin: give the CPU to anything else runnable on
                     # it first (an agent woken meanwhile runs; the hub at nice -10 would
                     # otherwise keep it waiting), and come straight back when nothing is.
+                    # Not for a frame already due: that one goes now.
                     self.polls += 1
                     yield_cpu()
                 events = ep.poll(0, MAX_EVENTS)

@@ -230,7 +230,7 @@ def test_the_stream_the_echo_and_probes_through_a_helper(tmp_path, node):
         # UDP: sent here, received there (kernel timestamps), streamed back while it runs.
         stream = UdpStream(None, "::1", there, "::1", free_port(), rate=500).start()
         assert stream.first_arrival_after(time.monotonic_ns(), 5.0) is not None
-        time.sleep(0.2)
+        assert stream.receiver.wait_arrivals(50, 5.0)
         stream.stop(0.3)
         assert len(stream.sent) >= 50 and len(stream.arrivals) == len(stream.sent)
         assert stream.kernel_stamps == len(stream.arrivals)
