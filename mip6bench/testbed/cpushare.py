@@ -25,6 +25,13 @@ which is the emulation and not the firewall.
 - auto (the default): infra where the MNs run in MN hosts (from 21 MNs on: the scale
   runs), fair otherwise, so single-MN runs and the tests' small networks are as before.
 
+A process whose session was never given a group of its own (every descendant of init
+that has not called setsid, e.g. a CI job started by PID 1 without a session) is in the
+kernel's root group: its /proc/<pid>/autogroup is empty and the kernel refuses a nice for
+it (EINVAL). At the root every such process competes on its own weight against each
+session group, so for an infrastructure process there the process's own nice is the same
+share (the controller may be one of them: it is never touched).
+
 The decision is pure (`decide`); `apply` does it for one process and says what it did.
 The controller's own group is never changed: a process that shares it is refused.
 """
@@ -34,6 +41,7 @@ import os
 from dataclasses import dataclass
 
 INFRA_NICE = -10
+ROOT_GROUP = "/"    # the kernel's root group: sessions that never got an autogroup
 AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
 CHOICES = ("auto", "infra", "fair")
 
@@ -74,8 +82,11 @@ def decide(setting: str, hosted: bool, autogroup: bool) -> CpuShare:
 
 
 def parse_autogroup(text: str) -> tuple[str, int]:
-    """/proc/<pid>/autogroup ("/autogroup-123 nice 0") -> ("/autogroup-123", 0)."""
+    """/proc/<pid>/autogroup ("/autogroup-123 nice 0") -> ("/autogroup-123", 0); empty
+    (a process in the root group, which has no autogroup nice) -> (ROOT_GROUP, 0)."""
     parts = text.split()
+    if not parts:
+        return ROOT_GROUP, 0
     if len(parts) != 3 or parts[1] != "nice":
         raise ValueError(f"unexpected autogroup line {text.strip()!r}")
     return parts[0], int(parts[2])
@@ -92,14 +103,18 @@ def apply(pid: int, share: CpuShare) -> str | None:
     own scheduling group (its nice would be the controller's too)."""
     if share.mechanism == "none":
         return None
+    if pid == os.getpid():
+        raise ValueError(f"process {pid} is the controller")
     if share.mechanism == "autogroup":
         group, _ = read_autogroup(pid)
-        own, _ = read_autogroup("self")
-        if group == own:
-            raise ValueError(f"process {pid} shares the controller's scheduling group {group}")
-        with open(f"/proc/{pid}/autogroup", "w") as f:
-            f.write(str(share.infra_nice))
-        return f"{group} nice {share.infra_nice}"
+        if group != ROOT_GROUP:
+            own, _ = read_autogroup("self")
+            if group == own:
+                raise ValueError(f"process {pid} shares the controller's scheduling group {group}")
+            with open(f"/proc/{pid}/autogroup", "w") as f:
+                f.write(str(share.infra_nice))
+            return f"{group} nice {share.infra_nice}"
+        # In the root group (no session group of its own): its own nice is its weight there.
     # No autogroup: the process's threads (those it starts later inherit the nice).
     for task in os.listdir(f"/proc/{pid}/task"):
         try:
