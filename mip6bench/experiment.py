@@ -110,7 +110,10 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         backends = testbed.backends
         cluster = testbed.cluster_info()   # servers and their clock offsets (cluster mode)
         # The infrastructure's CPU share against the MNs, as applied (testbed.cpushare).
-        cpu_share = {"cpu_share": testbed.cpu_share} if testbed.cpu_share else {}
+        cpu = {"cpu_share": testbed.cpu_share} if testbed.cpu_share else {}
+        # Idle CPUs polling or sleeping for the run (net.cpuidle), as held.
+        if testbed.cpu_idle is not None:
+            cpu["cpu_idle"] = testbed.cpu_idle.as_dict()
         if not quiet:
             print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
                   f"(results in {run_dir})", flush=True)
@@ -120,7 +123,7 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
     if testbed.teardown_errors:
         metrics["testbed"]["teardown_errors"] = testbed.teardown_errors
     return _finish_run(module, run_dir, started, params, topo_params, capture, caps, metrics,
-                       quiet, backends=backends, **cpu_share, **({"cluster": cluster} if cluster else {}))
+                       quiet, backends=backends, **cpu, **({"cluster": cluster} if cluster else {}))
 
 
 def _finish_run(module: ModuleType, run_dir: Path, started: float, params: dict,

@@ -227,6 +227,7 @@ class Testbed:
         self.tunnel_backend: str | None = None
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
         self.cpu_share: dict[str, Any] | None = None  # cpu_share as applied (cpushare)
+        self.cpu_idle = None   # the PM QoS hold of topology parameter cpu_idle (net.cpuidle)
 
     # ---------------------------------------------------------------- lifecycle
     def preflight(self) -> None:
@@ -252,6 +253,7 @@ class Testbed:
         self.run = context.open_run(self.experiment, self.out_dir)
         self.log = EventLog(self.run.logs_dir / "testbed.events.jsonl", "controller", "testbed")
         self.log.emit("testbed.starting", run_id=self.run.run_id)
+        self.hold_cpu_idle()
         self._neighbour_capacity()
         mns = self.plan.by_role("mn")
         stages = {"network": f"network: {len(self.plan.hosts())} nodes, {len(self.plan.lans())} LAN "
@@ -373,6 +375,22 @@ class Testbed:
         hubs = getattr(self.run, "link_hubs", None)
         pids.update({f"link hub {i}": pid for i, pid in enumerate(getattr(hubs, "pids", None) or [])})
         return pids
+
+    def hold_cpu_idle(self) -> None:
+        """Topology parameter cpu_idle: idle CPUs poll for the run (the kernel's PM QoS
+        CPU latency request, held by this process until stop; README "Idle CPUs"), or
+        not. Recorded (testbed.cpu_idle event, manifest.json); where the kernel offers
+        no such request the run goes on and says so in one line. Cluster mode: this
+        machine only."""
+        from mip6bench.net import cpuidle
+
+        self.cpu_idle = cpuidle.hold(self.params.get("cpu_idle", "poll"))
+        record = self.cpu_idle.as_dict()
+        if self.cluster is not None:
+            record["notes"] = ["cluster mode: held on the controller's machine only"]
+        self.log.emit("testbed.cpu_idle", **record)
+        if self.cpu_idle.setting == "poll" and not self.cpu_idle.held:
+            print(f"mip6bench: idle CPUs not kept polling: {self.cpu_idle.reason}", file=sys.stderr)
 
     def share_cpu(self, hosted: bool) -> None:
         """The infrastructure's CPU share against the MNs on this shared machine (topology
@@ -674,6 +692,8 @@ class Testbed:
         if self.cluster is not None:
             step("close ssh connections", self.cluster[1].close)
         step("clean run record", self.run.record.clean)
+        if self.cpu_idle is not None:
+            step("release the idle CPU request", self.cpu_idle.release)
         self.timings["stop_s"] = time.monotonic() - t0
         if self.log:
             self.log.emit("testbed.stopped", stop_s=self.timings["stop_s"], errors=errors)

@@ -73,6 +73,11 @@ def topology_params() -> list[ParamSpec]:
                   "their own in a real network): infra (their scheduling groups at nice -10), fair "
                   "(every process group weighs the same), auto (infra when MNs run in MN hosts, "
                   "else fair)", choices=("auto", "infra", "fair")),
+        ParamSpec("cpu_idle", str, "poll", "idle CPUs for the run: poll (the controller holds the "
+                  "kernel's PM QoS CPU latency request at 0 us, /dev/cpu_dma_latency: an idle CPU "
+                  "wakes at once, as a busy one; costs power, or the host's CPU on a VM, while the "
+                  "run lasts) or sleep (the machine's own idle states and their slower wake-up)",
+                  choices=("poll", "sleep")),
         ParamSpec("ra_min_ms", float, 30.0, "MinRtrAdvInterval of access routers", 30, 1800000),
         ParamSpec("ra_max_ms", float, 70.0, "MaxRtrAdvInterval of access routers", 70, 1800000),
         ParamSpec("dad", str, "off", "DAD for MN addresses", choices=("standard", "optimistic", "off")),
