@@ -149,3 +149,19 @@ def apply(pid: int, share: CpuShare) -> str | None:
         except ProcessLookupError:
             continue  # a thread that ended meanwhile
     return f"nice {share.infra_nice} on {pid}'s threads"
+
+
+def apply_each(processes: dict[str, int], share: CpuShare) -> tuple[list[dict], list[str]]:
+    """`apply` to each of `processes` (name -> pid): what was done to which process
+    ({process, pid, done}) and, for each it could not be applied to, a line naming it
+    (that process keeps the fair share; the others still get theirs)."""
+    applied, problems = [], []
+    for name, pid in processes.items():
+        try:
+            done = apply(pid, share)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name} (pid {pid}): {exc}")
+            continue
+        if done:
+            applied.append({"process": name, "pid": pid, "done": done})
+    return applied, problems

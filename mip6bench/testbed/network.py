@@ -424,24 +424,15 @@ class Testbed:
         if share.mechanism == "none" or not (pids or hubs):
             return [], []
         if server == 0:
-            applied, problems = [], []
-            for name, pid in pids.items():
-                try:
-                    what = cpushare.apply(pid, share)
-                except (OSError, ValueError) as exc:
-                    problems.append(f"{name} (pid {pid}): {exc}")
-                    continue
-                if what:
-                    applied.append({"process": name, "pid": pid, "done": what})
-            return applied, problems
+            return cpushare.apply_each(pids, share)
         helper = self.cluster[1].helpers[server]
         try:
             reply = helper.request("cpu_share", share=share.as_dict(), pids=list(pids.values()), hubs=hubs)
         except Mip6benchError as exc:
             return [], [f"server {helper.host}: {exc}"]
         names = {pid: name for name, pid in pids.items()}
-        applied = [{"process": names.get(r["pid"], r["what"]), "pid": r["pid"], "done": r["done"],
-                    "server": helper.host} for r in reply["processes"]]
+        applied = [{**r, "process": names.get(r["pid"], r["process"]), "server": helper.host}
+                   for r in reply["processes"]]
         return applied, [f"server {helper.host}: {p}" for p in reply["problems"]]
 
     def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,

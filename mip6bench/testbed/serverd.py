@@ -631,19 +631,12 @@ class ServerHelper:
                if proc.pid and proc.alive()}
         with self._hub_lock:
             hub_pids = list(self.hubs.pids) if self.hubs is not None else []
-        own.update({pid: "link hub" for pid in hub_pids})
+        own.update({pid: f"link hub {i}" for i, pid in enumerate(hub_pids)})
         strangers = [p for p in pids if p not in own]
         if strangers:
             raise RequestError(f"cpu_share: pid {strangers[0]} is not an agent or link hub this helper started")
-        applied, problems = [], []
-        for pid in dict.fromkeys(pids + (hub_pids if hubs else [])):
-            try:
-                done = cpushare.apply(pid, decided)
-            except (OSError, ValueError) as exc:
-                problems.append(f"{own[pid]} (pid {pid}): {one_line(exc)}")
-                continue
-            if done:
-                applied.append({"pid": pid, "what": own[pid], "done": done})
+        chosen = dict.fromkeys(pids + (hub_pids if hubs else []))
+        applied, problems = cpushare.apply_each({own[pid]: pid for pid in chosen}, decided)
         return {"processes": applied, "problems": problems}
 
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:

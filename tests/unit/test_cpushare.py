@@ -156,10 +156,10 @@ class _Helper:
 
     def request(self, op, reply_s=None, **args):
         self.sent.append((op, args))
-        done = [{"pid": p, "what": "agent", "done": f"/autogroup-{p} nice {args['share']['infra_nice']}"}
+        done = [{"process": f"agent k{p}", "pid": p, "done": f"/autogroup-{p} nice {args['share']['infra_nice']}"}
                 for p in args["pids"]]
         if args.get("hubs"):
-            done.append({"pid": 900, "what": "link hub", "done": "/autogroup-900 nice -10"})
+            done.append({"process": "link hub 0", "pid": 900, "done": "/autogroup-900 nice -10"})
         return {"processes": done, "problems": self.problems}
 
 
@@ -208,7 +208,7 @@ def test_in_a_cluster_each_server_gets_its_own_share_for_its_own_processes(monke
     assert [(s["server"], s["mechanism"], s["applied"]) for s in share["servers"]] == \
         [("10.0.0.1", "autogroup", 2), ("10.0.0.2", "nice", 2)]
     assert {(p["server"], p["process"]) for p in share["processes"]} == \
-        {("10.0.0.1", "ha/ha"), ("10.0.0.1", "link hub 0"), ("10.0.0.2", "ar1/ra"), ("10.0.0.2", "link hub")}
+        {("10.0.0.1", "ha/ha"), ("10.0.0.1", "link hub 0"), ("10.0.0.2", "ar1/ra"), ("10.0.0.2", "link hub 0")}
     assert share["problems"] == ["server 10.0.0.2: agent r9/x (pid 77): gone"]
 
 

@@ -342,7 +342,7 @@ def test_cpu_share_is_applied_to_what_the_helper_started_and_to_nothing_else(hel
         assert os.getpriority(os.PRIO_PROCESS, stranger.pid) == 0
         reply = ask(helper, 30, "cpu_share", share=share, pids=[ours.pid], hubs=True)   # no hubs yet
         assert reply["ok"] is True, reply
-        assert reply["result"] == {"processes": [{"pid": ours.pid, "what": "agent ar1-ra",
+        assert reply["result"] == {"processes": [{"process": "agent ar1-ra", "pid": ours.pid,
                                                   "done": f"nice 5 on {ours.pid}'s threads"}], "problems": []}
         assert os.getpriority(os.PRIO_PROCESS, ours.pid) == 5
         assert os.getpriority(os.PRIO_PROCESS, stranger.pid) == 0
