@@ -225,9 +225,9 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
+        self._shares: dict[int, Any] = {}   # server index -> the CpuShare decided there
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
         self.cpu_share: dict[str, Any] | None = None  # cpu_share as applied (cpushare)
-        self._shares: dict[int, Any] = {}   # server index -> the CpuShare decided there
 
     # ---------------------------------------------------------------- lifecycle
     def preflight(self) -> None:
