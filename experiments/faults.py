@@ -52,7 +52,9 @@ metrics.json: {"loss": {"loss_pct", "mns", "completed", "bootstrap_ms": {p50, p9
 "registered_ms": {...}, "per_mn": [...], "handover": {...}, "tcp_survived"},
 "crashes": [{"agent", "node", "recovered", "recovery_ms", "event", "orphans",
 "orphan_items", "leftover_at_restart", "startup_ms", "tcp_resumed_ms", "kernel_added",
-"kernel_removed", "note"}], "tcp_across_crashes"}. tcp_resumed_ms: from the restart to the
+"kernel_removed", "cpu_share", "note"}], "tcp_across_crashes"}. cpu_share (only when the run
+gives the infrastructure a larger CPU share): what the restarted agent's new process got
+(Testbed.restart_agent gives it the run's share again). tcp_resumed_ms: from the restart to the
 return of the first message the CN's TCP connection sent after it (TCP's retransmission
 backoff included).
 """
@@ -327,6 +329,8 @@ def crash_one(tb, agent: str, mn: str, params, tcp=None) -> dict:
     crash = tb.crash_agent(node)
     restart = tb.restart_agent(node)
     out["startup_ms"] = round(restart["startup_ms"], 3) if restart["startup_ms"] else None
+    if "cpu_share" in restart:   # the run's CPU share, given again to the new process
+        out["cpu_share"] = restart["cpu_share"]
     t0 = restart["t_ns"]
     # What the crashed agent left that its successor does not hold, before recovery.
     out["leftover_at_restart"] = unheld(tb, agent, snapshot(pid))

@@ -34,6 +34,14 @@ share (the controller may be one of them: it is never touched).
 
 The decision is pure (`decide`); `apply` does it for one process and says what it did.
 The controller's own group is never changed: a process that shares it is refused.
+
+Every server of a cluster is a machine of its own (`--cluster`): there the infrastructure
+processes on that server (its link hubs, any agent but the MNs' placed there) get the share
+against the MN hosts on that server. The controller decides it per server (from that
+server's sched_autogroup, reported by its helper) and applies it itself to its own
+processes; a server's helper applies the share it is sent (`CpuShare.from_dict`) to the
+processes it started, and to no other (testbed.serverd, op `cpu_share`). An agent
+restarted during a run gets the run's share again (Testbed.restart_agent).
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ INFRA_NICE = -10
 ROOT_GROUP = "/"    # the kernel's root group: sessions that never got an autogroup
 AUTOGROUP_SWITCH = "/proc/sys/kernel/sched_autogroup_enabled"
 CHOICES = ("auto", "infra", "fair")
+MECHANISMS = ("autogroup", "nice", "none")
 
 
 @dataclass(frozen=True)
@@ -56,6 +65,24 @@ class CpuShare:
     def as_dict(self) -> dict:
         return {"setting": self.setting, "mechanism": self.mechanism, "infra_nice": self.infra_nice,
                 "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CpuShare":
+        """A share decided elsewhere and sent as data (cluster mode: the controller's
+        decision for a server, applied there by its helper); ValueError, one line, for
+        anything that is not one `as_dict` makes."""
+        if not isinstance(data, dict) or set(data) != {"setting", "mechanism", "infra_nice", "reason"}:
+            raise ValueError("a share is {setting, mechanism, infra_nice, reason}")
+        nice = data["infra_nice"]
+        if data["setting"] not in CHOICES or data["mechanism"] not in MECHANISMS:
+            raise ValueError(f"share: setting one of {', '.join(CHOICES)}, mechanism one of {', '.join(MECHANISMS)}")
+        if not isinstance(nice, int) or isinstance(nice, bool) or not -20 <= nice <= 19:
+            raise ValueError("share: infra_nice is a nice value, -20 to 19")
+        if data["mechanism"] == "none" and nice != 0:
+            raise ValueError("share: mechanism none has infra_nice 0")
+        if not isinstance(data["reason"], str) or len(data["reason"]) > 500:
+            raise ValueError("share: reason is a short text")
+        return cls(data["setting"], data["mechanism"], nice, data["reason"])
 
 
 def autogroup_enabled(path: str = AUTOGROUP_SWITCH) -> bool:
@@ -122,3 +149,19 @@ def apply(pid: int, share: CpuShare) -> str | None:
         except ProcessLookupError:
             continue  # a thread that ended meanwhile
     return f"nice {share.infra_nice} on {pid}'s threads"
+
+
+def apply_each(processes: dict[str, int], share: CpuShare) -> tuple[list[dict], list[str]]:
+    """`apply` to each of `processes` (name -> pid): what was done to which process
+    ({process, pid, done}) and, for each it could not be applied to, a line naming it
+    (that process keeps the fair share; the others still get theirs)."""
+    applied, problems = [], []
+    for name, pid in processes.items():
+        try:
+            done = apply(pid, share)
+        except (OSError, ValueError) as exc:
+            problems.append(f"{name} (pid {pid}): {exc}")
+            continue
+        if done:
+            applied.append({"process": name, "pid": pid, "done": done})
+    return applied, problems

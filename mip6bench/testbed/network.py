@@ -225,6 +225,7 @@ class Testbed:
         self.timings: dict[str, float] = {}
         self.teardown_errors: list[str] = []
         self.tunnel_backend: str | None = None
+        self._shares: dict[int, Any] = {}   # server index -> the CpuShare decided there
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
         self.cpu_share: dict[str, Any] | None = None  # cpu_share as applied (cpushare)
         self.cpu_idle = None   # the PM QoS hold of topology parameter cpu_idle (net.cpuidle)
@@ -367,13 +368,16 @@ class Testbed:
             self.start_agents_parallel(mns)
         self.share_cpu(per > 1 and bool(mns))
 
-    def infrastructure_pids(self) -> dict[str, int]:
-        """The processes that stand for the infrastructure's machines and links: every
-        agent but the MNs' (servers, CN, routers' agents), and the link hubs."""
+    def infrastructure_pids(self, server: int = 0) -> dict[str, int]:
+        """The processes that stand for the infrastructure's machines and links on
+        server `server` (0: the controller's; the only one without --cluster): every
+        agent there but the MNs' (servers, CN, routers' agents), and, on the
+        controller's, the link hubs it runs (another server's are its helper's)."""
         pids = {f"{node}/{agent}": a.pid for (node, agent), a in self.agents.items()
-                if agent != "mn" and a.pid}
-        hubs = getattr(self.run, "link_hubs", None)
-        pids.update({f"link hub {i}": pid for i, pid in enumerate(getattr(hubs, "pids", None) or [])})
+                if agent != "mn" and a.pid and getattr(a.node, "server_index", 0) == server}
+        if server == 0:
+            hubs = getattr(self.run, "link_hubs", None)
+            pids.update({f"link hub {i}": pid for i, pid in enumerate(getattr(hubs, "pids", None) or [])})
         return pids
 
     def hold_cpu_idle(self) -> None:
@@ -393,31 +397,61 @@ class Testbed:
             print(f"mip6bench: idle CPUs not kept polling: {self.cpu_idle.reason}", file=sys.stderr)
 
     def share_cpu(self, hosted: bool) -> None:
-        """The infrastructure's CPU share against the MNs on this shared machine (topology
-        parameter cpu_share; README Scale, "CPU share"): decided, applied to each
-        infrastructure process by pid, recorded in the run (testbed.cpu_share event,
-        `self.cpu_share` for manifest.json). A process it cannot be applied to is named
-        in one line and keeps the fair share; the run goes on."""
+        """The infrastructure's CPU share against the MNs on each machine (topology
+        parameter cpu_share; README Scale, "CPU share"): decided per server (its kernel's
+        sched_autogroup), applied to each infrastructure process by pid, here by the
+        controller, on every other server of a cluster by its helper (op cpu_share: its
+        agents named by pid, its link hubs); recorded in the run (testbed.cpu_share
+        event, `self.cpu_share` for manifest.json). A process it cannot be applied to,
+        or a server that refuses, is named in one line and keeps the fair share; the run
+        goes on."""
         from mip6bench.testbed import cpushare
 
-        share = cpushare.decide(self.params.get("cpu_share", "auto"), hosted, cpushare.autogroup_enabled())
-        applied, problems, notes = [], [], []
-        if share.mechanism != "none" and self.cluster is not None:
-            notes.append("cluster mode: not applied (the processes are on several servers)")
-        for name, pid in self.infrastructure_pids().items() if self.cluster is None else []:
-            try:
-                what = cpushare.apply(pid, share)
-            except (OSError, ValueError) as exc:
-                problems.append(f"{name} (pid {pid}): {exc}")
-                continue
-            if what:
-                applied.append({"process": name, "pid": pid, "done": what})
-        self.cpu_share = {**share.as_dict(), "processes": applied, "problems": problems, "notes": notes}
+        setting = self.params.get("cpu_share", "auto")
+        local = cpushare.decide(setting, hosted, cpushare.autogroup_enabled())
+        self._shares = {0: local}   # given again to an agent restarted there (restart_agent)
+        applied, problems = self._apply_share(0, local, self.infrastructure_pids())
+        servers = []
+        if self.cluster is not None:
+            where, ssh = self.cluster
+            for record in applied:
+                record["server"] = where.servers[0]
+            servers.append({"server": where.servers[0], **local.as_dict(), "applied": len(applied)})
+            for k, helper in sorted(ssh.helpers.items()):
+                share = cpushare.decide(setting, hosted, bool(helper.hello.get("autogroup")))
+                self._shares[k] = share
+                done, bad = self._apply_share(k, share, self.infrastructure_pids(k), hubs=True)
+                applied += done
+                problems += bad
+                servers.append({"server": helper.host, **share.as_dict(), "applied": len(done)})
+        self.cpu_share = {**local.as_dict(), "processes": applied, "problems": problems, "notes": [],
+                          **({"servers": servers} if servers else {})}
         self.log.emit("testbed.cpu_share", **self.cpu_share)
         if problems:
-            print(f"mip6bench: infrastructure CPU share ({share.mechanism}, nice {share.infra_nice}) "
+            print(f"mip6bench: infrastructure CPU share ({local.mechanism}, nice {local.infra_nice}) "
                   f"not applied: {problems[0]}" + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
                   file=sys.stderr)
+
+    def _apply_share(self, server: int, share, pids: dict[str, int],
+                     hubs: bool = False) -> tuple[list[dict], list[str]]:
+        """`share` for the processes `pids` (name -> pid) on server `server` (and, on
+        another server, its helper's link hubs if `hubs`): what was done to which
+        process, and the problems, each one line naming the process (and server)."""
+        from mip6bench.testbed import cpushare
+
+        if share.mechanism == "none" or not (pids or hubs):
+            return [], []
+        if server == 0:
+            return cpushare.apply_each(pids, share)
+        helper = self.cluster[1].helpers[server]
+        try:
+            reply = helper.request("cpu_share", share=share.as_dict(), pids=list(pids.values()), hubs=hubs)
+        except Mip6benchError as exc:
+            return [], [f"server {helper.host}: {exc}"]
+        names = {pid: name for name, pid in pids.items()}
+        applied = [{**r, "process": names.get(r["pid"], r["process"]), "server": helper.host}
+                   for r in reply["processes"]]
+        return applied, [f"server {helper.host}: {p}" for p in reply["problems"]]
 
     def start_mn_hosts(self, specs: list[tuple[str, str, str, dict[str, Any]]], per: int,
                        timeout: float = 30.0) -> list:
@@ -644,8 +678,33 @@ class Testbed:
         proc.start(timeout)
         out = {"pid": proc.pid, "t_ns": t_ns, "ready_ns": proc.proc.ready_ns,
                "startup_ms": proc.startup_ms}
+        share = self._share_again(node, proc)
+        if share is not None:
+            out["cpu_share"] = share
         self.log.emit("agent.restarted", on=node, name=proc.agent, starts=proc.starts, **out)
         return out
+
+    def _share_again(self, node: str, proc) -> dict[str, Any] | None:
+        """An infrastructure agent restarted during a run gets the share decided for its
+        server at the start (share_cpu), recorded with the run's (self.cpu_share, with
+        `restarted`); None when there is none to give (an MN, cpu_share fair)."""
+        server = getattr(proc.node, "server_index", 0)
+        share = self._shares.get(server)
+        if share is None or proc.agent == "mn" or share.mechanism == "none":
+            return None
+        name = f"{node}/{proc.agent}"
+        applied, problems = self._apply_share(server, share, {name: proc.pid})
+        for record in applied:
+            record["restarted"] = True
+            if self.cluster is not None:
+                record.setdefault("server", self.cluster[0].servers[server])
+        self.cpu_share["processes"] += applied
+        self.cpu_share["problems"] += problems
+        if problems:
+            print(f"mip6bench: infrastructure CPU share not applied again: {problems[0]}", file=sys.stderr)
+        if applied:
+            return {"done": applied[0]["done"]}
+        return {"problem": problems[0]} if problems else None
 
     def set_loss(self, loss_pct: float | None = None) -> list[str]:
         """Every emulated link's loss, in both directions, while the network runs (None:

@@ -20,7 +20,9 @@ link-local address on an interface, waited for on netlink), `hub_add` / `hub_lin
 `hubs_stop` (a link hub pool there: mip6bench.net.linkhub), `agent_start` /
 `agent_stop` / `agent_kill` / `agent_alive` (an agent in a node, by its script under
 agents/ and its config given as data; its event log files are streamed back line by
-line as they grow), `rss`, `proc_stats`, `qdisc`, `capture_*`, traffic endpoints in a
+line as they grow), `rss`, `proc_stats`, `cpu_share` (the infrastructure's CPU share
+the controller decided for this server, applied to agents and link hubs it started
+itself, and to no other process), `qdisc`, `capture_*`, traffic endpoints in a
 node (`udp_recv_start` / `udp_recv_stop`: a UDP stream's receiver, its arrivals
 streamed back as "seq,t_ns" lines on this server's clock; `tcp_echo_start` /
 `tcp_echo_stop`; `probe_open` / `probe_start` / `probe_wait` / `probe_close`: the
@@ -100,6 +102,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "agent_alive": {"key": (_STR, True)},
     "rss": {"pid": (_INT, True)},
     "proc_stats": {"pids": ((list,), True), "hubs": (_BOOL, False)},
+    "cpu_share": {"share": ((dict,), True), "pids": ((list,), False), "hubs": (_BOOL, False)},
     "qdisc": {"pid": (_INT, True), "intf": (_STR, True), "kind": (_STR, True), "params": ((dict,), True)},
     "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
     "capture_stop": {"key": (_STR, True)},
@@ -368,11 +371,13 @@ class ServerHelper:
     # -- operations
     def op_hello(self) -> dict:
         from mip6bench.net.linkemu import netem_available, tbf_available
+        from mip6bench.testbed.cpushare import autogroup_enabled
 
         return {"protocol": PROTOCOL, "pid": os.getpid(), "dir": str(self.dir),
                 "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
                 "repo": str(REPO_ROOT), "python": sys.executable,
-                "qdiscs": {"netem": netem_available(), "tbf": tbf_available()}}
+                "qdiscs": {"netem": netem_available(), "tbf": tbf_available()},
+                "autogroup": autogroup_enabled()}
 
     def op_qdisc(self, pid: int, intf: str, kind: str, params: dict) -> None:
         """A link end's netem or tbf qdisc (testbed.links, as it sets them locally)."""
@@ -605,6 +610,34 @@ class ServerHelper:
         hub_pids = list(self.hubs.pids) if hubs and self.hubs is not None else []
         return {"mem_kb": sum(mem_kb(p) for p in procs), "cpu_s": sum(cpu_s(p) or 0.0 for p in procs),
                 "processes": len(procs), "hubs_mem_kb": sum(mem_kb(p) for p in hub_pids)}
+
+    def op_cpu_share(self, share: dict, pids: list | None = None, hubs: bool = False) -> dict:
+        """The infrastructure's CPU share the controller decided for this server
+        (testbed.cpushare), applied to `pids` and, with `hubs`, to every link hub of its
+        own. Each pid must be an agent this helper started that runs now or one of its
+        link hubs: any other is refused before anything changes (a helper does not
+        renice a machine's processes). What it cannot do to one process is a problem
+        named in the reply; the others still get the share."""
+        from mip6bench.testbed import cpushare
+
+        try:
+            decided = cpushare.CpuShare.from_dict(share)
+        except ValueError as exc:
+            raise RequestError(f"cpu_share: {exc}") from None
+        pids = list(pids or [])
+        if len(pids) > 100000 or not all(isinstance(p, int) and not isinstance(p, bool) for p in pids):
+            raise RequestError("cpu_share: pids are process ids")
+        own = {proc.pid: f"agent {key}" for key, proc in list(self.agents.items())
+               if proc.pid and proc.alive()}
+        with self._hub_lock:
+            hub_pids = list(self.hubs.pids) if self.hubs is not None else []
+        own.update({pid: f"link hub {i}" for i, pid in enumerate(hub_pids)})
+        strangers = [p for p in pids if p not in own]
+        if strangers:
+            raise RequestError(f"cpu_share: pid {strangers[0]} is not an agent or link hub this helper started")
+        chosen = dict.fromkeys(pids + (hub_pids if hubs else []))
+        applied, problems = cpushare.apply_each({own[pid]: pid for pid in chosen}, decided)
+        return {"processes": applied, "problems": problems}
 
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
         """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says

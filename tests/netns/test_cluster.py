@@ -500,3 +500,62 @@ def test_scale_point_with_mns_on_the_second_server_counts_their_memory_there(ssh
     assert stats["result"]["processes"] >= 4 and stats["result"]["mem_kb"] > 4 * 1000
     assert stats["result"]["hubs_mem_kb"] > 0 and stats["result"]["cpu_s"] > 0
     assert 5 < point["mem_mb_per_mn"] < 200 and point["mn_processes"] == 2
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/sched_autogroup_enabled")
+                    or Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1",
+                    reason="kernel.sched_autogroup_enabled is not 1 here")
+def test_cpu_share_on_each_server_the_second_through_its_helper(sshd, clean_host, tmp_path):
+    """cpu_share=infra with the MNs in an MN host on the second server: the controller
+    gives its own infrastructure processes (the servers' agents, its link hubs) nice -10
+    by pid; the second server's link hubs get it from that server's helper (op
+    cpu_share), its MN host and the helper keep theirs; the manifest's record names each
+    server (testbed.cpu_share; manifest.json's cpu_share is the same dict); after the teardown no process is left in a group that was changed."""
+    from mip6bench.testbed import cpushare, serverd
+
+    from .test_cpu_share import groups_in_use
+
+    own = cpushare.read_autogroup("self")
+    tb = Testbed(topology("bootstrap", mns=2, foreign=1, nsis="off", mns_per_agent=2, links="relay",
+                          cpu_share="infra"), experiment="test-cluster", out_dir=tmp_path / "run",
+                 capture=False, cluster=SERVERS, ssh_config=str(sshd.ssh_config))
+    asked: list[dict] = []
+    request = serverd.Helper.request
+
+    def counting(self, op, reply_s=30.0, **args):
+        if op == "cpu_share":
+            asked.append(args)
+        return request(self, op, reply_s, **args)
+
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(serverd.Helper, "request", counting)
+            tb.start()
+        share = tb.cpu_share
+        helper = tb.cluster[1].helpers[1]
+        theirs = {r["pid"]: r["what"] for r in map(json.loads, (Path(helper.hello["dir"]) / "resources.jsonl")
+                                                   .read_text().splitlines())}
+        [sent] = asked   # one request for the second server: its hubs, no agent of the infrastructure
+        assert sent["hubs"] is True and sent["pids"] == [] and sent["share"]["infra_nice"] == cpushare.INFRA_NICE
+        assert [(s["server"], s["mechanism"]) for s in share["servers"]] == \
+            [("127.0.0.1", "autogroup"), ("127.0.0.2", "autogroup")], share
+        assert share["problems"] == [], share["problems"]
+        second = [p for p in share["processes"] if p["server"] == "127.0.0.2"]
+        first = [p for p in share["processes"] if p["server"] == "127.0.0.1"]
+        assert second and all(theirs.get(p["pid"]) == "link hub" and p["process"].startswith("link hub")
+                              for p in second), (second, theirs)
+        assert {"ha/ha", "paa/paa", "aaa/aaa"} <= {p["process"] for p in first}, first
+        groups = {p["pid"]: cpushare.read_autogroup(p["pid"]) for p in share["processes"]}
+        assert all(nice == cpushare.INFRA_NICE for _g, nice in groups.values()), groups
+        # The MN host there, the helper and the controller keep theirs.
+        assert cpushare.read_autogroup(tb.agent("mn1").pid)[1] == 0
+        assert cpushare.read_autogroup(helper.hello["pid"])[1] == 0
+        assert cpushare.read_autogroup("self") == own
+    finally:
+        tb.stop()
+    assert tb.teardown_errors == []
+    logged = [json.loads(line) for line in (tb.run_dir / "logs" / "testbed.events.jsonl").read_text().splitlines()
+              if '"testbed.cpu_share"' in line]
+    assert [e["servers"] for e in logged] == [share["servers"]]
+    changed = {p["done"].split()[0] for p in share["processes"]}
+    assert changed.isdisjoint(groups_in_use())

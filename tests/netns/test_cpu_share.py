@@ -32,14 +32,15 @@ def groups_in_use() -> set[str]:
     return groups
 
 
-def run_network(tmp_path, **params):
+def run_network(tmp_path, during=None, **params):
     own = cpushare.read_autogroup("self")
     tb = Testbed(topology("static", foreign=1, tunnel="userspace", **params),
                  experiment="test-cpushare", out_dir=tmp_path, capture=False)
     tb.start()
     try:
+        seen = {"during": during(tb) if during else None}
         infra = tb.infrastructure_pids()
-        seen = {"share": tb.cpu_share, "infra_names": sorted(infra),
+        seen |= {"share": tb.cpu_share, "infra_names": sorted(infra),
                 "mn": {pid: cpushare.read_autogroup(pid) for pid in
                        {tb.mobility_agent(m.name).pid for m in tb.plan.by_role("mn")}},
                 "infra": {name: cpushare.read_autogroup(pid) for name, pid in infra.items()}}
@@ -52,8 +53,9 @@ def run_network(tmp_path, **params):
     # No process is left in a group the setting changed (the group ended with them).
     changed = {a["done"].split()[0] for a in seen["share"]["processes"]}
     assert changed.isdisjoint(groups_in_use())
-    seen["logged"] = [e for e in read_events(tb.run_dir / "logs" / "testbed.events.jsonl")
-                      if e["event"] == "testbed.cpu_share"]
+    events = list(read_events(tb.run_dir / "logs" / "testbed.events.jsonl"))
+    seen["logged"] = [e for e in events if e["event"] == "testbed.cpu_share"]
+    seen["restarted"] = [e for e in events if e["event"] == "agent.restarted"]
     return seen, own
 
 
@@ -81,3 +83,25 @@ def test_fair_and_single_mn_leave_every_group_as_it_was(tmp_path, params):
     seen, _own = run_network(tmp_path, **params)
     assert (seen["share"]["mechanism"], seen["share"]["processes"]) == ("none", [])
     assert all(n == 0 for _g, n in [*seen["mn"].values(), *seen["infra"].values()])
+
+
+def test_an_infrastructure_agent_restarted_mid_run_keeps_the_share(tmp_path):
+    """The faults experiment's restart (Testbed.restart_agent): the HA's new process is a
+    new session, so a new group; it gets the run's share again, recorded in the restart's
+    event and with the run's share (`restarted`), and its group ends with it too."""
+    def restart_ha(tb):
+        old = tb.agent("ha").pid
+        out = tb.restart_agent("ha")
+        assert out["pid"] != old
+        return {"old": old, "out": out, "group": cpushare.read_autogroup(out["pid"])}
+
+    seen, own = run_network(tmp_path, during=restart_ha, mns=2, mns_per_agent=2, cpu_share="infra")
+    new = seen["during"]
+    assert new["group"][1] == cpushare.INFRA_NICE and new["group"][0] != own[0]
+    assert seen["infra"]["ha/ha"] == new["group"]          # the one that runs now
+    assert new["out"]["cpu_share"] == {"done": f"{new['group'][0]} nice {cpushare.INFRA_NICE}"}
+    [event] = seen["restarted"]
+    assert event["pid"] == new["out"]["pid"] and event["cpu_share"] == new["out"]["cpu_share"]
+    again = [p for p in seen["share"]["processes"] if p.get("restarted")]
+    assert [(p["process"], p["pid"]) for p in again] == [("ha/ha", new["out"]["pid"])]
+    assert seen["share"]["problems"] == []

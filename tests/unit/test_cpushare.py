@@ -119,3 +119,125 @@ def test_a_process_in_the_root_group_gets_its_own_nice(monkeypatch):
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_share_sent_as_data_comes_back_as_decided_and_nothing_else_is_taken():
+    for share in (cpushare.decide("infra", True, True), cpushare.decide("auto", True, False),
+                  cpushare.decide("fair", True, True)):
+        assert cpushare.CpuShare.from_dict(share.as_dict()) == share
+    good = cpushare.decide("infra", True, True).as_dict()
+    for bad in ([], {}, {**good, "extra": 1}, {**good, "setting": "high"}, {**good, "mechanism": "cgroup"},
+                {**good, "infra_nice": -21}, {**good, "infra_nice": "-10"}, {**good, "infra_nice": True},
+                {**good, "mechanism": "none"}, {**good, "reason": 3}):
+        with pytest.raises(ValueError) as exc:
+            cpushare.CpuShare.from_dict(bad)
+        assert "\n" not in str(exc.value)
+
+
+# --------------------------------------------------------- what goes where (Testbed.share_cpu)
+
+class _Node:
+    def __init__(self, name, server=None):
+        self.name = name
+        if server is not None:
+            self.server_index = server
+
+
+class _Agent:
+    def __init__(self, node, agent, pid):
+        self.node, self.agent, self.pid = node, agent, pid
+
+
+class _Helper:
+    """A server's helper as the controller sees it: its hello, and the requests sent."""
+
+    def __init__(self, host, autogroup=True, problems=()):
+        self.host, self.hello, self.sent, self.problems = host, {"autogroup": autogroup}, [], list(problems)
+
+    def request(self, op, reply_s=None, **args):
+        self.sent.append((op, args))
+        done = [{"process": f"agent k{p}", "pid": p, "done": f"/autogroup-{p} nice {args['share']['infra_nice']}"}
+                for p in args["pids"]]
+        if args.get("hubs"):
+            done.append({"process": "link hub 0", "pid": 900, "done": "/autogroup-900 nice -10"})
+        return {"processes": done, "problems": self.problems}
+
+
+def _testbed(monkeypatch, agents, helpers=None, hubs=(), params=None):
+    from types import SimpleNamespace
+
+    from mip6bench.testbed.network import Testbed
+
+    tb = Testbed.__new__(Testbed)
+    tb.params = {"cpu_share": "auto", **(params or {})}
+    tb.agents = {(a.node.name, a.agent): a for a in agents}
+    tb.run = SimpleNamespace(link_hubs=SimpleNamespace(pids=list(hubs)))
+    tb.cluster = None if helpers is None else (
+        SimpleNamespace(servers=["10.0.0.1"] + [h.host for h in helpers.values()]), SimpleNamespace(helpers=helpers))
+    tb._shares = {}
+    tb.log = SimpleNamespace(events=[], emit=lambda name, **kw: tb.log.events.append((name, kw)))
+    applied = []
+    monkeypatch.setattr(cpushare, "autogroup_enabled", lambda path=None: True)
+    monkeypatch.setattr(cpushare, "apply", lambda pid, share: applied.append(pid) or f"/autogroup-{pid} nice {share.infra_nice}")
+    return tb, applied
+
+
+def test_on_one_machine_every_infrastructure_process_is_given_the_share_here(monkeypatch):
+    agents = [_Agent(_Node("ha"), "ha", 11), _Agent(_Node("fw"), "fw", 12), _Agent(_Node("mn1"), "mn", 13)]
+    tb, applied = _testbed(monkeypatch, agents, hubs=[21])
+    tb.share_cpu(hosted=True)
+    assert sorted(applied) == [11, 12, 21]              # never the MN host
+    assert tb.cpu_share["mechanism"] == "autogroup" and "servers" not in tb.cpu_share
+    assert [e for e, _ in tb.log.events] == ["testbed.cpu_share"]
+
+
+def test_in_a_cluster_each_server_gets_its_own_share_for_its_own_processes(monkeypatch):
+    """The controller's processes by pid here; the second server's through its helper:
+    the agents there by pid, its link hubs, with the share decided for its kernel (no
+    autogroup there: the processes' own nice); the MNs nowhere."""
+    second = _Helper("10.0.0.2", autogroup=False, problems=["agent r9/x (pid 77): gone"])
+    agents = [_Agent(_Node("ha", 0), "ha", 11), _Agent(_Node("ar1", 1), "ra", 31),
+              _Agent(_Node("mn1", 1), "mn", 32)]
+    tb, applied = _testbed(monkeypatch, agents, helpers={1: second}, hubs=[21])
+    tb.share_cpu(hosted=True)
+    assert sorted(applied) == [11, 21]
+    [(op, args)] = second.sent
+    assert op == "cpu_share" and args["pids"] == [31] and args["hubs"] is True
+    assert (args["share"]["mechanism"], args["share"]["infra_nice"]) == ("nice", cpushare.INFRA_NICE)
+    share = tb.cpu_share
+    assert [(s["server"], s["mechanism"], s["applied"]) for s in share["servers"]] == \
+        [("10.0.0.1", "autogroup", 2), ("10.0.0.2", "nice", 2)]
+    assert {(p["server"], p["process"]) for p in share["processes"]} == \
+        {("10.0.0.1", "ha/ha"), ("10.0.0.1", "link hub 0"), ("10.0.0.2", "ar1/ra"), ("10.0.0.2", "link hub 0")}
+    assert share["problems"] == ["server 10.0.0.2: agent r9/x (pid 77): gone"]
+
+
+def test_a_server_that_refuses_is_named_and_the_others_still_get_theirs(monkeypatch):
+    from mip6bench.errors import Mip6benchError
+
+    class Refusing(_Helper):
+        def request(self, op, reply_s=None, **args):
+            raise Mip6benchError("helper on 10.0.0.2: cpu_share: unknown op")
+
+    tb, applied = _testbed(monkeypatch, [_Agent(_Node("ha", 0), "ha", 11)], helpers={1: Refusing("10.0.0.2")})
+    tb.share_cpu(hosted=True)
+    assert applied == [11]
+    assert tb.cpu_share["problems"] == ["server 10.0.0.2: helper on 10.0.0.2: cpu_share: unknown op"]
+
+
+def test_a_restarted_infrastructure_agent_gets_the_runs_share_again(monkeypatch):
+    ha, ra, mn = _Agent(_Node("ha", 0), "ha", 11), _Agent(_Node("ar1", 1), "ra", 31), _Agent(_Node("mn1", 0), "mn", 13)
+    second = _Helper("10.0.0.2")
+    tb, applied = _testbed(monkeypatch, [ha, ra, mn], helpers={1: second})
+    tb.share_cpu(hosted=True)
+    ha.pid, ra.pid = 111, 311    # new processes
+    assert tb._share_again("ha", ha) == {"done": "/autogroup-111 nice -10"} and applied[-1] == 111
+    assert tb._share_again("ar1", ra) == {"done": "/autogroup-311 nice -10"}
+    assert second.sent[-1][1]["pids"] == [311] and second.sent[-1][1]["hubs"] is False
+    assert tb._share_again("mn1", mn) is None
+    again = [(p["server"], p["pid"]) for p in tb.cpu_share["processes"] if p.get("restarted")]
+    assert again == [("10.0.0.1", 111), ("10.0.0.2", 311)]
+    # cpu_share=fair: nothing to give again.
+    tb, applied = _testbed(monkeypatch, [ha], params={"cpu_share": "fair"})
+    tb.share_cpu(hosted=True)
+    assert tb._share_again("ha", ha) is None and applied == []

@@ -295,3 +295,70 @@ def test_a_track_without_time_between_measurements_has_no_rate():
     noisy.add(ClockOffset(offset_ns=800_000, uncertainty_ns=1_100_000, rtt_ns=2_200_000, samples=8,
                           at_ns=30 * 10**9))
     assert noisy.offset_at(60 * 10**9) == 0 and noisy.as_dict()["drift_ppm"] is None
+
+
+# ----------------------------------------------------------------------------- cpu_share
+
+class _Started:
+    """An agent the helper started (NodeProcess's interface as cleanup uses it)."""
+
+    def __init__(self):
+        self.proc = subprocess.Popen(["sleep", "60"], start_new_session=True)
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def signal(self, sig) -> None:
+        self.proc.send_signal(sig)
+
+    def stop(self, grace: float = 5.0):
+        self.proc.kill()
+        return self.proc.wait()
+
+
+def test_cpu_share_is_applied_to_what_the_helper_started_and_to_nothing_else(helper):
+    """The share the controller sent (here the processes' own nice, 5: no privilege
+    needed) goes to an agent it started; a pid it did not start (the helper itself, a
+    stranger) or a share that is not one refuses the whole request, in one line, before
+    any process is changed."""
+    from mip6bench.testbed import cpushare
+
+    ours, stranger = _Started(), subprocess.Popen(["sleep", "60"], start_new_session=True)
+    helper.agents["ar1-ra"] = ours
+    share = cpushare.CpuShare("infra", "nice", 5, "sent by the controller").as_dict()
+    try:
+        for rid, req in enumerate([{"share": share, "pids": [ours.pid, stranger.pid]},
+                                   {"share": share, "pids": [os.getpid()]},
+                                   {"share": share, "pids": ["1"]},
+                                   {"share": {**share, "infra_nice": -40}, "pids": [ours.pid]},
+                                   {"share": {**share, "mechanism": "cgroup"}, "pids": [ours.pid]},
+                                   {"share": share, "pids": [ours.pid], "hubs": "yes"}], start=1):
+            reply = ask(helper, rid, "cpu_share", **req)
+            assert reply["ok"] is False and "\n" not in reply["error"], reply
+        assert f"pid {stranger.pid} is not an agent or link hub this helper started" in \
+            ask(helper, 20, "cpu_share", share=share, pids=[stranger.pid])["error"]
+        assert os.getpriority(os.PRIO_PROCESS, ours.pid) == 0
+        assert os.getpriority(os.PRIO_PROCESS, stranger.pid) == 0
+        reply = ask(helper, 30, "cpu_share", share=share, pids=[ours.pid], hubs=True)   # no hubs yet
+        assert reply["ok"] is True, reply
+        assert reply["result"] == {"processes": [{"process": "agent ar1-ra", "pid": ours.pid,
+                                                  "done": f"nice 5 on {ours.pid}'s threads"}], "problems": []}
+        assert os.getpriority(os.PRIO_PROCESS, ours.pid) == 5
+        assert os.getpriority(os.PRIO_PROCESS, stranger.pid) == 0
+        # fair: nothing to do, nothing done
+        fair = cpushare.decide("fair", True, True).as_dict()
+        assert ask(helper, 31, "cpu_share", share=fair, pids=[ours.pid])["result"]["processes"] == []
+        # An agent that has ended is not one to renice any more (its pid may be reused).
+        ours.stop()
+        assert "is not an agent" in ask(helper, 32, "cpu_share", share=share, pids=[ours.pid])["error"]
+    finally:
+        stranger.kill()
+        stranger.wait()
+        ours.stop()
+
+
+def test_hello_says_whether_the_server_groups_sessions(helper):
+    from mip6bench.testbed import cpushare
+
+    assert ask(helper, 1, "hello")["result"]["autogroup"] == cpushare.autogroup_enabled()
