@@ -114,6 +114,8 @@ def run_experiment(name: str, given: list[str], out: str | None = None, capture:
         # Idle CPUs polling or sleeping for the run (net.cpuidle), as held.
         if testbed.cpu_idle is not None:
             cpu["cpu_idle"] = testbed.cpu_idle.as_dict()
+            if testbed.cpu_idle_servers:
+                cpu["cpu_idle"]["servers"] = testbed.cpu_idle_servers
         if not quiet:
             print(f"network up in {testbed.timings['start_s']:.2f} s; running {name} "
                   f"(results in {run_dir})", flush=True)

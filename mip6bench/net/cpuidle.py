@@ -56,10 +56,10 @@ def idle_states(pattern: str = STATES) -> list[dict]:
     return out
 
 
-def current_limit_us(path: str = DEVICE) -> int:
+def current_limit_us(path: str | None = None) -> int:
     """The bound in force now, the tightest of every holder's request (the kernel's
     default, 2,000 s, when nobody holds one)."""
-    with open(path, "rb") as f:
+    with open(path or DEVICE, "rb") as f:
         return _S32.unpack(f.read(_S32.size))[0]
 
 
@@ -84,12 +84,13 @@ class IdleHold:
                 "reason": self.reason, "driver": self.driver, "states": self.states}
 
 
-def hold(setting: str, path: str = DEVICE) -> IdleHold:
+def hold(setting: str, path: str | None = None) -> IdleHold:
     """Ask for `setting` (poll or sleep) for as long as the returned hold is not released.
     Where the device cannot be used (no PM QoS in the kernel, no access to /dev), the
     hold says why and holds nothing: the run goes on with the machine's idle states."""
     if setting not in CHOICES:
         raise ValueError(f"cpu_idle={setting!r}: one of {', '.join(CHOICES)}")
+    path = path or DEVICE
     driver, states = idle_driver(), idle_states()
     if setting == "sleep":
         return IdleHold(setting, False, "asked for (cpu_idle=sleep): the machine's idle states",

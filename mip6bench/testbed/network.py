@@ -229,6 +229,7 @@ class Testbed:
         self.mn_hosts: list = []   # AgentHost processes, when MN agents are hosted
         self.cpu_share: dict[str, Any] | None = None  # cpu_share as applied (cpushare)
         self.cpu_idle = None   # the PM QoS hold of topology parameter cpu_idle (net.cpuidle)
+        self.cpu_idle_servers: list[dict] = []   # cluster mode: each other server's hold
 
     # ---------------------------------------------------------------- lifecycle
     def preflight(self) -> None:
@@ -274,6 +275,7 @@ class Testbed:
                 # Every server but this one gets its helper (testbed.serverd): nodes,
                 # link hubs and agents there go through it, whatever kernel it runs.
                 ssh.start_helpers(self.run.run_id, self.run.record, self.log)
+                self.hold_cpu_idle_remote()
                 topo_args = {"layout": where, "ssh": ssh}
                 self.log.emit("cluster.layout", servers=where.servers, per_server=where.per_server(),
                               trunks=[t.lan_intf for t in where.trunks])
@@ -384,17 +386,30 @@ class Testbed:
         """Topology parameter cpu_idle: idle CPUs poll for the run (the kernel's PM QoS
         CPU latency request, held by this process until stop; README "Idle CPUs"), or
         not. Recorded (testbed.cpu_idle event, manifest.json); where the kernel offers
-        no such request the run goes on and says so in one line. Cluster mode: this
-        machine only."""
+        no such request the run goes on and says so in one line. In cluster mode every
+        other server's helper holds it there (`hold_cpu_idle_remote`)."""
         from mip6bench.net import cpuidle
 
         self.cpu_idle = cpuidle.hold(self.params.get("cpu_idle", "poll"))
-        record = self.cpu_idle.as_dict()
-        if self.cluster is not None:
-            record["notes"] = ["cluster mode: held on the controller's machine only"]
-        self.log.emit("testbed.cpu_idle", **record)
+        self.log.emit("testbed.cpu_idle", **self.cpu_idle.as_dict())
         if self.cpu_idle.setting == "poll" and not self.cpu_idle.held:
             print(f"mip6bench: idle CPUs not kept polling: {self.cpu_idle.reason}", file=sys.stderr)
+
+    def hold_cpu_idle_remote(self) -> None:
+        """cpu_idle on every other server of the cluster, by its helper (op cpu_idle); a
+        server that cannot is named in one line, the run goes on."""
+        setting = self.params.get("cpu_idle", "poll")
+        self.cpu_idle_servers = []
+        for _k, helper in sorted(self.cluster[1].helpers.items()):
+            try:
+                held = helper.request("cpu_idle", setting=setting)
+            except Exception as exc:   # a refusal or a server gone: said, the run goes on
+                held = {"setting": setting, "held": False, "reason": str(exc)}
+            self.cpu_idle_servers.append({"server": helper.host, **held})
+            self.log.emit("testbed.cpu_idle", server=helper.host, **held)
+            if setting == "poll" and not held.get("held"):
+                print(f"mip6bench: idle CPUs not kept polling on {helper.host}: {held.get('reason')}",
+                      file=sys.stderr)
 
     def share_cpu(self, hosted: bool) -> None:
         """The infrastructure's CPU share against the MNs on each machine (topology

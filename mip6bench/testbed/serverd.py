@@ -22,7 +22,8 @@ link-local address on an interface, waited for on netlink), `hub_add` / `hub_lin
 agents/ and its config given as data; its event log files are streamed back line by
 line as they grow), `rss`, `proc_stats`, `cpu_share` (the infrastructure's CPU share
 the controller decided for this server, applied to agents and link hubs it started
-itself, and to no other process), `qdisc`, `capture_*`, traffic endpoints in a
+itself, and to no other process), `cpu_idle` (idle CPUs polling here for the run:
+the kernel's PM QoS request, held until the helper ends), `qdisc`, `capture_*`, traffic endpoints in a
 node (`udp_recv_start` / `udp_recv_stop`: a UDP stream's receiver, its arrivals
 streamed back as "seq,t_ns" lines on this server's clock; `tcp_echo_start` /
 `tcp_echo_stop`; `probe_open` / `probe_start` / `probe_wait` / `probe_close`: the
@@ -103,6 +104,7 @@ OPS: dict[str, dict[str, tuple[tuple[type, ...], bool]]] = {
     "rss": {"pid": (_INT, True)},
     "proc_stats": {"pids": ((list,), True), "hubs": (_BOOL, False)},
     "cpu_share": {"share": ((dict,), True), "pids": ((list,), False), "hubs": (_BOOL, False)},
+    "cpu_idle": {"setting": (_STR, True)},
     "qdisc": {"pid": (_INT, True), "intf": (_STR, True), "kind": (_STR, True), "params": ((dict,), True)},
     "capture_start": {"key": (_STR, True), "pid": (_INT, True), "intfs": ((list,), True)},
     "capture_stop": {"key": (_STR, True)},
@@ -311,6 +313,7 @@ class ServerHelper:
         self._endpoint_lock = threading.Lock()
         self.streams = Streams(self.dir, self.send)
         self.pool = ThreadPoolExecutor(8, thread_name_prefix="op")
+        self.cpu_idle = None   # the PM QoS hold this helper keeps for the run (net.cpuidle)
         self.closed = False
         self._close_lock = threading.Lock()
 
@@ -639,6 +642,23 @@ class ServerHelper:
         applied, problems = cpushare.apply_each({own[pid]: pid for pid in chosen}, decided)
         return {"processes": applied, "problems": problems}
 
+    def op_cpu_idle(self, setting: str) -> dict:
+        """Idle CPUs on this server for the run (net.cpuidle): the PM QoS request held by
+        this helper until it ends (a new request replaces the one held)."""
+        from mip6bench.net import cpuidle
+
+        if setting not in cpuidle.CHOICES:
+            raise RequestError(f"cpu_idle: setting is one of {', '.join(cpuidle.CHOICES)}")
+        held = cpuidle.hold(setting)
+        with self._close_lock:
+            if self.closed:
+                held.release()
+                raise RequestError("cpu_idle: the helper is ending")
+            previous, self.cpu_idle = self.cpu_idle, held
+        if previous is not None:
+            previous.release()
+        return held.as_dict()
+
     def op_capture_start(self, key: str, pid: int, intfs: list) -> dict:
         """dumpcap on a node's interfaces into <key>.pcapng here, ready once it says
         it captures on every one (as testbed.capture starts it locally)."""
@@ -834,6 +854,8 @@ class ServerHelper:
             if self.closed:
                 return
             self.closed = True
+            if self.cpu_idle is not None:
+                self.cpu_idle.release()
             for proc in self.captures.values():
                 try:
                     proc.stop()

@@ -505,7 +505,7 @@ def test_scale_point_with_mns_on_the_second_server_counts_their_memory_there(ssh
 @pytest.mark.skipif(not os.path.exists("/proc/sys/kernel/sched_autogroup_enabled")
                     or Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() != "1",
                     reason="kernel.sched_autogroup_enabled is not 1 here")
-def test_cpu_share_on_each_server_the_second_through_its_helper(sshd, clean_host, tmp_path):
+def test_cpu_share_and_cpu_idle_on_each_server_the_second_through_its_helper(sshd, clean_host, tmp_path):
     """cpu_share=infra with the MNs in an MN host on the second server: the controller
     gives its own infrastructure processes (the servers' agents, its link hubs) nice -10
     by pid; the second server's link hubs get it from that server's helper (op
@@ -551,6 +551,12 @@ def test_cpu_share_on_each_server_the_second_through_its_helper(sshd, clean_host
         assert cpushare.read_autogroup(tb.agent("mn1").pid)[1] == 0
         assert cpushare.read_autogroup(helper.hello["pid"])[1] == 0
         assert cpushare.read_autogroup("self") == own
+        # cpu_idle (default poll): the second server's helper holds the PM QoS request there.
+        from mip6bench.net import cpuidle
+        [idle] = tb.cpu_idle_servers
+        assert (idle["server"], idle["held"], idle["latency_us"]) == ("127.0.0.2", True, 0), idle
+        assert cpuidle.DEVICE in {os.path.realpath(f"/proc/{helper.hello['pid']}/fd/{fd}")
+                                  for fd in os.listdir(f"/proc/{helper.hello['pid']}/fd")}
     finally:
         tb.stop()
     assert tb.teardown_errors == []

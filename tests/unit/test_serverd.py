@@ -362,3 +362,34 @@ def test_hello_says_whether_the_server_groups_sessions(helper):
     from mip6bench.testbed import cpushare
 
     assert ask(helper, 1, "hello")["result"]["autogroup"] == cpushare.autogroup_enabled()
+
+
+def test_cpu_idle_is_held_by_the_helper_until_it_ends(helper, tmp_path, monkeypatch):
+    """Op cpu_idle: the helper holds the PM QoS request (here a stand-in file for the
+    device), a new request replaces the one held, a bad setting is refused in one line
+    and changes nothing, and the helper's end releases it."""
+    import struct
+
+    from mip6bench.net import cpuidle
+
+    device = tmp_path / "cpu_dma_latency"
+    device.write_bytes(struct.pack("=i", 2000000000))
+    monkeypatch.setattr(cpuidle, "DEVICE", str(device))
+
+    def held_fds() -> list[int]:
+        return [int(fd) for fd in os.listdir("/proc/self/fd")
+                if os.path.realpath(f"/proc/self/fd/{fd}") == str(device)]
+
+    for rid, req in enumerate([{"setting": "deep"}, {"setting": 0}, {}], start=1):
+        reply = ask(helper, rid, "cpu_idle", **req)
+        assert reply["ok"] is False and "\n" not in reply["error"], reply
+    assert held_fds() == [] and helper.cpu_idle is None
+    reply = ask(helper, 10, "cpu_idle", setting="poll")
+    assert reply["ok"] is True and reply["result"]["held"] is True and reply["result"]["latency_us"] == 0
+    assert cpuidle.current_limit_us() == 0 and len(held_fds()) == 1
+    reply = ask(helper, 11, "cpu_idle", setting="sleep")   # replaces it: the request ends
+    assert reply["ok"] is True and reply["result"]["held"] is False and held_fds() == []
+    ask(helper, 12, "cpu_idle", setting="poll")
+    assert len(held_fds()) == 1
+    helper.cleanup()
+    assert held_fds() == []
