@@ -377,10 +377,7 @@ def run_codec(name: str, runs: int, seed: int, seeds: list[bytes], workdir: str)
                            "--runs", str(runs), "--seed", str(seed), "--corpus", corpus,
                            "--escapes", escapes],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          errors="replace", cwd=ROOT,
-                          # atheris instruments Python bytecode: the codecs from their
-                          # source, not the compiled build (mip6bench/compiled.py)
-                          env=dict(os.environ, MIP6BENCH_PURE="1"))
+                          errors="replace", cwd=ROOT)
     wall = time.monotonic() - t0
     out = proc.stdout
     stats = {k: int(v) for k, v in _STAT.findall(out)}

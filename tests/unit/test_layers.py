@@ -14,7 +14,6 @@ ROOT = Path(mip6bench.__file__).parent
 
 # Lowest first. Top-level modules count as packages of their own.
 LAYERS = [
-    "compiled",         # the compiled build's guard, which the package's __init__ installs
     "mip6bench", "errors", "codec", "crypto", "sansio", "ipaddr", "ipv6", "fdwait", "slowdown",
     "secretfiles", "params", "retry", "randompool",
     "eap", "mipv6", "gist", "pana", "aaa", "natfw",      # protocols: codecs and cores
