@@ -38,7 +38,6 @@ class Options:
 
 class AaaAgent(Agent):
     role = "aaa"
-    event_loop = "uvloop"   # a server under bursts: less CPU per datagram (runtime/agent.py)
     Options = Options
 
     async def start(self) -> None:

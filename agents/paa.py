@@ -111,7 +111,6 @@ _INFORMATIVE = (fx.PanaSessionOpen, fx.PanaSessionClosed)
 
 class PaaAgent(WaitableEvents, Agent):
     role = "paa"
-    event_loop = "uvloop"   # a server under bursts: less CPU per datagram (runtime/agent.py)
     Options = Options
 
     async def start(self) -> None:

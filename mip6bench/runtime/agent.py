@@ -16,14 +16,6 @@ writes the statistics to PATH as soon as the signal arrives, before the teardown
 agent busy with a backlog may take longer to tear down than its stopper's grace and be
 killed (a scale run's firewall under `-p profile=fw` left no profile that way when
 cProfile wrote it at exit). The teardown is not in the profile.
-
-The loop: every agent runs on `precise_event_loop` (asyncio, timers to the microsecond,
-one event-log write per wake-up), except the servers that declare `event_loop =
-"uvloop"` (the PAA and the AAA server): they run on uvloop (libuv), which costs less CPU
-per datagram (see README, "The servers under a burst"), with timers to the millisecond
-(what their retransmission and lifetime timers need; the clock stays time.monotonic())
-and the event log written after each callback. Without uvloop installed they run on
-the precise loop. The `status` control command names the loop.
 """
 from __future__ import annotations
 
@@ -53,7 +45,6 @@ RECENT_EVENTS = 200
 class Agent:
     role: ClassVar[str] = "agent"
     Options: ClassVar[type]
-    event_loop: ClassVar[str] = "precise"    # or "uvloop" (see the module's doc)
 
     def __init__(self, config: AgentConfig, options: Any, log: EventLog):
         self.config = config
@@ -120,7 +111,6 @@ class Agent:
         async def status(_req):
             return {"node": self.config.node, "agent": self.config.agent, "role": self.role,
                     "pid": os.getpid(), "uptime_s": (time.monotonic_ns() - self.started_ns) / 1e9,
-                    "event_loop": loop_name(asyncio.get_running_loop()),
                     "counters": dict(self.counters), **self.status()}
 
         async def dump(_req):
@@ -250,7 +240,7 @@ def run(agent_cls: type[Agent], argv: list[str] | None = None) -> int:
         config = load_agent_config(args.config)
         prefix[0] = f"{agent_cls.role} agent {config.agent}@{config.node}"
         start_tracing()
-        with asyncio.Runner(loop_factory=event_loop_factory(agent_cls.event_loop)) as runner:
+        with asyncio.Runner(loop_factory=precise_event_loop) as runner:
             return runner.run(_main(agent_cls, config, t0_ns,
                                     on_stop=profile.write if profile else None))
 
@@ -355,42 +345,6 @@ def precise_event_loop() -> asyncio.AbstractEventLoop:
     loop = asyncio.SelectorEventLoop(selector)
     loop.before_wait = selector.before_wait     # for serve_agent's event log
     return loop
-
-
-def event_loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop]:
-    """The loop an agent declares (Agent.event_loop): "uvloop" where uvloop is
-    installed, else the precise loop."""
-    if kind == "uvloop":
-        try:
-            import uvloop   # noqa: F401
-        except ImportError:
-            return precise_event_loop
-        return uv_event_loop
-    return precise_event_loop
-
-
-def uv_event_loop() -> asyncio.AbstractEventLoop:
-    import uvloop
-
-    class UvLoop(uvloop.Loop):
-        # libuv's timers count whole milliseconds from its clock cached at each turn of
-        # the loop, so a timer may fire up to ~1 ms either side of its deadline: asyncio's
-        # loops name their clock's granularity _clock_resolution, and CoreDriver fires
-        # the timers due within it (giving the core its deadline as `now`, never less)
-        _clock_resolution = 1e-3
-
-        def time(self) -> float:
-            # the clock the event log stamps, to the nanosecond (uvloop's own is libuv's
-            # cached milliseconds): a core's `now` stays what the log says
-            return time.monotonic()
-
-    return UvLoop()
-
-
-def loop_name(loop: asyncio.AbstractEventLoop) -> str:
-    return "precise" if hasattr(loop, "before_wait") else \
-        "uvloop" if type(loop).__module__.startswith("uvloop") or any(
-            c.__module__.startswith("uvloop") for c in type(loop).__mro__) else type(loop).__name__
 
 
 def _process_start_ns() -> int:

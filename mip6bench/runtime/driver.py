@@ -155,10 +155,7 @@ class CoreDriver:
             # burst arms ~9 timers an authentication and stops most of them).
             self._wakeup: asyncio.TimerHandle | None = None
             self._wakeup_at = math.inf
-            # timers due within the loop clock's granularity fire together (asyncio's
-            # loops: the monotonic clock's, ~1 ns; uvloop: 1 ms)
-            self._resolution = getattr(self.loop, "_clock_resolution",
-                                       time.get_clock_info("monotonic").resolution)
+            self._resolution = time.get_clock_info("monotonic").resolution
             self._effects: deque = deque()
             self._idle = asyncio.Event()
             self._idle.set()
@@ -362,8 +359,7 @@ class CoreDriver:
                 heapq.heappop(heap)
                 del armed[key]
                 try:
-                    # due within the clock's resolution: the core sees its deadline
-                    self.execute(self._on_timer(key, max(self.loop.time(), at)))
+                    self.execute(self._on_timer(key, self.loop.time()))
                 except Exception as exc:
                     self.loop.call_exception_handler({
                         "message": f"timer {key!r} failed", "exception": exc})

@@ -295,21 +295,7 @@ class Applied(Effect):
         self.n = n
 
 
-def _loop_factory(kind: str):
-    """The agents' loops: asyncio's (the precise one) and uvloop's (the servers')."""
-    from mip6bench.runtime.agent import event_loop_factory
-
-    factory = event_loop_factory(kind)
-    if kind == "uvloop":
-        assert factory.__name__ == "uv_event_loop", "uvloop is in requirements.txt"
-    return factory
-
-
-LOOPS = ["precise", "uvloop"]
-
-
-@pytest.mark.parametrize("kind", LOOPS)
-def test_core_driver_runs_timers_transmits_events_and_effects_in_order(kind):
+def test_core_driver_runs_timers_transmits_events_and_effects_in_order():
     sent, events, applied, fired = [], [], [], []
 
     async def main():
@@ -339,22 +325,18 @@ def test_core_driver_runs_timers_transmits_events_and_effects_in_order(kind):
         await driver.drain()
         driver.close()
 
-    with asyncio.Runner(loop_factory=_loop_factory(kind)) as runner:
-        runner.run(main())
+    asyncio.run(main())
     assert [t.data for t in sent] == [b"x", b"late", b"late"]
     assert events == [("hello", {"a": 1})]
     assert fired == ["first", "second"]
     assert applied == [1, 2, 3, 3]
 
 
-@pytest.mark.parametrize("kind", LOOPS)
-def test_core_driver_loop_timers_fire_in_order_once_and_survive_a_failing_one(kind):
+def test_core_driver_loop_timers_fire_in_order_once_and_survive_a_failing_one():
     """The asyncio mode keeps its timers in a heap behind one loop timer: a re-armed
     timer fires once, at its new time; a stopped one never; an earlier one armed while
     a later one is awaited fires first; glue that raises leaves the other timers firing;
-    re-arming far ahead again and again does not grow the heap. On uvloop too, whose
-    timers may fire up to ~1 ms early: the core is never given a `now` before its
-    timer's deadline (the PANA cores drop a timer that fires early)."""
+    re-arming far ahead again and again does not grow the heap."""
     fired, errors = [], []
 
     async def main():
@@ -388,8 +370,7 @@ def test_core_driver_loop_timers_fire_in_order_once_and_survive_a_failing_one(ki
         await asyncio.wait_for(done, 5)
         driver.close()
 
-    with asyncio.Runner(loop_factory=_loop_factory(kind)) as runner:
-        runner.run(main())
+    asyncio.run(main())
     assert fired == ["early", "boom", "after-boom", "moved", "late", "last"]
     assert [str(e) for e in errors] == ["glue failed"]
 
@@ -843,26 +824,3 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
         agent._log.close()
 
     asyncio.run(body())
-
-
-def test_servers_run_on_uvloop_with_the_monotonic_clock_and_others_on_the_precise_loop(monkeypatch):
-    import time
-
-    from agents.aaa import AaaAgent
-    from agents.paa import PaaAgent
-    from mip6bench.runtime.agent import Agent, event_loop_factory, loop_name, precise_event_loop
-
-    assert (PaaAgent.event_loop, AaaAgent.event_loop, Agent.event_loop) == ("uvloop", "uvloop", "precise")
-    assert event_loop_factory("precise") is precise_event_loop
-    loop = event_loop_factory("uvloop")()
-    try:
-        assert loop_name(loop) == "uvloop" and loop._clock_resolution == 1e-3
-        before = time.monotonic()
-        assert before <= loop.time() <= time.monotonic()
-    finally:
-        loop.close()
-    loop = precise_event_loop()
-    assert loop_name(loop) == "precise"
-    loop.close()
-    monkeypatch.setitem(sys.modules, "uvloop", None)      # not installed: import fails
-    assert event_loop_factory("uvloop") is precise_event_loop
