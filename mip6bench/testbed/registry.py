@@ -73,8 +73,17 @@ def terminate(pid: int, start: int | None, grace: float = 3.0) -> bool:
     return wait_exit(pid, 3.0)
 
 
+_CREATED_HERE: list[str] = []   # run ids whose records this process created
+
+
 def new_run_id(prefix: str = "run") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+
+
+def created_here() -> list[str]:
+    """The run ids whose records this process created (its own runs, not other jobs'
+    on the same machine: what a check for leftovers of this process looks at)."""
+    return list(_CREATED_HERE)
 
 
 @dataclass
@@ -90,6 +99,7 @@ class RunRecord:
         # Agent configs (keys), control sockets, secrets/: only the owner may enter.
         private_dir(self.dir)
         me = os.getpid()
+        _CREATED_HERE.append(self.run_id)
         (self.dir / "controller.json").write_text(json.dumps(
             {"pid": me, "start": process_start(me), "what": what, "created": time.time()}))
         return self

@@ -22,7 +22,7 @@ import pytest
 from mip6bench.errors import EnvironmentProblem
 from mip6bench.testbed import cluster
 from mip6bench.testbed.network import Testbed
-from mip6bench.testbed.registry import RUN_ROOT, process_start, wait_exit
+from mip6bench.testbed.registry import RUN_ROOT, created_here, process_start, wait_exit
 
 from .bootstrap_util import topology
 from mip6bench.testbed.loopback_sshd import LoopbackSshd, sshd_available
@@ -50,7 +50,10 @@ def nft_tables() -> list[str]:
 
 
 def runs() -> set[str]:
-    return {p.name for p in RUN_ROOT.iterdir() if p.name.startswith("test-cluster")} \
+    """Run records of this process's runs (and their servers' helpers: <run>-server<K>),
+    not other jobs' on the machine."""
+    mine = set(created_here())
+    return {p.name for p in RUN_ROOT.iterdir() if p.name.rsplit("-server", 1)[0] in mine} \
         if RUN_ROOT.exists() else set()
 
 
