@@ -38,10 +38,10 @@ class StallingEchoServer(TcpEchoServer):
         held, resume_at = b"", None
         while True:
             if resume_at is not None:
-                self.conn.settimeout(max(0.0, resume_at - time.monotonic()))
+                self.conn.settimeout(max(0.001, resume_at - time.monotonic()))
             try:
                 data = self.conn.recv(65536)
-            except TimeoutError:
+            except (TimeoutError, BlockingIOError):
                 data = None
             if resume_at is not None and time.monotonic() >= resume_at:
                 self.conn.settimeout(None)
