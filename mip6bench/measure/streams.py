@@ -12,7 +12,8 @@ disruption and loss around a handover, split by sequence number.
 `TcpEcho`: one TCP connection, client on one node, server on the other (e.g. bound to a
 mobile node's home address); the client sends a small numbered message every
 `interval` seconds and the server echoes it. `survived()` is True when every message
-came back in order and the connection never failed.
+came back in order and the connection never failed. `finish()` waits for what is in
+flight as long as TCP itself may take to resume after a stall (`drain_deadline`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ from dataclasses import dataclass, field
 from mip6bench.net.endpoints import (  # noqa: F401 (kernel_stamp, SO_TIMESTAMPNS: imported from here)
     DATAGRAM, DATAGRAM_SIZE, MESSAGE, MESSAGE_SIZE, SO_TIMESTAMPNS, TcpEchoServer, UdpReceiver, _socket,
     kernel_stamp)
+
+
+# Linux's cap on one retransmission interval (TCP_RTO_MAX, include/net/tcp.h).
+TCP_RTO_MAX_S = 120.0
+
+
+def drain_deadline(start: float, last_progress: float, timeout: float) -> float:
+    """Until when (monotonic s) to wait, from `start`, for a TCP connection's data in
+    flight when it last made progress (an echo came back) at `last_progress`.
+
+    After a stall (an outage: a handover's DAD or layer-2 gap) both ends sit in
+    retransmission backoff: an end whose oldest unacknowledged segment went out at s
+    retries at s + RTO (2^k - 1), so at any time t its next try comes within t - s + RTO
+    (and never more than TCP_RTO_MAX later). Every such s is after the last progress,
+    give or take a round trip; so from `start` each end tries again within the stall so
+    far plus one RTO, and `timeout` covers that RTO and the round trips after. A fixed
+    drain instead ends, after any outage longer than itself, before the connection's
+    next try, and a connection that was about to resume is reported broken."""
+    stalled = min(max(0.0, start - last_progress), TCP_RTO_MAX_S)
+    return start + stalled + timeout
 
 
 def is_remote(ns) -> bool:
@@ -164,6 +185,7 @@ class TcpEcho:
             self.client.settimeout(10)
             self.client.connect((server, port))
             self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._connected_ns = time.monotonic_ns()
         except BaseException:
             self.server.close(0)
             raise
@@ -242,14 +264,27 @@ class TcpEcho:
         with self._echoed:
             self._echoed.notify_all()
 
+    def _last_progress(self) -> float:
+        """When (monotonic s) the connection last made progress: the last echo back,
+        else the connection's start."""
+        return (self.echoes[-1][1] if self.echoes else self._connected_ns) / 1e9
+
     def finish(self, timeout: float = 10.0) -> TcpEchoResult:
-        """Stop sending, wait up to `timeout` for every echo, close cleanly."""
+        """Stop sending, wait for every echo, close cleanly. The wait ends `timeout`
+        seconds after the last echo, and after a stall not before either end's next
+        retransmission can have come (drain_deadline): at least as long again as the
+        stall so far, at most TCP_RTO_MAX_S more."""
         self._stop.set()
         self._threads[0].join()
-        deadline = time.monotonic() + timeout
-        while self.result.echoed < self.result.sent and self.result.error is None \
-                and time.monotonic() < deadline:
-            time.sleep(0.01)
+        with self._echoed:
+            start = time.monotonic()
+            stalled_until = drain_deadline(start, self._last_progress(), timeout)
+            while True:
+                deadline = max(stalled_until, self._last_progress() + timeout)
+                if self.result.echoed >= self.result.sent or self.result.error is not None \
+                        or time.monotonic() >= deadline:
+                    break
+                self._echoed.wait(deadline - time.monotonic())
         try:
             self.client.shutdown(socket.SHUT_WR)
         except OSError:
