@@ -8,6 +8,9 @@
 
 SHELL := /bin/bash
 VENV := .venv
+# The venv is made from Debian's python3 (deps installs it), not whichever python3 is first
+# on PATH: a pyenv build (--enable-shared, no PGO or LTO) runs the agents' Python slower.
+BASE_PY := /usr/bin/python3
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REQS := $(VENV)/.requirements
@@ -15,9 +18,9 @@ DEB_PACKAGES := mininet iproute2 nftables tcpdump tshark wireshark-common radvd 
 	hostapd bridge-utils iputils-ping net-tools procps util-linux python3 python3-venv \
 	ca-certificates git
 
-.PHONY: setup deps requirements test test-kernel test-vm test-container unit netns run doctor bench clean distclean
+.PHONY: setup deps venv-base requirements test test-kernel test-vm test-container unit netns run doctor bench clean distclean
 
-setup: deps $(STAMP)
+setup: deps venv-base $(STAMP)
 	@# Bytecode for agents: they start in their own processes, often many at once.
 	@$(PY) -m compileall -q mip6bench agents experiments > /dev/null
 
@@ -31,10 +34,17 @@ deps:
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# A .venv made from another interpreter is made again from $(BASE_PY).
+venv-base:
+	@if [ -f $(VENV)/pyvenv.cfg ] && ! grep -qx "home = $(patsubst %/,%,$(dir $(BASE_PY)))" $(VENV)/pyvenv.cfg; then \
+	  echo "making $(VENV) again from $(BASE_PY) (it was made from $$(sed -n 's/^home = //p' $(VENV)/pyvenv.cfg))"; \
+	  rm -rf $(VENV); \
+	fi
+
 # Two steps, so that an image build (Dockerfile) can cache the pinned dependencies in a
 # layer of their own, made from requirements.txt alone, before the sources come in.
 $(REQS): requirements.txt
-	python3 -m venv $(VENV)
+	$(BASE_PY) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
@@ -43,7 +53,7 @@ $(STAMP): $(REQS) setup.py
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
-requirements: deps $(REQS)
+requirements: deps venv-base $(REQS)
 
 test: setup
 	$(PY) -m pytest
