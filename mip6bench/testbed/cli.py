@@ -12,12 +12,14 @@
 from __future__ import annotations
 
 import json
+import sys
 
 from mininet.cli import CLI
 from mininet.log import output
 
 from mip6bench.errors import Mip6benchError
 from mip6bench.runtime.control import ControlError
+from mip6bench.testbed.network import raise_pending_termination
 from mip6bench.testbed.operational import is_firewall
 
 
@@ -46,7 +48,18 @@ class TestbedCLI(CLI):
 
     def __init__(self, mininet, testbed=None, **kwargs):
         self.testbed = testbed
+        # A SIGTERM at the prompt must end the session. Its handler raises Terminated,
+        # but builtin input() clears any error its flush of the prompt raised, and the
+        # handler runs inside that flush when the signal comes as the prompt is written:
+        # the session went on reading (and ended on EOF with status 0). Without a
+        # terminal, Cmd's own write, flush and readline are used (they let it through);
+        # on a terminal (line editing needs input()) the next command raises it.
+        self.use_rawinput = sys.stdin.isatty() and sys.stdout.isatty()
         super().__init__(mininet, **kwargs)
+
+    def precmd(self, line):
+        raise_pending_termination()
+        return super().precmd(line)
 
     def do_addrs(self, _line):
         """addrs: every node's IPv6 addresses (global and link-local)."""

@@ -916,9 +916,21 @@ class Terminated(SystemExit):
     A SystemExit, not a KeyboardInterrupt: Mininet's CLI swallows the latter."""
 
 
+_TERMINATION: list[int] = []   # the signals the termination handler was called for
+
+
 def install_termination_handler() -> None:
     def handler(signum, _frame):
+        _TERMINATION.append(signum)
         raise Terminated(128 + signum)
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
+
+
+def raise_pending_termination() -> None:
+    """Raise Terminated again for a signal whose handler ran but whose exception was
+    lost: C code that clears errors it does not expect (builtin input() drops whatever its
+    flush of the prompt raised, and a handler runs inside that flush) swallows it."""
+    if _TERMINATION:
+        raise Terminated(128 + _TERMINATION[-1])
