@@ -43,6 +43,13 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 BLACKLIST=ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button
 log "booting $release (this takes minutes: no KVM, every instruction emulated)"
 BUDGET=${KERNEL_LANE_BUDGET:-1200}
+# QEMU's 9p server holds a host descriptor for every file the guest has open: with the
+# usual soft limit of 1024 (a job started without a login's limits, a plain `sudo`) the
+# guest's agents failed to import with EMFILE. 65536, or the hard limit where that is lower
+# (raising the hard limit needs CAP_SYS_RESOURCE, which a container's root may lack).
+hard=$(ulimit -Hn); [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ] && hard=65536
+ulimit -n "$hard" 2>/dev/null
+log "descriptors for QEMU: $(ulimit -n)"
 # The guest interrupts pytest after BUDGET s; the host stops the VM if it outlives that.
 PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 360))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
     --rwdir "$OUT" --overlay-rwdir "$ROOT" -a "modprobe.blacklist=$BLACKLIST" \

@@ -71,6 +71,18 @@ def lane_cache() -> Path:
     return Path(os.environ.get("KERNEL_LANE_CACHE") or CHECKOUT / ".cache" / "kernel-lane")
 
 
+QEMU_NOFILE = 65536   # descriptors for QEMU (its 9p server): see _boot
+
+
+def qemu_nofile() -> int:
+    """QEMU_NOFILE, or this process's hard limit where that is lower (raising it needs
+    CAP_SYS_RESOURCE, which a container's root may lack)."""
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    return QEMU_NOFILE if hard == resource.RLIM_INFINITY else min(QEMU_NOFILE, hard)
+
+
 def lane_tools(cache: Path | None = None) -> tuple[Path, Path]:
     """(vng, kernel image) from the full-kernel lane's cache, or EnvironmentProblem
     naming what is missing."""
@@ -241,7 +253,11 @@ class VmServer:
                 f"-device virtio-net-pci,netdev=m6vm,mac={self.mac} -pidfile {pidfile}")
         guest = shlex.join([str(GUEST_SCRIPT), str(d), self.mac, f"{self.vm_address}/30",
                             f"{self.vm_address6}/64"])
-        argv = [str(vng), "--disable-kvm", "--force-9p", "--run", str(kernel), "--user", "root",
+        # QEMU's 9p server holds a host descriptor for every file the guest has open: with
+        # the usual soft limit of 1024 the guest's opens fail with EMFILE.
+        nofile = qemu_nofile()
+        argv = ["prlimit", f"--nofile={nofile}:{nofile}", "--",
+                str(vng), "--disable-kvm", "--force-9p", "--run", str(kernel), "--user", "root",
                 "-m", self.memory, "-p", str(self.cpus), "--rodir", str(d),
                 "-a", f"modprobe.blacklist={BLACKLIST}", "--exec", guest, f"--qemu-opts={qemu}"]
         env = dict(os.environ, PATH=f"{vng.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
