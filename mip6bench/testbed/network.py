@@ -439,7 +439,7 @@ class Testbed:
                 applied += done
                 problems += bad
                 servers.append({"server": helper.host, **share.as_dict(), "applied": len(done)})
-        self.cpu_share = {**local.as_dict(), "processes": applied, "problems": problems, "notes": [],
+        self.cpu_share = {**local.as_dict(), "processes": applied, "problems": problems,
                           **({"servers": servers} if servers else {})}
         self.log.emit("testbed.cpu_share", **self.cpu_share)
         if problems:
