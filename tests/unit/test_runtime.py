@@ -802,13 +802,13 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
         agent = Waiting(config, None, EventLog(path, "n", "w"))
         agent._init_waitable()
         agent.emit("noise", k=0)
-        assert agent._event_waiter is None
+        assert agent._log.on_entry is None
         first = asyncio.ensure_future(agent.cmd_wait_event({"event": "a", "match": {"k": 1},
                                                             "after_ns": 0, "within": 5}))
         second = asyncio.ensure_future(agent.cmd_wait_event({"event": "b", "after_ns": 0,
                                                              "within": 5}))
         await asyncio.sleep(0)                  # one loop turn: both commands run to their wait
-        assert agent._event_waiter is agent._event_logged and agent._event_waiters == 2
+        assert agent._log.on_entry == agent._event_logged.set and agent._event_waiters == 2
         agent.emit("a", k=2)                    # not the one asked for
         await asyncio.sleep(0)                  # a loop turn: neither is answered by it
         assert not first.done() and not second.done()
@@ -817,7 +817,7 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
         assert agent._event_waiters == 1
         agent.emit("b")
         assert (await second)["event"] == "b"
-        assert agent._event_waiter is None and agent._event_waiters == 0
+        assert agent._log.on_entry is None and agent._event_waiters == 0
         agent._event_logged.clear()
         agent.emit("noise", k=3)
         assert not agent._event_logged.is_set()
