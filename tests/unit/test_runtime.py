@@ -570,6 +570,7 @@ AGENT = textwrap.dedent('''
     class Demo(Agent):
         role = "demo"
         Options = Options
+        gc_young_threshold = 5000
 
         async def start(self):
             if self.options.mode == "fail-start":
@@ -597,7 +598,10 @@ AGENT = textwrap.dedent('''
                 return req["a"] + req["b"]
             async def crypto_loaded(_req):
                 return "mip6bench.crypto" in sys.modules
-            return {"add": add, "crypto-loaded": crypto_loaded}
+            async def gc_threshold(_req):
+                import gc
+                return list(gc.get_threshold())
+            return {"add": add, "crypto-loaded": crypto_loaded, "gc-threshold": gc_threshold}
 
     sys.exit(run(Demo))
 ''')
@@ -628,6 +632,8 @@ def test_agent_prints_ready_serves_control_and_stops_on_sigterm(demo_agent, tmp_
     # What start-up left alive is frozen out of the cyclic collector's way (settle_heap).
     memory = control.request(sock, "memory")
     assert memory["gc_frozen"] > 1000 and memory["rss_kb"] > 0 and memory["tracing"] is False
+    # and the young generation's threshold is the agent class's (Agent.gc_young_threshold)
+    assert control.request(sock, "gc-threshold") == [5000, 10, 10]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     events = [e["event"] for e in read_events(tmp_path / "demo.jsonl")]
@@ -782,6 +788,22 @@ def test_core_driver_skips_the_classes_it_is_told_to_ignore_by_exact_class():
                        emit=lambda *a, **k: None, clock=ManualClock())
     other.execute([a])                          # the ignore list is the driver's own
     assert applied == [b, a]
+
+
+def test_settle_heap_sets_the_young_threshold_only_when_given():
+    import gc
+
+    from mip6bench.runtime.agent import settle_heap
+
+    old = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == old
+        settle_heap(12345)
+        assert gc.get_threshold() == (12345, *old[1:])
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
 
 
 def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(tmp_path):
