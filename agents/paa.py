@@ -112,6 +112,7 @@ _INFORMATIVE = (fx.PanaSessionOpen, fx.PanaSessionClosed)
 class PaaAgent(WaitableEvents, Agent):
     role = "paa"
     Options = Options
+    gc_young_threshold = 10_000     # see Agent.gc_young_threshold
 
     async def start(self) -> None:
         self._init_waitable()

@@ -181,7 +181,7 @@ class CoreDriver:
             elif kind is _START:
                 self._arm(action.key, action.at)
             elif kind is _STOP:
-                self._disarm(action.key)
+                self._armed.pop(action.key, None)     # _disarm, inline
             elif kind is _EVENT:
                 if self._emit_fields is not None:
                     self._emit_fields(action.name, action.fields)

@@ -18,8 +18,9 @@ import json
 import math
 import os
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import orjson
 
@@ -81,6 +82,11 @@ class EventLog:
         self._loop = None
         self._hold = 1          # pending entries that make emit schedule a write
         self._pending: list[dict[str, Any]] = []
+        # Where each entry goes besides the file (an agent's `recent` events), and what
+        # is called after each one (set only while an agent's wait-event command waits):
+        # the agent's own emit is this one call (CoreDriver(emit_fields=...)).
+        self.recent: deque[dict[str, Any]] | None = None
+        self.on_entry: Callable[[], Any] | None = None
 
     def write_after_callback(self, loop) -> None:
         """Write entries when `loop`'s current callback has returned (see the class)."""
@@ -112,13 +118,17 @@ class EventLog:
                 self._pending.append(entry)
                 if len(self._pending) == self._hold:
                     self._loop.call_soon(self.flush)
+        if self.recent is not None:
+            self.recent.append(entry)
+        if self.on_entry is not None:
+            self.on_entry()
         return entry
 
     def flush(self) -> None:
         """Write the entries emitted since the last write."""
         if self._pending and self._file:
             pending, self._pending = self._pending, []
-            self._write(b"".join([encode_entry(e) for e in pending]))
+            self._write(b"".join(map(encode_entry, pending)))
 
     def _write(self, data: bytes) -> None:
         written = self._file.write(data)

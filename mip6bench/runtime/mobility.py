@@ -293,9 +293,9 @@ class WaitableEvents:
     """
 
     def _init_waitable(self) -> None:
-        # Agent.emit sets it on every event logged while a wait-event command waits (an
-        # emit override here cost every event another call with its fields packed
-        # again; setting it with nobody waiting, a call on every event)
+        # The event log sets it on every entry while a wait-event command waits
+        # (EventLog.on_entry; an emit override here cost every event another call with
+        # its fields packed again; setting it with nobody waiting, a call on every event)
         self._event_logged = asyncio.Event()
         self._event_waiters = 0
 
@@ -327,7 +327,7 @@ class WaitableEvents:
             self._event_logged.clear()
             # no await between the search above and here: no event can slip in between
             self._event_waiters += 1
-            self._event_waiter = self._event_logged     # Agent.emit_fields sets it
+            self._log.on_entry = self._event_logged.set     # the event log calls it
             try:
                 await asyncio.wait_for(self._event_logged.wait(), remaining)
             except asyncio.TimeoutError:
@@ -335,4 +335,4 @@ class WaitableEvents:
             finally:
                 self._event_waiters -= 1
                 if not self._event_waiters:
-                    self._event_waiter = None
+                    self._log.on_entry = None

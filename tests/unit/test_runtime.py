@@ -570,6 +570,7 @@ AGENT = textwrap.dedent('''
     class Demo(Agent):
         role = "demo"
         Options = Options
+        gc_young_threshold = 5000
 
         async def start(self):
             if self.options.mode == "fail-start":
@@ -597,7 +598,10 @@ AGENT = textwrap.dedent('''
                 return req["a"] + req["b"]
             async def crypto_loaded(_req):
                 return "mip6bench.crypto" in sys.modules
-            return {"add": add, "crypto-loaded": crypto_loaded}
+            async def gc_threshold(_req):
+                import gc
+                return list(gc.get_threshold())
+            return {"add": add, "crypto-loaded": crypto_loaded, "gc-threshold": gc_threshold}
 
     sys.exit(run(Demo))
 ''')
@@ -628,6 +632,8 @@ def test_agent_prints_ready_serves_control_and_stops_on_sigterm(demo_agent, tmp_
     # What start-up left alive is frozen out of the cyclic collector's way (settle_heap).
     memory = control.request(sock, "memory")
     assert memory["gc_frozen"] > 1000 and memory["rss_kb"] > 0 and memory["tracing"] is False
+    # and the young generation's threshold is the agent class's (Agent.gc_young_threshold)
+    assert control.request(sock, "gc-threshold") == [5000, 10, 10]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
     events = [e["event"] for e in read_events(tmp_path / "demo.jsonl")]
@@ -784,6 +790,22 @@ def test_core_driver_skips_the_classes_it_is_told_to_ignore_by_exact_class():
     assert applied == [b, a]
 
 
+def test_settle_heap_sets_the_young_threshold_only_when_given():
+    import gc
+
+    from mip6bench.runtime.agent import settle_heap
+
+    old = gc.get_threshold()
+    try:
+        settle_heap()
+        assert gc.get_threshold() == old
+        settle_heap(12345)
+        assert gc.get_threshold() == (12345, *old[1:])
+    finally:
+        gc.set_threshold(*old)
+        gc.unfreeze()
+
+
 def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(tmp_path):
     """WaitableEvents: two wait-event commands at once, each woken by the event it waits
     for as it is logged; with no command waiting, emitting an event sets no asyncio.Event
@@ -802,13 +824,13 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
         agent = Waiting(config, None, EventLog(path, "n", "w"))
         agent._init_waitable()
         agent.emit("noise", k=0)
-        assert agent._event_waiter is None
+        assert agent._log.on_entry is None
         first = asyncio.ensure_future(agent.cmd_wait_event({"event": "a", "match": {"k": 1},
                                                             "after_ns": 0, "within": 5}))
         second = asyncio.ensure_future(agent.cmd_wait_event({"event": "b", "after_ns": 0,
                                                              "within": 5}))
         await asyncio.sleep(0)                  # one loop turn: both commands run to their wait
-        assert agent._event_waiter is agent._event_logged and agent._event_waiters == 2
+        assert agent._log.on_entry == agent._event_logged.set and agent._event_waiters == 2
         agent.emit("a", k=2)                    # not the one asked for
         await asyncio.sleep(0)                  # a loop turn: neither is answered by it
         assert not first.done() and not second.done()
@@ -817,7 +839,7 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
         assert agent._event_waiters == 1
         agent.emit("b")
         assert (await second)["event"] == "b"
-        assert agent._event_waiter is None and agent._event_waiters == 0
+        assert agent._log.on_entry is None and agent._event_waiters == 0
         agent._event_logged.clear()
         agent.emit("noise", k=3)
         assert not agent._event_logged.is_set()
