@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from typing import Callable, TypeVar
+
+from mip6bench.threads import Thread
 
 T = TypeVar("T")
 
@@ -58,7 +59,7 @@ def in_netns(target: int | str | None, fn: Callable[[], T]) -> T:
         except BaseException as exc:  # handed back to the caller's thread
             box["error"] = exc
 
-    thread = threading.Thread(target=runner, name=f"netns:{path}")
+    thread = Thread(target=runner, name=f"netns:{path}")
     thread.start()
     thread.join()
     if "error" in box:
@@ -109,7 +110,7 @@ def in_fresh_netns(fn: Callable[[], T]) -> T:
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=runner, name="netns:fresh")
+    thread = Thread(target=runner, name="netns:fresh")
     thread.start()
     thread.join()
     if "error" in box:

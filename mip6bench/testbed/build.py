@@ -17,9 +17,10 @@ The result is the network Mininet would have built: the same nodes in the same o
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from mininet.net import Mininet
+
+from mip6bench.threads import ThreadPoolExecutor
 
 
 def default_workers() -> int:

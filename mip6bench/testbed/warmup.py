@@ -10,9 +10,9 @@ Paths are warmed in parallel (one ping process per path, from the node's namespa
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
 from mip6bench.retry import AttemptFailed, RetryExhausted, retry
+from mip6bench.threads import ThreadPoolExecutor
 
 ATTEMPTS = 10
 TIMEOUT_S = 2.0  # one lost Neighbour Solicitation (RetransTimer 1 s) still fits

@@ -1,0 +1,86 @@
+"""Threads that leave the termination signals to the main thread.
+
+The kernel hands a process-directed signal (`kill -INT pid`, Ctrl-C, SIGTERM) to any
+thread that does not block it. CPython runs the Python handler in the main thread only,
+at its next bytecode; when the kernel chose another thread, a main thread blocked in a C
+wait (a lock, Thread.join, Future.result) is not woken, and Ctrl-C can sit unhandled
+until that wait ends, or for ever. So every thread the testbed starts is started with
+SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked, through `Thread` or `ThreadPoolExecutor`
+here: the kernel then always picks the main thread, whose wait the signal interrupts.
+
+The mask is set by the starting thread around `start()` (a new thread inherits its
+creator's mask), so there is no moment at which the new thread can take a signal; one
+that comes meanwhile stays pending and reaches the main thread as it unblocks again.
+
+A child process inherits the mask of the thread that forks it, through exec: an agent
+spawned from such a thread would start with SIGTERM blocked and ignore the testbed's
+stop. Importing this module therefore makes every `subprocess.Popen` started from a
+thread that blocks them unblock them for the fork (the child starts with the signals as
+the main thread has them). Standard library only.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import signal
+import subprocess
+import threading
+
+TERMINATION_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
+
+# What the process was started with blocked (normally nothing): children keep that.
+_BLOCKED_AT_START = (signal.pthread_sigmask(signal.SIG_BLOCK, ())
+                     if threading.current_thread() is threading.main_thread() else frozenset())
+_OURS = TERMINATION_SIGNALS - set(_BLOCKED_AT_START)
+
+
+@contextlib.contextmanager
+def termination_signals_blocked():
+    """Block the termination signals in the calling thread for the block; threads
+    created meanwhile inherit the mask. A signal that came meanwhile is delivered
+    as the mask is restored."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, TERMINATION_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+class Thread(threading.Thread):
+    """threading.Thread that never takes SIGINT/SIGTERM/SIGHUP/SIGQUIT."""
+
+    def start(self) -> None:
+        with termination_signals_blocked():
+            super().start()
+
+
+class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
+    """concurrent.futures.ThreadPoolExecutor whose workers never take the termination
+    signals (they are created in submit(), under the blocked mask)."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        with termination_signals_blocked():
+            return super().submit(fn, *args, **kwargs)
+
+
+def _spawn_with_signals_unblocked(execute_child):
+    def _execute_child(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            return execute_child(self, *args, **kwargs)
+        held = _OURS & signal.pthread_sigmask(signal.SIG_BLOCK, ())
+        if not held:
+            return execute_child(self, *args, **kwargs)
+        # Only for the fork: a signal that comes in this short window may be taken by
+        # this thread; the main thread's waits are bounded, so it is still handled.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
+        try:
+            return execute_child(self, *args, **kwargs)
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, held)
+
+    _execute_child.spawns_with_signals_unblocked = True
+    return _execute_child
+
+
+if not getattr(subprocess.Popen._execute_child, "spawns_with_signals_unblocked", False):
+    subprocess.Popen._execute_child = _spawn_with_signals_unblocked(subprocess.Popen._execute_child)
