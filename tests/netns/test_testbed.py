@@ -21,6 +21,7 @@ from mip6bench import slowdown
 from mip6bench.testbed.warmup import warm_up
 from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.registry import RUN_ROOT, process_start
+from mip6bench.threads import TERMINATION_SIGNALS
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from experiments import linkcheck  # noqa: E402
@@ -277,6 +278,22 @@ def _signal_state(pid: int) -> str:
     return "\n".join(lines)
 
 
+def _blocked_termination(pids) -> dict[str, str]:
+    """Per recorded process (pid and command), the termination signals it blocks."""
+    out = {}
+    for pid, _start in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                blk = int(next(l.split()[1] for l in f if l.startswith("SigBlk")), 16)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:60]
+        except (OSError, StopIteration):
+            continue
+        out[f"{pid} {cmd}"] = ",".join(signal.Signals(s).name for s in TERMINATION_SIGNALS
+                                       if blk & (1 << (s - 1)))
+    return out
+
+
 def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     before = root_state()
     # Started the way a non-interactive shell starts `cmd &`: SIGINT ignored. A `kill -INT`
@@ -290,6 +307,9 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     run_dir = next(d for d in RUN_ROOT.iterdir()
                    if json.loads((d / "controller.json").read_text())["pid"] == proc.pid)
     pids = _pids_of(run_dir)
+    # Its agents, node shells and the rest start with the termination signals unblocked,
+    # whichever thread of the controller spawned them (they inherit that thread's mask).
+    assert {what: mask for what, mask in _blocked_termination(pids).items() if mask} == {}
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
