@@ -16,7 +16,10 @@ A child process inherits the mask of the thread that forks it, through exec: an 
 spawned from such a thread would start with SIGTERM blocked and ignore the testbed's
 stop. Importing this module therefore makes every `subprocess.Popen` started from a
 thread that blocks them unblock them for the fork (the child starts with the signals as
-the main thread has them). Standard library only.
+the main thread has them). A signal that comes just then may be taken by that thread:
+its handler then runs at the main thread's next bytecode, so the main thread waits for
+workers in steps of POLL_S (`result_of`, `results_of`, `join`), never in one unbounded wait.
+Standard library only.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import contextlib
 import signal
 import subprocess
 import threading
+import time
 
 TERMINATION_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT})
 
@@ -32,6 +36,8 @@ TERMINATION_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP, s
 _BLOCKED_AT_START = (signal.pthread_sigmask(signal.SIG_BLOCK, ())
                      if threading.current_thread() is threading.main_thread() else frozenset())
 _OURS = TERMINATION_SIGNALS - set(_BLOCKED_AT_START)
+
+POLL_S = 0.5   # the longest a handled signal waits for the main thread's next bytecode
 
 
 @contextlib.contextmanager
@@ -63,6 +69,50 @@ class ThreadPoolExecutor(concurrent.futures.ThreadPoolExecutor):
             return super().submit(fn, *args, **kwargs)
 
 
+def _steps(timeout: float | None):
+    """Timeouts of POLL_S or less until `timeout` (None: for ever) has passed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        if deadline is None:
+            yield POLL_S
+            continue
+        left = deadline - time.monotonic()
+        yield min(POLL_S, max(left, 0.0))
+        if left <= POLL_S:
+            return
+
+
+def result_of(future: concurrent.futures.Future, timeout: float | None = None):
+    """future.result(timeout), waited for in steps (see the module's doc)."""
+    for step in _steps(timeout):
+        try:
+            return future.result(step)
+        except concurrent.futures.TimeoutError:
+            if future.done():
+                raise          # what the call itself raised
+    return future.result(0)   # raises TimeoutError
+
+
+def results_of(futures):
+    """The futures' results in order, each waited for in steps; as Executor.map's
+    iterator, the ones not yet started are cancelled when it stops early (an error)."""
+    futures = list(futures)
+    try:
+        for future in futures:
+            yield result_of(future)
+    finally:
+        for future in futures:
+            future.cancel()
+
+
+def join(thread: threading.Thread, timeout: float | None = None) -> None:
+    """thread.join(timeout), in steps."""
+    for step in _steps(timeout):
+        thread.join(step)
+        if not thread.is_alive():
+            return
+
+
 def _spawn_with_signals_unblocked(execute_child):
     def _execute_child(self, *args, **kwargs):
         if threading.current_thread() is threading.main_thread():
@@ -71,7 +121,7 @@ def _spawn_with_signals_unblocked(execute_child):
         if not held:
             return execute_child(self, *args, **kwargs)
         # Only for the fork: a signal that comes in this short window may be taken by
-        # this thread; the main thread's waits are bounded, so it is still handled.
+        # this thread; the main thread's waits are in steps, so it is still handled.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, held)
         try:
             return execute_child(self, *args, **kwargs)

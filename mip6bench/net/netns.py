@@ -11,7 +11,7 @@ import ctypes
 import os
 from typing import Callable, TypeVar
 
-from mip6bench.threads import Thread
+from mip6bench.threads import Thread, join
 
 T = TypeVar("T")
 
@@ -61,7 +61,7 @@ def in_netns(target: int | str | None, fn: Callable[[], T]) -> T:
 
     thread = Thread(target=runner, name=f"netns:{path}")
     thread.start()
-    thread.join()
+    join(thread)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
@@ -112,7 +112,7 @@ def in_fresh_netns(fn: Callable[[], T]) -> T:
 
     thread = Thread(target=runner, name="netns:fresh")
     thread.start()
-    thread.join()
+    join(thread)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]

@@ -59,7 +59,7 @@ from typing import Any, Callable
 
 from mip6bench import REPO_ROOT
 from mip6bench.errors import Mip6benchError
-from mip6bench.threads import Thread, ThreadPoolExecutor
+from mip6bench.threads import Thread, ThreadPoolExecutor, result_of
 
 PROTOCOL = 1
 DIR_TOKEN = "@dir/"          # in an agent's config: a path in the helper's own directory
@@ -1424,7 +1424,7 @@ class RemoteProcess:
         future, self._future = self._future, None
         try:
             # Bounded by the request's own deadline (the server's ready wait + 90 s).
-            reply = future.result()
+            reply = result_of(future)
         except Mip6benchError as exc:
             raise ProcessStartError(f"{self.what} on {self.node.name}: {exc}") from None
         self.pid, self.ready_line = reply["pid"], reply["ready_line"]

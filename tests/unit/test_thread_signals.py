@@ -175,3 +175,24 @@ def test_without_the_helper_a_reader_thread_takes_the_sigint():
 def test_with_the_helper_every_sigint_waits_for_and_wakes_the_main_thread():
     counts = run_race("helper", 30)
     assert counts == {"taken": 0, "pending": 30, "prompt": 30, "lost": 0}
+
+
+def test_waiting_in_steps_returns_what_the_wait_would():
+    import concurrent.futures
+    from mip6bench.threads import join, result_of, results_of
+
+    with ThreadPoolExecutor(2) as pool:
+        assert list(results_of(pool.submit(pow, 2, n) for n in range(5))) == [1, 2, 4, 8, 16]
+        failing = pool.submit(lambda: (_ for _ in ()).throw(TimeoutError("its own")))
+        with pytest.raises(TimeoutError, match="its own"):
+            result_of(failing)
+        gate = threading.Event()
+        held = pool.submit(gate.wait)
+        with pytest.raises(concurrent.futures.TimeoutError):
+            result_of(held, timeout=0.01)
+        gate.set()
+        assert result_of(held) is True
+    t = Thread(target=gate.wait)
+    t.start()
+    join(t)
+    assert not t.is_alive()
