@@ -294,6 +294,22 @@ def _blocked_termination(pids) -> dict[str, str]:
     return out
 
 
+def _threads_taking_termination(pid: int) -> list[str]:
+    """The controller's threads, other than its main thread, that do not block every
+    termination signal (name and SigBlk)."""
+    mask = sum(1 << (s - 1) for s in TERMINATION_SIGNALS)
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                fields = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue   # ended meanwhile
+        if int(tid) != pid and int(fields["SigBlk"], 16) & mask != mask:
+            out.append(f"{tid} {fields['Name'].strip()} SigBlk={fields['SigBlk'].strip()}")
+    return out
+
+
 def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     before = root_state()
     # Started the way a non-interactive shell starts `cmd &`: SIGINT ignored. A `kill -INT`
@@ -310,6 +326,9 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     # Its agents, node shells and the rest start with the termination signals unblocked,
     # whichever thread of the controller spawned them (they inherit that thread's mask).
     assert {what: mask for what, mask in _blocked_termination(pids).items() if mask} == {}
+    # ...and every thread of the controller but the main one blocks them all: the kernel
+    # can only give the SIGINT to the main thread, whose wait it interrupts.
+    assert _threads_taking_termination(proc.pid) == []
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)
