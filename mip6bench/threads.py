@@ -1,8 +1,10 @@
 """Threads that leave the termination signals to the main thread.
 
-The kernel hands a process-directed signal (`kill -INT pid`, Ctrl-C, SIGTERM) to any
-thread that does not block it. CPython runs the Python handler in the main thread only,
-at its next bytecode; when the kernel chose another thread, a main thread blocked in a C
+The kernel hands a process-directed signal (`kill -INT pid`, Ctrl-C, SIGTERM) to the main
+thread if it can take it at that moment, else to any thread that does not block it (the
+main thread cannot while, for one, CPython forks a child for it: it blocks every signal
+around vfork). CPython runs the Python handler in the main thread only, at its next
+bytecode; when the kernel chose another thread, a main thread that has gone on into a C
 wait (a lock, Thread.join, Future.result) is not woken, and Ctrl-C can sit unhandled
 until that wait ends, or for ever. So every thread the testbed starts is started with
 SIGINT, SIGTERM, SIGHUP and SIGQUIT blocked, through `Thread` or `ThreadPoolExecutor`

@@ -66,8 +66,8 @@ def test_a_process_spawned_from_such_a_thread_does_not_block_them():
 
 
 def test_a_plain_thread_spawns_with_its_own_mask():
-    """The control: only a helper thread's signals are unblocked for a spawn, never a
-    mask the process was given on purpose (here SIGUSR1 in a plain thread)."""
+    """Only the termination signals are unblocked for a spawn: another signal a thread
+    blocks on purpose (here SIGUSR1, in a plain thread) stays blocked in its child."""
     def run():
         signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         return spawned_sigblk()
