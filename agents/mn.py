@@ -44,7 +44,6 @@ import dataclasses
 import ipaddress
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 if __package__ in (None, ""):  # run as a script: agents/mn.py
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,6 +63,7 @@ from mip6bench.runtime.mn_datapath import MobileNodeDataPath
 from mip6bench.runtime.mobility import (MobilityIO, WaitableEvents, add_sa, describe_sa, ntp_clock_offset, packed,
                                         parse_sa)
 from mip6bench.slowdown import scaled
+from mip6bench.threads import ThreadPoolExecutor
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,7 @@ from typing import Callable
 
 from mip6bench.net.mh_socket import RawSender
 from mip6bench.net.netns import in_netns
+from mip6bench.threads import Thread
 
 ETH_P_IPV6 = 0x86DD
 ETH_P_ALL = 0x0003
@@ -66,7 +67,7 @@ class Tap:
         self.packets: deque[tuple[int, bytes]] = deque(maxlen=self.MAX_KEPT)
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"tap-{port}", daemon=True)
+        self._thread = Thread(target=self._run, name=f"tap-{port}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:

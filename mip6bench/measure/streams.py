@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from mip6bench.net.endpoints import (  # noqa: F401 (kernel_stamp, SO_TIMESTAMPNS: imported from here)
     DATAGRAM, DATAGRAM_SIZE, MESSAGE, MESSAGE_SIZE, SO_TIMESTAMPNS, TcpEchoServer, UdpReceiver, _socket,
     kernel_stamp)
+from mip6bench.threads import Thread
 
 
 # Linux's cap on one retransmission interval (TCP_RTO_MAX, include/net/tcp.h).
@@ -81,7 +82,7 @@ class UdpStream:
         self.sent: list[int] = []                        # send time of seq i
         self.send_errors = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._send, name="udp-send", daemon=True)
+        self._thread = Thread(target=self._send, name="udp-send", daemon=True)
 
     @property
     def kernel_stamps(self) -> int:
@@ -193,8 +194,8 @@ class TcpEcho:
         self._stop = threading.Event()
         self._echoed = threading.Condition()
         self.echoes: list[tuple[int, int]] = []   # (send ns, arrival ns) of each message back
-        self._threads = [threading.Thread(target=self._send, name="tcp-send", daemon=True),
-                         threading.Thread(target=self._read, name="tcp-read", daemon=True)]
+        self._threads = [Thread(target=self._send, name="tcp-send", daemon=True),
+                         Thread(target=self._read, name="tcp-read", daemon=True)]
 
     def start(self) -> "TcpEcho":
         for t in self._threads:

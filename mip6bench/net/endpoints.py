@@ -17,6 +17,7 @@ from typing import Any
 
 from mip6bench.fdwait import ReadWaiter
 from mip6bench.net.netns import in_netns
+from mip6bench.threads import Thread
 
 DATAGRAM = struct.Struct("!IQ")   # sequence number, send time (CLOCK_MONOTONIC ns)
 TIMESPEC = struct.Struct("@qq")   # struct timespec of SCM_TIMESTAMPNS (64-bit Linux)
@@ -78,7 +79,7 @@ class UdpReceiver(Arrivals):
         self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._stop = threading.Event()
         self._receiving_until = float("inf")
-        self._thread = threading.Thread(target=self._receive, name="udp-recv", daemon=True)
+        self._thread = Thread(target=self._receive, name="udp-recv", daemon=True)
 
     def start(self) -> "UdpReceiver":
         self._thread.start()
@@ -122,7 +123,7 @@ class TcpEchoServer:
         self.conn: socket.socket | None = None
         self.error: str | None = None
         self.echoed = 0            # bytes
-        self._thread = threading.Thread(target=self._serve, name="tcp-echo", daemon=True)
+        self._thread = Thread(target=self._serve, name="tcp-echo", daemon=True)
 
     def start(self) -> "TcpEchoServer":
         self._thread.start()
@@ -198,8 +199,8 @@ class ProbeSide:
         missing = set(self.senders) - set(targets)
         if missing:
             raise ValueError(f"no target for flow(s) {sorted(missing)}")
-        self._thread = threading.Thread(target=self._run, args=(targets, count, interval, linger),
-                                        name="probe", daemon=True)
+        self._thread = Thread(target=self._run, args=(targets, count, interval, linger),
+                              name="probe", daemon=True)
         self._thread.start()
         return self
 

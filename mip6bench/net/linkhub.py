@@ -81,6 +81,7 @@ from mip6bench.net.linkemu.relay import (BATCH, FD_SETSIZE, READ_SIZE, Relay, Ta
 from mip6bench.net.linkemu.tap import (PR_SET_TIMERSLACK, RELAY_NICE, Endpoint, LinkEmuError, _libc_call,
                                        create_link)
 from mip6bench.net.shaping import Shaper
+from mip6bench.threads import Thread
 
 CLOSERS = 16           # threads that close deleted links' TAP fds (see the docstring)
 MAX_EVENTS = 1024      # epoll events taken per wakeup
@@ -432,7 +433,7 @@ class _Stop(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from concurrent.futures import ThreadPoolExecutor
+    from mip6bench.threads import ThreadPoolExecutor
 
     if argv:
         print("linkhub: error: no arguments (links are added on stdin: ID add --a ... --b ...)",
@@ -499,8 +500,8 @@ class LinkHub:
         self._dead: str | None = None
         self._ready = threading.Event()
         self.ready: dict = {}
-        self._reader = threading.Thread(target=self._read_loop, name=f"linkhub-{self.pid}",
-                                        daemon=True)
+        self._reader = Thread(target=self._read_loop, name=f"linkhub-{self.pid}",
+                              daemon=True)
         self._reader.start()
 
     @classmethod

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import os
-import threading
 from typing import Callable, TypeVar
+
+from mip6bench.threads import Thread, join
 
 T = TypeVar("T")
 
@@ -58,9 +59,9 @@ def in_netns(target: int | str | None, fn: Callable[[], T]) -> T:
         except BaseException as exc:  # handed back to the caller's thread
             box["error"] = exc
 
-    thread = threading.Thread(target=runner, name=f"netns:{path}")
+    thread = Thread(target=runner, name=f"netns:{path}")
     thread.start()
-    thread.join()
+    join(thread)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]
@@ -109,9 +110,9 @@ def in_fresh_netns(fn: Callable[[], T]) -> T:
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=runner, name="netns:fresh")
+    thread = Thread(target=runner, name="netns:fresh")
     thread.start()
-    thread.join()
+    join(thread)
     if "error" in box:
         raise box["error"]  # type: ignore[misc]
     return box["result"]  # type: ignore[return-value]

@@ -38,7 +38,6 @@ import ipaddress
 import re
 import time
 from collections import Counter, deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,6 +45,7 @@ from mip6bench.natfw import wire as w
 from mip6bench.net.firewall import FAMILY, NSIS_MAP, TABLE
 from mip6bench.net.netns import enter_netns
 from mip6bench.net.nft import LibNft, rule_counters
+from mip6bench.threads import ThreadPoolExecutor
 
 SESSION_CHAIN = "nsis-"
 BUCKET_CHAIN = "nsisb-"

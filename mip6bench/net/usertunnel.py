@@ -62,6 +62,7 @@ from mip6bench.net.intercept import (
     TunDevice,
     attach_bpf,
 )
+from mip6bench.threads import Thread
 
 ICMPV6_PACKET_TOO_BIG = 2
 OUTER_HOP_LIMIT = 64
@@ -524,8 +525,8 @@ class Forwarder:
         if FORWARDER_MODE == "thread":
             # A thread of this process: started from the calling thread, it is in that
             # thread's network namespace (the agent's kernel thread, in an MN host).
-            self.thread = threading.Thread(target=_serve_in_thread, args=(child, role, tun_name),
-                                           name=f"forwarder:{tun_name}", daemon=True)
+            self.thread = Thread(target=_serve_in_thread, args=(child, role, tun_name),
+                                 name=f"forwarder:{tun_name}", daemon=True)
             self.thread.start()
             return
         argv = [sys.executable, "-m", "mip6bench.net.usertunnel", "--fd", str(child.fileno()),

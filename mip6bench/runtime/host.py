@@ -40,6 +40,7 @@ from mip6bench.net.netns import enter_netns
 from mip6bench.runtime.agent import (Agent, _process_start_ns, exit_status, precise_event_loop, serve_agent,
                                      settle_heap, start_tracing)
 from mip6bench.runtime.config import AgentConfig, agent_config_from, read_config_file
+from mip6bench.threads import Thread
 
 def load_host_config(path: str) -> list[tuple[AgentConfig, str | None]]:
     """The agents of a host config: (AgentConfig, netns path or None) each."""
@@ -74,7 +75,7 @@ class Instance:
         self._stop_signal: int | None = None
         self.agent: Agent | None = None
         self.startup_ms: float | None = None
-        self.thread = threading.Thread(target=self._run, name=f"agent:{config.node}", daemon=True)
+        self.thread = Thread(target=self._run, name=f"agent:{config.node}", daemon=True)
 
     def start(self) -> None:
         self.thread.start()

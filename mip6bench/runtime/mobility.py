@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from mip6bench.codec import DecodeError
@@ -45,6 +44,7 @@ from mip6bench.net import ro
 from mip6bench.net.intercept import PacketTap
 from mip6bench.net.mh_socket import MHSocket, RawSender
 from mip6bench.runtime.driver import CoreDriver
+from mip6bench.threads import ThreadPoolExecutor
 
 DataHandler = Callable[[bytes, str], None]
 # hold_mh(mh, deliver) -> True when the agent keeps the MH and calls deliver() later.

@@ -17,9 +17,10 @@ The result is the network Mininet would have built: the same nodes in the same o
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
 
 from mininet.net import Mininet
+
+from mip6bench.threads import ThreadPoolExecutor, result_of
 
 
 def default_workers() -> int:
@@ -47,7 +48,7 @@ class ParallelMininet(Mininet):
             futures = [pool.submit(make, name) for name in names]
             try:
                 for future in futures:
-                    name, node = future.result()
+                    name, node = result_of(future)   # in steps: Ctrl-C is handled meanwhile
                     self._prebuilt[name] = node
             except BaseException:
                 # Whatever did start is a node too: hand them to Mininet so stop() ends them.

@@ -42,7 +42,6 @@ import re
 import shlex
 import subprocess
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from mip6bench.fdwait import wait_readable
 from mip6bench.net.capabilities import which
 from mip6bench.testbed.process import read_line_until
 from mip6bench.testbed.registry import process_start, terminate
+from mip6bench.threads import ThreadPoolExecutor, results_of
 
 MAX_SERVERS = 64
 # A host name, an IPv4 address or an IPv6 literal; never anything ssh could read as an
@@ -249,7 +249,7 @@ class Ssh:
             return helper
 
         with ThreadPoolExecutor(8, thread_name_prefix="helper") as pool:
-            for helper in pool.map(one, range(1, len(self.servers))):
+            for helper in results_of(pool.submit(one, s) for s in range(1, len(self.servers))):
                 if log is not None:
                     log.emit("cluster.helper", server=helper.host, pid=helper.hello["pid"],
                              dir=helper.hello["dir"], **helper.offset.as_dict())

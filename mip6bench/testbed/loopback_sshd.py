@@ -148,14 +148,14 @@ class LoopbackSshd:
             self.stop()
             raise RuntimeError(f"test sshd did not start: {' | '.join(seen[-3:]) or 'no output'}")
         log = open(self.dir / "sshd.log", "ab")
-        import threading
+        from mip6bench.threads import Thread
 
         def drain():  # keep its log flowing (it must never block on a full pipe)
             with log:
                 while chunk := os.read(fd, 65536):
                     log.write(chunk)
                     log.flush()  # readable while it runs (a failing test prints it)
-        self._drain = threading.Thread(target=drain, daemon=True)
+        self._drain = Thread(target=drain, daemon=True)
         self._drain.start()
         return self
 

@@ -19,6 +19,7 @@ from mip6bench.fdwait import wait_readable
 from mip6bench.slowdown import scaled
 from mip6bench.testbed.context import RunContext
 from mip6bench.testbed.registry import process_start, terminate
+from mip6bench.threads import Thread
 
 
 class ProcessStartError(Mip6benchError):
@@ -129,8 +130,8 @@ class NodeProcess:
             self.ready_line = line
             # Keep draining the pipe into the log so the process never blocks on it
             # (or dies of SIGPIPE) when it writes more later.
-            threading.Thread(target=_drain, args=(stream, self.log_path),
-                             name=f"drain:{self.what}", daemon=True).start()
+            Thread(target=_drain, args=(stream, self.log_path),
+                   name=f"drain:{self.what}", daemon=True).start()
         return self
 
     def _log_tail(self) -> str:

@@ -53,13 +53,13 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from mip6bench import REPO_ROOT
 from mip6bench.errors import Mip6benchError
+from mip6bench.threads import Thread, ThreadPoolExecutor, result_of
 
 PROTOCOL = 1
 DIR_TOKEN = "@dir/"          # in an agent's config: a path in the helper's own directory
@@ -229,7 +229,7 @@ class Streams:
         self.lock = threading.Lock()
         self.ino = _Inotify(directory)
         self._wake_r, self._wake_w = os.pipe()
-        self.thread = threading.Thread(target=self._loop, name="streams", daemon=True)
+        self.thread = Thread(target=self._loop, name="streams", daemon=True)
         self.thread.start()
 
     def add(self, name: str) -> None:
@@ -905,7 +905,7 @@ class _PumpedReceiver:
         self.receiver, self.key, self.send = receiver, key, send
         self.sent = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name=f"pump-{key}", daemon=True)
+        self._thread = Thread(target=self._pump, name=f"pump-{key}", daemon=True)
 
     def start(self) -> None:
         self.receiver.start()
@@ -1072,7 +1072,7 @@ class Helper:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0, start_new_session=True)
         record.add_process(self.proc.pid, f"ssh to the helper on {self.host}")
-        self._reader = threading.Thread(target=self._read_loop, name=f"helper-{self.host}", daemon=True)
+        self._reader = Thread(target=self._read_loop, name=f"helper-{self.host}", daemon=True)
         self._reader.start()
         self.hello = self.request("hello", reply_s=scaled(timeout))
         if self.hello.get("protocol") != PROTOCOL:
@@ -1210,7 +1210,7 @@ class Helper:
                         lambda: self.request("clock", reply_s=10.0)["t_ns"], samples=RESAMPLE_SAMPLES))
                 except Mip6benchError:
                     return   # the helper is gone: what was measured stays
-        threading.Thread(target=loop, name=f"clock-{self.host}", daemon=True).start()
+        Thread(target=loop, name=f"clock-{self.host}", daemon=True).start()
 
     def to_local(self, t_remote: int) -> int:
         """A time on this server's clock, on the controller's."""
@@ -1400,7 +1400,7 @@ class RemoteProcess:
         self._future = None
 
     def launch(self) -> "RemoteProcess":
-        from concurrent.futures import ThreadPoolExecutor
+        from mip6bench.threads import ThreadPoolExecutor
 
         from mip6bench.slowdown import scaled
 
@@ -1424,7 +1424,7 @@ class RemoteProcess:
         future, self._future = self._future, None
         try:
             # Bounded by the request's own deadline (the server's ready wait + 90 s).
-            reply = future.result()
+            reply = result_of(future)
         except Mip6benchError as exc:
             raise ProcessStartError(f"{self.what} on {self.node.name}: {exc}") from None
         self.pid, self.ready_line = reply["pid"], reply["ready_line"]

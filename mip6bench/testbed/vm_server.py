@@ -54,6 +54,7 @@ from mip6bench.testbed.loopback_sshd import LoopbackSshd, make_key, sshd_availab
     ssh_client_config
 from mip6bench.testbed.process import read_line_until, signals_deferred
 from mip6bench.testbed.registry import RunRecord, new_run_id, process_start, terminate
+from mip6bench.threads import Thread
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 GUEST_SCRIPT = CHECKOUT / "scripts" / "vm-server-guest.sh"
@@ -282,7 +283,7 @@ class VmServer:
         if found is None:
             raise EnvironmentProblem(self._boot_failure())
         self.timings["boot_to_sshd_s"] = time.monotonic() - t0
-        self._drain = threading.Thread(target=self._keep_draining, daemon=True)
+        self._drain = Thread(target=self._keep_draining, daemon=True)
         self._drain.start()
         t1 = time.monotonic()
         done = self.ssh("true", timeout=SSH_TIMEOUT_S)

@@ -10,9 +10,9 @@ Paths are warmed in parallel (one ping process per path, from the node's namespa
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 
 from mip6bench.retry import AttemptFailed, RetryExhausted, retry
+from mip6bench.threads import ThreadPoolExecutor, results_of
 
 ATTEMPTS = 10
 TIMEOUT_S = 2.0  # one lost Neighbour Solicitation (RetransTimer 1 s) still fits
@@ -46,7 +46,7 @@ def warm_up(tb, pairs: list[tuple[str, str]], attempts: int = ATTEMPTS,
         return []
     with ThreadPoolExecutor(max_workers=min(PARALLEL, len(pairs)),
                             thread_name_prefix="warm-up") as pool:
-        return [note for note in pool.map(warm, pairs) if note]
+        return [note for note in results_of(pool.submit(warm, pair) for pair in pairs) if note]
 
 
 def link_pairs(plan) -> list[tuple[str, str]]:

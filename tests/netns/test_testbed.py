@@ -21,6 +21,7 @@ from mip6bench import slowdown
 from mip6bench.testbed.warmup import warm_up
 from mip6bench.testbed.network import Testbed
 from mip6bench.testbed.registry import RUN_ROOT, process_start
+from mip6bench.threads import TERMINATION_SIGNALS
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from experiments import linkcheck  # noqa: E402
@@ -277,6 +278,38 @@ def _signal_state(pid: int) -> str:
     return "\n".join(lines)
 
 
+def _blocked_termination(pids) -> dict[str, str]:
+    """Per recorded process (pid and command), the termination signals it blocks."""
+    out = {}
+    for pid, _start in pids:
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                blk = int(next(l.split()[1] for l in f if l.startswith("SigBlk")), 16)
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")[:60]
+        except (OSError, StopIteration):
+            continue
+        out[f"{pid} {cmd}"] = ",".join(signal.Signals(s).name for s in TERMINATION_SIGNALS
+                                       if blk & (1 << (s - 1)))
+    return out
+
+
+def _threads_taking_termination(pid: int) -> list[str]:
+    """The controller's threads, other than its main thread, that do not block every
+    termination signal (name and SigBlk)."""
+    mask = sum(1 << (s - 1) for s in TERMINATION_SIGNALS)
+    out = []
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                fields = dict(l.split(":", 1) for l in f if ":" in l)
+        except OSError:
+            continue   # ended meanwhile
+        if int(tid) != pid and int(fields["SigBlk"], 16) & mask != mask:
+            out.append(f"{tid} {fields['Name'].strip()} SigBlk={fields['SigBlk'].strip()}")
+    return out
+
+
 def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     before = root_state()
     # Started the way a non-interactive shell starts `cmd &`: SIGINT ignored. A `kill -INT`
@@ -290,6 +323,12 @@ def test_ctrl_c_during_an_experiment_tears_everything_down(tmp_path):
     run_dir = next(d for d in RUN_ROOT.iterdir()
                    if json.loads((d / "controller.json").read_text())["pid"] == proc.pid)
     pids = _pids_of(run_dir)
+    # Its agents, node shells and the rest start with the termination signals unblocked,
+    # whichever thread of the controller spawned them (they inherit that thread's mask).
+    assert {what: mask for what, mask in _blocked_termination(pids).items() if mask} == {}
+    # ...and every thread of the controller but the main one blocks them all: the kernel
+    # can only give the SIGINT to the main thread, whose wait it interrupts.
+    assert _threads_taking_termination(proc.pid) == []
     proc.send_signal(signal.SIGINT)
     try:
         _, err = proc.communicate(timeout=60)

@@ -15,7 +15,7 @@ ROOT = Path(mip6bench.__file__).parent
 # Lowest first. Top-level modules count as packages of their own.
 LAYERS = [
     "mip6bench", "errors", "codec", "crypto", "sansio", "ipaddr", "ipv6", "fdwait", "slowdown",
-    "secretfiles", "params", "retry", "randompool",
+    "secretfiles", "params", "retry", "randompool", "threads",
     "eap", "mipv6", "gist", "pana", "aaa", "natfw",      # protocols: codecs and cores
     "net",                                              # kernel glue
     "runtime",                                          # asyncio glue driving the cores
