@@ -45,7 +45,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from typing import Any
 
 from mininet.examples.cluster import RemoteLink, RemoteMixin
 from mininet.node import Node
