@@ -27,6 +27,20 @@ skip() { echo "test-kernel: skipped: $*"; exit 0; }
 log() { echo "test-kernel: $*" >&2; }
 elapsed() { echo "$(( $(date +%s) - T0 )) s"; }
 
+# QEMU's 9p server holds a host descriptor for every file the guest has open: with the
+# usual soft limit of 1024 (a job started without a login's limits, a plain `sudo`) the
+# guest's agents failed to import with EMFILE; 4096 (a CI job's hard limit) was enough.
+# 65536: the hard limit is raised where root may (CAP_SYS_RESOURCE, which a container's
+# root may lack), else the hard limit; below 4096 the lane is skipped, naming the fix.
+ulimit -Hn 65536 2>/dev/null
+hard=$(ulimit -Hn); [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ] && hard=65536
+ulimit -n "$hard" 2>/dev/null
+have=$(ulimit -n)
+if [ "$have" != unlimited ] && [ "$have" -lt 4096 ]; then
+    skip "QEMU could have only $have file descriptors (the hard limit, which this process may not raise) and the lane's guest needs more than 1024: raise the hard limit to 4096 or more (ulimit -Hn 65536 in a root shell that may, LimitNOFILE= for a service, --ulimit nofile= for a container)"
+fi
+log "descriptors for QEMU: $have"
+
 . scripts/kernel-lane-prepare.sh
 
 # --- bytecode on the host: imports over 9p are slow and the guest cannot write any.
@@ -43,13 +57,6 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 BLACKLIST=ahci,libahci,i2c_i801,lpc_ich,iTCO_wdt,iTCO_vendor_support,pcspkr,intel_pmc_bxt,serio_raw,joydev,evdev,psmouse,floppy,ata_piix,bochs,drm,snd_pcsx2,button
 log "booting $release (this takes minutes: no KVM, every instruction emulated)"
 BUDGET=${KERNEL_LANE_BUDGET:-1200}
-# QEMU's 9p server holds a host descriptor for every file the guest has open: with the
-# usual soft limit of 1024 (a job started without a login's limits, a plain `sudo`) the
-# guest's agents failed to import with EMFILE. 65536, or the hard limit where that is lower
-# (raising the hard limit needs CAP_SYS_RESOURCE, which a container's root may lack).
-hard=$(ulimit -Hn); [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ] && hard=65536
-ulimit -n "$hard" 2>/dev/null
-log "descriptors for QEMU: $(ulimit -n)"
 # The guest interrupts pytest after BUDGET s; the host stops the VM if it outlives that.
 PATH="$VENV/bin:$PATH" timeout -k 30 "$((BUDGET + 360))" "$VENV/bin/vng" --disable-kvm --force-9p --run "$KERNEL" --user root -m 2G -p "$(nproc)" \
     --rwdir "$OUT" --overlay-rwdir "$ROOT" -a "modprobe.blacklist=$BLACKLIST" \

@@ -72,7 +72,8 @@ def lane_cache() -> Path:
     return Path(os.environ.get("KERNEL_LANE_CACHE") or CHECKOUT / ".cache" / "kernel-lane")
 
 
-QEMU_NOFILE = 65536   # descriptors for QEMU (its 9p server): see _boot
+QEMU_NOFILE = 65536       # descriptors for QEMU (its 9p server): see _boot
+QEMU_NOFILE_MIN = 4096    # fewer, and the guest's agents run out (EMFILE at 1024)
 
 
 def qemu_nofile() -> int:
@@ -82,6 +83,16 @@ def qemu_nofile() -> int:
 
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     return QEMU_NOFILE if hard == resource.RLIM_INFINITY else min(QEMU_NOFILE, hard)
+
+
+def nofile_problem(nofile: int) -> str | None:
+    """Why `nofile` descriptors are too few for QEMU (one line naming the fix), or None."""
+    if nofile >= QEMU_NOFILE_MIN:
+        return None
+    return (f"QEMU could have only {nofile} file descriptors (this process's hard limit) and the "
+            f"guest needs more than 1024: raise the hard limit to {QEMU_NOFILE_MIN} or more "
+            f"(ulimit -Hn {QEMU_NOFILE} in a root shell that may, LimitNOFILE= for a service, "
+            f"--ulimit nofile= for a container)")
 
 
 def lane_tools(cache: Path | None = None) -> tuple[Path, Path]:
@@ -114,7 +125,7 @@ def unavailable() -> str | None:
         return str(err)
     if not os.path.exists("/dev/net/tun"):
         return "no /dev/net/tun on this host (QEMU's TAP needs it: modprobe tun)"
-    return None
+    return nofile_problem(qemu_nofile())
 
 
 def _taken_networks() -> list:

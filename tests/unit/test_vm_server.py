@@ -77,3 +77,17 @@ def test_a_ctrl_c_while_a_process_starts_arrives_once_it_is_recorded():
             os.kill(os.getpid(), signal.SIGINT)   # delivered now, held back by the block
             recorded.append("pid")
     assert recorded == ["pid"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_too_few_descriptors_for_qemu_is_one_line_naming_the_fix(monkeypatch):
+    import resource
+
+    assert vm_server.nofile_problem(vm_server.QEMU_NOFILE_MIN) is None
+    why = vm_server.nofile_problem(1024)
+    assert why.startswith("QEMU could have only 1024 file descriptors") and "\n" not in why
+    assert f"raise the hard limit to {vm_server.QEMU_NOFILE_MIN}" in why
+    # The hard limit caps what QEMU gets; an unlimited one gives it QEMU_NOFILE.
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1024, 1024))
+    assert vm_server.qemu_nofile() == 1024
+    monkeypatch.setattr(resource, "getrlimit", lambda what: (1024, resource.RLIM_INFINITY))
+    assert vm_server.qemu_nofile() == vm_server.QEMU_NOFILE
