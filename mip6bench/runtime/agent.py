@@ -59,9 +59,10 @@ class Agent:
         self._log = log
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_EVENTS)
         log.recent = self.recent          # the log keeps them as it writes them
-        # emit_fields is the log's own (one call an event from a core's driver); the
-        # log appends each entry to `recent` and calls on_entry, see WaitableEvents
-        self.emit_fields = log.emit_fields
+        # emit() with the fields as a dict (not kept), as a core's Event holds them: what
+        # CoreDriver(emit_fields=...) calls. The log's own method, one call an event; the
+        # log appends each entry to `recent` and calls on_entry (see WaitableEvents).
+        self.emit_fields: Callable[[str, dict[str, Any], int | None], Any] = log.emit_fields
         self.counters: dict[str, int] = {}
         self.started_ns = time.monotonic_ns()
         self._fatal: asyncio.Future | None = None
@@ -87,12 +88,6 @@ class Agent:
     def emit(self, event: str, t_ns: int | None = None, **fields: Any) -> None:
         """Log an event, at `t_ns` when given (a time read when the thing happened,
         e.g. the SA channel's install), else now."""
-        self._log.emit_fields(event, fields, t_ns)
-
-    def emit_fields(self, event: str, fields: dict[str, Any], t_ns: int | None = None) -> None:
-        """emit() with the fields as a dict (not kept), as a core's Event holds them: what
-        CoreDriver(emit_fields=...) calls. (An instance's is its EventLog's emit_fields
-        itself, set in __init__: this one is for the class's readers.)"""
         self._log.emit_fields(event, fields, t_ns)
 
     def count(self, name: str, n: int = 1) -> None:

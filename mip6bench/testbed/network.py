@@ -403,7 +403,7 @@ class Testbed:
         for _k, helper in sorted(self.cluster[1].helpers.items()):
             try:
                 held = helper.request("cpu_idle", setting=setting)
-            except Exception as exc:   # a refusal or a server gone: said, the run goes on
+            except Mip6benchError as exc:   # a refusal or a server gone: said, the run goes on
                 held = {"setting": setting, "held": False, "reason": str(exc)}
             self.cpu_idle_servers.append({"server": helper.host, **held})
             self.log.emit("testbed.cpu_idle", server=helper.host, **held)

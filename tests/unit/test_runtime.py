@@ -829,11 +829,15 @@ def test_wait_event_is_woken_by_events_and_emit_sets_nothing_when_nobody_waits(t
                                                             "after_ns": 0, "within": 5}))
         second = asyncio.ensure_future(agent.cmd_wait_event({"event": "b", "after_ns": 0,
                                                              "within": 5}))
-        await asyncio.sleep(0)                  # one loop turn: both commands run to their wait
-        assert agent._log.on_entry == agent._event_logged.set and agent._event_waiters == 2
-        agent.emit("a", k=2)                    # not the one asked for
-        await asyncio.sleep(0)                  # a loop turn: neither is answered by it
-        assert not first.done() and not second.done()
+
+        async def when_both_wait():
+            # The loop runs tasks in the order they were made: both commands have run to
+            # their wait (registering is their first step's work) before this one starts.
+            assert agent._log.on_entry == agent._event_logged.set and agent._event_waiters == 2
+            agent.emit("a", k=2)                # not the one asked for
+
+        await asyncio.ensure_future(when_both_wait())
+        assert not first.done() and not second.done()   # and the answer below is k=1
         agent.emit("a", k=1)
         assert (await first)["k"] == 1 and not second.done()
         assert agent._event_waiters == 1
