@@ -11,9 +11,10 @@ bootstrap latency against its floor.
    their calls). Backends: "local" (in-process EapServer) and "radius" (RadiusClientCore
    <-> RadiusServerCore with every RADIUS datagram encoded, signed and verified).
 2. Real sockets (root): the real agents/aaa.py and agents/paa.py processes in a fresh
-   network namespace on loopback, and a load generator (PacCores over one UDP socket in
-   the same namespace, `--concurrency` sessions in flight). Reported: authentications/s
-   and the CPU seconds the PAA and AAA processes used per authentication
+   network namespace (RADIUS between them on its loopback), and a load generator
+   (PacCores, a UDP socket each, in a second namespace joined to the first by a veth
+   link, each PaC from one of 256 addresses in turn, C sessions in flight). Reported:
+   authentications/s and the CPU seconds the PAA and AAA processes used per authentication
    (/proc/<pid>/stat), so the PAA's own rate is known even when the generator limits.
 3. The bootstrap experiment in the testbed with 10 ms on every link (access, backhaul,
    home_uplink, home_lan): total against floor_ms, for aaa=embedded and aaa=radius
@@ -23,9 +24,11 @@ bootstrap latency against its floor.
 Prints human-readable lines, then one JSON summary line.
 Usage: python bench/pana_bench.py [--quick] [--no-netns] [--no-testbed] [--keep]
 (--keep: keep the testbed runs' result directories)
-       python bench/pana_bench.py --sockets N,C[,F,G][,local] [--profile PATH] [--events]
-                                  [--callgrind PATH]
-(part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G,
+       python bench/pana_bench.py --sockets N,C[,F,G[,H]][,local] [--sources K]
+                                  [--profile PATH] [--events] [--callgrind PATH]
+(part 2 alone: N PaCs, C in flight, agents pinned to CPU F and the generator to G (the
+AAA to H if given),
+the PaCs on a link of their own from K source addresses in turn (default 256),
 "local": EAP server inside the PAA; reports completed/stalled sessions and the
 generator's CPU too; --profile: the PAA under cProfile, the AAA then on CPU G;
 --events: the PAA writes its event log as in the testbed, entries and bytes per auth;
@@ -169,11 +172,40 @@ def proc_cpu_split(pid: int) -> tuple[float, float]:
     return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
 
 
+def proc_switches(pid: int) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches of a process's threads: the times it
+    waited for a datagram, and the times another task took its CPU."""
+    vol = invol = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches"):
+                    vol += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches"):
+                    invol += int(line.split()[1])
+    return vol, invol
+
+
+PAA_LINK, PACS_PREFIX = "2001:db8:ff::1", "2001:db8:ff::"
+
+
 def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", *,
             cpus: tuple[str, str] | None = None, profile: str | None = None,
             backend: str = "radius", events: bool = False,
-            callgrind: str | None = None) -> dict:
-    """`cpus` (F, G): the PAA and AAA agents pinned to CPU F, this load generator to G;
+            callgrind: str | None = None, sources: int = 256,
+            aaa_cpu: str | None = None) -> dict:
+    """The PAA and AAA agents in a fresh namespace, the PaCs in a second one joined to
+    it by a veth link (the PAA's address on it is PAA_LINK; the AAA talks to the PAA over
+    that namespace's loopback). The PaCs take their source addresses in turn from
+    `sources` addresses on their end of the link, as MNs arriving at a PAA each come
+    from their own: the PAA allows 4 half-open handshakes per address, so PaCs sharing
+    one (`sources` 1) have PCIs dropped and sent again after 1 s, and the PAA idles.
+    The addresses are not on the agents' side: a socket bound to "::" (the PAA's, the
+    AAA's) has the kernel choose a source address for every datagram it sends, among
+    all the addresses of the outgoing device, and with the PaCs' hundreds of addresses
+    on the same loopback that choice took a third of the PAA's CPU.
+    `cpus` (F, G): the PAA and AAA agents pinned to CPU F, this load generator to G
+    (`aaa_cpu`: the AAA to that CPU instead);
     `profile`: the PAA runs under cProfile into that file; `backend` "radius" (the AAA
     agent behind the PAA) or "local" (EAP server inside the PAA); `events`: the PAA writes
     its event log to a file, as it does in the testbed (else it keeps no file), and the
@@ -181,15 +213,36 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
     runs under valgrind's callgrind, its instruction counts written to that file when it
     ends (start-up included: compare two runs of different N for a per-authentication
     count; hash seed fixed)."""
-    from mip6bench.net.netns import in_fresh_netns
+    from mip6bench.net.netns import in_fresh_netns, in_netns
+
+    if not 1 <= sources <= 1000:
+        raise ValueError(f"sources: 1 to 1000 addresses (neighbour cache), not {sources}")
 
     def body():
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+        # the PaCs' namespace: held open by this descriptor while the run lasts
+        pacs_fd = in_fresh_netns(
+            lambda: os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC))
+        try:
+            return run(f"/proc/{os.getpid()}/fd/{pacs_fd}")
+        finally:
+            os.close(pacs_fd)
+
+    def run(pacs_ns: str):
+        subprocess.run(["ip", "link", "add", "paa0", "type", "veth", "peer", "name",
+                        "pacs0", "netns", pacs_ns], check=True)
+        subprocess.run(["ip", "-batch", "-"], check=True, input=(
+            f"addr add {PAA_LINK}/64 dev paa0 nodad\nlink set paa0 up\n").encode())
+        pac_addresses = [f"{PACS_PREFIX}{k + 2:x}" for k in range(sources)]
+        in_netns(pacs_ns, lambda: subprocess.run(["ip", "-batch", "-"], check=True, input=(
+            "link set lo up\nlink set pacs0 up\n" + "".join(
+                f"addr add {a}/64 dev pacs0 nodad\n" for a in pac_addresses)).encode()))
         work = Path(tempfile.mkdtemp(prefix="pana-bench-"))
         users = [Credential(f"mn{k}@bench", secrets.token_bytes(16)) for k in range(n)]
         (work / "creds").write_text(format_credentials(users))
         secret = secrets.token_hex(8)
         procs = []
+        log, result = work / "paa.events.jsonl", None
 
         def agent(role, options):
             cfg = work / f"{role}.json"
@@ -210,7 +263,9 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
             if cpus:
                 # cProfile times the wall clock: profiled, the PAA keeps its CPU to itself,
                 # or its sendto would include the AAA it wakes on the same CPU
-                cpu = cpus[1] if profile and role == "aaa" else cpus[0]
+                cpu = cpus[0]
+                if role == "aaa":
+                    cpu = aaa_cpu or (cpus[1] if profile else cpus[0])
                 argv = ["taskset", "-c", cpu] + argv
             p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             line = p.stdout.readline()
@@ -222,37 +277,41 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
             if backend == "radius":
                 aaa = agent("aaa", {"credentials": str(work / "creds"),
                                     "clients": {"::1": secret}, "port": 18120})
-                paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
-                                    "backend": "radius", "radius_server": "::1",
+                paa = agent("paa", {"address": PAA_LINK, "ha_address": HA,
+                                    "home_prefix": PREFIX, "backend": "radius",
+                                    "radius_server": "::1",
                                     "radius_port": 18120, "radius_secret": secret,
                                     "port": 7160, "token_key": "00" * 32,
                                     # under callgrind: no RADIUS retransmission either
                                     "radius_irt": 8.0 if callgrind else 1.0})
             else:
                 aaa = None
-                paa = agent("paa", {"address": "::1", "ha_address": HA, "home_prefix": PREFIX,
-                                    "backend": "local", "credentials": str(work / "creds"),
+                paa = agent("paa", {"address": PAA_LINK, "ha_address": HA,
+                                    "home_prefix": PREFIX, "backend": "local",
+                                    "credentials": str(work / "creds"),
                                     "port": 7160, "token_key": "00" * 32})
             if cpus:
                 os.sched_setaffinity(0, {int(cpus[1])})
-            log = work / "paa.events.jsonl"
             before = log.stat().st_size if events else 0
-            lines_before = log.read_bytes().count(b"\n") if events else 0
-            out = asyncio.run(load(users, concurrency, agent_pid(paa),
-                                   agent_pid(aaa) if aaa else None,
-                                   slow_rtx=callgrind is not None))
-            if events:
-                # the entries are written before the PAA's loop waits again: by the time
-                # the last PaC is done, the last answer's events are in the file
-                done = max(1, out["completed"])
-                out["paa_events_per_auth"] = round(
-                    (log.read_bytes().count(b"\n") - lines_before) / done, 2)
-                out["paa_event_bytes_per_auth"] = round((log.stat().st_size - before) / done)
-            return dict(out, backend=backend)
+            # the generator's thread (its CPU affinity inherited) opens every PaC
+            # socket in the PaCs' namespace
+            result = dict(in_netns(pacs_ns, lambda: asyncio.run(load(
+                users, concurrency, agent_pid(paa), agent_pid(aaa) if aaa else None,
+                slow_rtx=callgrind is not None, paa_address=PAA_LINK,
+                pac_addresses=pac_addresses))), backend=backend, sources=sources)
+            return result
         finally:
             for p in procs:
                 p.terminate()
                 p.wait(timeout=60 if callgrind else 5)
+            if events and result:
+                # counted once the PAA has ended (it writes what is pending then): the
+                # last PaC is done before the PAA has handled its last PAN
+                logged = [line for line in log.read_bytes()[before:].splitlines(True)
+                          if b'"event":"agent.' not in line]   # its stopping, stopped
+                done = max(1, result["completed"])
+                result["paa_events_per_auth"] = round(len(logged) / done, 2)
+                result["paa_event_bytes_per_auth"] = round(sum(map(len, logged)) / done)
             shutil.rmtree(work, ignore_errors=True)
 
     return in_fresh_netns(body)
@@ -265,9 +324,10 @@ def agent_pid(p: subprocess.Popen) -> int:
 
 
 async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
-               slow_rtx: bool = False) -> dict:
-    """`concurrency` PaCs in flight, each on its own UDP socket (the PAA tells PaCs apart
-    by address and port), a new one started as soon as one is authenticated. A session
+               slow_rtx: bool = False, *, paa_address: str, pac_addresses: list[str]) -> dict:
+    """`concurrency` PaCs in flight, each on its own UDP socket bound to the next of
+    `pac_addresses` in turn (the PAA tells PaCs apart by address and port), a new one
+    started as soon as one is authenticated. A session
     not open `stall_s` after the last one completed is counted as stalled (the run ends
     there). `slow_rtx`: the PaCs retransmit after 60 s, not 1 s (a PAA under callgrind is
     ~70 times slower: every authentication then has the same datagrams)."""
@@ -280,6 +340,7 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
     in_flight = 0
     last_done = [time.perf_counter()]
     retransmits = [0]
+    launched = [0]
 
     def launch():
         nonlocal in_flight
@@ -291,9 +352,10 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
     class PacClient:
         def __init__(self, user):
             self.sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            self.sock.bind(("::1", 0))
+            self.sock.bind((pac_addresses[launched[0] % len(pac_addresses)], 0))
+            launched[0] += 1
             self.sock.setblocking(False)
-            self.pac = PacCore(PacConfig("::1", psk_peer_factory(user.nai, user.psk),
+            self.pac = PacCore(PacConfig(paa_address, psk_peer_factory(user.nai, user.psk),
                                          nai=user.nai, paa_port=7160,
                                          mip6_request=mip6.REQUEST_ALL, **rtx))
             self.timers: dict = {}
@@ -315,7 +377,7 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
                 return
             for a in actions:
                 if isinstance(a, Transmit):
-                    self.sock.sendto(a.data, ("::1", a.port or 7160))
+                    self.sock.sendto(a.data, (paa_address, a.port or 7160))
                 elif isinstance(a, StartTimer):
                     old = self.timers.pop(a.key, None)
                     if old:
@@ -344,13 +406,13 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
                 data, addr = self.sock.recvfrom(4096)
             except BlockingIOError:
                 return
-            self.run(self.pac.receive(data, "::1", loop.time(), addr[1]))
+            self.run(self.pac.receive(data, addr[0], loop.time(), addr[1]))
 
     def agents_cpu():
         return (proc_cpu(paa_pid), proc_cpu(aaa_pid) if aaa_pid else 0.0,
                 proc_cpu_split(paa_pid)[1])
 
-    c0, g0 = agents_cpu(), os.times()
+    c0, g0, s0 = agents_cpu(), os.times(), proc_switches(paa_pid)
     t0 = time.perf_counter()
     launch()
     seen = -1
@@ -361,7 +423,7 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
         except asyncio.TimeoutError:
             pass
     wall = last_done[0] - t0
-    c1, g1 = agents_cpu(), os.times()
+    c1, g1, s1 = agents_cpu(), os.times(), proc_switches(paa_pid)
     n = completed
     return {"n": len(users), "completed": n, "stalled": len(users) - n,
             "concurrency": concurrency, "auth_per_s": round(n / wall, 1),
@@ -370,6 +432,8 @@ async def load(users, concurrency, paa_pid, aaa_pid, stall_s: float = 30.0,
             "aaa_cpu_ms_per_auth": round(1000 * (c1[1] - c0[1]) / max(1, n), 3),
             "paa_auth_per_cpu_s": round(n / max(1e-9, c1[0] - c0[0]), 1),
             "paa_sys_ms_per_auth": round(1000 * (c1[2] - c0[2]) / max(1, n), 3),
+            "paa_waits_per_auth": round((s1[0] - s0[0]) / max(1, n), 2),
+            "paa_preempted_per_auth": round((s1[1] - s0[1]) / max(1, n), 2),
             "gen_cpu_ms_per_auth": round(1000 * (g1.user + g1.system - g0.user - g0.system)
                                          / max(1, n), 3)}
 
@@ -405,15 +469,26 @@ def sockets_only(spec: str) -> int:
     parts = [x for x in parts if x != "local"]
     n, c = int(parts[0]), int(parts[1])
     cpus = (parts[2], parts[3]) if len(parts) >= 4 else None
+    aaa_cpu = parts[4] if len(parts) >= 5 else None
     profile = sys.argv[sys.argv.index("--profile") + 1] if "--profile" in sys.argv else None
     callgrind = sys.argv[sys.argv.index("--callgrind") + 1] \
         if "--callgrind" in sys.argv else None
+    sources = 256
+    if "--sources" in sys.argv:
+        value = sys.argv[sys.argv.index("--sources") + 1:][:1]
+        if not value or not value[0].isdigit() or not 1 <= int(value[0]) <= 1000:
+            print("pana_bench: --sources takes 1 to 1000 (the PaCs' addresses; the PAA's "
+                  "neighbour cache holds one entry each)", file=sys.stderr)
+            return 2
+        sources = int(value[0])
     r = sockets(n, c, cpus=cpus, profile=profile, backend=backend,
-                events="--events" in sys.argv, callgrind=callgrind)
-    print(f"sockets ({backend}, {n} PaCs, {c} in flight): {r['auth_per_s']:.1f} auth/s, "
+                events="--events" in sys.argv, callgrind=callgrind, sources=sources,
+                aaa_cpu=aaa_cpu)
+    print(f"sockets ({backend}, {n} PaCs, {c} in flight, {sources} addresses): {r['auth_per_s']:.1f} auth/s, "
           f"completed {r['completed']} stalled {r['stalled']} (PaC retransmits {r['pac_retransmits']}); PAA {r['paa_cpu_ms_per_auth']:.3f} "
           f"ms CPU/auth ({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} "
-          f"ms, generator {r['gen_cpu_ms_per_auth']:.3f} ms")
+          f"ms, generator {r['gen_cpu_ms_per_auth']:.3f} ms; the PAA waited "
+          f"{r['paa_waits_per_auth']} times an authentication")
     print(json.dumps(r))
     if callgrind:
         print(f"callgrind: {callgrind_instructions(callgrind):,} instructions in the PAA "
@@ -467,7 +542,8 @@ def main() -> int:
     if os.geteuid() == 0 and "--no-netns" not in sys.argv:
         r = sockets(100 if QUICK else 400, 32)
         summary["sockets"] = r
-        print(f"sockets (netns lo, agents/paa.py + agents/aaa.py): {r['auth_per_s']:.1f} auth/s "
+        print(f"sockets (agents/paa.py + agents/aaa.py, PaCs over a veth link from 256 "
+              f"addresses): {r['auth_per_s']:.1f} auth/s "
               f"with {r['concurrency']} in flight; PAA {r['paa_cpu_ms_per_auth']:.3f} ms CPU/auth "
               f"({r['paa_auth_per_cpu_s']:.0f}/CPU-s), AAA {r['aaa_cpu_ms_per_auth']:.3f} ms")
     if os.geteuid() == 0 and "--no-testbed" not in sys.argv:
