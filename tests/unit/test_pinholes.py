@@ -2,6 +2,7 @@
 group commit's per-session error handling against a scripted nft."""
 import asyncio
 import collections
+import random
 import re
 
 import pytest
@@ -121,6 +122,43 @@ def test_deny_sessions_come_first_in_their_bucket():
     b = build_batch({"aa": entry("aa")}, [Op("dd", entry("dd", verdict="drop"))])
     jumps = [l.rsplit(" ", 1)[1] for l in b.text.splitlines() if " jump nsis-" in l]
     assert jumps == ["nsis-dd", "nsis-aa"]
+
+
+def test_sessions_kept_by_address_pair_give_the_batches_a_scan_of_every_session_gives():
+    """Batches built on the index the previous batch returned (as the table does) hold
+    the same commands as batches that find each touched pair's sessions by a scan of the
+    committed state; a bucket jumps to exactly its pair's sessions, deny first; and the
+    index is the state's, with no empty pair kept."""
+    rng = random.Random(7)
+    pairs = [(f"2001:db8:11::{k}", CN) for k in range(5)]
+    committed: dict = {}
+    by_pair: dict = {}
+    for _ in range(300):
+        ops = []
+        for session in rng.sample([f"s{k}" for k in range(30)], rng.randint(1, 6)):
+            if session in committed and rng.random() < 0.3:
+                ops.append(Op(session, None))
+            else:
+                ops.append(Op(session, entry(session, rng.choice(pairs),
+                                             rng.choice(["accept", "drop"]),
+                                             rng.choice([("meta l4proto 135",), ("x y",)]))))
+        kept = build_batch(committed, ops, by_pair=by_pair)
+        scanned = build_batch(committed, ops)
+        assert sorted(kept.text.splitlines()) == sorted(scanned.text.splitlines())
+        assert kept.state == scanned.state
+        want = {}
+        for session, e in kept.state.items():
+            want.setdefault(e.pair, set()).add(session)
+        assert {pair: set(sessions) for pair, sessions in kept.by_pair.items()} == want
+        for pair in pairs:
+            bucket = bucket_name(pair)
+            jumps = [line.rsplit(" nsis-", 1)[1] for line in kept.text.splitlines()
+                     if line.startswith(f"add rule inet mip6bench {bucket} jump")]
+            if jumps:
+                assert sorted(jumps) == sorted(want[pair])
+                verdicts = [kept.state[j].verdict for j in jumps]
+                assert verdicts == sorted(verdicts, key=lambda v: v != "drop")
+        committed, by_pair = kept.state, kept.by_pair
 
 
 def test_requests_that_could_inject_commands_are_refused():
