@@ -187,6 +187,15 @@ def proc_switches(pid: int) -> tuple[int, int]:
 
 
 PAA_LINK, PACS_PREFIX = "2001:db8:ff::1", "2001:db8:ff::"
+MAX_SOURCES = 1000   # the PaCs' addresses: the PAA's neighbour cache holds one entry each
+
+
+def sources_problem(sources: int) -> str | None:
+    """Why `sources` PaC addresses cannot be used (one line), or None."""
+    if 1 <= sources <= MAX_SOURCES:
+        return None
+    return (f"--sources takes 1 to {MAX_SOURCES}, not {sources} (the PaCs' addresses; the "
+            f"PAA's neighbour cache holds one entry each)")
 
 
 def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", *,
@@ -215,8 +224,8 @@ def sockets(n: int, concurrency: int, backend_note: str = "embedded AAA agent", 
     count; hash seed fixed)."""
     from mip6bench.net.netns import in_fresh_netns, in_netns
 
-    if not 1 <= sources <= 1000:
-        raise ValueError(f"sources: 1 to 1000 addresses (neighbour cache), not {sources}")
+    if sources_problem(sources):
+        raise ValueError(sources_problem(sources))
 
     def body():
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
@@ -475,12 +484,13 @@ def sockets_only(spec: str) -> int:
         if "--callgrind" in sys.argv else None
     sources = 256
     if "--sources" in sys.argv:
-        value = sys.argv[sys.argv.index("--sources") + 1:][:1]
-        if not value or not value[0].isdigit() or not 1 <= int(value[0]) <= 1000:
-            print("pana_bench: --sources takes 1 to 1000 (the PaCs' addresses; the PAA's "
-                  "neighbour cache holds one entry each)", file=sys.stderr)
+        raw = "".join(sys.argv[sys.argv.index("--sources") + 1:][:1])
+        sources = int(raw) if raw.isdigit() else 0
+        problem = sources_problem(sources) if raw.isdigit() else \
+            f"--sources takes a number of addresses, 1 to {MAX_SOURCES}, not {raw!r}"
+        if problem:
+            print(f"pana_bench: {problem}", file=sys.stderr)
             return 2
-        sources = int(value[0])
     r = sockets(n, c, cpus=cpus, profile=profile, backend=backend,
                 events="--events" in sys.argv, callgrind=callgrind, sources=sources,
                 aaa_cpu=aaa_cpu)

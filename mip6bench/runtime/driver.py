@@ -181,7 +181,7 @@ class CoreDriver:
             elif kind is _START:
                 self._arm(action.key, action.at)
             elif kind is _STOP:
-                self._armed.pop(action.key, None)     # _disarm, inline
+                self._armed.pop(action.key, None)   # its heap entry is skipped when it comes up
             elif kind is _EVENT:
                 if self._emit_fields is not None:
                     self._emit_fields(action.name, action.fields)
@@ -324,9 +324,6 @@ class CoreDriver:
             self._compact()
         if not self.synchronous and at < self._wakeup_at:
             self._wake_at(at)
-
-    def _disarm(self, key: Hashable) -> None:
-        self._armed.pop(key, None)      # its heap entry is skipped when it comes up
 
     def _compact(self) -> None:
         """Drop the heap entries of timers re-armed or stopped since (timers re-armed far

@@ -10,7 +10,6 @@ Paths are warmed in parallel (one ping process per path, from the node's namespa
 """
 from __future__ import annotations
 
-
 from mip6bench.retry import AttemptFailed, RetryExhausted, retry
 from mip6bench.threads import ThreadPoolExecutor, results_of
 
